@@ -1,0 +1,181 @@
+"""One release under judgement: fetch -> reference (once) -> judge -> record.
+
+The CLI, the Lambda handler and the Jenkins step are thin adapters over this module.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from gate import judge as default_judge
+from gate.errors import GateError
+from gate.policy import Policy
+from gate.series import Observations
+from gate.sources import MetricSource, Query
+from gate.sources.replay import ReplaySource, load_case
+from gate.verdict import Verdict, iso
+
+
+def render_scope(scope: str, release: str) -> str:
+    """Scopes may name the release, e.g. `version:{release}`."""
+    return scope.replace("{release}", release)
+
+
+class Analysis:
+    """Evaluates one release at any moment of its lifetime.
+
+    The reference (the seasonal model of the history) is learned on the first evaluation and
+    reused by the later ones; each evaluation reads the window from the deploy to `now` only.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        source: MetricSource,
+        release: str,
+        deployed_at: int,
+        *,
+        canary: str | None = None,
+        baseline: str | None = None,
+        store: Any = None,
+        judge: Any = default_judge,
+    ):
+        self.policy = policy
+        self.source = source
+        self.release = release
+        self.deployed_at = int(deployed_at)
+        self.canary = render_scope(canary or policy.canary.scope, release)
+        base = baseline or (policy.baseline.scope if policy.baseline else None)
+        self.baseline = render_scope(base, release) if base else None
+        self.store = store
+        self.judge = judge
+        self._reference: Any = None
+        self._learned = False
+
+    @property
+    def end_at(self) -> int:
+        return self.deployed_at + self.policy.lifetime
+
+    def _query(self, start: int, end: int) -> Query:
+        return Query(
+            metrics=tuple(self.policy.metrics),
+            canary=self.canary,
+            baseline=self.baseline,
+            start=start,
+            end=end,
+            step=self.policy.interval,
+        )
+
+    def reference(self) -> Any:
+        """The judge's model of the history before the deploy, learned once per release."""
+        if not self._learned:
+            start = self.deployed_at - self.policy.history
+            history = self.source.fetch(self._query(start, self.deployed_at - 1))
+            self._reference = self.judge.learn(self.policy, history, self.deployed_at)
+            self._learned = True
+        return self._reference
+
+    def window(self, now: int) -> Observations:
+        return self.source.fetch(self._query(self.deployed_at, now))
+
+    def evaluate(self, now: int) -> Verdict:
+        now = int(now)
+        try:
+            reference = self.reference()
+            verdict = self.judge.evaluate(
+                self.policy, reference, self.window(now), self.deployed_at, now
+            )
+            verdict = replace(verdict, release=self.release)
+            if now >= self.end_at and not verdict.decisive:
+                verdict = self._at_end_of_lifetime(verdict)
+        except GateError as e:
+            if self.store is not None:
+                self.store.record_error(self.release, now, str(e))
+            raise
+        if self.store is not None:
+            self.store.record(verdict)
+        return verdict
+
+    def _at_end_of_lifetime(self, verdict: Verdict) -> Verdict:
+        outcome = self.policy.on_undecided
+        reason = (
+            f"still undecided at the end of the lifetime ({iso(self.end_at)}): "
+            f"the policy makes an undecided canary {outcome} (on_undecided). {verdict.reason}"
+        )
+        return replace(verdict, verdict=outcome, reason=reason, final=True)
+
+    def steps(self, start: int | None = None) -> Iterator[int]:
+        """The evaluation moments from `start` (default: one interval after the deploy) to the
+        end of the lifetime, the last one exactly at the end."""
+        step = self.policy.interval
+        t = self.deployed_at + step if start is None else start
+        while t < self.end_at:
+            yield t
+            t += step
+        yield self.end_at
+
+    def run(
+        self,
+        wait: Callable[[int], None] | None = None,
+        on_verdict: Callable[[Verdict], None] | None = None,
+        start: int | None = None,
+    ) -> tuple[Verdict, int]:
+        """Evaluate every interval until a decisive verdict or the end of the lifetime.
+
+        `wait(t)` is called before the evaluation at moment t: it sleeps until t in a live
+        watch, and only moves the replay clock when replaying.
+        """
+        evaluations, verdict = 0, None
+        for t in self.steps(start):
+            if wait is not None:
+                wait(t)
+            verdict = self.evaluate(t)
+            evaluations += 1
+            if on_verdict is not None:
+                on_verdict(verdict)
+            if verdict.decisive or verdict.final:
+                break
+        assert verdict is not None
+        return verdict, evaluations
+
+
+@dataclass
+class ReplayResult:
+    case: str
+    verdict: Verdict
+    evaluations: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {
+            "case": self.case,
+            "verdict": self.verdict.verdict,
+            "decided_at": iso(self.verdict.evaluated_at),
+            "evaluations": self.evaluations,
+            "reason": self.verdict.reason,
+            "metrics": [m.to_dict() for m in self.verdict.metrics],
+        }
+
+
+def replay_case(case_dir: str | Path, policy: Policy | None = None, judge: Any = default_judge) -> ReplayResult:
+    """Replay a recorded case step by step as the live loop would, seeing only the past."""
+    started = time.perf_counter()
+    case = load_case(case_dir)
+    policy = policy or case.policy()
+    # The lifetime is the case's: the recorded data ends there.
+    policy = policy.model_copy(update={"lifetime": case.end_at - case.deployed_at})
+    source = ReplaySource(case)
+    analysis = Analysis(
+        policy, source, case.id, case.deployed_at,
+        canary="canary", baseline="baseline" if policy.baseline else None, judge=judge,
+    )
+
+    def advance_clock(t: int) -> None:
+        source.visible_until = t
+
+    verdict, evaluations = analysis.run(wait=advance_clock)
+    return ReplayResult(case.id, verdict, evaluations, time.perf_counter() - started)

@@ -1,0 +1,196 @@
+"""`gate`: the command line. Thin: parsing, output and exit codes; the work is in gate.analysis.
+
+Exit codes: 0 pass, 1 fail, 3 inconclusive, 4 could not judge; 2 is a usage error (click).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from gate.errors import GateError
+from gate.verdict import EXIT_CODES, EXIT_ERROR, Verdict, parse_time
+
+app = typer.Typer(
+    help="canary-gate: judge a canary release against its baseline and its seasonal history.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+policy_app = typer.Typer(help="Policy files: validate them, publish their JSON Schema.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+out = Console()
+err = Console(stderr=True)
+
+PolicyOption = Annotated[Path, typer.Option("--policy", "-p", help="Policy file (YAML).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+StoreOption = Annotated[
+    Optional[Path], typer.Option("--store", help="SQLite file of the evaluation history [env GATE_STORE].")
+]
+
+
+def fail_closed(message: str) -> typer.Exit:
+    """Could not judge: one line on stderr, exit 4. Never a pass."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+def print_result(verdict: Verdict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(verdict.to_dict()), flush=True)
+    else:
+        from gate.console import print_verdict
+
+        print_verdict(verdict, out)
+
+
+@app.command()
+def check(
+    release: Annotated[str, typer.Argument(help="Release name (also usable in scopes as {release}).")],
+    policy: PolicyOption,
+    canary: Annotated[Optional[str], typer.Option(help="Canary scope, overrides the policy's.")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Baseline scope, overrides the policy's.")] = None,
+    deployed_at: Annotated[
+        Optional[str],
+        typer.Option(help="When the canary started (ISO 8601 or epoch). Default: the first check of the release."),
+    ] = None,
+    watch: Annotated[bool, typer.Option(help="Repeat every interval until decided or the lifetime ends.")] = False,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Evaluate a release now (or watch it until it is decided)."""
+    from gate.analysis import Analysis
+    from gate.policy import load_policy
+    from gate.sources import open_source
+    from gate.store import open_store
+
+    loaded = load_policy(policy)
+    history = open_store(store)
+    now = int(time.time())
+    start = parse_time(deployed_at) if deployed_at else now
+    info = {"policy": loaded.name, "canary": canary or loaded.canary.scope,
+            "baseline": baseline or (loaded.baseline.scope if loaded.baseline else None)}
+    started = history.start_release(release, start, info)
+    analysis = Analysis(loaded, open_source(loaded), release, started,
+                        canary=canary, baseline=baseline, store=history)
+    if not watch:
+        verdict = analysis.evaluate(now)
+    else:
+        verdict = _watch(analysis, as_json)
+    print_result(verdict, as_json)
+    raise typer.Exit(EXIT_CODES[verdict.verdict])
+
+
+def _watch(analysis, as_json: bool) -> Verdict:
+    def wait(t: int) -> None:
+        while time.time() < t:
+            time.sleep(min(1.0, max(0.0, t - time.time())))
+
+    with err.status("evaluating...") as status:
+        def progress(v: Verdict) -> None:
+            minutes = (v.evaluated_at - analysis.deployed_at) / 60
+            left = max(0, analysis.end_at - v.evaluated_at) / 60
+            status.update(f"{v.verdict} after {minutes:.0f} min ({left:.0f} min left): {v.reason[:100]}")
+
+        verdict, _ = analysis.run(wait=wait, on_verdict=progress, start=max(int(time.time()), analysis.deployed_at))
+    return verdict
+
+
+@app.command()
+def replay(
+    cases: Annotated[list[Path], typer.Argument(help="Case folders (../shared/corpus format).")],
+    policy: Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy file; default: from case.json.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay recorded cases step by step, as the live loop would, and print their verdicts."""
+    from gate.analysis import replay_case
+    from gate.policy import load_policy
+
+    loaded = load_policy(policy) if policy else None
+    code = EXIT_ERROR
+    for case in cases:
+        try:
+            result = replay_case(case, loaded)
+        except GateError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            if as_json:
+                print(json.dumps({"case": str(case), "verdict": "error", "error": str(e)}), flush=True)
+            code = EXIT_ERROR
+            continue
+        code = EXIT_CODES[result.verdict.verdict]
+        if as_json:
+            print(json.dumps(result.to_dict()), flush=True)
+        else:
+            out.print(f"[bold]{result.case}[/]: {result.evaluations} evaluations")
+            from gate.console import print_verdict
+
+            print_verdict(result.verdict, out)
+    raise typer.Exit(code)
+
+
+@app.command()
+def history(release: str, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Show the recorded evaluations of a release."""
+    from gate.store import open_store
+
+    records = open_store(store).evaluations(release)
+    if not records:
+        raise fail_closed(f"no evaluation recorded for release {release!r}")
+    if as_json:
+        print(json.dumps(records))
+        return
+    for r in records:
+        out.print(f"{r['evaluated_at']}  {r['verdict']:<12} {r['reason']}", highlight=False)
+
+
+@policy_app.command("schema")
+def policy_schema() -> None:
+    """Print the JSON Schema of policy files."""
+    from gate.policy import json_schema
+
+    print(json_schema())
+
+
+@policy_app.command("validate")
+def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy files.")]) -> None:
+    """Validate policy files; exit 4 on the first invalid one."""
+    from gate.policy import load_policy
+
+    for f in files:
+        p = load_policy(f)
+        out.print(f"{f}: ok ({p.name}, {len(p.metrics)} metrics, source {p.source.type})", highlight=False)
+
+
+def main() -> None:
+    """Entry point: maps every 'could not judge' to exit 4 with one line, never a traceback.
+
+    Usage errors stay click's (exit 2); anything unexpected is a could-not-judge, not a pass.
+    """
+    try:
+        app()
+    except GateError as e:
+        sys.exit(_report(str(e)))
+    except KeyboardInterrupt:
+        sys.exit(_report("interrupted"))
+    except Exception as e:  # noqa: BLE001 - a crash must never read as a pass
+        if os.environ.get("GATE_DEBUG"):
+            traceback.print_exc()
+        sys.exit(_report(f"internal error: {type(e).__name__}: {e} (set GATE_DEBUG=1 for the traceback)"))
+
+
+def _report(message: str) -> int:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Errors that mean "could not judge". Every one of them maps to exit code 4 and never to a pass."""
+
+
+class GateError(Exception):
+    """The gate could not judge: the message is meant for the user, one line, no traceback."""
+
+
+class PolicyError(GateError):
+    """The policy file is missing, unreadable or invalid."""
+
+
+class SourceError(GateError):
+    """A metric source failed (unreachable, refused, malformed answer) after its retries."""
+
+
+class CaseError(GateError):
+    """A recorded case folder is missing or malformed."""
+
+
+class StoreError(GateError):
+    """The evaluation store could not be read or written."""

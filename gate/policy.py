@@ -1,0 +1,209 @@
+"""The policy file: which metrics to judge, how, where they come from, and for how long.
+
+A policy is YAML validated by pydantic; `Policy.model_json_schema()` is published by
+`gate policy schema` so editors can validate policy files as they are written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from gate.errors import PolicyError
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(value: Any) -> int:
+    """`90`, `"90s"`, `"5m"`, `"1h"`, `"7d"`, `"2w"` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '5m', '1h', '7d'")
+    if isinstance(value, (int, float)):
+        if value != int(value):
+            raise ValueError(f"a duration must be whole seconds, got {value!r}")
+        return int(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError(f"{value!r} is not a duration (use seconds or '30s', '5m', '1h', '7d', '2w')")
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration), Field(gt=0)]
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metric(Strict):
+    """One KPI of the service."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Name of the metric, unique in the policy.")
+    kind: Literal["gauge", "count"] = Field(
+        description="`gauge`: a level (CPU %, memory %, latency ms). `count`: events per step."
+    )
+    bad_direction: Literal["increase", "decrease", "either", "none"] = Field(
+        default="increase",
+        description="Which way is a regression. `none`: context only, never judged.",
+    )
+    tolerance: float | None = Field(
+        default=0.1,
+        ge=0,
+        description="Relative degradation still acceptable (0.1 = up to 10% worse than the "
+        "baseline). null: judge any departure from the seasonal history (history-only).",
+    )
+    denominator: str | None = Field(
+        default=None,
+        description="For a count: the count metric it is a share of (errors / requests).",
+    )
+    critical: bool = Field(
+        default=False, description="A failure of a critical metric fails the canary at once."
+    )
+    muted: bool = Field(
+        default=False, description="Reported but never affects the verdict."
+    )
+    min_events: int = Field(
+        default=0,
+        ge=0,
+        description="Counts: judge a ratio only once the canary has this many denominator events.",
+    )
+    queries: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Provider-specific query, keyed by source type (datadog, cloudwatch, ...).",
+    )
+
+    @property
+    def judged(self) -> bool:
+        return self.bad_direction != "none" and not self.muted
+
+
+class Scope(Strict):
+    """A group of hosts, as the data source names it (a Datadog tag filter, an ASG name...)."""
+
+    scope: str = Field(min_length=1, max_length=200, description="Tag filter or group name.")
+
+
+class Source(Strict):
+    """Where the metrics come from. Options are specific to each type."""
+
+    type: Literal["datadog", "cloudwatch", "replay", "simulate"]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Policy(Strict):
+    """A canary gate: metrics, groups, timing and the data source."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Service or gate name.")
+    source: Source
+    canary: Scope
+    baseline: Scope | None = Field(
+        default=None,
+        description="The concurrent baseline group. null: judge the canary against its own "
+        "pre-deploy history (history-only).",
+    )
+    interval: Duration = Field(default=60, description="Time between evaluations (and the step).")
+    lifetime: Duration = Field(default=3600, description="Canary lifetime: the last moment to decide.")
+    history: Duration = Field(
+        default=7 * 86400, description="How much baseline history trains the seasonal model."
+    )
+    on_undecided: Literal["fail", "pass", "inconclusive"] = Field(
+        default="fail",
+        description="What a canary still undecided at the end of its lifetime becomes.",
+    )
+    alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=0.5,
+        description="False-alarm budget of the whole gate, shared across metrics and looks.",
+    )
+    metrics: list[Metric] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        names = [m.name for m in self.metrics]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"metric names must be unique, repeated: {', '.join(duplicates)}")
+        by_name = {m.name: m for m in self.metrics}
+        for m in self.metrics:
+            if m.denominator is None:
+                continue
+            if m.kind != "count":
+                raise ValueError(f"metric {m.name!r}: only a count can have a denominator")
+            other = by_name.get(m.denominator)
+            if other is None:
+                raise ValueError(f"metric {m.name!r}: denominator {m.denominator!r} is not a metric")
+            if other.kind != "count":
+                raise ValueError(f"metric {m.name!r}: denominator {m.denominator!r} must be a count")
+        if self.lifetime < self.interval:
+            raise ValueError("lifetime must be at least one interval")
+        if not any(m.judged for m in self.metrics):
+            raise ValueError("no metric is judged (all are muted or have bad_direction: none)")
+        return self
+
+    def metric(self, name: str) -> Metric:
+        return next(m for m in self.metrics if m.name == name)
+
+    @property
+    def history_only(self) -> bool:
+        return self.baseline is None
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "policy"
+        message = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
+        parts.append(f"{where}: {message}{shown}")
+    return "; ".join(parts)
+
+
+def parse_policy(data: Any, origin: str = "policy") -> Policy:
+    if not isinstance(data, dict):
+        raise PolicyError(f"{origin}: a policy is a mapping of fields, got {type(data).__name__}")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as e:
+        raise PolicyError(f"{origin}: {_describe(e)}") from None
+
+
+def load_policy(path: str | Path) -> Policy:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError(f"policy file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PolicyError(f"cannot read policy file {path}: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise PolicyError(f"{path}: {problem}{where}") from None
+    return parse_policy(data, origin=str(path))
+
+
+def json_schema() -> str:
+    schema = Policy.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "canary-gate policy"
+    return json.dumps(schema, indent=2)

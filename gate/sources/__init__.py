@@ -1,0 +1,58 @@
+"""Metric sources: one module per provider behind one small protocol.
+
+A source answers one question: the values of the policy's metrics for the canary and the
+baseline group between two moments, on the policy's step. It never judges. Faults it cannot
+recover from (after its own retries) are raised as `SourceError`, which the gate turns into
+"could not judge" (exit 4), never a pass.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from gate.errors import PolicyError
+from gate.policy import Metric, Policy
+from gate.series import Observations
+
+
+@dataclass(frozen=True)
+class Query:
+    metrics: tuple[Metric, ...]
+    canary: str  # scope of the canary group, as the provider names it
+    baseline: str | None  # scope of the baseline group; None: history-only
+    start: int  # epoch seconds, inclusive
+    end: int  # epoch seconds, inclusive; never later than the moment being judged
+    step: int  # seconds between points
+
+
+@runtime_checkable
+class MetricSource(Protocol):
+    def fetch(self, query: Query) -> Observations:
+        """Both groups' metrics on the grid start..end; NaN where a point is missing."""
+        ...
+
+
+# type -> "module:factory"; modules are imported only when used, so a policy that reads
+# CloudWatch never imports the Datadog client and the other way round.
+PROVIDERS = {
+    "replay": "gate.sources.replay:from_policy",
+    "simulate": "gate.sources.simulate:from_policy",
+    "datadog": "gate.sources.datadog:from_policy",
+    "cloudwatch": "gate.sources.cloudwatch:from_policy",
+}
+
+
+def open_source(policy: Policy) -> MetricSource:
+    target = PROVIDERS.get(policy.source.type)
+    if target is None:
+        raise PolicyError(f"source.type: unknown source {policy.source.type!r}")
+    module_name, factory = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        raise PolicyError(
+            f"source.type: {policy.source.type!r} is not available in this installation ({e})"
+        ) from None
+    return getattr(module, factory)(policy)

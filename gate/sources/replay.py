@@ -1,0 +1,168 @@
+"""Recorded cases (../shared/corpus format): a folder with `case.json` and `series.csv.gz`.
+
+The labels of a case (`expect`, `culprits`, `injected`, `scenario`, `source`) are never read:
+cases are also judged blind.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gate.errors import CaseError, PolicyError
+from gate.policy import Policy, parse_policy
+from gate.series import Frame, Observations
+from gate.sources import Query
+from gate.verdict import parse_time
+
+SCOPES = ("canary", "baseline")
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    path: Path
+    step: int
+    deployed_at: int
+    end_at: int
+    metrics: list[dict]
+    frames: dict[str, Frame]  # scope -> the whole recorded frame (history and window)
+
+    def policy(self) -> Policy:
+        """The policy a case implies: its metrics, its groups, its step and lifetime."""
+        metrics = [
+            {k: m[k] for k in ("name", "kind", "bad_direction", "tolerance", "denominator") if k in m}
+            for m in self.metrics
+        ]
+        has_baseline = "baseline" in self.frames and len(self.frames["baseline"]) > 0
+        return parse_policy(
+            {
+                "name": _policy_name(self.id),
+                "source": {"type": "replay", "options": {"case": str(self.path)}},
+                "canary": {"scope": "canary"},
+                "baseline": {"scope": "baseline"} if has_baseline else None,
+                "interval": self.step,
+                "lifetime": max(self.step, self.end_at - self.deployed_at),
+                "history": 14 * 86400,
+                "metrics": metrics,
+            },
+            origin=f"{self.path}/case.json",
+        )
+
+
+def _policy_name(case_id: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "_.-" else "-" for c in case_id)
+    return cleaned if cleaned[:1].isalpha() else f"case-{cleaned}"[:64]
+
+
+def load_case(path: str | Path) -> Case:
+    path = Path(path)
+    if not path.is_dir():
+        raise CaseError(f"case folder not found: {path}")
+    meta_path, series_path = path / "case.json", path / "series.csv.gz"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CaseError(f"{path}: no case.json") from None
+    except (OSError, ValueError) as e:
+        raise CaseError(f"{meta_path}: not valid JSON ({e})") from None
+    try:
+        step = int(meta["step_seconds"])
+        deployed_at = parse_time(meta["deploy_at"])
+        end_at = parse_time(meta["end_at"])
+        metrics = list(meta["metrics"])
+        names = [m["name"] for m in metrics]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CaseError(f"{meta_path}: missing or invalid field {e}") from None
+    if step <= 0 or end_at <= deployed_at:
+        raise CaseError(f"{meta_path}: step_seconds must be > 0 and end_at after deploy_at")
+    frames = _read_series(series_path, names, step)
+    return Case(
+        id=str(meta.get("id", path.name)),
+        path=path,
+        step=step,
+        deployed_at=deployed_at,
+        end_at=end_at,
+        metrics=metrics,
+        frames=frames,
+    )
+
+
+def _read_series(path: Path, names: list[str], step: int) -> dict[str, Frame]:
+    try:
+        with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+            reader = csv.reader(io.StringIO(f.read()))
+            header = next(reader)
+            rows = list(reader)
+    except FileNotFoundError:
+        raise CaseError(f"{path.parent}: no series.csv.gz") from None
+    except (OSError, EOFError, StopIteration, UnicodeDecodeError) as e:
+        raise CaseError(f"{path}: unreadable ({e or 'empty file'})") from None
+    if header[:2] != ["timestamp", "scope"]:
+        raise CaseError(f"{path}: the header must start with timestamp,scope")
+    missing = [n for n in names if n not in header]
+    if missing:
+        raise CaseError(f"{path}: no column for metric(s) {', '.join(missing)}")
+    columns = [header.index(n) for n in names]
+    by_scope: dict[str, dict[str, dict[int, float]]] = {}
+    try:
+        for line, row in enumerate(rows, start=2):
+            scope = row[1]
+            if scope not in SCOPES:
+                raise CaseError(f"{path}: line {line}: unknown scope {scope!r}")
+            t = int(row[0])
+            points = by_scope.setdefault(scope, {n: {} for n in names})
+            for n, c in zip(names, columns):
+                cell = row[c] if c < len(row) else ""
+                if cell != "":
+                    points[n][t] = float(cell)
+    except (ValueError, IndexError) as e:
+        raise CaseError(f"{path}: line {line}: {e}") from None
+    frames = {}
+    for scope, points in by_scope.items():
+        times = [t for p in points.values() for t in p]
+        if not times:
+            frames[scope] = Frame.empty(step, names)
+            continue
+        frames[scope] = Frame.on_grid(step, min(times), max(times), points)
+    return frames
+
+
+class ReplaySource:
+    """Serves a recorded case. `visible_until` hides the future: rows after it are never served,
+    whatever is asked, so a replay cannot peek past the moment it is judging."""
+
+    def __init__(self, case: Case):
+        self.case = case
+        self.visible_until: int | None = None
+
+    def fetch(self, query: Query) -> Observations:
+        end = query.end if self.visible_until is None else min(query.end, self.visible_until)
+        names = [m.name for m in query.metrics]
+        if query.step != self.case.step:
+            raise PolicyError(
+                f"interval: the case is recorded every {self.case.step}s, the policy asks {query.step}s"
+            )
+
+        def frame(scope: str) -> Frame:
+            recorded = self.case.frames.get(scope)
+            if recorded is None:
+                return Frame.empty(query.step, names)
+            window = recorded.between(query.start, end)
+            return Frame(window.step, window.timestamps, {n: window.values[n] for n in names if n in window.values})
+
+        baseline = frame(query.baseline) if query.baseline else None
+        return Observations(canary=frame(query.canary), baseline=baseline)
+
+
+def from_policy(policy: Policy) -> ReplaySource:
+    case = policy.source.options.get("case")
+    if not case:
+        raise PolicyError("source.options.case: the replay source needs the case folder")
+    return ReplaySource(load_case(case))

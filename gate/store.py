@@ -1,0 +1,173 @@
+"""Evaluation history: every evaluation, error and action of every release.
+
+SQLite by default (a file, path from `GATE_STORE` or `.gate/gate.sqlite`); DynamoDB in AWS
+implements the same small interface. Writes are single transactions, so a process killed
+mid-evaluation leaves either the whole record or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Protocol
+
+from gate.errors import StoreError
+from gate.verdict import Verdict
+
+DEFAULT_PATH = ".gate/gate.sqlite"
+
+
+class Store(Protocol):
+    def start_release(self, release: str, deployed_at: int, info: dict) -> int:
+        """Register a release; returns its deploy time (the first one registered wins)."""
+        ...
+
+    def release(self, release: str) -> dict | None: ...
+
+    def record(self, verdict: Verdict) -> None: ...
+
+    def record_error(self, release: str, at: int, message: str) -> None: ...
+
+    def record_event(self, release: str, kind: str, detail: dict) -> None:
+        """Anything else that happened to a release: promote, rollback, notification."""
+        ...
+
+    def evaluations(self, release: str) -> list[dict]: ...
+
+    def events(self, release: str) -> list[dict]: ...
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS releases (
+    release TEXT PRIMARY KEY,
+    deployed_at INTEGER NOT NULL,
+    info TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    release TEXT NOT NULL,
+    evaluated_at INTEGER NOT NULL,
+    verdict TEXT NOT NULL,
+    final INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    recorded_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evaluations_release ON evaluations (release, evaluated_at);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    release TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    recorded_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_release ON events (release);
+"""
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path or os.environ.get("GATE_STORE") or DEFAULT_PATH)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"cannot open the store {self.path}: {e}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        # One short-lived connection per operation: safe across threads and processes;
+        # the timeout waits out another writer instead of failing.
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA busy_timeout = 30000")
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _write(self, sql: str, params: tuple) -> None:
+        try:
+            db = self._connect()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(sql, params)
+                db.execute("COMMIT")
+            finally:
+                db.close()
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot write to the store {self.path}: {e}") from None
+
+    def _read(self, sql: str, params: tuple) -> list[sqlite3.Row]:
+        try:
+            db = self._connect()
+            try:
+                return db.execute(sql, params).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot read the store {self.path}: {e}") from None
+
+    def start_release(self, release: str, deployed_at: int, info: dict) -> int:
+        self._write(
+            "INSERT OR IGNORE INTO releases (release, deployed_at, info, created_at) VALUES (?, ?, ?, ?)",
+            (release, int(deployed_at), json.dumps(info), time.time()),
+        )
+        return self.release(release)["deployed_at"]
+
+    def release(self, release: str) -> dict | None:
+        rows = self._read("SELECT release, deployed_at, info FROM releases WHERE release = ?", (release,))
+        if not rows:
+            return None
+        row = rows[0]
+        return {"release": row["release"], "deployed_at": row["deployed_at"], "info": json.loads(row["info"])}
+
+    def record(self, verdict: Verdict) -> None:
+        self._write(
+            "INSERT INTO evaluations (release, evaluated_at, verdict, final, reason, payload, recorded_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (verdict.release, verdict.evaluated_at, verdict.verdict, int(verdict.final),
+             verdict.reason, json.dumps(verdict.to_dict()), time.time()),
+        )
+
+    def record_error(self, release: str, at: int, message: str) -> None:
+        self._write(
+            "INSERT INTO evaluations (release, evaluated_at, verdict, final, reason, payload, recorded_at)"
+            " VALUES (?, ?, 'error', 0, ?, '{}', ?)",
+            (release, int(at), message, time.time()),
+        )
+
+    def record_event(self, release: str, kind: str, detail: dict) -> None:
+        self._write(
+            "INSERT INTO events (release, kind, detail, recorded_at) VALUES (?, ?, ?, ?)",
+            (release, kind, json.dumps(detail), time.time()),
+        )
+
+    def evaluations(self, release: str) -> list[dict]:
+        rows = self._read(
+            "SELECT evaluated_at, verdict, final, reason, payload FROM evaluations"
+            " WHERE release = ? ORDER BY evaluated_at, id",
+            (release,),
+        )
+        return [
+            {"evaluated_at": r["evaluated_at"], "verdict": r["verdict"], "final": bool(r["final"]),
+             "reason": r["reason"], "payload": json.loads(r["payload"])}
+            for r in rows
+        ]
+
+    def events(self, release: str) -> list[dict]:
+        rows = self._read(
+            "SELECT kind, detail, recorded_at FROM events WHERE release = ? ORDER BY id", (release,)
+        )
+        return [{"kind": r["kind"], "detail": json.loads(r["detail"]), "recorded_at": r["recorded_at"]} for r in rows]
+
+
+def open_store(path: str | Path | None = None) -> Store:
+    """The store for this environment: DynamoDB when `GATE_STORE_TABLE` names a table, else SQLite."""
+    table = os.environ.get("GATE_STORE_TABLE")
+    if table and path is None:
+        from gate.store_dynamodb import DynamoStore  # only in AWS
+
+        return DynamoStore(table)
+    return SqliteStore(path)

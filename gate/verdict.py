@@ -1,0 +1,116 @@
+"""What a judgement says: the verdict, and per metric the numbers and the rule behind it.
+
+Everything downstream (store, report, Slack, Jenkins JUnit, exit codes) reads these, never the
+judge's internals, so the judge can be replaced whole.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+Outcome = Literal["pass", "fail", "inconclusive"]
+MetricOutcome = Literal["pass", "fail", "inconclusive", "skipped"]
+
+EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3, "error": 4}
+EXIT_ERROR = 4
+
+
+def iso(epoch: int | float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> int:
+    """ISO 8601 (with Z or an offset) or epoch seconds -> epoch seconds."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def _finite(x: float | None) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return round(x, 6) if math.isfinite(x) else None
+
+
+@dataclass
+class MetricResult:
+    name: str
+    verdict: MetricOutcome
+    reason: str
+    rule: str = ""
+    canary: float | None = None  # the canary's value over the window (mean, rate or quantile)
+    baseline: float | None = None  # the concurrent baseline's value over the same points
+    expected: float | None = None  # what the seasonal model expected for the window
+    effect: float | None = None  # relative effect estimate: canary / reference - 1
+    interval: tuple[float, float] | None = None  # confidence interval of `effect`
+    tolerance: float | None = None
+    critical: bool = False
+    muted: bool = False
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("canary", "baseline", "expected", "effect"):
+            d[key] = _finite(d[key])
+        if self.interval is not None:
+            lo, hi = self.interval
+            d["interval"] = [_finite(lo), _finite(hi)]
+        return d
+
+
+@dataclass
+class Verdict:
+    release: str
+    verdict: Outcome
+    reason: str
+    deployed_at: int
+    evaluated_at: int
+    final: bool  # decisive, or the end of the lifetime was reached
+    metrics: list[MetricResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    @property
+    def decisive(self) -> bool:
+        return self.verdict in ("pass", "fail")
+
+    def to_dict(self) -> dict:
+        return {
+            "release": self.release,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "deployed_at": iso(self.deployed_at),
+            "evaluated_at": iso(self.evaluated_at),
+            "final": self.final,
+            "metrics": [m.to_dict() for m in self.metrics],
+            "notes": list(self.notes),
+        }
+
+    @staticmethod
+    def from_dict(d: dict) -> Verdict:
+        metrics = []
+        for m in d.get("metrics", []):
+            m = dict(m)
+            if m.get("interval") is not None:
+                m["interval"] = tuple(m["interval"])
+            metrics.append(MetricResult(**m))
+        return Verdict(
+            release=d["release"],
+            verdict=d["verdict"],
+            reason=d["reason"],
+            deployed_at=parse_time(d["deployed_at"]),
+            evaluated_at=parse_time(d["evaluated_at"]),
+            final=d["final"],
+            metrics=metrics,
+            notes=list(d.get("notes", [])),
+        )
