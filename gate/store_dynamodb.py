@@ -1,0 +1,153 @@
+"""The evaluation store in DynamoDB: the same interface as `gate.store.SqliteStore`, for Lambda.
+
+One table (its name from `GATE_STORE_TABLE`), partition key `release`, sort key `sk`:
+
+* `release`                       the release itself: its deploy time and info (one per release)
+* `eval#<evaluated_at>#<nanos>`   one evaluation (verdict or error), in time order
+* `event#<nanos>`                 anything else: promote, rollback, notification
+
+Every item carries `expires_at` (epoch seconds), the table's TTL attribute, so the history of old
+releases goes away by itself (`GATE_STORE_TTL_DAYS`, 90 by default). Payloads are JSON strings:
+DynamoDB has no float type and the payload is only ever read back whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from gate.errors import StoreError
+from gate.verdict import Verdict
+
+RELEASE_SK = "release"
+EVALUATION_PREFIX = "eval#"
+EVENT_PREFIX = "event#"
+DEFAULT_TTL_DAYS = 90
+
+
+class DynamoStore:
+    def __init__(self, table: str, *, ttl_days: float | None = None, client: Any = None):
+        self.table = table
+        days = ttl_days if ttl_days is not None else float(os.environ.get("GATE_STORE_TTL_DAYS") or DEFAULT_TTL_DAYS)
+        self.ttl_seconds = int(days * 86400)
+        try:
+            self.client = client or boto3.client("dynamodb")
+        except BotoCoreError as e:
+            raise StoreError(f"cannot open the DynamoDB store {table}: {e}") from None
+
+    # -- low level: every AWS fault becomes a StoreError (could not judge), with no traceback
+    def _call(self, operation: str, **kwargs: Any) -> dict:
+        try:
+            return getattr(self.client, operation)(TableName=self.table, **kwargs)
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                raise
+            message = e.response.get("Error", {}).get("Message", str(e))
+            raise StoreError(f"DynamoDB store {self.table}: {operation} failed: {code}: {message}") from None
+        except BotoCoreError as e:
+            raise StoreError(f"DynamoDB store {self.table}: {operation} failed: {e}") from None
+
+    def _expires_at(self) -> dict:
+        return {"N": str(int(time.time()) + self.ttl_seconds)}
+
+    def _query(self, release: str, prefix: str) -> list[dict]:
+        items, start = [], None
+        while True:
+            page = self._call(
+                "query",
+                KeyConditionExpression="#r = :r AND begins_with(sk, :p)",
+                ExpressionAttributeNames={"#r": "release"},
+                ExpressionAttributeValues={":r": {"S": release}, ":p": {"S": prefix}},
+                ConsistentRead=True,
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            items.extend(page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return items
+
+    # -- the Store protocol
+    def start_release(self, release: str, deployed_at: int, info: dict) -> int:
+        try:
+            self._call(
+                "put_item",
+                Item={
+                    "release": {"S": release},
+                    "sk": {"S": RELEASE_SK},
+                    "deployed_at": {"N": str(int(deployed_at))},
+                    "info": {"S": json.dumps(info)},
+                    "created_at": {"N": repr(time.time())},
+                    "expires_at": self._expires_at(),
+                },
+                # The first registration wins, as in SQLite's INSERT OR IGNORE.
+                ConditionExpression="attribute_not_exists(sk)",
+            )
+        except ClientError:
+            pass  # already registered: keep its deploy time
+        registered = self.release(release)
+        if registered is None:
+            raise StoreError(f"DynamoDB store {self.table}: release {release!r} vanished after registration")
+        return registered["deployed_at"]
+
+    def release(self, release: str) -> dict | None:
+        item = self._call(
+            "get_item", Key={"release": {"S": release}, "sk": {"S": RELEASE_SK}}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return {"release": release, "deployed_at": int(item["deployed_at"]["N"]), "info": json.loads(item["info"]["S"])}
+
+    def _put_evaluation(self, release: str, at: int, verdict: str, final: bool, reason: str, payload: dict) -> None:
+        self._call(
+            "put_item",
+            Item={
+                "release": {"S": release},
+                "sk": {"S": f"{EVALUATION_PREFIX}{int(at):012d}#{time.time_ns():020d}"},
+                "evaluated_at": {"N": str(int(at))},
+                "verdict": {"S": verdict},
+                "final": {"BOOL": bool(final)},
+                "reason": {"S": reason},
+                "payload": {"S": json.dumps(payload)},
+                "recorded_at": {"N": repr(time.time())},
+                "expires_at": self._expires_at(),
+            },
+        )
+
+    def record(self, verdict: Verdict) -> None:
+        self._put_evaluation(verdict.release, verdict.evaluated_at, verdict.verdict, verdict.final,
+                             verdict.reason, verdict.to_dict())
+
+    def record_error(self, release: str, at: int, message: str) -> None:
+        self._put_evaluation(release, at, "error", False, message, {})
+
+    def record_event(self, release: str, kind: str, detail: dict) -> None:
+        self._call(
+            "put_item",
+            Item={
+                "release": {"S": release},
+                "sk": {"S": f"{EVENT_PREFIX}{time.time_ns():020d}"},
+                "kind": {"S": kind},
+                "detail": {"S": json.dumps(detail)},
+                "recorded_at": {"N": repr(time.time())},
+                "expires_at": self._expires_at(),
+            },
+        )
+
+    def evaluations(self, release: str) -> list[dict]:
+        return [
+            {"evaluated_at": int(i["evaluated_at"]["N"]), "verdict": i["verdict"]["S"], "final": i["final"]["BOOL"],
+             "reason": i["reason"]["S"], "payload": json.loads(i["payload"]["S"])}
+            for i in self._query(release, EVALUATION_PREFIX)  # sorted by sk: time, then insertion
+        ]
+
+    def events(self, release: str) -> list[dict]:
+        return [
+            {"kind": i["kind"]["S"], "detail": json.loads(i["detail"]["S"]), "recorded_at": float(i["recorded_at"]["N"])}
+            for i in self._query(release, EVENT_PREFIX)
+        ]

@@ -1,0 +1,165 @@
+"""The DynamoDB evaluation store against a real moto server (HTTP on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+
+import boto3
+import pytest
+
+from gate.errors import StoreError
+from gate.store import open_store
+from gate.store_dynamodb import DynamoStore
+from gate.verdict import MetricResult, Verdict
+
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """A moto server on 127.0.0.1 for the whole session; `moto_endpoint` resets it per test."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto_endpoint(moto_server, monkeypatch):
+    """boto3 (and everything built on it) talks to the moto server, with fake credentials."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10)
+    for key, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    return moto_server
+
+
+def create_store_table(name: str) -> None:
+    """The table as infra/template.yaml declares it: release (hash), sk (range), TTL expires_at."""
+    client = boto3.client("dynamodb")
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "release", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "release", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+
+
+def verdict(release: str, at: int, outcome: str = "inconclusive", final: bool = False) -> Verdict:
+    return Verdict(
+        release=release, verdict=outcome, reason=f"{outcome} at {at}", deployed_at=1_000, evaluated_at=at,
+        final=final,
+        metrics=[MetricResult(name="cpu", verdict=outcome if outcome != "error" else "inconclusive",
+                              reason="r", canary=1.25, baseline=1.0, effect=0.25, interval=(0.1, 0.4))],
+    )
+
+
+@pytest.fixture
+def store(moto_endpoint):
+    create_store_table("gate-evaluations")
+    return DynamoStore("gate-evaluations")
+
+
+def test_the_first_registered_deploy_time_wins(store):
+    assert store.release("r1") is None
+    assert store.start_release("r1", 1_000, {"policy": "web", "canary": "c"}) == 1_000
+    assert store.start_release("r1", 2_000, {"policy": "other"}) == 1_000
+    assert store.release("r1") == {"release": "r1", "deployed_at": 1_000, "info": {"policy": "web", "canary": "c"}}
+
+
+def test_evaluations_come_back_in_time_order_with_their_payload(store):
+    store.record(verdict("r1", 1_120))
+    store.record_error("r1", 1_060, "datadog: 503")
+    store.record(verdict("r1", 1_180, "fail", final=True))
+    store.record(verdict("other", 1_060, "pass", final=True))
+    records = store.evaluations("r1")
+    assert [(r["evaluated_at"], r["verdict"], r["final"]) for r in records] == [
+        (1_060, "error", False), (1_120, "inconclusive", False), (1_180, "fail", True)]
+    assert records[0]["reason"] == "datadog: 503" and records[0]["payload"] == {}
+    assert Verdict.from_dict(records[2]["payload"]) == verdict("r1", 1_180, "fail", final=True)
+    assert [r["verdict"] for r in store.evaluations("other")] == ["pass"]
+    assert store.evaluations("nobody") == []
+
+
+def test_events_keep_their_order_and_detail(store):
+    for i in range(3):
+        store.record_event("r1", "notify", {"n": i})
+    store.record_event("r1", "rollback", {"group": "web-canary"})
+    events = store.events("r1")
+    assert [(e["kind"], e["detail"]) for e in events] == [
+        ("notify", {"n": 0}), ("notify", {"n": 1}), ("notify", {"n": 2}), ("rollback", {"group": "web-canary"})]
+    assert all(isinstance(e["recorded_at"], float) for e in events)
+
+
+def test_every_item_carries_the_ttl_attribute(store):
+    store.start_release("r1", 1_000, {})
+    store.record(verdict("r1", 1_060))
+    store.record_event("r1", "notify", {})
+    items = boto3.client("dynamodb").scan(TableName="gate-evaluations")["Items"]
+    assert len(items) == 3
+    now = time.time()
+    for item in items:
+        assert 89 * 86400 < int(item["expires_at"]["N"]) - now <= 90 * 86400 + 5
+
+
+def test_many_evaluations_are_read_across_pages(store):
+    # Large payloads push the query past DynamoDB's 1 MB page: the store must follow LastEvaluatedKey.
+    big = verdict("r1", 0)
+    big.notes = ["x" * 350_000]
+    for at in range(8):
+        store.record(Verdict(**{**big.__dict__, "evaluated_at": 1_000 + at}))
+    assert [r["evaluated_at"] for r in store.evaluations("r1")] == list(range(1_000, 1_008))
+
+
+def test_open_store_selects_dynamodb_from_the_environment(store, monkeypatch):
+    monkeypatch.setenv("GATE_STORE_TABLE", "gate-evaluations")
+    selected = open_store()
+    assert isinstance(selected, DynamoStore)
+    selected.start_release("r9", 5, {})
+    assert store.release("r9")["deployed_at"] == 5
+
+
+def test_a_missing_table_is_a_store_error_naming_it(moto_endpoint):
+    store = DynamoStore("no-such-table")
+    with pytest.raises(StoreError, match="no-such-table.*ResourceNotFound"):
+        store.record(verdict("r1", 1))
+
+
+def test_an_unreachable_endpoint_is_a_store_error(monkeypatch):
+    for key, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(StoreError, match="gate-evaluations"):
+        DynamoStore("gate-evaluations").release("r1")
+
+
+def test_ttl_days_from_the_environment(store, monkeypatch):
+    monkeypatch.setenv("GATE_STORE_TTL_DAYS", "1")
+    short = DynamoStore("gate-evaluations")
+    short.record_event("r1", "notify", {})
+    (item,) = boto3.client("dynamodb").scan(TableName="gate-evaluations")["Items"]
+    assert int(item["expires_at"]["N"]) - time.time() <= 86400 + 5
