@@ -138,6 +138,23 @@ def replay(
 
 
 @app.command()
+def demo(
+    scenario: Annotated[
+        Optional[str],
+        typer.Argument(help="healthy, db_connections (default), payment_failures, bad_version, gateway_killed."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated data (same seed, same data).")] = 7,
+    pace: Annotated[float, typer.Option(help="Seconds of pause per simulated interval.")] = 0.15,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Run a whole simulated canary release, time compressed (no account needed)."""
+    from gate.demo import run_demo
+
+    raise typer.Exit(run_demo(scenario, seed=seed, pace=pace, as_json=as_json, store=store, out=out, err=err))
+
+
+@app.command()
 def history(release: str, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Show the recorded evaluations of a release."""
     from gate.store import open_store

@@ -1,0 +1,115 @@
+"""`gate demo`: a whole canary release on the simulated service, time compressed.
+
+The release is deployed one lifetime ago, and a virtual clock walks from the deploy to the end of
+the lifetime one interval at a time (a short pause per step so the progress can be watched), as
+`gate check --watch` would in real time. Every evaluation goes to the store, like any release.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+
+from gate.analysis import Analysis
+from gate.console import print_verdict
+from gate.policy import Policy, parse_policy
+from gate.sources.simulate import SCENARIOS, SimulateSource, check_scenario
+from gate.store import SqliteStore
+from gate.verdict import EXIT_CODES, Verdict
+
+DEFAULT_SCENARIO = "db_connections"
+DEFAULT_SEED = 7
+DEFAULT_PACE = 0.15  # seconds per simulated interval: 60 steps stay under 10 s
+
+_GAUGE = {"kind": "gauge", "bad_direction": "increase", "tolerance": 0.10}
+
+# The same policy as examples/simulate.yaml (a test keeps them in step), built here so that
+# `gate demo` works from any folder.
+DEMO_POLICY = {
+    "name": "demo-shop",
+    "source": {"type": "simulate", "options": {"scenario": DEFAULT_SCENARIO, "seed": DEFAULT_SEED}},
+    "canary": {"scope": "canary"},
+    "baseline": {"scope": "baseline"},
+    "interval": "1m",
+    "lifetime": "1h",
+    "history": "7d",
+    "on_undecided": "fail",
+    "alpha": 0.01,
+    "metrics": [
+        {"name": "cpu", **_GAUGE},
+        {"name": "memory", **_GAUGE},
+        {"name": "latency", **_GAUGE, "critical": True},
+        {"name": "errors", "kind": "count", "denominator": "requests", "bad_direction": "increase",
+         "tolerance": 0.50},
+        {"name": "requests", "kind": "count", "bad_direction": "none"},
+    ],
+}
+
+
+def demo_policy(scenario: str = DEFAULT_SCENARIO, seed: int = DEFAULT_SEED, deployed_at: int | None = None) -> Policy:
+    options: dict = {"scenario": check_scenario(scenario), "seed": seed}
+    if deployed_at is not None:
+        options["deployed_at"] = deployed_at
+    data = {**DEMO_POLICY, "source": {"type": "simulate", "options": options}}
+    return parse_policy(data, origin="demo policy")
+
+
+def run_demo(
+    scenario: str | None = None,
+    *,
+    seed: int = DEFAULT_SEED,
+    pace: float = DEFAULT_PACE,
+    as_json: bool = False,
+    store: str | Path | None = None,
+    out: Console | None = None,
+    err: Console | None = None,
+) -> int:
+    """Run the release; print the verdict (or its JSON); return the exit code of the verdict."""
+    scenario = check_scenario(scenario or DEFAULT_SCENARIO)
+    out = out or Console()
+    err = err or Console(stderr=True)
+    interval = parse_policy(DEMO_POLICY).interval
+    lifetime = parse_policy(DEMO_POLICY).lifetime
+    deployed_at = int(time.time()) // interval * interval - lifetime
+    policy = demo_policy(scenario, seed, deployed_at)
+    stamp = datetime.fromtimestamp(time.time(), UTC).strftime("%Y%m%dT%H%M%S")
+    release = f"demo-{scenario}-{stamp}"
+    history = SqliteStore(store)
+    history.start_release(release, deployed_at, {"policy": policy.name, "scenario": scenario, "seed": seed})
+    history.record_event(release, "demo", {"scenario": scenario, "seed": seed})
+    analysis = Analysis(policy, SimulateSource(scenario, seed, deployed_at), release, deployed_at, store=history)
+
+    if not as_json:
+        err.print(f"[bold]gate demo[/]: release {release} on the simulated service, scenario "
+                  f"[bold]{scenario}[/] (seed {seed}); 1 simulated minute per step", highlight=False)
+    steps = len(list(analysis.steps()))
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} min"),
+                  console=err, disable=as_json, transient=False) as progress:
+        task = progress.add_task("learning a week of history", total=steps)
+
+        def wait(t: int) -> None:
+            if pace > 0:
+                time.sleep(pace)
+
+        def show(v: Verdict) -> None:
+            minute = (v.evaluated_at - deployed_at) // 60
+            progress.update(task, completed=minute, description=f"minute {minute:>2}: {v.verdict:<12}")
+
+        verdict, evaluations = analysis.run(wait=wait, on_verdict=show)
+
+    history.record_event(release, "verdict", {"verdict": verdict.verdict, "evaluations": evaluations})
+    if as_json:
+        print(json.dumps({**verdict.to_dict(), "scenario": scenario, "seed": seed,
+                          "evaluations": evaluations, "store": str(history.path)}), flush=True)
+    else:
+        print_verdict(verdict, out)
+        out.print(f"{evaluations} evaluations recorded in {history.path}: gate history {release}"
+                  f"{'' if store is None else f' --store {history.path}'}", highlight=False)
+        others = [s for s in SCENARIOS if s != scenario]
+        out.print(f"other scenarios: {', '.join(others)} (gate demo SCENARIO)", style="dim", highlight=False)
+    return EXIT_CODES[verdict.verdict]
