@@ -66,14 +66,25 @@ def check(
     watch: Annotated[bool, typer.Option(help="Repeat every interval until decided or the lifetime ends.")] = False,
     as_json: JsonOption = False,
     store: StoreOption = None,
+    interval: Annotated[Optional[str], typer.Option(help="Evaluation interval, overrides the policy's (e.g. 5m).")] = None,
+    lifetime: Annotated[Optional[str], typer.Option(help="Canary lifetime, overrides the policy's (e.g. 2h).")] = None,
+    junit: Annotated[
+        Optional[Path], typer.Option("--junit", help="Also write the verdict as JUnit XML, one test case per metric.")
+    ] = None,
 ) -> None:
     """Evaluate a release now (or watch it until it is decided)."""
     from gate.analysis import Analysis
-    from gate.policy import load_policy
+    from gate import junit as junit_xml
+    from gate.policy import load_policy, parse_policy
     from gate.sources import open_source
     from gate.store import open_store
 
+    if junit:  # written first: a gate that stops before its verdict leaves a could-not-judge report
+        junit_xml.write(junit, junit_xml.error_report(release, "the gate stopped before a verdict: see its log"))
     loaded = load_policy(policy)
+    if interval or lifetime:
+        overrides = {k: v for k, v in (("interval", interval), ("lifetime", lifetime)) if v}
+        loaded = parse_policy({**loaded.model_dump(), **overrides}, origin=f"{policy} with --interval/--lifetime")
     history = open_store(store)
     now = int(time.time())
     start = parse_time(deployed_at) if deployed_at else now
@@ -86,6 +97,8 @@ def check(
         verdict = analysis.evaluate(now)
     else:
         verdict = _watch(analysis, as_json)
+    if junit:
+        junit_xml.write(junit, junit_xml.report(verdict))
     print_result(verdict, as_json)
     raise typer.Exit(EXIT_CODES[verdict.verdict])
 
@@ -167,6 +180,83 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
         return
     for r in records:
         out.print(f"{r['evaluated_at']}  {r['verdict']:<12} {r['reason']}", highlight=False)
+
+
+AsgOption = Annotated[Optional[str], typer.Option(help="Auto Scaling group name, overrides the policy's.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")]
+
+
+def _groups(release: str, policy: Optional[Path], **names):
+    from gate.actions import resolve_groups
+    from gate.policy import load_policy
+
+    return resolve_groups(release, load_policy(policy) if policy else None, **names)
+
+
+def _print_action(outcome, as_json: bool) -> None:
+    from gate.actions import describe
+
+    if as_json:
+        print(json.dumps(outcome.to_dict()), flush=True)
+    else:
+        for line in describe(outcome):
+            out.print(line, highlight=False)
+
+
+@app.command()
+def promote(
+    release: Annotated[str, typer.Argument(help="Release name (recorded in the store).")],
+    policy: Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy file naming the groups.")] = None,
+    production_asg: AsgOption = None,
+    canary_asg: AsgOption = None,
+    baseline_asg: AsgOption = None,
+    strategy: Annotated[str, typer.Option(help="refresh (instance refresh with checkpoints) or swap.")] = "refresh",
+    checkpoints: Annotated[str, typer.Option(help="Instance refresh checkpoints, percent.")] = "20,50,100",
+    checkpoint_delay: Annotated[str, typer.Option(help="Pause at each checkpoint (e.g. 10m).")] = "10m",
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Roll the canary's launch template version out to production, then scale the canary and
+    baseline groups to zero. Safe to run again."""
+    from gate import actions
+    from gate.policy import parse_duration
+    from gate.store import open_store
+
+    if strategy not in ("refresh", "swap"):
+        raise fail_closed(f"--strategy: {strategy!r} is not refresh or swap")
+    try:
+        points = tuple(int(p) for p in checkpoints.split(","))
+        delay = parse_duration(checkpoint_delay)
+    except ValueError as e:
+        raise fail_closed(f"--checkpoints/--checkpoint-delay: {e}") from None
+    if not points or points[-1] != 100 or list(points) != sorted(set(points)) or points[0] <= 0:
+        raise fail_closed(f"--checkpoints: increasing percentages ending at 100 (got {checkpoints!r})")
+    groups = _groups(release, policy, production=production_asg, canary=canary_asg, baseline=baseline_asg)
+    outcome = actions.promote(release, groups, actions.clients(), strategy=strategy,
+                              refresh=actions.Refresh(points, delay), dry_run=dry_run,
+                              store=None if dry_run else open_store(store))
+    _print_action(outcome, as_json)
+
+
+@app.command()
+def rollback(
+    release: Annotated[str, typer.Argument(help="Release name (recorded in the store).")],
+    policy: Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy file naming the groups.")] = None,
+    canary_asg: AsgOption = None,
+    baseline_asg: AsgOption = None,
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Scale the canary (and baseline) groups to zero; production is left untouched. Safe to run again."""
+    from gate import actions
+    from gate.store import open_store
+
+    groups = _groups(release, policy, canary=canary_asg, baseline=baseline_asg)
+    outcome = actions.rollback(release, groups, actions.clients(), dry_run=dry_run,
+                               store=None if dry_run else open_store(store))
+    _print_action(outcome, as_json)
 
 
 @policy_app.command("schema")
