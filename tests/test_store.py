@@ -1,0 +1,126 @@
+"""The SQLite evaluation store: what is recorded is what is read back, per release, across reopenings."""
+
+import sqlite3
+
+import pytest
+
+from gate.errors import StoreError
+from gate.store import SqliteStore, open_store
+from gate.verdict import MetricResult, Verdict
+
+DEPLOYED = 1_700_000_000
+
+
+def verdict(release: str, minutes: int, outcome: str = "inconclusive", final: bool = False) -> Verdict:
+    latency = MetricResult(
+        name="latency", verdict="fail" if outcome == "fail" else "pass", reason="canary +40% vs baseline",
+        rule="mean-above-tolerance", canary=140.0, baseline=100.0, effect=0.4, interval=(0.3, 0.5),
+        tolerance=0.1, critical=True,
+    )
+    return Verdict(release, outcome, f"{outcome} after {minutes} min", DEPLOYED, DEPLOYED + 60 * minutes,
+                   final, [latency], notes=["a note"])
+
+
+def test_evaluations_are_read_back_in_time_order_with_their_payload(tmp_path):
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    store.record(verdict("r1", 2))
+    store.record(verdict("r1", 1))
+    store.record(verdict("r1", 3, "fail", final=True))
+    records = store.evaluations("r1")
+    assert [r["evaluated_at"] for r in records] == [DEPLOYED + 60, DEPLOYED + 120, DEPLOYED + 180]
+    assert [r["verdict"] for r in records] == ["inconclusive", "inconclusive", "fail"]
+    assert [r["final"] for r in records] == [False, False, True]
+    last = records[-1]
+    assert last["reason"] == "fail after 3 min"
+    assert Verdict.from_dict(last["payload"]) == verdict("r1", 3, "fail", final=True)
+
+
+def test_errors_are_recorded_as_evaluations_that_could_not_judge(tmp_path):
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    store.record(verdict("r1", 1))
+    store.record_error("r1", DEPLOYED + 120, "datadog: 403 Forbidden")
+    records = store.evaluations("r1")
+    assert [r["verdict"] for r in records] == ["inconclusive", "error"]
+    assert records[1]["reason"] == "datadog: 403 Forbidden"
+    assert records[1]["final"] is False
+
+
+def test_events_are_kept_in_order(tmp_path):
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    store.record_event("r1", "rollback", {"group": "web-canary"})
+    store.record_event("r1", "notify", {"channel": "slack", "ok": True})
+    events = store.events("r1")
+    assert [(e["kind"], e["detail"]) for e in events] == [
+        ("rollback", {"group": "web-canary"}), ("notify", {"channel": "slack", "ok": True})]
+    assert all(e["recorded_at"] > 0 for e in events)
+
+
+def test_the_first_registration_of_a_release_wins(tmp_path):
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    assert store.release("r1") is None
+    assert store.start_release("r1", DEPLOYED, {"policy": "web"}) == DEPLOYED
+    assert store.start_release("r1", DEPLOYED + 600, {"policy": "other"}) == DEPLOYED
+    assert store.release("r1") == {"release": "r1", "deployed_at": DEPLOYED, "info": {"policy": "web"}}
+
+
+def test_two_releases_do_not_mix(tmp_path):
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    store.start_release("r1", DEPLOYED, {})
+    store.start_release("r2", DEPLOYED + 60, {})
+    store.record(verdict("r1", 1))
+    store.record(verdict("r2", 1, "fail", final=True))
+    store.record(verdict("r1", 2, "pass", final=True))
+    store.record_error("r2", DEPLOYED + 300, "boom")
+    store.record_event("r1", "promote", {})
+    assert [r["verdict"] for r in store.evaluations("r1")] == ["inconclusive", "pass"]
+    assert [r["verdict"] for r in store.evaluations("r2")] == ["fail", "error"]
+    assert [e["kind"] for e in store.events("r1")] == ["promote"]
+    assert store.events("r2") == []
+    assert store.evaluations("r3") == []
+
+
+def test_a_reopened_file_has_everything(tmp_path):
+    path = tmp_path / "deep" / "folder" / "gate.sqlite"  # missing folders are created
+    first = SqliteStore(path)
+    first.start_release("r1", DEPLOYED, {"policy": "web"})
+    first.record(verdict("r1", 1, "fail", final=True))
+    first.record_event("r1", "rollback", {})
+    again = SqliteStore(path)
+    assert again.release("r1")["info"] == {"policy": "web"}
+    assert [r["verdict"] for r in again.evaluations("r1")] == ["fail"]
+    assert [e["kind"] for e in again.events("r1")] == ["rollback"]
+    with sqlite3.connect(path) as db:  # a plain SQLite file, readable by any tool
+        assert db.execute("SELECT count(*) FROM evaluations").fetchone() == (1,)
+
+
+def test_the_path_comes_from_gate_store_or_defaults_under_dot_gate(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GATE_STORE_TABLE", raising=False)
+    monkeypatch.delenv("GATE_STORE", raising=False)
+    assert SqliteStore().path == tmp_path.joinpath(".gate", "gate.sqlite").relative_to(tmp_path)
+    assert (tmp_path / ".gate" / "gate.sqlite").is_file()
+    monkeypatch.setenv("GATE_STORE", str(tmp_path / "env.sqlite"))
+    store = open_store()
+    assert isinstance(store, SqliteStore) and store.path == tmp_path / "env.sqlite"
+    assert open_store(tmp_path / "explicit.sqlite").path == tmp_path / "explicit.sqlite"
+
+
+def test_an_unusable_path_is_a_store_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="cannot open the store"):
+        SqliteStore(blocker / "gate.sqlite")
+    not_sqlite = tmp_path / "garbage.sqlite"
+    not_sqlite.write_bytes(b"this is not a database, just bytes" * 100)
+    with pytest.raises(StoreError, match="garbage.sqlite"):
+        SqliteStore(not_sqlite)
+
+
+def test_a_broken_file_after_opening_is_a_store_error(tmp_path):
+    path = tmp_path / "gate.sqlite"
+    store = SqliteStore(path)
+    path.write_bytes(b"overwritten by something else" * 200)
+    with pytest.raises(StoreError, match="cannot write to the store"):
+        store.record(verdict("r1", 1))
+    with pytest.raises(StoreError, match="cannot read the store"):
+        store.evaluations("r1")
