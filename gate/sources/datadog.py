@@ -1,0 +1,445 @@
+"""Datadog: the canary and baseline series of every policy metric, from the v2 timeseries API.
+
+One fetch is one `POST /api/v2/query/timeseries` (official `datadog-api-client`) carrying two named
+queries per metric (canary `c<i>`, baseline `b<i>`) and one formula per query, so an evaluation of
+a whole policy costs one request. Only a window longer than `max_points` buckets (the seasonal
+history, fetched once per release) is cut into several requests, to stay under Datadog's limit
+of points per series (beyond it Datadog silently coarsens the resolution).
+
+The query of a metric lives in the policy, `metrics[].queries.datadog`: a Datadog query string
+with `$scope` where the group's tag goes, or a mapping (see `QuerySpec` and
+examples/datadog.yaml). The gate pins the rollup to the policy's interval, counts every count
+with `.as_count()`, and drops the trailing bucket that is still filling.
+
+Faults: a 429 waits for `X-RateLimit-Reset`, a 5xx, a timeout or a malformed answer is retried
+with backoff, all within `retry_budget` seconds; then `SourceError` ("could not judge", exit 4).
+Refused credentials or a refused query are not retried. Keys never leave the client's headers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gate.errors import PolicyError, SourceError
+from gate.policy import Metric, Policy
+from gate.series import Frame, Observations
+from gate.sources import Query
+
+log = logging.getLogger(__name__)
+
+URL_ENV, SITE_ENV, API_KEY_ENV, APP_KEY_ENV = "GATE_DATADOG_URL", "DD_SITE", "DD_API_KEY", "DD_APP_KEY"
+
+# Datadog tags: start with a letter; letters, digits, `_ - : . /`; at most 200 characters.
+# Anything else (braces, commas, spaces, `!`, `*`, quotes, operators) would change the query.
+_TAG = re.compile(r"[^\W\d_][\w\-:./]{0,199}")
+_KEYWORDS = {"by", "and", "or", "not", "in"}
+_ROLLUP = re.compile(r"\.rollup\(([^()]*)\)")
+_FORMULA = re.compile(r"[\w\s+\-*/().,]+")
+_AGGREGATIONS = ("avg", "sum", "min", "max", "p50", "p75", "p90", "p95", "p99")
+_ROLLUPS = ("avg", "sum", "min", "max", "count")
+
+
+class Options(BaseModel):
+    """`source.options` of a Datadog policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout: float = Field(default=10.0, gt=0, description="Seconds one request may take.")
+    retry_budget: float = Field(
+        default=60.0, ge=0, description="Seconds one fetch may spend waiting and retrying in all."
+    )
+    max_points: int = Field(
+        default=1440, ge=1, le=1500, description="Buckets per series in one request (Datadog: 1500)."
+    )
+    settle: int = Field(
+        default=0, ge=0, description="Seconds of ingestion delay: younger buckets are not read yet."
+    )
+
+
+class QuerySpec(BaseModel):
+    """The mapping form of `queries.datadog`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query: str = Field(min_length=1, description="Metric query with `$scope` in its tag filter.")
+    aggregation: Literal[_AGGREGATIONS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Space aggregation when the query has no `avg:`/`p95:` prefix."
+    )
+    rollup: Literal[_ROLLUPS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Time aggregation in a bucket; default avg (gauge), sum (count)."
+    )
+    formula: str | None = Field(
+        default=None, description="Formula over the query named `q`, e.g. `100 * (1 - q)`."
+    )
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """A metric's query, compiled: `template` has `$scope`, `formula` has `q` (or is None)."""
+
+    template: str
+    formula: str | None = None
+
+    def render(self, scope: str) -> str:
+        return self.template.replace("$scope", scope)
+
+    def formula_for(self, name: str) -> str:
+        return name if self.formula is None else re.sub(r"\bq\b", name, self.formula)
+
+
+def compile_query(metric: Metric, interval: int) -> MetricQuery:
+    """Validate `metric.queries.datadog` and pin its rollup to the interval."""
+    where = f"metrics.{metric.name}.queries.datadog"
+    raw = metric.queries.get("datadog")
+    if raw is None:
+        raise PolicyError(f"{where}: missing (every metric of a Datadog policy needs its query)")
+    try:
+        spec = QuerySpec.model_validate({"query": raw} if isinstance(raw, str) else raw)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, x['loc'])) or 'value'}: {x['msg']}" for x in e.errors()
+        )
+        raise PolicyError(f"{where}: {problems}") from None
+    text = spec.query.strip()
+
+    head = text.split("{", 1)[0]
+    if spec.aggregation:
+        if ":" in head:
+            raise PolicyError(f"{where}: {text!r} has a space aggregation and `aggregation` says another")
+        text = f"{spec.aggregation}:{text}"
+    elif ":" not in head:
+        raise PolicyError(
+            f"{where}: {text!r} needs a space aggregation, e.g. 'avg:' or 'p95:' (or `aggregation`)"
+        )
+    if not re.fullmatch(r"[^{}]*\{[^{}]*\$scope[^{}]*\}[^{}]*", text):
+        raise PolicyError(
+            f"{where}: {text!r} must have one tag filter holding $scope, e.g. {{service:web,$scope}}"
+        )
+    if re.search(r"\bby\s*\{", text, re.IGNORECASE):
+        raise PolicyError(f"{where}: {text!r} groups by tags; the gate needs one series per group")
+
+    method = spec.rollup
+    rollups = _ROLLUP.findall(text)
+    if len(rollups) > 1:
+        raise PolicyError(f"{where}: {text!r} has several .rollup()")
+    if rollups:
+        args = [a.strip() for a in rollups[0].split(",") if a.strip()]
+        seconds = [a for a in args if a.isdigit()]
+        named = [a for a in args if not a.isdigit()]
+        if len(args) > 2 or len(seconds) > 1 or len(named) > 1 or (named and named[0] not in _ROLLUPS):
+            raise PolicyError(f"{where}: {text!r}: .rollup() takes a method and a number of seconds")
+        if seconds and int(seconds[0]) != interval:
+            raise PolicyError(
+                f"{where}: {text!r} rolls up every {seconds[0]}s but the policy interval is {interval}s "
+                "(leave the seconds out: the gate pins them to the interval)"
+            )
+        if named and method and named[0] != method:
+            raise PolicyError(f"{where}: .rollup({named[0]}) and `rollup: {method}` disagree")
+        method = named[0] if named else method
+        text = _ROLLUP.sub("", text)
+    method = method or ("sum" if metric.kind == "count" else "avg")
+    if metric.kind == "count" and ".as_count()" not in text:
+        # A count is judged as events per bucket: no interpolation, gaps stay gaps.
+        text += ".as_count()"
+    text += f".rollup({method}, {interval})"
+
+    formula = spec.formula
+    if formula is not None:
+        if not _FORMULA.fullmatch(formula) or not re.search(r"\bq\b", formula):
+            raise PolicyError(f"{where}.formula: {formula!r} must be arithmetic over the query `q`")
+    return MetricQuery(text, formula)
+
+
+def check_scope(scope: str, role: str) -> str:
+    """A scope goes verbatim into a tag filter: it must be one Datadog tag."""
+    if not _TAG.fullmatch(scope) or scope.lower() in _KEYWORDS:
+        raise PolicyError(
+            f"{role} scope {scope!r} is not a Datadog tag (a letter, then letters, digits, _ - : . /; "
+            "no spaces, commas, braces, wildcards or operators): it would change the query"
+        )
+    return scope
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+class _Fault(Exception):
+    """A transient failure worth retrying: 5xx, 429, timeout, malformed answer."""
+
+    def __init__(self, problem: str, wait: float | None = None):
+        super().__init__(problem)
+        self.wait = wait  # seconds the server asked us to wait (429), None: our own backoff
+
+
+class DatadogSource:
+    def __init__(
+        self,
+        metrics: dict[str, MetricQuery],
+        interval: int,
+        options: Options,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.metrics = metrics
+        self.interval = interval
+        self.options = options
+        self.sleep, self.clock = sleep, clock
+        self.requests = 0  # HTTP requests sent, retries included
+        self._secrets = [v for v in (os.environ.get(API_KEY_ENV), os.environ.get(APP_KEY_ENV)) if v]
+        self._api = _metrics_api(options.timeout)
+
+    # -- the protocol ---------------------------------------------------------------------------
+
+    def fetch(self, query: Query) -> Observations:
+        step = query.step
+        if step != self.interval:
+            raise PolicyError(f"interval: the queries are pinned to {self.interval}s, asked {step}s")
+        unknown = [m.name for m in query.metrics if m.name not in self.metrics]
+        if unknown:
+            raise PolicyError(f"no Datadog query for metric(s) {', '.join(unknown)}")
+        groups = {"canary": check_scope(query.canary, "canary")}
+        if query.baseline is not None:
+            groups["baseline"] = check_scope(query.baseline, "baseline")
+
+        first = -(-query.start // step) * step
+        # A bucket [t, t + step) is read only once it is complete (and settled): the one still
+        # filling would show a fraction of the events and read as a drop.
+        last = (query.end + 1 - self.options.settle) // step * step - step
+        names = [m.name for m in query.metrics]
+        points = {g: {n: {} for n in names} for g in groups}
+        chunk = self.options.max_points * step
+        for start in range(first, last + 1, chunk):
+            end = min(last + step, start + chunk)  # exclusive
+            self._fetch_chunk(query.metrics, groups, start, end, step, points)
+        frames = {g: Frame.on_grid(step, first, max(last, first - step), points[g]) for g in groups}
+        return Observations(canary=frames["canary"], baseline=frames.get("baseline"))
+
+    # -- one request ----------------------------------------------------------------------------
+
+    def _fetch_chunk(self, metrics, groups, start, end, step, points) -> None:
+        from datadog_api_client.v2.model.metrics_data_source import MetricsDataSource
+        from datadog_api_client.v2.model.metrics_timeseries_query import MetricsTimeseriesQuery
+        from datadog_api_client.v2.model.query_formula import QueryFormula
+        from datadog_api_client.v2.model.timeseries_formula_query_request import (
+            TimeseriesFormulaQueryRequest,
+        )
+        from datadog_api_client.v2.model.timeseries_formula_request import TimeseriesFormulaRequest
+        from datadog_api_client.v2.model.timeseries_formula_request_attributes import (
+            TimeseriesFormulaRequestAttributes,
+        )
+        from datadog_api_client.v2.model.timeseries_formula_request_queries import (
+            TimeseriesFormulaRequestQueries,
+        )
+        from datadog_api_client.v2.model.timeseries_formula_request_type import (
+            TimeseriesFormulaRequestType,
+        )
+
+        queries, formulas, slots = [], [], []
+        for group, scope in groups.items():
+            for i, m in enumerate(metrics):
+                compiled = self.metrics[m.name]
+                name = f"{group[0]}{i}"
+                queries.append(
+                    MetricsTimeseriesQuery(
+                        data_source=MetricsDataSource.METRICS, query=compiled.render(scope), name=name
+                    )
+                )
+                formulas.append(QueryFormula(formula=compiled.formula_for(name)))
+                slots.append((group, m.name))
+        body = TimeseriesFormulaQueryRequest(
+            data=TimeseriesFormulaRequest(
+                type=TimeseriesFormulaRequestType.TIMESERIES_REQUEST,
+                attributes=TimeseriesFormulaRequestAttributes(
+                    _from=start * 1000,
+                    to=end * 1000,
+                    interval=step * 1000,
+                    queries=TimeseriesFormulaRequestQueries(queries),
+                    formulas=formulas,
+                ),
+            )
+        )
+        payload = self._call(body)
+        self._collect(payload, slots, step, points)
+
+    def _call(self, body) -> dict:
+        """Send with retries inside the time budget; the answer as plain JSON."""
+        budget = self.options.retry_budget
+        deadline = self.clock() + budget
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._send(body)
+            except _Fault as fault:
+                left = deadline - self.clock()
+                if fault.wait is not None:
+                    wait = fault.wait
+                else:
+                    wait = min(0.5 * 2 ** (attempt - 1), 10.0, max(left, 0.0))
+                if left <= 0 or wait > left:
+                    raise SourceError(
+                        f"Datadog: {fault} ({attempt} attempt(s), retry budget {budget:g}s spent); "
+                        "could not judge"
+                    ) from None
+                log.warning("Datadog: %s; retrying in %.1fs (attempt %d)", fault, wait, attempt)
+                self.sleep(wait)
+
+    def _send(self, body) -> dict:
+        from datadog_api_client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError, TimeoutError as UrllibTimeout
+
+        self.requests += 1
+        try:
+            response = self._api.query_timeseries_data(body)
+            data = response.data  # read here: a body that stalls is a timeout too
+        except ApiException as e:
+            self._headroom(e.headers)
+            if e.status == 429:
+                reset = _header(e.headers, "X-RateLimit-Reset")
+                try:
+                    wait = max(0.0, float(reset)) if reset is not None else None
+                except ValueError:
+                    wait = None
+                raise _Fault(f"rate limited (429), the limit resets in {reset or '?'}s", wait) from None
+            if e.status is not None and e.status >= 500:
+                raise _Fault(f"server error {e.status} {e.reason or ''}".rstrip()) from None
+            if not e.status:  # the client's own failure before any answer (TLS, ...)
+                raise SourceError(f"Datadog: cannot connect ({self._scrub(str(e.reason))[:120]})") from None
+            if e.status in (401, 403):
+                raise SourceError(
+                    f"Datadog refused the credentials ({e.status} {e.reason}): check {API_KEY_ENV}, "
+                    f"{APP_KEY_ENV} and the site ({SITE_ENV} / {URL_ENV}); could not judge"
+                ) from None
+            raise SourceError(
+                f"Datadog refused the query ({e.status} {e.reason}): {self._scrub(_errors(e.body))}"
+            ) from None
+        except (UrllibTimeout, TimeoutError):
+            raise _Fault(f"no answer within {self.options.timeout:g}s (timeout)") from None
+        except (HTTPError, OSError) as e:
+            raise _Fault(f"cannot reach the API ({type(e).__name__})") from None
+        self._headroom(response.headers)
+        if response.status != 200:
+            raise _Fault(f"unexpected status {response.status}")
+        try:
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise _Fault("malformed answer (not JSON)") from None
+
+    def _collect(self, payload: Any, slots, step: int, points) -> None:
+        """Lay the answer's series on `points`; a shape we do not know is a malformed answer."""
+        try:
+            if payload.get("errors"):
+                raise SourceError(f"Datadog could not run the queries: {self._scrub(str(payload['errors']))}")
+            attributes = (payload.get("data") or {}).get("attributes") or {}
+            times = [int(t) // 1000 for t in attributes.get("times") or []]
+            series = attributes.get("series") or []
+            values = attributes.get("values") or []
+            if len(series) != len(values) or any(len(v) != len(times) for v in values):
+                raise ValueError("series, values and times do not match")
+            if any(t % step for t in times):
+                raise SourceError(f"Datadog answered off the {step}s grid (times not multiples of it)")
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            if len(gaps) >= 2 and min(gaps) > step:
+                raise SourceError(
+                    f"Datadog answered every {min(gaps)}s instead of {step}s: too many points in one "
+                    "request (lower source.options.max_points)"
+                )
+            seen = set()
+            for s, column in zip(series, values):
+                index = int(s["query_index"])
+                if not 0 <= index < len(slots):
+                    raise ValueError(f"query_index {index} out of range")
+                group, name = slots[index]
+                if index in seen:
+                    raise SourceError(
+                        f"the Datadog query of {name} for the {group} returned several series "
+                        "(group-by, or a scope matching several groups); the gate needs one"
+                    )
+                seen.add(index)
+                target = points[group][name]
+                for t, v in zip(times, column):
+                    if v is not None:  # null: no point in that bucket (a gap, not a zero)
+                        target[t] = float(v)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise SourceError(f"Datadog: malformed answer ({type(e).__name__}: {e}); could not judge") from None
+
+    # -- hygiene --------------------------------------------------------------------------------
+
+    def _headroom(self, headers: Any) -> None:
+        remaining = _header(headers, "X-RateLimit-Remaining")
+        if remaining is not None:
+            log.debug(
+                "Datadog rate limit %s: %s of %s requests left, resets in %ss",
+                _header(headers, "X-RateLimit-Name") or "?",
+                remaining,
+                _header(headers, "X-RateLimit-Limit") or "?",
+                _header(headers, "X-RateLimit-Reset") or "?",
+            )
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text[:300]
+
+
+def _errors(body: Any) -> str:
+    if isinstance(body, dict) and body.get("errors"):
+        return "; ".join(map(str, body["errors"]))
+    return str(body or "no detail")
+
+
+def _metrics_api(timeout: float):
+    """The official client, configured from the environment; no retries of its own (ours are
+    budgeted in time) and the raw answer (parsed by us: faster, and a malformed body is ours
+    to report)."""
+    from datadog_api_client import ApiClient, Configuration
+    from datadog_api_client.v2.api.metrics_api import MetricsApi
+
+    keys = {API_KEY_ENV: os.environ.get(API_KEY_ENV), APP_KEY_ENV: os.environ.get(APP_KEY_ENV)}
+    missing = [name for name, value in keys.items() if not value]
+    if missing:
+        raise SourceError(f"{' and '.join(missing)} not set: the Datadog source needs both keys")
+    url = os.environ.get(URL_ENV)
+    config = Configuration(host=url.rstrip("/") if url else None, request_timeout=timeout)
+    if not url and os.environ.get(SITE_ENV):
+        config.server_variables["site"] = os.environ[SITE_ENV]
+    try:
+        config.host  # noqa: B018 - validates DD_SITE now rather than at the first request
+    except ValueError:
+        raise SourceError(f"{SITE_ENV}: unknown Datadog site {os.environ.get(SITE_ENV)!r}") from None
+    config.api_key["apiKeyAuth"] = keys[API_KEY_ENV]
+    config.api_key["appKeyAuth"] = keys[APP_KEY_ENV]
+    config.enable_retry = False
+    config.retry_policy = False  # urllib3: no silent retries of its own
+    config.preload_content = False
+    return MetricsApi(ApiClient(config))
+
+
+def from_policy(policy: Policy) -> DatadogSource:
+    try:
+        options = Options.model_validate(policy.source.options)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"source.options.{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()
+        )
+        raise PolicyError(problems) from None
+    metrics = {m.name: compile_query(m, policy.interval) for m in policy.metrics}
+    # Fixed scopes are checked now; those naming {release} once the release is known.
+    for role, scope in (("canary", policy.canary), ("baseline", policy.baseline)):
+        if scope is not None and "{release}" not in scope.scope:
+            check_scope(scope.scope, role)
+    return DatadogSource(metrics, policy.interval, options)
