@@ -100,7 +100,21 @@ def check(
     if junit:
         junit_xml.write(junit, junit_xml.report(verdict))
     print_result(verdict, as_json)
+    if verdict.decisive:
+        _announce(analysis, verdict, history)
     raise typer.Exit(EXIT_CODES[verdict.verdict])
+
+
+def _announce(analysis, verdict: Verdict, store) -> None:
+    """A decisive verdict gets its report and its Slack message; neither can change it."""
+    from gate.notify.slack import notify
+    from gate.report import report_for
+
+    location = report_for(analysis, verdict, store)
+    if location:
+        err.print(f"report: {location}", highlight=False, soft_wrap=True)
+    notify(verdict, store=store, policy=analysis.policy.name, canary=analysis.canary,
+           baseline=analysis.baseline, report_url=location)
 
 
 def _watch(analysis, as_json: bool) -> Verdict:
@@ -108,13 +122,11 @@ def _watch(analysis, as_json: bool) -> Verdict:
         while time.time() < t:
             time.sleep(min(1.0, max(0.0, t - time.time())))
 
-    with err.status("evaluating...") as status:
-        def progress(v: Verdict) -> None:
-            minutes = (v.evaluated_at - analysis.deployed_at) / 60
-            left = max(0, analysis.end_at - v.evaluated_at) / 60
-            status.update(f"{v.verdict} after {minutes:.0f} min ({left:.0f} min left): {v.reason[:100]}")
+    from gate.console import WatchProgress
 
-        verdict, _ = analysis.run(wait=wait, on_verdict=progress, start=max(int(time.time()), analysis.deployed_at))
+    with WatchProgress(err, analysis.deployed_at, analysis.end_at, analysis.policy.interval) as progress:
+        verdict, _ = analysis.run(wait=wait, on_verdict=progress.update,
+                                  start=max(int(time.time()), analysis.deployed_at))
     return verdict
 
 
@@ -180,6 +192,20 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
         return
     for r in records:
         out.print(f"{r['evaluated_at']}  {r['verdict']:<12} {r['reason']}", highlight=False)
+
+
+@app.command()
+def report(
+    release: str,
+    store: StoreOption = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="File to write; default reports/RELEASE.html "
+                                                     "(or S3 when GATE_REPORT_BUCKET is set).")] = None,
+) -> None:
+    """Write the HTML report of a release's last decisive verdict, from the store alone."""
+    from gate.report import publish, rebuild
+    from gate.store import open_store
+
+    out.print(publish(rebuild(open_store(store), release), release, out_file), highlight=False, soft_wrap=True)
 
 
 AsgOption = Annotated[Optional[str], typer.Option(help="Auto Scaling group name, overrides the policy's.")]

@@ -1,46 +1,156 @@
-"""Human output for the terminal: the verdict, why, and the numbers per metric."""
+"""Human output for the terminal: the verdict, why, and the numbers per metric.
+
+Laid out for an 80-column Jenkins log as well as a wide terminal: one compact table of numbers
+(no free text in it, so it never wraps mid-number), then each metric's reason on its own line(s)
+with a hanging indent.
+"""
 
 from __future__ import annotations
 
-from rich.console import Console
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from gate.verdict import Verdict, iso
+from gate.verdict import MetricResult, Verdict, iso
 
 STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow", "skipped": "dim"}
+MARK = {"pass": "✓", "fail": "✗", "inconclusive": "?", "skipped": "-"}
 
 
 def _pct(x: float | None) -> str:
-    return "" if x is None else f"{x:+.1%}"
+    if x is None:
+        return ""
+    return f"{x:+.1%}" if abs(x) < 1 else f"{x:+.0%}"
 
 
 def _num(x: float | None) -> str:
-    return "" if x is None else f"{x:.4g}"
+    if x is None:
+        return ""
+    return f"{x:.3g}" if x != 0 and abs(x) < 0.01 else f"{x:.4g}"
+
+
+def _interval(m: MetricResult) -> str:
+    return "" if m.interval is None else f"[{_pct(m.interval[0])}, {_pct(m.interval[1])}]"
+
+
+def _flags(m: MetricResult) -> str:
+    flags = [f for f, on in (("critical", m.critical), ("muted", m.muted)) if on]
+    return f" ({', '.join(flags)})" if flags else ""
 
 
 def verdict_table(verdict: Verdict) -> Table:
-    table = Table(show_edge=False, header_style="bold")
-    for column in ("metric", "verdict", "canary", "baseline", "expected", "effect", "interval", "tolerance", "reason"):
-        table.add_column(column, overflow="fold")
+    """The numbers: one row per metric; the expected column only when some metric has one."""
+    with_expected = any(m.expected is not None for m in verdict.metrics)
+    table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
+    table.add_column("metric", overflow="fold", min_width=7, max_width=18)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("canary", justify="right", no_wrap=True)
+    table.add_column("baseline", justify="right", no_wrap=True)
+    if with_expected:
+        table.add_column("expect", justify="right", no_wrap=True)
+    table.add_column("effect", justify="right", no_wrap=True)
+    table.add_column("interval", no_wrap=True)
+    table.add_column("tol", justify="right", no_wrap=True)
     for m in verdict.metrics:
-        interval = "" if m.interval is None else f"[{_pct(m.interval[0])}, {_pct(m.interval[1])}]"
         tolerance = "" if m.tolerance is None else f"{m.tolerance:.0%}"
-        name = m.name + (" (critical)" if m.critical else "") + (" (muted)" if m.muted else "")
-        table.add_row(
-            name, Text(m.verdict, style=STYLE.get(m.verdict, "")), _num(m.canary), _num(m.baseline),
-            _num(m.expected), _pct(m.effect), interval, tolerance, m.reason,
-        )
+        outcome = Text(f"{MARK.get(m.verdict, '')} {m.verdict}", style=STYLE.get(m.verdict, ""))
+        row = [m.name, outcome, _num(m.canary), _num(m.baseline)]
+        if with_expected:
+            row.append(_num(m.expected))
+        row += [_pct(m.effect), _interval(m), tolerance]
+        table.add_row(*row)
     return table
+
+
+def reasons_table(verdict: Verdict) -> Table:
+    """Each metric's reason and rule, wrapped under itself."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold", ratio=1)
+    for m in verdict.metrics:
+        reason = Text(m.reason)
+        if _flags(m):
+            reason = Text.assemble((_flags(m).strip() + " ", "bold"), reason)
+        if m.rule:
+            reason.append(f" [{m.rule}]", style="dim")
+        grid.add_row(Text(f"{MARK.get(m.verdict, '')} {m.name}", style=STYLE.get(m.verdict, "")), reason)
+    return grid
 
 
 def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console = console or Console()
-    head = Text(f"{verdict.verdict.upper()}", style=STYLE[verdict.verdict])
-    head.append(f"  release {verdict.release} at {iso(verdict.evaluated_at)}", style="bold")
-    head.append(f"  ({(verdict.evaluated_at - verdict.deployed_at) // 60} min after the deploy)")
-    console.print(head)
-    console.print(verdict.reason)
+    minutes = (verdict.evaluated_at - verdict.deployed_at) // 60
+    head = Text()
+    head.append(f" {verdict.verdict.upper()} ", style=f"reverse {STYLE[verdict.verdict]}")
+    head.append(f" release {verdict.release}", style="bold")
+    head.append(f"  {iso(verdict.evaluated_at)}, {minutes} min after the deploy")
+    if not verdict.final:
+        head.append(" (not final)", style="dim")
+    console.print(head, soft_wrap=False)
+    why = Text.assemble(("why: ", "bold"), verdict.reason)
+    console.print(why)
     for note in verdict.notes:
-        console.print(f"note: {note}", style="dim")
-    console.print(verdict_table(verdict))
+        console.print(Text(f"note: {note}", style="dim"))
+    if verdict.metrics:
+        console.print()
+        console.print(verdict_table(verdict))
+        console.print()
+        console.print(reasons_table(verdict))
+
+
+class WatchProgress:
+    """What `gate check --watch` shows while it waits: the lifetime elapsed as a bar, the last
+    look's verdict and reason, and when the next look is.
+
+    On a terminal it is a live line refreshed every second; in a log (Jenkins) one line per look,
+    so the log tells the story of the release.
+    """
+
+    def __init__(self, console: Console, deployed_at: int, end_at: int, interval: int):
+        self.console = console
+        self.deployed_at, self.end_at, self.interval = deployed_at, end_at, interval
+        self.looks = 0
+        self.last: Verdict | None = None
+        self._live: Live | None = None
+
+    def __enter__(self) -> WatchProgress:
+        if self.console.is_terminal:
+            self._live = Live(self, console=self.console, refresh_per_second=1, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def update(self, verdict: Verdict) -> None:
+        self.looks += 1
+        self.last = verdict
+        if self._live is None:
+            minutes = (verdict.evaluated_at - self.deployed_at) / 60
+            total = (self.end_at - self.deployed_at) / 60
+            line = Text(f"look {self.looks} at {minutes:.0f}/{total:.0f} min: ")
+            line.append(verdict.verdict, style=STYLE.get(verdict.verdict, ""))
+            line.append(f": {verdict.reason}")
+            self.console.print(line, highlight=False)
+
+    def __rich__(self) -> Group:
+        now = time.time()
+        total = max(1, self.end_at - self.deployed_at)
+        done = min(total, max(0, now - self.deployed_at))
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(ProgressBar(total=total, completed=done, width=30),
+                    Text(f"{done / 60:.0f}/{total / 60:.0f} min, look {self.looks}"))
+        if self.last is None:
+            status = Text("first look...", style="dim")
+        else:
+            status = Text(f"{self.last.verdict}", style=STYLE.get(self.last.verdict, ""))
+            wait = self.last.evaluated_at + self.interval - now
+            status.append(f" (next look in {max(0, wait):.0f} s): " if wait > 0 else ": ")
+            status.append(self.last.reason)
+        status.truncate(max(20, self.console.width * 2), overflow="ellipsis")
+        return Group(bar, status)

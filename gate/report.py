@@ -1,0 +1,654 @@
+"""The HTML report of a verdict: one self-contained file that says what was decided and why.
+
+Per metric, a chart of the canary against the baseline over the window (with the seasonal
+expected band when the judge provides one), the decision point marked, and the numbers behind
+the verdict; a summary at the top. The charts are inline SVG drawn here: no script, no external
+asset, and a Content-Security-Policy that forbids loading any, so the file opens offline and can
+be attached to a ticket as it is.
+
+The report needs the data the verdict was reached on, not only the verdict. After a decisive
+verdict the gate records a compact copy of that window (a `report-data` event in the store, a
+few kB) so that `gate report RELEASE` rebuilds exactly the same report later without the policy
+file, credentials, or the metric source still holding the data.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gate.errors import GateError
+from gate.policy import Metric, Policy, parse_policy
+from gate.series import Frame, Observations
+from gate.verdict import MetricResult, Verdict, iso
+
+log = logging.getLogger(__name__)
+
+Band = tuple[np.ndarray, np.ndarray, np.ndarray]  # mean, low, high; aligned with window_grid(window)
+SNAPSHOT_EVENT = "report-data"
+DEFAULT_DIR = "reports"  # or GATE_REPORT_DIR
+
+COLORS = {"canary": "#d9480f", "baseline": "#1864ab", "band": "#adb5bd", "expected": "#495057"}
+VERDICT_COLORS = {"pass": "#2b8a3e", "fail": "#c92a2a", "inconclusive": "#e67700", "skipped": "#868e96"}
+
+
+class ReportError(GateError):
+    """The report could not be built or published."""
+
+
+# --- what decided -----------------------------------------------------------------------------
+
+
+def deciding_metrics(verdict: Verdict) -> list[MetricResult]:
+    """The metrics that made the verdict: the failures of a fail, the undecided ones of a canary
+    that ran out of time; none for a pass (every judged metric decided it together)."""
+    counted = [m for m in verdict.metrics if not m.muted]
+    if verdict.verdict == "fail":
+        failed = [m for m in counted if m.verdict == "fail"]
+        return failed or [m for m in counted if m.verdict != "pass"]
+    if verdict.verdict == "inconclusive" or (verdict.verdict == "pass" and verdict.final and
+                                             any(m.verdict != "pass" for m in counted)):
+        return [m for m in counted if m.verdict != "pass"]
+    return []
+
+
+def deciding_summary(verdict: Verdict) -> str:
+    deciding = deciding_metrics(verdict)
+    if deciding:
+        return ", ".join(m.name for m in deciding)
+    if verdict.verdict == "pass":
+        return "all judged metrics (each within its tolerance)"
+    return "none"
+
+
+# --- the data behind a report -------------------------------------------------------------------
+
+
+def metric_series(frame: Frame | None, metric: Metric) -> np.ndarray | None:
+    """What the judge compares for `metric`: the value, or the ratio to its denominator."""
+    if frame is None or metric.name not in frame.values:
+        return None
+    values = np.asarray(frame.values[metric.name], dtype=float)
+    if metric.denominator:
+        denominator = frame.values.get(metric.denominator)
+        if denominator is None:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.where(np.asarray(denominator) > 0, values / np.asarray(denominator), np.nan)
+    return values
+
+
+def window_grid(window: Observations) -> np.ndarray:
+    """Every timestamp of the window, of either group: the grid an expected band is laid on."""
+    grid = window.canary.timestamps
+    if window.baseline is not None:
+        grid = np.union1d(grid, window.baseline.timestamps)
+    return np.asarray(grid, dtype=np.int64)
+
+
+BAND_SCALES = 2.0  # the band drawn: expected +- 2 noise scales (about 95% of normal points)
+
+
+def expected_band(judge: Any, reference: Any, policy: Policy, window: Observations) -> dict[str, Band] | None:
+    """The seasonal expectation over the window, as the judge learned it, if it can tell.
+
+    A judge may expose `expected_band(policy, reference, timestamps) -> {metric: (mean, low,
+    high)}`; otherwise a reference whose `metrics[name].seasonal` offers `expected(t)` and
+    `scale(t)` (gate.stats.seasonal.SeasonalModel) is drawn as expected +- 2 scales. The report
+    never fits a model of its own, so it cannot show an expectation the verdict did not use.
+    """
+    timestamps = window_grid(window)
+    if reference is None or len(timestamps) == 0:
+        return None
+    try:
+        hook = getattr(judge, "expected_band", None)
+        if hook is not None:
+            result = hook(policy, reference, timestamps) or {}
+        else:
+            result = _seasonal_bands(reference, policy, timestamps)
+        return {k: tuple(np.asarray(a, dtype=float) for a in v) for k, v in result.items()} or None
+    except Exception as e:  # noqa: BLE001 - a missing band must not cost the report
+        log.warning("report: no expected band (%s: %s)", type(e).__name__, e)
+        return None
+
+
+def _seasonal_bands(reference: Any, policy: Policy, t: np.ndarray) -> dict[str, Band]:
+    models = {name: getattr(ref, "seasonal", None) for name, ref in (getattr(reference, "metrics", None) or {}).items()}
+    bands: dict[str, Band] = {}
+    for m in policy.metrics:
+        model = models.get(m.name)
+        if model is None:
+            continue
+        mean, spread = np.asarray(model.expected(t), dtype=float), BAND_SCALES * np.asarray(model.scale(t), dtype=float)
+        if m.denominator:  # a ratio: the expected events over the expected volume
+            volume = models.get(m.denominator)
+            if volume is None:
+                continue
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per = np.where(volume.expected(t) > 0, 1.0 / np.asarray(volume.expected(t), dtype=float), np.nan)
+            mean, spread = mean * per, spread * per
+        bands[m.name] = (mean, mean - spread, mean + spread)
+    return bands
+
+
+def _compact(values: np.ndarray) -> list[float | None]:
+    return [float(f"{v:.6g}") if math.isfinite(v) else None for v in np.asarray(values, dtype=float)]
+
+
+def _frame_to_dict(frame: Frame | None) -> dict | None:
+    if frame is None:
+        return None
+    return {"step": frame.step, "t": [int(t) for t in frame.timestamps],
+            "values": {k: _compact(v) for k, v in frame.values.items()}}
+
+
+def _frame_from_dict(d: dict | None) -> Frame | None:
+    if d is None:
+        return None
+    arrays = {k: np.array([np.nan if v is None else v for v in vs], dtype=float) for k, vs in d["values"].items()}
+    return Frame(int(d["step"]), np.array(d["t"], dtype=np.int64), arrays)
+
+
+def _policy_outline(policy: Policy) -> dict:
+    """The policy without its source options and queries: all the report reads, nothing secret."""
+    data = policy.model_dump(mode="json", exclude={"source": {"options"}, "metrics": {"__all__": {"queries"}}})
+    data["source"]["options"] = {}
+    return data
+
+
+def snapshot(policy: Policy, window: Observations, expected: dict[str, Band] | None,
+             canary: str | None = None, baseline: str | None = None) -> dict:
+    """A compact JSON copy of what a report needs besides the verdict."""
+    return {
+        "policy": _policy_outline(policy),
+        "canary_scope": canary or policy.canary.scope,
+        "baseline_scope": baseline or (policy.baseline.scope if policy.baseline else None),
+        "canary": _frame_to_dict(window.canary),
+        "baseline": _frame_to_dict(window.baseline),
+        "expected": None if expected is None else {k: [_compact(a) for a in v] for k, v in expected.items()},
+    }
+
+
+def from_snapshot(data: dict) -> tuple[Policy, Observations, dict[str, Band] | None, dict]:
+    policy = parse_policy(data["policy"], origin="recorded report data")
+    window = Observations(canary=_frame_from_dict(data["canary"]), baseline=_frame_from_dict(data.get("baseline")))
+    expected = None
+    if data.get("expected"):
+        expected = {k: tuple(np.array([np.nan if x is None else x for x in a], dtype=float) for a in v)
+                    for k, v in data["expected"].items()}
+    groups = {"canary": data.get("canary_scope"), "baseline": data.get("baseline_scope")}
+    return policy, window, expected, groups
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def fmt_num(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    if x != 0 and abs(x) < 0.01:
+        return f"{x:.3g}"
+    return f"{x:,.4g}" if abs(x) < 1e6 else f"{x:.3e}"
+
+
+def fmt_pct(x: float | None) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:+.1%}"
+
+
+def fmt_interval(interval: tuple[float, float] | None) -> str:
+    if interval is None:
+        return "–"
+    return f"[{fmt_pct(interval[0])}, {fmt_pct(interval[1])}]"
+
+
+def fmt_minutes(seconds: float) -> str:
+    minutes = seconds / 60
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h"
+
+
+def _nice_step(span: float, count: int) -> float:
+    raw = span / max(1, count)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 2.5, 5, 10):
+        if raw <= factor * magnitude:
+            return factor * magnitude
+    return 10 * magnitude
+
+
+def _ticks(lo: float, hi: float, count: int = 4) -> list[float]:
+    step = _nice_step(hi - lo, count)
+    first = math.ceil(lo / step) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+# --- charts ------------------------------------------------------------------------------------
+
+W, H = 720, 230
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 14, 34
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous [start, end) runs of True."""
+    runs, start = [], None
+    for i, ok in enumerate(mask):
+        if ok and start is None:
+            start = i
+        elif not ok and start is not None:
+            runs.append((start, i))
+            start = None
+    if start is not None:
+        runs.append((start, len(mask)))
+    return runs
+
+
+class _Axes:
+    def __init__(self, x0: float, x1: float, y0: float, y1: float):
+        self.x0, self.x1, self.y0, self.y1 = x0, x1, y0, y1
+
+    def x(self, t: float) -> float:
+        return LEFT + (t - self.x0) / max(1e-9, self.x1 - self.x0) * (W - LEFT - RIGHT)
+
+    def y(self, v: float) -> float:
+        return H - BOTTOM - (v - self.y0) / max(1e-12, self.y1 - self.y0) * (H - TOP - BOTTOM)
+
+
+def _line(ax: _Axes, t: np.ndarray, v: np.ndarray, color: str, name: str, dash: str = "") -> str:
+    parts = []
+    for a, b in _runs(np.isfinite(v)):
+        if b - a == 1:
+            parts.append(f'<circle cx="{ax.x(t[a]):.1f}" cy="{ax.y(v[a]):.1f}" r="2.5" fill="{color}"/>')
+            continue
+        points = " ".join(f"{ax.x(t[i]):.1f},{ax.y(v[i]):.1f}" for i in range(a, b))
+        extra = f' stroke-dasharray="{dash}"' if dash else ""
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.6"'
+                     f' stroke-linejoin="round"{extra}/>')
+    return f'<g class="series" data-series="{name}">{"".join(parts)}</g>' if parts else ""
+
+
+def _band(ax: _Axes, t: np.ndarray, low: np.ndarray, high: np.ndarray) -> str:
+    parts = []
+    for a, b in _runs(np.isfinite(low) & np.isfinite(high)):
+        upper = [f"{ax.x(t[i]):.1f},{ax.y(high[i]):.1f}" for i in range(a, b)]
+        lower = [f"{ax.x(t[i]):.1f},{ax.y(low[i]):.1f}" for i in reversed(range(a, b))]
+        parts.append(f'<polygon points="{" ".join(upper + lower)}" fill="{COLORS["band"]}" fill-opacity="0.35"/>')
+    return f'<g class="series" data-series="expected-band">{"".join(parts)}</g>' if parts else ""
+
+
+def chart_svg(metric: Metric, result: MetricResult | None, verdict: Verdict, policy: Policy,
+              window: Observations, expected: Band | None) -> str:
+    """Canary vs baseline over the lifetime (data up to the decision), band, decision marker."""
+    canary_t = window.canary.timestamps
+    canary = metric_series(window.canary, metric)
+    baseline = metric_series(window.baseline, metric)
+    baseline_t = window.baseline.timestamps if window.baseline is not None else None
+    lines: list[tuple[np.ndarray, np.ndarray]] = []
+    if canary is not None:
+        lines.append((canary_t, canary))
+    if baseline is not None:
+        lines.append((baseline_t, baseline))
+    grid = window_grid(window)
+    if expected is not None and all(len(a) == len(grid) for a in expected):
+        lines += [(grid, a) for a in expected]
+    else:
+        expected = None
+    finite = np.concatenate([v[np.isfinite(v)] for _, v in lines]) if lines else np.empty(0)
+
+    x0 = verdict.deployed_at
+    # The lifetime, stretched to the data if it runs past it, but not to a late look at old data.
+    last = max([int(t[-1]) for t, _ in lines if len(t)], default=x0)
+    x1 = max(verdict.deployed_at + policy.lifetime, min(verdict.evaluated_at, last))
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+    else:
+        lo, hi = 0.0, 1.0
+    pad = (hi - lo) * 0.08 or max(abs(hi) * 0.1, 1.0)
+    lo, hi = lo - pad, hi + pad
+    if lo < 0 <= float(finite.min() if finite.size else 0):
+        lo = 0.0  # metrics that cannot be negative keep their axis at zero
+    ticks = _ticks(lo, hi)
+    ax = _Axes(x0, x1, lo, hi)
+
+    out = [f'<svg class="chart" data-metric="{_e(metric.name)}" viewBox="0 0 {W} {H}" role="img"'
+           f' xmlns="http://www.w3.org/2000/svg" aria-label="{_e(metric.name)}: canary vs baseline">']
+    for v in ticks:
+        y = ax.y(v)
+        out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e9ecef"/>')
+        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{_e(fmt_num(v))}</text>')
+    minutes = (x1 - x0) / 60
+    step = _nice_step(minutes, 6)
+    m = 0.0
+    while m <= minutes + 1e-9:
+        x = ax.x(x0 + m * 60)
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{H - BOTTOM}" y2="{H - BOTTOM + 4}" stroke="#868e96"/>')
+        out.append(f'<text x="{x:.1f}" y="{H - BOTTOM + 16}" text-anchor="middle" class="tick">+{m:g}m</text>')
+        m += step
+    out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{H - BOTTOM}" y2="{H - BOTTOM}" stroke="#868e96"/>')
+    out.append(f'<text x="{W - RIGHT}" y="{H - 2}" text-anchor="end" class="tick">minutes after the deploy'
+               f' ({_e(iso(x0))})</text>')
+    # The part of the lifetime the verdict did not need: shaded, so an early decision shows.
+    xd = ax.x(min(verdict.evaluated_at, x1))
+    if xd < W - RIGHT - 1:
+        out.append(f'<rect x="{xd:.1f}" y="{TOP}" width="{W - RIGHT - xd:.1f}" height="{H - TOP - BOTTOM}"'
+                   f' fill="#f1f3f5"/>')
+    if expected is not None:
+        out.append(_band(ax, grid, expected[1], expected[2]))
+        out.append(_line(ax, grid, expected[0], COLORS["expected"], "expected", dash="4 3"))
+    if baseline is not None:
+        out.append(_line(ax, baseline_t, baseline, COLORS["baseline"], "baseline"))
+    if canary is not None:
+        out.append(_line(ax, canary_t, canary, COLORS["canary"], "canary"))
+    color = VERDICT_COLORS.get(verdict.verdict, "#343a40")
+    label = f"{verdict.verdict} at +{fmt_minutes(verdict.evaluated_at - x0)}"
+    anchor = "end" if xd > W / 2 else "start"
+    dx = -5 if anchor == "end" else 5
+    out.append(f'<line class="decision" x1="{xd:.1f}" x2="{xd:.1f}" y1="{TOP}" y2="{H - BOTTOM}"'
+               f' stroke="{color}" stroke-width="2" stroke-dasharray="5 3"/>')
+    out.append(f'<text x="{xd + dx:.1f}" y="{TOP + 12}" text-anchor="{anchor}" class="marker"'
+               f' fill="{color}">{_e(label)}</text>')
+    if not finite.size:
+        out.append(f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle" class="nodata">no data in the window</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def effect_svg(result: MetricResult, metric: Metric | None) -> str:
+    """The effect estimate and its interval against the tolerance: why the metric was judged so."""
+    if result.effect is None and result.interval is None:
+        return ""
+    width, height, left, right = 720, 54, 64, 16
+    values = [v for v in (result.effect, *(result.interval or ())) if v is not None and math.isfinite(v)]
+    tol = result.tolerance
+    values += [0.0] + ([tol, -tol] if tol is not None else [])
+    lo, hi = min(values), max(values)
+    pad = (hi - lo) * 0.1 or 0.05
+    lo, hi = lo - pad, hi + pad
+
+    def x(v: float) -> float:
+        return left + (v - lo) / (hi - lo) * (width - left - right)
+
+    direction = metric.bad_direction if metric is not None else "increase"
+    out = [f'<svg class="effect" data-metric="{_e(result.name)}" viewBox="0 0 {width} {height}"'
+           f' xmlns="http://www.w3.org/2000/svg" role="img" aria-label="effect and interval">']
+    if tol is not None:
+        ok_lo = -tol if direction in ("decrease", "either") else lo
+        ok_hi = tol if direction in ("increase", "either") else hi
+        if direction == "none":
+            ok_lo, ok_hi = lo, hi
+        out.append(f'<rect x="{left}" y="8" width="{width - left - right}" height="22" fill="#ffe3e3"/>')
+        out.append(f'<rect x="{x(max(ok_lo, lo)):.1f}" y="8" width="{x(min(ok_hi, hi)) - x(max(ok_lo, lo)):.1f}"'
+                   f' height="22" fill="#d3f9d8"/>')
+    for v in _ticks(lo, hi, 6):
+        out.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="30" y2="34" stroke="#868e96"/>')
+        out.append(f'<text x="{x(v):.1f}" y="46" text-anchor="middle" class="tick">{v:+.0%}</text>')
+    out.append(f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="6" y2="32" stroke="#495057"/>')
+    color = VERDICT_COLORS.get(result.verdict, "#343a40")
+    if result.interval is not None and all(v is not None and math.isfinite(v) for v in result.interval):
+        a, b = x(result.interval[0]), x(result.interval[1])
+        out.append(f'<line x1="{a:.1f}" x2="{b:.1f}" y1="19" y2="19" stroke="{color}" stroke-width="3"/>')
+        out.append(f'<line x1="{a:.1f}" x2="{a:.1f}" y1="13" y2="25" stroke="{color}" stroke-width="2"/>')
+        out.append(f'<line x1="{b:.1f}" x2="{b:.1f}" y1="13" y2="25" stroke="{color}" stroke-width="2"/>')
+    if result.effect is not None and math.isfinite(result.effect):
+        out.append(f'<circle cx="{x(result.effect):.1f}" cy="19" r="5" fill="{color}"/>')
+    out.append(f'<text x="{left - 6}" y="23" text-anchor="end" class="tick">effect</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+CSS = """
+*{box-sizing:border-box}
+body{font:14px/1.45 -apple-system,'Segoe UI',Roboto,'DejaVu Sans',Arial,sans-serif;color:#212529;
+margin:0;background:#f8f9fa}
+main{max-width:800px;margin:0 auto;padding:20px}
+h1{font-size:22px;margin:0 0 4px}
+h2{font-size:17px;margin:0;display:flex;align-items:center;gap:10px}
+.badge{display:inline-block;color:#fff;border-radius:4px;padding:2px 10px;font-weight:700;
+text-transform:uppercase;letter-spacing:.04em;font-size:13px}
+.card{background:#fff;border:1px solid #dee2e6;border-radius:8px;padding:16px;margin:0 0 16px}
+.summary{border-left:6px solid var(--verdict)}
+.reason{font-size:15px;margin:8px 0 12px}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:3px 8px 3px 0;vertical-align:top}
+th{color:#495057;font-weight:600;white-space:nowrap}
+.summary th{width:1%}
+.numbers{margin:4px 0 6px}
+.numbers th{font-size:12px;border-bottom:1px solid #dee2e6}
+.numbers td{font-size:15px}
+.why{margin:10px 0 4px}
+.num{font-variant-numeric:tabular-nums}
+.legend{display:flex;gap:16px;font-size:12px;color:#495057;margin:8px 0 2px}
+.legend span::before{content:'';display:inline-block;width:14px;height:3px;margin-right:5px;
+vertical-align:middle;background:var(--c)}
+.legend .band::before{height:10px;opacity:.5}
+svg{width:100%;height:auto;display:block}
+svg text{font:11px 'DejaVu Sans',Arial,sans-serif;fill:#495057}
+svg text.marker{font-weight:700;font-size:12px}
+svg text.nodata{font-size:14px;fill:#c92a2a}
+.muted{color:#868e96}
+.notes{margin:6px 0 0;padding-left:18px;color:#495057}
+footer{color:#868e96;font-size:12px;text-align:center;margin:8px 0 24px}
+"""
+
+
+def _badge(outcome: str) -> str:
+    return f'<span class="badge" style="background:{VERDICT_COLORS.get(outcome, "#343a40")}">{_e(outcome)}</span>'
+
+
+def _metric_card(result: MetricResult, metric: Metric | None, verdict: Verdict, policy: Policy,
+                 window: Observations, expected: dict[str, Band] | None, deciding: bool) -> str:
+    flags = [f for f, on in (("deciding", deciding), ("critical", result.critical), ("muted", result.muted)) if on]
+    title = f"{_e(result.name)} {_badge(result.verdict)}"
+    if flags:
+        title += f' <span class="muted">{_e(", ".join(flags))}</span>'
+    what = ""
+    if metric is not None:
+        what = f"{metric.kind}" + (f", ratio to {metric.denominator}" if metric.denominator else "")
+        what += f", bad direction: {metric.bad_direction}"
+    body = [f'<section class="card metric" id="metric-{_e(result.name)}"><h2>{title}</h2>']
+    if what:
+        body.append(f'<div class="muted">{_e(what)}</div>')
+    if metric is not None:
+        band = (expected or {}).get(result.name)
+        if band is not None and any(len(a) != len(window_grid(window)) for a in band):
+            band = None
+        body.append('<div class="legend">'
+                    f'<span style="--c:{COLORS["canary"]}">canary</span>'
+                    f'<span style="--c:{COLORS["baseline"]}">baseline</span>'
+                    + (f'<span class="band" style="--c:{COLORS["band"]}">seasonal expectation (±2 noise scales)</span>' if band else "")
+                    + "</div>")
+        body.append(chart_svg(metric, result, verdict, policy, window, band))
+    body.append(f'<p class="why"><b>why:</b> {_e(result.reason)}'
+                f' <span class="muted">(rule: {_e(result.rule or "–")})</span></p>')
+    cells = [
+        ("canary", fmt_num(result.canary)),
+        ("baseline", fmt_num(result.baseline)),
+        ("expected", fmt_num(result.expected)),
+        ("effect", fmt_pct(result.effect)),
+        ("interval", fmt_interval(result.interval)),
+        ("tolerance", "–" if result.tolerance is None else f"{result.tolerance:.0%}"),
+    ]
+    body.append('<table class="numbers num"><tr>' + "".join(f"<th>{k}</th>" for k, _ in cells) + "</tr><tr>"
+                + "".join(f"<td>{v}</td>" for _, v in cells) + "</tr></table>")
+    body.append(effect_svg(result, metric))
+    body.append("</section>")
+    return "".join(body)
+
+
+def render_report(verdict: Verdict, window: Observations, expected: dict[str, Band] | None, policy: Policy,
+                  *, canary: str | None = None, baseline: str | None = None) -> str:
+    """The whole report as one HTML document.
+
+    `window` is what the verdict was reached on (deploy to decision); `expected` maps a metric
+    to its seasonal (mean, low, high) arrays aligned with `window_grid(window)`, or None.
+    """
+    canary = canary or policy.canary.scope
+    baseline = baseline if baseline is not None else (policy.baseline.scope if policy.baseline else None)
+    deciding = {m.name for m in deciding_metrics(verdict)}
+    by_name = {m.name: m for m in policy.metrics}
+    color = VERDICT_COLORS.get(verdict.verdict, "#343a40")
+    elapsed = verdict.evaluated_at - verdict.deployed_at
+    groups = f"canary <b>{_e(canary)}</b> vs " + (
+        f"baseline <b>{_e(baseline)}</b>" if baseline else "its own history (no baseline group)")
+    summary_rows = [
+        ("release", f"<b>{_e(verdict.release)}</b>"),
+        ("groups", groups),
+        ("decided at", f"{_e(iso(verdict.evaluated_at))} ({fmt_minutes(elapsed)} after the deploy at "
+                       f"{_e(iso(verdict.deployed_at))}; lifetime {fmt_minutes(policy.lifetime)})"),
+        ("decided by", _e(deciding_summary(verdict))),
+        ("policy", f"{_e(policy.name)} (source {_e(policy.source.type)}, every {fmt_minutes(policy.interval)},"
+                   f" alpha {policy.alpha:g}, undecided at the end: {_e(policy.on_undecided)})"),
+    ]
+    results = sorted(verdict.metrics, key=lambda m: (m.name not in deciding, verdict.metrics.index(m)))
+    judged = {m.name for m in results}
+    cards = [_metric_card(m, by_name.get(m.name), verdict, policy, window, expected, m.name in deciding)
+             for m in results]
+    # Context metrics (bad_direction none, e.g. traffic) are not judged but explain the others.
+    for metric in policy.metrics:
+        if metric.name not in judged and metric.name in window.canary.values:
+            context = MetricResult(metric.name, "skipped", "context only: not judged (bad_direction none)")
+            cards.append(_metric_card(context, metric, verdict, policy, window, expected, False))
+    notes = "".join(f"<li>{_e(n)}</li>" for n in verdict.notes)
+    title = f"{verdict.verdict.upper()}: {verdict.release}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)} · canary-gate</title>
+<style>{CSS}</style></head>
+<body><main>
+<section class="card summary" style="--verdict:{color}">
+<h1>{_badge(verdict.verdict)} release {_e(verdict.release)}</h1>
+<p class="reason">{_e(verdict.reason)}</p>
+<table>{"".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in summary_rows)}</table>
+{f'<ul class="notes">{notes}</ul>' if notes else ""}
+</section>
+{"".join(cards)}
+<footer>canary-gate report · generated {_e(iso(time.time()))} · {"final" if verdict.final else "not final"} verdict</footer>
+</main></body></html>
+"""
+
+
+# --- writing and publishing --------------------------------------------------------------------
+
+
+def safe_name(release: str) -> str:
+    """A release name as a file name or object key: no path separators, no dot-dot."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", release).strip("._") or "release"
+    return name[:150]
+
+
+def publish(document: str, release: str, out: str | Path | None = None) -> str:
+    """Write the report: to `out`, to S3 when `GATE_REPORT_BUCKET` is set (returns a presigned
+    link), else to reports/RELEASE.html. Returns where it is."""
+    bucket = os.environ.get("GATE_REPORT_BUCKET")
+    if out is None and bucket:
+        return _upload(document, bucket, f"reports/{safe_name(release)}.html")
+    folder = Path(os.environ.get("GATE_REPORT_DIR") or DEFAULT_DIR)
+    path = Path(out) if out is not None else folder / f"{safe_name(release)}.html"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(document, encoding="utf-8")
+    except OSError as e:
+        raise ReportError(f"cannot write the report {path}: {e.strerror or e}") from None
+    return str(path)
+
+
+def _upload(document: str, bucket: str, key: str) -> str:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    expires = int(os.environ.get("GATE_REPORT_LINK_SECONDS", 7 * 86400))
+    try:
+        s3 = boto3.client("s3")
+        s3.put_object(Bucket=bucket, Key=key, Body=document.encode("utf-8"),
+                      ContentType="text/html; charset=utf-8")
+        return s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires)
+    except (BotoCoreError, ClientError) as e:
+        raise ReportError(f"cannot upload the report to s3://{bucket}/{key}: {e}") from None
+
+
+def report_for(analysis: Any, verdict: Verdict, store: Any = None, out: str | Path | None = None) -> str | None:
+    """The report of a verdict just reached by `analysis` (gate.analysis.Analysis): fetches the
+    window it was judged on again (the judge keeps no copy), asks the judge for its expected band,
+    then `write_report`. Returns where the report is, or None; never raises."""
+    try:
+        window = analysis.window(verdict.evaluated_at)
+        expected = expected_band(analysis.judge, analysis.reference(), analysis.policy, window)
+    except Exception as e:  # noqa: BLE001 - never let the explanation change the verdict
+        message = str(e) if isinstance(e, GateError) else f"{type(e).__name__}: {e}"
+        log.warning("report: not written: %s", message)
+        _record(store, verdict.release, {"ok": False, "error": message})
+        return None
+    return write_report(verdict, window, expected, analysis.policy, store=store,
+                        canary=analysis.canary, baseline=analysis.baseline, out=out)
+
+
+def write_report(verdict: Verdict, window: Observations, expected: dict[str, Band] | None, policy: Policy,
+                 *, store: Any = None, canary: str | None = None, baseline: str | None = None,
+                 out: str | Path | None = None) -> str | None:
+    """After a decisive verdict: record the data behind it, render and publish the report.
+
+    Returns where the report is, or None if it could not be written: a report is an
+    explanation, and failing to write one never changes the verdict (logged and recorded).
+    """
+    try:
+        data = snapshot(policy, window, expected, canary, baseline)
+        if store is not None:
+            store.record_event(verdict.release, SNAPSHOT_EVENT,
+                               {"evaluated_at": iso(verdict.evaluated_at), "verdict": verdict.verdict, **data})
+        document = render_report(verdict, window, expected, policy, canary=canary, baseline=baseline)
+        location = publish(document, verdict.release, out)
+    except Exception as e:  # noqa: BLE001 - never let the explanation change the verdict
+        message = str(e) if isinstance(e, GateError) else f"{type(e).__name__}: {e}"
+        log.warning("report: not written: %s", message)
+        _record(store, verdict.release, {"ok": False, "error": message})
+        return None
+    _record(store, verdict.release, {"ok": True, "location": location.split("?")[0]})
+    return location
+
+
+def _record(store: Any, release: str, detail: dict) -> None:
+    if store is None:
+        return
+    try:
+        store.record_event(release, "report", detail)
+    except Exception as e:  # noqa: BLE001
+        log.warning("report: could not record the report event: %s", e)
+
+
+def rebuild(store: Any, release: str) -> str:
+    """The report of a release's last verdict, from the store alone (for `gate report`)."""
+    evaluations = [e for e in store.evaluations(release) if e["verdict"] != "error" and e["payload"]]
+    if not evaluations:
+        raise ReportError(f"no verdict recorded for release {release!r}")
+    last = Verdict.from_dict(evaluations[-1]["payload"])
+    snapshots = [e["detail"] for e in store.events(release) if e["kind"] == SNAPSHOT_EVENT]
+    matching = [s for s in snapshots if s.get("evaluated_at") == iso(last.evaluated_at)]
+    if not matching:
+        # The series are recorded with decisive verdicts; fall back to the last decisive one.
+        decisive = [Verdict.from_dict(e["payload"]) for e in evaluations if e["verdict"] in ("pass", "fail")]
+        decisive = [v for v in decisive if any(s.get("evaluated_at") == iso(v.evaluated_at) for s in snapshots)]
+        if not decisive:
+            raise ReportError(
+                f"release {release!r}: the data behind its verdicts was not recorded "
+                "(it is recorded with decisive verdicts only; the last one is "
+                f"{last.verdict} at {iso(last.evaluated_at)})")
+        last = decisive[-1]
+        matching = [s for s in snapshots if s.get("evaluated_at") == iso(last.evaluated_at)]
+    policy, window, expected, groups = from_snapshot(matching[-1])
+    return render_report(last, window, expected, policy, canary=groups["canary"], baseline=groups["baseline"])

@@ -1,0 +1,68 @@
+"""A local stand-in for a Slack incoming webhook: a real HTTP server on 127.0.0.1.
+
+It records every request it receives (path and JSON body) and answers from a script of
+responses: e.g. `[(429, {"Retry-After": "1"}), (200, {})]` answers 429 once, then 200; the last
+entry repeats. Slack answers a taken message with `200 ok`, a rate limit with 429 and a
+`Retry-After` header.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SECRET_PATH = "/services/T000TEST/B000TEST/s3cr3tWebhookToken"
+
+
+class FakeSlack:
+    def __init__(self, script: list[tuple[int, dict]] | None = None):
+        self.script = list(script or [(200, {})])
+        self.requests: list[dict] = []  # every request: {"path", "body" (parsed JSON or raw text)}
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode("utf-8")
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = raw
+                with fake._lock:
+                    fake.requests.append({"path": self.path, "body": body})
+                    index = min(len(fake.requests) - 1, len(fake.script) - 1)
+                    status, headers = fake.script[index]
+                text = b"ok" if status == 200 else (b"rate_limited" if status == 429 else b"internal_error")
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}{SECRET_PATH}"
+
+    @property
+    def payloads(self) -> list:
+        return [r["body"] for r in self.requests]
+
+    def __enter__(self) -> FakeSlack:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
