@@ -212,11 +212,12 @@ AsgOption = Annotated[Optional[str], typer.Option(help="Auto Scaling group name,
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")]
 
 
-def _groups(release: str, policy: Optional[Path], **names):
-    from gate.actions import resolve_groups
+def _groups_and_aws(release: str, policy: Optional[Path], **names):
+    from gate import actions
     from gate.policy import load_policy
 
-    return resolve_groups(release, load_policy(policy) if policy else None, **names)
+    loaded = load_policy(policy) if policy else None
+    return actions.resolve_groups(release, loaded, **names), actions.clients(loaded)
 
 
 def _print_action(outcome, as_json: bool) -> None:
@@ -258,8 +259,9 @@ def promote(
         raise fail_closed(f"--checkpoints/--checkpoint-delay: {e}") from None
     if not points or points[-1] != 100 or list(points) != sorted(set(points)) or points[0] <= 0:
         raise fail_closed(f"--checkpoints: increasing percentages ending at 100 (got {checkpoints!r})")
-    groups = _groups(release, policy, production=production_asg, canary=canary_asg, baseline=baseline_asg)
-    outcome = actions.promote(release, groups, actions.clients(), strategy=strategy,
+    groups, aws = _groups_and_aws(release, policy, production=production_asg, canary=canary_asg,
+                                  baseline=baseline_asg)
+    outcome = actions.promote(release, groups, aws, strategy=strategy,
                               refresh=actions.Refresh(points, delay), dry_run=dry_run,
                               store=None if dry_run else open_store(store))
     _print_action(outcome, as_json)
@@ -279,8 +281,8 @@ def rollback(
     from gate import actions
     from gate.store import open_store
 
-    groups = _groups(release, policy, canary=canary_asg, baseline=baseline_asg)
-    outcome = actions.rollback(release, groups, actions.clients(), dry_run=dry_run,
+    groups, aws = _groups_and_aws(release, policy, canary=canary_asg, baseline=baseline_asg)
+    outcome = actions.rollback(release, groups, aws, dry_run=dry_run,
                                store=None if dry_run else open_store(store))
     _print_action(outcome, as_json)
 

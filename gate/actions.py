@@ -1,0 +1,385 @@
+"""Acting on a verdict: promote the canary's release to production, or roll the canary back.
+
+* promote: point the production Auto Scaling group at the canary's launch template version and
+  roll it out, either with an instance refresh (rolling, with checkpoints; the default) or with a
+  capacity swap (launch as many new instances as there are old ones, wait until they are in
+  service, terminate the old ones), then scale the canary and baseline groups to zero.
+* rollback: scale the canary (and baseline) groups to zero; production is left untouched.
+
+Both read the groups' current state and plan only what is still missing, so running them again
+is safe (the second run plans nothing). `dry_run` returns the plan without applying it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gate.errors import GateError
+
+Strategy = Literal["refresh", "swap"]
+ACTIVE_REFRESH = {"Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"}
+GONE = {"Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated", "Detaching", "Detached"}
+
+
+class ActionError(GateError):
+    """An action could not be planned or applied (missing group, refused call...)."""
+
+
+@dataclass(frozen=True)
+class Groups:
+    canary: str
+    baseline: str | None = None
+    production: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"production": self.production, "canary": self.canary, "baseline": self.baseline}
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """Instance refresh preferences: checkpoints pause the rollout so alarms can stop it."""
+
+    checkpoints: tuple[int, ...] = (20, 50, 100)
+    checkpoint_delay: int = 600
+    min_healthy: int = 90
+
+    def preferences(self) -> dict:
+        return {"MinHealthyPercentage": self.min_healthy, "SkipMatching": True,
+                "CheckpointPercentages": list(self.checkpoints), "CheckpointDelay": self.checkpoint_delay}
+
+
+@dataclass
+class Step:
+    group: str
+    change: str  # what the step does, for people
+    detail: dict
+    apply: Callable[[], None] = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return {"group": self.group, "change": self.change, **self.detail}
+
+
+@dataclass
+class Outcome:
+    release: str
+    action: str
+    dry_run: bool
+    groups: Groups
+    steps: list[Step]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.steps
+
+    def to_dict(self) -> dict:
+        return {"release": self.release, "action": self.action, "dry_run": self.dry_run,
+                "nothing_to_do": self.nothing_to_do, "groups": self.groups.to_dict(),
+                "changes": [s.to_dict() for s in self.steps], "notes": list(self.notes)}
+
+
+def _fail(call: str, error: Exception) -> ActionError:
+    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        message = error.response.get("Error", {}).get("Message", "")
+        if "AccessDenied" in code or code == "UnauthorizedOperation":
+            return ActionError(f"AWS refused {call} ({code}): the credentials need permission for it")
+        return ActionError(f"{call} failed ({code}): {message}")
+    if isinstance(error, NoCredentialsError):
+        return ActionError("no AWS credentials found (environment, profile or role)")
+    if isinstance(error, NoRegionError):
+        return ActionError("no AWS region: set AWS_REGION (or source.options.region)")
+    return ActionError(f"{call} failed: {error}")
+
+
+class AutoScaling:
+    """The few Auto Scaling and EC2 calls the actions need, with one-line errors."""
+
+    def __init__(self, autoscaling: Any, ec2: Any, sleep: Callable[[float], None] = time.sleep,
+                 poll_seconds: float = 15.0, timeout: float = 900.0):
+        self.autoscaling = autoscaling
+        self.ec2 = ec2
+        self.sleep = sleep
+        self.poll_seconds = poll_seconds
+        self.timeout = timeout
+        self._versions: dict[tuple[str, str], int] = {}
+
+    def call(self, client: Any, operation: str, **kwargs) -> dict:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(client, operation)(**kwargs)
+        except (ClientError, BotoCoreError) as e:
+            raise _fail(operation, e) from None
+
+    def groups(self, names: list[str]) -> dict[str, dict]:
+        found = {}
+        pages = self.autoscaling.get_paginator("describe_auto_scaling_groups")
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            for page in pages.paginate(AutoScalingGroupNames=names):
+                for g in page["AutoScalingGroups"]:
+                    found[g["AutoScalingGroupName"]] = g
+        except (ClientError, BotoCoreError) as e:
+            raise _fail("describe_auto_scaling_groups", e) from None
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise ActionError(f"Auto Scaling group not found: {', '.join(missing)}")
+        return found
+
+    def group(self, name: str) -> dict:
+        return self.groups([name])[name]
+
+    def version_number(self, template_id: str, version: str) -> int:
+        """'3', '$Latest' or '$Default' -> 3 (a group must never follow '$Latest' blindly)."""
+        if version.isdigit():
+            return int(version)
+        key = (template_id, version)
+        if key not in self._versions:
+            answer = self.call(self.ec2, "describe_launch_template_versions",
+                               LaunchTemplateId=template_id, Versions=[version])
+            versions = answer.get("LaunchTemplateVersions", [])
+            if not versions:
+                raise ActionError(f"launch template {template_id} has no version {version}")
+            self._versions[key] = int(versions[0]["VersionNumber"])
+        return self._versions[key]
+
+    def template(self, group: dict) -> tuple[str, int] | None:
+        """The group's launch template id and concrete version; None if it has none."""
+        spec = group.get("LaunchTemplate") or (
+            (group.get("MixedInstancesPolicy") or {}).get("LaunchTemplate", {}).get("LaunchTemplateSpecification")
+        )
+        if not spec:
+            return None
+        template_id = spec.get("LaunchTemplateId")
+        if not template_id:
+            answer = self.call(self.ec2, "describe_launch_templates",
+                               LaunchTemplateNames=[spec["LaunchTemplateName"]])
+            template_id = answer["LaunchTemplates"][0]["LaunchTemplateId"]
+        return template_id, self.version_number(template_id, spec.get("Version") or "$Default")
+
+    def instance_on(self, instance: dict, target: tuple[str, int]) -> bool:
+        spec = instance.get("LaunchTemplate") or {}
+        if spec.get("LaunchTemplateId") != target[0]:
+            return False
+        return self.version_number(target[0], spec.get("Version") or "$Default") == target[1]
+
+    def active_refresh(self, name: str) -> dict | None:
+        answer = self.call(self.autoscaling, "describe_instance_refreshes", AutoScalingGroupName=name)
+        return next((r for r in answer.get("InstanceRefreshes", []) if r.get("Status") in ACTIVE_REFRESH), None)
+
+
+# -- planning ------------------------------------------------------------------------------
+
+
+def _scale_to_zero(aws: AutoScaling, name: str, group: dict) -> list[Step]:
+    if group["DesiredCapacity"] == 0 and group["MinSize"] == 0:
+        return []
+    detail = {"before": {"min": group["MinSize"], "desired": group["DesiredCapacity"]},
+              "after": {"min": 0, "desired": 0}}
+    return [Step(name, f"scale {name} to zero (desired {group['DesiredCapacity']} -> 0)", detail,
+                 lambda: aws.call(aws.autoscaling, "update_auto_scaling_group",
+                                  AutoScalingGroupName=name, MinSize=0, DesiredCapacity=0))]
+
+
+def _set_template(aws: AutoScaling, name: str, group: dict, target: tuple[str, int]) -> list[Step]:
+    current = aws.template(group)
+    if current == target:
+        return []
+    spec = {"LaunchTemplateId": target[0], "Version": str(target[1])}
+    if group.get("MixedInstancesPolicy"):
+        kwargs = {"MixedInstancesPolicy": {"LaunchTemplate": {"LaunchTemplateSpecification": spec}}}
+    else:
+        kwargs = {"LaunchTemplate": spec}
+    before = f"{current[0]} v{current[1]}" if current else "a launch configuration"
+    return [Step(name, f"point {name} at {target[0]} v{target[1]} (was {before})",
+                 {"before": before, "after": f"{target[0]} v{target[1]}"},
+                 lambda: aws.call(aws.autoscaling, "update_auto_scaling_group",
+                                  AutoScalingGroupName=name, **kwargs))]
+
+
+def _live(group: dict) -> list[dict]:
+    return [i for i in group.get("Instances", []) if i.get("LifecycleState") not in GONE]
+
+
+def _refresh(aws: AutoScaling, name: str, group: dict, target: tuple[str, int], refresh: Refresh,
+             notes: list[str]) -> list[Step]:
+    old = [i for i in _live(group) if not aws.instance_on(i, target)]
+    if not old:
+        return []
+    running = aws.active_refresh(name)
+    if running is not None:
+        done = running.get("PercentageComplete", 0)
+        notes.append(f"instance refresh {running.get('InstanceRefreshId')} of {name} is "
+                     f"{running['Status']} ({done}% done)")
+        return []
+    preferences = refresh.preferences()
+    return [Step(name, f"start an instance refresh of {name} ({len(old)} old instances, "
+                       f"checkpoints at {', '.join(map(str, refresh.checkpoints))}%)",
+                 {"old_instances": len(old), "preferences": preferences},
+                 lambda: aws.call(aws.autoscaling, "start_instance_refresh", AutoScalingGroupName=name,
+                                  Strategy="Rolling", Preferences=preferences))]
+
+
+def _swap(aws: AutoScaling, name: str, group: dict, target: tuple[str, int]) -> list[Step]:
+    live = _live(group)
+    old = [i for i in live if not aws.instance_on(i, target)]
+    if not old:
+        return []
+    new = len(live) - len(old)
+    missing = max(0, len(old) - new)
+    steps = []
+    if missing:
+        desired = group["DesiredCapacity"] + missing
+        max_size = max(group["MaxSize"], desired)
+        steps.append(Step(name, f"scale {name} out by {missing} (desired {group['DesiredCapacity']} -> {desired}) "
+                                f"to launch {target[0]} v{target[1]} instances",
+                          {"before": {"desired": group["DesiredCapacity"], "max": group["MaxSize"]},
+                           "after": {"desired": desired, "max": max_size}},
+                          lambda: aws.call(aws.autoscaling, "update_auto_scaling_group",
+                                           AutoScalingGroupName=name, MaxSize=max_size, DesiredCapacity=desired)))
+    steps.append(Step(name, f"once {len(old)} new instances are in service, terminate the {len(old)} old ones "
+                            f"of {name} (capacity back to {group['DesiredCapacity'] + missing - len(old)})",
+                      {"old_instances": sorted(i["InstanceId"] for i in old)},
+                      lambda: _replace_old(aws, name, target, len(old), group["MaxSize"])))
+    return steps
+
+
+def _replace_old(aws: AutoScaling, name: str, target: tuple[str, int], needed: int, max_size: int) -> None:
+    deadline = time.monotonic() + aws.timeout
+    while True:
+        group = aws.group(name)
+        ready = [i for i in _live(group) if aws.instance_on(i, target)
+                 and i.get("LifecycleState") == "InService" and i.get("HealthStatus", "Healthy") == "Healthy"]
+        if len(ready) >= needed:
+            break
+        if time.monotonic() >= deadline:
+            raise ActionError(f"{name}: only {len(ready)} of {needed} new instances in service after "
+                              f"{aws.timeout:g}s; run the promote again to continue")
+        aws.sleep(aws.poll_seconds)
+    for instance in _live(group):
+        if not aws.instance_on(instance, target):
+            aws.call(aws.autoscaling, "terminate_instance_in_auto_scaling_group",
+                     InstanceId=instance["InstanceId"], ShouldDecrementDesiredCapacity=True)
+    group = aws.group(name)
+    if group["MaxSize"] > max_size and group["DesiredCapacity"] <= max_size:
+        aws.call(aws.autoscaling, "update_auto_scaling_group", AutoScalingGroupName=name, MaxSize=max_size)
+
+
+def plan_promote(aws: AutoScaling, groups: Groups, strategy: Strategy = "refresh",
+                 refresh: Refresh = Refresh(), notes: list[str] | None = None) -> list[Step]:
+    notes = notes if notes is not None else []
+    if not groups.production:
+        raise ActionError("promote needs the production group (--production-asg or "
+                          "source.options.production_asg)")
+    if groups.production in (groups.canary, groups.baseline):
+        raise ActionError(f"the production group {groups.production!r} is also the canary or baseline group")
+    names = [n for n in (groups.production, groups.canary, groups.baseline) if n]
+    state = aws.groups(names)
+    target = aws.template(state[groups.canary])
+    if target is None:
+        raise ActionError(f"the canary group {groups.canary!r} has no launch template to promote")
+    production = state[groups.production]
+    steps = _set_template(aws, groups.production, production, target)
+    if strategy == "refresh":
+        steps += _refresh(aws, groups.production, production, target, refresh, notes)
+    else:
+        steps += _swap(aws, groups.production, production, target)
+    for name in (groups.canary, groups.baseline):
+        if name:
+            steps += _scale_to_zero(aws, name, state[name])
+    return steps
+
+
+def plan_rollback(aws: AutoScaling, groups: Groups) -> list[Step]:
+    names = [n for n in (groups.canary, groups.baseline) if n]
+    state = aws.groups(names)
+    return [step for name in names for step in _scale_to_zero(aws, name, state[name])]
+
+
+def run(release: str, action: str, groups: Groups, steps: list[Step], *, dry_run: bool,
+        store: Any = None, notes: list[str] | None = None, strategy: str | None = None) -> Outcome:
+    """Apply the planned steps in order (unless dry_run) and record what was done."""
+    outcome = Outcome(release, action, dry_run, groups, steps, list(notes or []))
+    if dry_run:
+        return outcome
+    for step in steps:
+        step.apply()
+    if store is not None:
+        detail = outcome.to_dict()
+        detail.pop("release")
+        if strategy:
+            detail["strategy"] = strategy
+        store.record_event(release, action, detail)
+    return outcome
+
+
+def clients(policy: Any = None) -> AutoScaling:
+    """Auto Scaling and EC2 clients, in the policy's `source.options.region` if it names one."""
+    from gate.sources.cloudwatch import make_client
+
+    region = policy.source.options.get("region") if policy is not None else None
+    try:
+        return AutoScaling(make_client("autoscaling", region), make_client("ec2", region))
+    except GateError as e:
+        raise ActionError(str(e)) from None
+
+
+def resolve_groups(release: str, policy: Any = None, *, production: str | None = None,
+                   canary: str | None = None, baseline: str | None = None) -> Groups:
+    """The groups to act on: explicit names first, then the policy's `source.options`
+    (`production_asg`, `canary_asg`, `baseline_asg`), then, for a CloudWatch policy, its canary
+    and baseline scopes (there they are the Auto Scaling group names). `{release}` is filled."""
+    from gate.analysis import render_scope
+
+    options = dict(policy.source.options) if policy is not None else {}
+    scopes = policy is not None and policy.source.type == "cloudwatch"
+    canary = canary or options.get("canary_asg") or (policy.canary.scope if scopes else None)
+    if baseline is None:
+        baseline = options.get("baseline_asg") or (
+            policy.baseline.scope if scopes and policy.baseline is not None else None)
+    production = production or options.get("production_asg")
+    if not canary:
+        raise ActionError("which group is the canary? give --canary-asg (or --policy with "
+                          "source.options.canary_asg)")
+    names = {}
+    for role, name in (("production", production), ("canary", canary), ("baseline", baseline)):
+        if name is None:
+            continue
+        name = render_scope(str(name), release)
+        if not name.strip() or len(name) > 255 or any(ord(c) < 32 for c in name):
+            raise ActionError(f"{role} group: {name!r} is not an Auto Scaling group name")
+        names[role] = name
+    return Groups(canary=names["canary"], baseline=names.get("baseline"), production=names.get("production"))
+
+
+def promote(release: str, groups: Groups, aws: AutoScaling, *, strategy: Strategy = "refresh",
+            refresh: Refresh = Refresh(), dry_run: bool = False, store: Any = None) -> Outcome:
+    notes: list[str] = []
+    steps = plan_promote(aws, groups, strategy, refresh, notes)
+    return run(release, "promote", groups, steps, dry_run=dry_run, store=store, notes=notes, strategy=strategy)
+
+
+def rollback(release: str, groups: Groups, aws: AutoScaling, *, dry_run: bool = False,
+             store: Any = None) -> Outcome:
+    steps = plan_rollback(aws, groups)
+    return run(release, "rollback", groups, steps, dry_run=dry_run, store=store)
+
+
+def describe(outcome: Outcome) -> list[str]:
+    """The outcome for people, one line each."""
+    head = f"{outcome.action} {outcome.release}"
+    if outcome.nothing_to_do:
+        lines = [f"{head}: nothing to do (the groups are already as {outcome.action} leaves them)"]
+    else:
+        verb = "would" if outcome.dry_run else "done:"
+        lines = [f"{head}{' (dry run, nothing changed)' if outcome.dry_run else ''}:"]
+        lines += [f"  {verb} {step.change}" for step in outcome.steps]
+    lines += [f"  note: {note}" for note in outcome.notes]
+    return lines

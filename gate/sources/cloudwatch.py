@@ -1,0 +1,350 @@
+"""Amazon CloudWatch: both groups' metrics with `GetMetricData` (boto3).
+
+Each metric of the policy says in `queries.cloudwatch` which CloudWatch metric it is read from:
+
+    queries:
+      cloudwatch:
+        namespace: AWS/ApplicationELB
+        metric: TargetResponseTime
+        stat: p99                       # Average, Sum, Maximum, Minimum, SampleCount, p99, tm90...
+        dimensions: {TargetGroup: "{target_group}", LoadBalancer: app/web/50dc6c495c0c9188}
+
+Dimension values are templates: `{scope}` is the group's scope (the Auto Scaling group name, the
+default being `AutoScalingGroupName: "{scope}"`), any other `{key}` is that group's value in
+`source.options.groups.<canary|baseline>.<key>` (e.g. the target group of each group: the ALB
+only tells groups apart by target group, so canary and baseline need one each).
+
+The point at T is the CloudWatch period [T, T + period): only complete periods are returned.
+Counts use the `Sum` per period. A period without a datapoint is missing (NaN), except for a
+count with a denominator: when the same group reported the denominator for that period, the
+count is 0 (the ALB publishes no `HTTPCode_Target_5XX_Count` datapoint for a minute without 5xx).
+Ratios are left to the judge; no metric math.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gate.errors import PolicyError, SourceError
+from gate.policy import Metric, Policy
+from gate.series import Frame, Observations
+from gate.sources import Query
+
+MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
+DAY = 86400
+
+# CloudWatch keeps 1-minute points for 15 days, 5-minute points for 63 days, then hourly ones
+# (455 days): a query reaching further back must ask for a period that is a multiple of these.
+RETENTION = ((15 * DAY, 60), (63 * DAY, 300), (455 * DAY, 3600))
+
+THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "LimitExceeded",
+             "LimitExceededException", "TooManyRequestsException"}
+DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "InvalidClientTokenId",
+          "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException",
+          "SignatureDoesNotMatch", "AuthFailure"}
+
+_STAT = re.compile(
+    r"^(Average|Sum|Minimum|Maximum|SampleCount|IQM"
+    r"|(p|tm|wm|tc|ts|pr)(\d{1,2}(\.\d{1,10})?|100)"
+    r"|(TM|WM|TC|TS|PR)\([^()]{1,40}\))$"
+)
+_TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MetricQuery(_Strict):
+    """`metrics[].queries.cloudwatch`: one CloudWatch metric and the statistic read from it."""
+
+    namespace: str = Field(min_length=1, max_length=255)
+    metric: str = Field(min_length=1, max_length=255, description="CloudWatch MetricName.")
+    stat: str = Field(description="Average, Sum, Minimum, Maximum, SampleCount, p99, tm90, ...")
+    dimensions: dict[str, str] = Field(
+        default_factory=lambda: {"AutoScalingGroupName": "{scope}"},
+        max_length=30,
+        description="Dimension name -> value; `{scope}` and `{key}` of source.options.groups "
+        "are filled per group.",
+    )
+    unit: str | None = Field(default=None, description="Only datapoints published with this unit.")
+
+    @field_validator("stat")
+    @classmethod
+    def _known_stat(cls, v: str) -> str:
+        if not _STAT.match(v):
+            raise ValueError(f"{v!r} is not a CloudWatch statistic (Average, Sum, Maximum, p99, tm90...)")
+        return v
+
+    @field_validator("dimensions")
+    @classmethod
+    def _names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            _check_dimension("dimension name", name, 255)
+        return v
+
+
+class Options(_Strict):
+    """`source.options` of a CloudWatch policy."""
+
+    region: str | None = Field(default=None, description="AWS region; default: the boto3 chain.")
+    groups: dict[Literal["canary", "baseline"], dict[str, str]] = Field(
+        default_factory=dict,
+        description="Per group, values dimension templates refer to, e.g. {target_group: ...}.",
+    )
+    retry_seconds: float = Field(
+        default=30, gt=0, le=600,
+        description="How long throttled calls are retried in all before the gate gives up (exit 4).",
+    )
+    # Read by `gate promote` / `gate rollback` (gate.actions), not by the source.
+    production_asg: str | None = None
+    canary_asg: str | None = None
+    baseline_asg: str | None = None
+
+
+def _check_dimension(what: str, value: str, limit: int = 1024) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > limit:
+        raise ValueError(f"{what} is longer than {limit} characters")
+    if _CONTROL.search(value):
+        raise ValueError(f"{what} {value!r} contains control characters")
+    return value
+
+
+def _describe(e: ValidationError, where: str) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}{'.' + loc if loc else ''}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def metric_query(metric: Metric) -> MetricQuery:
+    raw = metric.queries.get("cloudwatch")
+    where = f"metrics.{metric.name}.queries.cloudwatch"
+    if raw is None:
+        raise PolicyError(f"{where}: missing (namespace, metric, stat and dimensions of the CloudWatch metric)")
+    try:
+        query = MetricQuery.model_validate(raw)
+    except ValidationError as e:
+        raise PolicyError(_describe(e, where)) from None
+    if metric.kind == "count" and query.stat not in ("Sum", "SampleCount"):
+        raise PolicyError(f"{where}.stat: a count is read as a Sum per period (got {query.stat!r})")
+    return query
+
+
+def choose_period(step: int, start: int, now: int) -> int:
+    """The CloudWatch period for points `step` apart starting at `start`: a multiple of the
+    step and of the resolution CloudWatch still keeps for data that old."""
+    if step % 60:
+        raise PolicyError(f"interval: CloudWatch periods are multiples of 60 s (got {step}s)")
+    age = now - start
+    resolution = next((r for limit, r in RETENTION if age <= limit), None)
+    if resolution is None:
+        raise PolicyError(
+            f"history: CloudWatch keeps metrics for 455 days, the query starts {age // DAY} days ago"
+        )
+    return math.lcm(step, resolution)
+
+
+@dataclass(frozen=True)
+class _Series:
+    id: str
+    group: str  # "canary" / "baseline"
+    metric: str
+
+
+class CloudWatchSource:
+    def __init__(self, policy: Policy, options: Options, client: Any = None,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
+        self.options = options
+        self.queries = {m.name: metric_query(m) for m in policy.metrics}
+        self._client = client
+        self.clock = clock
+        self.sleep = sleep
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_client("cloudwatch", self.options.region)
+        return self._client
+
+    # -- the protocol ---------------------------------------------------------------------
+
+    def fetch(self, query: Query) -> Observations:
+        period = choose_period(query.step, query.start, int(self.clock()))
+        first = -(-query.start // period) * period  # first period starting at or after start
+        stop = (query.end + 1) // period * period  # periods must end by `end` (complete ones)
+        names = [m.name for m in query.metrics]
+        groups = {"canary": query.canary}
+        if query.baseline is not None:
+            groups["baseline"] = query.baseline
+        series, requests = self._requests(query.metrics, groups, period)
+        points: dict[str, dict[str, dict[int, float]]] = {g: {n: {} for n in names} for g in groups}
+        if stop > first:
+            for result in self._get_metric_data(requests, first, stop):
+                s = series[result["Id"]]
+                column = points[s.group][s.metric]
+                for stamp, value in zip(result.get("Timestamps", []), result.get("Values", [])):
+                    column[int(stamp.timestamp())] = float(value)
+        frames = {g: self._frame(query.metrics, period, first, stop, points[g]) for g in groups}
+        return Observations(canary=frames["canary"], baseline=frames.get("baseline"))
+
+    # -- building the queries -------------------------------------------------------------
+
+    def _requests(self, metrics: tuple[Metric, ...], groups: dict[str, str], period: int):
+        series: dict[str, _Series] = {}
+        requests = []
+        for group, scope in groups.items():
+            for metric in metrics:
+                q = self.queries[metric.name]
+                dimensions = [
+                    {"Name": name, "Value": self._fill(template, group, scope, metric.name, name)}
+                    for name, template in sorted(q.dimensions.items())  # one canonical order
+                ]
+                stat = {"Metric": {"Namespace": q.namespace, "MetricName": q.metric,
+                                   "Dimensions": dimensions},
+                        "Period": period, "Stat": q.stat}
+                if q.unit:
+                    stat["Unit"] = q.unit
+                qid = f"q{len(requests)}"
+                series[qid] = _Series(qid, group, metric.name)
+                requests.append({"Id": qid, "MetricStat": stat, "ReturnData": True})
+        return series, requests
+
+    def _fill(self, template: str, group: str, scope: str, metric: str, dimension: str) -> str:
+        values = {"scope": scope, **self.options.groups.get(group, {})}
+
+        def one(match: re.Match) -> str:
+            key = match.group(1)
+            if key not in values:
+                raise PolicyError(
+                    f"metrics.{metric}.queries.cloudwatch.dimensions.{dimension}: {{{key}}} is not set "
+                    f"for the {group} group (source.options.groups.{group}.{key})"
+                )
+            return values[key]
+
+        value = _TEMPLATE.sub(one, template)
+        try:
+            return _check_dimension(f"{group} value of dimension {dimension}", value)
+        except ValueError as e:
+            raise PolicyError(f"{e} (scope or source.options.groups.{group})") from None
+
+    # -- calling CloudWatch ---------------------------------------------------------------
+
+    def _get_metric_data(self, requests: list[dict], start: int, end: int) -> list[dict]:
+        """All results (merged across pages), queries sent 500 at a time."""
+        deadline = time.monotonic() + self.options.retry_seconds
+        merged: dict[str, dict] = {}
+        for i in range(0, len(requests), MAX_QUERIES_PER_CALL):
+            token = None
+            while True:
+                kwargs = {
+                    "MetricDataQueries": requests[i:i + MAX_QUERIES_PER_CALL],
+                    "StartTime": datetime.fromtimestamp(start, UTC),
+                    "EndTime": datetime.fromtimestamp(end, UTC),
+                    "ScanBy": "TimestampAscending",
+                }
+                if token:
+                    kwargs["NextToken"] = token
+                page = self._call(kwargs, deadline)
+                for result in page.get("MetricDataResults", []):
+                    status = result.get("StatusCode", "Complete")
+                    if status in ("InternalError", "Forbidden"):
+                        why = "; ".join(m.get("Value", "") for m in result.get("Messages", []))
+                        raise SourceError(f"CloudWatch could not answer query {result.get('Label') or result['Id']}: "
+                                          f"{status}{': ' + why if why else ''}")
+                    into = merged.setdefault(result["Id"], {"Id": result["Id"], "Timestamps": [], "Values": []})
+                    into["Timestamps"].extend(result.get("Timestamps", []))
+                    into["Values"].extend(result.get("Values", []))
+                token = page.get("NextToken")
+                if not token:
+                    break
+        return list(merged.values())
+
+    def _call(self, kwargs: dict, deadline: float) -> dict:
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+        attempt = 0
+        while True:
+            try:
+                return self.client.get_metric_data(**kwargs)
+            except ClientError as e:
+                code = e.response.get("Error", {}).get("Code", "")
+                if code in DENIED:
+                    raise SourceError(
+                        f"CloudWatch refused GetMetricData ({code}): the credentials need "
+                        "cloudwatch:GetMetricData"
+                    ) from None
+                if code not in THROTTLED:
+                    message = e.response.get("Error", {}).get("Message", "")
+                    raise SourceError(f"CloudWatch GetMetricData failed ({code}): {message}") from None
+                attempt += 1
+                # Exponential backoff with jitter, never past the total budget.
+                pause = min(20.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0)
+                if time.monotonic() + pause > deadline:
+                    raise SourceError(
+                        f"CloudWatch kept throttling GetMetricData ({code}) for "
+                        f"{self.options.retry_seconds:g}s ({attempt} attempts): could not fetch the metrics"
+                    ) from None
+                self.sleep(pause)
+            except NoCredentialsError:
+                raise SourceError("no AWS credentials found (environment, profile or role)") from None
+            except NoRegionError:
+                raise SourceError("no AWS region: set source.options.region or AWS_REGION") from None
+            except BotoCoreError as e:
+                raise SourceError(f"CloudWatch unreachable: {e}") from None
+
+    # -- the frame ------------------------------------------------------------------------
+
+    def _frame(self, metrics: tuple[Metric, ...], period: int, first: int, stop: int,
+               points: dict[str, dict[int, float]]) -> Frame:
+        if stop <= first:
+            return Frame.empty(period, [m.name for m in metrics])
+        frame = Frame.on_grid(period, first, stop - period, points)
+        for m in metrics:
+            if m.kind == "count" and m.denominator in frame.values:
+                column = frame.values[m.name]
+                # Reported traffic but no datapoint: zero events (CloudWatch skips zero counts).
+                column[np.isnan(column) & ~np.isnan(frame.values[m.denominator])] = 0.0
+        return frame
+
+
+def make_client(service: str, region: str | None) -> Any:
+    """A boto3 client with bounded timeouts and botocore's standard retries (throttling and
+    transient errors); the endpoint follows the boto3 chain (AWS_ENDPOINT_URL for tests)."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, NoRegionError
+
+    config = Config(retries={"mode": "standard", "max_attempts": 3},
+                    connect_timeout=5, read_timeout=20)
+    try:
+        return boto3.client(service, region_name=region, config=config)
+    except NoRegionError:
+        raise SourceError("no AWS region: set source.options.region or AWS_REGION") from None
+    except BotoCoreError as e:
+        raise SourceError(f"cannot create the AWS {service} client: {e}") from None
+
+
+def parse_options(policy: Policy) -> Options:
+    try:
+        return Options.model_validate(policy.source.options)
+    except ValidationError as e:
+        raise PolicyError(_describe(e, "source.options")) from None
+
+
+def from_policy(policy: Policy) -> CloudWatchSource:
+    return CloudWatchSource(policy, parse_options(policy))

@@ -1,0 +1,250 @@
+"""The CloudWatch source against a real moto server: corpus cases are published as CloudWatch
+metrics of two Auto Scaling groups (and their ALB target groups), then judged by `gate check`."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gate.policy import parse_policy
+from gate.sources import Query, open_source
+from gate.sources.replay import load_case
+from tests.conftest import run_gate
+from tests.moto_server import moto_server  # noqa: F401  (fixture)
+
+LOAD_BALANCER = "app/web/50dc6c495c0c9188"
+TARGET_GROUPS = {"canary": "targetgroup/web-canary/73e2d6bc24d8a067",
+                 "baseline": "targetgroup/web-baseline/2a6e1c0d5b3e9f41"}
+ASG = {"canary": "web-canary", "baseline": "web-baseline"}
+
+# metric -> (namespace, CloudWatch name, stat, dimensions): what the example policy reads.
+READ = {
+    "cpu": ("AWS/EC2", "CPUUtilization", "Average", {"AutoScalingGroupName": "{scope}"}),
+    "memory": ("CWAgent", "mem_used_percent", "Average", {"AutoScalingGroupName": "{scope}"}),
+    "latency": ("AWS/ApplicationELB", "TargetResponseTime", "Average",
+                {"TargetGroup": "{target_group}", "LoadBalancer": LOAD_BALANCER}),
+    "errors": ("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "Sum",
+               {"TargetGroup": "{target_group}", "LoadBalancer": LOAD_BALANCER}),
+    "requests": ("AWS/ApplicationELB", "RequestCount", "Sum",
+                 {"TargetGroup": "{target_group}", "LoadBalancer": LOAD_BALANCER}),
+}
+
+
+def policy_data(history: str = "1h", **options) -> dict:
+    metrics = []
+    for name, kind, direction, tolerance in (
+        ("cpu", "gauge", "increase", 0.1), ("memory", "gauge", "increase", 0.1),
+        ("latency", "gauge", "increase", 0.1), ("errors", "count", "increase", 0.5),
+        ("requests", "count", "none", None),
+    ):
+        namespace, metric, stat, dims = READ[name]
+        m = {"name": name, "kind": kind, "bad_direction": direction, "tolerance": tolerance,
+             "queries": {"cloudwatch": {"namespace": namespace, "metric": metric, "stat": stat,
+                                        "dimensions": dims}}}
+        if name == "errors":
+            m["denominator"] = "requests"
+        metrics.append(m)
+    return {
+        "name": "web",
+        "source": {"type": "cloudwatch", "options": {
+            "region": "us-east-1",
+            "groups": {g: {"target_group": tg} for g, tg in TARGET_GROUPS.items()},
+            **options}},
+        "canary": {"scope": ASG["canary"]}, "baseline": {"scope": ASG["baseline"]},
+        "interval": "1m", "lifetime": "1h", "history": history,
+        "metrics": metrics,
+    }
+
+
+def write_policy(tmp_path: Path, **kw) -> Path:
+    path = tmp_path / "cloudwatch.yaml"
+    path.write_text(yaml.safe_dump(policy_data(**kw)))
+    return path
+
+
+def publish_case(server, case_dir: Path, history: int = 3600) -> tuple[int, int]:
+    """Put a case's rows (the history before the deploy and the whole window) as CloudWatch
+    metrics, shifted so that the last complete minute is the case's end. Zero 5xx counts are
+    not published, as the ALB does. Returns the shifted (deployed_at, shift)."""
+    case = load_case(case_dir)
+    now = int(time.time()) // 60 * 60
+    shift = now - 60 - case.end_at
+    batches: dict[str, list[dict]] = {}
+    for group, frame in case.frames.items():
+        part = frame.between(case.deployed_at - history, case.end_at)
+        for name, (namespace, metric, _, dims) in READ.items():
+            # Sorted by name as the source sends them: moto (unlike CloudWatch) matches
+            # dimension lists in order.
+            dimensions = [{"Name": k, "Value": v.format(scope=ASG[group], target_group=TARGET_GROUPS[group])}
+                          for k, v in sorted(dims.items())]
+            for t, value in zip(part.timestamps, part.values[name]):
+                if math.isnan(value) or (name == "errors" and value == 0):
+                    continue
+                batches.setdefault(namespace, []).append({
+                    "MetricName": metric, "Dimensions": dimensions, "Value": float(value),
+                    "Timestamp": datetime.fromtimestamp(int(t) + shift, UTC)})
+    cloudwatch = server.client("cloudwatch")
+    for namespace, data in batches.items():
+        for i in range(0, len(data), 1000):
+            cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[i:i + 1000])
+    return case.deployed_at + shift, shift
+
+
+@pytest.fixture
+def aws(moto_server):  # noqa: F811
+    moto_server.reset()
+    return moto_server
+
+
+def check(aws, tmp_path: Path, policy: Path, deployed_at: int, *extra: str):
+    return run_gate("check", "web-42", "--policy", policy, "--deployed-at", str(deployed_at),
+                    "--store", tmp_path / "gate.sqlite", "--json", *extra, env=aws.env, timeout=120)
+
+
+def test_fetch_lays_both_groups_on_the_grid(aws, corpus):
+    deployed_at, shift = publish_case(aws, corpus / "k1m-aa-079")  # has minutes without 5xx
+    policy = parse_policy(policy_data())
+    source = open_source(policy)
+    case = load_case(corpus / "k1m-aa-079")
+    now = deployed_at + 30 * 60 + 17  # mid-minute: the current minute is incomplete
+    seen = source.fetch(Query(tuple(policy.metrics), ASG["canary"], ASG["baseline"], deployed_at, now, 60))
+    assert seen.canary.step == 60
+    assert seen.canary.timestamps[0] == deployed_at
+    assert seen.canary.timestamps[-1] == deployed_at + 29 * 60  # the minute [T, T+60) ended before now
+    recorded = case.frames["canary"].between(case.deployed_at, case.deployed_at + 29 * 60)
+    for name in ("cpu", "memory", "latency", "requests", "errors"):
+        assert seen.canary.values[name] == pytest.approx(recorded.values[name], nan_ok=True), name
+    base = case.frames["baseline"].between(case.deployed_at, case.deployed_at + 29 * 60)
+    assert seen.baseline.values["cpu"] == pytest.approx(base.values["cpu"], nan_ok=True)
+    # Zero 5xx minutes were not published; with requests reported they read as 0, not missing.
+    zeros = recorded.values["errors"] == 0
+    assert zeros.any()
+    assert (seen.canary.values["errors"][zeros] == 0).all()
+
+
+def test_missing_count_without_traffic_stays_missing(aws):
+    policy = parse_policy(policy_data())
+    source = open_source(policy)
+    now = int(time.time()) // 60 * 60
+    cloudwatch = aws.client("cloudwatch")
+    dims = [{"Name": "LoadBalancer", "Value": LOAD_BALANCER}, {"Name": "TargetGroup", "Value": TARGET_GROUPS["canary"]}]
+    cloudwatch.put_metric_data(Namespace="AWS/ApplicationELB", MetricData=[
+        {"MetricName": "RequestCount", "Dimensions": dims, "Value": 100.0,
+         "Timestamp": datetime.fromtimestamp(now - 300, UTC)}])
+    seen = source.fetch(Query(tuple(policy.metrics), ASG["canary"], None, now - 600, now, 60))
+    errors = dict(zip(seen.canary.timestamps.tolist(), seen.canary.values["errors"].tolist()))
+    assert errors[now - 300] == 0  # traffic, no 5xx datapoint: zero errors
+    assert math.isnan(errors[now - 240])  # no traffic reported: unknown, not zero
+    assert seen.baseline is None
+
+
+def test_check_passes_an_aa_canary(aws, tmp_path, corpus):
+    deployed_at, _ = publish_case(aws, corpus / "k1m-aa-014")
+    # errors are fetched and reported but muted: whether the judge can already show a ratio
+    # within tolerance after one hour is the judge's business (issue 3), not the source's.
+    data = policy_data()
+    data["metrics"][3]["muted"] = True
+    policy = tmp_path / "aa.yaml"
+    policy.write_text(yaml.safe_dump(data))
+    result = check(aws, tmp_path, policy, deployed_at)
+    assert result.returncode == 0, result.stdout + result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["verdict"] == "pass"
+    assert {m["name"] for m in verdict["metrics"]} >= {"cpu", "memory", "latency", "errors"}
+
+
+@pytest.mark.parametrize("case", ["k1m-canary-down-012", "k1m-cpu-shift-008"])
+def test_check_fails_a_clear_regression(aws, tmp_path, corpus, case):
+    deployed_at, _ = publish_case(aws, corpus / case)
+    result = check(aws, tmp_path, write_policy(tmp_path), deployed_at)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert json.loads(result.stdout)["verdict"] == "fail"
+
+
+def test_check_without_any_data_never_passes(aws, tmp_path):
+    deployed_at = int(time.time()) // 60 * 60 - 3600
+    result = check(aws, tmp_path, write_policy(tmp_path), deployed_at)
+    assert result.returncode in (1, 4), result.stdout + result.stderr
+
+
+def test_bad_query_is_a_one_line_error(aws, tmp_path):
+    data = policy_data()
+    data["metrics"][0]["queries"]["cloudwatch"]["stat"] = "Median"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = check(aws, tmp_path, path, int(time.time()) - 600)
+    assert result.returncode == 4
+    assert "metrics.cpu.queries.cloudwatch.stat" in result.stderr and "Median" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_control_characters_in_a_scope_are_refused(aws, tmp_path):
+    result = run_gate("check", "web-42", "--policy", write_policy(tmp_path), "--canary", "web\x1bcanary",
+                      "--store", tmp_path / "gate.sqlite", env=aws.env, timeout=60)
+    assert result.returncode == 4
+    assert "control characters" in result.stderr and "Traceback" not in result.stderr
+
+
+class _Throttling(BaseHTTPRequestHandler):
+    """Answers every CloudWatch call with a Throttling error (AWS JSON 1.0, the protocol boto3
+    speaks to CloudWatch, with the query-compatible error code header CloudWatch sends)."""
+
+    calls = 0
+    BODY = json.dumps({"__type": "com.amazonaws.cloudwatch#Throttling", "message": "Rate exceeded"}).encode()
+
+    def do_POST(self):  # noqa: N802
+        type(self).calls += 1
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(400)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("x-amzn-query-error", "Throttling;Sender")
+        self.send_header("Content-Length", str(len(self.BODY)))
+        self.end_headers()
+        self.wfile.write(self.BODY)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_throttling_is_retried_then_could_not_judge(tmp_path, moto_server):  # noqa: F811
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {**moto_server.env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}"}
+        started = time.monotonic()
+        result = run_gate("check", "web-42", "--policy", write_policy(tmp_path, retry_seconds=2),
+                          "--deployed-at", str(int(time.time()) - 600),
+                          "--store", tmp_path / "gate.sqlite", env=env, timeout=120)
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "throttling" in result.stderr.lower() and "Traceback" not in result.stderr
+    assert _Throttling.calls >= 4  # botocore's retries, then ours
+    assert took < 40
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_endpoint_could_not_judge(tmp_path, moto_server):  # noqa: F811
+    env = {**moto_server.env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}
+    result = run_gate("check", "web-42", "--policy", write_policy(tmp_path),
+                      "--deployed-at", str(int(time.time()) - 600),
+                      "--store", tmp_path / "gate.sqlite", env=env, timeout=120)
+    assert result.returncode == 4
+    assert "CloudWatch unreachable" in result.stderr
