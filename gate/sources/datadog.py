@@ -120,12 +120,12 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
         raise PolicyError(
             f"{where}: {text!r} needs a space aggregation, e.g. 'avg:' or 'p95:' (or `aggregation`)"
         )
+    if re.search(r"\bby\s*\{", text, re.IGNORECASE):
+        raise PolicyError(f"{where}: {text!r} groups by tags; the gate needs one series per group")
     if not re.fullmatch(r"[^{}]*\{[^{}]*\$scope[^{}]*\}[^{}]*", text):
         raise PolicyError(
             f"{where}: {text!r} must have one tag filter holding $scope, e.g. {{service:web,$scope}}"
         )
-    if re.search(r"\bby\s*\{", text, re.IGNORECASE):
-        raise PolicyError(f"{where}: {text!r} groups by tags; the gate needs one series per group")
 
     method = spec.rollup
     rollups = _ROLLUP.findall(text)

@@ -1,0 +1,367 @@
+"""The Datadog source against the fake Datadog API over real HTTP, in process (fast).
+
+End-to-end runs through `gate check` are in test_datadog_cli.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gate.analysis import Analysis
+from gate.errors import PolicyError, SourceError
+from gate.policy import Metric, load_policy, parse_policy
+from gate.sources import Query, open_source
+from gate.sources.datadog import DatadogSource, check_scope, compile_query
+from gate.sources.replay import load_case
+from tests.fake_datadog import API_KEY, APP_KEY, FakeDatadog
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "datadog.yaml"
+CANARY, BASELINE = "autoscaling_group:web-canary", "autoscaling_group:web-baseline"
+
+
+def datadog_policy(**options):
+    policy = load_policy(EXAMPLE)
+    data = policy.model_dump()
+    data["source"]["options"] = {"timeout": 1, "retry_budget": 2, **options}
+    return parse_policy(data)
+
+
+@pytest.fixture
+def env(monkeypatch):
+    monkeypatch.setenv("DD_API_KEY", API_KEY)
+    monkeypatch.setenv("DD_APP_KEY", APP_KEY)
+    monkeypatch.delenv("DD_SITE", raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def serve(env, corpus):
+    """serve(case_name, now=recorded moment) -> (fake, source); the fake's clock is `now`."""
+    fakes = []
+
+    def start(name: str, now: int | None = None, **options):
+        case = cached_case(corpus / name)
+        clock = {"now": case.end_at if now is None else now}
+        fake = FakeDatadog(case, clock=lambda: clock["now"]).__enter__()
+        fake.moment = clock
+        fakes.append(fake)
+        env.setenv("GATE_DATADOG_URL", fake.url)
+        return fake, open_source(datadog_policy(**options))
+
+    yield start
+    for fake in fakes:
+        fake.__exit__(None)
+
+
+@functools.lru_cache
+def cached_case(path: Path):
+    return load_case(path)
+
+
+def query(source_policy_metrics, start, end, baseline=BASELINE, canary=CANARY):
+    return Query(tuple(source_policy_metrics), canary, baseline, start, end, 60)
+
+
+METRICS = datadog_policy().metrics
+
+
+# -- queries and scopes ------------------------------------------------------------------------
+
+
+def metric(kind="gauge", **datadog):
+    spec = datadog.pop("q", None)
+    return Metric(name="m", kind=kind, queries={"datadog": spec if spec is not None else datadog})
+
+
+def test_queries_are_pinned_to_the_interval_and_counts_counted():
+    assert compile_query(metric(q="avg:system.cpu.user{$scope}"), 60).template == (
+        "avg:system.cpu.user{$scope}.rollup(avg, 60)"
+    )
+    assert compile_query(metric("count", q="sum:hits{service:web,$scope}"), 300).template == (
+        "sum:hits{service:web,$scope}.as_count().rollup(sum, 300)"
+    )
+    assert compile_query(metric(q="max:x{$scope}.rollup(max, 60)"), 60).template == "max:x{$scope}.rollup(max, 60)"
+    assert compile_query(metric(q="avg:x{$scope}.rollup(max)"), 60).template == "avg:x{$scope}.rollup(max, 60)"
+    spec = compile_query(metric(query="x{$scope}", aggregation="p99", rollup="max", formula="q * 1000"), 60)
+    assert spec.template == "p99:x{$scope}.rollup(max, 60)"
+    assert spec.formula_for("c3") == "c3 * 1000"
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"q": "avg:x{host:a}"}, "must have one tag filter holding $scope"),
+        ({"q": "x{$scope}"}, "needs a space aggregation"),
+        ({"q": "avg:x{$scope} by {host}"}, "groups by tags"),
+        ({"q": "avg:x{$scope}.rollup(avg, 300)"}, "rolls up every 300s but the policy interval is 60s"),
+        ({"q": "avg:x{$scope}.rollup(median)"}, ".rollup() takes a method"),
+        ({"query": "avg:x{$scope}", "formula": "import os"}, "must be arithmetic over the query `q`"),
+        ({"query": "avg:x{$scope}", "formula": "a + 1"}, "must be arithmetic over the query `q`"),
+        ({"query": "avg:x{$scope}", "aggregation": "avg"}, "has a space aggregation and `aggregation`"),
+        ({"query": "avg:x{$scope}", "window": 5}, "window"),
+    ],
+)
+def test_bad_queries_are_refused_naming_the_metric(spec, message):
+    with pytest.raises(PolicyError) as e:
+        compile_query(metric(**spec), 60)
+    assert "metrics.m.queries.datadog" in str(e.value) and message in str(e.value)
+
+
+def test_a_metric_without_a_datadog_query_is_a_policy_error(env):
+    data = datadog_policy().model_dump()
+    data["metrics"][0]["queries"] = {}
+    with pytest.raises(PolicyError, match=r"metrics\.cpu\.queries\.datadog: missing"):
+        open_source(parse_policy(data))
+
+
+def test_unknown_options_are_refused(env):
+    with pytest.raises(PolicyError, match="source.options.retries"):
+        open_source(datadog_policy(retries=3))
+
+
+@pytest.mark.parametrize(
+    "scope",
+    ["version:1.4.2", "autoscaling_group:web-canary", "kube_deployment:web/v2", "région:paris", "env:prod_eu"],
+)
+def test_datadog_tags_are_accepted(scope):
+    assert check_scope(scope, "canary") == scope
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        "version:1.2}",
+        "version:1.2,host:x",
+        "version:1.2 3",
+        "version:a by {host}",
+        "!version:1",
+        "version:*",
+        "version:'1'",
+        'version:"1"',
+        "version:1|2",
+        "version:1 OR host:x",
+        "1.2.3",
+        "by",
+        "",
+        "a" * 201,
+    ],
+)
+def test_scopes_that_would_change_the_query_are_refused(scope):
+    with pytest.raises(PolicyError) as e:
+        check_scope(scope, "canary")
+    assert f"canary scope {scope!r}" in str(e.value)
+
+
+def test_a_release_name_outside_the_tag_grammar_is_refused_before_any_request(serve):
+    fake, source = serve("k1m-aa-039")
+    analysis = Analysis(source=source, policy=datadog_policy(), release="1.2 OR host:prod",
+                        deployed_at=fake.case.deployed_at, canary="version:{release}")
+    with pytest.raises(PolicyError, match=r"canary scope 'version:1.2 OR host:prod' is not a Datadog tag"):
+        analysis.evaluate(fake.case.deployed_at + 600)
+    assert fake.requests == []
+
+
+# -- what is served ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["k1m-aa-039", "k1m-partial-gaps-030"])
+def test_the_window_is_the_recorded_series_without_the_bucket_still_filling(serve, name):
+    fake, source = serve(name)
+    case = fake.case
+    now = case.end_at - 30  # the minute that started at end_at - 60 is still filling
+    fake.moment["now"] = now
+    seen = source.fetch(query(METRICS, case.deployed_at, now))
+    assert len(fake.timeseries_requests()) == 1
+    request = fake.timeseries_requests()[0]
+    assert len(request["queries"]) == 10 and request["interval"] == 60_000
+    assert request["from"] == case.deployed_at * 1000 and request["to"] == (case.end_at - 60) * 1000
+    for group in ("canary", "baseline"):
+        recorded = case.frames[group]
+        frame = getattr(seen, group)
+        assert list(frame.timestamps) == list(range(case.deployed_at, case.end_at - 60, 60))
+        for name_ in recorded.values:
+            # NaN where nothing was reported, 0.0 where zero events were counted.
+            expected = [dict(zip(recorded.timestamps, recorded.values[name_])).get(t, np.nan) for t in frame.timestamps]
+            np.testing.assert_allclose(frame.values[name_], expected, rtol=1e-9, equal_nan=True)
+    if name == "k1m-partial-gaps-030":
+        errors = seen.canary.values["errors"]
+        assert np.isnan(errors).any() and (errors == 0).any()
+
+
+def test_the_trailing_partial_count_is_never_read(serve):
+    fake, source = serve("k1m-aa-039")
+    case = fake.case
+    t = case.end_at - 600
+    fake.moment["now"] = t + 30  # half of minute t reported
+    seen = source.fetch(query(METRICS, case.deployed_at, t + 30))
+    assert seen.canary.timestamps[-1] == t - 60
+    # The fake does serve the half-filled bucket to whoever asks for it:
+    answer = fake.timeseries(
+        {"data": {"type": "timeseries_request", "attributes": {
+            "from": t * 1000, "to": (t + 60) * 1000, "interval": 60_000,
+            "queries": [{"name": "a", "query": f"sum:trace.http.request.hits{{{CANARY}}}.as_count().rollup(sum, 60)"}],
+        }}}
+    )
+    recorded = case.frames["canary"].between(t, t).values["requests"][0]
+    assert answer["data"]["attributes"]["values"][0][0] == pytest.approx(recorded / 2)
+
+
+def test_settle_waits_for_late_buckets(serve):
+    fake, source = serve("k1m-aa-039", settle=120)
+    now = fake.case.end_at
+    fake.moment["now"] = now
+    seen = source.fetch(query(METRICS, fake.case.deployed_at, now))
+    assert seen.canary.timestamps[-1] == now - 60 - 120
+
+
+def test_history_is_chunked_under_the_point_limit(serve):
+    fake, source = serve("k1m-aa-039")
+    case = fake.case
+    start = case.deployed_at - 7 * 86400
+    seen = source.fetch(query(METRICS, start, case.deployed_at - 1))
+    requests = fake.timeseries_requests()
+    assert len(requests) == 7  # 10080 minutes in chunks of 1440
+    assert all((r["to"] - r["from"]) // r["interval"] <= 1440 for r in requests)
+    assert requests[0]["from"] == start * 1000 and requests[-1]["to"] == case.deployed_at * 1000
+    recorded = case.frames["baseline"].between(start, case.deployed_at - 1)
+    frame = seen.baseline.between(recorded.timestamps[0], recorded.timestamps[-1])
+    np.testing.assert_allclose(frame.values["cpu"], recorded.values["cpu"], equal_nan=True)
+    assert np.isnan(seen.baseline.between(start, recorded.timestamps[0] - 1).values["cpu"]).all()
+
+
+def test_a_coarsened_answer_is_refused_not_misread(serve):
+    fake, source = serve("k1m-aa-039", max_points=1500)
+    fake.max_points = 500  # Datadog coarsens rather than answer more points than its limit
+    case = fake.case
+    with pytest.raises(SourceError, match=r"answered every \d+s instead of 60s"):
+        source.fetch(query(METRICS, case.deployed_at - 86400, case.deployed_at - 1))
+
+
+def test_history_only_queries_the_canary_alone(serve):
+    fake, source = serve("k1m-aa-039")
+    seen = source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at, baseline=None))
+    assert seen.baseline is None and len(fake.timeseries_requests()[0]["queries"]) == 5
+
+
+def test_one_request_per_evaluation_and_the_history_once_per_release(serve):
+    fake, source = serve("k1m-aa-039")
+    case = fake.case
+    analysis = Analysis(datadog_policy(), source, "web-1.0", case.deployed_at,
+                        canary=CANARY, baseline=BASELINE)
+    per_evaluation = []
+    for now in range(case.deployed_at + 600, case.deployed_at + 600 + 4 * 60, 60):
+        fake.moment["now"] = now
+        before = len(fake.timeseries_requests())
+        verdict = analysis.evaluate(now)
+        per_evaluation.append(len(fake.timeseries_requests()) - before)
+        assert verdict.verdict in ("pass", "fail", "inconclusive")
+    assert per_evaluation == [7 + 1, 1, 1, 1]
+    assert source.requests == 11
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+
+def test_a_429_waits_for_the_reset_then_answers(serve, caplog):
+    fake, source = serve("k1m-aa-039", retry_budget=5)
+    fake.faults = ["429"]
+    fake.reset_after = 1
+    waits = []
+    source.sleep = lambda s: (waits.append(s), time.sleep(s))
+    caplog.set_level(logging.DEBUG, logger="gate.sources.datadog")
+    seen = source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
+    assert waits == [1.0] and len(seen.canary) == 60
+    assert [r["status"] for r in fake.timeseries_requests()] == [429, 200]
+    assert "requests left" in caplog.text  # the rate-limit headroom, at debug level
+
+
+def test_a_reset_beyond_the_budget_is_not_waited_for(serve):
+    fake, source = serve("k1m-aa-039", retry_budget=2)
+    fake.fault, fake.reset_after = "429", 30
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"rate limited \(429\), the limit resets in 30s"):
+        source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
+    assert time.monotonic() - started < 2 and len(fake.timeseries_requests()) == 1
+
+
+@pytest.mark.parametrize("fault, message", [("503", "server error 503"), ("malformed", "malformed answer")])
+def test_transient_faults_are_retried_then_answered(serve, fault, message):
+    fake, source = serve("k1m-aa-039", retry_budget=5)
+    fake.faults = [fault, fault]
+    seen = source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
+    assert len(seen.canary) == 60 and len(fake.timeseries_requests()) == 3
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [("500", "server error 500"), ("malformed", "malformed answer"), ("slow", "no answer within 1s")],
+)
+def test_persistent_faults_end_in_could_not_judge_within_the_budget(serve, fault, message):
+    fake, source = serve("k1m-aa-039", retry_budget=2, timeout=1)
+    fake.fault, fake.slow_seconds = fault, 3
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=message) as e:
+        source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
+    assert "could not judge" in str(e.value) and "retry budget 2s" in str(e.value)
+    assert 1.5 < time.monotonic() - started < 2 + 1 + 1  # the budget, plus at most one request
+    assert len(fake.timeseries_requests()) >= 2
+
+
+def test_an_answer_of_the_wrong_shape_is_refused(serve):
+    fake, source = serve("k1m-aa-039")
+    fake.fault = "bad_shape"
+    with pytest.raises(SourceError, match="malformed answer"):
+        source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
+
+
+def test_wrong_keys_are_refused_at_once_and_never_shown(serve, env, caplog):
+    caplog.set_level(logging.DEBUG)
+    env.setenv("DD_APP_KEY", "wrong-app-key-5555")
+    fake, source = serve("k1m-aa-039")
+    with pytest.raises(SourceError, match="refused the credentials .403") as e:
+        source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
+    assert len(fake.requests) == 1
+    for secret in (API_KEY, "wrong-app-key-5555"):
+        assert secret not in str(e.value) and secret not in caplog.text
+
+
+def test_keys_never_appear_in_logs_or_errors(serve, caplog):
+    caplog.set_level(logging.DEBUG)  # every logger: ours, the client's, urllib3's
+    fake, source = serve("k1m-aa-039", retry_budget=1)
+    fake.faults = ["429", "500"]
+    fake.reset_after = 0
+    source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
+    fake.fault = "500"
+    with pytest.raises(SourceError) as e:
+        source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
+    assert caplog.text  # something was logged, and none of it is a key
+    for secret in (API_KEY, APP_KEY):
+        assert secret not in caplog.text and secret not in str(e.value) and secret not in repr(source.__dict__.get("options"))
+
+
+def test_missing_keys_and_unknown_sites_are_refused(env, monkeypatch):
+    monkeypatch.delenv("DD_APP_KEY")
+    with pytest.raises(SourceError, match="DD_APP_KEY not set"):
+        open_source(datadog_policy())
+    monkeypatch.setenv("DD_APP_KEY", APP_KEY)
+    monkeypatch.delenv("GATE_DATADOG_URL", raising=False)
+    monkeypatch.setenv("DD_SITE", "datadoghq.example")
+    with pytest.raises(SourceError, match="DD_SITE: unknown Datadog site 'datadoghq.example'"):
+        open_source(datadog_policy())
+
+
+def test_the_site_and_the_url_override_choose_the_host(env, monkeypatch):
+    monkeypatch.delenv("GATE_DATADOG_URL", raising=False)
+    monkeypatch.setenv("DD_SITE", "datadoghq.eu")
+    source = open_source(datadog_policy())
+    assert isinstance(source, DatadogSource)
+    assert source._api.api_client.configuration.host == "https://api.datadoghq.eu"
+    monkeypatch.setenv("GATE_DATADOG_URL", "http://127.0.0.1:9/")
+    assert open_source(datadog_policy())._api.api_client.configuration.host == "http://127.0.0.1:9"
