@@ -1,0 +1,342 @@
+"""AWS Lambda entry point: one evaluation of one release, the same answer as `gate check --json`.
+
+Thin over `gate.analysis`: validate the event, resolve the policy, load the secrets into the
+environment the sources read, evaluate once, answer. Called directly (`aws lambda invoke`, the
+Step Functions loop) or over HTTP (Function URL / API Gateway: the request is in `body`).
+
+Event (direct) or JSON body (HTTP):
+
+    {"release": "web-1.2.3",
+     "policy": {...inline policy...} | "s3://bucket/key.yaml" | "ssm:/canary-gate/web",
+     "canary": "version:{release}",         optional, overrides the policy's scope
+     "baseline": "version:stable",          optional
+     "deployed_at": "2024-05-01T10:00:00Z", optional: default the first evaluation of the release
+     "now": "2024-05-01T10:30:00Z"}         optional: default the current interval of the policy
+
+Answer: `Verdict.to_dict()` plus `exit_code` (0 pass, 1 fail, 3 inconclusive). When the gate
+cannot judge (bad event, bad policy, dead source, crash) the answer is an error, never a pass:
+`{"statusCode": 4xx/5xx, "verdict": "error", "error": "...", "exit_code": 4}`.
+
+Settings (environment): GATE_STORE_TABLE (DynamoDB evaluation store), GATE_IDEMPOTENCY_TABLE
+(a retried invocation for the same release and moment returns the first answer instead of judging
+and notifying again), GATE_SECRET_ID (a Secrets Manager JSON secret holding DD_API_KEY,
+DD_APP_KEY, SLACK_WEBHOOK_URL), POWERTOOLS_* (logging, metrics namespace, tracing).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import traceback
+from functools import lru_cache
+from typing import Annotated, Any
+
+import yaml
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+# Imported at init on purpose: Lambda runs the init phase at full CPU, and the first evaluation
+# then pays nothing for numpy/scipy/statsmodels.
+from gate.analysis import Analysis
+from gate.errors import GateError, PolicyError, SourceError
+from gate.policy import Policy, parse_policy
+from gate.sources import open_source
+from gate.store import SqliteStore, open_store
+from gate.verdict import EXIT_ERROR, Verdict, parse_time
+
+SERVICE = "canary-gate"
+SECRET_KEYS = ("DD_API_KEY", "DD_APP_KEY", "SLACK_WEBHOOK_URL")
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CanaryGate"), service=SERVICE)
+tracer = Tracer(service=SERVICE)
+
+
+# -- the event -------------------------------------------------------------------------------
+
+
+def _moment(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("a moment is ISO 8601 or epoch seconds")
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return parse_time(value)
+        except ValueError:
+            pass
+    raise ValueError(f"{value!r} is not a moment (ISO 8601 like 2024-05-01T10:00:00Z, or epoch seconds)")
+
+
+Moment = Annotated[int, BeforeValidator(_moment)]
+
+
+class EvaluateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    release: str = Field(min_length=1, max_length=200)
+    policy: dict[str, Any] | str = Field(description="Inline policy, s3://bucket/key or ssm:/name.")
+    canary: str | None = Field(default=None, min_length=1, max_length=200)
+    baseline: str | None = Field(default=None, min_length=1, max_length=200)
+    deployed_at: Moment | None = None
+    now: Moment | None = None
+
+
+class BadRequest(Exception):
+    """The event itself is wrong: answered 400, naming the field."""
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("dict[", "str"))) or "event"
+        value = e.get("input")
+        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
+        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{shown}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def parse_request(event: Any) -> EvaluateRequest:
+    if not isinstance(event, dict):
+        raise BadRequest(f"event: expected a JSON object, got {type(event).__name__}")
+    try:
+        return EvaluateRequest.model_validate(event)
+    except ValidationError as e:
+        raise BadRequest(_describe(e)) from None
+
+
+def is_http(event: Any) -> bool:
+    """A Function URL or API Gateway request (direct events never have a `body`)."""
+    return isinstance(event, dict) and "body" in event
+
+
+def http_body(event: dict) -> Any:
+    body = event.get("body") or ""
+    try:
+        if event.get("isBase64Encoded"):
+            body = base64.b64decode(body).decode("utf-8")
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"body: not valid JSON ({e})") from None
+
+
+# -- what the event refers to ----------------------------------------------------------------
+
+
+def load_policy(reference: dict | str) -> Policy:
+    """An inline mapping, or YAML/JSON text from S3 (`s3://bucket/key`) or SSM (`ssm:/name`)."""
+    if isinstance(reference, dict):
+        return parse_policy(reference, origin="policy")
+    if reference.startswith("s3://"):
+        bucket, _, key = reference.removeprefix("s3://").partition("/")
+        if not bucket or not key:
+            raise PolicyError(f"policy: {reference!r} is not s3://bucket/key")
+        text = _read_s3(bucket, key, reference)
+    elif reference.startswith("ssm:"):
+        name = reference.removeprefix("ssm:")
+        try:
+            text = parameters.get_parameter(name, max_age=300)
+        except parameters.exceptions.GetParameterError as e:
+            raise PolicyError(f"policy: cannot read {reference}: {e}") from None
+    else:
+        raise PolicyError(f"policy: expected a mapping, s3://bucket/key or ssm:/name, got {reference[:100]!r}")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise PolicyError(f"{reference}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    return parse_policy(data, origin=reference)
+
+
+def _read_s3(bucket: str, key: str, reference: str) -> str:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "error")
+        raise PolicyError(f"policy: cannot read {reference}: {code}") from None
+    except (BotoCoreError, UnicodeDecodeError) as e:
+        raise PolicyError(f"policy: cannot read {reference}: {e}") from None
+
+
+@lru_cache(maxsize=1)
+def _secrets_provider() -> parameters.SecretsProvider:
+    return parameters.SecretsProvider()
+
+
+def load_secrets() -> list[str]:
+    """Put the keys of the `GATE_SECRET_ID` secret into the environment the sources read.
+
+    Cached by Parameters for `GATE_SECRET_MAX_AGE` seconds (900): fetched once per warm
+    container, not per invocation. Returns the secret values, only to redact them from errors.
+    """
+    secret_id = os.environ.get("GATE_SECRET_ID")
+    if not secret_id:
+        return [os.environ[k] for k in SECRET_KEYS if os.environ.get(k)]
+    max_age = int(os.environ.get("GATE_SECRET_MAX_AGE", "900"))
+    try:
+        values = _secrets_provider().get(secret_id, transform="json", max_age=max_age)
+    except (parameters.exceptions.GetParameterError, parameters.exceptions.TransformParameterError) as e:
+        raise GateError(f"cannot read the secret {secret_id}: {str(e)[:300]}") from None
+    if not isinstance(values, dict):
+        raise GateError(f"the secret {secret_id} must be a JSON object with {', '.join(SECRET_KEYS)}")
+    for key in SECRET_KEYS:
+        if values.get(key):
+            os.environ[key] = str(values[key])
+    return [str(v) for k, v in values.items() if k in SECRET_KEYS and v]
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+@lru_cache(maxsize=4)
+def _store(table: str | None, path: str | None, endpoint: str | None) -> Any:
+    # Cached per container (a boto3 client is slow to build); the key follows the environment.
+    if table:
+        return open_store()
+    # No table: SQLite in /tmp, the only writable place in Lambda.
+    return SqliteStore(path or os.path.join(os.environ.get("TMPDIR", "/tmp"), "gate.sqlite"))
+
+
+def store() -> Any:
+    return _store(os.environ.get("GATE_STORE_TABLE"), os.environ.get("GATE_STORE"), os.environ.get("AWS_ENDPOINT_URL"))
+
+
+# -- one evaluation ----------------------------------------------------------------------------
+
+
+@tracer.capture_method
+def judge(request: dict) -> dict:
+    """Judge `request["release"]` at `request["now"]` and record it. Under idempotency, runs once
+    per (release, now): a retry gets the recorded answer back."""
+    policy: Policy = request["policy_model"]
+    release, now = request["release"], request["now"]
+    history = store()
+    deployed_at = request.get("deployed_at") or now
+    info = {"policy": policy.name, "canary": request.get("canary") or policy.canary.scope,
+            "baseline": request.get("baseline") or (policy.baseline.scope if policy.baseline else None)}
+    deployed_at = history.start_release(release, deployed_at, info)
+    try:
+        source = open_source(policy)
+    except GateError as e:
+        history.record_error(release, now, str(e))  # as Analysis does for the faults after this
+        raise
+    analysis = Analysis(policy, source, release, deployed_at,
+                        canary=request.get("canary"), baseline=request.get("baseline"), store=history)
+    started = time.perf_counter()
+    verdict = analysis.evaluate(now)
+    metrics.add_metric(name="EvaluationDuration", unit=MetricUnit.Milliseconds,
+                       value=round((time.perf_counter() - started) * 1000, 1))
+    metrics.add_dimension(name="Outcome", value=verdict.verdict)
+    metrics.add_metric(name="Verdicts", unit=MetricUnit.Count, value=1)
+    return {**verdict.to_dict(), "exit_code": verdict.exit_code}
+
+
+@lru_cache(maxsize=4)
+def _idempotent_judge(table: str, endpoint: str | None):
+    config = IdempotencyConfig(
+        # The key is the release and the moment judged; the payload carries the rest.
+        event_key_jmespath="[release, now]",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=int(os.environ.get("GATE_IDEMPOTENCY_TTL", str(6 * 3600))),
+        response_hook=_replayed,
+    )
+    layer = DynamoDBPersistenceLayer(table_name=table)
+    wrapped = idempotent_function(data_keyword_argument="request", persistence_store=layer, config=config)(
+        _judge_serializable
+    )
+    return wrapped, config
+
+
+def _replayed(response: dict, record: Any) -> dict:
+    """A retry answered from the idempotency table: counted, not judged (nor notified) again."""
+    metrics.add_metric(name="RetriesAnswered", unit=MetricUnit.Count, value=1)
+    logger.info("retry answered with the recorded verdict")
+    return response
+
+
+def _judge_serializable(request: dict) -> dict:
+    # Idempotency hashes the request: it must be plain JSON, so the policy is parsed again here.
+    return judge({**request, "policy_model": parse_policy(request["policy"], origin="policy")})
+
+
+def evaluate(request: EvaluateRequest, context: Any) -> dict:
+    policy = load_policy(request.policy)
+    now = request.now if request.now is not None else (int(time.time()) // policy.interval) * policy.interval
+    plain = {**request.model_dump(), "policy": policy.model_dump(mode="json"), "now": now}
+    table = os.environ.get("GATE_IDEMPOTENCY_TABLE")
+    if not table:
+        return judge({**plain, "policy_model": policy})
+    wrapped, config = _idempotent_judge(table, os.environ.get("AWS_ENDPOINT_URL"))
+    config.register_lambda_context(context)
+    return wrapped(request=plain)
+
+
+# -- the handler -------------------------------------------------------------------------------
+
+
+def error(status: int, message: str, release: str | None = None) -> dict:
+    answer = {"statusCode": status, "verdict": "error", "error": message, "exit_code": EXIT_ERROR}
+    if release:
+        answer["release"] = release
+    return answer
+
+
+def answer(event: Any, context: Any) -> dict:
+    """The result of one event: a verdict (with exit_code) or an error (exit_code 4)."""
+    release, secrets = None, []
+    try:
+        if is_http(event):
+            event = http_body(event)
+        release = event.get("release") if isinstance(event, dict) else None
+        request = parse_request(event)
+        logger.append_keys(release=request.release)
+        secrets = load_secrets()
+        result = evaluate(request, context)
+    except BadRequest as e:
+        result = error(400, str(e), release)
+    except PolicyError as e:
+        result = error(400, redact(str(e), secrets), release)
+    except IdempotencyAlreadyInProgressError:
+        result = error(409, "an evaluation of this release at this moment is already in progress", release)
+    except GateError as e:
+        if isinstance(e, SourceError):
+            metrics.add_metric(name="SourceErrors", unit=MetricUnit.Count, value=1)
+        result = error(503, f"could not judge: {redact(str(e), secrets)}", release)
+    except Exception as e:  # noqa: BLE001 - a crash must never read as a pass
+        logger.error("internal error", extra={"traceback": redact(traceback.format_exc(), secrets)})
+        result = error(500, f"internal error: {type(e).__name__}: {redact(str(e), secrets)}", release)
+    if result.get("verdict") == "error":
+        metrics.add_dimension(name="Outcome", value="error")
+        metrics.add_metric(name="Verdicts", unit=MetricUnit.Count, value=1)
+        logger.warning("could not judge", extra={"error": result["error"], "status": result["statusCode"]})
+    else:
+        logger.info("verdict", extra={"verdict": result["verdict"], "exit_code": result["exit_code"],
+                                      "evaluated_at": result["evaluated_at"], "reason": result["reason"][:500]})
+    return result
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: Any, context: Any) -> dict:
+    result = answer(event, context)
+    if is_http(event):
+        status = result.pop("statusCode", 200)
+        return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(result)}
+    return result

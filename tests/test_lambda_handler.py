@@ -1,0 +1,329 @@
+"""lambda/handler.py in-process, with a fake Lambda context and AWS on a moto server."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+from gate.analysis import Analysis
+from gate.sources.replay import ReplaySource, load_case
+from gate.store import SqliteStore
+from gate.verdict import Verdict, iso
+from tests.test_store_dynamodb import create_store_table, moto_endpoint, moto_server  # noqa: F401 - fixtures
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRETS = {"DD_API_KEY": "dd-api-key-3f9a1c77e0", "DD_APP_KEY": "dd-app-key-b81d44aa92",
+           "SLACK_WEBHOOK_URL": "https://hooks.slack.invalid/services/T000/B000/sekrit-9d2e"}
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "canary-gate-analyzer"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:canary-gate-analyzer"
+    aws_request_id: str = ""
+    log_group_name: str = "/aws/lambda/canary-gate-analyzer"
+    log_stream_name: str = "stream"
+
+    def __post_init__(self):
+        self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+class CurrentStdout:
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture
+def handler(monkeypatch, tmp_path):
+    """A fresh import of the handler (its caches are per container), with a local SQLite store."""
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "CanaryGateTest")
+    monkeypatch.setenv("GATE_STORE", str(tmp_path / "gate.sqlite"))
+    for key in ("GATE_STORE_TABLE", "GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID", *SECRETS):
+        monkeypatch.delenv(key, raising=False)
+    spec = importlib.util.spec_from_file_location("gate_lambda_handler", ROOT / "lambda" / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: pydantic resolves the annotations there
+    spec.loader.exec_module(module)
+    # logging's loggers are process-wide and pytest swaps stdout per test: the Logger's handler
+    # writes to whatever stdout is current, where capfd reads it.
+    module.logger.logger_handler.stream = CurrentStdout()
+    yield module
+    sys.modules.pop("gate_lambda_handler", None)
+
+
+def case_event(corpus: Path, name: str, only: tuple[str, ...] = (), **extra) -> dict:
+    """An event judging a recorded case at the end of its lifetime (so the verdict is final)."""
+    case = load_case(corpus / name)
+    policy = case.policy().model_dump(mode="json", exclude_none=True)
+    if only:
+        policy["metrics"] = [m for m in policy["metrics"] if m["name"] in only]
+    return {"release": name, "policy": policy, "canary": "canary", "baseline": "baseline",
+            "deployed_at": iso(case.deployed_at), "now": iso(case.end_at), **extra}
+
+
+def expected_verdict(corpus: Path, event: dict) -> Verdict:
+    from gate.policy import parse_policy
+    from gate.verdict import parse_time
+
+    case = load_case(corpus / event["release"])
+    analysis = Analysis(parse_policy(event["policy"]), ReplaySource(case), event["release"], case.deployed_at,
+                        canary="canary", baseline="baseline")
+    return analysis.evaluate(parse_time(event["now"]))
+
+
+# -- verdicts ---------------------------------------------------------------------------------
+
+
+def test_a_dead_canary_fails_with_the_same_json_as_the_cli(handler, corpus):
+    event = case_event(corpus, "k1m-canary-down-012")
+    result = handler.lambda_handler(event, FakeContext())
+    assert result["verdict"] == "fail" and result["exit_code"] == 1 and result["final"] is True
+    expected = expected_verdict(corpus, event).to_dict()
+    assert {k: v for k, v in result.items() if k != "exit_code"} == expected
+    assert json.loads(json.dumps(result)) == result
+
+
+def test_an_aa_canary_passes(handler, corpus):
+    result = handler.lambda_handler(case_event(corpus, "k1m-aa-000", only=("cpu",)), FakeContext())
+    assert (result["verdict"], result["exit_code"]) == ("pass", 0)
+    assert [m["name"] for m in result["metrics"]] == ["cpu"]
+
+
+def test_the_deploy_time_comes_from_the_store_when_the_event_has_none(handler, corpus, tmp_path):
+    event = case_event(corpus, "k1m-canary-down-012")
+    first = {**event, "now": event["deployed_at"]}
+    first.pop("deployed_at")
+    handler.lambda_handler(first, FakeContext())  # registers the release at its first evaluation
+    later = {k: v for k, v in event.items() if k != "deployed_at"}
+    result = handler.lambda_handler(later, FakeContext())
+    assert result["deployed_at"] == event["deployed_at"]
+    assert result["verdict"] == "fail"
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    assert [r["verdict"] for r in store.evaluations("k1m-canary-down-012")][-1] == "fail"
+
+
+def test_without_now_the_moment_is_the_current_interval(handler, corpus):
+    event = case_event(corpus, "k1m-canary-down-012")
+    event.pop("now")
+    result = handler.lambda_handler(event, FakeContext())
+    assert result["exit_code"] in (0, 1, 3)
+    evaluated = result["evaluated_at"]
+    assert evaluated.endswith(":00Z")  # on the policy's 60 s grid
+
+
+# -- bad input: 400 naming the field, exit 4, never a pass --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda e: e.pop("release"), "release: Field required"),
+        (lambda e: e.update(release=""), "release: String should have at least 1 character"),
+        (lambda e: e.update(policy=42), "policy: "),
+        (lambda e: e.update(now="yesterday"), "now: 'yesterday' is not a moment"),
+        (lambda e: e.update(deployed_at=True), "deployed_at: "),
+        (lambda e: e.update(canery="x"), "canery: Extra inputs are not permitted"),
+        (lambda e: e["policy"].pop("metrics"), "metrics: Field required"),
+        (lambda e: e["policy"].update(interval="soon"), "interval: 'soon' is not a duration"),
+        (lambda e: e.update(policy="ftp://x/y"), "policy: expected a mapping, s3://bucket/key or ssm:/name"),
+    ],
+)
+def test_a_bad_event_is_a_400_naming_the_field(handler, corpus, change, field):
+    event = case_event(corpus, "k1m-canary-down-012")
+    change(event)
+    result = handler.lambda_handler(event, FakeContext())
+    assert result["statusCode"] == 400
+    assert result["verdict"] == "error" and result["exit_code"] == 4
+    assert field in result["error"], result["error"]
+    assert "\n" not in result["error"] and "Traceback" not in result["error"]
+
+
+@pytest.mark.parametrize("event", [None, [], "release", 3])
+def test_an_event_that_is_not_an_object_is_a_400(handler, event):
+    result = handler.lambda_handler(event, FakeContext())
+    assert (result["statusCode"], result["exit_code"]) == (400, 4)
+    assert result["error"].startswith("event: expected a JSON object")
+
+
+def test_a_source_that_cannot_answer_is_could_not_judge_not_a_pass(handler, corpus, tmp_path):
+    event = case_event(corpus, "k1m-aa-000", only=("cpu",))
+    event["policy"]["source"]["options"]["case"] = str(tmp_path / "gone")
+    result = handler.lambda_handler(event, FakeContext())
+    assert result["verdict"] == "error" and result["exit_code"] == 4 and result["statusCode"] == 503
+    assert "could not judge" in result["error"] and "gone" in result["error"]
+
+
+def test_a_crash_is_an_internal_error_not_a_pass(handler, corpus, monkeypatch):
+    def explode(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(handler, "open_source", explode)
+    result = handler.lambda_handler(case_event(corpus, "k1m-aa-000", only=("cpu",)), FakeContext())
+    assert (result["statusCode"], result["verdict"], result["exit_code"]) == (500, "error", 4)
+    assert result["error"] == "internal error: ZeroDivisionError: boom"
+
+
+# -- HTTP: Function URL / API Gateway ----------------------------------------------------------
+
+
+def test_a_function_url_request_gets_an_http_response(handler, corpus):
+    body = json.dumps(case_event(corpus, "k1m-canary-down-012")).encode()
+    event = {"version": "2.0", "rawPath": "/", "requestContext": {"http": {"method": "POST"}},
+             "body": base64.b64encode(body).decode(), "isBase64Encoded": True}
+    response = handler.lambda_handler(event, FakeContext())
+    assert response["statusCode"] == 200
+    assert response["headers"]["content-type"] == "application/json"
+    result = json.loads(response["body"])
+    assert (result["verdict"], result["exit_code"]) == ("fail", 1)
+    assert "statusCode" not in result
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [("{not json", "body: not valid JSON"), (json.dumps({"policy": {}}), "release: Field required")],
+)
+def test_a_bad_http_request_is_a_400_response(handler, body, message):
+    response = handler.lambda_handler({"body": body, "isBase64Encoded": False}, FakeContext())
+    assert response["statusCode"] == 400
+    result = json.loads(response["body"])
+    assert result["exit_code"] == 4 and message in result["error"]
+
+
+# -- with AWS (moto server): policy references, idempotency, secrets, DynamoDB store ------------
+
+
+def test_the_policy_can_come_from_s3_or_ssm(handler, corpus, moto_endpoint):  # noqa: F811
+    event = case_event(corpus, "k1m-canary-down-012")
+    text = json.dumps(event["policy"])
+    boto3.client("s3").create_bucket(Bucket="policies")
+    boto3.client("s3").put_object(Bucket="policies", Key="web/policy.yaml", Body=text.encode())
+    boto3.client("ssm").put_parameter(Name="/canary-gate/web", Value=text, Type="String")
+    for reference in ("s3://policies/web/policy.yaml", "ssm:/canary-gate/web"):
+        result = handler.lambda_handler({**event, "policy": reference}, FakeContext())
+        assert (result["verdict"], result["exit_code"]) == ("fail", 1), result
+    missing = handler.lambda_handler({**event, "policy": "s3://policies/nope.yaml"}, FakeContext())
+    assert missing["statusCode"] == 400 and "s3://policies/nope.yaml: NoSuchKey" in missing["error"]
+
+
+def create_idempotency_table(name: str) -> None:
+    """As infra/template.yaml declares it: id (hash), TTL expiration."""
+    client = boto3.client("dynamodb")
+    client.create_table(TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                        BillingMode="PAY_PER_REQUEST")
+
+
+@pytest.fixture
+def aws_tables(moto_endpoint, monkeypatch):  # noqa: F811
+    create_store_table("gate-evaluations")
+    create_idempotency_table("gate-idempotency")
+    monkeypatch.setenv("GATE_STORE_TABLE", "gate-evaluations")
+    monkeypatch.setenv("GATE_IDEMPOTENCY_TABLE", "gate-idempotency")
+    from gate.store_dynamodb import DynamoStore
+
+    return DynamoStore("gate-evaluations")
+
+
+def test_a_retried_invocation_is_judged_once(handler, corpus, aws_tables, monkeypatch, capfd):
+    judged = []
+    real_judge = handler.judge
+    monkeypatch.setattr(handler, "judge", lambda request: judged.append(request["now"]) or real_judge(request))
+    event = case_event(corpus, "k1m-canary-down-012")
+    first = handler.lambda_handler(event, FakeContext())
+    capfd.readouterr()
+    retry = handler.lambda_handler(json.loads(json.dumps(event)), FakeContext())
+    assert '"RetriesAnswered":[1.0]' in capfd.readouterr().out
+    assert first == retry and first["verdict"] == "fail"
+    assert len(judged) == 1
+    assert len(aws_tables.evaluations("k1m-canary-down-012")) == 1  # recorded once
+    # Another moment of the same release is a new evaluation.
+    earlier = handler.lambda_handler({**event, "now": event["deployed_at"]}, FakeContext())
+    assert earlier["evaluated_at"] == event["deployed_at"]
+    assert len(judged) == 2 and len(aws_tables.evaluations("k1m-canary-down-012")) == 2
+    assert aws_tables.release("k1m-canary-down-012")["info"]["policy"] == event["policy"]["name"]
+
+
+def test_a_failed_evaluation_is_not_cached_so_a_retry_judges_again(handler, corpus, aws_tables, tmp_path):
+    event = case_event(corpus, "k1m-aa-000", only=("cpu",))
+    good_case = event["policy"]["source"]["options"]["case"]
+    event["policy"]["source"]["options"]["case"] = str(tmp_path / "not-yet")
+    assert handler.lambda_handler(event, FakeContext())["exit_code"] == 4
+    event["policy"]["source"]["options"]["case"] = good_case
+    # The payload differs only in the policy: same key (release, now), and nothing was cached.
+    assert handler.lambda_handler(event, FakeContext())["verdict"] == "pass"
+    assert [r["verdict"] for r in aws_tables.evaluations("k1m-aa-000")] == ["error", "pass"]
+
+
+@pytest.fixture
+def secret(moto_endpoint, monkeypatch):  # noqa: F811
+    arn = boto3.client("secretsmanager").create_secret(Name="canary-gate/keys", SecretString=json.dumps(SECRETS))["ARN"]
+    monkeypatch.setenv("GATE_SECRET_ID", arn)
+    for key in SECRETS:
+        monkeypatch.setenv(key, "placeholder")  # monkeypatch restores them after the test
+    return arn
+
+
+def test_secrets_are_fetched_once_and_never_logged(handler, corpus, secret, capfd, monkeypatch):
+    fetches = []
+    provider = handler._secrets_provider()
+    provider.client.meta.events.register(
+        "provide-client-params.secrets-manager.GetSecretValue", lambda **kwargs: fetches.append(kwargs["params"]["SecretId"]))
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
+    event = case_event(corpus, "k1m-canary-down-012")
+    results = [handler.lambda_handler({**event, "now": event["now"] if i == 0 else event["deployed_at"]},
+                                      FakeContext()) for i in range(3)]
+    assert fetches == [secret]
+    import os
+
+    assert {k: os.environ[k] for k in SECRETS} == SECRETS  # where the sources read them
+    assert all(r["exit_code"] in (0, 1, 3) for r in results)
+    output = capfd.readouterr()
+    logged = output.out + output.err
+    assert '"verdict"' in logged and '"release":"k1m-canary-down-012"' in logged.replace(" ", "")
+    dumped = json.dumps(results)
+    for value in SECRETS.values():
+        assert value not in logged and value not in dumped
+
+
+def test_a_secret_in_an_error_message_is_redacted(capfd, handler, corpus, secret, monkeypatch):
+    def leaky(policy):
+        raise RuntimeError(f"connection refused: key={SECRETS['DD_API_KEY']}")
+
+    monkeypatch.setattr(handler, "open_source", leaky)
+    result = handler.lambda_handler(case_event(corpus, "k1m-aa-000", only=("cpu",)), FakeContext())
+    assert result["exit_code"] == 4 and "key=***" in result["error"]
+    logged = "".join(capfd.readouterr())
+    assert "key=***" in logged and SECRETS["DD_API_KEY"] not in logged + json.dumps(result)
+
+
+def test_an_unreadable_secret_is_could_not_judge(handler, corpus, moto_endpoint, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("GATE_SECRET_ID", "no-such-secret")
+    result = handler.lambda_handler(case_event(corpus, "k1m-aa-000", only=("cpu",)), FakeContext())
+    assert result["exit_code"] == 4 and "no-such-secret" in result["error"]
+
+
+def test_metrics_are_emitted_as_emf(capfd, handler, corpus):
+    handler.lambda_handler(case_event(corpus, "k1m-canary-down-012"), FakeContext())
+    handler.lambda_handler({"release": "r"}, FakeContext())
+    blobs = [json.loads(line) for line in capfd.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [b["Outcome"] for b in blobs] == ["fail", "error"]
+    assert all(b["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CanaryGateTest" for b in blobs)
+    assert blobs[0]["Verdicts"] == [1.0] and blobs[0]["EvaluationDuration"][0] >= 0
+    assert blobs[1]["Verdicts"] == [1.0] and "EvaluationDuration" not in blobs[1]
