@@ -11,6 +11,7 @@ import time
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.padding import Padding
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -42,28 +43,56 @@ def _flags(m: MetricResult) -> str:
     return f" ({', '.join(flags)})" if flags else ""
 
 
-def verdict_table(verdict: Verdict) -> Table:
-    """The numbers: one row per metric; the expected column only when some metric has one."""
+def _rows(verdict: Verdict) -> tuple[list[str], list[list[str]]]:
+    """The numbers as strings; the expected column only when some metric has one."""
     with_expected = any(m.expected is not None for m in verdict.metrics)
-    table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
-    table.add_column("metric", overflow="fold", min_width=7, max_width=18)
-    table.add_column("verdict", no_wrap=True)
-    table.add_column("canary", justify="right", no_wrap=True)
-    table.add_column("baseline", justify="right", no_wrap=True)
-    if with_expected:
-        table.add_column("expect", justify="right", no_wrap=True)
-    table.add_column("effect", justify="right", no_wrap=True)
-    table.add_column("interval", no_wrap=True)
-    table.add_column("tol", justify="right", no_wrap=True)
+    header = ["metric", "verdict", "canary", "baseline"] + (["expect"] if with_expected else [])
+    header += ["effect", "interval", "tol"]
+    rows = []
     for m in verdict.metrics:
-        tolerance = "" if m.tolerance is None else f"{m.tolerance:.0%}"
-        outcome = Text(f"{MARK.get(m.verdict, '')} {m.verdict}", style=STYLE.get(m.verdict, ""))
-        row = [m.name, outcome, _num(m.canary), _num(m.baseline)]
+        row = [m.name, f"{MARK.get(m.verdict, '')} {m.verdict}", _num(m.canary), _num(m.baseline)]
         if with_expected:
             row.append(_num(m.expected))
-        row += [_pct(m.effect), _interval(m), tolerance]
-        table.add_row(*row)
+        row += [_pct(m.effect), _interval(m), "" if m.tolerance is None else f"{m.tolerance:.0%}"]
+        rows.append(row)
+    return header, rows
+
+
+def table_width(verdict: Verdict) -> int:
+    header, rows = _rows(verdict)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return sum(widths) + len(widths) - 1
+
+
+def verdict_table(verdict: Verdict) -> Table:
+    """The numbers: one row per metric, nothing in it that wraps."""
+    header, rows = _rows(verdict)
+    table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1, 0, 0))
+    for i, name in enumerate(header):
+        table.add_column(name, no_wrap=True, justify="left" if name in ("metric", "verdict", "interval") else "right")
+    for m, row in zip(verdict.metrics, rows):
+        table.add_row(*row[:1], Text(row[1], style=STYLE.get(m.verdict, "")), *row[2:])
     return table
+
+
+def stacked(verdict: Verdict) -> Group:
+    """For a terminal too narrow for the table (or long metric names): a few lines per metric."""
+    parts = []
+    for m in verdict.metrics:
+        head = Text.assemble((f"{MARK.get(m.verdict, '')} {m.name}", STYLE.get(m.verdict, "")),
+                             f"  {m.verdict}{_flags(m)}")
+        numbers = [f"canary {_num(m.canary) or '–'}", f"baseline {_num(m.baseline) or '–'}"]
+        if m.expected is not None:
+            numbers.append(f"expected {_num(m.expected)}")
+        effect = [f"effect {_pct(m.effect) or '–'} {_interval(m)}".rstrip()]
+        if m.tolerance is not None:
+            effect.append(f"tolerance {m.tolerance:.0%}")
+        reason = Text(m.reason)
+        if m.rule:
+            reason.append(f" [{m.rule}]", style="dim")
+        details = Group(Text(" · ".join(numbers)), Text(" · ".join(effect)), reason)
+        parts += [head, Padding(details, (0, 0, 0, 4))]
+    return Group(*parts)
 
 
 def reasons_table(verdict: Verdict) -> Table:
@@ -95,11 +124,15 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console.print(why)
     for note in verdict.notes:
         console.print(Text(f"note: {note}", style="dim"))
-    if verdict.metrics:
-        console.print()
+    if not verdict.metrics:
+        return
+    console.print()
+    if table_width(verdict) <= console.width:
         console.print(verdict_table(verdict))
         console.print()
         console.print(reasons_table(verdict))
+    else:
+        console.print(stacked(verdict))
 
 
 class WatchProgress:

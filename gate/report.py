@@ -652,3 +652,20 @@ def rebuild(store: Any, release: str) -> str:
         matching = [s for s in snapshots if s.get("evaluated_at") == iso(last.evaluated_at)]
     policy, window, expected, groups = from_snapshot(matching[-1])
     return render_report(last, window, expected, policy, canary=groups["canary"], baseline=groups["baseline"])
+
+
+def replayed(case_dir: str | Path, policy: Policy | None = None) -> tuple[Verdict, Observations, dict | None, Policy]:
+    """Everything a report of a recorded case needs: replay it as the live loop would, then take
+    the window up to its decision and the judge's expectation (for docs, benchmarks and tests)."""
+    from gate.analysis import Analysis, replay_case
+    from gate.sources.replay import ReplaySource, load_case
+
+    verdict = replay_case(case_dir, policy).verdict
+    case = load_case(case_dir)
+    policy = (policy or case.policy()).model_copy(update={"lifetime": case.end_at - case.deployed_at})
+    source = ReplaySource(case)
+    source.visible_until = verdict.evaluated_at
+    analysis = Analysis(policy, source, case.id, case.deployed_at,
+                        canary="canary", baseline="baseline" if policy.baseline else None)
+    window = analysis.window(verdict.evaluated_at)
+    return verdict, window, expected_band(analysis.judge, analysis.reference(), policy, window), policy

@@ -1,0 +1,87 @@
+"""Terminal output: readable at 80 columns, the verdict, why, and the numbers per metric."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from gate.console import WatchProgress, print_verdict
+from gate.verdict import MetricResult, Verdict
+
+VERDICT = Verdict(
+    "web-1.2.3", "fail", "latency: canary mean +42.0% vs baseline (tolerance 10%): beyond tolerance",
+    1_700_000_000, 1_700_000_960, True,
+    [
+        MetricResult("latency_p99_checkout", "fail", "canary mean +42.0% vs baseline (tolerance 10%) over 16 "
+                     "points: shown beyond tolerance", "margin-test", canary=412.5, baseline=290.49, expected=301.2,
+                     effect=0.42, interval=(0.3142, 0.5311), tolerance=0.1, critical=True),
+        MetricResult("errors", "inconclusive", "canary rate +19.0% vs baseline (tolerance 50%): not yet conclusive",
+                     "interval-straddles-tolerance", canary=0.00543, baseline=0.00457, expected=0.0049,
+                     effect=0.19, interval=(-0.87, 1.249), tolerance=0.5),
+        MetricResult("cpu", "pass", "canary mean -0.2% vs baseline: shown within tolerance", "margin-test",
+                     canary=44.05, baseline=44.13, effect=-0.002, interval=(-0.015, 0.012), tolerance=0.1),
+    ],
+    notes=["memory: 1 point held out: fleet-wide anomaly"],
+)
+
+
+def rendered(verdict: Verdict, width: int = 80) -> str:
+    console = Console(width=width, record=True, force_terminal=False, color_system=None)
+    print_verdict(verdict, console)
+    return console.export_text()
+
+
+def test_fits_80_columns_without_breaking_numbers():
+    short = Verdict(**{**VERDICT.__dict__, "metrics": [
+        MetricResult(**{**m.__dict__, "name": m.name.replace("_p99_checkout", "")}) for m in VERDICT.metrics]})
+    text = rendered(short)
+    lines = text.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    assert lines[0].startswith(" FAIL  release web-1.2.3")
+    assert "16 min after the deploy" in lines[0]
+    assert "why: latency: canary mean +42.0%" in text
+    row = next(line for line in lines if line.startswith("latency "))
+    for cell in ("✗ fail", "412.5", "290.5", "301.2", "+42.0%", "[+31.4%, +53.1%]", "10%"):
+        assert cell in row, (cell, row)
+    errors = next(line for line in lines if line.startswith("errors "))
+    for cell in ("? inconclusive", "0.00543", "[-87.0%, +125%]", "50%"):
+        assert cell in errors, (cell, errors)
+    # each metric's reason on its own line(s), with its rule, and the critical flag
+    assert "✗ latency" in text and "(critical) canary mean +42.0%" in text
+    assert "[margin-test]" in text and "note: memory: 1 point held out" in text
+
+
+def test_long_names_or_a_narrow_terminal_get_a_few_lines_per_metric():
+    for width in (80, 60):
+        text = rendered(VERDICT, width=width)  # a 20-character metric name: the table would not fit
+        assert max(len(line.rstrip()) for line in text.splitlines()) <= width
+        for cell in ("✗ latency_p99_checkout  fail (critical)", "canary 412.5 · baseline 290.5 · expected 301.2",
+                     "effect +42.0% [+31.4%, +53.1%] · tolerance 10%", "0.00543", "44.05", "[margin-test]"):
+            assert cell in text, (width, cell)
+
+
+def test_no_expected_column_when_nothing_was_expected():
+    bare = Verdict("r", "pass", "ok", 0, 600, True,
+                   [MetricResult("cpu", "pass", "within", canary=1.0, baseline=1.0, effect=0.0,
+                                 interval=(-0.01, 0.01), tolerance=0.1)])
+    text = rendered(bare)
+    assert "expect" not in text and " PASS  release r" in text
+
+
+def test_watch_progress_in_a_log_prints_one_line_per_look():
+    console = Console(width=100, record=True, force_terminal=False, color_system=None)
+    looks = [Verdict("r", "inconclusive", "not enough evidence yet for cpu", 0, 60 * i, False) for i in (1, 2)]
+    with WatchProgress(console, deployed_at=0, end_at=3600, interval=60) as progress:
+        for v in looks:
+            progress.update(v)
+    lines = console.export_text().splitlines()
+    assert lines == ["look 1 at 1/60 min: inconclusive: not enough evidence yet for cpu",
+                     "look 2 at 2/60 min: inconclusive: not enough evidence yet for cpu"]
+
+
+def test_watch_progress_on_a_terminal_draws_a_bar():
+    console = Console(width=100, record=True, force_terminal=True, color_system=None)
+    progress = WatchProgress(console, deployed_at=0, end_at=3600, interval=60)
+    progress.update(Verdict("r", "inconclusive", "waiting for cpu", 0, 60, False))
+    console.print(progress)
+    text = console.export_text()
+    assert "60/60 min, look 1" in text and "inconclusive: waiting for cpu" in text

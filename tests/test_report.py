@@ -1,0 +1,235 @@
+"""The HTML report: rendered by a real headless Chromium, rebuilt from the store, published."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gate.policy import parse_policy
+from gate.report import ReportError, from_snapshot, publish, rebuild, render_report, replayed, snapshot, write_report
+from gate.series import Frame, Observations
+from gate.store import SqliteStore
+from gate.verdict import MetricResult, Verdict
+from tests.conftest import run_gate
+
+CHROMIUM = Path("/usr/bin/chromium")
+FAIL_CASE = "k1m-canary-down-012"
+PASS_CASE = "k1m-aa-001"
+PNG = b"\x89PNG\r\n\x1a\n"
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="/usr/bin/chromium is absent: install the Debian package `chromium` (scripts/test.sh does) "
+    "to render the reports in a real browser",
+)
+
+
+@pytest.fixture(scope="module")
+def fail_case(corpus):
+    verdict, window, expected, policy = replayed(corpus / FAIL_CASE)
+    assert verdict.verdict == "fail", verdict.reason  # the canary stops reporting
+    return verdict, window, expected, policy
+
+
+@pytest.fixture(scope="module")
+def pass_case(corpus):
+    from gate.sources.replay import load_case
+
+    full = load_case(corpus / PASS_CASE).policy()
+    gauges = full.model_copy(update={"metrics": [m for m in full.metrics if m.kind == "gauge"]})
+    verdict, window, expected, policy = replayed(corpus / PASS_CASE, gauges)
+    assert verdict.verdict == "pass", verdict.reason  # A/A: the same code on both groups
+    return verdict, window, expected, policy
+
+
+def chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium, offline-minded flags, console messages logged to stderr."""
+    command = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
+        *args, page.resolve().as_uri(),
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def console_messages(stderr: str) -> list[str]:
+    """What the page wrote to its console (errors, CSP violations, failed loads)."""
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
+
+
+def render_in_browser(tmp_path: Path, document: str, name: str) -> tuple[str, list[str], Path]:
+    page = tmp_path / f"{name}.html"
+    page.write_text(document, encoding="utf-8")
+    shot = tmp_path / f"{name}.png"
+    screenshot = chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=840,1800")
+    dom = chromium(tmp_path, page, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    return dom.stdout, console_messages(screenshot.stderr) + console_messages(dom.stderr), shot
+
+
+def check_rendered(tmp_path, case, name) -> str:
+    verdict, window, expected, policy = case
+    document = render_report(verdict, window, expected, policy)
+    dom, messages, shot = render_in_browser(tmp_path, document, name)
+    assert messages == [], messages
+    assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 20_000
+    for m in verdict.metrics:  # one chart per judged metric, with both groups drawn
+        chart = re.search(rf'<svg[^>]*class="chart"[^>]*data-metric="{m.name}".*?</svg>', dom, re.S)
+        assert chart, f"no chart for {m.name}"
+        assert 'data-series="canary"' in chart.group(0)
+        assert 'class="decision"' in chart.group(0)
+    assert f">{verdict.verdict}</span> release {verdict.release}" in dom
+    return dom
+
+
+@needs_chromium
+def test_fail_report_renders_with_charts_and_no_console_errors(tmp_path, fail_case):
+    dom = check_rendered(tmp_path, fail_case, "fail")
+    verdict = fail_case[0]
+    failing = [m.name for m in verdict.metrics if m.verdict == "fail"]
+    decided_by = re.search(r"<th>decided by</th><td>(.*?)</td>", dom).group(1)
+    assert all(name in decided_by for name in failing)
+    for m in verdict.metrics:
+        chart = re.search(rf'<svg[^>]*class="chart"[^>]*data-metric="{m.name}".*?</svg>', dom, re.S).group(0)
+        assert 'data-series="baseline"' in chart  # the baseline kept reporting
+
+
+@needs_chromium
+def test_pass_report_renders_with_charts_and_no_console_errors(tmp_path, pass_case):
+    dom = check_rendered(tmp_path, pass_case, "pass")
+    assert "all judged metrics" in dom
+    if pass_case[2]:  # the judge told its seasonal expectation: the band is drawn
+        assert 'data-series="expected-band"' in dom
+
+
+@needs_chromium
+def test_the_browser_check_catches_a_broken_page(tmp_path, pass_case):
+    """The console check can fail: a report that loads anything from outside is caught."""
+    document = render_report(*pass_case).replace("</main>", '<img src="https://cdn.example/x.png"></main>')
+    _, messages, _ = render_in_browser(tmp_path, document, "broken")
+    assert messages and "Content Security Policy" in messages[0]
+
+
+def test_report_is_self_contained_and_escapes_what_it_shows(fail_case):
+    verdict, window, expected, policy = fail_case
+    hostile = Verdict(**{**verdict.__dict__, "release": '<script>alert(1)</script>"&', "reason": "<b>x</b>"})
+    document = render_report(hostile, window, expected, policy)
+    assert "<script" not in document and "&lt;script&gt;" in document
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", document)
+    assert "default-src 'none'" in document
+
+
+def test_secrets_in_source_options_stay_out_of_the_report_data():
+    policy = parse_policy({
+        "name": "web", "source": {"type": "datadog", "options": {"api_key": "SECRET-KEY-123"}},
+        "canary": {"scope": "version:{release}"}, "baseline": {"scope": "version:stable"},
+        "metrics": [{"name": "cpu", "kind": "gauge", "queries": {"datadog": "avg:cpu{token:SECRET-KEY-123}"}}],
+    })
+    t = np.arange(0, 600, 60)
+    frame = Frame(60, t, {"cpu": np.linspace(1, 2, len(t))})
+    verdict = Verdict("r1", "pass", "ok", 0, 600, True, [MetricResult("cpu", "pass", "within", tolerance=0.1)])
+    window = Observations(frame, frame)
+    data = snapshot(policy, window, None)
+    assert "SECRET" not in json.dumps(data) and "SECRET" not in render_report(verdict, window, None, policy)
+    policy2, window2, _, groups = from_snapshot(json.loads(json.dumps(data)))
+    assert [m.name for m in policy2.metrics] == ["cpu"] and groups["canary"] == "version:{release}"
+    assert np.allclose(window2.canary.values["cpu"], frame.values["cpu"])
+
+
+def test_gaps_and_a_dead_metric_are_drawn_as_gaps(fail_case):
+    verdict, window, expected, policy = fail_case
+    document = render_report(verdict, window, expected, policy)
+    # canary-down: the canary's line stops, and the chart says nothing is invented after it
+    cpu = re.search(r'data-metric="cpu".*?</svg>', document, re.S).group(0)
+    canary = re.search(r'data-series="canary">(.*?)</g>', cpu, re.S).group(1)
+    baseline = re.search(r'data-series="baseline">(.*?)</g>', cpu, re.S).group(1)
+    assert canary.count(",") < baseline.count(",")
+
+
+def test_write_then_rebuild_from_the_store_gives_the_same_report(tmp_path, fail_case):
+    verdict, window, expected, policy = fail_case
+    store = SqliteStore(tmp_path / "s.sqlite")
+    store.start_release(verdict.release, verdict.deployed_at, {})
+    store.record(verdict)
+    location = write_report(verdict, window, expected, policy, store=store, out=tmp_path / "a.html")
+    assert location == str(tmp_path / "a.html")
+    again = rebuild(store, verdict.release)
+
+    def strip(doc: str) -> str:
+        return re.sub(r"generated [^·]*·", "", doc)
+
+    assert strip(again) == strip(Path(location).read_text())
+    kinds = [e["kind"] for e in store.events(verdict.release)]
+    assert kinds == ["report-data", "report"]
+
+
+def test_a_report_that_cannot_be_written_does_not_raise(tmp_path, fail_case):
+    verdict, window, expected, policy = fail_case
+    store = SqliteStore(tmp_path / "s.sqlite")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert write_report(verdict, window, expected, policy, store=store, out=blocker / "x.html") is None
+    (event,) = [e for e in store.events(verdict.release) if e["kind"] == "report"]
+    assert event["detail"]["ok"] is False and "cannot write the report" in event["detail"]["error"]
+
+
+def test_gate_report_command(tmp_path, corpus):
+    case = corpus / FAIL_CASE
+    deployed = json.loads((case / "case.json").read_text())["deploy_at"]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"name: web\nsource: {{type: replay, options: {{case: '{case}'}}}}\n"
+        "canary: {scope: canary}\nbaseline: {scope: baseline}\ninterval: 1m\nlifetime: 1h\n"
+        "metrics:\n  - {name: cpu, kind: gauge}\n  - {name: latency, kind: gauge}\n")
+    store = tmp_path / "s.sqlite"
+    env = {"SLACK_WEBHOOK_URL": "", "GATE_REPORT_BUCKET": ""}
+    checked = run_gate("check", "web-1.2", "--policy", policy, "--deployed-at", deployed, "--store", store,
+                       cwd=tmp_path, env=env)
+    assert checked.returncode == 1, checked.stderr
+    assert "report: reports/web-1.2.html" in checked.stderr
+    written = (tmp_path / "reports" / "web-1.2.html").read_text()
+    again = run_gate("report", "web-1.2", "--store", store, "--out", tmp_path / "again.html", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == str(tmp_path / "again.html")
+    strip = lambda doc: re.sub(r"generated [^·]*·", "", doc)  # noqa: E731
+    assert strip((tmp_path / "again.html").read_text()) == strip(written)
+    unknown = run_gate("report", "nope", "--store", store, cwd=tmp_path, env=env)
+    assert unknown.returncode == 4 and "no verdict recorded for release 'nope'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
+def test_publish_to_s3_gives_a_presigned_link(tmp_path, monkeypatch):
+    pytest.importorskip("moto")
+    import urllib.request
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for key, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                           "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+        boto3.client("s3").create_bucket(Bucket="gate-reports")
+        monkeypatch.setenv("GATE_REPORT_BUCKET", "gate-reports")
+        link = publish("<!DOCTYPE html><p>report</p>", "web/1.2")
+        assert link.startswith(f"http://{host}:{port}/") and "Signature=" in link
+        assert "reports/web_1.2.html" in link
+        with urllib.request.urlopen(link, timeout=10) as response:
+            assert response.read() == b"<!DOCTYPE html><p>report</p>"
+        monkeypatch.setenv("GATE_REPORT_BUCKET", "no-such-bucket")
+        with pytest.raises(ReportError, match="cannot upload the report to s3://no-such-bucket"):
+            publish("x", "web")
+    finally:
+        server.stop()
