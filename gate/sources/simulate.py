@@ -40,19 +40,20 @@ SCENARIOS = ("healthy", "db_connections", "payment_failures", "bad_version", "ga
 METRICS = ("cpu", "memory", "latency", "errors", "requests")
 
 # The service on an average day (per host of either group).
-REQUESTS_PER_SECOND = 20.0
-ERROR_PROBABILITY = 0.004
+REQUESTS_PER_SECOND = 50.0
+ERROR_PROBABILITY = 0.005
 
 # What each scenario does to the canary, and when (seconds after the deploy).
 ONSET = 120  # the new version warms up for two minutes before its faults show
 LATENCY_FACTOR_BAD_VERSION = 1.6
 CPU_FACTOR_BAD_VERSION = 1.3
 ERROR_FACTOR_PAYMENT = 5.0
-POOL_CYCLE = 420  # db_connections: the pool runs dry every 7 minutes...
+POOL_CYCLE = 420  # db_connections: the pool runs dry every 7 minutes, first at the onset...
 POOL_DRY = 120  # ...for 2 minutes
-BURST_ERROR_FACTOR = 25.0
-BURST_LATENCY_FACTOR = 2.8
-BETWEEN_BURSTS_LATENCY_FACTOR = 1.3
+BURST_ERROR_FACTOR = 15.0
+BETWEEN_BURSTS_ERROR_FACTOR = 3.0  # queries that wait too long for a connection time out
+BURST_LATENCY_FACTOR = 2.5
+BETWEEN_BURSTS_LATENCY_FACTOR = 1.5
 GATEWAY_DIES_AFTER = 480  # gateway_killed: the canary goes silent 8 minutes after the deploy
 
 
@@ -117,7 +118,7 @@ class SimulateSource:
         memory = 52 + 3 * load + 0.6 * self._normal(group, "memory", t, step)
         latency = (110 + 45 * load**2) * np.exp(0.06 * self._normal(group, "latency", t, step))
         # Over-dispersion: the error probability itself varies from minute to minute.
-        p = ERROR_PROBABILITY * np.exp(0.25 * self._normal(group, "error_rate", t, step) - 0.03)
+        p = ERROR_PROBABILITY * np.exp(0.15 * self._normal(group, "error_rate", t, step) - 0.011)
         return {"cpu": cpu, "memory": memory, "latency": latency, "requests": requests, "p": p}
 
     def _values(self, group: str, t: np.ndarray, step: int) -> dict[str, np.ndarray]:
@@ -137,8 +138,9 @@ class SimulateSource:
         elif self.scenario == "payment_failures":
             v["p"] = np.where(on, v["p"] * ERROR_FACTOR_PAYMENT, v["p"])
         elif self.scenario == "db_connections":
-            dry = on & (((since - ONSET) % POOL_CYCLE) >= POOL_CYCLE - POOL_DRY)
-            v["p"] = np.where(dry, v["p"] * BURST_ERROR_FACTOR, v["p"])
+            dry = on & (((since - ONSET) % POOL_CYCLE) < POOL_DRY)
+            error_factor = np.where(dry, BURST_ERROR_FACTOR, np.where(on, BETWEEN_BURSTS_ERROR_FACTOR, 1.0))
+            v["p"] = v["p"] * error_factor
             latency_factor = np.where(dry, BURST_LATENCY_FACTOR, np.where(on, BETWEEN_BURSTS_LATENCY_FACTOR, 1.0))
             v["latency"] = v["latency"] * latency_factor
         elif self.scenario == "gateway_killed":
