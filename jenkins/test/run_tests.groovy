@@ -1,0 +1,374 @@
+// Tests of jenkins/vars/canaryGate.groovy and jenkins/Jenkinsfile, with the real Groovy and the
+// stubbed pipeline steps of Harness.groovy. Run by tests/test_jenkins.py:
+//
+//   groovy -cp jenkins/test jenkins/test/run_tests.groovy JENKINS_DIR
+//
+// Prints PASS/FAIL per test and "N passed, N failed"; exits 1 on any failure. Optional settings
+// (environment): GATE_PYTHON (a Python with canary-gate: the Lambda mode's JUnit conversion runs
+// for real), GATE_BIN + GATE_REAL_POLICY + GATE_REAL_DEPLOYED_AT + GATE_REAL_WORKSPACE (the step
+// runs the real `gate check` in that workspace), GATE_TESTS (a regex: run only matching tests).
+
+import groovy.json.JsonOutput
+import groovy.json.JsonSlurperClassic
+
+File jenkinsDir = new File(args ? args[0] : 'jenkins').canonicalFile
+String only = System.getenv('GATE_TESTS')
+String python = System.getenv('GATE_PYTHON')
+int passed = 0
+int failed = 0
+
+def test = { String name, Closure body ->
+    if (only && !(name =~ only)) {
+        return
+    }
+    try {
+        body()
+        passed++
+        println "PASS ${name}"
+    } catch (Throwable t) {
+        failed++
+        println "FAIL ${name}\n    ${t.toString().replace('\n', '\n    ')}"
+    }
+}
+
+File scratch = File.createTempFile('canary-gate-jenkins', '')
+scratch.delete()
+int workspaces = 0
+def workspace = { ->
+    File dir = new File(scratch, "ws${++workspaces}")
+    dir.mkdirs()
+    dir
+}
+
+def harness = { -> new Harness(jenkinsDir, workspace()) }
+
+// The error a call fails with (null if it does not).
+def failure = { Closure body ->
+    try {
+        body()
+        return null
+    } catch (PipelineAbort e) {
+        return e.message
+    }
+}
+
+Map VERDICT = [release: 'web-1.2.3', verdict: 'fail', reason: 'cpu: +40% vs baseline', deployed_at: '2024-05-01T10:00:00Z',
+               evaluated_at: '2024-05-01T11:00:00Z', final: true, notes: [],
+               metrics: [[name: 'cpu', verdict: 'fail', reason: '+40% vs baseline', rule: 'mean-above-tolerance',
+                          canary: 56.0, baseline: 40.0, expected: null, effect: 0.4, interval: [0.3, 0.5],
+                          tolerance: 0.1, critical: false, muted: false],
+                         [name: 'latency', verdict: 'pass', reason: 'within tolerance', rule: 'mean-within-tolerance',
+                          canary: 120.0, baseline: 119.0, expected: null, effect: 0.01, interval: [-0.02, 0.04],
+                          tolerance: 0.1, critical: true, muted: false]]]
+
+// A gate check stub: exits with `code`, leaving what `gate check --json --junit` leaves.
+def gateExits = { Harness h, int code ->
+    return { String script, Map a ->
+        if (script.contains(' check ')) {
+            h.step_writeFile(file: 'canary-gate/web-1.2.3.json',
+                             text: JsonOutput.toJson(VERDICT + [verdict: [0: 'pass', 1: 'fail', 3: 'inconclusive'][code] ?: 'fail']))
+            return [status: code]
+        }
+        return [status: 0]
+    }
+}
+
+Map ARGS = [release: 'web-1.2.3', policy: 'deploy/canary.yaml']
+
+// -- the step, cli mode -------------------------------------------------------------------------
+
+[0: 'pass', 1: 'fail', 3: 'inconclusive', 4: 'error', 2: 'error', 137: 'error'].each { int code, String expected ->
+    test("step cli: gate check exit ${code} -> '${expected}'") {
+        Harness h = harness()
+        h.onSh = gateExits(h, code)
+        assert h.runStep(ARGS) == expected
+        Map call = h.calls.find { it.step == 'sh' && it.args[0].script.contains('gate check') }.args[0]
+        assert call.returnStatus == true
+        assert h.archived*.pattern == ['canary-gate/web-1.2.3.json']
+        assert h.archived[0].files  // the verdict file was there to archive
+        Map junit = h.calls.find { it.step == 'junit' }.args[0]
+        assert junit.testResults == 'canary-gate/web-1.2.3.xml' && junit.allowEmptyResults
+        assert junit.skipMarkingBuildUnstable  // the pipeline decides the build, not the report
+        assert h.currentBuild.result == null  // the step returns the verdict, never fails the build
+        assert h.logText().contains("canaryGate: release web-1.2.3: ${expected} (exit code ${code}")
+        assert h.logText().contains('unexpected') == !(code in [0, 1, 3, 4])
+    }
+}
+
+test('step cli: the command runs gate check --watch with every option, each one shell word') {
+    Harness h = harness()
+    h.runStep(ARGS + [canary: 'version:1.2.3', baseline: 'version:stable', interval: '1m', lifetime: '2h',
+                      deployedAt: '2024-05-01T10:00:00Z', store: 'gate.db', gate: '/opt/gate/bin/gate'])
+    assert h.commands.size() == 2
+    assert h.commands[0] == "mkdir -p 'canary-gate' && rm -f 'canary-gate/web-1.2.3.json' 'canary-gate/web-1.2.3.xml'"
+    assert h.commands[1] == "/opt/gate/bin/gate check 'web-1.2.3' --policy 'deploy/canary.yaml' " +
+        "--canary 'version:1.2.3' --baseline 'version:stable' --interval '1m' --lifetime '2h' " +
+        "--deployed-at '2024-05-01T10:00:00Z' --store 'gate.db' " +
+        "--watch --json --junit 'canary-gate/web-1.2.3.xml' > 'canary-gate/web-1.2.3.json'"
+}
+
+test('step cli: hostile values reach the gate as single arguments, nothing injected (real sh)') {
+    Harness h = harness()
+    File fakeGate = h.file('fake-gate')
+    // Prints its arguments, one per line, where the step sends the JSON verdict.
+    fakeGate.text = '#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n'
+    fakeGate.setExecutable(true)
+    String release = "x'; touch pwned; echo '\$(touch pwned2)`touch pwned3`\"\\"
+    String policy = 'my policies/it\'s.yaml'
+    h.onSh = { String script, Map a -> h.realSh(script) }
+    assert h.runStep(release: release, policy: policy, canary: '$HOME', gate: fakeGate.path) == 'pass'
+    String base = 'canary-gate/' + release.replaceAll('[^A-Za-z0-9._-]', '_')
+    List<String> words = h.file("${base}.json").readLines()
+    assert words == ['check', release, '--policy', policy, '--canary', '$HOME', '--watch', '--json', '--junit', "${base}.xml"]
+    assert !h.workspace.list().any { it.startsWith('pwned') }
+}
+
+['release', 'policy'].each { String name ->
+    test("step: missing '${name}' fails with a clear message, nothing runs") {
+        Harness h = harness()
+        assert failure { h.runStep(ARGS.findAll { it.key != name }) } == "canaryGate: missing required argument '${name}'"
+        assert failure { h.runStep(ARGS + [(name): '']) } == "canaryGate: missing required argument '${name}'"
+        assert h.commands.isEmpty()
+    }
+}
+
+test('step: bad arguments fail with a clear message naming them') {
+    Harness h = harness()
+    assert failure { h.runStep(ARGS + [stateMachineArn: 'x']) }.startsWith("canaryGate: unknown argument 'stateMachineArn'")
+    assert failure { h.runStep(ARGS + [mode: 'http']) } == "canaryGate: argument 'mode' must be 'cli' or 'lambda', got 'http'"
+    assert failure { h.runStep(ARGS + [mode: 'lambda']) }.contains("exactly one of 'function'")
+    assert failure { h.runStep(ARGS + [mode: 'lambda', function: 'f', stateMachine: 'arn:sm']) }.contains("exactly one of 'function'")
+    assert failure { h.runStep(ARGS + [mode: 'lambda', function: 'f', lifetime: '2h']) }.contains("'interval' and 'lifetime' are cli-mode")
+    assert failure { h.runStep(ARGS + [mode: 'lambda', function: 'f', pollSeconds: '1m']) }.contains("'pollSeconds' must be")
+    assert h.commands.isEmpty()
+}
+
+// -- the step, lambda mode ------------------------------------------------------------------------
+
+// An `aws lambda invoke` stub answering `answers` in turn (a Map: the payload; an Integer: the
+// CLI's exit code); other commands (the JUnit conversion) run for real when GATE_PYTHON is set.
+def lambdaAnswers = { Harness h, List answers ->
+    return { String script, Map a ->
+        if (script.contains(' lambda invoke ')) {
+            Object answer = answers.remove(0)
+            if (answer instanceof Integer) {
+                return [status: answer]
+            }
+            Map payload = answer as Map
+            h.step_writeFile(file: 'canary-gate/web-1.2.3.json', text: JsonOutput.toJson(payload.payload ?: payload))
+            h.step_writeFile(file: 'canary-gate/web-1.2.3-invoke.json', text: JsonOutput.toJson(
+                [StatusCode: 200, ExecutedVersion: '$LATEST'] + (payload.functionError ? [FunctionError: 'Unhandled'] : [:])))
+            return [status: 0]
+        }
+        return python ? h.realSh(script) : [status: 0]
+    }
+}
+
+Map LAMBDA = ARGS + [mode: 'lambda', function: 'canary-gate-analyzer', policy: 's3://bucket/web.yaml',
+                     canary: 'version:1.2.3', region: 'eu-west-1', pollSeconds: 30] + (python ? [python: python] : [:])
+
+test('step lambda function: invoked every pollSeconds until decisive, the JSON answer becomes JUnit') {
+    Harness h = harness()
+    Map waiting = VERDICT + [verdict: 'inconclusive', final: false, exit_code: 3]
+    h.onSh = lambdaAnswers(h, [waiting, waiting, VERDICT + [exit_code: 1]])
+    assert h.runStep(LAMBDA) == 'fail'
+    List invokes = h.commands.findAll { it.contains('lambda invoke') }
+    assert invokes.size() == 3
+    assert invokes[0] == "aws --region 'eu-west-1' lambda invoke --cli-read-timeout 900 --function-name 'canary-gate-analyzer' " +
+        "--payload fileb://'canary-gate/web-1.2.3-event.json' 'canary-gate/web-1.2.3.json' > 'canary-gate/web-1.2.3-invoke.json'"
+    assert new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3-event.json').text) ==
+        [release: 'web-1.2.3', policy: 's3://bucket/web.yaml', canary: 'version:1.2.3']
+    assert h.calls.findAll { it.step == 'sleep' }*.args == [[[time: 30, unit: 'SECONDS']], [[time: 30, unit: 'SECONDS']]]
+    assert h.ran('-m gate.junit \'canary-gate/web-1.2.3.json\' --output \'canary-gate/web-1.2.3.xml\'')
+    if (python) {  // the conversion ran for real: one test case per metric, cpu failed
+        Map report = h.junitReports[0]
+        assert report.cases == ['cpu', 'latency'] && report.failures == ['cpu'] && report.suite == 'web-1.2.3'
+    }
+}
+
+test('step lambda function: a final inconclusive answer ends the wait') {
+    Harness h = harness()
+    h.onSh = lambdaAnswers(h, [VERDICT + [verdict: 'inconclusive', final: true]])
+    assert h.runStep(LAMBDA) == 'inconclusive'
+    assert !h.calls.any { it.step == 'sleep' }
+}
+
+test('step lambda function: an error answer, a crashed function or a failed CLI is could-not-judge') {
+    [[[release: 'web-1.2.3', verdict: 'error', error: 'could not judge: Datadog 403', exit_code: 4]],
+     [[functionError: true, payload: [errorMessage: 'Task timed out after 900.00 seconds']]],
+     [[payload: [verdict: 'maybe']]],
+     [255]].each { List answers ->
+        Harness h = harness()
+        h.onSh = lambdaAnswers(h, answers)
+        assert h.runStep(LAMBDA) == 'error'
+        if (python && answers[0] instanceof Map) {  // the report says so rather than staying empty
+            assert h.junitReports[0].failCount == 1 && h.junitReports[0].cases == ['canary gate']
+        }
+    }
+}
+
+test('step lambda state machine: start-execution, poll describe-execution until it ends') {
+    Map STATE_MACHINE = LAMBDA.findAll { it.key != 'function' } + [stateMachine: 'arn:aws:states:eu-west-1:1:stateMachine:gate']
+    [['SUCCEEDED', 'pass'], ['SUCCEEDED', 'inconclusive'], ['FAILED', 'error'], ['TIMED_OUT', 'error']].each { String status, String expected ->
+        Harness h = harness()
+        int polls = 0
+        h.onSh = { String script, Map a ->
+            if (script.contains('start-execution')) {
+                return [stdout: 'arn:aws:states:eu-west-1:1:execution:gate:abc\n']
+            }
+            if (script.contains('describe-execution')) {
+                polls++
+                Map described = polls < 3 ? [status: 'RUNNING'] : [status: status, output: JsonOutput.toJson(VERDICT + [verdict: expected])]
+                h.step_writeFile(file: 'canary-gate/web-1.2.3-execution.json', text: JsonOutput.toJson(described))
+                return [status: 0]
+            }
+            return [status: 0]
+        }
+        assert h.runStep(STATE_MACHINE) == expected
+        assert polls == 3
+        assert h.ran("stepfunctions start-execution --state-machine-arn 'arn:aws:states:eu-west-1:1:stateMachine:gate' " +
+                     "--input file://'canary-gate/web-1.2.3-event.json' --query executionArn --output text")
+        assert h.ran("stepfunctions describe-execution --execution-arn 'arn:aws:states:eu-west-1:1:execution:gate:abc'")
+        Map start = h.calls.find { it.step == 'sh' && it.args[0].script.contains('start-execution') }.args[0]
+        assert start.returnStdout == true
+    }
+}
+
+// -- the Jenkinsfile ---------------------------------------------------------------------------------
+
+// Runs the Jenkinsfile with `gate check` exiting `code`; every other command succeeds.
+def pipeline = { Map options ->
+    Harness h = harness()
+    h.params.putAll(options.params ?: [RELEASE: 'web-1.2.3'])
+    Map credentials = [:]
+    h.onSh = { String script, Map a ->
+        if (options.failing && script.contains(options.failing)) {
+            return [status: 1]
+        }
+        if (script.contains(' check ')) {
+            credentials.putAll(h.env.values.subMap(['DD_API_KEY', 'DD_APP_KEY']))
+            if (options.crash) {
+                throw new IOException(options.crash as String)
+            }
+        }
+        return gateExits(h, options.code as int)(script, a)
+    }
+    if (options.input) {
+        h.onInput = options.input
+    }
+    String result = h.runJenkinsfile()
+    [h: h, result: result, credentials: credentials]
+}
+
+test('Jenkinsfile: pass -> promote, build SUCCESS, summary') {
+    Map run = pipeline(code: 0)
+    Harness h = run.h
+    assert run.result == 'SUCCESS'
+    assert h.stagesRun == ['Build', 'Deploy canary and baseline', 'Canary gate', 'Promote']
+    assert h.stagesSkipped == ['Override', 'Roll back']
+    assert h.ran('gate promote "$RELEASE" --policy "$GATE_POLICY"') && !h.ran('gate rollback')
+    assert h.ran("gate check 'web-1.2.3' --policy 'deploy/canary-policy.yaml' --canary 'version:web-1.2.3' --baseline 'version:stable'")
+    assert run.credentials == [DD_API_KEY: '****', DD_APP_KEY: '****']  // the gate ran with the Datadog keys bound
+    assert h.env.RELEASE == 'web-1.2.3' && h.env.GATE_VERDICT == 'pass'
+    assert h.currentBuild.description == 'web-1.2.3: gate pass, promote, build SUCCESS'
+    assert h.logText().contains('Canary summary: web-1.2.3: gate pass, promote, build SUCCESS')
+    assert h.inputs.isEmpty()
+}
+
+[1: 'fail', 3: 'inconclusive', 4: 'error', 2: 'error', 137: 'error'].each { int code, String verdict ->
+    test("Jenkinsfile: gate exit ${code} ('${verdict}') -> roll back, build FAILURE") {
+        Map run = pipeline(code: code)
+        Harness h = run.h
+        assert run.result == 'FAILURE'
+        assert h.ran('gate rollback "$RELEASE" --policy "$GATE_POLICY"') && !h.ran('gate promote')
+        assert h.commands.count { it.contains('gate rollback') } == 1  // not again in post
+        assert h.stagesRun == ['Build', 'Deploy canary and baseline', 'Canary gate', 'Roll back']
+        assert h.logText().contains("Canary gate: '${verdict}' for web-1.2.3: the canary was rolled back")
+        assert h.currentBuild.description == "web-1.2.3: gate ${verdict}, rollback, build FAILURE"
+        assert h.inputs.isEmpty()  // no override unless asked for
+    }
+}
+
+test('Jenkinsfile: override offered and approved within the timeout -> promote, build UNSTABLE') {
+    Map run = pipeline(code: 1, params: [RELEASE: 'web-1.2.3', OFFER_OVERRIDE: true], input: { Map a -> 'alice' })
+    Harness h = run.h
+    assert h.inputs.size() == 1 && h.inputs[0].insideTimeout
+    assert h.inputs[0].args.message.contains("The canary gate says 'fail' for web-1.2.3")
+    assert h.calls.find { it.step == 'timeout' }.args[0] == [time: 15, unit: 'MINUTES']
+    assert h.ran('gate promote') && !h.ran('gate rollback')
+    assert run.result == 'UNSTABLE'
+    assert h.currentBuild.description == 'web-1.2.3: gate fail, promote (overridden by alice), build UNSTABLE'
+}
+
+[timeout: new FlowInterrupted('Timeout has been exceeded'),
+ abort: new FlowInterrupted('Rejected by bob')].each { String what, Exception thrown ->
+    test("Jenkinsfile: override offered, ${what} -> roll back, build FAILURE") {
+        Map run = pipeline(code: 4, params: [RELEASE: 'web-1.2.3', OFFER_OVERRIDE: true], input: { Map a -> throw thrown })
+        Harness h = run.h
+        assert h.inputs.size() == 1 && h.inputs[0].insideTimeout
+        assert h.ran('gate rollback') && !h.ran('gate promote')
+        assert run.result == 'FAILURE'
+        assert h.logText().contains("No override (${thrown}): rolling back.")
+    }
+}
+
+test('Jenkinsfile: the gate step crashing is could-not-judge -> roll back, build FAILURE') {
+    Map run = pipeline(code: 0, crash: 'agent went offline')
+    Harness h = run.h
+    assert h.logText().contains('agent went offline')
+    assert h.ran('gate rollback') && !h.ran('gate promote')
+    assert run.result == 'FAILURE'
+    assert h.currentBuild.description == 'web-1.2.3: gate error, rollback, build FAILURE'
+}
+
+test('Jenkinsfile: an empty RELEASE parameter names the release after the build') {
+    Map run = pipeline(code: 0, params: [RELEASE: ''])
+    assert run.h.env.RELEASE == 'app-42'
+    assert run.h.ran("gate check 'app-42' ")
+}
+
+test('Jenkinsfile: a failed canary deploy skips the gate and rolls back in post') {
+    Map run = pipeline(code: 0, failing: 'deploy.sh canary')
+    Harness h = run.h
+    assert run.result == 'FAILURE'
+    assert h.stagesSkipped == ['Canary gate', 'Override', 'Promote', 'Roll back']
+    assert !h.ran('gate check') && h.ran('gate rollback') && !h.ran('gate promote')
+    assert h.currentBuild.description == 'web-1.2.3: gate not run, rollback, build FAILURE'
+}
+
+test('Jenkinsfile: a failed build deploys nothing and rolls back nothing') {
+    Map run = pipeline(code: 0, failing: 'build.sh')
+    assert run.result == 'FAILURE'
+    assert run.h.commands == ['./scripts/build.sh "$RELEASE"']
+    assert run.h.currentBuild.description == 'web-1.2.3: gate not run, no action, build FAILURE'
+}
+
+test('Jenkinsfile: a failed rollback still fails the build, never promotes') {
+    Map run = pipeline(code: 1, failing: 'gate rollback')
+    assert run.result == 'FAILURE'
+    assert !run.h.ran('gate promote')
+    assert run.h.commands.count { it.contains('gate rollback') } == 1
+}
+
+// -- the step running the real gate ---------------------------------------------------------------
+
+if (System.getenv('GATE_BIN')) {
+    test('step cli with the real gate: the verdict, the JSON and the JUnit report agree') {
+        Harness h = new Harness(jenkinsDir, new File(System.getenv('GATE_REAL_WORKSPACE')))
+        h.onSh = { String script, Map a -> h.realSh(script) }
+        String verdict = h.runStep(release: 'web-1.2.3', policy: System.getenv('GATE_REAL_POLICY'),
+                                   deployedAt: System.getenv('GATE_REAL_DEPLOYED_AT'), store: 'gate.db',
+                                   gate: System.getenv('GATE_BIN'))
+        Map json = new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3.json').text) as Map
+        assert verdict == json.verdict
+        Map report = h.junitReports[0]
+        assert report.suite == 'web-1.2.3'
+        assert report.cases == json.metrics*.name
+        assert report.failures == json.metrics.findAll { it.verdict == 'fail' }*.name
+        println "    real gate: ${verdict}: ${json.reason}"
+    }
+}
+
+scratch.deleteDir()
+println "${passed} passed, ${failed} failed"
+System.exit(failed || !passed ? 1 : 0)

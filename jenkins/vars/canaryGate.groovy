@@ -1,0 +1,212 @@
+// canaryGate: a Jenkins shared-library step that runs the canary gate until it decides.
+//
+//   String verdict = canaryGate(release: 'web-1.2.3', policy: 'deploy/canary.yaml',
+//                               canary: 'asg:web-canary', baseline: 'asg:web-baseline')
+//
+// Returns 'pass', 'fail', 'inconclusive' (still undecided at the end of the lifetime, when the
+// policy lets a canary end undecided) or 'error' (could not judge). It never fails the build
+// itself: the pipeline decides what a verdict means (promote, roll back). It archives the JSON
+// verdict and publishes the JUnit report (one test case per metric) of the run.
+//
+// Thin on purpose: the judging, the JUnit report and the validation of names are the `gate`
+// CLI's (or the Lambda's); this step only builds the command, runs it and maps its exit code
+// (0 pass, 1 fail, 3 inconclusive, 4 could not judge, anything else: could not judge).
+//
+// Arguments (see jenkins/README.md):
+//   release, policy     required. In lambda mode `policy` is what the Lambda accepts: an
+//                       s3://bucket/key or ssm:/name reference, or a Map (inline policy).
+//   canary, baseline    scopes, override the policy's.
+//   mode                'cli' (default: `gate check --watch` on the agent) or 'lambda'.
+//   interval, lifetime  cli mode: override the policy's (e.g. '1m', '2h').
+//   deployedAt          when the canary started (ISO 8601 or epoch); default the first check.
+//   gate, store         cli mode: the gate command (default 'gate'), its --store file.
+//   function            lambda mode: the analyzer function, invoked once per `pollSeconds`.
+//   stateMachine        lambda mode: the state machine ARN running the whole canary instead.
+//   region, pollSeconds lambda mode: the AWS region; seconds between invocations / polls (60).
+//   python              lambda mode: the Python with canary-gate that writes the JUnit report
+//                       ('python3'); without it the report is skipped, never the verdict.
+//   outputDir           where the JSON verdict and the JUnit XML go ('canary-gate').
+
+import groovy.json.JsonOutput
+import groovy.json.JsonSlurperClassic
+
+def call(Map args = [:]) {
+    Map opts = [mode: 'cli', gate: 'gate', python: 'python3', outputDir: 'canary-gate', pollSeconds: 60] + args
+    validate(args, opts)
+
+    String base = "${opts.outputDir}/${fileName(opts.release as String)}"
+    String jsonFile = "${base}.json"
+    String junitFile = "${base}.xml"
+    sh(script: "mkdir -p ${q(opts.outputDir)} && rm -f ${q(jsonFile)} ${q(junitFile)}")
+
+    int code
+    if (opts.mode == 'cli') {
+        code = sh(returnStatus: true, script: cliCommand(opts, jsonFile, junitFile)) as int
+    } else {
+        code = opts.stateMachine ? runStateMachine(opts, base, jsonFile) : runFunction(opts, base, jsonFile)
+        // The Lambda answers JSON only: the same module as `gate check --junit` turns it into JUnit.
+        int written = sh(returnStatus: true, script: "${opts.python} -m gate.junit ${q(jsonFile)} " +
+                                                     "--output ${q(junitFile)} --release ${q(opts.release)}") as int
+        if (written != 0 && !fileExists(junitFile)) {
+            echo "canaryGate: no JUnit report (is canary-gate installed for ${opts.python}?)"
+        }
+    }
+    String verdict = verdicts().get(code, 'error')
+
+    archiveArtifacts(artifacts: "${base}.json", allowEmptyArchive: true)
+    // The verdict decides the build, not the test report: the pipeline promotes or rolls back.
+    junit(testResults: junitFile, allowEmptyResults: true, skipMarkingBuildUnstable: true)
+    echo "canaryGate: release ${opts.release}: ${verdict} (exit code ${code}${verdicts().containsKey(code) ? '' : ', unexpected: could not judge'})"
+    return verdict
+}
+
+// The exit codes of `gate check` (and `exit_code` in the Lambda's answer).
+private Map verdicts() {
+    return [0: 'pass', 1: 'fail', 3: 'inconclusive', 4: 'error']
+}
+
+private void validate(Map args, Map opts) {
+    List known = ['release', 'policy', 'canary', 'baseline', 'mode', 'interval', 'lifetime', 'deployedAt',
+                  'gate', 'store', 'function', 'stateMachine', 'region', 'pollSeconds', 'python', 'outputDir']
+    for (Object name : args.keySet()) {
+        if (!known.contains(name)) {
+            error("canaryGate: unknown argument '${name}' (known: ${known.join(', ')})")
+        }
+    }
+    for (String name : ['release', 'policy']) {
+        if (!opts[name]) {
+            error("canaryGate: missing required argument '${name}'")
+        }
+    }
+    if (opts.mode == 'lambda') {
+        if (!opts.function == !opts.stateMachine) {
+            error("canaryGate: mode 'lambda' needs exactly one of 'function' (name or ARN) or 'stateMachine' (ARN)")
+        }
+        if (opts.interval || opts.lifetime) {
+            error("canaryGate: 'interval' and 'lifetime' are cli-mode overrides; in mode 'lambda' they are the policy's")
+        }
+        if (!((opts.pollSeconds as String) ==~ /[1-9][0-9]*/)) {
+            error("canaryGate: 'pollSeconds' must be a whole number of seconds, got '${opts.pollSeconds}'")
+        }
+    } else if (opts.mode != 'cli') {
+        error("canaryGate: argument 'mode' must be 'cli' or 'lambda', got '${opts.mode}'")
+    }
+}
+
+// `gate check ... --watch`: the JSON verdict on stdout goes to the file, progress to the log.
+private String cliCommand(Map opts, String jsonFile, String junitFile) {
+    List<String> words = [opts.gate as String, 'check', q(opts.release), '--policy', q(opts.policy)]
+    Map options = ['--canary': opts.canary, '--baseline': opts.baseline, '--interval': opts.interval,
+                   '--lifetime': opts.lifetime, '--deployed-at': opts.deployedAt, '--store': opts.store]
+    for (Map.Entry option : options.entrySet()) {
+        if (option.value != null && option.value != '') {
+            words << (option.key as String) << q(option.value)
+        }
+    }
+    words << '--watch' << '--json' << '--junit' << q(junitFile)
+    return words.join(' ') + " > ${q(jsonFile)}"
+}
+
+// The Lambda's event; its answer is `gate check --json`'s verdict plus exit_code, or an error.
+private String event(Map opts) {
+    Map event = [release: opts.release as String, policy: opts.policy]
+    for (String name : ['canary', 'baseline']) {
+        if (opts[name]) {
+            event[name] = opts[name] as String
+        }
+    }
+    if (opts.deployedAt) {
+        event.deployed_at = opts.deployedAt as String
+    }
+    return JsonOutput.toJson(event)
+}
+
+private String aws(Map opts) {
+    return 'aws' + (opts.region ? " --region ${q(opts.region)}" : '')
+}
+
+// One evaluation per invocation, every pollSeconds, until the answer is decisive or final.
+private int runFunction(Map opts, String base, String jsonFile) {
+    String eventFile = "${base}-event.json"
+    String invokeFile = "${base}-invoke.json"
+    writeFile(file: eventFile, text: event(opts))
+    while (true) {
+        // Read timeout at Lambda's own 15 minutes: the CLI's default (60 s) would retry, i.e.
+        // judge twice, a long evaluation.
+        int status = sh(returnStatus: true, script: "${aws(opts)} lambda invoke --cli-read-timeout 900 " +
+                        "--function-name ${q(opts.function)} --payload fileb://${q(eventFile)} " +
+                        "${q(jsonFile)} > ${q(invokeFile)}") as int
+        if (status != 0) {
+            echo "canaryGate: aws lambda invoke failed (exit code ${status})"
+            return 4
+        }
+        Map invoked = parseJson(readFile(invokeFile))
+        if (invoked?.FunctionError) {
+            echo "canaryGate: the function failed (${invoked.FunctionError}): see ${jsonFile}"
+            return 4
+        }
+        Map answer = parseJson(readFile(jsonFile))
+        int code = exitCode(answer)
+        if (code != 3 || answer.final == true) {
+            return code
+        }
+        echo "canaryGate: inconclusive, next evaluation in ${opts.pollSeconds} s: ${answer.reason}"
+        sleep(time: opts.pollSeconds as int, unit: 'SECONDS')
+    }
+}
+
+// The state machine runs the whole canary (evaluate, wait, repeat); poll it until it ends.
+private int runStateMachine(Map opts, String base, String jsonFile) {
+    String eventFile = "${base}-event.json"
+    String describeFile = "${base}-execution.json"
+    writeFile(file: eventFile, text: event(opts))
+    String execution = sh(returnStdout: true, script: "${aws(opts)} stepfunctions start-execution " +
+                          "--state-machine-arn ${q(opts.stateMachine)} --input file://${q(eventFile)} " +
+                          "--query executionArn --output text").trim()
+    echo "canaryGate: started ${execution}"
+    while (true) {
+        int status = sh(returnStatus: true, script: "${aws(opts)} stepfunctions describe-execution " +
+                        "--execution-arn ${q(execution)} --output json > ${q(describeFile)}") as int
+        if (status != 0) {
+            echo "canaryGate: aws stepfunctions describe-execution failed (exit code ${status})"
+            return 4
+        }
+        Map described = parseJson(readFile(describeFile))
+        if (described?.status == 'SUCCEEDED') {
+            writeFile(file: jsonFile, text: (described.output ?: '') as String)
+            return exitCode(parseJson(described.output as String))
+        }
+        if (described?.status != 'RUNNING') {
+            echo "canaryGate: execution ${described?.status}: ${described?.error ?: ''} ${described?.cause ?: ''}"
+            writeFile(file: jsonFile, text: JsonOutput.toJson([release: opts.release as String, verdict: 'error',
+                                                               error: "state machine execution ${described?.status}"]))
+            return 4
+        }
+        sleep(time: opts.pollSeconds as int, unit: 'SECONDS')
+    }
+}
+
+// An answer that is not a verdict (an error, garbage) is a could-not-judge, never a pass.
+private int exitCode(Map answer) {
+    Map codes = [pass: 0, fail: 1, inconclusive: 3]
+    Object code = codes.get(answer?.verdict)
+    return code == null ? 4 : code as int
+}
+
+private Map parseJson(String text) {
+    try {
+        Object parsed = new JsonSlurperClassic().parseText(text ?: '')
+        return parsed instanceof Map ? (Map) parsed : null
+    } catch (Exception ignored) {
+        return null
+    }
+}
+
+// One POSIX shell word, whatever the value holds: 'it'\''s'.
+private String q(Object value) {
+    return "'" + (value as String).replace("'", "'\\''") + "'"
+}
+
+private String fileName(String release) {
+    return release.replaceAll('[^A-Za-z0-9._-]', '_')
+}
