@@ -15,7 +15,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
-from gate.analysis import Analysis
 from gate.console import print_verdict
 from gate.policy import Policy, parse_policy
 from gate.sources.simulate import SCENARIOS, SimulateSource, check_scenario
@@ -71,6 +70,8 @@ def run_demo(
 ) -> int:
     """Run the release; print the verdict (or its JSON); return the exit code of the verdict."""
     scenario = check_scenario(scenario or DEFAULT_SCENARIO)
+    from gate.analysis import Analysis  # after the scenario check: the judge's imports are slow
+
     out = out or Console()
     err = err or Console(stderr=True)
     interval = parse_policy(DEMO_POLICY).interval

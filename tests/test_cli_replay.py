@@ -1,6 +1,6 @@
 import json
 
-from tests.conftest import run_gate
+from tests.conftest import ROOT, run_gate
 
 
 def test_replay_prints_one_json_line_per_case_with_the_contract_fields(corpus):
@@ -20,3 +20,37 @@ def test_replay_of_a_missing_case_is_one_clear_line_and_exit_4(tmp_path):
     assert result.returncode == 4
     assert "case folder not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_replay_exit_codes_follow_the_verdict_of_the_last_case(corpus, tmp_path):
+    passed = run_gate("replay", corpus / "k1m-aa-014", "--json")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert json.loads(passed.stdout)["verdict"] == "pass"
+
+    # Several cases in one process; a broken one in the middle is reported and the others go on.
+    result = run_gate("replay", corpus / "k1m-aa-014", tmp_path / "missing", corpus / "k1m-canary-down-012", "--json")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["verdict"] for line in lines] == ["pass", "error", "fail"]
+    assert "case folder not found" in lines[1]["error"]
+    assert lines[2]["case"] == "k1m-canary-down-012"
+    assert any(m["verdict"] == "fail" and m["reason"] for m in lines[2]["metrics"])
+    assert result.returncode == 1, result.stderr
+
+    result = run_gate("replay", corpus / "k1m-canary-down-012", tmp_path / "missing", "--json")
+    assert result.returncode == 4
+
+
+def test_replay_with_a_policy_file(corpus):
+    result = run_gate("replay", corpus / "k1m-canary-down-012", "--policy", ROOT / "examples" / "replay.yaml", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert json.loads(result.stdout)["verdict"] == "fail"
+
+
+def test_replay_with_a_malformed_policy_is_one_line_and_exit_4(corpus, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "examples" / "replay.yaml").read_text().replace("lifetime: 1h", "lifetime: forever"))
+    result = run_gate("replay", corpus / "k1m-aa-014", "--policy", bad, "--json")
+    assert result.returncode == 4
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "lifetime" in lines[0] and "forever" in lines[0]

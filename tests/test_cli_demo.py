@@ -1,0 +1,69 @@
+"""`gate demo` through the real console script, as the README runs it."""
+
+import json
+import sqlite3
+import time
+
+import pytest
+
+from gate.sources.simulate import SCENARIOS
+from gate.store import SqliteStore
+from tests.conftest import run_gate
+
+
+def test_the_readme_demo_shows_a_failure_with_its_reasons_quickly_from_any_folder(tmp_path):
+    started = time.perf_counter()
+    result = run_gate("demo", cwd=tmp_path, env={"GATE_STORE": ""})  # exactly the README's command
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert elapsed < 20
+    assert "FAIL" in result.stdout
+    assert "db_connections" in result.stderr  # the progress names the scenario
+    assert "latency" in result.stdout and "tolerance" in result.stdout  # the reasons, with numbers
+    assert "Traceback" not in result.stderr
+    # Every evaluation went to the default store, under the folder it ran in.
+    database = tmp_path / ".gate" / "gate.sqlite"
+    with sqlite3.connect(database) as db:
+        (release,) = db.execute("SELECT release FROM releases").fetchone()
+        verdicts = [v for (v,) in db.execute("SELECT verdict FROM evaluations WHERE release = ?", (release,))]
+    assert release.startswith("demo-db_connections-")
+    assert verdicts[-1] == "fail" and len(verdicts) >= 2
+    assert set(verdicts[:-1]) <= {"inconclusive"}
+    assert f"{len(verdicts)} evaluations recorded" in " ".join(result.stdout.split())
+
+
+def test_a_healthy_release_passes_and_its_json_matches_the_store(tmp_path):
+    store = tmp_path / "demo.sqlite"
+    result = run_gate("demo", "healthy", "--pace", "0", "--json", "--store", store)
+    assert result.returncode == 0, result.stdout + result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["verdict"] == "pass" and verdict["scenario"] == "healthy" and verdict["seed"] == 7
+    assert all(m["verdict"] == "pass" for m in verdict["metrics"])
+    assert result.stderr == ""  # no progress display in JSON mode
+    records = SqliteStore(store).evaluations(verdict["release"])
+    assert len(records) == verdict["evaluations"]
+    assert records[-1]["payload"] == {k: verdict[k] for k in records[-1]["payload"]}
+    events = SqliteStore(store).events(verdict["release"])
+    assert [e["kind"] for e in events] == ["demo", "verdict"]
+    assert events[1]["detail"] == {"verdict": "pass", "evaluations": verdict["evaluations"]}
+
+
+@pytest.mark.parametrize("scenario", ["payment_failures", "bad_version", "gateway_killed"])
+def test_each_fault_fails_with_its_culprit(tmp_path, scenario):
+    result = run_gate("demo", scenario, "--seed", "1", "--pace", "0", "--json", "--store", tmp_path / "s.sqlite")
+    assert result.returncode == 1, result.stdout + result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["verdict"] == "fail" and verdict["seed"] == 1
+    failed = {m["name"] for m in verdict["metrics"] if m["verdict"] == "fail"}
+    culprit = {"payment_failures": "errors", "bad_version": "latency", "gateway_killed": "cpu"}[scenario]
+    assert culprit in failed
+    assert verdict["evaluations"] < 60
+
+
+def test_an_unknown_scenario_is_one_line_and_exit_4(tmp_path):
+    result = run_gate("demo", "meteor_strike", "--store", tmp_path / "s.sqlite")
+    assert result.returncode == 4
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "'meteor_strike'" in lines[0] and all(s in lines[0] for s in SCENARIOS)
+    assert not (tmp_path / "s.sqlite").exists() or SqliteStore(tmp_path / "s.sqlite").evaluations("x") == []
