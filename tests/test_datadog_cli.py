@@ -1,0 +1,155 @@
+"""`gate check` (and `--watch`) end to end: the real console script, the official Datadog client,
+real HTTP to the fake Datadog API serving a corpus case as if it were happening now."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gate.sources.replay import load_case
+from tests.conftest import run_gate
+from tests.fake_datadog import API_KEY, APP_KEY, FakeDatadog
+
+ROOT = Path(__file__).resolve().parents[1]
+RELEASE = "web-1.4.2"
+HISTORY_CHUNKS = 7  # 7 days of minutes, 1440 per request
+
+
+@contextmanager
+def live(corpus: Path, name: str, ahead: int = 120):
+    """Serve the case shifted so that its moment `end_at - ahead` is now."""
+    case = load_case(corpus / name)
+    offset = int(time.time()) // 60 * 60 - (case.end_at - ahead)
+    with FakeDatadog(case, offset=offset) as fake:
+        fake.deployed_at = case.deployed_at + offset
+        yield fake
+
+
+def write_policy(tmp_path: Path, **options) -> Path:
+    policy = yaml.safe_load((ROOT / "examples" / "datadog.yaml").read_text())
+    policy["source"]["options"] = {"timeout": 1, "retry_budget": 2, **options}
+    path = tmp_path / "datadog.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+def gate_check(fake, tmp_path, *extra, env=None, **options):
+    return run_gate(
+        "check", RELEASE, "--policy", write_policy(tmp_path, **options),
+        "--deployed-at", str(fake.deployed_at), "--store", tmp_path / "gate.sqlite", "--json", *extra,
+        env={"GATE_DATADOG_URL": fake.url, "DD_API_KEY": API_KEY, "DD_APP_KEY": APP_KEY,
+             "SLACK_WEBHOOK_URL": "", **(env or {})},
+        cwd=tmp_path, timeout=120,
+    )
+
+
+def evaluations(tmp_path: Path) -> list[dict]:
+    with sqlite3.connect(tmp_path / "gate.sqlite") as db:
+        return [dict(zip(("verdict", "recorded_at"), row)) for row in
+                db.execute("SELECT verdict, recorded_at FROM evaluations WHERE release = ?", (RELEASE,))]
+
+
+def assert_no_secret(result, tmp_path: Path, *secrets: str) -> None:
+    stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    for secret in secrets or (API_KEY, APP_KEY):
+        assert secret not in result.stdout and secret not in result.stderr
+        assert secret.encode() not in stored
+
+
+def window_requests(fake, tmp_path: Path) -> list[dict]:
+    """Requests for the canary window made by the evaluations (the others read the history
+    before the deploy, or the window again for the report of a decisive verdict)."""
+    last = max(e["recorded_at"] for e in evaluations(tmp_path))
+    return [r for r in fake.timeseries_requests()
+            if r["to"] > fake.deployed_at * 1000 and r["status"] == 200 and r["at"] <= last]
+
+
+# A clean canary is shown within tolerance by the end of its lifetime: the A/A cases are judged
+# there (ahead=0), the dead canary well before.
+
+
+def test_an_aa_canary_passes_with_one_request_for_its_window(corpus, tmp_path):
+    with live(corpus, "k1m-aa-039", ahead=0) as fake:
+        result = gate_check(fake, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["verdict"] == "pass"
+    requests = fake.timeseries_requests()
+    assert len(window_requests(fake, tmp_path)) == 1 and len(evaluations(tmp_path)) == 1
+    assert len([r for r in requests if r["to"] <= fake.deployed_at * 1000]) == HISTORY_CHUNKS
+    assert all(r["status"] == 200 and r["interval"] == 60_000 and len(r["queries"]) == 10 for r in requests)
+    # The window stops at the last complete minute.
+    assert window_requests(fake, tmp_path)[0]["to"] <= int(time.time()) // 60 * 60 * 1000
+    assert_no_secret(result, tmp_path)
+
+
+def test_a_dead_canary_fails(corpus, tmp_path):
+    with live(corpus, "k1m-canary-down-012") as fake:
+        result = gate_check(fake, tmp_path)
+    assert result.returncode == 1, result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["verdict"] == "fail" and verdict["release"] == RELEASE
+
+
+def test_watch_rides_out_a_429_and_a_5xx_then_fails_a_regression(corpus, tmp_path):
+    with live(corpus, "k1m-canary-down-012") as fake:
+        fake.faults, fake.reset_after = ["429", "503"], 1
+        started = time.monotonic()
+        result = gate_check(fake, tmp_path, "--watch", retry_budget=5)
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["verdict"] == "fail"
+    statuses = [r["status"] for r in fake.timeseries_requests()]
+    assert statuses[:3] == [429, 503, 200]
+    assert len(window_requests(fake, tmp_path)) == len(evaluations(tmp_path))  # one request per evaluation
+    assert time.monotonic() - started >= 1  # the reset was waited for
+    assert_no_secret(result, tmp_path)
+
+
+def test_watch_passes_an_aa_canary(corpus, tmp_path):
+    with live(corpus, "k1m-aa-039", ahead=0) as fake:
+        result = gate_check(fake, tmp_path, "--watch")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["verdict"] == "pass"
+    assert len(window_requests(fake, tmp_path)) == len(evaluations(tmp_path)) >= 1
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [("500", "server error 500"), ("slow", "no answer within 1s (timeout)"), ("malformed", "malformed answer")],
+)
+def test_a_persistent_fault_is_could_not_judge(corpus, tmp_path, fault, message):
+    with live(corpus, "k1m-aa-039") as fake:
+        fake.fault, fake.slow_seconds = fault, 3
+        started = time.monotonic()
+        result = gate_check(fake, tmp_path)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 4
+    assert result.stdout == ""  # no verdict at all, let alone a pass
+    *retries, last = result.stderr.strip().splitlines()
+    assert last.startswith("error: Datadog: ") and message in last and "could not judge" in last
+    assert retries and all("retrying in" in line for line in retries)  # warnings on the way
+    assert "Traceback" not in result.stderr
+    assert len(fake.timeseries_requests()) >= 2 and elapsed < 15
+    assert_no_secret(result, tmp_path)
+
+
+def test_wrong_keys_are_could_not_judge(corpus, tmp_path):
+    with live(corpus, "k1m-aa-039") as fake:
+        result = gate_check(fake, tmp_path, env={"DD_API_KEY": "wrong-api-key-77777"})
+    assert result.returncode == 4
+    assert "Datadog refused the credentials (403 Forbidden): check DD_API_KEY" in result.stderr
+    assert len(fake.requests) == 1  # refused keys are not retried
+    assert_no_secret(result, tmp_path, "wrong-api-key-77777", APP_KEY)
+
+
+def test_a_scope_that_would_change_the_query_is_refused(corpus, tmp_path):
+    with live(corpus, "k1m-aa-039") as fake:
+        result = gate_check(fake, tmp_path, "--canary", "autoscaling_group:web-canary OR env:prod")
+    assert result.returncode == 4
+    assert "canary scope 'autoscaling_group:web-canary OR env:prod' is not a Datadog tag" in result.stderr
+    assert fake.requests == []
