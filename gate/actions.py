@@ -247,24 +247,26 @@ def _swap(aws: AutoScaling, name: str, group: dict, target: tuple[str, int]) -> 
     steps.append(Step(name, f"once {len(old)} new instances are in service, terminate the {len(old)} old ones "
                             f"of {name} (capacity back to {group['DesiredCapacity'] + missing - len(old)})",
                       {"old_instances": sorted(i["InstanceId"] for i in old)},
-                      lambda: _replace_old(aws, name, target, len(old), group["MaxSize"])))
+                      lambda: _replace_old(aws, name, {i["InstanceId"] for i in old}, group["MaxSize"])))
     return steps
 
 
-def _replace_old(aws: AutoScaling, name: str, target: tuple[str, int], needed: int, max_size: int) -> None:
+def _replace_old(aws: AutoScaling, name: str, old: set[str], max_size: int) -> None:
+    """Wait until as many instances as there are old ones are in service besides them (the group
+    launches new ones from its new template), then terminate the old ones."""
     deadline = time.monotonic() + aws.timeout
     while True:
         group = aws.group(name)
-        ready = [i for i in _live(group) if aws.instance_on(i, target)
+        ready = [i for i in _live(group) if i["InstanceId"] not in old
                  and i.get("LifecycleState") == "InService" and i.get("HealthStatus", "Healthy") == "Healthy"]
-        if len(ready) >= needed:
+        if len(ready) >= len(old):
             break
         if time.monotonic() >= deadline:
-            raise ActionError(f"{name}: only {len(ready)} of {needed} new instances in service after "
+            raise ActionError(f"{name}: only {len(ready)} of {len(old)} new instances in service after "
                               f"{aws.timeout:g}s; run the promote again to continue")
         aws.sleep(aws.poll_seconds)
     for instance in _live(group):
-        if not aws.instance_on(instance, target):
+        if instance["InstanceId"] in old:
             aws.call(aws.autoscaling, "terminate_instance_in_auto_scaling_group",
                      InstanceId=instance["InstanceId"], ShouldDecrementDesiredCapacity=True)
     group = aws.group(name)

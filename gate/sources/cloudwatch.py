@@ -186,7 +186,8 @@ class CloudWatchSource:
     def fetch(self, query: Query) -> Observations:
         period = choose_period(query.step, query.start, int(self.clock()))
         first = -(-query.start // period) * period  # first period starting at or after start
-        stop = (query.end + 1) // period * period  # periods must end by `end` (complete ones)
+        # Only complete periods: [T, T + period) is over once the clock reads T + period.
+        stop = query.end // period * period
         names = [m.name for m in query.metrics]
         groups = {"canary": query.canary}
         if query.baseline is not None:
@@ -246,7 +247,7 @@ class CloudWatchSource:
 
     def _get_metric_data(self, requests: list[dict], start: int, end: int) -> list[dict]:
         """All results (merged across pages), queries sent 500 at a time."""
-        deadline = time.monotonic() + self.options.retry_seconds
+        deadline = self.clock() + self.options.retry_seconds
         merged: dict[str, dict] = {}
         for i in range(0, len(requests), MAX_QUERIES_PER_CALL):
             token = None
@@ -294,7 +295,7 @@ class CloudWatchSource:
                 attempt += 1
                 # Exponential backoff with jitter, never past the total budget.
                 pause = min(20.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0)
-                if time.monotonic() + pause > deadline:
+                if self.clock() + pause > deadline:
                     raise SourceError(
                         f"CloudWatch kept throttling GetMetricData ({code}) for "
                         f"{self.options.retry_seconds:g}s ({attempt} attempts): could not fetch the metrics"

@@ -1,0 +1,254 @@
+"""What moto cannot show: percentiles, pagination, the 500-query limit, throttling, refusals and
+the retention periods, with botocore's Stubber checking every request the source sends."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from gate.errors import PolicyError, SourceError
+from gate.policy import parse_policy
+from gate.sources import Query
+from gate.sources.cloudwatch import CloudWatchSource, choose_period, from_policy, parse_options
+
+DAY = 86400
+NOW = 1_800_000_000 // 60 * 60  # a fixed "now", on a minute
+
+
+def policy(metrics=None, **options):
+    metrics = metrics or [
+        {"name": "latency", "kind": "gauge",
+         "queries": {"cloudwatch": {"namespace": "AWS/ApplicationELB", "metric": "TargetResponseTime",
+                                    "stat": "p99", "dimensions": {"TargetGroup": "{target_group}",
+                                                                  "LoadBalancer": "app/web/1"}}}},
+    ]
+    return parse_policy({
+        "name": "web",
+        "source": {"type": "cloudwatch", "options": {
+            "groups": {"canary": {"target_group": "targetgroup/c/1"}, "baseline": {"target_group": "targetgroup/b/2"}},
+            **options}},
+        "canary": {"scope": "web-canary"}, "baseline": {"scope": "web-baseline"},
+        "metrics": metrics,
+    })
+
+
+class Clock:
+    def __init__(self):
+        self.now = float(NOW)
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def cloudwatch():
+    client = boto3.client("cloudwatch", region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def source(client, p, clock=None):
+    clock = clock or Clock()
+    return CloudWatchSource(p, parse_options(p), client=client, clock=clock, sleep=clock.sleep)
+
+
+def at(t: int) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def query(p, start, end, baseline=True, step=60):
+    return Query(tuple(p.metrics), "web-canary", "web-baseline" if baseline else None, start, end, step)
+
+
+def test_percentile_pages_are_merged(cloudwatch):
+    client, stubber = cloudwatch
+    p = policy()
+    start, end = NOW - 600, NOW
+    expected = {
+        "MetricDataQueries": [
+            {"Id": "q0", "ReturnData": True, "MetricStat": {
+                "Metric": {"Namespace": "AWS/ApplicationELB", "MetricName": "TargetResponseTime",
+                           "Dimensions": [{"Name": "LoadBalancer", "Value": "app/web/1"},
+                                          {"Name": "TargetGroup", "Value": "targetgroup/c/1"}]},
+                "Period": 60, "Stat": "p99"}},
+            {"Id": "q1", "ReturnData": True, "MetricStat": {
+                "Metric": {"Namespace": "AWS/ApplicationELB", "MetricName": "TargetResponseTime",
+                           "Dimensions": [{"Name": "LoadBalancer", "Value": "app/web/1"},
+                                          {"Name": "TargetGroup", "Value": "targetgroup/b/2"}]},
+                "Period": 60, "Stat": "p99"}},
+        ],
+        "StartTime": at(start), "EndTime": at(NOW), "ScanBy": "TimestampAscending",
+    }
+    stubber.add_response("get_metric_data", {
+        "MetricDataResults": [
+            {"Id": "q0", "StatusCode": "PartialData", "Timestamps": [at(start), at(start + 60)], "Values": [0.5, 0.6]},
+            {"Id": "q1", "StatusCode": "PartialData", "Timestamps": [at(start)], "Values": [0.4]},
+        ],
+        "NextToken": "page-2",
+    }, expected)
+    stubber.add_response("get_metric_data", {
+        "MetricDataResults": [
+            {"Id": "q0", "StatusCode": "Complete", "Timestamps": [at(NOW - 60)], "Values": [0.9]},
+            {"Id": "q1", "StatusCode": "Complete", "Timestamps": [at(start + 60)], "Values": [0.45]},
+        ],
+    }, {**expected, "NextToken": "page-2"})
+    seen = source(client, p).fetch(query(p, start, NOW + 59))  # NOW's minute is not over yet
+    canary = dict(zip(seen.canary.timestamps.tolist(), seen.canary.values["latency"].tolist()))
+    assert len(canary) == 10 and seen.canary.timestamps[-1] == NOW - 60
+    assert canary[start] == 0.5 and canary[start + 60] == 0.6 and canary[NOW - 60] == 0.9
+    assert math.isnan(canary[start + 120])
+    baseline = seen.baseline.values["latency"]
+    assert baseline[0] == 0.4 and baseline[1] == 0.45 and math.isnan(baseline[2])
+
+
+def test_queries_go_500_per_call(cloudwatch):
+    client, stubber = cloudwatch
+    metrics = [{"name": f"m{i}", "kind": "gauge", "queries": {"cloudwatch": {
+        "namespace": "AWS/EC2", "metric": "CPUUtilization", "stat": "Average"}}} for i in range(251)]
+    p = policy(metrics)
+    sizes = []
+    for size in (500, 2):
+        stubber.add_response("get_metric_data", {"MetricDataResults": [
+            {"Id": f"q{i}", "StatusCode": "Complete", "Timestamps": [at(NOW - 60)], "Values": [1.0]}
+            for i in range(len(sizes) * 500, len(sizes) * 500 + size)]}, {
+            "MetricDataQueries": ANY, "StartTime": ANY, "EndTime": ANY, "ScanBy": ANY})
+        sizes.append(size)
+    calls = []
+    client.meta.events.register("provide-client-params.cloudwatch.GetMetricData",
+                                lambda params, **_: calls.append(len(params["MetricDataQueries"])))
+    seen = source(client, p).fetch(query(p, NOW - 120, NOW))
+    assert calls == [500, 2]
+    assert seen.canary.values["m0"][-1] == 1.0 and seen.baseline.values["m250"][-1] == 1.0
+
+
+def test_throttling_is_retried_with_backoff(cloudwatch):
+    client, stubber = cloudwatch
+    p = policy()
+    stubber.add_client_error("get_metric_data", "Throttling", "Rate exceeded", 400)
+    stubber.add_client_error("get_metric_data", "LimitExceeded", "Too many datapoints", 400)
+    stubber.add_response("get_metric_data", {"MetricDataResults": []})
+    clock = Clock()
+    seen = source(client, p, clock).fetch(query(p, NOW - 300, NOW))
+    assert len(clock.slept) == 2 and clock.slept[1] > clock.slept[0] * 0.5 > 0
+    assert len(seen.canary) == 5 and all(math.isnan(v) for v in seen.canary.values["latency"])
+
+
+def test_throttling_without_end_gives_up_within_the_budget():
+    client = boto3.client("cloudwatch", region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    p = policy(retry_seconds=30)
+    clock = Clock()
+    with Stubber(client) as stubber:  # more errors queued than it will ask for
+        for _ in range(20):
+            stubber.add_client_error("get_metric_data", "Throttling", "Rate exceeded", 400)
+        with pytest.raises(SourceError, match=r"kept throttling GetMetricData \(Throttling\) for 30s"):
+            source(client, p, clock).fetch(query(p, NOW - 300, NOW))
+    assert sum(clock.slept) <= 30 and len(clock.slept) >= 3
+
+
+def test_access_denied_is_a_clear_error(cloudwatch):
+    client, stubber = cloudwatch
+    p = policy()
+    stubber.add_client_error("get_metric_data", "AccessDenied", "User is not authorized", 403)
+    with pytest.raises(SourceError, match=r"refused GetMetricData \(AccessDenied\).*cloudwatch:GetMetricData"):
+        source(client, p).fetch(query(p, NOW - 300, NOW))
+
+
+def test_a_forbidden_query_is_not_missing_data(cloudwatch):
+    client, stubber = cloudwatch
+    p = policy()
+    stubber.add_response("get_metric_data", {"MetricDataResults": [
+        {"Id": "q0", "StatusCode": "Forbidden", "Timestamps": [], "Values": [],
+         "Messages": [{"Code": "Forbidden", "Value": "no access to the namespace"}]}]})
+    with pytest.raises(SourceError, match="Forbidden: no access to the namespace"):
+        source(client, p).fetch(query(p, NOW - 300, NOW))
+
+
+def test_old_history_is_read_at_the_resolution_cloudwatch_keeps(cloudwatch):
+    client, stubber = cloudwatch
+    p = policy()
+    start = NOW - 20 * DAY
+    stubber.add_response("get_metric_data", {"MetricDataResults": [
+        {"Id": "q0", "StatusCode": "Complete", "Timestamps": [at(start), at(start + 300)], "Values": [1.0, 2.0]}]},
+        {"MetricDataQueries": ANY, "StartTime": at(start), "EndTime": at(start + 3600), "ScanBy": ANY})
+    calls = []
+    client.meta.events.register("provide-client-params.cloudwatch.GetMetricData",
+                                lambda params, **_: calls.append(params["MetricDataQueries"][0]["MetricStat"]["Period"]))
+    seen = source(client, p).fetch(query(p, start, start + 3600, baseline=False))
+    assert calls == [300]
+    assert seen.canary.step == 300 and len(seen.canary) == 12
+    assert seen.canary.values["latency"][:2].tolist() == [1.0, 2.0]
+
+
+def test_period_rules():
+    assert choose_period(60, NOW - 7 * DAY, NOW) == 60
+    assert choose_period(120, NOW - 14 * DAY, NOW) == 120
+    assert choose_period(60, NOW - 16 * DAY, NOW) == 300
+    assert choose_period(120, NOW - 16 * DAY, NOW) == 600
+    assert choose_period(60, NOW - 64 * DAY, NOW) == 3600
+    with pytest.raises(PolicyError, match="multiples of 60"):
+        choose_period(30, NOW - DAY, NOW)
+    with pytest.raises(PolicyError, match="455 days"):
+        choose_period(60, NOW - 500 * DAY, NOW)
+
+
+def test_nothing_complete_yet_asks_nothing(cloudwatch):
+    client, _ = cloudwatch  # no response queued: any call would fail the test
+    p = policy()
+    seen = source(client, p).fetch(query(p, NOW, NOW + 30))
+    assert len(seen.canary) == 0 and len(seen.baseline) == 0 and "latency" in seen.canary.values
+
+
+@pytest.mark.parametrize("scope, message", [
+    ("web\ncanary", "control characters"),
+    ("   ", "must not be empty"),
+    ("w" * 1025, "longer than 1024"),
+])
+def test_bad_scope_values_are_refused(cloudwatch, scope, message):
+    client, _ = cloudwatch
+    p = policy([{"name": "cpu", "kind": "gauge", "queries": {"cloudwatch": {
+        "namespace": "AWS/EC2", "metric": "CPUUtilization", "stat": "Average"}}}])
+    with pytest.raises(PolicyError, match=message):
+        source(client, p).fetch(Query(tuple(p.metrics), scope, None, NOW - 300, NOW, 60))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"stat": "Median"}, "metrics.cpu.queries.cloudwatch.stat: .*Median"),
+    ({"namespace": ""}, "metrics.cpu.queries.cloudwatch.namespace"),
+    ({"dimensions": {"Target\x00Group": "x"}}, "control characters"),
+    ({"color": "red"}, "metrics.cpu.queries.cloudwatch.color: Extra inputs"),
+    (None, "metrics.cpu.queries.cloudwatch: missing"),
+])
+def test_bad_queries_are_policy_errors(change, message):
+    cloudwatch = {"namespace": "AWS/EC2", "metric": "CPUUtilization", "stat": "Average"}
+    queries = {} if change is None else {"cloudwatch": {**cloudwatch, **change}}
+    with pytest.raises(PolicyError, match=message):
+        from_policy(policy([{"name": "cpu", "kind": "gauge", "queries": queries}]))
+
+
+def test_a_count_is_a_sum():
+    with pytest.raises(PolicyError, match="count is read as a Sum"):
+        from_policy(policy([{"name": "errors", "kind": "count", "queries": {"cloudwatch": {
+            "namespace": "AWS/ApplicationELB", "metric": "HTTPCode_Target_5XX_Count", "stat": "Average"}}}]))
+
+
+def test_unknown_options_and_unset_template_keys_are_refused(cloudwatch):
+    with pytest.raises(PolicyError, match="source.options.retries: Extra inputs"):
+        from_policy(policy(retries=3))
+    client, _ = cloudwatch
+    p = policy([{"name": "latency", "kind": "gauge", "queries": {"cloudwatch": {
+        "namespace": "AWS/ApplicationELB", "metric": "TargetResponseTime", "stat": "p99",
+        "dimensions": {"TargetGroup": "{tg}"}}}}])
+    with pytest.raises(PolicyError, match=r"\{tg\} is not set for the canary group"):
+        source(client, p).fetch(query(p, NOW - 300, NOW))
