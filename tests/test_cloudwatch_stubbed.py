@@ -252,3 +252,23 @@ def test_unknown_options_and_unset_template_keys_are_refused(cloudwatch):
         "dimensions": {"TargetGroup": "{tg}"}}}}])
     with pytest.raises(PolicyError, match=r"\{tg\} is not set for the canary group"):
         source(client, p).fetch(query(p, NOW - 300, NOW))
+
+
+def test_the_example_policy_builds_its_queries(cloudwatch):
+    from pathlib import Path
+
+    from gate.policy import load_policy
+
+    client, stubber = cloudwatch
+    p = load_policy(Path(__file__).parents[1] / "examples" / "cloudwatch.yaml")
+    sent = []
+    client.meta.events.register("provide-client-params.cloudwatch.GetMetricData",
+                                lambda params, **_: sent.extend(params["MetricDataQueries"]))
+    stubber.add_response("get_metric_data", {"MetricDataResults": []})
+    source(client, p).fetch(query(p, NOW - 300, NOW))
+    by_id = {q["Id"]: q["MetricStat"] for q in sent}
+    assert len(by_id) == 10
+    latency = by_id["q2"]
+    assert latency["Stat"] == "p99" and {"Name": "TargetGroup", "Value": "targetgroup/web-canary/73e2d6bc24d8a067"} \
+        in latency["Metric"]["Dimensions"]
+    assert by_id["q5"]["Metric"]["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]
