@@ -115,6 +115,9 @@ def _announce(analysis, verdict: Verdict, store) -> None:
         err.print(f"report: {location}", highlight=False, soft_wrap=True)
     notify(verdict, store=store, policy=analysis.policy.name, canary=analysis.canary,
            baseline=analysis.baseline, report_url=location)
+    from gate.notify import datadog_event  # only when the policy asks (source.options.events)
+
+    datadog_event.notify(verdict, analysis.policy, store)
 
 
 def _watch(analysis, as_json: bool) -> Verdict:

@@ -88,12 +88,14 @@ def test_an_aa_canary_passes_with_one_request_for_its_window(corpus, tmp_path):
     assert_no_secret(result, tmp_path)
 
 
-def test_a_dead_canary_fails(corpus, tmp_path):
+def test_a_dead_canary_fails_and_the_verdict_is_posted_as_an_event(corpus, tmp_path):
     with live(corpus, "k1m-canary-down-012") as fake:
-        result = gate_check(fake, tmp_path)
+        result = gate_check(fake, tmp_path, events=True)
     assert result.returncode == 1, result.stderr
     verdict = json.loads(result.stdout)
     assert verdict["verdict"] == "fail" and verdict["release"] == RELEASE
+    [event] = fake.events
+    assert event["alert_type"] == "error" and f"release:{RELEASE}" in event["tags"]
 
 
 def test_watch_rides_out_a_429_and_a_5xx_then_fails_a_regression(corpus, tmp_path):

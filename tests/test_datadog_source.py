@@ -365,3 +365,21 @@ def test_the_site_and_the_url_override_choose_the_host(env, monkeypatch):
     assert source._api.api_client.configuration.host == "https://api.datadoghq.eu"
     monkeypatch.setenv("GATE_DATADOG_URL", "http://127.0.0.1:9/")
     assert open_source(datadog_policy())._api.api_client.configuration.host == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("name", ["k1m-aa-039", "k1m-canary-down-012", "k1m-partial-gaps-030"])
+def test_the_judge_sees_through_datadog_what_it_sees_in_the_recording(serve, name):
+    """Same moments, same verdicts as replaying the recording up to the last complete minute."""
+    fake, source = serve(name)
+    case = fake.case
+    from gate.sources.replay import ReplaySource
+
+    replay = ReplaySource(case)
+    policy = datadog_policy()
+    over_http = Analysis(policy, source, "r", case.deployed_at, canary=CANARY, baseline=BASELINE)
+    recorded = Analysis(policy, replay, "r", case.deployed_at, canary="canary", baseline="baseline")
+    for minutes in (10, 30, 60):
+        now = case.deployed_at + 60 * minutes
+        fake.moment["now"] = now
+        replay.visible_until = now - 60  # the minute starting at `now` has not been read
+        assert over_http.evaluate(now).to_dict() == recorded.evaluate(now).to_dict()

@@ -63,6 +63,9 @@ class Options(BaseModel):
     settle: int = Field(
         default=0, ge=0, description="Seconds of ingestion delay: younger buckets are not read yet."
     )
+    events: bool = Field(
+        default=False, description="Post each decisive verdict as a Datadog event (gate.notify)."
+    )
 
 
 class QuerySpec(BaseModel):
@@ -402,12 +405,12 @@ def _errors(body: Any) -> str:
     return str(body or "no detail")
 
 
-def _metrics_api(timeout: float):
-    """The official client, configured from the environment; no retries of its own (ours are
-    budgeted in time) and the raw answer (parsed by us: faster, and a malformed body is ours
-    to report)."""
-    from datadog_api_client import ApiClient, Configuration
-    from datadog_api_client.v2.api.metrics_api import MetricsApi
+def configuration(timeout: float):
+    """The official client's configuration from the environment: keys from DD_API_KEY /
+    DD_APP_KEY, site from DD_SITE, or a full base URL from GATE_DATADOG_URL. No retries of its
+    own (ours are budgeted in time) and raw answers (parsed by us: faster, and a malformed body
+    is ours to report)."""
+    from datadog_api_client import Configuration
 
     keys = {API_KEY_ENV: os.environ.get(API_KEY_ENV), APP_KEY_ENV: os.environ.get(APP_KEY_ENV)}
     missing = [name for name, value in keys.items() if not value]
@@ -426,7 +429,14 @@ def _metrics_api(timeout: float):
     config.enable_retry = False
     config.retry_policy = False  # urllib3: no silent retries of its own
     config.preload_content = False
-    return MetricsApi(ApiClient(config))
+    return config
+
+
+def _metrics_api(timeout: float):
+    from datadog_api_client import ApiClient
+    from datadog_api_client.v2.api.metrics_api import MetricsApi
+
+    return MetricsApi(ApiClient(configuration(timeout)))
 
 
 def from_policy(policy: Policy) -> DatadogSource:

@@ -1,0 +1,84 @@
+"""A decisive verdict as a Datadog event (v1 events API), so it shows on the service's
+dashboards next to the deployment. Enabled by `source.options.events: true` in a Datadog policy.
+
+Like the Slack message it is a courtesy: whatever Datadog answers, `notify` returns instead of
+raising, so it never changes the verdict or the exit code; the outcome is logged and recorded
+in the store. The keys stay in the client's headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from gate.errors import GateError
+from gate.verdict import Verdict
+
+log = logging.getLogger(__name__)
+
+EVENT = "datadog_event"
+ALERT_TYPE = {"pass": "success", "fail": "error", "inconclusive": "warning"}
+TIMEOUT = 10
+MAX_TEXT = 4000  # Datadog keeps the first 4000 characters of an event's text
+
+
+def tag(key: str, value: str) -> str:
+    """`key:value` as Datadog would store it: other characters become underscores."""
+    cleaned = re.sub(r"[^\w\-:./]", "_", value)
+    return f"{key}:{cleaned}"[:200].lower()
+
+
+def event_body(verdict: Verdict, service: str, extra_tags: list[str] = ()) -> dict[str, Any]:
+    lines = [verdict.reason, ""]
+    for m in verdict.metrics:
+        lines.append(f"- {m.name}: {m.verdict} ({m.reason})")
+    text = "\n".join(lines)[:MAX_TEXT - 10]
+    return {
+        "title": f"canary {verdict.verdict}: {service} {verdict.release}"[:100],
+        "text": f"%%% \n{text}\n %%%",
+        "tags": [tag("service", service), tag("release", verdict.release),
+                 tag("canary_verdict", verdict.verdict), *extra_tags],
+        "alert_type": ALERT_TYPE[verdict.verdict],
+        "date_happened": int(verdict.evaluated_at),
+        "aggregation_key": tag("release", verdict.release)[:100],
+    }
+
+
+def post(verdict: Verdict, service: str, extra_tags: list[str] = ()) -> int | None:
+    """Post the event; its id, or None when Datadog did not take it (logged, never raised)."""
+    from datadog_api_client import ApiClient
+    from datadog_api_client.exceptions import OpenApiException
+    from datadog_api_client.v1.api.events_api import EventsApi
+    from datadog_api_client.v1.model.event_create_request import EventCreateRequest
+    from urllib3.exceptions import HTTPError
+
+    from gate.sources.datadog import configuration
+
+    try:
+        config = configuration(TIMEOUT)
+        config.preload_content = True  # a small typed answer: let the client parse it
+        with ApiClient(config) as client:
+            body = EventCreateRequest(**event_body(verdict, service, list(extra_tags)))
+            answer = EventsApi(client).create_event(body)
+        return int(answer.event.id)
+    except OpenApiException as e:
+        status = getattr(e, "status", None)
+        log.warning("Datadog event not posted: %s %s", status or "", getattr(e, "reason", "") or type(e).__name__)
+    except (GateError, HTTPError, OSError, AttributeError, ValueError) as e:
+        log.warning("Datadog event not posted: %s", e if isinstance(e, GateError) else type(e).__name__)
+    return None
+
+
+def notify(verdict: Verdict, policy: Any, store: Any = None) -> int | None:
+    """Post a decisive verdict if the policy asks for it (`source.options.events`)."""
+    if policy.source.type != "datadog" or not policy.source.options.get("events"):
+        return None
+    event_id = post(verdict, policy.name)
+    if store is not None:
+        detail = {"posted": event_id is not None, "event_id": event_id}
+        try:
+            store.record_event(verdict.release, EVENT, detail)
+        except GateError as e:
+            log.warning("could not record the Datadog event: %s", e)
+    return event_id
