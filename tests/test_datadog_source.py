@@ -244,6 +244,22 @@ def test_a_coarsened_answer_is_refused_not_misread(serve):
         source.fetch(query(METRICS, case.deployed_at - 86400, case.deployed_at - 1))
 
 
+def test_a_window_without_a_complete_bucket_costs_no_request(serve):
+    fake, source = serve("k1m-aa-039")
+    deployed = fake.case.deployed_at
+    seen = source.fetch(query(METRICS, deployed, deployed + 58))  # [d, d + 60) not complete
+    assert len(seen.canary) == 0 and len(seen.baseline) == 0 and fake.requests == []
+    assert set(seen.canary.values) == {m.name for m in METRICS}
+
+
+def test_persistent_429s_back_off_and_give_up_within_the_budget(serve):
+    fake, source = serve("k1m-aa-039", retry_budget=2)
+    fake.fault, fake.reset_after = "429", 0
+    with pytest.raises(SourceError, match=r"rate limited \(429\)"):
+        source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
+    assert 2 <= len(fake.timeseries_requests()) <= 5  # backoff, not a tight loop
+
+
 def test_history_only_queries_the_canary_alone(serve):
     fake, source = serve("k1m-aa-039")
     seen = source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at, baseline=None))

@@ -289,11 +289,13 @@ class DatadogSource:
                 return self._send(body)
             except _Fault as fault:
                 left = deadline - self.clock()
-                if fault.wait is not None:
-                    wait = fault.wait
+                backoff = min(0.5 * 2 ** (attempt - 1), 10.0, max(left, 0.0))
+                if fault.wait is not None:  # 429: the server says when; never sooner than backoff
+                    wait = max(fault.wait, backoff)
+                    hopeless = fault.wait > left
                 else:
-                    wait = min(0.5 * 2 ** (attempt - 1), 10.0, max(left, 0.0))
-                if left <= 0 or wait > left:
+                    wait, hopeless = backoff, left <= 0
+                if hopeless:
                     raise SourceError(
                         f"Datadog: {fault} ({attempt} attempt(s), retry budget {budget:g}s spent); "
                         "could not judge"
