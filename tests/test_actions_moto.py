@@ -56,7 +56,8 @@ def state(autoscaling) -> dict:
 
 
 def gate(server, tmp_path: Path, *args: str):
-    result = run_gate(*args, "--store", tmp_path / "gate.sqlite", "--json", env=server.env, timeout=60)
+    result = run_gate(*args, "--store", tmp_path / "gate.sqlite", "--json", env=server.env, cwd=tmp_path,
+                      timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout)
 
@@ -119,7 +120,7 @@ def test_rollback_scales_the_canary_away_and_leaves_production(fleet, tmp_path):
     assert len(done["changes"]) == 2
 
     again = run_gate("rollback", "web-3", "--policy", policy, "--store", tmp_path / "gate.sqlite",
-                     env=server.env, timeout=60)
+                     env=server.env, cwd=tmp_path, timeout=60)
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert [e["kind"] for e in SqliteStore(tmp_path / "gate.sqlite").events("web-3")] == ["rollback", "rollback"]
 

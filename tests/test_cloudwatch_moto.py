@@ -108,7 +108,8 @@ def aws(moto_server):  # noqa: F811
 
 def check(aws, tmp_path: Path, policy: Path, deployed_at: int, *extra: str):
     return run_gate("check", "web-42", "--policy", policy, "--deployed-at", str(deployed_at),
-                    "--store", tmp_path / "gate.sqlite", "--json", *extra, env=aws.env, timeout=120)
+                    "--store", tmp_path / "gate.sqlite", "--json", *extra, env=aws.env, cwd=tmp_path,
+                    timeout=120)
 
 
 def test_fetch_lays_both_groups_on_the_grid(aws, corpus):
@@ -218,7 +219,7 @@ def test_throttling_is_retried_then_could_not_judge(tmp_path, moto_server):  # n
         started = time.monotonic()
         result = run_gate("check", "web-42", "--policy", write_policy(tmp_path, retry_seconds=2),
                           "--deployed-at", str(int(time.time()) - 600),
-                          "--store", tmp_path / "gate.sqlite", env=env, timeout=120)
+                          "--store", tmp_path / "gate.sqlite", env=env, cwd=tmp_path, timeout=120)
         took = time.monotonic() - started
     finally:
         server.shutdown()
