@@ -276,7 +276,9 @@ class CloudWatchSource:
         return list(merged.values())
 
     def _call(self, kwargs: dict, deadline: float) -> dict:
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+        from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError,
+                                         EndpointConnectionError, NoCredentialsError, NoRegionError,
+                                         ReadTimeoutError)
 
         attempt = 0
         while True:
@@ -305,8 +307,10 @@ class CloudWatchSource:
                 raise SourceError("no AWS credentials found (environment, profile or role)") from None
             except NoRegionError:
                 raise SourceError("no AWS region: set source.options.region or AWS_REGION") from None
-            except BotoCoreError as e:
+            except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as e:
                 raise SourceError(f"CloudWatch unreachable: {e}") from None
+            except BotoCoreError as e:
+                raise SourceError(f"CloudWatch GetMetricData failed: {e}") from None
 
     # -- the frame ------------------------------------------------------------------------
 
