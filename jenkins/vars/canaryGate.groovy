@@ -56,7 +56,8 @@ def call(Map args = [:]) {
     archiveArtifacts(artifacts: "${base}.json", allowEmptyArchive: true)
     // The verdict decides the build, not the test report: the pipeline promotes or rolls back.
     junit(testResults: junitFile, allowEmptyResults: true, skipMarkingBuildUnstable: true)
-    echo "canaryGate: release ${opts.release}: ${verdict} (exit code ${code}${verdicts().containsKey(code) ? '' : ', unexpected: could not judge'})"
+    String unexpected = verdicts().containsKey(code) ? '' : ', unexpected: could not judge'
+    echo "canaryGate: release ${opts.release}: ${verdict} (exit code ${code}${unexpected})"
     return verdict
 }
 
@@ -83,7 +84,7 @@ private void validate(Map args, Map opts) {
             error("canaryGate: mode 'lambda' needs exactly one of 'function' (name or ARN) or 'stateMachine' (ARN)")
         }
         if (opts.interval || opts.lifetime) {
-            error("canaryGate: 'interval' and 'lifetime' are cli-mode overrides; in mode 'lambda' they are the policy's")
+            error("canaryGate: 'interval' and 'lifetime' are cli-mode overrides; in lambda mode they are the policy's")
         }
         if (!((opts.pollSeconds as String) ==~ /[1-9][0-9]*/)) {
             error("canaryGate: 'pollSeconds' must be a whole number of seconds, got '${opts.pollSeconds}'")
@@ -141,7 +142,7 @@ private int runFunction(Map opts, String base, String jsonFile) {
             return 4
         }
         Map invoked = parseJson(readFile(invokeFile))
-        if (invoked?.FunctionError) {
+        if (invoked.FunctionError) {
             echo "canaryGate: the function failed (${invoked.FunctionError}): see ${jsonFile}"
             return 4
         }
@@ -162,7 +163,7 @@ private int runStateMachine(Map opts, String base, String jsonFile) {
     writeFile(file: eventFile, text: event(opts))
     String execution = sh(returnStdout: true, script: "${aws(opts)} stepfunctions start-execution " +
                           "--state-machine-arn ${q(opts.stateMachine)} --input file://${q(eventFile)} " +
-                          "--query executionArn --output text").trim()
+                          '--query executionArn --output text').trim()
     echo "canaryGate: started ${execution}"
     while (true) {
         int status = sh(returnStatus: true, script: "${aws(opts)} stepfunctions describe-execution " +
@@ -172,14 +173,14 @@ private int runStateMachine(Map opts, String base, String jsonFile) {
             return 4
         }
         Map described = parseJson(readFile(describeFile))
-        if (described?.status == 'SUCCEEDED') {
+        if (described.status == 'SUCCEEDED') {
             writeFile(file: jsonFile, text: (described.output ?: '') as String)
             return exitCode(parseJson(described.output as String))
         }
-        if (described?.status != 'RUNNING') {
-            echo "canaryGate: execution ${described?.status}: ${described?.error ?: ''} ${described?.cause ?: ''}"
+        if (described.status != 'RUNNING') {
+            echo "canaryGate: execution ${described.status}: ${described.error ?: ''} ${described.cause ?: ''}"
             writeFile(file: jsonFile, text: JsonOutput.toJson([release: opts.release as String, verdict: 'error',
-                                                               error: "state machine execution ${described?.status}"]))
+                                                               error: "state machine execution ${described.status}"]))
             return 4
         }
         sleep(time: opts.pollSeconds as int, unit: 'SECONDS')
@@ -189,16 +190,17 @@ private int runStateMachine(Map opts, String base, String jsonFile) {
 // An answer that is not a verdict (an error, garbage) is a could-not-judge, never a pass.
 private int exitCode(Map answer) {
     Map codes = [pass: 0, fail: 1, inconclusive: 3]
-    Object code = codes.get(answer?.verdict)
+    Object code = codes.get(answer.verdict)
     return code == null ? 4 : code as int
 }
 
+// Not JSON, or not an object: empty, which every caller reads as could-not-judge.
 private Map parseJson(String text) {
     try {
         Object parsed = new JsonSlurperClassic().parseText(text ?: '')
-        return parsed instanceof Map ? (Map) parsed : null
+        return parsed instanceof Map ? (Map) parsed : [:]
     } catch (Exception ignored) {
-        return null
+        return [:]
     }
 }
 
