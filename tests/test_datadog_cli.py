@@ -136,7 +136,8 @@ def test_a_persistent_fault_is_could_not_judge(corpus, tmp_path, fault, message)
     assert last.startswith("error: Datadog: ") and message in last and "could not judge" in last
     assert retries and all("retrying in" in line for line in retries)  # warnings on the way
     assert "Traceback" not in result.stderr
-    assert len(fake.timeseries_requests()) >= 2 and elapsed < 15
+    assert len(fake.timeseries_requests()) >= 2
+    assert elapsed < 12  # start-up, plus the 2 s budget and at most one 1 s request
     assert_no_secret(result, tmp_path)
 
 
@@ -147,11 +148,3 @@ def test_wrong_keys_are_could_not_judge(corpus, tmp_path):
     assert "Datadog refused the credentials (403 Forbidden): check DD_API_KEY" in result.stderr
     assert len(fake.requests) == 1  # refused keys are not retried
     assert_no_secret(result, tmp_path, "wrong-api-key-77777", APP_KEY)
-
-
-def test_a_scope_that_would_change_the_query_is_refused(corpus, tmp_path):
-    with live(corpus, "k1m-aa-039") as fake:
-        result = gate_check(fake, tmp_path, "--canary", "autoscaling_group:web-canary OR env:prod")
-    assert result.returncode == 4
-    assert "canary scope 'autoscaling_group:web-canary OR env:prod' is not a Datadog tag" in result.stderr
-    assert fake.requests == []

@@ -253,11 +253,13 @@ def test_a_window_without_a_complete_bucket_costs_no_request(serve):
 
 
 def test_persistent_429s_back_off_and_give_up_within_the_budget(serve):
-    fake, source = serve("k1m-aa-039", retry_budget=2)
+    fake, source = serve("k1m-aa-039", retry_budget=1)
     fake.fault, fake.reset_after = "429", 0
-    with pytest.raises(SourceError, match=r"rate limited \(429\)"):
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"rate limited \(429\).*retry budget 1s spent\); could not judge"):
         source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
-    assert 2 <= len(fake.timeseries_requests()) <= 5  # backoff, not a tight loop
+    assert time.monotonic() - started < 2
+    assert 2 <= len(fake.timeseries_requests()) <= 4  # backoff, not a tight loop
 
 
 def test_history_only_queries_the_canary_alone(serve):
@@ -313,21 +315,6 @@ def test_transient_faults_are_retried_then_answered(serve, fault, message):
     fake.faults = [fault, fault]
     seen = source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
     assert len(seen.canary) == 60 and len(fake.timeseries_requests()) == 3
-
-
-@pytest.mark.parametrize(
-    "fault, message",
-    [("500", "server error 500"), ("malformed", "malformed answer"), ("slow", "no answer within 1s")],
-)
-def test_persistent_faults_end_in_could_not_judge_within_the_budget(serve, fault, message):
-    fake, source = serve("k1m-aa-039", retry_budget=2, timeout=1)
-    fake.fault, fake.slow_seconds = fault, 3
-    started = time.monotonic()
-    with pytest.raises(SourceError, match=message) as e:
-        source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
-    assert "could not judge" in str(e.value) and "retry budget 2s" in str(e.value)
-    assert 1.5 < time.monotonic() - started < 2 + 1 + 1  # the budget, plus at most one request
-    assert len(fake.timeseries_requests()) >= 2
 
 
 def test_an_answer_of_the_wrong_shape_is_refused(serve):
