@@ -55,8 +55,9 @@ def test_each_fault_fails_with_its_culprit(tmp_path, scenario):
     verdict = json.loads(result.stdout)
     assert verdict["verdict"] == "fail" and verdict["seed"] == 1
     failed = {m["name"] for m in verdict["metrics"] if m["verdict"] == "fail"}
-    culprit = {"payment_failures": "errors", "bad_version": "latency", "gateway_killed": "cpu"}[scenario]
-    assert culprit in failed
+    culprits = {"payment_failures": {"errors"}, "bad_version": {"latency", "cpu"},
+                "gateway_killed": {"cpu", "memory", "latency", "errors"}}[scenario]
+    assert failed and failed <= culprits
     assert verdict["evaluations"] < 60
 
 
