@@ -1,115 +1,575 @@
-"""First judge: canary vs baseline means with a Bonferroni-corrected t interval.
+"""The judge: seasonal reference + sequential, anytime-valid decisions per metric.
 
-Replaced whole by the sequential judge (issue 3); its interface is what stays:
-`learn(policy, history, deployed_at) -> reference` once per release, then
-`evaluate(policy, reference, window, deployed_at, now) -> Verdict` at each look.
+Shaped like Kayenta's judge, in small units that run in order:
+
+* `learn`: once per release, from the history before the deploy: the seasonal model of each
+  KPI (expected value and noise by time of day) and the noise priors the tests start from.
+* `preprocess`: pair canary and baseline points by timestamp (load, time of day and fleet-wide
+  swings cancel), drop missing points, hold out moments when the baseline itself is off its
+  seasonal expectation (a fleet-wide anomaly is not the canary's fault).
+* `classify`: per metric, test "worse than tolerated" against "within tolerance" with
+  confidence sequences that stay valid at every look; latency also by its tail; errors as
+  counts out of requests; a canary that stops reporting is caught apart from zero events.
+* `score`: fail on any judged metric shown beyond its tolerance (critical or not: the
+  false-alarm budget is already shared), pass only when every judged metric is shown within
+  it and the canary has run its minimum duration, otherwise wait.
+
+`learn(policy, history, deployed_at) -> Reference` and
+`evaluate(policy, reference, window, deployed_at, now) -> Verdict` are the whole interface.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+from statistics import NormalDist
+
 import numpy as np
-from scipy import stats as sps
 
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
+from gate.stats.seasonal import DAY, SeasonalModel, fit_seasonal, robust_sd
+from gate.stats.sequential import excursion_threshold, margin_test
 from gate.verdict import MetricResult, Verdict
 
-MIN_POINTS = 10
-MIN_REPORTING = 0.5
+# A point of the baseline this many noise scales off its seasonal expectation is a fleet-wide
+# anomaly: it is held out of the comparison.
+FLEET_ANOMALY_SCALES = 5.0
+# History-only: a point this many robust noise scales off the seasonal expectation is an
+# excursion; a window with at least max(3, 4% of its points) excursions departs from history.
+EXCURSION_SCALES = 4.0
+EXCURSION_SHARE = 0.04
+EXCURSION_MIN = 3
+# Tail test: a canary point this many noise scales above its paired baseline is a tail event.
+TAIL_SCALES = 4.0
+MIN_POINTS_TO_FAIL = 5  # a mean of fewer points is one spike away from anything
+# Paired excursions: a canary point more than EXCURSION_JUMP noise scales above its baseline is
+# an excursion (a slow request burst, an error burst); the history says how often one happens by
+# chance, and a count beyond that fails the metric (latency tails, error bursts).
+EXCURSION_JUMP = 5.0
+MIN_EXCURSION_RATE = 1e-3
+MIN_POINTS_FOR_EXCURSIONS = 10
+PRIOR_MINUTES = 10  # counts: weight of the history's rate against the window's
+NOISE_HOURS = 3  # the noise prior is learned from history within +-3 h of the deploy's time of day
 
 
-def learn(policy: Policy, history: Observations, deployed_at: int) -> dict:
-    """Mean and spread of each metric in the history (the canary's own, when history-only)."""
+@dataclass(frozen=True)
+class MetricReference:
+    seasonal: SeasonalModel | None
+    noise: float | None  # gauges: relative noise of one group per point; counts: dispersion
+    excursion_rate: float | None = None  # share of history points jumping > EXCURSION_JUMP noise scales
+    rate: float | None = None  # counts: events per unit of denominator in the history
+    offset: float = 0.0  # history-only: how far (in noise scales) the last hour ran off the model
+
+
+@dataclass(frozen=True)
+class Reference:
+    metrics: dict[str, MetricReference] = field(default_factory=dict)
+    history_points: int = 0
+
+
+# ---------------------------------------------------------------------------------- learn
+
+
+def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
+    """What the history before the deploy says about each KPI. History-only: the canary's own;
+    otherwise the baseline's (the canary group is usually new)."""
     frame = history.canary if policy.history_only else (history.baseline or history.canary)
-    reference = {}
+    t = frame.timestamps
+    metrics = {}
     for m in policy.metrics:
-        column = frame.values.get(m.name)
-        if column is not None and np.isfinite(column).sum() >= MIN_POINTS:
-            finite = column[np.isfinite(column)]
-            reference[m.name] = (float(finite.mean()), float(finite.std(ddof=1)))
-    return reference
+        x = frame.values.get(m.name)
+        if x is None or len(x) == 0:
+            continue
+        seasonal = fit_seasonal(t, x, frame.step) if (m.judged or _is_denominator(policy, m)) else None
+        if m.kind == "gauge":
+            noise, rate = _relative_noise(t, x, deployed_at, frame.step)
+        else:
+            volume = frame.values.get(m.denominator) if m.denominator else None
+            noise, rate = _dispersion(t, x, frame.step, volume)
+        offset = 0.0
+        if policy.history_only and seasonal is not None:
+            recent = (t >= deployed_at - 3600) & np.isfinite(x)
+            if recent.sum() >= 10:
+                r = (x[recent] - seasonal.expected(t[recent])) / seasonal.scale(t[recent])
+                offset = float(np.median(r))
+        history_rate = None
+        if m.kind == "count":
+            volume = frame.values.get(m.denominator) if m.denominator else np.ones(len(x))
+            ok = np.isfinite(x) & np.isfinite(volume)
+            if ok.any() and volume[ok].sum() > 0:
+                history_rate = float(x[ok].sum() / volume[ok].sum())
+        metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset)
+    return Reference(metrics, int(len(t)))
 
 
-def evaluate(policy: Policy, reference: dict, window: Observations, deployed_at: int, now: int) -> Verdict:
-    judged = [m for m in policy.metrics if m.bad_direction != "none"]
-    alpha = policy.alpha / max(1, sum(m.judged for m in judged))
-    results = [_judge_metric(m, policy, reference, window, alpha) for m in judged]
-    counted = [r for r in results if not r.muted]
-    failed = [r for r in counted if r.verdict == "fail"]
-    if failed:
-        verdict, reason = "fail", "; ".join(f"{r.name}: {r.reason}" for r in failed)
-    elif counted and all(r.verdict == "pass" for r in counted):
-        verdict, reason = "pass", "every judged metric is within its tolerance"
+def _is_denominator(policy: Policy, metric: Metric) -> bool:
+    return any(m.denominator == metric.name and m.judged for m in policy.metrics)
+
+
+def _near_time_of_day(t: np.ndarray, moment: int, hours: int) -> np.ndarray:
+    distance = np.abs((t - moment) % DAY)
+    distance = np.minimum(distance, DAY - distance)
+    return distance <= hours * 3600
+
+
+def _consecutive_pairs(t: np.ndarray, x: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.isfinite(x[1:]) & np.isfinite(x[:-1]) & (np.diff(t) == step)
+    return x[:-1][ok], x[1:][ok]
+
+
+def _jump_rate(standardized: np.ndarray) -> float:
+    """How often one group jumps up by more than EXCURSION_JUMP noise scales between minutes:
+    the chance rate of the excursions the paired comparison counts (floored: a clean history
+    does not prove a clean canary)."""
+    return max(float(np.mean(standardized > EXCURSION_JUMP)), 1.0 / len(standardized), MIN_EXCURSION_RATE)
+
+
+def _relative_noise(t: np.ndarray, x: np.ndarray, deployed_at: int, step: int) -> tuple[float | None, float | None]:
+    """Per-point relative noise of one group, from consecutive differences of its history near
+    the deploy's time of day: the difference of neighbouring minutes of one host carries about
+    the same noise as the difference of two hosts at the same minute (the load cancels)."""
+    near = _near_time_of_day(t, deployed_at, NOISE_HOURS)
+    for mask in (near, np.ones(len(t), dtype=bool)):
+        a, b = _consecutive_pairs(t[mask], x[mask], step)
+        level = (np.abs(a) + np.abs(b)) / 2
+        ok = level > 0
+        if ok.sum() >= 30:
+            jumps = (b[ok] - a[ok]) / level[ok]
+            sd = _tail_aware_sd(jumps)
+            if np.isfinite(sd) and sd > 0:
+                return float(sd / math.sqrt(2)), _jump_rate((jumps - np.median(jumps)) / sd)
+    return None, None
+
+
+def _tail_aware_sd(x: np.ndarray) -> float:
+    """Spread for summing: a sum feels the heavy tails of its terms, which a MAD ignores, but not
+    the rare incident of the history: clip at 8 robust scales, then the plain RMS deviation."""
+    x = x[np.isfinite(x)]
+    core = robust_sd(x)
+    if not np.isfinite(core) or core <= 0:
+        return core
+    centre = float(np.median(x))
+    clipped = np.clip(x, centre - 8 * core, centre + 8 * core)
+    return float(np.sqrt(np.mean((clipped - centre) ** 2)))
+
+
+def _dispersion(t: np.ndarray, x: np.ndarray, step: int, volume: np.ndarray | None) -> tuple[float | None, float | None]:
+    """Over-dispersion of a count as a negative binomial, Var = mu (1 + mu / k): returns 1/k.
+
+    Error counts are burstier than Poisson at high volume, and close to Poisson at low volume
+    (a canary with 5% of the traffic); a single factor over Poisson would be wrong for one or the
+    other. Estimated by moments on consecutive minutes, which share their rate (given the
+    traffic, when the count has a denominator: traffic swings are not noise)."""
+    ok = np.isfinite(x[1:]) & np.isfinite(x[:-1]) & (np.diff(t) == step)
+    a, b = x[:-1][ok], x[1:][ok]
+    if volume is None:
+        va = vb = np.ones(len(a))
     else:
-        waiting = [r.name for r in counted if r.verdict != "pass"]
-        verdict, reason = "inconclusive", f"not enough evidence yet for {', '.join(waiting)}"
-    return Verdict("", verdict, reason, deployed_at, now, verdict != "inconclusive", results)
+        va, vb = volume[:-1][ok], volume[1:][ok]
+    good = np.isfinite(va) & np.isfinite(vb) & (va > 0) & (vb > 0) & (a + b > 0)
+    if good.sum() < 30:
+        return None, None
+    a, b, va, vb = a[good], b[good], va[good], vb[good]
+    rate = (a + b) / (va + vb)
+    poisson_part = rate * (1 / va + 1 / vb)
+    squared = (b / vb - a / va) ** 2
+    # No clipping: bursts are everyday behaviour of error counts, and what a sum must expect.
+    inverse_k = max(0.0, float(np.sum(squared - poisson_part) / np.sum(2 * rate**2)))
+    z = (b / vb - a / va) / np.sqrt(poisson_part + 2 * rate**2 * inverse_k)
+    return inverse_k, _jump_rate(z)
 
 
-def _judge_metric(m: Metric, policy: Policy, reference: dict, window: Observations, alpha: float) -> MetricResult:
+def count_variance(mean: np.ndarray, inverse_k: float) -> np.ndarray:
+    return mean * (1 + mean * inverse_k)
+
+
+# ------------------------------------------------------------------------------ evaluate
+
+
+@dataclass(frozen=True)
+class Budget:
+    fail: float  # per test: chance of failing a canary that is within tolerance, at any look
+    checkpoint: float  # per metric and checkpoint: chance of passing one at the tolerance
+
+    @property
+    def final_z(self) -> float:
+        """The last look spends one more share of alpha, as a fixed-sample test."""
+        return NormalDist().inv_cdf(1 - self.fail)
+
+
+@dataclass(frozen=True)
+class Look:
+    """What this evaluation may decide. Failing is allowed at every look (anytime-valid tests).
+    Passing is a planned decision: at two checkpoints (the minimum duration, and halfway from
+    there to the end) by fixed-sample tests, which are far sharper than anytime ones; and at
+    the end of the lifetime, where the gate must answer, on the estimate itself."""
+
+    checkpoint: bool
+    final: bool
+
+
+PASS_CHECKPOINTS = 2
+
+
+def look_at(policy: Policy, deployed_at: int, now: int) -> Look:
+    min_duration = policy.min_duration if policy.min_duration is not None else policy.lifetime // 2
+    first = deployed_at + min_duration
+    second = first + (policy.lifetime - min_duration) // 2
+    checkpoint = any(now - policy.interval < c <= now for c in (first, second))
+    return Look(checkpoint=checkpoint, final=now >= deployed_at + policy.lifetime)
+
+
+def evaluate(policy: Policy, reference: Reference, window: Observations, deployed_at: int, now: int) -> Verdict:
+    judged = [m for m in policy.metrics if m.bad_direction != "none"]
+    voting = [m for m in judged if not m.muted]
+    # Bonferroni over metrics and over the two tests a gauge runs (level and tail) plus the
+    # canary-down check: each keeps its share at every look, so the total holds.
+    tests = 1 + sum(2 if m.judges_tail else 1 for m in voting)
+    budget = Budget(policy.alpha / tests, policy.pass_risk / max(1, len(voting)) / PASS_CHECKPOINTS)
+    lifetime_points = max(1, policy.lifetime // policy.interval)
+    look = look_at(policy, deployed_at, now)
+    notes: list[str] = []
+
+    down = _canary_down(policy, window, now, lifetime_points, policy.alpha / tests)
+    results = []
+    for m in judged:
+        if down is not None:
+            results.append(_result(m, "fail", "canary-not-reporting", down))
+        elif policy.history_only:
+            results.append(_against_history(m, policy, reference, window.canary, budget, lifetime_points, look))
+        else:
+            results.append(_against_baseline(m, policy, reference, window, budget, lifetime_points, look, notes))
+    return _score(policy, results, deployed_at, now, notes)
+
+
+def _result(m: Metric, verdict: str, rule: str, reason: str, **numbers) -> MetricResult:
+    return MetricResult(
+        name=m.name, verdict=verdict, reason=reason, rule=rule, tolerance=m.tolerance,
+        critical=m.critical, muted=m.muted, **numbers,
+    )
+
+
+def _score(policy: Policy, results: list[MetricResult], deployed_at: int, now: int, notes: list[str]) -> Verdict:
+    voting = [r for r in results if not r.muted]
+    failed = [r for r in voting if r.verdict == "fail"]
+    min_duration = policy.min_duration if policy.min_duration is not None else policy.lifetime // 2
+    ran = now - deployed_at
+    if failed:
+        failed.sort(key=lambda r: not r.critical)
+        reason = "; ".join(f"{r.name}: {r.reason}" for r in failed)
+        return Verdict("", "fail", reason, deployed_at, now, True, results, notes)
+    undecided = [r for r in voting if r.verdict != "pass"]
+    if not undecided and ran >= min_duration:
+        shown = [r.name for r in voting if r.rule.endswith("-within-tolerance")]
+        if len(shown) == len(voting):
+            reason = "every judged metric is shown within its tolerance"
+        else:
+            reason = ("end of the lifetime: no judged metric is shown worse than its tolerance"
+                      + (f" ({', '.join(shown)} shown within it)" if shown else ""))
+        return Verdict("", "pass", reason, deployed_at, now, True, results, notes)
+    if not undecided:
+        reason = (f"every judged metric is within its tolerance so far; a canary must run "
+                  f"{min_duration // 60} min before it can pass ({ran // 60} min so far)")
+    else:
+        reason = "waiting for evidence: " + "; ".join(f"{r.name}: {r.reason}" for r in undecided)
+    return Verdict("", "inconclusive", reason, deployed_at, now, False, results, notes)
+
+
+# ------------------------------------------------------------------------- canary down
+
+
+def _canary_down(policy: Policy, window: Observations, now: int, lifetime_points: int, alpha: float) -> str | None:
+    """The canary stopped reporting: the trailing run of steps with no judged metric from the
+    canary is longer than its own missing rate makes plausible before the end of the lifetime.
+    A few scattered gaps are tolerated; zero events (0.0) are data, not a gap."""
+    names = [m.name for m in policy.metrics if m.judged]
+    step = policy.interval
+    reference_frame = window.baseline if window.baseline is not None and len(window.baseline) else None
     canary = window.canary
-    expected_points = max(1, len(window.baseline) if window.baseline is not None else len(canary))
-    reporting = canary.reporting(m.name).sum()
-    base = dict(name=m.name, tolerance=m.tolerance, critical=m.critical, muted=m.muted)
-    if expected_points >= MIN_POINTS and reporting < MIN_REPORTING * expected_points:
-        return MetricResult(verdict="fail", rule="canary-not-reporting",
-                            reason=f"the canary reported {reporting} of {expected_points} points", **base)
-    if window.baseline is None:
-        return _against_history(m, reference, canary, alpha, base)
-    return _against_baseline(m, canary, window.baseline, alpha, base)
+    grid_frame = reference_frame if reference_frame is not None else (canary if len(canary) else None)
+    origin = int(grid_frame.timestamps[0]) if grid_frame is not None else now
+    last_grid = now - (now - origin) % step
+    if reference_frame is not None:
+        # Judge only up to where the baseline has data: a late source delays both groups.
+        last_grid = min(last_grid, int(reference_frame.timestamps[-1]))
+    start = int(canary.timestamps[0]) if len(canary) else None
+    reported = np.zeros(len(canary), dtype=bool)
+    for n in names:
+        reported |= canary.reporting(n)
+    if reported.any():
+        last = int(canary.timestamps[np.flatnonzero(reported)[-1]])
+        seen = canary.timestamps <= last
+        missing_before, points_before = int((~reported[seen]).sum()), int(seen.sum())
+    else:
+        first = reference_frame.timestamps[0] if reference_frame is not None else start
+        if first is None:
+            return None
+        last = int(first) - step
+        missing_before, points_before = 0, 0
+    gap = (last_grid - last) // step
+    # Missing rate with a prior of 1 in 8 worth 8 points: an unseen canary is not assumed perfect.
+    rate = (missing_before + 1) / (points_before + 8)
+    needed = max(3, math.ceil(math.log(alpha / lifetime_points) / math.log(rate)))
+    if gap >= needed:
+        return (f"the canary has not reported for {gap} steps ({gap * step // 60} min) while "
+                f"{'the baseline did' if reference_frame is not None else 'it was expected'}; "
+                f"its earlier gap rate ({rate:.0%}) makes {needed}+ missing steps implausible")
+    return None
 
 
-def _paired(m: Metric, canary: Frame, baseline: Frame) -> tuple[np.ndarray, np.ndarray]:
+# -------------------------------------------------------------- canary vs baseline mode
+
+
+@dataclass(frozen=True)
+class Paired:
+    timestamps: np.ndarray
+    canary: np.ndarray
+    baseline: np.ndarray
+    canary_volume: np.ndarray | None = None  # denominators, for ratios
+    baseline_volume: np.ndarray | None = None
+    held_out: int = 0  # points dropped as fleet-wide anomaly
+
+
+def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> Paired | None:
+    canary, baseline = window.canary, window.baseline
+    if m.name not in canary.values or baseline is None or m.name not in baseline.values:
+        return None
     common, ci, bi = np.intersect1d(canary.timestamps, baseline.timestamps, return_indices=True)
-    c = canary.values.get(m.name, np.full(len(canary), np.nan))[ci]
-    b = baseline.values.get(m.name, np.full(len(baseline), np.nan))[bi]
+    c, b = canary.values[m.name][ci], baseline.values[m.name][bi]
+    cv = bv = None
     if m.denominator:
-        c = c / canary.values[m.denominator][ci]
-        b = b / baseline.values[m.denominator][bi]
+        if m.denominator not in canary.values or m.denominator not in baseline.values:
+            return None
+        cv, bv = canary.values[m.denominator][ci], baseline.values[m.denominator][bi]
     keep = np.isfinite(c) & np.isfinite(b)
-    return c[keep], b[keep]
+    if cv is not None:
+        keep &= np.isfinite(cv) & np.isfinite(bv) & (bv > 0) & (cv >= 0)
+    held = 0
+    if ref is not None and ref.seasonal is not None and keep.any():
+        off = np.abs(b - ref.seasonal.expected(common)) / ref.seasonal.scale(common)
+        anomalous = keep & (off > FLEET_ANOMALY_SCALES)
+        # Hold out only when the baseline is off on its own minutes and there is still data.
+        if anomalous.any() and anomalous.sum() < keep.sum():
+            held = int(anomalous.sum())
+            keep &= ~anomalous
+    return Paired(
+        common[keep], c[keep], b[keep],
+        None if cv is None else cv[keep], None if bv is None else bv[keep], held,
+    )
 
 
-def _against_baseline(m: Metric, canary: Frame, baseline: Frame, alpha: float, base: dict) -> MetricResult:
-    c, b = _paired(m, canary, baseline)
-    if len(c) < MIN_POINTS:
-        return MetricResult(verdict="inconclusive", rule="too-few-points",
-                            reason=f"{len(c)} paired points, need {MIN_POINTS}", **base)
-    level = max(abs(b.mean()), 1e-12)
-    d = (c - b) / level
-    half = sps.t.ppf(1 - alpha / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-    effect, lo, hi = float(d.mean()), float(d.mean() - half), float(d.mean() + half)
-    sign = -1.0 if m.bad_direction == "decrease" else 1.0
-    worse_lo, worse_hi = sorted((sign * lo, sign * hi))
-    tol = m.tolerance if m.tolerance is not None else 0.0
-    stats = dict(canary=float(c.mean()), baseline=float(b.mean()), effect=effect, interval=(lo, hi))
-    if worse_lo > tol:
-        return MetricResult(verdict="fail", rule="mean-above-tolerance",
-                            reason=f"canary {effect:+.1%} vs baseline, interval beyond tolerance {tol:.0%}",
-                            **stats, **base)
-    if worse_hi < tol:
-        return MetricResult(verdict="pass", rule="mean-within-tolerance",
-                            reason=f"canary {effect:+.1%} vs baseline, within tolerance {tol:.0%}",
-                            **stats, **base)
-    return MetricResult(verdict="inconclusive", rule="interval-straddles-tolerance",
-                        reason=f"canary {effect:+.1%} vs baseline, interval [{lo:+.1%}, {hi:+.1%}]",
-                        **stats, **base)
+def _against_baseline(
+    m: Metric, policy: Policy, reference: Reference, window: Observations,
+    budget: Budget, lifetime_points: int, look: Look, notes: list[str],
+) -> MetricResult:
+    ref = reference.metrics.get(m.name)
+    paired = preprocess(m, window, ref)
+    if paired is None:
+        return _result(m, "inconclusive", "no-data",
+                       "no data for this metric from one of the groups (query broken or metric absent)")
+    if paired.held_out:
+        notes.append(f"{m.name}: {paired.held_out} point(s) held out: the baseline itself was more than "
+                     f"{FLEET_ANOMALY_SCALES:g} noise scales off its seasonal expectation (fleet-wide anomaly)")
+    n = len(paired.timestamps)
+    expected = None
+    if ref is not None and ref.seasonal is not None and n:
+        expected = float(np.mean(ref.seasonal.expected(paired.timestamps)))
+    if n < 3:
+        return _result(m, "inconclusive", "too-few-points", f"{n} paired point(s) so far", expected=expected)
+    if m.denominator and float(np.sum(paired.canary_volume)) < max(1, m.min_events):
+        return _result(m, "inconclusive", "minimum-volume",
+                       f"the canary has {np.sum(paired.canary_volume):.0f} {m.denominator}, "
+                       f"needs {max(1, m.min_events)}", expected=expected)
+    tolerance = m.tolerance if m.tolerance is not None else 0.0
+    directions = ["increase", "decrease"] if m.bad_direction == "either" else [m.bad_direction]
+    if m.kind == "gauge":
+        return _judge_gauge(m, paired, ref, tolerance, directions, budget, lifetime_points, expected, look)
+    return _judge_count(m, paired, ref, tolerance, directions, budget, lifetime_points, expected, look)
 
 
-def _against_history(m: Metric, reference: dict, canary: Frame, alpha: float, base: dict) -> MetricResult:
-    if m.name not in reference:
-        return MetricResult(verdict="inconclusive", rule="no-history", reason="no history to compare with", **base)
-    mean, sd = reference[m.name]
-    column = canary.values.get(m.name, np.empty(0))
-    x = column[np.isfinite(column)]
-    if len(x) < MIN_POINTS:
-        return MetricResult(verdict="inconclusive", rule="too-few-points",
-                            reason=f"{len(x)} points, need {MIN_POINTS}", **base)
-    z = (x.mean() - mean) / (max(sd, 1e-12) / np.sqrt(len(x)))
-    limit = sps.norm.ppf(1 - alpha / 2)
-    stats = dict(canary=float(x.mean()), expected=mean, effect=float(x.mean() / mean - 1) if mean else None)
-    if abs(z) > limit:
-        return MetricResult(verdict="fail", rule="departs-from-history",
-                            reason=f"window mean {x.mean():.4g} vs history {mean:.4g} (z={z:.1f})", **stats, **base)
-    return MetricResult(verdict="pass", rule="consistent-with-history",
-                        reason=f"window mean {x.mean():.4g} vs history {mean:.4g} (z={z:.1f})", **stats, **base)
+def _judge_gauge(m, p: Paired, ref, tolerance, directions, budget: Budget, lifetime_points, expected, look):
+    c, b = p.canary, p.baseline
+    level = max(abs(float(np.mean(b))), 1e-12)
+    effect = float(np.mean(c)) / level - 1 if float(np.mean(b)) != 0 else float("nan")
+    noise = ref.noise if ref is not None and ref.noise else None
+    numbers = dict(canary=float(np.mean(c)), baseline=float(np.mean(b)), expected=expected, effect=effect)
+    outcomes = []
+    for direction in directions:
+        sign = 1.0 if direction == "increase" else -1.0
+        factor = 1 + sign * tolerance
+        excess = sign * (c - factor * b)
+        if noise is not None:
+            prior = (noise * b) ** 2 * (1 + factor**2)
+        else:
+            # No history: the window's own spread is all there is.
+            prior = np.full(len(c), np.var(excess, ddof=1) if len(c) > 2 else np.inf)
+        test = margin_test(excess, prior, budget.fail, budget.checkpoint, lifetime_points // 2)
+        outcomes.append((direction, test, float(np.sum(sign * (c - b)))))
+        half = test.fail_boundary / (len(c) * level)
+        numbers["interval"] = (effect - half, effect + half)
+    scale = noise * np.abs(b) * math.sqrt(2) if noise is not None else None
+    excursions = _excursions(m, c - b, scale, ref, directions, budget, lifetime_points, centre=True)
+    return _decide(m, outcomes, excursions, budget, numbers, tolerance, len(c), look)
+
+
+def _excursions(m: Metric, difference, scale, ref, directions, budget: Budget, lifetime_points: int, centre: bool):
+    """(excursions so far, the count that fails) for a canary point far above its baseline, or
+    None when the history gives no noise scale. Gauges are centred on their median difference
+    first: a steady offset is the level test's business, not a burst."""
+    if not m.judges_tail:
+        return None
+    if scale is None:  # no usable history (absent, or flat): the window's spread alone
+        scale = np.zeros(len(difference))
+    rate = ref.excursion_rate if ref is not None and ref.excursion_rate is not None else MIN_EXCURSION_RATE
+    ok = np.isfinite(difference)
+    if ok.sum() < MIN_POINTS_FOR_EXCURSIONS:
+        return None
+    difference, scale = difference[ok], scale[ok]
+    if centre:
+        # The history's noise may understate the pair's (a metric held for minutes jumps
+        # rarely); the window's own robust spread, which a tail of 30% barely moves, is a floor.
+        difference = difference - np.median(difference)
+        scale = np.maximum(scale, robust_sd(difference))
+    if not np.all(scale > 0):
+        return None
+    u = difference / scale
+    if directions == ["decrease"]:
+        u = -u
+    count = int(np.sum(u > EXCURSION_JUMP)) if directions != ["increase", "decrease"] else int(np.sum(np.abs(u) > EXCURSION_JUMP))
+    needed = excursion_threshold(rate * len(directions), lifetime_points, budget.fail)
+    return count, needed
+
+
+def _judge_count(m, p: Paired, ref, tolerance, directions, budget: Budget, lifetime_points, expected, look):
+    ec, eb = p.canary, p.baseline
+    nc = p.canary_volume if p.canary_volume is not None else np.ones(len(ec))
+    nb = p.baseline_volume if p.baseline_volume is not None else np.ones(len(eb))
+    weight = nc / nb  # the canary's share of traffic relative to the baseline, minute by minute
+    rate_c, rate_b = float(ec.sum() / max(nc.sum(), 1e-12)), float(eb.sum() / max(nb.sum(), 1e-12))
+    effect = rate_c / rate_b - 1 if rate_b > 0 else (0.0 if rate_c == 0 else float("inf"))
+    # Without history, assume counts twice as variable as Poisson at the window's volume.
+    inverse_k = ref.noise if ref is not None and ref.noise is not None else 1.0 / max(1.0, float(np.mean(eb)))
+    # Under "same rate", the expected count per minute: the baseline's rate in the
+    # window, shrunk toward the history's rate by a prior worth PRIOR_MINUTES of the baseline's
+    # traffic: a quiet first minutes of the baseline must not make any canary error a surprise.
+    if ref is not None and ref.rate is not None:
+        prior_volume = PRIOR_MINUTES * float(np.mean(nb))
+        rate = (float(eb.sum()) + ref.rate * prior_volume) / (float(nb.sum()) + prior_volume)
+    else:
+        rate = rate_b
+    rate = max(rate, 1.0 / max(nb.sum(), 1.0))
+    numbers = dict(canary=rate_c, baseline=rate_b, expected=expected, effect=effect)
+    outcomes = []
+    for direction in directions:
+        sign = 1.0 if direction == "increase" else -1.0
+        factor = 1 + sign * tolerance
+        excess = sign * (ec - factor * weight * eb)
+        # The variance under "the canary is at the tolerance": counts follow their model well,
+        # and the empirical spread of a canary that is worse would only hide that it is.
+        prior = count_variance(factor * rate * nc, inverse_k) + factor**2 * weight**2 * count_variance(rate * nb, inverse_k)
+        test = margin_test(excess, prior, budget.fail, budget.checkpoint, lifetime_points // 2, prior_weight=math.inf)
+        outcomes.append((direction, test, float(np.sum(sign * (ec - weight * eb)))))
+        denominator = max(float((weight * eb).sum()), rate * float(nc.sum()), 1e-12)
+        half = test.fail_boundary / denominator
+        numbers["interval"] = (effect - half, effect + half)
+    scale = np.sqrt(count_variance(rate * nc, inverse_k) + weight**2 * count_variance(rate * nb, inverse_k))
+    excursions = _excursions(m, ec - weight * eb, scale, ref, directions, budget, lifetime_points, centre=False)
+    return _decide(m, outcomes, excursions, budget, numbers, tolerance, len(ec), look)
+
+
+def _decide(m, outcomes, excursions, budget: Budget, numbers: dict, tolerance: float, n: int, look: Look) -> MetricResult:
+    what = "rate" if m.kind == "count" else "mean"
+    effect = numbers.get("effect")
+    shown = f"canary {what} {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {n} points"
+    for direction, test, _ in outcomes:
+        if test.beyond and n >= MIN_POINTS_TO_FAIL:
+            return _result(m, "fail", f"{what}-beyond-tolerance",
+                           f"{shown}: shown worse than tolerated ({direction})", **numbers)
+    if excursions is not None:
+        count, needed = excursions
+        if count >= needed:
+            return _result(m, "fail", "excursions-beyond-chance",
+                           f"{count} of {n} canary points more than {EXCURSION_JUMP:g} noise scales above "
+                           f"the baseline (a tail or bursts; the history makes {needed}+ implausible); {shown}",
+                           **numbers)
+    if m.tolerance is None:
+        return _result(m, "pass", "no-significant-difference",
+                       f"{shown}: no significant degradation (no tolerance set)", **numbers)
+    if look.checkpoint and all(test.within for _, test, _ in outcomes):
+        return _result(m, "pass", f"{what}-within-tolerance", f"{shown}: shown within tolerance", **numbers)
+    if look.final:
+        # The deadline: as Kayenta does, fail only a difference that is both significant and
+        # beyond the tolerance; anything else has not been shown harmful.
+        for direction, test, worse in outcomes:
+            if not test.estimate_within and worse > budget.final_z * math.sqrt(test.variance):
+                return _result(m, "fail", f"{what}-beyond-tolerance-at-end",
+                               f"{shown}: at the end of the lifetime the estimate is beyond tolerance "
+                               f"and the canary significantly worse ({direction})", **numbers)
+        return _result(m, "pass", f"{what}-not-shown-worse-at-end",
+                       f"{shown}: at the end of the lifetime not shown worse beyond tolerance", **numbers)
+    return _result(m, "inconclusive", "interval-straddles-tolerance", f"{shown}: not yet conclusive", **numbers)
+
+
+def _pct(x: float | None) -> str:
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    return f"{x:+.1%}"
+
+
+# --------------------------------------------------------------------- history-only mode
+
+
+def _against_history(
+    m: Metric, policy: Policy, reference: Reference, canary: Frame,
+    budget: Budget, lifetime_points: int, look: Look,
+) -> MetricResult:
+    """No baseline group: does the window depart from the KPI's own seasonal history?
+
+    A point is an excursion when it is more than EXCURSION_SCALES robust noise scales off the
+    seasonal expectation (shifted by how far the last hour before the deploy already ran off
+    it); a healthy window has at most a handful. The count only grows, so failing on it is
+    the same decision at any look; passing waits for the whole lifetime."""
+    ref = reference.metrics.get(m.name)
+    if ref is None or ref.seasonal is None:
+        return _result(m, "inconclusive", "no-history", "no history before the deploy to learn from")
+    x = canary.values.get(m.name)
+    if x is None:
+        return _result(m, "inconclusive", "no-data", "no data for this metric (query broken or metric absent)")
+    ok = np.isfinite(x)
+    t, x = canary.timestamps[ok], x[ok]
+    expected_values = ref.seasonal.expected(t)
+    expected = float(np.mean(expected_values)) if len(t) else None
+    if len(t) == 0:
+        return _result(m, "inconclusive", "too-few-points", "no point since the deploy", expected=expected)
+    scale = ref.seasonal.scale(t)
+    z = (x - expected_values) / scale - ref.offset
+    if m.bad_direction == "increase":
+        excursions = int(np.sum(z > EXCURSION_SCALES))
+    elif m.bad_direction == "decrease":
+        excursions = int(np.sum(z < -EXCURSION_SCALES))
+    else:
+        excursions = int(np.sum(np.abs(z) > EXCURSION_SCALES))
+    needed = max(EXCURSION_MIN, math.ceil(EXCURSION_SHARE * lifetime_points))
+    mean_x = float(np.mean(x))
+    effect = mean_x / expected - 1 if expected else None
+    shift = float(np.median(z)) * float(np.mean(scale))
+    numbers = dict(canary=mean_x, expected=expected, effect=effect,
+                   interval=None if not expected else ((shift - 2 * float(np.mean(scale))) / expected,
+                                                       (shift + 2 * float(np.mean(scale))) / expected))
+    shown = (f"{excursions} of {len(t)} points beyond {EXCURSION_SCALES:g} noise scales of the seasonal "
+             f"expectation (departure at {needed})")
+    if excursions >= needed:
+        return _result(m, "fail", "departs-from-history", shown, **numbers)
+    if m.tolerance is not None and expected:
+        sign = -1.0 if m.bad_direction == "decrease" else 1.0
+        factor = 1 + sign * m.tolerance
+        excess = sign * (x - factor * expected_values)
+        test = margin_test(excess, scale**2 * (1 + factor**2), budget.fail, budget.checkpoint, lifetime_points // 2)
+        if test.beyond:
+            return _result(m, "fail", "mean-beyond-tolerance",
+                           f"window mean {_pct(effect)} vs seasonal expectation, shown beyond "
+                           f"tolerance {m.tolerance:.0%}", **numbers)
+    if look.final:
+        return _result(m, "pass", "consistent-with-history", shown, **numbers)
+    return _result(m, "inconclusive", "watching-history", shown, **numbers)

@@ -43,6 +43,7 @@ def parse_duration(value: Any) -> int:
 
 
 Duration = Annotated[int, BeforeValidator(parse_duration), Field(gt=0)]
+TIME_UNITS = {"ms", "s", "us", "ns", "seconds", "milliseconds", "microseconds"}
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
 
 
@@ -77,6 +78,14 @@ class Metric(Strict):
     muted: bool = Field(
         default=False, description="Reported but never affects the verdict."
     )
+    unit: str | None = Field(default=None, max_length=20, description="Unit, for people (percent, ms, ...).")
+    tail: bool | None = Field(
+        default=None,
+        description="Also judge the tail: canary points far above their baseline (slow requests, "
+        "bursts), counted against how often the history shows such jumps. Default: on for "
+        "latencies (a gauge with a time unit), off otherwise (error bursts already move the "
+        "error rate; CPU held for minutes makes jumps common).",
+    )
     min_events: int = Field(
         default=0,
         ge=0,
@@ -90,6 +99,12 @@ class Metric(Strict):
     @property
     def judged(self) -> bool:
         return self.bad_direction != "none" and not self.muted
+
+    @property
+    def judges_tail(self) -> bool:
+        if self.tail is not None:
+            return self.tail
+        return self.kind == "gauge" and (self.unit or "").lower() in TIME_UNITS
 
 
 class Scope(Strict):
@@ -121,6 +136,11 @@ class Policy(Strict):
     history: Duration = Field(
         default=7 * 86400, description="How much baseline history trains the seasonal model."
     )
+    min_duration: Duration | None = Field(
+        default=None,
+        description="How long a canary must run before it can pass (default: half the lifetime). "
+        "Intermittent faults and slow leaks need time to show; failing is never delayed.",
+    )
     on_undecided: Literal["fail", "pass", "inconclusive"] = Field(
         default="fail",
         description="What a canary still undecided at the end of its lifetime becomes.",
@@ -130,6 +150,14 @@ class Policy(Strict):
         gt=0,
         lt=0.5,
         description="False-alarm budget of the whole gate, shared across metrics and looks.",
+    )
+    pass_risk: float = Field(
+        default=0.2,
+        gt=0,
+        lt=0.5,
+        description="Chance of passing a canary whose degradation sits exactly at the tolerance "
+        "(shared across metrics). A real regression, well beyond the tolerance, is passed far "
+        "less often; a smaller value makes passing slower.",
     )
     metrics: list[Metric] = Field(min_length=1)
 
@@ -152,6 +180,8 @@ class Policy(Strict):
                 raise ValueError(f"metric {m.name!r}: denominator {m.denominator!r} must be a count")
         if self.lifetime < self.interval:
             raise ValueError("lifetime must be at least one interval")
+        if self.min_duration is not None and self.min_duration > self.lifetime:
+            raise ValueError("min_duration must not exceed the lifetime")
         if not any(m.judged for m in self.metrics):
             raise ValueError("no metric is judged (all are muted or have bad_direction: none)")
         return self

@@ -25,9 +25,14 @@ class Frame:
         return Frame(step, np.empty(0, dtype=np.int64), {n: np.empty(0) for n in names})
 
     @staticmethod
-    def on_grid(step: int, start: int, end: int, points: dict[str, dict[int, float]]) -> Frame:
-        """Lay scattered points (metric -> {timestamp: value}) on the grid start..end inclusive."""
-        first = -(-start // step) * step
+    def on_grid(
+        step: int, start: int, end: int, points: dict[str, dict[int, float]], origin: int = 0
+    ) -> Frame:
+        """Lay scattered points (metric -> {timestamp: value}) on the grid start..end inclusive.
+
+        The grid is the timestamps `origin + k * step`: epoch multiples of the step by default
+        (what Datadog and CloudWatch return), or anchored on a recorded series' first point."""
+        first = start + (origin - start) % step
         timestamps = np.arange(first, end + 1, step, dtype=np.int64)
         values = {}
         for name, by_time in points.items():

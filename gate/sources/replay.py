@@ -37,7 +37,7 @@ class Case:
     def policy(self) -> Policy:
         """The policy a case implies: its metrics, its groups, its step and lifetime."""
         metrics = [
-            {k: m[k] for k in ("name", "kind", "bad_direction", "tolerance", "denominator") if k in m}
+            {k: m[k] for k in ("name", "kind", "unit", "bad_direction", "tolerance", "denominator") if k in m}
             for m in self.metrics
         ]
         has_baseline = "baseline" in self.frames and len(self.frames["baseline"]) > 0
@@ -130,7 +130,7 @@ def _read_series(path: Path, names: list[str], step: int) -> dict[str, Frame]:
         if not times:
             frames[scope] = Frame.empty(step, names)
             continue
-        frames[scope] = Frame.on_grid(step, min(times), max(times), points)
+        frames[scope] = Frame.on_grid(step, min(times), max(times), points, origin=min(times))
     return frames
 
 

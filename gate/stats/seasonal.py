@@ -1,0 +1,154 @@
+"""Seasonal baseline: what a KPI is expected to be at any moment, and how noisy it is then.
+
+Learned once per release from the history before the deploy. Robust STL (statsmodels) on the
+history aggregated to ~15-minute buckets gives trend + daily shape fast (default STL on 1-minute
+data is ~100x slower) and `robust=True` keeps past incidents out of the expectation; a weekly
+profile is added when two weeks or more are known. The noise scale is a robust spread of the
+1-minute residuals per hour of day, so a quiet night and a busy noon are judged on their own
+noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from statsmodels.tsa.seasonal import STL
+
+DAY = 86400
+WEEK = 7 * DAY
+BUCKETS_PER_DAY = 96  # 15-minute buckets: enough to draw a daily shape, cheap for STL
+MIN_DAYS = 2.0  # below this there is no season to learn: level and spread only
+MAD_TO_SD = 1.4826
+MEAN_AD_TO_SD = 1.2533
+
+
+def robust_sd(x: np.ndarray) -> float:
+    """Standard deviation from the median absolute deviation (ignores NaN). Quantized data
+    (CPU in whole percents, counts) often has a MAD of 0: then the mean absolute deviation."""
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return float("nan")
+    deviation = np.abs(x - np.median(x))
+    mad = float(np.median(deviation))
+    if mad > 0:
+        return MAD_TO_SD * mad
+    return float(MEAN_AD_TO_SD * np.mean(deviation))
+
+
+@dataclass(frozen=True)
+class SeasonalModel:
+    level: float  # trend at the end of the history
+    daily: np.ndarray | None  # BUCKETS_PER_DAY offsets by time of day (None: no season)
+    weekly: np.ndarray | None  # 7 x BUCKETS_PER_DAY extra offsets by time of week
+    hourly_scale: np.ndarray  # 24 noise scales (robust sd of residuals) by hour of day
+    points: int  # finite history points it was learned from
+
+    def expected(self, timestamps: np.ndarray) -> np.ndarray:
+        t = np.asarray(timestamps, dtype=np.int64)
+        value = np.full(len(t), self.level, dtype=float)
+        slot = (t % DAY) * BUCKETS_PER_DAY // DAY
+        if self.daily is not None:
+            value += self.daily[slot]
+        if self.weekly is not None:
+            day_of_week = (t // DAY) % 7
+            value += self.weekly[day_of_week, slot]
+        return value
+
+    def scale(self, timestamps: np.ndarray) -> np.ndarray:
+        hour = (np.asarray(timestamps, dtype=np.int64) % DAY) // 3600
+        return self.hourly_scale[hour]
+
+
+def fit_seasonal(timestamps: np.ndarray, values: np.ndarray, step: int) -> SeasonalModel | None:
+    """Learn the model from history; None when there are too few points to say anything."""
+    t = np.asarray(timestamps, dtype=np.int64)
+    x = np.asarray(values, dtype=float)
+    finite = np.isfinite(x)
+    if finite.sum() < max(10, 3600 // max(step, 1)):
+        return None
+    t, x = t[finite], x[finite]
+    span_days = (t[-1] - t[0] + step) / DAY
+    bucket_seconds = DAY // BUCKETS_PER_DAY
+    if span_days < MIN_DAYS or step > bucket_seconds:
+        level = float(np.median(x[-max(10, len(x) // 4):]))
+        residual = x - np.median(x)
+        return SeasonalModel(level, None, None, _hourly_scale(t, residual), int(finite.sum()))
+
+    # Aggregate to buckets (median: robust to spikes), fill empty buckets by interpolation.
+    first = t[0] - t[0] % bucket_seconds
+    index = (t - first) // bucket_seconds
+    n_buckets = int(index[-1]) + 1
+    sums = np.bincount(index, weights=x, minlength=n_buckets)
+    counts = np.bincount(index, minlength=n_buckets)
+    bucketed = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    gaps = ~np.isfinite(bucketed)
+    if gaps.any():
+        known = np.flatnonzero(~gaps)
+        bucketed[gaps] = np.interp(np.flatnonzero(gaps), known, bucketed[known])
+
+    jump = max(1, BUCKETS_PER_DAY // 10)
+    result = STL(
+        bucketed, period=BUCKETS_PER_DAY, robust=True,
+        seasonal_jump=jump, trend_jump=jump, low_pass_jump=jump,
+    ).fit()
+    slot_of_bucket = ((first + np.arange(n_buckets) * bucket_seconds) % DAY) // bucket_seconds
+    # The daily shape: the seasonal component of the last full days, by slot.
+    recent = np.arange(n_buckets) >= n_buckets - 3 * BUCKETS_PER_DAY
+    daily = _by_slot(result.seasonal[recent], slot_of_bucket[recent], BUCKETS_PER_DAY)
+    level = float(np.median(result.trend[-max(1, BUCKETS_PER_DAY // 24):]))
+
+    weekly = None
+    if span_days >= 14:
+        bucket_times = first + np.arange(n_buckets) * bucket_seconds
+        day_of_week = (bucket_times // DAY) % 7
+        weekly = np.zeros((7, BUCKETS_PER_DAY))
+        remainder = result.resid
+        for d in range(7):
+            mine = day_of_week == d
+            weekly[d] = _by_slot(remainder[mine], slot_of_bucket[mine], BUCKETS_PER_DAY)
+        weekly = _smooth_rows(weekly)
+
+    model = SeasonalModel(level, daily, weekly, np.ones(24), int(finite.sum()))
+    # In-sample fit per point: the trend where it was, plus the season.
+    bucket_of_point = (t - first) // bucket_seconds
+    fitted = result.trend[bucket_of_point] + model.expected(t) - model.level
+    return SeasonalModel(level, daily, weekly, _hourly_scale(t, x - fitted), int(finite.sum()))
+
+
+def _by_slot(values: np.ndarray, slots: np.ndarray, n: int) -> np.ndarray:
+    profile = np.full(n, np.nan)
+    for s in range(n):
+        v = values[slots == s]
+        if len(v):
+            profile[s] = np.median(v)
+    missing = ~np.isfinite(profile)
+    if missing.all():
+        return np.zeros(n)
+    if missing.any():
+        known = np.flatnonzero(~missing)
+        profile[missing] = np.interp(np.flatnonzero(missing), known, profile[known], period=n)
+    return profile
+
+
+def _smooth_rows(rows: np.ndarray) -> np.ndarray:
+    kernel = np.ones(5) / 5
+    padded = np.concatenate([rows[:, -2:], rows, rows[:, :2]], axis=1)
+    return np.array([np.convolve(r, kernel, mode="valid") for r in padded])
+
+
+def _hourly_scale(t: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """Robust spread of the residuals per hour of day; hours with little data use the overall."""
+    overall = robust_sd(residual)
+    if not np.isfinite(overall) or overall <= 0:
+        overall = float(np.nanstd(residual)) or 1e-9
+    hour = (t % DAY) // 3600
+    scale = np.full(24, overall)
+    for h in range(24):
+        r = residual[hour == h]
+        if len(r) >= 30:
+            s = robust_sd(r)
+            if np.isfinite(s) and s > 0:
+                scale[h] = s
+    # Never trust an hour to be much quieter than the day overall: few points underestimate.
+    return np.maximum(scale, 0.5 * overall)
