@@ -203,8 +203,7 @@ def test_a_metric_the_simulation_does_not_have_is_named():
      ("bad_version", "fail"), ("gateway_killed", "fail")],
 )
 def test_the_judge_tells_the_scenarios_apart(scenario, expected):
-    for seed in (0, 1):
-        policy = demo_policy(scenario, seed, DEPLOYED)
-        verdict, evaluations = Analysis(policy, open_source(policy), "r", DEPLOYED).run()
-        assert verdict.verdict == expected, (seed, verdict.reason)
-        assert evaluations < 60
+    policy = demo_policy(scenario, 0, DEPLOYED)
+    verdict, evaluations = Analysis(policy, open_source(policy), "r", DEPLOYED).run()
+    assert verdict.verdict == expected, verdict.reason
+    assert evaluations < 60  # decided before the end of the lifetime
