@@ -1,0 +1,180 @@
+"""The built artifact, as Lambda runs it: dist/gate-lambda.zip unpacked into an empty folder and
+its handler invoked there by python3.12 in isolated mode, with the AWS SDK beside it as the
+python3.12 runtime provides it (/var/runtime), and nothing else.
+
+The build takes minutes: it runs once per session, and not at all when dist/gate-lambda.zip is
+newer than everything it is built from.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from gate.analysis import Analysis
+from gate.policy import parse_policy
+from gate.sources.replay import ReplaySource, load_case
+from tests.test_lambda_handler import case_event
+
+ROOT = Path(__file__).resolve().parents[1]
+ZIP = ROOT / "dist" / "gate-lambda.zip"
+RUNTIME = ROOT / "build" / "lambda-runtime"  # boto3 for 3.12: what Lambda's runtime ships
+MB = 1024 * 1024
+UNZIPPED_LIMIT = 250 * MB  # Lambda's hard limit for a function's unzipped code
+UNZIPPED_TARGET = 220 * MB
+SOURCES = ["pyproject.toml", "lambda/handler.py", "lambda/build.sh", "gate/**/*.py"]
+
+
+def find_python312() -> str | None:
+    candidates = [os.environ.get("PYTHON312"), shutil.which("python3.12"),
+                  *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 12))"],
+                               capture_output=True, text=True)
+        if probe.stdout.strip() == "True":
+            return candidate
+    return None
+
+
+def newest_source() -> float:
+    return max(os.path.getmtime(p) for pattern in SOURCES for p in glob.glob(str(ROOT / pattern), recursive=True))
+
+
+@pytest.fixture(scope="session")
+def python312() -> str:
+    found = find_python312()
+    if found is None:
+        pytest.skip("python3.12 not found (set PYTHON312): the Lambda runtime's interpreter is needed")
+    return found
+
+
+@pytest.fixture(scope="session")
+def artifact(python312) -> Path:
+    if not ZIP.exists() or ZIP.stat().st_mtime < newest_source():
+        build = subprocess.run(["bash", str(ROOT / "lambda" / "build.sh")], capture_output=True, text=True,
+                               cwd=ROOT, timeout=1200, env={**os.environ, "PYTHON312": python312})
+        assert build.returncode == 0, f"lambda/build.sh failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}"
+    return ZIP
+
+
+@pytest.fixture(scope="session")
+def runtime(python312) -> Path:
+    """boto3 and botocore for 3.12, kept in build/ across sessions: not in the zip, in the runtime."""
+    if not (RUNTIME / "boto3").is_dir():
+        shutil.rmtree(RUNTIME, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(RUNTIME),
+                        "--python-version", "3.12", "--only-binary=:all:", "boto3"],
+                       check=True, capture_output=True, timeout=600)
+    return RUNTIME
+
+
+@pytest.fixture(scope="session")
+def task(artifact, tmp_path_factory) -> Path:
+    """The zip unpacked into an empty folder, as Lambda does into /var/task."""
+    folder = tmp_path_factory.mktemp("task")
+    assert not any(folder.iterdir())
+    with zipfile.ZipFile(artifact) as z:
+        z.extractall(folder)
+    return folder
+
+
+# Run inside the unpacked folder by `python3.12 -I`: sys.path as Lambda's bootstrap sets it (the
+# task, then the runtime), a cold import of the handler timed, then events from stdin.
+RUNNER = r"""
+import json, sys, time
+task, runtime = sys.argv[1], sys.argv[2]
+sys.path[:0] = [task, runtime]
+started = time.perf_counter()
+import handler
+imported = time.perf_counter() - started
+
+class Context:
+    function_name = "canary-gate-analyzer"; function_version = "$LATEST"; memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:canary-gate-analyzer"
+    aws_request_id = "11111111-2222-3333-4444-555555555555"
+    def get_remaining_time_in_millis(self): return 60000
+
+origins = {name: getattr(sys.modules.get(name), "__file__", None) for name in
+           ("handler", "gate", "numpy", "scipy", "statsmodels", "pandas", "pydantic", "aws_lambda_powertools",
+            "datadog_api_client", "boto3")}
+import datadog_api_client, statsmodels.tsa.seasonal  # in the artifact even if the judge did not import them yet
+origins["datadog_api_client"] = datadog_api_client.__file__
+origins["statsmodels"] = statsmodels.__file__
+results = []
+for line in sys.stdin:
+    started = time.perf_counter()
+    result = handler.lambda_handler(json.loads(line), Context())
+    results.append({"seconds": time.perf_counter() - started, "result": result})
+print("RESULT " + json.dumps({"import_seconds": imported, "origins": origins, "results": results}))
+"""
+
+
+def invoke(python312: str, task: Path, runtime: Path, events: list[dict], tmp_path: Path) -> dict:
+    env = {"PATH": "/usr/bin:/bin", "TZ": "UTC", "LANG": "C.UTF-8", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_REGION": "us-east-1", "LAMBDA_TASK_ROOT": str(task), "POWERTOOLS_TRACE_DISABLED": "true",
+           "GATE_STORE": str(tmp_path / "gate.sqlite"), "TMPDIR": str(tmp_path)}
+    run = subprocess.run([python312, "-I", "-c", RUNNER, str(task), str(runtime)], cwd=task, env=env,
+                         input="".join(json.dumps(e) + "\n" for e in events), capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-5000:]
+    line = next(line for line in run.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def test_the_artifact_is_within_lambda_limits(artifact):
+    with zipfile.ZipFile(artifact) as z:
+        entries = z.infolist()
+    unzipped = sum(e.file_size for e in entries)
+    names = [e.filename for e in entries]
+    print(f"\ngate-lambda.zip: {artifact.stat().st_size / MB:.1f} MiB zipped, {unzipped / MB:.1f} MiB unzipped,"
+          f" {len(names)} files")
+    assert unzipped <= UNZIPPED_TARGET <= UNZIPPED_LIMIT
+    assert "handler.py" in names
+    tops = {n.split("/")[0] for n in names}
+    assert {"gate", "numpy", "scipy", "statsmodels", "pandas", "datadog_api_client", "aws_lambda_powertools",
+            "pydantic", "yaml"} <= tops
+    assert not tops & {"boto3", "botocore", "s3transfer"}, "the runtime provides the AWS SDK"
+    assert not [n for n in names if "/tests/" in n or "__pycache__" in n]
+    assert not [n for n in names if n.endswith(".py") and n != "handler.py"], "sources are compiled and removed"
+    assert "gate/analysis.pyc" in names and any(n.startswith("statsmodels/tsa/") for n in names)
+
+
+def test_the_unpacked_handler_judges_a_replayed_case(python312, task, runtime, corpus, tmp_path):
+    fail_event = case_event(corpus, "k1m-canary-down-012")
+    pass_event = case_event(corpus, "k1m-aa-000", only=("cpu",))
+    bad_event = {"release": "x", "policy": {"name": "p"}}
+    http_event = {"body": json.dumps(fail_event | {"release": "k1m-canary-down-012-http"}), "isBase64Encoded": False}
+    out = invoke(python312, task, runtime, [fail_event, pass_event, bad_event, http_event], tmp_path)
+
+    for name, origin in out["origins"].items():
+        if origin is not None:  # everything but the SDK comes from the artifact
+            where = runtime if name == "boto3" else task
+            assert origin.startswith(str(where)), (name, origin)
+
+    fail, passed, bad, http = (r["result"] for r in out["results"])
+    case = load_case(corpus / "k1m-canary-down-012")
+    expected = Analysis(parse_policy(fail_event["policy"]), ReplaySource(case), "k1m-canary-down-012",
+                        case.deployed_at, canary="canary", baseline="baseline").evaluate(case.end_at).to_dict()
+    assert (fail["verdict"], fail["exit_code"], fail["final"]) == ("fail", 1, True)
+    assert set(fail) == set(expected) | {"exit_code"}
+    assert {k: fail[k] for k in ("release", "deployed_at", "evaluated_at", "verdict")} == \
+        {k: expected[k] for k in ("release", "deployed_at", "evaluated_at", "verdict")}
+    assert [(m["name"], m["verdict"]) for m in fail["metrics"]] == [(m["name"], m["verdict"]) for m in expected["metrics"]]
+    assert (passed["verdict"], passed["exit_code"]) == ("pass", 0)
+    assert (bad["statusCode"], bad["exit_code"]) == (400, 4) and "metrics" in bad["error"]
+    assert http["statusCode"] == 200 and json.loads(http["body"])["verdict"] == "fail"
+
+    seconds = [round(r["seconds"], 2) for r in out["results"]]
+    print(f"\ncold import of the handler: {out['import_seconds']:.2f} s; evaluations: {seconds} s")
+    # Generous bounds (this machine is shared by parallel work); the measured numbers are in
+    # lambda/README.md. Lambda's init phase must stay far below its 10 s limit.
+    assert out["import_seconds"] < 8
+    assert max(seconds) < 30
