@@ -11,9 +11,11 @@ Event (direct) or JSON body (HTTP):
      "canary": "version:{release}",         optional, overrides the policy's scope
      "baseline": "version:stable",          optional
      "deployed_at": "2024-05-01T10:00:00Z", optional: default the first evaluation of the release
-     "now": "2024-05-01T10:30:00Z"}         optional: default the current interval of the policy
+     "now": "2024-05-01T10:30:00Z",         optional: default the current interval of the policy
+     "build_url": "https://jenkins/job/1/"} optional: linked from the Slack message
 
-Answer: `Verdict.to_dict()` plus `exit_code` (0 pass, 1 fail, 3 inconclusive). When the gate
+Answer: `Verdict.to_dict()` plus `exit_code` (0 pass, 1 fail, 3 inconclusive); a decisive verdict
+is announced on Slack (gate.notify.slack) when SLACK_WEBHOOK_URL is set, once. When the gate
 cannot judge (bad event, bad policy, dead source, crash) the answer is an error, never a pass:
 `{"statusCode": 4xx/5xx, "verdict": "error", "error": "...", "exit_code": 4}`.
 
@@ -90,6 +92,7 @@ class EvaluateRequest(BaseModel):
     baseline: str | None = Field(default=None, min_length=1, max_length=200)
     deployed_at: Moment | None = None
     now: Moment | None = None
+    build_url: str | None = Field(default=None, max_length=2000, description="Jenkins build, linked from Slack.")
 
 
 class BadRequest(Exception):
@@ -244,6 +247,11 @@ def judge(request: dict) -> dict:
                        value=round((time.perf_counter() - started) * 1000, 1))
     metrics.add_dimension(name="Outcome", value=verdict.verdict)
     metrics.add_metric(name="Verdicts", unit=MetricUnit.Count, value=1)
+    if verdict.decisive and os.environ.get("SLACK_WEBHOOK_URL"):
+        from gate.notify import slack  # imported only when there is something to announce
+
+        slack.notify(verdict, store=history, policy=policy.name, canary=analysis.canary, baseline=analysis.baseline,
+                     build_url=request.get("build_url"))
     return {**verdict.to_dict(), "exit_code": verdict.exit_code}
 
 

@@ -327,3 +327,42 @@ def test_metrics_are_emitted_as_emf(capfd, handler, corpus):
     assert all(b["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CanaryGateTest" for b in blobs)
     assert blobs[0]["Verdicts"] == [1.0] and blobs[0]["EvaluationDuration"][0] >= 0
     assert blobs[1]["Verdicts"] == [1.0] and "EvaluationDuration" not in blobs[1]
+
+
+@pytest.fixture
+def slack_webhook(monkeypatch):
+    """A local stand-in for Slack's incoming webhook, counting the messages it receives."""
+    import http.server
+    import threading
+
+    received = []
+
+    class Webhook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/services/T0/B0/x")
+    yield received
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_decisive_verdict_is_announced_once_even_when_retried(handler, corpus, aws_tables, slack_webhook):
+    event = case_event(corpus, "k1m-canary-down-012", build_url="https://jenkins.invalid/job/web/7/")
+    for _ in range(3):
+        assert handler.lambda_handler(event, FakeContext())["verdict"] == "fail"
+    assert len(slack_webhook) == 1
+    assert "k1m-canary-down-012" in json.dumps(slack_webhook[0])
+    (recorded,) = aws_tables.events("k1m-canary-down-012")
+    assert recorded["detail"]["channel"] == "slack" and recorded["detail"]["ok"] is True
+    # An undecided moment is not news.
+    handler.lambda_handler({**event, "now": event["deployed_at"]}, FakeContext())
+    assert len(slack_webhook) == 1
