@@ -43,6 +43,7 @@ class Analysis:
         baseline: str | None = None,
         store: Any = None,
         judge: Any = default_judge,
+        cache: Any = None,
     ):
         self.policy = policy
         self.source = source
@@ -53,6 +54,7 @@ class Analysis:
         self.baseline = render_scope(base, release) if base else None
         self.store = store
         self.judge = judge
+        self.cache = cache
         self._reference: Any = None
         self._learned = False
 
@@ -72,18 +74,28 @@ class Analysis:
 
     def reference(self) -> Any:
         """The judge's model of the history before the deploy, learned once per release."""
-        if not self._learned:
+        if self._learned:
+            return self._reference
+        key = None
+        if self.cache is not None:
+            key = self.cache.key(self.release, self.deployed_at, self.policy.model_dump_json(),
+                                 (self.canary, self.baseline))
+            self._reference = self.cache.load(key)
+        if self._reference is None:
             start = self.deployed_at - self.policy.history
             history = self.source.fetch(self._query(start, self.deployed_at - 1))
             self._reference = self.judge.learn(self.policy, history, self.deployed_at)
-            self._learned = True
+            if key is not None:
+                self.cache.save(key, self._reference)
+        self._learned = True
         return self._reference
 
     def window(self, now: int) -> Observations:
         return self.source.fetch(self._query(self.deployed_at, now))
 
     def evaluate(self, now: int) -> Verdict:
-        now = int(now)
+        # After the lifetime there is nothing more to learn: the verdict is the one at its end.
+        now = min(int(now), self.end_at)
         try:
             reference = self.reference()
             verdict = self.judge.evaluate(

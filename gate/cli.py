@@ -91,8 +91,10 @@ def check(
     info = {"policy": loaded.name, "canary": canary or loaded.canary.scope,
             "baseline": baseline or (loaded.baseline.scope if loaded.baseline else None)}
     started = history.start_release(release, start, info)
+    from gate.cache import ReferenceCache
+
     analysis = Analysis(loaded, open_source(loaded), release, started,
-                        canary=canary, baseline=baseline, store=history)
+                        canary=canary, baseline=baseline, store=history, cache=ReferenceCache())
     if not watch:
         verdict = analysis.evaluate(now)
     else:

@@ -372,9 +372,7 @@ def _against_baseline(
         notes.append(f"{m.name}: {paired.held_out} point(s) held out: the baseline itself was more than "
                      f"{FLEET_ANOMALY_SCALES:g} noise scales off its seasonal expectation (fleet-wide anomaly)")
     n = len(paired.timestamps)
-    expected = None
-    if ref is not None and ref.seasonal is not None and n:
-        expected = float(np.mean(ref.seasonal.expected(paired.timestamps)))
+    expected = _expected(m, reference, paired.timestamps)
     if n < 3:
         return _result(m, "inconclusive", "too-few-points", f"{n} paired point(s) so far", expected=expected)
     if m.denominator and float(np.sum(paired.canary_volume)) < max(1, m.min_events):
@@ -386,6 +384,22 @@ def _against_baseline(
     if m.kind == "gauge":
         return _judge_gauge(m, paired, ref, tolerance, directions, budget, lifetime_points, expected, look)
     return _judge_count(m, paired, ref, tolerance, directions, budget, lifetime_points, expected, look)
+
+
+def _expected(m: Metric, reference: Reference, timestamps: np.ndarray) -> float | None:
+    """What the seasonal model expected over these moments, in the unit the metric is judged
+    in (a ratio for counts with a denominator)."""
+    ref = reference.metrics.get(m.name)
+    if ref is None or ref.seasonal is None or len(timestamps) == 0:
+        return None
+    value = float(np.mean(ref.seasonal.expected(timestamps)))
+    if m.denominator:
+        volume = reference.metrics.get(m.denominator)
+        if volume is None or volume.seasonal is None:
+            return None
+        total = float(np.mean(volume.seasonal.expected(timestamps)))
+        return value / total if total > 0 else None
+    return value
 
 
 def _judge_gauge(m, p: Paired, ref, tolerance, directions, budget: Budget, lifetime_points, expected, look):

@@ -1,0 +1,180 @@
+"""The judge on synthetic canaries whose truth is known (fixed seeds), through the real
+Analysis loop and an in-memory source."""
+
+import numpy as np
+import pytest
+
+from gate.analysis import Analysis
+from gate.policy import parse_policy
+from gate.series import Frame, Observations
+from gate.stats.seasonal import DAY
+
+STEP = 60
+DEPLOY = 1_700_000_000 - 1_700_000_000 % STEP
+HISTORY_DAYS = 7
+
+
+class MemorySource:
+    """Holds whole frames and serves any window of them, like a metrics API would."""
+
+    def __init__(self, canary: Frame, baseline: Frame | None):
+        self.canary, self.baseline = canary, baseline
+
+    def fetch(self, query):
+        cut = lambda f: f.between(query.start, query.end) if f is not None else None  # noqa: E731
+        return Observations(cut(self.canary), cut(self.baseline) if query.baseline else None)
+
+
+def _policy(baseline=True, **overrides):
+    data = {
+        "name": "web",
+        "source": {"type": "replay", "options": {"case": "unused"}},
+        "canary": {"scope": "canary"},
+        "baseline": {"scope": "baseline"} if baseline else None,
+        "interval": STEP,
+        "lifetime": 3600,
+        "metrics": [
+            {"name": "cpu", "kind": "gauge", "tolerance": 0.1},
+            {"name": "latency", "kind": "gauge", "unit": "ms", "tolerance": 0.1},
+            {"name": "errors", "kind": "count", "denominator": "requests", "tolerance": 0.5},
+            {"name": "requests", "kind": "count", "bad_direction": "none", "tolerance": None},
+        ],
+    }
+    data.update(overrides)
+    return parse_policy(data)
+
+
+def _host(rng, t, load, traffic_share=1.0, error_rate=0.01):
+    """One group: CPU and latency follow the load, errors are counts out of its requests."""
+    requests = rng.poisson(1000 * traffic_share * load).astype(float)
+    return {
+        "cpu": 40 * load * (1 + rng.normal(0, 0.03, len(t))),
+        "latency": 120 * (1 + 0.2 * (load - 1)) * (1 + rng.normal(0, 0.04, len(t))),
+        "errors": rng.poisson(error_rate * requests).astype(float),
+        "requests": requests,
+    }
+
+
+def _fleet(seed=0, canary_start=DEPLOY, share=1.0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(DEPLOY - HISTORY_DAYS * DAY, DEPLOY + 3600 + STEP, STEP, dtype=np.int64)
+    load = 1 + 0.3 * np.sin(2 * np.pi * (t % DAY) / DAY)
+    baseline = Frame(STEP, t, _host(rng, t, load))
+    live = t >= canary_start
+    canary = Frame(STEP, t[live], _host(rng, t[live], load[live], traffic_share=share))
+    return canary, baseline
+
+
+def _run(policy, canary, baseline):
+    analysis = Analysis(policy, MemorySource(canary, baseline), "r1", DEPLOY)
+    verdict, looks = analysis.run()
+    return verdict, (verdict.evaluated_at - DEPLOY) / policy.lifetime
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_identical_canary_passes_with_every_metric_explained(seed):
+    canary, baseline = _fleet(seed)
+    verdict, at = _run(_policy(), canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason
+    assert at <= 0.75
+    for m in verdict.metrics:
+        assert m.rule and m.reason and m.canary is not None and m.baseline is not None
+        assert m.expected is not None and m.interval is not None and m.tolerance is not None
+        assert m.interval[0] <= m.effect <= m.interval[1]
+
+
+def test_errors_expected_value_is_a_rate_like_the_canary_and_baseline():
+    canary, baseline = _fleet(4)
+    verdict, _ = _run(_policy(), canary, baseline)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert 0.005 < errors.expected < 0.02 and 0.005 < errors.baseline < 0.02
+
+
+def test_a_cpu_regression_fails_early_and_names_the_metric():
+    canary, baseline = _fleet(5)
+    canary.values["cpu"][:] *= 1.3
+    verdict, at = _run(_policy(), canary, baseline)
+    assert verdict.verdict == "fail"
+    assert at <= 0.25
+    cpu = next(m for m in verdict.metrics if m.name == "cpu")
+    assert cpu.verdict == "fail" and cpu.interval[0] > 0.1
+    assert "cpu" in verdict.reason
+
+
+def test_an_error_rate_regression_fails_as_counts():
+    canary, baseline = _fleet(6)
+    rng = np.random.default_rng(7)
+    canary.values["errors"][:] = rng.poisson(0.03 * canary.values["requests"])
+    verdict, _ = _run(_policy(), canary, baseline)
+    assert verdict.verdict == "fail"
+    assert next(m for m in verdict.metrics if m.name == "errors").verdict == "fail"
+
+
+def test_a_low_traffic_canary_is_not_failed_for_noise():
+    canary, baseline = _fleet(8, share=0.05)
+    verdict, _ = _run(_policy(), canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason
+
+
+def test_a_slow_tail_fails_latency_although_its_mean_moves_little():
+    canary, baseline = _fleet(9)
+    canary.values["latency"][3::8] *= 3  # one minute in eight is slow
+    verdict, _ = _run(_policy(), canary, baseline)
+    latency = next(m for m in verdict.metrics if m.name == "latency")
+    assert verdict.verdict == "fail" and latency.rule == "excursions-beyond-chance"
+
+
+def test_a_fleet_wide_anomaly_does_not_fail_the_canary():
+    canary, baseline = _fleet(11)
+    window = (canary.timestamps >= DEPLOY + 600) & (canary.timestamps < DEPLOY + 1500)
+    canary.values["cpu"][window] *= 2.5
+    canary.values["latency"][window] *= 2.5
+    base_window = (baseline.timestamps >= DEPLOY + 600) & (baseline.timestamps < DEPLOY + 1500)
+    baseline.values["cpu"][base_window] *= 2.5
+    baseline.values["latency"][base_window] *= 2.5
+    verdict, _ = _run(_policy(), canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason
+    assert any("fleet-wide anomaly" in note for note in verdict.notes)
+
+
+def test_a_canary_that_stops_reporting_fails_while_scattered_gaps_pass():
+    canary, baseline = _fleet(12)
+    gone = canary.timestamps >= DEPLOY + 300
+    for v in canary.values.values():
+        v[gone] = np.nan
+    verdict, at = _run(_policy(), canary, baseline)
+    assert verdict.verdict == "fail" and "not reported" in verdict.reason and at < 0.25
+
+    canary, baseline = _fleet(13)
+    holes = np.random.default_rng(14).random(len(canary)) < 1 / 8
+    for v in canary.values.values():
+        v[holes] = np.nan
+    verdict, _ = _run(_policy(), canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason
+
+
+def test_a_broken_query_is_never_a_pass():
+    canary, baseline = _fleet(15)
+    del canary.values["latency"]
+    verdict, _ = _run(_policy(), canary, baseline)
+    assert verdict.verdict == "fail"
+    assert "undecided" in verdict.reason and "latency" in verdict.reason
+
+
+def test_no_pass_before_the_minimum_duration():
+    canary, baseline = _fleet(16)
+    verdict, at = _run(_policy(min_duration="45m"), canary, baseline)
+    assert verdict.verdict == "pass" and at >= 0.75
+
+
+def test_history_only_passes_a_quiet_window_and_fails_a_departure():
+    canary, _ = _fleet(17, canary_start=DEPLOY - HISTORY_DAYS * DAY)
+    policy = _policy(baseline=False, metrics=[{"name": "cpu", "kind": "gauge", "bad_direction": "either", "tolerance": None}])
+    verdict, at = _run(policy, canary, None)
+    assert verdict.verdict == "pass" and at == 1.0
+
+    spikes = (canary.timestamps >= DEPLOY + 900) & (canary.timestamps < DEPLOY + 900 + 8 * STEP)
+    canary.values["cpu"][spikes] *= 2
+    verdict, at = _run(policy, canary, None)
+    assert verdict.verdict == "fail" and verdict.metrics[0].rule == "departs-from-history"
+    assert at < 0.5

@@ -1,0 +1,123 @@
+"""The statistics under known truth: fixed seeds, so the numbers are stable."""
+
+import time
+
+import numpy as np
+import pytest
+
+from gate.stats.seasonal import DAY, fit_seasonal, robust_sd
+from gate.stats.sequential import excursion_threshold, margin_test, mixture_boundary, mixture_rho
+
+LOOKS = 60
+
+
+def _runs_crossing(effect: float, runs: int, alpha: float, seed: int, prior_weight: float = 10.0) -> tuple[float, list]:
+    """Share of simulated canaries whose sum of (canary - baseline - effect-free margin) ever
+    crosses the fail boundary over LOOKS looks, and the look at which each did."""
+    rng = np.random.default_rng(seed)
+    crossed, when = 0, []
+    for _ in range(runs):
+        excess = rng.normal(effect, 1.0, LOOKS)
+        for n in range(3, LOOKS + 1):
+            test = margin_test(excess[:n], np.ones(n), alpha, 0.05, LOOKS // 2, prior_weight=prior_weight)
+            if test.beyond:
+                crossed += 1
+                when.append(n)
+                break
+    return crossed / runs, when
+
+
+def test_null_false_alarms_stay_within_budget_despite_looking_every_step():
+    rate, _ = _runs_crossing(effect=0.0, runs=400, alpha=0.05, seed=1)
+    assert rate <= 0.05
+
+
+def test_a_fixed_sample_test_looked_at_every_step_would_blow_the_budget():
+    # The reason for anytime-valid boundaries: z > 1.645 checked at 60 looks.
+    rng = np.random.default_rng(2)
+    alarms = 0
+    for _ in range(400):
+        s = np.cumsum(rng.normal(0, 1, LOOKS))
+        alarms += bool(np.any(s / np.sqrt(np.arange(1, LOOKS + 1)) > 1.645))
+    assert alarms / 400 > 0.15
+
+
+def test_known_effects_are_detected_and_larger_ones_sooner():
+    small, when_small = _runs_crossing(effect=0.75, runs=100, alpha=0.01, seed=3)
+    large, when_large = _runs_crossing(effect=1.5, runs=100, alpha=0.01, seed=4)
+    assert small >= 0.9 and large == 1.0
+    assert np.median(when_large) < np.median(when_small)
+
+
+def test_prior_variance_guards_the_first_looks():
+    # Three points that happen to agree closely: the empirical spread alone would be tiny.
+    excess = np.array([2.0, 2.01, 2.02])
+    assert not margin_test(excess, np.full(3, 4.0), 0.01, 0.05, 30).beyond
+
+
+def test_checkpoint_pass_needs_the_estimate_clear_of_the_tolerance():
+    rng = np.random.default_rng(5)
+    within = margin_test(rng.normal(-1.0, 1.0, 30), np.ones(30), 0.01, 0.05, 15)
+    at_margin = margin_test(rng.normal(0.0, 1.0, 30), np.ones(30), 0.01, 0.05, 15)
+    assert within.within and not at_margin.within
+
+
+def test_mixture_boundary_grows_slower_than_linear():
+    rho = mixture_rho(30, 0.01)
+    b30, b3000 = mixture_boundary(30, 0.01, rho), mixture_boundary(3000, 0.01, rho)
+    assert b30 < b3000 < 100 * b30 / 5  # sqrt(V log V): ~10x the variance -> far less than 100x
+
+
+def test_excursion_threshold_is_the_poisson_tail():
+    assert excursion_threshold(0.0, 60, 0.001) == 3
+    assert excursion_threshold(0.05, 60, 0.001) > excursion_threshold(0.01, 60, 0.001)
+
+
+def _daily_series(days: float, step: int = 60, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(1_700_000_000 - int(days * DAY), 1_700_000_000, step, dtype=np.int64)
+    shape = 50 + 20 * np.sin(2 * np.pi * (t % DAY) / DAY)
+    return t, shape + rng.normal(0, 2, len(t)), shape
+
+
+def test_seasonal_model_learns_the_daily_shape_and_its_noise():
+    t, x, _ = _daily_series(7)
+    model = fit_seasonal(t, x, 60)
+    future = np.arange(1_700_000_000, 1_700_000_000 + 3 * 3600, 60, dtype=np.int64)
+    truth = 50 + 20 * np.sin(2 * np.pi * (future % DAY) / DAY)
+    assert np.max(np.abs(model.expected(future) - truth)) < 3.0
+    assert np.all((model.scale(future) > 1.0) & (model.scale(future) < 4.0))
+
+
+def test_seasonal_model_is_robust_to_an_incident_in_the_history():
+    t, x, _ = _daily_series(7)
+    clean = fit_seasonal(t, x, 60)
+    incident = x.copy()
+    # An outage last Tuesday: two hours at five times the level, at the same time of day.
+    start = len(t) - 3 * 1440 - 180
+    incident[start:start + 120] *= 5
+    hurt = fit_seasonal(t, incident, 60)
+    moment = t[start + 60] + 3 * DAY
+    assert abs(hurt.expected(np.array([moment]))[0] - clean.expected(np.array([moment]))[0]) < 3.0
+
+
+def test_seasonal_model_is_fast_enough_for_a_week_of_minutes():
+    t, x, _ = _daily_series(7, seed=1)
+    started = time.perf_counter()
+    fit_seasonal(t, x, 60)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_robust_sd_survives_quantized_data():
+    held = np.repeat([30.0, 31.0, 30.0, 29.0], 50)
+    assert robust_sd(held) > 0
+    assert robust_sd(np.array([1.0])) != robust_sd(np.array([1.0]))  # NaN: nothing to say
+
+
+@pytest.mark.parametrize("days", [1.0, 3.0, 15.0])
+def test_seasonal_model_handles_short_and_long_histories(days):
+    t, x, _ = _daily_series(days, step=300 if days > 10 else 60)
+    model = fit_seasonal(t, x, 300 if days > 10 else 60)
+    assert model is not None
+    assert (model.weekly is not None) == (days >= 14)
+    assert np.isfinite(model.expected(t[-10:])).all()
