@@ -16,7 +16,8 @@ import boto3
 import pytest
 import yaml
 
-from tests.test_store_dynamodb import moto_endpoint, moto_server  # noqa: F401 - fixtures
+from tests.moto_server import moto_server  # noqa: F401 - fixture
+from tests.test_store_dynamodb import moto_endpoint  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"

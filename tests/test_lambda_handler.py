@@ -17,7 +17,8 @@ from gate.analysis import Analysis
 from gate.sources.replay import ReplaySource, load_case
 from gate.store import SqliteStore
 from gate.verdict import Verdict, iso
-from tests.test_store_dynamodb import create_store_table, moto_endpoint, moto_server  # noqa: F401 - fixtures
+from tests.moto_server import moto_server  # noqa: F401 - fixture
+from tests.test_store_dynamodb import create_store_table, moto_endpoint  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRETS = {"DD_API_KEY": "dd-api-key-3f9a1c77e0", "DD_APP_KEY": "dd-app-key-b81d44aa92",

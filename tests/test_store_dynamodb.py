@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-import urllib.request
 
 import boto3
 import pytest
@@ -13,6 +12,7 @@ from gate.errors import StoreError
 from gate.store import open_store
 from gate.store_dynamodb import DynamoStore
 from gate.verdict import MetricResult, Verdict
+from tests.moto_server import moto_server  # noqa: F401 - the fixture (a moto server on 127.0.0.1)
 
 AWS_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -29,30 +29,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def moto_server():
-    """A moto server on 127.0.0.1 for the whole session; `moto_endpoint` resets it per test."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def moto_endpoint(moto_server, monkeypatch):
-    """boto3 (and everything built on it) talks to the moto server, with fake credentials."""
-    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10)
+def moto_endpoint(moto_server, monkeypatch):  # noqa: F811
+    """boto3 (and everything built on it) talks to a fresh moto server state, with fake credentials."""
+    moto_server.reset()
     for key, value in AWS_TEST_ENV.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
     for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(key, raising=False)
-    return moto_server
+    return moto_server.url
 
 
 def create_store_table(name: str) -> None:
