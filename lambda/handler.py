@@ -14,8 +14,9 @@ Event (direct) or JSON body (HTTP):
      "now": "2024-05-01T10:30:00Z",         optional: default the current interval of the policy
      "build_url": "https://jenkins/job/1/"} optional: linked from the Slack message
 
-Answer: `Verdict.to_dict()` plus `exit_code` (0 pass, 1 fail, 3 inconclusive); a decisive verdict
-is announced on Slack (gate.notify.slack) when SLACK_WEBHOOK_URL is set, once. When the gate
+Answer: `Verdict.to_dict()` plus `exit_code` (0 pass, 1 fail, 3 inconclusive). A decisive verdict
+is announced once, as `gate check` does: HTML report to S3 (GATE_REPORT_BUCKET; its presigned
+link in `report_url`), Slack (SLACK_WEBHOOK_URL), Datadog event (when the policy asks). When the gate
 cannot judge (bad event, bad policy, dead source, crash) the answer is an error, never a pass:
 `{"statusCode": 4xx/5xx, "verdict": "error", "error": "...", "exit_code": 4}`.
 
@@ -247,12 +248,25 @@ def judge(request: dict) -> dict:
                        value=round((time.perf_counter() - started) * 1000, 1))
     metrics.add_dimension(name="Outcome", value=verdict.verdict)
     metrics.add_metric(name="Verdicts", unit=MetricUnit.Count, value=1)
-    if verdict.decisive and os.environ.get("SLACK_WEBHOOK_URL"):
-        from gate.notify import slack  # imported only when there is something to announce
+    answer = {**verdict.to_dict(), "exit_code": verdict.exit_code}
+    if verdict.decisive:
+        report = announce(analysis, verdict, history, request.get("build_url"))
+        if report:
+            answer["report_url"] = report
+    return answer
 
-        slack.notify(verdict, store=history, policy=policy.name, canary=analysis.canary, baseline=analysis.baseline,
-                     build_url=request.get("build_url"))
-    return {**verdict.to_dict(), "exit_code": verdict.exit_code}
+
+def announce(analysis: Analysis, verdict: Verdict, history: Any, build_url: str | None) -> str | None:
+    """As `gate check` does for a decisive verdict: the HTML report (to S3 when GATE_REPORT_BUCKET
+    is set), the Slack message, the Datadog event. None of them can change the verdict."""
+    from gate.notify import datadog_event, slack
+    from gate.report import report_for
+
+    report = report_for(analysis, verdict, history) if os.environ.get("GATE_REPORT_BUCKET") else None
+    slack.notify(verdict, store=history, policy=analysis.policy.name, canary=analysis.canary,
+                 baseline=analysis.baseline, report_url=report, build_url=build_url)
+    datadog_event.notify(verdict, analysis.policy, history)
+    return report
 
 
 @lru_cache(maxsize=4)
@@ -312,6 +326,7 @@ def answer(event: Any, context: Any) -> dict:
         if is_http(event):
             event = http_body(event)
         release = event.get("release") if isinstance(event, dict) else None
+        release = release if isinstance(release, str) else None
         request = parse_request(event)
         logger.append_keys(release=request.release)
         secrets = load_secrets()

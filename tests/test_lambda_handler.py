@@ -367,3 +367,15 @@ def test_a_decisive_verdict_is_announced_once_even_when_retried(handler, corpus,
     # An undecided moment is not news.
     handler.lambda_handler({**event, "now": event["deployed_at"]}, FakeContext())
     assert len(slack_webhook) == 1
+
+
+def test_a_decisive_verdict_publishes_its_report_to_s3(handler, corpus, aws_tables, slack_webhook, monkeypatch):
+    boto3.client("s3").create_bucket(Bucket="gate-reports")
+    monkeypatch.setenv("GATE_REPORT_BUCKET", "gate-reports")
+    result = handler.lambda_handler(case_event(corpus, "k1m-canary-down-012"), FakeContext())
+    assert result["verdict"] == "fail"
+    page = boto3.client("s3").get_object(Bucket="gate-reports", Key="reports/k1m-canary-down-012.html")
+    html = page["Body"].read().decode()
+    assert "<svg" in html and "k1m-canary-down-012" in html
+    assert "reports/k1m-canary-down-012.html" in result["report_url"]
+    assert result["report_url"] in json.dumps(slack_webhook[0])  # the message links the report
