@@ -83,7 +83,7 @@ class Analysis:
             self._reference = self.cache.load(key)
         if self._reference is None:
             start = self.deployed_at - self.policy.history
-            history = self.source.fetch(self._query(start, self.deployed_at - 1))
+            history = self._fetch(start, self.deployed_at - 1)
             self._reference = self.judge.learn(self.policy, history, self.deployed_at)
             if key is not None:
                 self.cache.save(key, self._reference)
@@ -91,7 +91,11 @@ class Analysis:
         return self._reference
 
     def window(self, now: int) -> Observations:
-        return self.source.fetch(self._query(self.deployed_at, now))
+        return self._fetch(self.deployed_at, now)
+
+    def _fetch(self, start: int, end: int) -> Observations:
+        counts = {m.name for m in self.policy.metrics if m.kind == "count"}
+        return self.source.fetch(self._query(start, end)).cleaned(counts)
 
     def evaluate(self, now: int) -> Verdict:
         # After the lifetime there is nothing more to learn: the verdict is the one at its end.

@@ -36,12 +36,16 @@ class Frame:
         timestamps = np.arange(first, end + 1, step, dtype=np.int64)
         values = {}
         for name, by_time in points.items():
-            column = np.full(len(timestamps), np.nan)
+            # A point off the grid (a host clock a few seconds off) belongs to the bucket it falls
+            # in; several points in one bucket are averaged. NaN points are missing points.
+            total, count = np.zeros(len(timestamps)), np.zeros(len(timestamps))
             for t, v in by_time.items():
-                i = (t - first) // step
-                if 0 <= i < len(timestamps) and first + i * step == t:
-                    column[i] = v
-            values[name] = column
+                i = (int(t) - first) // step
+                if 0 <= i < len(timestamps) and np.isfinite(v):
+                    total[i] += v
+                    count[i] += 1
+            with np.errstate(invalid="ignore"):
+                values[name] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         return Frame(step, timestamps, values)
 
     def __len__(self) -> int:
@@ -70,3 +74,19 @@ class Observations:
 
     canary: Frame
     baseline: Frame | None = None
+
+    def cleaned(self, counts: set[str] | frozenset[str] = frozenset()) -> Observations:
+        """The points a judge can trust: an infinite value is missing, and so is a negative
+        count (a counter that reset, or a delta across a restart: not "fewer than zero events")."""
+
+        def clean(frame: Frame | None) -> Frame | None:
+            if frame is None:
+                return None
+            values = {}
+            for name, column in frame.values.items():
+                column = np.asarray(column, dtype=float)
+                bad = ~np.isfinite(column) | ((column < 0) if name in counts else False)
+                values[name] = np.where(bad, np.nan, column) if bad.any() else column
+            return Frame(frame.step, frame.timestamps, values)
+
+        return Observations(canary=clean(self.canary), baseline=clean(self.baseline))

@@ -125,12 +125,16 @@ def _read_series(path: Path, names: list[str], step: int) -> dict[str, Frame]:
     except (ValueError, IndexError) as e:
         raise CaseError(f"{path}: line {line}: {e}") from None
     frames = {}
+    # One grid for both groups, anchored on the first recorded point: a group whose clock is off
+    # by less than a step lands in the same buckets as the other, and points pair by time.
+    origin = min((t for points in by_scope.values() for p in points.values() for t in p), default=0)
     for scope, points in by_scope.items():
         times = [t for p in points.values() for t in p]
         if not times:
             frames[scope] = Frame.empty(step, names)
             continue
-        frames[scope] = Frame.on_grid(step, min(times), max(times), points, origin=min(times))
+        first = origin + (min(times) - origin) // step * step  # the bucket holding the first point
+        frames[scope] = Frame.on_grid(step, first, max(times), points, origin=origin)
     return frames
 
 
