@@ -140,7 +140,7 @@ def markdown(results: dict) -> str:
     vs = [r for r in rows if r["family"] == "canary-vs-baseline"]
     ho = [r for r in rows if r["family"] == "history-only"]
     out = ["# Benchmarks", ""]
-    out += [PREAMBLE.strip(), ""]
+    out += [PREAMBLE.strip(), f"Judge measured at commit `{results.get('judge_version', '?')}`.", ""]
     out += ["## Canary vs baseline", "",
             "Rate: FP rate for `expect=pass` scenarios (ending in fail), detection for `expect=fail` "
             "(ending in fail). Time: median · p90 of the time to the right decision as a share of "

@@ -17,6 +17,7 @@ import fnmatch
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -110,6 +111,14 @@ def peers_one(path: str) -> dict:
     return out
 
 
+def judge_version() -> str:
+    """The commit the judge was measured at, `+dirty` when gate/ had uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--", "gate") else "")
+
+
 def find_cases(corpus: Path, only: str | None) -> list[Path]:
     cases = sorted(p for p in corpus.iterdir() if (p / "case.json").is_file())
     if only:
@@ -166,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for o in ours:
         del o["evaluate_seconds"]  # summarised above; keeps the file small
-    results = {"corpus": str(args.corpus), "only": args.only, "speed": speed, "cases": rows}
+    results = {"corpus": str(args.corpus), "only": args.only, "judge_version": judge_version(),
+               "speed": speed, "cases": rows}
     if args.oracle_paths > 0:
         results["oracle"] = oracle.run(paths=args.oracle_paths, jobs=args.jobs)
 
