@@ -1,0 +1,306 @@
+"""Hostile input, property-based (hypothesis): policies, Lambda events and command lines either
+work or end in a clear validation error (a GateError subclass, exit 4, or click's exit 2 for a
+usage error), never another exception; names that would change a Datadog query or a CloudWatch
+dimension are refused before anything is sent."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import re
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from botocore.stub import ANY, Stubber
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from gate.analysis import Analysis, render_scope
+from gate.errors import GateError, PolicyError
+from gate.policy import parse_policy
+from gate.sources import Query
+from gate.sources.datadog import check_scope, compile_query
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+EXAMPLE = yaml.safe_load((ROOT / "examples" / "datadog.yaml").read_text())
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=20,
+)
+FIELDS = ["name", "source", "canary", "baseline", "interval", "lifetime", "history", "min_duration",
+          "on_undecided", "alpha", "pass_risk", "metrics"]
+METRIC_FIELDS = ["name", "kind", "bad_direction", "tolerance", "denominator", "critical", "muted", "unit",
+                 "tail", "min_events", "queries"]
+
+
+@st.composite
+def mutated_policies(draw):
+    """The example policy with a few fields replaced by anything, deleted, or added."""
+    policy = copy.deepcopy(EXAMPLE)
+    for _ in range(draw(st.integers(1, 4))):
+        metrics = policy.get("metrics")
+        if draw(st.booleans()) or not isinstance(metrics, list) or not metrics or not isinstance(metrics[0], dict):
+            key = draw(st.sampled_from(FIELDS + ["unknown"]))
+            target = policy
+        else:
+            target = metrics[draw(st.integers(0, len(metrics) - 1))]
+            key = draw(st.sampled_from(METRIC_FIELDS + ["unknown"]))
+        if draw(st.integers(0, 4)) == 0:
+            target.pop(key, None)
+        else:
+            target[key] = draw(json_values)
+    return policy
+
+
+def parse_or_refuse(data, origin="policy"):
+    try:
+        return parse_policy(data, origin=origin)
+    except PolicyError as e:
+        assert str(e) and "\n" not in str(e).strip() or len(str(e)) < 5000
+        return None
+
+
+@SETTINGS
+@given(json_values)
+def test_any_json_is_a_policy_or_a_policy_error(data):
+    parse_or_refuse(data)
+
+
+@SETTINGS
+@given(mutated_policies())
+def test_mutated_policies_are_valid_or_refused_and_their_source_too(policy):
+    parsed = parse_or_refuse(policy)
+    if parsed is None or parsed.source.type != "datadog":
+        return
+    # The Datadog source compiles each query from the policy: valid, or a PolicyError.
+    from gate.sources import datadog
+
+    for metric in parsed.metrics:
+        try:
+            compiled = compile_query(metric, parsed.interval)
+        except PolicyError:
+            continue
+        assert compiled.template.count("$scope") >= 1 and compiled.template.count("{") == 1
+    try:
+        datadog.from_policy(parsed)
+    except GateError:
+        pass  # no keys in this environment, or a refused query or option
+
+
+yaml_text = st.one_of(
+    st.text(max_size=200),
+    mutated_policies().map(lambda p: yaml.safe_dump(p)),
+    st.builds(lambda s, cut: s[:cut], mutated_policies().map(lambda p: yaml.safe_dump(p)), st.integers(0, 400)),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(yaml_text)
+def test_gate_policy_validate_answers_ok_or_one_clear_error(tmp_path, text):
+    from gate.cli import app
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["policy", "validate", str(path)])
+    if result.exit_code == 0:
+        assert ": ok" in result.stdout
+    else:
+        assert isinstance(result.exception, PolicyError), repr(result.exception)
+
+
+def test_gate_policy_validate_real_script_exit_4_one_line(tmp_path):
+    from tests.conftest import run_gate
+
+    bad = dict(EXAMPLE, interval="every minute")
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    (tmp_path / "broken.yaml").write_text("name: web\nmetrics: [\n")
+    for name in ("bad.yaml", "broken.yaml"):
+        result = run_gate("policy", "validate", tmp_path / name)
+        assert result.returncode == 4 and "Traceback" not in result.stderr
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert "interval" in run_gate("policy", "validate", tmp_path / "bad.yaml").stderr
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+arguments = st.lists(
+    st.one_of(
+        st.sampled_from(["--policy", "--json", "--canary", "--baseline", "--deployed-at", "--watch", "--store",
+                         "--interval", "--lifetime", "--junit", "-p", "--", "--help-me"]),
+        st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=15),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["check", "replay", "history", "report", "promote", "rollback", "policy", "demo"]), arguments)
+def test_random_command_lines_end_in_usage_or_gate_errors(tmp_path, monkeypatch, command, args):
+    from gate.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GATE_STORE", str(tmp_path / "gate.sqlite"))
+    for key in ("GATE_STORE_TABLE", "AWS_ENDPOINT_URL", "DD_API_KEY", "DD_APP_KEY", "SLACK_WEBHOOK_URL"):
+        monkeypatch.delenv(key, raising=False)
+    if command == "demo":
+        args = ["--pace", "0", *args][:3]  # a demo with good arguments is a whole release: keep it short
+        if not any(a.startswith("-") for a in args[2:]):
+            args = args[:2] + ["no-such-scenario"]
+    if command in ("promote", "rollback"):
+        args = [*args, "--dry-run"]  # never AWS calls in a property test
+    result = CliRunner().invoke(app, [command, *args])
+    assert result.exit_code in (0, 1, 2, 3, 4), (result.exit_code, result.output)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        assert isinstance(result.exception, GateError), repr(result.exception)
+
+
+# -- names that would change a query -----------------------------------------------------------
+
+INJECTIONS = ["}", "{", ",", " by ", '"', "'", "\n", "*", "!", " OR ", "(", ")", "$", "\\", "\t", "\x00", "#"]
+hostile_names = st.builds(lambda a, bad, b: a + bad + b, st.text(max_size=8), st.sampled_from(INJECTIONS),
+                          st.text(max_size=8))
+
+
+@SETTINGS
+@given(hostile_names)
+def test_a_release_or_scope_that_would_change_a_datadog_query_is_refused(name):
+    with pytest.raises(PolicyError, match="is not a Datadog tag"):
+        check_scope(render_scope("version:{release}", name), "canary")
+    with pytest.raises(PolicyError, match="is not a Datadog tag"):
+        check_scope(name, "baseline")
+
+
+def test_a_hostile_release_never_reaches_datadog(corpus, tmp_path):
+    """Through the real CLI: a release naming itself into the scope is refused, nothing is sent."""
+    from tests.conftest import run_gate
+    from tests.test_reliability_faults import AA, datadog_env, datadog_policy, live
+
+    with live(corpus, AA, ahead=0) as fake:
+        for release in ("1.0} by {host", 'x"}.rollup(sum)', "a\nb"):
+            result = run_gate("check", release, "--policy", datadog_policy(tmp_path), "--canary", "version:{release}",
+                              "--deployed-at", str(fake.deployed_at), "--store", tmp_path / "gate.sqlite",
+                              env=datadog_env(fake), cwd=tmp_path, timeout=60)
+            assert result.returncode == 4 and "is not a Datadog tag" in result.stderr, result.stderr
+            assert "Traceback" not in result.stderr
+        assert fake.timeseries_requests() == []
+
+
+@SETTINGS
+@given(st.text(max_size=30))
+def test_cloudwatch_dimensions_carry_a_release_verbatim_or_refuse_control_characters(name):
+    """CloudWatch dimensions are structured (no query language): any printable name goes through
+    as exactly one dimension value; control characters are refused."""
+    from gate.sources.cloudwatch import from_policy
+
+    policy = parse_policy({
+        "name": "web", "source": {"type": "cloudwatch", "options": {"region": "us-east-1"}},
+        "canary": {"scope": "web-{release}"}, "baseline": {"scope": "web-stable"},
+        "metrics": [{"name": "cpu", "kind": "gauge",
+                     "queries": {"cloudwatch": {"namespace": "AWS/EC2", "metric": "CPUUtilization",
+                                                "stat": "Average"}}}],
+    })
+    client = boto3.client("cloudwatch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    sent = []
+    client.meta.events.register("provide-client-params.monitoring.GetMetricData",
+                                lambda params, **_: sent.append(copy.deepcopy(params)))
+    source = from_policy(policy)
+    source._client = client
+    now = 1_800_000_000 // 60 * 60
+    query = Query(tuple(policy.metrics), render_scope(policy.canary.scope, name), "web-stable",
+                  now - 600, now, 60)
+    controls = re.search(r"[\x00-\x1f\x7f]", name)
+    with Stubber(client) as stubber:
+        if not controls:
+            stubber.add_response("get_metric_data", {"MetricDataResults": []}, {"MetricDataQueries": ANY,
+                                                                                 "StartTime": ANY, "EndTime": ANY,
+                                                                                 "ScanBy": ANY})
+        try:
+            source.fetch(query)
+        except PolicyError:
+            assert controls, name
+            assert sent == []
+            return
+    assert not controls
+    dims = [q["MetricStat"]["Metric"]["Dimensions"] for q in sent[0]["MetricDataQueries"]]
+    assert [{"Name": "AutoScalingGroupName", "Value": f"web-{name}"}] in dims
+
+
+# -- Lambda events -------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "canary-gate"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:canary-gate"
+    aws_request_id: str = "req-1"
+    log_group_name: str = "/aws/lambda/canary-gate"
+    log_stream_name: str = "stream"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@pytest.fixture(scope="module")
+def handler(tmp_path_factory):
+    path = ROOT / "lambda" / "handler.py"
+    saved = dict(os.environ)
+    os.environ.update(POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_NAMESPACE="CanaryGateTest",
+                      POWERTOOLS_LOG_LEVEL="CRITICAL",
+                      GATE_STORE=str(tmp_path_factory.mktemp("lambda") / "gate.sqlite"))
+    for key in ("GATE_STORE_TABLE", "GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID", "DD_API_KEY", "DD_APP_KEY",
+                "SLACK_WEBHOOK_URL", "GATE_REPORT_BUCKET"):
+        os.environ.pop(key, None)
+    try:
+        spec = importlib.util.spec_from_file_location("gate_lambda_handler_hostile", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"lambda/handler.py is not importable here: {type(e).__name__}: {e}")
+    yield module
+    sys.modules.pop("gate_lambda_handler_hostile", None)
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@st.composite
+def events(draw):
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return draw(json_values)
+    event = {"release": draw(st.one_of(st.text(max_size=30), json_values)),
+             "policy": draw(st.one_of(mutated_policies(), st.text(max_size=40), json_values))}
+    for key in ("canary", "baseline", "deployed_at", "now", "build_url", "extra"):
+        if draw(st.booleans()):
+            event[key] = draw(json_values)
+    if kind == 2:  # over HTTP (Function URL): the same, as a JSON body, sometimes broken
+        body = json.dumps(event)
+        return {"body": draw(st.sampled_from([body, body[: len(body) // 2], "", "bm90IGpzb24="])),
+                "isBase64Encoded": draw(st.booleans())}
+    return event
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events())
+def test_random_lambda_events_get_a_clear_error_never_a_crash_or_a_pass(handler, event):
+    answer = handler.lambda_handler(copy.deepcopy(event), FakeContext(aws_request_id=str(uuid.uuid4())))
+    assert isinstance(answer, dict)
+    assert answer.get("verdict") != "pass", answer
+    if answer.get("verdict") == "error":
+        assert answer["exit_code"] == 4
+        assert answer["statusCode"] in (400, 503), answer  # refused or could not judge, never a crash (500)
+        assert answer["error"] and len(answer["error"]) < 5000
