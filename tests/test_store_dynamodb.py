@@ -38,7 +38,9 @@ def moto_endpoint(moto_server, monkeypatch):  # noqa: F811
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
     for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(key, raising=False)
-    return moto_server.url
+    yield moto_server.url
+    # moto's state is process-wide (every in-process server shares it): leave nothing behind.
+    moto_server.reset()
 
 
 def create_store_table(name: str) -> None:
