@@ -46,9 +46,10 @@ MIN_POINTS_TO_FAIL = 5  # a mean of fewer points is one spike away from anything
 # Paired excursions: a canary point more than EXCURSION_JUMP noise scales above its baseline is
 # an excursion (a slow request burst, an error burst); the history says how often one happens by
 # chance, and a count beyond that fails the metric (latency tails, error bursts).
-EXCURSION_JUMP = 5.0
+EXCURSION_JUMP = 3.5
 MIN_EXCURSION_RATE = 1e-3
 MIN_POINTS_FOR_EXCURSIONS = 10
+DISPERSION_LAGS = (1, 5, 15)
 PRIOR_MINUTES = 10  # counts: weight of the history's rate against the window's
 NOISE_HOURS = 3  # the noise prior is learned from history within +-3 h of the deploy's time of day
 
@@ -159,25 +160,33 @@ def _dispersion(t: np.ndarray, x: np.ndarray, step: int, volume: np.ndarray | No
 
     Error counts are burstier than Poisson at high volume, and close to Poisson at low volume
     (a canary with 5% of the traffic); a single factor over Poisson would be wrong for one or the
-    other. Estimated by moments on consecutive minutes, which share their rate (given the
-    traffic, when the count has a denominator: traffic swings are not noise)."""
-    ok = np.isfinite(x[1:]) & np.isfinite(x[:-1]) & (np.diff(t) == step)
-    a, b = x[:-1][ok], x[1:][ok]
-    if volume is None:
-        va = vb = np.ones(len(a))
-    else:
-        va, vb = volume[:-1][ok], volume[1:][ok]
-    good = np.isfinite(va) & np.isfinite(vb) & (va > 0) & (vb > 0) & (a + b > 0)
-    if good.sum() < 30:
+    other. Estimated by moments on pairs of minutes a lag apart, which share their rate given
+    the traffic (traffic swings are not noise); the largest over lags of 1, 5 and 15 steps, since
+    a rate that wanders for minutes is noise to a comparison of two groups as much as a burst."""
+    volume = np.ones(len(x)) if volume is None else volume
+    estimates, first_lag_z = [], None
+    for lag in DISPERSION_LAGS:
+        if len(x) <= lag:
+            break
+        ok = (t[lag:] - t[:-lag]) == lag * step
+        a, b, va, vb = x[:-lag][ok], x[lag:][ok], volume[:-lag][ok], volume[lag:][ok]
+        good = np.isfinite(a) & np.isfinite(b) & np.isfinite(va) & np.isfinite(vb) & (va > 0) & (vb > 0) & (a + b > 0)
+        if good.sum() < 30:
+            continue
+        a, b, va, vb = a[good], b[good], va[good], vb[good]
+        rate = (a + b) / (va + vb)
+        poisson_part = rate * (1 / va + 1 / vb)
+        # No clipping: bursts are everyday behaviour of error counts, and what a sum must expect.
+        squared = (b / vb - a / va) ** 2
+        inverse_k = max(0.0, float(np.sum(squared - poisson_part) / np.sum(2 * rate**2)))
+        estimates.append(inverse_k)
+        if first_lag_z is None:
+            first_lag_z = (b / vb - a / va, poisson_part, rate)
+    if not estimates:
         return None, None
-    a, b, va, vb = a[good], b[good], va[good], vb[good]
-    rate = (a + b) / (va + vb)
-    poisson_part = rate * (1 / va + 1 / vb)
-    squared = (b / vb - a / va) ** 2
-    # No clipping: bursts are everyday behaviour of error counts, and what a sum must expect.
-    inverse_k = max(0.0, float(np.sum(squared - poisson_part) / np.sum(2 * rate**2)))
-    z = (b / vb - a / va) / np.sqrt(poisson_part + 2 * rate**2 * inverse_k)
-    return inverse_k, _jump_rate(z)
+    inverse_k = max(estimates)
+    diff, poisson_part, rate = first_lag_z
+    return inverse_k, _jump_rate(diff / np.sqrt(poisson_part + 2 * rate**2 * inverse_k))
 
 
 def count_variance(mean: np.ndarray, inverse_k: float) -> np.ndarray:
@@ -346,7 +355,7 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> 
     if cv is not None:
         keep &= np.isfinite(cv) & np.isfinite(bv) & (bv > 0) & (cv >= 0)
     held = 0
-    if ref is not None and ref.seasonal is not None and keep.any():
+    if ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative:
         off = np.abs(b - ref.seasonal.expected(common)) / ref.seasonal.scale(common)
         anomalous = keep & (off > FLEET_ANOMALY_SCALES)
         # Hold out only when the baseline is off on its own minutes and there is still data.
@@ -419,7 +428,7 @@ def _judge_gauge(m, p: Paired, ref, tolerance, directions, budget: Budget, lifet
             # No history: the window's own spread is all there is.
             prior = np.full(len(c), np.var(excess, ddof=1) if len(c) > 2 else np.inf)
         test = margin_test(excess, prior, budget.fail, budget.checkpoint, lifetime_points // 2)
-        outcomes.append((direction, test, float(np.sum(sign * (c - b)))))
+        outcomes.append((direction, test, float(np.sum(sign * (c - b))), test.variance))
         half = test.fail_boundary / (len(c) * level)
         numbers["interval"] = (effect - half, effect + half)
     scale = noise * np.abs(b) * math.sqrt(2) if noise is not None else None
@@ -444,7 +453,7 @@ def _excursions(m: Metric, difference, scale, ref, directions, budget: Budget, l
         # The history's noise may understate the pair's (a metric held for minutes jumps
         # rarely); the window's own robust spread, which a tail of 30% barely moves, is a floor.
         difference = difference - np.median(difference)
-        scale = np.maximum(scale, robust_sd(difference))
+        scale = np.maximum(scale, _lower_side_sd(difference))
     if not np.all(scale > 0):
         return None
     u = difference / scale
@@ -453,6 +462,15 @@ def _excursions(m: Metric, difference, scale, ref, directions, budget: Budget, l
     count = int(np.sum(u > EXCURSION_JUMP)) if directions != ["increase", "decrease"] else int(np.sum(np.abs(u) > EXCURSION_JUMP))
     needed = excursion_threshold(rate * len(directions), lifetime_points, budget.fail)
     return count, needed
+
+
+def _lower_side_sd(centred: np.ndarray) -> float:
+    """Robust spread from the points below the median only: a slow tail contaminates the upper
+    side, the canary's own everyday noise shows on both."""
+    below = -centred[centred < 0]
+    if len(below) < 3:
+        return 0.0
+    return float(1.4826 * np.median(below))
 
 
 def _judge_count(m, p: Paired, ref, tolerance, directions, budget: Budget, lifetime_points, expected, look):
@@ -483,7 +501,7 @@ def _judge_count(m, p: Paired, ref, tolerance, directions, budget: Budget, lifet
         # and the empirical spread of a canary that is worse would only hide that it is.
         prior = count_variance(factor * rate * nc, inverse_k) + factor**2 * weight**2 * count_variance(rate * nb, inverse_k)
         test = margin_test(excess, prior, budget.fail, budget.checkpoint, lifetime_points // 2, prior_weight=math.inf)
-        outcomes.append((direction, test, float(np.sum(sign * (ec - weight * eb)))))
+        outcomes.append((direction, test, float(np.sum(sign * (ec - weight * eb))), test.variance))
         denominator = max(float((weight * eb).sum()), rate * float(nc.sum()), 1e-12)
         half = test.fail_boundary / denominator
         numbers["interval"] = (effect - half, effect + half)
@@ -496,7 +514,7 @@ def _decide(m, outcomes, excursions, budget: Budget, numbers: dict, tolerance: f
     what = "rate" if m.kind == "count" else "mean"
     effect = numbers.get("effect")
     shown = f"canary {what} {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {n} points"
-    for direction, test, _ in outcomes:
+    for direction, test, _, _ in outcomes:
         if test.beyond and n >= MIN_POINTS_TO_FAIL:
             return _result(m, "fail", f"{what}-beyond-tolerance",
                            f"{shown}: shown worse than tolerated ({direction})", **numbers)
@@ -510,13 +528,13 @@ def _decide(m, outcomes, excursions, budget: Budget, numbers: dict, tolerance: f
     if m.tolerance is None:
         return _result(m, "pass", "no-significant-difference",
                        f"{shown}: no significant degradation (no tolerance set)", **numbers)
-    if look.checkpoint and all(test.within for _, test, _ in outcomes):
+    if look.checkpoint and all(test.within for _, test, _, _ in outcomes):
         return _result(m, "pass", f"{what}-within-tolerance", f"{shown}: shown within tolerance", **numbers)
     if look.final:
         # The deadline: as Kayenta does, fail only a difference that is both significant and
         # beyond the tolerance; anything else has not been shown harmful.
-        for direction, test, worse in outcomes:
-            if not test.estimate_within and worse > budget.final_z * math.sqrt(test.variance):
+        for direction, test, worse, null_variance in outcomes:
+            if not test.estimate_within and worse > budget.final_z * math.sqrt(null_variance):
                 return _result(m, "fail", f"{what}-beyond-tolerance-at-end",
                                f"{shown}: at the end of the lifetime the estimate is beyond tolerance "
                                f"and the canary significantly worse ({direction})", **numbers)

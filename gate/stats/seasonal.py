@@ -44,6 +44,11 @@ class SeasonalModel:
     hourly_scale: np.ndarray  # 24 noise scales (robust sd of residuals) by hour of day
     points: int  # finite history points it was learned from
 
+    @property
+    def informative(self) -> bool:
+        """False for a flat history (a constant series): its noise scale says nothing."""
+        return bool(np.max(self.hourly_scale) > 1e-6 * max(abs(self.level), 1e-9))
+
     def expected(self, timestamps: np.ndarray) -> np.ndarray:
         t = np.asarray(timestamps, dtype=np.int64)
         value = np.full(len(t), self.level, dtype=float)

@@ -46,6 +46,20 @@ def lag1_inflation(x: np.ndarray) -> float:
     return (1 + r) / (1 - r)
 
 
+def _noise_variance(x: np.ndarray) -> float:
+    """Per-point variance of the noise around the level, corrected for lag-1 autocorrelation.
+
+    Measured around a straight line rather than the mean: a canary drifting away (a memory leak)
+    is a change of level, not noise, and must not widen its own interval."""
+    n = len(x)
+    if n >= 8:
+        index = np.arange(n, dtype=float)
+        slope, intercept = np.polyfit(index, x, 1)
+        residual = x - (intercept + slope * index)
+        return float(residual @ residual / (n - 2)) * lag1_inflation(residual)
+    return float(np.var(x, ddof=1)) * lag1_inflation(x)
+
+
 @dataclass(frozen=True)
 class MarginTest:
     """Outcome of testing a sum of 'excess over the tolerated level' against zero."""
@@ -54,6 +68,7 @@ class MarginTest:
     variance: float  # its accumulated variance
     fail_boundary: float  # anytime-valid: may be checked at every look
     checkpoint_boundary: float  # fixed-sample: for the few planned pass checkpoints only
+    drift_now: float = 0.0  # the excess at the latest point on a straight-line fit (0: no drift)
 
     @property
     def beyond(self) -> bool:
@@ -62,8 +77,9 @@ class MarginTest:
 
     @property
     def within(self) -> bool:
-        """Shown within the tolerance (valid at a planned checkpoint)."""
-        return self.total < -self.checkpoint_boundary
+        """Shown within the tolerance (valid at a planned checkpoint), and not drifting past it:
+        a leak is still within on average long after its latest points are not."""
+        return self.total < -self.checkpoint_boundary and self.drift_now < 0
 
     @property
     def estimate_within(self) -> bool:
@@ -89,7 +105,7 @@ def margin_test(
     n = len(excess)
     prior = float(np.mean(prior_variance)) if n else 0.0
     if n >= 3 and math.isfinite(prior_weight):
-        empirical = float(np.var(excess, ddof=1)) * lag1_inflation(excess)
+        empirical = _noise_variance(excess)
         per_point = (prior_weight * prior + (n - 1) * empirical) / (prior_weight + n - 1)
         per_point = max(per_point, 0.5 * prior)
     else:
@@ -98,7 +114,15 @@ def margin_test(
     target = max(target_points, 1) * max(per_point, prior, 1e-12)
     fail_b = mixture_boundary(variance, alpha_fail, mixture_rho(target, alpha_fail))
     checkpoint_b = NormalDist().inv_cdf(1 - alpha_checkpoint) * math.sqrt(variance)
-    return MarginTest(float(np.sum(excess)), variance, fail_b, checkpoint_b)
+    return MarginTest(float(np.sum(excess)), variance, fail_b, checkpoint_b, _fitted_last(excess))
+
+
+def _fitted_last(x: np.ndarray) -> float:
+    if len(x) < 8:
+        return float(np.mean(x)) if len(x) else 0.0
+    index = np.arange(len(x), dtype=float)
+    slope, intercept = np.polyfit(index, x, 1)
+    return float(intercept + slope * index[-1])
 
 
 def excursion_threshold(rate: float, points: int, alpha: float, minimum: int = 3) -> int:
