@@ -17,6 +17,7 @@ WHEELS=$ROOT/build/lambda-wheels
 
 find_python312() {
   for candidate in "${PYTHON312:-}" python3.12 "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 \
+                   "$HOME"/.pyenv/versions/3.12*/bin/python3.12 \
                    /usr/bin/python3.12 /usr/local/bin/python3.12; do
     [ -n "$candidate" ] || continue
     if "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1; then
