@@ -219,6 +219,8 @@ class Look:
 
 
 PASS_CHECKPOINTS = 2
+# The fail boundaries are tightest a quarter into the lifetime: regressions should be caught early.
+TUNED_AT = 4
 
 
 def look_at(policy: Policy, deployed_at: int, now: int) -> Look:
@@ -235,7 +237,9 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
     # Bonferroni over metrics and over the two tests a gauge runs (level and tail) plus the
     # canary-down check: each keeps its share at every look, so the total holds.
     tests = 1 + sum(2 if m.judges_tail else 1 for m in voting)
-    budget = Budget(policy.alpha / tests, policy.pass_risk / max(1, len(voting)) / PASS_CHECKPOINTS)
+    # Passing needs every metric to pass, so a canary with one metric at its tolerance passes
+    # only if that metric does: the pass risk is split over the checkpoints, not the metrics.
+    budget = Budget(policy.alpha / tests, policy.pass_risk / PASS_CHECKPOINTS)
     lifetime_points = max(1, policy.lifetime // policy.interval)
     look = look_at(policy, deployed_at, now)
     notes: list[str] = []
@@ -427,7 +431,7 @@ def _judge_gauge(m, p: Paired, ref, tolerance, directions, budget: Budget, lifet
         else:
             # No history: the window's own spread is all there is.
             prior = np.full(len(c), np.var(excess, ddof=1) if len(c) > 2 else np.inf)
-        test = margin_test(excess, prior, budget.fail, budget.checkpoint, lifetime_points // 2)
+        test = margin_test(excess, prior, budget.fail, budget.checkpoint, lifetime_points // TUNED_AT)
         outcomes.append((direction, test, float(np.sum(sign * (c - b))), test.variance))
         half = test.fail_boundary / (len(c) * level)
         numbers["interval"] = (effect - half, effect + half)
@@ -500,7 +504,7 @@ def _judge_count(m, p: Paired, ref, tolerance, directions, budget: Budget, lifet
         # The variance under "the canary is at the tolerance": counts follow their model well,
         # and the empirical spread of a canary that is worse would only hide that it is.
         prior = count_variance(factor * rate * nc, inverse_k) + factor**2 * weight**2 * count_variance(rate * nb, inverse_k)
-        test = margin_test(excess, prior, budget.fail, budget.checkpoint, lifetime_points // 2, prior_weight=math.inf)
+        test = margin_test(excess, prior, budget.fail, budget.checkpoint, lifetime_points // TUNED_AT, prior_weight=math.inf)
         outcomes.append((direction, test, float(np.sum(sign * (ec - weight * eb))), test.variance))
         denominator = max(float((weight * eb).sum()), rate * float(nc.sum()), 1e-12)
         half = test.fail_boundary / denominator
@@ -597,7 +601,7 @@ def _against_history(
         sign = -1.0 if m.bad_direction == "decrease" else 1.0
         factor = 1 + sign * m.tolerance
         excess = sign * (x - factor * expected_values)
-        test = margin_test(excess, scale**2 * (1 + factor**2), budget.fail, budget.checkpoint, lifetime_points // 2)
+        test = margin_test(excess, scale**2 * (1 + factor**2), budget.fail, budget.checkpoint, lifetime_points // TUNED_AT)
         if test.beyond:
             return _result(m, "fail", "mean-beyond-tolerance",
                            f"window mean {_pct(effect)} vs seasonal expectation, shown beyond "

@@ -155,9 +155,9 @@ class Policy(Strict):
         default=0.2,
         gt=0,
         lt=0.5,
-        description="Chance of passing a canary whose degradation sits exactly at the tolerance "
-        "(shared across metrics). A real regression, well beyond the tolerance, is passed far "
-        "less often; a smaller value makes passing slower.",
+        description="Chance of passing a canary with a metric sitting exactly at its tolerance "
+        "(shared by the two pass checkpoints). A real regression, well beyond the tolerance, is "
+        "passed far less often; a smaller value makes passing slower.",
     )
     metrics: list[Metric] = Field(min_length=1)
 
