@@ -183,6 +183,11 @@ def markdown(results: dict) -> str:
             "(ending in fail). Time: median · p90 of the time to the right decision as a share of "
             "the lifetime (to pass for clean canaries, to fail for regressions).", ""]
     out += _vs_baseline_table(vs) if vs else ["(no case)"]
+    passed = [r for r in vs if r["expect"] == "pass" and r["ours"]["verdict"] == "pass"]
+    if passed:
+        at_end = sum(r["ours"]["share"] >= 1 for r in passed)
+        out += ["", f"Of the {len(passed)} clean canaries our judge passed, {at_end} passed only at the last look "
+                f"(the end of the lifetime), {len(passed) - at_end} at a planned checkpoint before it."]
     if vs and any("threshold_last5" in r for r in vs):
         good, bad = ([r for r in vs if r["expect"] == e] for e in ("pass", "fail"))
         g, b = score(good, "threshold_last5"), score(bad, "threshold_last5")
