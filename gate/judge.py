@@ -324,11 +324,22 @@ def _canary_down(policy: Policy, window: Observations, now: int, lifetime_points
     # Missing rate with a prior of 1 in 8 worth 8 points: an unseen canary is not assumed perfect.
     rate = (missing_before + 1) / (points_before + 8)
     needed = max(3, math.ceil(math.log(alpha / lifetime_points) / math.log(rate)))
-    if gap >= needed:
-        return (f"the canary has not reported for {gap} steps ({gap * step // 60} min) while "
-                f"{'the baseline did' if reference_frame is not None else 'it was expected'}; "
-                f"its earlier gap rate ({rate:.0%}) makes {needed}+ missing steps implausible")
-    return None
+    if gap < needed:
+        return None
+    if reference_frame is not None:
+        baseline_reported = np.zeros(len(reference_frame), dtype=bool)
+        for n in names:
+            baseline_reported |= reference_frame.reporting(n)
+        recent = reference_frame.timestamps > last
+        if not baseline_reported[recent].any():
+            # Nothing from either group: the source or the queries, not the canary, went quiet.
+            return (f"neither group has reported any judged metric for {gap} steps "
+                    f"({gap * step // 60} min): the data source or its queries return nothing")
+        while_ = "the baseline did"
+    else:
+        while_ = "it was expected"
+    return (f"the canary has not reported for {gap} steps ({gap * step // 60} min) while {while_}; "
+            f"its earlier gap rate ({rate:.0%}) makes {needed}+ missing steps implausible")
 
 
 # -------------------------------------------------------------- canary vs baseline mode

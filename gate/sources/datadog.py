@@ -305,7 +305,7 @@ class DatadogSource:
 
     def _send(self, body) -> dict:
         from datadog_api_client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError, TimeoutError as UrllibTimeout
+        from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError as UrllibTimeout
 
         self.requests += 1
         try:
@@ -332,6 +332,9 @@ class DatadogSource:
             raise SourceError(
                 f"Datadog refused the query ({e.status} {e.reason}): {self._scrub(_errors(e.body))}"
             ) from None
+        except NewConnectionError as e:
+            # urllib3 makes a refused connection a kind of connect timeout: say what it was.
+            raise _Fault(f"cannot reach the API ({type(e).__name__})") from None
         except (UrllibTimeout, TimeoutError):
             raise _Fault(f"no answer within {self.options.timeout:g}s (timeout)") from None
         except (HTTPError, OSError) as e:
