@@ -51,6 +51,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 # Imported at init on purpose: Lambda runs the init phase at full CPU, and the first evaluation
 # then pays nothing for numpy/scipy/statsmodels.
 from gate.analysis import Analysis
+from gate.cache import ReferenceCache
 from gate.errors import GateError, PolicyError, SourceError
 from gate.policy import Policy, parse_policy
 from gate.sources import open_source
@@ -240,8 +241,12 @@ def judge(request: dict) -> dict:
     except GateError as e:
         history.record_error(release, now, str(e))  # as Analysis does for the faults after this
         raise
+    # A warm container reuses what it learned of this release's history (the seasonal model and
+    # its history fetch are the costly part of an evaluation); /tmp is the only writable place.
+    cache = ReferenceCache(os.environ.get("GATE_CACHE_DIR") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "gate-cache"))
     analysis = Analysis(policy, source, release, deployed_at,
-                        canary=request.get("canary"), baseline=request.get("baseline"), store=history)
+                        canary=request.get("canary"), baseline=request.get("baseline"), store=history,
+                        cache=cache)
     started = time.perf_counter()
     verdict = analysis.evaluate(now)
     metrics.add_metric(name="EvaluationDuration", unit=MetricUnit.Milliseconds,
