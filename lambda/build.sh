@@ -44,8 +44,11 @@ echo "== dependencies for cp312 manylinux x86_64 ($SECONDS s)"
 # The wheels are kept in build/lambda-wheels, so a rebuild downloads only what changed.
 TARGET=(--implementation cp --python-version 3.12 --abi cp312 --only-binary=:all:
         --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64)
-"${PIP[@]}" download --dest "$WHEELS" "${TARGET[@]}" "python-dateutil<3" "${WHEEL}[lambda]"
-"${PIP[@]}" install --target "$PACKAGE" "${TARGET[@]}" --no-index --find-links "$WHEELS" --no-compile \
+# pip run by python3.12 itself: an older pip run by another Python checks Requires-Python
+# against its own interpreter on `install --target` (numpy >= 2.3 needs 3.12: "3.11.7 not in >=3.12").
+PIP312=("$PY312" -m pip --disable-pip-version-check --quiet)
+"${PIP312[@]}" download --dest "$WHEELS" "${TARGET[@]}" "python-dateutil<3" "${WHEEL}[lambda]"
+"${PIP312[@]}" install --target "$PACKAGE" "${TARGET[@]}" --no-index --find-links "$WHEELS" --no-compile \
   "python-dateutil<3" "${WHEEL}[lambda]"
 
 echo "== strip ($SECONDS s)"

@@ -6,14 +6,12 @@ dimension are refused before anything is sent."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import re
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -29,6 +27,7 @@ from gate.errors import GateError, PolicyError
 from gate.policy import parse_policy
 from gate.sources import Query
 from gate.sources.datadog import check_scope, compile_query
+from tests.lambda_module import FakeContext, import_handler
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -240,23 +239,8 @@ def test_cloudwatch_dimensions_carry_a_release_verbatim_or_refuse_control_charac
 # -- Lambda events -------------------------------------------------------------------------------
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "canary-gate"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:canary-gate"
-    aws_request_id: str = "req-1"
-    log_group_name: str = "/aws/lambda/canary-gate"
-    log_stream_name: str = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
 @pytest.fixture(scope="module")
 def handler(tmp_path_factory):
-    path = ROOT / "lambda" / "handler.py"
     saved = dict(os.environ)
     os.environ.update(POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_NAMESPACE="CanaryGateTest",
                       POWERTOOLS_LOG_LEVEL="CRITICAL",
@@ -265,10 +249,7 @@ def handler(tmp_path_factory):
                 "SLACK_WEBHOOK_URL", "GATE_REPORT_BUCKET"):
         os.environ.pop(key, None)
     try:
-        spec = importlib.util.spec_from_file_location("gate_lambda_handler_hostile", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
+        module = import_handler("gate_lambda_handler_hostile")
     except Exception as e:  # noqa: BLE001
         pytest.skip(f"lambda/handler.py is not importable here: {type(e).__name__}: {e}")
     yield module

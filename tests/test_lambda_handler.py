@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import sys
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -17,37 +14,13 @@ from gate.analysis import Analysis
 from gate.sources.replay import ReplaySource, load_case
 from gate.store import SqliteStore
 from gate.verdict import Verdict, iso
+from tests.lambda_module import FakeContext, import_handler
 from tests.moto_server import moto_server  # noqa: F401 - fixture
 from tests.test_store_dynamodb import create_store_table, moto_endpoint  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRETS = {"DD_API_KEY": "dd-api-key-3f9a1c77e0", "DD_APP_KEY": "dd-app-key-b81d44aa92",
            "SLACK_WEBHOOK_URL": "https://hooks.slack.invalid/services/T000/B000/sekrit-9d2e"}
-
-
-@dataclass
-class FakeContext:
-    function_name: str = "canary-gate-analyzer"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:canary-gate-analyzer"
-    aws_request_id: str = ""
-    log_group_name: str = "/aws/lambda/canary-gate-analyzer"
-    log_stream_name: str = "stream"
-
-    def __post_init__(self):
-        self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
-class CurrentStdout:
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
 
 
 @pytest.fixture
@@ -58,13 +31,7 @@ def handler(monkeypatch, tmp_path):
     monkeypatch.setenv("GATE_STORE", str(tmp_path / "gate.sqlite"))
     for key in ("GATE_STORE_TABLE", "GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID", *SECRETS):
         monkeypatch.delenv(key, raising=False)
-    spec = importlib.util.spec_from_file_location("gate_lambda_handler", ROOT / "lambda" / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # as an import would: pydantic resolves the annotations there
-    spec.loader.exec_module(module)
-    # logging's loggers are process-wide and pytest swaps stdout per test: the Logger's handler
-    # writes to whatever stdout is current, where capfd reads it.
-    module.logger.logger_handler.stream = CurrentStdout()
+    module = import_handler("gate_lambda_handler")
     yield module
     sys.modules.pop("gate_lambda_handler", None)
 

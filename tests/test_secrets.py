@@ -104,21 +104,17 @@ def test_no_secret_in_exceptions_or_logs_in_process(corpus, tmp_path, caplog, mo
 
 def test_lambda_answers_and_logs_carry_no_secret(corpus, tmp_path, capfd):
     """The Lambda handler in-process: its answer and everything it printed (structured logs)."""
-    import importlib.util
     import sys
 
-    from tests.test_hostile_inputs import ROOT, FakeContext
+    from tests.lambda_module import FakeContext, import_handler
 
     saved = dict(os.environ)
     os.environ.update(POWERTOOLS_TRACE_DISABLED="true", GATE_STORE=str(tmp_path / "l.sqlite"))
     os.environ.pop("GATE_STORE_TABLE", None)
     os.environ.pop("GATE_IDEMPOTENCY_TABLE", None)
     try:
-        spec = importlib.util.spec_from_file_location("gate_lambda_handler_secrets", ROOT / "lambda" / "handler.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
         try:
-            spec.loader.exec_module(module)
+            module = import_handler("gate_lambda_handler_secrets")
         except Exception as e:  # noqa: BLE001
             pytest.skip(f"lambda/handler.py not importable: {e}")
         with live(corpus, DOWN) as fake, FakeSlack([(500, {})]) as slack:
@@ -136,5 +132,6 @@ def test_lambda_answers_and_logs_carry_no_secret(corpus, tmp_path, capfd):
         sys.modules.pop("gate_lambda_handler_secrets", None)
     assert answers[0]["verdict"] == "fail" and answers[1]["verdict"] == "error", answers
     out, err = capfd.readouterr()
+    assert f'"release":"{RELEASE}"' in out.replace(" ", ""), "the handler's structured logs were captured"
     assert_clean([API_KEY, APP_KEY, "wrong-app-key-c0ffee1234", slack.url, WEBHOOK_TOKEN],
                  str(answers), out, err, everything_written(tmp_path), *(str(p) for p in slack.payloads))
