@@ -35,14 +35,18 @@ class RateLimit:
     def __init__(self, limit: int):
         self.limit = limit
         self.lock = threading.Lock()
-        self.windows: Counter = Counter()  # window -> requests accepted
+        # window -> requests accepted / refused, counted where the decision is made (the time a
+        # request was logged on arrival may fall in the window before)
+        self.accepted: Counter = Counter()
+        self.refused: Counter = Counter()
 
     def admit(self) -> bool:
         with self.lock:
             window = int(time.time())
-            if self.windows[window] >= self.limit:
+            if self.accepted[window] >= self.limit:
+                self.refused[window] += 1
                 return False
-            self.windows[window] += 1
+            self.accepted[window] += 1
             return True
 
 
@@ -91,14 +95,14 @@ def test_100_concurrent_evaluations_respect_the_rate_limit_and_lose_nothing(corp
     assert {release: verdict for release, verdict, _ in results} == expected
     latencies = np.array([seconds for *_, seconds in results])
     assert latencies.max() < BUDGET
-    # The limit held: accepted requests never beyond it in a window; refused ones at most one per
-    # worker per window (a 429 makes the client wait out the reset before it asks again).
-    accepted = Counter(int(r["at"]) for r in requests if r.get("status") == 200)
-    refused = Counter(int(r["at"]) for r in requests if r.get("status") == 429)
-    assert max(accepted.values()) <= LIMIT
-    assert max(refused.values(), default=0) <= WORKERS
-    assert sum(accepted.values()) == 2 * EVALUATIONS  # one history and one window request each
+    # The client honoured the limit: refused at most once per worker per window (a 429 makes it
+    # wait out X-RateLimit-Reset before it asks again; retrying at once would be refused again
+    # and again within the window).
+    accepted, refused = limit.accepted, limit.refused
     assert refused, "the load never reached the limit: the test proves nothing"
+    assert max(refused.values()) <= WORKERS, refused
+    assert sum(r.get("status") == 200 for r in requests) == 2 * EVALUATIONS  # one history and one window request each
+    assert sum(accepted.values()) == 2 * EVALUATIONS and sum(refused.values()) == len(requests) - 2 * EVALUATIONS
     # Nothing lost: one record per evaluation, each the release's own.
     for release, verdict in expected.items():
         [record] = store.evaluations(release)
