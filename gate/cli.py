@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from gate.errors import GateError
+from gate.errors import GateError, SourceError
 from gate.verdict import EXIT_CODES, EXIT_ERROR, Verdict, parse_time
 
 app = typer.Typer(
@@ -302,11 +302,19 @@ def policy_schema() -> None:
 
 @policy_app.command("validate")
 def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy files.")]) -> None:
-    """Validate policy files; exit 4 on the first invalid one."""
+    """Validate policy files, their source's queries and options included; exit 4 on the first invalid one."""
     from gate.policy import load_policy
+    from gate.sources import open_source
 
     for f in files:
         p = load_policy(f)
+        # Building the source checks what only it knows (Datadog queries, CloudWatch options, the
+        # replay case) and fetches nothing. It checks the policy before the environment, so a
+        # SourceError (keys not set here, an unknown site) means the policy itself is fine.
+        try:
+            open_source(p)
+        except SourceError:
+            pass
         out.print(f"{f}: ok ({p.name}, {len(p.metrics)} metrics, source {p.source.type})", highlight=False)
 
 

@@ -169,3 +169,16 @@ def test_cli_policy_validate(tmp_path):
     assert "metrics.0.kind" in result.stderr and "gague" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_policy_validate_checks_the_source_queries(tmp_path):
+    """A query the Datadog source would refuse is caught by validate, before any deploy."""
+    bad = tmp_path / "datadog.yaml"
+    bad.write_text((ROOT / "examples" / "datadog.yaml").read_text().replace(
+        'datadog: "avg:system.cpu.user{$scope}"', 'datadog: "avg:system.cpu.user{*}"', 1))
+    assert bad.read_text() != (ROOT / "examples" / "datadog.yaml").read_text()
+    result = run_gate("policy", "validate", bad, env={"DD_API_KEY": "", "DD_APP_KEY": ""})
+    assert result.returncode == 4, result.stdout
+    assert "queries.datadog" in result.stderr and "$scope" in result.stderr
+    assert "Traceback" not in result.stderr
+
