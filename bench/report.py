@@ -193,6 +193,21 @@ def markdown(results: dict) -> str:
         g, b = score(good, "threshold_last5"), score(bad, "threshold_last5")
         out += ["", f"The threshold peer on a sliding window of the last 5 steps instead: FP rate "
                 f"{_pct(g.get('fail_rate'))}, detection {_pct(b.get('fail_rate'))}, time to fail {_times(b)}."]
+    if results.get("pass_power"):
+        out += ["", "### Why the median time to pass misses 60%: the evidence at the first checkpoint", "",
+                "Passing early means showing every judged metric within its tolerance at the pass risk "
+                "(20%), and how many points that takes is set by the noise of the paired excess "
+                "`canary - (1 + tolerance) x baseline` against its margin, whatever the rule. "
+                "`python -m bench.pass_power` reads, at the first checkpoint of every clean canary, each "
+                "metric's test statistic and extrapolates the points it needs (z grows like the square root "
+                "of the points):", ""]
+        out += results["pass_power"]
+        out += ["", "On `nab5m` (5-minute points, 24 per lifetime) latency and errors are too noisy for their "
+                "10% and 50% tolerances: the median clean canary would need more points than the lifetime "
+                "has. Even a test that passed each canary at the very moment its evidence sufficed would "
+                "pass fewer than half of the clean canaries by 60% of the lifetime; a median at or below "
+                "60% needs a larger pass risk (`pass_risk`), wider tolerances or finer points, not a "
+                "different rule."]
     out += ["", "## History-only (Kontrast)", "",
             "Precision, recall and F1 of the fail verdict at the shipped threshold (policy defaults, "
             "no tuning on these cases).", ""]

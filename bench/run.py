@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from bench import oracle, report
+from bench import oracle, pass_power, report
 from bench.peers import PEERS
 from gate import judge as the_judge
 from gate.analysis import replay_case
@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                "speed": speed, "cases": rows}
     if args.oracle_paths > 0:
         results["oracle"] = oracle.run(paths=args.oracle_paths, jobs=args.jobs)
+    if args.only is None:
+        results["pass_power"] = pass_power.table(args.corpus)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")
