@@ -67,7 +67,12 @@ def parse_or_refuse(data, origin="policy"):
     try:
         return parse_policy(data, origin=origin)
     except PolicyError as e:
-        assert str(e) and "\n" not in str(e).strip() or len(str(e)) < 5000
+        message = str(e)
+        # one clear line: not empty, no line break, no traceback, bounded length
+        assert message.strip(), repr(message)
+        assert "\n" not in message.strip(), message
+        assert "Traceback" not in message, message
+        assert len(message) < 5000, len(message)
         return None
 
 
