@@ -7,6 +7,7 @@ A policy is YAML validated by pydantic; `Policy.model_json_schema()` is publishe
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,10 +15,12 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -32,6 +35,8 @@ def parse_duration(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '5m', '1h', '7d'")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"a duration must be a finite number of seconds, got {value!r}")
         if value != int(value):
             raise ValueError(f"a duration must be whole seconds, got {value!r}")
         return int(value)
@@ -42,13 +47,45 @@ def parse_duration(value: Any) -> int:
     raise ValueError(f"{value!r} is not a duration (use seconds or '30s', '5m', '1h', '7d', '2w')")
 
 
-Duration = Annotated[int, BeforeValidator(parse_duration), Field(gt=0)]
+DURATION_PATTERN = r"^\s*[0-9]+\s*(s|m|h|d|w)?\s*$"
+MINUTE, HOUR, DAY = 60, 3600, 86400
+
+
+def _human(seconds: int) -> str:
+    for unit, size in (("d", DAY), ("h", HOUR), ("m", MINUTE)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def duration(low: int, high: int) -> Any:
+    """A duration field (seconds, or '30s', '5m', '1h', '7d', '2w') between `low` and `high`.
+
+    Its JSON Schema says the same with standard keywords: an integer in range, or a string
+    of the duration pattern."""
+
+    def bounded(seconds: int) -> int:
+        if not low <= seconds <= high:
+            raise ValueError(f"must be between {_human(low)} and {_human(high)} ({seconds} s is out of range)")
+        return seconds
+
+    schema = {"anyOf": [{"type": "integer", "minimum": low, "maximum": high},
+                        {"type": "string", "pattern": DURATION_PATTERN}]}
+    return Annotated[int, BeforeValidator(parse_duration), AfterValidator(bounded), WithJsonSchema(schema)]
+
+
+Interval = duration(10, DAY)
+Lifetime = duration(10, 7 * DAY)
+History = duration(1, 366 * DAY)
+MinDuration = duration(1, 7 * DAY)
+MAX_TOLERANCE = 100.0
+MAX_MIN_EVENTS = 10**12
 TIME_UNITS = {"ms", "s", "us", "ns", "seconds", "milliseconds", "microseconds"}
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Metric(Strict):
@@ -65,8 +102,11 @@ class Metric(Strict):
     tolerance: float | None = Field(
         default=0.1,
         ge=0,
+        le=MAX_TOLERANCE,
+        allow_inf_nan=False,
         description="Relative degradation still acceptable (0.1 = up to 10% worse than the "
-        "baseline). null: judge any departure from the seasonal history (history-only).",
+        "baseline; at most 100 = 101x). null: judge any departure from the seasonal history "
+        "(history-only).",
     )
     denominator: str | None = Field(
         default=None,
@@ -89,6 +129,7 @@ class Metric(Strict):
     min_events: int = Field(
         default=0,
         ge=0,
+        le=MAX_MIN_EVENTS,
         description="Counts: judge a ratio only once the canary has this many denominator events.",
     )
     queries: dict[str, Any] = Field(
@@ -131,12 +172,12 @@ class Policy(Strict):
         description="The concurrent baseline group. null: judge the canary against its own "
         "pre-deploy history (history-only).",
     )
-    interval: Duration = Field(default=60, description="Time between evaluations (and the step).")
-    lifetime: Duration = Field(default=3600, description="Canary lifetime: the last moment to decide.")
-    history: Duration = Field(
+    interval: Interval = Field(default=60, description="Time between evaluations (and the step), 10s to 1d.")
+    lifetime: Lifetime = Field(default=3600, description="Canary lifetime: the last moment to decide, up to 7d.")
+    history: History = Field(
         default=7 * 86400, description="How much baseline history trains the seasonal model."
     )
-    min_duration: Duration | None = Field(
+    min_duration: MinDuration | None = Field(
         default=None,
         description="How long a canary must run before it can pass (default: half the lifetime). "
         "Intermittent faults and slow leaks need time to show; failing is never delayed.",
@@ -148,13 +189,15 @@ class Policy(Strict):
     alpha: float = Field(
         default=0.01,
         gt=0,
-        lt=0.5,
+        le=0.5,
+        allow_inf_nan=False,
         description="False-alarm budget of the whole gate, shared across metrics and looks.",
     )
     pass_risk: float = Field(
         default=0.2,
         gt=0,
-        lt=0.5,
+        le=0.5,
+        allow_inf_nan=False,
         description="Chance of passing a canary with a metric sitting exactly at its tolerance "
         "(shared by the two pass checkpoints). A real regression, well beyond the tolerance, is "
         "passed far less often; a smaller value makes passing slower.",

@@ -82,7 +82,7 @@ def test_bad_durations_are_refused(text):
     "data, names",
     [
         (good(interval="5 minutes"), ["interval", "5 minutes"]),
-        (good(interval=0), ["interval", "greater than 0"]),
+        (good(interval=0), ["interval", "between 10s and 1d"]),
         (good(lifetime="30s"), ["lifetime must be at least one interval"]),
         (good(on_undecided="maybe"), ["on_undecided", "maybe"]),
         (good(alpha=0.7), ["alpha", "0.7"]),
@@ -182,3 +182,122 @@ def test_cli_policy_validate_checks_the_source_queries(tmp_path):
     assert "queries.datadog" in result.stderr and "$scope" in result.stderr
     assert "Traceback" not in result.stderr
 
+
+
+# -- numbers must be finite and sane: an infinite tolerance would pass any regression -------------
+
+def metric(**fields) -> dict:
+    return good(metrics=[{"name": "latency", "kind": "gauge", **fields}])
+
+
+@pytest.mark.parametrize(
+    "data, names",
+    [
+        (metric(tolerance=float("inf")), ["metrics.0.tolerance", "finite"]),
+        (metric(tolerance=float("nan")), ["metrics.0.tolerance", "finite"]),
+        (metric(tolerance=1e308), ["metrics.0.tolerance", "less than or equal to 100"]),
+        (metric(tolerance=101), ["metrics.0.tolerance", "100"]),
+        (metric(min_events=10**15), ["metrics.0.min_events"]),
+        (good(alpha=float("inf")), ["alpha", "finite"]),
+        (good(alpha=float("nan")), ["alpha", "finite"]),
+        (good(alpha=0), ["alpha"]),
+        (good(alpha=0.51), ["alpha", "0.5"]),
+        (good(pass_risk=float("nan")), ["pass_risk", "finite"]),
+        (good(pass_risk=0.9), ["pass_risk", "0.5"]),
+        (good(interval=5), ["interval", "between 10s and 1d"]),
+        (good(interval="2d"), ["interval", "between 10s and 1d"]),
+        (good(interval=float("inf")), ["interval", "finite"]),
+        (good(interval=1e400), ["interval", "finite"]),
+        (good(lifetime="8d"), ["lifetime", "between 10s and 7d"]),
+        (good(lifetime="99999999999999999999w"), ["lifetime", "between"]),
+        (good(history=float("nan")), ["history", "finite"]),
+        (good(history="400d"), ["history", "366d"]),
+        (good(min_duration=-1), ["min_duration"]),
+    ],
+)
+def test_infinite_or_absurd_numbers_are_refused_naming_the_field(data, names):
+    message = error_of(data)
+    for name in names:
+        assert name in message, message
+
+
+def test_the_bounds_themselves_are_accepted():
+    policy = parse_policy(good(interval="10s", lifetime="7d", alpha=0.5, pass_risk=0.5,
+                               metrics=[{"name": "latency", "kind": "gauge", "tolerance": 100}]))
+    assert (policy.interval, policy.lifetime, policy.metrics[0].tolerance) == (10, 7 * 86400, 100)
+
+
+@pytest.mark.parametrize("tolerance", [".inf", "1e308", ".nan"])
+def test_gate_policy_validate_refuses_an_infinite_tolerance(tmp_path, tolerance):
+    text = (ROOT / "examples" / "simulate.yaml").read_text().replace("tolerance: 0.10", f"tolerance: {tolerance}", 1)
+    path = tmp_path / "inf.yaml"
+    path.write_text(text)
+    result = run_gate("policy", "validate", path)
+    assert result.returncode == 4, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "metrics.0.tolerance" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_an_infinite_tolerance_cannot_pass_a_real_regression(tmp_path):
+    """The audit's case: `tolerance: .inf` on a failing canary must be refused, not passed."""
+    import time
+
+    deployed = (int(time.time()) // 60 - 90) * 60
+    text = (ROOT / "examples" / "simulate.yaml").read_text().replace("scenario: db_connections", "scenario: bad_version")
+    path = tmp_path / "inf.yaml"
+    path.write_text(text.replace("tolerance: 0.10", "tolerance: .inf"))
+    result = run_gate("check", "rel", "--policy", path, "--deployed-at", str(deployed),
+                      "--store", tmp_path / "gate.sqlite", "--json")
+    assert result.returncode == 4 and result.stdout == "", result.stdout
+    assert "tolerance" in result.stderr
+
+
+# -- the published JSON Schema: standard keywords, and it accepts every shipped example -----------
+
+STANDARD_KEYWORDS = {
+    "$schema", "$defs", "$ref", "title", "description", "default", "type", "properties", "required",
+    "additionalProperties", "items", "anyOf", "oneOf", "allOf", "enum", "const", "minimum", "maximum",
+    "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems",
+    "examples", "readOnly", "writeOnly", "deprecated", "format", "uniqueItems", "multipleOf",
+}
+
+
+def _keywords(node, found):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found.add(key)
+            if key in ("properties", "$defs"):
+                for sub in value.values():
+                    _keywords(sub, found)
+            elif key != "default" and key != "examples" and key != "enum":
+                _keywords(value, found)
+    elif isinstance(node, list):
+        for item in node:
+            _keywords(item, found)
+    return found
+
+
+def test_the_json_schema_uses_standard_keywords_only():
+    found = _keywords(json.loads(json_schema()), set())
+    assert found <= STANDARD_KEYWORDS, found - STANDARD_KEYWORDS
+
+
+def test_every_example_validates_against_the_json_schema():
+    import yaml
+
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(json_schema())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in EXAMPLES:
+        errors = [e.message for e in validator.iter_errors(yaml.safe_load(path.read_text()))]
+        assert errors == [], (path.name, errors)
+
+
+def test_the_json_schema_refuses_what_the_policy_refuses():
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(json.loads(json_schema()))
+    assert validator.is_valid(good())
+    for bad in (good(interval="5 minutes"), good(interval=5), good(lifetime="1x"), metric(tolerance=1e308),
+                good(alpha=0.7)):
+        assert not validator.is_valid(bad), bad
