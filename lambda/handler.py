@@ -253,7 +253,8 @@ def judge(request: dict) -> dict:
                        value=round((time.perf_counter() - started) * 1000, 1))
     metrics.add_dimension(name="Outcome", value=verdict.verdict)
     metrics.add_metric(name="Verdicts", unit=MetricUnit.Count, value=1)
-    answer = {**verdict.to_dict(), "exit_code": verdict.exit_code}
+    # interval_seconds: when to ask again (the Step Functions loop waits that long).
+    answer = {**verdict.to_dict(), "exit_code": verdict.exit_code, "interval_seconds": policy.interval}
     if verdict.decisive:
         report = announce(analysis, verdict, history, request.get("build_url"))
         if report:

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time as time_module
 import zipfile
 from pathlib import Path
 
@@ -139,7 +140,10 @@ def test_the_loop_evaluates_waits_and_stops_on_a_decision():
     states = definition["States"]
     assert states["Evaluate"]["Resource"] == "arn:aws:states:::lambda:invoke"
     assert states["Evaluate"]["Next"] == "Route" and states["WaitInterval"]["Next"] == "Evaluate"
-    assert states["WaitInterval"]["SecondsPath"] == "$.interval_seconds"
+    assert states["WaitInterval"]["SecondsPath"] == "$.wait_seconds"
+    assert definition["StartAt"] == "CheckInput" and states["NowNotAllowed"]["Type"] == "Fail"
+    assert states["Undecided"]["Parameters"]["wait_seconds.$"] == "$.result.answer.interval_seconds"
+    assert states["CountError"]["Parameters"]["wait_seconds"] == 60
     routes = {json.dumps(c, sort_keys=True): c["Next"] for c in states["Route"]["Choices"]}
     assert sum(1 for next_state in routes.values() if next_state == "Decided") >= 3
     assert {"Undecided", "CountError"} <= set(routes.values())
@@ -184,7 +188,7 @@ def test_the_stack_is_created_in_moto_cloudformation(moto_endpoint):  # noqa: F8
     role = boto3.client("iam").get_role(RoleName=created["AnalyzerFunctionRole"])["Role"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": ["lambda.amazonaws.com"]}
     machine = boto3.client("stepfunctions").describe_state_machine(stateMachineArn=created["GateLoop"])
-    assert json.loads(machine["definition"])["StartAt"] == "Start"
+    assert json.loads(machine["definition"])["StartAt"] == "CheckInput"
 
     # And the DynamoDB store works on the table the stack made.
     from gate.store_dynamodb import DynamoStore
@@ -196,3 +200,190 @@ def test_the_stack_is_created_in_moto_cloudformation(moto_endpoint):  # noqa: F8
     assert {"FunctionName", "StateMachineArn", "JenkinsPolicyArn"} <= set(outputs)
     assert outputs["FunctionName"] == "canary-gate-analyzer"
     assert outputs["StateMachineArn"] == created["GateLoop"]
+
+
+# -- the loop, executed: moto's Step Functions interpreter runs the transformed definition ----------
+
+FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:canary-gate-analyzer"
+
+
+def loop_definition(max_errors: int = 2) -> str:
+    """The state machine as CloudFormation would create it: the template's definition with its
+    substitutions applied."""
+    machine = transformed()["Resources"]["GateLoop"]["Properties"]
+    separator, lines = machine["DefinitionString"]["Fn::Join"]
+    return separator.join(lines).replace("${AnalyzerArn}", FUNCTION_ARN).replace("${MaxErrors}", str(max_errors))
+
+
+class Loop:
+    """Runs the loop with the analyzer's answers given by `analyzer(event) -> answer` (an
+    Exception: the function crashed) and the waits recorded instead of slept."""
+
+    def __init__(self, monkeypatch, analyzer, on_wait=None):
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+        self.events: list[dict] = []
+        self.waits: list[int] = []
+
+        def invoke(parameters, region, state_credentials):
+            assert parameters["FunctionName"] == FUNCTION_ARN
+            payload = parameters.get("Payload")
+            event = json.loads(payload) if isinstance(payload, (str, bytes)) else payload
+            self.events.append(event)
+            answer = analyzer(event)
+            if isinstance(answer, Exception):
+                return {"StatusCode": 200, "FunctionError": "Unhandled",
+                        "Payload": {"errorType": type(answer).__name__, "errorMessage": str(answer)}}
+            return {"StatusCode": 200, "Payload": json.loads(json.dumps(answer))}
+
+        def wait(function, env, wait_seconds):
+            self.waits.append(wait_seconds)
+            if on_wait:
+                on_wait(wait_seconds)
+
+        monkeypatch.setattr(lambda_eval_utils, "_invoke_lambda_function", invoke)
+        monkeypatch.setattr(WaitFunction, "_wait_interval", wait)
+        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                           "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+    def run(self, execution_input: dict, max_errors: int = 2) -> dict:
+        from moto import mock_aws
+
+        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+            role = boto3.client("iam").create_role(RoleName="loop", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+            states = boto3.client("stepfunctions")
+            machine = states.create_state_machine(name="canary-gate-analyzer-loop", roleArn=role,
+                                                  definition=loop_definition(max_errors))["stateMachineArn"]
+            execution = states.start_execution(stateMachineArn=machine, input=json.dumps(execution_input))["executionArn"]
+            deadline = time_module.monotonic() + 60
+            while True:
+                described = states.describe_execution(executionArn=execution)
+                if described["status"] != "RUNNING" or time_module.monotonic() > deadline:
+                    break
+                time_module.sleep(0.05)
+        described["output"] = json.loads(described["output"]) if described.get("output") else None
+        return described
+
+
+EVENT = {"release": "web-1.2.3", "policy": "s3://gate-reports/policies/web.yaml", "canary": "version:1.2.3",
+         "build_url": "https://jenkins.invalid/job/web/7/"}
+
+
+def verdict(name: str, final: bool = False, interval: int = 60) -> dict:
+    return {"release": "web-1.2.3", "verdict": name, "exit_code": {"pass": 0, "fail": 1, "inconclusive": 3}[name],
+            "final": final, "reason": name, "metrics": [], "notes": [], "interval_seconds": interval}
+
+
+def error(status: int) -> dict:
+    return {"statusCode": status, "verdict": "error", "error": f"error {status}", "exit_code": 4, "release": "web-1.2.3"}
+
+
+def scripted(answers: list):
+    answers = list(answers)
+    return lambda event: answers.pop(0)
+
+
+def test_the_loop_waits_the_policy_interval_until_a_decision(monkeypatch):
+    answers = [verdict("inconclusive", interval=120), verdict("inconclusive", interval=120), verdict("fail")]
+    loop = Loop(monkeypatch, scripted(answers))
+    described = loop.run(EVENT)
+    assert described["status"] == "SUCCEEDED"
+    assert described["output"] == {"verdict": "fail", "exit_code": 1, "answer": verdict("fail")}
+    assert loop.events == [EVENT] * 3  # the bare event, as the step sends it, every time
+    assert loop.waits == [120, 120]  # the interval of the answer
+
+
+def test_a_final_inconclusive_ends_the_loop(monkeypatch):
+    loop = Loop(monkeypatch, scripted([verdict("inconclusive"), verdict("inconclusive", final=True)]))
+    described = loop.run(EVENT)
+    assert described["output"]["verdict"] == "inconclusive" and described["output"]["exit_code"] == 3
+    assert described["output"]["answer"]["final"] is True
+    assert len(loop.events) == 2 and loop.waits == [60]
+
+
+def test_transient_errors_are_retried_60_s_apart_up_to_max_errors(monkeypatch):
+    loop = Loop(monkeypatch, scripted([error(503), error(409), verdict("inconclusive", interval=30), error(503),
+                                       error(503), verdict("pass")]))
+    described = loop.run(EVENT, max_errors=2)
+    assert described["output"]["verdict"] == "pass" and described["output"]["exit_code"] == 0
+    assert loop.waits == [60, 60, 30, 60, 60]  # a verdict resets the count of errors in a row
+
+    loop = Loop(monkeypatch, scripted([error(503), error(503), error(503), verdict("pass")]))
+    described = loop.run(EVENT, max_errors=2)
+    assert described["status"] == "SUCCEEDED"
+    assert described["output"] == {"verdict": "error", "exit_code": 4, "answer": error(503)}
+    assert len(loop.events) == 3 and loop.waits == [60, 60]
+
+
+def test_a_bad_request_ends_the_loop_at_once(monkeypatch):
+    loop = Loop(monkeypatch, scripted([error(400), verdict("pass")]))
+    described = loop.run(EVENT)
+    assert described["output"] == {"verdict": "error", "exit_code": 4, "answer": error(400)}
+    assert len(loop.events) == 1 and loop.waits == []
+
+
+def test_a_crashed_function_is_could_not_judge(monkeypatch):
+    loop = Loop(monkeypatch, scripted([MemoryError("Runtime exited with error: signal: killed")]))
+    described = loop.run(EVENT)
+    assert described["status"] == "SUCCEEDED"
+    output = described["output"]
+    assert (output["verdict"], output["exit_code"]) == ("error", 4)
+    answer = output["answer"]
+    assert (answer["verdict"], answer["exit_code"], answer["statusCode"], answer["release"]) == ("error", 4, 500, "web-1.2.3")
+    assert answer["error"].startswith("the analyzer failed - MemoryError: ") and "signal: killed" in answer["error"]
+
+
+def test_an_input_with_now_is_refused(monkeypatch):
+    loop = Loop(monkeypatch, scripted([verdict("pass")]))
+    described = loop.run({**EVENT, "now": "2024-05-01T10:30:00Z"})
+    assert described["status"] == "FAILED"
+    assert described["error"] == "CanaryGate.NowNotAllowed"
+    assert "without \"now\"" in described["cause"]
+    assert loop.events == []
+
+
+def test_the_loop_with_the_real_analyzer_on_a_replayed_canary(monkeypatch, tmp_path, corpus):
+    """End to end: the loop's input is the analyzer's event; the real handler judges the current
+    moment (a clock the loop's waits move on), answers its interval; the loop decides as it says."""
+    from types import SimpleNamespace
+
+    from gate.verdict import iso, parse_time
+    from tests.lambda_module import FakeContext, import_handler
+    from tests.test_lambda_handler import case_event
+
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("GATE_STORE", str(tmp_path / "gate.sqlite"))
+    for key in ("GATE_STORE_TABLE", "GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID", "GATE_REPORT_BUCKET",
+                "SLACK_WEBHOOK_URL", "DD_API_KEY", "DD_APP_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    handler = import_handler("gate_lambda_handler_loop")
+    try:
+        event = case_event(corpus, "k1m-canary-down-012")
+        event.pop("now")
+        clock = [parse_time(event["deployed_at"]) + 90]
+        monkeypatch.setattr(handler, "time", SimpleNamespace(time=lambda: clock[0], perf_counter=time_module.perf_counter))
+        answers = []
+
+        def analyzer(payload):
+            answers.append(handler.lambda_handler(payload, FakeContext()))
+            return answers[-1]
+
+        def advance(seconds):
+            clock[0] += seconds
+
+        loop = Loop(monkeypatch, analyzer, on_wait=advance)
+        described = loop.run(event)
+    finally:
+        sys.modules.pop("gate_lambda_handler_loop", None)
+    assert described["status"] == "SUCCEEDED", described
+    print(f"\nthe loop with the real analyzer: {[a['verdict'] for a in answers]}")
+    assert [a["verdict"] for a in answers][-1] == "fail" and len(answers) >= 2
+    assert all(a["verdict"] == "inconclusive" for a in answers[:-1])
+    assert described["output"] == {"verdict": "fail", "exit_code": 1, "answer": answers[-1]}
+    assert all(e == event for e in loop.events)
+    assert loop.waits == [60] * (len(answers) - 1)  # the policy's interval, from the answers
+    start = (parse_time(event["deployed_at"]) + 90) // 60 * 60
+    assert [a["evaluated_at"] for a in answers] == [iso(start + 60 * i) for i in range(len(answers))]

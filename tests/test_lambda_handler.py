@@ -63,8 +63,9 @@ def test_a_dead_canary_fails_with_the_same_json_as_the_cli(handler, corpus):
     event = case_event(corpus, "k1m-canary-down-012")
     result = handler.lambda_handler(event, FakeContext())
     assert result["verdict"] == "fail" and result["exit_code"] == 1 and result["final"] is True
+    assert result["interval_seconds"] == 60  # the policy's: when the Step Functions loop asks again
     expected = expected_verdict(corpus, event).to_dict()
-    assert {k: v for k, v in result.items() if k != "exit_code"} == expected
+    assert {k: v for k, v in result.items() if k not in ("exit_code", "interval_seconds")} == expected
     assert json.loads(json.dumps(result)) == result
 
 

@@ -207,30 +207,68 @@ test('step lambda function: an error answer, a crashed function or a failed CLI 
     }
 }
 
-test('step lambda state machine: start-execution, poll describe-execution until it ends') {
-    Map STATE_MACHINE = LAMBDA.findAll { it.key != 'function' } + [stateMachine: 'arn:aws:states:eu-west-1:1:stateMachine:gate']
-    [['SUCCEEDED', 'pass'], ['SUCCEEDED', 'inconclusive'], ['FAILED', 'error'], ['TIMED_OUT', 'error']].each { String status, String expected ->
-        Harness h = harness()
-        int polls = 0
-        h.onSh = { String script, Map a ->
-            if (script.contains('start-execution')) {
-                return [stdout: 'arn:aws:states:eu-west-1:1:execution:gate:abc\n']
-            }
-            if (script.contains('describe-execution')) {
-                polls++
-                Map described = polls < 3 ? [status: 'RUNNING'] : [status: status, output: JsonOutput.toJson(VERDICT + [verdict: expected])]
-                h.step_writeFile(file: 'canary-gate/web-1.2.3-execution.json', text: JsonOutput.toJson(described))
-                return [status: 0]
-            }
+// A describe-execution stub: RUNNING twice, then `status` with `output` (the state machine's
+// output: {verdict, exit_code, answer}, as infra/template.yaml's GateLoop ends).
+def executionEnds = { Harness h, String status, Object output, Map counter ->
+    return { String script, Map a ->
+        if (script.contains('start-execution')) {
+            return [stdout: 'arn:aws:states:eu-west-1:1:execution:gate:abc\n']
+        }
+        if (script.contains('describe-execution')) {
+            counter.polls = (counter.polls ?: 0) + 1
+            Map described = counter.polls < 3 ? [status: 'RUNNING'] :
+                [status: status] + (output == null ? [:] : [output: output instanceof String ? output : JsonOutput.toJson(output)])
+            h.step_writeFile(file: 'canary-gate/web-1.2.3-execution.json', text: JsonOutput.toJson(described))
             return [status: 0]
         }
+        return python ? h.realSh(script) : [status: 0]
+    }
+}
+
+Map STATE_MACHINE = LAMBDA.findAll { it.key != 'function' } + [stateMachine: 'arn:aws:states:eu-west-1:1:stateMachine:gate',
+                                                               deployedAt: '2024-05-01T10:00:00Z']
+
+test('step lambda state machine: start-execution with the bare event, poll describe-execution, the answer is the verdict') {
+    [['SUCCEEDED', 'pass', 0], ['SUCCEEDED', 'fail', 1], ['SUCCEEDED', 'inconclusive', 3]].each { String status, String expected, int code ->
+        Harness h = harness()
+        Map counter = [:]
+        Map answer = VERDICT + [verdict: expected, exit_code: code, interval_seconds: 60]
+        h.onSh = executionEnds(h, status, [verdict: expected, exit_code: code, answer: answer], counter)
         assert h.runStep(STATE_MACHINE) == expected
-        assert polls == 3
+        assert counter.polls == 3
         assert h.ran("stepfunctions start-execution --state-machine-arn 'arn:aws:states:eu-west-1:1:stateMachine:gate' " +
                      "--input file://'canary-gate/web-1.2.3-event.json' --query executionArn --output text")
         assert h.ran("stepfunctions describe-execution --execution-arn 'arn:aws:states:eu-west-1:1:execution:gate:abc'")
         Map start = h.calls.find { it.step == 'sh' && it.args[0].script.contains('start-execution') }.args[0]
         assert start.returnStdout == true
+        // The state machine's input is the analyzer's event itself: no wrapper, no `now`.
+        assert new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3-event.json').text) ==
+            [release: 'web-1.2.3', policy: 's3://bucket/web.yaml', canary: 'version:1.2.3', deployed_at: '2024-05-01T10:00:00Z']
+        // The archived JSON is the analyzer's answer, not the execution's wrapper.
+        assert new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3.json').text) == answer
+        assert h.calls.findAll { it.step == 'sleep' }*.args == [[[time: 30, unit: 'SECONDS']], [[time: 30, unit: 'SECONDS']]]
+        if (python) {  // gate.junit read the answer: one test case per metric
+            Map report = h.junitReports[0]
+            assert report.cases == ['cpu', 'latency'] && report.suite == 'web-1.2.3'
+            assert report.failures == ['cpu']  // per metric, as the answer says
+        }
+    }
+}
+
+test('step lambda state machine: could-not-judge answers, failed executions and bad outputs are errors') {
+    Map couldNotJudge = [release: 'web-1.2.3', verdict: 'error', statusCode: 503, error: 'could not judge: Datadog 503', exit_code: 4]
+    [['SUCCEEDED', [verdict: 'error', exit_code: 4, answer: couldNotJudge]],
+     ['SUCCEEDED', VERDICT + [verdict: 'pass', exit_code: 0]],  // a bare verdict is not the state machine's output
+     ['SUCCEEDED', 'not json'],
+     ['FAILED', null], ['TIMED_OUT', null], ['ABORTED', null]].each { String status, Object output ->
+        Harness h = harness()
+        h.onSh = executionEnds(h, status, output, [:])
+        assert h.runStep(STATE_MACHINE) == 'error'
+        Map written = new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3.json').text) as Map
+        assert written.verdict == 'error'
+        if (python) {  // the report says so rather than staying empty
+            assert h.junitReports[0].failCount == 1 && h.junitReports[0].cases == ['canary gate']
+        }
     }
 }
 

@@ -156,7 +156,8 @@ private int runFunction(Map opts, String base, String jsonFile) {
     }
 }
 
-// The state machine runs the whole canary (evaluate, wait, repeat); poll it until it ends.
+// The state machine runs the whole canary (evaluate, wait the policy's interval, repeat); its input
+// is the same event as the function's (without `now`: it judges the current moment); poll it.
 private int runStateMachine(Map opts, String base, String jsonFile) {
     String eventFile = "${base}-event.json"
     String describeFile = "${base}-execution.json"
@@ -174,8 +175,14 @@ private int runStateMachine(Map opts, String base, String jsonFile) {
         }
         Map described = parseJson(readFile(describeFile))
         if (described.status == 'SUCCEEDED') {
-            writeFile(file: jsonFile, text: (described.output ?: '') as String)
-            return exitCode(parseJson(described.output as String))
+            // The output is {verdict, exit_code, answer}: the analyzer's last answer is the verdict.
+            Object answer = parseJson(described.output as String).answer
+            if (!(answer instanceof Map)) {
+                echo "canaryGate: execution output without an answer: ${described.output}"
+                answer = [release: opts.release as String, verdict: 'error', error: 'state machine output without an answer']
+            }
+            writeFile(file: jsonFile, text: JsonOutput.toJson(answer))
+            return exitCode(answer as Map)
         }
         if (described.status != 'RUNNING') {
             echo "canaryGate: execution ${described.status}: ${described.error ?: ''} ${described.cause ?: ''}"
