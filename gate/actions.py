@@ -3,11 +3,14 @@
 * promote: point the production Auto Scaling group at the canary's launch template version and
   roll it out, either with an instance refresh (rolling, with checkpoints; the default) or with a
   capacity swap (launch as many new instances as there are old ones, wait until they are in
-  service, terminate the old ones), then scale the canary and baseline groups to zero.
+  service, terminate the old ones), then scale the canary and baseline groups to zero: with a
+  refresh, only once it is over (a later run does it), so the canary stays up to roll back to.
 * rollback: scale the canary (and baseline) groups to zero; production is left untouched.
 
 Both read the groups' current state and plan only what is still missing, so running them again
-is safe (the second run plans nothing). `dry_run` returns the plan without applying it.
+is safe (the second run plans nothing). `dry_run` returns the plan without applying it. Every
+run that applies something is recorded in the store, a failed one with its error and the steps
+it had applied.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ def _fail(call: str, error: Exception) -> ActionError:
     if isinstance(error, NoCredentialsError):
         return ActionError("no AWS credentials found (environment, profile or role)")
     if isinstance(error, NoRegionError):
-        return ActionError("no AWS region: set AWS_REGION (or source.options.region)")
+        return ActionError("no AWS region: set AWS_DEFAULT_REGION (or source.options.region)")
     return ActionError(f"{call} failed: {error}")
 
 
@@ -227,6 +230,13 @@ def _refresh(aws: AutoScaling, name: str, group: dict, target: tuple[str, int], 
                                   Strategy="Rolling", Preferences=preferences))]
 
 
+def _rolled_out(aws: AutoScaling, name: str, group: dict, target: tuple[str, int], planned: list[Step]) -> bool:
+    """Production runs the release: nothing left to change, no old instance, no refresh going on
+    (one at its last checkpoint or baking has no old instance left but is not over)."""
+    return (not planned and not any(not aws.instance_on(i, target) for i in _live(group))
+            and aws.active_refresh(name) is None)
+
+
 def _swap(aws: AutoScaling, name: str, group: dict, target: tuple[str, int]) -> list[Step]:
     live = _live(group)
     old = [i for i in live if not aws.instance_on(i, target)]
@@ -293,10 +303,15 @@ def plan_promote(aws: AutoScaling, groups: Groups, strategy: Strategy = "refresh
         steps += _refresh(aws, groups.production, production, target, refresh, notes)
     else:
         steps += _swap(aws, groups.production, production, target)
-    for name in (groups.canary, groups.baseline):
-        if name:
-            steps += _scale_to_zero(aws, name, state[name])
-    return steps
+    scale_down = [step for name in (groups.canary, groups.baseline) if name
+                  for step in _scale_to_zero(aws, name, state[name])]
+    if scale_down and strategy == "refresh" and not _rolled_out(aws, groups.production, production, target, steps):
+        # The refresh goes on in AWS and may fail or be cancelled: keep the canary (and the
+        # baseline) until production runs the release, the rerun after the refresh scales them.
+        notes.append(f"{', '.join(s.group for s in scale_down)} scaled to zero once the instance refresh "
+                     f"of {groups.production} is Successful: run promote again then")
+        scale_down = []
+    return steps + scale_down
 
 
 def plan_rollback(aws: AutoScaling, groups: Groups) -> list[Step]:
@@ -311,14 +326,25 @@ def run(release: str, action: str, groups: Groups, steps: list[Step], *, dry_run
     outcome = Outcome(release, action, dry_run, groups, steps, list(notes or []))
     if dry_run:
         return outcome
-    for step in steps:
-        step.apply()
-    if store is not None:
-        detail = outcome.to_dict()
-        detail.pop("release")
-        if strategy:
-            detail["strategy"] = strategy
-        store.record_event(release, action, detail)
+
+    def record(**extra) -> None:
+        if store is not None:
+            detail = outcome.to_dict()
+            detail.pop("release")
+            if strategy:
+                detail["strategy"] = strategy
+            store.record_event(release, action, {**detail, **extra})
+
+    applied: list[Step] = []
+    try:
+        for step in steps:
+            step.apply()
+            applied.append(step)
+    except Exception as e:
+        # A run that stopped half-way changed some groups: say which, and why it stopped.
+        record(error=str(e) or type(e).__name__, applied=[s.to_dict() for s in applied])
+        raise
+    record()
     return outcome
 
 

@@ -70,13 +70,42 @@ def test_promote_refreshes_production_with_checkpoints(aws):
         "AutoScalingGroupName": "web-prod", "Strategy": "Rolling",
         "Preferences": {"MinHealthyPercentage": 90, "SkipMatching": True,
                         "CheckpointPercentages": [25, 100], "CheckpointDelay": 300}})
+    store = Events()
+    outcome = actions.promote("web-2", GROUPS, scaling, refresh=actions.Refresh((25, 100), 300), store=store)
+    # The canary and baseline stay up while the refresh runs (it may fail): no scale-down yet.
+    assert [s.change.split()[0] for s in outcome.steps] == ["point", "start"]
+    assert outcome.notes == ["web-canary, web-baseline scaled to zero once the instance refresh of web-prod "
+                             "is Successful: run promote again then"]
+    assert store.events[0][:2] == ("web-2", "promote") and store.events[0][2]["strategy"] == "refresh"
+    assert "error" not in store.events[0][2]
+
+
+@pytest.mark.parametrize("status", ["InProgress", "Baking"])
+def test_no_scale_down_while_the_refresh_is_not_over(aws, status):
+    scaling, asg_stub, _ = aws  # every instance replaced, but the last checkpoint is not over
+    describe(asg_stub, group("web-prod", "2", 2, ["2", "2"]), group("web-canary", "2", 1, ["2"]),
+             group("web-baseline", "1", 1, ["1"]))
+    asg_stub.add_response("describe_instance_refreshes", {"InstanceRefreshes": [
+        {"InstanceRefreshId": "r-1", "Status": status, "PercentageComplete": 100}]},
+        {"AutoScalingGroupName": "web-prod"})
+    outcome = actions.promote("web-2", GROUPS, scaling)
+    assert outcome.nothing_to_do and "once the instance refresh of web-prod is Successful" in outcome.notes[-1]
+
+
+def test_the_rerun_after_a_successful_refresh_scales_the_canary_down(aws):
+    scaling, asg_stub, _ = aws
+    describe(asg_stub, group("web-prod", "2", 2, ["2", "2"]), group("web-canary", "2", 1, ["2"]),
+             group("web-baseline", "1", 1, ["1"]))
+    asg_stub.add_response("describe_instance_refreshes", {"InstanceRefreshes": [
+        {"InstanceRefreshId": "r-1", "Status": "Successful", "PercentageComplete": 100}]},
+        {"AutoScalingGroupName": "web-prod"})
     for name in ("web-canary", "web-baseline"):
         asg_stub.add_response("update_auto_scaling_group", {},
                               {"AutoScalingGroupName": name, "MinSize": 0, "DesiredCapacity": 0})
     store = Events()
-    outcome = actions.promote("web-2", GROUPS, scaling, refresh=actions.Refresh((25, 100), 300), store=store)
-    assert [s.change.split()[0] for s in outcome.steps] == ["point", "start", "scale", "scale"]
-    assert store.events[0][:2] == ("web-2", "promote") and store.events[0][2]["strategy"] == "refresh"
+    outcome = actions.promote("web-2", GROUPS, scaling, store=store)
+    assert [s.group for s in outcome.steps] == ["web-canary", "web-baseline"] and outcome.notes == []
+    assert len(store.events[0][2]["changes"]) == 2
 
 
 def test_promote_again_during_the_refresh_has_nothing_to_do(aws):
@@ -108,17 +137,24 @@ def test_a_refresh_that_fails_to_start_after_the_template_is_set_is_finished_by_
     asg_stub.add_response("describe_instance_refreshes", {"InstanceRefreshes": []}, {"AutoScalingGroupName": "web-prod"})
     asg_stub.add_response("update_auto_scaling_group", {})
     asg_stub.add_client_error("start_instance_refresh", "AccessDenied", "not authorized", 403)
+    store = Events()
     with pytest.raises(actions.ActionError, match=r"AWS refused start_instance_refresh \(AccessDenied\)"):
-        actions.promote("web-2", GROUPS, scaling)
-    # The rerun sees the template already set and only starts the refresh (then scales down).
+        actions.promote("web-2", GROUPS, scaling, store=store)
+    # The half-done run is recorded: its error and the step it had applied.
+    [(release, kind, detail)] = store.events
+    assert (release, kind) == ("web-2", "promote")
+    assert "AWS refused start_instance_refresh (AccessDenied)" in detail["error"]
+    assert [s["change"].split()[0] for s in detail["applied"]] == ["point"]
+    assert [s["change"].split()[0] for s in detail["changes"]] == ["point", "start"]
+    # The rerun sees the template already set and only starts the refresh (the scale-down waits
+    # for the refresh to succeed).
     describe(asg_stub, group("web-prod", "2", 2, ["1", "1"]), group("web-canary", "2", 1, ["2"]),
              group("web-baseline", "1", 1, ["1"]))
     asg_stub.add_response("describe_instance_refreshes", {"InstanceRefreshes": []}, {"AutoScalingGroupName": "web-prod"})
     asg_stub.add_response("start_instance_refresh", {"InstanceRefreshId": "r-2"})
-    asg_stub.add_response("update_auto_scaling_group", {})
-    asg_stub.add_response("update_auto_scaling_group", {})
-    outcome = actions.promote("web-2", GROUPS, scaling)
-    assert [s.change.split()[0] for s in outcome.steps] == ["start", "scale", "scale"]
+    outcome = actions.promote("web-2", GROUPS, scaling, store=store)
+    assert [s.change.split()[0] for s in outcome.steps] == ["start"]
+    assert "error" not in store.events[-1][2]
 
 
 def test_dry_run_only_reads(aws):
@@ -128,8 +164,12 @@ def test_dry_run_only_reads(aws):
     asg_stub.add_response("describe_instance_refreshes", {"InstanceRefreshes": []}, {"AutoScalingGroupName": "web-prod"})
     store = Events()
     outcome = actions.promote("web-2", GROUPS, scaling, dry_run=True, store=store)
-    assert len(outcome.steps) == 4 and outcome.dry_run and store.events == []
-    assert actions.describe(outcome)[1].startswith("  would point web-prod at")
+    assert len(outcome.steps) == 2 and outcome.dry_run and store.events == []
+    lines = actions.describe(outcome)
+    assert lines[1].startswith("  would point web-prod at") and lines[2].startswith("  would start an instance refresh")
+    # The plan says when the canary and baseline go.
+    assert lines[-1] == ("  note: web-canary, web-baseline scaled to zero once the instance refresh of web-prod "
+                         "is Successful: run promote again then")
 
 
 def test_rollback_leaves_production_alone(aws):
@@ -165,3 +205,53 @@ def test_group_names_from_options_and_release():
     assert actions.resolve_groups("r7", policy, baseline="b").baseline == "b"
     with pytest.raises(actions.ActionError, match="not an Auto Scaling group name"):
         actions.resolve_groups("r7", None, canary="bad\nname")
+
+
+def test_a_datadog_policy_names_the_groups_to_promote(aws, monkeypatch):
+    """A Datadog scope is a tag filter: the groups come from source.options, which the Datadog
+    source accepts (and ignores), as `gate promote --policy datadog.yaml --dry-run` reads them."""
+    from pathlib import Path
+
+    import yaml
+
+    from gate.policy import parse_policy
+    from gate.sources import open_source
+
+    data = yaml.safe_load((Path(__file__).parents[1] / "examples" / "datadog.yaml").read_text())
+    data["source"]["options"].update(production_asg="web-prod", canary_asg="web-canary",
+                                     baseline_asg="web-{release}-baseline")
+    policy = parse_policy(data)
+    monkeypatch.setenv("DD_API_KEY", "k" * 32)
+    monkeypatch.setenv("DD_APP_KEY", "a" * 40)
+    open_source(policy)  # the source's own options check: no "Extra inputs"
+    groups = actions.resolve_groups("2", policy)
+    assert groups == actions.Groups(canary="web-canary", baseline="web-2-baseline", production="web-prod")
+    scaling, asg_stub, _ = aws
+    describe(asg_stub, group("web-prod", "1", 2, ["1", "1"]), group("web-canary", "2", 1, ["2"]),
+             group("web-2-baseline", "1", 1, ["1"]))
+    asg_stub.add_response("describe_instance_refreshes", {"InstanceRefreshes": []}, {"AutoScalingGroupName": "web-prod"})
+    outcome = actions.promote("2", groups, scaling, dry_run=True)
+    assert [s.group for s in outcome.steps] == ["web-prod", "web-prod"]
+
+
+def test_no_region_says_aws_default_region(monkeypatch):
+    from botocore.exceptions import NoRegionError
+
+    message = str(actions._fail("update_auto_scaling_group", NoRegionError()))
+    assert "AWS_DEFAULT_REGION" in message and "AWS_REGION " not in message
+
+
+def test_aws_region_is_taken_when_botocore_finds_none(monkeypatch, tmp_path):
+    from gate.errors import SourceError
+    from gate.sources.cloudwatch import make_client
+
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))  # no profile region either
+    with pytest.raises(SourceError, match="set source.options.region or AWS_DEFAULT_REGION"):
+        make_client("autoscaling", None)
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    assert make_client("autoscaling", None).meta.region_name == "eu-west-3"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")  # botocore's own variable wins
+    assert make_client("autoscaling", None).meta.region_name == "us-west-2"
+    assert make_client("autoscaling", "ap-south-1").meta.region_name == "ap-south-1"
