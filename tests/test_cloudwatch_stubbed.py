@@ -7,6 +7,7 @@ import math
 from datetime import UTC, datetime
 
 import boto3
+import numpy as np
 import pytest
 from botocore.stub import ANY, Stubber
 
@@ -272,3 +273,70 @@ def test_the_example_policy_builds_its_queries(cloudwatch):
     assert latency["Stat"] == "p99" and {"Name": "TargetGroup", "Value": "targetgroup/web-canary/73e2d6bc24d8a067"} \
         in latency["Metric"]["Dimensions"]
     assert by_id["q5"]["Metric"]["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]
+    # TargetResponseTime is in seconds: with its unit the latency's tail is judged too.
+    latency_metric = next(m for m in p.metrics if m.name == "latency")
+    assert latency_metric.unit == "s" and latency_metric.judges_tail
+
+
+ERRORS_AND_REQUESTS = [
+    {"name": "errors", "kind": "count", "denominator": "requests", "queries": {"cloudwatch": {
+        "namespace": "AWS/ApplicationELB", "metric": "HTTPCode_Target_5XX_Count", "stat": "Sum",
+        "dimensions": {"TargetGroup": "{target_group}"}}}},
+    {"name": "requests", "kind": "count", "bad_direction": "none", "queries": {"cloudwatch": {
+        "namespace": "AWS/ApplicationELB", "metric": "RequestCount", "stat": "Sum",
+        "dimensions": {"TargetGroup": "{target_group}"}}}},
+]
+
+
+def test_old_history_counts_are_on_the_interval_scale(cloudwatch):
+    """A 5-minute Sum read for a 1-minute interval is given per minute, as the window's counts
+    are: compared with 1-minute counts, a 5-minute sum would make the errors expected 5 times
+    too many (a regression would pass). Gauges are averages: as they are."""
+    client, stubber = cloudwatch
+    p = policy([*ERRORS_AND_REQUESTS, {"name": "cpu", "kind": "gauge", "queries": {"cloudwatch": {
+        "namespace": "AWS/EC2", "metric": "CPUUtilization", "stat": "Average"}}}])
+    start = NOW - 20 * DAY
+    stubber.add_response("get_metric_data", {"MetricDataResults": [
+        {"Id": "q0", "StatusCode": "Complete", "Timestamps": [at(start)], "Values": [50.0]},
+        {"Id": "q1", "StatusCode": "Complete", "Timestamps": [at(start), at(start + 300)], "Values": [5000.0, 2500.0]},
+        {"Id": "q2", "StatusCode": "Complete", "Timestamps": [at(start)], "Values": [42.0]}]})
+    seen = source(client, p).fetch(query(p, start, start + 900, baseline=False))
+    assert seen.canary.step == 300
+    assert seen.canary.values["errors"].tolist()[:2] == [10.0, 0.0]  # 50 / 5; 0 where requests were counted
+    assert seen.canary.values["requests"].tolist()[:2] == [1000.0, 500.0]
+    assert seen.canary.values["cpu"][0] == 42.0
+
+
+def test_recent_counts_are_not_scaled(cloudwatch):
+    client, stubber = cloudwatch
+    p = policy(ERRORS_AND_REQUESTS)
+    stubber.add_response("get_metric_data", {"MetricDataResults": [
+        {"Id": "q0", "StatusCode": "Complete", "Timestamps": [at(NOW - 120)], "Values": [7.0]},
+        {"Id": "q1", "StatusCode": "Complete", "Timestamps": [at(NOW - 120), at(NOW - 60)], "Values": [900.0, 800.0]}]})
+    seen = source(client, p).fetch(query(p, NOW - 120, NOW, baseline=False))
+    assert seen.canary.values["errors"].tolist() == [7.0, 0.0]
+    assert seen.canary.values["requests"].tolist() == [900.0, 800.0]
+
+
+def test_a_count_that_never_reported_is_no_data_not_zero(cloudwatch):
+    """A misspelt error metric answers no datapoint at all: with requests reported, filling zeros
+    would read as "no errors" and could pass a regression. No datapoint anywhere, in either group,
+    in the history or the window: NaN. One datapoint somewhere: the query is right, zeros are."""
+    client, stubber = cloudwatch
+    p = policy(ERRORS_AND_REQUESTS)
+    requests = {"StatusCode": "Complete", "Timestamps": [at(NOW - 180), at(NOW - 120), at(NOW - 60)],
+                "Values": [900.0, 800.0, 700.0]}
+    s = source(client, p)
+    stubber.add_response("get_metric_data", {"MetricDataResults": [  # the history: no errors anywhere
+        {"Id": "q0", "StatusCode": "Complete", "Timestamps": [], "Values": []}, {"Id": "q1", **requests},
+        {"Id": "q2", "StatusCode": "Complete", "Timestamps": [], "Values": []}, {"Id": "q3", **requests}]})
+    history = s.fetch(query(p, NOW - 180, NOW))
+    for frame in (history.canary, history.baseline):
+        assert np.isnan(frame.values["errors"]).all() and (frame.values["requests"] > 0).all()
+    stubber.add_response("get_metric_data", {"MetricDataResults": [  # the window: the baseline has one
+        {"Id": "q0", "StatusCode": "Complete", "Timestamps": [], "Values": []}, {"Id": "q1", **requests},
+        {"Id": "q2", "StatusCode": "Complete", "Timestamps": [at(NOW - 120)], "Values": [3.0]},
+        {"Id": "q3", **requests}]})
+    window = s.fetch(query(p, NOW - 180, NOW))
+    assert window.canary.values["errors"].tolist() == [0.0, 0.0, 0.0]
+    assert window.baseline.values["errors"].tolist() == [0.0, 3.0, 0.0]

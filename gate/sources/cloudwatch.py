@@ -15,15 +15,18 @@ default being `AutoScalingGroupName: "{scope}"`), any other `{key}` is that grou
 only tells groups apart by target group, so canary and baseline need one each).
 
 The point at T is the CloudWatch period [T, T + period): only complete periods are returned.
-Counts use the `Sum` per period. A period without a datapoint is missing (NaN), except for a
-count with a denominator: when the same group reported the denominator for that period, the
-count is 0 (the ALB publishes no `HTTPCode_Target_5XX_Count` datapoint for a minute without 5xx).
-Ratios are left to the judge; no metric math.
+Counts use the `Sum` per period, on the scale of the policy's interval: history old enough to be
+read at a coarser period (5-minute points after 15 days) is given per interval (sum * step /
+period). A period without a datapoint is missing (NaN), except for a count with a denominator
+that has reported somewhere (`fill_zero_counts`): when the same group reported the denominator
+for that period, the count is 0 (the ALB publishes no `HTTPCode_Target_5XX_Count` datapoint for a
+minute without 5xx). Ratios are left to the judge; no metric math.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
 import time
@@ -40,6 +43,7 @@ from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.sources import Query
 
+NO_REGION = "no AWS region: set source.options.region or AWS_DEFAULT_REGION"
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
 DAY = 86400
 
@@ -159,6 +163,20 @@ def choose_period(step: int, start: int, now: int) -> int:
     return math.lcm(step, resolution)
 
 
+def fill_zero_counts(frame: Frame, metrics: tuple[Metric, ...], reported: set[str]) -> Frame:
+    """A count with a denominator is 0 where its group reported the denominator but not the count:
+    CloudWatch publishes no datapoint for a minute without 5xx, Datadog answers null for a sparse
+    counter. Only for a count in `reported` (it has a point somewhere, in either group, in this
+    fetch or an earlier one): a query that never answers (a misspelt metric) is no data, not zero
+    errors. Shared by the CloudWatch and Datadog sources; fills `frame` in place."""
+    for m in metrics:
+        if m.kind == "count" and m.name in reported and m.name in frame.values \
+                and m.denominator in frame.values:
+            column = frame.values[m.name]
+            column[np.isnan(column) & ~np.isnan(frame.values[m.denominator])] = 0.0
+    return frame
+
+
 @dataclass(frozen=True)
 class _Series:
     id: str
@@ -174,6 +192,9 @@ class CloudWatchSource:
         self._client = client
         self.clock = clock
         self.sleep = sleep
+        # Counts that have reported a datapoint in some fetch of this source (the history, the
+        # window): only those may read as zero where their denominator has a point.
+        self._reported: set[str] = set()
 
     @property
     def client(self) -> Any:
@@ -194,12 +215,18 @@ class CloudWatchSource:
             groups["baseline"] = query.baseline
         series, requests = self._requests(query.metrics, groups, period)
         points: dict[str, dict[str, dict[int, float]]] = {g: {n: {} for n in names} for g in groups}
+        counts = {m.name for m in query.metrics if m.kind == "count"}
+        # A count read at a coarser period than the step (old history) is put on the step's scale,
+        # as the window's counts are: sum * step / period. Gauges are averages: as they are.
+        scale = query.step / period
         if stop > first:
             for result in self._get_metric_data(requests, first, stop):
                 s = series[result["Id"]]
                 column = points[s.group][s.metric]
+                factor = scale if s.metric in counts else 1.0
                 for stamp, value in zip(result.get("Timestamps", []), result.get("Values", [])):
-                    column[int(stamp.timestamp())] = float(value)
+                    column[int(stamp.timestamp())] = float(value) * factor
+        self._reported.update(n for g in groups for n in names if points[g][n])
         frames = {g: self._frame(query.metrics, period, first, stop, points[g]) for g in groups}
         return Observations(canary=frames["canary"], baseline=frames.get("baseline"))
 
@@ -306,7 +333,7 @@ class CloudWatchSource:
             except NoCredentialsError:
                 raise SourceError("no AWS credentials found (environment, profile or role)") from None
             except NoRegionError:
-                raise SourceError("no AWS region: set source.options.region or AWS_REGION") from None
+                raise SourceError(NO_REGION) from None
             except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as e:
                 raise SourceError(f"CloudWatch unreachable: {e}") from None
             except BotoCoreError as e:
@@ -318,13 +345,7 @@ class CloudWatchSource:
                points: dict[str, dict[int, float]]) -> Frame:
         if stop <= first:
             return Frame.empty(period, [m.name for m in metrics])
-        frame = Frame.on_grid(period, first, stop - period, points)
-        for m in metrics:
-            if m.kind == "count" and m.denominator in frame.values:
-                column = frame.values[m.name]
-                # Reported traffic but no datapoint: zero events (CloudWatch skips zero counts).
-                column[np.isnan(column) & ~np.isnan(frame.values[m.denominator])] = 0.0
-        return frame
+        return fill_zero_counts(Frame.on_grid(period, first, stop - period, points), metrics, self._reported)
 
 
 def make_client(service: str, region: str | None) -> Any:
@@ -337,9 +358,16 @@ def make_client(service: str, region: str | None) -> Any:
     config = Config(retries={"mode": "standard", "max_attempts": 3},
                     connect_timeout=5, read_timeout=20)
     try:
-        return boto3.client(service, region_name=region, config=config)
+        try:
+            return boto3.client(service, region_name=region, config=config)
+        except NoRegionError:
+            # botocore reads AWS_DEFAULT_REGION (or the profile), not AWS_REGION, which the AWS
+            # CLI v2, the other SDKs and Lambda use: take it when botocore found nothing else.
+            if not os.environ.get("AWS_REGION"):
+                raise
+            return boto3.client(service, region_name=os.environ["AWS_REGION"], config=config)
     except NoRegionError:
-        raise SourceError("no AWS region: set source.options.region or AWS_REGION") from None
+        raise SourceError(NO_REGION) from None
     except BotoCoreError as e:
         raise SourceError(f"cannot create the AWS {service} client: {e}") from None
 
