@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time as time_module
 import zipfile
+from types import SimpleNamespace
 from pathlib import Path
 
 import boto3
@@ -167,6 +168,7 @@ def test_the_stack_is_created_in_moto_cloudformation(moto_endpoint):  # noqa: F8
     del template["Resources"]["AnalyzerFunctionUrl"], template["Outputs"]["FunctionUrl"]
     cloudformation = boto3.client("cloudformation")
     cloudformation.create_stack(StackName="canary-gate", TemplateBody=json.dumps(template),
+                                Parameters=[{"ParameterKey": "ProductionAsgName", "ParameterValue": "web-prod"}],
                                 Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"])
     stack = cloudformation.describe_stacks(StackName="canary-gate")["Stacks"][0]
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
@@ -200,6 +202,142 @@ def test_the_stack_is_created_in_moto_cloudformation(moto_endpoint):  # noqa: F8
     assert {"FunctionName", "StateMachineArn", "JenkinsPolicyArn"} <= set(outputs)
     assert outputs["FunctionName"] == "canary-gate-analyzer"
     assert outputs["StateMachineArn"] == created["GateLoop"]
+
+
+# -- JenkinsPolicy: what `gate promote` and `gate rollback` call is allowed, nothing more -----------
+
+ACCOUNT = "123456789012"
+STACK_PARAMETERS = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": ACCOUNT,
+                    "AsgNamePrefix": "canary-", "ProductionAsgName": "web-prod", "InstanceRolePath": "/app/"}
+
+
+def jenkins_statements(parameters: dict = STACK_PARAMETERS) -> list[dict]:
+    """JenkinsPolicy's statements whose resources are plain !Sub strings, resolved with `parameters`
+    (the others name the stack's own function, loop and bucket)."""
+    import re
+
+    def resolve(value):
+        if isinstance(value, dict) and "Fn::Sub" in value:
+            return re.sub(r"\$\{([^}]+)\}", lambda m: parameters[m[1]], value["Fn::Sub"])
+        raise KeyError(value)
+
+    statements = []
+    for s in load_template()["Resources"]["JenkinsPolicy"]["Properties"]["PolicyDocument"]["Statement"]:
+        resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+        try:
+            resources = [r if r == "*" else resolve(r) for r in resources]
+        except KeyError:
+            continue
+        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        statements.append({**s, "Action": actions, "Resource": resources})
+    return statements
+
+
+def allowed(statements: list[dict], action: str, resource: str, context: dict | None = None) -> bool:
+    """IAM's answer for one action on one resource (Allow statements only, StringEquals conditions)."""
+    from fnmatch import fnmatchcase
+
+    for s in statements:
+        if s["Effect"] != "Allow" or not any(fnmatchcase(action, a) for a in s["Action"]):
+            continue
+        if not any(fnmatchcase(resource, r) for r in s["Resource"]):
+            continue
+        conditions = s.get("Condition", {}).get("StringEquals", {})
+        if all((context or {}).get(k) == v for k, v in conditions.items()):
+            return True
+    return False
+
+
+def group_arn(name: str) -> str:
+    return f"arn:aws:autoscaling:us-east-1:{ACCOUNT}:autoScalingGroup:6d5af669-eb3b-4530-894b-e314a667f2e7:autoScalingGroupName/{name}"
+
+
+# Instance refreshes are not implemented by moto (5.2).
+MOTO_LACKS = {"DescribeInstanceRefreshes": {"InstanceRefreshes": []},
+              "StartInstanceRefresh": {"InstanceRefreshId": "0ad3b1c2-refresh"}}
+
+
+def recorded_actions(strategy: str) -> list[tuple[str, str, dict]]:
+    """Runs `promote` (with `strategy`) then `rollback` against moto, recording every call as
+    (IAM action, resource, context), with what AWS also authorizes for a launch template update."""
+    from moto import mock_aws
+
+    from gate import actions
+
+    calls: list[tuple[str, str, dict]] = []
+    writes = {"UpdateAutoScalingGroup", "StartInstanceRefresh", "TerminateInstanceInAutoScalingGroup"}
+
+    def record(service: str):
+        def hook(model, params, **kwargs):
+            action = f"{service}:{model.name}"
+            if service == "autoscaling" and model.name == "TerminateInstanceInAutoScalingGroup":
+                group = ec2_groups[params["InstanceId"]]
+                calls.append((action, group_arn(group), {}))
+            elif service == "autoscaling" and model.name in writes:
+                calls.append((action, group_arn(params["AutoScalingGroupName"]), {}))
+                template = (params.get("LaunchTemplate") or {}).get("LaunchTemplateId")
+                if template:  # authorized as a launch from the template, with its instance role
+                    calls.append(("ec2:RunInstances", f"arn:aws:ec2:us-east-1:{ACCOUNT}:launch-template/{template}", {}))
+                    calls.append(("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/app/web-instance",
+                                  {"iam:PassedToService": "ec2.amazonaws.com"}))
+            else:
+                calls.append((action, "*", {}))
+        return hook
+
+    def answer(model, **kwargs):
+        if model.name in MOTO_LACKS:  # answered here, as AWS would
+            return SimpleNamespace(status_code=200, headers={}), MOTO_LACKS[model.name]
+        return None
+
+    with mock_aws():
+        ec2, autoscaling = boto3.client("ec2"), boto3.client("autoscaling")
+        template = ec2.create_launch_template(LaunchTemplateName="web", LaunchTemplateData={
+            "ImageId": "ami-12c6146b", "InstanceType": "t3.micro"})["LaunchTemplate"]["LaunchTemplateId"]
+        ec2.create_launch_template_version(LaunchTemplateId=template, LaunchTemplateData={
+            "ImageId": "ami-12c6146b", "InstanceType": "t3.small"})
+        for name, version, size in (("web-prod", "1", 2), ("canary-web-baseline", "1", 1), ("canary-web", "2", 1)):
+            autoscaling.create_auto_scaling_group(
+                AutoScalingGroupName=name, MinSize=size, MaxSize=size + 1, DesiredCapacity=size,
+                LaunchTemplate={"LaunchTemplateId": template, "Version": version}, AvailabilityZones=["us-east-1a"])
+        ec2_groups = {i["InstanceId"]: g["AutoScalingGroupName"]
+                      for g in autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"] for i in g["Instances"]}
+        autoscaling.meta.events.register("before-parameter-build.auto-scaling", record("autoscaling"))
+        autoscaling.meta.events.register("before-call.auto-scaling", answer)
+        ec2.meta.events.register("before-parameter-build.ec2", record("ec2"))
+        aws = actions.AutoScaling(autoscaling, ec2, sleep=lambda seconds: None)
+        groups = actions.Groups(canary="canary-web", baseline="canary-web-baseline", production="web-prod")
+        promoted = actions.promote("web-2", groups, aws, strategy=strategy)
+        assert promoted.steps, "promote planned something"
+        actions.rollback("web-2", groups, aws)
+    return calls
+
+
+@pytest.mark.parametrize("strategy", ["refresh", "swap"])
+def test_the_jenkins_policy_allows_what_promote_and_rollback_call(strategy, monkeypatch):
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    calls = recorded_actions(strategy)
+    statements = jenkins_statements()
+    assert ("autoscaling:UpdateAutoScalingGroup", group_arn("web-prod"), {}) in calls  # production was promoted
+    assert any(a == "ec2:RunInstances" for a, _, _ in calls)
+    denied = [call for call in calls if not allowed(statements, *call)]
+    assert denied == []
+
+
+def test_the_jenkins_policy_writes_no_other_group_and_passes_roles_only_to_ec2():
+    statements = jenkins_statements()
+    for name in ("web-prod-2", "other-prod", "web-pro", "web-canary"):
+        for action in ("autoscaling:UpdateAutoScalingGroup", "autoscaling:StartInstanceRefresh",
+                       "autoscaling:TerminateInstanceInAutoScalingGroup"):
+            assert not allowed(statements, action, group_arn(name)), (action, name)
+    assert allowed(statements, "autoscaling:UpdateAutoScalingGroup", group_arn("canary-anything"))
+    role = f"arn:aws:iam::{ACCOUNT}:role/app/web-instance"
+    assert not allowed(statements, "iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"})
+    assert not allowed(statements, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/admin",
+                       {"iam:PassedToService": "ec2.amazonaws.com"})
+    assert not allowed(statements, "ec2:RunInstances", f"arn:aws:ec2:us-east-1:{ACCOUNT}:instance/*")
+    # The analyzer role still cannot touch a group (test_the_sam_transform_yields_the_stack_jenkins_needs).
 
 
 # -- the loop, executed: moto's Step Functions interpreter runs the transformed definition ----------
