@@ -18,7 +18,7 @@ import boto3
 import pytest
 import yaml
 from botocore.stub import ANY, Stubber
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -76,13 +76,23 @@ def parse_or_refuse(data, origin="policy"):
         return None
 
 
+DEFECT_NEWLINE_IN_POLICY_ERROR = (
+    "gate/policy.py _describe puts field names into the PolicyError unescaped: a key holding a newline "
+    "(e.g. {'\\n': None}) makes a multi-line error message"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=DEFECT_NEWLINE_IN_POLICY_ERROR)
 @SETTINGS
+@example({"\n": None})  # found by hypothesis; pinned so that the xfail is deterministic
 @given(json_values)
 def test_any_json_is_a_policy_or_a_policy_error(data):
     parse_or_refuse(data)
 
 
+@pytest.mark.xfail(strict=True, reason=DEFECT_NEWLINE_IN_POLICY_ERROR)
 @SETTINGS
+@example({**EXAMPLE, "source": {**EXAMPLE["source"], "bad\nkey": 1}})  # pinned: the xfail is deterministic
 @given(mutated_policies())
 def test_mutated_policies_are_valid_or_refused_and_their_source_too(policy):
     parsed = parse_or_refuse(policy)
@@ -148,16 +158,83 @@ arguments = st.lists(
     max_size=8,
 )
 
+# A policy that loads and judges in a fraction of a second (simulated data, no account, no network):
+# with it, `check` gets past the policy to the release and --deployed-at.
+VALID_POLICY = ROOT / "examples" / "simulate.yaml"
+# Hostile values that must be refused: exit 2 (usage) or 4 (could not judge), one clear line.
+HOSTILE_DEPLOYED_AT = {
+    "nan": "nan", "word": "yesterday", "impossible date": "2017-13-45", "huge epoch": "99999999999999999999",
+    "future ISO": "2099-01-01T00:00:00Z", "future epoch": str(int(time.time()) + 86400 * 365),
+}
+HOSTILE_RELEASES = {
+    "empty": "", "newline": "web-1\nweb-2", "ESC sequence": "web-\x1b[2J\x1b[31mred\x1b[0m",
+    "very long": "w" * 20_000,
+}
+good_times = st.one_of(
+    st.integers(int(time.time()) - 86400, int(time.time()) - 60).map(str),
+    st.sampled_from(["2024-05-01T10:00:00Z", "2024-05-01T10:00:00+02:00"]),
+)
+text_tokens = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=15)
+safe_paths = st.sampled_from(["gate.sqlite", "other.sqlite", "junit.xml", "out/j.xml"])
+
+
+def units(hostile: bool):
+    """Command-line pieces after `check RELEASE --policy VALID`: options always with a value (so
+    the effective --deployed-at is known), a flag, `--`, or free text; no --watch (a real wait)."""
+    times = st.one_of(good_times, st.sampled_from(sorted(HOSTILE_DEPLOYED_AT.values())), text_tokens) \
+        if hostile else good_times
+    return st.lists(
+        st.one_of(
+            st.tuples(st.just("--deployed-at"), times),
+            st.tuples(st.sampled_from(["--canary", "--baseline"]), st.sampled_from(["canary", "baseline", "c-1"])),
+            st.tuples(st.sampled_from(["--interval", "--lifetime"]), st.sampled_from(["1m", "5m", "1h", "2h"])),
+            st.tuples(st.sampled_from(["--store", "--junit"]), safe_paths),
+            st.sampled_from([("--json",), ("--",), ("--help-me",)]),
+            text_tokens.map(lambda t: (t,)) if hostile else st.just(("--json",)),
+        ),
+        max_size=6,
+    )
+
+
+def effective_deployed_at(args: list[str]) -> str | None:
+    """What click gives --deployed-at: the last value before any `--`."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--deployed-at" and i + 1 < len(args):
+            value = args[i + 1]
+    return value
+
+
+def assert_one_clear_error(result, refused: bool) -> None:
+    """Click's usage error (2) or a GateError (4) with one clear line; never another exception."""
+    assert result.exit_code in (0, 1, 2, 3, 4), (result.exit_code, result.output)
+    exit_code = result.exit_code
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        assert isinstance(result.exception, GateError), repr(result.exception)
+        message = str(result.exception)
+        assert message.strip() and "\n" not in message.strip() and len(message) < 5000, message[:300]
+        exit_code = 4  # what `main` (the console script) makes of a GateError
+    if refused:
+        assert exit_code in (2, 4), (result.exit_code, repr(result.exception), result.output[-500:])
+
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(["check", "replay", "history", "report", "promote", "rollback", "policy", "demo"]), arguments)
-def test_random_command_lines_end_in_usage_or_gate_errors(tmp_path, monkeypatch, command, args):
+@given(st.sampled_from(["check", "replay", "history", "report", "promote", "rollback", "policy", "demo"]), arguments,
+       st.integers(0, 2), st.one_of(st.sampled_from(["web-1.4.2", "r"]), text_tokens),
+       units(hostile=False))
+def test_random_command_lines_end_in_usage_or_gate_errors(tmp_path, monkeypatch, command, args, share, release,
+                                                           tail):
     from gate.cli import app
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GATE_STORE", str(tmp_path / "gate.sqlite"))
     for key in ("GATE_STORE_TABLE", "AWS_ENDPOINT_URL", "DD_API_KEY", "DD_APP_KEY", "SLACK_WEBHOOK_URL"):
         monkeypatch.delenv(key, raising=False)
+    if command == "check" and share == 0:
+        # A third of the checks get a valid policy, so parsing goes on to what comes after it.
+        args = [release, "--policy", str(VALID_POLICY), *[a for unit in tail for a in unit]]
     if command == "demo":
         args = ["--pace", "0", *args][:3]  # a demo with good arguments is a whole release: keep it short
         if not any(a.startswith("-") for a in args[2:]):
@@ -165,9 +242,59 @@ def test_random_command_lines_end_in_usage_or_gate_errors(tmp_path, monkeypatch,
     if command in ("promote", "rollback"):
         args = [*args, "--dry-run"]  # never AWS calls in a property test
     result = CliRunner().invoke(app, [command, *args])
-    assert result.exit_code in (0, 1, 2, 3, 4), (result.exit_code, result.output)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        assert isinstance(result.exception, GateError), repr(result.exception)
+    assert_one_clear_error(result, refused=False)
+
+
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.sampled_from(["web-1.4.2", "r"]), st.sampled_from(sorted(HOSTILE_RELEASES.values())),
+                 text_tokens),
+       units(hostile=True))
+def test_random_checks_with_a_valid_policy_refuse_hostile_releases_and_deploy_times(tmp_path, monkeypatch,
+                                                                                     release, tail):
+    """Past a valid policy: hostile --deployed-at values and release names are refused (2 or 4),
+    everything else ends in a verdict or a clear error."""
+    from gate.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GATE_STORE", str(tmp_path / "gate.sqlite"))
+    for key in ("GATE_STORE_TABLE", "AWS_ENDPOINT_URL", "DD_API_KEY", "DD_APP_KEY", "SLACK_WEBHOOK_URL"):
+        monkeypatch.delenv(key, raising=False)
+    args = [release, "--policy", str(VALID_POLICY), *[a for unit in tail for a in unit]]
+    result = CliRunner().invoke(app, ["check", *args])
+    refused = release in HOSTILE_RELEASES.values() or effective_deployed_at(args) in HOSTILE_DEPLOYED_AT.values()
+    assert_one_clear_error(result, refused=refused)
+
+
+def refused_cleanly(result) -> None:
+    """Through the real script: exit 2 or 4, no verdict, one short clear line, no traceback."""
+    assert result.returncode in (2, 4), (result.returncode, result.stdout[-300:], result.stderr[-300:])
+    assert result.stdout.strip() == "", result.stdout[-300:]
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr[-500:]
+    assert "\x1b" not in result.stderr, "an escape sequence was echoed to the terminal"
+    assert 0 < len(result.stderr) < 5000, len(result.stderr)
+    if result.returncode == 4:
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr[-500:]
+
+
+@pytest.mark.parametrize("value", [pytest.param(v, id=k) for k, v in HOSTILE_DEPLOYED_AT.items()])
+def test_a_hostile_deployed_at_is_refused_with_one_clear_line(tmp_path, value):
+    from tests.conftest import run_gate
+
+    result = run_gate("check", "web-1.4.2", "--policy", VALID_POLICY, "--deployed-at", value,
+                      "--store", tmp_path / "gate.sqlite", env={"GATE_STORE_TABLE": "", "SLACK_WEBHOOK_URL": ""},
+                      cwd=tmp_path, timeout=60)
+    refused_cleanly(result)
+
+
+@pytest.mark.parametrize("release", [pytest.param(v, id=k) for k, v in HOSTILE_RELEASES.items()])
+def test_a_hostile_release_name_is_refused_with_one_clear_line(tmp_path, release):
+    from tests.conftest import run_gate
+
+    result = run_gate("check", release, "--policy", VALID_POLICY, "--store", tmp_path / "gate.sqlite",
+                      env={"GATE_STORE_TABLE": "", "SLACK_WEBHOOK_URL": ""}, cwd=tmp_path, timeout=60)
+    refused_cleanly(result)
 
 
 # -- names that would change a query -----------------------------------------------------------
@@ -196,7 +323,9 @@ def test_a_hostile_release_never_reaches_datadog(corpus, tmp_path):
             result = run_gate("check", release, "--policy", datadog_policy(tmp_path), "--canary", "version:{release}",
                               "--deployed-at", str(fake.deployed_at), "--store", tmp_path / "gate.sqlite",
                               env=datadog_env(fake), cwd=tmp_path, timeout=60)
-            assert result.returncode == 4 and "is not a Datadog tag" in result.stderr, result.stderr
+            # refused as a Datadog tag, or (a newline) as a release name at all
+            assert result.returncode == 4, result.stderr
+            assert "is not a Datadog tag" in result.stderr or "must be printable" in result.stderr, result.stderr
             assert "Traceback" not in result.stderr
         assert fake.timeseries_requests() == []
 
