@@ -45,10 +45,10 @@ def assert_clean(secrets, *channels: str) -> None:
             assert secret not in text, f"{secret!r} leaked"
 
 
-@pytest.mark.parametrize("scenario", ["decided, Slack answering 500", "bad keys"])
+@pytest.mark.parametrize("scenario", ["decided, Slack answering 500", "bad keys", "Datadog 500"])
 def test_no_secret_in_any_output_of_gate_check(corpus, tmp_path, scenario):
     wrong_key = "wrong-app-key-6a1f0c93e2d7"
-    with live(corpus, DOWN) as fake, FakeSlack([(500 if "500" in scenario else 200, {})]) as slack:
+    with live(corpus, DOWN) as fake, FakeSlack([(500 if scenario.startswith("decided") else 200, {})]) as slack:
         env = {"SLACK_WEBHOOK_URL": slack.url, "GATE_DEBUG": "", "BUILD_URL": "http://jenkins.local/job/7/"}
         secrets = [API_KEY, APP_KEY, slack.url, WEBHOOK_TOKEN]
         if scenario == "bad keys":
@@ -66,6 +66,13 @@ def test_no_secret_in_any_output_of_gate_check(corpus, tmp_path, scenario):
         assert list(tmp_path.rglob("*.html")), "a report was written"
     else:
         assert result.returncode == 4, result.stderr
+        [(verdict, reason)] = sqlite3.connect(tmp_path / "gate.sqlite").execute(
+            "SELECT verdict, reason FROM evaluations").fetchall()
+        assert verdict == "error", reason  # the could-not-judge record is in the dump searched below
+    if scenario == "Datadog 500":
+        assert "server error 500" in result.stderr and "retrying in" in result.stderr, result.stderr
+        assert len(fake.timeseries_requests()) >= 2 and all(
+            r.get("status") == 500 for r in fake.timeseries_requests())
     messages = [str(p) for p in slack.payloads] + [str(e) for e in fake.events]
     assert_clean(secrets, result.stdout, result.stderr, everything_written(tmp_path), *messages)
 
