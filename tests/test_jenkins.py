@@ -98,6 +98,11 @@ def test_the_harness_covers_every_exit_code_a_missing_argument_and_the_override(
     assert any(n.startswith("Jenkinsfile: override offered and approved") for n in passed)
     assert any(n.startswith("Jenkinsfile: override offered, timeout") for n in passed)
     assert any(n.startswith("step lambda state machine") for n in passed)
+    assert "step lambda state machine: start-execution with the bare event, poll describe-execution, " \
+           "the answer is the verdict" in passed
+    for what in ("aborted by hand while the gate waits", "the pipeline timeout firing while the gate waits",
+                 "the pipeline timeout firing during the deploy"):
+        assert f"Jenkinsfile: {what} -> roll back in post, build ABORTED" in passed
     assert any(n.startswith("step cli: hostile values") for n in passed)
 
 

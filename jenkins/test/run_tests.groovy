@@ -283,6 +283,9 @@ def pipeline = { Map options ->
         if (options.failing && script.contains(options.failing)) {
             return [status: 1]
         }
+        if (options.interrupt && script.contains(options.interrupt)) {
+            throw new FlowInterrupted(options.interruptedBy as String)
+        }
         if (script.contains(' check ')) {
             credentials.putAll(h.env.values.subMap(['DD_API_KEY', 'DD_APP_KEY']))
             if (options.crash) {
@@ -372,6 +375,27 @@ test('Jenkinsfile: a failed canary deploy skips the gate and rolls back in post'
     assert h.stagesSkipped == ['Canary gate', 'Override', 'Promote', 'Roll back']
     assert !h.ran('gate check') && h.ran('gate rollback') && !h.ran('gate promote')
     assert h.currentBuild.description == 'web-1.2.3: gate not run, rollback, build FAILURE'
+}
+
+[['aborted by hand while the gate waits', ' check ', 'Aborted by alice', 'gate error'],
+ ['the pipeline timeout firing while the gate waits', ' check ', 'Timeout has been exceeded', 'gate error'],
+ ['the pipeline timeout firing during the deploy', 'deploy.sh baseline', 'Timeout has been exceeded', 'gate not run']].each {
+    String what, String where, String cause, String gate ->
+    test("Jenkinsfile: ${what} -> roll back in post, build ABORTED") {
+        Map run = pipeline(code: 0, interrupt: where, interruptedBy: cause)
+        Harness h = run.h
+        assert run.result == 'ABORTED'
+        assert h.commands.count { it.contains('gate rollback "$RELEASE" --policy "$GATE_POLICY"') } == 1
+        assert !h.ran('gate promote')
+        assert h.currentBuild.description == "web-1.2.3: ${gate}, rollback, build ABORTED"
+    }
+}
+
+test('Jenkinsfile: aborted before the deploy rolls back nothing') {
+    Map run = pipeline(code: 0, interrupt: 'build.sh', interruptedBy: 'Aborted by alice')
+    assert run.result == 'ABORTED'
+    assert run.h.commands == ['./scripts/build.sh "$RELEASE"']
+    assert run.h.currentBuild.description == 'web-1.2.3: gate not run, no action, build ABORTED'
 }
 
 test('Jenkinsfile: a failed build deploys nothing and rolls back nothing') {
