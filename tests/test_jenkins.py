@@ -147,3 +147,18 @@ def test_the_harness_catches_a_broken_step_and_a_broken_jenkinsfile(tmp_path):
     assert got["step cli: gate check exit 1 -> 'fail'"] == "FAIL"
     assert got["Jenkinsfile: gate exit 3 ('inconclusive') -> roll back, build FAILURE"] == "FAIL"
     assert re.search(r"^\d+ passed, [1-9]\d* failed$", result.stdout, re.M)
+
+
+def test_the_readme_examples_name_what_the_stack_lets_the_analyzer_read():
+    """The lambda-mode examples use a policy the analyzer's role may read (the stack's bucket,
+    under policies/, or SSM under /canary-gate/) and the state machine the stack names."""
+    readme = (JENKINS / "README.md").read_text()
+    template = (ROOT / "infra" / "template.yaml").read_text()
+    assert "Resource: !Sub ${ReportsBucket.Arn}/policies/*" in template
+    references = re.findall(r"""policy: ["']((?:s3://|ssm:)[^"']+)["']""", readme)
+    assert references
+    for reference in references:
+        assert re.fullmatch(r"s3://\$\{env\.GATE_BUCKET\}/policies/.+|ssm:/canary-gate/.+", reference), reference
+    assert "Name: !Sub ${FunctionName}-loop" in template and "Default: canary-gate-analyzer" in template
+    for arn in re.findall(r"stateMachine: '([^']+)'", readme):
+        assert arn.endswith(":stateMachine:canary-gate-analyzer-loop"), arn

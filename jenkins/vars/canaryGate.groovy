@@ -14,7 +14,8 @@
 //
 // Arguments (see jenkins/README.md):
 //   release, policy     required. In lambda mode `policy` is what the Lambda accepts: an
-//                       s3://bucket/key or ssm:/name reference, or a Map (inline policy).
+//                       s3://BUCKET/policies/KEY (the stack's bucket) or ssm:/canary-gate/NAME
+//                       reference, or a Map (inline policy).
 //   canary, baseline    scopes, override the policy's.
 //   mode                'cli' (default: `gate check --watch` on the agent) or 'lambda'.
 //   interval, lifetime  cli mode: override the policy's (e.g. '1m', '2h').
