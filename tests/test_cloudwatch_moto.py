@@ -142,9 +142,18 @@ def test_missing_count_without_traffic_stays_missing(aws):
     cloudwatch.put_metric_data(Namespace="AWS/ApplicationELB", MetricData=[
         {"MetricName": "RequestCount", "Dimensions": dims, "Value": 100.0,
          "Timestamp": datetime.fromtimestamp(now - 300, UTC)}])
-    seen = source.fetch(Query(tuple(policy.metrics), ASG["canary"], None, now - 600, now, 60))
+    window = Query(tuple(policy.metrics), ASG["canary"], None, now - 600, now, 60)
+    # No 5xx datapoint at all (a quiet group, or a misspelt query): no data, never "no errors".
+    seen = source.fetch(window)
+    assert all(math.isnan(v) for v in seen.canary.values["errors"])
+    cloudwatch.put_metric_data(Namespace="AWS/ApplicationELB", MetricData=[
+        {"MetricName": name, "Dimensions": dims, "Value": value,
+         "Timestamp": datetime.fromtimestamp(now - 420, UTC)}
+        for name, value in (("RequestCount", 100.0), ("HTTPCode_Target_5XX_Count", 2.0))])
+    seen = open_source(policy).fetch(window)
     errors = dict(zip(seen.canary.timestamps.tolist(), seen.canary.values["errors"].tolist()))
-    assert errors[now - 300] == 0  # traffic, no 5xx datapoint: zero errors
+    assert errors[now - 420] == 2
+    assert errors[now - 300] == 0  # the metric reports; traffic, no 5xx datapoint: zero errors
     assert math.isnan(errors[now - 240])  # no traffic reported: unknown, not zero
     assert seen.baseline is None
 
