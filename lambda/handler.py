@@ -152,7 +152,8 @@ def load_policy(reference: dict | str) -> Policy:
         try:
             text = parameters.get_parameter(name, max_age=300)
         except parameters.exceptions.GetParameterError as e:
-            raise PolicyError(f"policy: cannot read {reference}: {e}") from None
+            # Powertools wraps the SDK's error: the original is the context.
+            raise _unreadable(reference, e.__cause__ or e.__context__, str(e)) from None
     else:
         raise PolicyError(f"policy: expected a mapping, s3://bucket/key or ssm:/name, got {reference[:100]!r}")
     try:
@@ -168,11 +169,39 @@ def _read_s3(bucket: str, key: str, reference: str) -> str:
 
     try:
         return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-    except ClientError as e:
-        code = e.response.get("Error", {}).get("Code", "error")
-        raise PolicyError(f"policy: cannot read {reference}: {code}") from None
-    except (BotoCoreError, UnicodeDecodeError) as e:
+    except (ClientError, BotoCoreError) as e:
+        raise _unreadable(reference, e, e.response.get("Error", {}).get("Code", "error")
+                          if isinstance(e, ClientError) else str(e)) from None
+    except UnicodeDecodeError as e:
         raise PolicyError(f"policy: cannot read {reference}: {e}") from None
+
+
+# Error codes of S3 and SSM that mean "try again later" (besides any 5xx).
+TRANSIENT_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
+    "TooManyRequestsException", "SlowDown", "RequestLimitExceeded", "BandwidthLimitExceeded",
+    "InternalError", "InternalServerError", "InternalFailure", "ServiceUnavailable", "RequestTimeout",
+    "RequestTimeoutException", "PriorRequestNotComplete",
+})
+
+
+class PolicyUnavailable(GateError):
+    """The policy's store failed for now (throttled, unreachable, 5xx): could not judge, 503, and
+    the loop asks again; a missing or forbidden policy stays a PolicyError (400, final)."""
+
+
+def _unreadable(reference: str, cause: BaseException | None, detail: str) -> GateError:
+    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
+    transient = False
+    if isinstance(cause, ClientError):
+        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        transient = status >= 500 or status == 429 or cause.response.get("Error", {}).get("Code") in TRANSIENT_CODES
+    elif isinstance(cause, BotoCoreError):  # connection, timeout, credentials: not the policy's fault
+        transient = not isinstance(cause, ParamValidationError)
+    if transient:
+        return PolicyUnavailable(f"policy: cannot read {reference} for now: {detail}")
+    return PolicyError(f"policy: cannot read {reference}: {detail}")
 
 
 @lru_cache(maxsize=1)

@@ -191,6 +191,83 @@ def test_the_policy_can_come_from_s3_or_ssm(handler, corpus, moto_endpoint):  # 
     assert missing["statusCode"] == 400 and "s3://policies/nope.yaml: NoSuchKey" in missing["error"]
 
 
+# What S3 and SSM may answer while the policy is read: a fault of the moment is a 503 (the loop
+# asks again), a missing or forbidden policy a 400 (final).
+FAULTS = [
+    ("SlowDown", 503, 503), ("InternalError", 500, 503), ("ServiceUnavailable", 503, 503),
+    ("ThrottlingException", 400, 503), ("InternalServerError", 500, 503), ("TooManyRequestsException", 429, 503),
+    ("NoSuchKey", 404, 400), ("AccessDenied", 403, 400), ("ParameterNotFound", 400, 400),
+    ("AccessDeniedException", 400, 400),
+]
+
+
+def stubbed(service: str, fault):
+    """A client of `service` whose next call fails with `fault`: (code, HTTP status) or an exception."""
+    from botocore.config import Config
+    from botocore.stub import Stubber
+
+    client = boto3.session.Session().client(service, region_name="us-east-1", aws_access_key_id="x",
+                                            aws_secret_access_key="x", config=Config(retries={"max_attempts": 1}))
+    if isinstance(fault, Exception):
+        def fail(**kwargs):
+            raise fault
+        client.meta.events.register("before-send", fail)
+        return client
+    stubber = Stubber(client)
+    code, status = fault
+    operation = "get_object" if service == "s3" else "get_parameter"
+    stubber.add_client_error(operation, service_error_code=code, service_message=f"{code}!", http_status_code=status)
+    stubber.activate()
+    return client
+
+
+def connection_faults():
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
+    return [EndpointConnectionError(endpoint_url="https://127.0.0.1:9"),
+            ReadTimeoutError(endpoint_url="https://127.0.0.1:9"), ConnectTimeoutError(endpoint_url="https://127.0.0.1:9")]
+
+
+@pytest.mark.parametrize(("code", "status", "expected"), FAULTS)
+@pytest.mark.parametrize("where", ["s3", "ssm"])
+def test_a_policy_store_fault_of_the_moment_is_503_a_missing_policy_400(handler, corpus, monkeypatch,
+                                                                         where, code, status, expected):
+    event = case_event(corpus, "k1m-aa-000", only=("cpu",))
+    client = stubbed(where, (code, status))
+    if where == "s3":
+        real_client = boto3.client
+        monkeypatch.setattr(boto3, "client", lambda name, *a, **k: client if name == "s3" else real_client(name, *a, **k))
+        reference = "s3://gate-reports/policies/web.yaml"
+    else:
+        from aws_lambda_powertools.utilities.parameters import base
+
+        monkeypatch.setitem(base.DEFAULT_PROVIDERS, "ssm", handler.parameters.SSMProvider(boto3_client=client))
+        reference = f"ssm:/canary-gate/{code.lower()}"
+    result = handler.lambda_handler({**event, "policy": reference}, FakeContext())
+    assert (result["statusCode"], result["verdict"], result["exit_code"]) == (expected, "error", 4), result
+    assert reference in result["error"] and code in result["error"]
+    assert result["error"].startswith("could not judge: policy: cannot read" if expected == 503 else "policy: cannot read")
+
+
+@pytest.mark.parametrize("fault", range(3))
+@pytest.mark.parametrize("where", ["s3", "ssm"])
+def test_an_unreachable_policy_store_is_503(handler, corpus, monkeypatch, where, fault):
+    event = case_event(corpus, "k1m-aa-000", only=("cpu",))
+    client = stubbed(where, connection_faults()[fault])
+    if where == "s3":
+        real_client = boto3.client
+        monkeypatch.setattr(boto3, "client", lambda name, *a, **k: client if name == "s3" else real_client(name, *a, **k))
+        reference = "s3://gate-reports/policies/web.yaml"
+    else:
+        from aws_lambda_powertools.utilities.parameters import base
+
+        monkeypatch.setitem(base.DEFAULT_PROVIDERS, "ssm", handler.parameters.SSMProvider(boto3_client=client))
+        reference = f"ssm:/canary-gate/unreachable-{fault}"
+    result = handler.lambda_handler({**event, "policy": reference}, FakeContext())
+    assert (result["statusCode"], result["exit_code"]) == (503, 4), result
+    assert "127.0.0.1:9" in result["error"] and reference in result["error"]
+
+
 def create_idempotency_table(name: str) -> None:
     """As infra/template.yaml declares it: id (hash), TTL expiration."""
     client = boto3.client("dynamodb")
