@@ -6,6 +6,7 @@ Exit codes: 0 pass, 1 fail, 3 inconclusive, 4 could not judge; 2 is a usage erro
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -15,9 +16,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from gate.errors import GateError, SourceError
-from gate.verdict import EXIT_CODES, EXIT_ERROR, Verdict, parse_time
+from gate.errors import GateError, PolicyError, ReleaseError, SourceError
+from gate.verdict import EXIT_CODES, EXIT_ERROR, Verdict, check_release, parse_time
 
 app = typer.Typer(
     help="canary-gate: judge a canary release against its baseline and its seasonal history.",
@@ -38,10 +40,44 @@ StoreOption = Annotated[
 ]
 
 
+def print_error(message: str) -> int:
+    """The one way an error is shown: one line on stderr (no markup taken from the message)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return EXIT_ERROR
+
+
 def fail_closed(message: str) -> typer.Exit:
     """Could not judge: one line on stderr, exit 4. Never a pass."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(EXIT_ERROR)
+    return typer.Exit(print_error(message))
+
+
+def parse_deployed_at(text: str) -> int:
+    """`--deployed-at`: a moment, or a ReleaseError naming the option (exit 4, never a traceback)."""
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        raise ReleaseError(f"--deployed-at: {e}") from None
+
+
+SOURCE_FIELDS = {"simulate": "source.options.scenario", "replay": "source.options.case"}
+
+
+def open_source_of(policy, origin: str):
+    """The policy's source, with its errors naming the policy field they come from."""
+    from gate.sources import open_source
+
+    field = SOURCE_FIELDS.get(policy.source.type)
+    try:
+        return open_source(policy)
+    except SourceError:
+        raise
+    except GateError as e:
+        message = str(e)
+        if field and not message.startswith(("source", "metrics", "interval")):
+            message = f"{field}: {message}"
+        raise PolicyError(f"{origin}: {message}") from None
+    except (ArithmeticError, AttributeError, TypeError, ValueError) as e:  # a malformed case folder
+        raise PolicyError(f"{origin}: {field or 'source.options'}: {type(e).__name__}: {e}") from None
 
 
 def print_result(verdict: Verdict, as_json: bool) -> None:
@@ -73,12 +109,13 @@ def check(
     ] = None,
 ) -> None:
     """Evaluate a release now (or watch it until it is decided)."""
-    from gate.analysis import Analysis
+    from gate.analysis import Analysis, register_deploy
     from gate import junit as junit_xml
     from gate.policy import load_policy, parse_policy
-    from gate.sources import open_source
     from gate.store import open_store
 
+    check_release(release)
+    requested = parse_deployed_at(deployed_at) if deployed_at is not None else None
     if junit:  # written first: a gate that stops before its verdict leaves a could-not-judge report
         junit_xml.write(junit, junit_xml.error_report(release, "the gate stopped before a verdict: see its log"))
     loaded = load_policy(policy)
@@ -87,13 +124,12 @@ def check(
         loaded = parse_policy({**loaded.model_dump(), **overrides}, origin=f"{policy} with --interval/--lifetime")
     history = open_store(store)
     now = int(time.time())
-    start = parse_time(deployed_at) if deployed_at else now
     info = {"policy": loaded.name, "canary": canary or loaded.canary.scope,
             "baseline": baseline or (loaded.baseline.scope if loaded.baseline else None)}
-    started = history.start_release(release, start, info)
+    started = register_deploy(history, release, requested, now, loaded, info, option="--deployed-at")
     from gate.cache import ReferenceCache
 
-    analysis = Analysis(loaded, open_source(loaded), release, started,
+    analysis = Analysis(loaded, open_source_of(loaded, str(policy)), release, started,
                         canary=canary, baseline=baseline, store=history, cache=ReferenceCache())
     if not watch:
         verdict = analysis.evaluate(now)
@@ -150,10 +186,14 @@ def replay(
     for case in cases:
         try:
             result = replay_case(case, loaded)
-        except GateError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        except Exception as e:  # noqa: BLE001 - one bad case is that case's error, the others still run
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            message = str(e) if isinstance(e, GateError) else f"{case}: malformed case ({type(e).__name__}: {e})"
+            print_error(message)
             if as_json:
-                print(json.dumps({"case": str(case), "verdict": "error", "error": str(e)}), flush=True)
+                name = case.name or str(case)
+                print(json.dumps({"case": name, "verdict": "error", "error": message}), flush=True)
             code = EXIT_ERROR
             continue
         code = EXIT_CODES[result.verdict.verdict]
@@ -189,6 +229,7 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
     """Show the recorded evaluations of a release."""
     from gate.store import open_store
 
+    check_release(release)
     records = open_store(store).evaluations(release)
     if not records:
         raise fail_closed(f"no evaluation recorded for release {release!r}")
@@ -210,6 +251,7 @@ def report(
     from gate.report import publish, rebuild
     from gate.store import open_store
 
+    check_release(release)
     out.print(publish(rebuild(open_store(store), release), release, out_file), highlight=False, soft_wrap=True)
 
 
@@ -255,6 +297,7 @@ def promote(
     from gate.policy import parse_duration
     from gate.store import open_store
 
+    check_release(release)
     if strategy not in ("refresh", "swap"):
         raise fail_closed(f"--strategy: {strategy!r} is not refresh or swap")
     try:
@@ -286,6 +329,7 @@ def rollback(
     from gate import actions
     from gate.store import open_store
 
+    check_release(release)
     groups, aws = _groups_and_aws(release, policy, canary=canary_asg, baseline=baseline_asg)
     outcome = actions.rollback(release, groups, aws, dry_run=dry_run,
                                store=None if dry_run else open_store(store))
@@ -304,7 +348,6 @@ def policy_schema() -> None:
 def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy files.")]) -> None:
     """Validate policy files, their source's queries and options included; exit 4 on the first invalid one."""
     from gate.policy import load_policy
-    from gate.sources import open_source
 
     for f in files:
         p = load_policy(f)
@@ -312,7 +355,7 @@ def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy fil
         # replay case) and fetches nothing. It checks the policy before the environment, so a
         # SourceError (keys not set here, an unknown site) means the policy itself is fine.
         try:
-            open_source(p)
+            open_source_of(p, str(f))
         except SourceError:
             pass
         out.print(f"{f}: ok ({p.name}, {len(p.metrics)} metrics, source {p.source.type})", highlight=False)
@@ -322,22 +365,39 @@ def main() -> None:
     """Entry point: maps every 'could not judge' to exit 4 with one line, never a traceback.
 
     Usage errors stay click's (exit 2); anything unexpected is a could-not-judge, not a pass.
+    GATE_LOG_LEVEL (DEBUG, INFO, ...) shows the gate's own log lines on stderr.
     """
+    configure_logging(os.environ.get("GATE_LOG_LEVEL"))
     try:
         app()
     except GateError as e:
-        sys.exit(_report(str(e)))
+        sys.exit(print_error(str(e)))
     except KeyboardInterrupt:
-        sys.exit(_report("interrupted"))
+        sys.exit(print_error("interrupted"))
     except Exception as e:  # noqa: BLE001 - a crash must never read as a pass
         if os.environ.get("GATE_DEBUG"):
             traceback.print_exc()
-        sys.exit(_report(f"internal error: {type(e).__name__}: {e} (set GATE_DEBUG=1 for the traceback)"))
+        sys.exit(print_error(f"internal error: {type(e).__name__}: {e} (set GATE_DEBUG=1 for the traceback)"))
 
 
-def _report(message: str) -> int:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return EXIT_ERROR
+def configure_logging(level: str | None) -> None:
+    """GATE_LOG_LEVEL=DEBUG|INFO|WARNING|ERROR: the `gate.*` loggers (Datadog rate-limit headroom,
+    retries, notifications) on stderr. Only the gate's own loggers: libraries' debug lines can
+    carry credentials."""
+    if not level:
+        return
+    value = logging.getLevelName(level.strip().upper())
+    if not isinstance(value, int):
+        err.print(f"warning: GATE_LOG_LEVEL={level!r} is not DEBUG, INFO, WARNING or ERROR: ignored",
+                  highlight=False, markup=False)
+        return
+    logger = logging.getLogger("gate")
+    if not any(getattr(h, "_gate", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._gate = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(value)
 
 
 if __name__ == "__main__":

@@ -19,3 +19,8 @@ class CaseError(GateError):
 
 class StoreError(GateError):
     """The evaluation store could not be read or written."""
+
+
+class ReleaseError(GateError):
+    """The release cannot be judged as asked: a bad name, a deploy time that contradicts the one
+    registered, a canary window that is over."""

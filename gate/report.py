@@ -14,6 +14,7 @@ file, credentials, or the metric source still holding the data.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
 import math
@@ -547,9 +548,15 @@ def render_report(verdict: Verdict, window: Observations, expected: dict[str, Ba
 
 
 def safe_name(release: str) -> str:
-    """A release name as a file name or object key: no path separators, no dot-dot."""
+    """A release name as a file name or object key: no path separators, no dot-dot.
+
+    A name that had to be altered gets a short hash of the exact name, so that `web/1.2`,
+    `web_1.2` and `web 1.2` never share (and overwrite) one report."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", release).strip("._") or "release"
-    return name[:150]
+    if name == release and len(name) <= 150:
+        return name
+    digest = hashlib.sha256(release.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{name[:139]}-{digest}"
 
 
 def publish(document: str, release: str, out: str | Path | None = None) -> str:

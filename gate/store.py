@@ -18,11 +18,18 @@ from gate.errors import StoreError
 from gate.verdict import Verdict
 
 DEFAULT_PATH = ".gate/gate.sqlite"
+REDEPLOY_EVENT = "redeploy"
 
 
 class Store(Protocol):
     def start_release(self, release: str, deployed_at: int, info: dict) -> int:
         """Register a release; returns its deploy time (the first one registered wins)."""
+        ...
+
+    def restart_release(self, release: str, deployed_at: int, info: dict, previous: int) -> int:
+        """A new deploy of a registered release: its deploy time becomes `deployed_at` if it is
+        still `previous` (else another process restarted it first); the previous deploy is kept
+        in a `redeploy` event. Returns the deploy time now registered."""
         ...
 
     def release(self, release: str) -> dict | None: ...
@@ -115,6 +122,31 @@ class SqliteStore:
             (release, int(deployed_at), json.dumps(info), time.time()),
         )
         return self.release(release)["deployed_at"]
+
+    def restart_release(self, release: str, deployed_at: int, info: dict, previous: int) -> int:
+        registered = self.release(release)
+        detail = {"previous_deployed_at": int(previous), "deployed_at": int(deployed_at),
+                  "previous_info": registered["info"] if registered else None}
+        try:
+            db = self._connect()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                changed = db.execute(
+                    "UPDATE releases SET deployed_at = ?, info = ?, created_at = ? WHERE release = ? AND deployed_at = ?",
+                    (int(deployed_at), json.dumps(info), time.time(), release, int(previous)),
+                ).rowcount
+                if changed:
+                    db.execute("INSERT INTO events (release, kind, detail, recorded_at) VALUES (?, ?, ?, ?)",
+                               (release, REDEPLOY_EVENT, json.dumps(detail), time.time()))
+                db.execute("COMMIT")
+            finally:
+                db.close()
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot write to the store {self.path}: {e}") from None
+        current = self.release(release)
+        if current is None:
+            raise StoreError(f"store {self.path}: release {release!r} vanished while it was restarted")
+        return current["deployed_at"]
 
     def release(self, release: str) -> dict | None:
         rows = self._read("SELECT release, deployed_at, info FROM releases WHERE release = ?", (release,))

@@ -22,6 +22,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gate.errors import StoreError
+from gate.store import REDEPLOY_EVENT
 from gate.verdict import Verdict
 
 RELEASE_SK = "release"
@@ -94,6 +95,30 @@ class DynamoStore:
         if registered is None:
             raise StoreError(f"DynamoDB store {self.table}: release {release!r} vanished after registration")
         return registered["deployed_at"]
+
+    def restart_release(self, release: str, deployed_at: int, info: dict, previous: int) -> int:
+        registered = self.release(release)
+        try:
+            self._call(
+                "update_item",
+                Key={"release": {"S": release}, "sk": {"S": RELEASE_SK}},
+                UpdateExpression="SET deployed_at = :d, info = :i, created_at = :c, expires_at = :e",
+                # Only the deploy we saw: a concurrent restart wins once, as a registration does.
+                ConditionExpression="deployed_at = :p",
+                ExpressionAttributeValues={":d": {"N": str(int(deployed_at))}, ":i": {"S": json.dumps(info)},
+                                           ":c": {"N": repr(time.time())}, ":e": self._expires_at(),
+                                           ":p": {"N": str(int(previous))}},
+            )
+        except ClientError:
+            pass  # restarted (or removed) by someone else meanwhile: report what is registered now
+        else:
+            self.record_event(release, REDEPLOY_EVENT, {
+                "previous_deployed_at": int(previous), "deployed_at": int(deployed_at),
+                "previous_info": registered["info"] if registered else None})
+        current = self.release(release)
+        if current is None:
+            raise StoreError(f"DynamoDB store {self.table}: release {release!r} vanished while it was restarted")
+        return current["deployed_at"]
 
     def release(self, release: str) -> dict | None:
         item = self._call(

@@ -50,13 +50,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 # Imported at init on purpose: Lambda runs the init phase at full CPU, and the first evaluation
 # then pays nothing for numpy/scipy/statsmodels.
-from gate.analysis import Analysis
+from gate.analysis import Analysis, register_deploy
 from gate.cache import ReferenceCache
 from gate.errors import GateError, PolicyError, SourceError
 from gate.policy import Policy, parse_policy
 from gate.sources import open_source
 from gate.store import SqliteStore, open_store
-from gate.verdict import EXIT_ERROR, Verdict, parse_time
+from gate.verdict import EXIT_ERROR, Verdict, parse_time, release_name
 
 SERVICE = "canary-gate"
 SECRET_KEYS = ("DD_API_KEY", "DD_APP_KEY", "SLACK_WEBHOOK_URL")
@@ -88,7 +88,7 @@ Moment = Annotated[int, BeforeValidator(_moment)]
 class EvaluateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    release: str = Field(min_length=1, max_length=200)
+    release: Annotated[str, BeforeValidator(release_name)] = Field(min_length=1, max_length=200)
     policy: dict[str, Any] | str = Field(description="Inline policy, s3://bucket/key or ssm:/name.")
     canary: str | None = Field(default=None, min_length=1, max_length=200)
     baseline: str | None = Field(default=None, min_length=1, max_length=200)
@@ -261,10 +261,11 @@ def judge(request: dict) -> dict:
     policy: Policy = request["policy_model"]
     release, now = request["release"], request["now"]
     history = store()
-    deployed_at = request.get("deployed_at") or now
     info = {"policy": policy.name, "canary": request.get("canary") or policy.canary.scope,
             "baseline": request.get("baseline") or (policy.baseline.scope if policy.baseline else None)}
-    deployed_at = history.start_release(release, deployed_at, info)
+    # The same rule as `gate check`: a re-deploy restarts the release, an old window is refused.
+    deployed_at = register_deploy(history, release, request.get("deployed_at"), now, policy, info,
+                                  option="deployed_at")
     try:
         source = open_source(policy)
     except GateError as e:

@@ -96,3 +96,88 @@ def test_a_missing_case_folder_is_one_line_and_exit_4(tmp_path):
     policy = write_policy(tmp_path, {**REPLAY, "source": {"type": "replay", "options": {"case": str(tmp_path / "gone")}}})
     one_error_line(run_gate("check", "rel", "--policy", policy, "--store", tmp_path / "gate.sqlite"),
                    "case folder not found")
+
+
+# -- the deploy time: bad values, the future, re-deploys ------------------------------------------
+
+def test_a_bad_deployed_at_is_one_line_naming_the_option(tmp_path):
+    policy = simulate_policy(tmp_path, "healthy", None)
+    future = iso(int(time.time()) + 3600)
+    for value in ("nan", "yesterday", "2017-13-45", "99999999999999999999", "", future):
+        result = run_gate("check", "rel", "--policy", policy, "--deployed-at", value, "--store", tmp_path / "g.sqlite")
+        one_error_line(result, "--deployed-at")
+        assert "internal error" not in result.stderr
+        assert ("in the future" in result.stderr) == (value == future)
+
+
+def test_a_redeployed_release_is_judged_on_its_new_window_never_on_the_old_one(tmp_path):
+    store = tmp_path / "gate.sqlite"
+    policy = simulate_policy(tmp_path, "healthy", None)
+    first = (int(time.time()) // 60 - 200) * 60  # its 1 h window ended long ago
+    check = ["check", "web-1.2", "--policy", policy, "--store", store, "--json"]
+    passed = run_gate(*check, "--deployed-at", iso(first))
+    assert passed.returncode == 0, passed.stderr
+    # The same deploy again: the same window, the same verdict.
+    again = run_gate(*check, "--deployed-at", str(first))
+    assert again.returncode == 0 and json.loads(again.stdout)["deployed_at"] == iso(first)
+    # No deploy time, long after the window: refused, saying how to judge a new deploy.
+    one_error_line(run_gate(*check), "window ended", "--deployed-at", "web-1.2")
+    # A deploy time inside the registered window: refused.
+    one_error_line(run_gate(*check, "--deployed-at", iso(first + 600)), "contradicts", iso(first))
+    # A new deploy of the same release: judged from its own start (10 min of data: not yet decided).
+    second = (int(time.time()) // 60 - 10) * 60
+    fresh = run_gate(*check, "--deployed-at", iso(second))
+    assert fresh.returncode == 3, fresh.stdout + fresh.stderr
+    verdict = json.loads(fresh.stdout)
+    assert verdict["deployed_at"] == iso(second) and verdict["verdict"] == "inconclusive"
+    # ...and the next check without a deploy time follows the new deploy.
+    follow = run_gate(*check)
+    assert follow.returncode == 3 and json.loads(follow.stdout)["deployed_at"] == iso(second)
+    from gate.store import SqliteStore
+
+    (redeploy,) = [e for e in SqliteStore(store).events("web-1.2") if e["kind"] == "redeploy"]
+    assert redeploy["detail"]["previous_deployed_at"] == first and redeploy["detail"]["deployed_at"] == second
+
+
+# -- release names -------------------------------------------------------------------------------
+
+BAD_RELEASES = ["", "a\nb", "web\r\n[Pipeline] echo forged", "\x1b[2Jweb", "x" * 5000, "tab\there", " web"]
+
+
+def test_bad_release_names_are_refused_by_every_command(tmp_path):
+    policy = simulate_policy(tmp_path, "healthy", None)
+    store = tmp_path / "gate.sqlite"
+    for name in BAD_RELEASES:
+        result = run_gate("check", name, "--policy", policy, "--store", store)
+        one_error_line(result, "release")
+        assert "\x1b" not in result.stderr and len(result.stderr) < 400
+    for command in (["history"], ["report"], ["promote", "--dry-run", "--production-asg", "p", "--canary-asg", "c"],
+                    ["rollback", "--dry-run", "--canary-asg", "c"]):
+        result = run_gate(command[0], "a\nb", *command[1:], "--store", store)
+        one_error_line(result, "release 'a\\nb'", "printable")
+    assert not store.exists() or SqliteStore_releases(store) == []
+
+
+def SqliteStore_releases(path):  # noqa: N802
+    import sqlite3
+
+    return sqlite3.connect(path).execute("SELECT release FROM releases").fetchall()
+
+
+def test_a_release_name_with_spaces_slashes_and_markup_is_judged_and_shown_verbatim(tmp_path):
+    deployed = (int(time.time()) // 60 - 90) * 60
+    policy = simulate_policy(tmp_path, "healthy", deployed)
+    result = run_gate("check", "web/[bold]1.2 é", "--policy", policy, "--deployed-at", str(deployed),
+                      "--store", tmp_path / "gate.sqlite", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "web/[bold]1.2 é" in result.stdout
+
+
+def test_report_files_of_different_releases_never_collide():
+    from gate.report import safe_name
+
+    names = ["web/1.2", "web_1.2", "web 1.2", "web:1.2", "../web_1.2", "x" * 200, "x" * 199 + "y"]
+    files = [safe_name(n) for n in names]
+    assert len(set(files)) == len(names), files
+    assert safe_name("web_1.2") == "web_1.2"  # a name that needs no change keeps it
+    assert all("/" not in f and ".." not in f and len(f) <= 150 for f in files)

@@ -54,3 +54,28 @@ def test_replay_with_a_malformed_policy_is_one_line_and_exit_4(corpus, tmp_path)
     assert result.stdout == "" and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "lifetime" in lines[0] and "forever" in lines[0]
+
+
+def test_every_case_gets_its_line_even_malformed_ones(corpus, tmp_path):
+    """A malformed case.json (numeric deploy_at, an infinite step) is that case's error; the
+    cases around it are still judged, each line names its case folder."""
+    import shutil
+
+    broken = {}
+    for name, change in (("numeric-deploy", {"deploy_at": 1495640000}), ("huge-step", {"step_seconds": "1e400"})):
+        folder = tmp_path / name
+        shutil.copytree(corpus / "k1m-aa-014", folder)
+        meta = json.loads((folder / "case.json").read_text())
+        meta.update(change)
+        text = json.dumps(meta).replace('"1e400"', "1e400")
+        (folder / "case.json").write_text(text)
+        broken[name] = folder
+    result = run_gate("replay", broken["numeric-deploy"], corpus / "k1m-aa-014", broken["huge-step"],
+                      corpus / "k1m-canary-down-012", "--json")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(line["case"], line["verdict"]) for line in lines] == [
+        ("numeric-deploy", "error"), ("k1m-aa-014", "pass"), ("huge-step", "error"), ("k1m-canary-down-012", "fail")]
+    assert all(line["error"] for line in lines if line["verdict"] == "error")
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error: ")]) == 2
+    assert result.returncode == 1

@@ -124,3 +124,61 @@ def test_a_broken_file_after_opening_is_a_store_error(tmp_path):
         store.record(verdict("r1", 1))
     with pytest.raises(StoreError, match="cannot read the store"):
         store.evaluations("r1")
+
+
+# -- the release lifecycle: one registration per deploy, a re-deploy restarts the release --------
+
+def lifecycle(store) -> None:
+    """register_deploy on any store (SQLite here, DynamoDB in test_store_dynamodb.py)."""
+    from gate.analysis import register_deploy
+    from gate.errors import ReleaseError
+    from gate.policy import parse_policy
+
+    policy = parse_policy({"name": "web", "source": {"type": "simulate"}, "canary": {"scope": "c"},
+                           "interval": "1m", "lifetime": "1h", "metrics": [{"name": "latency", "kind": "gauge"}]})
+    clock = lambda: DEPLOYED + 10 * 86400  # noqa: E731 - "now" of the machine, long after all of this
+
+    def register(release, requested, now, info=None):
+        return register_deploy(store, release, requested, now, policy, info or {"policy": "web"}, clock=clock)
+
+    # Not registered: the requested deploy time, or now.
+    assert register("a", None, DEPLOYED) == DEPLOYED
+    assert register("b", DEPLOYED - 600, DEPLOYED) == DEPLOYED - 600
+    # The same deploy again, with or without its time, inside its window (plus one interval).
+    assert register("a", DEPLOYED, DEPLOYED + 1800) == DEPLOYED
+    assert register("a", None, DEPLOYED + 3600 + 60) == DEPLOYED
+    # Another deploy time inside the registered window: refused, naming both.
+    with pytest.raises(ReleaseError, match="--deployed-at .* contradicts release 'a'"):
+        register("a", DEPLOYED + 600, DEPLOYED + 900)
+    with pytest.raises(ReleaseError, match="contradicts"):
+        register("a", DEPLOYED - 60, DEPLOYED + 900)
+    # No deploy time once the window is over: refused, saying how to judge a new deploy.
+    with pytest.raises(ReleaseError, match="window ended .* give its start \\(--deployed-at\\)"):
+        register("a", None, DEPLOYED + 3600 + 61)
+    # A deploy time in the future of this machine: refused.
+    with pytest.raises(ReleaseError, match="in the future"):
+        register("a", clock() + 3600, clock())
+    assert store.release("a")["deployed_at"] == DEPLOYED  # none of the refusals changed anything
+    # A new deploy after the window: the release restarts there, the old deploy stays recorded.
+    redeploy = DEPLOYED + 86400
+    assert register("a", redeploy, redeploy + 60, {"policy": "web", "build": 2}) == redeploy
+    assert store.release("a") == {"release": "a", "deployed_at": redeploy, "info": {"policy": "web", "build": 2}}
+    (event,) = [e for e in store.events("a") if e["kind"] == "redeploy"]
+    assert event["detail"]["previous_deployed_at"] == DEPLOYED and event["detail"]["deployed_at"] == redeploy
+    assert event["detail"]["previous_info"] == {"policy": "web"}
+    assert register("a", None, redeploy + 120) == redeploy
+    # A restart racing another one: only the first applies, the other reads what is registered.
+    assert store.restart_release("a", redeploy + 7 * 86400, {}, previous=DEPLOYED) == redeploy
+    assert len([e for e in store.events("a") if e["kind"] == "redeploy"]) == 1
+
+
+def test_the_release_lifecycle_on_sqlite(tmp_path):
+    lifecycle(SqliteStore(tmp_path / "gate.sqlite"))
+
+
+def test_a_restart_survives_reopening_the_store(tmp_path):
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    store.start_release("r1", DEPLOYED, {"policy": "web"})
+    assert store.restart_release("r1", DEPLOYED + 86400, {"policy": "web2"}, previous=DEPLOYED) == DEPLOYED + 86400
+    again = SqliteStore(tmp_path / "gate.sqlite")
+    assert again.release("r1") == {"release": "r1", "deployed_at": DEPLOYED + 86400, "info": {"policy": "web2"}}

@@ -151,3 +151,58 @@ def test_ttl_days_from_the_environment(store, monkeypatch):
     short.record_event("r1", "notify", {})
     (item,) = boto3.client("dynamodb").scan(TableName="gate-evaluations")["Items"]
     assert int(item["expires_at"]["N"]) - time.time() <= 86400 + 5
+
+
+def test_the_release_lifecycle_on_dynamodb(store):
+    from tests.test_store import lifecycle
+
+    lifecycle(store)
+
+
+def test_restarting_an_unregistered_release_changes_nothing(store):
+    with pytest.raises(StoreError, match="vanished"):
+        store.restart_release("ghost", 2_000, {}, previous=1_000)
+    assert store.release("ghost") is None and store.events("ghost") == []
+
+
+def test_the_lambda_follows_the_same_release_lifecycle(store, corpus, monkeypatch):
+    """lambda/handler.py on the DynamoDB store: the same rules as `gate check` (register_deploy),
+    and release names checked in the event."""
+    import sys
+
+    from gate.sources.replay import load_case
+    from gate.verdict import iso
+    from tests.lambda_module import FakeContext, import_handler
+
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("GATE_STORE_TABLE", "gate-evaluations")
+    for key in ("GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID", "SLACK_WEBHOOK_URL", "GATE_REPORT_BUCKET"):
+        monkeypatch.delenv(key, raising=False)
+    handler = import_handler("gate_lambda_handler_lifecycle")
+    try:
+        case = load_case(corpus / "k1m-canary-down-012")
+        policy = case.policy().model_dump(mode="json", exclude_none=True)
+        end = case.end_at
+
+        def call(**fields):
+            event = {"release": "web-7", "policy": policy, "canary": "canary", "baseline": "baseline", **fields}
+            return handler.lambda_handler(event, FakeContext())
+
+        first = call(deployed_at=iso(case.deployed_at), now=iso(end))
+        assert first["verdict"] == "fail" and first["deployed_at"] == iso(case.deployed_at)
+        assert call(now=iso(end))["deployed_at"] == iso(case.deployed_at)  # the same deploy, found again
+        over = call(now=iso(end + 86400))
+        assert over["verdict"] == "error" and "window ended" in over["error"] and "deployed_at" in over["error"]
+        overlap = call(deployed_at=iso(case.deployed_at + 60), now=iso(end))
+        assert overlap["verdict"] == "error" and "contradicts" in overlap["error"]
+        later = end + 86400
+        again = call(deployed_at=iso(later), now=iso(later + 120))
+        assert again.get("deployed_at") == iso(later), again  # a new deploy: its own window
+        assert store.release("web-7")["deployed_at"] == later
+        assert [e["detail"]["previous_deployed_at"] for e in store.events("web-7") if e["kind"] == "redeploy"] == [
+            case.deployed_at]
+        for name in ("a\nb", "\x1b[31mred", "web\u202e", " web"):
+            bad = handler.lambda_handler({"release": name, "policy": policy}, FakeContext())
+            assert bad["statusCode"] == 400 and bad["error"].startswith("release:"), bad
+    finally:
+        sys.modules.pop("gate_lambda_handler_lifecycle", None)
