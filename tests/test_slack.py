@@ -184,3 +184,45 @@ def test_check_exit_code_is_the_verdicts_whatever_slack_does(corpus, tmp_path):
     assert note["detail"]["ok"] is False and note["detail"]["verdict"] == "fail"
     assert (tmp_path / "r2" / "rel-1.html").is_file()  # the report was still written
     assert_valid_block_kit(fake.payloads[0])
+
+
+def test_the_fallback_text_is_escaped_so_a_name_cannot_mention_a_channel(failed):
+    hostile = Verdict("rel <!channel> & <https://evil.example|click>", "fail", "reason <!here> & co", 0, 600,
+                      True, [MetricResult("err<!channel>", "fail", "x <@U123>")])
+    message = slack.build_message(hostile, policy="web", canary="canary", baseline="baseline")
+    assert "<!channel>" not in message["text"] and "<!here>" not in message["text"]
+    assert "&lt;!channel&gt;" in message["text"] and "&amp; co" in message["text"]
+    assert "<https://evil" not in message["text"]
+    texts = [json.dumps(b) for b in message["blocks"] if b["type"] != "header"]
+    assert not any("<!channel>" in t or "<!here>" in t or "<@U123>" in t for t in texts)
+
+
+def test_a_decisive_verdict_is_posted_once_however_many_checks_find_it(corpus, tmp_path):
+    """Two `gate check` runs of the same deploy (a later look finds the same fail): one message.
+    A new deploy of the release is news again."""
+    policy, deployed = replay_policy(tmp_path, corpus)
+    store = tmp_path / "gate.sqlite"
+    common = ["check", "rel-1", "--policy", policy, "--store", store, "--json"]
+    with FakeSlack() as fake:
+        env = {"SLACK_WEBHOOK_URL": fake.url, "GATE_REPORT_DIR": str(tmp_path / "r")}
+        first = run_gate(*common, "--deployed-at", deployed, cwd=tmp_path, env=env)
+        second = run_gate(*common, "--deployed-at", deployed, cwd=tmp_path, env=env)
+        assert first.returncode == second.returncode == 1, first.stderr + second.stderr
+        assert len(fake.requests) == 1
+    notes = [e for e in SqliteStore(store).events("rel-1") if e["kind"] == "notification"]
+    assert len(notes) == 1 and notes[0]["detail"]["ok"] and notes[0]["detail"]["verdict"] == "fail"
+
+
+def test_notify_skips_a_verdict_already_sent_for_the_same_deploy_only(failed, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    later = replace(failed, evaluated_at=failed.evaluated_at + 60)
+    redeployed = replace(failed, deployed_at=failed.deployed_at + 86400, evaluated_at=failed.evaluated_at + 86400)
+    with FakeSlack() as fake:
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", fake.url)
+        assert slack.notify(failed, store=store, **context()) is True
+        assert slack.notify(later, store=store, **context()) is True  # already sent: not posted again
+        assert len(fake.requests) == 1
+        assert slack.notify(redeployed, store=store, **context()) is True  # a new deploy: posted
+        assert len(fake.requests) == 2

@@ -138,7 +138,9 @@ def build_message(verdict: Verdict, *, policy: str, canary: str, baseline: str |
                                                          "text": f"…and {hidden} more metrics (see the report)"}}]
     blocks += sections + tail
     failed = [m.name for m in verdict.metrics if m.verdict == "fail" and not m.muted]
-    text = f"{header}: {verdict.reason}" + (f" (failed: {', '.join(failed)})" if failed else "")
+    # The fallback is what notifications show: escaped too, so a release or a reason cannot
+    # mention a channel (<!channel>) or forge a link.
+    text = _escape(f"{header}: {verdict.reason}" + (f" (failed: {', '.join(failed)})" if failed else ""))
     return {"text": _cut(text, MAX_TEXT), "blocks": blocks}
 
 
@@ -187,13 +189,17 @@ def _scrub(text: str, url: str) -> str:
 
 
 def _already_sent(store: Any, verdict: Verdict) -> bool:
-    key = {"verdict": verdict.verdict, "evaluated_at": iso(verdict.evaluated_at)}
+    """Slack already took this verdict for this deploy of the release: one message per decisive
+    verdict, however many later checks (or Lambda calls) find it again. A new deploy of the same
+    release (another deploy time) is news again."""
+    deployed = iso(verdict.deployed_at)
     try:
         events = store.events(verdict.release)
     except Exception:  # noqa: BLE001 - cannot tell: send (a duplicate beats silence)
         return False
     return any(e["kind"] == EVENT and e["detail"].get("channel") == "slack" and e["detail"].get("ok")
-               and all(e["detail"].get(k) == v for k, v in key.items()) for e in events)
+               and e["detail"].get("verdict") == verdict.verdict
+               and e["detail"].get("deployed_at", deployed) == deployed for e in events)
 
 
 def notify(verdict: Verdict, *, store: Any = None, policy: str, canary: str, baseline: str | None,
@@ -208,7 +214,8 @@ def notify(verdict: Verdict, *, store: Any = None, policy: str, canary: str, bas
     if store is not None and _already_sent(store, verdict):
         return True
     build_url = build_url if build_url is not None else os.environ.get("BUILD_URL")
-    detail = {"channel": "slack", "verdict": verdict.verdict, "evaluated_at": iso(verdict.evaluated_at)}
+    detail = {"channel": "slack", "verdict": verdict.verdict, "evaluated_at": iso(verdict.evaluated_at),
+              "deployed_at": iso(verdict.deployed_at)}
     try:
         message = build_message(verdict, policy=policy, canary=canary, baseline=baseline,
                                 report_url=report_url, build_url=build_url)
