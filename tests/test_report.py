@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from gate.policy import parse_policy
-from gate.report import ReportError, from_snapshot, publish, rebuild, render_report, replayed, snapshot, write_report
+from gate.report import (ReportError, from_snapshot, publish, rebuild, render_report, replayed, safe_name, snapshot,
+                         write_report)
 from gate.series import Frame, Observations
 from gate.store import SqliteStore
 from gate.verdict import MetricResult, Verdict
@@ -88,9 +89,102 @@ def check_rendered(tmp_path, case, name) -> str:
     return dom
 
 
+NUMBER_HEADERS = ["canary", "baseline", "expected", "effect", "interval", "tolerance"]
+DASH = "–"
+
+
+def judged(verdict: Verdict, policy) -> list[MetricResult]:
+    """The metrics the verdict judged: not muted, not context only (bad direction none)."""
+    names = {m.name for m in policy.metrics if m.judged}
+    return [m for m in verdict.metrics if m.name in names and not m.muted]
+
+
+def _number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+def _percent(cell: str) -> float:
+    assert cell.endswith("%"), cell
+    return float(cell[:-1]) / 100
+
+
+def assert_band_and_numbers(document: str, case) -> None:
+    """For every judged metric: its chart draws the seasonal band and the expected line, and its
+    numbers table shows the verdict's own values, effect, interval and tolerance."""
+    verdict, window, expected, policy = case
+    metrics = judged(verdict, policy)
+    assert metrics, "no judged metric: the test proves nothing"
+    tolerances = {m.name: m.tolerance for m in policy.metrics}
+    for m in metrics:
+        assert expected is not None and m.name in expected, f"the judge told no seasonal expectation for {m.name}"
+        chart = re.search(rf'<svg[^>]*class="chart"[^>]*data-metric="{m.name}".*?</svg>', document, re.S).group(0)
+        assert 'data-series="expected-band"' in chart and "<polygon" in chart, f"no band drawn for {m.name}"
+        assert 'data-series="expected"' in chart, f"no expected line for {m.name}"
+        card = re.search(rf'<section[^>]*id="metric-{m.name}".*?</section>', document, re.S).group(0)
+        table = re.search(r'<table class="numbers[^"]*">(.*?)</table>', card, re.S).group(1)
+        headers = re.findall(r"<th>(.*?)</th>", table)
+        cells = dict(zip(headers, (c.strip() for c in re.findall(r"<td>(.*?)</td>", table))))
+        assert headers == NUMBER_HEADERS, headers
+        for name in ("canary", "baseline", "expected"):
+            value = getattr(m, name)
+            if value is None:
+                assert cells[name] == DASH, (m.name, name, cells[name])
+            else:
+                assert _number(cells[name]) == pytest.approx(value, rel=1e-3, abs=1e-3), (m.name, name, cells)
+        if m.effect is None:
+            assert cells["effect"] == DASH and cells["interval"] == DASH, cells
+        else:
+            assert _percent(cells["effect"]) == pytest.approx(m.effect, abs=0.0006), cells
+            low, high = (_percent(c.strip()) for c in cells["interval"].strip("[]").split(","))
+            assert (low, high) == pytest.approx(m.interval, abs=0.0006), cells
+            assert low <= _percent(cells["effect"]) <= high, cells
+        assert m.tolerance == tolerances[m.name]
+        assert _percent(cells["tolerance"]) == pytest.approx(tolerances[m.name]), cells
+
+
+@pytest.mark.parametrize("case_name", ["fail_case", "pass_case"])
+def test_every_judged_metric_shows_its_band_and_numbers(request, case_name):
+    case = request.getfixturevalue(case_name)
+    assert_band_and_numbers(render_report(*case), case)
+
+
+def test_the_pass_report_has_every_number_behind_the_verdict(pass_case):
+    """A/A pass: each judged metric has values for both groups and the expectation, and an effect
+    inside its interval, inside the tolerance."""
+    verdict, _, _, policy = pass_case
+    for m in judged(verdict, policy):
+        assert None not in (m.canary, m.baseline, m.expected, m.effect, m.interval), m
+        direction = next(x.bad_direction for x in policy.metrics if x.name == m.name)
+        assert m.interval[0] <= m.effect <= m.interval[1], m
+        if direction in ("increase", "either"):  # shown not worse beyond tolerance on the bad side
+            assert m.interval[1] <= m.tolerance, m
+        if direction in ("decrease", "either"):
+            assert m.interval[0] >= -m.tolerance, m
+
+
+def test_the_fail_report_shows_a_dead_canary_as_no_canary_numbers(fail_case):
+    """Canary down: nothing from the canary (no value, effect or interval: dashes, not zeros)."""
+    verdict, _, _, policy = fail_case
+    document = render_report(*fail_case)
+    for m in judged(verdict, policy):
+        assert m.verdict == "fail" and m.canary is None and m.effect is None, m
+        card = re.search(rf'<section[^>]*id="metric-{m.name}".*?</section>', document, re.S).group(0)
+        assert f"<td>{DASH}</td>" in card
+
+
+@pytest.mark.xfail(strict=True, reason="gate/judge.py: a metric failed as canary-not-reporting carries no "
+                   "baseline or expected value (MetricResult.baseline/expected None) although the baseline kept "
+                   "reporting and the seasonal expectation exists: the report's numbers table shows dashes only")
+def test_the_fail_report_shows_the_baseline_and_expected_values_of_a_dead_canary(fail_case):
+    verdict, _, _, policy = fail_case
+    for m in judged(verdict, policy):
+        assert m.baseline is not None and m.expected is not None, m
+
+
 @needs_chromium
 def test_fail_report_renders_with_charts_and_no_console_errors(tmp_path, fail_case):
     dom = check_rendered(tmp_path, fail_case, "fail")
+    assert_band_and_numbers(dom, fail_case)
     verdict = fail_case[0]
     failing = [m.name for m in verdict.metrics if m.verdict == "fail"]
     decided_by = re.search(r"<th>decided by</th><td>(.*?)</td>", dom).group(1)
@@ -104,8 +198,7 @@ def test_fail_report_renders_with_charts_and_no_console_errors(tmp_path, fail_ca
 def test_pass_report_renders_with_charts_and_no_console_errors(tmp_path, pass_case):
     dom = check_rendered(tmp_path, pass_case, "pass")
     assert "all judged metrics" in dom
-    if pass_case[2]:  # the judge told its seasonal expectation: the band is drawn
-        assert 'data-series="expected-band"' in dom
+    assert_band_and_numbers(dom, pass_case)  # the band and the numbers of every judged metric, always
 
 
 @needs_chromium
@@ -225,7 +318,7 @@ def test_publish_to_s3_gives_a_presigned_link(tmp_path, monkeypatch):
         monkeypatch.setenv("GATE_REPORT_BUCKET", "gate-reports")
         link = publish("<!DOCTYPE html><p>report</p>", "web/1.2")
         assert link.startswith(f"http://{host}:{port}/") and "Signature=" in link
-        assert "reports/web_1.2.html" in link
+        assert f"reports/{safe_name('web/1.2')}.html" in link and "reports/web_1.2" in link
         with urllib.request.urlopen(link, timeout=10) as response:
             assert response.read() == b"<!DOCTYPE html><p>report</p>"
         monkeypatch.setenv("GATE_REPORT_BUCKET", "no-such-bucket")
