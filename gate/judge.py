@@ -21,7 +21,7 @@ Shaped like Kayenta's judge, in small units that run in order:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 
 import numpy as np
@@ -29,7 +29,7 @@ import numpy as np
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.stats.seasonal import DAY, SeasonalModel, fit_seasonal, robust_sd
-from gate.stats.sequential import excursion_threshold, margin_test
+from gate.stats.sequential import excursion_threshold, margin_test, noise_variance
 from gate.verdict import MetricResult, Verdict
 
 # A point of the baseline this many noise scales off its seasonal expectation is a fleet-wide
@@ -40,9 +40,11 @@ FLEET_ANOMALY_SCALES = 5.0
 EXCURSION_SCALES = 4.0
 EXCURSION_SHARE = 0.04
 EXCURSION_MIN = 3
-# Tail test: a canary point this many noise scales above its paired baseline is a tail event.
-TAIL_SCALES = 4.0
 MIN_POINTS_TO_FAIL = 5  # a mean of fewer points is one spike away from anything
+# At the end of the lifetime a metric not shown worse passes only if the canary reported it for
+# at least this share of the lifetime: "not shown worse" on a few scattered points is not a
+# judgement (a canary sending one point in three would pass a regression for lack of power).
+MIN_COVERAGE_TO_PASS = 0.5
 # Paired excursions: a canary point more than EXCURSION_JUMP noise scales above its baseline is
 # an excursion (a slow request burst, an error burst); the history says how often one happens by
 # chance, and a count beyond that fails the metric (latency tails, error bursts).
@@ -60,7 +62,7 @@ class MetricReference:
     noise: float | None  # gauges: relative noise of one group per point; counts: dispersion
     excursion_rate: float | None = None  # share of history points jumping > EXCURSION_JUMP noise scales
     rate: float | None = None  # counts: events per unit of denominator in the history
-    offset: float = 0.0  # history-only: how far (in noise scales) the last hour ran off the model
+    offset: float = 0.0  # how far (in noise scales) the last hour before the deploy ran off the model
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,11 @@ def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
         else:
             volume = frame.values.get(m.denominator) if m.denominator else None
             noise, rate = _dispersion(t, x, frame.step, volume)
+        # How far the last hour before the deploy already ran off the model (in noise scales): a
+        # level the model misses (a week learned from 7 days, a slow trend) is not an anomaly of
+        # the canary window.
         offset = 0.0
-        if policy.history_only and seasonal is not None:
+        if seasonal is not None:
             recent = (t >= deployed_at - 3600) & np.isfinite(x)
             if recent.sum() >= 10:
                 r = (x[recent] - seasonal.expected(t[recent])) / seasonal.scale(t[recent])
@@ -223,8 +228,13 @@ PASS_CHECKPOINTS = 2
 TUNED_AT = 4
 
 
+def minimum_duration(policy: Policy) -> int:
+    """How long a canary runs before it may pass: the policy's min_duration, or half the lifetime."""
+    return policy.min_duration if policy.min_duration is not None else policy.lifetime // 2
+
+
 def look_at(policy: Policy, deployed_at: int, now: int) -> Look:
-    min_duration = policy.min_duration if policy.min_duration is not None else policy.lifetime // 2
+    min_duration = minimum_duration(policy)
     first = deployed_at + min_duration
     second = first + (policy.lifetime - min_duration) // 2
     checkpoint = any(now - policy.interval < c <= now for c in (first, second))
@@ -244,7 +254,7 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
     look = look_at(policy, deployed_at, now)
     notes: list[str] = []
 
-    down = _canary_down(policy, window, now, lifetime_points, policy.alpha / tests)
+    down = _canary_down(policy, window, deployed_at, now, lifetime_points, policy.alpha / tests)
     results = []
     for m in judged:
         if down is not None:
@@ -266,7 +276,7 @@ def _result(m: Metric, verdict: str, rule: str, reason: str, **numbers) -> Metri
 def _score(policy: Policy, results: list[MetricResult], deployed_at: int, now: int, notes: list[str]) -> Verdict:
     voting = [r for r in results if not r.muted]
     failed = [r for r in voting if r.verdict == "fail"]
-    min_duration = policy.min_duration if policy.min_duration is not None else policy.lifetime // 2
+    min_duration = minimum_duration(policy)
     ran = now - deployed_at
     if failed:
         failed.sort(key=lambda r: not r.critical)
@@ -292,7 +302,8 @@ def _score(policy: Policy, results: list[MetricResult], deployed_at: int, now: i
 # ------------------------------------------------------------------------- canary down
 
 
-def _canary_down(policy: Policy, window: Observations, now: int, lifetime_points: int, alpha: float) -> str | None:
+def _canary_down(policy: Policy, window: Observations, deployed_at: int, now: int, lifetime_points: int,
+                 alpha: float) -> str | None:
     """The canary stopped reporting: the trailing run of steps with no judged metric from the
     canary is longer than its own missing rate makes plausible before the end of the lifetime.
     A few scattered gaps are tolerated; zero events (0.0) are data, not a gap."""
@@ -301,7 +312,11 @@ def _canary_down(policy: Policy, window: Observations, now: int, lifetime_points
     reference_frame = window.baseline if window.baseline is not None and len(window.baseline) else None
     canary = window.canary
     grid_frame = reference_frame if reference_frame is not None else (canary if len(canary) else None)
-    origin = int(grid_frame.timestamps[0]) if grid_frame is not None else now
+    # The window's grid; with no point at all from either group, the deploy's (history-only: a
+    # canary that never reported since the deploy has no frame to speak of).
+    origin = int(grid_frame.timestamps[0]) if grid_frame is not None else -(-deployed_at // step) * step
+    if origin > now:
+        return None
     last_grid = now - (now - origin) % step
     if reference_frame is not None:
         # Judge only up to where the baseline has data: a late source delays both groups.
@@ -315,9 +330,7 @@ def _canary_down(policy: Policy, window: Observations, now: int, lifetime_points
         seen = canary.timestamps <= last
         missing_before, points_before = int((~reported[seen]).sum()), int(seen.sum())
     else:
-        first = reference_frame.timestamps[0] if reference_frame is not None else start
-        if first is None:
-            return None
+        first = reference_frame.timestamps[0] if reference_frame is not None else (start if start is not None else origin)
         last = int(first) - step
         missing_before, points_before = 0, 0
     gap = (last_grid - last) // step
@@ -333,13 +346,13 @@ def _canary_down(policy: Policy, window: Observations, now: int, lifetime_points
         recent = reference_frame.timestamps > last
         if not baseline_reported[recent].any():
             # Nothing from either group: the source or the queries, not the canary, went quiet.
-            return (f"neither group has reported any judged metric for {gap} steps "
+            return (f"neither group has reported any judged metric for the last {gap} points "
                     f"({gap * step // 60} min): the data source or its queries return nothing")
         while_ = "the baseline did"
     else:
         while_ = "it was expected"
-    return (f"the canary has not reported for {gap} steps ({gap * step // 60} min) while {while_}; "
-            f"its earlier gap rate ({rate:.0%}) makes {needed}+ missing steps implausible")
+    return (f"the canary has not reported its last {gap} points ({gap * step // 60} min) while {while_}; "
+            f"its earlier gap rate ({rate:.0%}) makes {needed}+ missing points in a row implausible")
 
 
 # -------------------------------------------------------------- canary vs baseline mode
@@ -371,7 +384,7 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> 
         keep &= np.isfinite(cv) & np.isfinite(bv) & (bv > 0) & (cv >= 0)
     held = 0
     if ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative:
-        off = np.abs(b - ref.seasonal.expected(common)) / ref.seasonal.scale(common)
+        off = np.abs((b - ref.seasonal.expected(common)) / ref.seasonal.scale(common) - ref.offset)
         anomalous = keep & (off > FLEET_ANOMALY_SCALES)
         # Hold out only when the baseline is off on its own minutes and there is still data.
         if anomalous.any() and anomalous.sum() < keep.sum():
@@ -405,9 +418,24 @@ def _against_baseline(
                        f"needs {max(1, m.min_events)}", expected=expected)
     tolerance = m.tolerance if m.tolerance is not None else 0.0
     directions = ["increase", "decrease"] if m.bad_direction == "either" else [m.bad_direction]
-    if m.kind == "gauge":
-        return _judge_gauge(m, paired, ref, tolerance, directions, budget, lifetime_points, expected, look)
-    return _judge_count(m, paired, ref, tolerance, directions, budget, lifetime_points, expected, look)
+    judge = _judge_gauge if m.kind == "gauge" else _judge_count
+    result = judge(m, paired, ref, tolerance, directions, budget, lifetime_points, expected, look)
+    # Points held out for a fleet-wide anomaly were reported by the canary: they count as covered.
+    return _covered_enough(result, n + paired.held_out, lifetime_points)
+
+
+def _covered_enough(result: MetricResult, points: int, lifetime_points: int) -> MetricResult:
+    """A pass at the end of the lifetime that rests on "not shown worse" needs the canary to have
+    reported for MIN_COVERAGE_TO_PASS of the lifetime; otherwise the metric could not be judged.
+    (A pass shown within tolerance at a checkpoint already accounts for how many points it had.)"""
+    if result.verdict != "pass" or result.rule.endswith("-within-tolerance"):
+        return result
+    needed = math.ceil(MIN_COVERAGE_TO_PASS * lifetime_points)
+    if points >= needed:
+        return result
+    return replace(result, verdict="inconclusive", rule="too-little-data",
+                   reason=f"only {points} of the lifetime's {lifetime_points} points reported; not shown worse, "
+                          f"but a pass needs {needed} ({MIN_COVERAGE_TO_PASS:.0%}): {result.reason}")
 
 
 def _expected(m: Metric, reference: Reference, timestamps: np.ndarray) -> float | None:
@@ -519,7 +547,7 @@ def _judge_count(m, p: Paired, ref, tolerance, directions, budget: Budget, lifet
         outcomes.append((direction, test, float(np.sum(sign * (ec - weight * eb))), test.variance))
         denominator = max(float((weight * eb).sum()), rate * float(nc.sum()), 1e-12)
         half = test.fail_boundary / denominator
-        numbers["interval"] = (effect - half, effect + half)
+        numbers["interval"] = (max(effect - half, -1.0), effect + half)  # a rate is never below zero
     scale = np.sqrt(count_variance(rate * nc, inverse_k) + weight**2 * count_variance(rate * nb, inverse_k))
     excursions = _excursions(m, ec - weight * eb, scale, ref, directions, budget, lifetime_points, centre=False)
     return _decide(m, outcomes, excursions, budget, numbers, tolerance, len(ec), look)
@@ -600,10 +628,13 @@ def _against_history(
     needed = max(EXCURSION_MIN, math.ceil(EXCURSION_SHARE * lifetime_points))
     mean_x = float(np.mean(x))
     effect = mean_x / expected - 1 if expected else None
-    shift = float(np.median(z)) * float(np.mean(scale))
-    numbers = dict(canary=mean_x, expected=expected, effect=effect,
-                   interval=None if not expected else ((shift - 2 * float(np.mean(scale))) / expected,
-                                                       (shift + 2 * float(np.mean(scale))) / expected))
+    interval = None
+    if expected and len(x) >= 3:
+        # The window mean's confidence interval against the expectation (autocorrelation included),
+        # at the level of the fail tests.
+        half = budget.final_z * math.sqrt(noise_variance(x - expected_values) / len(x)) / abs(expected)
+        interval = (effect - half, effect + half)
+    numbers = dict(canary=mean_x, expected=expected, effect=effect, interval=interval)
     shown = (f"{excursions} of {len(t)} points beyond {EXCURSION_SCALES:g} noise scales of the seasonal "
              f"expectation (departure at {needed})")
     if excursions >= needed:
@@ -618,5 +649,5 @@ def _against_history(
                            f"window mean {_pct(effect)} vs seasonal expectation, shown beyond "
                            f"tolerance {m.tolerance:.0%}", **numbers)
     if look.final:
-        return _result(m, "pass", "consistent-with-history", shown, **numbers)
+        return _covered_enough(_result(m, "pass", "consistent-with-history", shown, **numbers), len(t), lifetime_points)
     return _result(m, "inconclusive", "watching-history", shown, **numbers)

@@ -178,3 +178,42 @@ def test_history_only_passes_a_quiet_window_and_fails_a_departure():
     verdict, at = _run(policy, canary, None)
     assert verdict.verdict == "fail" and verdict.metrics[0].rule == "departs-from-history"
     assert at < 0.5
+
+
+def test_a_sparse_canary_is_not_passed_on_too_little_data():
+    """One point in three (never three missing in a row: not 'down'), cpu 1.2% over a 1% tolerance:
+    too few points to show it worse, and too few to call that a judgement."""
+    canary, baseline = _fleet(18)
+    live = canary.timestamps >= DEPLOY
+    canary.values["cpu"][live] *= 1.012
+    sparse = live & (np.arange(len(canary)) % 3 != 0)
+    for v in canary.values.values():
+        v[sparse] = np.nan
+    policy = _policy(metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.01}])
+    verdict, at = _run(policy, canary, baseline)
+    assert verdict.verdict == "fail" and at == 1.0, verdict.reason
+    [cpu] = verdict.metrics
+    assert cpu.rule == "too-little-data" and "21 of the lifetime's 60 points" in cpu.reason
+
+
+def test_history_only_notices_a_canary_that_never_reports():
+    canary, _ = _fleet(19, canary_start=DEPLOY - HISTORY_DAYS * DAY)
+    for v in canary.values.values():
+        v[canary.timestamps >= DEPLOY] = np.nan
+    policy = _policy(baseline=False, metrics=[{"name": "cpu", "kind": "gauge", "bad_direction": "either", "tolerance": None}])
+    verdict, at = _run(policy, canary, None)
+    assert verdict.verdict == "fail" and verdict.metrics[0].rule == "canary-not-reporting" and at < 0.25
+
+
+def test_effect_intervals_hold_their_estimate_and_rates_stay_above_minus_100_percent():
+    canary, _ = _fleet(20, canary_start=DEPLOY - HISTORY_DAYS * DAY)
+    policy = _policy(baseline=False, metrics=[{"name": "cpu", "kind": "gauge", "bad_direction": "either", "tolerance": None}])
+    verdict, _ = _run(policy, canary, None)
+    [cpu] = verdict.metrics
+    assert cpu.interval[0] < cpu.effect < cpu.interval[1] and cpu.interval[1] - cpu.interval[0] < 0.1
+
+    canary, baseline = _fleet(21, share=0.05, )
+    canary.values["errors"][:] = 0.0  # a quiet canary: its rate's interval must not go below -100%
+    verdict, _ = _run(_policy(), canary, baseline)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert errors.effect == -1.0 and errors.interval[0] == -1.0 < errors.interval[1]

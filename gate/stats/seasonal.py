@@ -80,7 +80,8 @@ def fit_seasonal(timestamps: np.ndarray, values: np.ndarray, step: int) -> Seaso
         residual = x - np.median(x)
         return SeasonalModel(level, None, None, _hourly_scale(t, residual), int(finite.sum()))
 
-    # Aggregate to buckets (median: robust to spikes), fill empty buckets by interpolation.
+    # Aggregate to buckets (the mean: robust STL below down-weights the buckets an incident spoiled),
+    # fill empty buckets by interpolation.
     first = t[0] - t[0] % bucket_seconds
     index = (t - first) // bucket_seconds
     n_buckets = int(index[-1]) + 1

@@ -46,7 +46,7 @@ def lag1_inflation(x: np.ndarray) -> float:
     return (1 + r) / (1 - r)
 
 
-def _noise_variance(x: np.ndarray) -> float:
+def noise_variance(x: np.ndarray) -> float:
     """Per-point variance of the noise around the level, corrected for lag-1 autocorrelation.
 
     Measured around a straight line rather than the mean: a canary drifting away (a memory leak)
@@ -105,7 +105,7 @@ def margin_test(
     n = len(excess)
     prior = float(np.mean(prior_variance)) if n else 0.0
     if n >= 3 and math.isfinite(prior_weight):
-        empirical = _noise_variance(excess)
+        empirical = noise_variance(excess)
         per_point = (prior_weight * prior + (n - 1) * empirical) / (prior_weight + n - 1)
         per_point = max(per_point, 0.5 * prior)
     else:
