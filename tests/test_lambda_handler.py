@@ -88,13 +88,23 @@ def test_the_deploy_time_comes_from_the_store_when_the_event_has_none(handler, c
     assert [r["verdict"] for r in store.evaluations("k1m-canary-down-012")][-1] == "fail"
 
 
-def test_without_now_the_moment_is_the_current_interval(handler, corpus):
+def test_without_now_the_moment_is_the_current_interval(handler, corpus, monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    from gate.verdict import parse_time
+
     event = case_event(corpus, "k1m-canary-down-012")
     event.pop("now")
+    interval_start = parse_time(event["deployed_at"]) + 20 * 60  # a whole minute: on the policy's grid
+    # The clock reads 47 s into that interval: the moment judged is the interval's start.
+    monkeypatch.setattr(handler, "time", SimpleNamespace(time=lambda: interval_start + 47.9,
+                                                         perf_counter=time.perf_counter))
     result = handler.lambda_handler(event, FakeContext())
-    assert result["exit_code"] in (0, 1, 3)
-    evaluated = result["evaluated_at"]
-    assert evaluated.endswith(":00Z")  # on the policy's 60 s grid
+    assert result["evaluated_at"] == iso(interval_start)
+    expected = expected_verdict(corpus, {**event, "now": iso(interval_start)})
+    assert {k: v for k, v in result.items() if k not in ("exit_code", "interval_seconds")} == expected.to_dict()
+    assert result["exit_code"] == expected.exit_code
 
 
 # -- bad input: 400 naming the field, exit 4, never a pass --------------------------------------

@@ -175,7 +175,8 @@ def test_the_unpacked_handler_judges_a_replayed_case(python312, task, runtime, c
 
     seconds = [round(r["seconds"], 2) for r in out["results"]]
     print(f"\ncold import of the handler: {out['import_seconds']:.2f} s; evaluations: {seconds} s")
-    # Generous bounds (this machine is shared by parallel work); the measured numbers are in
-    # lambda/README.md. Lambda's init phase must stay far below its 10 s limit.
-    assert out["import_seconds"] < 8
+    # Measured 1.2-1.4 s idle, 1.8-2.7 s with the machine loaded (lambda/README.md): 4 s leaves
+    # room for a shared machine and still catches an import that doubled. Lambda's init phase
+    # must stay far below its 10 s limit.
+    assert out["import_seconds"] < 4
     assert max(seconds) < 30
