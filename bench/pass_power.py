@@ -34,7 +34,7 @@ def evidence_at_first_checkpoint(case_dir: Path) -> tuple[float, dict[str, float
     lifetime its test needs to show the metric within tolerance (inf: the estimate is not)."""
     case = load_case(case_dir)
     policy = case.policy().model_copy(update={"lifetime": case.end_at - case.deployed_at})
-    min_duration = policy.min_duration if policy.min_duration is not None else policy.lifetime // 2
+    min_duration = judge.minimum_duration(policy)
     at = min_duration / policy.lifetime
     needed: dict[str, float] = {}
     decide = judge._decide
