@@ -11,8 +11,15 @@ CORPUS = Path(os.environ.get("GATE_CORPUS", ROOT.parent / "shared" / "corpus" / 
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
+    """The recorded cases (../shared/corpus/dev, or GATE_CORPUS). Absent, the tests that replay them
+    skip, unless GATE_REQUIRE_CORPUS=1 (CI): then they fail, so that a run without the corpus
+    cannot go green."""
     if not CORPUS.is_dir():
-        pytest.skip(f"corpus not found at {CORPUS} (set GATE_CORPUS)")
+        where = (f"corpus not found at {CORPUS}: expected ../shared/corpus/dev next to the repository "
+                 "(set GATE_CORPUS to its path)")
+        if os.environ.get("GATE_REQUIRE_CORPUS") == "1":
+            pytest.fail(f"{where}; GATE_REQUIRE_CORPUS=1, so the replay tests may not skip", pytrace=False)
+        pytest.skip(where)
     return CORPUS
 
 
