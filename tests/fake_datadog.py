@@ -7,7 +7,9 @@ missing point, no series for a query without data) and `POST /api/v1/events`. It
 happening now (`offset` seconds later than recorded, nothing after the served clock, the bucket
 still filling holds only part of its events), coarsens the resolution beyond `max_points`
 points per series as Datadog does, and can answer 429 with rate-limit headers, 5xx, slowly,
-or with a malformed body. Every request is logged (never its keys).
+or with a malformed body. With `null_zero_counts` it answers `null` for a count bucket that
+counted zero events, as Datadog does for a sparse counter without `default_zero()` (a minute
+without 5xx has no point). Every request is logged (never its keys).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class FakeDatadog:
         self.reset_after = 1  # X-RateLimit-Reset on a 429
         self.slow_seconds = 3.0
         self.max_points = 1500
+        self.null_zero_counts = False  # True: a count bucket of zero events is null (sparse counter)
         self.requests: list[dict] = []
         self.events: list[dict] = []
         self._remaining = 1000
@@ -165,6 +168,8 @@ class FakeDatadog:
         if q["as_count"] and len(starts) and starts[-1] + step > now:
             # The bucket still filling holds only the events reported so far.
             out[-1] *= max(0.0, (now - starts[-1]) / step)
+        if q["as_count"] and self.null_zero_counts:
+            out[out == 0] = np.nan  # no event in the bucket: no point at all
         return np.array([convert(v) if np.isfinite(v) else np.nan for v in out])
 
     def post_event(self, request: dict) -> dict:

@@ -148,3 +148,15 @@ def test_wrong_keys_are_could_not_judge(corpus, tmp_path):
     assert "Datadog refused the credentials (403 Forbidden): check DD_API_KEY" in result.stderr
     assert len(fake.requests) == 1  # refused keys are not retried
     assert_no_secret(result, tmp_path, "wrong-api-key-77777", APP_KEY)
+
+
+def test_a_key_with_a_line_end_is_refused_without_showing_it(corpus, tmp_path):
+    """`DD_API_KEY=$'topsecretkey123\\n'` (a key pasted with its line end): the HTTP client
+    would refuse the header with the value in its message. One line naming the variable."""
+    with live(corpus, "k1m-aa-039") as fake:
+        result = gate_check(fake, tmp_path, env={"DD_API_KEY": "topsecretkey123\n"})
+    assert result.returncode == 4 and result.stdout == ""
+    assert "DD_API_KEY holds characters a Datadog key cannot have" in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert fake.requests == []
+    assert_no_secret(result, tmp_path, "topsecretkey123", APP_KEY)

@@ -5,6 +5,7 @@ End-to-end runs through `gate check` are in test_datadog_cli.py.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -29,7 +30,8 @@ CANARY, BASELINE = "autoscaling_group:web-canary", "autoscaling_group:web-baseli
 def datadog_policy(**options):
     policy = load_policy(EXAMPLE)
     data = policy.model_dump()
-    data["source"]["options"] = {"timeout": 1, "retry_budget": 2, **options}
+    # The fake serves every point at once (no ingestion delay): nothing to settle.
+    data["source"]["options"] = {"timeout": 1, "retry_budget": 2, "settle": 0, **options}
     return parse_policy(data)
 
 
@@ -70,6 +72,32 @@ def query(source_policy_metrics, start, end, baseline=BASELINE, canary=CANARY):
 
 
 METRICS = datadog_policy().metrics
+
+
+def sparse(case):
+    """The recording as a sparse counter shows it: a minute without requests has no point, for
+    the requests as for the errors (the source can only tell a quiet minute from an absent one
+    by the denominator)."""
+    frames = {}
+    for group, frame in case.frames.items():
+        idle = frame.values["requests"] == 0
+        values = {k: np.where(idle, np.nan, v) if k in ("errors", "requests") else v for k, v in frame.values.items()}
+        frames[group] = dataclasses.replace(frame, values=values)
+    return dataclasses.replace(case, frames=frames)
+
+
+class FakeClock:
+    """time.monotonic and time.sleep for retry tests: waits are counted, not slept."""
+
+    def __init__(self):
+        self.now, self.slept = 1000.0, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
 
 
 # -- queries and scopes ------------------------------------------------------------------------
@@ -171,9 +199,11 @@ def test_a_release_name_outside_the_tag_grammar_is_refused_before_any_request(se
 # -- what is served ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("nulls", [False, True], ids=["zeros", "nulls"])
 @pytest.mark.parametrize("name", ["k1m-aa-039", "k1m-partial-gaps-030"])
-def test_the_window_is_the_recorded_series_without_the_bucket_still_filling(serve, name):
+def test_the_window_is_the_recorded_series_without_the_bucket_still_filling(serve, name, nulls):
     fake, source = serve(name)
+    fake.null_zero_counts = nulls  # Datadog answers null for a sparse counter's empty minute
     case = fake.case
     now = case.end_at - 30  # the minute that started at end_at - 60 is still filling
     fake.moment["now"] = now
@@ -183,7 +213,7 @@ def test_the_window_is_the_recorded_series_without_the_bucket_still_filling(serv
     assert len(request["queries"]) == 10 and request["interval"] == 60_000
     assert request["from"] == case.deployed_at * 1000 and request["to"] == (case.end_at - 60) * 1000
     for group in ("canary", "baseline"):
-        recorded = case.frames[group]
+        recorded = (sparse(case) if nulls else case).frames[group]
         frame = getattr(seen, group)
         assert list(frame.timestamps) == list(range(case.deployed_at, case.end_at - 60, 60))
         for name_ in recorded.values:
@@ -229,8 +259,9 @@ def test_history_is_chunked_under_the_point_limit(serve):
     requests = fake.timeseries_requests()
     assert len(requests) == 7  # 10080 minutes in chunks of 1440
     assert all((r["to"] - r["from"]) // r["interval"] <= 1440 for r in requests)
-    assert requests[0]["from"] == start * 1000 and requests[-1]["to"] == case.deployed_at * 1000
-    recorded = case.frames["baseline"].between(start, case.deployed_at - 1)
+    # `end` is a moment: at deployed_at - 1 the minute [deployed_at - 60, deployed_at) is not over.
+    assert requests[0]["from"] == start * 1000 and requests[-1]["to"] == (case.deployed_at - 60) * 1000
+    recorded = case.frames["baseline"].between(start, case.deployed_at - 61)
     frame = seen.baseline.between(recorded.timestamps[0], recorded.timestamps[-1])
     np.testing.assert_allclose(frame.values["cpu"], recorded.values["cpu"], equal_nan=True)
     assert np.isnan(seen.baseline.between(start, recorded.timestamps[0] - 1).values["cpu"]).all()
@@ -309,7 +340,8 @@ def test_a_reset_beyond_the_budget_is_not_waited_for(serve):
     assert time.monotonic() - started < 2 and len(fake.timeseries_requests()) == 1
 
 
-@pytest.mark.parametrize("fault, message", [("503", "server error 503"), ("malformed", "malformed answer")])
+@pytest.mark.parametrize("fault, message", [("503", "server error 503"), ("malformed", "malformed answer"),
+                                            ("bad_shape", "malformed answer")])
 def test_transient_faults_are_retried_then_answered(serve, fault, message):
     fake, source = serve("k1m-aa-039", retry_budget=5)
     fake.faults = [fault, fault]
@@ -317,11 +349,14 @@ def test_transient_faults_are_retried_then_answered(serve, fault, message):
     assert len(seen.canary) == 60 and len(fake.timeseries_requests()) == 3
 
 
-def test_an_answer_of_the_wrong_shape_is_refused(serve):
-    fake, source = serve("k1m-aa-039")
+def test_an_answer_of_the_wrong_shape_is_retried_then_refused(serve):
+    fake, source = serve("k1m-aa-039", retry_budget=2)
     fake.fault = "bad_shape"
-    with pytest.raises(SourceError, match="malformed answer"):
+    clock = FakeClock()
+    source.clock, source.sleep = clock, clock.sleep
+    with pytest.raises(SourceError, match=r"malformed answer .*retry budget 2s spent\); could not judge"):
         source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
+    assert len(fake.timeseries_requests()) >= 3 and sum(clock.slept) <= 2
 
 
 def test_wrong_keys_are_refused_at_once_and_never_shown(serve, env, caplog):
@@ -346,7 +381,7 @@ def test_keys_never_appear_in_logs_or_errors(serve, caplog):
         source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
     assert caplog.text  # something was logged, and none of it is a key
     for secret in (API_KEY, APP_KEY):
-        assert secret not in caplog.text and secret not in str(e.value) and secret not in repr(source.__dict__.get("options"))
+        assert secret not in caplog.text and secret not in str(e.value) and secret not in repr(e.value)
 
 
 def test_missing_keys_and_unknown_sites_are_refused(env, monkeypatch):
@@ -370,14 +405,25 @@ def test_the_site_and_the_url_override_choose_the_host(env, monkeypatch):
     assert open_source(datadog_policy())._api.api_client.configuration.host == "http://127.0.0.1:9"
 
 
-@pytest.mark.parametrize("name", ["k1m-aa-039", "k1m-canary-down-012", "k1m-partial-gaps-030"])
-def test_the_judge_sees_through_datadog_what_it_sees_in_the_recording(serve, name):
-    """Same moments, same verdicts as replaying the recording up to the last complete minute."""
+@pytest.mark.parametrize("nulls", [False, True], ids=["zeros", "nulls"])
+@pytest.mark.parametrize("name", ["k1m-aa-039", "k1m-canary-down-012", "k1m-partial-gaps-030",
+                                  "k1m-error-rate-010"])
+def test_the_judge_sees_through_datadog_what_it_sees_in_the_recording(serve, name, nulls):
+    """Same moments, same verdicts as replaying the recording up to the last complete minute,
+    whether Datadog answers 0 or null (a sparse counter) for a minute without errors."""
     fake, source = serve(name)
+    fake.null_zero_counts = nulls
     case = fake.case
     from gate.sources.replay import ReplaySource
 
-    replay = ReplaySource(case)
+    class AsLive(ReplaySource):
+        """The recording read as the live sources read: `end` is a moment, and the minute it
+        falls in is not over (the history, up to deployed_at - 1, ends a minute before the deploy)."""
+
+        def fetch(self, q):
+            return super().fetch(dataclasses.replace(q, end=q.end // 60 * 60 - 1))
+
+    replay = AsLive(sparse(case) if nulls else case)
     policy = datadog_policy()
     over_http = Analysis(policy, source, "r", case.deployed_at, canary=CANARY, baseline=BASELINE)
     recorded = Analysis(policy, replay, "r", case.deployed_at, canary="canary", baseline="baseline")
@@ -386,3 +432,116 @@ def test_the_judge_sees_through_datadog_what_it_sees_in_the_recording(serve, nam
         fake.moment["now"] = now
         replay.visible_until = now - 60  # the minute starting at `now` has not been read
         assert over_http.evaluate(now).to_dict() == recorded.evaluate(now).to_dict()
+
+
+# -- counts: nulls, zeros and no data ------------------------------------------------------------
+
+
+def test_null_zero_error_minutes_read_as_zero_where_requests_were_counted(serve):
+    fake, source = serve("k1m-error-rate-010")
+    fake.null_zero_counts = True
+    case = fake.case
+    start = int(case.frames["baseline"].timestamps[0])
+    seen = source.fetch(query(METRICS, start, case.deployed_at - 1))
+    recorded = sparse(case).frames["baseline"].between(start, case.deployed_at - 61)
+    frame = seen.baseline.between(start, case.deployed_at - 61)
+    zeros = recorded.values["errors"] == 0
+    assert zeros.sum() > 500  # the case has many minutes without errors: all nulls on the wire
+    assert (frame.values["errors"][zeros] == 0).all()
+    np.testing.assert_allclose(frame.values["errors"], recorded.values["errors"], equal_nan=True)
+
+
+def test_a_misspelt_count_query_is_no_data_not_zero_errors(serve):
+    """A query Datadog has no series for (a misspelt metric) answers nothing at all: with the
+    requests counted, filling zeros would read "no errors" and could pass a regression."""
+    fake, _ = serve("k1m-error-rate-010")
+    fake.null_zero_counts = True
+    data = datadog_policy().model_dump()
+    errors = next(m for m in data["metrics"] if m["name"] == "errors")
+    errors["queries"]["datadog"] = "sum:trace.http.request.errrors{service:web,$scope}"
+    policy = parse_policy(data)
+    source = open_source(policy)
+    case = fake.case
+    history = source.fetch(query(policy.metrics, case.deployed_at - 3600, case.deployed_at - 1))
+    window = source.fetch(query(policy.metrics, case.deployed_at, case.end_at))
+    for frame in (history.canary, history.baseline, window.canary, window.baseline):
+        assert np.isnan(frame.values["errors"]).all()
+    for frame in (history.baseline, window.canary, window.baseline):
+        assert np.isfinite(frame.values["requests"]).any()
+
+
+def test_one_budget_for_a_whole_chunked_fetch(serve):
+    """A 5xx before each chunk of the history: each alone is within the budget, together they are
+    not. The budget is the fetch's (docs: one fetch), not each request's."""
+    fake, source = serve("k1m-aa-039", retry_budget=2)
+    fake.faults = ["500", None] * 7
+    clock = FakeClock()
+    source.clock, source.sleep = clock, clock.sleep
+    case = fake.case
+    with pytest.raises(SourceError, match=r"server error 500 .*retry budget 2s spent"):
+        source.fetch(query(METRICS, case.deployed_at - 7 * 86400, case.deployed_at - 1))
+    assert sum(clock.slept) <= 2 and clock.slept == [0.5, 0.5, 0.5, 0.5]
+    assert len([r for r in fake.timeseries_requests() if r["status"] == 200]) == 4  # of 7 chunks
+    # With the budget for it, the same faults cost their waits and the history is read.
+    fake.requests.clear()
+    fake.faults = ["500", None] * 7
+    source = open_source(datadog_policy(retry_budget=5))
+    source.clock, source.sleep = clock, clock.sleep
+    source.fetch(query(METRICS, case.deployed_at - 7 * 86400, case.deployed_at - 1))
+    assert len([r for r in fake.timeseries_requests() if r["status"] == 200]) == 7
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["DD_API_KEY", "DD_APP_KEY"])
+@pytest.mark.parametrize("value", ["topsecretkey123\n", " topsecretkey123", "topsecret key123", "topsecretkeyé123"])
+def test_a_key_a_header_cannot_carry_is_refused_without_showing_it(env, variable, value):
+    env.setenv(variable, value)
+    with pytest.raises(SourceError) as e:
+        open_source(datadog_policy())
+    assert variable in str(e.value) and "topsecret" not in str(e.value) and "key123" not in str(e.value)
+
+
+def test_an_unexpected_client_failure_is_a_source_error_with_the_keys_redacted(serve, env, caplog):
+    caplog.set_level(logging.DEBUG)
+    fake, source = serve("k1m-aa-039")
+
+    def refuse(body):  # what urllib3 / http.client say of a header value they refuse
+        raise ValueError(f"Invalid header value {(API_KEY + chr(10)).encode()!r} and {APP_KEY}")
+
+    source._api.query_timeseries_data = refuse
+    with pytest.raises(SourceError, match=r"Datadog: the request failed \(ValueError: Invalid header value") as e:
+        source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
+    for secret in (API_KEY, APP_KEY):
+        assert secret not in str(e.value) and secret not in caplog.text
+
+
+# -- options -------------------------------------------------------------------------------------
+
+
+def test_settle_defaults_to_a_minute_and_the_apm_example_waits_two():
+    from gate.sources.datadog import Options
+
+    assert Options().settle == 60
+    assert load_policy(EXAMPLE).source.options["settle"] == 120  # APM's ingestion delay
+
+
+def test_a_bucket_is_read_once_it_is_over_not_a_second_before(serve):
+    fake, source = serve("k1m-aa-039")
+    t = fake.case.deployed_at + 600  # on a minute
+    for now, last in ((t - 1, t - 120), (t, t - 60)):  # at t - 1, [t - 60, t) is not over
+        fake.moment["now"] = now
+        seen = source.fetch(query(METRICS, fake.case.deployed_at, now))
+        assert seen.canary.timestamps[-1] == last
+
+
+def test_the_latency_example_is_judged_by_its_tail():
+    latency = next(m for m in load_policy(EXAMPLE).metrics if m.name == "latency")
+    assert latency.unit == "ms" and latency.judges_tail
+
+
+def test_group_names_for_promote_are_accepted_options(env):
+    source = open_source(datadog_policy(production_asg="web-prod", canary_asg="web-canary",
+                                        baseline_asg="web-baseline"))
+    assert source.options.production_asg == "web-prod"

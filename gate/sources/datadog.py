@@ -9,10 +9,13 @@ of points per series (beyond it Datadog silently coarsens the resolution).
 The query of a metric lives in the policy, `metrics[].queries.datadog`: a Datadog query string
 with `$scope` where the group's tag goes, or a mapping (see `QuerySpec` and
 examples/datadog.yaml). The gate pins the rollup to the policy's interval, counts every count
-with `.as_count()`, and drops the trailing bucket that is still filling.
+with `.as_count()`, and drops the trailing bucket that is still filling. Datadog answers null
+for a sparse counter's bucket without events: a count with a denominator reads 0 there when the
+denominator has a point (as CloudWatch's missing datapoints, `fill_zero_counts`).
 
 Faults: a 429 waits for `X-RateLimit-Reset`, a 5xx, a timeout or a malformed answer is retried
-with backoff, all within `retry_budget` seconds; then `SourceError` ("could not judge", exit 4).
+with backoff, all within `retry_budget` seconds per fetch (all its chunks); then `SourceError`
+("could not judge", exit 4).
 Refused credentials or a refused query are not retried. Keys never leave the client's headers.
 """
 
@@ -33,6 +36,7 @@ from gate.errors import PolicyError, SourceError
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.sources import Query
+from gate.sources.cloudwatch import fill_zero_counts
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ _ROLLUP = re.compile(r"\.rollup\(([^()]*)\)")
 _FORMULA = re.compile(r"[\w\s+\-*/().,]+")
 _AGGREGATIONS = ("avg", "sum", "min", "max", "p50", "p75", "p90", "p95", "p99")
 _ROLLUPS = ("avg", "sum", "min", "max", "count")
+_KEY = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: what a header value can carry
 
 
 class Options(BaseModel):
@@ -61,11 +66,16 @@ class Options(BaseModel):
         default=1440, ge=1, le=1500, description="Buckets per series in one request (Datadog: 1500)."
     )
     settle: int = Field(
-        default=0, ge=0, description="Seconds of ingestion delay: younger buckets are not read yet."
+        default=60, ge=0, description="Seconds of ingestion delay: younger buckets are not read yet."
     )
     events: bool = Field(
         default=False, description="Post each decisive verdict as a Datadog event (gate.notify)."
     )
+    # Read by `gate promote` / `gate rollback` (gate.actions), not by the source: a Datadog
+    # scope is a tag filter, not an Auto Scaling group name.
+    production_asg: str | None = Field(default=None, description="Production Auto Scaling group (promote).")
+    canary_asg: str | None = Field(default=None, description="Canary Auto Scaling group (promote, rollback).")
+    baseline_asg: str | None = Field(default=None, description="Baseline Auto Scaling group (promote, rollback).")
 
 
 class QuerySpec(BaseModel):
@@ -202,8 +212,11 @@ class DatadogSource:
         self.options = options
         self.sleep, self.clock = sleep, clock
         self.requests = 0  # HTTP requests sent, retries included
-        self._secrets = [v for v in (os.environ.get(API_KEY_ENV), os.environ.get(APP_KEY_ENV)) if v]
+        self._secrets = _secrets()
         self._api = _metrics_api(options.timeout)
+        # Counts that have reported a point in some fetch of this source (the history, the
+        # window): only those may read as zero where their denominator has a point.
+        self._reported: set[str] = set()
 
     # -- the protocol ---------------------------------------------------------------------------
 
@@ -220,20 +233,28 @@ class DatadogSource:
 
         first = -(-query.start // step) * step
         # A bucket [t, t + step) is read only once it is complete (and settled): the one still
-        # filling would show a fraction of the events and read as a drop.
-        last = (query.end + 1 - self.options.settle) // step * step - step
+        # filling would show a fraction of the events and read as a drop. At `end` = t + step the
+        # bucket is over (as in CloudWatch): `end` is a moment, not the last second of a bucket.
+        last = (query.end - self.options.settle) // step * step - step
         names = [m.name for m in query.metrics]
         points = {g: {n: {} for n in names} for g in groups}
         chunk = self.options.max_points * step
+        # One budget for the whole fetch: a history read in several chunks shares it.
+        deadline = self.clock() + self.options.retry_budget
         for start in range(first, last + 1, chunk):
             end = min(last + step, start + chunk)  # exclusive
-            self._fetch_chunk(query.metrics, groups, start, end, step, points)
-        frames = {g: Frame.on_grid(step, first, max(last, first - step), points[g]) for g in groups}
+            self._fetch_chunk(query.metrics, groups, start, end, step, points, deadline)
+        self._reported.update(n for g in groups for n in names if points[g][n])
+        frames = {
+            g: fill_zero_counts(Frame.on_grid(step, first, max(last, first - step), points[g]),
+                                query.metrics, self._reported)
+            for g in groups
+        }
         return Observations(canary=frames["canary"], baseline=frames.get("baseline"))
 
     # -- one request ----------------------------------------------------------------------------
 
-    def _fetch_chunk(self, metrics, groups, start, end, step, points) -> None:
+    def _fetch_chunk(self, metrics, groups, start, end, step, points, deadline: float) -> None:
         from datadog_api_client.v2.model.metrics_data_source import MetricsDataSource
         from datadog_api_client.v2.model.metrics_timeseries_query import MetricsTimeseriesQuery
         from datadog_api_client.v2.model.query_formula import QueryFormula
@@ -275,18 +296,16 @@ class DatadogSource:
                 ),
             )
         )
-        payload = self._call(body)
-        self._collect(payload, slots, step, points)
+        self._call(body, deadline, lambda payload: self._collect(payload, slots, step, points))
 
-    def _call(self, body) -> dict:
-        """Send with retries inside the time budget; the answer as plain JSON."""
+    def _call(self, body, deadline: float, collect: Callable[[Any], None]) -> None:
+        """Send and collect the answer, with retries until `deadline` (the fetch's budget)."""
         budget = self.options.retry_budget
-        deadline = self.clock() + budget
         attempt = 0
         while True:
             attempt += 1
             try:
-                return self._send(body)
+                return collect(self._send(body))
             except _Fault as fault:
                 left = deadline - self.clock()
                 backoff = min(0.5 * 2 ** (attempt - 1), 10.0, max(left, 0.0))
@@ -339,6 +358,10 @@ class DatadogSource:
             raise _Fault(f"no answer within {self.options.timeout:g}s (timeout)") from None
         except (HTTPError, OSError) as e:
             raise _Fault(f"cannot reach the API ({type(e).__name__})") from None
+        except Exception as e:  # noqa: BLE001 - e.g. the client refusing a header: it may hold a key
+            raise SourceError(
+                f"Datadog: the request failed ({type(e).__name__}: {self._scrub(str(e))}); could not judge"
+            ) from None
         self._headroom(response.headers)
         if response.status != 200:
             raise _Fault(f"unexpected status {response.status}")
@@ -348,7 +371,9 @@ class DatadogSource:
             raise _Fault("malformed answer (not JSON)") from None
 
     def _collect(self, payload: Any, slots, step: int, points) -> None:
-        """Lay the answer's series on `points`; a shape we do not know is a malformed answer."""
+        """Lay the answer's series on `points`; a shape we do not know is a malformed answer,
+        retried like one (nothing is laid on `points` before the whole answer is read)."""
+        found: dict[tuple[str, str], dict[int, float]] = {}
         try:
             if payload.get("errors"):
                 raise SourceError(f"Datadog could not run the queries: {self._scrub(str(payload['errors']))}")
@@ -378,12 +403,12 @@ class DatadogSource:
                         "(group-by, or a scope matching several groups); the gate needs one"
                     )
                 seen.add(index)
-                target = points[group][name]
-                for t, v in zip(times, column):
-                    if v is not None:  # null: no point in that bucket (a gap, not a zero)
-                        target[t] = float(v)
+                # null: no point in that bucket (a gap; a count may still read 0, fill_zero_counts)
+                found[(group, name)] = {t: float(v) for t, v in zip(times, column) if v is not None}
         except (AttributeError, KeyError, TypeError, ValueError) as e:
-            raise SourceError(f"Datadog: malformed answer ({type(e).__name__}: {e}); could not judge") from None
+            raise _Fault(f"malformed answer ({type(e).__name__}: {self._scrub(str(e))[:120]})") from None
+        for (group, name), by_time in found.items():
+            points[group][name].update(by_time)
 
     # -- hygiene --------------------------------------------------------------------------------
 
@@ -404,6 +429,16 @@ class DatadogSource:
         return text[:300]
 
 
+def _secrets() -> list[str]:
+    """The keys as they may show in a message: raw, trimmed, and as Python shows them in a
+    repr (a key with a newline prints as `...\\n`); longest first."""
+    forms = set()
+    for value in (os.environ.get(API_KEY_ENV), os.environ.get(APP_KEY_ENV)):
+        if value:
+            forms.update({value, value.strip(), repr(value)[1:-1]})
+    return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+
+
 def _errors(body: Any) -> str:
     if isinstance(body, dict) and body.get("errors"):
         return "; ".join(map(str, body["errors"]))
@@ -421,6 +456,14 @@ def configuration(timeout: float):
     missing = [name for name, value in keys.items() if not value]
     if missing:
         raise SourceError(f"{' and '.join(missing)} not set: the Datadog source needs both keys")
+    for name, value in keys.items():
+        # Keys go in headers: a stray newline or space (a key pasted with its line end) would be
+        # refused by the HTTP client with the value in its message. Never show the value.
+        if not _KEY.fullmatch(value):
+            raise SourceError(
+                f"{name} holds characters a Datadog key cannot have (whitespace, a line end, "
+                "non-ASCII): check how it is set"
+            )
     url = os.environ.get(URL_ENV)
     config = Configuration(host=url.rstrip("/") if url else None, request_timeout=timeout)
     if not url and os.environ.get(SITE_ENV):
