@@ -217,3 +217,16 @@ def test_effect_intervals_hold_their_estimate_and_rates_stay_above_minus_100_per
     verdict, _ = _run(_policy(), canary, baseline)
     errors = next(m for m in verdict.metrics if m.name == "errors")
     assert errors.effect == -1.0 and errors.interval[0] == -1.0 < errors.interval[1]
+
+
+def test_a_level_the_baseline_already_had_before_the_deploy_is_not_a_fleet_anomaly():
+    """The seasonal model misses a level both groups reached an hour before the deploy (a trend,
+    a week learned from too few days): the canary window is compared, not held out."""
+    canary, baseline = _fleet(22, canary_start=DEPLOY - 2 * 3600)
+    for frame in (canary, baseline):
+        shifted = frame.timestamps >= DEPLOY - 2 * 3600
+        frame.values["cpu"][shifted] *= 1.6
+    verdict, _ = _run(_policy(), canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason
+    held = [int(note.split(" point(s) held out")[0].split()[-1]) for note in verdict.notes if "held out" in note]
+    assert sum(held) <= 3, verdict.notes  # noise at the new level, not the whole window
