@@ -42,7 +42,7 @@ DEMO_POLICY = {
     "metrics": [
         {"name": "cpu", **_GAUGE},
         {"name": "memory", **_GAUGE},
-        {"name": "latency", **_GAUGE, "critical": True},
+        {"name": "latency", **_GAUGE, "unit": "ms", "critical": True},
         {"name": "errors", "kind": "count", "denominator": "requests", "bad_direction": "increase",
          "tolerance": 0.50},
         {"name": "requests", "kind": "count", "bad_direction": "none"},
@@ -74,8 +74,8 @@ def run_demo(
 
     out = out or Console()
     err = err or Console(stderr=True)
-    interval = parse_policy(DEMO_POLICY).interval
-    lifetime = parse_policy(DEMO_POLICY).lifetime
+    base = parse_policy(DEMO_POLICY, origin="demo policy")
+    interval, lifetime = base.interval, base.lifetime
     deployed_at = int(time.time()) // interval * interval - lifetime
     policy = demo_policy(scenario, seed, deployed_at)
     stamp = datetime.fromtimestamp(time.time(), UTC).strftime("%Y%m%dT%H%M%S")
