@@ -2,7 +2,7 @@
 source) against fake Datadog APIs sharing one rate limit, which answers 429 with
 X-RateLimit-Reset once a one-second window is full. All complete with the right verdict within
 their budget, the limit holds (a client told to wait waits: at most one refused request per
-worker per window), and the store has all 100 records.
+worker per window, each request carrying its worker's name), and the store has all 100 records.
 
 Throughput and p95 latency are printed (`-s`) and reported in docs/reliability.md.
 """
@@ -39,23 +39,46 @@ class RateLimit:
         # request was logged on arrival may fall in the window before)
         self.accepted: Counter = Counter()
         self.refused: Counter = Counter()
+        self.refused_by: Counter = Counter()  # (worker, window) -> requests refused
+        self.unattributed = 0  # requests without the worker header (should be none)
 
-    def admit(self) -> bool:
+    def admit(self, worker: str | None) -> bool:
         with self.lock:
             window = int(time.time())
+            if worker is None:
+                self.unattributed += 1
             if self.accepted[window] >= self.limit:
                 self.refused[window] += 1
+                self.refused_by[worker, window] += 1
                 return False
             self.accepted[window] += 1
             return True
 
 
+WORKER_HEADER = "X-Load-Test-Worker"  # the client thread that sent a request (set on each source)
+
+
 class RateLimitedDatadog(FakeDatadog):
+    """The fake, behind the shared limit; it knows which worker sent each request (the handler,
+    run in the request's own server thread, leaves the header where `next_fault` finds it)."""
+
     limit: RateLimit
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        local = self._request = threading.local()
+        base = self._server.RequestHandlerClass
+
+        class Handler(base):
+            def do_POST(self):  # noqa: N802
+                local.worker = self.headers.get(WORKER_HEADER)
+                super().do_POST()
+
+        self._server.RequestHandlerClass = Handler
 
     def next_fault(self):
         fault = super().next_fault()
-        if fault is None and not self.limit.admit():
+        if fault is None and not self.limit.admit(getattr(self._request, "worker", None)):
             self.reset_after = 1  # X-RateLimit-Reset: the window ends within the second
             return "429"
         return fault
@@ -82,6 +105,7 @@ def test_100_concurrent_evaluations_respect_the_rate_limit_and_lose_nothing(corp
             release, fake = job
             started = time.monotonic()
             source = sources[fake.url].pop()
+            source._api.api_client.default_headers[WORKER_HEADER] = threading.current_thread().name
             verdict = Analysis(policy, source, release, fake.deployed_at, store=store).evaluate(now)
             return release, verdict.verdict, time.monotonic() - started
 
@@ -95,12 +119,17 @@ def test_100_concurrent_evaluations_respect_the_rate_limit_and_lose_nothing(corp
     assert {release: verdict for release, verdict, _ in results} == expected
     latencies = np.array([seconds for *_, seconds in results])
     assert latencies.max() < BUDGET
-    # The client honoured the limit: refused at most once per worker per window (a 429 makes it
-    # wait out X-RateLimit-Reset before it asks again; retrying at once would be refused again
-    # and again within the window).
+    # The client honoured the limit: refused at most once per worker per window. A worker sends
+    # one request at a time; refused at second d (window int(d)), it sleeps max(reset, backoff)
+    # >= 1 s (X-RateLimit-Reset: 1) after the answer, so its next request is decided after d + 1,
+    # in a later window. A client retrying at once would be refused again and again in the window.
+    # (Hence at most WORKERS refusals per window in all.)
     accepted, refused = limit.accepted, limit.refused
     assert refused, "the load never reached the limit: the test proves nothing"
-    assert max(refused.values()) <= WORKERS, refused
+    assert limit.unattributed == 0, "a request without its worker's name: the per-worker count proves nothing"
+    assert {worker for worker, _ in limit.refused_by} - {None}, limit.refused_by
+    assert max(limit.refused_by.values()) == 1, {k: n for k, n in limit.refused_by.items() if n > 1}
+    assert max(accepted.values()) <= LIMIT, accepted
     assert sum(r.get("status") == 200 for r in requests) == 2 * EVALUATIONS  # one history and one window request each
     assert sum(accepted.values()) == 2 * EVALUATIONS and sum(refused.values()) == len(requests) - 2 * EVALUATIONS
     # Nothing lost: one record per evaluation, each the release's own.
