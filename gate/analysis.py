@@ -222,6 +222,7 @@ class ReplayResult:
     verdict: Verdict
     evaluations: int
     seconds: float
+    policy: Policy | None = None  # the policy the case was judged with
 
     def to_dict(self) -> dict:
         return {
@@ -251,4 +252,4 @@ def replay_case(case_dir: str | Path, policy: Policy | None = None, judge: Any =
         source.visible_until = t
 
     verdict, evaluations = analysis.run(wait=advance_clock)
-    return ReplayResult(case.id, verdict, evaluations, time.perf_counter() - started)
+    return ReplayResult(case.id, verdict, evaluations, time.perf_counter() - started, policy)

@@ -80,13 +80,16 @@ def open_source_of(policy, origin: str):
         raise PolicyError(f"{origin}: {field or 'source.options'}: {type(e).__name__}: {e}") from None
 
 
-def print_result(verdict: Verdict, as_json: bool) -> None:
+def print_result(verdict: Verdict, as_json: bool, analysis=None) -> None:
     if as_json:
         print(json.dumps(verdict.to_dict()), flush=True)
     else:
         from gate.console import print_verdict
 
-        print_verdict(verdict, out)
+        if analysis is None:
+            print_verdict(verdict, out)
+        else:
+            print_verdict(verdict, out, policy=analysis.policy, canary=analysis.canary, baseline=analysis.baseline)
 
 
 @app.command()
@@ -137,7 +140,7 @@ def check(
         verdict = _watch(analysis, as_json)
     if junit:
         junit_xml.write(junit, junit_xml.report(verdict))
-    print_result(verdict, as_json)
+    print_result(verdict, as_json, analysis)
     if verdict.decisive:
         _announce(analysis, verdict, history)
     raise typer.Exit(EXIT_CODES[verdict.verdict])
@@ -203,7 +206,8 @@ def replay(
             out.print(f"[bold]{result.case}[/]: {result.evaluations} evaluations")
             from gate.console import print_verdict
 
-            print_verdict(result.verdict, out)
+            print_verdict(result.verdict, out, policy=result.policy, canary="canary",
+                          baseline="baseline" if result.policy is None or result.policy.baseline else None)
     raise typer.Exit(code)
 
 

@@ -8,6 +8,7 @@ with a hanging indent.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -110,7 +111,33 @@ def reasons_table(verdict: Verdict) -> Table:
     return grid
 
 
-def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def context_lines(verdict: Verdict, policy: Any = None, canary: str | None = None,
+                  baseline: str | None = None) -> list[Text]:
+    """What the report's summary says besides the verdict: what decided, the groups, the policy."""
+    from gate.report import deciding_summary
+
+    lines = [Text.assemble(("decided by: ", "bold"), deciding_summary(verdict))]
+    if canary is None and policy is not None:
+        canary = policy.canary.scope
+        baseline = baseline if baseline is not None else (policy.baseline.scope if policy.baseline else None)
+    if canary is not None:
+        groups = f"canary {canary} vs " + (f"baseline {baseline}" if baseline else "its own history (no baseline)")
+        lines.append(Text.assemble(("groups: ", "bold"), groups))
+    if policy is not None:
+        lines.append(Text.assemble(("policy: ", "bold"), (
+            f"{policy.name} (source {policy.source.type}, every {_minutes(policy.interval)}, lifetime "
+            f"{_minutes(policy.lifetime)}, alpha {policy.alpha:g}, undecided: {policy.on_undecided})")))
+    return lines
+
+
+def print_verdict(verdict: Verdict, console: Console | None = None, *, policy: Any = None,
+                  canary: str | None = None, baseline: str | None = None) -> None:
+    """The verdict, why, what decided it, the groups and the policy (as the report's summary),
+    then the numbers per metric. `policy` and the groups are shown when given."""
     console = console or Console()
     minutes = (verdict.evaluated_at - verdict.deployed_at) // 60
     head = Text()
@@ -122,6 +149,8 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console.print(head, soft_wrap=False)
     why = Text.assemble(("why: ", "bold"), verdict.reason)
     console.print(why)
+    for line in context_lines(verdict, policy, canary, baseline):
+        console.print(line)
     for note in verdict.notes:
         console.print(Text(f"note: {note}", style="dim"))
     if not verdict.metrics:

@@ -108,7 +108,7 @@ def run_demo(
         print(json.dumps({**verdict.to_dict(), "scenario": scenario, "seed": seed,
                           "evaluations": evaluations, "store": str(history.path)}), flush=True)
     else:
-        print_verdict(verdict, out)
+        print_verdict(verdict, out, policy=policy, canary=analysis.canary, baseline=analysis.baseline)
         out.print(f"{evaluations} evaluations recorded in {history.path}: gate history {release}"
                   f"{'' if store is None else f' --store {history.path}'}", highlight=False)
         others = [s for s in SCENARIOS if s != scenario]

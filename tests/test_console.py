@@ -85,3 +85,53 @@ def test_watch_progress_on_a_terminal_draws_a_bar():
     console.print(progress)
     text = console.export_text()
     assert "60/60 min, look 1" in text and "inconclusive: waiting for cpu" in text
+
+
+def test_the_terminal_says_what_decided_the_groups_and_the_policy():
+    """The same content as the report's summary: deciding metrics, groups, policy."""
+    from gate.demo import demo_policy
+
+    policy = demo_policy("healthy", 7)
+    console = Console(width=100, record=True, force_terminal=False, color_system=None)
+    print_verdict(VERDICT, console, policy=policy, canary="version:1.2.3", baseline="version:stable")
+    lines = console.export_text().splitlines()
+    assert "decided by: latency_p99_checkout" in lines
+    assert "groups: canary version:1.2.3 vs baseline version:stable" in lines
+    (line,) = [line for line in lines if line.startswith("policy: ")]
+    for part in ("demo-shop", "source simulate", "every 1 min", "lifetime 60 min", "alpha 0.01", "undecided: fail"):
+        assert part in line, (part, line)
+    assert max(len(line.rstrip()) for line in lines) <= 100
+
+
+def test_the_groups_come_from_the_policy_and_a_pass_is_decided_by_all_metrics():
+    from gate.demo import demo_policy
+
+    policy = demo_policy("healthy", 7).model_copy(update={"baseline": None})
+    passed = Verdict("r", "pass", "ok", 0, 600, True, [MetricResult("cpu", "pass", "within", tolerance=0.1)])
+    console = Console(width=120, record=True, force_terminal=False, color_system=None)
+    print_verdict(passed, console, policy=policy)
+    text = console.export_text()
+    assert "decided by: all judged metrics" in text
+    assert "groups: canary canary vs its own history (no baseline)" in text
+
+
+def test_check_prints_the_context_on_the_terminal(tmp_path):
+    import re
+    import time
+
+    import yaml
+
+    from tests.conftest import ROOT, run_gate
+
+    deployed = (int(time.time()) // 60 - 90) * 60
+    data = yaml.safe_load((ROOT / "examples" / "simulate.yaml").read_text())
+    data["source"]["options"] = {"scenario": "bad_version", "seed": 3, "deployed_at": deployed}
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(data))
+    result = run_gate("check", "rel", "--policy", policy, "--deployed-at", str(deployed),
+                      "--store", tmp_path / "gate.sqlite", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    text = " ".join(result.stdout.split())
+    assert re.search(r"decided by: [a-z, ]*latency", text), text
+    assert "groups: canary canary vs baseline baseline" in text
+    assert "policy: demo-shop (source simulate" in text
