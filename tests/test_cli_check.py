@@ -181,3 +181,22 @@ def test_report_files_of_different_releases_never_collide():
     assert len(set(files)) == len(names), files
     assert safe_name("web_1.2") == "web_1.2"  # a name that needs no change keeps it
     assert all("/" not in f and ".." not in f and len(f) <= 150 for f in files)
+
+
+# -- GATE_LOG_LEVEL ------------------------------------------------------------------------------
+
+def test_gate_log_level_shows_the_gates_debug_lines_on_stderr(corpus, tmp_path):
+    """GATE_LOG_LEVEL=DEBUG shows e.g. Datadog's rate-limit headroom; by default nothing, and
+    never the keys."""
+    from tests.test_reliability_faults import AA, API_KEY, APP_KEY, check, live
+
+    with live(corpus, AA) as fake:
+        quiet = check(fake, tmp_path, store=tmp_path / "q.sqlite")
+        loud = check(fake, tmp_path, store=tmp_path / "l.sqlite", env={"GATE_LOG_LEVEL": "debug"})
+        odd = check(fake, tmp_path, store=tmp_path / "o.sqlite", env={"GATE_LOG_LEVEL": "chatty"})
+    assert quiet.returncode == loud.returncode == odd.returncode, loud.stderr
+    assert quiet.returncode in (0, 1, 3)
+    assert "Datadog rate limit" not in quiet.stderr
+    assert "DEBUG gate.sources.datadog: Datadog rate limit" in loud.stderr and "requests left" in loud.stderr
+    assert API_KEY not in loud.stderr and APP_KEY not in loud.stderr
+    assert "GATE_LOG_LEVEL='chatty'" in odd.stderr and "Datadog rate limit" not in odd.stderr

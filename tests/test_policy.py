@@ -301,3 +301,20 @@ def test_the_json_schema_refuses_what_the_policy_refuses():
     for bad in (good(interval="5 minutes"), good(interval=5), good(lifetime="1x"), metric(tolerance=1e308),
                 good(alpha=0.7)):
         assert not validator.is_valid(bad), bad
+
+
+def test_policy_validate_names_the_source_option_at_fault(tmp_path):
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text((ROOT / "examples" / "simulate.yaml").read_text().replace(
+        "scenario: db_connections", "scenario: meteor_strike"))
+    case = tmp_path / "case.yaml"
+    case.write_text((ROOT / "examples" / "replay.yaml").read_text().replace(
+        "case: ../shared/corpus/dev/k1m-aa-000", f"case: {tmp_path / 'gone'}"))
+    for path, field, words in ((scenario, "source.options.scenario", ["meteor_strike", "healthy"]),
+                               (case, "source.options.case", ["case folder not found"])):
+        result = run_gate("policy", "validate", path)
+        assert result.returncode == 4, result.stdout
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.stderr
+        assert lines[0].startswith(f"error: {path}: {field}: "), lines[0]
+        assert all(w in lines[0] for w in words), lines[0]
