@@ -340,3 +340,64 @@ def test_a_count_that_never_reported_is_no_data_not_zero(cloudwatch):
     window = s.fetch(query(p, NOW - 180, NOW))
     assert window.canary.values["errors"].tolist() == [0.0, 0.0, 0.0]
     assert window.baseline.values["errors"].tolist() == [0.0, 3.0, 0.0]
+
+
+class CaseCloudWatch:
+    """GetMetricData over a corpus case at any period (Sum or Average per period, no datapoint for
+    a period without 5xx, as the ALB), for the judge end to end. History-only: the group's history
+    is the case's baseline before the deploy, its window the canary's."""
+
+    def __init__(self, case):
+        from gate.series import Frame
+
+        b, c = case.frames["baseline"], case.frames["canary"]
+        before = b.timestamps < case.deployed_at
+        self.frame = Frame(case.step, np.concatenate([b.timestamps[before], c.timestamps]),
+                           {k: np.concatenate([b.values[k][before], c.values[k]]) for k in c.values})
+        self.periods: list[int] = []
+
+    def get_metric_data(self, MetricDataQueries, StartTime, EndTime, **_):  # noqa: N803
+        start, end = int(StartTime.timestamp()), int(EndTime.timestamp())
+        t, results = self.frame.timestamps, []
+        for q in MetricDataQueries:
+            stat = q["MetricStat"]
+            name, period = stat["Metric"]["MetricName"], stat["Period"]
+            self.periods.append(period)
+            x = self.frame.values[name]
+            stamps, values = [], []
+            for bucket in range(start, end, period):
+                chunk = x[(t >= bucket) & (t < bucket + period)]
+                chunk = chunk[np.isfinite(chunk)]
+                value = float(chunk.sum() if stat["Stat"] == "Sum" else chunk.mean()) if len(chunk) else None
+                if value is not None and not (name == "errors" and value == 0):
+                    stamps.append(at(bucket))
+                    values.append(value)
+            results.append({"Id": q["Id"], "StatusCode": "Complete", "Timestamps": stamps, "Values": values})
+        return {"MetricDataResults": results}
+
+
+def test_history_read_at_5_minutes_expects_per_minute_errors(corpus):
+    """k1m-error-rate-010 judged history-only: with 14 days of history (1-minute points) the
+    errors are expected at ~75.6 per minute and the regression fails; with 16 days CloudWatch
+    gives 5-minute sums, which read as-is would expect ~378 per minute and pass it."""
+    from gate.analysis import Analysis
+    from gate.sources.replay import load_case
+
+    case = load_case(corpus / "k1m-error-rate-010")
+    expected = {}
+    for history in ("14d", "16d"):
+        data = case.policy().model_dump()
+        data.update(baseline=None, history=history, source={"type": "cloudwatch", "options": {}})
+        for m in data["metrics"]:
+            m["queries"] = {"cloudwatch": {"namespace": "Case", "metric": m["name"],
+                                           "stat": "Sum" if m["kind"] == "count" else "Average"}}
+        p = parse_policy(data)
+        client = CaseCloudWatch(case)
+        s = CloudWatchSource(p, parse_options(p), client=client, clock=lambda: case.end_at)
+        verdict = Analysis(p, s, "r", case.deployed_at, canary="canary").evaluate(case.end_at).to_dict()
+        assert client.periods[0] == (60 if history == "14d" else 300)  # the history's period
+        errors = next(m for m in verdict["metrics"] if m["name"] == "errors")
+        assert verdict["verdict"] == "fail" and errors["verdict"] == "fail", (history, errors)
+        expected[history] = errors["expected"]
+    assert expected["14d"] == pytest.approx(75.6, rel=0.02)
+    assert expected["16d"] == pytest.approx(expected["14d"], rel=0.02)
