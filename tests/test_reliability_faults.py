@@ -23,6 +23,7 @@ from gate.sources.replay import load_case
 from tests.conftest import run_gate
 from tests.fake_datadog import API_KEY, APP_KEY, FakeDatadog
 from tests.fake_slack import FakeSlack
+from tests.moto_server import moto_server  # noqa: F401 - the fixture (a moto server on 127.0.0.1)
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = "web-2.0.1"
@@ -101,7 +102,7 @@ def free_port() -> int:
         ("500", 1, "server error 500", True),
         ("slow", 1, "no answer within 1s (timeout)", True),
         ("malformed", 1, "malformed answer (not JSON)", True),  # a truncated body
-        ("bad_shape", 1, "malformed answer", False),  # valid JSON, series and times do not match
+        ("bad_shape", 1, "malformed answer (ValueError", True),  # valid JSON, series and times do not match
     ],
 )
 def test_a_persistent_datadog_fault_is_could_not_judge_and_recorded(corpus, tmp_path, fault, reset, phrase,
@@ -153,6 +154,28 @@ def test_no_series_at_all_is_never_a_pass(tmp_path):
     if result.stdout.strip():
         assert json.loads(result.stdout)["verdict"] != "pass"
     assert recorded(tmp_path / "gate.sqlite")[-1][0] != "pass"
+
+
+class SkewedDatadog(FakeDatadog):
+    """A Datadog whose clock runs 30 s off the policy's grid: every point stamped at :30."""
+
+    def timeseries(self, request: dict) -> dict:
+        answer = super().timeseries(request)
+        attributes = answer["data"]["attributes"]
+        attributes["times"] = [t + 30_000 for t in attributes["times"]]
+        return answer
+
+
+def test_a_datadog_answer_off_the_grid_is_could_not_judge(corpus, tmp_path):
+    """Clock skew on Datadog's side (points at :30 on a 60 s policy): refused, not re-bucketed,
+    not retried (the same question gets the same answer)."""
+    with live(corpus, AA, ahead=0, fake_class=SkewedDatadog) as fake:  # a canary that would pass
+        result = check(fake, tmp_path)
+    assert_could_not_judge(result, "Datadog answered off the 60s grid")
+    assert "retrying in" not in result.stderr
+    assert [r["status"] for r in fake.timeseries_requests()] == [200]
+    [(verdict, reason)] = recorded(tmp_path / "gate.sqlite")
+    assert verdict == "error" and "off the 60s grid" in reason
 
 
 # -- the SQLite store -----------------------------------------------------------------------------
@@ -219,6 +242,130 @@ def test_dynamodb_unreachable_or_missing_table_is_could_not_judge(corpus, tmp_pa
     assert_could_not_judge(no_table, "DynamoDB store gate-evaluations", "ResourceNotFoundException")
     assert_could_not_judge(stopped, "DynamoDB store gate-evaluations")
     assert_could_not_judge(wrong, "DynamoDB store gate-evaluations")
+
+
+THROTTLED = ("ProvisionedThroughputExceededException",
+             "The level of configured provisioned throughput for the table was exceeded")
+MISSING = ("ResourceNotFoundException", "Requested resource not found")
+
+
+def stubbed_dynamodb():
+    import boto3
+
+    return boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing", endpoint_url="http://127.0.0.1:9")
+
+
+def judged_in_process(corpus, monkeypatch, tmp_path, store):
+    """The A/A canary (it passes) judged by an Analysis on the real Datadog source, with `store`."""
+    from gate.analysis import Analysis
+    from gate.policy import load_policy
+    from gate.sources.datadog import from_policy
+
+    with live(corpus, AA, ahead=0) as fake:
+        for key, value in datadog_env(fake).items():
+            monkeypatch.setenv(key, value)
+        policy = load_policy(datadog_policy(tmp_path))
+        now = int(time.time())
+        clean = Analysis(policy, from_policy(policy), RELEASE, fake.deployed_at).evaluate(now)
+        assert clean.verdict == "pass", clean.reason  # without the store fault, this would pass
+        return Analysis(policy, from_policy(policy), RELEASE, fake.deployed_at, store=store).evaluate(now)
+
+
+@pytest.mark.parametrize("error", [THROTTLED, MISSING], ids=["throttled", "no such table"])
+def test_a_dynamodb_write_refused_when_the_verdict_is_recorded_is_never_a_pass(corpus, tmp_path, monkeypatch,
+                                                                                error):
+    """botocore Stubber: the put_item of the evaluation is throttled (after botocore's own retries,
+    as AWS would answer) or its table is gone: a StoreError naming the table and the code, no
+    verdict returned, although the canary would pass."""
+    from botocore.stub import ANY, Stubber
+
+    from gate.errors import StoreError
+    from gate.store_dynamodb import DynamoStore
+
+    client = stubbed_dynamodb()
+    with Stubber(client) as stubber:
+        stubber.add_client_error("put_item", service_error_code=error[0], service_message=error[1],
+                                 http_status_code=400, expected_params={"TableName": "gate-evaluations", "Item": ANY})
+        with pytest.raises(StoreError) as caught:
+            judged_in_process(corpus, monkeypatch, tmp_path, DynamoStore("gate-evaluations", client=client))
+        stubber.assert_no_pending_responses()
+    message = str(caught.value)
+    assert message.startswith("DynamoDB store gate-evaluations: put_item failed: ") and error[0] in message, message
+    assert "\n" not in message
+
+
+def throttle_puts(client, which: str, refused: list[str]) -> None:
+    """Answer DynamoDB PutItem calls with ProvisionedThroughputExceeded (short-circuited on a
+    before-call hook, as the botocore Stubber does), the other calls go to the moto server: `which`
+    is "all" or "eval#" (only the evaluation items). The refused sort keys go to `refused`."""
+    from botocore.awsrequest import AWSResponse
+
+    def hook(params, **_):
+        sk = params["body"] and json.loads(params["body"]).get("Item", {}).get("sk", {}).get("S", "")
+        if which == "all" or sk.startswith(which):
+            refused.append(sk)
+            return AWSResponse(None, 400, {}, None), {
+                "Error": {"Code": THROTTLED[0], "Message": THROTTLED[1]},
+                "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return None
+
+    client.meta.events.register("before-call.dynamodb.PutItem", hook)
+
+
+@pytest.mark.parametrize("when", ["at registration", "at record"])
+def test_dynamodb_throttled_writes_through_the_cli_are_could_not_judge(corpus, tmp_path, monkeypatch, capsys,
+                                                                       moto_server, when):  # noqa: F811
+    """The real entry point (`gate.cli.main`, in-process so that the stub can reach its client),
+    the DynamoDB store on a moto server whose PutItem calls are throttled: exit 4, one error line,
+    no verdict printed (the canary would pass), nothing recorded past the refused write."""
+    import boto3
+
+    from gate import cli
+
+    moto_server.reset()
+    ddb = moto_server.client("dynamodb")
+    ddb.create_table(TableName="gate-evaluations",
+                     KeySchema=[{"AttributeName": "release", "KeyType": "HASH"},
+                                {"AttributeName": "sk", "KeyType": "RANGE"}],
+                     AttributeDefinitions=[{"AttributeName": "release", "AttributeType": "S"},
+                                           {"AttributeName": "sk", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    refused: list[str] = []
+    real_client = boto3.client
+
+    def client(service, *args, **kwargs):
+        made = real_client(service, *args, **kwargs)
+        if service == "dynamodb":
+            throttle_puts(made, "all" if when == "at registration" else "eval#", refused)
+        return made
+
+    monkeypatch.setattr(boto3, "client", client)
+    try:
+        with live(corpus, AA, ahead=0) as fake:
+            for key, value in {**datadog_env(fake), "GATE_STORE_TABLE": "gate-evaluations"}.items():
+                monkeypatch.setenv(key, value)
+            monkeypatch.setattr("sys.argv", ["gate", "check", RELEASE, "--policy", str(datadog_policy(tmp_path)),
+                                             "--deployed-at", str(fake.deployed_at), "--json"])
+            monkeypatch.chdir(tmp_path)
+            with pytest.raises(SystemExit) as exited:
+                cli.main()
+        out, err = capsys.readouterr()
+        items = ddb.scan(TableName="gate-evaluations")["Items"]
+    finally:
+        moto_server.reset()
+    assert refused, "no PutItem was refused: the fault was not injected"
+    assert all(sk.startswith("eval#") for sk in refused) if when == "at record" else refused == ["release"], refused
+    assert exited.value.code == 4, (out, err)
+    assert out.strip() == "", out  # no verdict, let alone the pass
+    assert "Traceback" not in err and "internal error" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: DynamoDB store gate-evaluations: put_item failed: " + THROTTLED[0]), err
+    keys = sorted(i["sk"]["S"] for i in items)
+    if when == "at registration":
+        assert keys == [], keys
+    else:
+        assert keys == ["release"], keys  # registered; the refused evaluation is not half written
 
 
 # -- CloudWatch -----------------------------------------------------------------------------------
