@@ -100,6 +100,7 @@ def free_port() -> int:
         ("429", 1, "rate limited (429)", True),  # waits the reset, again and again, then gives up
         ("429", 30, "rate limited (429), the limit resets in 30s", False),  # reset beyond the budget
         ("500", 1, "server error 500", True),
+        ("503", 1, "server error 503", True),
         ("slow", 1, "no answer within 1s (timeout)", True),
         ("malformed", 1, "malformed answer (not JSON)", True),  # a truncated body
         ("bad_shape", 1, "malformed answer (ValueError", True),  # valid JSON, series and times do not match
