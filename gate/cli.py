@@ -117,10 +117,10 @@ def check(
     from gate.policy import load_policy, parse_policy
     from gate.store import open_store
 
-    check_release(release)
-    requested = parse_deployed_at(deployed_at) if deployed_at is not None else None
+    check_release(release)  # before anything is written with its name
     if junit:  # written first: a gate that stops before its verdict leaves a could-not-judge report
         junit_xml.write(junit, junit_xml.error_report(release, "the gate stopped before a verdict: see its log"))
+    requested = parse_deployed_at(deployed_at) if deployed_at is not None else None
     loaded = load_policy(policy)
     if interval or lifetime:
         overrides = {k: v for k, v in (("interval", interval), ("lifetime", lifetime)) if v}
