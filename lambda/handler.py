@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import time
 import traceback
@@ -52,7 +53,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 # then pays nothing for numpy/scipy/statsmodels.
 from gate.analysis import Analysis, register_deploy
 from gate.cache import ReferenceCache
-from gate.errors import GateError, PolicyError, SourceError
+from gate.errors import GateError, PolicyError, ReleaseError, SourceError
 from gate.policy import Policy, parse_policy
 from gate.sources import open_source
 from gate.store import SqliteStore, open_store
@@ -73,7 +74,9 @@ def _moment(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("a moment is ISO 8601 or epoch seconds")
     if isinstance(value, (int, float)):
-        return int(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a moment")
+        value = str(int(value))  # epoch seconds, checked like any other moment below
     if isinstance(value, str):
         try:
             return parse_time(value)
@@ -369,7 +372,7 @@ def answer(event: Any, context: Any) -> dict:
         result = evaluate(request, context)
     except BadRequest as e:
         result = error(400, str(e), release)
-    except PolicyError as e:
+    except (PolicyError, ReleaseError) as e:  # the request contradicts itself or the store: final
         result = error(400, redact(str(e), secrets), release)
     except IdempotencyAlreadyInProgressError:
         result = error(409, "an evaluation of this release at this moment is already in progress", release)

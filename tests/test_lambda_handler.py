@@ -118,6 +118,8 @@ def test_without_now_the_moment_is_the_current_interval(handler, corpus, monkeyp
         (lambda e: e.update(policy=42), "policy: "),
         (lambda e: e.update(now="yesterday"), "now: 'yesterday' is not a moment"),
         (lambda e: e.update(deployed_at=True), "deployed_at: "),
+        (lambda e: e.update(deployed_at=1e400), "deployed_at: inf is not a moment"),
+        (lambda e: e.update(deployed_at=-5), "deployed_at: '-5' is not a moment"),
         (lambda e: e.update(canery="x"), "canery: Extra inputs are not permitted"),
         (lambda e: e["policy"].pop("metrics"), "metrics: Field required"),
         (lambda e: e["policy"].update(interval="soon"), "interval: 'soon' is not a duration"),

@@ -130,6 +130,7 @@ def test_a_policy_on_another_step_is_refused(tmp_path):
         (lambda d: d.mkdir(), "no case.json"),
         (lambda d: (d.mkdir(), (d / "case.json").write_text("{not json")), "not valid JSON"),
         (lambda d: (d.mkdir(), (d / "case.json").write_text('{"step_seconds": 60}')), "missing or invalid field"),
+        (lambda d: (d.mkdir(), (d / "case.json").write_text('{"step_seconds": 1e400}')), "missing or invalid field"),
         (lambda d: write_case(d, [], deploy=6000, end=5000), "end_at after deploy_at"),
         (lambda d: (write_case(d, []), (d / "series.csv.gz").unlink()), "no series.csv.gz"),
         (lambda d: (write_case(d, []), (d / "series.csv.gz").write_bytes(b"not gzip")), "unreadable"),

@@ -195,6 +195,8 @@ def test_the_lambda_follows_the_same_release_lifecycle(store, corpus, monkeypatc
         assert over["verdict"] == "error" and "window ended" in over["error"] and "deployed_at" in over["error"]
         overlap = call(deployed_at=iso(case.deployed_at + 60), now=iso(end))
         assert overlap["verdict"] == "error" and "contradicts" in overlap["error"]
+        # The request contradicts the store: asking again cannot help (the loop stops on a 400).
+        assert over["statusCode"] == overlap["statusCode"] == 400
         later = end + 86400
         again = call(deployed_at=iso(later), now=iso(later + 120))
         assert again.get("deployed_at") == iso(later), again  # a new deploy: its own window

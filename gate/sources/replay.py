@@ -78,7 +78,7 @@ def load_case(path: str | Path) -> Case:
         end_at = parse_time(meta["end_at"])
         metrics = list(meta["metrics"])
         names = [m["name"] for m in metrics]
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: step_seconds 1e400
         raise CaseError(f"{meta_path}: missing or invalid field {e}") from None
     if step <= 0 or end_at <= deployed_at:
         raise CaseError(f"{meta_path}: step_seconds must be > 0 and end_at after deploy_at")
