@@ -113,7 +113,8 @@ class Metric(Strict):
         description="For a count: the count metric it is a share of (errors / requests).",
     )
     critical: bool = Field(
-        default=False, description="A failure of a critical metric fails the canary at once."
+        default=False, description="Listed first among the reasons when it fails (any failing judged "
+        "metric fails the canary at once, critical or not)."
     )
     muted: bool = Field(
         default=False, description="Reported but never affects the verdict."
@@ -161,6 +162,14 @@ class Source(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+def _never_pass_undecided(value: object) -> object:
+    if value == "pass":
+        raise ValueError("'pass' would promote a canary the gate could not judge (a metric without "
+                         "enough data); use fail or inconclusive, and mute (muted: true) a metric "
+                         "that may lack data")
+    return value
+
+
 class Policy(Strict):
     """A canary gate: metrics, groups, timing and the data source."""
 
@@ -182,16 +191,19 @@ class Policy(Strict):
         description="How long a canary must run before it can pass (default: half the lifetime). "
         "Intermittent faults and slow leaks need time to show; failing is never delayed.",
     )
-    on_undecided: Literal["fail", "pass", "inconclusive"] = Field(
+    on_undecided: Annotated[Literal["fail", "inconclusive"], BeforeValidator(_never_pass_undecided)] = Field(
         default="fail",
-        description="What a canary still undecided at the end of its lifetime becomes.",
+        description="What a canary still undecided at the end of its lifetime becomes: fail (roll "
+        "back) or inconclusive (exit 3). At the end every metric with enough data is decided, so "
+        "what is left undecided could not be judged, and is never passed.",
     )
     alpha: float = Field(
         default=0.01,
         gt=0,
         le=0.5,
         allow_inf_nan=False,
-        description="False-alarm budget of the whole gate, shared across metrics and looks.",
+        description="False-alarm budget of the sequential tests, shared across metrics and looks "
+        "(the end-of-lifetime rule spends as much again).",
     )
     pass_risk: float = Field(
         default=0.2,

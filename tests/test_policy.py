@@ -85,6 +85,7 @@ def test_bad_durations_are_refused(text):
         (good(interval=0), ["interval", "between 10s and 1d"]),
         (good(lifetime="30s"), ["lifetime must be at least one interval"]),
         (good(on_undecided="maybe"), ["on_undecided", "maybe"]),
+        (good(on_undecided="pass"), ["on_undecided", "could not judge"]),  # fail-closed, always
         (good(alpha=0.7), ["alpha", "0.7"]),
         (good(name="web service!"), ["name", "web service!"]),
         (good(colour="blue"), ["colour", "Extra inputs are not permitted"]),
