@@ -2,7 +2,16 @@
 
 
 class GateError(Exception):
-    """The gate could not judge: the message is meant for the user, one line, no traceback."""
+    """The gate could not judge: the message is meant for the user, one line, no traceback.
+
+    Messages quote user input (policy keys, release names, answers of a source): control
+    characters in them are shown escaped, so a message stays one line and cannot forge others."""
+
+    def __init__(self, message: object = "") -> None:
+        text = str(message)
+        if not text.isprintable():
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        super().__init__(text)
 
 
 class PolicyError(GateError):

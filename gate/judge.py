@@ -258,12 +258,31 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
     results = []
     for m in judged:
         if down is not None:
-            results.append(_result(m, "fail", "canary-not-reporting", down))
+            results.append(_result(m, "fail", "canary-not-reporting", down, **_what_was_seen(m, reference, window)))
         elif policy.history_only:
             results.append(_against_history(m, policy, reference, window.canary, budget, lifetime_points, look))
         else:
             results.append(_against_baseline(m, policy, reference, window, budget, lifetime_points, look, notes))
     return _score(policy, results, deployed_at, now, notes)
+
+
+def _what_was_seen(m: Metric, reference: Reference, window: Observations) -> dict:
+    """The numbers behind a canary that stopped reporting: the baseline's value over the window
+    and what the seasonal model expected there. The canary has none: it is gone (its earlier
+    points are in the report's chart)."""
+    def value(frame: Frame | None) -> float | None:
+        if frame is None or m.name not in frame.values:
+            return None
+        x = frame.values[m.name]
+        if m.denominator:
+            volume = frame.values.get(m.denominator)
+            ok = np.isfinite(x) & np.isfinite(volume) if volume is not None else np.zeros(len(x), dtype=bool)
+            return float(x[ok].sum() / volume[ok].sum()) if ok.any() and volume[ok].sum() > 0 else None
+        ok = np.isfinite(x)
+        return float(np.mean(x[ok])) if ok.any() else None
+
+    grid = window.baseline if window.baseline is not None and len(window.baseline) else window.canary
+    return dict(baseline=value(window.baseline), expected=_expected(m, reference, grid.timestamps))
 
 
 def _result(m: Metric, verdict: str, rule: str, reason: str, **numbers) -> MetricResult:

@@ -172,9 +172,6 @@ def test_the_fail_report_shows_a_dead_canary_as_no_canary_numbers(fail_case):
         assert f"<td>{DASH}</td>" in card
 
 
-@pytest.mark.xfail(strict=True, reason="gate/judge.py: a metric failed as canary-not-reporting carries no "
-                   "baseline or expected value (MetricResult.baseline/expected None) although the baseline kept "
-                   "reporting and the seasonal expectation exists: the report's numbers table shows dashes only")
 def test_the_fail_report_shows_the_baseline_and_expected_values_of_a_dead_canary(fail_case):
     verdict, _, _, policy = fail_case
     for m in judged(verdict, policy):
