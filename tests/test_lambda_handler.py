@@ -240,21 +240,24 @@ def connection_faults():
             ReadTimeoutError(endpoint_url="https://127.0.0.1:9"), ConnectTimeoutError(endpoint_url="https://127.0.0.1:9")]
 
 
+def policy_behind(handler, monkeypatch, where: str, client, name: str) -> str:
+    """A policy reference whose store (S3 or SSM) is the given stubbed client."""
+    if where == "s3":
+        real_client = boto3.client
+        monkeypatch.setattr(boto3, "client", lambda service, *a, **k: client if service == "s3" else real_client(service, *a, **k))
+        return "s3://gate-reports/policies/web.yaml"
+    from aws_lambda_powertools.utilities.parameters import base
+
+    monkeypatch.setitem(base.DEFAULT_PROVIDERS, "ssm", handler.parameters.SSMProvider(boto3_client=client))
+    return f"ssm:/canary-gate/{name}"
+
+
 @pytest.mark.parametrize(("code", "status", "expected"), FAULTS)
 @pytest.mark.parametrize("where", ["s3", "ssm"])
 def test_a_policy_store_fault_of_the_moment_is_503_a_missing_policy_400(handler, corpus, monkeypatch,
                                                                          where, code, status, expected):
     event = case_event(corpus, "k1m-aa-000", only=("cpu",))
-    client = stubbed(where, (code, status))
-    if where == "s3":
-        real_client = boto3.client
-        monkeypatch.setattr(boto3, "client", lambda name, *a, **k: client if name == "s3" else real_client(name, *a, **k))
-        reference = "s3://gate-reports/policies/web.yaml"
-    else:
-        from aws_lambda_powertools.utilities.parameters import base
-
-        monkeypatch.setitem(base.DEFAULT_PROVIDERS, "ssm", handler.parameters.SSMProvider(boto3_client=client))
-        reference = f"ssm:/canary-gate/{code.lower()}"
+    reference = policy_behind(handler, monkeypatch, where, stubbed(where, (code, status)), code.lower())
     result = handler.lambda_handler({**event, "policy": reference}, FakeContext())
     assert (result["statusCode"], result["verdict"], result["exit_code"]) == (expected, "error", 4), result
     assert reference in result["error"] and code in result["error"]
@@ -265,16 +268,8 @@ def test_a_policy_store_fault_of_the_moment_is_503_a_missing_policy_400(handler,
 @pytest.mark.parametrize("where", ["s3", "ssm"])
 def test_an_unreachable_policy_store_is_503(handler, corpus, monkeypatch, where, fault):
     event = case_event(corpus, "k1m-aa-000", only=("cpu",))
-    client = stubbed(where, connection_faults()[fault])
-    if where == "s3":
-        real_client = boto3.client
-        monkeypatch.setattr(boto3, "client", lambda name, *a, **k: client if name == "s3" else real_client(name, *a, **k))
-        reference = "s3://gate-reports/policies/web.yaml"
-    else:
-        from aws_lambda_powertools.utilities.parameters import base
-
-        monkeypatch.setitem(base.DEFAULT_PROVIDERS, "ssm", handler.parameters.SSMProvider(boto3_client=client))
-        reference = f"ssm:/canary-gate/unreachable-{fault}"
+    reference = policy_behind(handler, monkeypatch, where, stubbed(where, connection_faults()[fault]),
+                              f"unreachable-{fault}")
     result = handler.lambda_handler({**event, "policy": reference}, FakeContext())
     assert (result["statusCode"], result["exit_code"]) == (503, 4), result
     assert "127.0.0.1:9" in result["error"] and reference in result["error"]
