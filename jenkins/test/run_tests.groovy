@@ -64,6 +64,9 @@ Map VERDICT = [release: 'web-1.2.3', verdict: 'fail', reason: 'cpu: +40% vs base
 // A gate check stub: exits with `code`, leaving what `gate check --json --junit` leaves.
 def gateExits = { Harness h, int code ->
     return { String script, Map a ->
+        if (script.startsWith('date -u')) {
+            return [status: 0, stdout: '2024-05-01T10:00:00Z\n']
+        }
         if (script.contains(' check ')) {
             h.step_writeFile(file: 'canary-gate/web-1.2.3.json',
                              text: JsonOutput.toJson(VERDICT + [verdict: [0: 'pass', 1: 'fail', 3: 'inconclusive'][code] ?: 'fail']))
@@ -308,7 +311,8 @@ test('Jenkinsfile: pass -> promote, build SUCCESS, summary') {
     assert h.stagesRun == ['Build', 'Deploy canary and baseline', 'Canary gate', 'Promote']
     assert h.stagesSkipped == ['Override', 'Roll back']
     assert h.ran('gate promote "$RELEASE" --policy "$GATE_POLICY"') && !h.ran('gate rollback')
-    assert h.ran("gate check 'web-1.2.3' --policy 'deploy/canary-policy.yaml' --canary 'version:web-1.2.3' --baseline 'version:stable'")
+    // The deploy time recorded after the deploy: a re-run of the release is never judged on an earlier canary.
+    assert h.ran("gate check 'web-1.2.3' --policy 'deploy/canary-policy.yaml' --canary 'version:web-1.2.3' --baseline 'version:stable' --deployed-at '2024-05-01T10:00:00Z'")
     assert run.credentials == [DD_API_KEY: '****', DD_APP_KEY: '****']  // the gate ran with the Datadog keys bound
     assert h.env.RELEASE == 'web-1.2.3' && h.env.GATE_VERDICT == 'pass'
     assert h.currentBuild.description == 'web-1.2.3: gate pass, promote, build SUCCESS'
