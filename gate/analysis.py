@@ -43,7 +43,7 @@ def register_deploy(
     the Lambda (`option` names the setting in messages: `--deployed-at` or `deployed_at`).
 
     * not registered: register it (`requested`, or `now`);
-    * `requested` is the registered deploy time: the same canary, judged again;
+    * `requested` is the registered deploy time (within FUTURE_SKEW): the same canary, judged again;
     * `requested` after the registered lifetime ended: a new deploy of the same release, which
       restarts it (the previous deploy time stays in its `redeploy` event);
     * `requested` inside the registered lifetime but different: refused (two canaries at once?);
@@ -65,7 +65,7 @@ def register_deploy(
                 f"release {release!r} was deployed at {iso(start)} and its canary window ended at {iso(end)}: "
                 f"nothing is left to judge. To judge a new deploy of it, give its start ({option})")
         return start
-    if requested == start:
+    if abs(requested - start) <= FUTURE_SKEW:  # the same deploy, told by clocks a little apart
         return start
     if requested >= end:
         return store.restart_release(release, requested, info, previous=start)

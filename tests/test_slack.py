@@ -226,3 +226,8 @@ def test_notify_skips_a_verdict_already_sent_for_the_same_deploy_only(failed, tm
         assert len(fake.requests) == 1
         assert slack.notify(redeployed, store=store, **context()) is True  # a new deploy: posted
         assert len(fake.requests) == 2
+        # A record from before deploys were told apart (no deploy time) never silences a verdict.
+        other = replace(failed, release="rel-old")
+        store.record_event("rel-old", "notification", {"channel": "slack", "ok": True, "verdict": "fail"})
+        assert slack.notify(other, store=store, **context()) is True
+        assert len(fake.requests) == 3

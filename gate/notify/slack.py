@@ -199,7 +199,7 @@ def _already_sent(store: Any, verdict: Verdict) -> bool:
         return False
     return any(e["kind"] == EVENT and e["detail"].get("channel") == "slack" and e["detail"].get("ok")
                and e["detail"].get("verdict") == verdict.verdict
-               and e["detail"].get("deployed_at", deployed) == deployed for e in events)
+               and e["detail"].get("deployed_at") == deployed for e in events)  # older records: send again
 
 
 def notify(verdict: Verdict, *, store: Any = None, policy: str, canary: str, baseline: str | None,
