@@ -247,8 +247,14 @@ def test_settle_waits_for_late_buckets(serve):
     fake, source = serve("k1m-aa-039", settle=120)
     now = fake.case.end_at
     fake.moment["now"] = now
+    source.clock_wall = lambda: now
     seen = source.fetch(query(METRICS, fake.case.deployed_at, now))
     assert seen.canary.timestamps[-1] == now - 60 - 120
+    # Judged later (the end of a lifetime that is over): settle counts back from the clock, so
+    # every bucket of the window is read.
+    source.clock_wall = lambda: now + 600
+    seen = source.fetch(query(METRICS, fake.case.deployed_at, now))
+    assert seen.canary.timestamps[-1] == now - 60
 
 
 def test_history_is_chunked_under_the_point_limit(serve):
@@ -372,7 +378,7 @@ def test_wrong_keys_are_refused_at_once_and_never_shown(serve, env, caplog):
 
 def test_keys_never_appear_in_logs_or_errors(serve, caplog):
     caplog.set_level(logging.DEBUG)  # every logger: ours, the client's, urllib3's
-    fake, source = serve("k1m-aa-039", retry_budget=1)
+    fake, source = serve("k1m-aa-039", retry_budget=2)
     fake.faults = ["429", "500"]
     fake.reset_after = 0
     source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
@@ -472,15 +478,16 @@ def test_a_misspelt_count_query_is_no_data_not_zero_errors(serve):
 
 def test_one_budget_for_a_whole_chunked_fetch(serve):
     """A 5xx before each chunk of the history: each alone is within the budget, together they are
-    not. The budget is the fetch's (docs: one fetch), not each request's."""
-    fake, source = serve("k1m-aa-039", retry_budget=2)
+    not. The budget is the fetch's (docs: one fetch), not each request's. A retry is made only
+    when its wait leaves time for it (the fifth 500 finds 0.2 s left: less than its wait)."""
+    fake, source = serve("k1m-aa-039", retry_budget=2.2)
     fake.faults = ["500", None] * 7
     clock = FakeClock()
     source.clock, source.sleep = clock, clock.sleep
     case = fake.case
-    with pytest.raises(SourceError, match=r"server error 500 .*retry budget 2s spent"):
+    with pytest.raises(SourceError, match=r"server error 500 .*retry budget 2.2s spent"):
         source.fetch(query(METRICS, case.deployed_at - 7 * 86400, case.deployed_at - 1))
-    assert sum(clock.slept) <= 2 and clock.slept == [0.5, 0.5, 0.5, 0.5]
+    assert sum(clock.slept) <= 2.2 and clock.slept == [0.5, 0.5, 0.5, 0.5]
     assert len([r for r in fake.timeseries_requests() if r["status"] == 200]) == 4  # of 7 chunks
     # With the budget for it, the same faults cost their waits and the history is read.
     fake.requests.clear()
@@ -489,6 +496,52 @@ def test_one_budget_for_a_whole_chunked_fetch(serve):
     source.clock, source.sleep = clock, clock.sleep
     source.fetch(query(METRICS, case.deployed_at - 7 * 86400, case.deployed_at - 1))
     assert len([r for r in fake.timeseries_requests() if r["status"] == 200]) == 7
+
+
+
+def test_slow_successful_chunks_do_not_spend_the_retry_budget(serve):
+    """Only the time lost to faults is charged: a history whose first chunks answer slowly, but
+    answer, still has its whole budget when a 500 comes late."""
+    fake, source = serve("k1m-aa-039", retry_budget=1, timeout=2)
+    fake.slow_seconds = 0.4
+    fake.faults = ["slow"] * 4 + ["500"]  # 1.6 s of successful requests, more than the budget
+    case = fake.case
+    started = time.monotonic()
+    seen = source.fetch(query(METRICS, case.deployed_at - 7 * 86400, case.deployed_at - 1))
+    assert len(seen.canary) == 7 * 1440 - 1  # [start, end) on the minute grid
+    statuses = [r["status"] for r in fake.timeseries_requests()]
+    assert statuses == [200] * 4 + [500] + [200] * 3  # the 500 was retried, every chunk read
+    assert time.monotonic() - started < 1 + 1.6 + 1.5  # the budget, the slow answers, the rest
+
+
+def test_a_fetch_never_takes_longer_than_its_budget_plus_its_successful_requests(serve):
+    """Timeouts are faults: each is charged, and the retry after the wait may only take what is
+    left of the budget (its timeout is cut), never a whole `timeout` more."""
+    fake, source = serve("k1m-aa-039", retry_budget=2.2, timeout=1)
+    fake.slow_seconds = 0.3
+    fake.faults = ["slow", "slow"]  # two successful chunks of 0.3 s: not charged
+    case = fake.case
+    history = query(METRICS, case.deployed_at - 7 * 86400, case.deployed_at - 1)
+    # From the third chunk on, every answer stalls beyond the timeout.
+    original = fake.next_fault
+    calls = {"n": 0}
+
+    def next_fault():
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            return original()
+        fake.slow_seconds = 3.0
+        return "slow"
+
+    fake.next_fault = next_fault
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"no answer within 0\.[5-8]\d*s \(timeout\) \(2 attempt\(s\), "
+                                          r"retry budget 2\.2s spent\)"):
+        source.fetch(history)
+    elapsed = time.monotonic() - started
+    # 0.6 s of successful requests + the budget (1 s timeout, 0.5 s wait, a retry cut to ~0.7 s).
+    assert elapsed < 0.6 + 2.2 + 0.3, elapsed
+    assert len(fake.timeseries_requests()) == 4
 
 
 # -- keys ----------------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ for a sparse counter's bucket without events: a count with a denominator reads 0
 denominator has a point (as CloudWatch's missing datapoints, `fill_zero_counts`).
 
 Faults: a 429 waits for `X-RateLimit-Reset`, a 5xx, a timeout or a malformed answer is retried
-with backoff, all within `retry_budget` seconds per fetch (all its chunks); then `SourceError`
-("could not judge", exit 4).
+with backoff. The time lost to faults (failed attempts and the waits before retries) of one fetch
+(all its chunks) is charged to `retry_budget`, the time of successful requests is not; once it is
+spent, `SourceError` ("could not judge", exit 4).
 Refused credentials or a refused query are not retried. Keys never leave the client's headers.
 """
 
@@ -197,6 +198,20 @@ class _Fault(Exception):
         self.wait = wait  # seconds the server asked us to wait (429), None: our own backoff
 
 
+class _Budget:
+    """The retry budget of one fetch (all its chunks): only the time lost to faults is charged
+    (failed attempts, waits before retries), never the time of a successful request, so a long
+    history read keeps its fault tolerance to its last chunk."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.spent = 0.0
+
+    @property
+    def left(self) -> float:
+        return self.seconds - self.spent
+
+
 class DatadogSource:
     def __init__(
         self,
@@ -240,10 +255,10 @@ class DatadogSource:
         points = {g: {n: {} for n in names} for g in groups}
         chunk = self.options.max_points * step
         # One budget for the whole fetch: a history read in several chunks shares it.
-        deadline = self.clock() + self.options.retry_budget
+        budget = _Budget(self.options.retry_budget)
         for start in range(first, last + 1, chunk):
             end = min(last + step, start + chunk)  # exclusive
-            self._fetch_chunk(query.metrics, groups, start, end, step, points, deadline)
+            self._fetch_chunk(query.metrics, groups, start, end, step, points, budget)
         self._reported.update(n for g in groups for n in names if points[g][n])
         frames = {
             g: fill_zero_counts(Frame.on_grid(step, first, max(last, first - step), points[g]),
@@ -254,7 +269,7 @@ class DatadogSource:
 
     # -- one request ----------------------------------------------------------------------------
 
-    def _fetch_chunk(self, metrics, groups, start, end, step, points, deadline: float) -> None:
+    def _fetch_chunk(self, metrics, groups, start, end, step, points, budget: _Budget) -> None:
         from datadog_api_client.v2.model.metrics_data_source import MetricsDataSource
         from datadog_api_client.v2.model.metrics_timeseries_query import MetricsTimeseriesQuery
         from datadog_api_client.v2.model.query_formula import QueryFormula
@@ -296,37 +311,48 @@ class DatadogSource:
                 ),
             )
         )
-        self._call(body, deadline, lambda payload: self._collect(payload, slots, step, points))
+        self._call(body, budget, lambda payload: self._collect(payload, slots, step, points))
 
-    def _call(self, body, deadline: float, collect: Callable[[Any], None]) -> None:
-        """Send and collect the answer, with retries until `deadline` (the fetch's budget)."""
-        budget = self.options.retry_budget
+    def _call(self, body, budget: _Budget, collect: Callable[[Any], None]) -> None:
+        """Send and collect the answer, retrying faults while the fetch's budget lasts.
+
+        Only the time lost to faults is charged to the budget: a failed attempt (from its start
+        to its failure) and the wait before the next one. A retry is made only if the budget
+        leaves time for it after the wait, and it may not take longer than what is left (its
+        timeout is cut to it), so a fetch never takes longer than the budget plus the time of
+        its successful requests. Before any fault a request has the whole `timeout`."""
         attempt = 0
         while True:
             attempt += 1
+            limit = None if budget.spent == 0 else max(0.01, min(self.options.timeout, budget.left))
+            started = self.clock()
             try:
-                return collect(self._send(body))
+                payload = self._send(body, limit)
+                return collect(payload)
             except _Fault as fault:
-                left = deadline - self.clock()
+                budget.spent += max(0.0, self.clock() - started)
+                left = budget.left
                 backoff = min(0.5 * 2 ** (attempt - 1), 10.0, max(left, 0.0))
-                if fault.wait is not None:  # 429: the server says when; never sooner than backoff
-                    wait = max(fault.wait, backoff)
-                    hopeless = fault.wait > left
-                else:
-                    wait, hopeless = backoff, left <= 0
-                if hopeless:
+                # 429: the server says when; never sooner than backoff
+                wait = backoff if fault.wait is None else max(fault.wait, backoff)
+                if wait >= left:  # no time left for another attempt after the wait
                     raise SourceError(
-                        f"Datadog: {fault} ({attempt} attempt(s), retry budget {budget:g}s spent); "
+                        f"Datadog: {fault} ({attempt} attempt(s), retry budget {budget.seconds:g}s spent); "
                         "could not judge"
                     ) from None
                 log.warning("Datadog: %s; retrying in %.1fs (attempt %d)", fault, wait, attempt)
+                started = self.clock()
                 self.sleep(wait)
+                budget.spent += max(wait, self.clock() - started)
 
-    def _send(self, body) -> dict:
+    def _send(self, body, timeout: float | None = None) -> dict:
         from datadog_api_client.exceptions import ApiException
         from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError as UrllibTimeout
 
         self.requests += 1
+        config = self._api.api_client.configuration
+        default, limit = config.request_timeout, timeout or self.options.timeout
+        config.request_timeout = limit  # a retry may have less than `timeout` left in the budget
         try:
             response = self._api.query_timeseries_data(body)
             data = response.data  # read here: a body that stalls is a timeout too
@@ -355,13 +381,15 @@ class DatadogSource:
             # urllib3 makes a refused connection a kind of connect timeout: say what it was.
             raise _Fault(f"cannot reach the API ({type(e).__name__})") from None
         except (UrllibTimeout, TimeoutError):
-            raise _Fault(f"no answer within {self.options.timeout:g}s (timeout)") from None
+            raise _Fault(f"no answer within {limit:g}s (timeout)") from None
         except (HTTPError, OSError) as e:
             raise _Fault(f"cannot reach the API ({type(e).__name__})") from None
         except Exception as e:  # noqa: BLE001 - e.g. the client refusing a header: it may hold a key
             raise SourceError(
                 f"Datadog: the request failed ({type(e).__name__}: {self._scrub(str(e))}); could not judge"
             ) from None
+        finally:
+            config.request_timeout = default
         self._headroom(response.headers)
         if response.status != 200:
             raise _Fault(f"unexpected status {response.status}")
