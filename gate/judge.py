@@ -340,6 +340,10 @@ def _canary_down(policy: Policy, window: Observations, deployed_at: int, now: in
     if reference_frame is not None:
         # Judge only up to where the baseline has data: a late source delays both groups.
         last_grid = min(last_grid, int(reference_frame.timestamps[-1]))
+    elif len(canary):
+        # History-only: up to the source's horizon, the end of the grid it answered (a source
+        # waiting for late data, Datadog's `settle`, has not read the last minutes yet).
+        last_grid = min(last_grid, int(canary.timestamps[-1]))
     start = int(canary.timestamps[0]) if len(canary) else None
     reported = np.zeros(len(canary), dtype=bool)
     for n in names:
@@ -403,6 +407,10 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> 
         keep &= np.isfinite(cv) & np.isfinite(bv) & (bv > 0) & (cv >= 0)
     held = 0
     if ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative:
+        # Relative to the offset the baseline already had before the deploy. (An incident running
+        # at the deploy that ends early makes the normal minutes look off and held out: they are
+        # not compared, do not count toward the coverage a pass needs, and the canary stays
+        # undecided rather than passing on the few incident minutes.)
         off = np.abs((b - ref.seasonal.expected(common)) / ref.seasonal.scale(common) - ref.offset)
         anomalous = keep & (off > FLEET_ANOMALY_SCALES)
         # Hold out only when the baseline is off on its own minutes and there is still data.
@@ -439,8 +447,8 @@ def _against_baseline(
     directions = ["increase", "decrease"] if m.bad_direction == "either" else [m.bad_direction]
     judge = _judge_gauge if m.kind == "gauge" else _judge_count
     result = judge(m, paired, ref, tolerance, directions, budget, lifetime_points, expected, look)
-    # Points held out for a fleet-wide anomaly were reported by the canary: they count as covered.
-    return _covered_enough(result, n + paired.held_out, lifetime_points)
+    # Only compared points count: minutes held out for a fleet-wide anomaly judged nothing.
+    return _covered_enough(result, n, lifetime_points)
 
 
 def _covered_enough(result: MetricResult, points: int, lifetime_points: int) -> MetricResult:

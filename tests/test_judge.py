@@ -1,6 +1,8 @@
 """The judge on synthetic canaries whose truth is known (fixed seeds), through the real
 Analysis loop and an in-memory source."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -230,3 +232,19 @@ def test_a_level_the_baseline_already_had_before_the_deploy_is_not_a_fleet_anoma
     assert verdict.verdict == "pass", verdict.reason
     held = [int(note.split(" point(s) held out")[0].split()[-1]) for note in verdict.notes if "held out" in note]
     assert sum(held) <= 3, verdict.notes  # noise at the new level, not the whole window
+
+
+class LaggingSource(MemorySource):
+    """A source that has read only up to 3 minutes before the moment asked (Datadog's `settle`)."""
+
+    def fetch(self, query):
+        return super().fetch(replace(query, end=query.end - 3 * STEP))
+
+
+def test_history_only_does_not_call_a_source_lag_a_canary_gone():
+    canary, _ = _fleet(23, canary_start=DEPLOY - HISTORY_DAYS * DAY)
+    policy = _policy(baseline=False, metrics=[{"name": "cpu", "kind": "gauge", "bad_direction": "either", "tolerance": None}])
+    analysis = Analysis(policy, LaggingSource(canary, None), "r1", DEPLOY)
+    verdict, _ = analysis.run()
+    assert verdict.verdict == "pass", verdict.reason
+

@@ -64,11 +64,12 @@ def test_a_case_is_laid_on_its_grid_with_missing_points_as_nan(tmp_path):
     assert (case.step, case.deployed_at, case.end_at) == (60, 6000, 6600)
     source = ReplaySource(case)
     seen = source.fetch(Query(METRICS, "canary", "baseline", 5900, 6200, 60))
-    assert list(seen.baseline.timestamps) == [5940, 6000, 6060]
-    np.testing.assert_array_equal(seen.baseline.values["errors"], [0, 2, np.nan])  # a zero is not missing
-    assert list(seen.canary.timestamps) == [6000, 6060, 6120]
-    np.testing.assert_array_equal(seen.canary.values["cpu"], [20, np.nan, 22])
-    np.testing.assert_array_equal(seen.canary.values["requests"], [50, np.nan, np.nan])
+    # Up to the moment read, as a metrics API answers: rows the recording lacks are missing points.
+    assert list(seen.baseline.timestamps) == [5940, 6000, 6060, 6120, 6180]
+    np.testing.assert_array_equal(seen.baseline.values["errors"], [0, 2, np.nan, np.nan, np.nan])  # a zero is not missing
+    assert list(seen.canary.timestamps) == [6000, 6060, 6120, 6180]
+    np.testing.assert_array_equal(seen.canary.values["cpu"], [20, np.nan, 22, np.nan])
+    np.testing.assert_array_equal(seen.canary.values["requests"], [50, np.nan, np.nan, np.nan])
 
 
 def test_visible_until_hides_the_future_whatever_is_asked(tmp_path):

@@ -159,7 +159,20 @@ class ReplaySource:
             if recorded is None:
                 return Frame.empty(query.step, names)
             window = recorded.between(query.start, end)
-            return Frame(window.step, window.timestamps, {n: window.values[n] for n in names if n in window.values})
+            values = {n: window.values[n] for n in names if n in window.values}
+            if not len(recorded):
+                return Frame(window.step, window.timestamps, values)
+            # Up to the moment read, as a metrics API answers: the recorded grid, NaN where the
+            # recording has no row (a canary that died stops having rows; it is not "not yet").
+            origin = int(recorded.timestamps[0])
+            horizon = origin + (min(end, self.case.end_at) - origin) // window.step * window.step
+            after = int(window.timestamps[-1]) + window.step if len(window) else origin + max(
+                0, -(-(query.start - origin) // window.step)) * window.step
+            if horizon < after:
+                return Frame(window.step, window.timestamps, values)
+            padding = np.arange(after, horizon + 1, window.step, dtype=np.int64)
+            return Frame(window.step, np.concatenate([window.timestamps, padding]),
+                         {n: np.concatenate([v, np.full(len(padding), np.nan)]) for n, v in values.items()})
 
         baseline = frame(query.baseline) if query.baseline else None
         return Observations(canary=frame(query.canary), baseline=baseline)
