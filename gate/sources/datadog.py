@@ -221,11 +221,13 @@ class DatadogSource:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        clock_wall: Callable[[], float] = time.time,
     ):
         self.metrics = metrics
         self.interval = interval
         self.options = options
-        self.sleep, self.clock = sleep, clock
+        self.sleep, self.clock = sleep, clock  # the clock times retries; clock_wall says what is settled
+        self.clock_wall = clock_wall
         self.requests = 0  # HTTP requests sent, retries included
         self._secrets = _secrets()
         self._api = _metrics_api(options.timeout)
@@ -250,7 +252,9 @@ class DatadogSource:
         # A bucket [t, t + step) is read only once it is complete (and settled): the one still
         # filling would show a fraction of the events and read as a drop. At `end` = t + step the
         # bucket is over (as in CloudWatch): `end` is a moment, not the last second of a bucket.
-        last = (query.end - self.options.settle) // step * step - step
+        # `settle` is counted back from the clock, not from the moment judged: judging the end of
+        # a lifetime that is over reads every bucket of it.
+        last = min(query.end // step * step, int(self.clock_wall() - self.options.settle) // step * step) - step
         names = [m.name for m in query.metrics]
         points = {g: {n: {} for n in names} for g in groups}
         chunk = self.options.max_points * step
