@@ -143,6 +143,8 @@ def test_the_loop_evaluates_waits_and_stops_on_a_decision():
     assert states["Evaluate"]["Next"] == "Route" and states["WaitInterval"]["Next"] == "Evaluate"
     assert states["WaitInterval"]["SecondsPath"] == "$.wait_seconds"
     assert definition["StartAt"] == "CheckInput" and states["NowNotAllowed"]["Type"] == "Fail"
+    assert states["HttpEventNotAllowed"]["Type"] == "Fail"
+    assert states["UndecidedWithoutInterval"]["Parameters"]["wait_seconds"] == 60
     assert states["Undecided"]["Parameters"]["wait_seconds.$"] == "$.result.answer.interval_seconds"
     assert states["CountError"]["Parameters"]["wait_seconds"] == 60
     routes = {json.dumps(c, sort_keys=True): c["Next"] for c in states["Route"]["Choices"]}
@@ -480,6 +482,34 @@ def test_an_input_with_now_is_refused(monkeypatch):
     assert described["status"] == "FAILED"
     assert described["error"] == "CanaryGate.NowNotAllowed"
     assert "without \"now\"" in described["cause"]
+    assert loop.events == []
+
+
+def test_an_undecided_answer_without_an_interval_waits_60_s_and_goes_on(monkeypatch):
+    """Answers cached by the idempotency table before `interval_seconds` existed: undecided, not
+    final, no interval. The loop waits a minute and asks again, never ends them as decided."""
+    legacy = {k: v for k, v in verdict("inconclusive").items() if k != "interval_seconds"}
+    loop = Loop(monkeypatch, scripted([legacy, legacy, verdict("inconclusive", interval=120), verdict("pass")]))
+    described = loop.run(EVENT)
+    assert described["status"] == "SUCCEEDED"
+    assert described["output"] == {"verdict": "pass", "exit_code": 0, "answer": verdict("pass")}
+    assert loop.waits == [60, 60, 120] and len(loop.events) == 4
+    # A final one without an interval still ends the loop (the lifetime is over).
+    final = {k: v for k, v in verdict("inconclusive", final=True).items() if k != "interval_seconds"}
+    loop = Loop(monkeypatch, scripted([legacy, final]))
+    described = loop.run(EVENT)
+    assert described["output"]["exit_code"] == 3 and loop.waits == [60]
+
+
+def test_an_http_shaped_input_is_refused(monkeypatch):
+    """The loop calls the analyzer directly: a Function URL request (the event in "body") would be
+    judged as an event without a release. It fails at once, naming why."""
+    loop = Loop(monkeypatch, scripted([verdict("pass")]))
+    described = loop.run({"body": json.dumps(EVENT), "requestContext": {"http": {"method": "POST"}},
+                          "isBase64Encoded": False})
+    assert described["status"] == "FAILED"
+    assert described["error"] == "CanaryGate.HttpEventNotAllowed"
+    assert "invokes the analyzer directly" in described["cause"] and '"body"' in described["cause"]
     assert loop.events == []
 
 
