@@ -4,7 +4,10 @@
   roll it out, either with an instance refresh (rolling, with checkpoints; the default) or with a
   capacity swap (launch as many new instances as there are old ones, wait until they are in
   service, terminate the old ones), then scale the canary and baseline groups to zero: with a
-  refresh, only once it is over (a later run does it), so the canary stays up to roll back to.
+  refresh, only once it is over and Successful (a later run does it, or the same run with
+  `wait`), so the canary stays up to roll back to. While the refresh runs, a run says so (not
+  "nothing to do"); after a refresh that failed, was cancelled or rolled back, promote refuses
+  (a person looks first) unless `force`.
 * rollback: scale the canary (and baseline) groups to zero; production is left untouched.
 
 Both read the groups' current state and plan only what is still missing, so running them again
@@ -24,11 +27,18 @@ from gate.errors import GateError
 
 Strategy = Literal["refresh", "swap"]
 ACTIVE_REFRESH = {"Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"}
+RUNNING_REFRESH = {"Pending", "InProgress", "Baking"}  # going on towards Successful
+FAILED_REFRESH = {"Failed", "Cancelled", "RollbackSuccessful", "RollbackFailed"}
 GONE = {"Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated", "Detaching", "Detached"}
 
 
 class ActionError(GateError):
     """An action could not be planned or applied (missing group, refused call...)."""
+
+
+class RefreshFailed(ActionError):
+    """The production group's last instance refresh failed, was cancelled or rolled back: promote
+    does not start another one by itself (`force`)."""
 
 
 @dataclass(frozen=True)
@@ -73,14 +83,22 @@ class Outcome:
     groups: Groups
     steps: list[Step]
     notes: list[str] = field(default_factory=list)
+    # The production group's instance refresh still going on (promote left the canary and the
+    # baseline up until it succeeds): {"id", "status", "percent"}; None when there is none.
+    refresh: dict | None = None
+
+    @property
+    def in_progress(self) -> bool:
+        return self.refresh is not None
 
     @property
     def nothing_to_do(self) -> bool:
-        return not self.steps
+        return not self.steps and not self.in_progress
 
     def to_dict(self) -> dict:
         return {"release": self.release, "action": self.action, "dry_run": self.dry_run,
-                "nothing_to_do": self.nothing_to_do, "groups": self.groups.to_dict(),
+                "nothing_to_do": self.nothing_to_do, "in_progress": self.in_progress,
+                "refresh": self.refresh, "groups": self.groups.to_dict(),
                 "changes": [s.to_dict() for s in self.steps], "notes": list(self.notes)}
 
 
@@ -104,10 +122,13 @@ class AutoScaling:
     """The few Auto Scaling and EC2 calls the actions need, with one-line errors."""
 
     def __init__(self, autoscaling: Any, ec2: Any, sleep: Callable[[float], None] = time.sleep,
-                 poll_seconds: float = 15.0, timeout: float = 900.0):
+                 poll_seconds: float = 15.0, timeout: float = 900.0,
+                 clock: Callable[[], float] = time.monotonic, refresh_poll_seconds: float = 30.0):
         self.autoscaling = autoscaling
         self.ec2 = ec2
         self.sleep = sleep
+        self.clock = clock
+        self.refresh_poll_seconds = refresh_poll_seconds
         self.poll_seconds = poll_seconds
         self.timeout = timeout
         self._versions: dict[tuple[str, str], int] = {}
@@ -173,9 +194,27 @@ class AutoScaling:
             return False
         return self.version_number(target[0], spec.get("Version") or "$Default") == target[1]
 
-    def active_refresh(self, name: str) -> dict | None:
+    def last_refresh(self, name: str) -> dict | None:
+        """The group's latest instance refresh (AWS lists the newest first), None if it never had one."""
         answer = self.call(self.autoscaling, "describe_instance_refreshes", AutoScalingGroupName=name)
-        return next((r for r in answer.get("InstanceRefreshes", []) if r.get("Status") in ACTIVE_REFRESH), None)
+        refreshes = answer.get("InstanceRefreshes", [])
+        if refreshes and all(r.get("StartTime") for r in refreshes):
+            refreshes = sorted(refreshes, key=lambda r: r["StartTime"], reverse=True)
+        active = [r for r in refreshes if r.get("Status") in ACTIVE_REFRESH]
+        return (active or refreshes or [None])[0]
+
+    def refresh(self, name: str, refresh_id: str) -> dict:
+        answer = self.call(self.autoscaling, "describe_instance_refreshes", AutoScalingGroupName=name,
+                           InstanceRefreshIds=[refresh_id])
+        found = [r for r in answer.get("InstanceRefreshes", []) if r.get("InstanceRefreshId") == refresh_id]
+        if not found:
+            raise ActionError(f"instance refresh {refresh_id} of {name} not found")
+        return found[0]
+
+
+def refresh_state(refresh: dict) -> dict:
+    return {"id": refresh.get("InstanceRefreshId"), "status": refresh.get("Status"),
+            "percent": refresh.get("PercentageComplete", 0)}
 
 
 # -- planning ------------------------------------------------------------------------------
@@ -211,30 +250,68 @@ def _live(group: dict) -> list[dict]:
     return [i for i in group.get("Instances", []) if i.get("LifecycleState") not in GONE]
 
 
+class _Refreshes:
+    """The production group's latest instance refresh, read once per plan (and only if needed)."""
+
+    def __init__(self, aws: AutoScaling, name: str):
+        self.aws, self.name = aws, name
+        self._last: dict | None = None
+        self._read = False
+
+    @property
+    def last(self) -> dict | None:
+        if not self._read:
+            self._last, self._read = self.aws.last_refresh(self.name), True
+        return self._last
+
+    @property
+    def known(self) -> bool:
+        """Read already (the plan needed it): a plan never reads it only to report it."""
+        return self._read
+
+    @property
+    def active(self) -> dict | None:
+        last = self.last
+        return last if last is not None and last.get("Status") in ACTIVE_REFRESH else None
+
+
 def _refresh(aws: AutoScaling, name: str, group: dict, target: tuple[str, int], refresh: Refresh,
-             notes: list[str]) -> list[Step]:
+             notes: list[str], refreshes: _Refreshes, force: bool) -> list[Step]:
     old = [i for i in _live(group) if not aws.instance_on(i, target)]
     if not old:
         return []
-    running = aws.active_refresh(name)
-    if running is not None:
-        done = running.get("PercentageComplete", 0)
-        notes.append(f"instance refresh {running.get('InstanceRefreshId')} of {name} is "
-                     f"{running['Status']} ({done}% done)")
-        return []
+    if refreshes.active is not None:
+        return []  # the plan reports it (Outcome.refresh)
+    last = refreshes.last
+    if last is not None and last.get("Status") in FAILED_REFRESH:
+        # A refresh of this group failed, was cancelled or rolled back, and production does not
+        # run the release: starting another one by itself would hide that. A person looks first.
+        reason = f" ({last['StatusReason']})" if last.get("StatusReason") else ""
+        if not force:
+            raise RefreshFailed(
+                f"the last instance refresh of {name}, {last.get('InstanceRefreshId')}, ended "
+                f"{last['Status']}{reason}; {len(old)} instance(s) still run the old version. Find out why, "
+                f"then promote --force to start a new refresh (or roll back)")
+        notes.append(f"--force: a new instance refresh replaces {last.get('InstanceRefreshId')}, "
+                     f"which ended {last['Status']}")
     preferences = refresh.preferences()
+    detail = {"old_instances": len(old), "preferences": preferences}
+
+    def start() -> None:
+        answer = aws.call(aws.autoscaling, "start_instance_refresh", AutoScalingGroupName=name,
+                          Strategy="Rolling", Preferences=preferences)
+        detail["instance_refresh_id"] = answer.get("InstanceRefreshId")
+
     return [Step(name, f"start an instance refresh of {name} ({len(old)} old instances, "
-                       f"checkpoints at {', '.join(map(str, refresh.checkpoints))}%)",
-                 {"old_instances": len(old), "preferences": preferences},
-                 lambda: aws.call(aws.autoscaling, "start_instance_refresh", AutoScalingGroupName=name,
-                                  Strategy="Rolling", Preferences=preferences))]
+                       f"checkpoints at {', '.join(map(str, refresh.checkpoints))}%)", detail, start)]
 
 
-def _rolled_out(aws: AutoScaling, name: str, group: dict, target: tuple[str, int], planned: list[Step]) -> bool:
+def _rolled_out(aws: AutoScaling, group: dict, target: tuple[str, int], planned: list[Step],
+                refreshes: _Refreshes) -> bool:
     """Production runs the release: nothing left to change, no old instance, no refresh going on
     (one at its last checkpoint or baking has no old instance left but is not over)."""
     return (not planned and not any(not aws.instance_on(i, target) for i in _live(group))
-            and aws.active_refresh(name) is None)
+            and refreshes.active is None)
 
 
 def _swap(aws: AutoScaling, name: str, group: dict, target: tuple[str, int]) -> list[Step]:
@@ -285,31 +362,40 @@ def _replace_old(aws: AutoScaling, name: str, old: set[str], max_size: int) -> N
 
 
 def plan_promote(aws: AutoScaling, groups: Groups, strategy: Strategy = "refresh",
-                 refresh: Refresh = Refresh(), notes: list[str] | None = None) -> list[Step]:
+                 refresh: Refresh = Refresh(), notes: list[str] | None = None, *, force: bool = False,
+                 state: dict | None = None) -> list[Step]:
+    """The steps still missing. `state["refresh"]` is set to the production group's refresh when
+    one is going on (the canary and baseline wait for it)."""
     notes = notes if notes is not None else []
+    state = state if state is not None else {}
     if not groups.production:
         raise ActionError("promote needs the production group (--production-asg or "
                           "source.options.production_asg)")
     if groups.production in (groups.canary, groups.baseline):
         raise ActionError(f"the production group {groups.production!r} is also the canary or baseline group")
     names = [n for n in (groups.production, groups.canary, groups.baseline) if n]
-    state = aws.groups(names)
-    target = aws.template(state[groups.canary])
+    found = aws.groups(names)
+    target = aws.template(found[groups.canary])
     if target is None:
         raise ActionError(f"the canary group {groups.canary!r} has no launch template to promote")
-    production = state[groups.production]
+    production = found[groups.production]
     steps = _set_template(aws, groups.production, production, target)
+    refreshes = _Refreshes(aws, groups.production)
     if strategy == "refresh":
-        steps += _refresh(aws, groups.production, production, target, refresh, notes)
+        steps += _refresh(aws, groups.production, production, target, refresh, notes, refreshes, force)
     else:
         steps += _swap(aws, groups.production, production, target)
     scale_down = [step for name in (groups.canary, groups.baseline) if name
-                  for step in _scale_to_zero(aws, name, state[name])]
-    if scale_down and strategy == "refresh" and not _rolled_out(aws, groups.production, production, target, steps):
+                  for step in _scale_to_zero(aws, name, found[name])]
+    waiting = scale_down and strategy == "refresh" and not _rolled_out(aws, production, target, steps, refreshes)
+    if strategy == "refresh" and not steps and refreshes.known and refreshes.active is not None:
+        state["refresh"] = refresh_state(refreshes.active)  # promote is not over: say so
+    if waiting:
         # The refresh goes on in AWS and may fail or be cancelled: keep the canary (and the
         # baseline) until production runs the release, the rerun after the refresh scales them.
-        notes.append(f"{', '.join(s.group for s in scale_down)} scaled to zero once the instance refresh "
-                     f"of {groups.production} is Successful: run promote again then")
+        if "refresh" not in state:
+            notes.append(f"{', '.join(s.group for s in scale_down)} scaled to zero once the instance refresh "
+                         f"of {groups.production} is Successful: run promote again then (or promote --wait)")
         scale_down = []
     return steps + scale_down
 
@@ -321,31 +407,45 @@ def plan_rollback(aws: AutoScaling, groups: Groups) -> list[Step]:
 
 
 def run(release: str, action: str, groups: Groups, steps: list[Step], *, dry_run: bool,
-        store: Any = None, notes: list[str] | None = None, strategy: str | None = None) -> Outcome:
+        store: Any = None, notes: list[str] | None = None, strategy: str | None = None,
+        refresh: dict | None = None) -> Outcome:
     """Apply the planned steps in order (unless dry_run) and record what was done."""
-    outcome = Outcome(release, action, dry_run, groups, steps, list(notes or []))
+    outcome = Outcome(release, action, dry_run, groups, steps, list(notes or []), refresh)
     if dry_run:
         return outcome
-
-    def record(**extra) -> None:
-        if store is not None:
-            detail = outcome.to_dict()
-            detail.pop("release")
-            if strategy:
-                detail["strategy"] = strategy
-            store.record_event(release, action, {**detail, **extra})
-
     applied: list[Step] = []
-    try:
-        for step in steps:
-            step.apply()
-            applied.append(step)
-    except Exception as e:
-        # A run that stopped half-way changed some groups: say which, and why it stopped.
-        record(error=str(e) or type(e).__name__, applied=[s.to_dict() for s in applied])
-        raise
-    record()
+    with _recorded(outcome, store, strategy, applied):
+        _apply(steps, applied)
     return outcome
+
+
+def _apply(steps: list[Step], applied: list[Step]) -> None:
+    for step in steps:
+        step.apply()
+        applied.append(step)
+
+
+class _recorded:
+    """Records the run in the store when it ends; a run that stopped half-way with its error and
+    the steps it had applied (it changed some groups: say which, and why it stopped)."""
+
+    def __init__(self, outcome: Outcome, store: Any, strategy: str | None, applied: list[Step]):
+        self.outcome, self.store, self.strategy, self.applied = outcome, store, strategy, applied
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if self.store is None or (kind is not None and not issubclass(kind, Exception)):
+            return False
+        detail = self.outcome.to_dict()
+        detail.pop("release")
+        if self.strategy:
+            detail["strategy"] = self.strategy
+        if error is not None:
+            detail.update(error=str(error) or kind.__name__, applied=[s.to_dict() for s in self.applied])
+        self.store.record_event(self.outcome.release, self.outcome.action, detail)
+        return False
 
 
 def clients(policy: Any = None) -> AutoScaling:
@@ -388,10 +488,67 @@ def resolve_groups(release: str, policy: Any = None, *, production: str | None =
 
 
 def promote(release: str, groups: Groups, aws: AutoScaling, *, strategy: Strategy = "refresh",
-            refresh: Refresh = Refresh(), dry_run: bool = False, store: Any = None) -> Outcome:
+            refresh: Refresh = Refresh(), dry_run: bool = False, store: Any = None, force: bool = False,
+            wait: bool = False, timeout: float = 7200.0,
+            on_progress: Callable[[dict], None] | None = None) -> Outcome:
+    """Plan and apply what promote still misses. With `wait` (and a refresh), also wait for the
+    production group's instance refresh to end (at most `timeout` seconds), then scale the canary
+    and baseline down: a refresh that does not succeed, or does not end in time, is an
+    ActionError (recorded with the steps applied), and the canary and baseline stay up."""
     notes: list[str] = []
-    steps = plan_promote(aws, groups, strategy, refresh, notes)
-    return run(release, "promote", groups, steps, dry_run=dry_run, store=store, notes=notes, strategy=strategy)
+    state: dict = {}
+    steps = plan_promote(aws, groups, strategy, refresh, notes, force=force, state=state)
+    if not wait or dry_run or strategy != "refresh":
+        return run(release, "promote", groups, steps, dry_run=dry_run, store=store, notes=notes,
+                   strategy=strategy, refresh=state.get("refresh"))
+    outcome = Outcome(release, "promote", False, groups, list(steps), notes, state.get("refresh"))
+    applied: list[Step] = []
+    with _recorded(outcome, store, strategy, applied):
+        _apply(steps, applied)
+        started = [s.detail["instance_refresh_id"] for s in steps if "instance_refresh_id" in s.detail]
+        refresh_id = started[-1] if started else (outcome.refresh or {}).get("id")
+        if refresh_id is None:
+            return outcome  # nothing to wait for: promote is over (or was already)
+        ended = wait_for_refresh(aws, groups.production, refresh_id, timeout, on_progress)
+        outcome.refresh = None
+        if ended.get("Status") != "Successful":
+            reason = f" ({ended['StatusReason']})" if ended.get("StatusReason") else ""
+            outcome.refresh = refresh_state(ended)
+            raise RefreshFailed(
+                f"instance refresh {refresh_id} of {groups.production} ended {ended.get('Status')}{reason}: "
+                f"{', '.join(n for n in (groups.canary, groups.baseline) if n)} left up. Find out why, then "
+                "roll back, or promote --force to start a new refresh")
+        later_notes: list[str] = []
+        later_state: dict = {}
+        later = plan_promote(aws, groups, strategy, refresh, later_notes, state=later_state)
+        outcome.steps += later
+        outcome.notes = [n for n in notes if "scaled to zero once" not in n]
+        outcome.notes.append(f"instance refresh {refresh_id} of {groups.production}: Successful")
+        outcome.notes += later_notes
+        outcome.refresh = later_state.get("refresh")
+        _apply(later, applied)
+    return outcome
+
+
+def wait_for_refresh(aws: AutoScaling, name: str, refresh_id: str, timeout: float,
+                     on_progress: Callable[[dict], None] | None = None) -> dict:
+    """Poll the instance refresh until it is no longer going on; its last description. An
+    ActionError if it still is after `timeout` seconds."""
+    deadline = aws.clock() + timeout
+    seen = None
+    while True:
+        current = aws.refresh(name, refresh_id)
+        state = refresh_state(current)
+        if on_progress is not None and state != seen:
+            on_progress(state)
+        seen = state
+        if current.get("Status") not in ACTIVE_REFRESH:
+            return current
+        if aws.clock() >= deadline:
+            raise ActionError(
+                f"instance refresh {refresh_id} of {name} still {state['status']} ({state['percent']}%) "
+                f"after {timeout:g}s: canary and baseline left up; run promote --wait again to finish")
+        aws.sleep(min(aws.refresh_poll_seconds, max(0.0, deadline - aws.clock())))
 
 
 def rollback(release: str, groups: Groups, aws: AutoScaling, *, dry_run: bool = False,
@@ -405,9 +562,21 @@ def describe(outcome: Outcome) -> list[str]:
     head = f"{outcome.action} {outcome.release}"
     if outcome.nothing_to_do:
         lines = [f"{head}: nothing to do (the groups are already as {outcome.action} leaves them)"]
+    elif outcome.in_progress and not outcome.steps:
+        lines = [f"{head}: {refresh_line(outcome.refresh)}"]
     else:
         verb = "would" if outcome.dry_run else "done:"
         lines = [f"{head}{' (dry run, nothing changed)' if outcome.dry_run else ''}:"]
         lines += [f"  {verb} {step.change}" for step in outcome.steps]
     lines += [f"  note: {note}" for note in outcome.notes]
     return lines
+
+
+def refresh_line(refresh: dict) -> str:
+    """A refresh still going on, for people."""
+    if refresh["status"] not in RUNNING_REFRESH:  # Cancelling, RollbackInProgress: it will not succeed
+        return (f"instance refresh {refresh['id']} is {refresh['status']} ({refresh['percent']}%): it will not "
+                "succeed; canary and baseline stay up, and promote refuses once it ends (find out why, then "
+                "roll back or promote --force)")
+    return (f"instance refresh {refresh['id']} in progress ({refresh['percent']}%): canary and baseline are "
+            "scaled down once it succeeds; run promote again")

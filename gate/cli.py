@@ -291,12 +291,18 @@ def promote(
     strategy: Annotated[str, typer.Option(help="refresh (instance refresh with checkpoints) or swap.")] = "refresh",
     checkpoints: Annotated[str, typer.Option(help="Instance refresh checkpoints, percent.")] = "20,50,100",
     checkpoint_delay: Annotated[str, typer.Option(help="Pause at each checkpoint (e.g. 10m).")] = "10m",
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the instance refresh to end, then scale "
+                                       "the canary and baseline down (exit 4 if it fails or times out).")] = False,
+    timeout: Annotated[str, typer.Option(help="With --wait: how long to wait for the refresh (e.g. 2h).")] = "2h",
+    force: Annotated[bool, typer.Option("--force", help="Start a new instance refresh even though the last "
+                                        "one failed, was cancelled or rolled back.")] = False,
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
     store: StoreOption = None,
 ) -> None:
     """Roll the canary's launch template version out to production, then scale the canary and
-    baseline groups to zero. Safe to run again."""
+    baseline groups to zero (after an instance refresh, once it has succeeded: run promote again,
+    or use --wait). Safe to run again."""
     from gate import actions
     from gate.policy import parse_duration
     from gate.store import open_store
@@ -309,13 +315,22 @@ def promote(
         delay = parse_duration(checkpoint_delay)
     except ValueError as e:
         raise fail_closed(f"--checkpoints/--checkpoint-delay: {e}") from None
+    try:
+        wait_seconds = parse_duration(timeout)
+    except ValueError as e:
+        raise fail_closed(f"--timeout: {e}") from None
     if not points or points[-1] != 100 or list(points) != sorted(set(points)) or points[0] <= 0:
         raise fail_closed(f"--checkpoints: increasing percentages ending at 100 (got {checkpoints!r})")
     groups, aws = _groups_and_aws(release, policy, production=production_asg, canary=canary_asg,
                                   baseline=baseline_asg)
+    def progress(refresh: dict) -> None:
+        err.print(f"instance refresh {refresh['id']} of {groups.production}: {refresh['status']} "
+                  f"({refresh['percent']}%)", highlight=False, markup=False)
+
     outcome = actions.promote(release, groups, aws, strategy=strategy,
                               refresh=actions.Refresh(points, delay), dry_run=dry_run,
-                              store=None if dry_run else open_store(store))
+                              store=None if dry_run else open_store(store), force=force, wait=wait,
+                              timeout=wait_seconds, on_progress=progress)
     _print_action(outcome, as_json)
 
 

@@ -104,6 +104,9 @@ def test_the_harness_covers_every_exit_code_a_missing_argument_and_the_override(
                  "the pipeline timeout firing during the deploy"):
         assert f"Jenkinsfile: {what} -> roll back in post, build ABORTED" in passed
     assert any(n.startswith("step cli: hostile values") for n in passed)
+    # Promote waits for the instance refresh under its own timeout, outside the canary's 4 h.
+    assert any(n.startswith("Jenkinsfile: promote has its own timeout") for n in passed)
+    assert any(n.startswith("Jenkinsfile: promote --wait failing") for n in passed)
 
 
 def test_the_step_with_the_real_gate_publishes_one_test_case_per_metric(harness, real_workspace):

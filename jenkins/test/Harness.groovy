@@ -36,8 +36,10 @@ class Harness {
     List<Map> calls = []
     List<String> log = []
     List<String> commands = []
-    List<String> stagesRun = []
+    List<String> stagesRun = []      // parents (with nested stages {}) too, before their children
     List<String> stagesSkipped = []
+    Map<String, List> stageOptions = [:]  // stage name -> its options {} calls, e.g. [['timeout', [[time: 4, unit: 'HOURS']]]]
+    List pipelineOptions = []
     List<Map> inputs = []
     List<Map> junitReports = []
     List<Map> archived = []
@@ -259,30 +261,49 @@ class Harness {
     def step_pipeline(Closure body) {
         PipelineSpec spec = new PipelineSpec(harness: this)
         configure(body, spec)
+        pipelineOptions = spec.options.calls.collect { [it[0], ((Object[]) it[1]).toList()] }
         if (spec.environment) {
             configure(spec.environment, new EnvironmentSpec(env))
         }
-        boolean failed = false
-        for (StageSpec stage : spec.stages) {
+        runStages(spec.stages, false)
+        runPost(spec.post)
+        null
+    }
+
+    // Sequential stages (a stage may hold stages {} of its own): after a failure the rest are
+    // skipped, nested ones included; a parent's `when` decides for its children. Returns whether
+    // a stage failed.
+    private boolean runStages(List<StageSpec> stages, boolean failedBefore) {
+        boolean failed = failedBefore
+        for (StageSpec stage : stages) {
             if (failed) {
-                stagesSkipped << stage.name  // "skipped due to earlier failure(s)"
+                skip(stage)  // "skipped due to earlier failure(s)"
                 continue
             }
             if (stage.when != null && !stage.when.evaluate()) {
-                stagesSkipped << stage.name  // "skipped due to when conditional"
+                skip(stage)  // "skipped due to when conditional"
                 continue
             }
             stagesRun << stage.name
+            stageOptions[stage.name] = stage.options.calls.collect { [it[0], ((Object[]) it[1]).toList()] }
             try {
-                runBlock(stage.steps)
+                if (stage.stages) {
+                    failed = runStages(stage.stages, false)
+                } else {
+                    runBlock(stage.steps)
+                }
             } catch (Exception e) {
                 failed = true
                 fail(e)
             }
             runPost(stage.post)
         }
-        runPost(spec.post)
-        null
+        failed
+    }
+
+    private void skip(StageSpec stage) {
+        stagesSkipped << stage.name
+        stage.stages.each { skip(it) }
     }
 
     private void fail(Exception e) {
@@ -404,6 +425,8 @@ class StageSpec {
     String name
     WhenSpec when
     Closure steps
+    List<StageSpec> stages = []  // nested sequential stages
+    Recorder options = new Recorder()
     Map<String, Closure> post = [:]
 
     void when(Closure body) { when = new WhenSpec(); Harness.configure(body, when) }
@@ -412,9 +435,11 @@ class StageSpec {
 
     void post(Closure body) { PostSpec spec = new PostSpec(); Harness.configure(body, spec); post = spec.blocks }
 
+    void stages(Closure body) { StagesSpec spec = new StagesSpec(); Harness.configure(body, spec); stages = spec.stages }
+
     void agent(Object ignored) {}
 
-    void options(Closure ignored) {}
+    void options(Closure body) { Harness.configure(body, options) }
 }
 
 class StagesSpec {

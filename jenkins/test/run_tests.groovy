@@ -308,9 +308,12 @@ test('Jenkinsfile: pass -> promote, build SUCCESS, summary') {
     Map run = pipeline(code: 0)
     Harness h = run.h
     assert run.result == 'SUCCESS'
-    assert h.stagesRun == ['Build', 'Deploy canary and baseline', 'Canary gate', 'Promote']
+    assert h.stagesRun == ['Canary', 'Build', 'Deploy canary and baseline', 'Canary gate', 'Promote']
     assert h.stagesSkipped == ['Override', 'Roll back']
-    assert h.ran('gate promote "$RELEASE" --policy "$GATE_POLICY"') && !h.ran('gate rollback')
+    // promote waits for the instance refresh, then scales the canary and baseline down: one run finishes it.
+    assert h.commands.findAll { it.contains('gate promote') } ==
+        ['gate promote "$RELEASE" --policy "$GATE_POLICY" --wait --timeout 3h']
+    assert !h.ran('gate rollback')
     // The deploy time recorded after the deploy: a re-run of the release is never judged on an earlier canary.
     assert h.ran("gate check 'web-1.2.3' --policy 'deploy/canary-policy.yaml' --canary 'version:web-1.2.3' --baseline 'version:stable' --deployed-at '2024-05-01T10:00:00Z'")
     assert run.credentials == [DD_API_KEY: '****', DD_APP_KEY: '****']  // the gate ran with the Datadog keys bound
@@ -327,7 +330,7 @@ test('Jenkinsfile: pass -> promote, build SUCCESS, summary') {
         assert run.result == 'FAILURE'
         assert h.ran('gate rollback "$RELEASE" --policy "$GATE_POLICY"') && !h.ran('gate promote')
         assert h.commands.count { it.contains('gate rollback') } == 1  // not again in post
-        assert h.stagesRun == ['Build', 'Deploy canary and baseline', 'Canary gate', 'Roll back']
+        assert h.stagesRun == ['Canary', 'Build', 'Deploy canary and baseline', 'Canary gate', 'Roll back']
         assert h.logText().contains("Canary gate: '${verdict}' for web-1.2.3: the canary was rolled back")
         assert h.currentBuild.description == "web-1.2.3: gate ${verdict}, rollback, build FAILURE"
         assert h.inputs.isEmpty()  // no override unless asked for
@@ -414,6 +417,34 @@ test('Jenkinsfile: a failed rollback still fails the build, never promotes') {
     assert run.result == 'FAILURE'
     assert !run.h.ran('gate promote')
     assert run.h.commands.count { it.contains('gate rollback') } == 1
+}
+
+test('Jenkinsfile: promote has its own timeout, longer than the gate\'s --timeout, outside the canary\'s 4 h') {
+    Map run = pipeline(code: 0)
+    Harness h = run.h
+    // No pipeline-wide timeout: it would cut the wait for the instance refresh short.
+    assert !h.pipelineOptions.any { it[0] == 'timeout' }
+    assert h.stageOptions['Canary'] == [['timeout', [[time: 4, unit: 'HOURS']]]]
+    assert h.stageOptions['Promote'] == [['timeout', [[time: 200, unit: 'MINUTES']]]]
+    String promote = h.commands.find { it.contains('gate promote') }
+    int gateMinutes = ((promote =~ /--timeout (\d+)h/)[0][1] as int) * 60
+    assert gateMinutes < 200  // the gate gives up first: exit 4, with what it applied recorded
+    // The build, the deploy, the gate and the override are inside the canary's timeout; promote is not.
+    assert h.stagesRun.indexOf('Canary') < h.stagesRun.indexOf('Build')
+    assert h.stageOptions.keySet().containsAll(['Canary', 'Promote'])
+}
+
+test('Jenkinsfile: promote --wait failing (refresh failed or timed out, exit 4) -> build FAILURE, nothing rolled back') {
+    Map run = pipeline(code: 0, failing: 'gate promote')
+    Harness h = run.h
+    assert run.result == 'FAILURE'
+    assert h.ran('gate promote') && !h.ran('gate rollback')  // a person looks: no blind rollback
+    assert h.currentBuild.description == 'web-1.2.3: gate pass, promote, build FAILURE'
+}
+
+test('Jenkinsfile: the roll back stage has its own timeout') {
+    Map run = pipeline(code: 1)
+    assert run.h.stageOptions['Roll back'] == [['timeout', [[time: 30, unit: 'MINUTES']]]]
 }
 
 // -- the step running the real gate ---------------------------------------------------------------
