@@ -407,14 +407,13 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> 
         keep &= np.isfinite(cv) & np.isfinite(bv) & (bv > 0) & (cv >= 0)
     held = 0
     if ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative:
-        # Relative to the offset the baseline already had before the deploy. (An incident running
-        # at the deploy that ends early makes the normal minutes look off and held out: they are
-        # not compared, do not count toward the coverage a pass needs, and the canary stays
-        # undecided rather than passing on the few incident minutes.)
+        # Relative to the offset the baseline already had before the deploy.
         off = np.abs((b - ref.seasonal.expected(common)) / ref.seasonal.scale(common) - ref.offset)
         anomalous = keep & (off > FLEET_ANOMALY_SCALES)
-        # Hold out only when the baseline is off on its own minutes and there is still data.
-        if anomalous.any() and anomalous.sum() < keep.sum():
+        # Hold out a minority of the minutes only: a baseline off its expectation most of the
+        # time is a level the model misses (or an incident that ran before the deploy), not a
+        # passing anomaly, and the pairing already cancels what both groups share.
+        if anomalous.any() and 2 * anomalous.sum() < keep.sum():
             held = int(anomalous.sum())
             keep &= ~anomalous
     return Paired(
@@ -447,8 +446,8 @@ def _against_baseline(
     directions = ["increase", "decrease"] if m.bad_direction == "either" else [m.bad_direction]
     judge = _judge_gauge if m.kind == "gauge" else _judge_count
     result = judge(m, paired, ref, tolerance, directions, budget, lifetime_points, expected, look)
-    # Only compared points count: minutes held out for a fleet-wide anomaly judged nothing.
-    return _covered_enough(result, n, lifetime_points)
+    # Minutes held out for a fleet-wide anomaly (a minority) were reported by the canary: covered.
+    return _covered_enough(result, n + paired.held_out, lifetime_points)
 
 
 def _covered_enough(result: MetricResult, points: int, lifetime_points: int) -> MetricResult:

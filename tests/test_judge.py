@@ -248,3 +248,16 @@ def test_history_only_does_not_call_a_source_lag_a_canary_gone():
     verdict, _ = analysis.run()
     assert verdict.verdict == "pass", verdict.reason
 
+
+
+def test_a_baseline_off_its_model_most_of_the_window_is_compared_not_held_out():
+    """Both groups jump 60% above the model 5 minutes in and stay there, and the canary is 30%
+    worse from then on. Holding out most of the window would leave the 5 clean minutes to judge
+    (and pass) on; a minority only is ever held out, so the regression is seen."""
+    canary, baseline = _fleet(25)
+    for frame in (canary, baseline):
+        shifted = frame.timestamps >= DEPLOY + 5 * STEP
+        frame.values["cpu"][shifted] *= 1.6
+    canary.values["cpu"][canary.timestamps >= DEPLOY + 5 * STEP] *= 1.3
+    verdict, _ = _run(_policy(metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]), canary, baseline)
+    assert verdict.verdict == "fail" and verdict.metrics[0].rule.startswith("mean-beyond"), verdict.reason
