@@ -385,7 +385,10 @@ class DatadogSource:
             # urllib3 makes a refused connection a kind of connect timeout: say what it was.
             raise _Fault(f"cannot reach the API ({type(e).__name__})") from None
         except (UrllibTimeout, TimeoutError):
-            raise _Fault(f"no answer within {limit:g}s (timeout)") from None
+            cut = ""
+            if limit < self.options.timeout:
+                cut = f", the retry cut to the {limit:.2g}s left of the retry budget"
+            raise _Fault(f"no answer within {self.options.timeout:g}s (timeout){cut}") from None
         except (HTTPError, OSError) as e:
             raise _Fault(f"cannot reach the API ({type(e).__name__})") from None
         except Exception as e:  # noqa: BLE001 - e.g. the client refusing a header: it may hold a key
