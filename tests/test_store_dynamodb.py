@@ -193,7 +193,7 @@ def test_the_lambda_follows_the_same_release_lifecycle(store, corpus, monkeypatc
         assert call(now=iso(end))["deployed_at"] == iso(case.deployed_at)  # the same deploy, found again
         over = call(now=iso(end + 86400))
         assert over["verdict"] == "error" and "window ended" in over["error"] and "deployed_at" in over["error"]
-        overlap = call(deployed_at=iso(case.deployed_at + 60), now=iso(end))
+        overlap = call(deployed_at=iso(case.deployed_at + 600), now=iso(end))
         assert overlap["verdict"] == "error" and "contradicts" in overlap["error"]
         # The request contradicts the store: asking again cannot help (the loop stops on a 400).
         assert over["statusCode"] == overlap["statusCode"] == 400
