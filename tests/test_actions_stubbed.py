@@ -44,6 +44,23 @@ def describe(stub, *groups):
                       {"AutoScalingGroupNames": [g["AutoScalingGroupName"] for g in groups]})
 
 
+def scaled_down(stub):
+    """Canary and baseline scaled to zero, in that order."""
+    for name in ("web-canary", "web-baseline"):
+        stub.add_response("update_auto_scaling_group", {},
+                          {"AutoScalingGroupName": name, "MinSize": 0, "DesiredCapacity": 0})
+
+
+def refreshed_then_scaled_down(stub, refresh_id):
+    """Production on the release, its refresh `refresh_id` Successful: promote scales down."""
+    describe(stub, group("web-prod", "2", 2, ["2", "2"]), group("web-canary", "2", 1, ["2"]),
+             group("web-baseline", "1", 1, ["1"]))
+    stub.add_response("describe_instance_refreshes", {"InstanceRefreshes": [
+        {"InstanceRefreshId": refresh_id, "Status": "Successful", "PercentageComplete": 100}]},
+        {"AutoScalingGroupName": "web-prod"})
+    scaled_down(stub)
+
+
 def latest_is(ec2_stub, number):
     ec2_stub.add_response("describe_launch_template_versions", {"LaunchTemplateVersions": [
         {"LaunchTemplateId": LT, "VersionNumber": number}]}, {"LaunchTemplateId": LT, "Versions": ["$Latest"]})
@@ -100,14 +117,7 @@ def test_no_scale_down_while_the_refresh_is_not_over(aws, status):
 
 def test_the_rerun_after_a_successful_refresh_scales_the_canary_down(aws):
     scaling, asg_stub, _ = aws
-    describe(asg_stub, group("web-prod", "2", 2, ["2", "2"]), group("web-canary", "2", 1, ["2"]),
-             group("web-baseline", "1", 1, ["1"]))
-    asg_stub.add_response("describe_instance_refreshes", {"InstanceRefreshes": [
-        {"InstanceRefreshId": "r-1", "Status": "Successful", "PercentageComplete": 100}]},
-        {"AutoScalingGroupName": "web-prod"})
-    for name in ("web-canary", "web-baseline"):
-        asg_stub.add_response("update_auto_scaling_group", {},
-                              {"AutoScalingGroupName": name, "MinSize": 0, "DesiredCapacity": 0})
+    refreshed_then_scaled_down(asg_stub, "r-1")
     store = Events()
     outcome = actions.promote("web-2", GROUPS, scaling, store=store)
     assert [s.group for s in outcome.steps] == ["web-canary", "web-baseline"] and outcome.notes == []
@@ -318,9 +328,7 @@ def test_a_failed_refresh_of_production_already_on_the_release_does_not_block(aw
     describe(asg_stub, group("web-prod", "2", 2, ["2", "2"]), group("web-canary", "2", 1, ["2"]),
              group("web-baseline", "1", 1, ["1"]))
     failed_refresh(asg_stub, "Failed")
-    for name in ("web-canary", "web-baseline"):
-        asg_stub.add_response("update_auto_scaling_group", {},
-                              {"AutoScalingGroupName": name, "MinSize": 0, "DesiredCapacity": 0})
+    scaled_down(asg_stub)
     assert [s.group for s in actions.promote("web-2", GROUPS, scaling).steps] == ["web-canary", "web-baseline"]
 
 
@@ -364,14 +372,7 @@ def test_promote_wait_polls_the_refresh_then_scales_down(aws):
     start_refresh(asg_stub)
     poll(asg_stub, "r-2", ("Pending", 0), ("InProgress", 50), ("InProgress", 50), ("Successful", 100))
     # Then promote plans again: production on the release, the refresh over: scale down.
-    describe(asg_stub, group("web-prod", "2", 2, ["2", "2"]), group("web-canary", "2", 1, ["2"]),
-             group("web-baseline", "1", 1, ["1"]))
-    asg_stub.add_response("describe_instance_refreshes", {"InstanceRefreshes": [
-        {"InstanceRefreshId": "r-2", "Status": "Successful", "PercentageComplete": 100}]},
-        {"AutoScalingGroupName": "web-prod"})
-    for name in ("web-canary", "web-baseline"):
-        asg_stub.add_response("update_auto_scaling_group", {},
-                              {"AutoScalingGroupName": name, "MinSize": 0, "DesiredCapacity": 0})
+    refreshed_then_scaled_down(asg_stub, "r-2")
     store, seen = Events(), []
     outcome = actions.promote("web-2", GROUPS, scaling, store=store, wait=True, timeout=3600, on_progress=seen.append)
     assert [s.change.split()[0] for s in outcome.steps] == ["point", "start", "scale", "scale"]
@@ -392,14 +393,7 @@ def test_promote_wait_on_a_refresh_going_on_finishes_it(aws):
         {"InstanceRefreshId": "r-1", "Status": "InProgress", "PercentageComplete": 50}]},
         {"AutoScalingGroupName": "web-prod"})
     poll(asg_stub, "r-1", ("InProgress", 50), ("Successful", 100))
-    describe(asg_stub, group("web-prod", "2", 2, ["2", "2"]), group("web-canary", "2", 1, ["2"]),
-             group("web-baseline", "1", 1, ["1"]))
-    asg_stub.add_response("describe_instance_refreshes", {"InstanceRefreshes": [
-        {"InstanceRefreshId": "r-1", "Status": "Successful", "PercentageComplete": 100}]},
-        {"AutoScalingGroupName": "web-prod"})
-    for name in ("web-canary", "web-baseline"):
-        asg_stub.add_response("update_auto_scaling_group", {},
-                              {"AutoScalingGroupName": name, "MinSize": 0, "DesiredCapacity": 0})
+    refreshed_then_scaled_down(asg_stub, "r-1")
     outcome = actions.promote("web-2", GROUPS, scaling, wait=True)
     assert [s.group for s in outcome.steps] == ["web-canary", "web-baseline"] and not outcome.in_progress
 
