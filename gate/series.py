@@ -24,6 +24,18 @@ class Frame:
     def empty(step: int, names: list[str] | tuple[str, ...] = ()) -> Frame:
         return Frame(step, np.empty(0, dtype=np.int64), {n: np.empty(0) for n in names})
 
+    def fill_zero_counts(self, denominators: dict[str, str], reported: set[str]) -> Frame:
+        """A count with a denominator (`denominators`: count -> its denominator) is 0 where this
+        group reported the denominator but not the count: CloudWatch publishes no datapoint for a
+        minute without 5xx, Datadog answers null for a sparse counter. Only for a count in
+        `reported` (it has a point somewhere, in either group, in this fetch or an earlier one): a
+        query that never answers (a misspelt metric) is no data, not zero errors. Fills in place."""
+        for name, denominator in denominators.items():
+            if name in reported and name in self.values and denominator in self.values:
+                column = self.values[name]
+                column[np.isnan(column) & ~np.isnan(self.values[denominator])] = 0.0
+        return self
+
     @staticmethod
     def on_grid(
         step: int, start: int, end: int, points: dict[str, dict[int, float]], origin: int = 0

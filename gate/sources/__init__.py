@@ -27,6 +27,11 @@ class Query:
     step: int  # seconds between points
 
 
+def count_denominators(metrics: tuple[Metric, ...]) -> dict[str, str]:
+    """count -> its denominator, for the counts judged as ratios (see Frame.fill_zero_counts)."""
+    return {m.name: m.denominator for m in metrics if m.kind == "count" and m.denominator}
+
+
 @runtime_checkable
 class MetricSource(Protocol):
     def fetch(self, query: Query) -> Observations:

@@ -18,7 +18,7 @@ The point at T is the CloudWatch period [T, T + period): only complete periods a
 Counts use the `Sum` per period, on the scale of the policy's interval: history old enough to be
 read at a coarser period (5-minute points after 15 days) is given per interval (sum * step /
 period). A period without a datapoint is missing (NaN), except for a count with a denominator
-that has reported somewhere (`fill_zero_counts`): when the same group reported the denominator
+that has reported somewhere (`Frame.fill_zero_counts`): when the same group reported the denominator
 for that period, the count is 0 (the ALB publishes no `HTTPCode_Target_5XX_Count` datapoint for a
 minute without 5xx). Ratios are left to the judge; no metric math.
 """
@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gate.errors import PolicyError, SourceError
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
-from gate.sources import Query
+from gate.sources import Query, count_denominators
 
 NO_REGION = "no AWS region: set source.options.region or AWS_DEFAULT_REGION"
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
@@ -161,20 +161,6 @@ def choose_period(step: int, start: int, now: int) -> int:
             f"history: CloudWatch keeps metrics for 455 days, the query starts {age // DAY} days ago"
         )
     return math.lcm(step, resolution)
-
-
-def fill_zero_counts(frame: Frame, metrics: tuple[Metric, ...], reported: set[str]) -> Frame:
-    """A count with a denominator is 0 where its group reported the denominator but not the count:
-    CloudWatch publishes no datapoint for a minute without 5xx, Datadog answers null for a sparse
-    counter. Only for a count in `reported` (it has a point somewhere, in either group, in this
-    fetch or an earlier one): a query that never answers (a misspelt metric) is no data, not zero
-    errors. Shared by the CloudWatch and Datadog sources; fills `frame` in place."""
-    for m in metrics:
-        if m.kind == "count" and m.name in reported and m.name in frame.values \
-                and m.denominator in frame.values:
-            column = frame.values[m.name]
-            column[np.isnan(column) & ~np.isnan(frame.values[m.denominator])] = 0.0
-    return frame
 
 
 @dataclass(frozen=True)
@@ -345,7 +331,7 @@ class CloudWatchSource:
                points: dict[str, dict[int, float]]) -> Frame:
         if stop <= first:
             return Frame.empty(period, [m.name for m in metrics])
-        return fill_zero_counts(Frame.on_grid(period, first, stop - period, points), metrics, self._reported)
+        return Frame.on_grid(period, first, stop - period, points).fill_zero_counts(count_denominators(metrics), self._reported)
 
 
 def make_client(service: str, region: str | None) -> Any:

@@ -11,7 +11,7 @@ with `$scope` where the group's tag goes, or a mapping (see `QuerySpec` and
 examples/datadog.yaml). The gate pins the rollup to the policy's interval, counts every count
 with `.as_count()`, and drops the trailing bucket that is still filling. Datadog answers null
 for a sparse counter's bucket without events: a count with a denominator reads 0 there when the
-denominator has a point (as CloudWatch's missing datapoints, `fill_zero_counts`).
+denominator has a point (as CloudWatch's missing datapoints, `Frame.fill_zero_counts`).
 
 Faults: a 429 waits for `X-RateLimit-Reset`, a 5xx, a timeout or a malformed answer is retried
 with backoff. The time lost to faults (failed attempts and the waits before retries) of one fetch
@@ -36,8 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gate.errors import PolicyError, SourceError
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
-from gate.sources import Query
-from gate.sources.cloudwatch import fill_zero_counts
+from gate.sources import Query, count_denominators
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +264,8 @@ class DatadogSource:
             self._fetch_chunk(query.metrics, groups, start, end, step, points, budget)
         self._reported.update(n for g in groups for n in names if points[g][n])
         frames = {
-            g: fill_zero_counts(Frame.on_grid(step, first, max(last, first - step), points[g]),
-                                query.metrics, self._reported)
+            g: Frame.on_grid(step, first, max(last, first - step), points[g]).fill_zero_counts(
+                count_denominators(query.metrics), self._reported)
             for g in groups
         }
         return Observations(canary=frames["canary"], baseline=frames.get("baseline"))
@@ -438,7 +437,7 @@ class DatadogSource:
                         "(group-by, or a scope matching several groups); the gate needs one"
                     )
                 seen.add(index)
-                # null: no point in that bucket (a gap; a count may still read 0, fill_zero_counts)
+                # null: no point in that bucket (a gap; a count may still read 0, Frame.fill_zero_counts)
                 found[(group, name)] = {t: float(v) for t, v in zip(times, column) if v is not None}
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             raise _Fault(f"malformed answer ({type(e).__name__}: {self._scrub(str(e))[:120]})") from None
