@@ -190,8 +190,6 @@ def replay(
         try:
             result = replay_case(case, loaded)
         except Exception as e:  # noqa: BLE001 - one bad case is that case's error, the others still run
-            if isinstance(e, KeyboardInterrupt):
-                raise
             message = str(e) if isinstance(e, GateError) else f"{case}: malformed case ({type(e).__name__}: {e})"
             print_error(message)
             if as_json:

@@ -101,12 +101,18 @@ def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
                 offset = float(np.median(r))
         history_rate = None
         if m.kind == "count":
-            volume = frame.values.get(m.denominator) if m.denominator else np.ones(len(x))
-            ok = np.isfinite(x) & np.isfinite(volume)
-            if ok.any() and volume[ok].sum() > 0:
-                history_rate = float(x[ok].sum() / volume[ok].sum())
+            history_rate = _rate(x, frame.values.get(m.denominator) if m.denominator else np.ones(len(x)))
         metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset)
     return Reference(metrics, int(len(t)))
+
+
+def _rate(events: np.ndarray, volume: np.ndarray | None) -> float | None:
+    """Events per unit of volume over the points where both are known (None: no volume)."""
+    if volume is None:
+        return None
+    ok = np.isfinite(events) & np.isfinite(volume)
+    total = float(volume[ok].sum()) if ok.any() else 0.0
+    return float(events[ok].sum()) / total if total > 0 else None
 
 
 def _is_denominator(policy: Policy, metric: Metric) -> bool:
@@ -275,9 +281,7 @@ def _what_was_seen(m: Metric, reference: Reference, window: Observations) -> dic
             return None
         x = frame.values[m.name]
         if m.denominator:
-            volume = frame.values.get(m.denominator)
-            ok = np.isfinite(x) & np.isfinite(volume) if volume is not None else np.zeros(len(x), dtype=bool)
-            return float(x[ok].sum() / volume[ok].sum()) if ok.any() and volume[ok].sum() > 0 else None
+            return _rate(x, frame.values.get(m.denominator))
         ok = np.isfinite(x)
         return float(np.mean(x[ok])) if ok.any() else None
 
