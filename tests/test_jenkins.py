@@ -165,3 +165,23 @@ def test_the_readme_examples_name_what_the_stack_lets_the_analyzer_read():
     assert "Name: !Sub ${FunctionName}-loop" in template and "Default: canary-gate-analyzer" in template
     for arn in re.findall(r"stateMachine: '([^']+)'", readme):
         assert arn.endswith(":stateMachine:canary-gate-analyzer-loop"), arn
+
+
+def test_the_step_and_the_jenkinsfile_pass_npm_groovy_lint():
+    """CodeNarc through npm-groovy-lint@15 (the last version for Node 20), installed once into
+    build/ from the npm registry, with the rules of jenkins/.groovylintrc.json: no warning."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("npm is not installed (Node.js): npm-groovy-lint needs it")
+    prefix = ROOT / "build" / "npm-groovy-lint"
+    lint = prefix / "node_modules" / ".bin" / "npm-groovy-lint"
+    if not lint.exists():
+        prefix.mkdir(parents=True, exist_ok=True)
+        install = subprocess.run([npm, "install", "--no-save", "--silent", "--prefix", str(prefix),
+                                  "npm-groovy-lint@15"], capture_output=True, text=True, timeout=600)
+        assert install.returncode == 0, install.stderr[-2000:]
+    run = subprocess.run([str(lint), "--noserver", "--failon", "warning", "--config",
+                          str(JENKINS / ".groovylintrc.json"), str(JENKINS / "vars" / "canaryGate.groovy"),
+                          str(JENKINS / "Jenkinsfile")], capture_output=True, text=True, timeout=300,
+                         cwd=ROOT, env=groovy_env())
+    assert run.returncode == 0, re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)[-3000:]

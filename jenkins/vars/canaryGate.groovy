@@ -180,7 +180,8 @@ private int runStateMachine(Map opts, String base, String jsonFile) {
             Object answer = parseJson(described.output as String).answer
             if (!(answer instanceof Map)) {
                 echo "canaryGate: execution output without an answer: ${described.output}"
-                answer = [release: opts.release as String, verdict: 'error', error: 'state machine output without an answer']
+                answer = [release: opts.release as String, verdict: 'error',
+                          error: 'state machine output without an answer']
             }
             writeFile(file: jsonFile, text: JsonOutput.toJson(answer))
             return exitCode(answer as Map)
