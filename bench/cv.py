@@ -42,6 +42,7 @@ import yaml
 
 import gate
 from bench import cv_report, run
+from bench.cv_report import RATED
 from bench.report import failed, score
 
 HERE = Path(__file__).resolve().parent
@@ -51,7 +52,6 @@ CACHE = HERE / "results-cache"
 FOLDS = 5
 ALPHAS = (0.01, 0.05, 0.10)
 FP_CEILING = 0.01  # the policy's alpha: a candidate raising more false alarms in training is not picked
-RATED = ("canary-vs-baseline", "replicas")  # the families the pick rule scores (FP and detection targets)
 INSTALLED = "installed judge"
 JUDGE_MODULES = ("gate.judge", "gate.stats")
 REPLICA_PAIR = re.compile(r"real replica pair of ([^,]+)")
@@ -306,8 +306,7 @@ class Replays:
 def calibration(rows: list[dict], decisions: dict[tuple[str, float], dict]) -> list[dict]:
     """Per alpha and family of clean cases: how many the judge failed (all, and before the end)."""
     clean = [r for r in rows if r["expect"] == "pass"]
-    families = [(f, [r for r in clean if r["family"] == f]) for f in cv_report.FAMILIES]
-    families.append(("canary-vs-baseline + replicas", [r for r in clean if r["family"] in RATED]))
+    families = [(f, cv_report.family_rows(clean, f)) for f in cv_report.FAMILIES]
     families.append(("all clean cases", clean))
     out = []
     for alpha in ALPHAS:

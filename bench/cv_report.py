@@ -15,8 +15,9 @@ from statsmodels.stats.proportion import proportion_confint
 
 from bench.report import GATES, HISTORY_ONLY, VS_BASELINE, f1, failed, history_table, score, vs_baseline_table
 
-FAMILIES = ("canary-vs-baseline", "replicas", "history-only")
+RATED = ("canary-vs-baseline", "replicas")  # the families with FP and detection targets (the pick rule's)
 COMBINED = "canary-vs-baseline + replicas"  # the issue's "cross-validated dev + replicas" column
+FAMILIES = (*RATED, COMBINED, "history-only")  # as the tables show them
 COLORS = {"canary-vs-baseline": "#1b7837", "replicas": "#2166ac", COMBINED: "#000000",
           "history-only": "#8073ac", "all clean cases": "#999999"}
 
@@ -40,7 +41,7 @@ def _rate(k: int, n: int) -> str:
 
 def family_rows(rows: list[dict], family: str) -> list[dict]:
     if family == COMBINED:
-        return [r for r in rows if r["family"] in ("canary-vs-baseline", "replicas")]
+        return [r for r in rows if r["family"] in RATED]
     return [r for r in rows if r["family"] == family]
 
 
@@ -73,7 +74,7 @@ MEASURES = ("gate | false positives [Wilson 95%] | detection [Wilson 95%] | medi
 
 def overall_table(rows: list[dict]) -> list[str]:
     lines = ["| family | " + MEASURES, "|" + " --- |" * 8]
-    for family in (*FAMILIES[:2], COMBINED, FAMILIES[2]):
+    for family in FAMILIES:
         group = family_rows(rows, family)
         lines += [measure_line([family], group, g) for g in gates(family) if group]
     return lines
@@ -83,7 +84,7 @@ def fold_table(rows: list[dict], folds: list[dict]) -> list[str]:
     lines = ["| fold | judged by | family | " + MEASURES, "|" + " --- |" * 10]
     for f in folds:
         held_out = [r for r in rows if r["fold"] == f["fold"]]
-        for family in (*FAMILIES[:2], COMBINED, FAMILIES[2]):
+        for family in FAMILIES:
             group = family_rows(held_out, family)
             lines += [measure_line([str(f["fold"]), f["picked"], family], group, g)
                       for g in gates(family) if group]
@@ -96,7 +97,7 @@ def folds_table(rows: list[dict], folds: list[dict]) -> list[str]:
              "| --- | --- | --- | --- | --- |"]
     for f in folds:
         held_out = [r for r in rows if r["fold"] == f["fold"]]
-        per_family = " · ".join(str(sum(r["family"] == fam for r in held_out)) for fam in FAMILIES)
+        per_family = " · ".join(str(sum(r["family"] == fam for r in held_out)) for fam in (*RATED, "history-only"))
         sizes = {g: sum(r["group"] == g for r in held_out) for g in f["groups"]}
         larger = "; ".join(f"{g} ({n})" for g, n in sorted(sizes.items(), key=lambda x: (-x[1], x[0])) if n >= 4)
         lines.append(f"| {f['fold']} | {len(held_out)} | {per_family} | {len(f['groups'])} | {larger or '–'} |")
@@ -198,8 +199,8 @@ def plot(calibration: list[dict], path: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("clean cases failed (%), Wilson 95%")
-    axes[1].legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -239,10 +240,11 @@ would put all of `k1m` in one group, so the folds follow the `source` label as t
 CALIBRATION_NOTE = """
 Every clean case (`expect: pass`, dev and replicas) replayed by the `{candidate}` candidate with
 the policy's `alpha` set to 1%, 5% and 10% (everything else as the case implies). A false alarm
-is a clean case ending in fail (an error counts as a fail). "Before the end" counts the fails
-decided before the end of the lifetime, by the sequential tests alone; the end-of-lifetime rule
-spends as much alpha again (see docs/judge.md). History-only cases have no tolerance: their
-clean cases are KPIs with no labelled erroneous change, so their rate is not alpha's alone.
+is a clean case ending in fail (an error counts as a fail); "before the end" is the share failed
+before the end of the lifetime, by the sequential tests alone (the end-of-lifetime rule spends
+one more share of alpha: docs/judge.md). Issue 12 asks for a rate at or below alpha. Bold: above
+alpha; "above": even the Wilson interval lies above it. History-only cases are judged by an
+excursion rule with its own fixed threshold (docs/judge.md), so alpha hardly moves their rate.
 """
 
 

@@ -303,7 +303,10 @@ would: one evaluation per step from the deploy to the end of the lifetime, each 
 data up to that step, stopping at the first decisive verdict. Our judge runs through
 `gate.analysis.replay_case` with the policy each `case.json` implies (policy defaults:
 alpha 1%, pass_risk 20%, minimum duration half the lifetime, an undecided canary fails at the
-end). Labels (`expect`, `scenario`) are read by the bench only to score.
+end). Labels (`expect`, `scenario`) are read by the bench only to score. These are whole-corpus
+numbers; a judge change is accepted on the cross-validated ones (folds by source series, dev and
+replicas) and the alpha calibration check of [cross-validation.md](cross-validation.md)
+(`python -m bench.cv`).
 """
 
 ORACLE_NOTE = """
