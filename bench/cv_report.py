@@ -93,7 +93,8 @@ def fold_table(rows: list[dict], folds: list[dict]) -> list[str]:
 
 def folds_table(rows: list[dict], folds: list[dict]) -> list[str]:
     """What each fold holds: cases per family, how many source groups, the groups of 4+ cases."""
-    lines = ["| fold | cases | canary-vs-baseline · replicas · history-only | source groups | its larger groups (cases) |",
+    lines = ["| fold | cases | canary-vs-baseline · replicas · history-only | source groups "
+             "| its larger groups (cases) |",
              "| --- | --- | --- | --- | --- |"]
     for f in folds:
         held_out = [r for r in rows if r["fold"] == f["fold"]]
