@@ -527,7 +527,7 @@ def test_the_loop_with_the_real_analyzer_on_a_replayed_canary(monkeypatch, tmp_p
     for key in ("GATE_STORE_TABLE", "GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID", "GATE_REPORT_BUCKET",
                 "SLACK_WEBHOOK_URL", "DD_API_KEY", "DD_APP_KEY"):
         monkeypatch.delenv(key, raising=False)
-    handler = import_handler("gate_lambda_handler_loop")
+    handler = import_handler("gate_lambda_handler_loop", replays=True)
     try:
         event = case_event(corpus, "k1m-canary-down-012")
         event.pop("now")
