@@ -255,8 +255,9 @@ def test_unreachable_endpoint_could_not_judge(monkeypatch, moto_server):  # noqa
 
 def test_one_target_group_for_both_groups_is_could_not_judge(aws, tmp_path, corpus):
     """Both groups behind one target group: latency and errors compared with themselves would
-    pass a dead canary. Refused before judging (exit 4), naming the metric and the dimensions."""
-    deployed_at, _ = publish_case(aws, corpus / "k1m-canary-down-012")
+    pass a canary whose latency regressed. Refused before judging (exit 4), naming the metric
+    and the dimensions."""
+    deployed_at, _ = publish_case(aws, corpus / "k1m-latency-shift-006")
     data = policy_data()
     data["metrics"] = [m for m in data["metrics"] if m["name"] in ("latency", "errors", "requests")]
     data["source"]["options"]["groups"]["baseline"] = {"target_group": TARGET_GROUPS["canary"]}
