@@ -268,14 +268,28 @@ def test_the_example_policy_builds_its_queries(cloudwatch):
     stubber.add_response("get_metric_data", {"MetricDataResults": []})
     source(client, p).fetch(query(p, NOW - 300, NOW))
     by_id = {q["Id"]: q["MetricStat"] for q in sent}
-    assert len(by_id) == 10
+    assert len(by_id) == 12
     latency = by_id["q2"]
     assert latency["Stat"] == "p99" and {"Name": "TargetGroup", "Value": "targetgroup/web-canary/73e2d6bc24d8a067"} \
         in latency["Metric"]["Dimensions"]
-    assert by_id["q5"]["Metric"]["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]
+    assert by_id["q6"]["Metric"]["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]
     # TargetResponseTime is in seconds: with its unit the latency's tail is judged too.
     latency_metric = next(m for m in p.metrics if m.name == "latency")
     assert latency_metric.unit == "s" and latency_metric.judges_tail
+
+
+def test_the_example_policy_counts_the_5xx_a_crashing_canary_makes_the_alb_answer(cloudwatch):
+    """Targets that refuse connections get 502/503 from the ALB itself, never counted as target
+    5xx: without a per-group count of them a dying canary reads as error-free."""
+    from pathlib import Path
+
+    from gate.policy import load_policy
+
+    p = load_policy(Path(__file__).parents[1] / "examples" / "cloudwatch.yaml")
+    [connection] = [m for m in p.metrics if m.queries["cloudwatch"]["metric"] == "TargetConnectionErrorCount"]
+    assert (connection.kind, connection.denominator, connection.bad_direction) == ("count", "requests", "increase")
+    assert connection.queries["cloudwatch"]["dimensions"]["TargetGroup"] == "{target_group}"
+    assert not connection.muted
 
 
 ERRORS_AND_REQUESTS = [
