@@ -20,9 +20,12 @@ link in `report_url`), Slack (SLACK_WEBHOOK_URL), Datadog event (when the policy
 cannot judge (bad event, bad policy, dead source, crash) the answer is an error, never a pass:
 `{"statusCode": 4xx/5xx, "verdict": "error", "error": "...", "exit_code": 4}`.
 
+A policy whose source is a demo (`simulate`, `replay`: made-up or recorded data) is refused (400):
+the Lambda gates real releases.
+
 Settings (environment): GATE_STORE_TABLE (DynamoDB evaluation store), GATE_IDEMPOTENCY_TABLE
 (a retried invocation for the same release and moment returns the first answer instead of judging
-and notifying again), GATE_SECRET_ID (a Secrets Manager JSON secret holding DD_API_KEY,
+and notifying again; a different request for them is refused), GATE_SECRET_ID (a Secrets Manager JSON secret holding DD_API_KEY,
 DD_APP_KEY, SLACK_WEBHOOK_URL), POWERTOOLS_* (logging, metrics namespace, tracing).
 """
 
