@@ -25,8 +25,9 @@ the Lambda gates real releases.
 
 Settings (environment): GATE_STORE_TABLE (DynamoDB evaluation store), GATE_IDEMPOTENCY_TABLE
 (a retried invocation for the same release and moment returns the first answer instead of judging
-and notifying again; a different request for them is refused), GATE_SECRET_ID (a Secrets Manager JSON secret holding DD_API_KEY,
-DD_APP_KEY, SLACK_WEBHOOK_URL), POWERTOOLS_* (logging, metrics namespace, tracing).
+and notifying again; a different request for them is refused), GATE_SECRET_ID (a Secrets Manager
+JSON secret holding DD_API_KEY, DD_APP_KEY, SLACK_WEBHOOK_URL), POWERTOOLS_* (logging, metrics
+namespace, tracing).
 """
 
 from __future__ import annotations
