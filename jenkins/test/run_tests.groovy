@@ -104,10 +104,10 @@ test('step cli: the command runs gate check --watch with every option, each one 
                       deployedAt: '2024-05-01T10:00:00Z', store: 'gate.db', gate: '/opt/gate/bin/gate'])
     assert h.commands.size() == 2
     assert h.commands[0] == "mkdir -p 'canary-gate' && rm -f 'canary-gate/web-1.2.3.json' 'canary-gate/web-1.2.3.xml'"
-    assert h.commands[1] == "/opt/gate/bin/gate check 'web-1.2.3' --policy 'deploy/canary.yaml' " +
+    assert h.commands[1] == "/opt/gate/bin/gate check --policy 'deploy/canary.yaml' " +
         "--canary 'version:1.2.3' --baseline 'version:stable' --interval '1m' --lifetime '2h' " +
         "--deployed-at '2024-05-01T10:00:00Z' --store 'gate.db' " +
-        "--watch --json --junit 'canary-gate/web-1.2.3.xml' > 'canary-gate/web-1.2.3.json'"
+        "--watch --json --junit 'canary-gate/web-1.2.3.xml' -- 'web-1.2.3' > 'canary-gate/web-1.2.3.json'"
 }
 
 test('step cli: hostile values reach the gate as single arguments, nothing injected (real sh)') {
@@ -122,7 +122,8 @@ test('step cli: hostile values reach the gate as single arguments, nothing injec
     assert h.runStep(release: release, policy: policy, canary: '$HOME', gate: fakeGate.path) == 'pass'
     String base = 'canary-gate/' + release.replaceAll('[^A-Za-z0-9._-]', '_')
     List<String> words = h.file("${base}.json").readLines()
-    assert words == ['check', release, '--policy', policy, '--canary', '$HOME', '--watch', '--json', '--junit', "${base}.xml"]
+    assert words == ['check', '--policy', policy, '--canary', '$HOME', '--watch', '--json', '--junit', "${base}.xml",
+                     '--', release]
     assert !h.workspace.list().any { it.startsWith('pwned') }
 }
 
@@ -182,7 +183,7 @@ test('step lambda function: invoked every pollSeconds until decisive, the JSON a
     assert new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3-event.json').text) ==
         [release: 'web-1.2.3', policy: 's3://bucket/web.yaml', canary: 'version:1.2.3']
     assert h.calls.findAll { it.step == 'sleep' }*.args == [[[time: 30, unit: 'SECONDS']], [[time: 30, unit: 'SECONDS']]]
-    assert h.ran('-m gate.junit \'canary-gate/web-1.2.3.json\' --output \'canary-gate/web-1.2.3.xml\'')
+    assert h.ran("-m gate.junit --output 'canary-gate/web-1.2.3.xml' --release='web-1.2.3' -- 'canary-gate/web-1.2.3.json'")
     if (python) {  // the conversion ran for real: one test case per metric, cpu failed
         Map report = h.junitReports[0]
         assert report.cases == ['cpu', 'latency'] && report.failures == ['cpu'] && report.suite == 'web-1.2.3'
@@ -463,6 +464,19 @@ if (System.getenv('GATE_BIN')) {
         assert report.cases == json.metrics*.name
         assert report.failures == json.metrics.findAll { it.verdict == 'fail' }*.name
         println "    real gate: ${verdict}: ${json.reason}"
+    }
+
+    test('step cli with the real gate: a release named --help is refused (error), never help and a pass') {
+        Harness h = new Harness(jenkinsDir, new File(System.getenv('GATE_REAL_WORKSPACE')))
+        h.onSh = { String script, Map a -> h.realSh(script) }
+        String verdict = h.runStep(release: '--help', policy: System.getenv('GATE_REAL_POLICY'),
+                                   deployedAt: System.getenv('GATE_REAL_DEPLOYED_AT'), store: 'gate.db',
+                                   gate: System.getenv('GATE_BIN'))
+        assert verdict == 'error'
+        assert h.logText().contains('canaryGate: release --help: error (exit code 4)')
+        // The JUnit report says the gate could not judge, and why.
+        assert h.junitReports[0].failures == ['canary gate']
+        assert h.file('canary-gate/--help.xml').text.contains("must not start with '-'")
     }
 }
 
