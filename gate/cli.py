@@ -162,7 +162,10 @@ def write_junit(path: Path, xml: str) -> None:
     try:
         junit_xml.write(path, xml)
     except OSError as e:
-        raise GateError(f"--junit {path}: cannot write the report ({e.strerror or type(e).__name__})") from None
+        cause = e.strerror or type(e).__name__
+        # a folder on the way that is not one ("File exists: out"); not the temporary file's name
+        where = f": {e.filename}" if e.filename and Path(e.filename) in Path(path).parents else ""
+        raise GateError(f"--junit {path}: cannot write the report ({cause}{where})") from None
 
 
 def _announce(analysis, verdict: Verdict, store) -> None:

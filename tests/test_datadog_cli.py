@@ -143,7 +143,7 @@ def test_a_persistent_fault_is_could_not_judge(corpus, tmp_path, fault, message)
 
 @pytest.mark.parametrize("declared, message", [
     (10**9, "more than source.options.max_answer_bytes"),  # the 1 GB: refused at its headers
-    (100_000, "no whole answer within 1s (the answer came too slowly)"),
+    (100_000, "s (the answer came too slowly)"),  # within the timeout, or what is left of the budget
 ])
 def test_a_trickled_answer_is_cut_at_its_deadline_or_its_size_then_could_not_judge(corpus, tmp_path, declared,
                                                                                      message):

@@ -243,6 +243,9 @@ class _Bounded:
                                     reason=response.reason, decode_content=False)
 
     def _read(self, response: Any, started: float, seconds: float | None) -> bytes:
+        from urllib3.exceptions import ReadTimeoutError
+
+        slow = f"no whole answer within {round(seconds or 0, 2):g}s (the answer came too slowly)"
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
             raise _Fault(f"an answer of {int(declared)} bytes, more than source.options.max_answer_bytes "
@@ -253,10 +256,13 @@ class _Bounded:
             if seconds is not None:
                 left = started + seconds - self._clock()
                 if left <= 0:
-                    raise _Fault(f"no whole answer within {seconds:g}s (the answer came too slowly)")
+                    raise _Fault(slow)
                 if sock is not None:
                     sock.settimeout(left)  # a read waits for what is left of the request's time
-            chunk = response.read1(1 << 16)
+            try:
+                chunk = response.read1(1 << 16)
+            except ReadTimeoutError:
+                raise _Fault(slow) from None
             if not chunk:
                 return b"".join(chunks)
             size += len(chunk)
