@@ -313,10 +313,11 @@ test('Jenkinsfile: pass -> promote, build SUCCESS, summary') {
     assert h.stagesSkipped == ['Override', 'Roll back']
     // promote waits for the instance refresh, then scales the canary and baseline down: one run finishes it.
     assert h.commands.findAll { it.contains('gate promote') } ==
-        ['gate promote "$RELEASE" --policy "$GATE_POLICY" --wait --timeout 3h']
+        ['gate promote --policy "$GATE_POLICY" --wait --timeout 3h -- "$RELEASE"']
     assert !h.ran('gate rollback')
     // The deploy time recorded after the deploy: a re-run of the release is never judged on an earlier canary.
-    assert h.ran("gate check 'web-1.2.3' --policy 'deploy/canary-policy.yaml' --canary 'version:web-1.2.3' --baseline 'version:stable' --deployed-at '2024-05-01T10:00:00Z'")
+    assert h.ran("gate check --policy 'deploy/canary-policy.yaml' --canary 'version:web-1.2.3' --baseline 'version:stable' --deployed-at '2024-05-01T10:00:00Z'")
+    assert h.ran(" -- 'web-1.2.3' > ")
     assert run.credentials == [DD_API_KEY: '****', DD_APP_KEY: '****']  // the gate ran with the Datadog keys bound
     assert h.env.RELEASE == 'web-1.2.3' && h.env.GATE_VERDICT == 'pass'
     assert h.currentBuild.description == 'web-1.2.3: gate pass, promote, build SUCCESS'
@@ -329,7 +330,7 @@ test('Jenkinsfile: pass -> promote, build SUCCESS, summary') {
         Map run = pipeline(code: code)
         Harness h = run.h
         assert run.result == 'FAILURE'
-        assert h.ran('gate rollback "$RELEASE" --policy "$GATE_POLICY"') && !h.ran('gate promote')
+        assert h.ran('gate rollback --policy "$GATE_POLICY" -- "$RELEASE"') && !h.ran('gate promote')
         assert h.commands.count { it.contains('gate rollback') } == 1  // not again in post
         assert h.stagesRun == ['Canary', 'Build', 'Deploy canary and baseline', 'Canary gate', 'Roll back']
         assert h.logText().contains("Canary gate: '${verdict}' for web-1.2.3: the canary was rolled back")
@@ -373,7 +374,7 @@ test('Jenkinsfile: the gate step crashing is could-not-judge -> roll back, build
 test('Jenkinsfile: an empty RELEASE parameter names the release after the build') {
     Map run = pipeline(code: 0, params: [RELEASE: ''])
     assert run.h.env.RELEASE == 'app-42'
-    assert run.h.ran("gate check 'app-42' ")
+    assert run.h.ran(" -- 'app-42' > ")
 }
 
 test('Jenkinsfile: a failed canary deploy skips the gate and rolls back in post') {
