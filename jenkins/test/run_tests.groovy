@@ -394,7 +394,7 @@ test('Jenkinsfile: a failed canary deploy skips the gate and rolls back in post'
         Map run = pipeline(code: 0, interrupt: where, interruptedBy: cause)
         Harness h = run.h
         assert run.result == 'ABORTED'
-        assert h.commands.count { it.contains('gate rollback "$RELEASE" --policy "$GATE_POLICY"') } == 1
+        assert h.commands.count { it.contains('gate rollback --policy "$GATE_POLICY" -- "$RELEASE"') } == 1
         assert !h.ran('gate promote')
         assert h.currentBuild.description == "web-1.2.3: ${gate}, rollback, build ABORTED"
     }
