@@ -43,11 +43,11 @@ def release_problem(name: object) -> str | None:
 
 def check_release(name: str) -> str:
     """The release name itself, or ReleaseError naming what is wrong with it."""
-    from gate.errors import ReleaseError
+    from gate.errors import ReleaseError, quoted
 
     problem = release_problem(name)
     if problem is not None:
-        shown = f" {name[:60] + ('...' if len(name) > 60 else '')!r}" if isinstance(name, str) else ""
+        shown = f" {quoted(name, 60)}" if isinstance(name, str) else ""
         raise ReleaseError(f"release{shown}: {problem}")
     return name
 

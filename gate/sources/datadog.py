@@ -221,8 +221,8 @@ class _Bounded:
     timeout and up to `max_bytes` before the client sees it (its error bodies included).
     urllib3's timeout is per read: a server trickling a huge body would hold the gate for ever."""
 
-    def __init__(self, pool: Any, max_bytes: int, clock: Callable[[], float]):
-        self._pool, self._max_bytes, self._clock = pool, max_bytes, clock
+    def __init__(self, pool: Any, seconds: float, max_bytes: int, clock: Callable[[], float]):
+        self._pool, self._seconds, self._max_bytes, self._clock = pool, seconds, max_bytes, clock
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pool, name)
@@ -232,7 +232,8 @@ class _Bounded:
 
         started = self._clock()
         response = self._pool.request(method, url, timeout=timeout, **kwargs)
-        seconds = timeout.total if isinstance(timeout, urllib3.Timeout) and timeout.total else None
+        # the time the client was given for this request (a retry's may be cut to the budget left)
+        seconds = timeout.total if isinstance(timeout, urllib3.Timeout) and timeout.total else self._seconds
         try:
             body = self._read(response, started, seconds)
         except BaseException:
@@ -242,10 +243,10 @@ class _Bounded:
         return urllib3.HTTPResponse(body=body, headers=response.headers, status=response.status,
                                     reason=response.reason, decode_content=False)
 
-    def _read(self, response: Any, started: float, seconds: float | None) -> bytes:
+    def _read(self, response: Any, started: float, seconds: float) -> bytes:
         from urllib3.exceptions import ReadTimeoutError
 
-        slow = f"no whole answer within {round(seconds or 0, 2):g}s (the answer came too slowly)"
+        slow = f"no whole answer within {round(seconds, 2):g}s (the answer came too slowly)"
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
             raise _Fault(f"an answer of {int(declared)} bytes, more than source.options.max_answer_bytes "
@@ -253,12 +254,11 @@ class _Bounded:
         sock = getattr(response.connection, "sock", None)
         chunks, size = [], 0
         while True:
-            if seconds is not None:
-                left = started + seconds - self._clock()
-                if left <= 0:
-                    raise _Fault(slow)
-                if sock is not None:
-                    sock.settimeout(left)  # a read waits for what is left of the request's time
+            left = started + seconds - self._clock()
+            if left <= 0:
+                raise _Fault(slow)
+            if sock is not None:
+                sock.settimeout(left)  # a read waits for what is left of the request's time
             try:
                 chunk = response.read1(1 << 16)
             except ReadTimeoutError:
@@ -291,7 +291,7 @@ class DatadogSource:
         self._secrets = _secrets()
         self._api = _metrics_api(options.timeout)
         rest = self._api.api_client.rest_client
-        rest.pool_manager = _Bounded(rest.pool_manager, options.max_answer_bytes, clock)
+        rest.pool_manager = _Bounded(rest.pool_manager, options.timeout, options.max_answer_bytes, clock)
         # Counts that have reported a point in some fetch of this source (the history, the
         # window): only those may read as zero where their denominator has a point.
         self._reported: set[str] = set()
