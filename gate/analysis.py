@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gate import judge as default_judge
-from gate.errors import GateError, ReleaseError
+from gate.errors import GateError, PolicyError, ReleaseError, quoted
 from gate.policy import Policy, parse_policy
 from gate.series import Observations
 from gate.sources import DEMO_SOURCES, MetricSource, Query
@@ -23,6 +23,33 @@ from gate.verdict import Verdict, iso
 def render_scope(scope: str, release: str) -> str:
     """Scopes may name the release, e.g. `version:{release}`."""
     return scope.replace("{release}", release)
+
+
+def scope_filters(scope: str) -> frozenset[str]:
+    """A scope as the filters a host must match, all of them: Datadog tags joined by commas
+    (`env:prod,version:2`), compared as Datadog compares tags, without regard to case. A
+    CloudWatch scope (an Auto Scaling group name) is one filter, compared the same way."""
+    return frozenset(f.strip().casefold() for f in scope.split(","))
+
+
+def check_scopes(canary: str, baseline: str | None) -> None:
+    """Refuses a canary compared with itself: the same scope, or one group's scope containing the
+    other's (its filters are a subset of the other's, so it matches every host of the other: a
+    baseline `env:prod` holds the canary `env:prod,version:2`). Either way a bad canary is
+    diluted in, or compared with, its own data, and passes."""
+    if baseline is None:
+        return
+    canary_filters, baseline_filters = scope_filters(canary), scope_filters(baseline)
+    if canary_filters == baseline_filters:
+        problem = "are the same group: the canary would be compared with itself"
+    elif baseline_filters <= canary_filters:
+        problem = "overlap: the baseline's scope contains the canary's (every canary host is a baseline host)"
+    elif canary_filters <= baseline_filters:
+        problem = "overlap: the canary's scope contains the baseline's (every baseline host is a canary host)"
+    else:
+        return
+    raise PolicyError(f"canary scope {quoted(canary)} and baseline scope {quoted(baseline)} {problem}; "
+                      "give each group its own scope")
 
 
 FUTURE_SKEW = 60  # seconds a deploy time may be ahead of this clock (clocks differ a little)
@@ -109,6 +136,7 @@ class Analysis:
         self.canary = render_scope(canary or policy.canary.scope, release)
         base = baseline or (policy.baseline.scope if policy.baseline else None)
         self.baseline = render_scope(base, release) if base else None
+        check_scopes(self.canary, self.baseline)  # before any fetch
         self.store = store
         self.judge = judge
         self.cache = cache

@@ -23,7 +23,9 @@ LAST_MOMENT = 253402300799  # 9999-12-31T23:59:59Z: the last moment `iso` can wr
 
 def release_problem(name: object) -> str | None:
     """What is wrong with a release name, or None: 1 to 200 printable characters, no control
-    characters (a newline would forge log lines, an escape sequence rewrite the terminal)."""
+    characters (a newline would forge log lines, an escape sequence rewrite the terminal), not
+    starting with `-` (`--help` put where a command expects the release would be read as an
+    option: help printed, exit 0, a pass)."""
     if not isinstance(name, str):
         return f"must be a string, got {type(name).__name__}"
     if not name:
@@ -34,16 +36,18 @@ def release_problem(name: object) -> str | None:
         return "must be printable characters only (no newline, tab, escape or other control character)"
     if name != name.strip():
         return "must not start or end with a space"
+    if name.startswith("-"):
+        return "must not start with '-' (a command would read it as an option)"
     return None
 
 
 def check_release(name: str) -> str:
     """The release name itself, or ReleaseError naming what is wrong with it."""
-    from gate.errors import ReleaseError
+    from gate.errors import ReleaseError, quoted
 
     problem = release_problem(name)
     if problem is not None:
-        shown = f" {name[:60] + ('...' if len(name) > 60 else '')!r}" if isinstance(name, str) else ""
+        shown = f" {quoted(name, 60)}" if isinstance(name, str) else ""
         raise ReleaseError(f"release{shown}: {problem}")
     return name
 

@@ -41,7 +41,6 @@ import traceback
 from functools import lru_cache
 from typing import Annotated, Any
 
-import yaml
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
@@ -62,7 +61,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from gate.analysis import Analysis, register_deploy
 from gate.cache import ReferenceCache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError
-from gate.policy import Policy, parse_policy
+from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
 from gate.sources import DEMO_SOURCES, open_source
 from gate.store import SqliteStore, open_store
 from gate.verdict import EXIT_ERROR, Verdict, parse_time, release_name
@@ -180,24 +179,19 @@ def load_policy(reference: dict | str) -> Policy:
             raise _unreadable(reference, e.__cause__ or e.__context__, str(e)) from None
     else:
         raise PolicyError(f"policy: expected a mapping, s3://bucket/key or ssm:/name, got {reference[:100]!r}")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise PolicyError(f"{reference}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
-    return parse_policy(data, origin=reference)
+    return policy_from_text(text, origin=reference)
 
 
-def _read_s3(bucket: str, key: str, reference: str) -> str:
+def _read_s3(bucket: str, key: str, reference: str) -> bytes:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        return body.read(MAX_POLICY_BYTES + 1)  # more is refused as too large
     except (ClientError, BotoCoreError) as e:
         raise _unreadable(reference, e, e.response.get("Error", {}).get("Code", "error")
                           if isinstance(e, ClientError) else str(e)) from None
-    except UnicodeDecodeError as e:
-        raise PolicyError(f"policy: cannot read {reference}: {e}") from None
 
 
 # Error codes of S3 and SSM that mean "try again later" (besides any 5xx).

@@ -110,6 +110,13 @@ def test_without_now_the_moment_is_the_current_interval(handler, corpus, monkeyp
 # -- bad input: 400 naming the field, exit 4, never a pass --------------------------------------
 
 
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -124,6 +131,12 @@ def test_without_now_the_moment_is_the_current_interval(handler, corpus, monkeyp
         (lambda e: e["policy"].pop("metrics"), "metrics: Field required"),
         (lambda e: e["policy"].update(interval="soon"), "interval: 'soon' is not a duration"),
         (lambda e: e.update(policy="ftp://x/y"), "policy: expected a mapping, s3://bucket/key or ssm:/name"),
+        # issue 15: a release the Jenkins step would have passed as an option; a canary judged
+        # against itself; a policy nested deeper than a policy can be
+        (lambda e: e.update(release="--help"), "release: must not start with '-'"),
+        (lambda e: e.update(baseline="canary"), "are the same group: the canary would be compared with itself"),
+        (lambda e: e["policy"]["metrics"][0].update(queries={"cloudwatch": nested(40)}),
+         "nested more than 32 levels deep"),
     ],
 )
 def test_a_bad_event_is_a_400_naming_the_field(handler, corpus, change, field):

@@ -46,8 +46,8 @@ def call(Map args = [:]) {
     } else {
         code = opts.stateMachine ? runStateMachine(opts, base, jsonFile) : runFunction(opts, base, jsonFile)
         // The Lambda answers JSON only: the same module as `gate check --junit` turns it into JUnit.
-        int written = sh(returnStatus: true, script: "${opts.python} -m gate.junit ${q(jsonFile)} " +
-                                                     "--output ${q(junitFile)} --release ${q(opts.release)}") as int
+        int written = sh(returnStatus: true, script: "${opts.python} -m gate.junit --output ${q(junitFile)} " +
+                                                     "--release=${q(opts.release)} -- ${q(jsonFile)}") as int
         if (written != 0 && !fileExists(junitFile)) {
             echo "canaryGate: no JUnit report (is canary-gate installed for ${opts.python}?)"
         }
@@ -96,8 +96,10 @@ private void validate(Map args, Map opts) {
 }
 
 // `gate check ... --watch`: the JSON verdict on stdout goes to the file, progress to the log.
+// The release comes last, after `--`: a release named `--help` is then a release (which the gate
+// refuses), never an option (help printed, exit 0: a pass).
 private String cliCommand(Map opts, String jsonFile, String junitFile) {
-    List<String> words = [opts.gate as String, 'check', q(opts.release), '--policy', q(opts.policy)]
+    List<String> words = [opts.gate as String, 'check', '--policy', q(opts.policy)]
     Map options = ['--canary': opts.canary, '--baseline': opts.baseline, '--interval': opts.interval,
                    '--lifetime': opts.lifetime, '--deployed-at': opts.deployedAt, '--store': opts.store]
     for (Map.Entry option : options.entrySet()) {
@@ -105,7 +107,7 @@ private String cliCommand(Map opts, String jsonFile, String junitFile) {
             words << (option.key as String) << q(option.value)
         }
     }
-    words << '--watch' << '--json' << '--junit' << q(junitFile)
+    words << '--watch' << '--json' << '--junit' << q(junitFile) << '--' << q(opts.release)
     return words.join(' ') + " > ${q(jsonFile)}"
 }
 
