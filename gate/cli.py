@@ -110,9 +110,12 @@ def check(
     junit: Annotated[
         Optional[Path], typer.Option("--junit", help="Also write the verdict as JUnit XML, one test case per metric.")
     ] = None,
+    examine_past: Annotated[bool, typer.Option(
+        "--examine-past", help="Judge a deploy whose canary window is already over (a recorded canary).")] = False,
 ) -> None:
     """Evaluate a release now (or watch it until it is decided)."""
-    from gate.analysis import Analysis, register_deploy
+    from gate.analysis import Analysis
+    from gate.lifecycle import register_deploy
     from gate import junit as junit_xml
     from gate.policy import load_policy, parse_policy
     from gate.store import open_store
@@ -129,7 +132,7 @@ def check(
     now = int(time.time())
     info = {"policy": loaded.name, "canary": canary or loaded.canary.scope,
             "baseline": baseline or (loaded.baseline.scope if loaded.baseline else None)}
-    started = register_deploy(history, release, requested, now, loaded, info, option="--deployed-at")
+    started = register_deploy(history, release, requested, now, loaded, info, examine_past=examine_past)
     from gate.cache import ReferenceCache
 
     analysis = Analysis(loaded, open_source_of(loaded, str(policy)), release, started,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gate.errors import StoreError
-from gate.verdict import Verdict
+from gate.verdict import LAST_MOMENT, Verdict
 
 DEFAULT_PATH = ".gate/gate.sqlite"
 REDEPLOY_EVENT = "redeploy"
@@ -76,6 +76,39 @@ CREATE INDEX IF NOT EXISTS events_release ON events (release);
 """
 
 
+def release_record(where: str, release: str, deployed_at: object, info: object) -> dict:
+    """A release as a store holds it, checked: a damaged record (a deploy time that is not epoch
+    seconds, info that is not a JSON object) is a StoreError naming what is wrong, never a crash."""
+    seconds = None
+    if isinstance(deployed_at, int) and not isinstance(deployed_at, bool):
+        seconds = deployed_at
+    elif isinstance(deployed_at, str) and deployed_at.isascii() and deployed_at.lstrip("-").isdigit():
+        seconds = int(deployed_at)
+    if seconds is None or not 0 <= seconds <= LAST_MOMENT:
+        shown = "missing" if deployed_at is None else f"{str(deployed_at)[:60]!r}"
+        raise StoreError(f"{where}: release {release!r} is damaged: its deploy time (deployed_at) is {shown}, "
+                         "not epoch seconds; repair or remove that record")
+    details = decode_json(info, f"{where}: release {release!r} is damaged: its info")
+    if not isinstance(details, dict):
+        raise StoreError(f"{where}: release {release!r} is damaged: its info is not a JSON object")
+    return {"release": release, "deployed_at": seconds, "info": details}
+
+
+def decode_json(text: object, what: str) -> object:
+    """A JSON column or attribute read back; garbage is a StoreError starting with `what`."""
+    try:
+        return json.loads(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as e:
+        raise StoreError(f"{what} is not JSON ({type(e).__name__}: {str(e)[:100]}); repair or remove that record") \
+            from None
+
+
+def redeploy_detail(previous: int, deployed_at: int, registered: dict | None) -> dict:
+    """The `redeploy` event of a restart: the deploy it replaces, kept."""
+    return {"previous_deployed_at": int(previous), "deployed_at": int(deployed_at),
+            "previous_info": registered["info"] if registered else None}
+
+
 class SqliteStore:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path or os.environ.get("GATE_STORE") or DEFAULT_PATH)
@@ -124,9 +157,7 @@ class SqliteStore:
         return self.release(release)["deployed_at"]
 
     def restart_release(self, release: str, deployed_at: int, info: dict, previous: int) -> int:
-        registered = self.release(release)
-        detail = {"previous_deployed_at": int(previous), "deployed_at": int(deployed_at),
-                  "previous_info": registered["info"] if registered else None}
+        detail = redeploy_detail(previous, deployed_at, self.release(release))
         try:
             db = self._connect()
             try:
@@ -152,8 +183,7 @@ class SqliteStore:
         rows = self._read("SELECT release, deployed_at, info FROM releases WHERE release = ?", (release,))
         if not rows:
             return None
-        row = rows[0]
-        return {"release": row["release"], "deployed_at": row["deployed_at"], "info": json.loads(row["info"])}
+        return release_record(f"store {self.path}", release, rows[0]["deployed_at"], rows[0]["info"])
 
     def record(self, verdict: Verdict) -> None:
         self._write(
@@ -184,7 +214,7 @@ class SqliteStore:
         )
         return [
             {"evaluated_at": r["evaluated_at"], "verdict": r["verdict"], "final": bool(r["final"]),
-             "reason": r["reason"], "payload": json.loads(r["payload"])}
+             "reason": r["reason"], "payload": decode_json(r["payload"], f"store {self.path}: an evaluation of {release!r}")}
             for r in rows
         ]
 
@@ -192,7 +222,8 @@ class SqliteStore:
         rows = self._read(
             "SELECT kind, detail, recorded_at FROM events WHERE release = ? ORDER BY id", (release,)
         )
-        return [{"kind": r["kind"], "detail": json.loads(r["detail"]), "recorded_at": r["recorded_at"]} for r in rows]
+        return [{"kind": r["kind"], "detail": decode_json(r["detail"], f"store {self.path}: an event of {release!r}"),
+                 "recorded_at": r["recorded_at"]} for r in rows]
 
 
 def open_store(path: str | Path | None = None) -> Store:

@@ -5,6 +5,7 @@ import sqlite3
 import pytest
 
 from gate.errors import StoreError
+from gate.lifecycle import POLICY_DIGEST, policy_digest
 from gate.store import SqliteStore, open_store
 from gate.verdict import MetricResult, Verdict
 
@@ -128,18 +129,25 @@ def test_a_broken_file_after_opening_is_a_store_error(tmp_path):
 
 # -- the release lifecycle: one registration per deploy, a re-deploy restarts the release --------
 
-def lifecycle(store) -> None:
-    """register_deploy on any store (SQLite here, DynamoDB in test_store_dynamodb.py)."""
-    from gate.analysis import register_deploy
-    from gate.errors import ReleaseError
+def web_policy(**changes):
     from gate.policy import parse_policy
 
-    policy = parse_policy({"name": "web", "source": {"type": "simulate"}, "canary": {"scope": "c"},
-                           "interval": "1m", "lifetime": "1h", "metrics": [{"name": "latency", "kind": "gauge"}]})
+    return parse_policy({"name": "web", "source": {"type": "simulate"}, "canary": {"scope": "c"},
+                         "interval": "1m", "lifetime": "1h", "metrics": [{"name": "latency", "kind": "gauge"}],
+                         **changes})
+
+
+def lifecycle(store) -> None:
+    """register_deploy on any store (SQLite here, DynamoDB in test_store_dynamodb.py)."""
+    from gate.errors import ReleaseError
+    from gate.lifecycle import register_deploy
+
+    policy = web_policy()
     clock = lambda: DEPLOYED + 10 * 86400  # noqa: E731 - "now" of the machine, long after all of this
 
     def register(release, requested, now, info=None):
-        return register_deploy(store, release, requested, now, policy, info or {"policy": "web"}, clock=clock)
+        return register_deploy(store, release, requested, now, policy, info or {"policy": "web"}, clock=clock,
+                               examine_past=True)  # the past of `clock`, on purpose
 
     # Not registered: the requested deploy time, or now.
     assert register("a", None, DEPLOYED) == DEPLOYED
@@ -164,10 +172,11 @@ def lifecycle(store) -> None:
     # A new deploy after the window: the release restarts there, the old deploy stays recorded.
     redeploy = DEPLOYED + 86400
     assert register("a", redeploy, redeploy + 60, {"policy": "web", "build": 2}) == redeploy
-    assert store.release("a") == {"release": "a", "deployed_at": redeploy, "info": {"policy": "web", "build": 2}}
+    assert store.release("a")["deployed_at"] == redeploy
+    assert {k: v for k, v in store.release("a")["info"].items() if k != POLICY_DIGEST} == {"policy": "web", "build": 2}
     (event,) = [e for e in store.events("a") if e["kind"] == "redeploy"]
     assert event["detail"]["previous_deployed_at"] == DEPLOYED and event["detail"]["deployed_at"] == redeploy
-    assert event["detail"]["previous_info"] == {"policy": "web"}
+    assert event["detail"]["previous_info"] == {"policy": "web", POLICY_DIGEST: policy_digest(policy)}
     assert register("a", None, redeploy + 120) == redeploy
     # A restart racing another one: only the first applies, the other reads what is registered.
     assert store.restart_release("a", redeploy + 7 * 86400, {}, previous=DEPLOYED) == redeploy

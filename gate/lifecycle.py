@@ -1,0 +1,151 @@
+"""The release lifecycle: which deploy of a release is judged, registered once in the store.
+
+One set of rules for every front door (the CLI, the Lambda, Jenkins through either) and every
+store: a store only offers atomic primitives (`start_release`: the first registration wins;
+`restart_release`: replace the deploy time if it is still the one seen), and `register_deploy`
+judges what it asked for against what the store holds, whoever wrote it, so that two first
+checks at once decide exactly as one after the other would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gate.errors import ReleaseError, StoreError
+from gate.policy import Policy
+from gate.verdict import iso
+
+FUTURE_SKEW = 60  # seconds a moment may be ahead of this clock (clocks differ a little)
+POLICY_DIGEST = "policy_sha256"  # the key of the policy's digest in a registration's info
+ATTEMPTS = 4  # registrations raced by other processes before giving up (each race is a write)
+
+
+@dataclass(frozen=True)
+class Names:
+    """What a front door calls the settings, so that a refusal names the one to change."""
+
+    deployed_at: str
+    now: str
+    examine_past: str
+
+
+CLI = Names("--deployed-at", "now", "--examine-past")
+LAMBDA = Names("deployed_at", "now", "examine_past")
+
+
+def policy_digest(policy: Policy) -> str:
+    """What identifies a policy's content: defaults left out, so that a new optional field in a
+    later version of the gate does not make every running canary's policy look different."""
+    return hashlib.sha256(policy.model_dump_json(exclude_defaults=True).encode()).hexdigest()
+
+
+def register_deploy(
+    store: Any,
+    release: str,
+    requested: int | None,
+    now: int,
+    policy: Policy,
+    info: dict,
+    *,
+    examine_past: bool = False,
+    names: Names = CLI,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """The deploy time to judge `release` from at `now`, registered in the store.
+
+    * not registered: register it (`requested`, or `now`), with the policy's digest;
+    * `requested` is the registered deploy time (within FUTURE_SKEW): the same canary, judged
+      again, and only with the policy it was registered with;
+    * `requested` after the registered lifetime ended: a new deploy of the same release, which
+      restarts it (the previous deploy time stays in its `redeploy` event);
+    * `requested` inside the registered lifetime but different: refused (two canaries at once?);
+    * nothing requested and the registered lifetime ended more than one interval before `now`:
+      refused, the window is over (a new deploy must say when it started).
+
+    Refused as well: a moment ahead of this clock (`requested`, `now`, or a registered deploy
+    time), and a new deploy whose lifetime ended before this clock, unless `examine_past` (the
+    caller judges a past canary on purpose). Never judges an old window for a new canary.
+    """
+    moment = clock()
+    for value, name in ((requested, names.deployed_at), (now, names.now)):
+        if value is not None and value > moment + FUTURE_SKEW:
+            raise ReleaseError(f"{name}: {_when(value)} is in the future (now {iso(moment)})")
+    info = {**info, POLICY_DIGEST: policy_digest(policy)}
+    writes = 0
+    while True:
+        # Judge what is asked against what the store holds, write only what the rules allow, and
+        # judge again: a concurrent registration that won is judged exactly as if it came first.
+        registered = store.release(release)
+        if registered is not None:
+            start = _registered(release, registered, requested, now, policy, moment, names)
+            if start is not None:
+                return start
+        if writes == ATTEMPTS:
+            raise StoreError(f"release {release!r} kept being registered by other processes at the same time; "
+                             "try again")
+        writes += 1
+        if registered is None:
+            asked = requested if requested is not None else now
+            _new_deploy(asked, policy, moment, examine_past,
+                        names.deployed_at if requested is not None else names.now, names)
+            store.start_release(release, asked, info)
+        else:  # a new deploy: only a requested deploy time after the registered window gets here
+            _new_deploy(requested, policy, moment, examine_past, names.deployed_at, names)
+            store.restart_release(release, requested, info, previous=registered["deployed_at"])
+
+
+def _registered(release: str, registered: dict, requested: int | None, now: int, policy: Policy,
+                moment: float, names: Names) -> int | None:
+    """The registered deploy time if the request is that deploy; None if it is a new deploy
+    (a restart); ReleaseError if it contradicts the registered one."""
+    start = registered["deployed_at"]
+    end = start + policy.lifetime
+    if start > moment + FUTURE_SKEW:
+        raise ReleaseError(
+            f"release {release!r} is registered as deployed at {_when(start)}, in the future of this clock "
+            f"({iso(moment)}): its canary would wait for years. The store is wrong: remove that record, or use "
+            "another release name")
+    if requested is not None and abs(requested - start) > FUTURE_SKEW:  # clocks a little apart: same deploy
+        if requested >= end:
+            return None
+        raise ReleaseError(
+            f"{names.deployed_at} {iso(requested)} contradicts release {release!r}, registered as deployed at "
+            f"{iso(start)} with a canary window until {iso(end)}: judge that deploy ({names.deployed_at} "
+            f"{iso(start)}), or a new deploy starting after {iso(end)}, or use another release name")
+    if requested is None and now > end + policy.interval:
+        raise ReleaseError(
+            f"release {release!r} was deployed at {iso(start)} and its canary window ended at {iso(end)}: "
+            f"nothing is left to judge. To judge a new deploy of it, give its start ({names.deployed_at})")
+    recorded = registered["info"].get(POLICY_DIGEST)
+    if recorded is not None and recorded != policy_digest(policy):
+        # A policy edited under a running canary (a shorter lifetime, a wider tolerance) would
+        # judge minutes already judged by other rules: one deploy, one policy.
+        raise ReleaseError(
+            f"policy {policy.name!r} differs from the policy release {release!r} was registered with at "
+            f"{iso(start)} ({registered['info'].get('policy')!r}, until {iso(end)}): judge that deploy with "
+            f"its own policy, or judge the new policy on a new deploy ({names.deployed_at} after {iso(end)}) "
+            "or under another release name")
+    return start
+
+
+def _new_deploy(asked: int, policy: Policy, moment: float, examine_past: bool, name: str, names: Names) -> None:
+    """A deploy about to be registered: refused if its whole lifetime is already over (a time in
+    the wrong zone reads hours of another canary's minutes as this one's), unless asked for."""
+    end = asked + policy.lifetime
+    if examine_past or moment <= end + policy.interval + FUTURE_SKEW:
+        return
+    raise ReleaseError(
+        f"{name} {iso(asked)}: the canary window of a deploy then ended at {iso(end)}, before now "
+        f"({iso(moment)}): there is nothing left to watch (is the time in the right zone?). To judge a "
+        f"past deploy on purpose, add {names.examine_past}")
+
+
+def _when(t: int) -> str:
+    try:
+        return iso(t)
+    except (ValueError, OverflowError, OSError):
+        return f"{t} (epoch seconds)"
