@@ -212,9 +212,10 @@ class SqliteStore:
             " WHERE release = ? ORDER BY evaluated_at, id",
             (release,),
         )
+        what = f"store {self.path}: an evaluation of {release!r}"
         return [
             {"evaluated_at": r["evaluated_at"], "verdict": r["verdict"], "final": bool(r["final"]),
-             "reason": r["reason"], "payload": decode_json(r["payload"], f"store {self.path}: an evaluation of {release!r}")}
+             "reason": r["reason"], "payload": decode_json(r["payload"], what)}
             for r in rows
         ]
 
@@ -222,8 +223,9 @@ class SqliteStore:
         rows = self._read(
             "SELECT kind, detail, recorded_at FROM events WHERE release = ? ORDER BY id", (release,)
         )
-        return [{"kind": r["kind"], "detail": decode_json(r["detail"], f"store {self.path}: an event of {release!r}"),
-                 "recorded_at": r["recorded_at"]} for r in rows]
+        what = f"store {self.path}: an event of {release!r}"
+        return [{"kind": r["kind"], "detail": decode_json(r["detail"], what), "recorded_at": r["recorded_at"]}
+                for r in rows]
 
 
 def open_store(path: str | Path | None = None) -> Store:

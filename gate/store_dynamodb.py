@@ -129,7 +129,9 @@ class DynamoStore:
         ).get("Item")
         if item is None:
             return None
-        return release_record(f"DynamoDB store {self.table}", release, item.get("deployed_at", {}).get("N"),
+        deployed_at = item.get("deployed_at")
+        return release_record(f"DynamoDB store {self.table}", release,
+                              deployed_at.get("N", deployed_at) if isinstance(deployed_at, dict) else None,
                               item.get("info", {}).get("S"))
 
     def _put_evaluation(self, release: str, at: int, verdict: str, final: bool, reason: str, payload: dict) -> None:
@@ -169,16 +171,17 @@ class DynamoStore:
         }
 
     def evaluations(self, release: str) -> list[dict]:
+        what = f"DynamoDB store {self.table}: an evaluation of {release!r}"
         return [
             {"evaluated_at": int(i["evaluated_at"]["N"]), "verdict": i["verdict"]["S"], "final": i["final"]["BOOL"],
-             "reason": i["reason"]["S"],
-             "payload": decode_json(i["payload"]["S"], f"DynamoDB store {self.table}: an evaluation of {release!r}")}
+             "reason": i["reason"]["S"], "payload": decode_json(i["payload"]["S"], what)}
             for i in self._query(release, EVALUATION_PREFIX)  # sorted by sk: time, then insertion
         ]
 
     def events(self, release: str) -> list[dict]:
+        what = f"DynamoDB store {self.table}: an event of {release!r}"
         return [
-            {"kind": i["kind"]["S"], "detail": decode_json(i["detail"]["S"], f"DynamoDB store {self.table}: an event of {release!r}"),
+            {"kind": i["kind"]["S"], "detail": decode_json(i["detail"]["S"], what),
              "recorded_at": float(i["recorded_at"]["N"])}
             for i in self._query(release, EVENT_PREFIX)
         ]

@@ -42,7 +42,7 @@ def test_check_on_a_simulated_release_passes_a_healthy_canary_and_fails_a_slow_o
     for scenario, code, outcome in [("healthy", 0, "pass"), ("bad_version", 1, "fail")]:
         policy = simulate_policy(tmp_path, scenario, deployed)
         result = run_gate("check", f"rel-{scenario}", "--policy", policy, "--deployed-at", iso(deployed),
-                          "--store", store, "--json")
+                          "--store", store, "--json", "--examine-past")
         assert result.returncode == code, result.stdout + result.stderr
         verdict = json.loads(result.stdout)
         assert verdict["verdict"] == outcome and verdict["release"] == f"rel-{scenario}"
@@ -64,7 +64,7 @@ def test_check_on_a_replayed_case(corpus, tmp_path):
     policy = write_policy(tmp_path, {**REPLAY, "source": {"type": "replay",
                                                           "options": {"case": str(corpus / "k1m-canary-down-012")}}})
     result = run_gate("check", "rel", "--policy", policy, "--deployed-at", case["deploy_at"],
-                      "--store", tmp_path / "gate.sqlite")
+                      "--store", tmp_path / "gate.sqlite", "--examine-past")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL" in result.stdout
 
@@ -115,7 +115,7 @@ def test_a_redeployed_release_is_judged_on_its_new_window_never_on_the_old_one(t
     policy = simulate_policy(tmp_path, "healthy", None)
     first = (int(time.time()) // 60 - 200) * 60  # its 1 h window ended long ago
     check = ["check", "web-1.2", "--policy", policy, "--store", store, "--json"]
-    passed = run_gate(*check, "--deployed-at", iso(first))
+    passed = run_gate(*check, "--deployed-at", iso(first), "--examine-past")
     assert passed.returncode == 0, passed.stderr
     # The same deploy again: the same window, the same verdict.
     again = run_gate(*check, "--deployed-at", str(first))
@@ -168,7 +168,7 @@ def test_a_release_name_with_spaces_slashes_and_markup_is_judged_and_shown_verba
     deployed = (int(time.time()) // 60 - 90) * 60
     policy = simulate_policy(tmp_path, "healthy", deployed)
     result = run_gate("check", "web/[bold]1.2 é", "--policy", policy, "--deployed-at", str(deployed),
-                      "--store", tmp_path / "gate.sqlite", cwd=tmp_path)
+                      "--store", tmp_path / "gate.sqlite", "--examine-past", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "web/[bold]1.2 é" in result.stdout
 

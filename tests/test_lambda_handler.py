@@ -43,7 +43,7 @@ def case_event(corpus: Path, name: str, only: tuple[str, ...] = (), **extra) -> 
     if only:
         policy["metrics"] = [m for m in policy["metrics"] if m["name"] in only]
     return {"release": name, "policy": policy, "canary": "canary", "baseline": "baseline",
-            "deployed_at": iso(case.deployed_at), "now": iso(case.end_at), **extra}
+            "deployed_at": iso(case.deployed_at), "now": iso(case.end_at), "examine_past": True, **extra}
 
 
 def expected_verdict(corpus: Path, event: dict) -> Verdict:

@@ -265,7 +265,7 @@ WHEN = {"deployed_at": {"N": "1000"}}
 
 
 @pytest.mark.parametrize(("attributes", "message"), [
-    ({"deployed_at": {"S": "yesterday"}, **INFO}, "deploy time \\(deployed_at\\) is missing, not epoch seconds"),
+    ({"deployed_at": {"S": "yesterday"}, **INFO}, "deploy time \\(deployed_at\\) is \"{'S': 'yesterday'}\", not epoch"),
     ({"deployed_at": {"N": "1.5"}, **INFO}, "deploy time \\(deployed_at\\) is '1.5', not epoch seconds"),
     (INFO, "deploy time \\(deployed_at\\) is missing"),
     ({**WHEN, "info": {"S": "{not json"}}, "its info is not JSON"),
