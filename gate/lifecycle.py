@@ -4,12 +4,15 @@ One set of rules for every front door (the CLI, the Lambda, Jenkins through eith
 store: a store only offers atomic primitives (`start_release`: the first registration wins;
 `restart_release`: replace the deploy time if it is still the one seen), and `register_deploy`
 judges what it asked for against what the store holds, whoever wrote it, so that two first
-checks at once decide exactly as one after the other would.
+checks at once decide exactly as one after the other would. How a store's record of a release
+reads back (checked: a damaged record is a StoreError) and what its `redeploy` event keeps are
+here too, once for SQLite and DynamoDB.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,11 +20,12 @@ from typing import Any
 
 from gate.errors import ReleaseError, StoreError
 from gate.policy import Policy
-from gate.verdict import iso
+from gate.verdict import LAST_MOMENT, iso
 
 FUTURE_SKEW = 60  # seconds a moment may be ahead of this clock (clocks differ a little)
 POLICY_DIGEST = "policy_sha256"  # the key of the policy's digest in a registration's info
 ATTEMPTS = 4  # registrations raced by other processes before giving up (each race is a write)
+REDEPLOY_EVENT = "redeploy"  # the event that keeps a restarted release's previous deploy
 
 
 @dataclass(frozen=True)
@@ -149,3 +153,39 @@ def _when(t: int) -> str:
         return iso(t)
     except (ValueError, OverflowError, OSError):
         return f"{t} (epoch seconds)"
+
+
+# -- what a store keeps of a release: one reading for every store ------------------------------
+
+
+def release_record(where: str, release: str, deployed_at: object, info: object) -> dict:
+    """A release as a store holds it, checked: a damaged record (a deploy time that is not epoch
+    seconds, info that is not a JSON object) is a StoreError naming what is wrong, never a crash."""
+    seconds = None
+    if isinstance(deployed_at, int) and not isinstance(deployed_at, bool):
+        seconds = deployed_at
+    elif isinstance(deployed_at, str) and deployed_at.isascii() and deployed_at.lstrip("-").isdigit():
+        seconds = int(deployed_at)
+    if seconds is None or not 0 <= seconds <= LAST_MOMENT:
+        shown = "missing" if deployed_at is None else f"{str(deployed_at)[:60]!r}"
+        raise StoreError(f"{where}: release {release!r} is damaged: its deploy time (deployed_at) is {shown}, "
+                         "not epoch seconds; repair or remove that record")
+    details = stored_json(info, f"{where}: release {release!r} is damaged: its info")
+    if not isinstance(details, dict):
+        raise StoreError(f"{where}: release {release!r} is damaged: its info is not a JSON object")
+    return {"release": release, "deployed_at": seconds, "info": details}
+
+
+def stored_json(text: object, what: str) -> object:
+    """A JSON value a store kept, read back; garbage is a StoreError starting with `what`."""
+    try:
+        return json.loads(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as e:
+        raise StoreError(f"{what} is not JSON ({type(e).__name__}: {str(e)[:100]}); repair or remove that record") \
+            from None
+
+
+def redeploy_detail(previous: int, deployed_at: int, registered: dict | None) -> dict:
+    """The `redeploy` event of a restart: the deploy it replaces, kept."""
+    return {"previous_deployed_at": int(previous), "deployed_at": int(deployed_at),
+            "previous_info": registered["info"] if registered else None}

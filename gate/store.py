@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Protocol
 
 from gate.errors import StoreError
-from gate.verdict import LAST_MOMENT, Verdict
+from gate.lifecycle import REDEPLOY_EVENT, redeploy_detail, release_record, stored_json
+from gate.verdict import Verdict
 
 DEFAULT_PATH = ".gate/gate.sqlite"
-REDEPLOY_EVENT = "redeploy"
 
 
 class Store(Protocol):
@@ -74,39 +74,6 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_release ON events (release);
 """
-
-
-def release_record(where: str, release: str, deployed_at: object, info: object) -> dict:
-    """A release as a store holds it, checked: a damaged record (a deploy time that is not epoch
-    seconds, info that is not a JSON object) is a StoreError naming what is wrong, never a crash."""
-    seconds = None
-    if isinstance(deployed_at, int) and not isinstance(deployed_at, bool):
-        seconds = deployed_at
-    elif isinstance(deployed_at, str) and deployed_at.isascii() and deployed_at.lstrip("-").isdigit():
-        seconds = int(deployed_at)
-    if seconds is None or not 0 <= seconds <= LAST_MOMENT:
-        shown = "missing" if deployed_at is None else f"{str(deployed_at)[:60]!r}"
-        raise StoreError(f"{where}: release {release!r} is damaged: its deploy time (deployed_at) is {shown}, "
-                         "not epoch seconds; repair or remove that record")
-    details = decode_json(info, f"{where}: release {release!r} is damaged: its info")
-    if not isinstance(details, dict):
-        raise StoreError(f"{where}: release {release!r} is damaged: its info is not a JSON object")
-    return {"release": release, "deployed_at": seconds, "info": details}
-
-
-def decode_json(text: object, what: str) -> object:
-    """A JSON column or attribute read back; garbage is a StoreError starting with `what`."""
-    try:
-        return json.loads(text)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as e:
-        raise StoreError(f"{what} is not JSON ({type(e).__name__}: {str(e)[:100]}); repair or remove that record") \
-            from None
-
-
-def redeploy_detail(previous: int, deployed_at: int, registered: dict | None) -> dict:
-    """The `redeploy` event of a restart: the deploy it replaces, kept."""
-    return {"previous_deployed_at": int(previous), "deployed_at": int(deployed_at),
-            "previous_info": registered["info"] if registered else None}
 
 
 class SqliteStore:
@@ -215,7 +182,7 @@ class SqliteStore:
         what = f"store {self.path}: an evaluation of {release!r}"
         return [
             {"evaluated_at": r["evaluated_at"], "verdict": r["verdict"], "final": bool(r["final"]),
-             "reason": r["reason"], "payload": decode_json(r["payload"], what)}
+             "reason": r["reason"], "payload": stored_json(r["payload"], what)}
             for r in rows
         ]
 
@@ -224,7 +191,7 @@ class SqliteStore:
             "SELECT kind, detail, recorded_at FROM events WHERE release = ? ORDER BY id", (release,)
         )
         what = f"store {self.path}: an event of {release!r}"
-        return [{"kind": r["kind"], "detail": decode_json(r["detail"], what), "recorded_at": r["recorded_at"]}
+        return [{"kind": r["kind"], "detail": stored_json(r["detail"], what), "recorded_at": r["recorded_at"]}
                 for r in rows]
 
 

@@ -22,7 +22,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gate.errors import StoreError
-from gate.store import REDEPLOY_EVENT, decode_json, redeploy_detail, release_record
+from gate.lifecycle import REDEPLOY_EVENT, redeploy_detail, release_record, stored_json
 from gate.verdict import Verdict
 
 RELEASE_SK = "release"
@@ -174,14 +174,14 @@ class DynamoStore:
         what = f"DynamoDB store {self.table}: an evaluation of {release!r}"
         return [
             {"evaluated_at": int(i["evaluated_at"]["N"]), "verdict": i["verdict"]["S"], "final": i["final"]["BOOL"],
-             "reason": i["reason"]["S"], "payload": decode_json(i["payload"]["S"], what)}
+             "reason": i["reason"]["S"], "payload": stored_json(i["payload"]["S"], what)}
             for i in self._query(release, EVALUATION_PREFIX)  # sorted by sk: time, then insertion
         ]
 
     def events(self, release: str) -> list[dict]:
         what = f"DynamoDB store {self.table}: an event of {release!r}"
         return [
-            {"kind": i["kind"]["S"], "detail": decode_json(i["detail"]["S"], what),
+            {"kind": i["kind"]["S"], "detail": stored_json(i["detail"]["S"], what),
              "recorded_at": float(i["recorded_at"]["N"])}
             for i in self._query(release, EVENT_PREFIX)
         ]

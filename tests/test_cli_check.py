@@ -100,6 +100,53 @@ def test_a_missing_case_folder_is_one_line_and_exit_4(tmp_path):
 
 # -- the deploy time: bad values, the future, re-deploys ------------------------------------------
 
+def test_a_deploy_time_without_a_zone_is_refused_naming_the_option(tmp_path):
+    """Issue 17.5: `2026-12-01T09:30:00` used to be read as UTC; from a machine hours off UTC the
+    window moved onto another canary's minutes."""
+    policy = simulate_policy(tmp_path, "healthy", None)
+    naive = iso(int(time.time()) - 600).removesuffix("Z")
+    for value in (naive, naive[:10]):
+        result = run_gate("check", "rel", "--policy", policy, "--deployed-at", value, "--store", tmp_path / "g.sqlite")
+        one_error_line(result, "--deployed-at", "has no time zone", "add Z for UTC")
+    assert run_gate("check", "rel", "--policy", policy, "--deployed-at", naive + "+00:00",
+                    "--store", tmp_path / "g.sqlite").returncode == 3  # with its zone: judged (10 min in)
+
+
+def test_a_first_check_of_a_deploy_whose_window_is_over_needs_examine_past(tmp_path):
+    """Issue 17.5: a first registration whose whole lifetime is over would be judged at once, final,
+    on minutes nobody watched; only on purpose."""
+    deployed = (int(time.time()) // 60 - 180) * 60  # the 1 h lifetime ended two hours ago
+    policy = simulate_policy(tmp_path, "healthy", deployed)
+    check = ["check", "rel", "--policy", policy, "--deployed-at", iso(deployed), "--store", tmp_path / "g.sqlite"]
+    one_error_line(run_gate(*check), "--deployed-at", "window", "ended", "--examine-past")
+    assert run_gate(*check, "--examine-past").returncode == 0
+
+
+def test_another_policy_for_a_running_canary_is_refused(tmp_path):
+    """Issue 17.6: a policy edited mid-canary (a shorter lifetime) used to judge the same deploy."""
+    deployed = (int(time.time()) // 60 - 30) * 60
+    policy = simulate_policy(tmp_path, "healthy", deployed)
+    check = ["check", "rel", "--policy", policy, "--deployed-at", iso(deployed), "--store", tmp_path / "g.sqlite"]
+    assert run_gate(*check).returncode in (0, 3)
+    one_error_line(run_gate(*check, "--lifetime", "20m"), "differs from the policy release 'rel' was registered with")
+    edited = simulate_policy(tmp_path, "bad_version", deployed)
+    one_error_line(run_gate("check", "rel", "--policy", edited, "--store", tmp_path / "g.sqlite"), "differs")
+
+
+def test_a_damaged_store_row_is_one_line_naming_it(tmp_path):
+    import sqlite3
+
+    policy = simulate_policy(tmp_path, "healthy", None)
+    for column, value in (("deployed_at", "'soon'"), ("info", "'{'")):
+        store = tmp_path / f"{column}.sqlite"
+        assert run_gate("check", "rel", "--policy", policy, "--store", store).returncode == 3
+        with sqlite3.connect(store) as db:
+            db.execute(f"UPDATE releases SET {column} = {value}")  # noqa: S608 - the test's own values
+        result = run_gate("check", "rel", "--policy", policy, "--store", store)
+        one_error_line(result, "release 'rel' is damaged", column if column == "deployed_at" else "its info")
+        assert "internal error" not in result.stderr
+
+
 def test_a_bad_deployed_at_is_one_line_naming_the_option(tmp_path):
     policy = simulate_policy(tmp_path, "healthy", None)
     future = iso(int(time.time()) + 3600)
