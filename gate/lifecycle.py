@@ -63,7 +63,8 @@ def register_deploy(
 
     * not registered: register it (`requested`, or `now`), with the policy's digest;
     * `requested` is the registered deploy time (within FUTURE_SKEW): the same canary, judged
-      again, and only with the policy it was registered with;
+      again, and only with the policy it was registered with (another policy replaces it only
+      while nothing was judged yet, e.g. after a first evaluation that could not read metrics);
     * `requested` after the registered lifetime ended: a new deploy of the same release, which
       restarts it (the previous deploy time stays in its `redeploy` event);
     * `requested` inside the registered lifetime but different: refused (two canaries at once?);
@@ -84,9 +85,10 @@ def register_deploy(
         # Judge what is asked against what the store holds, write only what the rules allow, and
         # judge again: a concurrent registration that won is judged exactly as if it came first.
         registered = store.release(release)
+        start = None
         if registered is not None:
             start = _registered(release, registered, requested, now, policy, moment, names)
-            if start is not None:
+            if start is not None and _judged_by(policy, store, release, registered, start, names):
                 return start
         if writes == ATTEMPTS:
             raise StoreError(f"release {release!r} kept being registered by other processes at the same time; "
@@ -97,9 +99,11 @@ def register_deploy(
             _new_deploy(asked, policy, moment, examine_past,
                         names.deployed_at if requested is not None else names.now, names)
             store.start_release(release, asked, info)
-        else:  # a new deploy: only a requested deploy time after the registered window gets here
+        elif start is None:  # a new deploy: only a requested deploy time after the registered window
             _new_deploy(requested, policy, moment, examine_past, names.deployed_at, names)
             store.restart_release(release, requested, info, previous=registered["deployed_at"])
+        else:  # the same deploy, its policy corrected before anything was judged by the old one
+            store.restart_release(release, start, info, previous=start)
 
 
 def _registered(release: str, registered: dict, requested: int | None, now: int, policy: Policy,
@@ -124,16 +128,26 @@ def _registered(release: str, registered: dict, requested: int | None, now: int,
         raise ReleaseError(
             f"release {release!r} was deployed at {iso(start)} and its canary window ended at {iso(end)}: "
             f"nothing is left to judge. To judge a new deploy of it, give its start ({names.deployed_at})")
-    recorded = registered["info"].get(POLICY_DIGEST)
-    if recorded is not None and recorded != policy_digest(policy):
-        # A policy edited under a running canary (a shorter lifetime, a wider tolerance) would
-        # judge minutes already judged by other rules: one deploy, one policy.
-        raise ReleaseError(
-            f"policy {policy.name!r} differs from the policy release {release!r} was registered with at "
-            f"{iso(start)} ({registered['info'].get('policy')!r}, until {iso(end)}): judge that deploy with "
-            f"its own policy, or judge the new policy on a new deploy ({names.deployed_at} after {iso(end)}) "
-            "or under another release name")
     return start
+
+
+def _judged_by(policy: Policy, store: Any, release: str, registered: dict, start: int, names: Names) -> bool:
+    """Whether the registered deploy is judged by `policy`: True if it was registered with it (or
+    before digests were kept), False if another policy was registered but judged nothing yet (a
+    policy corrected after a failed first evaluation), else ReleaseError."""
+    recorded = registered["info"].get(POLICY_DIGEST)
+    if recorded is None or recorded == policy_digest(policy):
+        return True
+    if not any(e["verdict"] != "error" and e["evaluated_at"] >= start for e in store.evaluations(release)):
+        return False
+    # A policy edited under a running canary (a shorter lifetime, a wider tolerance) would judge
+    # minutes already judged by other rules: one deploy, one policy.
+    end = start + policy.lifetime
+    raise ReleaseError(
+        f"policy {policy.name!r} differs from the policy release {release!r} was registered with at "
+        f"{iso(start)} ({registered['info'].get('policy')!r}), which has judged it: judge that deploy with "
+        f"its own policy, or the new policy on a new deploy ({names.deployed_at} after {iso(end)}) "
+        "or under another release name")
 
 
 def _new_deploy(asked: int, policy: Policy, moment: float, examine_past: bool, name: str, names: Names) -> None:

@@ -317,12 +317,21 @@ def moments_and_policies(store) -> None:
     assert register("ahead", None, clock + 30) == clock + 30  # clocks a little apart
     # A policy changed under a running canary: refused, naming both.
     assert register("p", DEPLOYED, clock) == DEPLOYED
+    store.record(verdict("p", 5))  # judged by it
     shorter = web_policy(lifetime="20m")
     with pytest.raises(ReleaseError, match="policy 'web' differs from the policy release 'p' was registered with"):
         register("p", DEPLOYED, clock, shorter)
     with pytest.raises(ReleaseError, match="differs"):
         register("p", None, clock, shorter)
     assert register("p", None, clock) == DEPLOYED  # the same policy still judges it
+    # Before anything was judged (only errors: the source could not be read), it may be corrected.
+    assert register("q", DEPLOYED, clock) == DEPLOYED
+    store.record_error("q", DEPLOYED + 60, "case folder not found")
+    assert register("q", DEPLOYED, clock, shorter) == DEPLOYED
+    assert store.release("q")["info"][POLICY_DIGEST] == policy_digest(shorter)
+    store.record(verdict("q", 5))
+    with pytest.raises(ReleaseError, match="differs"):
+        register("q", DEPLOYED, clock)
     # A new deploy after the window starts with the new policy.
     later = registering(store, DEPLOYED + 3700)
     assert later("p", DEPLOYED + 3600, DEPLOYED + 3700, shorter) == DEPLOYED + 3600
