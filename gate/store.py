@@ -23,7 +23,8 @@ DEFAULT_PATH = ".gate/gate.sqlite"
 
 class Store(Protocol):
     def start_release(self, release: str, deployed_at: int, info: dict) -> int:
-        """Register a release; returns its deploy time (the first one registered wins)."""
+        """Register a release; returns its deploy time (the first one registered wins: a loser
+        gets the winner's, which `gate.lifecycle.register_deploy` judges against its own)."""
         ...
 
     def restart_release(self, release: str, deployed_at: int, info: dict, previous: int) -> int:
