@@ -96,11 +96,11 @@ def register_deploy(
         writes += 1
         if registered is None:
             asked = requested if requested is not None else now
-            _new_deploy(asked, policy, moment, examine_past,
-                        names.deployed_at if requested is not None else names.now, names)
+            said = names.deployed_at if requested is not None else names.now
+            _new_deploy(asked, said, policy, moment, None if examine_past else names.examine_past)
             store.start_release(release, asked, info)
         elif start is None:  # a new deploy: only a requested deploy time after the registered window
-            _new_deploy(requested, policy, moment, examine_past, names.deployed_at, names)
+            _new_deploy(requested, names.deployed_at, policy, moment, None if examine_past else names.examine_past)
             store.restart_release(release, requested, info, previous=registered["deployed_at"])
         else:  # the same deploy, its policy corrected before anything was judged by the old one
             store.restart_release(release, start, info, previous=start)
@@ -150,16 +150,17 @@ def _judged_by(policy: Policy, store: Any, release: str, registered: dict, start
         "or under another release name")
 
 
-def _new_deploy(asked: int, policy: Policy, moment: float, examine_past: bool, name: str, names: Names) -> None:
+def _new_deploy(asked: int, name: str, policy: Policy, moment: float, past_flag: str | None) -> None:
     """A deploy about to be registered: refused if its whole lifetime is already over (a time in
-    the wrong zone reads hours of another canary's minutes as this one's), unless asked for."""
+    the wrong zone reads hours of another canary's minutes as this one's), unless the caller
+    examines the past (`past_flag` None; else the flag that would say so)."""
     end = asked + policy.lifetime
-    if examine_past or moment <= end + policy.interval + FUTURE_SKEW:
+    if past_flag is None or moment <= end + policy.interval + FUTURE_SKEW:
         return
     raise ReleaseError(
         f"{name} {iso(asked)}: the canary window of a deploy then ended at {iso(end)}, before now "
         f"({iso(moment)}): there is nothing left to watch (is the time in the right zone?). To judge a "
-        f"past deploy on purpose, add {names.examine_past}")
+        f"past deploy on purpose, add {past_flag}")
 
 
 def _when(t: int) -> str:
