@@ -110,6 +110,8 @@ def check(
     junit: Annotated[
         Optional[Path], typer.Option("--junit", help="Also write the verdict as JUnit XML, one test case per metric.")
     ] = None,
+    examine_past: Annotated[bool, typer.Option(
+        "--examine-past", help="Judge a deploy whose canary window is already over (a recorded canary).")] = False,
 ) -> None:
     """Evaluate a release now (or watch it until it is decided)."""
     from gate import junit as junit_xml
@@ -120,7 +122,7 @@ def check(
     try:
         check_release(release)  # before anything is written with its name but the JUnit report
         analysis, history = _analysis(release, policy, canary, baseline, deployed_at, store, interval, lifetime,
-                                      now)
+                                      now, examine_past)
         verdict = _watch(analysis, as_json) if watch else analysis.evaluate(now)
     except (Exception, KeyboardInterrupt) as e:
         if junit:  # the cause, for the CI server's test report
@@ -134,9 +136,11 @@ def check(
     raise typer.Exit(EXIT_CODES[verdict.verdict])
 
 
-def _analysis(release, policy, canary, baseline, deployed_at, store, interval, lifetime, now: int):
+def _analysis(release, policy, canary, baseline, deployed_at, store, interval, lifetime, now: int,
+              examine_past: bool):
     """The release's analysis (its deploy registered in the store) and the store."""
-    from gate.analysis import Analysis, register_deploy
+    from gate.analysis import Analysis
+    from gate.lifecycle import register_deploy
     from gate.cache import ReferenceCache
     from gate.policy import load_policy, parse_policy
     from gate.store import open_store
@@ -149,7 +153,7 @@ def _analysis(release, policy, canary, baseline, deployed_at, store, interval, l
     history = open_store(store)
     info = {"policy": loaded.name, "canary": canary or loaded.canary.scope,
             "baseline": baseline or (loaded.baseline.scope if loaded.baseline else None)}
-    started = register_deploy(history, release, requested, now, loaded, info, option="--deployed-at")
+    started = register_deploy(history, release, requested, now, loaded, info, examine_past=examine_past)
     analysis = Analysis(loaded, open_source_of(loaded, str(policy)), release, started,
                         canary=canary, baseline=baseline, store=history, cache=ReferenceCache())
     return analysis, history

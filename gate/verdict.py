@@ -60,20 +60,24 @@ def parse_time(text: str) -> int:
     """ISO 8601 (with Z or an offset) or epoch seconds -> epoch seconds.
 
     Anything else (not a string, `nan`, `yesterday`, month 13, a moment past year 9999) is a
-    ValueError that says what a moment looks like."""
+    ValueError that says what a moment looks like. A time without its zone is refused too: read
+    as UTC, a local time would move the canary's window by hours."""
     if not isinstance(text, str):
         raise ValueError(f"{text!r} is not a moment: ISO 8601 text like 2024-05-01T10:00:00Z, or epoch seconds")
     stripped = text.strip()
+    naive = False
     try:
         if stripped.lstrip("-").isdigit() and stripped.isascii():
             seconds = int(stripped)
         else:
             moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
+            naive = moment.tzinfo is None
             seconds = int(moment.timestamp())
     except (ValueError, OverflowError, OSError):
         seconds = None
+    if naive:
+        raise ValueError(f"{text[:60]!r} has no time zone: add Z for UTC or an offset like +02:00 "
+                         "(e.g. 2024-05-01T10:00:00Z)")
     if seconds is None or not 0 <= seconds <= LAST_MOMENT:
         raise ValueError(f"{text[:60]!r} is not a moment: ISO 8601 like 2024-05-01T10:00:00Z, or epoch seconds "
                          "(1970 to 9999)")

@@ -125,7 +125,8 @@ def test_gate_check_junit_from_a_real_verdict(tmp_path, corpus):
         "metrics:\n  - {name: cpu, kind: gauge}\n  - {name: latency, kind: gauge}\n")
     report = tmp_path / "out" / "junit.xml"
     result = run_gate("check", "web-9", "--policy", policy, "--deployed-at", deployed_at, "--watch", "--json",
-                      "--store", tmp_path / "gate.db", "--junit", report, "--lifetime", "30m", cwd=tmp_path)
+                      "--store", tmp_path / "gate.db", "--junit", report, "--lifetime", "30m", "--examine-past",
+                      cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     out = json.loads(result.stdout)
     assert out["verdict"] == "fail"

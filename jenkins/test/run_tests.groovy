@@ -233,6 +233,22 @@ def executionEnds = { Harness h, String status, Object output, Map counter ->
 Map STATE_MACHINE = LAMBDA.findAll { it.key != 'function' } + [stateMachine: 'arn:aws:states:eu-west-1:1:stateMachine:gate',
                                                                deployedAt: '2024-05-01T10:00:00Z']
 
+test('step: examinePast reaches the gate as --examine-past (cli) and examine_past (lambda); not a boolean: refused') {
+    Harness h = harness()
+    h.runStep(ARGS + [deployedAt: '2017-05-24T15:42:00Z', examinePast: true])
+    assert h.commands[1].contains("--deployed-at '2017-05-24T15:42:00Z' --examine-past --watch")
+    h = harness()
+    h.runStep(ARGS)
+    assert !h.commands[1].contains('--examine-past')
+    h = harness()
+    h.onSh = executionEnds(h, 'SUCCEEDED', [verdict: 'pass', exit_code: 0, answer: VERDICT + [verdict: 'pass']], [:])
+    h.runStep(STATE_MACHINE + [examinePast: true])
+    assert new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3-event.json').text).examine_past == true
+    h = harness()
+    assert failure { h.runStep(ARGS + [examinePast: 'yes']) } == "canaryGate: 'examinePast' must be true or false, got 'yes'"
+    assert h.commands.isEmpty()
+}
+
 test('step lambda state machine: start-execution with the bare event, poll describe-execution, the answer is the verdict') {
     [['SUCCEEDED', 'pass', 0], ['SUCCEEDED', 'fail', 1], ['SUCCEEDED', 'inconclusive', 3]].each { String status, String expected, int code ->
         Harness h = harness()
@@ -475,7 +491,8 @@ if (System.getenv('GATE_BIN')) {
         Harness h = new Harness(jenkinsDir, new File(System.getenv('GATE_REAL_WORKSPACE')))
         h.onSh = { String script, Map a -> h.realSh(script) }
         String verdict = h.runStep(release: 'web-1.2.3', policy: System.getenv('GATE_REAL_POLICY'),
-                                   deployedAt: System.getenv('GATE_REAL_DEPLOYED_AT'), store: 'gate.db',
+                                   deployedAt: System.getenv('GATE_REAL_DEPLOYED_AT'), examinePast: true,
+                                   store: 'gate.db',
                                    gate: System.getenv('GATE_BIN'))
         Map json = new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3.json').text) as Map
         assert verdict == json.verdict

@@ -19,7 +19,10 @@
 //   canary, baseline    scopes, override the policy's.
 //   mode                'cli' (default: `gate check --watch` on the agent) or 'lambda'.
 //   interval, lifetime  cli mode: override the policy's (e.g. '1m', '2h').
-//   deployedAt          when the canary started (ISO 8601 or epoch); default the first check.
+//   deployedAt          when the canary started (ISO 8601 with Z or an offset, or epoch);
+//                       default the first check.
+//   examinePast         true: judge a deploy whose canary window is already over (a recorded
+//                       canary); the gate refuses such a deploy otherwise.
 //   gate, store         cli mode: the gate command (default 'gate'), its --store file.
 //   function            lambda mode: the analyzer function, invoked once per `pollSeconds`.
 //   stateMachine        lambda mode: the state machine ARN running the whole canary instead.
@@ -69,7 +72,8 @@ private Map verdicts() {
 
 private void validate(Map args, Map opts) {
     List known = ['release', 'policy', 'canary', 'baseline', 'mode', 'interval', 'lifetime', 'deployedAt',
-                  'gate', 'store', 'function', 'stateMachine', 'region', 'pollSeconds', 'python', 'outputDir']
+                  'examinePast', 'gate', 'store', 'function', 'stateMachine', 'region', 'pollSeconds', 'python',
+                  'outputDir']
     for (Object name : args.keySet()) {
         if (!known.contains(name)) {
             error("canaryGate: unknown argument '${name}' (known: ${known.join(', ')})")
@@ -79,6 +83,9 @@ private void validate(Map args, Map opts) {
         if (!opts[name]) {
             error("canaryGate: missing required argument '${name}'")
         }
+    }
+    if (args.containsKey('examinePast') && !(args.examinePast instanceof Boolean)) {
+        error("canaryGate: 'examinePast' must be true or false, got '${args.examinePast}'")
     }
     if (opts.mode == 'lambda') {
         if (!opts.function == !opts.stateMachine) {
@@ -107,6 +114,9 @@ private String cliCommand(Map opts, String jsonFile, String junitFile) {
             words << (option.key as String) << q(option.value)
         }
     }
+    if (opts.examinePast) {
+        words << '--examine-past'
+    }
     words << '--watch' << '--json' << '--junit' << q(junitFile) << '--' << q(opts.release)
     return words.join(' ') + " > ${q(jsonFile)}"
 }
@@ -121,6 +131,9 @@ private String event(Map opts) {
     }
     if (opts.deployedAt) {
         event.deployed_at = opts.deployedAt as String
+    }
+    if (opts.examinePast) {
+        event.examine_past = true
     }
     return JsonOutput.toJson(event)
 }
