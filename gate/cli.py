@@ -238,8 +238,18 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
     if as_json:
         print(json.dumps(records))
         return
+    from rich.table import Table
+
+    from gate.verdict import iso
+
+    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
+                  title=f"release {escape(release)}: {len(records)} evaluation(s), times in UTC")
+    table.add_column("evaluated at", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("reason", overflow="fold", ratio=1)
     for r in records:
-        out.print(f"{r['evaluated_at']}  {r['verdict']:<12} {r['reason']}", highlight=False)
+        table.add_row(iso(r["evaluated_at"]), r["verdict"], escape(r["reason"]))
+    out.print(table, highlight=False)
 
 
 @app.command()

@@ -49,8 +49,9 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-# Imported at init on purpose: Lambda runs the init phase at full CPU, and the first evaluation
-# then pays nothing for numpy/scipy/statsmodels.
+# The gate's modules load at init; statsmodels, scipy and the Datadog client do not: they load
+# when a fit (not with a cached reference) or a fetch first needs them, so a cold start that
+# only answers a retry or a bad event does not pay for them (bench/lambda_import.py).
 from gate.analysis import Analysis, register_deploy
 from gate.cache import ReferenceCache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError

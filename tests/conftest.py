@@ -9,6 +9,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("GATE_CORPUS", ROOT.parent / "shared" / "corpus" / "dev"))
 
 
+@pytest.fixture(autouse=True)
+def reports_in_tmp(tmp_path_factory, monkeypatch):
+    """A report a test writes goes to a temporary folder, never into the working tree's reports/
+    (subprocesses inherit it; a test about the default folder sets GATE_REPORT_DIR="")."""
+    monkeypatch.setenv("GATE_REPORT_DIR", str(tmp_path_factory.mktemp("reports")))
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     """The recorded cases (../shared/corpus/dev, or GATE_CORPUS). Absent, the tests that replay them

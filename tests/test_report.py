@@ -278,7 +278,7 @@ def test_gate_report_command(tmp_path, corpus):
         "canary: {scope: canary}\nbaseline: {scope: baseline}\ninterval: 1m\nlifetime: 1h\n"
         "metrics:\n  - {name: cpu, kind: gauge}\n  - {name: latency, kind: gauge}\n")
     store = tmp_path / "s.sqlite"
-    env = {"SLACK_WEBHOOK_URL": "", "GATE_REPORT_BUCKET": ""}
+    env = {"SLACK_WEBHOOK_URL": "", "GATE_REPORT_BUCKET": "", "GATE_REPORT_DIR": ""}  # the default folder
     checked = run_gate("check", "web-1.2", "--policy", policy, "--deployed-at", deployed, "--store", store,
                        cwd=tmp_path, env=env)
     assert checked.returncode == 1, checked.stderr
