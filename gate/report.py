@@ -140,15 +140,16 @@ def _seasonal_bands(reference: Any, policy: Policy, t: np.ndarray) -> dict[str, 
     return bands
 
 
-def _compact(values: np.ndarray) -> list[float | None]:
-    return [float(f"{v:.6g}") if math.isfinite(v) else None for v in np.asarray(values, dtype=float)]
+def _json_floats(values: np.ndarray) -> list[float | None]:
+    """JSON-ready, at full precision: the rebuilt report draws exactly what the first one drew."""
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=float)]
 
 
 def _frame_to_dict(frame: Frame | None) -> dict | None:
     if frame is None:
         return None
     return {"step": frame.step, "t": [int(t) for t in frame.timestamps],
-            "values": {k: _compact(v) for k, v in frame.values.items()}}
+            "values": {k: _json_floats(v) for k, v in frame.values.items()}}
 
 
 def _frame_from_dict(d: dict | None) -> Frame | None:
@@ -174,7 +175,7 @@ def snapshot(policy: Policy, window: Observations, expected: dict[str, Band] | N
         "baseline_scope": baseline or (policy.baseline.scope if policy.baseline else None),
         "canary": _frame_to_dict(window.canary),
         "baseline": _frame_to_dict(window.baseline),
-        "expected": None if expected is None else {k: [_compact(a) for a in v] for k, v in expected.items()},
+        "expected": None if expected is None else {k: [_json_floats(a) for a in v] for k, v in expected.items()},
     }
 
 

@@ -77,10 +77,12 @@ def parse_time(text: str) -> int:
 
 
 def _finite(x: float | None) -> float | None:
+    """Full precision (JSON keeps every digit of a float): what is stored must show, rounded once
+    for display, exactly what the verdict showed."""
     if x is None:
         return None
     x = float(x)
-    return round(x, 6) if math.isfinite(x) else None
+    return x if math.isfinite(x) else None
 
 
 @dataclass

@@ -259,6 +259,27 @@ def test_write_then_rebuild_from_the_store_gives_the_same_report(tmp_path, fail_
     assert kinds == ["report-data", "report"]
 
 
+def test_the_rebuilt_report_shows_the_numbers_the_verdict_showed(tmp_path, fail_case):
+    """Stored at full precision: rounded once for display, as the first report and Slack did
+    (0.0051449999 shows as 0.00514; stored rounded to 0.005145 it came back as 0.00515)."""
+    from dataclasses import replace
+
+    verdict, window, expected, policy = fail_case
+    first = verdict.metrics[0]
+    on_the_edge = replace(first, canary=0.0051449999, baseline=0.0031449999, effect=0.63594999, expected=None,
+                          interval=(0.1234549999, 1.1234549999))
+    verdict = replace(verdict, metrics=[on_the_edge, *verdict.metrics[1:]])
+    store = SqliteStore(tmp_path / "s.sqlite")
+    store.start_release(verdict.release, verdict.deployed_at, {})
+    store.record(verdict)
+    location = write_report(verdict, window, expected, policy, store=store, out=tmp_path / "a.html")
+    again = rebuild(store, verdict.release)
+    strip = lambda doc: re.sub(r"generated [^·]*·", "", doc)  # noqa: E731
+    assert "0.00514" in again and "0.00515" not in again
+    assert strip(again) == strip(Path(location).read_text())
+    assert Verdict.from_dict(store.evaluations(verdict.release)[-1]["payload"]) == verdict
+
+
 def test_a_report_that_cannot_be_written_does_not_raise(tmp_path, fail_case):
     verdict, window, expected, policy = fail_case
     store = SqliteStore(tmp_path / "s.sqlite")
