@@ -125,6 +125,9 @@ def check(
     if interval or lifetime:
         overrides = {k: v for k, v in (("interval", interval), ("lifetime", lifetime)) if v}
         loaded = parse_policy({**loaded.model_dump(), **overrides}, origin=f"{policy} with --interval/--lifetime")
+    source = open_source_of(loaded, str(policy))
+    if requested is None:  # a recorded case knows when its canary started; a live source does not
+        requested = getattr(source, "known_deployed_at", None)
     history = open_store(store)
     now = int(time.time())
     info = {"policy": loaded.name, "canary": canary or loaded.canary.scope,
@@ -132,7 +135,7 @@ def check(
     started = register_deploy(history, release, requested, now, loaded, info, option="--deployed-at")
     from gate.cache import ReferenceCache
 
-    analysis = Analysis(loaded, open_source_of(loaded, str(policy)), release, started,
+    analysis = Analysis(loaded, source, release, started,
                         canary=canary, baseline=baseline, store=history, cache=ReferenceCache())
     if not watch:
         verdict = analysis.evaluate(now)

@@ -284,7 +284,21 @@ def load_policy(path: str | Path) -> Policy:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise PolicyError(f"{path}: {problem}{where}") from None
-    return parse_policy(data, origin=str(path))
+    return _anchored(parse_policy(data, origin=str(path)), path.parent)
+
+
+# Source options that name files or folders: relative to the policy file that names them, not to
+# the folder the gate happens to run in (`gate check --policy ci/policy.yaml` from anywhere).
+PATH_OPTIONS = {"replay": ("case",)}
+
+
+def _anchored(policy: Policy, folder: Path) -> Policy:
+    options = policy.source.options
+    names = [n for n in PATH_OPTIONS.get(policy.source.type, ()) if isinstance(options.get(n), str) and options[n]]
+    if not names:
+        return policy
+    resolved = {**options, **{n: str(folder / options[n]) for n in names}}  # an absolute path stays as it is
+    return policy.model_copy(update={"source": policy.source.model_copy(update={"options": resolved})})
 
 
 def json_schema() -> str:
