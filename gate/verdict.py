@@ -110,6 +110,15 @@ class MetricResult:
         return d
 
 
+def joined_reasons(results: list[MetricResult]) -> str:
+    """`name: reason` per metric, the metrics with one reason named together: a canary that died
+    fails every metric for one cause, said once ("cpu, memory: the canary has not reported...")."""
+    names_by_reason: dict[str, list[str]] = {}
+    for r in results:
+        names_by_reason.setdefault(r.reason, []).append(r.name)
+    return "; ".join(f"{', '.join(names)}: {reason}" for reason, names in names_by_reason.items())
+
+
 @dataclass
 class Verdict:
     release: str
