@@ -353,8 +353,11 @@ def chart_svg(metric: Metric, result: MetricResult | None, verdict: Verdict, pol
         out.append(_line(ax, baseline_t, baseline, COLORS["baseline"], "baseline"))
     if canary is not None:
         out.append(_line(ax, canary_t, canary, COLORS["canary"], "canary"))
-    color = VERDICT_COLORS.get(verdict.verdict, "#343a40")
-    label = f"{verdict.verdict} at +{fmt_minutes(verdict.evaluated_at - x0)}"
+    # The release's verdict on the cards that share it; a metric that passed in a failed release
+    # (or any other mismatch) shows only when the release was decided, in grey.
+    own = result is None or result.verdict == verdict.verdict
+    color = VERDICT_COLORS.get(verdict.verdict, "#343a40") if own else "#868e96"
+    label = f"{verdict.verdict if own else 'decided'} at +{fmt_minutes(verdict.evaluated_at - x0)}"
     anchor = "end" if xd > W / 2 else "start"
     dx = -5 if anchor == "end" else 5
     out.append(f'<line class="decision" x1="{xd:.1f}" x2="{xd:.1f}" y1="{TOP}" y2="{H - BOTTOM}"'
@@ -394,8 +397,10 @@ def effect_svg(result: MetricResult, metric: Metric | None) -> str:
         out.append(f'<rect x="{x(max(ok_lo, lo)):.1f}" y="8" width="{x(min(ok_hi, hi)) - x(max(ok_lo, lo)):.1f}"'
                    f' height="22" fill="#d3f9d8"/>')
     for v in _ticks(lo, hi, 6):
+        # A label centred on a tick near an edge ("+1500%") would be cut off: it ends (starts) there.
+        anchor = "end" if x(v) > width - right - 24 else "start" if x(v) < left + 24 else "middle"
         out.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="30" y2="34" stroke="#868e96"/>')
-        out.append(f'<text x="{x(v):.1f}" y="46" text-anchor="middle" class="tick">{v:+.0%}</text>')
+        out.append(f'<text x="{x(v):.1f}" y="46" text-anchor="{anchor}" class="tick">{v:+.0%}</text>')
     out.append(f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="6" y2="32" stroke="#495057"/>')
     color = VERDICT_COLORS.get(result.verdict, "#343a40")
     if result.interval is not None and all(v is not None and math.isfinite(v) for v in result.interval):

@@ -280,6 +280,29 @@ def test_the_rebuilt_report_shows_the_numbers_the_verdict_showed(tmp_path, fail_
     assert Verdict.from_dict(store.evaluations(verdict.release)[-1]["payload"]) == verdict
 
 
+def test_only_the_cards_that_share_the_release_verdict_carry_it_on_their_marker(fail_case):
+    from dataclasses import replace
+
+    verdict, window, expected, policy = fail_case
+    passed = replace(verdict.metrics[0], verdict="pass")
+    document = render_report(replace(verdict, metrics=[passed, *verdict.metrics[1:]]), window, expected, policy)
+    markers = dict(re.findall(r'data-metric="([^"]+)".*?class="marker"[^>]*>([^<]*)</text>', document, re.S))
+    assert markers[passed.name].startswith("decided at +"), markers
+    assert all(markers[m.name].startswith("fail at +") for m in verdict.metrics[1:] if m.verdict == "fail")
+
+
+def test_the_effect_strip_keeps_its_axis_labels_inside():
+    from gate.report import effect_svg
+
+    for effect, interval in ((11.35, (9.08, 13.62)), (1.1, (0.88, 1.32)), (-0.9, (-0.95, -0.85))):
+        svg = effect_svg(MetricResult("errors", "fail", "r", effect=effect, interval=interval, tolerance=0.5), None)
+        width = float(re.search(r'viewBox="0 0 (\d+)', svg).group(1))
+        for x, anchor, label in re.findall(r'<text x="([\d.]+)" y="46" text-anchor="(\w+)"[^>]*>([^<]*)<', svg):
+            half = len(label) * 3.5  # about half the width of an 11px label
+            left, right = {"start": (0, 2 * half), "middle": (half, half), "end": (2 * half, 0)}[anchor]
+            assert float(x) - left >= 0 and float(x) + right <= width, (label, x, anchor)
+
+
 def test_a_report_that_cannot_be_written_does_not_raise(tmp_path, fail_case):
     verdict, window, expected, policy = fail_case
     store = SqliteStore(tmp_path / "s.sqlite")
