@@ -657,10 +657,11 @@ def rebuild(store: Any, release: str) -> str:
         decisive = [Verdict.from_dict(e["payload"]) for e in evaluations if e["verdict"] in ("pass", "fail")]
         decisive = [v for v in decisive if any(s.get("evaluated_at") == iso(v.evaluated_at) for s in snapshots)]
         if not decisive:
-            raise ReportError(
-                f"release {release!r}: the data behind its verdicts was not recorded "
-                "(it is recorded with decisive verdicts only; the last one is "
-                f"{last.verdict} at {iso(last.evaluated_at)})")
+            if last.decisive:  # the report of that verdict failed to be written (its `report` event says why)
+                raise ReportError(f"release {release!r}: the data behind its {last.verdict} verdict at "
+                                  f"{iso(last.evaluated_at)} was not recorded (its report could not be written)")
+            raise ReportError(f"release {release!r}: no report yet: one is written when the gate decides "
+                              f"(the last verdict is {last.verdict} at {iso(last.evaluated_at)})")
         last = decisive[-1]
         matching = [s for s in snapshots if s.get("evaluated_at") == iso(last.evaluated_at)]
     policy, window, expected, groups = from_snapshot(matching[-1])

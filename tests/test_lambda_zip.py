@@ -29,6 +29,7 @@ MB = 1024 * 1024
 UNZIPPED_LIMIT = 250 * MB  # Lambda's hard limit for a function's unzipped code
 UNZIPPED_TARGET = 220 * MB
 SOURCES = ["pyproject.toml", "lambda/handler.py", "lambda/build.sh", "gate/**/*.py"]
+pytestmark = pytest.mark.slow("Lambda zip build")
 
 
 def newest_source() -> float:

@@ -23,11 +23,16 @@ CHROMIUM = Path("/usr/bin/chromium")
 FAIL_CASE = "k1m-canary-down-012"
 PASS_CASE = "k1m-aa-001"
 PNG = b"\x89PNG\r\n\x1a\n"
-needs_chromium = pytest.mark.skipif(
+_chromium_installed = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="/usr/bin/chromium is absent: install the Debian package `chromium` (scripts/test.sh does) "
     "to render the reports in a real browser",
 )
+
+
+def needs_chromium(test):
+    """A test in a real browser: slow (run last), skipped without one."""
+    return pytest.mark.slow("browser")(_chromium_installed(test))
 
 
 @pytest.fixture(scope="module")
@@ -301,6 +306,20 @@ def test_the_effect_strip_keeps_its_axis_labels_inside():
             half = len(label) * 3.5  # about half the width of an 11px label
             left, right = {"start": (0, 2 * half), "middle": (half, half), "end": (2 * half, 0)}[anchor]
             assert float(x) - left >= 0 and float(x) + right <= width, (label, x, anchor)
+
+
+def test_gate_report_says_why_there_is_no_report(tmp_path, fail_case):
+    from dataclasses import replace
+
+    verdict = fail_case[0]
+    store = SqliteStore(tmp_path / "s.sqlite")
+    store.start_release(verdict.release, verdict.deployed_at, {})
+    store.record(replace(verdict, verdict="inconclusive", final=False))
+    with pytest.raises(ReportError, match="no report yet: one is written when the gate decides"):
+        rebuild(store, verdict.release)
+    store.record(verdict)  # decided, but its report data never made it to the store
+    with pytest.raises(ReportError, match="the data behind its fail verdict at .* was not recorded"):
+        rebuild(store, verdict.release)
 
 
 def test_a_report_that_cannot_be_written_does_not_raise(tmp_path, fail_case):
