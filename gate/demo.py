@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from gate.console import print_verdict
 from gate.policy import Policy, parse_policy
-from gate.sources.simulate import SCENARIOS, SimulateSource, check_scenario
+from gate.sources.simulate import DAY, SCENARIOS, SimulateSource, check_scenario
 from gate.store import SqliteStore
 from gate.verdict import EXIT_CODES, Verdict
 
@@ -27,7 +27,6 @@ DEFAULT_SCENARIO = "db_connections"
 DEFAULT_SEED = 7
 DEFAULT_PACE = 0.15  # seconds per simulated interval: 60 steps stay under 10 s
 SIMULATED_WEEK = 1714953600  # 2024-05-06T00:00:00Z, a Monday: the seed picks the day, the deploy is at noon
-DAY = 86400
 
 _GAUGE = {"kind": "gauge", "bad_direction": "increase", "tolerance": 0.10}
 
