@@ -35,10 +35,10 @@ def pytest_runtest_protocol(item, nextitem):
 
 
 @pytest.fixture(autouse=True)
-def reports_in_tmp(tmp_path_factory, monkeypatch):
-    """A report a test writes goes to a temporary folder, never into the working tree's reports/
+def reports_in_tmp(tmp_path, monkeypatch):
+    """A report a test writes goes to its tmp_path/reports, never into the working tree's reports/
     (subprocesses inherit it; a test about the default folder sets GATE_REPORT_DIR="")."""
-    monkeypatch.setenv("GATE_REPORT_DIR", str(tmp_path_factory.mktemp("reports")))
+    monkeypatch.setenv("GATE_REPORT_DIR", str(tmp_path / "reports"))
 
 
 @pytest.fixture(scope="session")
