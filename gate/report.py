@@ -339,7 +339,8 @@ def chart_svg(metric: Metric, result: MetricResult | None, verdict: Verdict, pol
         out.append(f'<text x="{x:.1f}" y="{H - BOTTOM + 16}" text-anchor="middle" class="tick">+{m:g}m</text>')
         m += step
     out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{H - BOTTOM}" y2="{H - BOTTOM}" stroke="#868e96"/>')
-    out.append(f'<text x="{W - RIGHT}" y="{H - 2}" text-anchor="end" class="tick">minutes after the deploy'
+    # The baseline 4 px above the edge: the descenders of "deploy" would be cut off at 2 px.
+    out.append(f'<text x="{W - RIGHT}" y="{H - 4}" text-anchor="end" class="tick">minutes after the deploy'
                f' ({_e(iso(x0))})</text>')
     # The part of the lifetime the verdict did not need: shaded, so an early decision shows.
     xd = ax.x(min(verdict.evaluated_at, x1))
