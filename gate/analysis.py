@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from gate import judge as default_judge
-from gate.errors import GateError, ReleaseError
-from gate.policy import Policy
+from gate.errors import GateError, PolicyError, ReleaseError, quoted
+from gate.policy import Policy, parse_policy
 from gate.series import Observations
-from gate.sources import MetricSource, Query
+from gate.sources import DEMO_SOURCES, MetricSource, Query
 from gate.sources.replay import ReplaySource, load_case
 from gate.verdict import Verdict, iso
 
@@ -23,6 +23,33 @@ from gate.verdict import Verdict, iso
 def render_scope(scope: str, release: str) -> str:
     """Scopes may name the release, e.g. `version:{release}`."""
     return scope.replace("{release}", release)
+
+
+def scope_filters(scope: str) -> frozenset[str]:
+    """A scope as the filters a host must match, all of them: Datadog tags joined by commas
+    (`env:prod,version:2`), compared as Datadog compares tags, without regard to case. A
+    CloudWatch scope (an Auto Scaling group name) is one filter, compared the same way."""
+    return frozenset(f.strip().casefold() for f in scope.split(","))
+
+
+def check_scopes(canary: str, baseline: str | None) -> None:
+    """Refuses a canary compared with itself: the same scope, or one group's scope containing the
+    other's (its filters are a subset of the other's, so it matches every host of the other: a
+    baseline `env:prod` holds the canary `env:prod,version:2`). Either way a bad canary is
+    diluted in, or compared with, its own data, and passes."""
+    if baseline is None:
+        return
+    canary_filters, baseline_filters = scope_filters(canary), scope_filters(baseline)
+    if canary_filters == baseline_filters:
+        problem = "are the same group: the canary would be compared with itself"
+    elif baseline_filters <= canary_filters:
+        problem = "overlap: the baseline's scope contains the canary's (every canary host is a baseline host)"
+    elif canary_filters <= baseline_filters:
+        problem = "overlap: the canary's scope contains the baseline's (every baseline host is a canary host)"
+    else:
+        return
+    raise PolicyError(f"canary scope {quoted(canary)} and baseline scope {quoted(baseline)} {problem}; "
+                      "give each group its own scope")
 
 
 FUTURE_SKEW = 60  # seconds a deploy time may be ahead of this clock (clocks differ a little)
@@ -109,6 +136,7 @@ class Analysis:
         self.canary = render_scope(canary or policy.canary.scope, release)
         base = baseline or (policy.baseline.scope if policy.baseline else None)
         self.baseline = render_scope(base, release) if base else None
+        check_scopes(self.canary, self.baseline)  # before any fetch
         self.store = store
         self.judge = judge
         self.cache = cache
@@ -162,7 +190,8 @@ class Analysis:
             verdict = self.judge.evaluate(
                 self.policy, reference, self.window(now), self.deployed_at, now
             )
-            verdict = replace(verdict, release=self.release)
+            demo = self.policy.source.type if self.policy.source.type in DEMO_SOURCES else None
+            verdict = replace(verdict, release=self.release, demo=demo)
             if now >= self.end_at and not verdict.decisive:
                 verdict = self._at_end_of_lifetime(verdict)
         except GateError as e:
@@ -232,14 +261,22 @@ class ReplayResult:
             "evaluations": self.evaluations,
             "reason": self.verdict.reason,
             "metrics": [m.to_dict() for m in self.verdict.metrics],
+            "notes": list(self.verdict.notes),  # caveats (held-out moments...): part of the judgement
         }
 
 
-def replay_case(case_dir: str | Path, policy: Policy | None = None, judge: Any = default_judge) -> ReplayResult:
-    """Replay a recorded case step by step as the live loop would, seeing only the past."""
+def replay_case(
+    case_dir: str | Path, policy: Policy | None = None, judge: Any = default_judge, *, alpha: float | None = None
+) -> ReplayResult:
+    """Replay a recorded case step by step as the live loop would, seeing only the past.
+
+    `alpha` replaces the policy's false-alarm budget (the bench's calibration check); it is
+    validated as the policy field is (PolicyError)."""
     started = time.perf_counter()
     case = load_case(case_dir)
     policy = policy or case.policy()
+    if alpha is not None:
+        policy = parse_policy({**policy.model_dump(), "alpha": alpha}, origin=f"{case_dir} (alpha override)")
     # The lifetime is the case's: the recorded data ends there.
     policy = policy.model_copy(update={"lifetime": case.end_at - case.deployed_at})
     source = ReplaySource(case)

@@ -23,7 +23,9 @@ LAST_MOMENT = 253402300799  # 9999-12-31T23:59:59Z: the last moment `iso` can wr
 
 def release_problem(name: object) -> str | None:
     """What is wrong with a release name, or None: 1 to 200 printable characters, no control
-    characters (a newline would forge log lines, an escape sequence rewrite the terminal)."""
+    characters (a newline would forge log lines, an escape sequence rewrite the terminal), not
+    starting with `-` (`--help` put where a command expects the release would be read as an
+    option: help printed, exit 0, a pass)."""
     if not isinstance(name, str):
         return f"must be a string, got {type(name).__name__}"
     if not name:
@@ -34,16 +36,18 @@ def release_problem(name: object) -> str | None:
         return "must be printable characters only (no newline, tab, escape or other control character)"
     if name != name.strip():
         return "must not start or end with a space"
+    if name.startswith("-"):
+        return "must not start with '-' (a command would read it as an option)"
     return None
 
 
 def check_release(name: str) -> str:
     """The release name itself, or ReleaseError naming what is wrong with it."""
-    from gate.errors import ReleaseError
+    from gate.errors import ReleaseError, quoted
 
     problem = release_problem(name)
     if problem is not None:
-        shown = f" {name[:60] + ('...' if len(name) > 60 else '')!r}" if isinstance(name, str) else ""
+        shown = f" {quoted(name, 60)}" if isinstance(name, str) else ""
         raise ReleaseError(f"release{shown}: {problem}")
     return name
 
@@ -129,17 +133,24 @@ class Verdict:
     final: bool  # decisive, or the end of the lifetime was reached
     metrics: list[MetricResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The demo source (`simulate`, `replay`) the verdict was judged from; None for a live source.
+    demo: str | None = None
 
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.verdict]
 
     @property
+    def demo_label(self) -> str | None:
+        """How every output (report, Slack, JUnit) marks a verdict not judged on a live release."""
+        return None if self.demo is None else f"DEMO ({self.demo})"
+
+    @property
     def decisive(self) -> bool:
         return self.verdict in ("pass", "fail")
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "release": self.release,
             "verdict": self.verdict,
             "reason": self.reason,
@@ -149,6 +160,9 @@ class Verdict:
             "metrics": [m.to_dict() for m in self.metrics],
             "notes": list(self.notes),
         }
+        if self.demo is not None:  # only then: a live verdict's JSON is unchanged
+            d["demo"] = self.demo
+        return d
 
     @staticmethod
     def from_dict(d: dict) -> Verdict:
@@ -167,6 +181,7 @@ class Verdict:
             final=d["final"],
             metrics=metrics,
             notes=list(d.get("notes", [])),
+            demo=d.get("demo"),
         )
 
 

@@ -228,3 +228,54 @@ def test_gate_log_level_shows_the_gates_debug_lines_on_stderr(corpus, tmp_path):
     assert "DEBUG gate.sources.datadog: Datadog rate limit" in loud.stderr and "requests left" in loud.stderr
     assert API_KEY not in loud.stderr and APP_KEY not in loud.stderr
     assert "GATE_LOG_LEVEL='chatty'" in odd.stderr and "Datadog rate limit" not in odd.stderr
+
+
+# -- issue 15: inputs that passed a canary the gate could not judge -----------------------------
+
+
+def replay_policy(tmp_path, corpus, name):
+    case = corpus / name
+    policy = write_policy(tmp_path, {**REPLAY, "source": {"type": "replay", "options": {"case": str(case)}}})
+    return policy, json.loads((case / "case.json").read_text())["deploy_at"]
+
+
+def test_a_release_named_like_an_option_is_refused_even_after_double_dash(tmp_path, corpus):
+    """`--` makes `--help` the release (as the Jenkins step now passes it): refused, not judged."""
+    policy, deployed = replay_policy(tmp_path, corpus, "k1m-aa-000")  # a canary that passes
+    for name in ("--help", "-v"):
+        result = run_gate("check", "--policy", policy, "--deployed-at", deployed, "--store", tmp_path / "g.db",
+                          "--json", "--", name)
+        one_error_line(result, f"release {name!r}: must not start with '-'")
+
+
+def test_a_canary_compared_with_itself_is_refused_before_any_fetch(tmp_path, corpus):
+    """A canary with CPU +52% passed when its baseline scope was its own (`--baseline canary`)."""
+    policy, deployed = replay_policy(tmp_path, corpus, "k1m-cpu-shift-060")
+    result = run_gate("check", "web-1", "--policy", policy, "--deployed-at", deployed, "--store", tmp_path / "g.db",
+                      "--baseline", "canary", "--json")
+    one_error_line(result, "canary scope 'canary' and baseline scope 'canary' are the same group")
+
+
+@pytest.mark.parametrize("canary, baseline, problem", [
+    ("version:{release}", "version:{release}", "are the same group"),
+    ("asg:web-1", "ASG:WEB-1", "are the same group"),  # Datadog tags know no case
+    ("env:prod,version:2", "env:prod", "the baseline's scope contains the canary's"),
+    ("env:prod", "env:prod,version:2", "the canary's scope contains the baseline's"),
+])
+def test_scopes_that_render_equal_or_contain_each_other_are_refused(canary, baseline, problem):
+    from gate.analysis import Analysis
+    from gate.errors import PolicyError
+    from gate.policy import parse_policy
+
+    policy = parse_policy({**SIMULATE, "canary": {"scope": canary}, "baseline": {"scope": baseline}})
+    with pytest.raises(PolicyError, match=problem):
+        Analysis(policy, source=None, release="2", deployed_at=0)  # refused before it could fetch
+
+
+def test_distinct_scopes_are_judged():
+    from gate.analysis import Analysis
+    from gate.policy import parse_policy
+
+    for canary, baseline in [("version:2", "version:1"), ("env:prod,version:2", "env:prod,version:1")]:
+        policy = parse_policy({**SIMULATE, "canary": {"scope": canary}, "baseline": {"scope": baseline}})
+        assert Analysis(policy, source=None, release="2", deployed_at=0).baseline == baseline

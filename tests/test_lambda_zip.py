@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.lambda_import import LAZY, RUNTIME, aws_sdk, find_python312, lambda_env
 from gate.analysis import Analysis
@@ -77,6 +78,7 @@ task, runtime, lazy = sys.argv[1], sys.argv[2], sys.argv[3].split()
 sys.path[:0] = [task, runtime]
 import handler
 loaded_at_init = [m for m in lazy if m in sys.modules]
+handler.DEMO_SOURCES = handler.DEMO_SOURCES - {"replay"}  # the recorded cases are the test data
 
 class Context:
     function_name = "canary-gate-analyzer"; function_version = "$LATEST"; memory_limit_in_mb = 1024
@@ -128,7 +130,8 @@ def test_the_unpacked_handler_judges_a_replayed_case(python312, task, runtime, c
     pass_event = case_event(corpus, "k1m-aa-000", only=("cpu",))
     bad_event = {"release": "x", "policy": {"name": "p"}}
     http_event = {"body": json.dumps(fail_event | {"release": "k1m-canary-down-012-http"}), "isBase64Encoded": False}
-    out = invoke(python312, task, runtime, [fail_event, pass_event, bad_event, http_event], tmp_path)
+    demo_event = {"release": "demo", "policy": yaml.safe_load((ROOT / "examples" / "simulate.yaml").read_text())}
+    out = invoke(python312, task, runtime, [fail_event, pass_event, bad_event, http_event, demo_event], tmp_path)
 
     for name, origin in out["origins"].items():
         if origin is not None:  # everything but the SDK comes from the artifact
@@ -137,7 +140,7 @@ def test_the_unpacked_handler_judges_a_replayed_case(python312, task, runtime, c
 
     # A cold start pays for statsmodels, scipy and the Datadog client only when a fit or a fetch needs them.
     assert out["loaded_at_init"] == []
-    fail, passed, bad, http = out["results"]
+    fail, passed, bad, http, demo = out["results"]
     case = load_case(corpus / "k1m-canary-down-012")
     expected = Analysis(parse_policy(fail_event["policy"]), ReplaySource(case), "k1m-canary-down-012",
                         case.deployed_at, canary="canary", baseline="baseline").evaluate(case.end_at).to_dict()
@@ -150,3 +153,4 @@ def test_the_unpacked_handler_judges_a_replayed_case(python312, task, runtime, c
     assert (passed["verdict"], passed["exit_code"]) == ("pass", 0)
     assert (bad["statusCode"], bad["exit_code"]) == (400, 4) and "metrics" in bad["error"]
     assert http["statusCode"] == 200 and json.loads(http["body"])["verdict"] == "fail"
+    assert (demo["statusCode"], demo["exit_code"]) == (400, 4) and demo["error"].startswith("source.type: 'simulate'")

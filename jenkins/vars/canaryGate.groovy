@@ -46,8 +46,8 @@ def call(Map args = [:]) {
     } else {
         code = opts.stateMachine ? runStateMachine(opts, base, jsonFile) : runFunction(opts, base, jsonFile)
         // The Lambda answers JSON only: the same module as `gate check --junit` turns it into JUnit.
-        int written = sh(returnStatus: true, script: "${opts.python} -m gate.junit ${q(jsonFile)} " +
-                                                     "--output ${q(junitFile)} --release ${q(opts.release)}") as int
+        int written = sh(returnStatus: true, script: "${opts.python} -m gate.junit --output ${q(junitFile)} " +
+                                                     "--release=${q(opts.release)} -- ${q(jsonFile)}") as int
         if (written != 0 && !fileExists(junitFile)) {
             echo "canaryGate: no JUnit report (is canary-gate installed for ${opts.python}?)"
         }
@@ -96,8 +96,10 @@ private void validate(Map args, Map opts) {
 }
 
 // `gate check ... --watch`: the JSON verdict on stdout goes to the file, progress to the log.
+// The release comes last, after `--`: a release named `--help` is then a release (which the gate
+// refuses), never an option (help printed, exit 0: a pass).
 private String cliCommand(Map opts, String jsonFile, String junitFile) {
-    List<String> words = [opts.gate as String, 'check', q(opts.release), '--policy', q(opts.policy)]
+    List<String> words = [opts.gate as String, 'check', '--policy', q(opts.policy)]
     Map options = ['--canary': opts.canary, '--baseline': opts.baseline, '--interval': opts.interval,
                    '--lifetime': opts.lifetime, '--deployed-at': opts.deployedAt, '--store': opts.store]
     for (Map.Entry option : options.entrySet()) {
@@ -105,7 +107,7 @@ private String cliCommand(Map opts, String jsonFile, String junitFile) {
             words << (option.key as String) << q(option.value)
         }
     }
-    words << '--watch' << '--json' << '--junit' << q(junitFile)
+    words << '--watch' << '--json' << '--junit' << q(junitFile) << '--' << q(opts.release)
     return words.join(' ') + " > ${q(jsonFile)}"
 }
 
@@ -134,8 +136,9 @@ private int runFunction(Map opts, String base, String jsonFile) {
     writeFile(file: eventFile, text: event(opts))
     while (true) {
         // Read timeout at Lambda's own 15 minutes: the CLI's default (60 s) would retry, i.e.
-        // judge twice, a long evaluation.
-        int status = sh(returnStatus: true, script: "${aws(opts)} lambda invoke --cli-read-timeout 900 " +
+        // judge twice, a long evaluation. JSON whatever the agent's configured output (with
+        // text, FunctionError would not be read and a crashed function not noticed).
+        int status = sh(returnStatus: true, script: "${aws(opts)} lambda invoke --output json --cli-read-timeout 900 " +
                         "--function-name ${q(opts.function)} --payload fileb://${q(eventFile)} " +
                         "${q(jsonFile)} > ${q(invokeFile)}") as int
         if (status != 0) {
@@ -162,10 +165,19 @@ private int runFunction(Map opts, String base, String jsonFile) {
 private int runStateMachine(Map opts, String base, String jsonFile) {
     String eventFile = "${base}-event.json"
     String describeFile = "${base}-execution.json"
+    String startFile = "${base}-start.txt"
     writeFile(file: eventFile, text: event(opts))
-    String execution = sh(returnStdout: true, script: "${aws(opts)} stepfunctions start-execution " +
-                          "--state-machine-arn ${q(opts.stateMachine)} --input file://${q(eventFile)} " +
-                          '--query executionArn --output text').trim()
+    // returnStatus, not returnStdout (which throws): a refused start is could-not-judge, 'error'.
+    int started = sh(returnStatus: true, script: "${aws(opts)} stepfunctions start-execution " +
+                     "--state-machine-arn ${q(opts.stateMachine)} --input file://${q(eventFile)} " +
+                     "--query executionArn --output text > ${q(startFile)}") as int
+    String execution = started == 0 ? readFile(startFile).trim() : ''
+    if (!execution.startsWith('arn:')) {
+        echo "canaryGate: aws stepfunctions start-execution failed (exit code ${started}): ${execution}"
+        writeFile(file: jsonFile, text: JsonOutput.toJson([release: opts.release as String, verdict: 'error',
+                                                           error: 'state machine execution not started']))
+        return 4
+    }
     echo "canaryGate: started ${execution}"
     while (true) {
         int status = sh(returnStatus: true, script: "${aws(opts)} stepfunctions describe-execution " +
