@@ -52,6 +52,19 @@ def check_scopes(canary: str, baseline: str | None) -> None:
                       "give each group its own scope")
 
 
+def group_scopes(policy: Policy, release: str, canary: str | None = None,
+                 baseline: str | None = None) -> tuple[str, str | None]:
+    """The canary's and the baseline's scopes for this release (the overrides, or the policy's,
+    with `{release}` replaced), refused when they are one group or overlap (`check_scopes`).
+    The front doors call it before they register a deploy: nothing is written for a canary that
+    would be compared with itself."""
+    canary_scope = render_scope(canary or policy.canary.scope, release)
+    base = baseline or (policy.baseline.scope if policy.baseline else None)
+    baseline_scope = render_scope(base, release) if base else None
+    check_scopes(canary_scope, baseline_scope)
+    return canary_scope, baseline_scope
+
+
 class Analysis:
     """Evaluates one release at any moment of its lifetime.
 
@@ -76,10 +89,7 @@ class Analysis:
         self.source = source
         self.release = release
         self.deployed_at = int(deployed_at)
-        self.canary = render_scope(canary or policy.canary.scope, release)
-        base = baseline or (policy.baseline.scope if policy.baseline else None)
-        self.baseline = render_scope(base, release) if base else None
-        check_scopes(self.canary, self.baseline)  # before any fetch
+        self.canary, self.baseline = group_scopes(policy, release, canary, baseline)  # before any fetch
         self.store = store
         self.judge = judge
         self.cache = cache

@@ -139,9 +139,9 @@ def check(
 def _analysis(release, policy, canary, baseline, deployed_at, store, interval, lifetime, now: int,
               examine_past: bool):
     """The release's analysis (its deploy registered in the store) and the store."""
-    from gate.analysis import Analysis
-    from gate.lifecycle import register_deploy
+    from gate.analysis import Analysis, group_scopes
     from gate.cache import ReferenceCache
+    from gate.lifecycle import register_deploy
     from gate.policy import load_policy, parse_policy
     from gate.store import open_store
 
@@ -150,11 +150,18 @@ def _analysis(release, policy, canary, baseline, deployed_at, store, interval, l
     if interval or lifetime:
         overrides = {k: v for k, v in (("interval", interval), ("lifetime", lifetime)) if v}
         loaded = parse_policy({**loaded.model_dump(), **overrides}, origin=f"{policy} with --interval/--lifetime")
+    group_scopes(loaded, release, canary, baseline)  # refused before anything is fetched or written
+    source = open_source_of(loaded, str(policy))
+    recorded = getattr(source, "known_deployed_at", None)
+    if recorded is not None:
+        # A recorded case is the past by definition: it knows when its canary started.
+        examine_past = True
+        requested = recorded if requested is None else requested
     history = open_store(store)
     info = {"policy": loaded.name, "canary": canary or loaded.canary.scope,
             "baseline": baseline or (loaded.baseline.scope if loaded.baseline else None)}
     started = register_deploy(history, release, requested, now, loaded, info, examine_past=examine_past)
-    analysis = Analysis(loaded, open_source_of(loaded, str(policy)), release, started,
+    analysis = Analysis(loaded, source, release, started,
                         canary=canary, baseline=baseline, store=history, cache=ReferenceCache())
     return analysis, history
 
@@ -264,8 +271,18 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
     if as_json:
         print(json.dumps(records))
         return
+    from rich.table import Table
+
+    from gate.verdict import iso
+
+    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
+                  title=f"release {escape(release)}: {len(records)} evaluation(s), times in UTC")
+    table.add_column("evaluated at", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("reason", overflow="fold", ratio=1)
     for r in records:
-        out.print(f"{r['evaluated_at']}  {r['verdict']:<12} {r['reason']}", highlight=False)
+        table.add_row(iso(r["evaluated_at"]), r["verdict"], escape(r["reason"]))
+    out.print(table, highlight=False)
 
 
 @app.command()

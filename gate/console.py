@@ -120,12 +120,14 @@ def context_lines(verdict: Verdict, policy: Any = None, canary: str | None = Non
     """What the report's summary says besides the verdict: what decided, the groups, the policy."""
     from gate.report import deciding_summary
 
-    lines = [Text.assemble(("decided by: ", "bold"), deciding_summary(verdict))]
+    # Nothing has decided a verdict that is not final yet: the next look may change it.
+    lines = [Text.assemble(("decided by: ", "bold"), deciding_summary(verdict))] if verdict.final else []
     if canary is None and policy is not None:
         canary = policy.canary.scope
         baseline = baseline if baseline is not None else (policy.baseline.scope if policy.baseline else None)
     if canary is not None:
-        groups = f"canary {canary} vs " + (f"baseline {baseline}" if baseline else "its own history (no baseline)")
+        # Scopes quoted: a group's role and its scope are often the same word ("canary 'canary'").
+        groups = f"canary {canary!r} vs " + (f"baseline {baseline!r}" if baseline else "its own history (no baseline)")
         lines.append(Text.assemble(("groups: ", "bold"), groups))
     if policy is not None:
         lines.append(Text.assemble(("policy: ", "bold"), (

@@ -1,8 +1,10 @@
 """`gate demo`: a whole canary release on the simulated service, time compressed.
 
-The release is deployed one lifetime ago, and a virtual clock walks from the deploy to the end of
-the lifetime one interval at a time (a short pause per step so the progress can be watched), as
-`gate check --watch` would in real time. Every evaluation goes to the store, like any release.
+The release is deployed at a simulated moment fixed by the seed (noon of a day of the simulated
+week), and a virtual clock walks from the deploy to the end of the lifetime one interval at a time
+(a short pause per step so the progress can be watched), as `gate check --watch` would in real
+time: the same seed gives the same data and the same verdict, whenever it runs. Every evaluation
+goes to the store and a decisive verdict writes its report, like any release.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from gate.console import print_verdict
 from gate.policy import Policy, parse_policy
-from gate.sources.simulate import SCENARIOS, SimulateSource, check_scenario
+from gate.sources.simulate import DAY, SCENARIOS, SimulateSource, check_scenario
 from gate.store import SqliteStore
 from gate.verdict import EXIT_CODES, Verdict
 
 DEFAULT_SCENARIO = "db_connections"
 DEFAULT_SEED = 7
 DEFAULT_PACE = 0.15  # seconds per simulated interval: 60 steps stay under 10 s
+SIMULATED_WEEK = 1714953600  # 2024-05-06T00:00:00Z, a Monday: the seed picks the day, the deploy is at noon
 
 _GAUGE = {"kind": "gauge", "bad_direction": "increase", "tolerance": 0.10}
 
@@ -58,6 +61,12 @@ def demo_policy(scenario: str = DEFAULT_SCENARIO, seed: int = DEFAULT_SEED, depl
     return parse_policy(data, origin="demo policy")
 
 
+def demo_deployed_at(seed: int) -> int:
+    """When the demo's canary starts: tied to the seed, not to the wall clock, so that the same
+    seed replays the same data (the simulated service has a daily and a weekly shape)."""
+    return SIMULATED_WEEK + (seed % 7) * DAY + DAY // 2
+
+
 def run_demo(
     scenario: str | None = None,
     *,
@@ -71,12 +80,11 @@ def run_demo(
     """Run the release; print the verdict (or its JSON); return the exit code of the verdict."""
     scenario = check_scenario(scenario or DEFAULT_SCENARIO)
     from gate.analysis import Analysis  # after the scenario check: the judge's imports are slow
+    from gate.report import report_for
 
     out = out or Console()
     err = err or Console(stderr=True)
-    base = parse_policy(DEMO_POLICY, origin="demo policy")
-    interval, lifetime = base.interval, base.lifetime
-    deployed_at = int(time.time()) // interval * interval - lifetime
+    deployed_at = demo_deployed_at(seed)
     policy = demo_policy(scenario, seed, deployed_at)
     stamp = datetime.fromtimestamp(time.time(), UTC).strftime("%Y%m%dT%H%M%S")
     release = f"demo-{scenario}-{stamp}"
@@ -104,13 +112,16 @@ def run_demo(
         verdict, evaluations = analysis.run(wait=wait, on_verdict=show)
 
     history.record_event(release, "verdict", {"verdict": verdict.verdict, "evaluations": evaluations})
+    report = report_for(analysis, verdict, history) if verdict.decisive else None
     if as_json:
-        print(json.dumps({**verdict.to_dict(), "scenario": scenario, "seed": seed,
-                          "evaluations": evaluations, "store": str(history.path)}), flush=True)
+        print(json.dumps({**verdict.to_dict(), "scenario": scenario, "seed": seed, "evaluations": evaluations,
+                          "store": str(history.path), "report": report}), flush=True)
     else:
         print_verdict(verdict, out, policy=policy, canary=analysis.canary, baseline=analysis.baseline)
         out.print(f"{evaluations} evaluations recorded in {history.path}: gate history {release}"
                   f"{'' if store is None else f' --store {history.path}'}", highlight=False)
+        if report:
+            out.print(f"report: {report}", highlight=False, soft_wrap=True)
         others = [s for s in SCENARIOS if s != scenario]
         out.print(f"other scenarios: {', '.join(others)} (gate demo SCENARIO)", style="dim", highlight=False)
     return EXIT_CODES[verdict.verdict]

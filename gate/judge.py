@@ -30,7 +30,7 @@ from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.stats.seasonal import DAY, SeasonalModel, fit_seasonal, robust_sd
 from gate.stats.sequential import excursion_threshold, margin_test, noise_variance
-from gate.verdict import MetricResult, Verdict
+from gate.verdict import MetricResult, Verdict, joined_reasons
 
 # A point of the baseline this many noise scales off its seasonal expectation is a fleet-wide
 # anomaly: it is held out of the comparison.
@@ -303,7 +303,7 @@ def _score(policy: Policy, results: list[MetricResult], deployed_at: int, now: i
     ran = now - deployed_at
     if failed:
         failed.sort(key=lambda r: not r.critical)
-        reason = "; ".join(f"{r.name}: {r.reason}" for r in failed)
+        reason = joined_reasons(failed)
         return Verdict("", "fail", reason, deployed_at, now, True, results, notes)
     undecided = [r for r in voting if r.verdict != "pass"]
     if not undecided and ran >= min_duration:
@@ -318,7 +318,7 @@ def _score(policy: Policy, results: list[MetricResult], deployed_at: int, now: i
         reason = (f"every judged metric is within its tolerance so far; a canary must run "
                   f"{min_duration // 60} min before it can pass ({ran // 60} min so far)")
     else:
-        reason = "waiting for evidence: " + "; ".join(f"{r.name}: {r.reason}" for r in undecided)
+        reason = "waiting for evidence: " + joined_reasons(undecided)
     return Verdict("", "inconclusive", reason, deployed_at, now, False, results, notes)
 
 

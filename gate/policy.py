@@ -355,7 +355,21 @@ def load_policy(path: str | Path) -> Policy:
         raise PolicyError(f"policy file not found: {path}") from None
     except OSError as e:
         raise PolicyError(f"cannot read policy file {path}: {e}") from None
-    return policy_from_text(raw, origin=str(path))
+    return _anchored(policy_from_text(raw, origin=str(path)), path.parent)
+
+
+# Source options that name files or folders: relative to the policy file that names them, not to
+# the folder the gate happens to run in (`gate check --policy ci/policy.yaml` from anywhere).
+PATH_OPTIONS = {"replay": ("case",)}
+
+
+def _anchored(policy: Policy, folder: Path) -> Policy:
+    options = policy.source.options
+    names = [n for n in PATH_OPTIONS.get(policy.source.type, ()) if isinstance(options.get(n), str) and options[n]]
+    if not names:
+        return policy
+    resolved = {**options, **{n: str(folder / options[n]) for n in names}}  # an absolute path stays as it is
+    return policy.model_copy(update={"source": policy.source.model_copy(update={"options": resolved})})
 
 
 def json_schema() -> str:

@@ -140,15 +140,16 @@ def _seasonal_bands(reference: Any, policy: Policy, t: np.ndarray) -> dict[str, 
     return bands
 
 
-def _compact(values: np.ndarray) -> list[float | None]:
-    return [float(f"{v:.6g}") if math.isfinite(v) else None for v in np.asarray(values, dtype=float)]
+def _json_floats(values: np.ndarray) -> list[float | None]:
+    """JSON-ready, at full precision: the rebuilt report draws exactly what the first one drew."""
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=float)]
 
 
 def _frame_to_dict(frame: Frame | None) -> dict | None:
     if frame is None:
         return None
     return {"step": frame.step, "t": [int(t) for t in frame.timestamps],
-            "values": {k: _compact(v) for k, v in frame.values.items()}}
+            "values": {k: _json_floats(v) for k, v in frame.values.items()}}
 
 
 def _frame_from_dict(d: dict | None) -> Frame | None:
@@ -174,7 +175,7 @@ def snapshot(policy: Policy, window: Observations, expected: dict[str, Band] | N
         "baseline_scope": baseline or (policy.baseline.scope if policy.baseline else None),
         "canary": _frame_to_dict(window.canary),
         "baseline": _frame_to_dict(window.baseline),
-        "expected": None if expected is None else {k: [_compact(a) for a in v] for k, v in expected.items()},
+        "expected": None if expected is None else {k: [_json_floats(a) for a in v] for k, v in expected.items()},
     }
 
 
@@ -338,7 +339,8 @@ def chart_svg(metric: Metric, result: MetricResult | None, verdict: Verdict, pol
         out.append(f'<text x="{x:.1f}" y="{H - BOTTOM + 16}" text-anchor="middle" class="tick">+{m:g}m</text>')
         m += step
     out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{H - BOTTOM}" y2="{H - BOTTOM}" stroke="#868e96"/>')
-    out.append(f'<text x="{W - RIGHT}" y="{H - 2}" text-anchor="end" class="tick">minutes after the deploy'
+    # The baseline 4 px above the edge: the descenders of "deploy" would be cut off at 2 px.
+    out.append(f'<text x="{W - RIGHT}" y="{H - 4}" text-anchor="end" class="tick">minutes after the deploy'
                f' ({_e(iso(x0))})</text>')
     # The part of the lifetime the verdict did not need: shaded, so an early decision shows.
     xd = ax.x(min(verdict.evaluated_at, x1))
@@ -352,8 +354,11 @@ def chart_svg(metric: Metric, result: MetricResult | None, verdict: Verdict, pol
         out.append(_line(ax, baseline_t, baseline, COLORS["baseline"], "baseline"))
     if canary is not None:
         out.append(_line(ax, canary_t, canary, COLORS["canary"], "canary"))
-    color = VERDICT_COLORS.get(verdict.verdict, "#343a40")
-    label = f"{verdict.verdict} at +{fmt_minutes(verdict.evaluated_at - x0)}"
+    # The release's verdict on the cards that share it; a metric that passed in a failed release
+    # (or any other mismatch) shows only when the release was decided, in grey.
+    own = result is None or result.verdict == verdict.verdict
+    color = VERDICT_COLORS.get(verdict.verdict, "#343a40") if own else "#868e96"
+    label = f"{verdict.verdict if own else 'decided'} at +{fmt_minutes(verdict.evaluated_at - x0)}"
     anchor = "end" if xd > W / 2 else "start"
     dx = -5 if anchor == "end" else 5
     out.append(f'<line class="decision" x1="{xd:.1f}" x2="{xd:.1f}" y1="{TOP}" y2="{H - BOTTOM}"'
@@ -393,8 +398,10 @@ def effect_svg(result: MetricResult, metric: Metric | None) -> str:
         out.append(f'<rect x="{x(max(ok_lo, lo)):.1f}" y="8" width="{x(min(ok_hi, hi)) - x(max(ok_lo, lo)):.1f}"'
                    f' height="22" fill="#d3f9d8"/>')
     for v in _ticks(lo, hi, 6):
+        # A label centred on a tick near an edge ("+1500%") would be cut off: it ends (starts) there.
+        anchor = "end" if x(v) > width - right - 24 else "start" if x(v) < left + 24 else "middle"
         out.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="30" y2="34" stroke="#868e96"/>')
-        out.append(f'<text x="{x(v):.1f}" y="46" text-anchor="middle" class="tick">{v:+.0%}</text>')
+        out.append(f'<text x="{x(v):.1f}" y="46" text-anchor="{anchor}" class="tick">{v:+.0%}</text>')
     out.append(f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="6" y2="32" stroke="#495057"/>')
     color = VERDICT_COLORS.get(result.verdict, "#343a40")
     if result.interval is not None and all(v is not None and math.isfinite(v) for v in result.interval):
@@ -659,10 +666,11 @@ def rebuild(store: Any, release: str) -> str:
         decisive = [Verdict.from_dict(e["payload"]) for e in evaluations if e["verdict"] in ("pass", "fail")]
         decisive = [v for v in decisive if any(s.get("evaluated_at") == iso(v.evaluated_at) for s in snapshots)]
         if not decisive:
-            raise ReportError(
-                f"release {release!r}: the data behind its verdicts was not recorded "
-                "(it is recorded with decisive verdicts only; the last one is "
-                f"{last.verdict} at {iso(last.evaluated_at)})")
+            if last.decisive:  # the report of that verdict failed to be written (its `report` event says why)
+                raise ReportError(f"release {release!r}: the data behind its {last.verdict} verdict at "
+                                  f"{iso(last.evaluated_at)} was not recorded (its report could not be written)")
+            raise ReportError(f"release {release!r}: no report yet: one is written when the gate decides "
+                              f"(the last verdict is {last.verdict} at {iso(last.evaluated_at)})")
         last = decisive[-1]
         matching = [s for s in snapshots if s.get("evaluated_at") == iso(last.evaluated_at)]
     policy, window, expected, groups = from_snapshot(matching[-1])

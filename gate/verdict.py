@@ -85,10 +85,12 @@ def parse_time(text: str) -> int:
 
 
 def _finite(x: float | None) -> float | None:
+    """Full precision (JSON keeps every digit of a float): what is stored must show, rounded once
+    for display, exactly what the verdict showed."""
     if x is None:
         return None
     x = float(x)
-    return round(x, 6) if math.isfinite(x) else None
+    return x if math.isfinite(x) else None
 
 
 @dataclass
@@ -114,6 +116,15 @@ class MetricResult:
             lo, hi = self.interval
             d["interval"] = [_finite(lo), _finite(hi)]
         return d
+
+
+def joined_reasons(results: list[MetricResult]) -> str:
+    """`name: reason` per metric, the metrics with one reason named together: a canary that died
+    fails every metric for one cause, said once ("cpu, memory: the canary has not reported...")."""
+    names_by_reason: dict[str, list[str]] = {}
+    for r in results:
+        names_by_reason.setdefault(r.reason, []).append(r.name)
+    return "; ".join(f"{', '.join(names)}: {reason}" for reason, names in names_by_reason.items())
 
 
 @dataclass

@@ -57,9 +57,10 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-# Imported at init on purpose: Lambda runs the init phase at full CPU, and the first evaluation
-# then pays nothing for numpy/scipy/statsmodels.
-from gate.analysis import Analysis
+# The gate's modules load at init; statsmodels, scipy and the Datadog client do not: they load
+# when a fit (not with a cached reference) or a fetch first needs them, so a cold start that
+# only answers a retry or a bad event does not pay for them (bench/lambda_import.py).
+from gate.analysis import Analysis, group_scopes
 from gate.cache import ReferenceCache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError
 from gate.lifecycle import LAMBDA, register_deploy
@@ -278,6 +279,7 @@ def judge(request: dict) -> dict:
     per (release, now): a retry gets the recorded answer back."""
     policy: Policy = request["policy_model"]
     release, now = request["release"], request["now"]
+    group_scopes(policy, release, request.get("canary"), request.get("baseline"))  # before anything is written
     history = store()
     info = {"policy": policy.name, "canary": request.get("canary") or policy.canary.scope,
             "baseline": request.get("baseline") or (policy.baseline.scope if policy.baseline else None)}

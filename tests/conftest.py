@@ -7,6 +7,38 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("GATE_CORPUS", ROOT.parent / "shared" / "corpus" / "dev"))
+SLOW_START = pytest.StashKey[tuple[str, str]]()  # the first slow test, and the header shown before it
+
+
+# The slow groups (the Lambda zip build, Groovy, a real browser) take most of the suite's
+# minutes: they run last, under a header, so that a slow machine shows where the time goes.
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow(group): part of a slow group, run last under its own header")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)  # stable: the rest keep their order
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        groups = ", ".join(dict.fromkeys(item.get_closest_marker("slow").args[0] for item in slow))
+        header = f"{len(slow)} slow test{'s' if len(slow) > 1 else ''} last ({groups}): several minutes"
+        config.stash[SLOW_START] = (slow[0].nodeid, header)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    first, header = item.config.stash.get(SLOW_START, ("", ""))
+    reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+    if item.nodeid == first and reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_sep("=", header, bold=True)
+
+
+@pytest.fixture(autouse=True)
+def reports_in_tmp(tmp_path, monkeypatch):
+    """A report a test writes goes to its tmp_path/reports, never into the working tree's reports/
+    (subprocesses inherit it; a test about the default folder sets GATE_REPORT_DIR="")."""
+    monkeypatch.setenv("GATE_REPORT_DIR", str(tmp_path / "reports"))
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import time
 import pytest
 import yaml
 
-from gate.verdict import iso
+from gate.verdict import iso, parse_time
 from tests.conftest import ROOT, run_gate
 
 SIMULATE = yaml.safe_load((ROOT / "examples" / "simulate.yaml").read_text())
@@ -68,6 +68,33 @@ def test_check_on_a_replayed_case(corpus, tmp_path):
                       "--store", tmp_path / "gate.sqlite", "--examine-past")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL" in result.stdout
+
+
+def test_a_replay_policy_names_its_case_relative_to_itself_and_judges_it_from_its_deploy(corpus, tmp_path):
+    """From another folder and without --deployed-at: the case is found next to the policy, and
+    judged from its recorded deploy (not from now, against data years old)."""
+    import os
+
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    relative = os.path.relpath(corpus / "k1m-canary-down-012", folder)
+    policy = write_policy(folder, {**REPLAY, "source": {"type": "replay", "options": {"case": relative}}})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run_gate("check", "rel", "--policy", policy, "--store", tmp_path / "gate.sqlite", "--json", cwd=elsewhere)
+    assert result.returncode == 1, result.stdout + result.stderr
+    verdict = json.loads(result.stdout)
+    case = json.loads((corpus / "k1m-canary-down-012" / "case.json").read_text())
+    assert verdict["verdict"] == "fail" and verdict["deployed_at"] == iso(parse_time(case["deploy_at"]))
+
+
+def test_the_replay_example_finds_its_case_from_any_folder(corpus, tmp_path):
+    example = ROOT / "examples" / "replay.yaml"
+    if (example.parent / REPLAY["source"]["options"]["case"]).resolve() != (corpus / "k1m-aa-000").resolve():
+        pytest.skip("the corpus is not at ../shared/corpus/dev, where the example names it")
+    result = run_gate("check", "rel", "--policy", example, "--store", tmp_path / "gate.sqlite", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr  # an A/A case: the same code on both groups
+    assert json.loads(result.stdout)["verdict"] == "pass"
 
 
 def test_the_first_check_of_a_release_is_its_deploy_time(tmp_path):

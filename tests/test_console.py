@@ -96,7 +96,7 @@ def test_the_terminal_says_what_decided_the_groups_and_the_policy():
     print_verdict(VERDICT, console, policy=policy, canary="version:1.2.3", baseline="version:stable")
     lines = console.export_text().splitlines()
     assert "decided by: latency_p99_checkout" in lines
-    assert "groups: canary version:1.2.3 vs baseline version:stable" in lines
+    assert "groups: canary 'version:1.2.3' vs baseline 'version:stable'" in lines
     (line,) = [line for line in lines if line.startswith("policy: ")]
     for part in ("demo-shop", "source simulate", "every 1 min", "lifetime 60 min", "alpha 0.01", "undecided: fail"):
         assert part in line, (part, line)
@@ -112,7 +112,18 @@ def test_the_groups_come_from_the_policy_and_a_pass_is_decided_by_all_metrics():
     print_verdict(passed, console, policy=policy)
     text = console.export_text()
     assert "decided by: all judged metrics" in text
-    assert "groups: canary canary vs its own history (no baseline)" in text
+    assert "groups: canary 'canary' vs its own history (no baseline)" in text
+
+
+def test_a_verdict_that_is_not_final_names_no_deciding_metrics():
+    from dataclasses import replace
+
+    waiting = replace(VERDICT, verdict="inconclusive", final=False, reason="waiting for evidence")
+    console = Console(width=120, record=True, force_terminal=False, color_system=None)
+    print_verdict(waiting, console, canary="version:1.2.3", baseline="version:stable")
+    text = console.export_text()
+    assert "decided by" not in text and "(not final)" in text
+    assert "groups: canary 'version:1.2.3' vs baseline 'version:stable'" in text
 
 
 def test_check_prints_the_context_on_the_terminal(tmp_path):
@@ -133,5 +144,5 @@ def test_check_prints_the_context_on_the_terminal(tmp_path):
     assert result.returncode == 1, result.stderr
     text = " ".join(result.stdout.split())
     assert re.search(r"decided by: [a-z, ]*latency", text), text
-    assert "groups: canary canary vs baseline baseline" in text
+    assert "groups: canary 'canary' vs baseline 'baseline'" in text
     assert "policy: demo-shop (source simulate" in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -133,6 +134,20 @@ def test_the_sam_transform_yields_the_stack_jenkins_needs():
                    "IdempotencyTable": {"AttributeName": "expiration", "Enabled": True}}
 
 
+def test_the_stack_needs_only_capability_iam_as_both_readmes_deploy_it():
+    """No IAM resource is given a name, so `--capabilities CAPABILITY_IAM` is enough, and the
+    README and infra/README say the same `sam deploy`."""
+    iam = {k: r for k, r in transformed()["Resources"].items() if r["Type"].startswith("AWS::IAM::")}
+    assert iam, "no IAM resource: the test proves nothing"
+    for name, resource in iam.items():
+        named = [p for p in resource.get("Properties", {}) if p.endswith("Name") and p != "PolicyName"]
+        assert not named, (name, named)
+    commands = {readme: re.findall(r"sam deploy --guided[^\n`]*", (ROOT / readme).read_text())
+                for readme in ("README.md", "infra/README.md")}
+    assert all(c == ["sam deploy --guided --template-file infra/template.yaml --capabilities CAPABILITY_IAM"]
+               for c in commands.values()), commands
+
+
 def test_the_loop_evaluates_waits_and_stops_on_a_decision():
     machine = transformed()["Resources"]["GateLoop"]["Properties"]
     separator, lines = machine["DefinitionString"]["Fn::Join"]
@@ -188,7 +203,7 @@ def test_the_stack_is_created_in_moto_cloudformation(moto_endpoint):  # noqa: F8
     cloudformation = boto3.client("cloudformation")
     cloudformation.create_stack(StackName="canary-gate", TemplateBody=json.dumps(template),
                                 Parameters=[{"ParameterKey": "ProductionAsgName", "ParameterValue": "web-prod"}],
-                                Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"])
+                                Capabilities=["CAPABILITY_IAM"])
     stack = cloudformation.describe_stacks(StackName="canary-gate")["Stacks"][0]
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
     created = {r["LogicalResourceId"]: r["PhysicalResourceId"]

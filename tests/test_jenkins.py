@@ -20,6 +20,7 @@ from tests.conftest import ROOT
 
 JENKINS = ROOT / "jenkins"
 REAL_CASE = "k1m-cpu-shift-060"  # canary CPU x1.5: the gate must fail cpu, and only cpu
+pytestmark = pytest.mark.slow("Groovy")
 
 
 def groovy_env() -> dict:

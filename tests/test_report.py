@@ -23,11 +23,16 @@ CHROMIUM = Path("/usr/bin/chromium")
 FAIL_CASE = "k1m-canary-down-012"
 PASS_CASE = "k1m-aa-001"
 PNG = b"\x89PNG\r\n\x1a\n"
-needs_chromium = pytest.mark.skipif(
+_chromium_installed = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="/usr/bin/chromium is absent: install the Debian package `chromium` (scripts/test.sh does) "
     "to render the reports in a real browser",
 )
+
+
+def needs_chromium(test):
+    """A test in a real browser: slow (run last), skipped without one."""
+    return pytest.mark.slow("browser")(_chromium_installed(test))
 
 
 @pytest.fixture(scope="module")
@@ -259,6 +264,64 @@ def test_write_then_rebuild_from_the_store_gives_the_same_report(tmp_path, fail_
     assert kinds == ["report-data", "report"]
 
 
+def test_the_rebuilt_report_shows_the_numbers_the_verdict_showed(tmp_path, fail_case):
+    """Stored at full precision: rounded once for display, as the first report and Slack did
+    (0.0051449999 shows as 0.00514; stored rounded to 0.005145 it came back as 0.00515)."""
+    from dataclasses import replace
+
+    verdict, window, expected, policy = fail_case
+    first = verdict.metrics[0]
+    on_the_edge = replace(first, canary=0.0051449999, baseline=0.0031449999, effect=0.63594999, expected=None,
+                          interval=(0.1234549999, 1.1234549999))
+    verdict = replace(verdict, metrics=[on_the_edge, *verdict.metrics[1:]])
+    store = SqliteStore(tmp_path / "s.sqlite")
+    store.start_release(verdict.release, verdict.deployed_at, {})
+    store.record(verdict)
+    location = write_report(verdict, window, expected, policy, store=store, out=tmp_path / "a.html")
+    again = rebuild(store, verdict.release)
+    strip = lambda doc: re.sub(r"generated [^·]*·", "", doc)  # noqa: E731
+    assert "0.00514" in again and "0.00515" not in again
+    assert strip(again) == strip(Path(location).read_text())
+    assert Verdict.from_dict(store.evaluations(verdict.release)[-1]["payload"]) == verdict
+
+
+def test_only_the_cards_that_share_the_release_verdict_carry_it_on_their_marker(fail_case):
+    from dataclasses import replace
+
+    verdict, window, expected, policy = fail_case
+    passed = replace(verdict.metrics[0], verdict="pass")
+    document = render_report(replace(verdict, metrics=[passed, *verdict.metrics[1:]]), window, expected, policy)
+    markers = dict(re.findall(r'data-metric="([^"]+)".*?class="marker"[^>]*>([^<]*)</text>', document, re.S))
+    assert markers[passed.name].startswith("decided at +"), markers
+    assert all(markers[m.name].startswith("fail at +") for m in verdict.metrics[1:] if m.verdict == "fail")
+
+
+def test_the_effect_strip_keeps_its_axis_labels_inside():
+    from gate.report import effect_svg
+
+    for effect, interval in ((11.35, (9.08, 13.62)), (1.1, (0.88, 1.32)), (-0.9, (-0.95, -0.85))):
+        svg = effect_svg(MetricResult("errors", "fail", "r", effect=effect, interval=interval, tolerance=0.5), None)
+        width = float(re.search(r'viewBox="0 0 (\d+)', svg).group(1))
+        for x, anchor, label in re.findall(r'<text x="([\d.]+)" y="46" text-anchor="(\w+)"[^>]*>([^<]*)<', svg):
+            half = len(label) * 3.5  # about half the width of an 11px label
+            left, right = {"start": (0, 2 * half), "middle": (half, half), "end": (2 * half, 0)}[anchor]
+            assert float(x) - left >= 0 and float(x) + right <= width, (label, x, anchor)
+
+
+def test_gate_report_says_why_there_is_no_report(tmp_path, fail_case):
+    from dataclasses import replace
+
+    verdict = fail_case[0]
+    store = SqliteStore(tmp_path / "s.sqlite")
+    store.start_release(verdict.release, verdict.deployed_at, {})
+    store.record(replace(verdict, verdict="inconclusive", final=False))
+    with pytest.raises(ReportError, match="no report yet: one is written when the gate decides"):
+        rebuild(store, verdict.release)
+    store.record(verdict)  # decided, but its report data never made it to the store
+    with pytest.raises(ReportError, match="the data behind its fail verdict at .* was not recorded"):
+        rebuild(store, verdict.release)
+
+
 def test_a_report_that_cannot_be_written_does_not_raise(tmp_path, fail_case):
     verdict, window, expected, policy = fail_case
     store = SqliteStore(tmp_path / "s.sqlite")
@@ -278,7 +341,7 @@ def test_gate_report_command(tmp_path, corpus):
         "canary: {scope: canary}\nbaseline: {scope: baseline}\ninterval: 1m\nlifetime: 1h\n"
         "metrics:\n  - {name: cpu, kind: gauge}\n  - {name: latency, kind: gauge}\n")
     store = tmp_path / "s.sqlite"
-    env = {"SLACK_WEBHOOK_URL": "", "GATE_REPORT_BUCKET": ""}
+    env = {"SLACK_WEBHOOK_URL": "", "GATE_REPORT_BUCKET": "", "GATE_REPORT_DIR": ""}  # the default folder
     checked = run_gate("check", "web-1.2", "--policy", policy, "--deployed-at", deployed, "--store", store,
                        "--examine-past", cwd=tmp_path, env=env)
     assert checked.returncode == 1, checked.stderr

@@ -207,3 +207,11 @@ def test_the_judge_tells_the_scenarios_apart(scenario, expected):
     verdict, evaluations = Analysis(policy, open_source(policy), "r", DEPLOYED).run()
     assert verdict.verdict == expected, verdict.reason
     assert evaluations < 60  # decided before the end of the lifetime
+
+
+def test_a_dead_canary_is_said_dead_once_not_once_per_metric():
+    policy = demo_policy("gateway_killed", 0, DEPLOYED)
+    verdict, _ = Analysis(policy, open_source(policy), "r", DEPLOYED).run()
+    assert verdict.verdict == "fail"
+    assert verdict.reason.count("has not reported") == 1, verdict.reason
+    assert all(m.name in verdict.reason.split(":")[0] for m in verdict.metrics if m.verdict == "fail")

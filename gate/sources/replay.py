@@ -146,6 +146,11 @@ class ReplaySource:
         self.case = case
         self.visible_until: int | None = None
 
+    @property
+    def known_deployed_at(self) -> int:
+        """When the recorded canary started: the deploy time `gate check` judges from unless told."""
+        return self.case.deployed_at
+
     def fetch(self, query: Query) -> Observations:
         end = query.end if self.visible_until is None else min(query.end, self.visible_until)
         names = [m.name for m in query.metrics]

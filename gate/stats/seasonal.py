@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from statsmodels.tsa.seasonal import STL
 
 DAY = 86400
 WEEK = 7 * DAY
@@ -92,6 +91,8 @@ def fit_seasonal(timestamps: np.ndarray, values: np.ndarray, step: int) -> Seaso
     if gaps.any():
         known = np.flatnonzero(~gaps)
         bucketed[gaps] = np.interp(np.flatnonzero(gaps), known, bucketed[known])
+
+    from statsmodels.tsa.seasonal import STL  # here, not at import: a cached reference needs no fit
 
     jump = max(1, BUCKETS_PER_DAY // 10)
     result = STL(

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import poisson
 
 
 def mixture_rho(target_variance: float, alpha: float) -> float:
@@ -131,6 +130,8 @@ def excursion_threshold(rate: float, points: int, alpha: float, minimum: int = 3
 
     A count of events only grows, so comparing it with a threshold set for the whole lifetime
     is one test, however often it is looked at."""
+    from scipy.stats import poisson  # here, not at import: scipy.stats costs a cold start ~0.7 s
+
     expected = max(rate, 0.0) * max(points, 1)
     k = minimum
     while poisson.sf(k - 1, expected) > alpha:
