@@ -232,6 +232,7 @@ class ReplayResult:
             "evaluations": self.evaluations,
             "reason": self.verdict.reason,
             "metrics": [m.to_dict() for m in self.verdict.metrics],
+            "notes": list(self.verdict.notes),  # caveats (held-out moments...): part of the judgement
         }
 
 

@@ -12,7 +12,19 @@ def test_replay_prints_one_json_line_per_case_with_the_contract_fields(corpus):
         assert line["decided_at"].endswith("Z")
         assert line["evaluations"] >= 1
         assert all({"name", "verdict", "reason"} <= set(m) for m in line["metrics"])
+        assert isinstance(line["notes"], list)
     assert result.returncode == {"pass": 0, "fail": 1, "inconclusive": 3}[lines[-1]["verdict"]]
+
+
+def test_replay_json_carries_the_verdicts_notes(corpus):
+    """Held-out moments and other caveats are part of the judgement: whoever scores replays must
+    see them (issue 18)."""
+    from gate.analysis import replay_case
+
+    case = corpus / "k1m-fleet-anomaly-235"  # a real fleet-wide anomaly hits both groups
+    line = json.loads(run_gate("replay", case, "--json").stdout)
+    assert line["notes"] == replay_case(case).verdict.notes
+    assert any("held out" in note for note in line["notes"]), line["notes"]
 
 
 def test_replay_of_a_missing_case_is_one_clear_line_and_exit_4(tmp_path):
