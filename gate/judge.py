@@ -32,9 +32,12 @@ from gate.stats.seasonal import DAY, SeasonalModel, fit_seasonal, robust_sd
 from gate.stats.sequential import MarginTest, excursion_threshold, margin_test, noise_variance, winsorize
 from gate.verdict import MetricResult, Verdict
 
-# A point of the baseline this many noise scales off its seasonal expectation is a fleet-wide
-# anomaly: it is held out of the comparison.
+# A moment when both groups are this many noise scales off their seasonal expectation is a
+# fleet-wide anomaly, held out of the comparison; but only for a KPI whose history shows such
+# moments rarely (below FLEET_ANOMALY_RARE of its points): a sparse metric's non-zero points, or
+# a spiky one's spikes, are its everyday behaviour, not anomalies.
 FLEET_ANOMALY_SCALES = 5.0
+FLEET_ANOMALY_RARE = 0.01
 # History-only: a point this many robust noise scales off the seasonal expectation is an
 # excursion; a window with at least max(3, 4% of its points) excursions departs from history.
 EXCURSION_SCALES = 4.0
@@ -69,6 +72,7 @@ class MetricReference:
     excursion_rate: float | None = None  # share of history points jumping > EXCURSION_JUMP noise scales
     rate: float | None = None  # counts: events per unit of denominator in the history
     offset: float = 0.0  # how far (in noise scales) the last hour before the deploy ran off the model
+    anomaly_rate: float = 0.0  # share of history points beyond FLEET_ANOMALY_SCALES of the model
 
 
 @dataclass(frozen=True)
@@ -99,16 +103,19 @@ def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
         # How far the last hour before the deploy already ran off the model (in noise scales): a
         # level the model misses (a week learned from 7 days, a slow trend) is not an anomaly of
         # the canary window.
-        offset = 0.0
+        offset, anomaly_rate = 0.0, 0.0
         if seasonal is not None:
-            recent = (t >= deployed_at - 3600) & np.isfinite(x)
+            known = np.isfinite(x)
+            with np.errstate(all="ignore"):
+                z = (x[known] - seasonal.expected(t[known])) / seasonal.scale(t[known])
+            recent = t[known] >= deployed_at - 3600
             if recent.sum() >= 10:
-                r = (x[recent] - seasonal.expected(t[recent])) / seasonal.scale(t[recent])
-                offset = float(np.median(r))
+                offset = float(np.median(z[recent]))
+            anomaly_rate = float(np.mean(np.abs(z) > FLEET_ANOMALY_SCALES)) if len(z) else 0.0
         history_rate = None
         if m.kind == "count":
             history_rate = _rate(x, frame.values.get(m.denominator) if m.denominator else np.ones(len(x)))
-        metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset)
+        metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset, anomaly_rate)
     return Reference(metrics, int(len(t)))
 
 
@@ -418,7 +425,8 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> 
     if cv is not None:
         keep &= np.isfinite(cv) & np.isfinite(bv) & (bv > 0) & (cv >= 0)
     held = 0
-    if ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative:
+    if (ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative
+            and ref.anomaly_rate < FLEET_ANOMALY_RARE):
         # Relative to the offset the baseline already had before the deploy. A moment is the
         # fleet's anomaly only when both groups are off their expectation the same way: one
         # group off alone is that group's own moment (a sparse metric's rare non-zero point is
