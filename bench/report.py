@@ -65,7 +65,7 @@ def _times(s: dict) -> str:
     return f"{_pct(s['median'])} · {_pct(s['p90'])}" if "median" in s else "–"
 
 
-def _vs_baseline_table(rows: list[dict]) -> list[str]:
+def vs_baseline_table(rows: list[dict]) -> list[str]:
     gates = VS_BASELINE
     head = ("| scenario | expect | cases | measure | " + " | ".join(GATES[g] for g in gates)
             + " | " + " | ".join(f"time {GATES[g]}" for g in gates) + " |")
@@ -98,7 +98,7 @@ def _vs_baseline_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def _history_table(rows: list[dict]) -> list[str]:
+def history_table(rows: list[dict]) -> list[str]:
     lines = ["| gate | cases (fail) | precision | recall | F1 | FP rate | time to fail · p90 | time to pass · p90 |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     positives = sum(r["expect"] == "fail" for r in rows)
@@ -182,7 +182,7 @@ def markdown(results: dict) -> str:
             "Rate: FP rate for `expect=pass` scenarios (ending in fail), detection for `expect=fail` "
             "(ending in fail). Time: median · p90 of the time to the right decision as a share of "
             "the lifetime (to pass for clean canaries, to fail for regressions).", ""]
-    out += _vs_baseline_table(vs) if vs else ["(no case)"]
+    out += vs_baseline_table(vs) if vs else ["(no case)"]
     passed = [r for r in vs if r["expect"] == "pass" and r["ours"]["verdict"] == "pass"]
     if passed:
         at_end = sum(r["ours"]["share"] >= 1 for r in passed)
@@ -211,7 +211,7 @@ def markdown(results: dict) -> str:
     out += ["", "## History-only (Kontrast)", "",
             "Precision, recall and F1 of the fail verdict at the shipped threshold (policy defaults, "
             "no tuning on these cases).", ""]
-    out += _history_table(ho) if ho else ["(no case)"]
+    out += history_table(ho) if ho else ["(no case)"]
     out += ["", "## Speed", ""] + _speed(results["speed"])
     if "oracle" in results:
         o = results["oracle"]
@@ -303,7 +303,10 @@ would: one evaluation per step from the deploy to the end of the lifetime, each 
 data up to that step, stopping at the first decisive verdict. Our judge runs through
 `gate.analysis.replay_case` with the policy each `case.json` implies (policy defaults:
 alpha 1%, pass_risk 20%, minimum duration half the lifetime, an undecided canary fails at the
-end). Labels (`expect`, `scenario`) are read by the bench only to score.
+end). Labels (`expect`, `scenario`) are read by the bench only to score. These are whole-corpus
+numbers; a judge change is accepted on the cross-validated ones (folds by source series, dev and
+replicas) and the alpha calibration check of [cross-validation.md](cross-validation.md)
+(`python -m bench.cv`).
 """
 
 ORACLE_NOTE = """

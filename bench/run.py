@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -77,14 +78,14 @@ def _decision(verdict: str, decided_at: int, deployed_at: int, end_at: int) -> d
     }
 
 
-def judge_one(path: str) -> dict:
-    """Our judge on one case, as `gate replay` runs it. An error or a crash is recorded as such
-    (and scored as a fail: the gate fails closed)."""
+def judge_one(path: str, alpha: float | None = None) -> dict:
+    """Our judge on one case, as `gate replay` runs it (`alpha`: the policy's, overridden). An
+    error or a crash is recorded as such (and scored as a fail: the gate fails closed)."""
     case = load_case(path)
     timed = TimedJudge()
     started = time.perf_counter()
     try:
-        result = replay_case(path, judge=timed)
+        result = replay_case(path, judge=timed, alpha=alpha)
         out = _decision(result.verdict.verdict, result.verdict.evaluated_at, case.deployed_at, case.end_at)
         out["reason"] = result.verdict.reason[:300]
         out["evaluations"] = result.evaluations
@@ -126,14 +127,17 @@ def find_cases(corpus: Path, only: str | None) -> list[Path]:
     return cases
 
 
-def _pool_map(fn, paths: list[str], jobs: int, what: str) -> list:
-    results = []
+def pool_imap(fn, items: list, jobs: int, what: str) -> Iterator:
+    """`fn` over `items` on `jobs` processes, results in order as they come, progress on stderr."""
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for i, r in enumerate(pool.map(fn, paths, chunksize=2), start=1):
-            results.append(r)
-            if i % 50 == 0 or i == len(paths):
-                print(f"  {what}: {i}/{len(paths)}", file=sys.stderr, flush=True)
-    return results
+        for i, r in enumerate(pool.map(fn, items, chunksize=2), start=1):
+            yield r
+            if i % 50 == 0 or i == len(items):
+                print(f"  {what}: {i}/{len(items)}", file=sys.stderr, flush=True)
+
+
+def _pool_map(fn, paths: list[str], jobs: int, what: str) -> list:
+    return list(pool_imap(fn, paths, jobs, what))
 
 
 def main(argv: list[str] | None = None) -> int:

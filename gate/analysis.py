@@ -13,7 +13,7 @@ from typing import Any
 
 from gate import judge as default_judge
 from gate.errors import GateError, ReleaseError
-from gate.policy import Policy
+from gate.policy import Policy, parse_policy
 from gate.series import Observations
 from gate.sources import MetricSource, Query
 from gate.sources.replay import ReplaySource, load_case
@@ -236,11 +236,18 @@ class ReplayResult:
         }
 
 
-def replay_case(case_dir: str | Path, policy: Policy | None = None, judge: Any = default_judge) -> ReplayResult:
-    """Replay a recorded case step by step as the live loop would, seeing only the past."""
+def replay_case(
+    case_dir: str | Path, policy: Policy | None = None, judge: Any = default_judge, *, alpha: float | None = None
+) -> ReplayResult:
+    """Replay a recorded case step by step as the live loop would, seeing only the past.
+
+    `alpha` replaces the policy's false-alarm budget (the bench's calibration check); it is
+    validated as the policy field is (PolicyError)."""
     started = time.perf_counter()
     case = load_case(case_dir)
     policy = policy or case.policy()
+    if alpha is not None:
+        policy = parse_policy({**policy.model_dump(), "alpha": alpha}, origin=f"{case_dir} (alpha override)")
     # The lifetime is the case's: the recorded data ends there.
     policy = policy.model_copy(update={"lifetime": case.end_at - case.deployed_at})
     source = ReplaySource(case)

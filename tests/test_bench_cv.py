@@ -1,0 +1,161 @@
+"""The cross-validation harness (bench/cv.py) folds by source series and picks candidates on the
+other folds only (tiny synthetic cases; the numbers themselves are the benchmark's business)."""
+
+import json
+import random
+
+import pytest
+
+from bench import cv
+from gate import judge
+from gate.analysis import replay_case
+from gate.errors import PolicyError
+
+PAIR = ("yzz9048/SocialNetwork-MonitorData normal/metric.zip: real replica pair of {service}, "
+        "canary pod {service}-{a}, baseline pod {service}-{b}")
+
+
+def write_case(root, name, source, family="canary-vs-baseline", expect="pass"):
+    folder = root / name
+    folder.mkdir(parents=True)
+    meta = {"id": name, "family": family, "scenario": "aa", "expect": expect, "step_seconds": 60,
+            "source": source}
+    (folder / "case.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path):
+    """Two big source series, seven small ones, history-only KPIs, and replica pairs of three
+    services in both roles."""
+    dev, replicas = tmp_path / "dev", tmp_path / "replicas"
+    for i in range(12):
+        write_case(dev, f"k1m-aa-{i:03d}", "kontrast:inst_001 + kontrast:inst_003", expect="pass" if i % 2 else "fail")
+        write_case(dev, f"nab5m-aa-{i:03d}", "nab:cpu_a.csv + nab:latency.csv")
+    for i in range(7):
+        write_case(dev, f"k1m-fleet-anomaly-{i:03d}", f"kontrast:inst_{100 + i} (erroneous) + kontrast:inst_001")
+    for i in range(11):
+        write_case(dev, f"kontrast-{i:03d}", f"Kontrast dataset A (aiops2018) inst_{200 + i}", family="history-only")
+    for service in ("media", "user", "url"):
+        for k, (a, b) in enumerate((("p1", "p2"), ("p2", "p1"))):
+            write_case(replicas, f"replica-aa-{service}-{k}", PAIR.format(service=service, a=a, b=b))
+    return [dev, replicas]
+
+
+def test_every_source_series_is_in_exactly_one_fold(tiny_corpus):
+    rows = cv.find_rows(tiny_corpus, folds=5)
+    folds_of = {}
+    for r in rows:
+        folds_of.setdefault(r["group"], set()).add(r["fold"])
+    assert all(len(f) == 1 for f in folds_of.values())
+    assert len(folds_of) == 2 + 7 + 11 + 3
+    assert {r["fold"] for r in rows} == set(range(5))
+
+
+def test_a_replica_pair_and_its_mirror_are_one_group_the_service(tiny_corpus):
+    rows = [r for r in cv.find_rows(tiny_corpus, folds=5) if r["family"] == "replicas"]
+    assert {r["group"] for r in rows} == {"replicas of media", "replicas of user", "replicas of url"}
+    # Three services, five folds: each service alone in its fold.
+    assert len({r["fold"] for r in rows}) == 3
+
+
+def test_the_fold_assignment_does_not_depend_on_the_order_of_the_cases(tiny_corpus):
+    rows = cv.find_rows(tiny_corpus, folds=5)
+    shuffled = rows[:]
+    random.Random(7).shuffle(shuffled)
+    assert cv.assign_folds(shuffled) == cv.assign_folds(rows) == {r["group"]: r["fold"] for r in rows}
+
+
+def test_the_folds_balance_each_family():
+    rows = [{"group": f"g{i}", "family": "history-only"} for i in range(20)]
+    folds = cv.assign_folds(rows, folds=4)
+    assert sorted(list(folds.values()).count(k) for k in range(4)) == [5, 5, 5, 5]
+
+
+def test_a_case_without_its_source_label_is_refused_by_name(tmp_path):
+    write_case(tmp_path, "k1m-aa-001", source=None)
+    with pytest.raises(cv.BenchError, match="k1m-aa-001.*source"):
+        cv.find_rows([tmp_path], folds=5)
+
+
+def measures(fp, detection, time_to_fail):
+    return {"fp": fp, "detection": detection, "time_to_fail": time_to_fail}
+
+
+def test_the_pick_is_the_best_detection_within_the_false_positive_ceiling():
+    training = {"installed": measures(0.0, 0.90, 0.30),
+                "noisy": measures(0.02, 1.00, 0.10),  # above alpha 1%: not eligible, however sharp
+                "sharp": measures(0.01, 0.95, 0.40)}
+    assert cv.pick(training) == "sharp"
+
+
+def test_a_tie_in_detection_goes_to_the_faster_then_to_the_first_listed():
+    assert cv.pick({"slow": measures(0.0, 0.95, 0.40), "fast": measures(0.005, 0.95, 0.20)}) == "fast"
+    assert cv.pick({"first": measures(0.0, 0.95, 0.20), "second": measures(0.0, 0.95, 0.20)}) == "first"
+    assert cv.pick({"never": measures(0.0, 0.0, None), "some": measures(0.0, 0.0, 0.5)}) == "some"
+
+
+def test_with_none_within_the_ceiling_the_lowest_false_positive_rate_is_picked():
+    training = {"loud": measures(0.05, 1.0, 0.1), "quieter": measures(0.02, 0.5, 0.9)}
+    assert cv.pick(training) == "quieter"
+
+
+def test_each_fold_is_judged_by_the_candidate_picked_on_the_other_folds():
+    # "sharp" detects everything but raises a false alarm on a clean case of fold 0 only; "steady"
+    # detects half. Trained without fold 0, sharp looks clean and is picked for fold 0; every
+    # other fold trains on fold 0 and gets steady.
+    rows, outcomes = [], {"steady": {}, "sharp": {}}
+    for fold in range(5):
+        for i in range(4):
+            path = f"f{fold}-{i}"
+            expect = "pass" if i < 2 else "fail"
+            rows.append({"path": path, "fold": fold, "group": f"g{fold}", "family": "canary-vs-baseline",
+                         "expect": expect})
+            sharp = "fail" if expect == "fail" or (fold == 0 and i == 0) else "pass"
+            steady = "fail" if i == 3 else "pass"
+            outcomes["sharp"][path] = {"verdict": sharp, "share": 0.2}
+            outcomes["steady"][path] = {"verdict": steady, "share": 0.5}
+    folds = cv.cross_validate(rows, outcomes)
+    assert [f["picked"] for f in folds] == ["sharp", "steady", "steady", "steady", "steady"]
+    assert folds[0]["training"]["sharp"]["fp"] == 0.0 and folds[1]["training"]["sharp"]["fp"] > 0.01
+
+
+def test_a_candidate_constant_that_does_not_exist_is_refused_by_name(tmp_path):
+    file = tmp_path / "candidates.yaml"
+    file.write_text("ok: {}\ntypo:\n  gate.judge.EXCURSION_SCALEZ: 5\n", encoding="utf-8")
+    with pytest.raises(cv.BenchError, match="typo.*gate.judge.EXCURSION_SCALEZ"):
+        cv.load_candidates(file)
+    file.write_text("elsewhere:\n  gate.policy.DEFAULT: 1\n", encoding="utf-8")
+    with pytest.raises(cv.BenchError, match="not a constant of gate.judge"):
+        cv.load_candidates(file)
+
+
+def test_a_candidate_is_applied_for_its_replays_and_the_installed_judge_restored():
+    installed = judge.EXCURSION_SCALES
+    with cv.judge_constants({"gate.judge.EXCURSION_SCALES": installed + 1}):
+        assert judge.EXCURSION_SCALES == installed + 1
+    assert judge.EXCURSION_SCALES == installed
+
+
+def test_a_replay_can_override_the_policy_alpha_and_a_bad_one_is_refused(corpus_case):
+    assert replay_case(corpus_case, alpha=0.1).policy.alpha == 0.1
+    with pytest.raises(PolicyError, match="alpha"):
+        replay_case(corpus_case, alpha=2)
+
+
+def test_replays_are_cached_per_case_and_candidate(corpus_case, tmp_path):
+    def replays():
+        r = cv.Replays(cv.ResultCache(tmp_path))
+        return r, r.add("judge", str(corpus_case)), r.add("judge", str(corpus_case), alpha=0.05)
+
+    first, key, other = replays()
+    assert key != other
+    done, replayed = first.results(jobs=1)
+    again, same_key, _ = replays()
+    cached, replayed_again = again.results(jobs=1)
+    assert (replayed, replayed_again, same_key) == (2, 0, key)
+    assert cached[key] == done[key] and done[key]["verdict"] in ("pass", "fail")
+
+
+@pytest.fixture
+def corpus_case(corpus):
+    return corpus / "k1m-aa-001"
