@@ -726,15 +726,11 @@ def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult
     return _result(m, "inconclusive", "interval-straddles-tolerance", f"{shown}: not yet conclusive", **numbers)
 
 
-END_RULE = "kayenta"
-
-
 def _worse_at_end(o: Outcome, budget: Budget) -> bool:
     """The deadline: as Kayenta does, fail a difference that is both significant and beyond the
-    tolerance ("kayenta"), or only one shown beyond the tolerance by a fixed-sample test
-    ("margin")."""
-    if END_RULE == "margin":
-        return o.test.total > budget.final_z * math.sqrt(o.test.variance)
+    tolerance. (A fixed-sample test against the tolerance itself would promise fewer false
+    alarms near the tolerance, but measured on the corpora it gave up 6 points of detection
+    and no false alarm.)"""
     return not o.test.estimate_within and o.worse > budget.final_z * math.sqrt(o.null_variance)
 
 
