@@ -15,7 +15,7 @@ from gate import judge as default_judge
 from gate.errors import GateError, ReleaseError
 from gate.policy import Policy, parse_policy
 from gate.series import Observations
-from gate.sources import MetricSource, Query
+from gate.sources import DEMO_SOURCES, MetricSource, Query
 from gate.sources.replay import ReplaySource, load_case
 from gate.verdict import Verdict, iso
 
@@ -162,7 +162,8 @@ class Analysis:
             verdict = self.judge.evaluate(
                 self.policy, reference, self.window(now), self.deployed_at, now
             )
-            verdict = replace(verdict, release=self.release)
+            demo = self.policy.source.type if self.policy.source.type in DEMO_SOURCES else None
+            verdict = replace(verdict, release=self.release, demo=demo)
             if now >= self.end_at and not verdict.decisive:
                 verdict = self._at_end_of_lifetime(verdict)
         except GateError as e:

@@ -104,10 +104,11 @@ def _serialize(root: ET.Element) -> str:
 def report(verdict: Verdict) -> str:
     """The JUnit XML of a verdict: one test case per metric."""
     root, suite = _suite(
-        verdict.release,
+        verdict.release + (f" {verdict.demo_label}" if verdict.demo_label else ""),
         iso(verdict.evaluated_at).removesuffix("Z"),
         {
             "verdict": verdict.verdict,
+            **({"demo": verdict.demo} if verdict.demo else {}),
             "final": str(verdict.final).lower(),
             "reason": verdict.reason,
             "deployed_at": iso(verdict.deployed_at),

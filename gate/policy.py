@@ -75,7 +75,8 @@ def duration(low: int, high: int) -> Any:
 
 
 Interval = duration(10, DAY)
-Lifetime = duration(10, 7 * DAY)
+MAX_LIFETIME = 7 * DAY  # infra/template.yaml sizes the Step Functions loop's timeout on it
+Lifetime = duration(10, MAX_LIFETIME)
 History = duration(1, 366 * DAY)
 MinDuration = duration(1, 7 * DAY)
 MAX_TOLERANCE = 100.0

@@ -423,6 +423,7 @@ text-transform:uppercase;letter-spacing:.04em;font-size:13px}
 .card{background:#fff;border:1px solid #dee2e6;border-radius:8px;padding:16px;margin:0 0 16px}
 .summary{border-left:6px solid var(--verdict)}
 .reason{font-size:15px;margin:8px 0 12px}
+.demo{background:#fff3bf;border:1px solid #f59f00;padding:6px 10px;font-weight:600}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:3px 8px 3px 0;vertical-align:top}
 th{color:#495057;font-weight:600;white-space:nowrap}
@@ -490,6 +491,13 @@ def _metric_card(result: MetricResult, metric: Metric | None, verdict: Verdict, 
     return "".join(body)
 
 
+def _demo_banner(verdict: Verdict) -> str:
+    if not verdict.demo_label:
+        return ""
+    return (f'<p class="demo">{_e(verdict.demo_label)}: judged on made-up or recorded data '
+            f"(source.type {_e(verdict.demo)}), not on the release's live metrics</p>\n")
+
+
 def render_report(verdict: Verdict, window: Observations, expected: dict[str, Band] | None, policy: Policy,
                   *, canary: str | None = None, baseline: str | None = None) -> str:
     """The whole report as one HTML document.
@@ -533,7 +541,7 @@ def render_report(verdict: Verdict, window: Observations, expected: dict[str, Ba
 <style>{CSS}</style></head>
 <body><main>
 <section class="card summary" style="--verdict:{color}">
-<h1>{_badge(verdict.verdict)} release {_e(verdict.release)}</h1>
+{_demo_banner(verdict)}<h1>{_badge(verdict.verdict)} release {_e(verdict.release)}</h1>
 <p class="reason">{_e(verdict.reason)}</p>
 <table>{"".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in summary_rows)}</table>
 {f'<ul class="notes">{notes}</ul>' if notes else ""}

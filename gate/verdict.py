@@ -118,17 +118,24 @@ class Verdict:
     final: bool  # decisive, or the end of the lifetime was reached
     metrics: list[MetricResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The demo source (`simulate`, `replay`) the verdict was judged from; None for a live source.
+    demo: str | None = None
 
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.verdict]
 
     @property
+    def demo_label(self) -> str | None:
+        """How every output (report, Slack, JUnit) marks a verdict not judged on a live release."""
+        return None if self.demo is None else f"DEMO ({self.demo})"
+
+    @property
     def decisive(self) -> bool:
         return self.verdict in ("pass", "fail")
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "release": self.release,
             "verdict": self.verdict,
             "reason": self.reason,
@@ -138,6 +145,9 @@ class Verdict:
             "metrics": [m.to_dict() for m in self.metrics],
             "notes": list(self.notes),
         }
+        if self.demo is not None:  # only then: a live verdict's JSON is unchanged
+            d["demo"] = self.demo
+        return d
 
     @staticmethod
     def from_dict(d: dict) -> Verdict:
@@ -156,6 +166,7 @@ class Verdict:
             final=d["final"],
             metrics=metrics,
             notes=list(d.get("notes", [])),
+            demo=d.get("demo"),
         )
 
 

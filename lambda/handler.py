@@ -20,10 +20,14 @@ link in `report_url`), Slack (SLACK_WEBHOOK_URL), Datadog event (when the policy
 cannot judge (bad event, bad policy, dead source, crash) the answer is an error, never a pass:
 `{"statusCode": 4xx/5xx, "verdict": "error", "error": "...", "exit_code": 4}`.
 
+A policy whose source is a demo (`simulate`, `replay`: made-up or recorded data) is refused (400):
+the Lambda gates real releases.
+
 Settings (environment): GATE_STORE_TABLE (DynamoDB evaluation store), GATE_IDEMPOTENCY_TABLE
 (a retried invocation for the same release and moment returns the first answer instead of judging
-and notifying again), GATE_SECRET_ID (a Secrets Manager JSON secret holding DD_API_KEY,
-DD_APP_KEY, SLACK_WEBHOOK_URL), POWERTOOLS_* (logging, metrics namespace, tracing).
+and notifying again; a different request for them is refused), GATE_SECRET_ID (a Secrets Manager
+JSON secret holding DD_API_KEY, DD_APP_KEY, SLACK_WEBHOOK_URL), POWERTOOLS_* (logging, metrics
+namespace, tracing).
 """
 
 from __future__ import annotations
@@ -46,7 +50,11 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
+    IdempotencyValidationError,
+)
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 # Imported at init on purpose: Lambda runs the init phase at full CPU, and the first evaluation
@@ -55,7 +63,7 @@ from gate.analysis import Analysis, register_deploy
 from gate.cache import ReferenceCache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError
 from gate.policy import Policy, parse_policy
-from gate.sources import open_source
+from gate.sources import DEMO_SOURCES, open_source
 from gate.store import SqliteStore, open_store
 from gate.verdict import EXIT_ERROR, Verdict, parse_time, release_name
 
@@ -130,6 +138,8 @@ def is_http(event: Any) -> bool:
 
 def http_body(event: dict) -> Any:
     body = event.get("body") or ""
+    if not isinstance(body, str):  # API Gateway always sends the body as text
+        raise BadRequest(f"body: expected the JSON request as text, got a JSON {type(body).__name__}")
     try:
         if event.get("isBase64Encoded"):
             body = base64.b64decode(body).decode("utf-8")
@@ -139,6 +149,16 @@ def http_body(event: dict) -> Any:
 
 
 # -- what the event refers to ----------------------------------------------------------------
+
+
+def live_policy(reference: dict | str) -> Policy:
+    """The policy, refused when its source is a demo (simulated or recorded data): a verdict of
+    the Lambda promotes or rolls back a real release, so it must come from its real metrics."""
+    policy = load_policy(reference)
+    if policy.source.type in DEMO_SOURCES:
+        raise PolicyError(f"source.type: {policy.source.type!r} judges made-up or recorded data, not the release: "
+                          "the Lambda judges live metrics only (datadog, cloudwatch)")
+    return policy
 
 
 def load_policy(reference: dict | str) -> Policy:
@@ -153,7 +173,8 @@ def load_policy(reference: dict | str) -> Policy:
     elif reference.startswith("ssm:"):
         name = reference.removeprefix("ssm:")
         try:
-            text = parameters.get_parameter(name, max_age=300)
+            # Decrypted: a SecureString policy is read as its text, not its ciphertext.
+            text = parameters.get_parameter(name, max_age=300, decrypt=True)
         except parameters.exceptions.GetParameterError as e:
             # Powertools wraps the SDK's error: the original is the context.
             raise _unreadable(reference, e.__cause__ or e.__context__, str(e)) from None
@@ -311,8 +332,12 @@ def announce(analysis: Analysis, verdict: Verdict, history: Any, build_url: str 
 @lru_cache(maxsize=4)
 def _idempotent_judge(table: str, endpoint: str | None):
     config = IdempotencyConfig(
-        # The key is the release and the moment judged; the payload carries the rest.
+        # The key is the release and the moment judged. A retry must also ask the same question:
+        # everything else that changes the answer (the policy as parsed, the scopes, the deploy
+        # time) is validated, and a request that differs is refused (IdempotencyValidationError),
+        # never answered with the verdict of another one. build_url only changes a link.
         event_key_jmespath="[release, now]",
+        payload_validation_jmespath="[policy, canary, baseline, deployed_at]",
         raise_on_no_idempotency_key=True,
         expires_after_seconds=int(os.environ.get("GATE_IDEMPOTENCY_TTL", str(6 * 3600))),
         response_hook=_replayed,
@@ -337,7 +362,7 @@ def _judge_serializable(request: dict) -> dict:
 
 
 def evaluate(request: EvaluateRequest, context: Any) -> dict:
-    policy = load_policy(request.policy)
+    policy = live_policy(request.policy)
     now = request.now if request.now is not None else (int(time.time()) // policy.interval) * policy.interval
     plain = {**request.model_dump(), "policy": policy.model_dump(mode="json"), "now": now}
     table = os.environ.get("GATE_IDEMPOTENCY_TABLE")
@@ -349,6 +374,14 @@ def evaluate(request: EvaluateRequest, context: Any) -> dict:
 
 
 # -- the handler -------------------------------------------------------------------------------
+
+
+def _cause(e: BaseException) -> str:
+    """The AWS error behind a Powertools wrapper, on one line: `ResourceNotFoundException: ...`."""
+    cause = e.__cause__ or e
+    code = getattr(cause, "response", {}).get("Error", {}).get("Code")
+    text = f"{code}: {cause}" if code else f"{type(cause).__name__}: {cause}"
+    return " ".join(text.split())[:300]
 
 
 def error(status: int, message: str, release: str | None = None) -> dict:
@@ -376,6 +409,13 @@ def answer(event: Any, context: Any) -> dict:
         result = error(400, redact(str(e), secrets), release)
     except IdempotencyAlreadyInProgressError:
         result = error(409, "an evaluation of this release at this moment is already in progress", release)
+    except IdempotencyValidationError:
+        result = error(400, "this release was already judged at this moment for a different request (policy, "
+                            "canary, baseline or deployed_at differ): a retry must repeat the request, a new "
+                            "question needs another moment or release name", release)
+    except IdempotencyPersistenceLayerError as e:
+        table = os.environ.get("GATE_IDEMPOTENCY_TABLE")
+        result = error(503, f"could not judge: the idempotency table {table} is unusable: {_cause(e)}", release)
     except GateError as e:
         if isinstance(e, SourceError):
             metrics.add_metric(name="SourceErrors", unit=MetricUnit.Count, value=1)

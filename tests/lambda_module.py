@@ -41,8 +41,11 @@ class CurrentStdout:
         sys.stdout.flush()
 
 
-def import_handler(name: str) -> ModuleType:
+def import_handler(name: str, *, replays: bool = False) -> ModuleType:
     """A fresh import of the handler module (its caches are per container) under `name`.
+
+    `replays`: the handler judges `replay` policies, which production refuses (DEMO_SOURCES):
+    the corpus' recorded cases are these tests' data.
 
     logging's loggers are process-wide: powertools configures the service's logger once, on the
     first import in the process, with the stdout and POWERTOOLS_LOG_LEVEL of that moment. Here its
@@ -58,6 +61,8 @@ def import_handler(name: str) -> ModuleType:
     except BaseException:
         sys.modules.pop(name, None)
         raise
+    if replays:
+        module.DEMO_SOURCES = module.DEMO_SOURCES - {"replay"}
     service_logger = logging.getLogger(module.SERVICE)
     service_logger.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO").upper())
     for handler in service_logger.handlers:

@@ -251,3 +251,27 @@ def test_unreachable_endpoint_could_not_judge(monkeypatch, moto_server):  # noqa
     now = int(time.time())
     with pytest.raises(SourceError, match="CloudWatch unreachable"):
         open_source(policy).fetch(Query(tuple(policy.metrics), ASG["canary"], None, now - 600, now, 60))
+
+
+def test_one_target_group_for_both_groups_is_could_not_judge(aws, tmp_path, corpus):
+    """Both groups behind one target group: latency and errors compared with themselves would
+    pass a canary whose latency regressed. Refused before judging (exit 4), naming the metric
+    and the dimensions."""
+    deployed_at, _ = publish_case(aws, corpus / "k1m-latency-shift-006")
+    data = policy_data()
+    data["metrics"] = [m for m in data["metrics"] if m["name"] in ("latency", "errors", "requests")]
+    data["source"]["options"]["groups"]["baseline"] = {"target_group": TARGET_GROUPS["canary"]}
+    path = tmp_path / "shared.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = check(aws, tmp_path, path, deployed_at)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "the canary and the baseline resolve to the same dimensions" in result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+
+
+def test_a_canary_override_the_target_group_metrics_cannot_follow_is_could_not_judge(aws, tmp_path, corpus):
+    deployed_at, _ = publish_case(aws, corpus / "k1m-aa-014")
+    result = check(aws, tmp_path, write_policy(tmp_path), deployed_at, "--canary", "web-canary-2")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "canary scope 'web-canary-2' is not the policy's ('web-canary')" in result.stderr
+    assert "latency, errors, requests do not use {scope}" in result.stderr

@@ -268,14 +268,28 @@ def test_the_example_policy_builds_its_queries(cloudwatch):
     stubber.add_response("get_metric_data", {"MetricDataResults": []})
     source(client, p).fetch(query(p, NOW - 300, NOW))
     by_id = {q["Id"]: q["MetricStat"] for q in sent}
-    assert len(by_id) == 10
+    assert len(by_id) == 12
     latency = by_id["q2"]
     assert latency["Stat"] == "p99" and {"Name": "TargetGroup", "Value": "targetgroup/web-canary/73e2d6bc24d8a067"} \
         in latency["Metric"]["Dimensions"]
-    assert by_id["q5"]["Metric"]["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]
+    assert by_id["q6"]["Metric"]["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]
     # TargetResponseTime is in seconds: with its unit the latency's tail is judged too.
     latency_metric = next(m for m in p.metrics if m.name == "latency")
     assert latency_metric.unit == "s" and latency_metric.judges_tail
+
+
+def test_the_example_policy_counts_the_5xx_a_crashing_canary_makes_the_alb_answer(cloudwatch):
+    """Targets that refuse connections get 502/503 from the ALB itself, never counted as target
+    5xx: without a per-group count of them a dying canary reads as error-free."""
+    from pathlib import Path
+
+    from gate.policy import load_policy
+
+    p = load_policy(Path(__file__).parents[1] / "examples" / "cloudwatch.yaml")
+    [connection] = [m for m in p.metrics if m.queries["cloudwatch"]["metric"] == "TargetConnectionErrorCount"]
+    assert (connection.kind, connection.denominator, connection.bad_direction) == ("count", "requests", "increase")
+    assert connection.queries["cloudwatch"]["dimensions"]["TargetGroup"] == "{target_group}"
+    assert not connection.muted
 
 
 ERRORS_AND_REQUESTS = [
@@ -401,3 +415,102 @@ def test_history_read_at_5_minutes_expects_per_minute_errors(corpus):
         expected[history] = errors["expected"]
     assert expected["14d"] == pytest.approx(75.6, rel=0.02)
     assert expected["16d"] == pytest.approx(expected["14d"], rel=0.02)
+
+
+# -- non-data and groups that cannot be told apart (issue 17) ------------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_count_answered_nan_or_infinite_stays_missing_never_zero(cloudwatch, bad):
+    """The canary's 5xx came back as NaN or an infinity for minutes with requests: unknown, not
+    "no errors" (read as zero, a +191% canary passed)."""
+    client, stubber = cloudwatch
+    p = policy(ERRORS_AND_REQUESTS)
+    stamps = [at(NOW - 180), at(NOW - 120), at(NOW - 60)]
+    requests = {"StatusCode": "Complete", "Timestamps": stamps, "Values": [900.0, 800.0, 700.0]}
+    stubber.add_response("get_metric_data", {"MetricDataResults": [
+        {"Id": "q0", "StatusCode": "Complete", "Timestamps": stamps, "Values": [9.0, bad, bad]},
+        {"Id": "q1", **requests},
+        {"Id": "q2", "StatusCode": "Complete", "Timestamps": [at(NOW - 180)], "Values": [bad]},
+        {"Id": "q3", **requests}]})
+    seen = source(client, p).fetch(query(p, NOW - 180, NOW))
+    assert seen.canary.values["errors"][0] == 9.0
+    assert np.isnan(seen.canary.values["errors"][1:]).all()
+    assert np.isnan(seen.baseline.values["errors"][0]) and seen.baseline.values["errors"][1:].tolist() == [0.0, 0.0]
+
+
+def partial(ids=("q0", "q1"), values=(0.5,)):
+    stamps = [at(NOW - 60 * (i + 1)) for i in range(len(values))]
+    return {"MetricDataResults": [{"Id": i, "StatusCode": "PartialData", "Timestamps": stamps, "Values": list(values)}
+                                  for i in ids]}
+
+
+def test_partial_data_without_a_next_page_is_asked_again(cloudwatch):
+    client, stubber = cloudwatch
+    p = policy()
+    clock = Clock()
+    stubber.add_response("get_metric_data", partial())
+    stubber.add_response("get_metric_data", {"MetricDataResults": [
+        {"Id": i, "StatusCode": "Complete", "Timestamps": [at(NOW - 120), at(NOW - 60)], "Values": [0.5, 0.7]}
+        for i in ("q0", "q1")]})
+    seen = source(client, p, clock).fetch(query(p, NOW - 120, NOW))
+    assert seen.canary.values["latency"].tolist() == [0.5, 0.7]  # the complete answer, not merged with the partial
+    assert len(clock.slept) == 1
+
+
+def test_partial_data_without_a_next_page_until_the_budget_ends_is_could_not_judge(cloudwatch):
+    client, stubber = cloudwatch
+    p = policy(retry_seconds=5)
+    clock = Clock()
+    for _ in range(20):
+        stubber.add_response("get_metric_data", partial())
+    with pytest.raises(SourceError, match=r"kept answering PartialData without a next page \(queries q0, q1\) for 5s"):
+        source(client, p, clock).fetch(query(p, NOW - 120, NOW))
+    assert clock.now - NOW <= 5 and clock.slept
+    stubber._queue.clear()  # the unused answers: the source gave up within its budget
+
+
+def test_one_target_group_for_both_groups_is_refused(cloudwatch):
+    """Latency and errors of one target group compared with themselves: any canary passes."""
+    client, _ = cloudwatch
+    p = policy(groups={"canary": {"target_group": "targetgroup/web/1"}, "baseline": {"target_group": "targetgroup/web/1"}})
+    with pytest.raises(PolicyError, match=r"metrics\.latency\.queries\.cloudwatch\.dimensions: the canary and the "
+                                          r"baseline resolve to the same dimensions \(LoadBalancer=app/web/1, "
+                                          r"TargetGroup=targetgroup/web/1\)"):
+        source(client, p).fetch(query(p, NOW - 120, NOW))
+    # History-only (no baseline group): nothing to tell apart.
+    p = policy(groups={"canary": {"target_group": "targetgroup/web/1"}})
+    _.add_response("get_metric_data", {"MetricDataResults": []})
+    source(client, p).fetch(query(p, NOW - 120, NOW, baseline=False))
+
+
+CPU = {"name": "cpu", "kind": "gauge", "queries": {"cloudwatch": {
+    "namespace": "AWS/EC2", "metric": "CPUUtilization", "stat": "Average"}}}
+
+
+def test_a_scope_override_a_metric_cannot_follow_is_refused(cloudwatch):
+    """`--canary other-asg` moves the {scope} dimensions only: the target-group metrics would
+    still read the policy's canary group."""
+    client, stubber = cloudwatch
+    p = policy([CPU, *policy().model_dump(mode="json")["metrics"]])
+    moved = Query(tuple(p.metrics), "web-canary-2", "web-baseline", NOW - 120, NOW, 60)
+    with pytest.raises(PolicyError, match=r"canary scope 'web-canary-2' is not the policy's \('web-canary'\), but the "
+                                          r"CloudWatch dimensions of latency do not use \{scope\}"):
+        source(client, p).fetch(moved)
+    # A policy of {scope} dimensions only follows any scope; the policy's own scope always applies.
+    only_cpu = policy([CPU])
+    for q in (Query(tuple(only_cpu.metrics), "web-canary-2", "web-baseline-2", NOW - 120, NOW, 60),
+              query(p, NOW - 120, NOW)):
+        stubber.add_response("get_metric_data", {"MetricDataResults": []})
+        source(client, only_cpu if q.canary.endswith("-2") else p).fetch(q)
+
+
+def test_a_release_in_the_policy_scope_is_the_policy_scope(cloudwatch):
+    client, stubber = cloudwatch
+    data = policy().model_dump(mode="json", exclude_none=True)
+    data["canary"]["scope"] = "web-{release}"
+    p = parse_policy(data)
+    stubber.add_response("get_metric_data", {"MetricDataResults": []})
+    source(client, p).fetch(Query(tuple(p.metrics), "web-1.2.3", "web-baseline", NOW - 120, NOW, 60))
+    with pytest.raises(PolicyError, match="canary scope 'api-1.2.3' is not the policy's"):
+        source(client, p).fetch(Query(tuple(p.metrics), "api-1.2.3", "web-baseline", NOW - 120, NOW, 60))

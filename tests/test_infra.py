@@ -137,7 +137,7 @@ def test_the_loop_evaluates_waits_and_stops_on_a_decision():
     machine = transformed()["Resources"]["GateLoop"]["Properties"]
     separator, lines = machine["DefinitionString"]["Fn::Join"]
     definition = json.loads(separator.join(lines))
-    assert definition["TimeoutSeconds"] == 86400
+    assert definition["TimeoutSeconds"] == 8 * 86400
     states = definition["States"]
     assert states["Evaluate"]["Resource"] == "arn:aws:states:::lambda:invoke"
     assert states["Evaluate"]["Next"] == "Route" and states["WaitInterval"]["Next"] == "Evaluate"
@@ -152,6 +152,23 @@ def test_the_loop_evaluates_waits_and_stops_on_a_decision():
     assert {"Undecided", "CountError"} <= set(routes.values())
     assert states["Route"]["Default"] == "Decided" and states["Decided"]["End"]
     assert states["CouldNotJudge"]["Parameters"]["exit_code"] == 4
+
+
+def test_the_loop_outlives_the_longest_lifetime_a_policy_allows():
+    """A 7-day canary (the policy allows it) must end judged, by its final answer, not TIMED_OUT
+    by the loop's own hard stop (24 h before): the stop leaves a day beyond the lifetime."""
+    from gate.errors import PolicyError
+    from gate.policy import MAX_LIFETIME, parse_policy
+
+    machine = transformed()["Resources"]["GateLoop"]["Properties"]
+    separator, lines = machine["DefinitionString"]["Fn::Join"]
+    timeout = json.loads(separator.join(lines))["TimeoutSeconds"]
+    policy = {"name": "web", "source": {"type": "cloudwatch"}, "canary": {"scope": "c"},
+              "metrics": [{"name": "cpu", "kind": "gauge"}]}
+    assert parse_policy({**policy, "lifetime": MAX_LIFETIME}).lifetime == MAX_LIFETIME
+    with pytest.raises(PolicyError, match="lifetime"):
+        parse_policy({**policy, "lifetime": MAX_LIFETIME + 1})
+    assert timeout >= MAX_LIFETIME + 86400
 
 
 def test_the_stack_is_created_in_moto_cloudformation(moto_endpoint):  # noqa: F811
@@ -527,7 +544,7 @@ def test_the_loop_with_the_real_analyzer_on_a_replayed_canary(monkeypatch, tmp_p
     for key in ("GATE_STORE_TABLE", "GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID", "GATE_REPORT_BUCKET",
                 "SLACK_WEBHOOK_URL", "DD_API_KEY", "DD_APP_KEY"):
         monkeypatch.delenv(key, raising=False)
-    handler = import_handler("gate_lambda_handler_loop")
+    handler = import_handler("gate_lambda_handler_loop", replays=True)
     try:
         event = case_event(corpus, "k1m-canary-down-012")
         event.pop("now")

@@ -131,7 +131,7 @@ def test_gate_check_junit_from_a_real_verdict(tmp_path, corpus):
     assert out["verdict"] == "fail"
     assert out["evaluated_at"] <= iso(parse_time(deployed_at) + 30 * 60)  # --lifetime 30m, not the policy's 1h
     suite, cases = parse(report.read_text())
-    assert suite.get("name") == "web-9"
+    assert suite.get("name") == "web-9 DEMO (replay)"  # a recorded case, not a live release: said so
     assert sorted(cases) == sorted(m["name"] for m in out["metrics"]) == ["cpu", "latency"]
     failed = [m for m in out["metrics"] if m["verdict"] == "fail"]
     assert failed

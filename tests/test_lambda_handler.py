@@ -13,7 +13,7 @@ import pytest
 from gate.analysis import Analysis
 from gate.sources.replay import ReplaySource, load_case
 from gate.store import SqliteStore
-from gate.verdict import Verdict, iso
+from gate.verdict import Verdict, iso, parse_time
 from tests.lambda_module import FakeContext, import_handler
 from tests.moto_server import moto_server  # noqa: F401 - fixture
 from tests.test_store_dynamodb import create_store_table, moto_endpoint  # noqa: F401 - fixture
@@ -31,7 +31,7 @@ def handler(monkeypatch, tmp_path):
     monkeypatch.setenv("GATE_STORE", str(tmp_path / "gate.sqlite"))
     for key in ("GATE_STORE_TABLE", "GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID", *SECRETS):
         monkeypatch.delenv(key, raising=False)
-    module = import_handler("gate_lambda_handler")
+    module = import_handler("gate_lambda_handler", replays=True)
     yield module
     sys.modules.pop("gate_lambda_handler", None)
 
@@ -431,3 +431,73 @@ def test_a_decisive_verdict_publishes_its_report_to_s3(handler, corpus, aws_tabl
     assert "<svg" in html and "k1m-canary-down-012" in html
     assert "reports/k1m-canary-down-012.html" in result["report_url"]
     assert result["report_url"] in json.dumps(slack_webhook[0])  # the message links the report
+
+
+# -- the AWS path's wrong passes (issue 17) ------------------------------------------------------
+
+
+def test_a_different_request_at_the_same_moment_is_refused_not_answered_from_the_cache(handler, corpus, aws_tables):
+    """The idempotency key is (release, now): a retry gets the first answer back, but a request
+    that differs in what changes the answer (policy, scopes, deploy time) is refused, never
+    answered with another request's cached pass."""
+    event = case_event(corpus, "k1m-aa-000", only=("cpu",))
+    assert handler.lambda_handler(event, FakeContext())["verdict"] == "pass"
+    retry = {**json.loads(json.dumps(event)), "build_url": "https://jenkins.invalid/job/web/8/"}
+    assert handler.lambda_handler(retry, FakeContext())["verdict"] == "pass"  # a link changes no answer
+    stricter = json.loads(json.dumps(event))
+    stricter["policy"]["metrics"][0]["tolerance"] = 0.0001
+    deployed_earlier = {**event, "deployed_at": iso(parse_time(event["deployed_at"]) - 600)}
+    for changed in (stricter, {**event, "canary": "canary-b"}, {**event, "baseline": "baseline-b"}, deployed_earlier):
+        result = handler.lambda_handler(changed, FakeContext())
+        assert (result["statusCode"], result["verdict"], result["exit_code"]) == (400, "error", 4), result
+        assert "already judged at this moment for a different request" in result["error"]
+    assert [r["verdict"] for r in aws_tables.evaluations("k1m-aa-000")] == ["pass"]
+
+
+def test_a_missing_idempotency_table_is_a_clear_503(handler, corpus, moto_endpoint, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("GATE_IDEMPOTENCY_TABLE", "no-such-table")
+    result = handler.lambda_handler(case_event(corpus, "k1m-aa-000", only=("cpu",)), FakeContext())
+    assert (result["statusCode"], result["verdict"], result["exit_code"]) == (503, "error", 4), result
+    assert result["error"].startswith("could not judge: the idempotency table no-such-table is unusable")
+    assert "ResourceNotFoundException" in result["error"] and "\n" not in result["error"]
+
+
+@pytest.mark.parametrize("source", ["simulate", "replay"])
+def test_the_lambda_refuses_demo_sources(monkeypatch, tmp_path, corpus, source):
+    """A release is promoted or rolled back on the Lambda's verdict: made-up or recorded data
+    cannot judge it (400), whatever the policy says."""
+    import yaml
+
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("GATE_STORE", str(tmp_path / "gate.sqlite"))
+    for key in ("GATE_STORE_TABLE", "GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID", *SECRETS):
+        monkeypatch.delenv(key, raising=False)
+    production = import_handler("gate_lambda_handler_production")
+    try:
+        if source == "simulate":
+            policy = yaml.safe_load((ROOT / "examples" / "simulate.yaml").read_text())
+            event = {"release": "web-1", "policy": policy, "deployed_at": "2024-05-06T12:00:00Z",
+                     "now": "2024-05-06T12:30:00Z"}
+        else:
+            event = case_event(corpus, "k1m-aa-000", only=("cpu",))
+        result = production.lambda_handler(event, FakeContext())
+    finally:
+        sys.modules.pop("gate_lambda_handler_production", None)
+    assert (result["statusCode"], result["verdict"], result["exit_code"]) == (400, "error", 4), result
+    assert result["error"].startswith(f"source.type: {source!r} judges made-up or recorded data")
+
+
+@pytest.mark.parametrize("body", [{"release": "web-1", "policy": {}}, ["web-1"], 3])
+def test_an_http_body_that_is_not_text_is_a_400(handler, body):
+    response = handler.lambda_handler({"body": body, "isBase64Encoded": False}, FakeContext())
+    assert response["statusCode"] == 400
+    result = json.loads(response["body"])
+    assert result["exit_code"] == 4 and result["error"].startswith("body: expected the JSON request as text")
+
+
+def test_a_securestring_policy_is_read_decrypted(handler, corpus, moto_endpoint):  # noqa: F811
+    event = case_event(corpus, "k1m-canary-down-012")
+    boto3.client("ssm").put_parameter(Name="/canary-gate/secure", Value=json.dumps(event["policy"]),
+                                      Type="SecureString")
+    result = handler.lambda_handler({**event, "policy": "ssm:/canary-gate/secure"}, FakeContext())
+    assert (result["verdict"], result["exit_code"]) == ("fail", 1), result

@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gate.analysis import Analysis
 from gate.policy import parse_policy
@@ -95,6 +96,7 @@ sys.path[:0] = [task, runtime]
 started = time.perf_counter()
 import handler
 imported = time.perf_counter() - started
+handler.DEMO_SOURCES = handler.DEMO_SOURCES - {"replay"}  # the recorded cases are the test data
 
 class Context:
     function_name = "canary-gate-analyzer"; function_version = "$LATEST"; memory_limit_in_mb = 1024
@@ -152,14 +154,15 @@ def test_the_unpacked_handler_judges_a_replayed_case(python312, task, runtime, c
     pass_event = case_event(corpus, "k1m-aa-000", only=("cpu",))
     bad_event = {"release": "x", "policy": {"name": "p"}}
     http_event = {"body": json.dumps(fail_event | {"release": "k1m-canary-down-012-http"}), "isBase64Encoded": False}
-    out = invoke(python312, task, runtime, [fail_event, pass_event, bad_event, http_event], tmp_path)
+    demo_event = {"release": "demo", "policy": yaml.safe_load((ROOT / "examples" / "simulate.yaml").read_text())}
+    out = invoke(python312, task, runtime, [fail_event, pass_event, bad_event, http_event, demo_event], tmp_path)
 
     for name, origin in out["origins"].items():
         if origin is not None:  # everything but the SDK comes from the artifact
             where = runtime if name == "boto3" else task
             assert origin.startswith(str(where)), (name, origin)
 
-    fail, passed, bad, http = (r["result"] for r in out["results"])
+    fail, passed, bad, http, demo = (r["result"] for r in out["results"])
     case = load_case(corpus / "k1m-canary-down-012")
     expected = Analysis(parse_policy(fail_event["policy"]), ReplaySource(case), "k1m-canary-down-012",
                         case.deployed_at, canary="canary", baseline="baseline").evaluate(case.end_at).to_dict()
@@ -172,6 +175,7 @@ def test_the_unpacked_handler_judges_a_replayed_case(python312, task, runtime, c
     assert (passed["verdict"], passed["exit_code"]) == ("pass", 0)
     assert (bad["statusCode"], bad["exit_code"]) == (400, 4) and "metrics" in bad["error"]
     assert http["statusCode"] == 200 and json.loads(http["body"])["verdict"] == "fail"
+    assert (demo["statusCode"], demo["exit_code"]) == (400, 4) and demo["error"].startswith("source.type: 'simulate'")
 
     seconds = [round(r["seconds"], 2) for r in out["results"]]
     print(f"\ncold import of the handler: {out['import_seconds']:.2f} s; evaluations: {seconds} s")

@@ -178,7 +178,7 @@ def test_the_lambda_follows_the_same_release_lifecycle(store, corpus, monkeypatc
     monkeypatch.setenv("GATE_STORE_TABLE", "gate-evaluations")
     for key in ("GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID", "SLACK_WEBHOOK_URL", "GATE_REPORT_BUCKET"):
         monkeypatch.delenv(key, raising=False)
-    handler = import_handler("gate_lambda_handler_lifecycle")
+    handler = import_handler("gate_lambda_handler_lifecycle", replays=True)
     try:
         case = load_case(corpus / "k1m-canary-down-012")
         policy = case.policy().model_dump(mode="json", exclude_none=True)

@@ -104,6 +104,8 @@ def build_message(verdict: Verdict, *, policy: str, canary: str, baseline: str |
     deciding = {m.name for m in deciding_metrics(verdict)}
     elapsed = fmt_minutes(verdict.evaluated_at - verdict.deployed_at)
     header = f"{verdict.verdict.upper()}: release {verdict.release}"
+    if verdict.demo_label:
+        header = f"{verdict.demo_label} {header}"
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(header, MAX_HEADER), "emoji": True}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _cut(

@@ -41,6 +41,10 @@ class MetricSource(Protocol):
 
 # type -> "module:factory"; modules are imported only when used, so a policy that reads
 # CloudWatch never imports the Datadog client and the other way round.
+# Sources that do not read the release's own metrics: `simulate` makes data up (demos), `replay`
+# reads a recorded case. Their verdicts say so; the Lambda, which gates real releases, refuses them.
+DEMO_SOURCES = frozenset({"simulate", "replay"})
+
 PROVIDERS = {
     "replay": "gate.sources.replay:from_policy",
     "simulate": "gate.sources.simulate:from_policy",

@@ -20,7 +20,14 @@ read at a coarser period (5-minute points after 15 days) is given per interval (
 period). A period without a datapoint is missing (NaN), except for a count with a denominator
 that has reported somewhere (`Frame.fill_zero_counts`): when the same group reported the denominator
 for that period, the count is 0 (the ALB publishes no `HTTPCode_Target_5XX_Count` datapoint for a
-minute without 5xx). Ratios are left to the judge; no metric math.
+minute without 5xx). A datapoint that is not a number (NaN, infinite) is missing, never zero; a
+result still `PartialData` after its last page is asked again, then could not judge. Ratios are
+left to the judge; no metric math.
+
+The canary and the baseline must read different CloudWatch metrics: a metric whose dimensions
+resolve to the same values for both groups (one target group for both) compares a group with
+itself and is refused, as is a scope given for a group (`--canary`, the event's `canary`) that a
+metric's dimensions do not use (they would still read the policy's group).
 """
 
 from __future__ import annotations
@@ -175,6 +182,8 @@ class CloudWatchSource:
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
         self.options = options
         self.queries = {m.name: metric_query(m) for m in policy.metrics}
+        self.policy_scopes = {"canary": policy.canary.scope,
+                              "baseline": policy.baseline.scope if policy.baseline else None}
         self._client = client
         self.clock = clock
         self.sleep = sleep
@@ -201,6 +210,8 @@ class CloudWatchSource:
             groups["baseline"] = query.baseline
         series, requests = self._requests(query.metrics, groups, period)
         points: dict[str, dict[str, dict[int, float]]] = {g: {n: {} for n in names} for g in groups}
+        # Periods CloudWatch answered with NaN or an infinity: missing, and kept so (never a zero).
+        unknown: dict[str, dict[str, list[int]]] = {g: {n: [] for n in names} for g in groups}
         counts = {m.name for m in query.metrics if m.kind == "count"}
         # A count read at a coarser period than the step (old history) is put on the step's scale,
         # as the window's counts are: sum * step / period. Gauges are averages: as they are.
@@ -211,23 +222,30 @@ class CloudWatchSource:
                 column = points[s.group][s.metric]
                 factor = scale if s.metric in counts else 1.0
                 for stamp, value in zip(result.get("Timestamps", []), result.get("Values", [])):
-                    column[int(stamp.timestamp())] = float(value) * factor
+                    if math.isfinite(value):
+                        column[int(stamp.timestamp())] = float(value) * factor
+                    else:
+                        unknown[s.group][s.metric].append(int(stamp.timestamp()))
         self._reported.update(n for g in groups for n in names if points[g][n])
-        frames = {g: self._frame(query.metrics, period, first, stop, points[g]) for g in groups}
+        frames = {g: self._frame(query.metrics, period, first, stop, points[g], unknown[g]) for g in groups}
         return Observations(canary=frames["canary"], baseline=frames.get("baseline"))
 
     # -- building the queries -------------------------------------------------------------
 
     def _requests(self, metrics: tuple[Metric, ...], groups: dict[str, str], period: int):
+        for group, scope in groups.items():
+            self._check_scope_applies(metrics, group, scope)
+        resolved = {(group, m.name): self._dimensions(m.name, group, scope)
+                    for group, scope in groups.items() for m in metrics}
+        if "baseline" in groups:
+            for m in metrics:
+                _check_groups_apart(m.name, resolved["canary", m.name], resolved["baseline", m.name])
         series: dict[str, _Series] = {}
         requests = []
-        for group, scope in groups.items():
+        for group in groups:
             for metric in metrics:
                 q = self.queries[metric.name]
-                dimensions = [
-                    {"Name": name, "Value": self._fill(template, group, scope, metric.name, name)}
-                    for name, template in sorted(q.dimensions.items())  # one canonical order
-                ]
+                dimensions = resolved[group, metric.name]
                 stat = {"Metric": {"Namespace": q.namespace, "MetricName": q.metric,
                                    "Dimensions": dimensions},
                         "Period": period, "Stat": q.stat}
@@ -237,6 +255,23 @@ class CloudWatchSource:
                 series[qid] = _Series(qid, group, metric.name)
                 requests.append({"Id": qid, "MetricStat": stat, "ReturnData": True})
         return series, requests
+
+    def _dimensions(self, metric: str, group: str, scope: str) -> list[dict[str, str]]:
+        return [{"Name": name, "Value": self._fill(template, group, scope, metric, name)}
+                for name, template in sorted(self.queries[metric].dimensions.items())]  # one canonical order
+
+    def _check_scope_applies(self, metrics: tuple[Metric, ...], group: str, scope: str) -> None:
+        """A scope other than the policy's (`--canary`, the event's `canary`) only moves the
+        metrics whose dimensions use `{scope}`: the others would silently read the policy's group."""
+        template = self.policy_scopes[group]
+        if template is not None and _renders(template, scope):
+            return
+        fixed = [m.name for m in metrics if not any("{scope}" in v for v in self.queries[m.name].dimensions.values())]
+        if fixed:
+            raise PolicyError(
+                f"{group} scope {scope!r} is not the policy's ({template!r}), but the CloudWatch dimensions of "
+                f"{', '.join(fixed)} do not use {{scope}}: they would still read the policy's {group} group. "
+                f"Change source.options.groups.{group} in the policy instead")
 
     def _fill(self, template: str, group: str, scope: str, metric: str, dimension: str) -> str:
         values = {"scope": scope, **self.options.groups.get(group, {})}
@@ -261,32 +296,56 @@ class CloudWatchSource:
     def _get_metric_data(self, requests: list[dict], start: int, end: int) -> list[dict]:
         """All results (merged across pages), queries sent 500 at a time."""
         deadline = self.clock() + self.options.retry_seconds
-        merged: dict[str, dict] = {}
+        results: list[dict] = []
         for i in range(0, len(requests), MAX_QUERIES_PER_CALL):
-            token = None
-            while True:
-                kwargs = {
-                    "MetricDataQueries": requests[i:i + MAX_QUERIES_PER_CALL],
-                    "StartTime": datetime.fromtimestamp(start, UTC),
-                    "EndTime": datetime.fromtimestamp(end, UTC),
-                    "ScanBy": "TimestampAscending",
-                }
-                if token:
-                    kwargs["NextToken"] = token
-                page = self._call(kwargs, deadline)
-                for result in page.get("MetricDataResults", []):
-                    status = result.get("StatusCode", "Complete")
-                    if status in ("InternalError", "Forbidden"):
-                        why = "; ".join(m.get("Value", "") for m in result.get("Messages", []))
-                        raise SourceError(f"CloudWatch could not answer query {result.get('Label') or result['Id']}: "
-                                          f"{status}{': ' + why if why else ''}")
-                    into = merged.setdefault(result["Id"], {"Id": result["Id"], "Timestamps": [], "Values": []})
-                    into["Timestamps"].extend(result.get("Timestamps", []))
-                    into["Values"].extend(result.get("Values", []))
-                token = page.get("NextToken")
-                if not token:
-                    break
-        return list(merged.values())
+            results += self._complete(requests[i:i + MAX_QUERIES_PER_CALL], start, end, deadline)
+        return results
+
+    def _complete(self, batch: list[dict], start: int, end: int, deadline: float) -> list[dict]:
+        """One call's results, asked again while a result is still `PartialData` after the last
+        page: CloudWatch did not finish it and has no next page to give (incomplete data that
+        would read as quiet periods)."""
+        attempt = 0
+        while True:
+            merged, partial = self._pages(batch, start, end, deadline)
+            if not partial:
+                return list(merged.values())
+            attempt += 1
+            pause = _backoff(attempt)
+            if self.clock() + pause > deadline:
+                raise SourceError(
+                    f"CloudWatch kept answering PartialData without a next page (queries {', '.join(partial)}) for "
+                    f"{self.options.retry_seconds:g}s ({attempt} attempts): the data is incomplete, could not judge"
+                )
+            self.sleep(pause)
+
+    def _pages(self, batch: list[dict], start: int, end: int, deadline: float) -> tuple[dict[str, dict], list[str]]:
+        """Every page of one call: the merged results, and the queries still PartialData at the end."""
+        merged: dict[str, dict] = {}
+        status: dict[str, str] = {}
+        token = None
+        while True:
+            kwargs = {
+                "MetricDataQueries": batch,
+                "StartTime": datetime.fromtimestamp(start, UTC),
+                "EndTime": datetime.fromtimestamp(end, UTC),
+                "ScanBy": "TimestampAscending",
+            }
+            if token:
+                kwargs["NextToken"] = token
+            page = self._call(kwargs, deadline)
+            for result in page.get("MetricDataResults", []):
+                status[result["Id"]] = result.get("StatusCode", "Complete")
+                if status[result["Id"]] in ("InternalError", "Forbidden"):
+                    why = "; ".join(m.get("Value", "") for m in result.get("Messages", []))
+                    raise SourceError(f"CloudWatch could not answer query {result.get('Label') or result['Id']}: "
+                                      f"{status[result['Id']]}{': ' + why if why else ''}")
+                into = merged.setdefault(result["Id"], {"Id": result["Id"], "Timestamps": [], "Values": []})
+                into["Timestamps"].extend(result.get("Timestamps", []))
+                into["Values"].extend(result.get("Values", []))
+            token = page.get("NextToken")
+            if not token:
+                return merged, [qid for qid, st in status.items() if st == "PartialData"]
 
     def _call(self, kwargs: dict, deadline: float) -> dict:
         from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError,
@@ -308,8 +367,7 @@ class CloudWatchSource:
                     message = e.response.get("Error", {}).get("Message", "")
                     raise SourceError(f"CloudWatch GetMetricData failed ({code}): {message}") from None
                 attempt += 1
-                # Exponential backoff with jitter, never past the total budget.
-                pause = min(20.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0)
+                pause = _backoff(attempt)
                 if self.clock() + pause > deadline:
                     raise SourceError(
                         f"CloudWatch kept throttling GetMetricData ({code}) for "
@@ -328,10 +386,35 @@ class CloudWatchSource:
     # -- the frame ------------------------------------------------------------------------
 
     def _frame(self, metrics: tuple[Metric, ...], period: int, first: int, stop: int,
-               points: dict[str, dict[int, float]]) -> Frame:
+               points: dict[str, dict[int, float]], unknown: dict[str, list[int]]) -> Frame:
         if stop <= first:
             return Frame.empty(period, [m.name for m in metrics])
-        return Frame.on_grid(period, first, stop - period, points).fill_zero_counts(count_denominators(metrics), self._reported)
+        frame = Frame.on_grid(period, first, stop - period, points).fill_zero_counts(
+            count_denominators(metrics), self._reported)
+        for name, stamps in unknown.items():  # answered, but not a number: missing, not "no errors"
+            index = (np.asarray(stamps, dtype=np.int64) - first) // period
+            frame.values[name][index[(index >= 0) & (index < len(frame))]] = np.nan
+        return frame
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with jitter; callers never wait past their total budget."""
+    return min(20.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0)
+
+
+def _renders(template: str, scope: str) -> bool:
+    """Whether `scope` is the policy's scope `template` for some release (`{release}` filled)."""
+    pattern = re.escape(template).replace(re.escape("{release}"), ".+")
+    return re.fullmatch(pattern, scope) is not None
+
+
+def _check_groups_apart(metric: str, canary: list[dict], baseline: list[dict]) -> None:
+    if canary == baseline:
+        shown = ", ".join(f"{d['Name']}={d['Value']}" for d in canary)
+        raise PolicyError(
+            f"metrics.{metric}.queries.cloudwatch.dimensions: the canary and the baseline resolve to the same "
+            f"dimensions ({shown}): the gate would compare a group with itself. Give each group its own "
+            "(e.g. a target group each, source.options.groups.<canary|baseline>.target_group)")
 
 
 def make_client(service: str, region: str | None) -> Any:

@@ -177,7 +177,7 @@ test('step lambda function: invoked every pollSeconds until decisive, the JSON a
     assert h.runStep(LAMBDA) == 'fail'
     List invokes = h.commands.findAll { it.contains('lambda invoke') }
     assert invokes.size() == 3
-    assert invokes[0] == "aws --region 'eu-west-1' lambda invoke --cli-read-timeout 900 --function-name 'canary-gate-analyzer' " +
+    assert invokes[0] == "aws --region 'eu-west-1' lambda invoke --output json --cli-read-timeout 900 --function-name 'canary-gate-analyzer' " +
         "--payload fileb://'canary-gate/web-1.2.3-event.json' 'canary-gate/web-1.2.3.json' > 'canary-gate/web-1.2.3-invoke.json'"
     assert new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3-event.json').text) ==
         [release: 'web-1.2.3', policy: 's3://bucket/web.yaml', canary: 'version:1.2.3']
@@ -215,7 +215,8 @@ test('step lambda function: an error answer, a crashed function or a failed CLI 
 def executionEnds = { Harness h, String status, Object output, Map counter ->
     return { String script, Map a ->
         if (script.contains('start-execution')) {
-            return [stdout: 'arn:aws:states:eu-west-1:1:execution:gate:abc\n']
+            h.step_writeFile(file: 'canary-gate/web-1.2.3-start.txt', text: 'arn:aws:states:eu-west-1:1:execution:gate:abc\n')
+            return [status: 0]
         }
         if (script.contains('describe-execution')) {
             counter.polls = (counter.polls ?: 0) + 1
@@ -240,10 +241,9 @@ test('step lambda state machine: start-execution with the bare event, poll descr
         assert h.runStep(STATE_MACHINE) == expected
         assert counter.polls == 3
         assert h.ran("stepfunctions start-execution --state-machine-arn 'arn:aws:states:eu-west-1:1:stateMachine:gate' " +
-                     "--input file://'canary-gate/web-1.2.3-event.json' --query executionArn --output text")
+                     "--input file://'canary-gate/web-1.2.3-event.json' --query executionArn --output text " +
+                     "> 'canary-gate/web-1.2.3-start.txt'")
         assert h.ran("stepfunctions describe-execution --execution-arn 'arn:aws:states:eu-west-1:1:execution:gate:abc'")
-        Map start = h.calls.find { it.step == 'sh' && it.args[0].script.contains('start-execution') }.args[0]
-        assert start.returnStdout == true
         // The state machine's input is the analyzer's event itself: no wrapper, no `now`.
         assert new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3-event.json').text) ==
             [release: 'web-1.2.3', policy: 's3://bucket/web.yaml', canary: 'version:1.2.3', deployed_at: '2024-05-01T10:00:00Z']
@@ -272,6 +272,25 @@ test('step lambda state machine: could-not-judge answers, failed executions and 
         if (python) {  // the report says so rather than staying empty
             assert h.junitReports[0].failCount == 1 && h.junitReports[0].cases == ['canary gate']
         }
+    }
+}
+
+test('step lambda state machine: a refused start-execution returns error, as the contract says') {
+    [[status: 254], [status: 0, text: ''], [status: 0, text: 'None\n']].each { Map start ->
+        Harness h = harness()
+        h.onSh = { String script, Map a ->
+            if (script.contains('start-execution')) {
+                if (start.text != null) {
+                    h.step_writeFile(file: 'canary-gate/web-1.2.3-start.txt', text: start.text)
+                }
+                return [status: start.status]
+            }
+            return python ? h.realSh(script) : [status: 0]
+        }
+        assert h.runStep(STATE_MACHINE) == 'error'
+        assert !h.commands.any { it.contains('describe-execution') }
+        Map written = new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3.json').text) as Map
+        assert written.verdict == 'error' && written.error == 'state machine execution not started'
     }
 }
 
@@ -459,7 +478,7 @@ if (System.getenv('GATE_BIN')) {
         Map json = new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3.json').text) as Map
         assert verdict == json.verdict
         Map report = h.junitReports[0]
-        assert report.suite == 'web-1.2.3'
+        assert report.suite == 'web-1.2.3 DEMO (replay)'  // a replayed case, not a live release: said so
         assert report.cases == json.metrics*.name
         assert report.failures == json.metrics.findAll { it.verdict == 'fail' }*.name
         println "    real gate: ${verdict}: ${json.reason}"

@@ -134,8 +134,9 @@ private int runFunction(Map opts, String base, String jsonFile) {
     writeFile(file: eventFile, text: event(opts))
     while (true) {
         // Read timeout at Lambda's own 15 minutes: the CLI's default (60 s) would retry, i.e.
-        // judge twice, a long evaluation.
-        int status = sh(returnStatus: true, script: "${aws(opts)} lambda invoke --cli-read-timeout 900 " +
+        // judge twice, a long evaluation. JSON whatever the agent's configured output (with
+        // text, FunctionError would not be read and a crashed function not noticed).
+        int status = sh(returnStatus: true, script: "${aws(opts)} lambda invoke --output json --cli-read-timeout 900 " +
                         "--function-name ${q(opts.function)} --payload fileb://${q(eventFile)} " +
                         "${q(jsonFile)} > ${q(invokeFile)}") as int
         if (status != 0) {
@@ -162,10 +163,19 @@ private int runFunction(Map opts, String base, String jsonFile) {
 private int runStateMachine(Map opts, String base, String jsonFile) {
     String eventFile = "${base}-event.json"
     String describeFile = "${base}-execution.json"
+    String startFile = "${base}-start.txt"
     writeFile(file: eventFile, text: event(opts))
-    String execution = sh(returnStdout: true, script: "${aws(opts)} stepfunctions start-execution " +
-                          "--state-machine-arn ${q(opts.stateMachine)} --input file://${q(eventFile)} " +
-                          '--query executionArn --output text').trim()
+    // returnStatus, not returnStdout (which throws): a refused start is could-not-judge, 'error'.
+    int started = sh(returnStatus: true, script: "${aws(opts)} stepfunctions start-execution " +
+                     "--state-machine-arn ${q(opts.stateMachine)} --input file://${q(eventFile)} " +
+                     "--query executionArn --output text > ${q(startFile)}") as int
+    String execution = started == 0 ? readFile(startFile).trim() : ''
+    if (!execution.startsWith('arn:')) {
+        echo "canaryGate: aws stepfunctions start-execution failed (exit code ${started}): ${execution}"
+        writeFile(file: jsonFile, text: JsonOutput.toJson([release: opts.release as String, verdict: 'error',
+                                                           error: 'state machine execution not started']))
+        return 4
+    }
     echo "canaryGate: started ${execution}"
     while (true) {
         int status = sh(returnStatus: true, script: "${aws(opts)} stepfunctions describe-execution " +
