@@ -611,6 +611,11 @@ def _excursions(m: Metric, difference, scale, ref, directions, budget: Budget, l
     u = difference / scale
     if directions == ["decrease"]:
         u = -u
+    if centre and len(directions) == 1:
+        # Two real hosts jump apart more often than one host's history jumps: the pair's own
+        # excursions to the harmless side (a tail of slow requests never makes the canary
+        # faster) say how often the harmful side jumps by chance.
+        rate = max(rate, float(np.sum(u < -EXCURSION_JUMP)) / len(u))
     count = int(np.sum(u > EXCURSION_JUMP)) if directions != ["increase", "decrease"] else int(np.sum(np.abs(u) > EXCURSION_JUMP))
     needed = excursion_threshold(rate * len(directions), lifetime_points, budget.fail)
     return count, needed
