@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gate import judge as default_judge
-from gate.errors import GateError, ReleaseError
+from gate.errors import GateError, PolicyError, quoted
 from gate.policy import Policy, parse_policy
 from gate.series import Observations
 from gate.sources import DEMO_SOURCES, MetricSource, Query
@@ -25,61 +25,31 @@ def render_scope(scope: str, release: str) -> str:
     return scope.replace("{release}", release)
 
 
-FUTURE_SKEW = 60  # seconds a deploy time may be ahead of this clock (clocks differ a little)
+def scope_filters(scope: str) -> frozenset[str]:
+    """A scope as the filters a host must match, all of them: Datadog tags joined by commas
+    (`env:prod,version:2`), compared as Datadog compares tags, without regard to case. A
+    CloudWatch scope (an Auto Scaling group name) is one filter, compared the same way."""
+    return frozenset(f.strip().casefold() for f in scope.split(","))
 
 
-def register_deploy(
-    store: Any,
-    release: str,
-    requested: int | None,
-    now: int,
-    policy: Policy,
-    info: dict,
-    *,
-    option: str = "--deployed-at",
-    clock: Callable[[], float] = time.time,
-) -> int:
-    """The deploy time to judge `release` from, registered in the store: one rule for the CLI and
-    the Lambda (`option` names the setting in messages: `--deployed-at` or `deployed_at`).
-
-    * not registered: register it (`requested`, or `now`);
-    * `requested` is the registered deploy time (within FUTURE_SKEW): the same canary, judged again;
-    * `requested` after the registered lifetime ended: a new deploy of the same release, which
-      restarts it (the previous deploy time stays in its `redeploy` event);
-    * `requested` inside the registered lifetime but different: refused (two canaries at once?);
-    * nothing requested and the registered lifetime ended more than one interval before `now`:
-      refused, the window is over (a new deploy must say when it started).
-
-    A deploy time in the future is refused. Never judges an old window for a new canary.
-    """
-    if requested is not None and requested > clock() + FUTURE_SKEW:
-        raise ReleaseError(f"{option}: {_when(requested)} is in the future (now {iso(clock())})")
-    registered = store.release(release)
-    if registered is None:
-        return store.start_release(release, requested if requested is not None else now, info)
-    start = int(registered["deployed_at"])
-    end = start + policy.lifetime
-    if requested is None:
-        if now > end + policy.interval:
-            raise ReleaseError(
-                f"release {release!r} was deployed at {iso(start)} and its canary window ended at {iso(end)}: "
-                f"nothing is left to judge. To judge a new deploy of it, give its start ({option})")
-        return start
-    if abs(requested - start) <= FUTURE_SKEW:  # the same deploy, told by clocks a little apart
-        return start
-    if requested >= end:
-        return store.restart_release(release, requested, info, previous=start)
-    raise ReleaseError(
-        f"{option} {iso(requested)} contradicts release {release!r}, registered as deployed at {iso(start)} "
-        f"with a canary window until {iso(end)}: judge that deploy ({option} {iso(start)}), or a new deploy "
-        f"starting after {iso(end)}, or use another release name")
-
-
-def _when(t: int) -> str:
-    try:
-        return iso(t)
-    except (ValueError, OverflowError, OSError):
-        return f"{t} (epoch seconds)"
+def check_scopes(canary: str, baseline: str | None) -> None:
+    """Refuses a canary compared with itself: the same scope, or one group's scope containing the
+    other's (its filters are a subset of the other's, so it matches every host of the other: a
+    baseline `env:prod` holds the canary `env:prod,version:2`). Either way a bad canary is
+    diluted in, or compared with, its own data, and passes."""
+    if baseline is None:
+        return
+    canary_filters, baseline_filters = scope_filters(canary), scope_filters(baseline)
+    if canary_filters == baseline_filters:
+        problem = "are the same group: the canary would be compared with itself"
+    elif baseline_filters <= canary_filters:
+        problem = "overlap: the baseline's scope contains the canary's (every canary host is a baseline host)"
+    elif canary_filters <= baseline_filters:
+        problem = "overlap: the canary's scope contains the baseline's (every baseline host is a canary host)"
+    else:
+        return
+    raise PolicyError(f"canary scope {quoted(canary)} and baseline scope {quoted(baseline)} {problem}; "
+                      "give each group its own scope")
 
 
 class Analysis:
@@ -109,6 +79,7 @@ class Analysis:
         self.canary = render_scope(canary or policy.canary.scope, release)
         base = baseline or (policy.baseline.scope if policy.baseline else None)
         self.baseline = render_scope(base, release) if base else None
+        check_scopes(self.canary, self.baseline)  # before any fetch
         self.store = store
         self.judge = judge
         self.cache = cache

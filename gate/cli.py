@@ -110,40 +110,66 @@ def check(
     junit: Annotated[
         Optional[Path], typer.Option("--junit", help="Also write the verdict as JUnit XML, one test case per metric.")
     ] = None,
+    examine_past: Annotated[bool, typer.Option(
+        "--examine-past", help="Judge a deploy whose canary window is already over (a recorded canary).")] = False,
 ) -> None:
     """Evaluate a release now (or watch it until it is decided)."""
-    from gate.analysis import Analysis, register_deploy
     from gate import junit as junit_xml
+
+    if junit:  # written first: a gate killed before its verdict leaves a could-not-judge report
+        write_junit(junit, junit_xml.error_report(release, "the gate stopped before a verdict: see its log"))
+    now = int(time.time())
+    try:
+        check_release(release)  # before anything is written with its name but the JUnit report
+        analysis, history = _analysis(release, policy, canary, baseline, deployed_at, store, interval, lifetime,
+                                      now, examine_past)
+        verdict = _watch(analysis, as_json) if watch else analysis.evaluate(now)
+    except (Exception, KeyboardInterrupt) as e:
+        if junit:  # the cause, for the CI server's test report
+            write_junit(junit, junit_xml.error_report(release, error_line(e)))
+        raise
+    if junit:
+        write_junit(junit, junit_xml.report(verdict))
+    print_result(verdict, as_json, analysis)
+    if verdict.decisive:
+        _announce(analysis, verdict, history)
+    raise typer.Exit(EXIT_CODES[verdict.verdict])
+
+
+def _analysis(release, policy, canary, baseline, deployed_at, store, interval, lifetime, now: int,
+              examine_past: bool):
+    """The release's analysis (its deploy registered in the store) and the store."""
+    from gate.analysis import Analysis
+    from gate.lifecycle import register_deploy
+    from gate.cache import ReferenceCache
     from gate.policy import load_policy, parse_policy
     from gate.store import open_store
 
-    check_release(release)  # before anything is written with its name
-    if junit:  # written first: a gate that stops before its verdict leaves a could-not-judge report
-        junit_xml.write(junit, junit_xml.error_report(release, "the gate stopped before a verdict: see its log"))
     requested = parse_deployed_at(deployed_at) if deployed_at is not None else None
     loaded = load_policy(policy)
     if interval or lifetime:
         overrides = {k: v for k, v in (("interval", interval), ("lifetime", lifetime)) if v}
         loaded = parse_policy({**loaded.model_dump(), **overrides}, origin=f"{policy} with --interval/--lifetime")
     history = open_store(store)
-    now = int(time.time())
     info = {"policy": loaded.name, "canary": canary or loaded.canary.scope,
             "baseline": baseline or (loaded.baseline.scope if loaded.baseline else None)}
-    started = register_deploy(history, release, requested, now, loaded, info, option="--deployed-at")
-    from gate.cache import ReferenceCache
-
+    started = register_deploy(history, release, requested, now, loaded, info, examine_past=examine_past)
     analysis = Analysis(loaded, open_source_of(loaded, str(policy)), release, started,
                         canary=canary, baseline=baseline, store=history, cache=ReferenceCache())
-    if not watch:
-        verdict = analysis.evaluate(now)
-    else:
-        verdict = _watch(analysis, as_json)
-    if junit:
-        junit_xml.write(junit, junit_xml.report(verdict))
-    print_result(verdict, as_json, analysis)
-    if verdict.decisive:
-        _announce(analysis, verdict, history)
-    raise typer.Exit(EXIT_CODES[verdict.verdict])
+    return analysis, history
+
+
+def write_junit(path: Path, xml: str) -> None:
+    """`--junit`: a report that cannot be written is a could-not-judge of its own, in one line."""
+    from gate import junit as junit_xml
+
+    try:
+        junit_xml.write(path, xml)
+    except OSError as e:
+        cause = e.strerror or type(e).__name__
+        # a folder on the way that is not one ("File exists: out"); not the temporary file's name
+        where = f": {e.filename}" if e.filename and Path(e.filename) in Path(path).parents else ""
+        raise GateError(f"--junit {path}: cannot write the report ({cause}{where})") from None
 
 
 def _announce(analysis, verdict: Verdict, store) -> None:
@@ -387,14 +413,19 @@ def main() -> None:
     configure_logging(os.environ.get("GATE_LOG_LEVEL"))
     try:
         app()
-    except GateError as e:
-        sys.exit(print_error(str(e)))
-    except KeyboardInterrupt:
-        sys.exit(print_error("interrupted"))
-    except Exception as e:  # noqa: BLE001 - a crash must never read as a pass
-        if os.environ.get("GATE_DEBUG"):
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - a crash must never read as a pass
+        if os.environ.get("GATE_DEBUG") and not isinstance(e, (GateError, KeyboardInterrupt)):
             traceback.print_exc()
-        sys.exit(print_error(f"internal error: {type(e).__name__}: {e} (set GATE_DEBUG=1 for the traceback)"))
+        sys.exit(print_error(error_line(e)))
+
+
+def error_line(e: BaseException) -> str:
+    """What stopped the gate, as the one error line (stderr, the JUnit report)."""
+    if isinstance(e, GateError):
+        return str(e)
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted"
+    return f"internal error: {type(e).__name__}: {e} (set GATE_DEBUG=1 for the traceback)"
 
 
 def configure_logging(level: str | None) -> None:

@@ -1,6 +1,18 @@
 """Errors that mean "could not judge". Every one of them maps to exit code 4 and never to a pass."""
 
 
+QUOTE_LIMIT = 200  # characters of a user's value an error message quotes
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """A user's value as an error message quotes it: its repr, cut to `limit` characters (a 10 MB
+    policy field stays a short line)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
 class GateError(Exception):
     """The gate could not judge: the message is meant for the user, one line, no traceback.
 

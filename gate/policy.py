@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from gate.errors import PolicyError
+from gate.errors import PolicyError, quoted
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -256,36 +256,106 @@ def _describe(error: ValidationError) -> str:
         where = ".".join(str(p) for p in e["loc"]) or "policy"
         message = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
-        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
+        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {quoted(value)})"
         parts.append(f"{where}: {message}{shown}")
     return "; ".join(parts)
+
+
+# Bounds of a policy: far above any real one (a few hundred values, a few levels deep, a few KB),
+# far below what would exhaust memory or the stack. YAML aliases are counted expanded: a "billion
+# laughs" of nested aliases is a few lines of YAML but billions of values once serialised.
+MAX_POLICY_BYTES = 1_000_000
+MAX_POLICY_VALUES = 100_000
+MAX_POLICY_DEPTH = 32
+
+
+def _check_shape(data: Any, origin: str) -> None:
+    """Refuses a policy too large once its aliases are expanded, too deep, or holding itself.
+    Iterative and memoised per object, so a bomb is measured without being expanded."""
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (values once expanded, depth)
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    open_ids: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        if not isinstance(node, (dict, list)) or (id(node) in sizes and not children_done):
+            continue
+        children = list(node.values()) if isinstance(node, dict) else node
+        if not children_done:
+            if id(node) in open_ids:
+                raise PolicyError(f"{origin}: the policy contains itself (a YAML alias inside its own anchor)")
+            open_ids.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if isinstance(c, (dict, list)))
+            continue
+        open_ids.discard(id(node))
+        measured = [sizes.get(id(c), (1, 0)) for c in children]
+        values = 1 + sum(v for v, _ in measured)
+        depth = 1 + max((d for _, d in measured), default=0)
+        if values > MAX_POLICY_VALUES:
+            raise PolicyError(f"{origin}: the policy holds more than {MAX_POLICY_VALUES} values once its YAML "
+                              "aliases are expanded (an alias bomb?)")
+        if depth > MAX_POLICY_DEPTH:
+            raise PolicyError(f"{origin}: the policy is nested more than {MAX_POLICY_DEPTH} levels deep "
+                              "once its YAML aliases are expanded")
+        sizes[id(node)] = (values, depth)
 
 
 def parse_policy(data: Any, origin: str = "policy") -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(f"{origin}: a policy is a mapping of fields, got {type(data).__name__}")
+    _check_shape(data, origin)
     try:
         return Policy.model_validate(data)
     except ValidationError as e:
         raise PolicyError(f"{origin}: {_describe(e)}") from None
 
 
-def load_policy(path: str | Path) -> Policy:
-    path = Path(path)
+def policy_from_text(text: str | bytes, origin: str) -> Policy:
+    """A policy from its YAML (or JSON) text, or the bytes of it: a file, an S3 object, an SSM
+    parameter. Bytes may be cut at MAX_POLICY_BYTES + 1 by the reader: more is refused anyway."""
+    size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_POLICY_BYTES:
+        raise PolicyError(f"{origin}: larger than {MAX_POLICY_BYTES // 1000} KB, the most a policy may be "
+                          "(real ones are a few KB)")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PolicyError(f"policy file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise PolicyError(f"cannot read policy file {path}: {e}") from None
-    try:
+        text = text.decode("utf-8") if isinstance(text, bytes) else text
+        _check_nesting(text, origin)
         data = yaml.safe_load(text)
+    except UnicodeDecodeError as e:
+        raise PolicyError(f"{origin}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "invalid YAML"
-        raise PolicyError(f"{path}: {problem}{where}") from None
-    return parse_policy(data, origin=str(path))
+        raise PolicyError(f"{origin}: {problem}{where}") from None
+    return parse_policy(data, origin=origin)
+
+
+def _check_nesting(text: str, origin: str) -> None:
+    """Refuses YAML nested deeper than a policy can be, from its parse events (the parser is
+    iterative; building the document recurses, and would end in a RecursionError)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_POLICY_DEPTH:
+                mark = event.start_mark
+                raise PolicyError(f"{origin}: nested more than {MAX_POLICY_DEPTH} levels deep "
+                                  f"at line {mark.line + 1}, column {mark.column + 1}")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def load_policy(path: str | Path) -> Policy:
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_POLICY_BYTES + 1)  # never more: a larger file is refused anyway
+    except FileNotFoundError:
+        raise PolicyError(f"policy file not found: {path}") from None
+    except OSError as e:
+        raise PolicyError(f"cannot read policy file {path}: {e}") from None
+    return policy_from_text(raw, origin=str(path))
 
 
 def json_schema() -> str:

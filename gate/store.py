@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Protocol
 
 from gate.errors import StoreError
+from gate.lifecycle import REDEPLOY_EVENT, redeploy_detail, release_record, stored_json
 from gate.verdict import Verdict
 
 DEFAULT_PATH = ".gate/gate.sqlite"
-REDEPLOY_EVENT = "redeploy"
 
 
 class Store(Protocol):
     def start_release(self, release: str, deployed_at: int, info: dict) -> int:
-        """Register a release; returns its deploy time (the first one registered wins)."""
+        """Register a release; returns its deploy time (the first one registered wins: a loser
+        gets the winner's, which `gate.lifecycle.register_deploy` judges against its own)."""
         ...
 
     def restart_release(self, release: str, deployed_at: int, info: dict, previous: int) -> int:
@@ -124,9 +125,7 @@ class SqliteStore:
         return self.release(release)["deployed_at"]
 
     def restart_release(self, release: str, deployed_at: int, info: dict, previous: int) -> int:
-        registered = self.release(release)
-        detail = {"previous_deployed_at": int(previous), "deployed_at": int(deployed_at),
-                  "previous_info": registered["info"] if registered else None}
+        detail = redeploy_detail(previous, deployed_at, self.release(release))
         try:
             db = self._connect()
             try:
@@ -152,8 +151,7 @@ class SqliteStore:
         rows = self._read("SELECT release, deployed_at, info FROM releases WHERE release = ?", (release,))
         if not rows:
             return None
-        row = rows[0]
-        return {"release": row["release"], "deployed_at": row["deployed_at"], "info": json.loads(row["info"])}
+        return release_record(f"store {self.path}", release, rows[0]["deployed_at"], rows[0]["info"])
 
     def record(self, verdict: Verdict) -> None:
         self._write(
@@ -182,9 +180,10 @@ class SqliteStore:
             " WHERE release = ? ORDER BY evaluated_at, id",
             (release,),
         )
+        what = f"store {self.path}: an evaluation of {release!r}"
         return [
             {"evaluated_at": r["evaluated_at"], "verdict": r["verdict"], "final": bool(r["final"]),
-             "reason": r["reason"], "payload": json.loads(r["payload"])}
+             "reason": r["reason"], "payload": stored_json(r["payload"], what)}
             for r in rows
         ]
 
@@ -192,7 +191,9 @@ class SqliteStore:
         rows = self._read(
             "SELECT kind, detail, recorded_at FROM events WHERE release = ? ORDER BY id", (release,)
         )
-        return [{"kind": r["kind"], "detail": json.loads(r["detail"]), "recorded_at": r["recorded_at"]} for r in rows]
+        what = f"store {self.path}: an event of {release!r}"
+        return [{"kind": r["kind"], "detail": stored_json(r["detail"], what), "recorded_at": r["recorded_at"]}
+                for r in rows]
 
 
 def open_store(path: str | Path | None = None) -> Store:

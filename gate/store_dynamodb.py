@@ -22,7 +22,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gate.errors import StoreError
-from gate.store import REDEPLOY_EVENT
+from gate.lifecycle import REDEPLOY_EVENT, redeploy_detail, release_record, stored_json
 from gate.verdict import Verdict
 
 RELEASE_SK = "release"
@@ -44,10 +44,12 @@ class DynamoStore:
     # -- low level: every AWS fault becomes a StoreError (could not judge), with no traceback
     def _call(self, operation: str, **kwargs: Any) -> dict:
         try:
-            return getattr(self.client, operation)(TableName=self.table, **kwargs)
+            if operation != "transact_write_items":  # a transaction names the table in each item
+                kwargs["TableName"] = self.table
+            return getattr(self.client, operation)(**kwargs)
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
-            if code == "ConditionalCheckFailedException":
+            if code == "ConditionalCheckFailedException" or _lost_condition(e):
                 raise
             message = e.response.get("Error", {}).get("Message", str(e))
             raise StoreError(f"DynamoDB store {self.table}: {operation} failed: {code}: {message}") from None
@@ -98,23 +100,24 @@ class DynamoStore:
 
     def restart_release(self, release: str, deployed_at: int, info: dict, previous: int) -> int:
         registered = self.release(release)
+        update = {
+            "TableName": self.table,
+            "Key": {"release": {"S": release}, "sk": {"S": RELEASE_SK}},
+            "UpdateExpression": "SET deployed_at = :d, info = :i, created_at = :c, expires_at = :e",
+            # Only the deploy we saw: a concurrent restart wins once, as a registration does.
+            "ConditionExpression": "deployed_at = :p",
+            "ExpressionAttributeValues": {":d": {"N": str(int(deployed_at))}, ":i": {"S": json.dumps(info)},
+                                          ":c": {"N": repr(time.time())}, ":e": self._expires_at(),
+                                          ":p": {"N": str(int(previous))}},
+        }
+        # One transaction, as in SQLite: the new deploy time never lands without the event that
+        # keeps the previous deploy's record.
+        event = {"TableName": self.table, "Item": self._event_item(
+            release, REDEPLOY_EVENT, redeploy_detail(previous, deployed_at, registered))}
         try:
-            self._call(
-                "update_item",
-                Key={"release": {"S": release}, "sk": {"S": RELEASE_SK}},
-                UpdateExpression="SET deployed_at = :d, info = :i, created_at = :c, expires_at = :e",
-                # Only the deploy we saw: a concurrent restart wins once, as a registration does.
-                ConditionExpression="deployed_at = :p",
-                ExpressionAttributeValues={":d": {"N": str(int(deployed_at))}, ":i": {"S": json.dumps(info)},
-                                           ":c": {"N": repr(time.time())}, ":e": self._expires_at(),
-                                           ":p": {"N": str(int(previous))}},
-            )
+            self._call("transact_write_items", TransactItems=[{"Update": update}, {"Put": event}])
         except ClientError:
             pass  # restarted (or removed) by someone else meanwhile: report what is registered now
-        else:
-            self.record_event(release, REDEPLOY_EVENT, {
-                "previous_deployed_at": int(previous), "deployed_at": int(deployed_at),
-                "previous_info": registered["info"] if registered else None})
         current = self.release(release)
         if current is None:
             raise StoreError(f"DynamoDB store {self.table}: release {release!r} vanished while it was restarted")
@@ -126,7 +129,10 @@ class DynamoStore:
         ).get("Item")
         if item is None:
             return None
-        return {"release": release, "deployed_at": int(item["deployed_at"]["N"]), "info": json.loads(item["info"]["S"])}
+        deployed_at = item.get("deployed_at")
+        return release_record(f"DynamoDB store {self.table}", release,
+                              deployed_at.get("N", deployed_at) if isinstance(deployed_at, dict) else None,
+                              item.get("info", {}).get("S"))
 
     def _put_evaluation(self, release: str, at: int, verdict: str, final: bool, reason: str, payload: dict) -> None:
         self._call(
@@ -152,27 +158,38 @@ class DynamoStore:
         self._put_evaluation(release, at, "error", False, message, {})
 
     def record_event(self, release: str, kind: str, detail: dict) -> None:
-        self._call(
-            "put_item",
-            Item={
-                "release": {"S": release},
-                "sk": {"S": f"{EVENT_PREFIX}{time.time_ns():020d}"},
-                "kind": {"S": kind},
-                "detail": {"S": json.dumps(detail)},
-                "recorded_at": {"N": repr(time.time())},
-                "expires_at": self._expires_at(),
-            },
-        )
+        self._call("put_item", Item=self._event_item(release, kind, detail))
+
+    def _event_item(self, release: str, kind: str, detail: dict) -> dict:
+        return {
+            "release": {"S": release},
+            "sk": {"S": f"{EVENT_PREFIX}{time.time_ns():020d}"},
+            "kind": {"S": kind},
+            "detail": {"S": json.dumps(detail)},
+            "recorded_at": {"N": repr(time.time())},
+            "expires_at": self._expires_at(),
+        }
 
     def evaluations(self, release: str) -> list[dict]:
+        what = f"DynamoDB store {self.table}: an evaluation of {release!r}"
         return [
             {"evaluated_at": int(i["evaluated_at"]["N"]), "verdict": i["verdict"]["S"], "final": i["final"]["BOOL"],
-             "reason": i["reason"]["S"], "payload": json.loads(i["payload"]["S"])}
+             "reason": i["reason"]["S"], "payload": stored_json(i["payload"]["S"], what)}
             for i in self._query(release, EVALUATION_PREFIX)  # sorted by sk: time, then insertion
         ]
 
     def events(self, release: str) -> list[dict]:
+        what = f"DynamoDB store {self.table}: an event of {release!r}"
         return [
-            {"kind": i["kind"]["S"], "detail": json.loads(i["detail"]["S"]), "recorded_at": float(i["recorded_at"]["N"])}
+            {"kind": i["kind"]["S"], "detail": stored_json(i["detail"]["S"], what),
+             "recorded_at": float(i["recorded_at"]["N"])}
             for i in self._query(release, EVENT_PREFIX)
         ]
+
+
+def _lost_condition(error: ClientError) -> bool:
+    """A transaction cancelled only because a condition did not hold (someone else wrote first)."""
+    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+    return "ConditionalCheckFailed" in reasons and set(reasons) <= {"ConditionalCheckFailed", "None", None}

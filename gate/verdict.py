@@ -23,7 +23,9 @@ LAST_MOMENT = 253402300799  # 9999-12-31T23:59:59Z: the last moment `iso` can wr
 
 def release_problem(name: object) -> str | None:
     """What is wrong with a release name, or None: 1 to 200 printable characters, no control
-    characters (a newline would forge log lines, an escape sequence rewrite the terminal)."""
+    characters (a newline would forge log lines, an escape sequence rewrite the terminal), not
+    starting with `-` (`--help` put where a command expects the release would be read as an
+    option: help printed, exit 0, a pass)."""
     if not isinstance(name, str):
         return f"must be a string, got {type(name).__name__}"
     if not name:
@@ -34,16 +36,18 @@ def release_problem(name: object) -> str | None:
         return "must be printable characters only (no newline, tab, escape or other control character)"
     if name != name.strip():
         return "must not start or end with a space"
+    if name.startswith("-"):
+        return "must not start with '-' (a command would read it as an option)"
     return None
 
 
 def check_release(name: str) -> str:
     """The release name itself, or ReleaseError naming what is wrong with it."""
-    from gate.errors import ReleaseError
+    from gate.errors import ReleaseError, quoted
 
     problem = release_problem(name)
     if problem is not None:
-        shown = f" {name[:60] + ('...' if len(name) > 60 else '')!r}" if isinstance(name, str) else ""
+        shown = f" {quoted(name, 60)}" if isinstance(name, str) else ""
         raise ReleaseError(f"release{shown}: {problem}")
     return name
 
@@ -56,20 +60,24 @@ def parse_time(text: str) -> int:
     """ISO 8601 (with Z or an offset) or epoch seconds -> epoch seconds.
 
     Anything else (not a string, `nan`, `yesterday`, month 13, a moment past year 9999) is a
-    ValueError that says what a moment looks like."""
+    ValueError that says what a moment looks like. A time without its zone is refused too: read
+    as UTC, a local time would move the canary's window by hours."""
     if not isinstance(text, str):
         raise ValueError(f"{text!r} is not a moment: ISO 8601 text like 2024-05-01T10:00:00Z, or epoch seconds")
     stripped = text.strip()
+    naive = False
     try:
         if stripped.lstrip("-").isdigit() and stripped.isascii():
             seconds = int(stripped)
         else:
             moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
+            naive = moment.tzinfo is None
             seconds = int(moment.timestamp())
     except (ValueError, OverflowError, OSError):
         seconds = None
+    if naive:
+        raise ValueError(f"{text[:60]!r} has no time zone: add Z for UTC or an offset like +02:00 "
+                         "(e.g. 2024-05-01T10:00:00Z)")
     if seconds is None or not 0 <= seconds <= LAST_MOMENT:
         raise ValueError(f"{text[:60]!r} is not a moment: ISO 8601 like 2024-05-01T10:00:00Z, or epoch seconds "
                          "(1970 to 9999)")

@@ -12,6 +12,7 @@ Event (direct) or JSON body (HTTP):
      "baseline": "version:stable",          optional
      "deployed_at": "2024-05-01T10:00:00Z", optional: default the first evaluation of the release
      "now": "2024-05-01T10:30:00Z",         optional: default the current interval of the policy
+     "examine_past": true,                  optional: judge a deploy whose canary window is over
      "build_url": "https://jenkins/job/1/"} optional: linked from the Slack message
 
 Answer: `Verdict.to_dict()` plus `exit_code` (0 pass, 1 fail, 3 inconclusive). A decisive verdict
@@ -41,7 +42,6 @@ import traceback
 from functools import lru_cache
 from typing import Annotated, Any
 
-import yaml
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
@@ -59,10 +59,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 # Imported at init on purpose: Lambda runs the init phase at full CPU, and the first evaluation
 # then pays nothing for numpy/scipy/statsmodels.
-from gate.analysis import Analysis, register_deploy
+from gate.analysis import Analysis
 from gate.cache import ReferenceCache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError
-from gate.policy import Policy, parse_policy
+from gate.lifecycle import LAMBDA, register_deploy
+from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
 from gate.sources import DEMO_SOURCES, open_source
 from gate.store import SqliteStore, open_store
 from gate.verdict import EXIT_ERROR, Verdict, parse_time, release_name
@@ -86,10 +87,7 @@ def _moment(value: Any) -> int:
             raise ValueError(f"{value!r} is not a moment")
         value = str(int(value))  # epoch seconds, checked like any other moment below
     if isinstance(value, str):
-        try:
-            return parse_time(value)
-        except ValueError:
-            pass
+        return parse_time(value)  # its ValueError says what is wrong (no time zone, not a moment)
     raise ValueError(f"{value!r} is not a moment (ISO 8601 like 2024-05-01T10:00:00Z, or epoch seconds)")
 
 
@@ -105,6 +103,7 @@ class EvaluateRequest(BaseModel):
     baseline: str | None = Field(default=None, min_length=1, max_length=200)
     deployed_at: Moment | None = None
     now: Moment | None = None
+    examine_past: bool = Field(default=False, strict=True, description="Judge a deploy whose window is over.")
     build_url: str | None = Field(default=None, max_length=2000, description="Jenkins build, linked from Slack.")
 
 
@@ -180,24 +179,19 @@ def load_policy(reference: dict | str) -> Policy:
             raise _unreadable(reference, e.__cause__ or e.__context__, str(e)) from None
     else:
         raise PolicyError(f"policy: expected a mapping, s3://bucket/key or ssm:/name, got {reference[:100]!r}")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise PolicyError(f"{reference}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
-    return parse_policy(data, origin=reference)
+    return policy_from_text(text, origin=reference)
 
 
-def _read_s3(bucket: str, key: str, reference: str) -> str:
+def _read_s3(bucket: str, key: str, reference: str) -> bytes:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        return body.read(MAX_POLICY_BYTES + 1)  # more is refused as too large
     except (ClientError, BotoCoreError) as e:
         raise _unreadable(reference, e, e.response.get("Error", {}).get("Code", "error")
                           if isinstance(e, ClientError) else str(e)) from None
-    except UnicodeDecodeError as e:
-        raise PolicyError(f"policy: cannot read {reference}: {e}") from None
 
 
 # Error codes of S3 and SSM that mean "try again later" (besides any 5xx).
@@ -289,7 +283,7 @@ def judge(request: dict) -> dict:
             "baseline": request.get("baseline") or (policy.baseline.scope if policy.baseline else None)}
     # The same rule as `gate check`: a re-deploy restarts the release, an old window is refused.
     deployed_at = register_deploy(history, release, request.get("deployed_at"), now, policy, info,
-                                  option="deployed_at")
+                                  examine_past=request.get("examine_past", False), names=LAMBDA, clock=time.time)
     try:
         source = open_source(policy)
     except GateError as e:

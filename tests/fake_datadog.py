@@ -7,7 +7,8 @@ missing point, no series for a query without data) and `POST /api/v1/events`. It
 happening now (`offset` seconds later than recorded, nothing after the served clock, the bucket
 still filling holds only part of its events), coarsens the resolution beyond `max_points`
 points per series as Datadog does, and can answer 429 with rate-limit headers, 5xx, slowly,
-or with a malformed body. With `null_zero_counts` it answers `null` for a count bucket that
+with a malformed body, or trickle a body (`trickle`: a `trickle_length` Content-Length, one
+byte every `trickle_every` seconds, until the client hangs up or `trickle_for` seconds). With `null_zero_counts` it answers `null` for a count bucket that
 counted zero events, as Datadog does for a sparse counter without `default_zero()` (a minute
 without 5xx has no point). Every request is logged (never its keys).
 """
@@ -53,6 +54,8 @@ class FakeDatadog:
         self.fault: str | None = None  # answered to every request once `faults` is empty
         self.reset_after = 1  # X-RateLimit-Reset on a 429
         self.slow_seconds = 3.0
+        self.trickle_length = 10**9  # the Content-Length a trickled answer claims
+        self.trickle_every, self.trickle_for = 0.1, 120.0
         self.max_points = 1500
         self.null_zero_counts = False  # True: a count bucket of zero events is null (sparse counter)
         self.requests: list[dict] = []
@@ -284,6 +287,9 @@ def _handler(fake: FakeDatadog):
                 return self._json(int(fault), {"errors": ["Internal Server Error"]})
             if fault == "slow":
                 time.sleep(fake.slow_seconds)
+            if fault == "trickle":
+                entry["status"] = 200
+                return self._trickle()
             if fault == "malformed":
                 entry["status"] = 200
                 return self._send(200, b'{"data": {"type": "timeseries_response", "attributes": {"times": [1', {})
@@ -298,6 +304,21 @@ def _handler(fake: FakeDatadog):
                 return self._json(400, {"errors": [f"Error parsing query: {e}"]})
             entry["status"] = 200
             self._json(200, answer, fake.rate_headers())
+
+        def _trickle(self) -> None:
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(fake.trickle_length))
+                self.end_headers()
+                ends = time.monotonic() + fake.trickle_for
+                while time.monotonic() < ends:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(fake.trickle_every)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up
+            self.close_connection = True
 
         def _json(self, status: int, payload: dict, headers: dict | None = None) -> None:
             self._send(status, json.dumps(payload).encode(), headers or {})

@@ -3,6 +3,7 @@
 import json
 import time
 
+import pytest
 import yaml
 
 from gate.verdict import iso
@@ -42,7 +43,7 @@ def test_check_on_a_simulated_release_passes_a_healthy_canary_and_fails_a_slow_o
     for scenario, code, outcome in [("healthy", 0, "pass"), ("bad_version", 1, "fail")]:
         policy = simulate_policy(tmp_path, scenario, deployed)
         result = run_gate("check", f"rel-{scenario}", "--policy", policy, "--deployed-at", iso(deployed),
-                          "--store", store, "--json")
+                          "--store", store, "--json", "--examine-past")
         assert result.returncode == code, result.stdout + result.stderr
         verdict = json.loads(result.stdout)
         assert verdict["verdict"] == outcome and verdict["release"] == f"rel-{scenario}"
@@ -64,7 +65,7 @@ def test_check_on_a_replayed_case(corpus, tmp_path):
     policy = write_policy(tmp_path, {**REPLAY, "source": {"type": "replay",
                                                           "options": {"case": str(corpus / "k1m-canary-down-012")}}})
     result = run_gate("check", "rel", "--policy", policy, "--deployed-at", case["deploy_at"],
-                      "--store", tmp_path / "gate.sqlite")
+                      "--store", tmp_path / "gate.sqlite", "--examine-past")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL" in result.stdout
 
@@ -100,6 +101,53 @@ def test_a_missing_case_folder_is_one_line_and_exit_4(tmp_path):
 
 # -- the deploy time: bad values, the future, re-deploys ------------------------------------------
 
+def test_a_deploy_time_without_a_zone_is_refused_naming_the_option(tmp_path):
+    """Issue 17.5: `2026-12-01T09:30:00` used to be read as UTC; from a machine hours off UTC the
+    window moved onto another canary's minutes."""
+    policy = simulate_policy(tmp_path, "healthy", None)
+    naive = iso(int(time.time()) - 600).removesuffix("Z")
+    for value in (naive, naive[:10]):
+        result = run_gate("check", "rel", "--policy", policy, "--deployed-at", value, "--store", tmp_path / "g.sqlite")
+        one_error_line(result, "--deployed-at", "has no time zone", "add Z for UTC")
+    assert run_gate("check", "rel", "--policy", policy, "--deployed-at", naive + "+00:00",
+                    "--store", tmp_path / "g.sqlite").returncode == 3  # with its zone: judged (10 min in)
+
+
+def test_a_first_check_of_a_deploy_whose_window_is_over_needs_examine_past(tmp_path):
+    """Issue 17.5: a first registration whose whole lifetime is over would be judged at once, final,
+    on minutes nobody watched; only on purpose."""
+    deployed = (int(time.time()) // 60 - 180) * 60  # the 1 h lifetime ended two hours ago
+    policy = simulate_policy(tmp_path, "healthy", deployed)
+    check = ["check", "rel", "--policy", policy, "--deployed-at", iso(deployed), "--store", tmp_path / "g.sqlite"]
+    one_error_line(run_gate(*check), "--deployed-at", "window", "ended", "--examine-past")
+    assert run_gate(*check, "--examine-past").returncode == 0
+
+
+def test_another_policy_for_a_running_canary_is_refused(tmp_path):
+    """Issue 17.6: a policy edited mid-canary (a shorter lifetime) used to judge the same deploy."""
+    deployed = (int(time.time()) // 60 - 30) * 60
+    policy = simulate_policy(tmp_path, "healthy", deployed)
+    check = ["check", "rel", "--policy", policy, "--deployed-at", iso(deployed), "--store", tmp_path / "g.sqlite"]
+    assert run_gate(*check).returncode in (0, 3)
+    one_error_line(run_gate(*check, "--lifetime", "20m"), "differs from the policy release 'rel' was registered with")
+    edited = simulate_policy(tmp_path, "bad_version", deployed)
+    one_error_line(run_gate("check", "rel", "--policy", edited, "--store", tmp_path / "g.sqlite"), "differs")
+
+
+def test_a_damaged_store_row_is_one_line_naming_it(tmp_path):
+    import sqlite3
+
+    policy = simulate_policy(tmp_path, "healthy", None)
+    for column, value in (("deployed_at", "'soon'"), ("info", "'{'")):
+        store = tmp_path / f"{column}.sqlite"
+        assert run_gate("check", "rel", "--policy", policy, "--store", store).returncode == 3
+        with sqlite3.connect(store) as db:
+            db.execute(f"UPDATE releases SET {column} = {value}")  # noqa: S608 - the test's own values
+        result = run_gate("check", "rel", "--policy", policy, "--store", store)
+        one_error_line(result, "release 'rel' is damaged", column if column == "deployed_at" else "its info")
+        assert "internal error" not in result.stderr
+
+
 def test_a_bad_deployed_at_is_one_line_naming_the_option(tmp_path):
     policy = simulate_policy(tmp_path, "healthy", None)
     future = iso(int(time.time()) + 3600)
@@ -115,7 +163,7 @@ def test_a_redeployed_release_is_judged_on_its_new_window_never_on_the_old_one(t
     policy = simulate_policy(tmp_path, "healthy", None)
     first = (int(time.time()) // 60 - 200) * 60  # its 1 h window ended long ago
     check = ["check", "web-1.2", "--policy", policy, "--store", store, "--json"]
-    passed = run_gate(*check, "--deployed-at", iso(first))
+    passed = run_gate(*check, "--deployed-at", iso(first), "--examine-past")
     assert passed.returncode == 0, passed.stderr
     # The same deploy again: the same window, the same verdict.
     again = run_gate(*check, "--deployed-at", str(first))
@@ -168,7 +216,7 @@ def test_a_release_name_with_spaces_slashes_and_markup_is_judged_and_shown_verba
     deployed = (int(time.time()) // 60 - 90) * 60
     policy = simulate_policy(tmp_path, "healthy", deployed)
     result = run_gate("check", "web/[bold]1.2 é", "--policy", policy, "--deployed-at", str(deployed),
-                      "--store", tmp_path / "gate.sqlite", cwd=tmp_path)
+                      "--store", tmp_path / "gate.sqlite", "--examine-past", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "web/[bold]1.2 é" in result.stdout
 
@@ -200,3 +248,54 @@ def test_gate_log_level_shows_the_gates_debug_lines_on_stderr(corpus, tmp_path):
     assert "DEBUG gate.sources.datadog: Datadog rate limit" in loud.stderr and "requests left" in loud.stderr
     assert API_KEY not in loud.stderr and APP_KEY not in loud.stderr
     assert "GATE_LOG_LEVEL='chatty'" in odd.stderr and "Datadog rate limit" not in odd.stderr
+
+
+# -- issue 15: inputs that passed a canary the gate could not judge -----------------------------
+
+
+def replay_policy(tmp_path, corpus, name):
+    case = corpus / name
+    policy = write_policy(tmp_path, {**REPLAY, "source": {"type": "replay", "options": {"case": str(case)}}})
+    return policy, json.loads((case / "case.json").read_text())["deploy_at"]
+
+
+def test_a_release_named_like_an_option_is_refused_even_after_double_dash(tmp_path, corpus):
+    """`--` makes `--help` the release (as the Jenkins step now passes it): refused, not judged."""
+    policy, deployed = replay_policy(tmp_path, corpus, "k1m-aa-000")  # a canary that passes
+    for name in ("--help", "-v"):
+        result = run_gate("check", "--policy", policy, "--deployed-at", deployed, "--store", tmp_path / "g.db",
+                          "--json", "--", name)
+        one_error_line(result, f"release {name!r}: must not start with '-'")
+
+
+def test_a_canary_compared_with_itself_is_refused_before_any_fetch(tmp_path, corpus):
+    """A canary with CPU +52% passed when its baseline scope was its own (`--baseline canary`)."""
+    policy, deployed = replay_policy(tmp_path, corpus, "k1m-cpu-shift-060")
+    result = run_gate("check", "web-1", "--policy", policy, "--deployed-at", deployed, "--store", tmp_path / "g.db",
+                      "--baseline", "canary", "--json")
+    one_error_line(result, "canary scope 'canary' and baseline scope 'canary' are the same group")
+
+
+@pytest.mark.parametrize("canary, baseline, problem", [
+    ("version:{release}", "version:{release}", "are the same group"),
+    ("asg:web-1", "ASG:WEB-1", "are the same group"),  # Datadog tags know no case
+    ("env:prod,version:2", "env:prod", "the baseline's scope contains the canary's"),
+    ("env:prod", "env:prod,version:2", "the canary's scope contains the baseline's"),
+])
+def test_scopes_that_render_equal_or_contain_each_other_are_refused(canary, baseline, problem):
+    from gate.analysis import Analysis
+    from gate.errors import PolicyError
+    from gate.policy import parse_policy
+
+    policy = parse_policy({**SIMULATE, "canary": {"scope": canary}, "baseline": {"scope": baseline}})
+    with pytest.raises(PolicyError, match=problem):
+        Analysis(policy, source=None, release="2", deployed_at=0)  # refused before it could fetch
+
+
+def test_distinct_scopes_are_judged():
+    from gate.analysis import Analysis
+    from gate.policy import parse_policy
+
+    for canary, baseline in [("version:2", "version:1"), ("env:prod,version:2", "env:prod,version:1")]:
+        policy = parse_policy({**SIMULATE, "canary": {"scope": canary}, "baseline": {"scope": baseline}})
+        assert Analysis(policy, source=None, release="2", deployed_at=0).baseline == baseline

@@ -129,7 +129,7 @@ def test_check_prints_the_context_on_the_terminal(tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump(data))
     result = run_gate("check", "rel", "--policy", policy, "--deployed-at", str(deployed),
-                      "--store", tmp_path / "gate.sqlite", cwd=tmp_path)
+                      "--store", tmp_path / "gate.sqlite", "--examine-past", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     text = " ".join(result.stdout.split())
     assert re.search(r"decided by: [a-z, ]*latency", text), text

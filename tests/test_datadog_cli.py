@@ -141,6 +141,24 @@ def test_a_persistent_fault_is_could_not_judge(corpus, tmp_path, fault, message)
     assert_no_secret(result, tmp_path)
 
 
+@pytest.mark.parametrize("declared, message", [
+    (10**9, "more than source.options.max_answer_bytes"),  # the issue's 1 GB: refused at its headers
+    (100_000, "s (the answer came too slowly)"),  # within the timeout, or what is left of the budget
+])
+def test_a_trickled_answer_is_cut_at_its_deadline_or_its_size_then_could_not_judge(corpus, tmp_path, declared,
+                                                                                     message):
+    """Issue 15 #6: each byte of the body comes well within the 1 s timeout, so a per-read timeout
+    never fires and the gate waited for ever; the whole answer has the timeout, and a size."""
+    with live(corpus, "k1m-aa-039") as fake:
+        fake.fault, fake.trickle_length = "trickle", declared
+        result = gate_check(fake, tmp_path)  # a gate still waiting after run_gate's 120 s fails the test
+    assert result.returncode == 4 and result.stdout == ""
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: Datadog: ") and message in last and "could not judge" in last
+    assert len(fake.timeseries_requests()) >= 2  # retried within the 2 s budget
+    assert "Traceback" not in result.stderr
+
+
 def test_wrong_keys_are_could_not_judge(corpus, tmp_path):
     with live(corpus, "k1m-aa-039") as fake:
         result = gate_check(fake, tmp_path, env={"DD_API_KEY": "wrong-api-key-77777"})

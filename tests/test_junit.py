@@ -125,7 +125,8 @@ def test_gate_check_junit_from_a_real_verdict(tmp_path, corpus):
         "metrics:\n  - {name: cpu, kind: gauge}\n  - {name: latency, kind: gauge}\n")
     report = tmp_path / "out" / "junit.xml"
     result = run_gate("check", "web-9", "--policy", policy, "--deployed-at", deployed_at, "--watch", "--json",
-                      "--store", tmp_path / "gate.db", "--junit", report, "--lifetime", "30m", cwd=tmp_path)
+                      "--store", tmp_path / "gate.db", "--junit", report, "--lifetime", "30m", "--examine-past",
+                      cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     out = json.loads(result.stdout)
     assert out["verdict"] == "fail"
@@ -140,12 +141,25 @@ def test_gate_check_junit_from_a_real_verdict(tmp_path, corpus):
         assert cases[m["name"]].find("failure").get("message") == m["reason"]
 
 
-def test_gate_check_that_cannot_judge_leaves_an_error_report(tmp_path):
+def test_gate_check_that_cannot_judge_leaves_an_error_report_saying_why(tmp_path):
     report = tmp_path / "junit.xml"
-    result = run_gate("check", "web-9", "--policy", tmp_path / "missing.yaml", "--junit", report)
-    assert result.returncode == 4 and "policy file not found" in result.stderr
-    _, cases = parse(report.read_text())
-    assert kind(cases["canary gate"]) == "error"
+    for release, cause in [("web-9", "policy file not found"), ("--help", "must not start with '-'")]:
+        result = run_gate("check", "--policy", tmp_path / "missing.yaml", "--junit", report, "--", release)
+        line = result.stderr.strip()
+        assert result.returncode == 4 and cause in line
+        _, cases = parse(report.read_text())
+        assert kind(cases["canary gate"]) == "error"
+        # The Jenkins test report shows the cause itself, not "see its log".
+        assert cases["canary gate"].find("error").get("message") == line.removeprefix("error: ")
+
+
+def test_an_unwritable_junit_path_is_one_line_naming_the_option(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    for report in (tmp_path / "a-file" / "junit.xml", tmp_path):  # under a file; a directory
+        result = run_gate("check", "web-9", "--policy", tmp_path / "missing.yaml", "--junit", report)
+        assert result.returncode == 4 and result.stdout == ""
+        assert result.stderr.startswith(f"error: --junit {report}: cannot write the report (")
+        assert result.stderr.count("\n") == 1 and "internal error" not in result.stderr
 
 
 def test_gate_check_timing_overrides_are_validated(tmp_path, corpus):

@@ -43,7 +43,7 @@ def case_event(corpus: Path, name: str, only: tuple[str, ...] = (), **extra) -> 
     if only:
         policy["metrics"] = [m for m in policy["metrics"] if m["name"] in only]
     return {"release": name, "policy": policy, "canary": "canary", "baseline": "baseline",
-            "deployed_at": iso(case.deployed_at), "now": iso(case.end_at), **extra}
+            "deployed_at": iso(case.deployed_at), "now": iso(case.end_at), "examine_past": True, **extra}
 
 
 def expected_verdict(corpus: Path, event: dict) -> Verdict:
@@ -110,6 +110,13 @@ def test_without_now_the_moment_is_the_current_interval(handler, corpus, monkeyp
 # -- bad input: 400 naming the field, exit 4, never a pass --------------------------------------
 
 
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -120,10 +127,21 @@ def test_without_now_the_moment_is_the_current_interval(handler, corpus, monkeyp
         (lambda e: e.update(deployed_at=True), "deployed_at: "),
         (lambda e: e.update(deployed_at=1e400), "deployed_at: inf is not a moment"),
         (lambda e: e.update(deployed_at=-5), "deployed_at: '-5' is not a moment"),
+        (lambda e: e.update(deployed_at="2017-05-24T15:42:00"), "deployed_at: '2017-05-24T15:42:00' has no time zone"),
+        (lambda e: e.update(now="2017-05-24T16:42:00"), "now: '2017-05-24T16:42:00' has no time zone"),
+        (lambda e: e.update(examine_past="yes"), "examine_past: Input should be a valid boolean"),
+        (lambda e: e.pop("examine_past"), "the canary window of a deploy then ended at 2017-05-27T05:44:00Z, "
+                                          "before now"),
         (lambda e: e.update(canery="x"), "canery: Extra inputs are not permitted"),
         (lambda e: e["policy"].pop("metrics"), "metrics: Field required"),
         (lambda e: e["policy"].update(interval="soon"), "interval: 'soon' is not a duration"),
         (lambda e: e.update(policy="ftp://x/y"), "policy: expected a mapping, s3://bucket/key or ssm:/name"),
+        # issue 15: a release the Jenkins step would have passed as an option; a canary judged
+        # against itself; a policy nested deeper than a policy can be
+        (lambda e: e.update(release="--help"), "release: must not start with '-'"),
+        (lambda e: e.update(baseline="canary"), "are the same group: the canary would be compared with itself"),
+        (lambda e: e["policy"]["metrics"][0].update(queries={"cloudwatch": nested(40)}),
+         "nested more than 32 levels deep"),
     ],
 )
 def test_a_bad_event_is_a_400_naming_the_field(handler, corpus, change, field):
@@ -134,6 +152,53 @@ def test_a_bad_event_is_a_400_naming_the_field(handler, corpus, change, field):
     assert result["verdict"] == "error" and result["exit_code"] == 4
     assert field in result["error"], result["error"]
     assert "\n" not in result["error"] and "Traceback" not in result["error"]
+
+
+def test_now_ahead_of_the_clock_is_refused_and_registers_nothing(handler, corpus, tmp_path):
+    """Issue 17.7: `now` at the end of the lifetime while the clock was short gave a final pass
+    early; a first call with a future `now` registered a deploy in the future."""
+    import time
+
+    event = case_event(corpus, "k1m-canary-down-012", now=iso(int(time.time()) + 300))
+    event.pop("deployed_at")
+    result = handler.lambda_handler(event, FakeContext())
+    assert (result["statusCode"], result["exit_code"]) == (400, 4), result
+    assert result["error"].startswith("now: ") and "is in the future" in result["error"]
+    assert SqliteStore(tmp_path / "gate.sqlite").release("k1m-canary-down-012") is None
+
+
+def test_a_deploy_time_stored_in_the_future_is_a_400_not_a_wait_until_2100(handler, corpus, tmp_path):
+    event = case_event(corpus, "k1m-canary-down-012")
+    event.pop("deployed_at")
+    SqliteStore(tmp_path / "gate.sqlite").start_release(event["release"], 4_102_444_800, {})
+    result = handler.lambda_handler(event, FakeContext())
+    assert (result["statusCode"], result["exit_code"]) == (400, 4), result
+    assert "registered as deployed at 2100-01-01T00:00:00Z, in the future" in result["error"]
+
+
+def test_another_policy_for_the_same_deploy_is_a_400(handler, corpus):
+    """Issue 17.6: the policy edited under a running canary (lifetime 1 h -> 20 m) used to turn
+    failing regressions into passes."""
+    event = case_event(corpus, "k1m-canary-down-012")
+    event["now"] = event["deployed_at"]  # its first minute
+    assert handler.lambda_handler(event, FakeContext())["verdict"] == "inconclusive"
+    shorter = {**event, "policy": {**event["policy"], "lifetime": "20m"}}
+    result = handler.lambda_handler(shorter, FakeContext())
+    assert (result["statusCode"], result["exit_code"]) == (400, 4), result
+    assert "differs from the policy release 'k1m-canary-down-012' was registered with" in result["error"]
+
+
+def test_a_damaged_store_row_is_a_503_naming_it(handler, corpus, tmp_path):
+    import sqlite3
+
+    event = case_event(corpus, "k1m-canary-down-012")
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    store.start_release(event["release"], 1_000, {})
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE releases SET deployed_at = 'soon'")
+    result = handler.lambda_handler(event, FakeContext())
+    assert (result["statusCode"], result["exit_code"]) == (503, 4), result
+    assert "release 'k1m-canary-down-012' is damaged: its deploy time (deployed_at) is 'soon'" in result["error"]
 
 
 @pytest.mark.parametrize("event", [None, [], "release", 3])

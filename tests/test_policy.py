@@ -319,3 +319,78 @@ def test_policy_validate_names_the_source_option_at_fault(tmp_path):
         assert len(lines) == 1 and "Traceback" not in result.stderr
         assert lines[0].startswith(f"error: {path}: {field}: "), lines[0]
         assert all(w in lines[0] for w in words), lines[0]
+
+
+# -- policies built to exhaust the gate (issue 15) ----------------------------------------------
+
+BOMB = """
+name: web
+source: {type: simulate, options: {scenario: healthy}}
+canary: {scope: canary}
+baseline: {scope: baseline}
+metrics:
+  - name: cpu
+    kind: gauge
+    queries:
+      cloudwatch:
+        a: &a [x, x, x, x, x, x, x, x, x, x]
+        b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+        c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+        d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+        e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+        f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+        g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+        h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
+        i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+def test_a_yaml_alias_bomb_is_refused_at_load_and_by_policy_validate(tmp_path):
+    """A few lines that expand to 10^9 values when the policy is serialised (`gate check` hashes
+    `model_dump_json()` for its cache key): refused, measured without being expanded."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    with pytest.raises(PolicyError, match="more than 100000 values once its YAML aliases are expanded"):
+        load_policy(path)
+    result = run_gate("policy", "validate", path, timeout=60)
+    assert result.returncode == 4 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "alias" in result.stderr
+
+
+def test_aliases_within_the_bound_are_fine(tmp_path):
+    path = tmp_path / "aliases.yaml"
+    path.write_text(BOMB.split("        d:")[0])  # 10 + 100 + 1000 values, shared
+    assert load_policy(path).metrics[0].queries["cloudwatch"]["c"][9][9] == ["x"] * 10
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a: " + "[" * 20_000 + "]" * 20_000, "nested more than 32 levels deep at line 1, column 35"),
+    ("a: &a [*a]", "the policy contains itself"),
+])
+def test_deep_or_self_containing_yaml_is_one_line_not_a_recursion_error(tmp_path, text, message):
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError, match=message):
+        load_policy(path)
+
+
+def test_nesting_through_aliases_is_bounded_too():
+    data = good()
+    deep: list = ["x"]
+    for _ in range(40):
+        deep = [deep]
+    data["metrics"][0]["queries"] = {"cloudwatch": deep}
+    assert "nested more than 32 levels deep once its YAML aliases are expanded" in error_of(data)
+
+
+def test_a_policy_file_larger_than_the_cap_is_refused_unread(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text(json.dumps(GOOD) + "\n#" + "x" * 1_100_000 + "\n")
+    with pytest.raises(PolicyError, match=r"huge.yaml: larger than 1000 KB"):
+        load_policy(path)
+
+
+def test_a_huge_field_is_quoted_short_in_the_error():
+    message = error_of(good(name="x" * 10_000_000))
+    assert len(message) < 600
+    assert "name: String should match pattern" in message and "(10000002 characters)" in message

@@ -280,7 +280,7 @@ def test_gate_report_command(tmp_path, corpus):
     store = tmp_path / "s.sqlite"
     env = {"SLACK_WEBHOOK_URL": "", "GATE_REPORT_BUCKET": ""}
     checked = run_gate("check", "web-1.2", "--policy", policy, "--deployed-at", deployed, "--store", store,
-                       cwd=tmp_path, env=env)
+                       "--examine-past", cwd=tmp_path, env=env)
     assert checked.returncode == 1, checked.stderr
     assert "report: reports/web-1.2.html" in checked.stderr
     written = (tmp_path / "reports" / "web-1.2.html").read_text()

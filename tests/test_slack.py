@@ -166,7 +166,7 @@ def test_check_exit_code_is_the_verdicts_whatever_slack_does(corpus, tmp_path):
     """`gate check` with Slack answering 500 to everything: same verdict, same exit code, the
     failure on stderr without the webhook URL, and a notification event in the store."""
     policy, deployed = replay_policy(tmp_path, corpus)
-    common = ["check", "rel-1", "--policy", policy, "--deployed-at", deployed, "--json"]
+    common = ["check", "rel-1", "--policy", policy, "--deployed-at", deployed, "--json", "--examine-past"]
     quiet = run_gate(*common, "--store", tmp_path / "quiet.sqlite", cwd=tmp_path,
                      env={"SLACK_WEBHOOK_URL": "", "GATE_REPORT_DIR": str(tmp_path / "r1")})
     with FakeSlack([(500, {})]) as fake:
@@ -202,7 +202,7 @@ def test_a_decisive_verdict_is_posted_once_however_many_checks_find_it(corpus, t
     A new deploy of the release is news again."""
     policy, deployed = replay_policy(tmp_path, corpus)
     store = tmp_path / "gate.sqlite"
-    common = ["check", "rel-1", "--policy", policy, "--store", store, "--json"]
+    common = ["check", "rel-1", "--policy", policy, "--store", store, "--json", "--examine-past"]
     with FakeSlack() as fake:
         env = {"SLACK_WEBHOOK_URL": fake.url, "GATE_REPORT_DIR": str(tmp_path / "r")}
         first = run_gate(*common, "--deployed-at", deployed, cwd=tmp_path, env=env)

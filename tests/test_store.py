@@ -5,6 +5,7 @@ import sqlite3
 import pytest
 
 from gate.errors import StoreError
+from gate.lifecycle import POLICY_DIGEST, policy_digest
 from gate.store import SqliteStore, open_store
 from gate.verdict import MetricResult, Verdict
 
@@ -128,18 +129,25 @@ def test_a_broken_file_after_opening_is_a_store_error(tmp_path):
 
 # -- the release lifecycle: one registration per deploy, a re-deploy restarts the release --------
 
-def lifecycle(store) -> None:
-    """register_deploy on any store (SQLite here, DynamoDB in test_store_dynamodb.py)."""
-    from gate.analysis import register_deploy
-    from gate.errors import ReleaseError
+def web_policy(**changes):
     from gate.policy import parse_policy
 
-    policy = parse_policy({"name": "web", "source": {"type": "simulate"}, "canary": {"scope": "c"},
-                           "interval": "1m", "lifetime": "1h", "metrics": [{"name": "latency", "kind": "gauge"}]})
+    return parse_policy({"name": "web", "source": {"type": "simulate"}, "canary": {"scope": "c"},
+                         "interval": "1m", "lifetime": "1h", "metrics": [{"name": "latency", "kind": "gauge"}],
+                         **changes})
+
+
+def lifecycle(store) -> None:
+    """register_deploy on any store (SQLite here, DynamoDB in test_store_dynamodb.py)."""
+    from gate.errors import ReleaseError
+    from gate.lifecycle import register_deploy
+
+    policy = web_policy()
     clock = lambda: DEPLOYED + 10 * 86400  # noqa: E731 - "now" of the machine, long after all of this
 
     def register(release, requested, now, info=None):
-        return register_deploy(store, release, requested, now, policy, info or {"policy": "web"}, clock=clock)
+        return register_deploy(store, release, requested, now, policy, info or {"policy": "web"}, clock=clock,
+                               examine_past=True)  # the past of `clock`, on purpose
 
     # Not registered: the requested deploy time, or now.
     assert register("a", None, DEPLOYED) == DEPLOYED
@@ -164,10 +172,11 @@ def lifecycle(store) -> None:
     # A new deploy after the window: the release restarts there, the old deploy stays recorded.
     redeploy = DEPLOYED + 86400
     assert register("a", redeploy, redeploy + 60, {"policy": "web", "build": 2}) == redeploy
-    assert store.release("a") == {"release": "a", "deployed_at": redeploy, "info": {"policy": "web", "build": 2}}
+    assert store.release("a")["deployed_at"] == redeploy
+    assert {k: v for k, v in store.release("a")["info"].items() if k != POLICY_DIGEST} == {"policy": "web", "build": 2}
     (event,) = [e for e in store.events("a") if e["kind"] == "redeploy"]
     assert event["detail"]["previous_deployed_at"] == DEPLOYED and event["detail"]["deployed_at"] == redeploy
-    assert event["detail"]["previous_info"] == {"policy": "web"}
+    assert event["detail"]["previous_info"] == {"policy": "web", POLICY_DIGEST: policy_digest(policy)}
     assert register("a", None, redeploy + 120) == redeploy
     # A restart racing another one: only the first applies, the other reads what is registered.
     assert store.restart_release("a", redeploy + 7 * 86400, {}, previous=DEPLOYED) == redeploy
@@ -184,3 +193,191 @@ def test_a_restart_survives_reopening_the_store(tmp_path):
     assert store.restart_release("r1", DEPLOYED + 86400, {"policy": "web2"}, previous=DEPLOYED) == DEPLOYED + 86400
     again = SqliteStore(tmp_path / "gate.sqlite")
     assert again.release("r1") == {"release": "r1", "deployed_at": DEPLOYED + 86400, "info": {"policy": "web2"}}
+
+
+# -- registrations racing, moments, policies: the rules hold whoever writes first ------------------
+
+def register_at_once(store, requests: list[dict], *, on_both_read=None) -> list:
+    """register_deploy for each request in its own thread, every thread reading the store before
+    any writes (`on_both_read` runs then): the race is certain, not lucky. Returns each outcome,
+    the deploy time or the exception."""
+    import threading
+
+    from gate.lifecycle import register_deploy
+
+    barrier = threading.Barrier(len(requests), action=on_both_read)
+    seen = threading.local()
+
+    class ReadThenWait:
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def release(self, release):
+            registered = store.release(release)
+            if not getattr(seen, "read", False):  # the first read of each thread
+                seen.read = True
+                barrier.wait(timeout=60)
+            return registered
+
+    outcomes = [None] * len(requests)
+
+    def run(i, request):
+        try:
+            outcomes[i] = register_deploy(ReadThenWait(), **{"policy": web_policy(), "info": {"policy": "web"},
+                                                             "clock": lambda: DEPLOYED + 900, **request})
+        except Exception as e:  # noqa: BLE001 - the outcome under test
+            outcomes[i] = e
+
+    threads = [threading.Thread(target=run, args=(i, r)) for i, r in enumerate(requests)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return outcomes
+
+
+def one_wins_the_other_is_refused(outcomes, times) -> int:
+    from gate.errors import ReleaseError
+
+    won = [o for o in outcomes if isinstance(o, int)]
+    refused = [o for o in outcomes if isinstance(o, ReleaseError)]
+    assert len(won) == 1 and len(refused) == 1, outcomes
+    assert won[0] in times and "contradicts" in str(refused[0]), outcomes
+    return won[0]
+
+
+def holding_the_write_lock(path):
+    """A third connection holds SQLite's write lock until both registrations have read the store."""
+    lock = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    lock.execute("BEGIN IMMEDIATE")
+    return lambda: (lock.execute("ROLLBACK"), lock.close())
+
+
+def test_two_first_registrations_at_once_with_different_deploy_times_one_is_refused(tmp_path):
+    """Issue 15.4: the loser of INSERT OR IGNORE used to take the winner's deploy time silently and
+    judge its canary on the wrong window."""
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    times = (DEPLOYED, DEPLOYED + 600)
+    outcomes = register_at_once(store, [{"release": "r1", "requested": t, "now": DEPLOYED + 900} for t in times],
+                                on_both_read=holding_the_write_lock(store.path))
+    won = one_wins_the_other_is_refused(outcomes, times)
+    assert store.release("r1")["deployed_at"] == won
+
+
+def test_two_restarts_at_once_with_different_deploy_times_one_is_refused(tmp_path):
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    store.start_release("r1", DEPLOYED - 86400, {"policy": "web"})
+    times = (DEPLOYED, DEPLOYED + 600)  # both new deploys after the registered window
+    outcomes = register_at_once(store, [{"release": "r1", "requested": t, "now": DEPLOYED + 900} for t in times],
+                                on_both_read=holding_the_write_lock(store.path))
+    won = one_wins_the_other_is_refused(outcomes, times)
+    assert store.release("r1")["deployed_at"] == won
+    assert [e["detail"]["deployed_at"] for e in store.events("r1") if e["kind"] == "redeploy"] == [won]
+
+
+def test_two_first_registrations_of_the_same_deploy_at_once_both_judge_it(tmp_path):
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    outcomes = register_at_once(store, [{"release": "r1", "requested": DEPLOYED, "now": DEPLOYED + 900},
+                                        {"release": "r1", "requested": DEPLOYED + 30, "now": DEPLOYED + 900}],
+                                on_both_read=holding_the_write_lock(store.path))
+    assert len(set(outcomes)) == 1 and outcomes[0] in (DEPLOYED, DEPLOYED + 30), outcomes
+
+
+def registering(store, clock=DEPLOYED + 900):
+    from gate.lifecycle import register_deploy
+
+    def register(release, requested, now, policy=None, **options):
+        return register_deploy(store, release, requested, now, policy or web_policy(), {"policy": "web"},
+                               clock=lambda: clock, **options)
+
+    return register
+
+
+def moments_and_policies(store) -> None:
+    """Issues 17.5, 17.6, 17.7 on any store (SQLite here, DynamoDB in test_store_dynamodb.py)."""
+    from gate.errors import ReleaseError
+    from gate.verdict import iso
+
+    clock = DEPLOYED + 900
+    register = registering(store, clock)
+    # A first registration whose whole lifetime is over (a time in the wrong zone): refused,
+    # unless the caller examines the past on purpose.
+    long_ago = clock - 3 * 3600
+    with pytest.raises(ReleaseError, match=f"--deployed-at {iso(long_ago)}: .*ended .*add --examine-past"):
+        register("old", long_ago, clock)
+    assert store.release("old") is None
+    assert register("old", long_ago, long_ago + 600, examine_past=True) == long_ago
+    # ... and so is a restart into a window that is over.
+    with pytest.raises(ReleaseError, match="add --examine-past"):
+        register("old", long_ago + 3600, clock)
+    # `now` ahead of the clock: refused; a first call must not register a deploy in the future.
+    with pytest.raises(ReleaseError, match="now: .* is in the future"):
+        register("ahead", None, clock + 120)
+    assert store.release("ahead") is None
+    assert register("ahead", None, clock + 30) == clock + 30  # clocks a little apart
+    # A policy changed under a running canary: refused, naming both.
+    assert register("p", DEPLOYED, clock) == DEPLOYED
+    store.record(verdict("p", 5))  # judged by it
+    shorter = web_policy(lifetime="20m")
+    with pytest.raises(ReleaseError, match="policy 'web' differs from the policy release 'p' was registered with"):
+        register("p", DEPLOYED, clock, shorter)
+    with pytest.raises(ReleaseError, match="differs"):
+        register("p", None, clock, shorter)
+    assert register("p", None, clock) == DEPLOYED  # the same policy still judges it
+    # Before anything was judged (only errors: the source could not be read), it may be corrected.
+    assert register("q", DEPLOYED, clock) == DEPLOYED
+    store.record_error("q", DEPLOYED + 60, "case folder not found")
+    assert register("q", DEPLOYED, clock, shorter) == DEPLOYED
+    assert store.release("q")["info"][POLICY_DIGEST] == policy_digest(shorter)
+    store.record(verdict("q", 5))
+    with pytest.raises(ReleaseError, match="differs"):
+        register("q", DEPLOYED, clock)
+    # A new deploy after the window starts with the new policy.
+    later = registering(store, DEPLOYED + 3700)
+    assert later("p", DEPLOYED + 3600, DEPLOYED + 3700, shorter) == DEPLOYED + 3600
+    assert later("p", None, DEPLOYED + 3700, shorter) == DEPLOYED + 3600
+
+
+def test_moments_and_policies_on_sqlite(tmp_path):
+    moments_and_policies(SqliteStore(tmp_path / "gate.sqlite"))
+
+
+def test_a_deploy_time_stored_in_the_future_is_refused_clearly(tmp_path):
+    from gate.errors import ReleaseError
+
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    year_2100 = 4_102_444_800
+    store.start_release("r1", year_2100, {"policy": "web"})
+    register = registering(store)
+    for requested in (None, DEPLOYED):
+        with pytest.raises(ReleaseError, match="registered as deployed at 2100-01-01T00:00:00Z, in the future"):
+            register("r1", requested, DEPLOYED + 900)
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("deployed_at", "'yesterday'", "deploy time \\(deployed_at\\) is 'yesterday', not epoch seconds"),
+    ("deployed_at", "1.5", "deploy time \\(deployed_at\\) is '1.5', not epoch seconds"),
+    ("deployed_at", "-1", "deploy time \\(deployed_at\\) is '-1', not epoch seconds"),
+    ("info", "'{not json'", "its info is not JSON"),
+    ("info", "'[1, 2]'", "its info is not a JSON object"),
+])
+def test_a_damaged_release_row_is_a_store_error_naming_it(tmp_path, column, value, message):
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    store.start_release("r1", DEPLOYED, {"policy": "web"})
+    with sqlite3.connect(store.path) as db:
+        db.execute(f"UPDATE releases SET {column} = {value}")  # noqa: S608 - the test's own values
+    with pytest.raises(StoreError, match=f"store .*gate.sqlite: release 'r1' is damaged: .*{message}"):
+        registering(store)("r1", None, DEPLOYED + 900)
+
+
+def test_damaged_evaluations_and_events_are_store_errors(tmp_path):
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    store.record(verdict("r1", 1))
+    store.record_event("r1", "notify", {})
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE evaluations SET payload = 'garbage'")
+        db.execute("UPDATE events SET detail = '{'")
+    with pytest.raises(StoreError, match="an evaluation of 'r1' is not JSON"):
+        store.evaluations("r1")
+    with pytest.raises(StoreError, match="an event of 'r1' is not JSON"):
+        store.events("r1")

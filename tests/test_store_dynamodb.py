@@ -185,7 +185,8 @@ def test_the_lambda_follows_the_same_release_lifecycle(store, corpus, monkeypatc
         end = case.end_at
 
         def call(**fields):
-            event = {"release": "web-7", "policy": policy, "canary": "canary", "baseline": "baseline", **fields}
+            event = {"release": "web-7", "policy": policy, "canary": "canary", "baseline": "baseline",
+                     "examine_past": True, **fields}  # a recorded canary, judged on purpose
             return handler.lambda_handler(event, FakeContext())
 
         first = call(deployed_at=iso(case.deployed_at), now=iso(end))
@@ -208,3 +209,71 @@ def test_the_lambda_follows_the_same_release_lifecycle(store, corpus, monkeypatc
             assert bad["statusCode"] == 400 and bad["error"].startswith("release:"), bad
     finally:
         sys.modules.pop("gate_lambda_handler_lifecycle", None)
+
+
+def test_two_first_registrations_at_once_with_different_deploy_times_one_is_refused(store):
+    """Issue 17.8: the loser of the conditional put used to take the winner's deploy time silently."""
+    from tests.test_store import DEPLOYED, one_wins_the_other_is_refused, register_at_once
+
+    times = (DEPLOYED, DEPLOYED + 600)
+    outcomes = register_at_once(store, [{"release": "r1", "requested": t, "now": DEPLOYED + 900} for t in times])
+    assert store.release("r1")["deployed_at"] == one_wins_the_other_is_refused(outcomes, times)
+
+
+def test_two_restarts_at_once_with_different_deploy_times_one_is_refused(store):
+    from tests.test_store import DEPLOYED, one_wins_the_other_is_refused, register_at_once
+
+    store.start_release("r1", DEPLOYED - 86400, {"policy": "web"})
+    times = (DEPLOYED, DEPLOYED + 600)
+    outcomes = register_at_once(store, [{"release": "r1", "requested": t, "now": DEPLOYED + 900} for t in times])
+    won = one_wins_the_other_is_refused(outcomes, times)
+    assert store.release("r1")["deployed_at"] == won
+    assert [e["detail"]["deployed_at"] for e in store.events("r1") if e["kind"] == "redeploy"] == [won]
+
+
+def test_moments_and_policies_on_dynamodb(store):
+    from tests.test_store import moments_and_policies
+
+    moments_and_policies(store)
+
+
+def test_a_restart_whose_redeploy_event_is_refused_changes_nothing(store):
+    """The new deploy time and the `redeploy` event are one write: a throttled event write used to
+    leave the new deploy time without the record of the previous deploy."""
+    import json
+
+    from botocore.exceptions import ClientError
+
+    store.start_release("r1", 1_000, {"policy": "web"})
+
+    def throttle_the_redeploy_event(params, model, **_):
+        if "redeploy" in json.dumps(params, default=str):
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                              model.name)
+
+    store.client.meta.events.register("before-call.dynamodb", throttle_the_redeploy_event)
+    with pytest.raises(StoreError, match="ProvisionedThroughputExceededException"):
+        store.restart_release("r1", 90_000, {"policy": "web"}, previous=1_000)
+    store.client.meta.events.unregister("before-call.dynamodb", throttle_the_redeploy_event)
+    assert store.release("r1")["deployed_at"] == 1_000 and store.events("r1") == []
+    assert store.restart_release("r1", 90_000, {"policy": "web"}, previous=1_000) == 90_000
+    assert [e["detail"]["previous_deployed_at"] for e in store.events("r1")] == [1_000]
+
+
+INFO = {"info": {"S": "{}"}}
+WHEN = {"deployed_at": {"N": "1000"}}
+
+
+@pytest.mark.parametrize(("attributes", "message"), [
+    ({"deployed_at": {"S": "yesterday"}, **INFO}, "deploy time \\(deployed_at\\) is \"{'S': 'yesterday'}\", not epoch"),
+    ({"deployed_at": {"N": "1.5"}, **INFO}, "deploy time \\(deployed_at\\) is '1.5', not epoch seconds"),
+    (INFO, "deploy time \\(deployed_at\\) is missing"),
+    ({**WHEN, "info": {"S": "{not json"}}, "its info is not JSON"),
+    ({**WHEN, "info": {"S": "[]"}}, "its info is not a JSON object"),
+    (WHEN, "its info is not JSON"),
+])
+def test_a_damaged_release_item_is_a_store_error_naming_it(store, attributes, message):
+    item = {"release": {"S": "r1"}, "sk": {"S": "release"}, **attributes}
+    boto3.client("dynamodb").put_item(TableName="gate-evaluations", Item=item)
+    with pytest.raises(StoreError, match=f"DynamoDB store gate-evaluations: release 'r1' is damaged: .*{message}"):
+        store.release("r1")

@@ -58,7 +58,12 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timeout: float = Field(default=10.0, gt=0, description="Seconds one request may take.")
+    timeout: float = Field(
+        default=10.0, gt=0, description="Seconds one request may take, its answer read whole."
+    )
+    max_answer_bytes: int = Field(
+        default=50_000_000, ge=1000, description="Bytes one answer may hold; more is a fault (retried)."
+    )
     retry_budget: float = Field(
         default=60.0, ge=0, description="Seconds one fetch may spend waiting and retrying in all."
     )
@@ -211,6 +216,61 @@ class _Budget:
         return self.seconds - self.spent
 
 
+class _Bounded:
+    """The official client's connection pool, reading every answer whole within the request's
+    timeout and up to `max_bytes` before the client sees it (its error bodies included).
+    urllib3's timeout is per read: a server trickling a huge body would hold the gate for ever."""
+
+    def __init__(self, pool: Any, seconds: float, max_bytes: int, clock: Callable[[], float]):
+        self._pool, self._seconds, self._max_bytes, self._clock = pool, seconds, max_bytes, clock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def request(self, method: str, url: str, *, timeout: Any = None, **kwargs: Any) -> Any:
+        import urllib3
+
+        started = self._clock()
+        response = self._pool.request(method, url, timeout=timeout, **kwargs)
+        # the time the client was given for this request (a retry's may be cut to the budget left)
+        seconds = timeout.total if isinstance(timeout, urllib3.Timeout) and timeout.total else self._seconds
+        try:
+            body = self._read(response, started, seconds)
+        except BaseException:
+            response.close()  # drop the connection: the rest of its answer is never read
+            raise
+        response.release_conn()
+        return urllib3.HTTPResponse(body=body, headers=response.headers, status=response.status,
+                                    reason=response.reason, decode_content=False)
+
+    def _read(self, response: Any, started: float, seconds: float) -> bytes:
+        from urllib3.exceptions import ReadTimeoutError
+
+        slow = f"no whole answer within {round(seconds, 2):g}s (the answer came too slowly)"
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            raise _Fault(f"an answer of {int(declared)} bytes, more than source.options.max_answer_bytes "
+                         f"({self._max_bytes})")
+        sock = getattr(response.connection, "sock", None)
+        chunks, size = [], 0
+        while True:
+            left = started + seconds - self._clock()
+            if left <= 0:
+                raise _Fault(slow)
+            if sock is not None:
+                sock.settimeout(left)  # a read waits for what is left of the request's time
+            try:
+                chunk = response.read1(1 << 16)
+            except ReadTimeoutError:
+                raise _Fault(slow) from None
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise _Fault(f"an answer of more than source.options.max_answer_bytes ({self._max_bytes}) bytes")
+            chunks.append(chunk)
+
+
 class DatadogSource:
     def __init__(
         self,
@@ -230,6 +290,8 @@ class DatadogSource:
         self.requests = 0  # HTTP requests sent, retries included
         self._secrets = _secrets()
         self._api = _metrics_api(options.timeout)
+        rest = self._api.api_client.rest_client
+        rest.pool_manager = _Bounded(rest.pool_manager, options.timeout, options.max_answer_bytes, clock)
         # Counts that have reported a point in some fetch of this source (the history, the
         # window): only those may read as zero where their denominator has a point.
         self._reported: set[str] = set()
@@ -358,7 +420,9 @@ class DatadogSource:
         config.request_timeout = limit  # a retry may have less than `timeout` left in the budget
         try:
             response = self._api.query_timeseries_data(body)
-            data = response.data  # read here: a body that stalls is a timeout too
+            data = response.data  # already read whole, within the timeout (_Bounded)
+        except _Fault:
+            raise
         except ApiException as e:
             self._headroom(e.headers)
             if e.status == 429:

@@ -104,10 +104,10 @@ test('step cli: the command runs gate check --watch with every option, each one 
                       deployedAt: '2024-05-01T10:00:00Z', store: 'gate.db', gate: '/opt/gate/bin/gate'])
     assert h.commands.size() == 2
     assert h.commands[0] == "mkdir -p 'canary-gate' && rm -f 'canary-gate/web-1.2.3.json' 'canary-gate/web-1.2.3.xml'"
-    assert h.commands[1] == "/opt/gate/bin/gate check 'web-1.2.3' --policy 'deploy/canary.yaml' " +
+    assert h.commands[1] == "/opt/gate/bin/gate check --policy 'deploy/canary.yaml' " +
         "--canary 'version:1.2.3' --baseline 'version:stable' --interval '1m' --lifetime '2h' " +
         "--deployed-at '2024-05-01T10:00:00Z' --store 'gate.db' " +
-        "--watch --json --junit 'canary-gate/web-1.2.3.xml' > 'canary-gate/web-1.2.3.json'"
+        "--watch --json --junit 'canary-gate/web-1.2.3.xml' -- 'web-1.2.3' > 'canary-gate/web-1.2.3.json'"
 }
 
 test('step cli: hostile values reach the gate as single arguments, nothing injected (real sh)') {
@@ -122,7 +122,8 @@ test('step cli: hostile values reach the gate as single arguments, nothing injec
     assert h.runStep(release: release, policy: policy, canary: '$HOME', gate: fakeGate.path) == 'pass'
     String base = 'canary-gate/' + release.replaceAll('[^A-Za-z0-9._-]', '_')
     List<String> words = h.file("${base}.json").readLines()
-    assert words == ['check', release, '--policy', policy, '--canary', '$HOME', '--watch', '--json', '--junit', "${base}.xml"]
+    assert words == ['check', '--policy', policy, '--canary', '$HOME', '--watch', '--json', '--junit', "${base}.xml",
+                     '--', release]
     assert !h.workspace.list().any { it.startsWith('pwned') }
 }
 
@@ -182,7 +183,7 @@ test('step lambda function: invoked every pollSeconds until decisive, the JSON a
     assert new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3-event.json').text) ==
         [release: 'web-1.2.3', policy: 's3://bucket/web.yaml', canary: 'version:1.2.3']
     assert h.calls.findAll { it.step == 'sleep' }*.args == [[[time: 30, unit: 'SECONDS']], [[time: 30, unit: 'SECONDS']]]
-    assert h.ran('-m gate.junit \'canary-gate/web-1.2.3.json\' --output \'canary-gate/web-1.2.3.xml\'')
+    assert h.ran("-m gate.junit --output 'canary-gate/web-1.2.3.xml' --release='web-1.2.3' -- 'canary-gate/web-1.2.3.json'")
     if (python) {  // the conversion ran for real: one test case per metric, cpu failed
         Map report = h.junitReports[0]
         assert report.cases == ['cpu', 'latency'] && report.failures == ['cpu'] && report.suite == 'web-1.2.3'
@@ -231,6 +232,22 @@ def executionEnds = { Harness h, String status, Object output, Map counter ->
 
 Map STATE_MACHINE = LAMBDA.findAll { it.key != 'function' } + [stateMachine: 'arn:aws:states:eu-west-1:1:stateMachine:gate',
                                                                deployedAt: '2024-05-01T10:00:00Z']
+
+test('step: examinePast reaches the gate as --examine-past (cli) and examine_past (lambda); not a boolean: refused') {
+    Harness h = harness()
+    h.runStep(ARGS + [deployedAt: '2017-05-24T15:42:00Z', examinePast: true])
+    assert h.commands[1].contains("--deployed-at '2017-05-24T15:42:00Z' --examine-past --watch")
+    h = harness()
+    h.runStep(ARGS)
+    assert !h.commands[1].contains('--examine-past')
+    h = harness()
+    h.onSh = executionEnds(h, 'SUCCEEDED', [verdict: 'pass', exit_code: 0, answer: VERDICT + [verdict: 'pass']], [:])
+    h.runStep(STATE_MACHINE + [examinePast: true])
+    assert new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3-event.json').text).examine_past == true
+    h = harness()
+    assert failure { h.runStep(ARGS + [examinePast: 'yes']) } == "canaryGate: 'examinePast' must be true or false, got 'yes'"
+    assert h.commands.isEmpty()
+}
 
 test('step lambda state machine: start-execution with the bare event, poll describe-execution, the answer is the verdict') {
     [['SUCCEEDED', 'pass', 0], ['SUCCEEDED', 'fail', 1], ['SUCCEEDED', 'inconclusive', 3]].each { String status, String expected, int code ->
@@ -331,10 +348,11 @@ test('Jenkinsfile: pass -> promote, build SUCCESS, summary') {
     assert h.stagesSkipped == ['Override', 'Roll back']
     // promote waits for the instance refresh, then scales the canary and baseline down: one run finishes it.
     assert h.commands.findAll { it.contains('gate promote') } ==
-        ['gate promote "$RELEASE" --policy "$GATE_POLICY" --wait --timeout 3h']
+        ['gate promote --policy "$GATE_POLICY" --wait --timeout 3h -- "$RELEASE"']
     assert !h.ran('gate rollback')
     // The deploy time recorded after the deploy: a re-run of the release is never judged on an earlier canary.
-    assert h.ran("gate check 'web-1.2.3' --policy 'deploy/canary-policy.yaml' --canary 'version:web-1.2.3' --baseline 'version:stable' --deployed-at '2024-05-01T10:00:00Z'")
+    assert h.ran("gate check --policy 'deploy/canary-policy.yaml' --canary 'version:web-1.2.3' --baseline 'version:stable' --deployed-at '2024-05-01T10:00:00Z'")
+    assert h.ran(" -- 'web-1.2.3' > ")
     assert run.credentials == [DD_API_KEY: '****', DD_APP_KEY: '****']  // the gate ran with the Datadog keys bound
     assert h.env.RELEASE == 'web-1.2.3' && h.env.GATE_VERDICT == 'pass'
     assert h.currentBuild.description == 'web-1.2.3: gate pass, promote, build SUCCESS'
@@ -347,7 +365,7 @@ test('Jenkinsfile: pass -> promote, build SUCCESS, summary') {
         Map run = pipeline(code: code)
         Harness h = run.h
         assert run.result == 'FAILURE'
-        assert h.ran('gate rollback "$RELEASE" --policy "$GATE_POLICY"') && !h.ran('gate promote')
+        assert h.ran('gate rollback --policy "$GATE_POLICY" -- "$RELEASE"') && !h.ran('gate promote')
         assert h.commands.count { it.contains('gate rollback') } == 1  // not again in post
         assert h.stagesRun == ['Canary', 'Build', 'Deploy canary and baseline', 'Canary gate', 'Roll back']
         assert h.logText().contains("Canary gate: '${verdict}' for web-1.2.3: the canary was rolled back")
@@ -391,7 +409,7 @@ test('Jenkinsfile: the gate step crashing is could-not-judge -> roll back, build
 test('Jenkinsfile: an empty RELEASE parameter names the release after the build') {
     Map run = pipeline(code: 0, params: [RELEASE: ''])
     assert run.h.env.RELEASE == 'app-42'
-    assert run.h.ran("gate check 'app-42' ")
+    assert run.h.ran(" -- 'app-42' > ")
 }
 
 test('Jenkinsfile: a failed canary deploy skips the gate and rolls back in post') {
@@ -411,7 +429,7 @@ test('Jenkinsfile: a failed canary deploy skips the gate and rolls back in post'
         Map run = pipeline(code: 0, interrupt: where, interruptedBy: cause)
         Harness h = run.h
         assert run.result == 'ABORTED'
-        assert h.commands.count { it.contains('gate rollback "$RELEASE" --policy "$GATE_POLICY"') } == 1
+        assert h.commands.count { it.contains('gate rollback --policy "$GATE_POLICY" -- "$RELEASE"') } == 1
         assert !h.ran('gate promote')
         assert h.currentBuild.description == "web-1.2.3: ${gate}, rollback, build ABORTED"
     }
@@ -473,7 +491,8 @@ if (System.getenv('GATE_BIN')) {
         Harness h = new Harness(jenkinsDir, new File(System.getenv('GATE_REAL_WORKSPACE')))
         h.onSh = { String script, Map a -> h.realSh(script) }
         String verdict = h.runStep(release: 'web-1.2.3', policy: System.getenv('GATE_REAL_POLICY'),
-                                   deployedAt: System.getenv('GATE_REAL_DEPLOYED_AT'), store: 'gate.db',
+                                   deployedAt: System.getenv('GATE_REAL_DEPLOYED_AT'), examinePast: true,
+                                   store: 'gate.db',
                                    gate: System.getenv('GATE_BIN'))
         Map json = new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3.json').text) as Map
         assert verdict == json.verdict
@@ -482,6 +501,19 @@ if (System.getenv('GATE_BIN')) {
         assert report.cases == json.metrics*.name
         assert report.failures == json.metrics.findAll { it.verdict == 'fail' }*.name
         println "    real gate: ${verdict}: ${json.reason}"
+    }
+
+    test('step cli with the real gate: a release named --help is refused (error), never help and a pass') {
+        Harness h = new Harness(jenkinsDir, new File(System.getenv('GATE_REAL_WORKSPACE')))
+        h.onSh = { String script, Map a -> h.realSh(script) }
+        String verdict = h.runStep(release: '--help', policy: System.getenv('GATE_REAL_POLICY'),
+                                   deployedAt: System.getenv('GATE_REAL_DEPLOYED_AT'), store: 'gate.db',
+                                   gate: System.getenv('GATE_BIN'))
+        assert verdict == 'error'
+        assert h.logText().contains('canaryGate: release --help: error (exit code 4)')
+        // The JUnit report says the gate could not judge, and why.
+        assert h.junitReports[0].failures == ['canary gate']
+        assert h.file('canary-gate/--help.xml').text.contains("must not start with '-'")
     }
 }
 

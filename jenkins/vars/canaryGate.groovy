@@ -19,7 +19,10 @@
 //   canary, baseline    scopes, override the policy's.
 //   mode                'cli' (default: `gate check --watch` on the agent) or 'lambda'.
 //   interval, lifetime  cli mode: override the policy's (e.g. '1m', '2h').
-//   deployedAt          when the canary started (ISO 8601 or epoch); default the first check.
+//   deployedAt          when the canary started (ISO 8601 with Z or an offset, or epoch);
+//                       default the first check.
+//   examinePast         true: judge a deploy whose canary window is already over (a recorded
+//                       canary); the gate refuses such a deploy otherwise.
 //   gate, store         cli mode: the gate command (default 'gate'), its --store file.
 //   function            lambda mode: the analyzer function, invoked once per `pollSeconds`.
 //   stateMachine        lambda mode: the state machine ARN running the whole canary instead.
@@ -46,8 +49,8 @@ def call(Map args = [:]) {
     } else {
         code = opts.stateMachine ? runStateMachine(opts, base, jsonFile) : runFunction(opts, base, jsonFile)
         // The Lambda answers JSON only: the same module as `gate check --junit` turns it into JUnit.
-        int written = sh(returnStatus: true, script: "${opts.python} -m gate.junit ${q(jsonFile)} " +
-                                                     "--output ${q(junitFile)} --release ${q(opts.release)}") as int
+        int written = sh(returnStatus: true, script: "${opts.python} -m gate.junit --output ${q(junitFile)} " +
+                                                     "--release=${q(opts.release)} -- ${q(jsonFile)}") as int
         if (written != 0 && !fileExists(junitFile)) {
             echo "canaryGate: no JUnit report (is canary-gate installed for ${opts.python}?)"
         }
@@ -69,7 +72,8 @@ private Map verdicts() {
 
 private void validate(Map args, Map opts) {
     List known = ['release', 'policy', 'canary', 'baseline', 'mode', 'interval', 'lifetime', 'deployedAt',
-                  'gate', 'store', 'function', 'stateMachine', 'region', 'pollSeconds', 'python', 'outputDir']
+                  'examinePast', 'gate', 'store', 'function', 'stateMachine', 'region', 'pollSeconds', 'python',
+                  'outputDir']
     for (Object name : args.keySet()) {
         if (!known.contains(name)) {
             error("canaryGate: unknown argument '${name}' (known: ${known.join(', ')})")
@@ -79,6 +83,9 @@ private void validate(Map args, Map opts) {
         if (!opts[name]) {
             error("canaryGate: missing required argument '${name}'")
         }
+    }
+    if (args.containsKey('examinePast') && !(args.examinePast instanceof Boolean)) {
+        error("canaryGate: 'examinePast' must be true or false, got '${args.examinePast}'")
     }
     if (opts.mode == 'lambda') {
         if (!opts.function == !opts.stateMachine) {
@@ -96,8 +103,10 @@ private void validate(Map args, Map opts) {
 }
 
 // `gate check ... --watch`: the JSON verdict on stdout goes to the file, progress to the log.
+// The release comes last, after `--`: a release named `--help` is then a release (which the gate
+// refuses), never an option (help printed, exit 0: a pass).
 private String cliCommand(Map opts, String jsonFile, String junitFile) {
-    List<String> words = [opts.gate as String, 'check', q(opts.release), '--policy', q(opts.policy)]
+    List<String> words = [opts.gate as String, 'check', '--policy', q(opts.policy)]
     Map options = ['--canary': opts.canary, '--baseline': opts.baseline, '--interval': opts.interval,
                    '--lifetime': opts.lifetime, '--deployed-at': opts.deployedAt, '--store': opts.store]
     for (Map.Entry option : options.entrySet()) {
@@ -105,7 +114,10 @@ private String cliCommand(Map opts, String jsonFile, String junitFile) {
             words << (option.key as String) << q(option.value)
         }
     }
-    words << '--watch' << '--json' << '--junit' << q(junitFile)
+    if (opts.examinePast) {
+        words << '--examine-past'
+    }
+    words << '--watch' << '--json' << '--junit' << q(junitFile) << '--' << q(opts.release)
     return words.join(' ') + " > ${q(jsonFile)}"
 }
 
@@ -119,6 +131,9 @@ private String event(Map opts) {
     }
     if (opts.deployedAt) {
         event.deployed_at = opts.deployedAt as String
+    }
+    if (opts.examinePast) {
+        event.examine_past = true
     }
     return JsonOutput.toJson(event)
 }

@@ -1,0 +1,206 @@
+"""The release lifecycle: which deploy of a release is judged, registered once in the store.
+
+One set of rules for every front door (the CLI, the Lambda, Jenkins through either) and every
+store: a store only offers atomic primitives (`start_release`: the first registration wins;
+`restart_release`: replace the deploy time if it is still the one seen), and `register_deploy`
+judges what it asked for against what the store holds, whoever wrote it, so that two first
+checks at once decide exactly as one after the other would. How a store's record of a release
+reads back (checked: a damaged record is a StoreError) and what its `redeploy` event keeps are
+here too, once for SQLite and DynamoDB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gate.errors import ReleaseError, StoreError
+from gate.policy import Policy
+from gate.verdict import LAST_MOMENT, iso
+
+FUTURE_SKEW = 60  # seconds a moment may be ahead of this clock (clocks differ a little)
+POLICY_DIGEST = "policy_sha256"  # the key of the policy's digest in a registration's info
+ATTEMPTS = 4  # registrations raced by other processes before giving up (each race is a write)
+REDEPLOY_EVENT = "redeploy"  # the event that keeps a restarted release's previous deploy
+
+
+@dataclass(frozen=True)
+class Names:
+    """What a front door calls the settings, so that a refusal names the one to change."""
+
+    deployed_at: str
+    now: str
+    examine_past: str
+
+
+CLI = Names("--deployed-at", "now", "--examine-past")
+LAMBDA = Names("deployed_at", "now", "examine_past")
+
+
+def policy_digest(policy: Policy) -> str:
+    """What identifies a policy's content: defaults left out, so that a new optional field in a
+    later version of the gate does not make every running canary's policy look different."""
+    return hashlib.sha256(policy.model_dump_json(exclude_defaults=True).encode()).hexdigest()
+
+
+def register_deploy(
+    store: Any,
+    release: str,
+    requested: int | None,
+    now: int,
+    policy: Policy,
+    info: dict,
+    *,
+    examine_past: bool = False,
+    names: Names = CLI,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """The deploy time to judge `release` from at `now`, registered in the store.
+
+    * not registered: register it (`requested`, or `now`), with the policy's digest;
+    * `requested` is the registered deploy time (within FUTURE_SKEW): the same canary, judged
+      again, and only with the policy it was registered with (another policy replaces it only
+      while nothing was judged yet, e.g. after a first evaluation that could not read metrics);
+    * `requested` after the registered lifetime ended: a new deploy of the same release, which
+      restarts it (the previous deploy time stays in its `redeploy` event);
+    * `requested` inside the registered lifetime but different: refused (two canaries at once?);
+    * nothing requested and the registered lifetime ended more than one interval before `now`:
+      refused, the window is over (a new deploy must say when it started).
+
+    Refused as well: a moment ahead of this clock (`requested`, `now`, or a registered deploy
+    time), and a new deploy whose lifetime ended before this clock, unless `examine_past` (the
+    caller judges a past canary on purpose). Never judges an old window for a new canary.
+    """
+    moment = clock()
+    for value, name in ((requested, names.deployed_at), (now, names.now)):
+        if value is not None and value > moment + FUTURE_SKEW:
+            raise ReleaseError(f"{name}: {_when(value)} is in the future (now {iso(moment)})")
+    info = {**info, POLICY_DIGEST: policy_digest(policy)}
+    writes = 0
+    while True:
+        # Judge what is asked against what the store holds, write only what the rules allow, and
+        # judge again: a concurrent registration that won is judged exactly as if it came first.
+        registered = store.release(release)
+        start = None
+        if registered is not None:
+            start = _registered(release, registered, requested, now, policy, moment, names)
+            if start is not None and _judged_by(policy, store, release, registered, start, names):
+                return start
+        if writes == ATTEMPTS:
+            raise StoreError(f"release {release!r} kept being registered by other processes at the same time; "
+                             "try again")
+        writes += 1
+        if registered is None:
+            asked = requested if requested is not None else now
+            said = names.deployed_at if requested is not None else names.now
+            _new_deploy(asked, said, policy, moment, None if examine_past else names.examine_past)
+            store.start_release(release, asked, info)
+        elif start is None:  # a new deploy: only a requested deploy time after the registered window
+            _new_deploy(requested, names.deployed_at, policy, moment, None if examine_past else names.examine_past)
+            store.restart_release(release, requested, info, previous=registered["deployed_at"])
+        else:  # the same deploy, its policy corrected before anything was judged by the old one
+            store.restart_release(release, start, info, previous=start)
+
+
+def _registered(release: str, registered: dict, requested: int | None, now: int, policy: Policy,
+                moment: float, names: Names) -> int | None:
+    """The registered deploy time if the request is that deploy; None if it is a new deploy
+    (a restart); ReleaseError if it contradicts the registered one."""
+    start = registered["deployed_at"]
+    end = start + policy.lifetime
+    if start > moment + FUTURE_SKEW:
+        raise ReleaseError(
+            f"release {release!r} is registered as deployed at {_when(start)}, in the future of this clock "
+            f"({iso(moment)}): its canary would wait for years. The store is wrong: remove that record, or use "
+            "another release name")
+    if requested is not None and abs(requested - start) > FUTURE_SKEW:  # clocks a little apart: same deploy
+        if requested >= end:
+            return None
+        raise ReleaseError(
+            f"{names.deployed_at} {iso(requested)} contradicts release {release!r}, registered as deployed at "
+            f"{iso(start)} with a canary window until {iso(end)}: judge that deploy ({names.deployed_at} "
+            f"{iso(start)}), or a new deploy starting after {iso(end)}, or use another release name")
+    if requested is None and now > end + policy.interval:
+        raise ReleaseError(
+            f"release {release!r} was deployed at {iso(start)} and its canary window ended at {iso(end)}: "
+            f"nothing is left to judge. To judge a new deploy of it, give its start ({names.deployed_at})")
+    return start
+
+
+def _judged_by(policy: Policy, store: Any, release: str, registered: dict, start: int, names: Names) -> bool:
+    """Whether the registered deploy is judged by `policy`: True if it was registered with it (or
+    before digests were kept), False if another policy was registered but judged nothing yet (a
+    policy corrected after a failed first evaluation), else ReleaseError."""
+    recorded = registered["info"].get(POLICY_DIGEST)
+    if recorded is None or recorded == policy_digest(policy):
+        return True
+    if not any(e["verdict"] != "error" and e["evaluated_at"] >= start for e in store.evaluations(release)):
+        return False
+    # A policy edited under a running canary (a shorter lifetime, a wider tolerance) would judge
+    # minutes already judged by other rules: one deploy, one policy.
+    end = start + policy.lifetime
+    raise ReleaseError(
+        f"policy {policy.name!r} differs from the policy release {release!r} was registered with at "
+        f"{iso(start)} ({registered['info'].get('policy')!r}), which has judged it: judge that deploy with "
+        f"its own policy, or the new policy on a new deploy ({names.deployed_at} after {iso(end)}) "
+        "or under another release name")
+
+
+def _new_deploy(asked: int, name: str, policy: Policy, moment: float, past_flag: str | None) -> None:
+    """A deploy about to be registered: refused if its whole lifetime is already over (a time in
+    the wrong zone reads hours of another canary's minutes as this one's), unless the caller
+    examines the past (`past_flag` None; else the flag that would say so)."""
+    end = asked + policy.lifetime
+    if past_flag is None or moment <= end + policy.interval + FUTURE_SKEW:
+        return
+    raise ReleaseError(
+        f"{name} {iso(asked)}: the canary window of a deploy then ended at {iso(end)}, before now "
+        f"({iso(moment)}): there is nothing left to watch (is the time in the right zone?). To judge a "
+        f"past deploy on purpose, add {past_flag}")
+
+
+def _when(t: int) -> str:
+    try:
+        return iso(t)
+    except (ValueError, OverflowError, OSError):
+        return f"{t} (epoch seconds)"
+
+
+# -- what a store keeps of a release: one reading for every store ------------------------------
+
+
+def release_record(where: str, release: str, deployed_at: object, info: object) -> dict:
+    """A release as a store holds it, checked: a damaged record (a deploy time that is not epoch
+    seconds, info that is not a JSON object) is a StoreError naming what is wrong, never a crash."""
+    seconds = None
+    if isinstance(deployed_at, int) and not isinstance(deployed_at, bool):
+        seconds = deployed_at
+    elif isinstance(deployed_at, str) and deployed_at.isascii() and deployed_at.lstrip("-").isdigit():
+        seconds = int(deployed_at)
+    if seconds is None or not 0 <= seconds <= LAST_MOMENT:
+        shown = "missing" if deployed_at is None else f"{str(deployed_at)[:60]!r}"
+        raise StoreError(f"{where}: release {release!r} is damaged: its deploy time (deployed_at) is {shown}, "
+                         "not epoch seconds; repair or remove that record")
+    details = stored_json(info, f"{where}: release {release!r} is damaged: its info")
+    if not isinstance(details, dict):
+        raise StoreError(f"{where}: release {release!r} is damaged: its info is not a JSON object")
+    return {"release": release, "deployed_at": seconds, "info": details}
+
+
+def stored_json(text: object, what: str) -> object:
+    """A JSON value a store kept, read back; garbage is a StoreError starting with `what`."""
+    try:
+        return json.loads(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as e:
+        raise StoreError(f"{what} is not JSON ({type(e).__name__}: {str(e)[:100]}); repair or remove that record") \
+            from None
+
+
+def redeploy_detail(previous: int, deployed_at: int, registered: dict | None) -> dict:
+    """The `redeploy` event of a restart: the deploy it replaces, kept."""
+    return {"previous_deployed_at": int(previous), "deployed_at": int(deployed_at),
+            "previous_info": registered["info"] if registered else None}
