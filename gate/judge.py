@@ -274,17 +274,30 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
     notes: list[str] = []
 
     remaining = max(0, (deployed_at + policy.lifetime - now) // policy.interval)
-    setting = Setting(budget, look, lifetime_points, remaining)
+    # A canary that stops reporting is caught from its first minute, warm-up or not.
     down = _canary_down(policy, window, deployed_at, now, lifetime_points, policy.alpha / tests)
+    compared = window
+    if policy.warmup:
+        # The warm-up is shown (the report draws the whole window) but not compared: new
+        # instances warm their caches and JIT. What is left of the lifetime is what is judged.
+        compared = _after(window, deployed_at + policy.warmup, now)
+        lifetime_points = max(1, (policy.lifetime - policy.warmup) // policy.interval)
+        notes.append(f"the first {policy.warmup // 60} min ({policy.warmup} s) are a warm-up: shown, not compared")
+    setting = Setting(budget, look, lifetime_points, remaining)
     results = []
     for m in judged:
         if down is not None:
             results.append(_result(m, "fail", "canary-not-reporting", down, **_what_was_seen(m, reference, window)))
         elif policy.history_only:
-            results.append(_against_history(m, policy, reference, window.canary, budget, lifetime_points, look))
+            results.append(_against_history(m, policy, reference, compared.canary, budget, lifetime_points, look))
         else:
-            results.append(_against_baseline(m, policy, reference, window, setting, notes))
+            results.append(_against_baseline(m, policy, reference, compared, setting, notes))
     return _score(policy, results, deployed_at, now, notes)
+
+
+def _after(window: Observations, start: int, now: int) -> Observations:
+    return Observations(window.canary.between(start, now),
+                        window.baseline.between(start, now) if window.baseline is not None else None)
 
 
 def _what_was_seen(m: Metric, reference: Reference, window: Observations) -> dict:

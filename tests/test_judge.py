@@ -331,3 +331,29 @@ def test_a_truly_error_free_low_traffic_canary_still_passes():
     canary.values["errors"][:] = 0.0
     verdict, _ = _run(_policy(), canary, baseline)
     assert verdict.verdict == "pass", verdict.reason
+
+
+def test_a_warm_up_is_not_compared_but_a_canary_that_is_down_is_caught_at_once():
+    """Issue 12: `warmup` (Argo's initialDelay): cold caches make the first minutes slow; they
+    are shown, not compared. A canary that never reports fails within minutes all the same."""
+    canary, baseline = _fleet(42)
+    canary.values["latency"][:8] *= 2.5  # eight cold minutes
+    warm = _policy(warmup="10m", metrics=[{"name": "latency", "kind": "gauge", "unit": "ms", "tolerance": 0.1}])
+    verdict, _ = _run(warm, canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason
+    assert any("warm-up" in note for note in verdict.notes)
+    cold = _policy(metrics=[{"name": "latency", "kind": "gauge", "unit": "ms", "tolerance": 0.1}])
+    assert _run(cold, canary, baseline)[0].verdict == "fail"
+
+    canary, baseline = _fleet(43)
+    for v in canary.values.values():
+        v[canary.timestamps >= DEPLOY + 120] = np.nan
+    verdict, at = _run(_policy(warmup="10m"), canary, baseline)
+    assert verdict.verdict == "fail" and "not reported" in verdict.reason and at < 10 / 60
+
+
+def test_a_warm_up_as_long_as_the_minimum_duration_is_refused():
+    from gate.errors import PolicyError
+
+    with pytest.raises(PolicyError, match="warmup must be shorter than min_duration"):
+        _policy(warmup="30m")
