@@ -29,12 +29,15 @@ import numpy as np
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.stats.seasonal import DAY, SeasonalModel, fit_seasonal, robust_sd
-from gate.stats.sequential import excursion_threshold, margin_test, noise_variance
+from gate.stats.sequential import MarginTest, excursion_threshold, margin_test, noise_variance, winsorize
 from gate.verdict import MetricResult, Verdict, joined_reasons
 
-# A point of the baseline this many noise scales off its seasonal expectation is a fleet-wide
-# anomaly: it is held out of the comparison.
+# A moment when both groups are this many noise scales off their seasonal expectation is a
+# fleet-wide anomaly, held out of the comparison; but only for a KPI whose history shows such
+# moments rarely (below FLEET_ANOMALY_RARE of its points): a sparse metric's non-zero points, or
+# a spiky one's spikes, are its everyday behaviour, not anomalies.
 FLEET_ANOMALY_SCALES = 5.0
+FLEET_ANOMALY_RARE = 0.01
 # History-only: a point this many robust noise scales off the seasonal expectation is an
 # excursion; a window with at least max(3, 4% of its points) excursions departs from history.
 EXCURSION_SCALES = 4.0
@@ -54,6 +57,12 @@ MIN_POINTS_FOR_EXCURSIONS = 10
 DISPERSION_LAGS = (1, 5, 15)
 PRIOR_MINUTES = 10  # counts: weight of the history's rate against the window's
 NOISE_HOURS = 3  # the noise prior is learned from history within +-3 h of the deploy's time of day
+# Gauges: a paired excess further than this many robust scales from its median is clipped
+# before it is summed (one host's cache spike is not a regression; see stats.winsorize).
+CLIP_SCALES = 4.0
+# Counts: a canary with requests but not one error, where the baseline's rate makes that less
+# likely than this, has probably lost its error series (broken instrumentation), not its errors.
+IMPLAUSIBLY_CLEAN = 1e-3
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class MetricReference:
     excursion_rate: float | None = None  # share of history points jumping > EXCURSION_JUMP noise scales
     rate: float | None = None  # counts: events per unit of denominator in the history
     offset: float = 0.0  # how far (in noise scales) the last hour before the deploy ran off the model
+    anomaly_rate: float = 0.0  # share of history points beyond FLEET_ANOMALY_SCALES of the model
 
 
 @dataclass(frozen=True)
@@ -93,16 +103,19 @@ def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
         # How far the last hour before the deploy already ran off the model (in noise scales): a
         # level the model misses (a week learned from 7 days, a slow trend) is not an anomaly of
         # the canary window.
-        offset = 0.0
+        offset, anomaly_rate = 0.0, 0.0
         if seasonal is not None:
-            recent = (t >= deployed_at - 3600) & np.isfinite(x)
+            known = np.isfinite(x)
+            with np.errstate(all="ignore"):
+                z = (x[known] - seasonal.expected(t[known])) / seasonal.scale(t[known])
+            recent = t[known] >= deployed_at - 3600
             if recent.sum() >= 10:
-                r = (x[recent] - seasonal.expected(t[recent])) / seasonal.scale(t[recent])
-                offset = float(np.median(r))
+                offset = float(np.median(z[recent]))
+            anomaly_rate = float(np.mean(np.abs(z) > FLEET_ANOMALY_SCALES)) if len(z) else 0.0
         history_rate = None
         if m.kind == "count":
             history_rate = _rate(x, frame.values.get(m.denominator) if m.denominator else np.ones(len(x)))
-        metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset)
+        metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset, anomaly_rate)
     return Reference(metrics, int(len(t)))
 
 
@@ -260,16 +273,31 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
     look = look_at(policy, deployed_at, now)
     notes: list[str] = []
 
+    remaining = max(0, (deployed_at + policy.lifetime - now) // policy.interval)
+    # A canary that stops reporting is caught from its first minute, warm-up or not.
     down = _canary_down(policy, window, deployed_at, now, lifetime_points, policy.alpha / tests)
+    compared = window
+    if policy.warmup:
+        # The warm-up is shown (the report draws the whole window) but not compared: new
+        # instances warm their caches and JIT. What is left of the lifetime is what is judged.
+        compared = _after(window, deployed_at + policy.warmup, now)
+        lifetime_points = max(1, (policy.lifetime - policy.warmup) // policy.interval)
+        notes.append(f"the first {policy.warmup // 60} min ({policy.warmup} s) are a warm-up: shown, not compared")
+    setting = Setting(budget, look, lifetime_points, remaining)
     results = []
     for m in judged:
         if down is not None:
             results.append(_result(m, "fail", "canary-not-reporting", down, **_what_was_seen(m, reference, window)))
         elif policy.history_only:
-            results.append(_against_history(m, policy, reference, window.canary, budget, lifetime_points, look))
+            results.append(_against_history(m, policy, reference, compared.canary, budget, lifetime_points, look))
         else:
-            results.append(_against_baseline(m, policy, reference, window, budget, lifetime_points, look, notes))
+            results.append(_against_baseline(m, policy, reference, compared, setting, notes))
     return _score(policy, results, deployed_at, now, notes)
+
+
+def _after(window: Observations, start: int, now: int) -> Observations:
+    return Observations(window.canary.between(start, now),
+                        window.baseline.between(start, now) if window.baseline is not None else None)
 
 
 def _what_was_seen(m: Metric, reference: Reference, window: Observations) -> dict:
@@ -307,7 +335,7 @@ def _score(policy: Policy, results: list[MetricResult], deployed_at: int, now: i
         return Verdict("", "fail", reason, deployed_at, now, True, results, notes)
     undecided = [r for r in voting if r.verdict != "pass"]
     if not undecided and ran >= min_duration:
-        shown = [r.name for r in voting if r.rule.endswith("-within-tolerance")]
+        shown = [r.name for r in voting if r.rule in SHOWN_WITHIN]
         if len(shown) == len(voting):
             reason = "every judged metric is shown within its tolerance"
         else:
@@ -410,10 +438,18 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> 
     if cv is not None:
         keep &= np.isfinite(cv) & np.isfinite(bv) & (bv > 0) & (cv >= 0)
     held = 0
-    if ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative:
-        # Relative to the offset the baseline already had before the deploy.
-        off = np.abs((b - ref.seasonal.expected(common)) / ref.seasonal.scale(common) - ref.offset)
-        anomalous = keep & (off > FLEET_ANOMALY_SCALES)
+    if (ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative
+            and ref.anomaly_rate < FLEET_ANOMALY_RARE):
+        # Relative to the offset the baseline already had before the deploy. A moment is the
+        # fleet's anomaly only when both groups are off their expectation the same way: one
+        # group off alone is that group's own moment (a sparse metric's rare non-zero point is
+        # exactly what its baseline is made of, and must stay in the comparison).
+        expected, scale = ref.seasonal.expected(common), ref.seasonal.scale(common)
+        with np.errstate(all="ignore"):
+            off_b = (b - expected) / scale - ref.offset
+            off_c = (c - expected) / scale - ref.offset
+        anomalous = (keep & (np.abs(off_b) > FLEET_ANOMALY_SCALES) & (np.abs(off_c) > FLEET_ANOMALY_SCALES)
+                     & (np.sign(off_b) == np.sign(off_c)))
         # Hold out a minority of the minutes only: a baseline off its expectation most of the
         # time is a level the model misses (or an incident that ran before the deploy), not a
         # passing anomaly, and the pairing already cancels what both groups share.
@@ -426,9 +462,53 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> 
     )
 
 
+@dataclass(frozen=True)
+class Setting:
+    """What every metric of one evaluation is judged with."""
+
+    budget: Budget
+    look: Look
+    lifetime_points: int
+    remaining_points: int  # steps left until the end of the lifetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One direction of one metric's margin test."""
+
+    direction: str
+    test: MarginTest  # on the excess as it is: what passing rests on
+    worse: float  # sum of canary minus baseline in the bad direction (no tolerance)
+    null_variance: float  # its variance under "canary and baseline alike"
+    robust: MarginTest | None = None  # on the clipped excess: what failing early rests on
+
+    @property
+    def beyond(self) -> bool:
+        """Shown worse than tolerated, on the clipped excess where there is one: one host's spike
+        must not fail a canary, though it holds a pass back (`test` keeps it)."""
+        return (self.robust or self.test).beyond
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What a metric's canary-vs-baseline numbers say, for `_decide` to turn into a result."""
+
+    outcomes: list[Outcome]
+    excursions: tuple[int, int] | None  # (seen, the count that fails) or None: not judged
+    numbers: dict
+    n: int
+    tolerance: float
+    shown: str  # the numbers in words, for every reason
+    doubt: str | None = None  # why the numbers cannot be trusted to pass (a missing series)
+
+
+# Rules by which a metric passes because it was *shown* within its tolerance (not merely not
+# shown worse at the deadline): such a pass needs no coverage check.
+SHOWN_WITHIN = frozenset({"mean-within-tolerance", "rate-within-tolerance"})
+
+
 def _against_baseline(
-    m: Metric, policy: Policy, reference: Reference, window: Observations,
-    budget: Budget, lifetime_points: int, look: Look, notes: list[str],
+    m: Metric, policy: Policy, reference: Reference, window: Observations, setting: Setting, notes: list[str],
 ) -> MetricResult:
     ref = reference.metrics.get(m.name)
     paired = preprocess(m, window, ref)
@@ -436,8 +516,8 @@ def _against_baseline(
         return _result(m, "inconclusive", "no-data",
                        "no data for this metric from one of the groups (query broken or metric absent)")
     if paired.held_out:
-        notes.append(f"{m.name}: {paired.held_out} point(s) held out: the baseline itself was more than "
-                     f"{FLEET_ANOMALY_SCALES:g} noise scales off its seasonal expectation (fleet-wide anomaly)")
+        notes.append(f"{m.name}: {paired.held_out} point(s) held out: both groups were more than "
+                     f"{FLEET_ANOMALY_SCALES:g} noise scales off their seasonal expectation (fleet-wide anomaly)")
     n = len(paired.timestamps)
     expected = _expected(m, reference, paired.timestamps)
     if n < 3:
@@ -446,19 +526,23 @@ def _against_baseline(
         return _result(m, "inconclusive", "minimum-volume",
                        f"the canary has {np.sum(paired.canary_volume):.0f} {m.denominator}, "
                        f"needs {max(1, m.min_events)}", expected=expected)
-    tolerance = m.tolerance if m.tolerance is not None else 0.0
-    directions = ["increase", "decrease"] if m.bad_direction == "either" else [m.bad_direction]
-    judge = _judge_gauge if m.kind == "gauge" else _judge_count
-    result = judge(m, paired, ref, tolerance, directions, budget, lifetime_points, expected, look)
+    compare = _compare_gauge if m.kind == "gauge" else _compare_count
+    with np.errstate(all="ignore"):
+        comparison = compare(m, paired, ref, setting, expected)
+    result = _decide(m, comparison, setting)
     # Minutes held out for a fleet-wide anomaly (a minority) were reported by the canary: covered.
-    return _covered_enough(result, n + paired.held_out, lifetime_points)
+    return _covered_enough(result, n + paired.held_out, setting.lifetime_points)
+
+
+def _directions(m: Metric) -> list[str]:
+    return ["increase", "decrease"] if m.bad_direction == "either" else [m.bad_direction]
 
 
 def _covered_enough(result: MetricResult, points: int, lifetime_points: int) -> MetricResult:
     """A pass at the end of the lifetime that rests on "not shown worse" needs the canary to have
     reported for MIN_COVERAGE_TO_PASS of the lifetime; otherwise the metric could not be judged.
     (A pass shown within tolerance at a checkpoint already accounts for how many points it had.)"""
-    if result.verdict != "pass" or result.rule.endswith("-within-tolerance"):
+    if result.verdict != "pass" or result.rule in SHOWN_WITHIN:
         return result
     needed = math.ceil(MIN_COVERAGE_TO_PASS * lifetime_points)
     if points >= needed:
@@ -484,14 +568,16 @@ def _expected(m: Metric, reference: Reference, timestamps: np.ndarray) -> float 
     return value
 
 
-def _judge_gauge(m, p: Paired, ref, tolerance, directions, budget: Budget, lifetime_points, expected, look):
+def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: Setting, expected) -> Comparison:
     c, b = p.canary, p.baseline
-    level = max(abs(float(np.mean(b))), 1e-12)
-    effect = float(np.mean(c)) / level - 1 if float(np.mean(b)) != 0 else float("nan")
+    tolerance = m.tolerance if m.tolerance is not None else 0.0
+    mean_c, mean_b = float(np.mean(c)), float(np.mean(b))
+    level = max(abs(mean_b), 1e-12)
+    effect = mean_c / level - 1 if mean_b != 0 else float("nan")
     noise = ref.noise if ref is not None and ref.noise else None
-    numbers = dict(canary=float(np.mean(c)), baseline=float(np.mean(b)), expected=expected, effect=effect)
+    numbers = dict(canary=mean_c, baseline=mean_b, expected=expected, effect=effect)
     outcomes = []
-    for direction in directions:
+    for direction in _directions(m):
         sign = 1.0 if direction == "increase" else -1.0
         factor = 1 + sign * tolerance
         excess = sign * (c - factor * b)
@@ -500,13 +586,19 @@ def _judge_gauge(m, p: Paired, ref, tolerance, directions, budget: Budget, lifet
         else:
             # No history: the window's own spread is all there is.
             prior = np.full(len(c), np.var(excess, ddof=1) if len(c) > 2 else np.inf)
-        test = margin_test(excess, prior, budget.fail, budget.checkpoint, lifetime_points // TUNED_AT)
-        outcomes.append((direction, test, float(np.sum(sign * (c - b))), test.variance))
+        test, robust = (margin_test(x, prior, setting.budget.fail, setting.budget.checkpoint,
+                                    setting.lifetime_points // TUNED_AT, remaining_points=setting.remaining_points)
+                        for x in (excess, winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior))))))
+        outcomes.append(Outcome(direction, test, float(np.sum(sign * (c - b))), test.variance, robust))
         half = test.fail_boundary / (len(c) * level)
         numbers["interval"] = (effect - half, effect + half)
     scale = noise * np.abs(b) * math.sqrt(2) if noise is not None else None
-    excursions = _excursions(m, c - b, scale, ref, directions, budget, lifetime_points, centre=True)
-    return _decide(m, outcomes, excursions, budget, numbers, tolerance, len(c), look)
+    excursions = _excursions(m, c - b, scale, ref, _directions(m), setting.budget, setting.lifetime_points, centre=True)
+    if mean_b == 0:
+        shown = f"canary mean {mean_c:.4g} vs baseline 0 (compared as a difference, tolerance {tolerance:.0%}) over {len(c)} points"
+    else:
+        shown = f"canary mean {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(c)} points"
+    return Comparison(outcomes, excursions, numbers, len(c), tolerance, shown)
 
 
 def _excursions(m: Metric, difference, scale, ref, directions, budget: Budget, lifetime_points: int, centre: bool):
@@ -532,6 +624,11 @@ def _excursions(m: Metric, difference, scale, ref, directions, budget: Budget, l
     u = difference / scale
     if directions == ["decrease"]:
         u = -u
+    if centre and len(directions) == 1:
+        # Two real hosts jump apart more often than one host's history jumps: the pair's own
+        # excursions to the harmless side (a tail of slow requests never makes the canary
+        # faster) say how often the harmful side jumps by chance.
+        rate = max(rate, float(np.sum(u < -EXCURSION_JUMP)) / len(u))
     count = int(np.sum(u > EXCURSION_JUMP)) if directions != ["increase", "decrease"] else int(np.sum(np.abs(u) > EXCURSION_JUMP))
     needed = excursion_threshold(rate * len(directions), lifetime_points, budget.fail)
     return count, needed
@@ -546,8 +643,9 @@ def _lower_side_sd(centred: np.ndarray) -> float:
     return float(1.4826 * np.median(below))
 
 
-def _judge_count(m, p: Paired, ref, tolerance, directions, budget: Budget, lifetime_points, expected, look):
+def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: Setting, expected) -> Comparison:
     ec, eb = p.canary, p.baseline
+    tolerance = m.tolerance if m.tolerance is not None else 0.0
     nc = p.canary_volume if p.canary_volume is not None else np.ones(len(ec))
     nb = p.baseline_volume if p.baseline_volume is not None else np.ones(len(eb))
     weight = nc / nb  # the canary's share of traffic relative to the baseline, minute by minute
@@ -566,54 +664,100 @@ def _judge_count(m, p: Paired, ref, tolerance, directions, budget: Budget, lifet
     rate = max(rate, 1.0 / max(nb.sum(), 1.0))
     numbers = dict(canary=rate_c, baseline=rate_b, expected=expected, effect=effect)
     outcomes = []
-    for direction in directions:
+    for direction in _directions(m):
         sign = 1.0 if direction == "increase" else -1.0
         factor = 1 + sign * tolerance
         excess = sign * (ec - factor * weight * eb)
         # The variance under "the canary is at the tolerance": counts follow their model well,
         # and the empirical spread of a canary that is worse would only hide that it is.
         prior = count_variance(factor * rate * nc, inverse_k) + factor**2 * weight**2 * count_variance(rate * nb, inverse_k)
-        test = margin_test(excess, prior, budget.fail, budget.checkpoint, lifetime_points // TUNED_AT, prior_weight=math.inf)
-        outcomes.append((direction, test, float(np.sum(sign * (ec - weight * eb))), test.variance))
+        test = margin_test(excess, prior, setting.budget.fail, setting.budget.checkpoint,
+                           setting.lifetime_points // TUNED_AT, prior_weight=math.inf,
+                           remaining_points=setting.remaining_points)
+        outcomes.append(Outcome(direction, test, float(np.sum(sign * (ec - weight * eb))), test.variance))
         denominator = max(float((weight * eb).sum()), rate * float(nc.sum()), 1e-12)
         half = test.fail_boundary / denominator
         numbers["interval"] = (max(effect - half, -1.0), effect + half)  # a rate is never below zero
     scale = np.sqrt(count_variance(rate * nc, inverse_k) + weight**2 * count_variance(rate * nb, inverse_k))
-    excursions = _excursions(m, ec - weight * eb, scale, ref, directions, budget, lifetime_points, centre=False)
-    return _decide(m, outcomes, excursions, budget, numbers, tolerance, len(ec), look)
+    excursions = _excursions(m, ec - weight * eb, scale, ref, _directions(m), setting.budget,
+                             setting.lifetime_points, centre=False)
+    what = f"{m.name}/{m.denominator}" if m.denominator else m.name
+    if rate_b == 0:
+        shown = (f"canary {what} {rate_c:.4g} vs baseline 0 (no events; compared as counts, "
+                 f"tolerance {tolerance:.0%}) over {len(ec)} points")
+    else:
+        shown = f"canary rate {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(ec)} points"
+    return Comparison(outcomes, excursions, numbers, len(ec), tolerance, shown,
+                      doubt=_implausibly_clean(m, ec, nc, rate, inverse_k))
 
 
-def _decide(m, outcomes, excursions, budget: Budget, numbers: dict, tolerance: float, n: int, look: Look) -> MetricResult:
+def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: float, inverse_k: float) -> str | None:
+    """A canary that served requests without a single error, where the baseline's rate makes
+    that implausible: its error series is probably missing (a sparse counter with no point at
+    all reads as zero), the classic broken-instrumentation release. Not a pass."""
+    if m.bad_direction not in ("increase", "either") or not m.denominator or float(np.sum(events)) > 0:
+        return None
+    mean = rate * float(np.sum(volume))
+    # Negative binomial chance of zero events, (1 + mu / k)^-k, Poisson's exp(-mu) as 1/k -> 0.
+    log_zero = -mean if inverse_k <= 0 else -math.log1p(mean * inverse_k) / inverse_k
+    if log_zero >= math.log(IMPLAUSIBLY_CLEAN):
+        return None
+    return (f"the canary reported {np.sum(volume):.0f} {m.denominator} and not one {m.name}, where the "
+            f"baseline's rate predicts {mean:.0f} (chance of none {math.exp(log_zero):.1e}): "
+            f"is its {m.name} series missing?")
+
+
+def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult:
     what = "rate" if m.kind == "count" else "mean"
-    effect = numbers.get("effect")
-    shown = f"canary {what} {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {n} points"
-    for direction, test, _, _ in outcomes:
-        if test.beyond and n >= MIN_POINTS_TO_FAIL:
+    budget, look, numbers, shown = setting.budget, setting.look, comparison.numbers, comparison.shown
+    outcomes, n = comparison.outcomes, comparison.n
+    if not all(o.test.computable and (o.robust is None or o.robust.computable)
+               and math.isfinite(o.worse) and math.isfinite(o.null_variance) for o in outcomes):
+        return _result(m, "inconclusive", "not-computable",
+                       f"the values are too large to compute with ({shown}): could not judge", **_finite(numbers))
+    for o in outcomes:
+        if o.beyond and n >= MIN_POINTS_TO_FAIL:
             return _result(m, "fail", f"{what}-beyond-tolerance",
-                           f"{shown}: shown worse than tolerated ({direction})", **numbers)
-    if excursions is not None:
-        count, needed = excursions
+                           f"{shown}: shown worse than tolerated ({o.direction})", **numbers)
+    if comparison.excursions is not None:
+        count, needed = comparison.excursions
         if count >= needed:
             return _result(m, "fail", "excursions-beyond-chance",
                            f"{count} of {n} canary points more than {EXCURSION_JUMP:g} noise scales above "
                            f"the baseline (a tail or bursts; the history makes {needed}+ implausible); {shown}",
                            **numbers)
+    if comparison.doubt is not None:
+        return _result(m, "inconclusive", "implausibly-clean", comparison.doubt, **numbers)
     if m.tolerance is None:
         return _result(m, "pass", "no-significant-difference",
                        f"{shown}: no significant degradation (no tolerance set)", **numbers)
-    if look.checkpoint and all(test.within for _, test, _, _ in outcomes):
+    if look.checkpoint and all(o.test.within for o in outcomes):
         return _result(m, "pass", f"{what}-within-tolerance", f"{shown}: shown within tolerance", **numbers)
     if look.final:
-        # The deadline: as Kayenta does, fail only a difference that is both significant and
-        # beyond the tolerance; anything else has not been shown harmful.
-        for direction, test, worse, null_variance in outcomes:
-            if not test.estimate_within and worse > budget.final_z * math.sqrt(null_variance):
+        for o in outcomes:
+            if _worse_at_end(o, budget):
                 return _result(m, "fail", f"{what}-beyond-tolerance-at-end",
                                f"{shown}: at the end of the lifetime the estimate is beyond tolerance "
-                               f"and the canary significantly worse ({direction})", **numbers)
+                               f"and the canary significantly worse ({o.direction})", **numbers)
         return _result(m, "pass", f"{what}-not-shown-worse-at-end",
                        f"{shown}: at the end of the lifetime not shown worse beyond tolerance", **numbers)
     return _result(m, "inconclusive", "interval-straddles-tolerance", f"{shown}: not yet conclusive", **numbers)
+
+
+def _worse_at_end(o: Outcome, budget: Budget) -> bool:
+    """The deadline: as Kayenta does, fail a difference that is both significant and beyond the
+    tolerance. (A fixed-sample test against the tolerance itself would promise fewer false
+    alarms near the tolerance, but measured on the corpora it gave up 6 points of detection
+    and no false alarm.)"""
+    return not o.test.estimate_within and o.worse > budget.final_z * math.sqrt(o.null_variance)
+
+
+def _finite(numbers: dict) -> dict:
+    def clean(v):
+        if isinstance(v, tuple):
+            return tuple(clean(x) for x in v) if all(clean(x) is not None for x in v) else None
+        return v if v is None or math.isfinite(v) else None
+    return {k: clean(v) for k, v in numbers.items()}
 
 
 def _pct(x: float | None) -> str:

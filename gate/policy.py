@@ -79,6 +79,7 @@ MAX_LIFETIME = 7 * DAY  # infra/template.yaml sizes the Step Functions loop's ti
 Lifetime = duration(10, MAX_LIFETIME)
 History = duration(1, 366 * DAY)
 MinDuration = duration(1, 7 * DAY)
+Warmup = duration(0, 7 * DAY)
 MAX_TOLERANCE = 100.0
 MAX_MIN_EVENTS = 10**12
 TIME_UNITS = {"ms", "s", "us", "ns", "seconds", "milliseconds", "microseconds"}
@@ -192,6 +193,12 @@ class Policy(Strict):
         description="How long a canary must run before it can pass (default: half the lifetime). "
         "Intermittent faults and slow leaks need time to show; failing is never delayed.",
     )
+    warmup: Warmup = Field(
+        default=0,
+        description="The first minutes of a canary, shown but not compared (new instances warm "
+        "their caches and JIT; Argo's initialDelay, Spinnaker's analysis delay). A canary that "
+        "stops reporting is still caught at once. Must be shorter than min_duration.",
+    )
     on_undecided: Annotated[Literal["fail", "inconclusive"], BeforeValidator(_never_pass_undecided)] = Field(
         default="fail",
         description="What a canary still undecided at the end of its lifetime becomes: fail (roll "
@@ -238,6 +245,9 @@ class Policy(Strict):
             raise ValueError("lifetime must be at least one interval")
         if self.min_duration is not None and self.min_duration > self.lifetime:
             raise ValueError("min_duration must not exceed the lifetime")
+        if self.warmup and self.warmup >= (self.min_duration if self.min_duration is not None else self.lifetime // 2):
+            raise ValueError("warmup must be shorter than min_duration (default: half the lifetime): "
+                             "a canary must be compared for a while before it can pass")
         if not any(m.judged for m in self.metrics):
             raise ValueError("no metric is judged (all are muted or have bad_direction: none)")
         return self

@@ -261,3 +261,99 @@ def test_a_baseline_off_its_model_most_of_the_window_is_compared_not_held_out():
     canary.values["cpu"][canary.timestamps >= DEPLOY + 5 * STEP] *= 1.3
     verdict, _ = _run(_policy(metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]), canary, baseline)
     assert verdict.verdict == "fail" and verdict.metrics[0].rule.startswith("mean-beyond"), verdict.reason
+
+
+# -- issue 12: real hosts, heavy tails, trends; issue 15: overflow, a missing error series --------
+
+
+def test_clean_real_replica_pairs_are_not_failed(corpus):
+    """Issue 12, kind 1: two real pods of one service (../shared/corpus/replicas) drift apart by
+    +45% for a minute while agreeing over the window. Their 10-second points move together, so
+    the window's own (long-run) variance, with the history's one-host noise as a floor only,
+    decides; none of the clean pairs may fail."""
+    from gate.analysis import replay_case
+
+    replicas = corpus.parent / "replicas"
+    clean = sorted(p for p in replicas.glob("replica-aa-*") if (p / "case.json").is_file())
+    assert len(clean) >= 10, replicas
+    failed = {p.name: r.verdict.reason for p in clean if (r := replay_case(p)).verdict.verdict == "fail"}
+    assert not failed, failed
+
+
+def test_one_hosts_cache_spike_does_not_fail_the_canary():
+    """Issue 12, kind 1: a cache spikes 10x for one minute on one host alone."""
+    canary, baseline = _fleet(35)
+    canary.values["cpu"][5] *= 10
+    verdict, _ = _run(_policy(metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]), canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason
+
+
+def test_a_leak_rising_toward_its_tolerance_is_not_passed_at_a_checkpoint():
+    """Issue 12, kind 5: +5% on average at the first checkpoint (a quarter in) and its latest
+    points +10%, but rising steadily on course to +40% by the end: not passed on its window mean."""
+    canary, baseline = _fleet(36)
+    ramp = np.linspace(0, 0.4, len(canary))
+    canary.values["cpu"][:] *= 1 + ramp
+    policy = _policy(min_duration=900, metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.2}])
+    verdict, _ = _run(policy, canary, baseline)
+    assert verdict.verdict == "fail", verdict.reason
+
+
+@pytest.mark.parametrize("factor", [1e150, 1e154, 1e300])
+def test_absurdly_large_values_are_never_a_pass(factor):
+    """Issue 15, item 3: a noisy canary gauge around 1e154 times its baseline made the variance
+    infinite and the verdict a pass. A non-finite number is could-not-judge or a fail."""
+    canary, baseline = _fleet(37)
+    rng = np.random.default_rng(38)
+    canary.values["cpu"][:] = factor * (1 + rng.random(len(canary)))
+    verdict, _ = _run(_policy(metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]), canary, baseline)
+    assert verdict.verdict != "pass", verdict.reason
+    cpu = verdict.metrics[0]
+    assert cpu.rule in ("not-computable", "mean-beyond-tolerance"), (cpu.rule, cpu.reason)
+
+
+def test_a_canary_without_its_error_series_is_not_passed_silently():
+    """Issue 15, item 5: requests reported, no error series at all (read as zero errors), while
+    the baseline's rate predicts hundreds: the errors metric is inconclusive, naming the missing
+    series, and the canary fails at the end (on_undecided), never passes."""
+    canary, baseline = _fleet(39)
+    canary.values["errors"][:] = 0.0
+    verdict, _ = _run(_policy(), canary, baseline)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert verdict.verdict != "pass"
+    assert errors.rule == "implausibly-clean" and "series missing" in errors.reason, errors.reason
+
+
+def test_a_truly_error_free_low_traffic_canary_still_passes():
+    """Zero errors where the baseline's rate predicts fewer than ~7 is plausible: passed."""
+    canary, baseline = _fleet(40, share=0.05)
+    baseline.values["errors"][:] = np.random.default_rng(41).poisson(0.0001 * baseline.values["requests"])
+    canary.values["errors"][:] = 0.0
+    verdict, _ = _run(_policy(), canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason
+
+
+def test_a_warm_up_is_not_compared_but_a_canary_that_is_down_is_caught_at_once():
+    """Issue 12: `warmup` (Argo's initialDelay): cold caches make the first minutes slow; they
+    are shown, not compared. A canary that never reports fails within minutes all the same."""
+    canary, baseline = _fleet(42)
+    canary.values["latency"][:8] *= 2.5  # eight cold minutes
+    warm = _policy(warmup="10m", metrics=[{"name": "latency", "kind": "gauge", "unit": "ms", "tolerance": 0.1}])
+    verdict, _ = _run(warm, canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason
+    assert any("warm-up" in note for note in verdict.notes)
+    cold = _policy(metrics=[{"name": "latency", "kind": "gauge", "unit": "ms", "tolerance": 0.1}])
+    assert _run(cold, canary, baseline)[0].verdict == "fail"
+
+    canary, baseline = _fleet(43)
+    for v in canary.values.values():
+        v[canary.timestamps >= DEPLOY + 120] = np.nan
+    verdict, at = _run(_policy(warmup="10m"), canary, baseline)
+    assert verdict.verdict == "fail" and "not reported" in verdict.reason and at < 10 / 60
+
+
+def test_a_warm_up_as_long_as_the_minimum_duration_is_refused():
+    from gate.errors import PolicyError
+
+    with pytest.raises(PolicyError, match="warmup must be shorter than min_duration"):
+        _policy(warmup="30m")

@@ -45,8 +45,34 @@ def lag1_inflation(x: np.ndarray) -> float:
     return (1 + r) / (1 - r)
 
 
+MAX_LONG_RUN_INFLATION = 20.0
+
+
+def long_run_inflation(x: np.ndarray) -> float:
+    """How much more a mean of these points varies than independent points would: the larger of
+    the lag-1 (AR(1)) inflation and a Bartlett-kernel (Newey-West) long-run estimate over
+    ~1.5 n^(1/3) lags, never below 1.
+
+    Two real hosts drift apart for a minute and back: at 10-second steps that is six points
+    that move together, which a lag-1 correlation alone understates."""
+    n = len(x)
+    ar1 = lag1_inflation(x)
+    if n < 8:
+        return ar1
+    d = x - x.mean()
+    gamma0 = float(d @ d) / n
+    if gamma0 <= 0:
+        return ar1
+    lags = min(n - 2, max(1, int(1.5 * n ** (1 / 3))))
+    total = 1.0
+    for k in range(1, lags + 1):
+        total += 2 * (1 - k / (lags + 1)) * float(d[k:] @ d[:-k]) / n / gamma0
+    return float(min(max(total, ar1, 1.0), MAX_LONG_RUN_INFLATION))
+
+
 def noise_variance(x: np.ndarray) -> float:
-    """Per-point variance of the noise around the level, corrected for lag-1 autocorrelation.
+    """Per-point variance of the noise around the level, inflated for autocorrelation (the
+    long-run variance a sum of these points has).
 
     Measured around a straight line rather than the mean: a canary drifting away (a memory leak)
     is a change of level, not noise, and must not widen its own interval."""
@@ -55,8 +81,26 @@ def noise_variance(x: np.ndarray) -> float:
         index = np.arange(n, dtype=float)
         slope, intercept = np.polyfit(index, x, 1)
         residual = x - (intercept + slope * index)
-        return float(residual @ residual / (n - 2)) * lag1_inflation(residual)
+        return float(residual @ residual / (n - 2)) * long_run_inflation(residual)
     return float(np.var(x, ddof=1)) * lag1_inflation(x)
+
+
+def winsorize(x: np.ndarray, scales: float, floor_scale: float = 0.0) -> np.ndarray:
+    """Clip points further than `scales` robust scales (MAD, floored at `floor_scale`) from the
+    median: a single 10x spike of one host moves a sum as much as a real shift would, and
+    inflates its variance until a real shift hides in it. Symmetric noise keeps its mean."""
+    if len(x) < 3:
+        return x
+    centre = float(np.median(x))
+    scale = max(1.4826 * float(np.median(np.abs(x - centre))), floor_scale)
+    if not np.isfinite(scale) or scale <= 0:
+        return x
+    return np.clip(x, centre - scales * scale, centre + scales * scale)
+
+
+# The variance the window shows may only raise the history's prior, never lower it: a prior
+# learned from one host's minutes is the least two hosts can differ by.
+PRIOR_FLOOR = 1.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +112,7 @@ class MarginTest:
     fail_boundary: float  # anytime-valid: may be checked at every look
     checkpoint_boundary: float  # fixed-sample: for the few planned pass checkpoints only
     drift_now: float = 0.0  # the excess at the latest point on a straight-line fit (0: no drift)
+    drift_end: float = 0.0  # the same line carried to the end of the lifetime (slope shrunk by its error)
 
     @property
     def beyond(self) -> bool:
@@ -76,14 +121,21 @@ class MarginTest:
 
     @property
     def within(self) -> bool:
-        """Shown within the tolerance (valid at a planned checkpoint), and not drifting past it:
-        a leak is still within on average long after its latest points are not."""
-        return self.total < -self.checkpoint_boundary and self.drift_now < 0
+        """Shown within the tolerance (valid at a planned checkpoint), and not drifting past it
+        by the end of the lifetime: a leak is still within on average long after its latest
+        points are not."""
+        return self.total < -self.checkpoint_boundary and self.drift_now < 0 and self.drift_end < 0
 
     @property
     def estimate_within(self) -> bool:
         """The estimate itself is within the tolerance (the final judgement at the deadline)."""
         return self.total <= 0
+
+    @property
+    def computable(self) -> bool:
+        """Every number is finite: an overflow (values around 1e154) proves nothing either way."""
+        return all(math.isfinite(v) for v in (self.total, self.variance, self.fail_boundary,
+                                              self.checkpoint_boundary, self.drift_now, self.drift_end))
 
 
 def margin_test(
@@ -93,35 +145,48 @@ def margin_test(
     alpha_checkpoint: float,
     target_points: int,
     prior_weight: float = 10.0,
+    remaining_points: int = 0,
 ) -> MarginTest:
     """Sequential test of sum(excess) against 0 with a variance that blends a prior per-point
     variance (from the history, known from the first point) with the empirical one.
 
     The prior keeps the first looks honest (an empirical variance from 3 points is unreliable);
     the empirical part takes over as points accumulate and catches a canary noisier than the
-    history said. The blend never falls below half the prior.
+    history said (two real hosts drift apart more than one host's minutes do). The blend never
+    falls below PRIOR_FLOOR times the prior.
     """
     n = len(excess)
-    prior = float(np.mean(prior_variance)) if n else 0.0
-    if n >= 3 and math.isfinite(prior_weight):
-        empirical = noise_variance(excess)
-        per_point = (prior_weight * prior + (n - 1) * empirical) / (prior_weight + n - 1)
-        per_point = max(per_point, 0.5 * prior)
-    else:
-        per_point = prior
-    variance = n * per_point
-    target = max(target_points, 1) * max(per_point, prior, 1e-12)
-    fail_b = mixture_boundary(variance, alpha_fail, mixture_rho(target, alpha_fail))
-    checkpoint_b = NormalDist().inv_cdf(1 - alpha_checkpoint) * math.sqrt(variance)
-    return MarginTest(float(np.sum(excess)), variance, fail_b, checkpoint_b, _fitted_last(excess))
+    with np.errstate(all="ignore"):
+        prior = float(np.mean(prior_variance)) if n else 0.0
+        if n >= 3 and math.isfinite(prior_weight):
+            empirical = noise_variance(excess)
+            per_point = (prior_weight * prior + (n - 1) * empirical) / (prior_weight + n - 1)
+            per_point = max(per_point, PRIOR_FLOOR * prior)
+        else:
+            per_point = prior
+        variance = n * per_point
+        target = max(target_points, 1) * max(per_point, prior, 1e-12)
+        fail_b = mixture_boundary(variance, alpha_fail, mixture_rho(target, alpha_fail)) if math.isfinite(variance) else math.inf
+        checkpoint_b = NormalDist().inv_cdf(1 - alpha_checkpoint) * math.sqrt(variance) if math.isfinite(variance) else math.inf
+        now, end = _drift(excess, remaining_points)
+        return MarginTest(float(np.sum(excess)), variance, fail_b, checkpoint_b, now, end)
 
 
-def _fitted_last(x: np.ndarray) -> float:
-    if len(x) < 8:
-        return float(np.mean(x)) if len(x) else 0.0
-    index = np.arange(len(x), dtype=float)
+def _drift(x: np.ndarray, remaining: int) -> tuple[float, float]:
+    """The excess at the latest point on a straight-line fit, and carried `remaining` points on
+    with the slope shrunk by one standard error (a noisy slope must not hold every pass back;
+    a steady rise toward the tolerance must)."""
+    n = len(x)
+    if n < 8:
+        level = float(np.mean(x)) if n else 0.0
+        return level, level
+    index = np.arange(n, dtype=float)
     slope, intercept = np.polyfit(index, x, 1)
-    return float(intercept + slope * index[-1])
+    now = float(intercept + slope * index[-1])
+    residual = x - (intercept + slope * index)
+    spread = float(np.sum((index - index.mean()) ** 2))
+    slope_se = math.sqrt(float(residual @ residual) / (n - 2) * long_run_inflation(residual) / spread)
+    return now, now + max(0.0, float(slope) - slope_se) * max(remaining, 0)
 
 
 def excursion_threshold(rate: float, points: int, alpha: float, minimum: int = 3) -> int:
