@@ -207,6 +207,14 @@ def _watch(analysis, as_json: bool) -> Verdict:
     return verdict
 
 
+# Worst first: could not judge, fail, undecided, pass.
+EXIT_SEVERITY = (EXIT_ERROR, EXIT_CODES["fail"], EXIT_CODES["inconclusive"], EXIT_CODES["pass"])
+
+
+def worst_exit(code: int | None, new: int) -> int:
+    return new if code is None else min((code, new), key=EXIT_SEVERITY.index)
+
+
 @app.command()
 def replay(
     cases: Annotated[list[Path], typer.Argument(help="Case folders (../shared/corpus format).")],
@@ -218,7 +226,7 @@ def replay(
     from gate.policy import load_policy
 
     loaded = load_policy(policy) if policy else None
-    code = EXIT_ERROR
+    code = None  # the worst over the cases: one case that could not be judged, or failed, is never hidden
     for case in cases:
         try:
             result = replay_case(case, loaded)
@@ -228,9 +236,9 @@ def replay(
             if as_json:
                 name = case.name or str(case)
                 print(json.dumps({"case": name, "verdict": "error", "error": message}), flush=True)
-            code = EXIT_ERROR
+            code = worst_exit(code, EXIT_ERROR)
             continue
-        code = EXIT_CODES[result.verdict.verdict]
+        code = worst_exit(code, EXIT_CODES[result.verdict.verdict])
         if as_json:
             print(json.dumps(result.to_dict()), flush=True)
         else:
@@ -239,7 +247,7 @@ def replay(
 
             print_verdict(result.verdict, out, policy=result.policy, canary="canary",
                           baseline="baseline" if result.policy is None or result.policy.baseline else None)
-    raise typer.Exit(code)
+    raise typer.Exit(EXIT_ERROR if code is None else code)
 
 
 @app.command()
@@ -281,8 +289,18 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
     table.add_column("verdict", no_wrap=True)
     table.add_column("reason", overflow="fold", ratio=1)
     for r in records:
-        table.add_row(iso(r["evaluated_at"]), r["verdict"], escape(r["reason"]))
+        table.add_row(_moment(r["evaluated_at"]), escape(str(r["verdict"])), escape(str(r["reason"])))
     out.print(table, highlight=False)
+
+
+def _moment(value) -> str:
+    """A stored moment as ISO time; a damaged one as it is, flagged (history shows what is there)."""
+    from gate.verdict import iso
+
+    try:
+        return iso(int(value))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return f"{escape(str(value))[:40]} (damaged)"
 
 
 @app.command()

@@ -703,8 +703,18 @@ def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: 
     if log_zero >= math.log(IMPLAUSIBLY_CLEAN):
         return None
     return (f"the canary reported {np.sum(volume):.0f} {m.denominator} and not one {m.name}, where the "
-            f"baseline's rate predicts {mean:.0f} (chance of none {math.exp(log_zero):.1e}): "
-            f"is its {m.name} series missing?")
+            f"rate it should have (the baseline's, or its own history's) predicts {mean:.0f} "
+            f"(chance of none {math.exp(log_zero):.1e}): is its {m.name} series missing?")
+
+
+def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> str | None:
+    """History-only: the canary's own history rate, not a baseline's, says how many events its
+    requests should have had (see _implausibly_clean)."""
+    if m.kind != "count" or not m.denominator or ref.rate is None or m.denominator not in canary.values:
+        return None
+    events, volume = canary.values[m.name], canary.values[m.denominator]
+    ok = np.isfinite(events) & np.isfinite(volume)
+    return _implausibly_clean(m, events[ok], volume[ok], ref.rate, ref.noise or 0.0)
 
 
 def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult:
@@ -822,6 +832,9 @@ def _against_history(
             return _result(m, "fail", "mean-beyond-tolerance",
                            f"window mean {_pct(effect)} vs seasonal expectation, shown beyond "
                            f"tolerance {m.tolerance:.0%}", **numbers)
+    doubt = _clean_against_history(m, ref, canary)
+    if doubt is not None:
+        return _result(m, "inconclusive", "implausibly-clean", doubt, **numbers)
     if look.final:
         return _covered_enough(_result(m, "pass", "consistent-with-history", shown, **numbers), len(t), lifetime_points)
     return _result(m, "inconclusive", "watching-history", shown, **numbers)

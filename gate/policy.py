@@ -197,7 +197,8 @@ class Policy(Strict):
         default=0,
         description="The first minutes of a canary, shown but not compared (new instances warm "
         "their caches and JIT; Argo's initialDelay, Spinnaker's analysis delay). A canary that "
-        "stops reporting is still caught at once. Must be shorter than min_duration.",
+        "stops reporting is still caught at once. At most a quarter of the lifetime, and shorter "
+        "than min_duration.",
     )
     on_undecided: Annotated[Literal["fail", "inconclusive"], BeforeValidator(_never_pass_undecided)] = Field(
         default="fail",
@@ -245,9 +246,10 @@ class Policy(Strict):
             raise ValueError("lifetime must be at least one interval")
         if self.min_duration is not None and self.min_duration > self.lifetime:
             raise ValueError("min_duration must not exceed the lifetime")
-        if self.warmup and self.warmup >= (self.min_duration if self.min_duration is not None else self.lifetime // 2):
-            raise ValueError("warmup must be shorter than min_duration (default: half the lifetime): "
-                             "a canary must be compared for a while before it can pass")
+        if self.warmup and (self.warmup > self.lifetime // 4
+                            or self.warmup >= (self.min_duration if self.min_duration is not None else self.lifetime // 2)):
+            raise ValueError("warmup must be at most a quarter of the lifetime and shorter than min_duration "
+                             "(default: half the lifetime): a canary is compared for most of its life before it passes")
         if not any(m.judged for m in self.metrics):
             raise ValueError("no metric is judged (all are muted or have bad_direction: none)")
         return self

@@ -34,7 +34,7 @@ def test_replay_of_a_missing_case_is_one_clear_line_and_exit_4(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_replay_exit_codes_follow_the_verdict_of_the_last_case(corpus, tmp_path):
+def test_replay_exits_with_the_worst_verdict_of_its_cases(corpus, tmp_path):
     passed = run_gate("replay", corpus / "k1m-aa-014", "--json")
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert json.loads(passed.stdout)["verdict"] == "pass"
@@ -46,10 +46,15 @@ def test_replay_exit_codes_follow_the_verdict_of_the_last_case(corpus, tmp_path)
     assert "case folder not found" in lines[1]["error"]
     assert lines[2]["case"] == "k1m-canary-down-012"
     assert any(m["verdict"] == "fail" and m["reason"] for m in lines[2]["metrics"])
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 4, result.stderr  # one case could not be judged: never hidden
 
-    result = run_gate("replay", corpus / "k1m-canary-down-012", tmp_path / "missing", "--json")
-    assert result.returncode == 4
+    # A failed or unjudged case before a passing one is not hidden by it (it once was: exit 0).
+    result = run_gate("replay", corpus / "k1m-canary-down-012", corpus / "k1m-aa-014", "--json")
+    assert result.returncode == 1, result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_gate("replay", empty, corpus / "k1m-aa-014", "--json")
+    assert result.returncode == 4, result.stderr
 
 
 def test_replay_with_a_policy_file(corpus):
@@ -90,4 +95,4 @@ def test_every_case_gets_its_line_even_malformed_ones(corpus, tmp_path):
     assert all(line["error"] for line in lines if line["verdict"] == "error")
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("error: ")]) == 2
-    assert result.returncode == 1
+    assert result.returncode == 4  # the worst of the cases: two could not be judged

@@ -352,8 +352,24 @@ def test_a_warm_up_is_not_compared_but_a_canary_that_is_down_is_caught_at_once()
     assert verdict.verdict == "fail" and "not reported" in verdict.reason and at < 10 / 60
 
 
-def test_a_warm_up_as_long_as_the_minimum_duration_is_refused():
+@pytest.mark.parametrize("settings", [{"warmup": "30m"}, {"warmup": "57m", "min_duration": "1h"}])
+def test_a_warm_up_that_leaves_little_to_compare_is_refused(settings):
+    """A 57-minute warm-up of a 1-hour canary would compare 3 points and pass a doubled error rate."""
     from gate.errors import PolicyError
 
-    with pytest.raises(PolicyError, match="warmup must be shorter than min_duration"):
-        _policy(warmup="30m")
+    with pytest.raises(PolicyError, match="warmup must be at most a quarter of the lifetime"):
+        _policy(**settings)
+
+
+def test_history_only_a_canary_without_its_error_series_is_not_passed_silently():
+    """Issue 15, item 5, with no baseline group: the canary's own history rate predicts hundreds
+    of errors over its requests; none at all is a missing series, not a clean release."""
+    canary, _ = _fleet(44, canary_start=DEPLOY - HISTORY_DAYS * DAY)
+    canary.values["errors"][canary.timestamps >= DEPLOY] = 0.0
+    policy = _policy(baseline=False, metrics=[
+        {"name": "errors", "kind": "count", "denominator": "requests", "tolerance": None},
+        {"name": "requests", "kind": "count", "bad_direction": "none", "tolerance": None}])
+    analysis = Analysis(policy, MemorySource(canary, None), "r1", DEPLOY)
+    verdict, _ = analysis.run()
+    assert verdict.verdict != "pass", verdict.reason
+    assert verdict.metrics[0].rule == "implausibly-clean", verdict.metrics[0].reason
