@@ -98,6 +98,21 @@ Map ARGS = [release: 'web-1.2.3', policy: 'deploy/canary.yaml']
     }
 }
 
+test('step cli: a pass from a demo source (replay, simulate) is an error unless allowDemo') {
+    Harness h = harness()
+    h.onSh = { String script, Map a ->
+        if (script.contains(' check ')) {
+            h.step_writeFile(file: 'canary-gate/web-1.2.3.json',
+                             text: JsonOutput.toJson(VERDICT + [verdict: 'pass', demo: 'replay']))
+            return [status: 0]
+        }
+        return [status: 0]
+    }
+    assert h.runStep(ARGS) == 'error'  // a recorded case judged no metric of this release
+    assert h.logText().contains('demo source (replay)')
+    assert h.runStep(ARGS + [allowDemo: true]) == 'pass'
+}
+
 test('step cli: the command runs gate check --watch with every option, each one shell word') {
     Harness h = harness()
     h.runStep(ARGS + [canary: 'version:1.2.3', baseline: 'version:stable', interval: '1m', lifetime: '2h',

@@ -23,6 +23,8 @@
 //                       default the first check.
 //   examinePast         true: judge a deploy whose canary window is already over (a recorded
 //                       canary); the gate refuses such a deploy otherwise.
+//   allowDemo           true: a pass from a demo source (replay, simulate) stays a pass; by
+//                       default it is an error (it judged no metric of this release).
 //   gate, store         cli mode: the gate command (default 'gate'), its --store file.
 //   function            lambda mode: the analyzer function, invoked once per `pollSeconds`.
 //   stateMachine        lambda mode: the state machine ARN running the whole canary instead.
@@ -56,6 +58,12 @@ def call(Map args = [:]) {
         }
     }
     String verdict = verdicts().get(code, 'error')
+    if (verdict == 'pass' && !opts.allowDemo && demoSource(jsonFile)) {
+        // A replayed or simulated verdict judged no metric of this release: never a promotion.
+        echo "canaryGate: the pass came from a demo source (${demoSource(jsonFile)}), not the release's " +
+             'metrics: error (allowDemo: true to try the step on a demo)'
+        verdict = 'error'
+    }
 
     archiveArtifacts(artifacts: "${base}.json", allowEmptyArchive: true)
     // The verdict decides the build, not the test report: the pipeline promotes or rolls back.
@@ -65,6 +73,11 @@ def call(Map args = [:]) {
     return verdict
 }
 
+// The demo source a verdict came from (`"demo"` in its JSON: replay, simulate), or null.
+private String demoSource(String jsonFile) {
+    return fileExists(jsonFile) ? parseJson(readFile(jsonFile)).demo as String : null
+}
+
 // The exit codes of `gate check` (and `exit_code` in the Lambda's answer).
 private Map verdicts() {
     return [0: 'pass', 1: 'fail', 3: 'inconclusive', 4: 'error']
@@ -72,8 +85,8 @@ private Map verdicts() {
 
 private void validate(Map args, Map opts) {
     List known = ['release', 'policy', 'canary', 'baseline', 'mode', 'interval', 'lifetime', 'deployedAt',
-                  'examinePast', 'gate', 'store', 'function', 'stateMachine', 'region', 'pollSeconds', 'python',
-                  'outputDir']
+                  'examinePast', 'allowDemo', 'gate', 'store', 'function', 'stateMachine', 'region', 'pollSeconds',
+                  'python', 'outputDir']
     for (Object name : args.keySet()) {
         if (!known.contains(name)) {
             error("canaryGate: unknown argument '${name}' (known: ${known.join(', ')})")
