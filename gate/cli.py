@@ -143,7 +143,6 @@ def _analysis(release, policy, canary, baseline, deployed_at, store, interval, l
     from gate.cache import ReferenceCache
     from gate.lifecycle import register_deploy
     from gate.policy import load_policy, parse_policy
-    from gate.sources import DEMO_SOURCES
     from gate.store import open_store
 
     requested = parse_deployed_at(deployed_at) if deployed_at is not None else None
@@ -153,11 +152,11 @@ def _analysis(release, policy, canary, baseline, deployed_at, store, interval, l
         loaded = parse_policy({**loaded.model_dump(), **overrides}, origin=f"{policy} with --interval/--lifetime")
     group_scopes(loaded, release, canary, baseline)  # refused before anything is fetched or written
     source = open_source_of(loaded, str(policy))
-    if loaded.source.type in DEMO_SOURCES:
-        # Recorded or made-up data is the past by definition (and never a live release's: its
-        # verdicts say so); a recorded case knows when its canary started.
+    recorded = getattr(source, "known_deployed_at", None)
+    if recorded is not None:
+        # A recorded case is the past by definition, and knows when its canary started.
+        # (Simulated data is made up at any moment, like a live source: the rule holds there.)
         examine_past = True
-        recorded = getattr(source, "known_deployed_at", None)
         requested = recorded if requested is None else requested
     history = open_store(store)
     info = {"policy": loaded.name, "canary": canary or loaded.canary.scope,

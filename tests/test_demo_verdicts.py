@@ -18,7 +18,7 @@ def test_a_simulated_verdict_says_so_in_every_output(tmp_path):
     deployed = (int(time.time()) // 60 - 90) * 60  # the lifetime is over: the verdict is final
     policy = simulate_policy(tmp_path, "bad_version", deployed)
     with FakeSlack() as slack:
-        result = run_gate("check", "web-7", "--policy", policy, "--deployed-at", iso(deployed),
+        result = run_gate("check", "web-7", "--policy", policy, "--deployed-at", iso(deployed), "--examine-past",
                           "--store", tmp_path / "gate.sqlite", "--json", "--junit", tmp_path / "junit.xml",
                           env={"SLACK_WEBHOOK_URL": slack.url}, cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
