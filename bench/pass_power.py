@@ -39,15 +39,16 @@ def evidence_at_first_checkpoint(case_dir: Path) -> tuple[float, dict[str, float
     needed: dict[str, float] = {}
     decide = judge._decide
 
-    def spy(m, outcomes, *args, **kwargs):  # reads the tests the judge ran; changes nothing
+    def spy(m, comparison, *args, **kwargs):  # reads the tests the judge ran; changes nothing
         shares = []
-        for _, test, _, _ in outcomes:
+        for outcome in comparison.outcomes:
+            test = outcome.test  # the raw excess: what passing rests on
             sd = math.sqrt(test.variance)
             z, critical = -test.total / sd, test.checkpoint_boundary / sd
             shares.append(math.inf if z <= 0 else at * (critical / z) ** 2)
         if shares:
             needed[m.name] = max(shares)
-        return decide(m, outcomes, *args, **kwargs)
+        return decide(m, comparison, *args, **kwargs)
 
     source = ReplaySource(case)
     source.visible_until = case.deployed_at + min_duration
