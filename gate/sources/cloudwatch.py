@@ -311,13 +311,17 @@ class CloudWatchSource:
             if not partial:
                 return list(merged.values())
             attempt += 1
-            pause = _backoff(attempt)
-            if self.clock() + pause > deadline:
-                raise SourceError(
-                    f"CloudWatch kept answering PartialData without a next page (queries {', '.join(partial)}) for "
-                    f"{self.options.retry_seconds:g}s ({attempt} attempts): the data is incomplete, could not judge"
-                )
-            self.sleep(pause)
+            self._pause_or_give_up(attempt, deadline, f"answering PartialData without a next page (queries "
+                                   f"{', '.join(partial)})", "the data is incomplete, could not judge")
+
+    def _pause_or_give_up(self, attempt: int, deadline: float, doing: str, outcome: str) -> None:
+        """Back off before asking again; past the retry budget, stop: could not judge (one retry
+        policy for throttling and for incomplete answers)."""
+        pause = _backoff(attempt)
+        if self.clock() + pause > deadline:
+            raise SourceError(f"CloudWatch kept {doing} for {self.options.retry_seconds:g}s ({attempt} attempts): "
+                              f"{outcome}") from None
+        self.sleep(pause)
 
     def _pages(self, batch: list[dict], start: int, end: int, deadline: float) -> tuple[dict[str, dict], list[str]]:
         """Every page of one call: the merged results, and the queries still PartialData at the end."""
@@ -367,13 +371,8 @@ class CloudWatchSource:
                     message = e.response.get("Error", {}).get("Message", "")
                     raise SourceError(f"CloudWatch GetMetricData failed ({code}): {message}") from None
                 attempt += 1
-                pause = _backoff(attempt)
-                if self.clock() + pause > deadline:
-                    raise SourceError(
-                        f"CloudWatch kept throttling GetMetricData ({code}) for "
-                        f"{self.options.retry_seconds:g}s ({attempt} attempts): could not fetch the metrics"
-                    ) from None
-                self.sleep(pause)
+                self._pause_or_give_up(attempt, deadline, f"throttling GetMetricData ({code})",
+                                       "could not fetch the metrics")
             except NoCredentialsError:
                 raise SourceError("no AWS credentials found (environment, profile or role)") from None
             except NoRegionError:
