@@ -79,13 +79,14 @@ def fit_seasonal(timestamps: np.ndarray, values: np.ndarray, step: int) -> Seaso
         residual = x - np.median(x)
         return SeasonalModel(level, None, None, _hourly_scale(t, residual), int(finite.sum()))
 
-    # Aggregate to buckets by the median: robust STL below down-weights the buckets an incident
-    # spoiled, but a few absurd points (a counter glitch at 1e6x) would make a mean bucket absurd
-    # and the whole model with it. Empty buckets are filled by interpolation.
+    # Aggregate to buckets (the mean: robust STL below down-weights the buckets an incident spoiled),
+    # fill empty buckets by interpolation.
     first = t[0] - t[0] % bucket_seconds
     index = (t - first) // bucket_seconds
     n_buckets = int(index[-1]) + 1
-    bucketed = _bucket_medians(index, x, n_buckets)
+    sums = np.bincount(index, weights=x, minlength=n_buckets)
+    counts = np.bincount(index, minlength=n_buckets)
+    bucketed = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     gaps = ~np.isfinite(bucketed)
     if gaps.any():
         known = np.flatnonzero(~gaps)
@@ -120,18 +121,6 @@ def fit_seasonal(timestamps: np.ndarray, values: np.ndarray, step: int) -> Seaso
     bucket_of_point = (t - first) // bucket_seconds
     fitted = result.trend[bucket_of_point] + model.expected(t) - model.level
     return SeasonalModel(level, daily, weekly, _hourly_scale(t, x - fitted), int(finite.sum()))
-
-
-def _bucket_medians(index: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
-    """The median of the points in each of n buckets (NaN where a bucket has none)."""
-    order = np.lexsort((x, index))
-    index, x = index[order], x[order]
-    buckets = np.arange(n)
-    starts, ends = np.searchsorted(index, buckets, "left"), np.searchsorted(index, buckets, "right")
-    filled = ends > starts
-    low = np.minimum((starts + ends - 1) // 2, len(x) - 1)
-    high = np.minimum((starts + ends) // 2, len(x) - 1)
-    return np.where(filled, (x[low] + x[high]) / 2, np.nan)
 
 
 def _by_slot(values: np.ndarray, slots: np.ndarray, n: int) -> np.ndarray:
