@@ -282,8 +282,6 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
         return
     from rich.table import Table
 
-    from gate.verdict import iso
-
     table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
                   title=f"release {escape(release)}: {len(records)} evaluation(s), times in UTC")
     table.add_column("evaluated at", no_wrap=True)

@@ -291,7 +291,7 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
         elif policy.history_only:
             results.append(_against_history(m, policy, reference, compared.canary, budget, lifetime_points, look))
         else:
-            results.append(_against_baseline(m, policy, reference, compared, setting, notes))
+            results.append(_against_baseline(m, reference, compared, setting, notes))
     return _score(policy, results, deployed_at, now, notes)
 
 
@@ -508,7 +508,7 @@ SHOWN_WITHIN = frozenset({"mean-within-tolerance", "rate-within-tolerance"})
 
 
 def _against_baseline(
-    m: Metric, policy: Policy, reference: Reference, window: Observations, setting: Setting, notes: list[str],
+    m: Metric, reference: Reference, window: Observations, setting: Setting, notes: list[str],
 ) -> MetricResult:
     ref = reference.metrics.get(m.name)
     paired = preprocess(m, window, ref)
@@ -576,8 +576,9 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
     effect = mean_c / level - 1 if mean_b != 0 else float("nan")
     noise = ref.noise if ref is not None and ref.noise else None
     numbers = dict(canary=mean_c, baseline=mean_b, expected=expected, effect=effect)
+    directions = _directions(m)
     outcomes = []
-    for direction in _directions(m):
+    for direction in directions:
         sign = 1.0 if direction == "increase" else -1.0
         factor = 1 + sign * tolerance
         excess = sign * (c - factor * b)
@@ -593,7 +594,7 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         half = test.fail_boundary / (len(c) * level)
         numbers["interval"] = (effect - half, effect + half)
     scale = noise * np.abs(b) * math.sqrt(2) if noise is not None else None
-    excursions = _excursions(m, c - b, scale, ref, _directions(m), setting.budget, setting.lifetime_points, centre=True)
+    excursions = _excursions(m, c - b, scale, ref, directions, setting.budget, setting.lifetime_points, centre=True)
     if mean_b == 0:
         shown = f"canary mean {mean_c:.4g} vs baseline 0 (compared as a difference, tolerance {tolerance:.0%}) over {len(c)} points"
     else:
@@ -663,8 +664,9 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         rate = rate_b
     rate = max(rate, 1.0 / max(nb.sum(), 1.0))
     numbers = dict(canary=rate_c, baseline=rate_b, expected=expected, effect=effect)
+    directions = _directions(m)
     outcomes = []
-    for direction in _directions(m):
+    for direction in directions:
         sign = 1.0 if direction == "increase" else -1.0
         factor = 1 + sign * tolerance
         excess = sign * (ec - factor * weight * eb)
@@ -679,7 +681,7 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         half = test.fail_boundary / denominator
         numbers["interval"] = (max(effect - half, -1.0), effect + half)  # a rate is never below zero
     scale = np.sqrt(count_variance(rate * nc, inverse_k) + weight**2 * count_variance(rate * nb, inverse_k))
-    excursions = _excursions(m, ec - weight * eb, scale, ref, _directions(m), setting.budget,
+    excursions = _excursions(m, ec - weight * eb, scale, ref, directions, setting.budget,
                              setting.lifetime_points, centre=False)
     what = f"{m.name}/{m.denominator}" if m.denominator else m.name
     if rate_b == 0:
