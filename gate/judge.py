@@ -94,7 +94,8 @@ def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
         x = frame.values.get(m.name)
         if x is None or len(x) == 0:
             continue
-        seasonal = fit_seasonal(t, x, frame.step) if (m.judged or _is_denominator(policy, m)) else None
+        seasonal = (fit_seasonal(t, x, frame.step, clip_glitches=m.kind == "gauge")
+                    if (m.judged or _is_denominator(policy, m)) else None)
         if m.kind == "gauge":
             noise, rate = _relative_noise(t, x, deployed_at, frame.step)
         else:

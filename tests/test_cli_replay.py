@@ -1,4 +1,5 @@
 import json
+from datetime import datetime
 
 from tests.conftest import ROOT, run_gate
 
@@ -96,3 +97,38 @@ def test_every_case_gets_its_line_even_malformed_ones(corpus, tmp_path):
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("error: ")]) == 2
     assert result.returncode == 4  # the worst of the cases: two could not be judged
+
+
+def test_a_real_history_with_glitch_points_does_not_pass_a_tripled_window(corpus, tmp_path):
+    """A real history-only case (kontrast-000) whose history has 1% of its points written as 1e6:
+    the model learned from it once expected -200 of a KPI near 4, with noise scales in the
+    thousands, and the window at three times the KPI passed (the worst bug: a pass on a canary
+    it could not judge)."""
+    import csv
+    import gzip
+    import random
+    import shutil
+
+    from gate.analysis import replay_case
+
+    folder = tmp_path / "glitched"
+    shutil.copytree(corpus / "kontrast-000", folder)
+    meta = json.loads((folder / "case.json").read_text())
+    deploy = datetime.fromisoformat(meta["deploy_at"].replace("Z", "+00:00")).timestamp()
+    with gzip.open(folder / "series.csv.gz", "rt", newline="") as f:
+        rows = list(csv.DictReader(f))
+    chance = random.Random(2)
+    for row in rows:
+        if not row["kpi"]:
+            continue
+        if int(row["timestamp"]) >= deploy:
+            row["kpi"] = repr(float(row["kpi"]) * 3)
+        elif chance.random() < 0.01:
+            row["kpi"] = "1e6"
+    with gzip.open(folder / "series.csv.gz", "wt", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    verdict = replay_case(folder).verdict
+    assert verdict.verdict == "fail", verdict.reason

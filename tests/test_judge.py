@@ -182,6 +182,30 @@ def test_history_only_passes_a_quiet_window_and_fails_a_departure():
     assert at < 0.5
 
 
+def _glitched_history(seed: int):
+    """A history-only canary whose history has 1% of its points written as 1e6 (a sensor glitch)."""
+    canary, _ = _fleet(seed, canary_start=DEPLOY - HISTORY_DAYS * DAY)
+    policy = _policy(baseline=False, metrics=[{"name": "cpu", "kind": "gauge", "bad_direction": "either", "tolerance": None}])
+    before = canary.timestamps < DEPLOY
+    canary.values["cpu"][before & (np.random.default_rng(seed + 1).random(len(canary)) < 0.01)] = 1e6
+    return canary, policy, ~before
+
+
+def test_history_only_glitches_in_the_history_do_not_pass_a_tripled_window():
+    """The glitches once taught the model an absurd expectation and noise, and a window at three
+    times the KPI passed: they must be ignored and the window judged."""
+    canary, policy, window = _glitched_history(19)
+    canary.values["cpu"][window] *= 3
+    verdict, _ = _run(policy, canary, None)
+    assert verdict.verdict == "fail" and verdict.metrics[0].rule == "departs-from-history", verdict.reason
+
+
+def test_history_only_glitches_in_the_history_do_not_fail_a_quiet_window():
+    canary, policy, _ = _glitched_history(19)
+    verdict, _ = _run(policy, canary, None)
+    assert verdict.verdict == "pass", verdict.reason
+
+
 def test_a_sparse_canary_is_not_passed_on_too_little_data():
     """One point in three (never three missing in a row: not 'down'), cpu 1.2% over a 1% tolerance:
     too few points to show it worse, and too few to call that a judgement."""

@@ -3,7 +3,9 @@
 Learned once per release from the history before the deploy. Robust STL (statsmodels) on the
 history aggregated to ~15-minute buckets gives trend + daily shape fast (default STL on 1-minute
 data is ~100x slower) and `robust=True` keeps past incidents out of the expectation; a weekly
-profile is added when two weeks or more are known. The noise scale is a robust spread of the
+profile is added when two weeks or more are known. A gauge's glitch points (a sensor writing
+1e6) are clipped to their bucket's reach first: robust STL copes with an incident, not with a
+seventh of its buckets spoiled. The noise scale is a robust spread of the
 1-minute residuals per hour of day, so a quiet night and a busy noon are judged on their own
 noise.
 """
@@ -20,6 +22,15 @@ BUCKETS_PER_DAY = 96  # 15-minute buckets: enough to draw a daily shape, cheap f
 MIN_DAYS = 2.0  # below this there is no season to learn: level and spread only
 MAD_TO_SD = 1.4826
 MEAN_AD_TO_SD = 1.2533
+# A history point farther than this many robust spreads from its 15-minute bucket's median is a
+# glitch (a sensor writing 1e6, a counter reset) or an incident, not the service's usual: clipped
+# there before the bucket means are taken. 1% of glitch points spoil one bucket in seven, more
+# than robust STL can down-weight, and the model then learned (expecting -200 of a KPI near 2,
+# with noise scales in the thousands) passed a tripled window. Clipping keeps the bucket means
+# (not medians, which bias a skewed count's expectation low) of everything within reach.
+GLITCH_SPREADS = 10.0
+# The central 95% of a normal sample spans 3.92 standard deviations.
+CENTRAL_95_TO_SD = 3.92
 
 
 def robust_sd(x: np.ndarray) -> float:
@@ -64,8 +75,12 @@ class SeasonalModel:
         return self.hourly_scale[hour]
 
 
-def fit_seasonal(timestamps: np.ndarray, values: np.ndarray, step: int) -> SeasonalModel | None:
-    """Learn the model from history; None when there are too few points to say anything."""
+def fit_seasonal(
+    timestamps: np.ndarray, values: np.ndarray, step: int, *, clip_glitches: bool = True,
+) -> SeasonalModel | None:
+    """Learn the model from history; None when there are too few points to say anything.
+    `clip_glitches=False` keeps every point whole: a count's bursts of hundreds of times its
+    median are real (its expectation is their mean), so a count cannot be told from a glitch."""
     t = np.asarray(timestamps, dtype=np.int64)
     x = np.asarray(values, dtype=float)
     finite = np.isfinite(x)
@@ -75,6 +90,8 @@ def fit_seasonal(timestamps: np.ndarray, values: np.ndarray, step: int) -> Seaso
     span_days = (t[-1] - t[0] + step) / DAY
     bucket_seconds = DAY // BUCKETS_PER_DAY
     if span_days < MIN_DAYS or step > bucket_seconds:
+        if clip_glitches:
+            x = _clip_glitches(x, np.full(len(x), np.median(x)))
         level = float(np.median(x[-max(10, len(x) // 4):]))
         residual = x - np.median(x)
         return SeasonalModel(level, None, None, _hourly_scale(t, residual), int(finite.sum()))
@@ -84,6 +101,8 @@ def fit_seasonal(timestamps: np.ndarray, values: np.ndarray, step: int) -> Seaso
     first = t[0] - t[0] % bucket_seconds
     index = (t - first) // bucket_seconds
     n_buckets = int(index[-1]) + 1
+    if clip_glitches:
+        x = _clip_glitches(x, _bucket_medians(index, x, n_buckets)[index])
     sums = np.bincount(index, weights=x, minlength=n_buckets)
     counts = np.bincount(index, minlength=n_buckets)
     bucketed = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
@@ -121,6 +140,34 @@ def fit_seasonal(timestamps: np.ndarray, values: np.ndarray, step: int) -> Seaso
     bucket_of_point = (t - first) // bucket_seconds
     fitted = result.trend[bucket_of_point] + model.expected(t) - model.level
     return SeasonalModel(level, daily, weekly, _hourly_scale(t, x - fitted), int(finite.sum()))
+
+
+def _clip_glitches(x: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Clip each point to GLITCH_SPREADS robust spreads of its center. The spread is read from
+    the central 95% of the deviations (glitches rarer than 2.5% do not move it), or their MAD
+    when wider; deviations that are zero over their central 95% (a sparse error count) give
+    nothing to clip against, and the rare events are kept whole."""
+    deviation = x - center
+    low, high = np.quantile(deviation, [0.025, 0.975])
+    spread = max((high - low) / CENTRAL_95_TO_SD, MAD_TO_SD * float(np.median(np.abs(deviation))))
+    if not spread > 0:
+        return x
+    bound = GLITCH_SPREADS * spread
+    return center + np.clip(deviation, -bound, bound)
+
+
+def _bucket_medians(index: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
+    """The median of the points in each bucket (NaN for an empty one), by one sort."""
+    order = np.lexsort((x, index))
+    ordered = x[order]
+    counts = np.bincount(index, minlength=n)
+    starts = np.cumsum(counts) - counts
+    filled = counts > 0
+    medians = np.full(n, np.nan)
+    lower = starts[filled] + (counts[filled] - 1) // 2
+    upper = starts[filled] + counts[filled] // 2
+    medians[filled] = (ordered[lower] + ordered[upper]) / 2
+    return medians
 
 
 def _by_slot(values: np.ndarray, slots: np.ndarray, n: int) -> np.ndarray:
