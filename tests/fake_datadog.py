@@ -7,7 +7,7 @@ missing point, no series for a query without data) and `POST /api/v1/events`. It
 happening now (`offset` seconds later than recorded, nothing after the served clock, the bucket
 still filling holds only part of its events), coarsens the resolution beyond `max_points`
 points per series as Datadog does, and can answer 429 with rate-limit headers, 5xx, slowly,
-with a malformed body, or trickle a body (`trickle`: a `trickle_length` Content-Length, one
+with a malformed body, or trickle its headers (`trickle_headers`), or trickle a body (`trickle`: a `trickle_length` Content-Length, one
 byte every `trickle_every` seconds, until the client hangs up or `trickle_for` seconds). With `null_zero_counts` it answers `null` for a count bucket that
 counted zero events, as Datadog does for a sparse counter without `default_zero()` (a minute
 without 5xx has no point). Every request is logged (never its keys).
@@ -60,6 +60,7 @@ class FakeDatadog:
         self.null_zero_counts = False  # True: a count bucket of zero events is null (sparse counter)
         self.requests: list[dict] = []
         self.events: list[dict] = []
+        self.hung_up = 0  # trickled answers the client hung up on
         self._remaining = 1000
         self._lock = threading.Lock()
         self._series = {
@@ -260,6 +261,8 @@ def _handler(fake: FakeDatadog):
                 entry["status"] = 400
                 return self._json(400, {"errors": ["Malformed JSON"]})
             if self.path == "/api/v1/events":
+                if fake.fault == "trickle_headers":
+                    return self._trickle_headers()
                 entry["status"] = 202
                 return self._json(202, fake.post_event(body))
             if self.path != "/api/v2/query/timeseries":
@@ -290,6 +293,9 @@ def _handler(fake: FakeDatadog):
             if fault == "trickle":
                 entry["status"] = 200
                 return self._trickle()
+            if fault == "trickle_headers":
+                entry["status"] = 200
+                return self._trickle_headers()
             if fault == "malformed":
                 entry["status"] = 200
                 return self._send(200, b'{"data": {"type": "timeseries_response", "attributes": {"times": [1', {})
@@ -318,6 +324,19 @@ def _handler(fake: FakeDatadog):
                     time.sleep(fake.trickle_every)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up
+            self.close_connection = True
+
+        def _trickle_headers(self) -> None:
+            """A status line, then one header a byte at a time: no answer ever starts."""
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: ")
+                ends = time.monotonic() + fake.trickle_for
+                while time.monotonic() < ends:
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+                    time.sleep(fake.trickle_every)
+            except (BrokenPipeError, ConnectionResetError):
+                fake.hung_up += 1  # the client gave up before the server did
             self.close_connection = True
 
         def _json(self, status: int, payload: dict, headers: dict | None = None) -> None:

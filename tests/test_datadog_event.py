@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -63,3 +64,18 @@ def test_an_unreachable_datadog_never_raises(monkeypatch, caplog):
     monkeypatch.setenv("DD_APP_KEY", APP_KEY)
     assert datadog_event.post(VERDICT, "web") is None
     assert "Datadog event not posted" in caplog.text
+
+
+def test_trickled_headers_never_hold_the_announcement(fake, monkeypatch, caplog):
+    """The verdict is recorded before it is announced; a server trickling its headers must not
+    hold the gate (the CLI, a Lambda's time) for ever after it."""
+    monkeypatch.setattr(datadog_event, "TIMEOUT", 1)
+    fake.fault, fake.trickle_for = "trickle_headers", 60.0
+    assert datadog_event.post(VERDICT, "web") is None
+    assert "Datadog event not posted" in caplog.text and fake.events == []
+    # The gate hung up on the answer, not the server after its minute (it notices at its next write).
+    for _ in range(100):
+        if fake.hung_up:
+            break
+        time.sleep(0.1)
+    assert fake.hung_up == 1

@@ -53,12 +53,13 @@ def post(verdict: Verdict, service: str, extra_tags: list[str] = ()) -> int | No
     from datadog_api_client.v1.model.event_create_request import EventCreateRequest
     from urllib3.exceptions import HTTPError
 
-    from gate.sources.datadog import configuration
+    from gate.sources.datadog import configuration, header_deadline_pools
 
     try:
         config = configuration(TIMEOUT)
         config.preload_content = True  # a small typed answer: let the client parse it
         with ApiClient(config) as client:
+            client.rest_client.pool_manager.pool_classes_by_scheme = header_deadline_pools()
             body = EventCreateRequest(**event_body(verdict, service, list(extra_tags)))
             answer = EventsApi(client).create_event(body)
         return int(answer.event.id)
