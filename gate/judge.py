@@ -38,6 +38,12 @@ from gate.verdict import MetricResult, Verdict, joined_reasons
 # a spiky one's spikes, are its everyday behaviour, not anomalies.
 FLEET_ANOMALY_SCALES = 5.0
 FLEET_ANOMALY_RARE = 0.01
+# A count's history may hold glitches (a counter reset writing 1e6) that cannot be clipped as a
+# gauge's are: its real bursts reach 400x its median. They show as a seasonal model whose noise is
+# far beyond the history's own minute-to-minute noise (at most 26x over every history of dev and
+# replicas; a median of 190x with 1% of the points glitched). Such a model would call a tripled
+# error rate "consistent with history": the history is not used, and the verdict says why.
+GLITCHED_NOISE_RATIO = 50.0
 # History-only: a point this many robust noise scales off the seasonal expectation is an
 # excursion; a window with at least max(3, 4% of its points) excursions departs from history.
 EXCURSION_SCALES = 4.0
@@ -73,6 +79,7 @@ class MetricReference:
     rate: float | None = None  # counts: events per unit of denominator in the history
     offset: float = 0.0  # how far (in noise scales) the last hour before the deploy ran off the model
     anomaly_rate: float = 0.0  # share of history points beyond FLEET_ANOMALY_SCALES of the model
+    unusable: str | None = None  # why the history's seasonal model was dropped (seasonal is None)
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,9 @@ def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
             continue
         seasonal = (fit_seasonal(t, x, frame.step, clip_glitches=m.kind == "gauge")
                     if (m.judged or _is_denominator(policy, m)) else None)
+        unusable = _glitched(seasonal, x) if m.kind == "count" else None
+        if unusable:
+            seasonal = None
         if m.kind == "gauge":
             noise, rate = _relative_noise(t, x, deployed_at, frame.step)
         else:
@@ -116,8 +126,21 @@ def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
         history_rate = None
         if m.kind == "count":
             history_rate = _rate(x, frame.values.get(m.denominator) if m.denominator else np.ones(len(x)))
-        metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset, anomaly_rate)
+        metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset, anomaly_rate, unusable)
     return Reference(metrics, int(len(t)))
+
+
+def _glitched(seasonal: SeasonalModel | None, x: np.ndarray) -> str | None:
+    """Why a count's seasonal model cannot be trusted (GLITCHED_NOISE_RATIO), or None."""
+    if seasonal is None:
+        return None
+    steps = np.diff(x)
+    minute_noise = robust_sd(steps[np.isfinite(steps)]) / math.sqrt(2)
+    ratio = float(np.max(seasonal.hourly_scale)) / minute_noise if minute_noise > 0 else 0.0
+    if ratio <= GLITCHED_NOISE_RATIO:
+        return None
+    return (f"the history's seasonal model is {ratio:.0f}x noisier than its own minute-to-minute "
+            "changes (glitch points in the history?): not used")
 
 
 def _rate(events: np.ndarray, volume: np.ndarray | None) -> float | None:
@@ -794,7 +817,8 @@ def _against_history(
     the same decision at any look; passing waits for the whole lifetime."""
     ref = reference.metrics.get(m.name)
     if ref is None or ref.seasonal is None:
-        return _result(m, "inconclusive", "no-history", "no history before the deploy to learn from")
+        why = ref.unusable if ref is not None and ref.unusable else "no history before the deploy to learn from"
+        return _result(m, "inconclusive", "no-history", why)
     x = canary.values.get(m.name)
     if x is None:
         return _result(m, "inconclusive", "no-data", "no data for this metric (query broken or metric absent)")

@@ -206,6 +206,21 @@ def test_history_only_glitches_in_the_history_do_not_fail_a_quiet_window():
     assert verdict.verdict == "pass", verdict.reason
 
 
+def test_history_only_a_count_with_glitches_in_its_history_is_not_passed():
+    """A count's real bursts reach hundreds of times its median, so its glitches (a counter reset
+    writing 1e6) cannot be clipped: the model learned from them called a tripled error rate
+    consistent with history. Such a history is not used, and the verdict says why."""
+    canary, _ = _fleet(21, canary_start=DEPLOY - HISTORY_DAYS * DAY)
+    policy = _policy(baseline=False)
+    before = canary.timestamps < DEPLOY
+    canary.values["errors"][before & (np.random.default_rng(22).random(len(canary)) < 0.01)] = 1e6
+    canary.values["errors"][~before] *= 3
+    verdict, _ = _run(policy, canary, None)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert verdict.verdict != "pass" and errors.verdict != "pass", errors.reason
+    assert "glitch" in errors.reason
+
+
 def test_a_sparse_canary_is_not_passed_on_too_little_data():
     """One point in three (never three missing in a row: not 'down'), cpu 1.2% over a 1% tolerance:
     too few points to show it worse, and too few to call that a judgement."""
