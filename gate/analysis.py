@@ -191,14 +191,9 @@ class Analysis:
             t += step
         yield self.end_at
 
-    def run(
-        self,
-        wait: Callable[[int], None] | None = None,
-        on_verdict: Callable[[Verdict], None] | None = None,
-        start: int | None = None,
-    ) -> tuple[Verdict, int]:
+    def run(self, *args: Any, **kwargs: Any) -> tuple[Verdict, int]:
         """`watch`, for who needs only the verdict and the number of evaluations."""
-        evaluation, evaluations = self.watch(wait, on_verdict, start)
+        evaluation, evaluations = self.watch(*args, **kwargs)
         return evaluation.verdict, evaluations
 
     def watch(
