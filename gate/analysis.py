@@ -272,17 +272,18 @@ def open_release(
                     cache=cache)
 
 
-def announce(analysis: Analysis, evaluation: Evaluation, store: Any, *, report: bool = True,
+def announce(analysis: Analysis, evaluation: Evaluation, *, report: bool = True,
              build_url: str | None = None) -> str | None:
     """A decisive verdict told, as every front door tells it: the HTML report of what it judged
     (unless `report` is False: a Lambda without a report bucket has nowhere to keep one), the Slack
     message, the Datadog event. None of them can change the verdict: each logs and records its
-    own failure. Returns where the report is, or None."""
+    own failure (in the analysis' store). Returns where the report is, or None."""
     if not evaluation.verdict.decisive:
         return None
     from gate.notify import datadog_event, slack  # only now: a verdict that waits tells nobody
     from gate.report import report_for
 
+    store = analysis.store
     location = report_for(analysis, evaluation, store) if report else None
     slack.notify(evaluation.verdict, store=store, policy=analysis.policy.name, canary=analysis.canary,
                  baseline=analysis.baseline, report_url=location, build_url=build_url)

@@ -171,7 +171,7 @@ def _announce(analysis, evaluation) -> None:
     """A decisive verdict gets its report, its Slack message and its Datadog event; none can change it."""
     from gate.analysis import announce
 
-    location = announce(analysis, evaluation, analysis.store)
+    location = announce(analysis, evaluation)
     if location:
         err.print(f"report: {location}", highlight=False, soft_wrap=True)
 

@@ -310,7 +310,7 @@ def judge(request: Judgement) -> dict:
     # interval_seconds: when to ask again (the Step Functions loop waits that long).
     answer = {**verdict.to_dict(), "exit_code": verdict.exit_code, "interval_seconds": policy.interval}
     # As `gate check` does; the report only with a bucket to keep it (GATE_REPORT_BUCKET).
-    report = announce(analysis, evaluation, analysis.store, report=bool(os.environ.get("GATE_REPORT_BUCKET")),
+    report = announce(analysis, evaluation, report=bool(os.environ.get("GATE_REPORT_BUCKET")),
                       build_url=request["build_url"])
     if report:
         answer["report_url"] = report
@@ -322,8 +322,9 @@ def _idempotent_judge(table: str, endpoint: str | None):
     config = IdempotencyConfig(
         # The key is the release and the moment judged. A retry must also ask the same question:
         # everything else that changes the answer (the policy as parsed, hashed as its JSON
-        # fields, the scopes, the deploy time) is validated, and a request that differs is refused (IdempotencyValidationError),
-        # never answered with the verdict of another one. build_url only changes a link.
+        # fields, the scopes, the deploy time) is validated, and a request that differs is
+        # refused (IdempotencyValidationError), never answered with the verdict of another one.
+        # build_url only changes a link.
         event_key_jmespath="[release, now]",
         payload_validation_jmespath="[policy, canary, baseline, deployed_at]",
         raise_on_no_idempotency_key=True,
