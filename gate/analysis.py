@@ -278,9 +278,9 @@ def announce(analysis: Analysis, evaluation: Evaluation, *, report: bool = True,
     (unless `report` is False: a Lambda without a report bucket has nowhere to keep one), the Slack
     message, the Datadog event. None of them can change the verdict: each logs and records its
     own failure (in the analysis' store). Returns where the report is, or None."""
-    if not evaluation.verdict.decisive:
+    if not evaluation.verdict.decisive:  # a verdict that waits tells nobody
         return None
-    from gate.notify import datadog_event, slack  # only now: a verdict that waits tells nobody
+    from gate.notify import datadog_event, slack
     from gate.report import report_for
 
     store = analysis.store
