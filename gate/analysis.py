@@ -1,6 +1,9 @@
 """One release under judgement: fetch -> reference (once) -> judge -> record.
 
-The CLI, the Lambda handler and the Jenkins step are thin adapters over this module.
+The CLI, the Lambda handler and the Jenkins step are thin adapters over this module: each one
+opens the release with `open_release` (scopes checked, source opened, deploy registered), asks
+the `Analysis` for an `Evaluation` at `current_moment` (or a given one), and has a decisive one
+announced (`announce`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Any
 
 from gate import judge as default_judge
 from gate.errors import GateError, PolicyError, quoted
-from gate.policy import Policy, parse_policy
+from gate.lifecycle import CLI, Names, register_deploy
+from gate.policy import Policy, with_overrides
 from gate.series import Observations
 from gate.sources import DEMO_SOURCES, MetricSource, Query
 from gate.sources.replay import ReplaySource, load_case
@@ -63,6 +67,16 @@ def group_scopes(policy: Policy, release: str, canary: str | None = None,
     baseline_scope = render_scope(base, release) if base else None
     check_scopes(canary_scope, baseline_scope)
     return canary_scope, baseline_scope
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One look at a release: the verdict, and what it was reached on. The report is drawn from
+    `window` and `reference`, so it shows the data the verdict judged, not a later read of it."""
+
+    verdict: Verdict
+    window: Observations  # the data judged: from the deploy to the moment of the verdict
+    reference: Any  # the judge's model of the history the window was judged against
 
 
 class Analysis:
@@ -136,13 +150,17 @@ class Analysis:
         return self.source.fetch(self._query(start, end)).cleaned(counts)
 
     def evaluate(self, now: int) -> Verdict:
+        return self.evaluation(now).verdict
+
+    def evaluation(self, now: int) -> Evaluation:
+        """The verdict at `now`, recorded in the store (a failure to judge as an error), with the
+        window and reference it was reached on."""
         # After the lifetime there is nothing more to learn: the verdict is the one at its end.
         now = min(int(now), self.end_at)
         try:
             reference = self.reference()
-            verdict = self.judge.evaluate(
-                self.policy, reference, self.window(now), self.deployed_at, now
-            )
+            window = self.window(now)
+            verdict = self.judge.evaluate(self.policy, reference, window, self.deployed_at, now)
             demo = self.policy.source.type if self.policy.source.type in DEMO_SOURCES else None
             verdict = replace(verdict, release=self.release, demo=demo)
             if now >= self.end_at and not verdict.decisive:
@@ -153,7 +171,7 @@ class Analysis:
             raise
         if self.store is not None:
             self.store.record(verdict)
-        return verdict
+        return Evaluation(verdict, window, reference)
 
     def _at_end_of_lifetime(self, verdict: Verdict) -> Verdict:
         outcome = self.policy.on_undecided
@@ -173,29 +191,104 @@ class Analysis:
             t += step
         yield self.end_at
 
-    def run(
+    def run(self, *args: Any, **kwargs: Any) -> tuple[Verdict, int]:
+        """`watch`, for who needs only the verdict and the number of evaluations."""
+        evaluation, evaluations = self.watch(*args, **kwargs)
+        return evaluation.verdict, evaluations
+
+    def watch(
         self,
         wait: Callable[[int], None] | None = None,
         on_verdict: Callable[[Verdict], None] | None = None,
         start: int | None = None,
-    ) -> tuple[Verdict, int]:
-        """Evaluate every interval until a decisive verdict or the end of the lifetime.
+    ) -> tuple[Evaluation, int]:
+        """Evaluate every interval until a decisive verdict or the end of the lifetime; the last
+        evaluation and how many were made.
 
         `wait(t)` is called before the evaluation at moment t: it sleeps until t in a live
         watch, and only moves the replay clock when replaying.
         """
-        evaluations, verdict = 0, None
+        evaluations, evaluation = 0, None
         for t in self.steps(start):
             if wait is not None:
                 wait(t)
-            verdict = self.evaluate(t)
+            evaluation = self.evaluation(t)
             evaluations += 1
             if on_verdict is not None:
-                on_verdict(verdict)
-            if verdict.decisive or verdict.final:
+                on_verdict(evaluation.verdict)
+            if evaluation.verdict.decisive or evaluation.verdict.final:
                 break
-        assert verdict is not None
-        return verdict, evaluations
+        assert evaluation is not None
+        return evaluation, evaluations
+
+
+def current_moment(policy: Policy, clock: Callable[[], float] = time.time) -> int:
+    """The moment judged when none is asked for: the start of the policy's current interval. Every
+    front door asks at the same moments (a retry in the same interval asks the same question, and
+    `--watch` looks on the grid the Step Functions loop looks on)."""
+    return int(clock()) // policy.interval * policy.interval
+
+
+def open_release(
+    policy: Policy,
+    release: str,
+    now: int,
+    *,
+    open_source: Callable[[Policy], MetricSource],
+    store: Any,
+    requested: int | None = None,
+    canary: str | None = None,
+    baseline: str | None = None,
+    examine_past: bool = False,
+    recorded_deploy: bool = True,
+    names: Names = CLI,
+    clock: Callable[[], float] = time.time,
+    cache: Any = None,
+) -> Analysis:
+    """The release's analysis, as every front door opens it before judging at `now`: its scopes
+    checked (nothing is written for a canary compared with itself), its source opened, its deploy
+    registered (`lifecycle.register_deploy`: `requested`, or the first check). With
+    `recorded_deploy`, a recorded case's source gives its own deploy time and its past may be
+    examined (`gate check` on a replay policy; the Lambda judges live sources only). A source
+    that cannot be opened is recorded as an error of the release at `now` (as `Analysis` records
+    the faults after it), and raised."""
+    group_scopes(policy, release, canary, baseline)
+    try:
+        source = open_source(policy)
+    except GateError as e:
+        store.record_error(release, now, str(e))
+        raise
+    recorded = getattr(source, "known_deployed_at", None) if recorded_deploy else None
+    if recorded is not None:
+        # A recorded case is the past by definition, and knows when its canary started.
+        # (Simulated data is made up at any moment, like a live source: the rule holds there.)
+        examine_past = True
+        requested = recorded if requested is None else requested
+    info = {"policy": policy.name, "canary": canary or policy.canary.scope,
+            "baseline": baseline or (policy.baseline.scope if policy.baseline else None)}
+    deployed_at = register_deploy(store, release, requested, now, policy, info, examine_past=examine_past,
+                                  names=names, clock=clock)
+    return Analysis(policy, source, release, deployed_at, canary=canary, baseline=baseline, store=store,
+                    cache=cache)
+
+
+def announce(analysis: Analysis, evaluation: Evaluation, *, report: bool = True,
+             build_url: str | None = None) -> str | None:
+    """A decisive verdict told, as every front door tells it: the HTML report of what it judged
+    (unless `report` is False: a Lambda without a report bucket has nowhere to keep one), the Slack
+    message, the Datadog event. None of them can change the verdict: each logs and records its
+    own failure (in the analysis' store). Returns where the report is, or None."""
+    if not evaluation.verdict.decisive:  # a verdict that waits tells nobody
+        return None
+    from gate.notify import datadog_event, slack
+    from gate.report import report_for
+
+    store = analysis.store
+    location = report_for(analysis, evaluation, store) if report else None
+    slack.notify(evaluation.verdict, store=store, policy=analysis.policy.name, canary=analysis.canary,
+                 baseline=analysis.baseline, report_url=location, build_url=build_url)
+    datadog_event.notify(evaluation.verdict, analysis.policy, store)  # when the policy asks for it
+    return location
 
 
 @dataclass
@@ -226,10 +319,27 @@ def replay_case(
     `alpha` replaces the policy's false-alarm budget (the bench's calibration check); it is
     validated as the policy field is (PolicyError)."""
     started = time.perf_counter()
+    analysis, evaluation, evaluations = _replay(case_dir, policy, judge, alpha)
+    return ReplayResult(analysis.release, evaluation.verdict, evaluations, time.perf_counter() - started,
+                        analysis.policy)
+
+
+def replayed(case_dir: str | Path, policy: Policy | None = None) -> tuple[Verdict, Observations, dict | None, Policy]:
+    """Everything a report of a recorded case needs: its replayed verdict, the window it judged
+    and the judge's expectation over it (for docs, benchmarks and tests)."""
+    from gate.report.snapshot import expected_band
+
+    analysis, evaluation, _ = _replay(case_dir, policy)
+    band = expected_band(analysis.judge, evaluation.reference, analysis.policy, evaluation.window)
+    return evaluation.verdict, evaluation.window, band, analysis.policy
+
+
+def _replay(case_dir: str | Path, policy: Policy | None, judge: Any = default_judge,
+            alpha: float | None = None) -> tuple[Analysis, Evaluation, int]:
     case = load_case(case_dir)
     policy = policy or case.policy()
     if alpha is not None:
-        policy = parse_policy({**policy.model_dump(), "alpha": alpha}, origin=f"{case_dir} (alpha override)")
+        policy = with_overrides(policy, f"{case_dir} (alpha override)", alpha=alpha)
     # The lifetime is the case's: the recorded data ends there.
     policy = policy.model_copy(update={"lifetime": case.end_at - case.deployed_at})
     source = ReplaySource(case)
@@ -241,5 +351,5 @@ def replay_case(
     def advance_clock(t: int) -> None:
         source.visible_until = t
 
-    verdict, evaluations = analysis.run(wait=advance_clock)
-    return ReplayResult(case.id, verdict, evaluations, time.perf_counter() - started, policy)
+    evaluation, evaluations = analysis.watch(wait=advance_clock)
+    return analysis, evaluation, evaluations

@@ -118,53 +118,40 @@ def check(
 
     if junit:  # written first: a gate killed before its verdict leaves a could-not-judge report
         write_junit(junit, junit_xml.error_report(release, "the gate stopped before a verdict: see its log"))
-    now = int(time.time())
     try:
         check_release(release)  # before anything is written with its name but the JUnit report
-        analysis, history = _analysis(release, policy, canary, baseline, deployed_at, store, interval, lifetime,
-                                      now, examine_past)
-        verdict = _watch(analysis, as_json) if watch else analysis.evaluate(now)
+        analysis, now = _open_release(release, policy, canary, baseline, deployed_at, store, interval, lifetime,
+                                      examine_past)
+        evaluation = _watch(analysis, now) if watch else analysis.evaluation(now)
     except (Exception, KeyboardInterrupt) as e:
         if junit:  # the cause, for the CI server's test report
             write_junit(junit, junit_xml.error_report(release, error_line(e)))
         raise
+    verdict = evaluation.verdict
     if junit:
         write_junit(junit, junit_xml.report(verdict))
     print_result(verdict, as_json, analysis)
-    if verdict.decisive:
-        _announce(analysis, verdict, history)
+    _announce(analysis, evaluation)
     raise typer.Exit(EXIT_CODES[verdict.verdict])
 
 
-def _analysis(release, policy, canary, baseline, deployed_at, store, interval, lifetime, now: int,
-              examine_past: bool):
-    """The release's analysis (its deploy registered in the store) and the store."""
-    from gate.analysis import Analysis, group_scopes
+def _open_release(release, policy, canary, baseline, deployed_at, store, interval, lifetime, examine_past: bool):
+    """The release's analysis (its deploy registered in the store) and the moment to judge."""
+    from gate.analysis import current_moment, open_release
     from gate.cache import ReferenceCache
-    from gate.lifecycle import register_deploy
-    from gate.policy import load_policy, parse_policy
+    from gate.policy import load_policy, with_overrides
     from gate.store import open_store
 
     requested = parse_deployed_at(deployed_at) if deployed_at is not None else None
     loaded = load_policy(policy)
     if interval or lifetime:
         overrides = {k: v for k, v in (("interval", interval), ("lifetime", lifetime)) if v}
-        loaded = parse_policy({**loaded.model_dump(), **overrides}, origin=f"{policy} with --interval/--lifetime")
-    group_scopes(loaded, release, canary, baseline)  # refused before anything is fetched or written
-    source = open_source_of(loaded, str(policy))
-    recorded = getattr(source, "known_deployed_at", None)
-    if recorded is not None:
-        # A recorded case is the past by definition, and knows when its canary started.
-        # (Simulated data is made up at any moment, like a live source: the rule holds there.)
-        examine_past = True
-        requested = recorded if requested is None else requested
-    history = open_store(store)
-    info = {"policy": loaded.name, "canary": canary or loaded.canary.scope,
-            "baseline": baseline or (loaded.baseline.scope if loaded.baseline else None)}
-    started = register_deploy(history, release, requested, now, loaded, info, examine_past=examine_past)
-    analysis = Analysis(loaded, source, release, started,
-                        canary=canary, baseline=baseline, store=history, cache=ReferenceCache())
-    return analysis, history
+        loaded = with_overrides(loaded, f"{policy} with --interval/--lifetime", **overrides)
+    now = current_moment(loaded)
+    analysis = open_release(loaded, release, now, open_source=lambda p: open_source_of(p, str(policy)),
+                            store=open_store(store), requested=requested, canary=canary, baseline=baseline,
+                            examine_past=examine_past, cache=ReferenceCache())
+    return analysis, now
 
 
 def write_junit(path: Path, xml: str) -> None:
@@ -180,22 +167,16 @@ def write_junit(path: Path, xml: str) -> None:
         raise GateError(f"--junit {path}: cannot write the report ({cause}{where})") from None
 
 
-def _announce(analysis, verdict: Verdict, store) -> None:
-    """A decisive verdict gets its report and its Slack message; neither can change it."""
-    from gate.notify.slack import notify
-    from gate.report import report_for
+def _announce(analysis, evaluation) -> None:
+    """A decisive verdict gets its report, its Slack message and its Datadog event; none can change it."""
+    from gate.analysis import announce
 
-    location = report_for(analysis, verdict, store)
+    location = announce(analysis, evaluation)
     if location:
         err.print(f"report: {location}", highlight=False, soft_wrap=True)
-    notify(verdict, store=store, policy=analysis.policy.name, canary=analysis.canary,
-           baseline=analysis.baseline, report_url=location)
-    from gate.notify import datadog_event  # only when the policy asks (source.options.events)
-
-    datadog_event.notify(verdict, analysis.policy, store)
 
 
-def _watch(analysis, as_json: bool) -> Verdict:
+def _watch(analysis, now: int):
     def wait(t: int) -> None:
         while time.time() < t:
             time.sleep(min(1.0, max(0.0, t - time.time())))
@@ -203,9 +184,8 @@ def _watch(analysis, as_json: bool) -> Verdict:
     from gate.console import WatchProgress
 
     with WatchProgress(err, analysis.deployed_at, analysis.end_at, analysis.policy.interval) as progress:
-        verdict, _ = analysis.run(wait=wait, on_verdict=progress.update,
-                                  start=max(int(time.time()), analysis.deployed_at))
-    return verdict
+        evaluation, _ = analysis.watch(wait=wait, on_verdict=progress.update, start=max(now, analysis.deployed_at))
+    return evaluation
 
 
 # Worst first: could not judge, fail, undecided, pass.
@@ -310,7 +290,8 @@ def report(
                                                      "(or S3 when GATE_REPORT_BUCKET is set).")] = None,
 ) -> None:
     """Write the HTML report of a release's last decisive verdict, from the store alone."""
-    from gate.report import publish, rebuild
+    from gate.report import rebuild
+    from gate.report.publish import publish
     from gate.store import open_store
 
     check_release(release)

@@ -17,30 +17,28 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from gate import present
 from gate.verdict import MetricResult, Verdict, iso
 
 STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow", "skipped": "dim"}
 MARK = {"pass": "✓", "fail": "✗", "inconclusive": "?", "skipped": "-"}
 
 
+# The table's cells: nothing where a value is missing, narrow percentages (a log is 80 columns).
 def _pct(x: float | None) -> str:
-    if x is None:
-        return ""
-    return f"{x:+.1%}" if abs(x) < 1 else f"{x:+.0%}"
+    return present.compact_percent(x, "")
 
 
 def _num(x: float | None) -> str:
-    if x is None:
-        return ""
-    return f"{x:.3g}" if x != 0 and abs(x) < 0.01 else f"{x:.4g}"
+    return present.number(x, "")
 
 
 def _interval(m: MetricResult) -> str:
-    return "" if m.interval is None else f"[{_pct(m.interval[0])}, {_pct(m.interval[1])}]"
+    return present.interval(m.interval, "", show=_pct)
 
 
 def _flags(m: MetricResult) -> str:
-    flags = [f for f, on in (("critical", m.critical), ("muted", m.muted)) if on]
+    flags = present.flags(m)
     return f" ({', '.join(flags)})" if flags else ""
 
 
@@ -54,7 +52,7 @@ def _rows(verdict: Verdict) -> tuple[list[str], list[list[str]]]:
         row = [m.name, f"{MARK.get(m.verdict, '')} {m.verdict}", _num(m.canary), _num(m.baseline)]
         if with_expected:
             row.append(_num(m.expected))
-        row += [_pct(m.effect), _interval(m), "" if m.tolerance is None else f"{m.tolerance:.0%}"]
+        row += [_pct(m.effect), _interval(m), present.tolerance(m.tolerance, "")]
         rows.append(row)
     return header, rows
 
@@ -82,12 +80,12 @@ def stacked(verdict: Verdict) -> Group:
     for m in verdict.metrics:
         head = Text.assemble((f"{MARK.get(m.verdict, '')} {m.name}", STYLE.get(m.verdict, "")),
                              f"  {m.verdict}{_flags(m)}")
-        numbers = [f"canary {_num(m.canary) or '–'}", f"baseline {_num(m.baseline) or '–'}"]
+        numbers = [f"canary {present.number(m.canary)}", f"baseline {present.number(m.baseline)}"]
         if m.expected is not None:
             numbers.append(f"expected {_num(m.expected)}")
         effect = [f"effect {_pct(m.effect) or '–'} {_interval(m)}".rstrip()]
         if m.tolerance is not None:
-            effect.append(f"tolerance {m.tolerance:.0%}")
+            effect.append(f"tolerance {present.tolerance(m.tolerance)}")
         reason = Text(m.reason)
         if m.rule:
             reason.append(f" [{m.rule}]", style="dim")
@@ -111,17 +109,11 @@ def reasons_table(verdict: Verdict) -> Table:
     return grid
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
 def context_lines(verdict: Verdict, policy: Any = None, canary: str | None = None,
                   baseline: str | None = None) -> list[Text]:
     """What the report's summary says besides the verdict: what decided, the groups, the policy."""
-    from gate.report import deciding_summary
-
     # Nothing has decided a verdict that is not final yet: the next look may change it.
-    lines = [Text.assemble(("decided by: ", "bold"), deciding_summary(verdict))] if verdict.final else []
+    lines = [Text.assemble(("decided by: ", "bold"), present.deciding_summary(verdict))] if verdict.final else []
     if canary is None and policy is not None:
         canary = policy.canary.scope
         baseline = baseline if baseline is not None else (policy.baseline.scope if policy.baseline else None)
@@ -131,8 +123,8 @@ def context_lines(verdict: Verdict, policy: Any = None, canary: str | None = Non
         lines.append(Text.assemble(("groups: ", "bold"), groups))
     if policy is not None:
         lines.append(Text.assemble(("policy: ", "bold"), (
-            f"{policy.name} (source {policy.source.type}, every {_minutes(policy.interval)}, lifetime "
-            f"{_minutes(policy.lifetime)}, alpha {policy.alpha:g}, undecided: {policy.on_undecided})")))
+            f"{policy.name} (source {policy.source.type}, every {present.minutes(policy.interval)}, lifetime "
+            f"{present.minutes(policy.lifetime)}, alpha {policy.alpha:g}, undecided: {policy.on_undecided})")))
     return lines
 
 

@@ -109,10 +109,11 @@ def run_demo(
             minute = (v.evaluated_at - deployed_at) // 60
             progress.update(task, completed=minute, description=f"minute {minute:>2}: {v.verdict:<12}")
 
-        verdict, evaluations = analysis.run(wait=wait, on_verdict=show)
+        evaluation, evaluations = analysis.watch(wait=wait, on_verdict=show)
 
+    verdict = evaluation.verdict
     history.record_event(release, "verdict", {"verdict": verdict.verdict, "evaluations": evaluations})
-    report = report_for(analysis, verdict, history) if verdict.decisive else None
+    report = report_for(analysis, evaluation, history) if verdict.decisive else None
     if as_json:
         print(json.dumps({**verdict.to_dict(), "scenario": scenario, "seed": seed, "evaluations": evaluations,
                           "store": str(history.path), "report": report}), flush=True)

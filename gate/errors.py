@@ -45,3 +45,7 @@ class StoreError(GateError):
 class ReleaseError(GateError):
     """The release cannot be judged as asked: a bad name, a deploy time that contradicts the one
     registered, a canary window that is over."""
+
+
+class ReportError(GateError):
+    """The report could not be built or published."""

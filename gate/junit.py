@@ -31,6 +31,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from gate import present
 from gate.verdict import MetricResult, Verdict, iso
 
 SUITE_PREFIX = "canary-gate"
@@ -42,12 +43,8 @@ def _text(value: object) -> str:
     return _NOT_XML.sub("", str(value))
 
 
-def _number(x: float | None) -> str:
-    return "-" if x is None else f"{x:g}"
-
-
 def _percent(x: float | None) -> str:
-    return "-" if x is None else f"{x:+.2%}"
+    return present.percent(x, "-", decimals=2)  # a CI log is read closer than a chart
 
 
 def _details(m: MetricResult) -> str:
@@ -55,12 +52,12 @@ def _details(m: MetricResult) -> str:
     lines = [f"{m.verdict}: {m.reason}"]
     if m.rule:
         lines.append(f"rule: {m.rule}")
-    lines.append(f"canary: {_number(m.canary)}  baseline: {_number(m.baseline)}  expected: {_number(m.expected)}")
+    canary, baseline, expected = (present.number(x, "-") for x in (m.canary, m.baseline, m.expected))
+    lines.append(f"canary: {canary}  baseline: {baseline}  expected: {expected}")
     effect = f"effect: {_percent(m.effect)}"
     if m.interval is not None:
-        effect += f" [{_percent(m.interval[0])}, {_percent(m.interval[1])}]"
-    tolerance = "-" if m.tolerance is None else f"{m.tolerance:.0%}"
-    lines.append(f"{effect}  tolerance: {tolerance}")
+        effect += f" {present.interval(m.interval, show=_percent)}"
+    lines.append(f"{effect}  tolerance: {present.tolerance(m.tolerance, '-')}")
     if m.critical:
         lines.append("critical: a failure of this metric fails the canary on its own")
     return "\n".join(lines)

@@ -322,6 +322,15 @@ def parse_policy(data: Any, origin: str = "policy") -> Policy:
         raise PolicyError(f"{origin}: {_describe(e)}") from None
 
 
+def with_overrides(policy: Policy, origin: str, **fields: Any) -> Policy:
+    """`policy` with some fields replaced (`gate check --interval`, the bench's alpha), validated as
+    the same fields of a policy file are, the rules across fields included (PolicyError)."""
+    try:
+        return Policy.model_validate({**dict(policy), **fields})
+    except ValidationError as e:
+        raise PolicyError(f"{origin}: {_describe(e)}") from None
+
+
 def policy_from_text(text: str | bytes, origin: str) -> Policy:
     """A policy from its YAML (or JSON) text, or the bytes of it: a file, an S3 object, an SSM
     parameter. Bytes may be cut at MAX_POLICY_BYTES + 1 by the reader: more is refused anyway."""

@@ -40,7 +40,7 @@ import os
 import time
 import traceback
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -60,14 +60,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 # The gate's modules load at init; statsmodels, scipy and the Datadog client do not: they load
 # when a fit (not with a cached reference) or a fetch first needs them, so a cold start that
 # only answers a retry or a bad event does not pay for them (bench/lambda_import.py).
-from gate.analysis import Analysis, group_scopes
+from gate.analysis import announce, current_moment, open_release
 from gate.cache import ReferenceCache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError
-from gate.lifecycle import LAMBDA, register_deploy
+from gate.lifecycle import LAMBDA
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
 from gate.sources import DEMO_SOURCES, open_source
 from gate.store import SqliteStore, open_store
-from gate.verdict import EXIT_ERROR, Verdict, parse_time, release_name
+from gate.verdict import EXIT_ERROR, parse_time, release_name
 
 SERVICE = "canary-gate"
 SECRET_KEYS = ("DD_API_KEY", "DD_APP_KEY", "SLACK_WEBHOOK_URL")
@@ -273,65 +273,58 @@ def store() -> Any:
 # -- one evaluation ----------------------------------------------------------------------------
 
 
+class Judgement(TypedDict):
+    """The question one evaluation answers: the request with its policy resolved and parsed (once),
+    and the moment to judge. Its JSON form (the policy as its fields) is what idempotency hashes."""
+
+    release: str
+    policy: Policy
+    canary: str | None
+    baseline: str | None
+    deployed_at: int | None
+    now: int
+    examine_past: bool
+    build_url: str | None
+
+
 @tracer.capture_method
-def judge(request: dict) -> dict:
+def judge(request: Judgement) -> dict:
     """Judge `request["release"]` at `request["now"]` and record it. Under idempotency, runs once
     per (release, now): a retry gets the recorded answer back."""
-    policy: Policy = request["policy_model"]
-    release, now = request["release"], request["now"]
-    group_scopes(policy, release, request.get("canary"), request.get("baseline"))  # before anything is written
-    history = store()
-    info = {"policy": policy.name, "canary": request.get("canary") or policy.canary.scope,
-            "baseline": request.get("baseline") or (policy.baseline.scope if policy.baseline else None)}
-    # The same rule as `gate check`: a re-deploy restarts the release, an old window is refused.
-    deployed_at = register_deploy(history, release, request.get("deployed_at"), now, policy, info,
-                                  examine_past=request.get("examine_past", False), names=LAMBDA, clock=time.time)
-    try:
-        source = open_source(policy)
-    except GateError as e:
-        history.record_error(release, now, str(e))  # as Analysis does for the faults after this
-        raise
+    policy, now = request["policy"], request["now"]
     # A warm container reuses what it learned of this release's history (the seasonal model and
     # its history fetch are the costly part of an evaluation); /tmp is the only writable place.
     cache = ReferenceCache(os.environ.get("GATE_CACHE_DIR") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "gate-cache"))
-    analysis = Analysis(policy, source, release, deployed_at,
-                        canary=request.get("canary"), baseline=request.get("baseline"), store=history,
-                        cache=cache)
+    # The same rules as `gate check`: a re-deploy restarts the release, an old window is refused.
+    analysis = open_release(policy, request["release"], now, open_source=open_source, store=store(),
+                            requested=request["deployed_at"], canary=request["canary"],
+                            baseline=request["baseline"], examine_past=request["examine_past"],
+                            recorded_deploy=False, names=LAMBDA, clock=time.time, cache=cache)
     started = time.perf_counter()
-    verdict = analysis.evaluate(now)
+    evaluation = analysis.evaluation(now)
+    verdict = evaluation.verdict
     metrics.add_metric(name="EvaluationDuration", unit=MetricUnit.Milliseconds,
                        value=round((time.perf_counter() - started) * 1000, 1))
     metrics.add_dimension(name="Outcome", value=verdict.verdict)
     metrics.add_metric(name="Verdicts", unit=MetricUnit.Count, value=1)
     # interval_seconds: when to ask again (the Step Functions loop waits that long).
     answer = {**verdict.to_dict(), "exit_code": verdict.exit_code, "interval_seconds": policy.interval}
-    if verdict.decisive:
-        report = announce(analysis, verdict, history, request.get("build_url"))
-        if report:
-            answer["report_url"] = report
+    # As `gate check` does; the report only with a bucket to keep it (GATE_REPORT_BUCKET).
+    report = announce(analysis, evaluation, report=bool(os.environ.get("GATE_REPORT_BUCKET")),
+                      build_url=request["build_url"])
+    if report:
+        answer["report_url"] = report
     return answer
-
-
-def announce(analysis: Analysis, verdict: Verdict, history: Any, build_url: str | None) -> str | None:
-    """As `gate check` does for a decisive verdict: the HTML report (to S3 when GATE_REPORT_BUCKET
-    is set), the Slack message, the Datadog event. None of them can change the verdict."""
-    from gate.notify import datadog_event, slack
-    from gate.report import report_for
-
-    report = report_for(analysis, verdict, history) if os.environ.get("GATE_REPORT_BUCKET") else None
-    slack.notify(verdict, store=history, policy=analysis.policy.name, canary=analysis.canary,
-                 baseline=analysis.baseline, report_url=report, build_url=build_url)
-    datadog_event.notify(verdict, analysis.policy, history)
-    return report
 
 
 @lru_cache(maxsize=4)
 def _idempotent_judge(table: str, endpoint: str | None):
     config = IdempotencyConfig(
         # The key is the release and the moment judged. A retry must also ask the same question:
-        # everything else that changes the answer (the policy as parsed, the scopes, the deploy
-        # time) is validated, and a request that differs is refused (IdempotencyValidationError),
-        # never answered with the verdict of another one. build_url only changes a link.
+        # everything else that changes the answer (the policy as parsed, hashed as its JSON
+        # fields, the scopes, the deploy time) is validated, and a request that differs is
+        # refused (IdempotencyValidationError), never answered with the verdict of another one.
+        # build_url only changes a link.
         event_key_jmespath="[release, now]",
         payload_validation_jmespath="[policy, canary, baseline, deployed_at]",
         raise_on_no_idempotency_key=True,
@@ -340,7 +333,7 @@ def _idempotent_judge(table: str, endpoint: str | None):
     )
     layer = DynamoDBPersistenceLayer(table_name=table)
     wrapped = idempotent_function(data_keyword_argument="request", persistence_store=layer, config=config)(
-        _judge_serializable
+        _judge_once
     )
     return wrapped, config
 
@@ -352,21 +345,21 @@ def _replayed(response: dict, record: Any) -> dict:
     return response
 
 
-def _judge_serializable(request: dict) -> dict:
-    # Idempotency hashes the request: it must be plain JSON, so the policy is parsed again here.
-    return judge({**request, "policy_model": parse_policy(request["policy"], origin="policy")})
+def _judge_once(request: Judgement) -> dict:
+    # What idempotency wraps: `judge` as it is at the call (the module's, looked up each time).
+    return judge(request)
 
 
 def evaluate(request: EvaluateRequest, context: Any) -> dict:
     policy = live_policy(request.policy)
-    now = request.now if request.now is not None else (int(time.time()) // policy.interval) * policy.interval
-    plain = {**request.model_dump(), "policy": policy.model_dump(mode="json"), "now": now}
+    now = request.now if request.now is not None else current_moment(policy, time.time)
+    question = Judgement(**{**request.model_dump(), "policy": policy, "now": now})
     table = os.environ.get("GATE_IDEMPOTENCY_TABLE")
     if not table:
-        return judge({**plain, "policy_model": policy})
+        return judge(question)
     wrapped, config = _idempotent_judge(table, os.environ.get("AWS_ENDPOINT_URL"))
     config.register_lambda_context(context)
-    return wrapped(request=plain)
+    return wrapped(request=question)
 
 
 # -- the handler -------------------------------------------------------------------------------

@@ -105,6 +105,27 @@ def test_the_first_check_of_a_release_is_its_deploy_time(tmp_path):
     assert json.loads(result.stdout)["verdict"] == "inconclusive"
 
 
+def test_check_judges_at_the_start_of_the_current_interval_as_the_lambda_does(tmp_path):
+    """Issue 14.1: the CLI judged at the raw clock, the Lambda at the start of the interval."""
+    policy = simulate_policy(tmp_path, "healthy", None)
+    result = run_gate("check", "fresh", "--policy", policy, "--store", tmp_path / "gate.sqlite", "--json")
+    verdict = json.loads(result.stdout)
+    interval = 60  # examples/simulate.yaml
+    assert parse_time(verdict["evaluated_at"]) % interval == 0, verdict["evaluated_at"]
+    assert verdict["deployed_at"] == verdict["evaluated_at"]  # the first check is the deploy
+
+
+def test_a_source_that_cannot_be_opened_is_recorded_as_an_error(tmp_path):
+    """Issue 14.1: as the Lambda did, the CLI records the error of a source it cannot open."""
+    from gate.store import SqliteStore
+
+    policy = write_policy(tmp_path, {**REPLAY, "source": {"type": "replay", "options": {"case": str(tmp_path / "gone")}}})
+    store = tmp_path / "gate.sqlite"
+    one_error_line(run_gate("check", "rel", "--policy", policy, "--store", store), "case folder not found")
+    recorded = SqliteStore(store).evaluations("rel")
+    assert [r["verdict"] for r in recorded] == ["error"] and "case folder not found" in recorded[0]["reason"]
+
+
 def test_a_malformed_policy_is_one_line_and_exit_4(tmp_path):
     bad = write_policy(tmp_path, {**SIMULATE, "interval": "soon"})
     one_error_line(run_gate("check", "rel", "--policy", bad), "interval", "soon")
@@ -249,7 +270,7 @@ def test_a_release_name_with_spaces_slashes_and_markup_is_judged_and_shown_verba
 
 
 def test_report_files_of_different_releases_never_collide():
-    from gate.report import safe_name
+    from gate.report.publish import safe_name
 
     names = ["web/1.2", "web_1.2", "web 1.2", "web:1.2", "../web_1.2", "x" * 200, "x" * 199 + "y"]
     files = [safe_name(n) for n in names]

@@ -11,9 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gate.analysis import replayed
+from gate.errors import ReportError
 from gate.policy import parse_policy
-from gate.report import (ReportError, from_snapshot, publish, rebuild, render_report, replayed, safe_name, snapshot,
-                         write_report)
+from gate.report import rebuild, write_report
+from gate.report.page import render_report
+from gate.report.publish import publish, safe_name
+from gate.report.snapshot import from_snapshot, snapshot
 from gate.series import Frame, Observations
 from gate.store import SqliteStore
 from gate.verdict import MetricResult, Verdict
@@ -247,6 +251,62 @@ def test_gaps_and_a_dead_metric_are_drawn_as_gaps(fail_case):
     assert canary.count(",") < baseline.count(",")
 
 
+def test_the_report_shows_the_window_the_verdict_judged_not_a_later_read(corpus, tmp_path, monkeypatch):
+    """Issue 14.2: the report read the window from the source a second time, so points that reached
+    it late (Datadog's are often minutes late) showed data the verdict had not judged."""
+    import yaml
+    from typer.testing import CliRunner
+
+    import gate.sources
+    from gate.cli import app
+
+    window_reads: list[Observations] = []
+    real_open_source = gate.sources.open_source
+
+    class LatePoints:
+        """The recorded case, but every read of the window after the first finds the canary's
+        points changed, as late points change them."""
+
+        def __init__(self, source):
+            self.source = source
+
+        def __getattr__(self, name):
+            return getattr(self.source, name)
+
+        def fetch(self, query):
+            observations = self.source.fetch(query)
+            if query.start < self.source.known_deployed_at:  # the history, before the deploy
+                return observations
+            window_reads.append(observations)
+            if len(window_reads) == 1:
+                return observations
+            canary = observations.canary
+            late = Frame(canary.step, canary.timestamps, {k: v * 3 + 7 for k, v in canary.values.items()})
+            return Observations(late, observations.baseline)
+
+    monkeypatch.setattr(gate.sources, "open_source", lambda policy: LatePoints(real_open_source(policy)))
+    for key in ("GATE_REPORT_BUCKET", "GATE_STORE_TABLE", "SLACK_WEBHOOK_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("GATE_REPORT_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("GATE_CACHE_DIR", str(tmp_path / "cache"))
+    data = yaml.safe_load((Path(__file__).parents[1] / "examples" / "replay.yaml").read_text())
+    data["source"]["options"]["case"] = str(corpus / FAIL_CASE)
+    policy, store = tmp_path / "policy.yaml", tmp_path / "gate.sqlite"
+    policy.write_text(yaml.safe_dump(data))
+
+    result = CliRunner().invoke(app, ["check", "rel", "--policy", str(policy), "--store", str(store), "--json"])
+    assert result.exit_code == 1, result.output  # the dead canary fails
+    recorded = [e["detail"] for e in SqliteStore(store).events("rel") if e["kind"] == "report-data"]
+    assert len(recorded) == 1
+    judged = window_reads[0].canary
+    drawn = recorded[0]["canary"]
+    assert drawn["t"] == [int(t) for t in judged.timestamps]
+    for name in ("cpu", "latency"):
+        shown = np.array([np.nan if v is None else v for v in drawn["values"][name]], dtype=float)
+        np.testing.assert_array_equal(shown, judged.values[name], err_msg=name)
+    assert (tmp_path / "reports" / "rel.html").exists()
+
+
 def test_write_then_rebuild_from_the_store_gives_the_same_report(tmp_path, fail_case):
     verdict, window, expected, policy = fail_case
     store = SqliteStore(tmp_path / "s.sqlite")
@@ -297,7 +357,7 @@ def test_only_the_cards_that_share_the_release_verdict_carry_it_on_their_marker(
 
 
 def test_the_effect_strip_keeps_its_axis_labels_inside():
-    from gate.report import effect_svg
+    from gate.report.page import effect_svg
 
     for effect, interval in ((11.35, (9.08, 13.62)), (1.1, (0.88, 1.32)), (-0.9, (-0.95, -0.85))):
         svg = effect_svg(MetricResult("errors", "fail", "r", effect=effect, interval=interval, tolerance=0.5), None)

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from gate.analysis import replayed
 from gate.notify import slack
-from gate.report import replayed
 from gate.store import SqliteStore
 from gate.verdict import MetricResult, Verdict
 from tests.conftest import run_gate

@@ -18,7 +18,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, Se
 from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from gate.report import deciding_metrics, fmt_interval, fmt_minutes, fmt_num, fmt_pct
+from gate import present
 from gate.verdict import MetricResult, Verdict, iso
 
 log = logging.getLogger(__name__)
@@ -84,15 +84,16 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _metric_field(m: MetricResult, deciding: bool) -> dict:
-    tags = [t for t, on in (("deciding", deciding), ("critical", m.critical), ("muted", m.muted)) if on]
+    tags = present.flags(m, deciding)
     head = f"{ICON.get(m.verdict, '')} *{_escape(m.name)}*: {m.verdict}" + (f" ({', '.join(tags)})" if tags else "")
     lines = [head]
     if m.canary is not None or m.baseline is not None:
-        reference = f"baseline {fmt_num(m.baseline)}" if m.baseline is not None else f"expected {fmt_num(m.expected)}"
-        lines.append(f"canary {fmt_num(m.canary)} vs {reference}")
+        reference = (f"baseline {present.number(m.baseline)}" if m.baseline is not None
+                     else f"expected {present.number(m.expected)}")
+        lines.append(f"canary {present.number(m.canary)} vs {reference}")
     if m.effect is not None:
-        tolerance = "" if m.tolerance is None else f", tol {m.tolerance:.0%}"
-        lines.append(f"effect {fmt_pct(m.effect)} {fmt_interval(m.interval)}{tolerance}")
+        tolerance = "" if m.tolerance is None else f", tol {present.tolerance(m.tolerance)}"
+        lines.append(f"effect {present.percent(m.effect)} {present.interval(m.interval)}{tolerance}")
     elif m.verdict != "pass":
         lines.append(_escape(_cut(m.reason, 200)))
     return {"type": "mrkdwn", "text": _cut("\n".join(lines), MAX_FIELD_TEXT)}
@@ -101,8 +102,8 @@ def _metric_field(m: MetricResult, deciding: bool) -> dict:
 def build_message(verdict: Verdict, *, policy: str, canary: str, baseline: str | None,
                   report_url: str | None = None, build_url: str | None = None) -> dict:
     """The webhook payload: Block Kit blocks and the plain `text` fallback for notifications."""
-    deciding = {m.name for m in deciding_metrics(verdict)}
-    elapsed = fmt_minutes(verdict.evaluated_at - verdict.deployed_at)
+    deciding = {m.name for m in present.deciding_metrics(verdict)}
+    elapsed = present.minutes(verdict.evaluated_at - verdict.deployed_at)
     header = f"{verdict.verdict.upper()}: release {verdict.release}"
     if verdict.demo_label:
         header = f"{verdict.demo_label} {header}"
@@ -111,8 +112,7 @@ def build_message(verdict: Verdict, *, policy: str, canary: str, baseline: str |
         {"type": "section", "text": {"type": "mrkdwn", "text": _cut(
             f"{ICON.get(verdict.verdict, '')} *Why:* {_escape(verdict.reason)}", MAX_TEXT)}},
     ]
-    metrics = sorted(verdict.metrics, key=lambda m: (m.name not in deciding, verdict.metrics.index(m)))
-    fields = [_metric_field(m, m.name in deciding) for m in metrics]
+    fields = [_metric_field(m, m.name in deciding) for m in present.deciding_first(verdict)]
     sections = [{"type": "section", "fields": fields[i:i + MAX_FIELDS]} for i in range(0, len(fields), MAX_FIELDS)]
     groups = f"canary `{_escape(canary)}` vs " + (f"baseline `{_escape(baseline)}`" if baseline else "its own history")
     context = [

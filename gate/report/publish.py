@@ -1,0 +1,55 @@
+"""Where a report goes: a local file (reports/RELEASE.html, or GATE_REPORT_DIR), or S3 when
+GATE_REPORT_BUCKET is set, answered with a presigned link (GATE_REPORT_LINK_SECONDS)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from gate.errors import ReportError
+
+DEFAULT_DIR = "reports"  # or GATE_REPORT_DIR
+
+
+def safe_name(release: str) -> str:
+    """A release name as a file name or object key: no path separators, no dot-dot.
+
+    A name that had to be altered gets a short hash of the exact name, so that `web/1.2`,
+    `web_1.2` and `web 1.2` never share (and overwrite) one report."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", release).strip("._") or "release"
+    if name == release and len(name) <= 150:
+        return name
+    digest = hashlib.sha256(release.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{name[:139]}-{digest}"
+
+
+def publish(document: str, release: str, out: str | Path | None = None) -> str:
+    """Write the report: to `out`, to S3 when `GATE_REPORT_BUCKET` is set (returns a presigned
+    link), else to reports/RELEASE.html. Returns where it is."""
+    bucket = os.environ.get("GATE_REPORT_BUCKET")
+    if out is None and bucket:
+        return _upload(document, bucket, f"reports/{safe_name(release)}.html")
+    folder = Path(os.environ.get("GATE_REPORT_DIR") or DEFAULT_DIR)
+    path = Path(out) if out is not None else folder / f"{safe_name(release)}.html"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(document, encoding="utf-8")
+    except OSError as e:
+        raise ReportError(f"cannot write the report {path}: {e.strerror or e}") from None
+    return str(path)
+
+
+def _upload(document: str, bucket: str, key: str) -> str:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    expires = int(os.environ.get("GATE_REPORT_LINK_SECONDS", 7 * 86400))
+    try:
+        s3 = boto3.client("s3")
+        s3.put_object(Bucket=bucket, Key=key, Body=document.encode("utf-8"),
+                      ContentType="text/html; charset=utf-8")
+        return s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires)
+    except (BotoCoreError, ClientError) as e:
+        raise ReportError(f"cannot upload the report to s3://{bucket}/{key}: {e}") from None
