@@ -208,6 +208,56 @@ def _watch(analysis, as_json: bool) -> Verdict:
     return verdict
 
 
+@app.command()
+def rollout(
+    release: Annotated[str, typer.Argument(help="Release name (also usable in scopes as {release}).")],
+    policy: PolicyOption,
+    canary: Annotated[Optional[str], typer.Option(help="Canary scope, overrides the policy's.")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Baseline scope, overrides the policy's.")] = None,
+    deployed_at: Annotated[
+        Optional[str],
+        typer.Option(help="When the canary started (ISO 8601 or epoch). Default: the first check of the release."),
+    ] = None,
+    watch: Annotated[bool, typer.Option(help="Go on every interval until every step passed or one failed.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="One look: say what would change; change no weight.")] = False,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Shift traffic to the canary in the policy's steps (rollout:), judging each step; a fail sends it back to 0.
+
+    Exit 0 once the last step passed, 1 when a step failed (the canary's weight is 0 again), 3 while
+    steps remain (run again: it resumes at the recorded step), 4 when it could not judge or the
+    load balancer's weights were changed by someone else."""
+    from gate import rollout as steps
+    from gate.traffic import forward_of
+
+    check_release(release)
+    analysis, history = _analysis(release, policy, canary, baseline, deployed_at, store, None, None,
+                                  int(time.time()), False)
+    if analysis.policy.rollout is None:
+        raise fail_closed(f"{policy}: rollout: the policy has no rollout section (listener_arn or rule_arn, "
+                          "canary_target_group, production_target_group, steps, step_lifetime)")
+    machine = steps.Rollout(analysis, forward_of(analysis.policy), dry_run=dry_run)
+
+    def wait(t: int) -> None:
+        while time.time() < t:
+            time.sleep(min(1.0, max(0.0, t - time.time())))
+
+    def progress(seen) -> None:
+        err.print(f"rollout {release}: {seen.summary()}", highlight=False, markup=False)
+
+    seen = steps.watch(machine, wait, progress) if watch else machine.tick(int(time.time()))
+    if as_json:
+        print(json.dumps(seen.to_dict()), flush=True)
+    else:
+        out.print(f"rollout {escape(release)}: {escape(seen.summary())}", highlight=False)
+        if seen.verdict is not None:
+            print_result(seen.verdict, False, analysis)
+    if seen.status in ("complete", "rolled_back") and seen.verdict is not None and not dry_run:
+        _announce(machine.judged, seen.verdict, history)  # the step's analysis: its window, its verdict
+    raise typer.Exit(seen.exit_code)
+
+
 # Worst first: could not judge, fail, undecided, pass.
 EXIT_SEVERITY = (EXIT_ERROR, EXIT_CODES["fail"], EXIT_CODES["inconclusive"], EXIT_CODES["pass"])
 
