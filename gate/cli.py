@@ -379,6 +379,18 @@ def _groups_and_aws(release: str, policy: Optional[Path], **names):
     return actions.resolve_groups(release, loaded, **names), actions.clients(loaded)
 
 
+def _rollout_traffic(release: str, policy: Optional[Path], store, by: str):
+    """A policy with a rollout section: the planner of the step that sends its traffic back to
+    production (before the canary scales down, which would leave the ALB forwarding to nothing)."""
+    from gate.policy import load_policy
+    from gate.rollout import rollback_traffic
+
+    loaded = load_policy(policy) if policy else None
+    if loaded is None or loaded.rollout is None:
+        return None
+    return lambda: rollback_traffic(loaded, release, store, by=by)
+
+
 def _print_action(outcome, as_json: bool) -> None:
     from gate.actions import describe
 
@@ -435,10 +447,12 @@ def promote(
         err.print(f"instance refresh {refresh['id']} of {groups.production}: {refresh['status']} "
                   f"({refresh['percent']}%)", highlight=False, markup=False)
 
+    history = None if dry_run else open_store(store)
     outcome = actions.promote(release, groups, aws, strategy=strategy,
                               refresh=actions.Refresh(points, delay), dry_run=dry_run,
-                              store=None if dry_run else open_store(store), force=force, wait=wait,
-                              timeout=wait_seconds, on_progress=progress)
+                              store=history, force=force, wait=wait,
+                              timeout=wait_seconds, on_progress=progress,
+                              traffic=_rollout_traffic(release, policy, history, "promote"))
     _print_action(outcome, as_json)
 
 
@@ -458,8 +472,10 @@ def rollback(
 
     check_release(release)
     groups, aws = _groups_and_aws(release, policy, canary=canary_asg, baseline=baseline_asg)
-    outcome = actions.rollback(release, groups, aws, dry_run=dry_run,
-                               store=None if dry_run else open_store(store))
+    history = None if dry_run else open_store(store)
+    traffic = _rollout_traffic(release, policy, history, "rollback")
+    outcome = actions.rollback(release, groups, aws, dry_run=dry_run, store=history,
+                               traffic=traffic() if traffic else [])
     _print_action(outcome, as_json)
 
 

@@ -268,7 +268,8 @@ class Rollout:
         step_lifetime, the deploy's reference."""
         r = self.release
         return Analysis(self.step_policy, r.source, r.release, change["set_at"], canary=r.canary,
-                        baseline=r.baseline, store=None if self.dry_run else r.store, judge=r.judge, cache=KnownReference(r.reference()))
+                        baseline=r.baseline, store=None if self.dry_run else r.store, judge=r.judge,
+                        cache=KnownReference(r.reference()))
 
     def look(self, now: int) -> Look:
         """Judge the current step at `now`; a fail sends the canary's share to 0 at once. Starts
@@ -315,8 +316,7 @@ class Rollout:
         return moved
 
 
-def rollback_traffic(policy: Any, release: str, store: Any, *, dry_run: bool = False,
-                     by: str = "rollback") -> list:
+def rollback_traffic(policy: Any, release: str, store: Any, *, by: str = "rollback") -> list:
     """`gate rollback` / `gate promote` of a policy with a rollout: the step (gate.actions.Step)
     that sends the canary's (and the baseline's) traffic back to production, recorded in the
     store; no step when the listener already sends them nothing."""
@@ -333,7 +333,7 @@ def rollback_traffic(policy: Any, release: str, store: Any, *, dry_run: bool = F
 
     def apply() -> None:
         forward.set(target)
-        if store is not None and not dry_run:
+        if store is not None:
             store.record_traffic(release, {"step": OUT, "percent": 0, "steps": list(spec.steps), "weights": target,
                                            "before": found, "set_at": int(time.time()), "by": by,
                                            "allowed_by": {"verdict": by, "reason": f"gate {by}"},
