@@ -324,8 +324,10 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
     from gate.store import open_store
 
     check_release(release)
-    records = open_store(store).evaluations(release)
-    if not records:
+    history_store = open_store(store)
+    records = history_store.evaluations(release)
+    changes = history_store.traffic(release)  # gate rollout's weight changes, shown among the evaluations
+    if not records and not changes:
         raise fail_closed(f"no evaluation recorded for release {release!r}")
     if as_json:
         print(json.dumps(records))
@@ -337,9 +339,21 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
     table.add_column("evaluated at", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     table.add_column("reason", overflow="fold", ratio=1)
-    for r in records:
-        table.add_row(_moment(r["evaluated_at"]), escape(str(r["verdict"])), escape(str(r["reason"])))
+    rows = [(r["evaluated_at"], escape(str(r["verdict"])), escape(str(r["reason"]))) for r in records]
+    if changes:
+        from gate.rollout import history_rows
+
+        rows = sorted(rows + history_rows(changes), key=lambda row: _sort_moment(row[0]))
+    for at, verdict, reason in rows:
+        table.add_row(_moment(at), verdict, reason)
     out.print(table, highlight=False)
+
+
+def _sort_moment(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("inf")  # a damaged moment is shown last, as it is
 
 
 def _moment(value) -> str:

@@ -45,9 +45,10 @@ def same_split(expected: Weights, found: Weights) -> bool:
 
 def describe_split(rollout: Rollout, weights: Weights) -> str:
     """`canary 25, baseline 25, production 50` (and any other group by its name), for people."""
-    names = {rollout.canary_target_group: "canary", rollout.production_target_group: "production"}
+    names = {rollout.canary_target_group: "canary"}
     if rollout.baseline_target_group:
         names[rollout.baseline_target_group] = "baseline"
+    names[rollout.production_target_group] = "production"
     parts = [f"{names[arn]} {weights.get(arn, 0)}" for arn in names]
     parts += [f"{_short(arn)} {w}" for arn, w in weights.items() if arn not in names and w]
     return ", ".join(parts)
