@@ -87,6 +87,7 @@ class Look:
     recorded: dict | None = None  # the step's deciding evaluation, read from the store
     next_step: int | None = None  # a passed step's successor, for `advance`
     notes: list[str] = field(default_factory=list)
+    at: int | None = None  # the moment of the look
 
     @property
     def outcome(self) -> str:
@@ -123,7 +124,9 @@ class Look:
         """`gate check --json`'s verdict with the rollout's outcome as `verdict` (a step's pass is
         not the release's: a client that reads only `verdict` or `exit_code` never promotes a
         half-done rollout) and the step's own in `rollout.step_verdict`."""
-        base = self.verdict.to_dict() if self.verdict is not None else {"release": self.release}
+        base = self.verdict.to_dict() if self.verdict is not None else {
+            "release": self.release, "evaluated_at": iso(self.at) if self.at is not None else None,
+            "metrics": [], "notes": []}
         step_verdict = self.verdict.verdict if self.verdict is not None else (self.recorded or {}).get("verdict")
         reason = base.get("reason") or (self.recorded or {}).get("reason") or ""
         return {**base, "verdict": self.outcome, "exit_code": self.exit_code, "final": self.final,
@@ -237,7 +240,8 @@ class Rollout:
         return self._record(step, allowed_by, before=before)
 
     def _look(self, status: Status, step: int, **kwargs: Any) -> Look:
-        return Look(self.name, status, step, list(self.spec.steps), self.percent(step), **kwargs)
+        return Look(self.name, status, step, list(self.spec.steps), self.percent(step),
+                    at=int(self.clock()), **kwargs)
 
     def advance(self, step: int) -> Look:
         """Move to `step` (1: start), if the store allows it: the rollout is not started (step 1),
