@@ -506,12 +506,15 @@ def _demo_banner(verdict: Verdict) -> str:
 
 
 def render_report(verdict: Verdict, window: Observations, expected: dict[str, Band] | None, policy: Policy,
-                  *, canary: str | None = None, baseline: str | None = None) -> str:
+                  *, canary: str | None = None, baseline: str | None = None, traffic: list[dict] | None = None) -> str:
     """The whole report as one HTML document.
 
     `window` is what the verdict was reached on (deploy to decision); `expected` maps a metric
-    to its seasonal (mean, low, high) arrays aligned with `window_grid(window)`, or None.
+    to its seasonal (mean, low, high) arrays aligned with `window_grid(window)`, or None;
+    `traffic` the release's traffic steps (`gate rollout`), drawn as a strip when there are any.
     """
+    from gate.report_steps import traffic_strip
+
     canary = canary or policy.canary.scope
     baseline = baseline if baseline is not None else (policy.baseline.scope if policy.baseline else None)
     deciding = {m.name for m in deciding_metrics(verdict)}
@@ -553,7 +556,7 @@ def render_report(verdict: Verdict, window: Observations, expected: dict[str, Ba
 <table>{"".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in summary_rows)}</table>
 {f'<ul class="notes">{notes}</ul>' if notes else ""}
 </section>
-{"".join(cards)}
+{traffic_strip(traffic or [], verdict.evaluated_at)}{"".join(cards)}
 <footer>canary-gate report · generated {_e(iso(time.time()))} · {"final" if verdict.final else "not final"} verdict</footer>
 </main></body></html>
 """
@@ -633,7 +636,8 @@ def write_report(verdict: Verdict, window: Observations, expected: dict[str, Ban
         if store is not None:
             store.record_event(verdict.release, SNAPSHOT_EVENT,
                                {"evaluated_at": iso(verdict.evaluated_at), "verdict": verdict.verdict, **data})
-        document = render_report(verdict, window, expected, policy, canary=canary, baseline=baseline)
+        document = render_report(verdict, window, expected, policy, canary=canary, baseline=baseline,
+                                 traffic=_traffic(store, verdict.release))
         location = publish(document, verdict.release, out)
     except Exception as e:  # noqa: BLE001 - never let the explanation change the verdict
         message = str(e) if isinstance(e, GateError) else f"{type(e).__name__}: {e}"
@@ -674,7 +678,18 @@ def rebuild(store: Any, release: str) -> str:
         last = decisive[-1]
         matching = [s for s in snapshots if s.get("evaluated_at") == iso(last.evaluated_at)]
     policy, window, expected, groups = from_snapshot(matching[-1])
-    return render_report(last, window, expected, policy, canary=groups["canary"], baseline=groups["baseline"])
+    return render_report(last, window, expected, policy, canary=groups["canary"], baseline=groups["baseline"],
+                         traffic=_traffic(store, release))
+
+
+def _traffic(store: Any, release: str) -> list[dict]:
+    """The release's traffic steps for the strip; none when the store has none or cannot say
+    (a report is an explanation: the strip never keeps it from being written)."""
+    try:
+        return store.traffic(release) if store is not None and hasattr(store, "traffic") else []
+    except Exception as e:  # noqa: BLE001
+        log.warning("report: no traffic steps: %s", e)
+        return []
 
 
 def replayed(case_dir: str | Path, policy: Policy | None = None) -> tuple[Verdict, Observations, dict | None, Policy]:

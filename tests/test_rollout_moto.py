@@ -381,3 +381,43 @@ def test_the_schema_and_the_example_policy_have_the_rollout_section():
     policy = parse_policy({**yaml.safe_load(text), **section})
     assert policy.rollout is not None and policy.rollout.steps == [5, 25, 45]
     assert len(policy.rollout.steps) * policy.rollout.step_lifetime <= policy.lifetime
+
+
+def test_the_report_of_a_rolled_back_rollout_draws_its_steps(alb, tmp_path):
+    from gate.report import rebuild, report_for
+
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT), SimulateSource("healthy", 7)
+    machines = []
+
+    def make():
+        machines.append(machine(alb, store, source, clock))
+        return machines[-1]
+
+    looks = run(make, clock, inject_at_step(source, 2, "payment_failures", clock))
+    location = report_for(machines[-1].judged, looks[-1].verdict, store, out=tmp_path / "report.html")
+    for document in (Path(location).read_text(), rebuild(store, "web-2")):
+        strip = document[document.index("traffic steps"):]
+        assert [label in strip for label in (">5% ", ">25% ", ">0% ")] == [True, True, True]
+        assert "#2b8a3e" in strip and "#c92a2a" in strip  # 5% passed, 25% failed
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "dynamodb"])
+def test_both_stores_keep_traffic_changes_in_order_per_release(moto_server, tmp_path, backend):  # noqa: F811
+    from gate.store_dynamodb import DynamoStore
+    from tests.test_store_dynamodb import create_store_table
+
+    moto_server.reset()
+    if backend == "dynamodb":
+        create_store_table("gate")
+        store = DynamoStore("gate")
+    else:
+        store = SqliteStore(tmp_path / "gate.sqlite")
+    changes = [{"step": 1, "percent": 5, "set_at": 1000, "weights": {"a": 5, "b": 95}},
+               {"step": 2, "percent": 25, "set_at": 1000, "weights": {"a": 25, "b": 75}},  # the same second
+               {"step": 0, "percent": 0, "set_at": 1001, "weights": {"a": 0, "b": 100}, "recovered": True}]
+    for change in changes:
+        store.record_traffic("web-2", change)
+    store.record_traffic("web-3", changes[0])
+    assert store.traffic("web-2") == changes
+    assert store.traffic("web-3") == changes[:1] and store.traffic("web-4") == []
+    assert store.evaluations("web-2") == [] and store.events("web-2") == []  # an item type of its own
