@@ -421,3 +421,12 @@ def test_both_stores_keep_traffic_changes_in_order_per_release(moto_server, tmp_
     assert store.traffic("web-2") == changes
     assert store.traffic("web-3") == changes[:1] and store.traffic("web-4") == []
     assert store.evaluations("web-2") == [] and store.events("web-2") == []  # an item type of its own
+
+
+def test_a_forward_action_without_the_named_target_groups_is_could_not_judge(alb, tmp_path):
+    alb["elbv2"].modify_listener(ListenerArn=alb["listener"], DefaultActions=[forward(
+        alb["groups"], production=100, canary=0)])
+    result = gate(alb, tmp_path, "rollout", "web-6", "--policy", write_policy(alb, tmp_path))
+    assert result.returncode == 4 and result.stderr.count("\n") == 1
+    assert "does not hold rollout.baseline_target_group" in result.stderr
+    assert split(alb) == {"production": 100, "canary": 0}  # nothing changed
