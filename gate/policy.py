@@ -314,6 +314,10 @@ class Policy(Strict):
         if self.rollout is None:
             return self
         step = self.rollout.step_lifetime
+        if len(self.rollout.steps) * step > self.lifetime:
+            # The lifetime bounds the release: a deploy is judged (and registered) for that long.
+            raise ValueError(f"the rollout's {len(self.rollout.steps)} steps of rollout.step_lifetime ({step} s) "
+                             f"must fit in the lifetime ({self.lifetime} s)")
         if step < self.interval:
             raise ValueError(f"rollout.step_lifetime ({step} s) must be at least one interval ({self.interval} s)")
         if self.min_duration is not None and self.min_duration > step:

@@ -88,6 +88,7 @@ class Look:
     next_step: int | None = None  # a passed step's successor, for `advance`
     notes: list[str] = field(default_factory=list)
     at: int | None = None  # the moment of the look
+    deployed_at: int | None = None  # the release's deploy
 
     @property
     def outcome(self) -> str:
@@ -125,8 +126,8 @@ class Look:
         not the release's: a client that reads only `verdict` or `exit_code` never promotes a
         half-done rollout) and the step's own in `rollout.step_verdict`."""
         base = self.verdict.to_dict() if self.verdict is not None else {
-            "release": self.release, "evaluated_at": iso(self.at) if self.at is not None else None,
-            "metrics": [], "notes": []}
+            "release": self.release, "deployed_at": iso(self.deployed_at) if self.deployed_at is not None else None,
+            "evaluated_at": iso(self.at) if self.at is not None else None, "metrics": [], "notes": []}
         step_verdict = self.verdict.verdict if self.verdict is not None else (self.recorded or {}).get("verdict")
         reason = base.get("reason") or (self.recorded or {}).get("reason") or ""
         return {**base, "verdict": self.outcome, "exit_code": self.exit_code, "final": self.final,
@@ -241,7 +242,7 @@ class Rollout:
 
     def _look(self, status: Status, step: int, **kwargs: Any) -> Look:
         return Look(self.name, status, step, list(self.spec.steps), self.percent(step),
-                    at=int(self.clock()), **kwargs)
+                    at=int(self.clock()), deployed_at=self.release.deployed_at, **kwargs)
 
     def advance(self, step: int) -> Look:
         """Move to `step` (1: start), if the store allows it: the rollout is not started (step 1),
@@ -252,7 +253,8 @@ class Rollout:
             return self._look("advanced", step, recorded=at.outcome, notes=["already at this step"])
         allowed = (not at.started and step == 1) or (at.step + 1 == step and (at.outcome or {}).get("verdict") == "pass")
         if not allowed or not 1 <= step <= len(self.spec.steps):
-            held = f"at step {at.step}" + (f" ({at.outcome['verdict']})" if at.outcome else ", undecided")
+            held = ("over (the canary's traffic was sent back to production)" if at.started and at.step == OUT
+                    else f"at step {at.step}" + (f" ({at.outcome['verdict']})" if at.outcome else ", undecided"))
             raise RolloutError(f"rollout of {self.name!r}: step {step} is not allowed now: the rollout is {held}; "
                                "only a passed step moves to the next one")
         before = self.forward.weights() if not at.started else at.change["weights"]

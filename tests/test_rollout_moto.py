@@ -359,6 +359,9 @@ def test_a_bad_rollout_section_names_its_field(changes, message):
 
 
 def test_the_steps_fit_the_policy_s_timing_rules():
+    with pytest.raises(PolicyError, match=r"the rollout's 3 steps of rollout.step_lifetime \(1500 s\) must fit in "
+                                          r"the lifetime \(3600 s\)"):
+        parse_policy({**DEMO_POLICY, "rollout": {**SECTION, "step_lifetime": "25m"}})
     with pytest.raises(PolicyError, match=r"min_duration \(900 s\) must not exceed rollout.step_lifetime \(600 s\)"):
         parse_policy({**DEMO_POLICY, "min_duration": "15m", "rollout": SECTION})
     with pytest.raises(PolicyError, match=r"warmup \(240 s\) must be at most a quarter of rollout.step_lifetime"):
