@@ -111,7 +111,8 @@ private void validate(Map args, Map opts) {
         error("canaryGate: 'rollout' must be true or false, got '${args.rollout}'")
     }
     if (opts.rollout && (opts.interval || opts.lifetime || opts.examinePast)) {
-        error("canaryGate: 'interval', 'lifetime' and 'examinePast' do not go with 'rollout': its steps are the policy's")
+        error("canaryGate: 'interval', 'lifetime' and 'examinePast' do not go with 'rollout': " +
+              "its steps are the policy's")
     }
     if (opts.mode == 'lambda') {
         if (!opts.function == !opts.stateMachine) {
@@ -182,9 +183,6 @@ private int runFunction(Map opts, String base, String jsonFile) {
     writeFile(file: eventFile, text: event(opts))
     while (true) {
         Map answer = invoke(opts, base, eventFile, jsonFile)
-        if (answer == null) {
-            return 4
-        }
         int code = exitCode(answer)
         if (code != 3 || answer.final == true) {
             return code
@@ -194,7 +192,7 @@ private int runFunction(Map opts, String base, String jsonFile) {
             String stepFile = "${base}-step.json"
             writeFile(file: stepFile, text: JsonOutput.toJson(parseJson(event(opts)) + [rollout_step: next]))
             Map stepped = invoke(opts, base, stepFile, jsonFile)
-            if (stepped == null || exitCode(stepped) == 4) {
+            if (exitCode(stepped) == 4) {
                 return 4
             }
             echo "canaryGate: traffic step ${next} taken: ${stepped.reason}"
@@ -205,8 +203,8 @@ private int runFunction(Map opts, String base, String jsonFile) {
     }
 }
 
-// One invocation with the event in `eventFile`; its answer (in jsonFile), or null when the CLI or
-// the function failed.
+// One invocation with the event in `eventFile`; its answer (in jsonFile), or an empty Map (could
+// not judge) when the CLI or the function failed.
 private Map invoke(Map opts, String base, String eventFile, String jsonFile) {
     String invokeFile = "${base}-invoke.json"
     // Read timeout at Lambda's own 15 minutes: the CLI's default (60 s) would retry, i.e.
@@ -217,12 +215,12 @@ private Map invoke(Map opts, String base, String eventFile, String jsonFile) {
                     "${q(jsonFile)} > ${q(invokeFile)}") as int
     if (status != 0) {
         echo "canaryGate: aws lambda invoke failed (exit code ${status})"
-        return null
+        return [:]
     }
     Map invoked = parseJson(readFile(invokeFile))
     if (invoked.FunctionError) {
         echo "canaryGate: the function failed (${invoked.FunctionError}): see ${jsonFile}"
-        return null
+        return [:]
     }
     return parseJson(readFile(jsonFile))
 }
