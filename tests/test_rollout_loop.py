@@ -164,3 +164,21 @@ def test_the_analyzer_and_jenkins_may_step_the_named_load_balancer_only():
     analyzer = load_template()["Resources"]["AnalyzerFunction"]["Properties"]["Policies"][0]["Statement"]
     stepping = [s for s in analyzer if s["Sid"] == "StepTraffic"][0]
     assert all("listener" in r["Fn::Sub"] and "${RolloutLoadBalancerName}" in r["Fn::Sub"] for r in stepping["Resource"])
+
+
+def test_the_event_s_rollout_fields_are_validated_naming_them():
+    import pytest
+
+    from tests.lambda_module import import_handler
+
+    handler = import_handler("gate_lambda_handler_rollout_event")
+    try:
+        base = {"release": "web-1", "policy": "s3://b/policies/p.yaml"}
+        assert handler.parse_request({**base, "rollout": True, "rollout_step": 2}).rollout_step == 2
+        for event, message in (({**base, "rollout_step": 2}, 'rollout_step: only with "rollout": true'),
+                               ({**base, "rollout": "yes"}, "rollout: Input should be a valid boolean"),
+                               ({**base, "rollout": True, "rollout_step": 0}, "rollout_step: Input should be greater")):
+            with pytest.raises(handler.BadRequest, match=message):
+                handler.parse_request(event)
+    finally:
+        sys.modules.pop("gate_lambda_handler_rollout_event", None)
