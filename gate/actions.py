@@ -363,9 +363,11 @@ def _replace_old(aws: AutoScaling, name: str, old: set[str], max_size: int) -> N
 
 def plan_promote(aws: AutoScaling, groups: Groups, strategy: Strategy = "refresh",
                  refresh: Refresh = Refresh(), notes: list[str] | None = None, *, force: bool = False,
-                 state: dict | None = None) -> list[Step]:
+                 state: dict | None = None, traffic: Callable[[], list[Step]] | None = None) -> list[Step]:
     """The steps still missing. `state["refresh"]` is set to the production group's refresh when
-    one is going on (the canary and baseline wait for it)."""
+    one is going on (the canary and baseline wait for it). `traffic()`: the steps that send a
+    rollout's traffic back to production (gate.rollout), planned once production runs the release
+    and before the canary and baseline scale down (an empty target group would answer 503s)."""
     notes = notes if notes is not None else []
     state = state if state is not None else {}
     if not groups.production:
@@ -397,13 +399,15 @@ def plan_promote(aws: AutoScaling, groups: Groups, strategy: Strategy = "refresh
             notes.append(f"{', '.join(s.group for s in scale_down)} scaled to zero once the instance refresh "
                          f"of {groups.production} is Successful: run promote again then (or promote --wait)")
         scale_down = []
-    return steps + scale_down
+    moved = traffic() if traffic is not None and not waiting else []
+    return steps + moved + scale_down
 
 
-def plan_rollback(aws: AutoScaling, groups: Groups) -> list[Step]:
+def plan_rollback(aws: AutoScaling, groups: Groups, traffic: list[Step] = ()) -> list[Step]:
+    """`traffic`: a rollout's traffic sent back to production first (gate.rollout), then the scaling."""
     names = [n for n in (groups.canary, groups.baseline) if n]
     state = aws.groups(names)
-    return [step for name in names for step in _scale_to_zero(aws, name, state[name])]
+    return [*traffic, *(step for name in names for step in _scale_to_zero(aws, name, state[name]))]
 
 
 def run(release: str, action: str, groups: Groups, steps: list[Step], *, dry_run: bool,
@@ -490,14 +494,15 @@ def resolve_groups(release: str, policy: Any = None, *, production: str | None =
 def promote(release: str, groups: Groups, aws: AutoScaling, *, strategy: Strategy = "refresh",
             refresh: Refresh = Refresh(), dry_run: bool = False, store: Any = None, force: bool = False,
             wait: bool = False, timeout: float = 7200.0,
-            on_progress: Callable[[dict], None] | None = None) -> Outcome:
+            on_progress: Callable[[dict], None] | None = None,
+            traffic: Callable[[], list[Step]] | None = None) -> Outcome:
     """Plan and apply what promote still misses. With `wait` (and a refresh), also wait for the
     production group's instance refresh to end (at most `timeout` seconds), then scale the canary
     and baseline down: a refresh that does not succeed, or does not end in time, is an
     ActionError (recorded with the steps applied), and the canary and baseline stay up."""
     notes: list[str] = []
     state: dict = {}
-    steps = plan_promote(aws, groups, strategy, refresh, notes, force=force, state=state)
+    steps = plan_promote(aws, groups, strategy, refresh, notes, force=force, state=state, traffic=traffic)
     if not wait or dry_run or strategy != "refresh":
         return run(release, "promote", groups, steps, dry_run=dry_run, store=store, notes=notes,
                    strategy=strategy, refresh=state.get("refresh"))
@@ -520,7 +525,7 @@ def promote(release: str, groups: Groups, aws: AutoScaling, *, strategy: Strateg
                 "roll back, or promote --force to start a new refresh")
         later_notes: list[str] = []
         later_state: dict = {}
-        later = plan_promote(aws, groups, strategy, refresh, later_notes, state=later_state)
+        later = plan_promote(aws, groups, strategy, refresh, later_notes, state=later_state, traffic=traffic)
         outcome.steps += later
         outcome.notes = [n for n in notes if "scaled to zero once" not in n]
         outcome.notes.append(f"instance refresh {refresh_id} of {groups.production}: Successful")
@@ -552,8 +557,8 @@ def wait_for_refresh(aws: AutoScaling, name: str, refresh_id: str, timeout: floa
 
 
 def rollback(release: str, groups: Groups, aws: AutoScaling, *, dry_run: bool = False,
-             store: Any = None) -> Outcome:
-    steps = plan_rollback(aws, groups)
+             store: Any = None, traffic: list[Step] = ()) -> Outcome:
+    steps = plan_rollback(aws, groups, traffic)
     return run(release, "rollback", groups, steps, dry_run=dry_run, store=store)
 
 

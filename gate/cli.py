@@ -188,6 +188,55 @@ def _watch(analysis, now: int):
     return evaluation
 
 
+@app.command()
+def rollout(
+    release: Annotated[str, typer.Argument(help="Release name (also usable in scopes as {release}).")],
+    policy: PolicyOption,
+    canary: Annotated[Optional[str], typer.Option(help="Canary scope, overrides the policy's.")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Baseline scope, overrides the policy's.")] = None,
+    deployed_at: Annotated[
+        Optional[str],
+        typer.Option(help="When the canary started (ISO 8601 or epoch). Default: the first check of the release."),
+    ] = None,
+    watch: Annotated[bool, typer.Option(help="Go on every interval until every step passed or one failed.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="One look: say what would change; change no weight.")] = False,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Shift traffic to the canary in the policy's steps (rollout:), judging each step; a fail sends it back to 0.
+
+    Exit 0 once the last step passed, 1 when a step failed (the canary's weight is 0 again), 3 while
+    steps remain (run again: it resumes at the recorded step), 4 when it could not judge or the
+    load balancer's weights were changed by someone else."""
+    from gate import rollout as steps
+    from gate.traffic import forward_of
+
+    check_release(release)
+    analysis, _ = _open_release(release, policy, canary, baseline, deployed_at, store, None, None, False)
+    if analysis.policy.rollout is None:
+        raise fail_closed(f"{policy}: rollout: the policy has no rollout section (listener_arn or rule_arn, "
+                          "canary_target_group, production_target_group, steps, step_lifetime)")
+    machine = steps.Rollout(analysis, forward_of(analysis.policy), dry_run=dry_run)
+
+    def wait(t: int) -> None:
+        while time.time() < t:
+            time.sleep(min(1.0, max(0.0, t - time.time())))
+
+    def progress(seen) -> None:
+        err.print(f"rollout {release}: {seen.summary()}", highlight=False, markup=False)
+
+    seen = steps.watch(machine, wait, progress) if watch else machine.tick(int(time.time()))
+    if as_json:
+        print(json.dumps(seen.to_dict()), flush=True)
+    else:
+        out.print(f"rollout {escape(release)}: {escape(seen.summary())}", highlight=False)
+        if seen.verdict is not None:
+            print_result(seen.verdict, False, analysis)
+    if seen.status in ("complete", "rolled_back") and seen.verdict is not None and not dry_run:
+        _announce(machine.judged, machine.evaluation)  # the step's analysis: its window, its verdict
+    raise typer.Exit(seen.exit_code)
+
+
 # Worst first: could not judge, fail, undecided, pass.
 EXIT_SEVERITY = (EXIT_ERROR, EXIT_CODES["fail"], EXIT_CODES["inconclusive"], EXIT_CODES["pass"])
 
@@ -254,8 +303,10 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
     from gate.store import open_store
 
     check_release(release)
-    records = open_store(store).evaluations(release)
-    if not records:
+    history_store = open_store(store)
+    records = history_store.evaluations(release)
+    changes = history_store.traffic(release)  # gate rollout's weight changes, shown among the evaluations
+    if not records and not changes:
         raise fail_closed(f"no evaluation recorded for release {release!r}")
     if as_json:
         print(json.dumps(records))
@@ -267,9 +318,21 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
     table.add_column("evaluated at", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     table.add_column("reason", overflow="fold", ratio=1)
-    for r in records:
-        table.add_row(_moment(r["evaluated_at"]), escape(str(r["verdict"])), escape(str(r["reason"])))
+    rows = [(r["evaluated_at"], escape(str(r["verdict"])), escape(str(r["reason"]))) for r in records]
+    if changes:
+        from gate.rollout import history_rows
+
+        rows = sorted(rows + history_rows(changes), key=lambda row: _sort_moment(row[0]))
+    for at, verdict, reason in rows:
+        table.add_row(_moment(at), verdict, reason)
     out.print(table, highlight=False)
+
+
+def _sort_moment(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("inf")  # a damaged moment is shown last, as it is
 
 
 def _moment(value) -> str:
@@ -308,6 +371,18 @@ def _groups_and_aws(release: str, policy: Optional[Path], **names):
 
     loaded = load_policy(policy) if policy else None
     return actions.resolve_groups(release, loaded, **names), actions.clients(loaded)
+
+
+def _rollout_traffic(release: str, policy: Optional[Path], store, by: str):
+    """A policy with a rollout section: the planner of the step that sends its traffic back to
+    production (before the canary scales down, which would leave the ALB forwarding to nothing)."""
+    from gate.policy import load_policy
+    from gate.rollout import rollback_traffic
+
+    loaded = load_policy(policy) if policy else None
+    if loaded is None or loaded.rollout is None:
+        return None
+    return lambda: rollback_traffic(loaded, release, store, by=by)
 
 
 def _print_action(outcome, as_json: bool) -> None:
@@ -366,10 +441,12 @@ def promote(
         err.print(f"instance refresh {refresh['id']} of {groups.production}: {refresh['status']} "
                   f"({refresh['percent']}%)", highlight=False, markup=False)
 
+    history = None if dry_run else open_store(store)
     outcome = actions.promote(release, groups, aws, strategy=strategy,
                               refresh=actions.Refresh(points, delay), dry_run=dry_run,
-                              store=None if dry_run else open_store(store), force=force, wait=wait,
-                              timeout=wait_seconds, on_progress=progress)
+                              store=history, force=force, wait=wait,
+                              timeout=wait_seconds, on_progress=progress,
+                              traffic=_rollout_traffic(release, policy, history, "promote"))
     _print_action(outcome, as_json)
 
 
@@ -389,8 +466,10 @@ def rollback(
 
     check_release(release)
     groups, aws = _groups_and_aws(release, policy, canary=canary_asg, baseline=baseline_asg)
-    outcome = actions.rollback(release, groups, aws, dry_run=dry_run,
-                               store=None if dry_run else open_store(store))
+    history = None if dry_run else open_store(store)
+    traffic = _rollout_traffic(release, policy, history, "rollback")
+    outcome = actions.rollback(release, groups, aws, dry_run=dry_run, store=history,
+                               traffic=traffic() if traffic else [])
     _print_action(outcome, as_json)
 
 

@@ -164,6 +164,55 @@ class Source(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+ELB_ARN = r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:"
+StepLifetime = duration(10, DAY)
+
+
+class Rollout(Strict):
+    """Traffic steps on an Application Load Balancer (`gate rollout`): the canary's share of one
+    weighted forward action is raised step by step, each step judged on its own window."""
+
+    listener_arn: str | None = Field(
+        default=None, pattern=ELB_ARN + r"listener/app/", max_length=400,
+        description="The listener whose default action forwards to the target groups (or rule_arn).")
+    rule_arn: str | None = Field(
+        default=None, pattern=ELB_ARN + r"listener-rule/app/", max_length=400,
+        description="The listener rule whose forward action holds the target groups (or listener_arn).")
+    canary_target_group: str = Field(
+        pattern=ELB_ARN + r"targetgroup/", max_length=400, description="ARN of the canary's target group.")
+    production_target_group: str = Field(
+        pattern=ELB_ARN + r"targetgroup/", max_length=400,
+        description="ARN of production's target group: it gets what the others do not.")
+    baseline_target_group: str | None = Field(
+        default=None, pattern=ELB_ARN + r"targetgroup/", max_length=400,
+        description="ARN of the baseline's target group, if it is in the same forward action: it gets "
+        "the canary's share at every step (groups of one size see one load; steps then at most 49), and 0 "
+        "on a rollback.")
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
+        min_length=1, max_length=20,
+        description="The canary's share of the traffic at each step, in percent, increasing (e.g. [5, 25, 50]).")
+    step_lifetime: StepLifetime = Field(
+        description="How long each step is judged at most (its own window; the reference stays the deploy's).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rollout:
+        if (self.listener_arn is None) == (self.rule_arn is None):
+            raise ValueError("give exactly one of listener_arn (its default action) and rule_arn (a listener rule)")
+        if self.steps != sorted(set(self.steps)):
+            raise ValueError(f"steps must increase strictly, got {self.steps}")
+        groups = [g for g in (self.canary_target_group, self.production_target_group, self.baseline_target_group) if g]
+        if len(set(groups)) != len(groups):
+            raise ValueError("the canary, production and baseline target groups must be different target groups")
+        if self.baseline_target_group and self.steps[-1] >= 50:
+            raise ValueError(f"with a baseline_target_group the baseline gets the canary's share too, and "
+                             f"production keeps the rest: a step may be at most 49 (got {self.steps[-1]})")
+        return self
+
+    @property
+    def forward_arn(self) -> str:
+        return self.listener_arn or self.rule_arn  # type: ignore[return-value]
+
+
 def _never_pass_undecided(value: object) -> object:
     if value == "pass":
         raise ValueError("'pass' would promote a canary the gate could not judge (a metric without "
@@ -224,6 +273,11 @@ class Policy(Strict):
         "passed far less often; a smaller value makes passing slower.",
     )
     metrics: list[Metric] = Field(min_length=1)
+    rollout: Rollout | None = Field(
+        default=None,
+        description="Traffic steps on an ALB for `gate rollout` (each step judged with this policy, "
+        "step_lifetime as its lifetime); `gate check` ignores it.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -253,6 +307,32 @@ class Policy(Strict):
         if not any(m.judged for m in self.metrics):
             raise ValueError("no metric is judged (all are muted or have bad_direction: none)")
         return self
+
+    @model_validator(mode="after")
+    def _rollout_fits(self) -> Policy:
+        """Each step is judged as a canary whose lifetime is step_lifetime: the timing rules hold there."""
+        if self.rollout is None:
+            return self
+        step = self.rollout.step_lifetime
+        if len(self.rollout.steps) * step > self.lifetime:
+            # The lifetime bounds the release: a deploy is judged (and registered) for that long.
+            raise ValueError(f"the rollout's {len(self.rollout.steps)} steps of rollout.step_lifetime ({step} s) "
+                             f"must fit in the lifetime ({self.lifetime} s)")
+        if step < self.interval:
+            raise ValueError(f"rollout.step_lifetime ({step} s) must be at least one interval ({self.interval} s)")
+        if self.min_duration is not None and self.min_duration > step:
+            raise ValueError(f"min_duration ({self.min_duration} s) must not exceed rollout.step_lifetime ({step} s): "
+                             "every step must be able to pass")
+        if self.warmup and (self.warmup > step // 4
+                            or self.warmup >= (self.min_duration if self.min_duration is not None else step // 2)):
+            raise ValueError(f"warmup ({self.warmup} s) must be at most a quarter of rollout.step_lifetime ({step} s) "
+                             "and shorter than min_duration: each step has its warm-up")
+        return self
+
+    def step_policy(self) -> Policy:
+        """The policy one traffic step is judged with: this one, with step_lifetime as its lifetime."""
+        assert self.rollout is not None
+        return self.model_copy(update={"lifetime": self.rollout.step_lifetime, "rollout": None})
 
     def metric(self, name: str) -> Metric:
         return next(m for m in self.metrics if m.name == name)

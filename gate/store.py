@@ -47,6 +47,14 @@ class Store(Protocol):
 
     def events(self, release: str) -> list[dict]: ...
 
+    def record_traffic(self, release: str, change: dict) -> None:
+        """A change of the canary's traffic weight by `gate rollout` (gate.rollout.TrafficChange)."""
+        ...
+
+    def traffic(self, release: str) -> list[dict]:
+        """The release's traffic changes, oldest first."""
+        ...
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS releases (
@@ -74,6 +82,15 @@ CREATE TABLE IF NOT EXISTS events (
     recorded_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_release ON events (release);
+CREATE TABLE IF NOT EXISTS traffic (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    release TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    set_at INTEGER NOT NULL,
+    detail TEXT NOT NULL,
+    recorded_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traffic_release ON traffic (release);
 """
 
 
@@ -194,6 +211,18 @@ class SqliteStore:
         what = f"store {self.path}: an event of {release!r}"
         return [{"kind": r["kind"], "detail": stored_json(r["detail"], what), "recorded_at": r["recorded_at"]}
                 for r in rows]
+
+    # -- traffic steps (gate rollout): one row per weight change, in the order they were made
+    def record_traffic(self, release: str, change: dict) -> None:
+        self._write(
+            "INSERT INTO traffic (release, step, set_at, detail, recorded_at) VALUES (?, ?, ?, ?, ?)",
+            (release, int(change["step"]), int(change["set_at"]), json.dumps(change), time.time()),
+        )
+
+    def traffic(self, release: str) -> list[dict]:
+        rows = self._read("SELECT detail FROM traffic WHERE release = ? ORDER BY id", (release,))
+        what = f"store {self.path}: a traffic change of {release!r}"
+        return [stored_json(r["detail"], what) for r in rows]
 
 
 def open_store(path: str | Path | None = None) -> Store:

@@ -5,6 +5,7 @@ One table (its name from `GATE_STORE_TABLE`), partition key `release`, sort key 
 * `release`                       the release itself: its deploy time and info (one per release)
 * `eval#<evaluated_at>#<nanos>`   one evaluation (verdict or error), in time order
 * `event#<nanos>`                 anything else: promote, rollback, notification
+* `traffic#<nanos>`               a traffic weight change of `gate rollout`, in the order made
 
 Every item carries `expires_at` (epoch seconds), the table's TTL attribute, so the history of old
 releases goes away by itself (`GATE_STORE_TTL_DAYS`, 90 by default). Payloads are JSON strings:
@@ -28,6 +29,7 @@ from gate.verdict import Verdict
 RELEASE_SK = "release"
 EVALUATION_PREFIX = "eval#"
 EVENT_PREFIX = "event#"
+TRAFFIC_PREFIX = "traffic#"
 DEFAULT_TTL_DAYS = 90
 
 
@@ -185,6 +187,21 @@ class DynamoStore:
              "recorded_at": float(i["recorded_at"]["N"])}
             for i in self._query(release, EVENT_PREFIX)
         ]
+
+    # -- traffic steps (gate rollout): one item per weight change, in the order they were made
+    def record_traffic(self, release: str, change: dict) -> None:
+        self._call("put_item", Item={
+            "release": {"S": release},
+            "sk": {"S": f"{TRAFFIC_PREFIX}{time.time_ns():020d}"},
+            "step": {"N": str(int(change["step"]))},
+            "detail": {"S": json.dumps(change)},
+            "recorded_at": {"N": repr(time.time())},
+            "expires_at": self._expires_at(),
+        })
+
+    def traffic(self, release: str) -> list[dict]:
+        what = f"DynamoDB store {self.table}: a traffic change of {release!r}"
+        return [stored_json(i["detail"]["S"], what) for i in self._query(release, TRAFFIC_PREFIX)]
 
 
 def _lost_condition(error: ClientError) -> bool:

@@ -13,7 +13,11 @@ Event (direct) or JSON body (HTTP):
      "deployed_at": "2024-05-01T10:00:00Z", optional: default the first evaluation of the release
      "now": "2024-05-01T10:30:00Z",         optional: default the current interval of the policy
      "examine_past": true,                  optional: judge a deploy whose canary window is over
-     "build_url": "https://jenkins/job/1/"} optional: linked from the Slack message
+     "build_url": "https://jenkins/job/1/", optional: linked from the Slack message
+     "rollout": true,                       optional: the policy's traffic steps (gate rollout): judge
+                                            the current step; a fail sends the canary's traffic to 0
+     "rollout_step": 2}                     optional, with rollout: set that step's weights instead of
+                                            judging (allowed once the step before passed)
 
 Answer: `Verdict.to_dict()` plus `exit_code` (0 pass, 1 fail, 3 inconclusive). A decisive verdict
 is announced once, as `gate check` does: HTML report to S3 (GATE_REPORT_BUCKET; its presigned
@@ -55,16 +59,17 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 # The gate's modules load at init; statsmodels, scipy and the Datadog client do not: they load
 # when a fit (not with a cached reference) or a fetch first needs them, so a cold start that
 # only answers a retry or a bad event does not pay for them (bench/lambda_import.py).
-from gate.analysis import announce, current_moment, open_release
+from gate.analysis import Analysis, announce, current_moment, open_release
 from gate.cache import ReferenceCache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError
 from gate.lifecycle import LAMBDA
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
+from gate.rollout import RolloutError
 from gate.sources import DEMO_SOURCES, open_source
 from gate.store import SqliteStore, open_store
 from gate.verdict import EXIT_ERROR, parse_time, release_name
@@ -106,6 +111,15 @@ class EvaluateRequest(BaseModel):
     now: Moment | None = None
     examine_past: bool = Field(default=False, strict=True, description="Judge a deploy whose window is over.")
     build_url: str | None = Field(default=None, max_length=2000, description="Jenkins build, linked from Slack.")
+    rollout: bool = Field(default=False, strict=True, description="Step the policy's traffic (gate rollout).")
+    rollout_step: int | None = Field(default=None, ge=1, le=20, strict=True,
+                                     description="With rollout: set this step's weights (a step change).")
+
+    @model_validator(mode="after")
+    def _step_of_a_rollout(self) -> EvaluateRequest:
+        if self.rollout_step is not None and not self.rollout:
+            raise ValueError("rollout_step: only with \"rollout\": true (a step of the policy's traffic rollout)")
+        return self
 
 
 class BadRequest(Exception):
@@ -285,6 +299,8 @@ class Judgement(TypedDict):
     now: int
     examine_past: bool
     build_url: str | None
+    rollout: bool  # a look at the policy's traffic steps (gate rollout), not a check
+    rollout_step: int | None  # with rollout: set this step's weights (a step change)
 
 
 @tracer.capture_method
@@ -300,6 +316,8 @@ def judge(request: Judgement) -> dict:
                             requested=request["deployed_at"], canary=request["canary"],
                             baseline=request["baseline"], examine_past=request["examine_past"],
                             recorded_deploy=False, names=LAMBDA, clock=time.time, cache=cache)
+    if request["rollout"]:
+        return rollout(analysis, request)
     started = time.perf_counter()
     evaluation = analysis.evaluation(now)
     verdict = evaluation.verdict
@@ -314,6 +332,30 @@ def judge(request: Judgement) -> dict:
                       build_url=request["build_url"])
     if report:
         answer["report_url"] = report
+    return answer
+
+
+def rollout(analysis: Analysis, request: Judgement) -> dict:
+    """A traffic rollout (gate.rollout): one look at the current step (a fail sends the canary's
+    traffic back to 0 at once), or with `rollout_step` one step change, which judges nothing. The
+    answer's verdict is the rollout's (pass only after the last step), `rollout` says where it is."""
+    from gate.rollout import Rollout
+    from gate.traffic import forward_of
+
+    if analysis.policy.rollout is None:
+        raise PolicyError("rollout: the policy has no rollout section (listener_arn or rule_arn, "
+                          "canary_target_group, production_target_group, steps, step_lifetime)")
+    machine = Rollout(analysis, forward_of(analysis.policy), clock=time.time)
+    step = request["rollout_step"]
+    seen = machine.advance(step) if step is not None else machine.look(request["now"])
+    metrics.add_dimension(name="Outcome", value=f"rollout-{seen.status}")
+    metrics.add_metric(name="RolloutLooks", unit=MetricUnit.Count, value=1)
+    answer = {**seen.to_dict(), "interval_seconds": analysis.policy.interval}
+    if seen.status in ("complete", "rolled_back") and machine.evaluation is not None:
+        report = announce(machine.judged, machine.evaluation, report=bool(os.environ.get("GATE_REPORT_BUCKET")),
+                          build_url=request["build_url"])
+        if report:
+            answer["report_url"] = report
     return answer
 
 
@@ -355,7 +397,9 @@ def evaluate(request: EvaluateRequest, context: Any) -> dict:
     now = request.now if request.now is not None else current_moment(policy, time.time)
     question = Judgement(**{**request.model_dump(), "policy": policy, "now": now})
     table = os.environ.get("GATE_IDEMPOTENCY_TABLE")
-    if not table:
+    # A step change judges nothing and is idempotent by itself (a retry finds the step taken);
+    # under the key [release, now] it would be answered with the look of the same moment.
+    if not table or request.rollout_step is not None:
         return judge(question)
     wrapped, config = _idempotent_judge(table, os.environ.get("AWS_ENDPOINT_URL"))
     config.register_lambda_context(context)
@@ -394,7 +438,7 @@ def answer(event: Any, context: Any) -> dict:
         result = evaluate(request, context)
     except BadRequest as e:
         result = error(400, str(e), release)
-    except (PolicyError, ReleaseError) as e:  # the request contradicts itself or the store: final
+    except (PolicyError, ReleaseError, RolloutError) as e:  # the request contradicts itself, the store or the ALB: final
         result = error(400, redact(str(e), secrets), release)
     except IdempotencyAlreadyInProgressError:
         result = error(409, "an evaluation of this release at this moment is already in progress", release)

@@ -116,14 +116,15 @@ def test_the_sam_transform_yields_the_stack_jenkins_needs():
     assert not any(k in env for k in ("DD_API_KEY", "DD_APP_KEY", "SLACK_WEBHOOK_URL")), "keys stay in the secret"
 
     # Least privilege: the analyzer's own statements name their resources; only the CloudWatch
-    # reads (no resource-level permissions) use "*", and nothing may write to an ASG.
+    # and elbv2 reads (no resource-level permissions) use "*", and nothing may write to an ASG.
     role = resources["AnalyzerFunctionRole"]["Properties"]
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
     for s in statements:
         actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
         assert not any(a.endswith("*") for a in actions), s
         if s["Resource"] == "*":
-            assert set(actions) <= {"cloudwatch:GetMetricData", "cloudwatch:ListMetrics"}, s
+            assert set(actions) <= {"cloudwatch:GetMetricData", "cloudwatch:ListMetrics",
+                                    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules"}, s
         assert not any(a.startswith("autoscaling:") for a in actions)
     tables = {json.dumps(s["Resource"]) for s in statements if any(a.startswith("dynamodb:") for a in s["Action"])}
     assert tables == {json.dumps({"Fn::GetAtt": ["EvaluationsTable", "Arn"]}),
@@ -242,7 +243,8 @@ def test_the_stack_is_created_in_moto_cloudformation(moto_endpoint):  # noqa: F8
 
 ACCOUNT = "123456789012"
 STACK_PARAMETERS = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": ACCOUNT,
-                    "AsgNamePrefix": "canary-", "ProductionAsgName": "web-prod", "InstanceRolePath": "/app/"}
+                    "AsgNamePrefix": "canary-", "ProductionAsgName": "web-prod", "InstanceRolePath": "/app/",
+                    "RolloutLoadBalancerName": "web"}
 
 
 def jenkins_statements(parameters: dict = STACK_PARAMETERS) -> list[dict]:
@@ -421,10 +423,13 @@ class Loop:
             monkeypatch.setenv(key, value)
         monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
 
-    def run(self, execution_input: dict, max_errors: int = 2) -> dict:
+    def run(self, execution_input: dict, max_errors: int = 2, setup=None) -> dict:
+        """`setup()`: runs first inside the mocked account (resources the analyzer uses)."""
         from moto import mock_aws
 
         with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+            if setup is not None:
+                setup()
             role = boto3.client("iam").create_role(RoleName="loop", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
             states = boto3.client("stepfunctions")
             machine = states.create_state_machine(name="canary-gate-analyzer-loop", roleArn=role,

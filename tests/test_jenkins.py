@@ -108,6 +108,9 @@ def test_the_harness_covers_every_exit_code_a_missing_argument_and_the_override(
     # Promote waits for the instance refresh under its own timeout, outside the canary's 4 h.
     assert any(n.startswith("Jenkinsfile: promote has its own timeout") for n in passed)
     assert any(n.startswith("Jenkinsfile: promote --wait failing") for n in passed)
+    # Traffic steps: the cli step runs `gate rollout`, the function mode takes each step by an invocation.
+    assert any(n.startswith("step lambda function rollout: a passed step is followed") for n in passed)
+    assert any(n.startswith("Jenkinsfile: TRAFFIC_STEPS -> the gate steps the traffic") for n in passed)
 
 
 def test_the_step_with_the_real_gate_publishes_one_test_case_per_metric(harness, real_workspace):

@@ -59,7 +59,8 @@ def write_report(verdict: Verdict, window: Observations, expected: dict[str, Ban
         if store is not None:
             store.record_event(verdict.release, SNAPSHOT_EVENT,
                                {"evaluated_at": iso(verdict.evaluated_at), "verdict": verdict.verdict, **data})
-        document = render_report(verdict, window, expected, policy, canary=canary, baseline=baseline)
+        document = render_report(verdict, window, expected, policy, canary=canary, baseline=baseline,
+                                 traffic=_traffic(store, verdict.release))
         location = publish(document, verdict.release, out)
     except Exception as e:  # noqa: BLE001 - never let the explanation change the verdict
         message = str(e) if isinstance(e, GateError) else f"{type(e).__name__}: {e}"
@@ -100,4 +101,15 @@ def rebuild(store: Any, release: str) -> str:
         last = decisive[-1]
         matching = [s for s in snapshots if s.get("evaluated_at") == iso(last.evaluated_at)]
     policy, window, expected, groups = from_snapshot(matching[-1])
-    return render_report(last, window, expected, policy, canary=groups["canary"], baseline=groups["baseline"])
+    return render_report(last, window, expected, policy, canary=groups["canary"], baseline=groups["baseline"],
+                         traffic=_traffic(store, release))
+
+
+def _traffic(store: Any, release: str) -> list[dict]:
+    """The release's traffic steps for the strip; none when the store has none or cannot say
+    (a report is an explanation: the strip never keeps it from being written)."""
+    try:
+        return store.traffic(release) if store is not None and hasattr(store, "traffic") else []
+    except Exception as e:  # noqa: BLE001
+        log.warning("report: no traffic steps: %s", e)
+        return []

@@ -311,12 +311,15 @@ def _demo_banner(verdict: Verdict) -> str:
 
 
 def render_report(verdict: Verdict, window: Observations, expected: dict[str, Band] | None, policy: Policy,
-                  *, canary: str | None = None, baseline: str | None = None) -> str:
+                  *, canary: str | None = None, baseline: str | None = None, traffic: list[dict] | None = None) -> str:
     """The whole report as one HTML document.
 
     `window` is what the verdict was reached on (deploy to decision); `expected` maps a metric
-    to its seasonal (mean, low, high) arrays aligned with `window_grid(window)`, or None.
+    to its seasonal (mean, low, high) arrays aligned with `window_grid(window)`, or None;
+    `traffic` the release's traffic steps (`gate rollout`), drawn as a strip when there are any.
     """
+    from gate.report_steps import traffic_strip
+
     canary = canary or policy.canary.scope
     baseline = baseline if baseline is not None else (policy.baseline.scope if policy.baseline else None)
     deciding = {m.name for m in present.deciding_metrics(verdict)}
@@ -358,7 +361,7 @@ def render_report(verdict: Verdict, window: Observations, expected: dict[str, Ba
 <table>{"".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in summary_rows)}</table>
 {f'<ul class="notes">{notes}</ul>' if notes else ""}
 </section>
-{"".join(cards)}
+{traffic_strip(traffic or [], verdict.evaluated_at)}{"".join(cards)}
 <footer>canary-gate report · generated {_e(iso(time.time()))} · {"final" if verdict.final else "not final"} verdict</footer>
 </main></body></html>
 """

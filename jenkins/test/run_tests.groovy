@@ -501,6 +501,77 @@ test('Jenkinsfile: the roll back stage has its own timeout') {
 
 // -- the step running the real gate ---------------------------------------------------------------
 
+// -- traffic steps (rollout: true) ----------------------------------------------------------------
+
+test('step cli rollout: runs gate rollout --watch --json, the JSON answer becomes JUnit') {
+    Harness h = harness()
+    h.onSh = { String script, Map a ->
+        if (script.contains(' rollout ')) {
+            h.step_writeFile(file: 'canary-gate/web-1.2.3.json', text: JsonOutput.toJson(VERDICT + [verdict: 'pass']))
+            return [status: 0]
+        }
+        return python ? h.realSh(script) : [status: 0]
+    }
+    assert h.runStep(ARGS + [rollout: true, canary: 'version:1.2.3', deployedAt: '2024-05-01T10:00:00Z']) == 'pass'
+    assert h.commands[1] == "gate rollout --policy 'deploy/canary.yaml' --canary 'version:1.2.3' " +
+        "--deployed-at '2024-05-01T10:00:00Z' --watch --json -- 'web-1.2.3' > 'canary-gate/web-1.2.3.json'"
+    assert h.ran("-m gate.junit --output 'canary-gate/web-1.2.3.xml' --release='web-1.2.3' -- 'canary-gate/web-1.2.3.json'")
+}
+
+test('step rollout: bad arguments are refused with a clear message, nothing runs') {
+    Harness h = harness()
+    assert failure { h.runStep(ARGS + [rollout: 'yes']) } == "canaryGate: 'rollout' must be true or false, got 'yes'"
+    assert failure { h.runStep(ARGS + [rollout: true, lifetime: '2h']) }.contains("do not go with 'rollout'")
+    assert h.commands.isEmpty()
+}
+
+// A rollout look's answer (gate.rollout.Look.to_dict): inconclusive while steps remain.
+def look = { String status, Integer step, Integer next, String verdict = 'inconclusive' ->
+    VERDICT + [verdict: verdict, final: verdict != 'inconclusive', exit_code: [pass: 0, fail: 1, inconclusive: 3][verdict],
+               rollout: [status: status, step: step, of: 3, next_step: next]]
+}
+
+test('step lambda function rollout: a passed step is followed by one invocation that moves to the next') {
+    Harness h = harness()
+    List events = []
+    def answers = lambdaAnswers(h, [look('ready', 0, 1), look('started', 1, null), look('passed', 1, 2),
+                                    look('advanced', 2, null), look('rolled_back', 0, null, 'fail')])
+    h.onSh = { String script, Map a ->
+        if (script.contains(' lambda invoke ')) {
+            String file = (script =~ /fileb:\/\/'([^']+)'/)[0][1]
+            events << new JsonSlurperClassic().parseText(h.file(file).text)
+        }
+        return answers(script, a)
+    }
+    assert h.runStep(LAMBDA + [rollout: true]) == 'fail'
+    Map bare = [release: 'web-1.2.3', policy: 's3://bucket/web.yaml', canary: 'version:1.2.3', rollout: true]
+    assert events == [bare, bare + [rollout_step: 1], bare, bare + [rollout_step: 2], bare]
+    assert h.calls.count { it.step == 'sleep' } == 2  // after each step taken
+    assert h.logText().contains('canaryGate: traffic step 2 taken')
+}
+
+test('step lambda function rollout: a refused step change is could-not-judge') {
+    Harness h = harness()
+    h.onSh = lambdaAnswers(h, [look('passed', 1, 2), [release: 'web-1.2.3', verdict: 'error', exit_code: 4,
+                                                     error: 'the weights were changed by someone else']])
+    assert h.runStep(LAMBDA + [rollout: true]) == 'error'
+}
+
+test('Jenkinsfile: TRAFFIC_STEPS -> the gate steps the traffic (gate rollout), a pass promotes') {
+    Harness h = harness()
+    h.params.putAll([RELEASE: 'web-1.2.3', TRAFFIC_STEPS: true])
+    h.onSh = { String script, Map a ->
+        if (script.contains(' rollout ')) {
+            h.step_writeFile(file: 'canary-gate/web-1.2.3.json', text: JsonOutput.toJson(VERDICT + [verdict: 'pass']))
+            return [status: 0]
+        }
+        return gateExits(h, 0)(script, a)
+    }
+    assert h.runJenkinsfile() == 'SUCCESS'
+    assert h.ran("gate rollout --policy 'deploy/canary-policy.yaml' --canary 'version:web-1.2.3'")
+    assert !h.ran('gate check') && h.ran('gate promote')
+}
+
 if (System.getenv('GATE_BIN')) {
     test('step cli with the real gate: the verdict, the JSON and the JUnit report agree') {
         Harness h = new Harness(jenkinsDir, new File(System.getenv('GATE_REAL_WORKSPACE')))

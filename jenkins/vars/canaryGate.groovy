@@ -25,6 +25,10 @@
 //                       canary); the gate refuses such a deploy otherwise.
 //   allowDemo           true: a pass from a demo source (replay, simulate) stays a pass; by
 //                       default it is an error (it judged no metric of this release).
+//   rollout             true: shift the ALB's traffic to the canary in the policy's `rollout` steps,
+//                       each judged (`gate rollout --watch`; in lambda mode "rollout": true, and
+//                       a function is invoked once more with "rollout_step" to move to a step).
+//                       'pass' once the last step passed; a failed step has sent the traffic back.
 //   gate, store         cli mode: the gate command (default 'gate'), its --store file.
 //   function            lambda mode: the analyzer function, invoked once per `pollSeconds`.
 //   stateMachine        lambda mode: the state machine ARN running the whole canary instead.
@@ -50,7 +54,10 @@ def call(Map args = [:]) {
         code = sh(returnStatus: true, script: cliCommand(opts, jsonFile, junitFile)) as int
     } else {
         code = opts.stateMachine ? runStateMachine(opts, base, jsonFile) : runFunction(opts, base, jsonFile)
-        // The Lambda answers JSON only: the same module as `gate check --junit` turns it into JUnit.
+    }
+    if (opts.mode != 'cli' || opts.rollout) {
+        // The Lambda and `gate rollout` answer JSON only: the same module as `gate check --junit`
+        // turns it into JUnit.
         int written = sh(returnStatus: true, script: "${opts.python} -m gate.junit --output ${q(junitFile)} " +
                                                      "--release=${q(opts.release)} -- ${q(jsonFile)}") as int
         if (written != 0 && !fileExists(junitFile)) {
@@ -86,7 +93,7 @@ private Map verdicts() {
 private void validate(Map args, Map opts) {
     List known = ['release', 'policy', 'canary', 'baseline', 'mode', 'interval', 'lifetime', 'deployedAt',
                   'examinePast', 'allowDemo', 'gate', 'store', 'function', 'stateMachine', 'region', 'pollSeconds',
-                  'python', 'outputDir']
+                  'python', 'outputDir', 'rollout']
     for (Object name : args.keySet()) {
         if (!known.contains(name)) {
             error("canaryGate: unknown argument '${name}' (known: ${known.join(', ')})")
@@ -99,6 +106,13 @@ private void validate(Map args, Map opts) {
     }
     if (args.containsKey('examinePast') && !(args.examinePast instanceof Boolean)) {
         error("canaryGate: 'examinePast' must be true or false, got '${args.examinePast}'")
+    }
+    if (args.containsKey('rollout') && !(args.rollout instanceof Boolean)) {
+        error("canaryGate: 'rollout' must be true or false, got '${args.rollout}'")
+    }
+    if (opts.rollout && (opts.interval || opts.lifetime || opts.examinePast)) {
+        error("canaryGate: 'interval', 'lifetime' and 'examinePast' do not go with 'rollout': " +
+              "its steps are the policy's")
     }
     if (opts.mode == 'lambda') {
         if (!opts.function == !opts.stateMachine) {
@@ -119,7 +133,7 @@ private void validate(Map args, Map opts) {
 // The release comes last, after `--`: a release named `--help` is then a release (which the gate
 // refuses), never an option (help printed, exit 0: a pass).
 private String cliCommand(Map opts, String jsonFile, String junitFile) {
-    List<String> words = [opts.gate as String, 'check', '--policy', q(opts.policy)]
+    List<String> words = [opts.gate as String, opts.rollout ? 'rollout' : 'check', '--policy', q(opts.policy)]
     Map options = ['--canary': opts.canary, '--baseline': opts.baseline, '--interval': opts.interval,
                    '--lifetime': opts.lifetime, '--deployed-at': opts.deployedAt, '--store': opts.store]
     for (Map.Entry option : options.entrySet()) {
@@ -130,7 +144,11 @@ private String cliCommand(Map opts, String jsonFile, String junitFile) {
     if (opts.examinePast) {
         words << '--examine-past'
     }
-    words << '--watch' << '--json' << '--junit' << q(junitFile) << '--' << q(opts.release)
+    words << '--watch' << '--json'
+    if (!opts.rollout) {  // `gate rollout` answers JSON only: the step turns it into JUnit as for the Lambda
+        words << '--junit' << q(junitFile)
+    }
+    words << '--' << q(opts.release)
     return words.join(' ') + " > ${q(jsonFile)}"
 }
 
@@ -148,6 +166,9 @@ private String event(Map opts) {
     if (opts.examinePast) {
         event.examine_past = true
     }
+    if (opts.rollout) {
+        event.rollout = true
+    }
     return JsonOutput.toJson(event)
 }
 
@@ -155,35 +176,53 @@ private String aws(Map opts) {
     return 'aws' + (opts.region ? " --region ${q(opts.region)}" : '')
 }
 
-// One evaluation per invocation, every pollSeconds, until the answer is decisive or final.
+// One evaluation per invocation, every pollSeconds, until the answer is decisive or final. In a
+// rollout, an answer naming the next step is followed by one invocation that moves to it.
 private int runFunction(Map opts, String base, String jsonFile) {
     String eventFile = "${base}-event.json"
-    String invokeFile = "${base}-invoke.json"
     writeFile(file: eventFile, text: event(opts))
     while (true) {
-        // Read timeout at Lambda's own 15 minutes: the CLI's default (60 s) would retry, i.e.
-        // judge twice, a long evaluation. JSON whatever the agent's configured output (with
-        // text, FunctionError would not be read and a crashed function not noticed).
-        int status = sh(returnStatus: true, script: "${aws(opts)} lambda invoke --output json --cli-read-timeout 900 " +
-                        "--function-name ${q(opts.function)} --payload fileb://${q(eventFile)} " +
-                        "${q(jsonFile)} > ${q(invokeFile)}") as int
-        if (status != 0) {
-            echo "canaryGate: aws lambda invoke failed (exit code ${status})"
-            return 4
-        }
-        Map invoked = parseJson(readFile(invokeFile))
-        if (invoked.FunctionError) {
-            echo "canaryGate: the function failed (${invoked.FunctionError}): see ${jsonFile}"
-            return 4
-        }
-        Map answer = parseJson(readFile(jsonFile))
+        Map answer = invoke(opts, base, eventFile, jsonFile)
         int code = exitCode(answer)
         if (code != 3 || answer.final == true) {
             return code
         }
-        echo "canaryGate: inconclusive, next evaluation in ${opts.pollSeconds} s: ${answer.reason}"
+        Object next = answer.rollout instanceof Map ? answer.rollout.next_step : null
+        if (opts.rollout && next instanceof Number) {
+            String stepFile = "${base}-step.json"
+            writeFile(file: stepFile, text: JsonOutput.toJson(parseJson(event(opts)) + [rollout_step: next]))
+            Map stepped = invoke(opts, base, stepFile, jsonFile)
+            if (exitCode(stepped) == 4) {
+                return 4
+            }
+            echo "canaryGate: traffic step ${next} taken: ${stepped.reason}"
+        } else {
+            echo "canaryGate: inconclusive, next evaluation in ${opts.pollSeconds} s: ${answer.reason}"
+        }
         sleep(time: opts.pollSeconds as int, unit: 'SECONDS')
     }
+}
+
+// One invocation with the event in `eventFile`; its answer (in jsonFile), or an empty Map (could
+// not judge) when the CLI or the function failed.
+private Map invoke(Map opts, String base, String eventFile, String jsonFile) {
+    String invokeFile = "${base}-invoke.json"
+    // Read timeout at Lambda's own 15 minutes: the CLI's default (60 s) would retry, i.e.
+    // judge twice, a long evaluation. JSON whatever the agent's configured output (with
+    // text, FunctionError would not be read and a crashed function not noticed).
+    int status = sh(returnStatus: true, script: "${aws(opts)} lambda invoke --output json --cli-read-timeout 900 " +
+                    "--function-name ${q(opts.function)} --payload fileb://${q(eventFile)} " +
+                    "${q(jsonFile)} > ${q(invokeFile)}") as int
+    if (status != 0) {
+        echo "canaryGate: aws lambda invoke failed (exit code ${status})"
+        return [:]
+    }
+    Map invoked = parseJson(readFile(invokeFile))
+    if (invoked.FunctionError) {
+        echo "canaryGate: the function failed (${invoked.FunctionError}): see ${jsonFile}"
+        return [:]
+    }
+    return parseJson(readFile(jsonFile))
 }
 
 // The state machine runs the whole canary (evaluate, wait the policy's interval, repeat); its input

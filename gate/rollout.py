@@ -1,0 +1,384 @@
+"""`gate rollout`: traffic steps on an ALB, each judged by the same judge as `gate check`.
+
+A step raises the canary's share of one weighted forward action (gate.traffic) to the next
+percentage of `rollout.steps` and judges the canary from that moment on, as a canary of its own
+whose lifetime is `rollout.step_lifetime` (the window restarts at each step; the reference, the
+seasonal model of the history before the deploy, stays the deploy's). A pass moves to the next
+step; a pass at the last step ends the rollout (exit 0: the pipeline promotes); a fail at any step
+sends the canary's share back to 0 at once (exit 1).
+
+Every weight change is recorded in the store (`record_traffic`) *after* the load balancer took
+it, with the step and the verdict that allowed it. All the state is there and on the listener:
+each look starts by reconciling the two (`Rollout.position`), so a run can stop anywhere and the
+next one resumes at the recorded step. A crash between "weights set" and "recorded" leaves the
+listener one change ahead of the store, which the next look recognises (the weights of the next
+step after a recorded pass of this one, or the canary at 0 after a recorded fail) and records.
+Any other difference is someone else's change: the rollout stops (RolloutError, exit 4), never
+passes.
+
+One look (`look`) judges; moving to the next step (`advance`) is a separate call, so that the
+Step Functions loop makes it an explicit state; `tick` is both, for the command line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gate.analysis import Analysis, Evaluation
+from gate.errors import GateError
+from gate.traffic import Forward, Weights, describe_split, same_split, step_weights
+from gate.verdict import EXIT_CODES, Verdict, iso
+
+Status = Literal["ready", "started", "judging", "advanced", "passed", "complete", "rolled_back", "undecided"]
+OUT = 0  # the step number of "the canary gets no traffic" (before a rollout, after a rollback)
+
+
+class RolloutError(GateError):
+    """The rollout cannot go on as recorded: the load balancer's weights were changed by someone
+    else, or a step was asked for that the store does not allow. Could not judge (exit 4)."""
+
+
+class KnownReference:
+    """A reference cache that always answers the deploy's reference: a step's Analysis judges its
+    own window against the model learned once for the release, never relearns it."""
+
+    def __init__(self, reference: Any):
+        self.reference = reference
+
+    def key(self, *parts: Any) -> str:
+        return "deploy"
+
+    def load(self, key: str) -> Any:
+        return self.reference
+
+    def save(self, key: str, reference: Any) -> None:
+        return None
+
+
+@dataclass
+class Position:
+    """Where the rollout stands, as the store and the listener agree."""
+
+    change: dict | None  # the last traffic change of this deploy; None: not started
+    outcome: dict | None  # the decisive (or final) evaluation of the current step, from the store
+
+    @property
+    def step(self) -> int:
+        return self.change["step"] if self.change else OUT
+
+    @property
+    def started(self) -> bool:
+        return self.change is not None
+
+
+@dataclass
+class Look:
+    """What one look at the rollout found and did."""
+
+    release: str
+    status: Status
+    step: int  # the step the canary is at after this look (0: no traffic)
+    steps: list[int]
+    percent: int
+    verdict: Verdict | None = None  # the step's verdict judged by this look
+    recorded: dict | None = None  # the step's deciding evaluation, read from the store
+    next_step: int | None = None  # a passed step's successor, for `advance`
+    notes: list[str] = field(default_factory=list)
+    at: int | None = None  # the moment of the look
+    deployed_at: int | None = None  # the release's deploy
+
+    @property
+    def outcome(self) -> str:
+        """The rollout's verdict: pass only once the last step passed; fail once rolled back;
+        undecided (inconclusive) while steps remain."""
+        if self.status == "complete":
+            return "pass"
+        if self.status == "rolled_back":
+            return "fail"
+        return "inconclusive"
+
+    @property
+    def final(self) -> bool:
+        return self.status in ("complete", "rolled_back", "undecided")
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
+
+    def summary(self) -> str:
+        of = len(self.steps)
+        where = f"step {self.step} of {of} ({self.percent}%)" if self.step else "canary at 0%"
+        said = {"ready": "not started: step 1 next",
+                "started": f"started: {where}",
+                "judging": f"{where}: judging",
+                "advanced": f"advanced to {where}",
+                "passed": f"{where} passed: step {self.next_step} ({self.steps[(self.next_step or 1) - 1]}%) next",
+                "complete": f"complete: every step passed, the canary takes {self.percent}%",
+                "rolled_back": "rolled back: the canary's traffic is 0",
+                "undecided": f"{where}: undecided at the end of the step"}[self.status]
+        return said
+
+    def to_dict(self) -> dict:
+        """`gate check --json`'s verdict with the rollout's outcome as `verdict` (a step's pass is
+        not the release's: a client that reads only `verdict` or `exit_code` never promotes a
+        half-done rollout) and the step's own in `rollout.step_verdict`."""
+        base = self.verdict.to_dict() if self.verdict is not None else {
+            "release": self.release, "deployed_at": iso(self.deployed_at) if self.deployed_at is not None else None,
+            "evaluated_at": iso(self.at) if self.at is not None else None, "metrics": [], "notes": []}
+        step_verdict = self.verdict.verdict if self.verdict is not None else (self.recorded or {}).get("verdict")
+        reason = base.get("reason") or (self.recorded or {}).get("reason") or ""
+        return {**base, "verdict": self.outcome, "exit_code": self.exit_code, "final": self.final,
+                "reason": f"rollout {self.summary()}" + (f". {reason}" if reason else ""),
+                "rollout": {"status": self.status, "step": self.step, "of": len(self.steps), "percent": self.percent,
+                            "steps": list(self.steps), "step_verdict": step_verdict, "next_step": self.next_step,
+                            "notes": list(self.notes)}}
+
+
+class Rollout:
+    """The step machine of one release. `release` is the release's Analysis (its policy with a
+    `rollout` section, its source, store and deploy time); `forward` the listener's action."""
+
+    def __init__(self, release: Analysis, forward: Forward, *, clock: Callable[[], float] = time.time,
+                 dry_run: bool = False):
+        if release.policy.rollout is None:
+            raise RolloutError(f"policy {release.policy.name!r} has no rollout section: nothing to step")
+        if release.store is None:
+            raise RolloutError("a rollout needs the store: it records every traffic change")
+        self.release = release
+        self.spec = release.policy.rollout
+        self.step_policy = release.policy.step_policy()
+        self.forward = forward
+        self.store = release.store
+        self.clock = clock
+        self.dry_run = dry_run
+        self.judged: Analysis | None = None  # the step's analysis of the last verdict judged (its report)
+        self.evaluation: Evaluation | None = None  # what it judged then (the report draws it)
+
+    @property
+    def name(self) -> str:
+        return self.release.release
+
+    def percent(self, step: int) -> int:
+        return self.spec.steps[step - 1] if step else 0
+
+    def weights(self, step: int) -> Weights:
+        return step_weights(self.spec, self.percent(step))
+
+    # -- the state, reconciled --------------------------------------------------------------
+
+    def changes(self) -> list[dict]:
+        """This deploy's traffic changes (a re-deploy of the release starts a new rollout)."""
+        return [c for c in self.store.traffic(self.name) if c.get("set_at", 0) >= self.release.deployed_at]
+
+    def step_outcome(self, change: dict | None) -> dict | None:
+        """The evaluation that decided the step `change` started (pass, fail, or a final
+        inconclusive), from the store: evaluations after the change, within the step's lifetime."""
+        if change is None or change["step"] == OUT:
+            return None
+        start, end = change["set_at"], change["set_at"] + self.spec.step_lifetime
+        for e in self.store.evaluations(self.name):
+            if start < e["evaluated_at"] <= end and (e["verdict"] in ("pass", "fail") or e["final"]):
+                return {"verdict": e["verdict"], "evaluated_at": e["evaluated_at"], "reason": e["reason"],
+                        "final": e["final"]}
+        return None
+
+    def position(self) -> Position:
+        """The store's last change, checked against the listener: a crash after a change reached
+        the listener and before it was recorded is recognised and recorded; any other difference
+        is someone else's change (RolloutError)."""
+        changes = self.changes()
+        change = changes[-1] if changes else None
+        outcome = self.step_outcome(change)
+        if change is None or change["step"] == OUT or self._complete(change, outcome):
+            return Position(change, outcome)  # not started, or over: the listener is no longer the rollout's
+        found = self.forward.weights()
+        if same_split(change["weights"], found):
+            return Position(change, outcome)
+        for step in self._next_steps(change, outcome):
+            if same_split(self.weights(step), found):
+                recovered = self._record(step, outcome, before=change["weights"], recovered=True,
+                                         set_at=max(change["set_at"] + 1, int((outcome or {}).get("evaluated_at", 0))))
+                return Position(recovered, None)
+        raise RolloutError(
+            f"rollout of {self.name!r}: the weights of {self.spec.forward_arn} were changed by someone else: "
+            f"{describe_split(self.spec, found)}, where this rollout set {describe_split(self.spec, change['weights'])} "
+            f"(step {change['step']}, {iso(change['set_at'])}). The rollout stops: find out who changed them, then "
+            "`gate rollback` (or set them back and run again)")
+
+    def _complete(self, change: dict, outcome: dict | None) -> bool:
+        return change["step"] == len(self.spec.steps) and (outcome or {}).get("verdict") == "pass"
+
+    def _next_steps(self, change: dict, outcome: dict | None) -> list[int]:
+        """The changes this rollout would have made after `change`, given the step's outcome."""
+        verdict = (outcome or {}).get("verdict")
+        if verdict == "fail":
+            return [OUT]
+        if verdict == "pass" and change["step"] < len(self.spec.steps):
+            return [change["step"] + 1]
+        return []
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def _record(self, step: int, allowed_by: dict | None, *, before: Weights, recovered: bool = False,
+                set_at: int | None = None, by: str = "rollout") -> dict:
+        change = {"step": step, "percent": self.percent(step), "steps": list(self.spec.steps),
+                  "weights": self.weights(step), "before": before,
+                  "set_at": int(set_at if set_at is not None else self.clock()), "by": by,
+                  "allowed_by": allowed_by or {"verdict": "start", "reason": "the rollout starts"},
+                  "forward": self.spec.forward_arn}
+        if recovered:
+            change["recovered"] = True  # the listener had it; a crash kept it from the store
+        self.store.record_traffic(self.name, change)
+        return change
+
+    def _set(self, step: int, allowed_by: dict | None, before: Weights) -> dict | None:
+        """Set the weights of `step`, then record the change (after the listener took it)."""
+        if self.dry_run:
+            return None
+        self.forward.set(self.weights(step))
+        return self._record(step, allowed_by, before=before)
+
+    def _look(self, status: Status, step: int, **kwargs: Any) -> Look:
+        return Look(self.name, status, step, list(self.spec.steps), self.percent(step),
+                    at=int(self.clock()), deployed_at=self.release.deployed_at, **kwargs)
+
+    def advance(self, step: int) -> Look:
+        """Move to `step` (1: start), if the store allows it: the rollout is not started (step 1),
+        or the current step passed (its successor). Asking again for the step already taken
+        changes nothing (a retried call)."""
+        at = self.position()
+        if at.step == step and at.started:
+            return self._look("advanced", step, recorded=at.outcome, notes=["already at this step"])
+        allowed = (not at.started and step == 1) or (at.step + 1 == step and (at.outcome or {}).get("verdict") == "pass")
+        if not allowed or not 1 <= step <= len(self.spec.steps):
+            held = ("over (the canary's traffic was sent back to production)" if at.started and at.step == OUT
+                    else f"at step {at.step}" + (f" ({at.outcome['verdict']})" if at.outcome else ", undecided"))
+            raise RolloutError(f"rollout of {self.name!r}: step {step} is not allowed now: the rollout is {held}; "
+                               "only a passed step moves to the next one")
+        before = self.forward.weights() if not at.started else at.change["weights"]
+        self._set(step, at.outcome, before)
+        return self._look("started" if step == 1 else "advanced", step, recorded=at.outcome,
+                          notes=["dry run: nothing changed"] if self.dry_run else [])
+
+    def roll_back(self, allowed_by: dict) -> dict | None:
+        """The canary's share to 0 at once (and the baseline's), production to 100."""
+        before = self.forward.weights()
+        return self._set(OUT, allowed_by, before)
+
+    # -- judging ---------------------------------------------------------------------------
+
+    def step_analysis(self, change: dict) -> Analysis:
+        """The step judged as a canary of its own: its window from the change, its lifetime
+        step_lifetime, the deploy's reference."""
+        r = self.release
+        return Analysis(self.step_policy, r.source, r.release, change["set_at"], canary=r.canary,
+                        baseline=r.baseline, store=None if self.dry_run else r.store, judge=r.judge,
+                        cache=KnownReference(r.reference()))
+
+    def look(self, now: int) -> Look:
+        """Judge the current step at `now`; a fail sends the canary's share to 0 at once. Starts
+        nothing and advances nothing (`advance`): a passed step answers its successor."""
+        at = self.position()
+        if not at.started:
+            return self._look("ready", OUT, next_step=1)
+        if at.change.get("by") == "promote":
+            return self._look("complete", at.step, notes=["promoted"])
+        if at.step == OUT:
+            return self._look("rolled_back", OUT, recorded=at.change.get("allowed_by"))
+        verdict = None
+        outcome = at.outcome
+        if outcome is None and int(now) > at.change["set_at"]:
+            self.judged = self.step_analysis(at.change)
+            self.evaluation = self.judged.evaluation(now)
+            verdict = self.evaluation.verdict
+            if verdict.decisive or verdict.final:
+                outcome = {"verdict": verdict.verdict, "evaluated_at": verdict.evaluated_at,
+                           "reason": verdict.reason, "final": verdict.final}
+        return self._after(at, outcome, verdict)
+
+    def _after(self, at: Position, outcome: dict | None, verdict: Verdict | None) -> Look:
+        step = at.step
+        decided = (outcome or {}).get("verdict")
+        if decided == "fail":
+            self.roll_back(outcome)
+            return self._look("rolled_back", OUT, verdict=verdict, recorded=outcome,
+                              notes=["dry run: the weights were left as they are"] if self.dry_run else [])
+        if decided == "pass" and step == len(self.spec.steps):
+            return self._look("complete", step, verdict=verdict, recorded=outcome)
+        if decided == "pass":
+            return self._look("passed", step, verdict=verdict, recorded=outcome, next_step=step + 1)
+        if outcome is not None:  # a final inconclusive (on_undecided: inconclusive): hold, a person decides
+            return self._look("undecided", step, verdict=verdict, recorded=outcome)
+        return self._look("judging", step, verdict=verdict)
+
+    def tick(self, now: int) -> Look:
+        """One look, then the next step if it allows one: the command line's unit of work."""
+        seen = self.look(now)
+        if seen.next_step is None:
+            return seen
+        moved = self.advance(seen.next_step)
+        moved.verdict, moved.recorded = seen.verdict, seen.recorded
+        return moved
+
+
+def rollback_traffic(policy: Any, release: str, store: Any, *, by: str = "rollback") -> list:
+    """`gate rollback` / `gate promote` of a policy with a rollout: the step (gate.actions.Step)
+    that sends the canary's (and the baseline's) traffic back to production, recorded in the
+    store; no step when the listener already sends them nothing."""
+    from gate.actions import Step
+    from gate.traffic import forward_of
+
+    spec = policy.rollout
+    forward = forward_of(policy)
+    found = forward.weights()
+    target = step_weights(spec, 0)
+    if same_split(target, found):
+        return []
+    detail = {"before": describe_split(spec, found), "after": describe_split(spec, target)}
+
+    def apply() -> None:
+        forward.set(target)
+        if store is not None:
+            store.record_traffic(release, {"step": OUT, "percent": 0, "steps": list(spec.steps), "weights": target,
+                                           "before": found, "set_at": int(time.time()), "by": by,
+                                           "allowed_by": {"verdict": by, "reason": f"gate {by}"},
+                                           "forward": spec.forward_arn})
+
+    return [Step(spec.forward_arn.split(":")[-1], f"send the canary's traffic back to production "
+                 f"({detail['before']} -> {detail['after']})", detail, apply)]
+
+
+def watch(machine: Rollout, wait: Callable[[int], None], on_look: Callable[[Look], None] | None = None) -> Look:
+    """Look (and advance) every interval until the rollout is over: complete, rolled back, or
+    undecided at the end of a step. `wait(t)` sleeps until the moment t."""
+    interval = machine.step_policy.interval
+    while True:
+        now = int(machine.clock())
+        seen = machine.tick(now)
+        if on_look is not None:
+            on_look(seen)
+        if seen.final or machine.dry_run:
+            return seen
+        wait(now + interval)
+
+
+def history_rows(changes: list[dict]) -> list[tuple[Any, str, str]]:
+    """`gate history`'s rows for traffic changes: (moment, what, why), escaped for rich."""
+    from rich.markup import escape
+
+    rows = []
+    for c in changes:
+        step, percent = c.get("step"), c.get("percent")
+        what = f"traffic {percent}%" + (f" (step {step} of {len(c.get('steps') or [])})" if step else "")
+        allowed = c.get("allowed_by") or {}
+        why = {"start": "the rollout starts", "pass": "the step before passed", "fail": "the step failed: rolled back",
+               "rollback": "gate rollback", "promote": "gate promote"}.get(allowed.get("verdict"), str(allowed.get("verdict")))
+        if allowed.get("verdict") in ("pass", "fail") and allowed.get("evaluated_at") is not None:
+            why += f" (verdict at {iso(int(allowed['evaluated_at']))})"
+        if c.get("recovered"):
+            why += "; recorded after a restart (the listener had it)"
+        rows.append((c.get("set_at"), escape(what), escape(why)))
+    return rows

@@ -1,0 +1,150 @@
+"""The canary's share of an Application Load Balancer's traffic: one weighted forward action.
+
+The forward action of a listener (its default action) or of a listener rule sends each of its
+target groups a weight. A rollout names the canary's, production's and optionally the baseline's
+target group; at a step of `p` percent the canary (and the baseline) get `p` and production the
+rest, out of 100. Everything else in the action (other actions, stickiness) is left as it is.
+
+Reads and writes go through boto3 `elbv2` (`describe_listeners`/`describe_rules`,
+`modify_listener`/`modify_rule`), with one-line errors. There is no conditional write on an ALB:
+the rollout reads the weights before every change and compares them with what it last set.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from gate.actions import ActionError, _fail
+from gate.policy import Rollout
+
+Weights = dict[str, int]  # target group ARN -> weight
+
+
+def step_weights(rollout: Rollout, percent: int) -> Weights:
+    """The weights that give the canary (and the baseline, if named) `percent` of the traffic."""
+    weights = {rollout.canary_target_group: percent}
+    if rollout.baseline_target_group:
+        weights[rollout.baseline_target_group] = percent
+    weights[rollout.production_target_group] = 100 - sum(weights.values())
+    return weights
+
+
+def canary_share(rollout: Rollout, weights: Weights) -> float:
+    """The canary's percentage of the traffic under `weights` (0 when nothing is weighted)."""
+    total = sum(weights.values())
+    return 100.0 * weights.get(rollout.canary_target_group, 0) / total if total else 0.0
+
+
+def same_split(expected: Weights, found: Weights) -> bool:
+    """Whether the action sends the traffic as `expected` says: the named groups at their weights,
+    and no other group with any weight."""
+    return all(found.get(arn, 0) == w for arn, w in expected.items()) and \
+        all(w == 0 for arn, w in found.items() if arn not in expected)
+
+
+def describe_split(rollout: Rollout, weights: Weights) -> str:
+    """`canary 25, baseline 25, production 50` (and any other group by its name), for people."""
+    names = {rollout.canary_target_group: "canary"}
+    if rollout.baseline_target_group:
+        names[rollout.baseline_target_group] = "baseline"
+    names[rollout.production_target_group] = "production"
+    parts = [f"{names[arn]} {weights.get(arn, 0)}" for arn in names]
+    parts += [f"{_short(arn)} {w}" for arn, w in weights.items() if arn not in names and w]
+    return ", ".join(parts)
+
+
+def _short(arn: str) -> str:
+    return arn.split(":")[-1]
+
+
+class Forward:
+    """The weighted forward action the rollout steers, read and written whole."""
+
+    def __init__(self, elbv2: Any, rollout: Rollout):
+        self.elbv2 = elbv2
+        self.rollout = rollout
+        self.is_rule = rollout.rule_arn is not None
+
+    def _call(self, operation: str, **kwargs) -> dict:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.elbv2, operation)(**kwargs)
+        except (ClientError, BotoCoreError) as e:
+            raise _fail(operation, e) from None
+
+    def _actions(self) -> list[dict]:
+        arn = self.rollout.forward_arn
+        if self.is_rule:
+            rules = self._call("describe_rules", RuleArns=[arn]).get("Rules", [])
+            return rules[0]["Actions"] if rules else []
+        listeners = self._call("describe_listeners", ListenerArns=[arn]).get("Listeners", [])
+        return listeners[0]["DefaultActions"] if listeners else []
+
+    def _forward(self, actions: list[dict]) -> dict:
+        forwards = [a for a in actions if a.get("Type") == "forward"]
+        where = f"{'rule' if self.is_rule else 'listener'} {self.rollout.forward_arn}"
+        if len(forwards) != 1:
+            raise ActionError(f"rollout: {where} has {len(forwards)} forward actions; the rollout steers exactly one "
+                              "(a weighted forward to the canary and production target groups)")
+        return forwards[0]
+
+    @staticmethod
+    def _groups(forward: dict) -> Weights:
+        config = forward.get("ForwardConfig") or {}
+        groups = config.get("TargetGroups") or []
+        if groups:
+            return {g["TargetGroupArn"]: int(g.get("Weight", 1)) for g in groups}
+        return {forward["TargetGroupArn"]: 1} if forward.get("TargetGroupArn") else {}
+
+    def weights(self) -> Weights:
+        """The weights the action gives its target groups now; an ActionError if the action does
+        not hold the canary and production target groups."""
+        found = self._groups(self._forward(self._actions()))
+        named = {"canary_target_group": self.rollout.canary_target_group,
+                 "production_target_group": self.rollout.production_target_group,
+                 "baseline_target_group": self.rollout.baseline_target_group}
+        missing = [field for field, arn in named.items() if arn and arn not in found]
+        if missing:
+            raise ActionError(f"rollout: the forward action of {self.rollout.forward_arn} does not hold "
+                              f"{', '.join('rollout.' + m for m in missing)} (it forwards to "
+                              f"{', '.join(map(_short, found)) or 'nothing'}): put the target groups in one weighted "
+                              "forward action (docs/cloudwatch.md)")
+        return found
+
+    def set(self, weights: Weights) -> None:
+        """Give the named target groups these weights (any other group of the action: 0)."""
+        actions = copy.deepcopy(self._actions())
+        forward = self._forward(actions)
+        current = self._groups(forward)
+        config = forward.setdefault("ForwardConfig", {})
+        config["TargetGroups"] = [{"TargetGroupArn": arn, "Weight": weights.get(arn, 0)}
+                                  for arn in dict.fromkeys([*current, *weights])]
+        forward.pop("TargetGroupArn", None)  # a weighted forward names its groups in ForwardConfig only
+        actions = [_writable(a) for a in actions]
+        if self.is_rule:
+            self._call("modify_rule", RuleArn=self.rollout.rule_arn, Actions=actions)
+        else:
+            self._call("modify_listener", ListenerArn=self.rollout.listener_arn, DefaultActions=actions)
+
+
+def _writable(action: dict) -> dict:
+    """An action as describe returns it, as modify takes it (describe adds nothing modify refuses,
+    but an empty stickiness block is better left out)."""
+    config = action.get("ForwardConfig")
+    if config and config.get("TargetGroupStickinessConfig") == {}:
+        config.pop("TargetGroupStickinessConfig")
+    return action
+
+
+def forward_of(policy: Any) -> Forward:
+    """The forward action of the policy's rollout, through an elbv2 client in the policy's region."""
+    from gate.sources.cloudwatch import make_client
+    from gate.errors import GateError
+
+    region = policy.source.options.get("region")
+    try:
+        return Forward(make_client("elbv2", region), policy.rollout)
+    except GateError as e:
+        raise ActionError(str(e)) from None

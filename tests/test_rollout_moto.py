@@ -1,0 +1,435 @@
+"""`gate rollout`: traffic steps on an ALB listener of a moto server (weighted forward actions),
+judged on the simulated service. The step machine runs on a virtual clock (the simulated service
+answers any moment); the command line runs for real (one look per run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gate.analysis import Analysis
+from gate.demo import DEMO_POLICY, SIMULATED_WEEK
+from gate.errors import PolicyError
+from gate.policy import json_schema, parse_policy
+from gate.rollout import Rollout, RolloutError
+from gate.sources.simulate import ONSET, SimulateSource
+from gate.store import SqliteStore
+from gate.traffic import Forward
+from tests.conftest import run_gate
+from tests.moto_server import moto_server  # noqa: F401  (fixture)
+
+DEPLOYED_AT = SIMULATED_WEEK + 12 * 3600  # noon of the simulated Monday
+STEP_LIFETIME = 1200  # 20 min: the demo policy's interval is 1 min
+
+
+@pytest.fixture
+def alb(moto_server):  # noqa: F811
+    """An ALB whose listener forwards production 100, canary 0, baseline 0 (one weighted action)."""
+    moto_server.reset()
+    ec2, elbv2 = moto_server.client("ec2"), moto_server.client("elbv2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{zone}")
+               ["Subnet"]["SubnetId"] for i, zone in ((1, "a"), (2, "b"))]
+    balancer = elbv2.create_load_balancer(Name="web", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    groups = {name: elbv2.create_target_group(Name=f"web-{name}", Protocol="HTTP", Port=80, VpcId=vpc)
+              ["TargetGroups"][0]["TargetGroupArn"] for name in ("production", "canary", "baseline")}
+    listener = elbv2.create_listener(LoadBalancerArn=balancer, Protocol="HTTP", Port=80, DefaultActions=[forward(
+        groups, production=100, canary=0, baseline=0)])["Listeners"][0]["ListenerArn"]
+    return {"elbv2": elbv2, "listener": listener, "groups": groups, "server": moto_server}
+
+
+def forward(groups: dict, **weights: int) -> dict:
+    return {"Type": "forward", "ForwardConfig": {"TargetGroups": [
+        {"TargetGroupArn": groups[name], "Weight": weight} for name, weight in weights.items()]}}
+
+
+def split(alb) -> dict:
+    """The listener's weights by group name."""
+    action = alb["elbv2"].describe_listeners(ListenerArns=[alb["listener"]])["Listeners"][0]["DefaultActions"][0]
+    names = {arn: name for name, arn in alb["groups"].items()}
+    return {names[g["TargetGroupArn"]]: g["Weight"] for g in action["ForwardConfig"]["TargetGroups"]}
+
+
+def rollout_section(alb, **changes) -> dict:
+    return {"listener_arn": alb["listener"], "canary_target_group": alb["groups"]["canary"],
+            "production_target_group": alb["groups"]["production"],
+            "baseline_target_group": alb["groups"]["baseline"], "steps": [5, 25, 45],
+            "step_lifetime": STEP_LIFETIME, **changes}
+
+
+def policy_for(alb, **changes):
+    return parse_policy({**DEMO_POLICY, "rollout": rollout_section(alb, **changes)})
+
+
+class Clock:
+    def __init__(self, at: int):
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def machine(alb, store, source, clock, policy=None) -> Rollout:
+    policy = policy or policy_for(alb)
+    release = Analysis(policy, source, "web-2", DEPLOYED_AT, store=store)
+    return Rollout(release, Forward(alb["elbv2"], policy.rollout), clock=clock)
+
+
+def run(make, clock, on_look=None, limit: int = 200):
+    """Looks every interval (a fresh machine each time, as separate runs would be) until the
+    rollout is over; the looks."""
+    looks = []
+    for _ in range(limit):
+        look = make().tick(int(clock.at))
+        looks.append(look)
+        if on_look is not None:
+            on_look(look)
+        if look.final:
+            return looks
+        clock.at += 60
+    raise AssertionError(f"not over after {limit} looks: {looks[-1].summary()}")
+
+
+def test_a_full_rollout_passes_every_step_then_exits_0(alb, tmp_path):
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT), SimulateSource("healthy", 7)
+    seen = {}
+
+    def weights_at_each_step(look):
+        seen.setdefault(look.step, split(alb))
+
+    looks = run(lambda: machine(alb, store, source, clock), clock, weights_at_each_step)
+    assert [look.status for look in looks][0] == "started"
+    assert [look.step for look in looks if look.status in ("started", "advanced")] == [1, 2, 3]
+    assert looks[-1].status == "complete" and looks[-1].exit_code == 0
+    assert looks[-1].to_dict()["verdict"] == "pass" and looks[-1].to_dict()["rollout"]["step_verdict"] == "pass"
+    # A step's pass is not the release's: every look before the last says inconclusive (exit 3).
+    assert all(look.exit_code == 3 and look.to_dict()["verdict"] == "inconclusive" for look in looks[:-1])
+    assert seen == {1: {"production": 90, "canary": 5, "baseline": 5},
+                    2: {"production": 50, "canary": 25, "baseline": 25},
+                    3: {"production": 10, "canary": 45, "baseline": 45}}
+    changes = store.traffic("web-2")
+    assert [(c["step"], c["percent"], c["allowed_by"]["verdict"]) for c in changes] == \
+        [(1, 5, "start"), (2, 25, "pass"), (3, 45, "pass")]
+    # Each step was judged on its own window: its verdicts came after its weights were set.
+    passes = [e for e in store.evaluations("web-2") if e["verdict"] == "pass"]
+    assert [p["payload"]["deployed_at"] for p in passes] == [iso_of(c["set_at"]) for c in changes]
+    # Run again once complete: still complete, nothing judged or changed.
+    again = machine(alb, store, source, clock).tick(int(clock.at) + 600)
+    assert again.status == "complete" and again.exit_code == 0 and len(store.traffic("web-2")) == 3
+
+
+def iso_of(t: int) -> str:
+    from gate.verdict import iso
+
+    return iso(t)
+
+
+def inject_at_step(source: SimulateSource, step: int, scenario: str, clock: Clock):
+    """The fault starts the moment the rollout reaches `step` (the simulated canary misbehaves
+    ONSET after its deploy time: that is moved back by ONSET)."""
+    def on_look(look):
+        if look.status == "advanced" and look.step == step and source.scenario == "healthy":
+            source.scenario, source.deployed_at = scenario, int(clock.at) - ONSET
+    return on_look
+
+
+@pytest.mark.parametrize("scenario", ["payment_failures", "bad_version"])
+def test_a_fail_at_the_second_step_sends_the_canary_back_to_0_at_once_and_exits_1(alb, tmp_path, scenario):
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT), SimulateSource("healthy", 7)
+    weights_after = []
+    inject = inject_at_step(source, 2, scenario, clock)
+
+    def on_look(look):
+        inject(look)
+        weights_after.append(split(alb))
+
+    looks = run(lambda: machine(alb, store, source, clock), clock, on_look)
+    last = looks[-1]
+    assert (last.status, last.step, last.exit_code) == ("rolled_back", 0, 1)
+    assert last.verdict is not None and last.verdict.verdict == "fail"
+    assert last.to_dict()["verdict"] == "fail" and last.to_dict()["rollout"]["step_verdict"] == "fail"
+    # The look that judged the fail set the weights back: no later look, no 25% left behind.
+    assert weights_after[-1] == {"production": 100, "canary": 0, "baseline": 0}
+    assert weights_after[-2] == {"production": 50, "canary": 25, "baseline": 25}
+    changes = store.traffic("web-2")
+    assert [(c["step"], c["allowed_by"]["verdict"]) for c in changes] == [(1, "start"), (2, "pass"), (0, "fail")]
+    # Judged at the 25% step: the evaluations after it started, to the fail.
+    at_step_two = [e for e in store.evaluations("web-2") if e["evaluated_at"] > changes[1]["set_at"]]
+    print(f"\n{scenario} at the 25% step: failed at its evaluation {len(at_step_two)}")
+    assert at_step_two[-1]["verdict"] == "fail" and len(at_step_two) <= 4  # 5 points: the judge's MIN_POINTS_TO_FAIL
+    # Looked at again: rolled back, nothing judged, nothing changed.
+    again = machine(alb, store, source, clock).tick(int(clock.at) + 60)
+    assert (again.status, again.exit_code) == ("rolled_back", 1) and len(store.traffic("web-2")) == 3
+
+
+class Crash(Exception):
+    """The process dies here (the store write never happens)."""
+
+
+def crash_when_recording(store, step: int):
+    """The store's record_traffic dies for `step` (after the listener took the change)."""
+    real = store.record_traffic
+
+    def record(release, change):
+        if change["step"] == step:
+            raise Crash(f"killed before recording step {step}")
+        real(release, change)
+    return record
+
+
+def test_a_crash_between_weights_set_and_recorded_resumes_at_the_listener_s_step(alb, tmp_path, monkeypatch):
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT), SimulateSource("healthy", 7)
+    monkeypatch.setattr(store, "record_traffic", crash_when_recording(store, 2))
+    with pytest.raises(Crash):
+        run(lambda: machine(alb, store, source, clock), clock)
+    assert split(alb)["canary"] == 25  # the listener took step 2...
+    assert [c["step"] for c in store.traffic("web-2")] == [1]  # ...the store did not
+    monkeypatch.undo()
+
+    # The next run recognises its own change (step 2's weights after a recorded pass of step 1),
+    # records it, and goes on from there: step 2 is not set twice, nor step 3 skipped to.
+    clock.at += 60
+    resumed = machine(alb, store, source, clock).tick(int(clock.at))
+    assert resumed.step == 2 and resumed.status == "judging"
+    changes = store.traffic("web-2")
+    assert [(c["step"], c.get("recovered", False)) for c in changes] == [(1, False), (2, True)]
+    assert changes[1]["allowed_by"]["verdict"] == "pass"
+    looks = run(lambda: machine(alb, store, source, clock), clock)
+    assert looks[-1].status == "complete" and [c["step"] for c in store.traffic("web-2")] == [1, 2, 3]
+
+
+def test_a_crash_between_the_rollback_and_its_record_is_a_rollback(alb, tmp_path, monkeypatch):
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT), SimulateSource("healthy", 7)
+    monkeypatch.setattr(store, "record_traffic", crash_when_recording(store, 0))
+    with pytest.raises(Crash):
+        run(lambda: machine(alb, store, source, clock), clock, inject_at_step(source, 2, "payment_failures", clock))
+    assert split(alb)["canary"] == 0 and [c["step"] for c in store.traffic("web-2")] == [1, 2]
+    monkeypatch.undo()
+    again = machine(alb, store, source, clock).tick(int(clock.at) + 60)
+    assert (again.status, again.exit_code) == ("rolled_back", 1)
+    assert [(c["step"], c.get("recovered", False)) for c in store.traffic("web-2")][-1] == (0, True)
+
+
+def test_weights_changed_by_someone_else_stop_the_rollout_never_pass(alb, tmp_path):
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT), SimulateSource("healthy", 7)
+    assert machine(alb, store, source, clock).tick(int(clock.at)).status == "started"
+    # Someone sets the canary to 40 by hand mid-rollout.
+    alb["elbv2"].modify_listener(ListenerArn=alb["listener"], DefaultActions=[forward(
+        alb["groups"], production=20, canary=40, baseline=40)])
+    clock.at += 600
+    with pytest.raises(RolloutError, match="changed by someone else: canary 40, baseline 40, production 20, "
+                                           "where this rollout set canary 5, baseline 5, production 90"):
+        machine(alb, store, source, clock).tick(int(clock.at))
+    assert split(alb)["canary"] == 40  # left as found: someone else is in charge
+    # Even the next step's exact weights are someone else's without a recorded pass of this one.
+    alb["elbv2"].modify_listener(ListenerArn=alb["listener"], DefaultActions=[forward(
+        alb["groups"], production=50, canary=25, baseline=25)])
+    with pytest.raises(RolloutError, match="changed by someone else"):
+        machine(alb, store, source, clock).look(int(clock.at))
+
+
+def test_a_step_is_advanced_only_after_a_recorded_pass(alb, tmp_path):
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT), SimulateSource("healthy", 7)
+    first = machine(alb, store, source, clock).advance(1)
+    assert first.status == "started" and split(alb)["canary"] == 5
+    assert machine(alb, store, source, clock).advance(1).notes == ["already at this step"]  # a retry
+    with pytest.raises(RolloutError, match="step 2 is not allowed now: the rollout is at step 1, undecided"):
+        machine(alb, store, source, clock).advance(2)
+    assert split(alb)["canary"] == 5
+
+
+# -- the command line: one look per run, for real ------------------------------------------------
+
+
+def write_policy(alb, tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump({**DEMO_POLICY, "rollout": rollout_section(alb, **changes)}))
+    return path
+
+
+def gate(alb, tmp_path: Path, *args: str):
+    return run_gate(*args, "--store", tmp_path / "gate.sqlite", env=alb["server"].env, cwd=tmp_path, timeout=120)
+
+
+def test_the_command_starts_resumes_and_stops_on_a_foreign_change(alb, tmp_path):
+    policy = write_policy(alb, tmp_path)
+    dry = gate(alb, tmp_path, "rollout", "web-3", "--policy", policy, "--dry-run", "--json")
+    assert dry.returncode == 3, dry.stderr
+    assert json.loads(dry.stdout)["rollout"]["notes"] == ["dry run: nothing changed"]
+    assert split(alb)["canary"] == 0  # a dry run changes no weight
+
+    started = gate(alb, tmp_path, "rollout", "web-3", "--policy", policy, "--json")
+    assert started.returncode == 3, started.stderr
+    answer = json.loads(started.stdout)
+    assert answer["verdict"] == "inconclusive" and answer["exit_code"] == 3
+    assert answer["rollout"] | {"notes": []} == {"status": "started", "step": 1, "of": 3, "percent": 5,
+                                                 "steps": [5, 25, 45], "step_verdict": None, "next_step": None,
+                                                 "notes": []}
+    assert split(alb) == {"production": 90, "canary": 5, "baseline": 5}
+
+    resumed = gate(alb, tmp_path, "rollout", "web-3", "--policy", policy, "--json")
+    assert resumed.returncode == 3, resumed.stderr
+    assert json.loads(resumed.stdout)["rollout"]["status"] == "judging" and split(alb)["canary"] == 5
+
+    history = gate(alb, tmp_path, "history", "web-3")
+    assert history.returncode == 0 and "traffic 5% (step 1 of 3)" in history.stdout
+    assert "the rollout starts" in history.stdout
+
+    alb["elbv2"].modify_listener(ListenerArn=alb["listener"], DefaultActions=[forward(
+        alb["groups"], production=60, canary=20, baseline=20)])
+    stopped = gate(alb, tmp_path, "rollout", "web-3", "--policy", policy, "--json")
+    assert stopped.returncode == 4 and stopped.stdout == ""
+    assert stopped.stderr.count("\n") == 1 and "changed by someone else" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+
+
+def test_gate_rollback_sends_the_rollout_s_traffic_back_to_production(alb, tmp_path):
+    autoscaling = alb["server"].client("autoscaling")
+    template = alb["server"].client("ec2").create_launch_template(
+        LaunchTemplateName="web", LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    autoscaling.create_auto_scaling_group(AutoScalingGroupName="web-canary", MinSize=1, MaxSize=2, DesiredCapacity=1,
+                                          LaunchTemplate={"LaunchTemplateId": template, "Version": "1"},
+                                          AvailabilityZones=["us-east-1a"])
+    policy = write_policy(alb, tmp_path)
+    assert gate(alb, tmp_path, "rollout", "web-4", "--policy", policy).returncode == 3
+    assert split(alb)["canary"] == 5
+
+    plan = gate(alb, tmp_path, "rollback", "web-4", "--policy", policy, "--canary-asg", "web-canary",
+                "--dry-run", "--json")
+    assert plan.returncode == 0, plan.stderr
+    changes = [c["change"] for c in json.loads(plan.stdout)["changes"]]
+    assert changes[0].startswith("send the canary's traffic back to production (canary 5, baseline 5, "
+                                 "production 90 -> canary 0, baseline 0, production 100)")
+    assert changes[1].startswith("scale web-canary to zero")  # after the traffic has left it
+    assert split(alb)["canary"] == 5
+
+    done = gate(alb, tmp_path, "rollback", "web-4", "--policy", policy, "--canary-asg", "web-canary", "--json")
+    assert done.returncode == 0, done.stderr
+    assert split(alb) == {"production": 100, "canary": 0, "baseline": 0}
+    again = gate(alb, tmp_path, "rollback", "web-4", "--policy", policy, "--canary-asg", "web-canary", "--json")
+    assert json.loads(again.stdout)["nothing_to_do"]  # safe to run again
+    # The rollout knows: rolled back, exit 1, and the weights stay at 0.
+    after = gate(alb, tmp_path, "rollout", "web-4", "--policy", policy, "--json")
+    assert after.returncode == 1 and json.loads(after.stdout)["rollout"]["status"] == "rolled_back"
+    assert split(alb)["canary"] == 0
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    assert [(c["step"], c["by"]) for c in store.traffic("web-4")] == [(1, "rollout"), (0, "rollback")]
+
+
+def test_a_policy_without_a_rollout_section_is_refused(alb, tmp_path):
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(DEMO_POLICY))
+    result = gate(alb, tmp_path, "rollout", "web-5", "--policy", path)
+    assert result.returncode == 4 and "rollout: the policy has no rollout section" in result.stderr
+
+
+# -- the policy section ----------------------------------------------------------------------------
+
+ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:"
+SECTION = {"listener_arn": ARN + "listener/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2",
+           "canary_target_group": ARN + "targetgroup/web-canary/73e2d6bc24d8a067",
+           "production_target_group": ARN + "targetgroup/web-prod/2a6e1c0d5b3e9f41",
+           "steps": [5, 25, 50], "step_lifetime": "10m"}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"steps": [25, 5]}, "rollout: steps must increase strictly, got [25, 5]"),
+    ({"steps": []}, "rollout.steps: List should have at least 1 item"),
+    ({"steps": [0, 50]}, "rollout.steps.0: Input should be greater than or equal to 1"),
+    ({"steps": [5, 101]}, "rollout.steps.1: Input should be less than or equal to 100"),
+    ({"rule_arn": ARN + "listener-rule/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2/9683b2d02a6cabee"},
+     "rollout: give exactly one of listener_arn (its default action) and rule_arn"),
+    ({"listener_arn": None}, "rollout: give exactly one of listener_arn"),
+    ({"listener_arn": "web-listener"}, "rollout.listener_arn: String should match pattern"),
+    ({"canary_target_group": SECTION["production_target_group"]},
+     "rollout: the canary, production and baseline target groups must be different"),
+    ({"baseline_target_group": ARN + "targetgroup/web-base/1"}, "a step may be at most 49 (got 50)"),
+    ({"step_lifetime": "30s"}, "rollout.step_lifetime (30 s) must be at least one interval (60 s)"),
+    ({"step_lifetime": "2d"}, "rollout.step_lifetime: must be between 10s and 1d"),
+    ({"weights": [1]}, "rollout.weights: Extra inputs are not permitted"),
+])
+def test_a_bad_rollout_section_names_its_field(changes, message):
+    with pytest.raises(PolicyError) as caught:
+        parse_policy({**DEMO_POLICY, "rollout": {**SECTION, **changes}}, origin="p.yaml")
+    assert message in str(caught.value)
+
+
+def test_the_steps_fit_the_policy_s_timing_rules():
+    with pytest.raises(PolicyError, match=r"the rollout's 3 steps of rollout.step_lifetime \(1500 s\) must fit in "
+                                          r"the lifetime \(3600 s\)"):
+        parse_policy({**DEMO_POLICY, "rollout": {**SECTION, "step_lifetime": "25m"}})
+    with pytest.raises(PolicyError, match=r"min_duration \(900 s\) must not exceed rollout.step_lifetime \(600 s\)"):
+        parse_policy({**DEMO_POLICY, "min_duration": "15m", "rollout": SECTION})
+    with pytest.raises(PolicyError, match=r"warmup \(240 s\) must be at most a quarter of rollout.step_lifetime"):
+        parse_policy({**DEMO_POLICY, "warmup": "4m", "rollout": SECTION})
+    policy = parse_policy({**DEMO_POLICY, "rollout": SECTION})
+    assert policy.step_policy().lifetime == 600 and policy.step_policy().rollout is None
+    assert policy.rollout.forward_arn == SECTION["listener_arn"]
+
+
+def test_the_schema_and_the_example_policy_have_the_rollout_section():
+    schema = json.loads(json_schema())
+    assert "rollout" in schema["properties"]
+    rollout = schema["$defs"]["Rollout"]
+    assert set(rollout["required"]) == {"canary_target_group", "production_target_group", "steps", "step_lifetime"}
+    example = Path(__file__).resolve().parents[1] / "examples" / "cloudwatch.yaml"
+    text = example.read_text()
+    assert "# rollout:" in text  # commented: the example runs without a load balancer to steer
+    commented = text[text.index("# rollout:"):].splitlines()
+    section = yaml.safe_load("\n".join(line.removeprefix("# ") for line in commented))
+    policy = parse_policy({**yaml.safe_load(text), **section})
+    assert policy.rollout is not None and policy.rollout.steps == [5, 25, 45]
+    assert len(policy.rollout.steps) * policy.rollout.step_lifetime <= policy.lifetime
+
+
+def test_the_report_of_a_rolled_back_rollout_draws_its_steps(alb, tmp_path):
+    from gate.report import rebuild, report_for
+
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT), SimulateSource("healthy", 7)
+    machines = []
+
+    def make():
+        machines.append(machine(alb, store, source, clock))
+        return machines[-1]
+
+    looks = run(make, clock, inject_at_step(source, 2, "payment_failures", clock))
+    location = report_for(machines[-1].judged, machines[-1].evaluation, store, out=tmp_path / "report.html")
+    for document in (Path(location).read_text(), rebuild(store, "web-2")):
+        strip = document[document.index("traffic steps"):]
+        assert [label in strip for label in (">5% ", ">25% ", ">0% ")] == [True, True, True]
+        assert "#2b8a3e" in strip and "#c92a2a" in strip  # 5% passed, 25% failed
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "dynamodb"])
+def test_both_stores_keep_traffic_changes_in_order_per_release(moto_server, tmp_path, backend):  # noqa: F811
+    from gate.store_dynamodb import DynamoStore
+    from tests.test_store_dynamodb import create_store_table
+
+    moto_server.reset()
+    if backend == "dynamodb":
+        create_store_table("gate")
+        store = DynamoStore("gate")
+    else:
+        store = SqliteStore(tmp_path / "gate.sqlite")
+    changes = [{"step": 1, "percent": 5, "set_at": 1000, "weights": {"a": 5, "b": 95}},
+               {"step": 2, "percent": 25, "set_at": 1000, "weights": {"a": 25, "b": 75}},  # the same second
+               {"step": 0, "percent": 0, "set_at": 1001, "weights": {"a": 0, "b": 100}, "recovered": True}]
+    for change in changes:
+        store.record_traffic("web-2", change)
+    store.record_traffic("web-3", changes[0])
+    assert store.traffic("web-2") == changes
+    assert store.traffic("web-3") == changes[:1] and store.traffic("web-4") == []
+    assert store.evaluations("web-2") == [] and store.events("web-2") == []  # an item type of its own
+
+
+def test_a_forward_action_without_the_named_target_groups_is_could_not_judge(alb, tmp_path):
+    alb["elbv2"].modify_listener(ListenerArn=alb["listener"], DefaultActions=[forward(
+        alb["groups"], production=100, canary=0)])
+    result = gate(alb, tmp_path, "rollout", "web-6", "--policy", write_policy(alb, tmp_path))
+    assert result.returncode == 4 and result.stderr.count("\n") == 1
+    assert "does not hold rollout.baseline_target_group" in result.stderr
+    assert split(alb) == {"production": 100, "canary": 0}  # nothing changed
