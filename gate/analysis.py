@@ -16,7 +16,7 @@ from gate.errors import GateError, PolicyError, quoted
 from gate.policy import Policy, parse_policy
 from gate.series import Observations
 from gate.sources import DEMO_SOURCES, MetricSource, Query
-from gate.sources.replay import ReplaySource, load_case
+from gate.sources.replay import Case, ReplaySource, load_case
 from gate.verdict import Verdict, iso
 
 
@@ -232,14 +232,20 @@ def replay_case(
         policy = parse_policy({**policy.model_dump(), "alpha": alpha}, origin=f"{case_dir} (alpha override)")
     # The lifetime is the case's: the recorded data ends there.
     policy = policy.model_copy(update={"lifetime": case.end_at - case.deployed_at})
+    verdict, evaluations = replay_recorded(case, policy, judge)
+    return ReplayResult(case.id, verdict, evaluations, time.perf_counter() - started, policy)
+
+
+def replay_recorded(case: Case, policy: Policy, judge: Any = default_judge, cache: Any = None) -> tuple[Verdict, int]:
+    """The replay rule, for a case on disk or one cut from a history (`gate backtest`): the
+    live loop, with a clock that only moves the source's horizon one interval at a time."""
     source = ReplaySource(case)
     analysis = Analysis(
         policy, source, case.id, case.deployed_at,
-        canary="canary", baseline="baseline" if policy.baseline else None, judge=judge,
+        canary="canary", baseline="baseline" if policy.baseline else None, judge=judge, cache=cache,
     )
 
     def advance_clock(t: int) -> None:
         source.visible_until = t
 
-    verdict, evaluations = analysis.run(wait=advance_clock)
-    return ReplayResult(case.id, verdict, evaluations, time.perf_counter() - started, policy)
+    return analysis.run(wait=advance_clock)

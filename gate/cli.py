@@ -252,6 +252,53 @@ def replay(
 
 
 @app.command()
+def backtest(
+    policy: PolicyOption,
+    days: Annotated[float, typer.Option(help="Days of history to read (once) and cut windows from.")] = 14,
+    lifetime: Annotated[Optional[str], typer.Option(help="Canary lifetime to test, overrides the policy's (e.g. 1h).")] = None,
+    windows: Annotated[int, typer.Option(help="A/A windows spread over the history.")] = 32,
+    until: Annotated[Optional[str], typer.Option(help="End of the history (ISO 8601 or epoch); default now "
+                                                 "(a recorded case: its deploy).")] = None,
+    jobs: Annotated[int, typer.Option(help="Processes judging windows (default: every core).")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """How often this policy's gate would cry wolf on the service's own history, what it
+    catches, and the tolerances and lifetime that meet its alpha: the real judge on
+    pseudo-canaries cut from the history (read once)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gate.backtest import backtest as run_backtest, print_backtest
+    from gate.policy import load_policy, parse_duration
+
+    loaded = load_policy(policy)
+    try:
+        override = parse_duration(lifetime) if lifetime is not None else None
+    except ValueError as e:
+        raise fail_closed(f"--lifetime: {e}") from None
+    try:
+        end = parse_time(until) if until is not None else None
+    except ValueError as e:
+        raise fail_closed(f"--until: {e}") from None
+    source = open_source_of(loaded, str(policy))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        result = run_backtest(loaded, source, days=days, windows=windows, until=end, jobs=jobs or None,
+                              lifetime=override, progress=progress)
+    report_data = result.to_dict()
+    if as_json:
+        print(json.dumps(report_data), flush=True)
+    else:
+        print_backtest(report_data, out)
+
+
+@app.command()
 def demo(
     scenario: Annotated[
         Optional[str],
