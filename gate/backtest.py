@@ -49,6 +49,7 @@ TOLERANCE_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # candidate tolerances, tim
 LIFETIME_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # candidate lifetimes, times the policy's
 TAIL_SHARE = 0.2  # a slow tail: this share of the points, slow enough to move the mean as a shift does
 DOWN_AFTER = 0.25  # a canary that stops reporting does so a quarter into its lifetime
+MIN_COVERAGE = 0.5  # of the history's moments with a point: fewer, and the windows judge gaps, not the service
 PAIRED_COVERAGE = 0.9  # the canary group's history must cover this share of the baseline's to be paired
 DEFAULT_WINDOWS = 32
 BACKTEST_RELEASE = "backtest"  # what `{release}` in a scope becomes: no real release has run there
@@ -91,7 +92,8 @@ class CountingSource:
 def history_end(source: MetricSource, policy: Policy, until: int | None, now: int) -> int:
     """The last moment of history: `--until`; a recorded case's deploy (its history only, never
     the canary window it holds); otherwise now. On the interval grid."""
-    end = until if until is not None else getattr(source, "known_deployed_at", None) or now
+    recorded = getattr(source, "known_deployed_at", None)
+    end = until if until is not None else (recorded - policy.interval if recorded is not None else now)
     return end - end % policy.interval
 
 
@@ -108,10 +110,12 @@ def read_history(policy: Policy, source: MetricSource, days: float, end: int) ->
         return History(seen.canary, baseline, "paired", "both groups have history: canary vs baseline, as the "
                        "policy judges them", start, end, counting.requests)
     group = baseline if baseline is not None else seen.canary
-    if _coverage(group, judged) == 0:
+    covered = _coverage(group, judged) * len(group) / max(1, (end - start) // policy.interval + 1)
+    if covered < MIN_COVERAGE:
         scope = baseline_scope if baseline is not None else canary_scope
-        raise GateError(f"no history: the {policy.source.type} source returned no point of "
-                        f"{', '.join(judged)} for {scope!r} between {iso(start)} and {iso(end)}")
+        raise GateError(f"no history: the {policy.source.type} source returned points of {', '.join(judged)} "
+                        f"for {scope!r} at {covered:.0%} of the moments between {iso(start)} and {iso(end)} "
+                        f"(a backtest needs {MIN_COVERAGE:.0%})")
     why = ("the source cannot split a group by host: each window judges the "
            f"{'baseline' if baseline is not None else 'canary'} group against its own history (history-only judge)")
     return History(group, None, "history-only", why, start, end, counting.requests)
