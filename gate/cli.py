@@ -299,6 +299,35 @@ def backtest(
 
 
 @app.command()
+def plan(
+    release: Annotated[str, typer.Argument(help="Release name (also usable in scopes as {release}).")],
+    policy: PolicyOption,
+    canary_share: Annotated[float, typer.Option(help="The canary's traffic as a share of the baseline group's.")] = 0.05,
+    at: Annotated[Optional[str], typer.Option(help="When the canary would start (ISO 8601 or epoch); default now.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pre-flight: how long this canary needs to pass when as good as the baseline, and to fail
+    at 2x tolerance, at today's traffic and noise (the judge's own model). Exit 0 ok, 3 too short."""
+    from gate.plan import plan as make_plan, print_plan
+    from gate.policy import load_policy
+
+    check_release(release)
+    loaded = load_policy(policy)
+    try:
+        deployed_at = parse_time(at) if at is not None else int(time.time())
+    except ValueError as e:
+        raise fail_closed(f"--at: {e}") from None
+    source = open_source_of(loaded, str(policy))
+    with err.status("judging the expected canary...", spinner="dots"):
+        data = make_plan(loaded, source, release, share=canary_share, deployed_at=deployed_at).to_dict()
+    if as_json:
+        print(json.dumps(data), flush=True)
+    else:
+        print_plan(data, out)
+    raise typer.Exit(0 if data["verdict"] == "ok" else EXIT_CODES["inconclusive"])
+
+
+@app.command()
 def demo(
     scenario: Annotated[
         Optional[str],
