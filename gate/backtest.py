@@ -437,6 +437,9 @@ def recommend_tolerances(policy: Policy, runs: list[Run]) -> tuple[dict[str, flo
             if alarms.trials and alarms.rate <= policy.alpha and caught.trials and caught.rate >= DETECTION_TARGET:
                 chosen[m.name] = round(float(m.tolerance) * f, 4)
                 checks[m.name] = f"false alarms {alarms.hits}/{alarms.trials}, 2x caught {caught.hits}/{caught.trials}"
+                if f == TOLERANCE_FACTORS[0]:
+                    notes.append(f"{m.name}: the smallest tolerance tried ({f:g}x the policy's) met the targets: "
+                                 "a smaller one may too")
                 break
         if chosen[m.name] is None:
             notes.append(f"{m.name}: no tolerance up to {max(TOLERANCE_FACTORS):g}x the policy's "
