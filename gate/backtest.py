@@ -508,6 +508,7 @@ class Backtest:
                         "days": round((self.history.end - self.history.start) / DAY, 2),
                         "source_requests": self.history.requests},
             "alpha": p.alpha, "lifetime": p.lifetime, "windows": len(self.windows), "runs": len(self.runs),
+            "window_starts": [iso(t) for t in self.windows],
             "seconds": round(self.seconds, 1),
             "windows_needed_to_show_alpha": trials_for(p.alpha),
             "overall": {

@@ -262,6 +262,7 @@ def backtest(
     jobs: Annotated[int, typer.Option(help="Processes judging windows (default: every core).")] = 0,
     recommend: Annotated[bool, typer.Option(help="Search the tolerances and lifetime to recommend "
                                             "(--no-recommend: the policy's own numbers only, 5x faster).")] = True,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the backtest as an HTML page.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """How often this policy's gate would cry wolf on the service's own history, what it
@@ -294,6 +295,14 @@ def backtest(
         result = run_backtest(loaded, source, days=days, windows=windows, until=end, jobs=jobs or None,
                               lifetime=override, progress=progress, recommend=recommend)
     report_data = result.to_dict()
+    if html is not None:
+        from gate.backtest_html import render
+
+        try:
+            html.write_text(render(report_data), encoding="utf-8")
+        except OSError as e:
+            raise GateError(f"--html {html}: cannot write the page ({e.strerror or type(e).__name__})") from None
+        err.print(f"backtest page: {html}", highlight=False, soft_wrap=True)
     if as_json:
         print(json.dumps(report_data), flush=True)
     else:

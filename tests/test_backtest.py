@@ -116,3 +116,14 @@ def test_injections_act_on_the_canary_window_only_and_at_their_size():
     assert ramp[60] == 50 and abs(ramp[80] - 65.0) < 1e-9  # 3 x 10% reached at the end of the lifetime
     down = inject(frame, policy, Injection("down"), deployed, 1200)
     assert np.isnan(down.values["cpu"][65:]).all() and not np.isnan(down.values["cpu"][:65]).any()
+
+
+def test_the_html_page_draws_each_metric_and_stays_offline(tmp_path):
+    page = tmp_path / "backtest.html"
+    result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
+                      "--until", UNTIL, "--no-recommend", "--html", page, "--json")
+    assert result.returncode == 0, result.stderr
+    text = page.read_text()
+    assert "default-src 'none'" in text and "<script" not in text
+    assert text.count("<svg") == 1 + 2 * 2  # the timeline, then per metric detection and timeline
+    assert json.loads(result.stdout)["recommendation"]["yaml"] is None
