@@ -482,9 +482,9 @@ class Backtest:
     def to_dict(self) -> dict:
         p = self.policy
         metrics = []
-        for m in testable(p):
+        for m in (m for m in p.metrics if m.judged):
             injections = []
-            for kind in injection_kinds(m):
+            for kind in injection_kinds(m) if m.tolerance else []:
                 for size in EFFECT_SIZES:
                     caught, minutes = detection(self.runs, "policy", Injection(kind, m.name, size))
                     injections.append({"kind": kind, "size": size, "detected": caught.to_dict(),
@@ -560,9 +560,10 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
             raise PolicyError(f"--lifetime: {_human(lifetime)} is not a valid lifetime for this policy "
                               "(between an interval and 7d, and longer than its min_duration and warm-up)")
         policy = changed
-    if not testable(policy):
+    if recommend and not testable(policy):
         raise PolicyError("metrics: no judged metric has a tolerance: the backtest injects regressions at "
-                          "multiples of each metric's tolerance, and recommends tolerances")
+                          "multiples of each metric's tolerance, and recommends tolerances (--no-recommend "
+                          "measures the false alarms alone)")
     jobs = jobs or os.cpu_count() or 1
     history = read_history(policy, source, days, history_end(source, policy, until, int(time.time())))
     if history.mode == "history-only":
@@ -648,17 +649,18 @@ def print_backtest(report: dict, console) -> None:
         table.add_column(f"{size:g}x tol", no_wrap=True)
     table.add_column("advised", justify="right")
     for m in report["metrics"]:
-        kinds = sorted({i["kind"] for i in m["injections"]}, key=["shift", "rate", "tail", "ramp"].index)
+        kinds = sorted({i["kind"] for i in m["injections"]}, key=["shift", "rate", "tail", "ramp"].index) or [""]
         for n, kind in enumerate(kinds):
             cells = []
             for size in EFFECT_SIZES:
-                i = next(i for i in m["injections"] if i["kind"] == kind and i["size"] == size)
-                d = i["detected"]
-                minutes = i["median_minutes_to_fail"]
+                i = next((i for i in m["injections"] if i["kind"] == kind and i["size"] == size), None)
+                d = i["detected"] if i else {"of": 0}
+                minutes = i["median_minutes_to_fail"] if i else None
                 cells.append(f"{d['rate']:.0%}" + ("" if minutes is None else f" {minutes:g}m") if d["of"] else "-")
             first = n == 0
             recommended = m["recommended_tolerance"]
-            table.add_row(f"{m['name']} {kind}" if first else f"  {kind}", f"{m['tolerance']:g}" if first else "",
+            tolerance = "-" if m["tolerance"] is None else f"{m['tolerance']:g}"
+            table.add_row(f"{m['name']} {kind}".strip() if first else f"  {kind}", tolerance if first else "",
                           _rate_text(m["false_alarms"]) if first else "", *cells,
                           ("-" if not asked else "none" if recommended is None else f"{recommended:g}") if first else "")
     console.print(table, highlight=False)

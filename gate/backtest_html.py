@@ -86,7 +86,7 @@ def render(report: dict) -> str:
     cards = []
     for m in report["metrics"]:
         f = m["false_alarms"]
-        cards.append(f'<section class="card"><h2>{_e(m["name"])} <span class="muted">tolerance {m["tolerance"]:g}, '
+        cards.append(f'<section class="card"><h2>{_e(m["name"])} <span class="muted">tolerance {_e(m["tolerance"])}, '
                      f'recommended {_e(m["recommended_tolerance"] if m["recommended_tolerance"] is not None else "-")}</span></h2>'
                      f'<p>false alarms {f["count"]}/{f["of"]} (95% interval {f["ci95"][0]:.0%}-{f["ci95"][1]:.0%})</p>'
                      f'<div class="row">{detection_svg(m)}{timeline_svg(report, m["name"])}</div></section>')
