@@ -41,7 +41,7 @@ def one(path: str) -> dict:
         history = read_recent(policy, ReplaySource(case), "plan", case.deployed_at)
         planner = Planner(policy, history, case.deployed_at, 1.0)  # one canary host next to one baseline host
         metric = policy.metric(metric_name) if metric_name else None
-        passed, failed, whole = planner.judge(policy.lifetime, metric, effect, until_fails=metric_name)
+        passed, failed, whole = planner.judge(policy.lifetime, metric, effect)
         row["predicted_minutes"] = (whole if metric is None else failed.get(metric_name, (None,))[0])
         row["predicted_minutes"] = None if row["predicted_minutes"] is None else row["predicted_minutes"] / 60
     except Exception as e:  # noqa: BLE001 - reported, not fatal

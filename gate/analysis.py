@@ -236,9 +236,10 @@ def replay_case(
     return ReplayResult(case.id, verdict, evaluations, time.perf_counter() - started, policy)
 
 
-def replay_recorded(case: Case, policy: Policy, judge: Any = default_judge, cache: Any = None) -> tuple[Verdict, int]:
-    """The replay rule, for a case on disk or one cut from a history (`gate backtest`): the
-    live loop, with a clock that only moves the source's horizon one interval at a time."""
+def replay_recorded(case: Case, policy: Policy, judge: Any = default_judge, cache: Any = None,
+                    on_verdict: Callable[[Verdict], None] | None = None) -> tuple[Verdict, int]:
+    """The replay rule, for a case on disk or one made from a history (`gate backtest`, `gate
+    plan`): the live loop, with a clock that only moves the source's horizon one interval at a time."""
     source = ReplaySource(case)
     analysis = Analysis(
         policy, source, case.id, case.deployed_at,
@@ -248,4 +249,4 @@ def replay_recorded(case: Case, policy: Policy, judge: Any = default_judge, cach
     def advance_clock(t: int) -> None:
         source.visible_until = t
 
-    return analysis.run(wait=advance_clock)
+    return analysis.run(wait=advance_clock, on_verdict=on_verdict)

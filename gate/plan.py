@@ -1,7 +1,7 @@
 """`gate plan`: before the canary is deployed, how long the judge will need at this traffic and noise.
 
 From the baseline's recent history (read once, the history the judge learns from), the real
-judge is run on the canary window it would see: the baseline at the same hours of the last
+judge is replayed (the rule of `gate replay`) on the canary window it would see: the baseline at the same hours of the last
 day(s), and a canary (a) exactly as good as the baseline, (b) 2x its tolerance worse, one metric
 at a time, with `--canary-share` of the baseline's traffic. There is no formula of its own: the
 judge's variance model (its noise prior per point, the counts' dispersion at the canary's volume,
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gate.analysis import Analysis, group_scopes
+from gate.analysis import group_scopes, replay_recorded
 from gate.backtest import WindowReferences
 from gate.errors import GateError
 from gate.policy import MAX_LIFETIME, Metric, Policy, _human
 from gate.series import Frame
 from gate.sources import MetricSource, Query
-from gate.sources.replay import Case, ReplaySource
+from gate.sources.replay import Case
 from gate.verdict import iso
 
 DAY = 86400
@@ -136,40 +136,34 @@ class Planner:
         self.policy, self.history, self.deployed_at, self.share = policy, history, deployed_at, share
         self.references = WindowReferences()  # learned once: every run shares the deploy's history
 
-    def judge(self, lifetime: int, metric: Metric | None, effect: float, share: float | None = None,
-              until_fails: str | None = None) -> tuple[dict, dict, int | None]:
-        """Step through the lifetime as the live loop does: each metric's first pass and first
-        fail (seconds after the deploy, rule), and when the whole canary passed."""
+    def judge(self, lifetime: int, metric: Metric | None, effect: float,
+              share: float | None = None) -> tuple[dict, dict, int | None]:
+        """Replay the expected canary as `gate replay` does (`replay_recorded`, until the first
+        decisive verdict): each metric's first pass and first fail (seconds after the deploy,
+        rule), and when the whole canary passed."""
         policy = self.policy.model_copy(update={"lifetime": lifetime})
         d = self.deployed_at
         window = recent_window(self.history, d, lifetime)
         canary = expected_canary(policy, window, self.share if share is None else share, metric, effect)
+        past = self.history.between(d - policy.history, d - 1)
         if policy.history_only:
-            frames = {"canary": _joined(self.history.between(d - policy.history, d - 1), canary)}
+            frames = {"canary": _joined(past, canary)}
         else:
-            frames = {"canary": canary, "baseline": _joined(self.history.between(d - policy.history, d - 1), window)}
-        source = ReplaySource(Case("plan", Path("."), policy.interval, d, d + lifetime, [], frames))
-        analysis = Analysis(policy, source, "plan", d, canary="canary",
-                            baseline="baseline" if policy.baseline else None, cache=self.references)
-        passed, failed, whole = {}, {}, None
-        for t in analysis.steps():
-            source.visible_until = t
-            verdict = analysis.evaluate(t)
+            frames = {"canary": canary, "baseline": _joined(past, window)}
+        passed: dict = {}
+        failed: dict = {}
+
+        def seen(verdict) -> None:
             for r in verdict.metrics:
-                if r.verdict == "pass":
-                    passed.setdefault(r.name, (t - d, r.rule))
-                elif r.verdict == "fail":
-                    failed.setdefault(r.name, (t - d, r.rule))
-            if verdict.verdict == "pass" and whole is None:
-                whole = t - d
-            if until_fails is not None and until_fails in failed:
-                break
-            if verdict.decisive and until_fails is None:
-                break
-        return passed, failed, whole
+                if r.verdict in ("pass", "fail"):
+                    (passed if r.verdict == "pass" else failed).setdefault(r.name, (verdict.evaluated_at - d, r.rule))
+
+        case = Case("plan", Path("."), policy.interval, d, d + lifetime, [], frames)
+        verdict, _ = replay_recorded(case, policy, cache=self.references, on_verdict=seen)
+        return passed, failed, (verdict.evaluated_at - d if verdict.verdict == "pass" else None)
 
     def caught_within(self, metric: Metric, lifetime: int, share: float | None = None) -> tuple[int, str] | None:
-        _, failed, _ = self.judge(lifetime, metric, REGRESSION * float(metric.tolerance), share, until_fails=metric.name)
+        _, failed, _ = self.judge(lifetime, metric, REGRESSION * float(metric.tolerance), share)
         return failed.get(metric.name)
 
     def lifetime_needed(self, metric: Metric) -> int | None:
