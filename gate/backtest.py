@@ -566,6 +566,7 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
                           "measures the false alarms alone)")
     jobs = jobs or os.cpu_count() or 1
     history = read_history(policy, source, days, history_end(source, policy, until, int(time.time())))
+    judged_alone = history.mode == "history-only" and policy.baseline is not None
     if history.mode == "history-only":
         policy = policy.model_copy(update={"baseline": None})
     lifetimes = candidate_lifetimes(policy)
@@ -588,6 +589,9 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
             break
     if chosen is None:
         notes.append(f"no lifetime up to {_human(max(lifetimes))} met the targets with these tolerances")
+    if judged_alone:
+        notes.append("the windows were judged against their own history (the canary scope has none): the "
+                     "policy's canary-vs-baseline judge, which pairs minutes, usually raises fewer false alarms")
     if len(starts) < trials_for(policy.alpha):
         notes.append(f"{len(starts)} windows cannot show a false-alarm rate as low as alpha={policy.alpha:g} "
                      f"(that takes {trials_for(policy.alpha)} clean ones): the recommendation rests on the point "

@@ -127,3 +127,16 @@ def test_the_html_page_draws_each_metric_and_stays_offline(tmp_path):
     assert "default-src 'none'" in text and "<script" not in text
     assert text.count("<svg") == 1 + 2 * 2  # the timeline, then per metric detection and timeline
     assert json.loads(result.stdout)["recommendation"]["yaml"] is None
+
+
+def test_without_a_baseline_history_the_windows_are_judged_against_their_own_history(tmp_path):
+    # No baseline group and no tolerance: --no-recommend still measures the false alarms.
+    data = noisy_policy(baseline=None, lifetime="10m")
+    data["metrics"] = [{"name": "cpu", "kind": "gauge", "tolerance": None}]
+    result = backtest("--policy", write(tmp_path, data), "--days", "3", "--windows", "2", "--until", UNTIL,
+                      "--no-recommend", "--jobs", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["mode"] == "history-only" and "own history" in report["mode_reason"]
+    assert report["overall"]["false_alarms"]["of"] == 2
+    assert [m["name"] for m in report["metrics"]] == ["cpu"] and report["metrics"][0]["injections"] == []
