@@ -105,29 +105,28 @@ def read_history(policy: Policy, source: MetricSource, days: float, end: int) ->
     counts = {m.name for m in policy.metrics if m.kind == "count"}
     seen = counting.fetch(query).cleaned(counts)
     judged = [m.name for m in policy.metrics if m.judged]
+    moments = (end - start) // policy.interval + 1
+
+    def covered(frame: Frame) -> float:
+        """The share of the history's moments at which the group reported a judged metric."""
+        reported = np.zeros(len(frame), dtype=bool)
+        for n in judged:
+            reported |= frame.reporting(n)
+        return float(reported.sum()) / moments
+
     baseline = seen.baseline
-    if baseline is not None and _coverage(seen.canary, judged) >= PAIRED_COVERAGE * max(_coverage(baseline, judged), 1e-9) > 0:
-        return History(seen.canary, baseline, "paired", "both groups have history: canary vs baseline, as the "
-                       "policy judges them", start, end, counting.requests)
     group = baseline if baseline is not None else seen.canary
-    covered = _coverage(group, judged) * len(group) / max(1, (end - start) // policy.interval + 1)
-    if covered < MIN_COVERAGE:
+    if covered(group) < MIN_COVERAGE:
         scope = baseline_scope if baseline is not None else canary_scope
         raise GateError(f"no history: the {policy.source.type} source returned points of {', '.join(judged)} "
-                        f"for {scope!r} at {covered:.0%} of the moments between {iso(start)} and {iso(end)} "
+                        f"for {scope!r} at {covered(group):.0%} of the moments between {iso(start)} and {iso(end)} "
                         f"(a backtest needs {MIN_COVERAGE:.0%})")
+    if baseline is not None and covered(seen.canary) >= PAIRED_COVERAGE * covered(baseline):
+        return History(seen.canary, baseline, "paired", "both groups have history: canary vs baseline, as the "
+                       "policy judges them", start, end, counting.requests)
     why = ("the source cannot split a group by host: each window judges the "
            f"{'baseline' if baseline is not None else 'canary'} group against its own history (history-only judge)")
     return History(group, None, "history-only", why, start, end, counting.requests)
-
-
-def _coverage(frame: Frame, names: list[str]) -> float:
-    if not len(frame):
-        return 0.0
-    reported = np.zeros(len(frame), dtype=bool)
-    for n in names:
-        reported |= frame.reporting(n)
-    return float(reported.mean())
 
 
 # ------------------------------------------------------------------------- the pseudo-canaries
