@@ -71,9 +71,10 @@ class Plan:
         return "too short" if any(m.too_short for m in self.metrics) else "ok"
 
     def reason(self) -> str:
+        at = "" if self.policy.history_only else f" at a {self.share:.1%} canary share"  # history-only: its own traffic
         if self.verdict == "ok":
             return (f"every judged metric catches a {REGRESSION:g}x-tolerance regression within the "
-                    f"{_human(self.policy.lifetime)} lifetime at a {self.share:.1%} canary share")
+                    f"{_human(self.policy.lifetime)} lifetime{at}")
         parts = []
         for m in self.metrics:
             if not m.too_short:
@@ -85,7 +86,7 @@ class Plan:
                 fixes.append(f"a canary share of {m.share_needed:.1%}")
             fix = " or ".join(fixes) if fixes else f"no lifetime up to {_human(MAX_LIFETIME)}"
             parts.append(f"{m.name} cannot be judged: a {REGRESSION:g}x-tolerance regression is not caught within "
-                         f"{_human(self.policy.lifetime)} at a {self.share:.1%} share (would suffice: {fix})")
+                         f"{_human(self.policy.lifetime)}{at} (would suffice: {fix})")
         return "; ".join(parts)
 
     def to_dict(self) -> dict:
