@@ -140,3 +140,12 @@ def test_without_a_baseline_history_the_windows_are_judged_against_their_own_his
     assert report["mode"] == "history-only" and "own history" in report["mode_reason"]
     assert report["overall"]["false_alarms"]["of"] == 2
     assert [m["name"] for m in report["metrics"]] == ["cpu"] and report["metrics"][0]["injections"] == []
+
+
+def test_a_clean_record_is_an_interval_not_a_zero_and_trials_for_says_how_many_show_alpha():
+    from gate.stats.rates import proportion_interval, trials_for
+
+    lo, hi = proportion_interval(0, 24)
+    assert lo == 0 and 0.13 < hi < 0.15  # 0 false alarms in 24 windows: up to ~14%
+    n = trials_for(0.01)
+    assert proportion_interval(0, n)[1] <= 0.01 < proportion_interval(0, n - 1)[1]
