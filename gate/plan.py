@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from gate.analysis import group_scopes, replay_recorded
-from gate.backtest import WindowReferences
+from gate.backtest import MIN_COVERAGE, WindowReferences
 from gate.errors import GateError
 from gate.policy import MAX_LIFETIME, Metric, Policy, _human
 from gate.series import Frame
@@ -208,6 +208,20 @@ def read_recent(policy: Policy, source: MetricSource, release: str, deployed_at:
     return frame
 
 
+def _check_recent(policy: Policy, history: Frame, deployed_at: int) -> None:
+    """The canary window is drawn from the last day(s): a gap there would plan a canary that does
+    not report (failed at once, as if caught): refused instead."""
+    window = recent_window(history, deployed_at, policy.lifetime)
+    judged = [m.name for m in policy.metrics if m.judged]
+    points = max(1, policy.lifetime // policy.interval)
+    for name in judged:
+        share = float(window.reporting(name).sum()) / points
+        if share < MIN_COVERAGE:
+            raise GateError(f"no history: {name} has points at {share:.0%} of the same hours of the last day "
+                            f"({iso(int(window.timestamps[0]) if len(window) else deployed_at - DAY)} on), "
+                            f"which the plan draws the canary window from (it needs {MIN_COVERAGE:.0%})")
+
+
 def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0.05, deployed_at: int) -> Plan:
     if not 0 < share <= 1:
         raise GateError(f"--canary-share: a share of the baseline's traffic in (0, 1], got {share:g}")
@@ -216,6 +230,7 @@ def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0
                         "canary (needs a day more than the lifetime: the window is drawn from the last day)")
     deployed_at -= deployed_at % policy.interval
     history = read_recent(policy, source, release, deployed_at)
+    _check_recent(policy, history, deployed_at)
     planner = Planner(policy, history, deployed_at, share)
     passed, _, whole = planner.judge(policy.lifetime, None, 0.0)
     plans = []

@@ -57,3 +57,18 @@ def test_no_history_is_a_clear_error(tmp_path):
     path = tmp_path / "replay.yaml"
     path.write_text(yaml.safe_dump(data))
     one_error_line(run_gate("plan", "rel-1", "--policy", path, "--at", "2024-05-09T12:00:00Z"), "no history")
+
+
+def test_a_gap_over_the_last_day_is_no_history_not_a_canary_caught_at_once(tmp_path):
+    # Three days of history that stop a day before the deploy: the plan's canary window (the same
+    # hours of the last day) would be empty, and an empty canary "fails" at once as not reporting.
+    deployed = 1715256000  # 2024-05-09T12:00:00Z
+    rows = [(t, "canary", 40.0 + (t // 60) % 7) for t in range(deployed - 4 * 86400, deployed - 86400 - 3600, 60)]
+    case = recorded_case(tmp_path / "case", rows)
+    data = {"name": "gap", "source": {"type": "replay", "options": {"case": str(case)}},
+            "canary": {"scope": "canary"}, "interval": "1m", "lifetime": "1h", "history": "4d",
+            "metrics": [{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]}
+    path = tmp_path / "replay.yaml"
+    path.write_text(yaml.safe_dump(data))
+    one_error_line(run_gate("plan", "rel-1", "--policy", path, "--at", "2024-05-09T12:00:00Z"),
+                   "no history", "last day")
