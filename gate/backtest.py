@@ -399,10 +399,20 @@ def false_alarms(runs: list[Run], label: str, metric: str | None = None) -> Rate
     return Rate(len(hit), len(aa))
 
 
+def caught(run: Run) -> bool:
+    """The regression was caught: failed on the injected metric itself (a window with a gap that
+    fails as not reporting, or another metric's false alarm, has not caught it)."""
+    if run.verdict != "fail":
+        return False
+    if run.injection.kind == "down":
+        return True
+    return any(name == run.injection.metric and rule != "canary-not-reporting" for name, rule, _ in run.failed)
+
+
 def detection(runs: list[Run], label: str, injection: Injection) -> tuple[Rate, float | None]:
     tried = [r for r in runs if r.label == label and r.injection == injection]
-    caught = [r for r in tried if r.verdict == "fail"]
-    return Rate(len(caught), len(tried)), _median(r.minutes for r in caught)
+    hits = [r for r in tried if caught(r)]
+    return Rate(len(hits), len(tried)), _median(r.minutes for r in hits)
 
 
 @dataclass
@@ -432,10 +442,10 @@ def recommend_tolerances(policy: Policy, runs: list[Run]) -> tuple[dict[str, flo
         for f in TOLERANCE_FACTORS:
             label = tolerance_label(f)
             alarms = false_alarms(runs, label, m.name)
-            caught, _ = detection(runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
-            if alarms.trials and alarms.rate <= policy.alpha and caught.trials and caught.rate >= DETECTION_TARGET:
+            found, _ = detection(runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
+            if alarms.trials and alarms.rate <= policy.alpha and found.trials and found.rate >= DETECTION_TARGET:
                 chosen[m.name] = round(float(m.tolerance) * f, 4)
-                checks[m.name] = f"false alarms {alarms.hits}/{alarms.trials}, 2x caught {caught.hits}/{caught.trials}"
+                checks[m.name] = f"false alarms {alarms.hits}/{alarms.trials}, 2x caught {found.hits}/{found.trials}"
                 if f == TOLERANCE_FACTORS[0]:
                     notes.append(f"{m.name}: the smallest tolerance tried ({f:g}x the policy's) met the targets: "
                                  "a smaller one may too")
@@ -453,8 +463,8 @@ def choose_lifetime(policy: Policy, runs: list[Run], lifetimes: list[int]) -> in
         alarms = false_alarms(runs, label)
         ok = alarms.trials and alarms.rate <= policy.alpha
         for m in testable(policy):
-            caught, _ = detection(runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
-            ok = ok and caught.trials and caught.rate >= DETECTION_TARGET
+            found, _ = detection(runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
+            ok = ok and found.trials and found.rate >= DETECTION_TARGET
         if ok:
             return life
     return None
@@ -485,8 +495,8 @@ class Backtest:
             injections = []
             for kind in injection_kinds(m) if m.tolerance else []:
                 for size in EFFECT_SIZES:
-                    caught, minutes = detection(self.runs, "policy", Injection(kind, m.name, size))
-                    injections.append({"kind": kind, "size": size, "detected": caught.to_dict(),
+                    found, minutes = detection(self.runs, "policy", Injection(kind, m.name, size))
+                    injections.append({"kind": kind, "size": size, "detected": found.to_dict(),
                                        "median_minutes_to_fail": minutes})
             metrics.append({"name": m.name, "tolerance": m.tolerance,
                             "false_alarms": false_alarms(self.runs, "policy", m.name).to_dict(),
@@ -497,9 +507,9 @@ class Backtest:
         overall_detection = {}
         for size in EFFECT_SIZES:
             tried = [r for r in self.runs if r.label == "policy" and r.injection.size == size]
-            caught = [r for r in tried if r.verdict == "fail"]
-            overall_detection[f"{size:g}x"] = {"detected": Rate(len(caught), len(tried)).to_dict(),
-                                               "median_minutes_to_fail": _median(r.minutes for r in caught)}
+            hits = [r for r in tried if caught(r)]
+            overall_detection[f"{size:g}x"] = {"detected": Rate(len(hits), len(tried)).to_dict(),
+                                               "median_minutes_to_fail": _median(r.minutes for r in hits)}
         rec = self.recommendation
         return {
             "policy": p.name, "source": p.source.type, "mode": self.history.mode, "mode_reason": self.history.why,
@@ -536,11 +546,11 @@ class Backtest:
 
     def _candidate(self, label: str) -> dict:
         """A candidate's numbers: its false alarms, and each metric's 2x regression caught."""
-        caught = {m.name: detection(self.runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
-                  for m in testable(self.policy)}
+        found = {m.name: detection(self.runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
+                 for m in testable(self.policy)}
         return {"false_alarms": false_alarms(self.runs, label).to_dict(),
                 "detected_2x": {name: {"detected": rate.to_dict(), "median_minutes_to_fail": minutes}
-                                for name, (rate, minutes) in caught.items()}}
+                                for name, (rate, minutes) in found.items()}}
 
 
 def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows: int = DEFAULT_WINDOWS,

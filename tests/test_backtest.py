@@ -149,3 +149,14 @@ def test_a_clean_record_is_an_interval_not_a_zero_and_trials_for_says_how_many_s
     assert lo == 0 and 0.13 < hi < 0.15  # 0 false alarms in 24 windows: up to ~14%
     n = trials_for(0.01)
     assert proportion_interval(0, n)[1] <= 0.01 < proportion_interval(0, n - 1)[1]
+
+
+def test_a_regression_counts_as_caught_only_when_its_own_metric_fails_for_it():
+    from gate.backtest import DOWN, Run, caught
+
+    shift = Injection("shift", "cpu", 2.0)
+    assert caught(Run("policy", 0, shift, "fail", 5, (("cpu", "mean-beyond-tolerance", "..."),)))
+    assert not caught(Run("policy", 0, shift, "fail", 5, (("latency", "mean-beyond-tolerance", "..."),)))
+    assert not caught(Run("policy", 0, shift, "fail", 5, (("cpu", "canary-not-reporting", "a gap"),)))
+    assert not caught(Run("policy", 0, shift, "pass", 30, ()))
+    assert caught(Run("policy", 0, DOWN, "fail", 18, (("cpu", "canary-not-reporting", "..."),)))
