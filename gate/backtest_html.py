@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import html
 import time
+from pathlib import Path
 
+from gate.errors import GateError
 from gate.verdict import iso, parse_time
 
 W, H, PAD = 360, 150, 34
@@ -115,3 +117,12 @@ def render(report: dict) -> str:
 <footer>canary-gate backtest · generated {_e(iso(time.time()))}</footer>
 </main></body></html>
 """
+
+
+def write(path: Path, report: dict) -> Path:
+    """`--html FILE`: a page that cannot be written is a one-line error (exit 4)."""
+    try:
+        path.write_text(render(report), encoding="utf-8")
+    except OSError as e:
+        raise GateError(f"--html {path}: cannot write the page ({e.strerror or type(e).__name__})") from None
+    return path

@@ -296,13 +296,9 @@ def backtest(
                               lifetime=override, progress=progress, recommend=recommend)
     report_data = result.to_dict()
     if html is not None:
-        from gate.backtest_html import render
+        from gate.backtest_html import write
 
-        try:
-            html.write_text(render(report_data), encoding="utf-8")
-        except OSError as e:
-            raise GateError(f"--html {html}: cannot write the page ({e.strerror or type(e).__name__})") from None
-        err.print(f"backtest page: {html}", highlight=False, soft_wrap=True)
+        err.print(f"backtest page: {write(html, report_data)}", highlight=False, soft_wrap=True)
     if as_json:
         print(json.dumps(report_data), flush=True)
     else:
