@@ -67,7 +67,7 @@ def timeline_svg(report: dict, metric: str | None) -> str:
     """The A/A windows along the history: green judged clean, red a false alarm (of `metric`)."""
     start, end = parse_time(report["history"]["start"]), parse_time(report["history"]["end"])
     alarms = {(a["deployed_at"]) for a in report["false_alarm_windows"] if metric is None or a["metric"] == metric}
-    out = _frame(f"{metric or 'all metrics'}: A/A windows over the history, false alarms in red")
+    out = _frame(f"{metric or 'all metrics'}: A/A windows, false alarms in red")
     for moment in (start, end):
         anchor = "start" if moment == start else "end"
         xpos = PAD if moment == start else W - 8
