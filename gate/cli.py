@@ -261,7 +261,7 @@ def backtest(
                                                  "(a recorded case: its deploy).")] = None,
     jobs: Annotated[int, typer.Option(help="Processes judging windows (default: every core).")] = 0,
     recommend: Annotated[bool, typer.Option(help="Search the tolerances and lifetime to recommend "
-                                            "(--no-recommend: the policy's own numbers only, 5x faster).")] = True,
+                                            "(--no-recommend: the policy's own numbers only, a third of the canaries).")] = True,
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write the backtest as an HTML page.")] = None,
     as_json: JsonOption = False,
 ) -> None:
