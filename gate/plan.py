@@ -223,6 +223,9 @@ def _check_recent(policy: Policy, history: Frame, deployed_at: int) -> None:
 
 
 def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0.05, deployed_at: int) -> Plan:
+    if not any(m.judged and m.tolerance for m in policy.metrics):
+        raise GateError("metrics: no judged metric has a tolerance: a plan times the regressions at 2x each "
+                        "metric's tolerance")
     if not 0 < share <= 1:
         raise GateError(f"--canary-share: a share of the baseline's traffic in (0, 1], got {share:g}")
     if policy.history < DAY + policy.lifetime:

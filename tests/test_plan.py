@@ -72,3 +72,8 @@ def test_a_gap_over_the_last_day_is_no_history_not_a_canary_caught_at_once(tmp_p
     path.write_text(yaml.safe_dump(data))
     one_error_line(run_gate("plan", "rel-1", "--policy", path, "--at", "2024-05-09T12:00:00Z"),
                    "no history", "last day")
+
+
+def test_a_policy_without_tolerances_is_a_clear_error(tmp_path):
+    one_error_line(run_gate("plan", "rel-1", "--policy", policy(tmp_path, [{**CPU[0], "tolerance": None}]), "--at", AT),
+                   "tolerance")
