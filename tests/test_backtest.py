@@ -160,3 +160,25 @@ def test_a_regression_counts_as_caught_only_when_its_own_metric_fails_for_it():
     assert not caught(Run("policy", 0, shift, "fail", 5, (("cpu", "canary-not-reporting", "a gap"),)))
     assert not caught(Run("policy", 0, shift, "pass", 30, ()))
     assert caught(Run("policy", 0, DOWN, "fail", 18, (("cpu", "canary-not-reporting", "..."),)))
+
+
+def test_over_real_http_the_history_is_read_once_whatever_the_number_of_windows(tmp_path, corpus):
+    # The fake Datadog serves a recorded case as if it were happening now; the backtest ends its
+    # history at the served deploy. The requests it makes do not grow with the windows.
+    from tests.fake_datadog import API_KEY, APP_KEY
+    from tests.test_datadog_cli import live, write_policy
+
+    with live(corpus, "k1m-aa-000") as fake:
+        env = {"GATE_DATADOG_URL": fake.url, "DD_API_KEY": API_KEY, "DD_APP_KEY": APP_KEY}
+        counts = []
+        for windows in ("2", "3"):
+            before = len(fake.timeseries_requests())
+            result = run_gate("backtest", "--policy", write_policy(tmp_path), "--days", "6", "--windows", windows,
+                              "--until", str(fake.deployed_at - 60), "--no-recommend", "--jobs", "1", "--json",
+                              env=env, cwd=tmp_path)
+            assert result.returncode == 0, result.stderr
+            report = json.loads(result.stdout)
+            assert report["windows"] == int(windows) and report["history"]["source_requests"] == 1
+            counts.append(len(fake.timeseries_requests()) - before)
+    assert counts[0] == counts[1] > 0
+    assert report["mode"] == "history-only"  # the canary scope has no history before the deploy
