@@ -165,7 +165,9 @@ class Planner:
 
     def caught_within(self, metric: Metric, lifetime: int, share: float | None = None) -> tuple[int, str] | None:
         _, failed, _ = self.judge(lifetime, metric, REGRESSION * float(metric.tolerance), share)
-        return failed.get(metric.name)
+        hit = failed.get(metric.name)
+        # Failed for the regression itself: a gap in the day the window is drawn from is no catch.
+        return hit if hit is not None and hit[1] != "canary-not-reporting" else None
 
     def lifetime_needed(self, metric: Metric) -> int | None:
         longest = min(MAX_LIFETIME, self.policy.history - DAY)  # the window is drawn from the history's last days
