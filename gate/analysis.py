@@ -20,7 +20,7 @@ from gate.lifecycle import CLI, Names, register_deploy
 from gate.policy import Policy, with_overrides
 from gate.series import Observations
 from gate.sources import DEMO_SOURCES, MetricSource, Query
-from gate.sources.replay import ReplaySource, load_case
+from gate.sources.replay import Case, ReplaySource, load_case
 from gate.verdict import Verdict, iso
 
 
@@ -342,14 +342,21 @@ def _replay(case_dir: str | Path, policy: Policy | None, judge: Any = default_ju
         policy = with_overrides(policy, f"{case_dir} (alpha override)", alpha=alpha)
     # The lifetime is the case's: the recorded data ends there.
     policy = policy.model_copy(update={"lifetime": case.end_at - case.deployed_at})
+    return replay_recorded(case, policy, judge)
+
+
+def replay_recorded(case: Case, policy: Policy, judge: Any = default_judge, cache: Any = None,
+                    on_verdict: Callable[[Verdict], None] | None = None) -> tuple[Analysis, Evaluation, int]:
+    """The replay rule, for a case on disk or one made from a history (`gate backtest`, `gate
+    plan`): the live loop, with a clock that only moves the source's horizon one interval at a time."""
     source = ReplaySource(case)
     analysis = Analysis(
         policy, source, case.id, case.deployed_at,
-        canary="canary", baseline="baseline" if policy.baseline else None, judge=judge,
+        canary="canary", baseline="baseline" if policy.baseline else None, judge=judge, cache=cache,
     )
 
     def advance_clock(t: int) -> None:
         source.visible_until = t
 
-    evaluation, evaluations = analysis.watch(wait=advance_clock)
+    evaluation, evaluations = analysis.watch(wait=advance_clock, on_verdict=on_verdict)
     return analysis, evaluation, evaluations

@@ -281,6 +281,89 @@ def replay(
 
 
 @app.command()
+def backtest(
+    policy: PolicyOption,
+    days: Annotated[float, typer.Option(help="Days of history to read (once) and cut windows from.")] = 14,
+    lifetime: Annotated[Optional[str], typer.Option(help="Canary lifetime to test, overrides the policy's (e.g. 1h).")] = None,
+    windows: Annotated[int, typer.Option(help="A/A windows spread over the history.")] = 32,
+    until: Annotated[Optional[str], typer.Option(help="End of the history (ISO 8601 or epoch); default now "
+                                                 "(a recorded case: its deploy).")] = None,
+    jobs: Annotated[int, typer.Option(help="Processes judging windows (default: every core).")] = 0,
+    recommend: Annotated[bool, typer.Option(help="Search the tolerances and lifetime to recommend "
+                                            "(--no-recommend: the policy's own numbers only, a third of the canaries).")] = True,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the backtest as an HTML page.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """How often this policy's gate would cry wolf on the service's own history, what it
+    catches, and the tolerances and lifetime that meet its alpha: the real judge on
+    pseudo-canaries cut from the history (read once)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gate.backtest import backtest as run_backtest, print_backtest
+    from gate.policy import load_policy, parse_duration
+
+    loaded = load_policy(policy)
+    try:
+        override = parse_duration(lifetime) if lifetime is not None else None
+    except ValueError as e:
+        raise fail_closed(f"--lifetime: {e}") from None
+    try:
+        end = parse_time(until) if until is not None else None
+    except ValueError as e:
+        raise fail_closed(f"--until: {e}") from None
+    source = open_source_of(loaded, str(policy))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        result = run_backtest(loaded, source, days=days, windows=windows, until=end, jobs=jobs or None,
+                              lifetime=override, progress=progress, recommend=recommend)
+    report_data = result.to_dict()
+    if html is not None:
+        from gate.backtest_html import write
+
+        err.print(f"backtest page: {write(html, report_data)}", highlight=False, soft_wrap=True)
+    if as_json:
+        print(json.dumps(report_data), flush=True)
+    else:
+        print_backtest(report_data, out)
+
+
+@app.command()
+def plan(
+    release: Annotated[str, typer.Argument(help="Release name (also usable in scopes as {release}).")],
+    policy: PolicyOption,
+    canary_share: Annotated[float, typer.Option(help="The canary's traffic as a share of the baseline group's.")] = 0.05,
+    at: Annotated[Optional[str], typer.Option(help="When the canary would start (ISO 8601 or epoch); default now.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pre-flight: how long this canary needs to pass when as good as the baseline, and to fail
+    at 2x tolerance, at today's traffic and noise (the judge's own model). Exit 0 ok, 3 too short."""
+    from gate.plan import plan as make_plan, print_plan
+    from gate.policy import load_policy
+
+    check_release(release)
+    loaded = load_policy(policy)
+    try:
+        deployed_at = parse_time(at) if at is not None else int(time.time())
+    except ValueError as e:
+        raise fail_closed(f"--at: {e}") from None
+    source = open_source_of(loaded, str(policy))
+    with err.status("judging the expected canary...", spinner="dots"):
+        data = make_plan(loaded, source, release, share=canary_share, deployed_at=deployed_at).to_dict()
+    if as_json:
+        print(json.dumps(data), flush=True)
+    else:
+        print_plan(data, out)
+    raise typer.Exit(0 if data["verdict"] == "ok" else EXIT_CODES["inconclusive"])
+
+
+@app.command()
 def demo(
     scenario: Annotated[
         Optional[str],

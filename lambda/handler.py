@@ -25,6 +25,12 @@ link in `report_url`), Slack (SLACK_WEBHOOK_URL), Datadog event (when the policy
 cannot judge (bad event, bad policy, dead source, crash) the answer is an error, never a pass:
 `{"statusCode": 4xx/5xx, "verdict": "error", "error": "...", "exit_code": 4}`.
 
+Pre-flight actions (no store, no announcement): `{"action": "plan", "release": ..., "policy": ...,
+"canary_share": 0.05, "at": ...}` answers as `gate plan --json` (exit_code 0 ok, 3 too short);
+`{"action": "backtest", "policy": ..., "days": 7, "windows": 8, "recommend": false}` as
+`gate backtest --json`, on one core: a backtest of more than MAX_LAMBDA_BACKTEST_RUNS judged
+canaries is refused (400) with a message pointing to the CLI, not split.
+
 A policy whose source is a demo (`simulate`, `replay`: made-up or recorded data) is refused (400):
 the Lambda gates real releases.
 
@@ -44,7 +50,7 @@ import os
 import time
 import traceback
 from functools import lru_cache
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -122,6 +128,36 @@ class EvaluateRequest(BaseModel):
         return self
 
 
+class PlanRequest(BaseModel):
+    """`{"action": "plan", ...}`: the pre-flight of `gate plan`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["plan"]
+    release: Annotated[str, BeforeValidator(release_name)] = Field(min_length=1, max_length=200)
+    policy: dict[str, Any] | str
+    canary_share: float = Field(default=0.05, gt=0, le=1, allow_inf_nan=False)
+    at: Moment | None = None
+
+
+class BacktestRequest(BaseModel):
+    """`{"action": "backtest", ...}`: `gate backtest`, if it fits in one invocation (see preflight)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["backtest"]
+    policy: dict[str, Any] | str
+    days: float = Field(default=7, gt=0, le=366, allow_inf_nan=False)
+    windows: int = Field(default=8, ge=1, le=1000)
+    recommend: bool = Field(default=False, strict=True)
+    until: Moment | None = None
+
+
+# A backtest judges its canaries one after another in Lambda (no second core, no /dev/shm for a
+# process pool); past this many it would outlive the function's timeout: refused, not split.
+MAX_LAMBDA_BACKTEST_RUNS = 400
+
+
 class BadRequest(Exception):
     """The event itself is wrong: answered 400, naming the field."""
 
@@ -136,13 +172,41 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(dict.fromkeys(parts))
 
 
-def parse_request(event: Any) -> EvaluateRequest:
+def parse_request(event: Any) -> EvaluateRequest | PlanRequest | BacktestRequest:
     if not isinstance(event, dict):
         raise BadRequest(f"event: expected a JSON object, got {type(event).__name__}")
+    action = event.get("action", "evaluate")
+    model = {"evaluate": EvaluateRequest, "plan": PlanRequest, "backtest": BacktestRequest}.get(action)
+    if model is None:
+        raise BadRequest(f"action: {str(action)[:60]!r} is not evaluate, plan or backtest")
     try:
-        return EvaluateRequest.model_validate(event)
+        return model.model_validate(event if action != "evaluate" else {k: v for k, v in event.items() if k != "action"})
     except ValidationError as e:
         raise BadRequest(_describe(e)) from None
+
+
+def preflight(request: PlanRequest | BacktestRequest) -> dict:
+    """`plan` and `backtest`, as the CLI answers them (`--json`), plus `exit_code`."""
+    policy = live_policy(request.policy)
+    source = open_source(policy)
+    if isinstance(request, PlanRequest):
+        from gate.plan import plan
+
+        at = request.at if request.at is not None else int(time.time())
+        result = plan(policy, source, request.release, share=request.canary_share, deployed_at=at).to_dict()
+        return {**result, "exit_code": 0 if result["verdict"] == "ok" else 3}
+    from gate.backtest import main_specs, tolerance_specs
+
+    runs = request.windows * (len(main_specs(policy)) + (len(tolerance_specs(policy)) if request.recommend else 0))
+    if runs > MAX_LAMBDA_BACKTEST_RUNS:
+        raise PolicyError(f"backtest: {runs} judged canaries would outlive the Lambda's time (at most "
+                          f"{MAX_LAMBDA_BACKTEST_RUNS}): ask fewer windows or no recommendation, or run "
+                          "`gate backtest` from the command line (it uses every core)")
+    from gate.backtest import backtest
+
+    result = backtest(policy, source, days=request.days, windows=request.windows, until=request.until, jobs=1,
+                      recommend=request.recommend).to_dict()
+    return {**result, "exit_code": 0}
 
 
 def is_http(event: Any) -> bool:
@@ -433,9 +497,9 @@ def answer(event: Any, context: Any) -> dict:
         release = event.get("release") if isinstance(event, dict) else None
         release = release if isinstance(release, str) else None
         request = parse_request(event)
-        logger.append_keys(release=request.release)
+        logger.append_keys(release=getattr(request, "release", None))
         secrets = load_secrets()
-        result = evaluate(request, context)
+        result = evaluate(request, context) if isinstance(request, EvaluateRequest) else preflight(request)
     except BadRequest as e:
         result = error(400, str(e), release)
     except (PolicyError, ReleaseError, RolloutError) as e:  # the request contradicts itself, the store or the ALB: final
@@ -461,8 +525,9 @@ def answer(event: Any, context: Any) -> dict:
         metrics.add_metric(name="Verdicts", unit=MetricUnit.Count, value=1)
         logger.warning("could not judge", extra={"error": result["error"], "status": result["statusCode"]})
     else:
-        logger.info("verdict", extra={"verdict": result["verdict"], "exit_code": result["exit_code"],
-                                      "evaluated_at": result["evaluated_at"], "reason": result["reason"][:500]})
+        logger.info("verdict", extra={"verdict": result.get("verdict"), "exit_code": result["exit_code"],
+                                      "evaluated_at": result.get("evaluated_at"),
+                                      "reason": str(result.get("reason", ""))[:500]})
     return result
 
 

@@ -360,7 +360,7 @@ test('Jenkinsfile: pass -> promote, build SUCCESS, summary') {
     Harness h = run.h
     assert run.result == 'SUCCESS'
     assert h.stagesRun == ['Canary', 'Build', 'Deploy canary and baseline', 'Canary gate', 'Promote']
-    assert h.stagesSkipped == ['Override', 'Roll back']
+    assert h.stagesSkipped == ['Pre-flight', 'Override', 'Roll back']
     // promote waits for the instance refresh, then scales the canary and baseline down: one run finishes it.
     assert h.commands.findAll { it.contains('gate promote') } ==
         ['gate promote --policy "$GATE_POLICY" --wait --timeout 3h -- "$RELEASE"']
@@ -427,11 +427,33 @@ test('Jenkinsfile: an empty RELEASE parameter names the release after the build'
     assert run.h.ran(" -- 'app-42' > ")
 }
 
+test('Jenkinsfile: the pre-flight, when asked, runs gate plan before the deploy and goes on when it is ok') {
+    Map run = pipeline(code: 0, params: [RELEASE: 'web-1.2.3', PREFLIGHT: true, CANARY_SHARE: '0.05'])
+    Harness h = run.h
+    assert run.result == 'SUCCESS'
+    assert h.stagesRun == ['Canary', 'Build', 'Pre-flight', 'Deploy canary and baseline', 'Canary gate', 'Promote']
+    int plan = h.commands.findIndexOf { it.contains('gate plan') }
+    assert h.commands[plan] == 'gate plan --policy "$GATE_POLICY" --canary-share "$CANARY_SHARE" -- "$RELEASE"'
+    assert plan < h.commands.findIndexOf { it.contains('deploy.sh canary') }
+}
+
+[[3, 'cannot be judged within its'], [4, 'gate plan could not answer (exit 4)']].each { int code, String said ->
+    test("Jenkinsfile: a pre-flight exiting ${code} deploys nothing and rolls back nothing") {
+        Harness h = harness()
+        h.params.putAll([RELEASE: 'web-1.2.3', PREFLIGHT: true, CANARY_SHARE: '0.01'])
+        h.onSh = { String script, Map a -> script.contains('gate plan') ? [status: code] : gateExits(h, 0)(script, a) }
+        assert h.runJenkinsfile() == 'FAILURE'
+        assert !h.ran('deploy.sh') && !h.ran('gate check') && !h.ran('gate rollback') && !h.ran('gate promote')
+        assert h.logText().contains(said)
+        assert h.currentBuild.description == 'web-1.2.3: gate not run, no action, build FAILURE'
+    }
+}
+
 test('Jenkinsfile: a failed canary deploy skips the gate and rolls back in post') {
     Map run = pipeline(code: 0, failing: 'deploy.sh canary')
     Harness h = run.h
     assert run.result == 'FAILURE'
-    assert h.stagesSkipped == ['Canary gate', 'Override', 'Promote', 'Roll back']
+    assert h.stagesSkipped == ['Pre-flight', 'Canary gate', 'Override', 'Promote', 'Roll back']
     assert !h.ran('gate check') && h.ran('gate rollback') && !h.ran('gate promote')
     assert h.currentBuild.description == 'web-1.2.3: gate not run, rollback, build FAILURE'
 }

@@ -1,0 +1,695 @@
+"""`gate backtest`: how often a policy cries wolf on this service's own history, and what it
+catches, measured by running the real judge on pseudo-canaries cut from that history.
+
+The history is read once from the policy's source (one request of the source interface, for
+every window). Each window of it is judged as a release deployed at its start, step by step as
+the live loop judges (`analysis.replay_recorded`, the rule `gate replay` uses):
+
+* A/A (nothing changed): the window as it was. With a concurrent baseline whose canary group
+  also has history (the simulated service; a canary scope that existed before), canary vs
+  baseline as the policy judges them ("paired"). The source interface cannot split one group by
+  host, so otherwise the group is judged against its own history ("history-only" judge).
+* Injected regressions on the same windows, per metric at 1.5x, 2x and 3x its tolerance: a
+  shift, a slow tail (latencies), a leak ramp (memory), a rate factor (counts); and a canary
+  that stops reporting.
+
+A false alarm is an A/A window the gate fails (at any look, or at the end of the lifetime).
+Then the smallest tolerance per metric, and the shortest lifetime, that keep false alarms at or
+below the policy's alpha and detect a 2x-tolerance regression in 90% of the windows.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gate.analysis import group_scopes, replay_recorded
+from gate.errors import GateError, PolicyError
+from gate.policy import Metric, Policy, _human, parse_policy
+from gate.series import Frame, Observations
+from gate.sources import MetricSource, Query
+from gate.sources.replay import Case
+from gate.stats.rates import proportion_interval, trials_for
+from gate.verdict import iso
+
+DAY = 86400
+EFFECT_SIZES = (1.5, 2.0, 3.0)  # injected regressions, in multiples of the metric's tolerance
+DETECTION_SIZE = 2.0  # the regression a recommendation must catch...
+DETECTION_TARGET = 0.9  # ...this often
+TOLERANCE_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # candidate tolerances, times the policy's
+LIFETIME_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # candidate lifetimes, times the policy's
+TAIL_SHARE = 0.2  # a slow tail: this share of the points, slow enough to move the mean as a shift does
+DOWN_AFTER = 0.25  # a canary that stops reporting does so a quarter into its lifetime
+MIN_COVERAGE = 0.5  # of the history's moments with a point: fewer, and the windows judge gaps, not the service
+PAIRED_COVERAGE = 0.9  # the canary group's history must cover this share of the baseline's to be paired
+DEFAULT_WINDOWS = 32
+BACKTEST_RELEASE = "backtest"  # what `{release}` in a scope becomes: no real release has run there
+MEMORY_UNITS = {"b", "bytes", "kb", "kib", "mb", "mib", "gb", "gib"}
+
+
+# ------------------------------------------------------------------------------ the history
+
+
+@dataclass(frozen=True)
+class History:
+    """What the pseudo-canaries are cut from: the judged group and, paired, its baseline."""
+
+    group: Frame
+    baseline: Frame | None
+    mode: str  # "paired" or "history-only"
+    why: str  # why this mode, for the report
+    start: int
+    end: int
+    requests: int  # source requests made to read it (one: never per window)
+
+    def frames(self, start: int, end: int) -> dict[str, Frame]:
+        frames = {"canary": self.group.between(start, end)}
+        if self.baseline is not None:
+            frames["baseline"] = self.baseline.between(start, end)
+        return frames
+
+
+class CountingSource:
+    """The policy's source, counting its requests (the note says how many a backtest makes)."""
+
+    def __init__(self, source: MetricSource):
+        self.source, self.requests = source, 0
+
+    def fetch(self, query: Query) -> Observations:
+        self.requests += 1
+        return self.source.fetch(query)
+
+
+def history_end(source: MetricSource, policy: Policy, until: int | None, now: int) -> int:
+    """The last moment of history: `--until`; a recorded case's deploy (its history only, never
+    the canary window it holds); otherwise now. On the interval grid."""
+    recorded = getattr(source, "known_deployed_at", None)
+    end = until if until is not None else (recorded - policy.interval if recorded is not None else now)
+    return end - end % policy.interval
+
+
+def read_history(policy: Policy, source: MetricSource, days: float, end: int) -> History:
+    counting = CountingSource(source)
+    canary_scope, baseline_scope = group_scopes(policy, BACKTEST_RELEASE)
+    start = end - int(days * DAY)
+    query = Query(tuple(policy.metrics), canary_scope, baseline_scope, start, end, policy.interval)
+    counts = {m.name for m in policy.metrics if m.kind == "count"}
+    seen = counting.fetch(query).cleaned(counts)
+    judged = [m.name for m in policy.metrics if m.judged]
+    moments = (end - start) // policy.interval + 1
+
+    def covered(frame: Frame) -> float:
+        """The share of the history's moments at which the group reported a judged metric."""
+        reported = np.zeros(len(frame), dtype=bool)
+        for n in judged:
+            reported |= frame.reporting(n)
+        return float(reported.sum()) / moments
+
+    baseline = seen.baseline
+    group = baseline if baseline is not None else seen.canary
+    if covered(group) < MIN_COVERAGE:
+        scope = baseline_scope if baseline is not None else canary_scope
+        raise GateError(f"no history: the {policy.source.type} source returned points of {', '.join(judged)} "
+                        f"for {scope!r} at {covered(group):.0%} of the moments between {iso(start)} and {iso(end)} "
+                        f"(a backtest needs {MIN_COVERAGE:.0%})")
+    if baseline is not None and covered(seen.canary) >= PAIRED_COVERAGE * covered(baseline):
+        return History(seen.canary, baseline, "paired", "both groups have history: canary vs baseline, as the "
+                       "policy judges them", start, end, counting.requests)
+    why = ("the source cannot split a group by host: each window judges the "
+           f"{'baseline' if baseline is not None else 'canary'} group against its own history (history-only judge)")
+    return History(group, None, "history-only", why, start, end, counting.requests)
+
+
+# ------------------------------------------------------------------------- the pseudo-canaries
+
+
+@dataclass(frozen=True)
+class Injection:
+    kind: str  # none, shift, tail, ramp, rate, down
+    metric: str | None = None
+    size: float = 0.0  # times the metric's tolerance
+
+    @property
+    def label(self) -> str:
+        if self.kind == "none":
+            return "A/A"
+        if self.kind == "down":
+            return "canary stops reporting"
+        return f"{self.metric} {self.kind} {self.size:g}x"
+
+
+AA = Injection("none")
+DOWN = Injection("down")
+
+
+def is_memory(m: Metric) -> bool:
+    return m.kind == "gauge" and ("mem" in m.name.lower() or (m.unit or "").lower() in MEMORY_UNITS)
+
+
+def injection_kinds(m: Metric) -> list[str]:
+    """The regressions a metric is tried with: its shift (a rate factor for counts), and a slow
+    tail for a latency, a leak ramp for a memory."""
+    if m.kind == "count":
+        return ["rate"]
+    kinds = ["shift"]
+    if m.judges_tail and m.bad_direction == "increase":
+        kinds.append("tail")
+    if is_memory(m):
+        kinds.append("ramp")
+    return kinds
+
+
+def primary_kind(m: Metric) -> str:
+    return "rate" if m.kind == "count" else "shift"
+
+
+def testable(policy: Policy) -> list[Metric]:
+    """The metrics regressions are injected into: judged, with a tolerance to take multiples of."""
+    return [m for m in policy.metrics if m.judged and m.tolerance]
+
+
+def inject(frame: Frame, policy: Policy, injection: Injection, deployed_at: int, lifetime: int) -> Frame:
+    """The window with the regression applied to the canary from the deploy on (a copy)."""
+    if injection.kind == "none":
+        return frame
+    t = frame.timestamps
+    values = dict(frame.values)
+    if injection.kind == "down":
+        stop = t >= deployed_at + max(policy.interval, int(DOWN_AFTER * lifetime))
+        return Frame(frame.step, t, {n: np.where(stop, np.nan, x) for n, x in values.items()})
+    m = policy.metric(injection.metric)
+    effect = injection.size * float(m.tolerance)
+    sign = -1.0 if m.bad_direction == "decrease" else 1.0
+    x = values[m.name].copy()
+    after = (t >= deployed_at) & np.isfinite(x)
+    rng = np.random.default_rng([deployed_at, zlib.crc32(injection.label.encode())])
+    if injection.kind == "shift":
+        x[after] *= max(0.0, 1 + sign * effect)
+    elif injection.kind == "tail":
+        slow = after & (rng.random(len(x)) < TAIL_SHARE)
+        x[slow] *= 1 + effect / TAIL_SHARE
+    elif injection.kind == "ramp":
+        progress = np.clip((t - deployed_at) / lifetime, 0.0, 1.0)
+        x[after] *= np.maximum(0.0, 1 + sign * effect * progress[after])
+    elif injection.kind == "rate":
+        events = np.maximum(x[after], 0.0)
+        if sign > 0:  # extra events at `effect` times the window's own, as counts
+            x[after] = events + rng.poisson(effect * events)
+        else:
+            x[after] = rng.binomial(events.astype(np.int64), max(0.0, 1 - effect))
+    values[m.name] = x
+    return Frame(frame.step, t, values)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One pseudo-canary: a policy variant and a regression, on a window."""
+
+    label: str  # the policy variant: "policy", "tolerance x0.5", "lifetime 30m"
+    policy: Policy
+    injection: Injection
+
+
+@dataclass(frozen=True)
+class Run:
+    label: str
+    deployed_at: int
+    injection: Injection
+    verdict: str  # pass, fail, inconclusive, error
+    minutes: float  # from the deploy to the decision
+    failed: tuple[tuple[str, str, str], ...]  # (metric, rule, reason) of each failing metric
+
+
+class WindowReferences:
+    """The judge's reference, learned once per window and shared by all its pseudo-canaries:
+    what `learn` reads (the history before the deploy, the metrics' kinds) is the same for every
+    variant; tolerances and lifetime, which the variants change, are only read by `evaluate`."""
+
+    def __init__(self):
+        self.learned: dict = {}
+
+    @staticmethod
+    def key(release, deployed_at, policy_json, scopes):
+        return deployed_at, scopes
+
+    def load(self, key):
+        return self.learned.get(key)
+
+    def save(self, key, reference):
+        self.learned[key] = reference
+
+
+_HISTORY: History | None = None  # the history, once per worker process
+
+
+def _adopt(history: History) -> None:
+    global _HISTORY
+    _HISTORY = history
+
+
+def judge_window(task: tuple[int, list[Spec]]) -> list[Run]:
+    """Every pseudo-canary of one window (a worker's unit: the reference is learned once)."""
+    deployed_at, specs = task
+    references = WindowReferences()
+    runs = []
+    for spec in specs:
+        policy = spec.policy
+        end = deployed_at + policy.lifetime
+        frames = _HISTORY.frames(deployed_at - policy.history, end)
+        frames["canary"] = inject(frames["canary"], policy, spec.injection, deployed_at, policy.lifetime)
+        case = Case(f"{BACKTEST_RELEASE}-{deployed_at}", Path("."), policy.interval, deployed_at, end, [], frames)
+        try:
+            verdict = replay_recorded(case, policy, cache=references)[1].verdict
+        except GateError as e:  # could not judge this window: counted apart, never as a pass
+            runs.append(Run(spec.label, deployed_at, spec.injection, "error", policy.lifetime / 60, (("*", "error", str(e)),)))
+            continue
+        failed = tuple((m.name, m.rule, m.reason) for m in verdict.metrics if m.verdict == "fail" and not m.muted)
+        runs.append(Run(spec.label, deployed_at, spec.injection, verdict.verdict,
+                        (verdict.evaluated_at - deployed_at) / 60, failed))
+    return runs
+
+
+def run_all(history: History, tasks: list[tuple[int, list[Spec]]], jobs: int,
+            progress: Callable[[int], None] | None = None) -> list[Run]:
+    """The tasks on `jobs` processes (the history is handed to each once), in any order."""
+    runs: list[Run] = []
+    if jobs <= 1:
+        _adopt(history)
+        for task in tasks:
+            runs.extend(judge_window(task))
+            if progress:
+                progress(len(task[1]))
+        return runs
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_adopt, initargs=(history,)) as pool:
+        for task, result in zip(tasks, pool.map(judge_window, tasks)):
+            runs.extend(result)
+            if progress:
+                progress(len(task[1]))
+    return runs
+
+
+# ------------------------------------------------------------------------ policy variants
+
+
+def with_tolerances(policy: Policy, tolerances: dict[str, float]) -> Policy:
+    metrics = [m.model_copy(update={"tolerance": tolerances[m.name]}) if m.name in tolerances else m
+               for m in policy.metrics]
+    return policy.model_copy(update={"metrics": metrics})
+
+
+def with_lifetime(policy: Policy, lifetime: int) -> Policy | None:
+    """The policy at another lifetime, or None when that lifetime is not a valid policy (a
+    min_duration or warm-up longer than it allows)."""
+    try:
+        return parse_policy({**policy.model_dump(), "lifetime": lifetime}, origin="backtest")
+    except PolicyError:
+        return None
+
+
+def scaled(policy: Policy, factor: float) -> dict[str, float]:
+    return {m.name: round(float(m.tolerance) * factor, 4) for m in testable(policy)}
+
+
+def main_specs(policy: Policy) -> list[Spec]:
+    specs = [Spec("policy", policy, AA), Spec("policy", policy, DOWN)]
+    for m in testable(policy):
+        for kind in injection_kinds(m):
+            specs += [Spec("policy", policy, Injection(kind, m.name, size)) for size in EFFECT_SIZES]
+    return specs
+
+
+def detection_specs(label: str, policy: Policy) -> list[Spec]:
+    """What a candidate is judged on: A/A, and a 2x-tolerance regression of each metric."""
+    return [Spec(label, policy, AA)] + [
+        Spec(label, policy, Injection(primary_kind(m), m.name, DETECTION_SIZE)) for m in testable(policy)]
+
+
+def tolerance_label(factor: float) -> str:
+    return "policy" if factor == 1.0 else f"tolerance x{factor:g}"
+
+
+def tolerance_specs(policy: Policy) -> list[Spec]:
+    return [s for f in TOLERANCE_FACTORS if f != 1.0
+            for s in detection_specs(tolerance_label(f), with_tolerances(policy, scaled(policy, f)))]
+
+
+def candidate_lifetimes(policy: Policy) -> list[int]:
+    step = policy.interval
+    found = sorted({max(step, round(policy.lifetime * f / step) * step) for f in LIFETIME_FACTORS})
+    return [life for life in found if with_lifetime(policy, life) is not None]
+
+
+# ---------------------------------------------------------------------------- the windows
+
+
+def window_starts(history: History, policy: Policy, count: int, longest: int) -> list[int]:
+    """`count` deploy moments spread evenly over the history after a learning stretch (the
+    policy's history, at most half of what was read), so that each window has its own past and
+    the windows fall on every hour of the day and day of the week, peaks and incidents included."""
+    span = history.end - history.start
+    learning = min(policy.history, span // 2)
+    first, last = history.start + learning, history.end - longest
+    if last < first:
+        raise GateError(f"--days: {_human(span)} of history leaves no room for a window: it needs "
+                        f"{_human(policy.history)} to learn from (at most half the history) and "
+                        f"{_human(longest)} of canary lifetime after it")
+    step = policy.interval
+    moments = np.linspace(first, last, count) if count > 1 else np.array([last])
+    return sorted({int(t) - int(t) % step for t in moments})
+
+
+# ------------------------------------------------------------------------------ the report
+
+
+@dataclass
+class Rate:
+    hits: int
+    trials: int
+
+    @property
+    def rate(self) -> float:
+        return self.hits / self.trials if self.trials else float("nan")
+
+    def to_dict(self) -> dict:
+        lo, hi = proportion_interval(self.hits, self.trials)
+        return {"count": self.hits, "of": self.trials, "rate": _round(self.rate), "ci95": [_round(lo), _round(hi)]}
+
+
+def _round(x: float | None, digits: int = 4):
+    return None if x is None or not math.isfinite(x) else round(x, digits)
+
+
+def _median(xs: Iterable[float]) -> float | None:
+    xs = list(xs)
+    return round(statistics.median(xs), 1) if xs else None
+
+
+def false_alarms(runs: list[Run], label: str, metric: str | None = None) -> Rate:
+    aa = [r for r in runs if r.label == label and r.injection == AA]
+    hit = [r for r in aa if r.verdict in ("fail", "error") and (metric is None or any(f[0] == metric for f in r.failed))]
+    return Rate(len(hit), len(aa))
+
+
+def caught(run: Run) -> bool:
+    """The regression was caught: failed on the injected metric itself (a window with a gap that
+    fails as not reporting, or another metric's false alarm, has not caught it)."""
+    if run.verdict != "fail":
+        return False
+    if run.injection.kind == "down":
+        return True
+    return any(name == run.injection.metric and rule != "canary-not-reporting" for name, rule, _ in run.failed)
+
+
+def detection(runs: list[Run], label: str, injection: Injection) -> tuple[Rate, float | None]:
+    tried = [r for r in runs if r.label == label and r.injection == injection]
+    hits = [r for r in tried if caught(r)]
+    return Rate(len(hits), len(tried)), _median(r.minutes for r in hits)
+
+
+@dataclass
+class Recommendation:
+    tolerances: dict[str, float | None]
+    lifetime: int | None
+    notes: list[str] = field(default_factory=list)
+
+    def yaml(self, policy: Policy, checks: dict[str, str]) -> str:
+        lines = ["# gate backtest: paste over the policy's fields"]
+        if self.lifetime is not None:
+            lines.append(f"lifetime: {_human(self.lifetime)}")
+        lines.append("metrics:")
+        for m in testable(policy):
+            value = self.tolerances.get(m.name)
+            shown = "null  # no candidate met the targets: see the notes" if value is None else f"{value:g}"
+            lines += [f"  - name: {m.name}", f"    tolerance: {shown}" + (f"  # {checks[m.name]}" if m.name in checks and value is not None else "")]
+        return "\n".join(lines) + "\n"
+
+
+def recommend_tolerances(policy: Policy, runs: list[Run]) -> tuple[dict[str, float | None], dict[str, str], list[str]]:
+    """Per metric the smallest candidate tolerance whose A/A windows raised no more false alarms
+    on that metric than alpha allows and whose 2x regression was caught in 90% of the windows."""
+    chosen, checks, notes = {}, {}, []
+    for m in testable(policy):
+        chosen[m.name] = None
+        for f in TOLERANCE_FACTORS:
+            label = tolerance_label(f)
+            alarms = false_alarms(runs, label, m.name)
+            found, _ = detection(runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
+            if alarms.trials and alarms.rate <= policy.alpha and found.trials and found.rate >= DETECTION_TARGET:
+                chosen[m.name] = round(float(m.tolerance) * f, 4)
+                checks[m.name] = f"false alarms {alarms.hits}/{alarms.trials}, 2x caught {found.hits}/{found.trials}"
+                if f == TOLERANCE_FACTORS[0]:
+                    notes.append(f"{m.name}: the smallest tolerance tried ({f:g}x the policy's) met the targets: "
+                                 "a smaller one may too")
+                break
+        if chosen[m.name] is None:
+            notes.append(f"{m.name}: no tolerance up to {max(TOLERANCE_FACTORS):g}x the policy's "
+                         f"({float(m.tolerance) * max(TOLERANCE_FACTORS):g}) kept false alarms <= alpha and caught "
+                         f"{DETECTION_SIZE:g}x in {DETECTION_TARGET:.0%}: a longer lifetime or more history may")
+    return chosen, checks, notes
+
+
+def choose_lifetime(policy: Policy, runs: list[Run], lifetimes: list[int]) -> int | None:
+    for life in lifetimes:
+        label = lifetime_label(life)
+        alarms = false_alarms(runs, label)
+        ok = alarms.trials and alarms.rate <= policy.alpha
+        for m in testable(policy):
+            found, _ = detection(runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
+            ok = ok and found.trials and found.rate >= DETECTION_TARGET
+        if ok:
+            return life
+    return None
+
+
+def lifetime_label(lifetime: int) -> str:
+    return f"lifetime {_human(lifetime)}"
+
+
+# ------------------------------------------------------------------------------- the backtest
+
+
+@dataclass
+class Backtest:
+    policy: Policy
+    history: History
+    windows: list[int]
+    runs: list[Run]
+    recommendation: Recommendation
+    checks: dict[str, str]
+    lifetimes: list[int]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        p = self.policy
+        metrics = []
+        for m in (m for m in p.metrics if m.judged):
+            injections = []
+            for kind in injection_kinds(m) if m.tolerance else []:
+                for size in EFFECT_SIZES:
+                    found, minutes = detection(self.runs, "policy", Injection(kind, m.name, size))
+                    injections.append({"kind": kind, "size": size, "detected": found.to_dict(),
+                                       "median_minutes_to_fail": minutes})
+            metrics.append({"name": m.name, "tolerance": m.tolerance,
+                            "false_alarms": false_alarms(self.runs, "policy", m.name).to_dict(),
+                            "injections": injections,
+                            "recommended_tolerance": self.recommendation.tolerances.get(m.name)})
+        aa = [r for r in self.runs if r.label == "policy" and r.injection == AA]
+        down, down_minutes = detection(self.runs, "policy", DOWN)
+        overall_detection = {}
+        for size in EFFECT_SIZES:
+            tried = [r for r in self.runs if r.label == "policy" and r.injection.size == size]
+            hits = [r for r in tried if caught(r)]
+            overall_detection[f"{size:g}x"] = {"detected": Rate(len(hits), len(tried)).to_dict(),
+                                               "median_minutes_to_fail": _median(r.minutes for r in hits)}
+        rec = self.recommendation
+        return {
+            "policy": p.name, "source": p.source.type, "mode": self.history.mode, "mode_reason": self.history.why,
+            "history": {"start": iso(self.history.start), "end": iso(self.history.end),
+                        "days": round((self.history.end - self.history.start) / DAY, 2),
+                        "source_requests": self.history.requests},
+            "alpha": p.alpha, "lifetime": p.lifetime, "windows": len(self.windows), "runs": len(self.runs),
+            "window_starts": [iso(t) for t in self.windows],
+            "seconds": round(self.seconds, 1),
+            "windows_needed_to_show_alpha": trials_for(p.alpha),
+            "overall": {
+                "false_alarms": false_alarms(self.runs, "policy").to_dict(),
+                "median_minutes_to_pass": _median(r.minutes for r in aa if r.verdict == "pass"),
+                "undecided": sum(r.verdict == "inconclusive" for r in aa),
+                "detection": overall_detection,
+                "canary_down": {"detected": down.to_dict(), "median_minutes_to_fail": down_minutes},
+            },
+            "metrics": metrics,
+            "false_alarm_windows": [
+                {"deployed_at": iso(r.deployed_at), "minutes": round(r.minutes, 1), "metric": name, "rule": rule, "reason": reason}
+                for r in aa if r.verdict in ("fail", "error") for name, rule, reason in r.failed],
+            "lifetimes_tried": [self._candidate(lifetime_label(life)) | {"lifetime": _human(life)}
+                                for life in self.lifetimes],
+            "recommendation": {
+                "tolerances": rec.tolerances,
+                "lifetime": _human(rec.lifetime) if rec.lifetime else None,
+                "meets_targets": (rec.lifetime is not None and all(v is not None for v in rec.tolerances.values())
+                                  if rec.tolerances else None),
+                "notes": rec.notes,
+                "yaml": rec.yaml(p, self.checks) if rec.tolerances else None,
+            },
+        }
+
+
+    def _candidate(self, label: str) -> dict:
+        """A candidate's numbers: its false alarms, and each metric's 2x regression caught."""
+        found = {m.name: detection(self.runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
+                 for m in testable(self.policy)}
+        return {"false_alarms": false_alarms(self.runs, label).to_dict(),
+                "detected_2x": {name: {"detected": rate.to_dict(), "median_minutes_to_fail": minutes}
+                                for name, (rate, minutes) in found.items()}}
+
+
+def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows: int = DEFAULT_WINDOWS,
+             until: int | None = None, jobs: int | None = None, lifetime: int | None = None,
+             progress: Callable[[str, int, int], None] | None = None, recommend: bool = True) -> Backtest:
+    """Read the history once, judge every pseudo-canary, recommend (unless not asked: the
+    policy's own numbers only, a fifth of the work). `progress(stage, done, total)`."""
+    started = time.perf_counter()
+    if not days > 0 or not math.isfinite(days):
+        raise GateError(f"--days: must be more than 0 (got {days:g})")
+    if windows < 1:
+        raise GateError(f"--windows: must be at least 1 (got {windows})")
+    if lifetime is not None:
+        changed = with_lifetime(policy, lifetime)
+        if changed is None:
+            raise PolicyError(f"--lifetime: {_human(lifetime)} is not a valid lifetime for this policy "
+                              "(between an interval and 7d, and longer than its min_duration and warm-up)")
+        policy = changed
+    if recommend and not testable(policy):
+        raise PolicyError("metrics: no judged metric has a tolerance: the backtest injects regressions at "
+                          "multiples of each metric's tolerance, and recommends tolerances (--no-recommend "
+                          "measures the false alarms alone)")
+    jobs = jobs or os.cpu_count() or 1
+    history = read_history(policy, source, days, history_end(source, policy, until, int(time.time())))
+    judged_alone = history.mode == "history-only" and policy.baseline is not None
+    if history.mode == "history-only":
+        policy = policy.model_copy(update={"baseline": None})
+    lifetimes = candidate_lifetimes(policy)
+    starts = window_starts(history, policy, windows, max(lifetimes + [policy.lifetime]))
+
+    first = main_specs(policy) + (tolerance_specs(policy) if recommend else [])
+    runs = _stage("judging the windows", history, [(t, first) for t in starts], jobs, progress)
+    if not recommend:
+        return Backtest(policy, history, starts, runs, Recommendation({}, None, ["not asked (--no-recommend)"]), {},
+                        [], time.perf_counter() - started)
+    tolerances, checks, notes = recommend_tolerances(policy, runs)
+    tuned = with_tolerances(policy, {k: v for k, v in tolerances.items() if v is not None})
+    chosen, tried = None, []
+    for life in lifetimes:  # shortest first (and cheapest): the first that meets the targets is the answer
+        specs = detection_specs(lifetime_label(life), with_lifetime(tuned, life))
+        runs += _stage(f"trying lifetime {_human(life)}", history, [(t, specs) for t in starts], jobs, progress)
+        tried.append(life)
+        if choose_lifetime(tuned, runs, [life]) is not None:
+            chosen = life
+            break
+    if chosen is None:
+        notes.append(f"no lifetime up to {_human(max(lifetimes))} met the targets with these tolerances")
+    if judged_alone:
+        notes.append("the windows were judged against their own history (the canary scope has none): the "
+                     "policy's canary-vs-baseline judge, which pairs minutes, usually raises fewer false alarms")
+    if len(starts) < trials_for(policy.alpha):
+        notes.append(f"{len(starts)} windows cannot show a false-alarm rate as low as alpha={policy.alpha:g} "
+                     f"(that takes {trials_for(policy.alpha)} clean ones): the recommendation rests on the point "
+                     "estimate; see each rate's 95% interval")
+    return Backtest(policy, history, starts, runs, Recommendation(tolerances, chosen, notes), checks, tried,
+                    time.perf_counter() - started)
+
+
+def _stage(name: str, history: History, tasks, jobs: int, progress) -> list[Run]:
+    total = sum(len(specs) for _, specs in tasks)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(name, done, total)
+
+    if progress:
+        progress(name, 0, total)
+    return run_all(history, tasks, jobs, advance)
+
+
+# ------------------------------------------------------------------------------ the terminal
+
+
+def _rate_text(rate: dict) -> str:
+    lo, hi = rate["ci95"]
+    return f"{rate['count']}/{rate['of']} [{lo:.0%}-{hi:.0%}]" if rate["of"] else "-"
+
+
+def _minutes(x: float | None) -> str:
+    return "-" if x is None else f"{x:g} min"
+
+
+def print_backtest(report: dict, console) -> None:
+    """The backtest as rich tables: false alarms, detection per metric and size, the
+    recommendation as YAML."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    o = report["overall"]
+    asked = report["recommendation"]["yaml"] is not None
+    console.print(f"[bold]gate backtest[/] {escape(report['policy'])}: {report['windows']} windows of "
+                  f"{_human(report['lifetime'])} over {report['history']['start']} .. {report['history']['end']} "
+                  f"({report['history']['source_requests']} source request(s)), {report['runs']} judged canaries "
+                  f"in {report['seconds']:g} s", highlight=False)
+    console.print(f"mode: {report['mode']}: {escape(report['mode_reason'])}", style="dim", highlight=False)
+    console.print(f"false alarms (A/A windows failed): {_rate_text(o['false_alarms'])} (95% interval); alpha {report['alpha']:g}; "
+                  f"median time to pass {_minutes(o['median_minutes_to_pass'])}; undecided {o['undecided']}; "
+                  f"canary stops reporting caught {_rate_text(o['canary_down']['detected'])} in "
+                  f"{_minutes(o['canary_down']['median_minutes_to_fail'])}", highlight=False)
+    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
+                  title="per metric: false alarms, and injected regressions caught (median time to fail)")
+    table.add_column("metric", no_wrap=True)
+    table.add_column("tol", justify="right")
+    table.add_column("false alarms", no_wrap=True)
+    for size in EFFECT_SIZES:
+        table.add_column(f"{size:g}x tol", no_wrap=True)
+    table.add_column("advised", justify="right")
+    for m in report["metrics"]:
+        kinds = sorted({i["kind"] for i in m["injections"]}, key=["shift", "rate", "tail", "ramp"].index) or [""]
+        for n, kind in enumerate(kinds):
+            cells = []
+            for size in EFFECT_SIZES:
+                i = next((i for i in m["injections"] if i["kind"] == kind and i["size"] == size), None)
+                d = i["detected"] if i else {"of": 0}
+                minutes = i["median_minutes_to_fail"] if i else None
+                cells.append(f"{d['rate']:.0%}" + ("" if minutes is None else f" {minutes:g}m") if d["of"] else "-")
+            first = n == 0
+            recommended = m["recommended_tolerance"]
+            tolerance = "-" if m["tolerance"] is None else f"{m['tolerance']:g}"
+            table.add_row(f"{m['name']} {kind}".strip() if first else f"  {kind}", tolerance if first else "",
+                          _rate_text(m["false_alarms"]) if first else "", *cells,
+                          ("-" if not asked else "none" if recommended is None else f"{recommended:g}") if first else "")
+    console.print(table, highlight=False)
+    alarms = report["false_alarm_windows"]
+    if alarms:
+        console.print(f"[bold]windows that raised false alarms[/] ({len(alarms)})", highlight=False)
+        for a in alarms[:20]:
+            console.print(f"  {a['deployed_at']} +{a['minutes']:g} min  {escape(a['metric'])} ({a['rule']}): "
+                          f"{escape(a['reason'])}", highlight=False, soft_wrap=True)
+        if len(alarms) > 20:
+            console.print(f"  ... {len(alarms) - 20} more (--json lists them all)", highlight=False)
+    rec = report["recommendation"]
+    for note in rec["notes"]:
+        console.print(f"note: {escape(note)}", style="yellow", highlight=False, soft_wrap=True)
+    if rec["yaml"] is None:
+        return
+    console.print("[bold]recommended[/] (smallest tolerances and shortest lifetime with false alarms <= alpha "
+                  f"and {DETECTION_SIZE:g}x-tolerance regressions caught in >= {DETECTION_TARGET:.0%}):", highlight=False)
+    console.print(escape(rec["yaml"]), highlight=False, soft_wrap=True)

@@ -1,0 +1,184 @@
+"""`gate backtest`: the real judge on pseudo-canaries cut from a policy's history, read once."""
+
+import gzip
+import json
+
+import numpy as np
+import yaml
+
+from gate.backtest import AA, Injection, inject
+from gate.policy import parse_policy
+from gate.series import Frame
+from tests.conftest import run_gate
+
+UNTIL = "2024-05-10T00:00:00Z"  # the simulated service's history is made up at any moment: fixed for repeatability
+
+
+def noisy_policy(**changes) -> dict:
+    """Latency with a tolerance (2%) below its minute-to-minute noise (~6%): a 2x regression
+    hides in the noise. CPU's 10% is generous for its ~3% noise."""
+    return {"name": "sim-noisy", "source": {"type": "simulate", "options": {"scenario": "healthy", "seed": 3}},
+            "canary": {"scope": "canary"}, "baseline": {"scope": "baseline"},
+            "interval": "1m", "lifetime": "20m", "history": "7d", "alpha": 0.05,
+            "metrics": [{"name": "cpu", "kind": "gauge", "tolerance": 0.10},
+                        {"name": "latency", "kind": "gauge", "unit": "ms", "tolerance": 0.02, "tail": False}],
+            **changes}
+
+
+def write(tmp_path, data, name="policy.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def backtest(*args):
+    return run_gate("backtest", *args)
+
+
+def one_error_line(result, *words):
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    for word in words:
+        assert word in lines[0]
+    assert "recommend" not in result.stdout and "tolerance:" not in result.stdout
+
+
+def test_a_noisy_metric_gets_a_wider_tolerance_and_a_quiet_one_a_tighter_one(tmp_path):
+    result = backtest("--policy", write(tmp_path, noisy_policy()), "--days", "3", "--windows", "3",
+                      "--until", UNTIL, "--jobs", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["mode"] == "paired" and report["windows"] == 3
+    assert report["history"]["source_requests"] == 1  # the history is read once, not per window
+    advised = report["recommendation"]["tolerances"]
+    assert advised["latency"] > 0.02
+    assert advised["cpu"] < 0.10
+    fragment = yaml.safe_load(report["recommendation"]["yaml"])
+    assert {m["name"]: m["tolerance"] for m in fragment["metrics"]} == advised
+    latency = next(m for m in report["metrics"] if m["name"] == "latency")
+    assert latency["false_alarms"]["of"] == 3 and len(latency["false_alarms"]["ci95"]) == 2
+    assert report["overall"]["canary_down"]["detected"]["count"] == 3
+
+
+def test_the_terminal_shows_the_table_and_the_yaml_to_paste(tmp_path):
+    result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
+                      "--until", UNTIL)
+    assert result.returncode == 0, result.stderr
+    assert "false alarms" in result.stdout and "tolerance:" in result.stdout and "latency" in result.stdout
+
+
+def test_days_zero_is_a_clear_error(tmp_path):
+    one_error_line(backtest("--policy", write(tmp_path, noisy_policy()), "--days", "0", "--until", UNTIL), "--days")
+
+
+def test_a_policy_without_tolerances_is_a_clear_error(tmp_path):
+    data = noisy_policy()
+    data["metrics"] = [{**m, "tolerance": None} for m in data["metrics"]]
+    one_error_line(backtest("--policy", write(tmp_path, data), "--days", "3", "--until", UNTIL), "tolerance")
+
+
+def test_too_little_history_for_one_window_is_a_clear_error(tmp_path):
+    one_error_line(backtest("--policy", write(tmp_path, noisy_policy(lifetime="2h")), "--days", "0.1",
+                            "--until", UNTIL), "--days", "no room")
+
+
+def recorded_case(folder, rows, deploy="2024-05-09T12:00:00Z", end="2024-05-09T13:00:00Z"):
+    folder.mkdir()
+    (folder / "case.json").write_text(json.dumps({
+        "id": "no-history", "step_seconds": 60, "deploy_at": deploy, "end_at": end,
+        "metrics": [{"name": "cpu", "kind": "gauge", "bad_direction": "increase", "tolerance": 0.1}]}))
+    with gzip.open(folder / "series.csv.gz", "wt") as f:
+        f.write("timestamp,scope,cpu\n" + "".join(f"{t},{scope},{v}\n" for t, scope, v in rows))
+    return folder
+
+
+def test_no_history_before_a_recorded_canary_is_a_clear_error(tmp_path):
+    # Only the canary window was recorded: there is nothing before the deploy to cut windows from.
+    deployed = 1715256000  # 2024-05-09T12:00:00Z
+    case = recorded_case(tmp_path / "case", [(deployed + 60 * i, "canary", 40.0) for i in range(60)])
+    data = {"name": "no-history", "source": {"type": "replay", "options": {"case": str(case)}},
+            "canary": {"scope": "canary"}, "interval": "1m", "lifetime": "1h",
+            "metrics": [{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]}
+    one_error_line(backtest("--policy", write(tmp_path, data), "--days", "2"), "no history")
+
+
+def test_injections_act_on_the_canary_window_only_and_at_their_size():
+    policy = parse_policy(noisy_policy(), "test")
+    t = 1_000_000 - 1_000_000 % 60 + 60 * np.arange(120)
+    frame = Frame(60, t, {"cpu": np.full(120, 50.0), "latency": np.full(120, 100.0)})
+    deployed = int(t[60])
+    assert inject(frame, policy, AA, deployed, 1200) is frame
+    shifted = inject(frame, policy, Injection("shift", "cpu", 2.0), deployed, 1200)
+    assert (shifted.values["cpu"][:60] == 50).all() and (abs(shifted.values["cpu"][60:] - 60.0) < 1e-9).all()
+    ramp = inject(frame, policy, Injection("ramp", "cpu", 3.0), deployed, 1200).values["cpu"]
+    assert ramp[60] == 50 and abs(ramp[80] - 65.0) < 1e-9  # 3 x 10% reached at the end of the lifetime
+    down = inject(frame, policy, Injection("down"), deployed, 1200)
+    assert np.isnan(down.values["cpu"][65:]).all() and not np.isnan(down.values["cpu"][:65]).any()
+
+
+def test_the_html_page_draws_each_metric_and_stays_offline(tmp_path):
+    page = tmp_path / "backtest.html"
+    result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
+                      "--until", UNTIL, "--no-recommend", "--html", page, "--json")
+    assert result.returncode == 0, result.stderr
+    text = page.read_text()
+    assert "default-src 'none'" in text and "<script" not in text
+    assert text.count("<svg") == 1 + 2 * 2  # the timeline, then per metric detection and timeline
+    assert json.loads(result.stdout)["recommendation"]["yaml"] is None
+
+
+def test_without_a_baseline_history_the_windows_are_judged_against_their_own_history(tmp_path):
+    # No baseline group and no tolerance: --no-recommend still measures the false alarms.
+    data = noisy_policy(baseline=None, lifetime="10m")
+    data["metrics"] = [{"name": "cpu", "kind": "gauge", "tolerance": None}]
+    result = backtest("--policy", write(tmp_path, data), "--days", "3", "--windows", "2", "--until", UNTIL,
+                      "--no-recommend", "--jobs", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["mode"] == "history-only" and "own history" in report["mode_reason"]
+    assert report["overall"]["false_alarms"]["of"] == 2
+    assert [m["name"] for m in report["metrics"]] == ["cpu"] and report["metrics"][0]["injections"] == []
+
+
+def test_a_clean_record_is_an_interval_not_a_zero_and_trials_for_says_how_many_show_alpha():
+    from gate.stats.rates import proportion_interval, trials_for
+
+    lo, hi = proportion_interval(0, 24)
+    assert lo == 0 and 0.13 < hi < 0.15  # 0 false alarms in 24 windows: up to ~14%
+    n = trials_for(0.01)
+    assert proportion_interval(0, n)[1] <= 0.01 < proportion_interval(0, n - 1)[1]
+
+
+def test_a_regression_counts_as_caught_only_when_its_own_metric_fails_for_it():
+    from gate.backtest import DOWN, Run, caught
+
+    shift = Injection("shift", "cpu", 2.0)
+    assert caught(Run("policy", 0, shift, "fail", 5, (("cpu", "mean-beyond-tolerance", "..."),)))
+    assert not caught(Run("policy", 0, shift, "fail", 5, (("latency", "mean-beyond-tolerance", "..."),)))
+    assert not caught(Run("policy", 0, shift, "fail", 5, (("cpu", "canary-not-reporting", "a gap"),)))
+    assert not caught(Run("policy", 0, shift, "pass", 30, ()))
+    assert caught(Run("policy", 0, DOWN, "fail", 18, (("cpu", "canary-not-reporting", "..."),)))
+
+
+def test_over_real_http_the_history_is_read_once_whatever_the_number_of_windows(tmp_path, corpus):
+    # The fake Datadog serves a recorded case as if it were happening now; the backtest ends its
+    # history at the served deploy. The requests it makes do not grow with the windows.
+    from tests.fake_datadog import API_KEY, APP_KEY
+    from tests.test_datadog_cli import live, write_policy
+
+    with live(corpus, "k1m-aa-000") as fake:
+        env = {"GATE_DATADOG_URL": fake.url, "DD_API_KEY": API_KEY, "DD_APP_KEY": APP_KEY}
+        counts = []
+        for windows in ("2", "3"):
+            before = len(fake.timeseries_requests())
+            result = run_gate("backtest", "--policy", write_policy(tmp_path), "--days", "6", "--windows", windows,
+                              "--until", str(fake.deployed_at - 60), "--no-recommend", "--jobs", "1", "--json",
+                              env=env, cwd=tmp_path)
+            assert result.returncode == 0, result.stderr
+            report = json.loads(result.stdout)
+            assert report["windows"] == int(windows) and report["history"]["source_requests"] == 1
+            counts.append(len(fake.timeseries_requests()) - before)
+    assert counts[0] == counts[1] > 0
+    assert report["mode"] == "history-only"  # the canary scope has no history before the deploy
