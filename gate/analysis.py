@@ -17,7 +17,8 @@ from gate.policy import Policy, parse_policy
 from gate.series import Observations
 from gate.sources import DEMO_SOURCES, MetricSource, Query
 from gate.sources.replay import ReplaySource, load_case
-from gate.verdict import Verdict, iso
+from gate.release import iso
+from gate.verdict import Verdict
 
 
 def render_scope(scope: str, release: str) -> str:

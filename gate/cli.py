@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError
-from gate.verdict import EXIT_CODES, EXIT_ERROR, Verdict, check_release, parse_time
+from gate.release import check_release, parse_time
+from gate.verdict import EXIT_CODES, EXIT_ERROR, Verdict
 
 app = typer.Typer(
     help="canary-gate: judge a canary release against its baseline and its seasonal history.",
@@ -294,7 +295,7 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
 
 def _moment(value) -> str:
     """A stored moment as ISO time; a damaged one as it is, flagged (history shows what is there)."""
-    from gate.verdict import iso
+    from gate.release import iso
 
     try:
         return iso(int(value))

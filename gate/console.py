@@ -17,7 +17,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from gate.verdict import MetricResult, Verdict, iso
+from gate.release import iso
+from gate.verdict import MetricResult, Verdict
 
 STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow", "skipped": "dim"}
 MARK = {"pass": "✓", "fail": "✗", "inconclusive": "?", "skipped": "-"}

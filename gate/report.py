@@ -14,12 +14,10 @@ file, credentials, or the metric source still holding the data.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import logging
 import math
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,8 @@ import numpy as np
 from gate.errors import GateError
 from gate.policy import Metric, Policy, parse_policy
 from gate.series import Frame, Observations
-from gate.verdict import MetricResult, Verdict, iso
+from gate.release import file_name, iso
+from gate.verdict import MetricResult, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -562,26 +561,14 @@ def render_report(verdict: Verdict, window: Observations, expected: dict[str, Ba
 # --- writing and publishing --------------------------------------------------------------------
 
 
-def safe_name(release: str) -> str:
-    """A release name as a file name or object key: no path separators, no dot-dot.
-
-    A name that had to be altered gets a short hash of the exact name, so that `web/1.2`,
-    `web_1.2` and `web 1.2` never share (and overwrite) one report."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", release).strip("._") or "release"
-    if name == release and len(name) <= 150:
-        return name
-    digest = hashlib.sha256(release.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    return f"{name[:139]}-{digest}"
-
-
 def publish(document: str, release: str, out: str | Path | None = None) -> str:
     """Write the report: to `out`, to S3 when `GATE_REPORT_BUCKET` is set (returns a presigned
     link), else to reports/RELEASE.html. Returns where it is."""
     bucket = os.environ.get("GATE_REPORT_BUCKET")
     if out is None and bucket:
-        return _upload(document, bucket, f"reports/{safe_name(release)}.html")
+        return _upload(document, bucket, f"reports/{file_name(release)}.html")
     folder = Path(os.environ.get("GATE_REPORT_DIR") or DEFAULT_DIR)
-    path = Path(out) if out is not None else folder / f"{safe_name(release)}.html"
+    path = Path(out) if out is not None else folder / f"{file_name(release)}.html"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(document, encoding="utf-8")

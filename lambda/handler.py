@@ -67,7 +67,8 @@ from gate.lifecycle import LAMBDA, register_deploy
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
 from gate.sources import DEMO_SOURCES, open_source
 from gate.store import SqliteStore, open_store
-from gate.verdict import EXIT_ERROR, Verdict, parse_time, release_name
+from gate.release import parse_time, release_name
+from gate.verdict import EXIT_ERROR, Verdict
 
 SERVICE = "canary-gate"
 SECRET_KEYS = ("DD_API_KEY", "DD_APP_KEY", "SLACK_WEBHOOK_URL")

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from gate.policy import parse_policy
-from gate.report import (ReportError, from_snapshot, publish, rebuild, render_report, replayed, safe_name, snapshot,
+from gate.release import file_name as safe_name
+from gate.report import (ReportError, from_snapshot, publish, rebuild, render_report, replayed, snapshot,
                          write_report)
 from gate.series import Frame, Observations
 from gate.store import SqliteStore
