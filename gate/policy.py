@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from gate.errors import PolicyError, quoted
+from gate.errors import PolicyError, validation_problems
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -262,17 +262,6 @@ class Policy(Strict):
         return self.baseline is None
 
 
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "policy"
-        message = e["msg"].removeprefix("Value error, ")
-        value = e.get("input")
-        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {quoted(value)})"
-        parts.append(f"{where}: {message}{shown}")
-    return "; ".join(parts)
-
-
 # Bounds of a policy: far above any real one (a few hundred values, a few levels deep, a few KB),
 # far below what would exhaust memory or the stack. YAML aliases are counted expanded: a "billion
 # laughs" of nested aliases is a few lines of YAML but billions of values once serialised.
@@ -319,7 +308,7 @@ def parse_policy(data: Any, origin: str = "policy") -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as e:
-        raise PolicyError(f"{origin}: {_describe(e)}") from None
+        raise PolicyError(f"{origin}: {validation_problems(e, root='policy')}") from None
 
 
 def policy_from_text(text: str | bytes, origin: str) -> Policy:

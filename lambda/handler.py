@@ -62,7 +62,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 # only answers a retry or a bad event does not pay for them (bench/lambda_import.py).
 from gate.analysis import Analysis, group_scopes
 from gate.cache import ReferenceCache
-from gate.errors import GateError, PolicyError, ReleaseError, SourceError
+from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
 from gate.lifecycle import LAMBDA, register_deploy
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
 from gate.sources import DEMO_SOURCES, open_source
@@ -113,23 +113,13 @@ class BadRequest(Exception):
     """The event itself is wrong: answered 400, naming the field."""
 
 
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("dict[", "str"))) or "event"
-        value = e.get("input")
-        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
-        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{shown}")
-    return "; ".join(dict.fromkeys(parts))
-
-
 def parse_request(event: Any) -> EvaluateRequest:
     if not isinstance(event, dict):
         raise BadRequest(f"event: expected a JSON object, got {type(event).__name__}")
     try:
         return EvaluateRequest.model_validate(event)
     except ValidationError as e:
-        raise BadRequest(_describe(e)) from None
+        raise BadRequest(validation_problems(e, root="event")) from None
 
 
 def is_http(event: Any) -> bool:

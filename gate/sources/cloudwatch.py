@@ -45,7 +45,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gate.errors import PolicyError, SourceError
+from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.sources import Query, count_denominators
@@ -134,14 +134,6 @@ def _check_dimension(what: str, value: str, limit: int = 1024) -> str:
     return value
 
 
-def _describe(e: ValidationError, where: str) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{where}{'.' + loc if loc else ''}: {err['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
-
-
 def metric_query(metric: Metric) -> MetricQuery:
     raw = metric.queries.get("cloudwatch")
     where = f"metrics.{metric.name}.queries.cloudwatch"
@@ -150,7 +142,7 @@ def metric_query(metric: Metric) -> MetricQuery:
     try:
         query = MetricQuery.model_validate(raw)
     except ValidationError as e:
-        raise PolicyError(_describe(e, where)) from None
+        raise PolicyError(validation_problems(e, where)) from None
     if metric.kind == "count" and query.stat not in ("Sum", "SampleCount"):
         raise PolicyError(f"{where}.stat: a count is read as a Sum per period (got {query.stat!r})")
     return query
@@ -444,7 +436,7 @@ def parse_options(policy: Policy) -> Options:
     try:
         return Options.model_validate(policy.source.options)
     except ValidationError as e:
-        raise PolicyError(_describe(e, "source.options")) from None
+        raise PolicyError(validation_problems(e, "source.options")) from None
 
 
 def from_policy(policy: Policy) -> CloudWatchSource:

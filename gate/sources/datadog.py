@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gate.errors import PolicyError, SourceError
+from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.sources import Query, count_denominators
@@ -123,10 +123,7 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
     try:
         spec = QuerySpec.model_validate({"query": raw} if isinstance(raw, str) else raw)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(map(str, x['loc'])) or 'value'}: {x['msg']}" for x in e.errors()
-        )
-        raise PolicyError(f"{where}: {problems}") from None
+        raise PolicyError(validation_problems(e, where)) from None
     text = spec.query.strip()
 
     head = text.split("{", 1)[0]
@@ -589,10 +586,7 @@ def from_policy(policy: Policy) -> DatadogSource:
     try:
         options = Options.model_validate(policy.source.options)
     except ValidationError as e:
-        problems = "; ".join(
-            f"source.options.{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()
-        )
-        raise PolicyError(problems) from None
+        raise PolicyError(validation_problems(e, "source.options")) from None
     metrics = {m.name: compile_query(m, policy.interval) for m in policy.metrics}
     # Fixed scopes are checked now; those naming {release} once the release is known.
     for role, scope in (("canary", policy.canary), ("baseline", policy.baseline)):
