@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gate import judge as default_judge
 from gate.errors import GateError, PolicyError, quoted
@@ -19,6 +19,20 @@ from gate.sources import DEMO_SOURCES, MetricSource, Query
 from gate.sources.replay import ReplaySource, load_case
 from gate.release import iso
 from gate.verdict import Verdict
+
+if TYPE_CHECKING:
+    from gate.cache import Cache
+    from gate.store import Store
+
+
+class Judge(Protocol):
+    """What an evaluation needs of a judge (`gate.judge` is the one): a model of the history,
+    learned once, and a verdict on a window against it."""
+
+    def learn(self, policy: Policy, history: Observations, deployed_at: int) -> Any: ...
+
+    def evaluate(self, policy: Policy, reference: Any, window: Observations, deployed_at: int,
+                 now: int) -> Verdict: ...
 
 
 def render_scope(scope: str, release: str) -> str:
@@ -82,9 +96,9 @@ class Analysis:
         *,
         canary: str | None = None,
         baseline: str | None = None,
-        store: Any = None,
-        judge: Any = default_judge,
-        cache: Any = None,
+        store: Store | None = None,
+        judge: Judge = default_judge,
+        cache: Cache | None = None,
     ):
         self.policy = policy
         self.source = source
