@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gate.aws import denied, error_code, error_message, make_client
 from gate.errors import GateError
 
 Strategy = Literal["refresh", "swap"]
@@ -106,11 +107,9 @@ def _fail(call: str, error: Exception) -> ActionError:
     from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
     if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "")
-        message = error.response.get("Error", {}).get("Message", "")
-        if "AccessDenied" in code or code == "UnauthorizedOperation":
-            return ActionError(f"AWS refused {call} ({code}): the credentials need permission for it")
-        return ActionError(f"{call} failed ({code}): {message}")
+        if denied(error):
+            return ActionError(f"AWS refused {call} ({error_code(error)}): the credentials need permission for it")
+        return ActionError(f"{call} failed ({error_code(error)}): {error_message(error)}")
     if isinstance(error, NoCredentialsError):
         return ActionError("no AWS credentials found (environment, profile or role)")
     if isinstance(error, NoRegionError):
@@ -450,8 +449,6 @@ class _recorded:
 
 def clients(policy: Any = None) -> AutoScaling:
     """Auto Scaling and EC2 clients, in the policy's `source.options.region` if it names one."""
-    from gate.sources.cloudwatch import make_client
-
     region = policy.source.options.get("region") if policy is not None else None
     try:
         return AutoScaling(make_client("autoscaling", region), make_client("ec2", region))

@@ -61,13 +61,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 # when a fit (not with a cached reference) or a fetch first needs them, so a cold start that
 # only answers a retry or a bad event does not pay for them (bench/lambda_import.py).
 from gate.analysis import Analysis, group_scopes
+from gate.aws import error_code, transient
 from gate.cache import ReferenceCache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
 from gate.lifecycle import LAMBDA, register_deploy
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
+from gate.release import parse_time, release_name
 from gate.sources import DEMO_SOURCES, open_source
 from gate.store import SqliteStore, open_store
-from gate.release import parse_time, release_name
 from gate.verdict import EXIT_ERROR, Verdict
 
 SERVICE = "canary-gate"
@@ -182,17 +183,7 @@ def _read_s3(bucket: str, key: str, reference: str) -> bytes:
         body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
         return body.read(MAX_POLICY_BYTES + 1)  # more is refused as too large
     except (ClientError, BotoCoreError) as e:
-        raise _unreadable(reference, e, e.response.get("Error", {}).get("Code", "error")
-                          if isinstance(e, ClientError) else str(e)) from None
-
-
-# Error codes of S3 and SSM that mean "try again later" (besides any 5xx).
-TRANSIENT_CODES = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
-    "TooManyRequestsException", "SlowDown", "RequestLimitExceeded", "BandwidthLimitExceeded",
-    "InternalError", "InternalServerError", "InternalFailure", "ServiceUnavailable", "RequestTimeout",
-    "RequestTimeoutException", "PriorRequestNotComplete",
-})
+        raise _unreadable(reference, e, (error_code(e) or "error") if isinstance(e, ClientError) else str(e)) from None
 
 
 class PolicyUnavailable(GateError):
@@ -201,15 +192,8 @@ class PolicyUnavailable(GateError):
 
 
 def _unreadable(reference: str, cause: BaseException | None, detail: str) -> GateError:
-    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
-
-    transient = False
-    if isinstance(cause, ClientError):
-        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        transient = status >= 500 or status == 429 or cause.response.get("Error", {}).get("Code") in TRANSIENT_CODES
-    elif isinstance(cause, BotoCoreError):  # connection, timeout, credentials: not the policy's fault
-        transient = not isinstance(cause, ParamValidationError)
-    if transient:
+    # A connection fault, a timeout, throttling or a 5xx is not the policy's fault: asked again.
+    if cause is not None and transient(cause):
         return PolicyUnavailable(f"policy: cannot read {reference} for now: {detail}")
     return PolicyError(f"policy: cannot read {reference}: {detail}")
 

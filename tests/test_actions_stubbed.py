@@ -276,7 +276,7 @@ def test_no_region_says_aws_default_region(monkeypatch):
 
 def test_aws_region_is_taken_when_botocore_finds_none(monkeypatch, tmp_path):
     from gate.errors import SourceError
-    from gate.sources.cloudwatch import make_client
+    from gate.aws import make_client
 
     for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)

@@ -33,8 +33,6 @@ metric's dimensions do not use (they would still read the policy's group).
 from __future__ import annotations
 
 import math
-import os
-import random
 import re
 import time
 from collections.abc import Callable
@@ -45,24 +43,18 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gate.aws import NO_REGION, backoff, denied, error_code, error_message, make_client, throttled
 from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.sources import Query, count_denominators
 
-NO_REGION = "no AWS region: set source.options.region or AWS_DEFAULT_REGION"
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
 DAY = 86400
 
 # CloudWatch keeps 1-minute points for 15 days, 5-minute points for 63 days, then hourly ones
 # (455 days): a query reaching further back must ask for a period that is a multiple of these.
 RETENTION = ((15 * DAY, 60), (63 * DAY, 300), (455 * DAY, 3600))
-
-THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "LimitExceeded",
-             "LimitExceededException", "TooManyRequestsException"}
-DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "InvalidClientTokenId",
-          "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException",
-          "SignatureDoesNotMatch", "AuthFailure"}
 
 _STAT = re.compile(
     r"^(Average|Sum|Minimum|Maximum|SampleCount|IQM"
@@ -309,7 +301,7 @@ class CloudWatchSource:
     def _pause_or_give_up(self, attempt: int, deadline: float, doing: str, outcome: str) -> None:
         """Back off before asking again; past the retry budget, stop: could not judge (one retry
         policy for throttling and for incomplete answers)."""
-        pause = _backoff(attempt)
+        pause = backoff(attempt)
         if self.clock() + pause > deadline:
             raise SourceError(f"CloudWatch kept {doing} for {self.options.retry_seconds:g}s ({attempt} attempts): "
                               f"{outcome}") from None
@@ -353,15 +345,14 @@ class CloudWatchSource:
             try:
                 return self.client.get_metric_data(**kwargs)
             except ClientError as e:
-                code = e.response.get("Error", {}).get("Code", "")
-                if code in DENIED:
+                code = error_code(e)
+                if denied(e):
                     raise SourceError(
                         f"CloudWatch refused GetMetricData ({code}): the credentials need "
                         "cloudwatch:GetMetricData"
                     ) from None
-                if code not in THROTTLED:
-                    message = e.response.get("Error", {}).get("Message", "")
-                    raise SourceError(f"CloudWatch GetMetricData failed ({code}): {message}") from None
+                if not throttled(e):
+                    raise SourceError(f"CloudWatch GetMetricData failed ({code}): {error_message(e)}") from None
                 attempt += 1
                 self._pause_or_give_up(attempt, deadline, f"throttling GetMetricData ({code})",
                                        "could not fetch the metrics")
@@ -388,11 +379,6 @@ class CloudWatchSource:
         return frame
 
 
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with jitter; callers never wait past their total budget."""
-    return min(20.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0)
-
-
 def _renders(template: str, scope: str) -> bool:
     """Whether `scope` is the policy's scope `template` for some release (`{release}` filled)."""
     pattern = re.escape(template).replace(re.escape("{release}"), ".+")
@@ -406,30 +392,6 @@ def _check_groups_apart(metric: str, canary: list[dict], baseline: list[dict]) -
             f"metrics.{metric}.queries.cloudwatch.dimensions: the canary and the baseline resolve to the same "
             f"dimensions ({shown}): the gate would compare a group with itself. Give each group its own "
             "(e.g. a target group each, source.options.groups.<canary|baseline>.target_group)")
-
-
-def make_client(service: str, region: str | None) -> Any:
-    """A boto3 client with bounded timeouts and botocore's standard retries (throttling and
-    transient errors); the endpoint follows the boto3 chain (AWS_ENDPOINT_URL for tests)."""
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, NoRegionError
-
-    config = Config(retries={"mode": "standard", "max_attempts": 3},
-                    connect_timeout=5, read_timeout=20)
-    try:
-        try:
-            return boto3.client(service, region_name=region, config=config)
-        except NoRegionError:
-            # botocore reads AWS_DEFAULT_REGION (or the profile), not AWS_REGION, which the AWS
-            # CLI v2, the other SDKs and Lambda use: take it when botocore found nothing else.
-            if not os.environ.get("AWS_REGION"):
-                raise
-            return boto3.client(service, region_name=os.environ["AWS_REGION"], config=config)
-    except NoRegionError:
-        raise SourceError(NO_REGION) from None
-    except BotoCoreError as e:
-        raise SourceError(f"cannot create the AWS {service} client: {e}") from None
 
 
 def parse_options(policy: Policy) -> Options:

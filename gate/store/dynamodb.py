@@ -21,6 +21,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from gate.aws import error_code, error_message
 from gate.errors import StoreError
 from gate.lifecycle import REDEPLOY_EVENT, release_record, stored_json
 from gate.store.base import Registry
@@ -49,11 +50,10 @@ class DynamoStore(Registry):
                 kwargs["TableName"] = self.table
             return getattr(self.client, operation)(**kwargs)
         except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
+            code = error_code(e)
             if code == "ConditionalCheckFailedException" or _lost_condition(e):
                 raise
-            message = e.response.get("Error", {}).get("Message", str(e))
-            raise StoreError(f"DynamoDB store {self.table}: {operation} failed: {code}: {message}") from None
+            raise StoreError(f"DynamoDB store {self.table}: {operation} failed: {code}: {error_message(e) or e}") from None
         except BotoCoreError as e:
             raise StoreError(f"DynamoDB store {self.table}: {operation} failed: {e}") from None
 
@@ -184,7 +184,7 @@ class DynamoStore(Registry):
 
 def _lost_condition(error: ClientError) -> bool:
     """A transaction cancelled only because a condition did not hold (someone else wrote first)."""
-    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+    if error_code(error) != "TransactionCanceledException":
         return False
     reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
     return "ConditionalCheckFailed" in reasons and set(reasons) <= {"ConditionalCheckFailed", "None", None}
