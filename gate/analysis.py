@@ -35,11 +35,6 @@ class Judge(Protocol):
                  now: int) -> Verdict: ...
 
 
-def render_scope(scope: str, release: str) -> str:
-    """Scopes may name the release, e.g. `version:{release}`."""
-    return scope.replace("{release}", release)
-
-
 def scope_filters(scope: str) -> frozenset[str]:
     """A scope as the filters a host must match, all of them: Datadog tags joined by commas
     (`env:prod,version:2`), compared as Datadog compares tags, without regard to case. A
@@ -73,9 +68,7 @@ def group_scopes(policy: Policy, release: str, canary: str | None = None,
     with `{release}` replaced), refused when they are one group or overlap (`check_scopes`).
     The front doors call it before they register a deploy: nothing is written for a canary that
     would be compared with itself."""
-    canary_scope = render_scope(canary or policy.canary.scope, release)
-    base = baseline or (policy.baseline.scope if policy.baseline else None)
-    baseline_scope = render_scope(base, release) if base else None
+    canary_scope, baseline_scope = policy.scopes(release, canary, baseline)
     check_scopes(canary_scope, baseline_scope)
     return canary_scope, baseline_scope
 

@@ -160,8 +160,8 @@ def _analysis(release, policy, canary, baseline, deployed_at, store, interval, l
         examine_past = True
         requested = recorded if requested is None else requested
     history = open_store(store)
-    info = {"policy": loaded.name, "canary": canary or loaded.canary.scope,
-            "baseline": baseline or (loaded.baseline.scope if loaded.baseline else None)}
+    canary_scope, baseline_scope = loaded.scopes(canary=canary, baseline=baseline)
+    info = {"policy": loaded.name, "canary": canary_scope, "baseline": baseline_scope}
     started = register_deploy(history, release, requested, now, loaded, info, examine_past=examine_past)
     analysis = Analysis(loaded, source, release, started,
                         canary=canary, baseline=baseline, store=history, cache=ReferenceCache())
@@ -191,7 +191,7 @@ def _announce(analysis, verdict: Verdict, store) -> None:
         err.print(f"report: {location}", highlight=False, soft_wrap=True)
     notify(verdict, store=store, policy=analysis.policy.name, canary=analysis.canary,
            baseline=analysis.baseline, report_url=location)
-    from gate.notify import datadog_event  # only when the policy asks (source.options.events)
+    from gate.notify import datadog_event  # only when the policy asks (notify.datadog_event)
 
     datadog_event.notify(verdict, analysis.policy, store)
 
@@ -322,11 +322,9 @@ AsgOption = Annotated[Optional[str], typer.Option(help="Auto Scaling group name,
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")]
 
 
-def _groups_and_aws(release: str, policy: Optional[Path], **names):
+def _groups_and_aws(release: str, loaded, **names):
     from gate import actions
-    from gate.policy import load_policy
 
-    loaded = load_policy(policy) if policy else None
     return actions.resolve_groups(release, loaded, **names), actions.clients(loaded)
 
 
@@ -347,9 +345,12 @@ def promote(
     production_asg: AsgOption = None,
     canary_asg: AsgOption = None,
     baseline_asg: AsgOption = None,
-    strategy: Annotated[str, typer.Option(help="refresh (instance refresh with checkpoints) or swap.")] = "refresh",
-    checkpoints: Annotated[str, typer.Option(help="Instance refresh checkpoints, percent.")] = "20,50,100",
-    checkpoint_delay: Annotated[str, typer.Option(help="Pause at each checkpoint (e.g. 10m).")] = "10m",
+    strategy: Annotated[Optional[str], typer.Option(help="refresh (instance refresh with checkpoints) or swap. "
+                                                    "Default: the policy's actions.strategy (refresh).")] = None,
+    checkpoints: Annotated[Optional[str], typer.Option(help="Instance refresh checkpoints, percent. Default: the "
+                                                       "policy's actions.checkpoints (20,50,100).")] = None,
+    checkpoint_delay: Annotated[Optional[str], typer.Option(help="Pause at each checkpoint (e.g. 10m). Default: "
+                                                            "the policy's actions.checkpoint_delay (10m).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the instance refresh to end, then scale "
                                        "the canary and baseline down (exit 4 if it fails or times out).")] = False,
     timeout: Annotated[str, typer.Option(help="With --wait: how long to wait for the refresh (e.g. 2h).")] = "2h",
@@ -363,31 +364,25 @@ def promote(
     baseline groups to zero (after an instance refresh, once it has succeeded: run promote again,
     or use --wait). Safe to run again."""
     from gate import actions
-    from gate.policy import parse_duration
+    from gate.policy import load_policy, parse_duration
     from gate.store import open_store
 
     check_release(release)
-    if strategy not in ("refresh", "swap"):
-        raise fail_closed(f"--strategy: {strategy!r} is not refresh or swap")
-    try:
-        points = tuple(int(p) for p in checkpoints.split(","))
-        delay = parse_duration(checkpoint_delay)
-    except ValueError as e:
-        raise fail_closed(f"--checkpoints/--checkpoint-delay: {e}") from None
+    loaded = load_policy(policy) if policy else None
+    settings = actions.promote_settings(loaded, strategy=strategy, checkpoints=checkpoints,
+                                        checkpoint_delay=checkpoint_delay)
     try:
         wait_seconds = parse_duration(timeout)
     except ValueError as e:
         raise fail_closed(f"--timeout: {e}") from None
-    if not points or points[-1] != 100 or list(points) != sorted(set(points)) or points[0] <= 0:
-        raise fail_closed(f"--checkpoints: increasing percentages ending at 100 (got {checkpoints!r})")
-    groups, aws = _groups_and_aws(release, policy, production=production_asg, canary=canary_asg,
+    groups, aws = _groups_and_aws(release, loaded, production=production_asg, canary=canary_asg,
                                   baseline=baseline_asg)
     def progress(refresh: dict) -> None:
         err.print(f"instance refresh {refresh['id']} of {groups.production}: {refresh['status']} "
                   f"({refresh['percent']}%)", highlight=False, markup=False)
 
-    outcome = actions.promote(release, groups, aws, strategy=strategy,
-                              refresh=actions.Refresh(points, delay), dry_run=dry_run,
+    outcome = actions.promote(release, groups, aws, strategy=settings.strategy,
+                              refresh=actions.Refresh(settings.checkpoints, settings.checkpoint_delay), dry_run=dry_run,
                               store=None if dry_run else open_store(store), force=force, wait=wait,
                               timeout=wait_seconds, on_progress=progress)
     _print_action(outcome, as_json)
@@ -405,10 +400,12 @@ def rollback(
 ) -> None:
     """Scale the canary (and baseline) groups to zero; production is left untouched. Safe to run again."""
     from gate import actions
+    from gate.policy import load_policy
     from gate.store import open_store
 
     check_release(release)
-    groups, aws = _groups_and_aws(release, policy, canary=canary_asg, baseline=baseline_asg)
+    groups, aws = _groups_and_aws(release, load_policy(policy) if policy else None, canary=canary_asg,
+                                  baseline=baseline_asg)
     outcome = actions.rollback(release, groups, aws, dry_run=dry_run,
                                store=None if dry_run else open_store(store))
     _print_action(outcome, as_json)

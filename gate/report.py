@@ -168,10 +168,11 @@ def _policy_outline(policy: Policy) -> dict:
 def snapshot(policy: Policy, window: Observations, expected: dict[str, Band] | None,
              canary: str | None = None, baseline: str | None = None) -> dict:
     """A compact JSON copy of what a report needs besides the verdict."""
+    canary, baseline = policy.scopes(canary=canary, baseline=baseline)
     return {
         "policy": _policy_outline(policy),
-        "canary_scope": canary or policy.canary.scope,
-        "baseline_scope": baseline or (policy.baseline.scope if policy.baseline else None),
+        "canary_scope": canary,
+        "baseline_scope": baseline,
         "canary": _frame_to_dict(window.canary),
         "baseline": _frame_to_dict(window.baseline),
         "expected": None if expected is None else {k: [_json_floats(a) for a in v] for k, v in expected.items()},
@@ -511,8 +512,7 @@ def render_report(verdict: Verdict, window: Observations, expected: dict[str, Ba
     `window` is what the verdict was reached on (deploy to decision); `expected` maps a metric
     to its seasonal (mean, low, high) arrays aligned with `window_grid(window)`, or None.
     """
-    canary = canary or policy.canary.scope
-    baseline = baseline if baseline is not None else (policy.baseline.scope if policy.baseline else None)
+    canary, baseline = policy.scopes(canary=canary, baseline=baseline)
     deciding = {m.name for m in deciding_metrics(verdict)}
     by_name = {m.name: m for m in policy.metrics}
     color = VERDICT_COLORS.get(verdict.verdict, "#343a40")

@@ -256,8 +256,8 @@ def judge(request: dict) -> dict:
     release, now = request["release"], request["now"]
     group_scopes(policy, release, request.get("canary"), request.get("baseline"))  # before anything is written
     history = store()
-    info = {"policy": policy.name, "canary": request.get("canary") or policy.canary.scope,
-            "baseline": request.get("baseline") or (policy.baseline.scope if policy.baseline else None)}
+    canary_scope, baseline_scope = policy.scopes(canary=request.get("canary"), baseline=request.get("baseline"))
+    info = {"policy": policy.name, "canary": canary_scope, "baseline": baseline_scope}
     # The same rule as `gate check`: a re-deploy restarts the release, an old window is refused.
     deployed_at = register_deploy(history, release, request.get("deployed_at"), now, policy, info,
                                   examine_past=request.get("examine_past", False), names=LAMBDA, clock=time.time)

@@ -110,10 +110,7 @@ class Options(_Strict):
         default=30, gt=0, le=600,
         description="How long throttled calls are retried in all before the gate gives up (exit 4).",
     )
-    # Read by `gate promote` / `gate rollback` (gate.actions), not by the source.
-    production_asg: str | None = None
-    canary_asg: str | None = None
-    baseline_asg: str | None = None
+    # The groups of `gate promote` / `gate rollback` are the policy's `actions:`.
 
 
 def _check_dimension(what: str, value: str, limit: int = 1024) -> str:
@@ -166,8 +163,8 @@ class CloudWatchSource:
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
         self.options = options
         self.queries = {m.name: metric_query(m) for m in policy.metrics}
-        self.policy_scopes = {"canary": policy.canary.scope,
-                              "baseline": policy.baseline.scope if policy.baseline else None}
+        canary, baseline = policy.scopes()
+        self.policy_scopes = {"canary": canary, "baseline": baseline}
         self._client = client
         self.clock = clock
         self.sleep = sleep

@@ -73,14 +73,7 @@ class Options(BaseModel):
     settle: int = Field(
         default=60, ge=0, description="Seconds of ingestion delay: younger buckets are not read yet."
     )
-    events: bool = Field(
-        default=False, description="Post each decisive verdict as a Datadog event (gate.notify)."
-    )
-    # Read by `gate promote` / `gate rollback` (gate.actions), not by the source: a Datadog
-    # scope is a tag filter, not an Auto Scaling group name.
-    production_asg: str | None = Field(default=None, description="Production Auto Scaling group (promote).")
-    canary_asg: str | None = Field(default=None, description="Canary Auto Scaling group (promote, rollback).")
-    baseline_asg: str | None = Field(default=None, description="Baseline Auto Scaling group (promote, rollback).")
+    # Datadog events and the groups of promote / rollback are the policy's `notify:` and `actions:`.
 
 
 class QuerySpec(BaseModel):
