@@ -228,9 +228,11 @@ def _moved_options(data: Any) -> Any:
     """A policy whose `source.options` still holds keys that moved to `actions:` / `notify:`:
     moved there, with a warning (once per key and process) naming the new field."""
     source = data.get("source") if isinstance(data, dict) else None
-    options = source.get("options") if isinstance(source, dict) else None
-    moves = DEPRECATED_OPTIONS.get(source.get("type")) if isinstance(source, dict) and isinstance(source.get("type"), str) else None
-    if not isinstance(options, dict) or not moves or not set(options) & set(moves):
+    if not isinstance(source, dict) or not isinstance(source.get("options"), dict):
+        return data  # validation says what is wrong
+    options = source["options"]
+    moves = DEPRECATED_OPTIONS.get(source.get("type")) if isinstance(source.get("type"), str) else None
+    if not moves or not set(options) & set(moves):
         return data
     data, options = dict(data), dict(options)
     for old, (section, field) in moves.items():
