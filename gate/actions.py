@@ -23,7 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gate.errors import GateError
+from pydantic import ValidationError
+
+from gate.aws import denied, error_code, error_message, make_client
+from gate.errors import GateError, validation_problems
+from gate.policy import Actions, render_scope
 
 Strategy = Literal["refresh", "swap"]
 ACTIVE_REFRESH = {"Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"}
@@ -102,19 +106,18 @@ class Outcome:
                 "changes": [s.to_dict() for s in self.steps], "notes": list(self.notes)}
 
 
-def _fail(call: str, error: Exception) -> ActionError:
+def action_error(call: str, error: Exception) -> ActionError:
+    """An AWS call that failed, as one line naming the call (and what to fix when it says)."""
     from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
     if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "")
-        message = error.response.get("Error", {}).get("Message", "")
-        if "AccessDenied" in code or code == "UnauthorizedOperation":
-            return ActionError(f"AWS refused {call} ({code}): the credentials need permission for it")
-        return ActionError(f"{call} failed ({code}): {message}")
+        if denied(error):
+            return ActionError(f"AWS refused {call} ({error_code(error)}): the credentials need permission for it")
+        return ActionError(f"{call} failed ({error_code(error)}): {error_message(error)}")
     if isinstance(error, NoCredentialsError):
         return ActionError("no AWS credentials found (environment, profile or role)")
     if isinstance(error, NoRegionError):
-        return ActionError("no AWS region: set AWS_DEFAULT_REGION (or source.options.region)")
+        return ActionError("no AWS region: set AWS_DEFAULT_REGION (or actions.region)")
     return ActionError(f"{call} failed: {error}")
 
 
@@ -139,7 +142,7 @@ class AutoScaling:
         try:
             return getattr(client, operation)(**kwargs)
         except (ClientError, BotoCoreError) as e:
-            raise _fail(operation, e) from None
+            raise action_error(operation, e) from None
 
     def groups(self, names: list[str]) -> dict[str, dict]:
         found = {}
@@ -151,7 +154,7 @@ class AutoScaling:
                 for g in page["AutoScalingGroups"]:
                     found[g["AutoScalingGroupName"]] = g
         except (ClientError, BotoCoreError) as e:
-            raise _fail("describe_auto_scaling_groups", e) from None
+            raise action_error("describe_auto_scaling_groups", e) from None
         missing = [n for n in names if n not in found]
         if missing:
             raise ActionError(f"Auto Scaling group not found: {', '.join(missing)}")
@@ -372,7 +375,7 @@ def plan_promote(aws: AutoScaling, groups: Groups, strategy: Strategy = "refresh
     state = state if state is not None else {}
     if not groups.production:
         raise ActionError("promote needs the production group (--production-asg or "
-                          "source.options.production_asg)")
+                          "actions.production_asg)")
     if groups.production in (groups.canary, groups.baseline):
         raise ActionError(f"the production group {groups.production!r} is also the canary or baseline group")
     names = [n for n in (groups.production, groups.canary, groups.baseline) if n]
@@ -452,11 +455,29 @@ class _recorded:
         return False
 
 
-def clients(policy: Any = None) -> AutoScaling:
-    """Auto Scaling and EC2 clients, in the policy's `source.options.region` if it names one."""
-    from gate.sources.cloudwatch import make_client
+def promote_settings(policy: Any = None, **given: str | None) -> Actions:
+    """How promote rolls out: the policy's `actions:` (or their defaults), the command line's
+    `strategy`, `checkpoints` ("20,50,100") and `checkpoint_delay` ("10m") over them, validated
+    as the policy's are."""
+    settings = policy.actions if policy is not None else Actions()
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if "checkpoints" in chosen:
+        try:
+            chosen["checkpoints"] = tuple(int(p) for p in chosen["checkpoints"].split(","))
+        except ValueError:
+            raise ActionError(f"--checkpoints: increasing percentages ending at 100 (got {given['checkpoints']!r})") from None
+    try:
+        return Actions.model_validate({**settings.model_dump(), **chosen})
+    except ValidationError as e:
+        raise ActionError(validation_problems(e, root="promote")) from None
 
-    region = policy.source.options.get("region") if policy is not None else None
+
+def clients(policy: Any = None) -> AutoScaling:
+    """Auto Scaling and EC2 clients, in the policy's region (`actions.region`, else a CloudWatch
+    source's `region`) if it names one."""
+    region = None
+    if policy is not None:
+        region = policy.actions.region or policy.source.options.get("region")
     try:
         return AutoScaling(make_client("autoscaling", region), make_client("ec2", region))
     except GateError as e:
@@ -465,21 +486,18 @@ def clients(policy: Any = None) -> AutoScaling:
 
 def resolve_groups(release: str, policy: Any = None, *, production: str | None = None,
                    canary: str | None = None, baseline: str | None = None) -> Groups:
-    """The groups to act on: explicit names first, then the policy's `source.options`
-    (`production_asg`, `canary_asg`, `baseline_asg`), then, for a CloudWatch policy, its canary
-    and baseline scopes (there they are the Auto Scaling group names). `{release}` is filled."""
-    from gate.analysis import render_scope
-
-    options = dict(policy.source.options) if policy is not None else {}
-    scopes = policy is not None and policy.source.type == "cloudwatch"
-    canary = canary or options.get("canary_asg") or (policy.canary.scope if scopes else None)
+    """The groups to act on: explicit names first, then the policy's `actions:` (`production_asg`,
+    `canary_asg`, `baseline_asg`), then, for a CloudWatch policy, its canary and baseline scopes
+    (there they are the Auto Scaling group names). `{release}` is filled."""
+    named = policy.actions if policy is not None else Actions()
+    scopes = policy.scopes() if policy is not None and policy.source.type == "cloudwatch" else (None, None)
+    canary = canary or named.canary_asg or scopes[0]
     if baseline is None:
-        baseline = options.get("baseline_asg") or (
-            policy.baseline.scope if scopes and policy.baseline is not None else None)
-    production = production or options.get("production_asg")
+        baseline = named.baseline_asg or scopes[1]
+    production = production or named.production_asg
     if not canary:
         raise ActionError("which group is the canary? give --canary-asg (or --policy with "
-                          "source.options.canary_asg)")
+                          "actions.canary_asg)")
     names = {}
     for role, name in (("production", production), ("canary", canary), ("baseline", baseline)):
         if name is None:

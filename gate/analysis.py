@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gate import judge as default_judge
 from gate.errors import GateError, PolicyError, quoted
@@ -21,12 +21,22 @@ from gate.policy import Policy, with_overrides
 from gate.series import Observations
 from gate.sources import DEMO_SOURCES, MetricSource, Query
 from gate.sources.replay import Case, ReplaySource, load_case
-from gate.verdict import Verdict, iso
+from gate.release import iso
+from gate.verdict import Verdict
+
+if TYPE_CHECKING:
+    from gate.cache import Cache
+    from gate.store import Store
 
 
-def render_scope(scope: str, release: str) -> str:
-    """Scopes may name the release, e.g. `version:{release}`."""
-    return scope.replace("{release}", release)
+class Judge(Protocol):
+    """What an evaluation needs of a judge (`gate.judge` is the one): a model of the history,
+    learned once, and a verdict on a window against it."""
+
+    def learn(self, policy: Policy, history: Observations, deployed_at: int) -> Any: ...
+
+    def evaluate(self, policy: Policy, reference: Any, window: Observations, deployed_at: int,
+                 now: int) -> Verdict: ...
 
 
 def scope_filters(scope: str) -> frozenset[str]:
@@ -62,9 +72,7 @@ def group_scopes(policy: Policy, release: str, canary: str | None = None,
     with `{release}` replaced), refused when they are one group or overlap (`check_scopes`).
     The front doors call it before they register a deploy: nothing is written for a canary that
     would be compared with itself."""
-    canary_scope = render_scope(canary or policy.canary.scope, release)
-    base = baseline or (policy.baseline.scope if policy.baseline else None)
-    baseline_scope = render_scope(base, release) if base else None
+    canary_scope, baseline_scope = policy.scopes(release, canary, baseline)
     check_scopes(canary_scope, baseline_scope)
     return canary_scope, baseline_scope
 
@@ -95,9 +103,9 @@ class Analysis:
         *,
         canary: str | None = None,
         baseline: str | None = None,
-        store: Any = None,
-        judge: Any = default_judge,
-        cache: Any = None,
+        store: Store | None = None,
+        judge: Judge = default_judge,
+        cache: Cache | None = None,
     ):
         self.policy = policy
         self.source = source
@@ -264,8 +272,8 @@ def open_release(
         # (Simulated data is made up at any moment, like a live source: the rule holds there.)
         examine_past = True
         requested = recorded if requested is None else requested
-    info = {"policy": policy.name, "canary": canary or policy.canary.scope,
-            "baseline": baseline or (policy.baseline.scope if policy.baseline else None)}
+    canary_scope, baseline_scope = policy.scopes(canary=canary, baseline=baseline)
+    info = {"policy": policy.name, "canary": canary_scope, "baseline": baseline_scope}
     deployed_at = register_deploy(store, release, requested, now, policy, info, examine_past=examine_past,
                                   names=names, clock=clock)
     return Analysis(policy, source, release, deployed_at, canary=canary, baseline=baseline, store=store,

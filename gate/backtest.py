@@ -39,7 +39,7 @@ from gate.series import Frame, Observations
 from gate.sources import MetricSource, Query
 from gate.sources.replay import Case
 from gate.stats.rates import proportion_interval, trials_for
-from gate.verdict import iso
+from gate.release import iso
 
 DAY = 86400
 EFFECT_SIZES = (1.5, 2.0, 3.0)  # injected regressions, in multiples of the metric's tolerance

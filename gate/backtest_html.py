@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from gate.errors import GateError
-from gate.verdict import iso, parse_time
+from gate.release import iso, parse_time
 
 W, H, PAD = 360, 150, 34
 KIND_COLORS = {"shift": "#1864ab", "rate": "#1864ab", "tail": "#d9480f", "ramp": "#5f3dc4"}

@@ -15,9 +15,19 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class Cache(Protocol):
+    """Where an evaluation keeps what the judge learned (`ReferenceCache` on disk); a miss is None."""
+
+    def key(self, release: str, deployed_at: int, policy_json: str, scopes: tuple) -> str: ...
+
+    def load(self, key: str) -> Any | None: ...
+
+    def save(self, key: str, reference: Any) -> None: ...
 
 
 class ReferenceCache:

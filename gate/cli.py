@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError
-from gate.verdict import EXIT_CODES, EXIT_ERROR, Verdict, check_release, parse_time
+from gate.release import check_release, parse_time
+from gate.verdict import EXIT_CODES, EXIT_ERROR, Verdict
 
 app = typer.Typer(
     help="canary-gate: judge a canary release against its baseline and its seasonal history.",
@@ -420,7 +421,7 @@ def _sort_moment(value) -> float:
 
 def _moment(value) -> str:
     """A stored moment as ISO time; a damaged one as it is, flagged (history shows what is there)."""
-    from gate.verdict import iso
+    from gate.release import iso
 
     try:
         return iso(int(value))
@@ -448,11 +449,9 @@ AsgOption = Annotated[Optional[str], typer.Option(help="Auto Scaling group name,
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")]
 
 
-def _groups_and_aws(release: str, policy: Optional[Path], **names):
+def _groups_and_aws(release: str, loaded, **names):
     from gate import actions
-    from gate.policy import load_policy
 
-    loaded = load_policy(policy) if policy else None
     return actions.resolve_groups(release, loaded, **names), actions.clients(loaded)
 
 
@@ -485,9 +484,12 @@ def promote(
     production_asg: AsgOption = None,
     canary_asg: AsgOption = None,
     baseline_asg: AsgOption = None,
-    strategy: Annotated[str, typer.Option(help="refresh (instance refresh with checkpoints) or swap.")] = "refresh",
-    checkpoints: Annotated[str, typer.Option(help="Instance refresh checkpoints, percent.")] = "20,50,100",
-    checkpoint_delay: Annotated[str, typer.Option(help="Pause at each checkpoint (e.g. 10m).")] = "10m",
+    strategy: Annotated[Optional[str], typer.Option(help="refresh (instance refresh with checkpoints) or swap. "
+                                                    "Default: the policy's actions.strategy (refresh).")] = None,
+    checkpoints: Annotated[Optional[str], typer.Option(help="Instance refresh checkpoints, percent. Default: the "
+                                                       "policy's actions.checkpoints (20,50,100).")] = None,
+    checkpoint_delay: Annotated[Optional[str], typer.Option(help="Pause at each checkpoint (e.g. 10m). Default: "
+                                                            "the policy's actions.checkpoint_delay (10m).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the instance refresh to end, then scale "
                                        "the canary and baseline down (exit 4 if it fails or times out).")] = False,
     timeout: Annotated[str, typer.Option(help="With --wait: how long to wait for the refresh (e.g. 2h).")] = "2h",
@@ -501,32 +503,26 @@ def promote(
     baseline groups to zero (after an instance refresh, once it has succeeded: run promote again,
     or use --wait). Safe to run again."""
     from gate import actions
-    from gate.policy import parse_duration
+    from gate.policy import load_policy, parse_duration
     from gate.store import open_store
 
     check_release(release)
-    if strategy not in ("refresh", "swap"):
-        raise fail_closed(f"--strategy: {strategy!r} is not refresh or swap")
-    try:
-        points = tuple(int(p) for p in checkpoints.split(","))
-        delay = parse_duration(checkpoint_delay)
-    except ValueError as e:
-        raise fail_closed(f"--checkpoints/--checkpoint-delay: {e}") from None
+    loaded = load_policy(policy) if policy else None
+    settings = actions.promote_settings(loaded, strategy=strategy, checkpoints=checkpoints,
+                                        checkpoint_delay=checkpoint_delay)
     try:
         wait_seconds = parse_duration(timeout)
     except ValueError as e:
         raise fail_closed(f"--timeout: {e}") from None
-    if not points or points[-1] != 100 or list(points) != sorted(set(points)) or points[0] <= 0:
-        raise fail_closed(f"--checkpoints: increasing percentages ending at 100 (got {checkpoints!r})")
-    groups, aws = _groups_and_aws(release, policy, production=production_asg, canary=canary_asg,
+    groups, aws = _groups_and_aws(release, loaded, production=production_asg, canary=canary_asg,
                                   baseline=baseline_asg)
     def progress(refresh: dict) -> None:
         err.print(f"instance refresh {refresh['id']} of {groups.production}: {refresh['status']} "
                   f"({refresh['percent']}%)", highlight=False, markup=False)
 
     history = None if dry_run else open_store(store)
-    outcome = actions.promote(release, groups, aws, strategy=strategy,
-                              refresh=actions.Refresh(points, delay), dry_run=dry_run,
+    outcome = actions.promote(release, groups, aws, strategy=settings.strategy,
+                              refresh=actions.Refresh(settings.checkpoints, settings.checkpoint_delay), dry_run=dry_run,
                               store=history, force=force, wait=wait,
                               timeout=wait_seconds, on_progress=progress,
                               traffic=_rollout_traffic(release, policy, history, "promote"))
@@ -545,10 +541,12 @@ def rollback(
 ) -> None:
     """Scale the canary (and baseline) groups to zero; production is left untouched. Safe to run again."""
     from gate import actions
+    from gate.policy import load_policy
     from gate.store import open_store
 
     check_release(release)
-    groups, aws = _groups_and_aws(release, policy, canary=canary_asg, baseline=baseline_asg)
+    groups, aws = _groups_and_aws(release, load_policy(policy) if policy else None, canary=canary_asg,
+                                  baseline=baseline_asg)
     history = None if dry_run else open_store(store)
     traffic = _rollout_traffic(release, policy, history, "rollback")
     outcome = actions.rollback(release, groups, aws, dry_run=dry_run, store=history,

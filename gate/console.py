@@ -18,7 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from gate import present
-from gate.verdict import MetricResult, Verdict, iso
+from gate.release import iso
+from gate.verdict import MetricResult, Verdict
 
 STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow", "skipped": "dim"}
 MARK = {"pass": "✓", "fail": "✗", "inconclusive": "?", "skipped": "-"}
@@ -115,8 +116,7 @@ def context_lines(verdict: Verdict, policy: Any = None, canary: str | None = Non
     # Nothing has decided a verdict that is not final yet: the next look may change it.
     lines = [Text.assemble(("decided by: ", "bold"), present.deciding_summary(verdict))] if verdict.final else []
     if canary is None and policy is not None:
-        canary = policy.canary.scope
-        baseline = baseline if baseline is not None else (policy.baseline.scope if policy.baseline else None)
+        canary, baseline = policy.scopes(baseline=baseline)
     if canary is not None:
         # Scopes quoted: a group's role and its scope are often the same word ("canary 'canary'").
         groups = f"canary {canary!r} vs " + (f"baseline {baseline!r}" if baseline else "its own history (no baseline)")

@@ -1,5 +1,9 @@
 """Errors that mean "could not judge". Every one of them maps to exit code 4 and never to a pass."""
 
+from __future__ import annotations
+
+from typing import Any
+
 
 QUOTE_LIMIT = 200  # characters of a user's value an error message quotes
 
@@ -11,6 +15,25 @@ def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _type_tag(part: object) -> bool:
+    """A step of a pydantic error location that names a type tried, not a field (a union's
+    `dict[str,any]`, `str`): the user never wrote it."""
+    return isinstance(part, str) and (part.startswith(("dict[", "list[", "function-")) or part == "str")
+
+
+def validation_problems(error: Any, where: str = "", root: str = "value") -> str:
+    """A pydantic ValidationError as one line a user can act on: per problem, the field's path
+    under `where` (`source.options.timeout`), the message, and the value given (quoted)."""
+    parts = []
+    for e in error.errors():
+        field = ".".join(str(p) for p in e["loc"] if not _type_tag(p))
+        place = ".".join(p for p in (where, field) if p) or root
+        value = e.get("input")
+        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {quoted(value)})"
+        parts.append(f"{place}: {e['msg'].removeprefix('Value error, ')}{shown}")
+    return "; ".join(dict.fromkeys(parts))
 
 
 class GateError(Exception):

@@ -32,7 +32,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from gate import present
-from gate.verdict import MetricResult, Verdict, iso
+from gate.release import file_name, iso
+from gate.verdict import MetricResult, Verdict
 
 SUITE_PREFIX = "canary-gate"
 # XML 1.0 cannot carry most control characters, even escaped: drop them from reasons.
@@ -64,9 +65,9 @@ def _details(m: MetricResult) -> str:
 
 
 def _class_name(release: str) -> str:
-    # Jenkins splits class names on dots into package and class: keep a release such as
-    # v1.2.3 in one piece.
-    return f"{SUITE_PREFIX}.{release.replace('.', '_')}"
+    # The release's file name (one rule), without dots: Jenkins splits class names on dots into
+    # package and class, so a release such as v1.2.3 is kept in one piece.
+    return f"{SUITE_PREFIX}.{file_name(release).replace('.', '_')}"
 
 
 def _suite(release: str, timestamp: str, properties: dict[str, str]) -> tuple[ET.Element, ET.Element]:

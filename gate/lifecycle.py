@@ -20,7 +20,7 @@ from typing import Any
 
 from gate.errors import ReleaseError, StoreError
 from gate.policy import Policy
-from gate.verdict import LAST_MOMENT, iso
+from gate.release import LAST_MOMENT, iso
 
 FUTURE_SKEW = 60  # seconds a moment may be ahead of this clock (clocks differ a little)
 POLICY_DIGEST = "policy_sha256"  # the key of the policy's digest in a registration's info

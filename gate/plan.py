@@ -25,7 +25,7 @@ from gate.policy import MAX_LIFETIME, Metric, Policy, _human
 from gate.series import Frame
 from gate.sources import MetricSource, Query
 from gate.sources.replay import Case
-from gate.verdict import iso
+from gate.release import iso
 
 DAY = 86400
 REGRESSION = 2.0  # the regression a plan must catch in time, in multiples of the tolerance

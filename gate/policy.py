@@ -7,6 +7,7 @@ A policy is YAML validated by pydantic; `Policy.model_json_schema()` is publishe
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -24,7 +25,9 @@ from pydantic import (
     model_validator,
 )
 
-from gate.errors import PolicyError, quoted
+from gate.errors import PolicyError, validation_problems
+
+log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -84,6 +87,11 @@ MAX_TOLERANCE = 100.0
 MAX_MIN_EVENTS = 10**12
 TIME_UNITS = {"ms", "s", "us", "ns", "seconds", "milliseconds", "microseconds"}
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
+
+
+def render_scope(scope: str, release: str) -> str:
+    """Scopes (and group names) may name the release, e.g. `version:{release}`."""
+    return scope.replace("{release}", release)
 
 
 class Strict(BaseModel):
@@ -212,6 +220,89 @@ class Rollout(Strict):
     def forward_arn(self) -> str:
         return self.listener_arn or self.rule_arn  # type: ignore[return-value]
 
+AsgName = str  # checked once `{release}` is filled (gate.actions.resolve_groups)
+CheckpointDelay = duration(0, 2 * DAY)  # AWS: at most 172800 s
+
+
+def _checkpoints(points: tuple[int, ...]) -> tuple[int, ...]:
+    if not points or points[-1] != 100 or list(points) != sorted(set(points)) or points[0] <= 0:
+        raise ValueError(f"increasing percentages ending at 100 (got {','.join(map(str, points))})")
+    return points
+
+
+class Actions(Strict):
+    """What `gate promote` and `gate rollback` act on, and how promote rolls the canary out.
+    Group names may name the release (`web-{release}`); command-line options win."""
+
+    production_asg: AsgName | None = Field(default=None, description="Production Auto Scaling group (promote).")
+    canary_asg: AsgName | None = Field(
+        default=None, description="Canary Auto Scaling group (promote, rollback). Default, for a CloudWatch "
+        "policy: the canary's scope.")
+    baseline_asg: AsgName | None = Field(
+        default=None, description="Baseline Auto Scaling group (promote, rollback). Default, for a CloudWatch "
+        "policy: the baseline's scope.")
+    region: str | None = Field(
+        default=None, min_length=1, max_length=50,
+        description="AWS region of the groups. Default: a CloudWatch source's region, else the boto3 chain.")
+    strategy: Literal["refresh", "swap"] = Field(
+        default="refresh", description="refresh: an instance refresh with checkpoints; swap: new instances, "
+        "then the old ones go.")
+    checkpoints: Annotated[tuple[int, ...], AfterValidator(_checkpoints)] = Field(
+        default=(20, 50, 100), description="Instance refresh checkpoints, increasing percentages ending at 100.")
+    checkpoint_delay: CheckpointDelay = Field(default=600, description="Pause at each checkpoint (e.g. 10m).")
+
+
+class Notify(Strict):
+    """Who hears of a decisive verdict besides the store. Slack's webhook and the report's bucket
+    are settings of the deployment, not of a policy: SLACK_WEBHOOK_URL, GATE_REPORT_BUCKET."""
+
+    datadog_event: bool = Field(
+        default=False, description="Post each decisive verdict as a Datadog event (a Datadog source only).")
+
+
+# Keys once read raw from `source.options`, by source type, and the field that replaces each.
+# Read for one more version, with a warning naming the new field.
+DEPRECATED_OPTIONS = {
+    "datadog": {"production_asg": ("actions", "production_asg"), "canary_asg": ("actions", "canary_asg"),
+                "baseline_asg": ("actions", "baseline_asg"), "events": ("notify", "datadog_event")},
+    "cloudwatch": {"production_asg": ("actions", "production_asg"), "canary_asg": ("actions", "canary_asg"),
+                   "baseline_asg": ("actions", "baseline_asg")},
+}
+_SECTIONS = {"actions": Actions, "notify": Notify}
+_warned: set[str] = set()
+
+
+def _moved_options(data: Any) -> Any:
+    """A policy whose `source.options` still holds keys that moved to `actions:` / `notify:`:
+    moved there, with a warning (once per key and process) naming the new field."""
+    source = data.get("source") if isinstance(data, dict) else None
+    if not isinstance(source, dict) or not isinstance(source.get("options"), dict):
+        return data  # validation says what is wrong
+    options = source["options"]
+    moves = DEPRECATED_OPTIONS.get(source.get("type")) if isinstance(source.get("type"), str) else None
+    if not moves or not set(options) & set(moves):
+        return data
+    data, options = dict(data), dict(options)
+    for old, (section, field) in moves.items():
+        if old not in options:
+            continue
+        value = options.pop(old)
+        target = data.get(section)
+        target = dict(target) if isinstance(target, dict) else ({} if target is None else target)
+        if not isinstance(target, dict):
+            continue  # the section itself is wrong: validation says so
+        default = _SECTIONS[section].model_fields[field].default
+        if target.get(field, default) not in (default, value):  # a default is not a choice (a dumped policy has them)
+            raise ValueError(f"source.options.{old} and {section}.{field} are both given: keep {section}.{field} only")
+        target[field] = value
+        data[section] = target
+        if old not in _warned:
+            _warned.add(old)
+            log.warning("policy: source.options.%s is deprecated, use %s.%s (read for one more version)",
+                        old, section, field)
+    data["source"] = {**source, "options": options}
+    return data
+
 
 def _never_pass_undecided(value: object) -> object:
     if value == "pass":
@@ -278,6 +369,13 @@ class Policy(Strict):
         description="Traffic steps on an ALB for `gate rollout` (each step judged with this policy, "
         "step_lifetime as its lifetime); `gate check` ignores it.",
     )
+    actions: Actions = Field(default_factory=Actions, description="What promote and rollback act on.")
+    notify: Notify = Field(default_factory=Notify, description="Who hears of a decisive verdict.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_options(cls, data: Any) -> Any:
+        return _moved_options(data)
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -306,6 +404,8 @@ class Policy(Strict):
                              "(default: half the lifetime): a canary is compared for most of its life before it passes")
         if not any(m.judged for m in self.metrics):
             raise ValueError("no metric is judged (all are muted or have bad_direction: none)")
+        if self.notify.datadog_event and self.source.type != "datadog":
+            raise ValueError("notify.datadog_event: Datadog events are posted for a Datadog source only")
         return self
 
     @model_validator(mode="after")
@@ -334,23 +434,22 @@ class Policy(Strict):
         assert self.rollout is not None
         return self.model_copy(update={"lifetime": self.rollout.step_lifetime, "rollout": None})
 
+    def scopes(self, release: str | None = None, canary: str | None = None,
+               baseline: str | None = None) -> tuple[str, str | None]:
+        """The canary's and the baseline's scopes: the ones given (`--canary`, the event's), else
+        the policy's; with `{release}` replaced when the release is given."""
+        canary_scope = canary or self.canary.scope
+        baseline_scope = baseline or (self.baseline.scope if self.baseline else None)
+        if release is None:
+            return canary_scope, baseline_scope
+        return render_scope(canary_scope, release), (render_scope(baseline_scope, release) if baseline_scope else None)
+
     def metric(self, name: str) -> Metric:
         return next(m for m in self.metrics if m.name == name)
 
     @property
     def history_only(self) -> bool:
         return self.baseline is None
-
-
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "policy"
-        message = e["msg"].removeprefix("Value error, ")
-        value = e.get("input")
-        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {quoted(value)})"
-        parts.append(f"{where}: {message}{shown}")
-    return "; ".join(parts)
 
 
 # Bounds of a policy: far above any real one (a few hundred values, a few levels deep, a few KB),
@@ -399,7 +498,7 @@ def parse_policy(data: Any, origin: str = "policy") -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as e:
-        raise PolicyError(f"{origin}: {_describe(e)}") from None
+        raise PolicyError(f"{origin}: {validation_problems(e, root='policy')}") from None
 
 
 def with_overrides(policy: Policy, origin: str, **fields: Any) -> Policy:
@@ -408,7 +507,7 @@ def with_overrides(policy: Policy, origin: str, **fields: Any) -> Policy:
     try:
         return Policy.model_validate({**dict(policy), **fields})
     except ValidationError as e:
-        raise PolicyError(f"{origin}: {_describe(e)}") from None
+        raise PolicyError(f"{origin}: {validation_problems(e, root='policy')}") from None
 
 
 def policy_from_text(text: str | bytes, origin: str) -> Policy:

@@ -30,7 +30,8 @@ from typing import Any, Literal
 from gate.analysis import Analysis, Evaluation
 from gate.errors import GateError
 from gate.traffic import Forward, Weights, describe_split, same_split, step_weights
-from gate.verdict import EXIT_CODES, Verdict, iso
+from gate.release import iso
+from gate.verdict import EXIT_CODES, Verdict
 
 Status = Literal["ready", "started", "judging", "advanced", "passed", "complete", "rolled_back", "undecided"]
 OUT = 0  # the step number of "the canary gets no traffic" (before a rollout, after a rollback)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from gate.actions import ActionError, _fail
+from gate.actions import ActionError, action_error
 from gate.policy import Rollout
 
 Weights = dict[str, int]  # target group ARN -> weight
@@ -72,7 +72,7 @@ class Forward:
         try:
             return getattr(self.elbv2, operation)(**kwargs)
         except (ClientError, BotoCoreError) as e:
-            raise _fail(operation, e) from None
+            raise action_error(operation, e) from None
 
     def _actions(self) -> list[dict]:
         arn = self.rollout.forward_arn
@@ -140,7 +140,7 @@ def _writable(action: dict) -> dict:
 
 def forward_of(policy: Any) -> Forward:
     """The forward action of the policy's rollout, through an elbv2 client in the policy's region."""
-    from gate.sources.cloudwatch import make_client
+    from gate.aws import make_client
     from gate.errors import GateError
 
     region = policy.source.options.get("region")

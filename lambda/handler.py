@@ -71,14 +71,16 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 # when a fit (not with a cached reference) or a fetch first needs them, so a cold start that
 # only answers a retry or a bad event does not pay for them (bench/lambda_import.py).
 from gate.analysis import Analysis, announce, current_moment, open_release
+from gate.aws import error_code, transient
 from gate.cache import ReferenceCache
-from gate.errors import GateError, PolicyError, ReleaseError, SourceError
+from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
 from gate.lifecycle import LAMBDA
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
+from gate.release import parse_time, release_name
 from gate.rollout import RolloutError
 from gate.sources import DEMO_SOURCES, open_source
 from gate.store import SqliteStore, open_store
-from gate.verdict import EXIT_ERROR, parse_time, release_name
+from gate.verdict import EXIT_ERROR
 
 SERVICE = "canary-gate"
 SECRET_KEYS = ("DD_API_KEY", "DD_APP_KEY", "SLACK_WEBHOOK_URL")
@@ -162,16 +164,6 @@ class BadRequest(Exception):
     """The event itself is wrong: answered 400, naming the field."""
 
 
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("dict[", "str"))) or "event"
-        value = e.get("input")
-        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
-        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{shown}")
-    return "; ".join(dict.fromkeys(parts))
-
-
 def parse_request(event: Any) -> EvaluateRequest | PlanRequest | BacktestRequest:
     if not isinstance(event, dict):
         raise BadRequest(f"event: expected a JSON object, got {type(event).__name__}")
@@ -182,7 +174,7 @@ def parse_request(event: Any) -> EvaluateRequest | PlanRequest | BacktestRequest
     try:
         return model.model_validate(event if action != "evaluate" else {k: v for k, v in event.items() if k != "action"})
     except ValidationError as e:
-        raise BadRequest(_describe(e)) from None
+        raise BadRequest(validation_problems(e, root="event")) from None
 
 
 def preflight(request: PlanRequest | BacktestRequest) -> dict:
@@ -269,17 +261,7 @@ def _read_s3(bucket: str, key: str, reference: str) -> bytes:
         body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
         return body.read(MAX_POLICY_BYTES + 1)  # more is refused as too large
     except (ClientError, BotoCoreError) as e:
-        raise _unreadable(reference, e, e.response.get("Error", {}).get("Code", "error")
-                          if isinstance(e, ClientError) else str(e)) from None
-
-
-# Error codes of S3 and SSM that mean "try again later" (besides any 5xx).
-TRANSIENT_CODES = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
-    "TooManyRequestsException", "SlowDown", "RequestLimitExceeded", "BandwidthLimitExceeded",
-    "InternalError", "InternalServerError", "InternalFailure", "ServiceUnavailable", "RequestTimeout",
-    "RequestTimeoutException", "PriorRequestNotComplete",
-})
+        raise _unreadable(reference, e, (error_code(e) or "error") if isinstance(e, ClientError) else str(e)) from None
 
 
 class PolicyUnavailable(GateError):
@@ -288,15 +270,8 @@ class PolicyUnavailable(GateError):
 
 
 def _unreadable(reference: str, cause: BaseException | None, detail: str) -> GateError:
-    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
-
-    transient = False
-    if isinstance(cause, ClientError):
-        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        transient = status >= 500 or status == 429 or cause.response.get("Error", {}).get("Code") in TRANSIENT_CODES
-    elif isinstance(cause, BotoCoreError):  # connection, timeout, credentials: not the policy's fault
-        transient = not isinstance(cause, ParamValidationError)
-    if transient:
+    # A connection fault, a timeout, throttling or a 5xx is not the policy's fault: asked again.
+    if cause is not None and transient(cause):
         return PolicyUnavailable(f"policy: cannot read {reference} for now: {detail}")
     return PolicyError(f"policy: cannot read {reference}: {detail}")
 

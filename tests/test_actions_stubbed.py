@@ -270,13 +270,13 @@ def test_a_datadog_policy_names_the_groups_to_promote(aws, monkeypatch):
 def test_no_region_says_aws_default_region(monkeypatch):
     from botocore.exceptions import NoRegionError
 
-    message = str(actions._fail("update_auto_scaling_group", NoRegionError()))
+    message = str(actions.action_error("update_auto_scaling_group", NoRegionError()))
     assert "AWS_DEFAULT_REGION" in message and "AWS_REGION " not in message
 
 
 def test_aws_region_is_taken_when_botocore_finds_none(monkeypatch, tmp_path):
     from gate.errors import SourceError
-    from gate.sources.cloudwatch import make_client
+    from gate.aws import make_client
 
     for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)

@@ -270,7 +270,7 @@ def test_a_release_name_with_spaces_slashes_and_markup_is_judged_and_shown_verba
 
 
 def test_report_files_of_different_releases_never_collide():
-    from gate.report.publish import safe_name
+    from gate.release import file_name as safe_name
 
     names = ["web/1.2", "web_1.2", "web 1.2", "web:1.2", "../web_1.2", "x" * 200, "x" * 199 + "y"]
     files = [safe_name(n) for n in names]

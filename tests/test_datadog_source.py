@@ -612,6 +612,6 @@ def test_the_latency_example_is_judged_by_its_tail():
 
 
 def test_group_names_for_promote_are_accepted_options(env):
-    source = open_source(datadog_policy(production_asg="web-prod", canary_asg="web-canary",
-                                        baseline_asg="web-baseline"))
-    assert source.options.production_asg == "web-prod"
+    policy = datadog_policy(production_asg="web-prod", canary_asg="web-canary", baseline_asg="web-baseline")
+    open_source(policy)
+    assert policy.actions.production_asg == "web-prod"  # moved to `actions:` (read for one more version)

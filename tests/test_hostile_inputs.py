@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from gate.analysis import Analysis, render_scope
+from gate.analysis import Analysis
+from gate.policy import render_scope
 from gate.errors import GateError, PolicyError
 from gate.policy import parse_policy
 from gate.sources import Query

@@ -228,7 +228,7 @@ def test_the_stack_is_created_in_moto_cloudformation(moto_endpoint):  # noqa: F8
     assert json.loads(machine["definition"])["StartAt"] == "CheckInput"
 
     # And the DynamoDB store works on the table the stack made.
-    from gate.store_dynamodb import DynamoStore
+    from gate.store.dynamodb import DynamoStore
 
     store = DynamoStore("canary-gate-evaluations")
     assert store.start_release("web-1", 100, {}) == 100

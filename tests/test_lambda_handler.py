@@ -354,7 +354,7 @@ def aws_tables(moto_endpoint, monkeypatch):  # noqa: F811
     create_idempotency_table("gate-idempotency")
     monkeypatch.setenv("GATE_STORE_TABLE", "gate-evaluations")
     monkeypatch.setenv("GATE_IDEMPOTENCY_TABLE", "gate-idempotency")
-    from gate.store_dynamodb import DynamoStore
+    from gate.store.dynamodb import DynamoStore
 
     return DynamoStore("gate-evaluations")
 

@@ -394,3 +394,58 @@ def test_a_huge_field_is_quoted_short_in_the_error():
     message = error_of(good(name="x" * 10_000_000))
     assert len(message) < 600
     assert "name: String should match pattern" in message and "(10000002 characters)" in message
+
+
+# -- the vocabulary of what is not a source: actions and notify (issue 14) ----------------------
+
+DATADOG = {**GOOD, "source": {"type": "datadog", "options": {"timeout": 5}}}
+
+
+def test_actions_and_notify_are_typed_sections_of_the_policy_and_its_json_schema():
+    schema = json.loads(json_schema())
+    assert {"actions", "notify"} <= set(schema["properties"])
+    assert {"production_asg", "strategy", "checkpoints", "checkpoint_delay"} <= set(schema["$defs"]["Actions"]["properties"])
+    assert "datadog_event" in schema["$defs"]["Notify"]["properties"]
+    policy = parse_policy(good(actions={"production_asg": "web-prod", "checkpoint_delay": "5m"}))
+    assert policy.actions.production_asg == "web-prod" and policy.actions.checkpoint_delay == 300
+    assert policy.actions.strategy == "refresh" and policy.actions.checkpoints == (20, 50, 100)
+    assert "actions.strategy" in error_of(good(actions={"strategy": "yolo"}))
+    assert "actions.checkpoints: increasing percentages ending at 100" in error_of(good(actions={"checkpoints": [50, 20]}))
+    assert "actions.bogus" in error_of(good(actions={"bogus": 1}))
+    assert "notify.datadog_event" in error_of(good(notify={"datadog_event": True}))  # a simulate source
+
+
+def test_keys_moved_out_of_source_options_are_read_with_a_warning_naming_the_new_field(monkeypatch, caplog):
+    monkeypatch.setattr("gate.policy._warned", set())
+    old = {**DATADOG, "source": {"type": "datadog", "options": {"timeout": 5, "production_asg": "web-prod",
+                                                                   "events": True}}}
+    with caplog.at_level("WARNING", logger="gate.policy"):
+        policy = parse_policy(old)
+        parse_policy(old)
+    assert policy.actions.production_asg == "web-prod" and policy.notify.datadog_event is True
+    assert policy.source.options == {"timeout": 5}
+    warnings = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert len(warnings) == 2  # once per key and process, not per parse
+    assert any("source.options.production_asg" in w and "actions.production_asg" in w for w in warnings)
+    assert any("source.options.events" in w and "notify.datadog_event" in w for w in warnings)
+    both = {**old, "actions": {"production_asg": "web-other"}}
+    assert "keep actions.production_asg only" in error_of(both)
+
+
+def test_gate_policy_validate_says_on_stderr_which_field_replaces_an_old_key(tmp_path):
+    import yaml
+
+    data = yaml.safe_load((ROOT / "examples" / "cloudwatch.yaml").read_text())
+    data["source"]["options"]["production_asg"] = data.pop("actions")["production_asg"]
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(data))
+    result = run_gate("policy", "validate", tmp_path / "old.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "source.options.production_asg is deprecated, use actions.production_asg" in result.stderr
+
+
+def test_scopes_are_the_given_ones_else_the_policy_s_with_the_release_filled():
+    policy = parse_policy(good(canary={"scope": "version:{release}"}))
+    assert policy.scopes() == ("version:{release}", "baseline")
+    assert policy.scopes("web-2") == ("version:web-2", "baseline")
+    assert policy.scopes("web-2", canary="c-{release}", baseline="b") == ("c-web-2", "b")
+    assert parse_policy(good(baseline=None)).scopes("web-2") == ("canary", None)

@@ -282,7 +282,7 @@ def test_a_dynamodb_write_refused_when_the_verdict_is_recorded_is_never_a_pass(c
     from botocore.stub import ANY, Stubber
 
     from gate.errors import StoreError
-    from gate.store_dynamodb import DynamoStore
+    from gate.store.dynamodb import DynamoStore
 
     client = stubbed_dynamodb()
     with Stubber(client) as stubber:

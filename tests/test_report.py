@@ -14,9 +14,10 @@ import pytest
 from gate.analysis import replayed
 from gate.errors import ReportError
 from gate.policy import parse_policy
+from gate.release import file_name as safe_name
 from gate.report import rebuild, write_report
 from gate.report.page import render_report
-from gate.report.publish import publish, safe_name
+from gate.report.publish import publish
 from gate.report.snapshot import from_snapshot, snapshot
 from gate.series import Frame, Observations
 from gate.store import SqliteStore

@@ -406,7 +406,7 @@ def test_the_report_of_a_rolled_back_rollout_draws_its_steps(alb, tmp_path):
 
 @pytest.mark.parametrize("backend", ["sqlite", "dynamodb"])
 def test_both_stores_keep_traffic_changes_in_order_per_release(moto_server, tmp_path, backend):  # noqa: F811
-    from gate.store_dynamodb import DynamoStore
+    from gate.store.dynamodb import DynamoStore
     from tests.test_store_dynamodb import create_store_table
 
     moto_server.reset()

@@ -10,7 +10,7 @@ import pytest
 
 from gate.errors import StoreError
 from gate.store import open_store
-from gate.store_dynamodb import DynamoStore
+from gate.store.dynamodb import DynamoStore
 from gate.verdict import MetricResult, Verdict
 from tests.moto_server import moto_server  # noqa: F401 - the fixture (a moto server on 127.0.0.1)
 

@@ -1,5 +1,5 @@
 """A decisive verdict as a Datadog event (v1 events API), so it shows on the service's
-dashboards next to the deployment. Enabled by `source.options.events: true` in a Datadog policy.
+dashboards next to the deployment. Enabled by `notify.datadog_event: true` in a Datadog policy.
 
 Like the Slack message it is a courtesy: whatever Datadog answers, `notify` returns instead of
 raising, so it never changes the verdict or the exit code; the outcome is logged and recorded
@@ -72,8 +72,8 @@ def post(verdict: Verdict, service: str, extra_tags: list[str] = ()) -> int | No
 
 
 def notify(verdict: Verdict, policy: Any, store: Any = None) -> int | None:
-    """Post a decisive verdict if the policy asks for it (`source.options.events`)."""
-    if policy.source.type != "datadog" or not policy.source.options.get("events"):
+    """Post a decisive verdict if the policy asks for it (`notify.datadog_event`)."""
+    if policy.source.type != "datadog" or not policy.notify.datadog_event:
         return None
     event_id = post(verdict, policy.name)
     if store is not None:

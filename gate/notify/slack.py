@@ -19,7 +19,8 @@ from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.webhook import WebhookClient
 
 from gate import present
-from gate.verdict import MetricResult, Verdict, iso
+from gate.release import iso
+from gate.verdict import MetricResult, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from gate.report.page import render_report
 from gate.report.publish import publish
 from gate.report.snapshot import Band, expected_band, from_snapshot, snapshot
 from gate.series import Observations
-from gate.verdict import Verdict, iso
+from gate.release import iso
+from gate.verdict import Verdict
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from gate import present
 from gate.policy import Metric, Policy
 from gate.report.snapshot import Band, metric_series, window_grid
 from gate.series import Observations
-from gate.verdict import MetricResult, Verdict, iso
+from gate.release import iso
+from gate.verdict import MetricResult, Verdict
 
 COLORS = {"canary": "#d9480f", "baseline": "#1864ab", "band": "#adb5bd", "expected": "#495057"}
 VERDICT_COLORS = {"pass": "#2b8a3e", "fail": "#c92a2a", "inconclusive": "#e67700", "skipped": "#868e96"}
@@ -318,10 +319,9 @@ def render_report(verdict: Verdict, window: Observations, expected: dict[str, Ba
     to its seasonal (mean, low, high) arrays aligned with `window_grid(window)`, or None;
     `traffic` the release's traffic steps (`gate rollout`), drawn as a strip when there are any.
     """
-    from gate.report_steps import traffic_strip
+    from gate.report.steps import traffic_strip
 
-    canary = canary or policy.canary.scope
-    baseline = baseline if baseline is not None else (policy.baseline.scope if policy.baseline else None)
+    canary, baseline = policy.scopes(canary=canary, baseline=baseline)
     deciding = {m.name for m in present.deciding_metrics(verdict)}
     by_name = {m.name: m for m in policy.metrics}
     color = VERDICT_COLORS.get(verdict.verdict, "#343a40")

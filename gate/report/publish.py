@@ -3,26 +3,13 @@ GATE_REPORT_BUCKET is set, answered with a presigned link (GATE_REPORT_LINK_SECO
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from pathlib import Path
 
 from gate.errors import ReportError
+from gate.release import file_name
 
 DEFAULT_DIR = "reports"  # or GATE_REPORT_DIR
-
-
-def safe_name(release: str) -> str:
-    """A release name as a file name or object key: no path separators, no dot-dot.
-
-    A name that had to be altered gets a short hash of the exact name, so that `web/1.2`,
-    `web_1.2` and `web 1.2` never share (and overwrite) one report."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", release).strip("._") or "release"
-    if name == release and len(name) <= 150:
-        return name
-    digest = hashlib.sha256(release.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    return f"{name[:139]}-{digest}"
 
 
 def publish(document: str, release: str, out: str | Path | None = None) -> str:
@@ -30,9 +17,9 @@ def publish(document: str, release: str, out: str | Path | None = None) -> str:
     link), else to reports/RELEASE.html. Returns where it is."""
     bucket = os.environ.get("GATE_REPORT_BUCKET")
     if out is None and bucket:
-        return _upload(document, bucket, f"reports/{safe_name(release)}.html")
+        return _upload(document, bucket, f"reports/{file_name(release)}.html")
     folder = Path(os.environ.get("GATE_REPORT_DIR") or DEFAULT_DIR)
-    path = Path(out) if out is not None else folder / f"{safe_name(release)}.html"
+    path = Path(out) if out is not None else folder / f"{file_name(release)}.html"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(document, encoding="utf-8")

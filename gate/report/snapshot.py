@@ -114,10 +114,11 @@ def _policy_outline(policy: Policy) -> dict:
 def snapshot(policy: Policy, window: Observations, expected: dict[str, Band] | None,
              canary: str | None = None, baseline: str | None = None) -> dict:
     """A compact JSON copy of what a report needs besides the verdict."""
+    canary, baseline = policy.scopes(canary=canary, baseline=baseline)
     return {
         "policy": _policy_outline(policy),
-        "canary_scope": canary or policy.canary.scope,
-        "baseline_scope": baseline or (policy.baseline.scope if policy.baseline else None),
+        "canary_scope": canary,
+        "baseline_scope": baseline,
         "canary": _frame_to_dict(window.canary),
         "baseline": _frame_to_dict(window.baseline),
         "expected": None if expected is None else {k: [_json_floats(a) for a in v] for k, v in expected.items()},

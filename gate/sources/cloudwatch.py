@@ -33,8 +33,6 @@ metric's dimensions do not use (they would still read the policy's group).
 from __future__ import annotations
 
 import math
-import os
-import random
 import re
 import time
 from collections.abc import Callable
@@ -45,24 +43,18 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gate.errors import PolicyError, SourceError
+from gate.aws import NO_REGION, backoff, denied, error_code, error_message, make_client, throttled
+from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.sources import Query, count_denominators
 
-NO_REGION = "no AWS region: set source.options.region or AWS_DEFAULT_REGION"
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
 DAY = 86400
 
 # CloudWatch keeps 1-minute points for 15 days, 5-minute points for 63 days, then hourly ones
 # (455 days): a query reaching further back must ask for a period that is a multiple of these.
 RETENTION = ((15 * DAY, 60), (63 * DAY, 300), (455 * DAY, 3600))
-
-THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "LimitExceeded",
-             "LimitExceededException", "TooManyRequestsException"}
-DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "InvalidClientTokenId",
-          "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException",
-          "SignatureDoesNotMatch", "AuthFailure"}
 
 _STAT = re.compile(
     r"^(Average|Sum|Minimum|Maximum|SampleCount|IQM"
@@ -118,10 +110,7 @@ class Options(_Strict):
         default=30, gt=0, le=600,
         description="How long throttled calls are retried in all before the gate gives up (exit 4).",
     )
-    # Read by `gate promote` / `gate rollback` (gate.actions), not by the source.
-    production_asg: str | None = None
-    canary_asg: str | None = None
-    baseline_asg: str | None = None
+    # The groups of `gate promote` / `gate rollback` are the policy's `actions:`.
 
 
 def _check_dimension(what: str, value: str, limit: int = 1024) -> str:
@@ -134,14 +123,6 @@ def _check_dimension(what: str, value: str, limit: int = 1024) -> str:
     return value
 
 
-def _describe(e: ValidationError, where: str) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{where}{'.' + loc if loc else ''}: {err['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
-
-
 def metric_query(metric: Metric) -> MetricQuery:
     raw = metric.queries.get("cloudwatch")
     where = f"metrics.{metric.name}.queries.cloudwatch"
@@ -150,7 +131,7 @@ def metric_query(metric: Metric) -> MetricQuery:
     try:
         query = MetricQuery.model_validate(raw)
     except ValidationError as e:
-        raise PolicyError(_describe(e, where)) from None
+        raise PolicyError(validation_problems(e, where)) from None
     if metric.kind == "count" and query.stat not in ("Sum", "SampleCount"):
         raise PolicyError(f"{where}.stat: a count is read as a Sum per period (got {query.stat!r})")
     return query
@@ -182,8 +163,8 @@ class CloudWatchSource:
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
         self.options = options
         self.queries = {m.name: metric_query(m) for m in policy.metrics}
-        self.policy_scopes = {"canary": policy.canary.scope,
-                              "baseline": policy.baseline.scope if policy.baseline else None}
+        canary, baseline = policy.scopes()
+        self.policy_scopes = {"canary": canary, "baseline": baseline}
         self._client = client
         self.clock = clock
         self.sleep = sleep
@@ -317,7 +298,7 @@ class CloudWatchSource:
     def _pause_or_give_up(self, attempt: int, deadline: float, doing: str, outcome: str) -> None:
         """Back off before asking again; past the retry budget, stop: could not judge (one retry
         policy for throttling and for incomplete answers)."""
-        pause = _backoff(attempt)
+        pause = backoff(attempt)
         if self.clock() + pause > deadline:
             raise SourceError(f"CloudWatch kept {doing} for {self.options.retry_seconds:g}s ({attempt} attempts): "
                               f"{outcome}") from None
@@ -361,15 +342,14 @@ class CloudWatchSource:
             try:
                 return self.client.get_metric_data(**kwargs)
             except ClientError as e:
-                code = e.response.get("Error", {}).get("Code", "")
-                if code in DENIED:
+                code = error_code(e)
+                if denied(e):
                     raise SourceError(
                         f"CloudWatch refused GetMetricData ({code}): the credentials need "
                         "cloudwatch:GetMetricData"
                     ) from None
-                if code not in THROTTLED:
-                    message = e.response.get("Error", {}).get("Message", "")
-                    raise SourceError(f"CloudWatch GetMetricData failed ({code}): {message}") from None
+                if not throttled(e):
+                    raise SourceError(f"CloudWatch GetMetricData failed ({code}): {error_message(e)}") from None
                 attempt += 1
                 self._pause_or_give_up(attempt, deadline, f"throttling GetMetricData ({code})",
                                        "could not fetch the metrics")
@@ -396,11 +376,6 @@ class CloudWatchSource:
         return frame
 
 
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with jitter; callers never wait past their total budget."""
-    return min(20.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0)
-
-
 def _renders(template: str, scope: str) -> bool:
     """Whether `scope` is the policy's scope `template` for some release (`{release}` filled)."""
     pattern = re.escape(template).replace(re.escape("{release}"), ".+")
@@ -416,35 +391,11 @@ def _check_groups_apart(metric: str, canary: list[dict], baseline: list[dict]) -
             "(e.g. a target group each, source.options.groups.<canary|baseline>.target_group)")
 
 
-def make_client(service: str, region: str | None) -> Any:
-    """A boto3 client with bounded timeouts and botocore's standard retries (throttling and
-    transient errors); the endpoint follows the boto3 chain (AWS_ENDPOINT_URL for tests)."""
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, NoRegionError
-
-    config = Config(retries={"mode": "standard", "max_attempts": 3},
-                    connect_timeout=5, read_timeout=20)
-    try:
-        try:
-            return boto3.client(service, region_name=region, config=config)
-        except NoRegionError:
-            # botocore reads AWS_DEFAULT_REGION (or the profile), not AWS_REGION, which the AWS
-            # CLI v2, the other SDKs and Lambda use: take it when botocore found nothing else.
-            if not os.environ.get("AWS_REGION"):
-                raise
-            return boto3.client(service, region_name=os.environ["AWS_REGION"], config=config)
-    except NoRegionError:
-        raise SourceError(NO_REGION) from None
-    except BotoCoreError as e:
-        raise SourceError(f"cannot create the AWS {service} client: {e}") from None
-
-
 def parse_options(policy: Policy) -> Options:
     try:
         return Options.model_validate(policy.source.options)
     except ValidationError as e:
-        raise PolicyError(_describe(e, "source.options")) from None
+        raise PolicyError(validation_problems(e, "source.options")) from None
 
 
 def from_policy(policy: Policy) -> CloudWatchSource:

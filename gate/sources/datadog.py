@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gate.errors import PolicyError, SourceError
+from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.sources import Query, count_denominators
@@ -73,14 +73,7 @@ class Options(BaseModel):
     settle: int = Field(
         default=60, ge=0, description="Seconds of ingestion delay: younger buckets are not read yet."
     )
-    events: bool = Field(
-        default=False, description="Post each decisive verdict as a Datadog event (gate.notify)."
-    )
-    # Read by `gate promote` / `gate rollback` (gate.actions), not by the source: a Datadog
-    # scope is a tag filter, not an Auto Scaling group name.
-    production_asg: str | None = Field(default=None, description="Production Auto Scaling group (promote).")
-    canary_asg: str | None = Field(default=None, description="Canary Auto Scaling group (promote, rollback).")
-    baseline_asg: str | None = Field(default=None, description="Baseline Auto Scaling group (promote, rollback).")
+    # Datadog events and the groups of promote / rollback are the policy's `notify:` and `actions:`.
 
 
 class QuerySpec(BaseModel):
@@ -123,10 +116,7 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
     try:
         spec = QuerySpec.model_validate({"query": raw} if isinstance(raw, str) else raw)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(map(str, x['loc'])) or 'value'}: {x['msg']}" for x in e.errors()
-        )
-        raise PolicyError(f"{where}: {problems}") from None
+        raise PolicyError(validation_problems(e, where)) from None
     text = spec.query.strip()
 
     head = text.split("{", 1)[0]
@@ -643,10 +633,7 @@ def from_policy(policy: Policy) -> DatadogSource:
     try:
         options = Options.model_validate(policy.source.options)
     except ValidationError as e:
-        problems = "; ".join(
-            f"source.options.{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()
-        )
-        raise PolicyError(problems) from None
+        raise PolicyError(validation_problems(e, "source.options")) from None
     metrics = {m.name: compile_query(m, policy.interval) for m in policy.metrics}
     # Fixed scopes are checked now; those naming {release} once the release is known.
     for role, scope in (("canary", policy.canary), ("baseline", policy.baseline)):

@@ -19,7 +19,7 @@ from gate.errors import CaseError, PolicyError
 from gate.policy import Policy, parse_policy
 from gate.series import Frame, Observations
 from gate.sources import Query
-from gate.verdict import parse_time
+from gate.release import parse_time
 
 SCOPES = ("canary", "baseline")
 

@@ -33,7 +33,7 @@ from gate.errors import PolicyError
 from gate.policy import Policy
 from gate.series import Frame, Observations
 from gate.sources import Query
-from gate.verdict import parse_time
+from gate.release import parse_time
 
 DAY = 86400
 SCENARIOS = ("healthy", "db_connections", "payment_failures", "bad_version", "gateway_killed")

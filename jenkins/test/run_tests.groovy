@@ -125,6 +125,17 @@ test('step cli: the command runs gate check --watch with every option, each one 
         "--watch --json --junit 'canary-gate/web-1.2.3.xml' -- 'web-1.2.3' > 'canary-gate/web-1.2.3.json'"
 }
 
+// Expected names written by gate.release.file_name (Python): the one rule, in both languages.
+test('step: file names follow the Python rule; names it alters get a hash, so none collide') {
+    Script step = harness().stepScript()
+    Map expected = ['web-1.2.3': 'web-1.2.3', 'web/1.2': 'web_1.2-2f3e3ec8cb', 'web_1.2': 'web_1.2',
+                    'web 1.2': 'web_1.2-fa062bc6b1', '../etc/passwd': 'etc_passwd-7fef78f534', '--help': '--help',
+                    '.hidden_': 'hidden-5a700ea123', '\u00fcn\u00efcode-1': 'n_code-1-d029f94372',
+                    ('x' * 151): ('x' * 139) + '-8eb827e696', '\u65e5\u672c': 'release-cf2abf0c5b']
+    expected.each { String release, String name -> assert step.fileName(release) == name }
+    assert expected.values().toSet().size() == expected.size()
+}
+
 test('step cli: hostile values reach the gate as single arguments, nothing injected (real sh)') {
     Harness h = harness()
     File fakeGate = h.file('fake-gate')
@@ -135,7 +146,7 @@ test('step cli: hostile values reach the gate as single arguments, nothing injec
     String policy = 'my policies/it\'s.yaml'
     h.onSh = { String script, Map a -> h.realSh(script) }
     assert h.runStep(release: release, policy: policy, canary: '$HOME', gate: fakeGate.path) == 'pass'
-    String base = 'canary-gate/' + release.replaceAll('[^A-Za-z0-9._-]', '_')
+    String base = 'canary-gate/' + h.stepScript().fileName(release)
     List<String> words = h.file("${base}.json").readLines()
     assert words == ['check', '--policy', policy, '--canary', '$HOME', '--watch', '--json', '--junit', "${base}.xml",
                      '--', release]

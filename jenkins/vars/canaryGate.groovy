@@ -295,6 +295,15 @@ private String q(Object value) {
     return "'" + (value as String).replace("'", "'\\''") + "'"
 }
 
+// The release as a file name: gate.release.file_name's rule, so that `web/1.2` and `web_1.2`
+// never share (and overwrite) one verdict file. A name that had to be altered gets a short hash
+// of the exact name (SHA-256 of its UTF-8, 10 hex digits).
 private String fileName(String release) {
-    return release.replaceAll('[^A-Za-z0-9._-]', '_')
+    String name = release.replaceAll('[^A-Za-z0-9._-]+', '_').replaceAll('^[._]+|[._]+$', '') ?: 'release'
+    if (name == release && name.length() <= 150) {
+        return name
+    }
+    String digest = java.security.MessageDigest.getInstance('SHA-256')
+        .digest(release.getBytes('UTF-8')).encodeHex().toString().substring(0, 10)
+    return "${name.take(139)}-${digest}"
 }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-from gate.verdict import iso
+from gate.release import iso
 
 ENDED = {"pass": "#2b8a3e", "fail": "#c92a2a"}  # the next change's reason: the step passed, or failed
 RUNNING = "#868e96"
@@ -19,7 +19,6 @@ def traffic_strip(changes: list[dict], until: int) -> str:
         return ""
     ends = [c["set_at"] for c in changes[1:]] + [max(until, changes[-1]["set_at"])]
     spans = [max(end - c["set_at"], 1) for c, end in zip(changes, ends)]
-    total = sum(spans)
     segments = []
     for i, (change, span) in enumerate(zip(changes, spans)):
         ended = (changes[i + 1].get("allowed_by") or {}).get("verdict") if i + 1 < len(changes) else None

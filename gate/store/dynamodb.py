@@ -1,4 +1,4 @@
-"""The evaluation store in DynamoDB: the same interface as `gate.store.SqliteStore`, for Lambda.
+"""The evaluation store in DynamoDB, for Lambda: the same `Store` as `gate.store.sqlite`.
 
 One table (its name from `GATE_STORE_TABLE`), partition key `release`, sort key `sk`:
 
@@ -22,8 +22,10 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from gate.aws import error_code, error_message
 from gate.errors import StoreError
-from gate.lifecycle import REDEPLOY_EVENT, redeploy_detail, release_record, stored_json
+from gate.lifecycle import REDEPLOY_EVENT, release_record, stored_json
+from gate.store.base import Registry
 from gate.verdict import Verdict
 
 RELEASE_SK = "release"
@@ -33,7 +35,7 @@ TRAFFIC_PREFIX = "traffic#"
 DEFAULT_TTL_DAYS = 90
 
 
-class DynamoStore:
+class DynamoStore(Registry):
     def __init__(self, table: str, *, ttl_days: float | None = None, client: Any = None):
         self.table = table
         days = ttl_days if ttl_days is not None else float(os.environ.get("GATE_STORE_TTL_DAYS") or DEFAULT_TTL_DAYS)
@@ -50,11 +52,10 @@ class DynamoStore:
                 kwargs["TableName"] = self.table
             return getattr(self.client, operation)(**kwargs)
         except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
+            code = error_code(e)
             if code == "ConditionalCheckFailedException" or _lost_condition(e):
                 raise
-            message = e.response.get("Error", {}).get("Message", str(e))
-            raise StoreError(f"DynamoDB store {self.table}: {operation} failed: {code}: {message}") from None
+            raise StoreError(f"DynamoDB store {self.table}: {operation} failed: {code}: {error_message(e) or e}") from None
         except BotoCoreError as e:
             raise StoreError(f"DynamoDB store {self.table}: {operation} failed: {e}") from None
 
@@ -77,8 +78,12 @@ class DynamoStore:
             if not start:
                 return items
 
+    @property
+    def label(self) -> str:
+        return f"DynamoDB store {self.table}"
+
     # -- the Store protocol
-    def start_release(self, release: str, deployed_at: int, info: dict) -> int:
+    def _register(self, release: str, deployed_at: int, info: dict) -> None:
         try:
             self._call(
                 "put_item",
@@ -95,13 +100,8 @@ class DynamoStore:
             )
         except ClientError:
             pass  # already registered: keep its deploy time
-        registered = self.release(release)
-        if registered is None:
-            raise StoreError(f"DynamoDB store {self.table}: release {release!r} vanished after registration")
-        return registered["deployed_at"]
 
-    def restart_release(self, release: str, deployed_at: int, info: dict, previous: int) -> int:
-        registered = self.release(release)
+    def _replace_deploy(self, release: str, deployed_at: int, info: dict, previous: int, detail: dict) -> None:
         update = {
             "TableName": self.table,
             "Key": {"release": {"S": release}, "sk": {"S": RELEASE_SK}},
@@ -114,16 +114,11 @@ class DynamoStore:
         }
         # One transaction, as in SQLite: the new deploy time never lands without the event that
         # keeps the previous deploy's record.
-        event = {"TableName": self.table, "Item": self._event_item(
-            release, REDEPLOY_EVENT, redeploy_detail(previous, deployed_at, registered))}
+        event = {"TableName": self.table, "Item": self._event_item(release, REDEPLOY_EVENT, detail)}
         try:
             self._call("transact_write_items", TransactItems=[{"Update": update}, {"Put": event}])
         except ClientError:
             pass  # restarted (or removed) by someone else meanwhile: report what is registered now
-        current = self.release(release)
-        if current is None:
-            raise StoreError(f"DynamoDB store {self.table}: release {release!r} vanished while it was restarted")
-        return current["deployed_at"]
 
     def release(self, release: str) -> dict | None:
         item = self._call(
@@ -132,7 +127,7 @@ class DynamoStore:
         if item is None:
             return None
         deployed_at = item.get("deployed_at")
-        return release_record(f"DynamoDB store {self.table}", release,
+        return release_record(self.label, release,
                               deployed_at.get("N", deployed_at) if isinstance(deployed_at, dict) else None,
                               item.get("info", {}).get("S"))
 
@@ -206,7 +201,7 @@ class DynamoStore:
 
 def _lost_condition(error: ClientError) -> bool:
     """A transaction cancelled only because a condition did not hold (someone else wrote first)."""
-    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+    if error_code(error) != "TransactionCanceledException":
         return False
     reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
     return "ConditionalCheckFailed" in reasons and set(reasons) <= {"ConditionalCheckFailed", "None", None}

@@ -1,8 +1,7 @@
-"""Evaluation history: every evaluation, error and action of every release.
+"""The evaluation store in SQLite: a file, its path from `GATE_STORE` or `.gate/gate.sqlite`.
 
-SQLite by default (a file, path from `GATE_STORE` or `.gate/gate.sqlite`); DynamoDB in AWS
-implements the same small interface. Writes are single transactions, so a process killed
-mid-evaluation leaves either the whole record or nothing.
+Writes are single transactions, so a process killed mid-evaluation leaves either the whole record
+or nothing.
 """
 
 from __future__ import annotations
@@ -12,48 +11,13 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Protocol
 
 from gate.errors import StoreError
-from gate.lifecycle import REDEPLOY_EVENT, redeploy_detail, release_record, stored_json
+from gate.lifecycle import REDEPLOY_EVENT, release_record, stored_json
+from gate.store.base import Registry
 from gate.verdict import Verdict
 
 DEFAULT_PATH = ".gate/gate.sqlite"
-
-
-class Store(Protocol):
-    def start_release(self, release: str, deployed_at: int, info: dict) -> int:
-        """Register a release; returns its deploy time (the first one registered wins: a loser
-        gets the winner's, which `gate.lifecycle.register_deploy` judges against its own)."""
-        ...
-
-    def restart_release(self, release: str, deployed_at: int, info: dict, previous: int) -> int:
-        """A new deploy of a registered release: its deploy time becomes `deployed_at` if it is
-        still `previous` (else another process restarted it first); the previous deploy is kept
-        in a `redeploy` event. Returns the deploy time now registered."""
-        ...
-
-    def release(self, release: str) -> dict | None: ...
-
-    def record(self, verdict: Verdict) -> None: ...
-
-    def record_error(self, release: str, at: int, message: str) -> None: ...
-
-    def record_event(self, release: str, kind: str, detail: dict) -> None:
-        """Anything else that happened to a release: promote, rollback, notification."""
-        ...
-
-    def evaluations(self, release: str) -> list[dict]: ...
-
-    def events(self, release: str) -> list[dict]: ...
-
-    def record_traffic(self, release: str, change: dict) -> None:
-        """A change of the canary's traffic weight by `gate rollout` (gate.rollout.TrafficChange)."""
-        ...
-
-    def traffic(self, release: str) -> list[dict]:
-        """The release's traffic changes, oldest first."""
-        ...
 
 
 SCHEMA = """
@@ -94,7 +58,7 @@ CREATE INDEX IF NOT EXISTS traffic_release ON traffic (release);
 """
 
 
-class SqliteStore:
+class SqliteStore(Registry):
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path or os.environ.get("GATE_STORE") or DEFAULT_PATH)
         try:
@@ -134,15 +98,17 @@ class SqliteStore:
         except sqlite3.Error as e:
             raise StoreError(f"cannot read the store {self.path}: {e}") from None
 
-    def start_release(self, release: str, deployed_at: int, info: dict) -> int:
+    @property
+    def label(self) -> str:
+        return f"store {self.path}"
+
+    def _register(self, release: str, deployed_at: int, info: dict) -> None:
         self._write(
             "INSERT OR IGNORE INTO releases (release, deployed_at, info, created_at) VALUES (?, ?, ?, ?)",
             (release, int(deployed_at), json.dumps(info), time.time()),
         )
-        return self.release(release)["deployed_at"]
 
-    def restart_release(self, release: str, deployed_at: int, info: dict, previous: int) -> int:
-        detail = redeploy_detail(previous, deployed_at, self.release(release))
+    def _replace_deploy(self, release: str, deployed_at: int, info: dict, previous: int, detail: dict) -> None:
         try:
             db = self._connect()
             try:
@@ -159,16 +125,12 @@ class SqliteStore:
                 db.close()
         except sqlite3.Error as e:
             raise StoreError(f"cannot write to the store {self.path}: {e}") from None
-        current = self.release(release)
-        if current is None:
-            raise StoreError(f"store {self.path}: release {release!r} vanished while it was restarted")
-        return current["deployed_at"]
 
     def release(self, release: str) -> dict | None:
         rows = self._read("SELECT release, deployed_at, info FROM releases WHERE release = ?", (release,))
         if not rows:
             return None
-        return release_record(f"store {self.path}", release, rows[0]["deployed_at"], rows[0]["info"])
+        return release_record(self.label, release, rows[0]["deployed_at"], rows[0]["info"])
 
     def record(self, verdict: Verdict) -> None:
         self._write(
@@ -224,12 +186,3 @@ class SqliteStore:
         what = f"store {self.path}: a traffic change of {release!r}"
         return [stored_json(r["detail"], what) for r in rows]
 
-
-def open_store(path: str | Path | None = None) -> Store:
-    """The store for this environment: DynamoDB when `GATE_STORE_TABLE` names a table, else SQLite."""
-    table = os.environ.get("GATE_STORE_TABLE")
-    if table and path is None:
-        from gate.store_dynamodb import DynamoStore  # only in AWS
-
-        return DynamoStore(table)
-    return SqliteStore(path)

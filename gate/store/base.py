@@ -1,0 +1,81 @@
+"""What every evaluation store is (the `Store` protocol), and the rules of registering and
+restarting a release, written once for every store (SQLite, DynamoDB)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from gate.errors import StoreError
+from gate.lifecycle import redeploy_detail
+from gate.verdict import Verdict
+
+
+class Store(Protocol):
+    def start_release(self, release: str, deployed_at: int, info: dict) -> int:
+        """Register a release; returns its deploy time (the first one registered wins: a loser
+        gets the winner's, which `gate.lifecycle.register_deploy` judges against its own)."""
+        ...
+
+    def restart_release(self, release: str, deployed_at: int, info: dict, previous: int) -> int:
+        """A new deploy of a registered release: its deploy time becomes `deployed_at` if it is
+        still `previous` (else another process restarted it first); the previous deploy is kept
+        in a `redeploy` event. Returns the deploy time now registered."""
+        ...
+
+    def release(self, release: str) -> dict | None: ...
+
+    def record(self, verdict: Verdict) -> None: ...
+
+    def record_error(self, release: str, at: int, message: str) -> None: ...
+
+    def record_event(self, release: str, kind: str, detail: dict) -> None:
+        """Anything else that happened to a release: promote, rollback, notification."""
+        ...
+
+    def evaluations(self, release: str) -> list[dict]: ...
+
+    def events(self, release: str) -> list[dict]: ...
+
+    def record_traffic(self, release: str, change: dict) -> None:
+        """A change of the canary's traffic weight by `gate rollout` (gate.rollout.TrafficChange)."""
+        ...
+
+    def traffic(self, release: str) -> list[dict]:
+        """The release's traffic changes, oldest first."""
+        ...
+
+
+class Registry:
+    """Registering and restarting a release, the same in every store: the first registration
+    wins, a restart replaces only the deploy it saw (with a `redeploy` event keeping the previous
+    one, in the same write), and both answer the deploy time registered once they are done.
+    A store gives its `label` (how its errors name it), `release`, and the two atomic writes."""
+
+    label: str
+
+    def release(self, release: str) -> dict | None:
+        raise NotImplementedError
+
+    def _register(self, release: str, deployed_at: int, info: dict) -> None:
+        """Register the release unless it is already: the first registration wins."""
+        raise NotImplementedError
+
+    def _replace_deploy(self, release: str, deployed_at: int, info: dict, previous: int, detail: dict) -> None:
+        """In one write: the deploy time becomes `deployed_at` if it is still `previous`, and the
+        redeploy event (`detail`) is recorded with it; nothing if another process came first."""
+        raise NotImplementedError
+
+    def start_release(self, release: str, deployed_at: int, info: dict) -> int:
+        self._register(release, deployed_at, info)
+        return self._registered(release, "after registration")
+
+    def restart_release(self, release: str, deployed_at: int, info: dict, previous: int) -> int:
+        self._replace_deploy(release, deployed_at, info, previous,
+                             redeploy_detail(previous, deployed_at, self.release(release)))
+        return self._registered(release, "while it was restarted")
+
+    def _registered(self, release: str, when: str) -> int:
+        current = self.release(release)
+        if current is None:
+            raise StoreError(f"{self.label}: release {release!r} vanished {when}")
+        return current["deployed_at"]
