@@ -60,7 +60,7 @@ def _details(m: MetricResult) -> str:
     if m.interval is not None:
         effect += f" [{_percent(m.interval[0])}, {_percent(m.interval[1])}]"
     tolerance = "-" if m.tolerance is None else f"{m.tolerance:.0%}"
-    lines.append(f"{effect}  tolerance: {tolerance}")
+    lines.append(f"{effect}  tolerance: {tolerance}" + (f"  SLO: {m.slo}" if m.slo else ""))
     if m.critical:
         lines.append("critical: a failure of this metric fails the canary on its own")
     return "\n".join(lines)

@@ -207,3 +207,35 @@ def test_gate_check_fails_a_slow_release_on_its_latency_slo(tmp_path):
             assert latency["rule"] == "breaches-slo" and "breaches its SLO (limit 250 ms)" in verdict["reason"]
         else:
             assert latency["verdict"] == "pass" and latency["canary"] < 250
+
+
+# -- every output shows the limit ------------------------------------------------------------------
+
+def test_the_report_console_and_junit_show_the_limit(corpus):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from gate import junit
+    from gate.console import print_verdict
+    from gate.report import render_report, replayed
+    from gate.sources.replay import load_case
+
+    case = corpus / "k1m-aa-001"
+    plain = load_case(case).policy()
+    metrics = [m.model_copy(update={"max": 1e6}) if m.name == "cpu" else m for m in plain.metrics]
+    verdict, window, expected, policy = replayed(case, plain.model_copy(update={"metrics": metrics}))
+    cpu = _metric(verdict, "cpu")
+    assert cpu.slo == "max 1e+06 percent"
+
+    document = render_report(verdict, window, expected, policy)
+    assert "<th>SLO</th>" in document and "<td>max 1e+06 percent</td>" in document
+    assert 'class="slo-limit"' not in document  # far off the data: not drawn, the axis keeps the lines readable
+    near = [m.model_copy(update={"max": float(cpu.canary)}) if m.name == "cpu" else m for m in plain.metrics]
+    verdict, window, expected, policy = replayed(case, plain.model_copy(update={"metrics": near}))
+    assert 'class="slo-limit"' in render_report(verdict, window, expected, policy)
+
+    out = StringIO()
+    print_verdict(verdict, Console(file=out, width=200), policy=policy)
+    assert "slo" in out.getvalue() and f"max {float(cpu.canary):.4g} percent" in out.getvalue()
+    assert f"SLO: max {float(cpu.canary):.4g} percent" in junit.report(verdict)
