@@ -93,7 +93,8 @@ class Check:
     canary: float  # the canary over the window, in the limit's unit
     reference: float | None  # the baseline over the same points; history-only: the expectation
     points: int
-    recent: float | None = None  # the burn: the canary's ratio over the short window
+    recent: float | None = None  # the burn: the canary's ratio over the short window...
+    recent_points: int = 0  # ...of this many points
 
     @property
     def fleet(self) -> bool:
@@ -134,7 +135,8 @@ def _breach(m: Metric, c: Check) -> str:
         assert m.slo is not None and c.recent is not None
         budget = 1 - m.slo.objective
         return (f"{_canary(m, c)} ({c.canary / budget:.3g}x the budget), {in_unit(m, c.recent)} over the last "
-                f"ones ({c.recent / budget:.3g}x): burns its error budget faster than its SLO allows ({c.limit.words})")
+                f"{c.recent_points} ({c.recent / budget:.3g}x): burns its error budget faster than its SLO allows "
+                f"({c.limit.words})")
     side = "above" if c.limit.kind == "max" else "below"
     return f"{_canary(m, c)}: breaches its SLO ({c.limit.words}), shown {side} it"
 

@@ -889,14 +889,14 @@ def _limit_checks(m: Metric, ref: MetricReference | None, x: np.ndarray, volume:
         with np.errstate(all="ignore"):
             test = _beyond_limit_test(m, ref, x, volume, limit, setting, scale)
         shown = test.computable and test.beyond and n >= MIN_POINTS_TO_FAIL
-        recent = None
+        recent, last = None, 0
         if limit.kind == "burn":
             # The short window: the burn is still going on (a burst that ended does not fail).
-            last = max(MIN_POINTS_TO_FAIL, setting.lifetime_points // guardrails.SHORT_WINDOW_SHARE)
+            last = min(n, max(MIN_POINTS_TO_FAIL, setting.lifetime_points // guardrails.SHORT_WINDOW_SHARE))
             recent = _value(m, x[-last:], volume[-last:])
             shown = shown and limit.beyond(recent)
         over = test.computable and not test.estimate_within
-        checks.append(guardrails.Check(limit, shown, over, canary, reference_value, n, recent))
+        checks.append(guardrails.Check(limit, shown, over, canary, reference_value, n, recent, last))
     return checks
 
 

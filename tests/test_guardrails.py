@@ -239,3 +239,14 @@ def test_the_report_console_and_junit_show_the_limit(corpus):
     print_verdict(verdict, Console(file=out, width=200), policy=policy)
     assert "slo" in out.getvalue() and f"max {float(cpu.canary):.4g} percent" in out.getvalue()
     assert f"SLO: max {float(cpu.canary):.4g} percent" in junit.report(verdict)
+
+
+def test_the_guardrails_commented_in_the_examples_are_valid_once_uncommented():
+    import re
+
+    from gate.policy import policy_from_text
+
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        text = re.sub(r"^(    )# (max|min|slo): ", r"\1\2: ", path.read_text(), flags=re.M)
+        policy = policy_from_text(text, str(path))
+        assert any(m.max is not None or m.slo is not None for m in policy.metrics), path.name
