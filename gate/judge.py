@@ -919,8 +919,9 @@ def _beyond_limit_test(m: Metric, ref: MetricReference | None, x: np.ndarray, vo
         weight = 10.0
     # Fail on the excess clipped as a gauge's is: one point far over the limit is not a breach.
     clipped = winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior))) if len(prior) else 0.0)
+    # Only its failing side is read (shown beyond; the estimate itself): no drift to fit.
     return margin_test(clipped, prior, setting.budget.fail, setting.budget.checkpoint,
-                       setting.lifetime_points // TUNED_AT, prior_weight=weight)
+                       setting.lifetime_points // TUNED_AT, prior_weight=weight, drift=False)
 
 
 def _history_limit_checks(m: Metric, reference: Reference, canary: Frame, setting: Setting) -> list:
