@@ -9,6 +9,7 @@ import yaml
 
 from gate import judge
 from gate.series import Observations
+from gate.verdict import Verdict
 from tests.conftest import ROOT, run_gate
 from tests.test_judge import DAY, DEPLOY, HISTORY_DAYS, STEP, _fleet, _policy, _run
 
@@ -179,6 +180,7 @@ def test_guardrails_not_set_leave_the_verdict_and_its_json_unchanged():
     assert all(m.slo is None and "slo" not in m.to_dict() for m in plain.metrics)
     guarded, _ = _run(_guarded(cpu={"max": 1e6}), canary, baseline)
     assert guarded.verdict == "fail" and _metric(guarded, "cpu").to_dict()["slo"] == "max 1e+06"
+    assert Verdict.from_dict(guarded.to_dict()) == guarded  # the store keeps it (history, rebuilt reports)
 
 
 # -- end to end: `gate check` on the simulated service ------------------------------------------
