@@ -875,7 +875,8 @@ def _value(m: Metric, x: np.ndarray, volume: np.ndarray | None) -> float | None:
 
 
 def _limit_checks(m: Metric, ref: MetricReference | None, x: np.ndarray, volume: np.ndarray | None,
-                  setting: Setting, reference_value: float | None, scale: np.ndarray | None = None) -> list:
+                  setting: Setting, reference_value: float | None,
+                  scale: np.ndarray | None = None) -> list[guardrails.Check]:
     """Each guardrail of the metric measured on the canary's points (see gate.guardrails): the
     excess over the limit, summed, against the same mixture boundary as the relative tests, with
     the variance the points would have at the limit (a gauge's noise scale, the count model)."""
@@ -895,7 +896,8 @@ def _limit_checks(m: Metric, ref: MetricReference | None, x: np.ndarray, volume:
             last = min(n, max(MIN_POINTS_TO_FAIL, setting.lifetime_points // guardrails.SHORT_WINDOW_SHARE))
             recent = _value(m, x[-last:], volume[-last:])
             shown = shown and limit.beyond(recent)
-        over = test.computable and not test.estimate_within
+        # Not computable (values near overflow): the limit proves nothing, so it holds a pass.
+        over = not test.computable or not test.estimate_within
         checks.append(guardrails.Check(limit, shown, over, canary, reference_value, n, recent, last))
     return checks
 
@@ -924,7 +926,7 @@ def _beyond_limit_test(m: Metric, ref: MetricReference | None, x: np.ndarray, vo
                        setting.lifetime_points // TUNED_AT, prior_weight=weight, drift=False)
 
 
-def _history_limit_checks(m: Metric, reference: Reference, canary: Frame, setting: Setting) -> list:
+def _history_limit_checks(m: Metric, reference: Reference, canary: Frame, setting: Setting) -> list[guardrails.Check]:
     """History-only: the canary's points against its limits; the reference is the seasonal
     expectation of the same moments (a service over its limit at these hours anyway)."""
     if not guardrails.limits(m) or m.name not in canary.values:
