@@ -48,12 +48,15 @@ def _rows(verdict: Verdict) -> tuple[list[str], list[list[str]]]:
     with_expected = any(m.expected is not None for m in verdict.metrics)
     header = ["metric", "verdict", "canary", "baseline"] + (["expect"] if with_expected else [])
     header += ["effect", "interval", "tol"]
+    with_slo = any(m.slo for m in verdict.metrics)
+    header += ["slo"] if with_slo else []
     rows = []
     for m in verdict.metrics:
         row = [m.name, f"{MARK.get(m.verdict, '')} {m.verdict}", _num(m.canary), _num(m.baseline)]
         if with_expected:
             row.append(_num(m.expected))
         row += [_pct(m.effect), _interval(m), present.tolerance(m.tolerance, "")]
+        row += [m.slo or ""] if with_slo else []
         rows.append(row)
     return header, rows
 
@@ -87,6 +90,8 @@ def stacked(verdict: Verdict) -> Group:
         effect = [f"effect {_pct(m.effect) or '–'} {_interval(m)}".rstrip()]
         if m.tolerance is not None:
             effect.append(f"tolerance {present.tolerance(m.tolerance)}")
+        if m.slo:
+            effect.append(f"SLO {m.slo}")
         reason = Text(m.reason)
         if m.rule:
             reason.append(f" [{m.rule}]", style="dim")

@@ -26,6 +26,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from gate import guardrails
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.stats.seasonal import DAY, SeasonalModel, fit_seasonal, robust_sd
@@ -287,9 +288,9 @@ def look_at(policy: Policy, deployed_at: int, now: int) -> Look:
 def evaluate(policy: Policy, reference: Reference, window: Observations, deployed_at: int, now: int) -> Verdict:
     judged = [m for m in policy.metrics if m.bad_direction != "none"]
     voting = [m for m in judged if not m.muted]
-    # Bonferroni over metrics and over the two tests a gauge runs (level and tail) plus the
-    # canary-down check: each keeps its share at every look, so the total holds.
-    tests = 1 + sum(2 if m.judges_tail else 1 for m in voting)
+    # Bonferroni over metrics and over the two tests a gauge runs (level and tail), each
+    # guardrail, plus the canary-down check: each keeps its share at every look, so the total holds.
+    tests = 1 + sum((2 if m.judges_tail else 1) + len(guardrails.limits(m)) for m in voting)
     # Passing needs every metric to pass, so a canary with one metric at its tolerance passes
     # only if that metric does: the pass risk is split over the checkpoints, not the metrics.
     budget = Budget(policy.alpha / tests, policy.pass_risk / PASS_CHECKPOINTS)
@@ -313,7 +314,9 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
         if down is not None:
             results.append(_result(m, "fail", "canary-not-reporting", down, **_what_was_seen(m, reference, window)))
         elif policy.history_only:
-            results.append(_against_history(m, policy, reference, compared.canary, budget, lifetime_points, look))
+            result = _against_history(m, policy, reference, compared.canary, budget, lifetime_points, look)
+            checks = _history_limit_checks(m, reference, compared.canary, setting)
+            results.append(guardrails.guard(m, result, checks, history_only=True))
         else:
             results.append(_against_baseline(m, reference, compared, setting, notes))
     return _score(policy, results, deployed_at, now, notes)
@@ -344,7 +347,7 @@ def _what_was_seen(m: Metric, reference: Reference, window: Observations) -> dic
 def _result(m: Metric, verdict: str, rule: str, reason: str, **numbers) -> MetricResult:
     return MetricResult(
         name=m.name, verdict=verdict, reason=reason, rule=rule, tolerance=m.tolerance,
-        critical=m.critical, muted=m.muted, **numbers,
+        critical=m.critical, muted=m.muted, slo=guardrails.describe(m), **numbers,
     )
 
 
@@ -366,7 +369,10 @@ def _score(policy: Policy, results: list[MetricResult], deployed_at: int, now: i
             reason = ("end of the lifetime: no judged metric is shown worse than its tolerance"
                       + (f" ({', '.join(shown)} shown within it)" if shown else ""))
         return Verdict("", "pass", reason, deployed_at, now, True, results, notes)
-    if not undecided:
+    shared_breach = [r for r in undecided if r.rule == guardrails.FLEET_BREACH]
+    if shared_breach:
+        reason = "an SLO breach the release is not blamed for, not promoted into: " + joined_reasons(shared_breach)
+    elif not undecided:
         reason = (f"every judged metric is within its tolerance so far; a canary must run "
                   f"{min_duration // 60} min before it can pass ({ran // 60} min so far)")
     else:
@@ -531,11 +537,10 @@ class Comparison:
 SHOWN_WITHIN = frozenset({"mean-within-tolerance", "rate-within-tolerance"})
 
 
-def _against_baseline(
-    m: Metric, reference: Reference, window: Observations, setting: Setting, notes: list[str],
+def _relative_to_baseline(
+    m: Metric, ref: MetricReference | None, paired: Paired | None, reference: Reference, setting: Setting,
+    notes: list[str],
 ) -> MetricResult:
-    ref = reference.metrics.get(m.name)
-    paired = preprocess(m, window, ref)
     if paired is None:
         return _result(m, "inconclusive", "no-data",
                        "no data for this metric from one of the groups (query broken or metric absent)")
@@ -556,6 +561,19 @@ def _against_baseline(
     result = _decide(m, comparison, setting)
     # Minutes held out for a fleet-wide anomaly (a minority) were reported by the canary: covered.
     return _covered_enough(result, n + paired.held_out, setting.lifetime_points)
+
+
+def _against_baseline(
+    m: Metric, reference: Reference, window: Observations, setting: Setting, notes: list[str],
+) -> MetricResult:
+    ref = reference.metrics.get(m.name)
+    paired = preprocess(m, window, ref)
+    result = _relative_to_baseline(m, ref, paired, reference, setting, notes)
+    if paired is None or not guardrails.limits(m):
+        return result
+    checks = _limit_checks(m, ref, paired.canary, paired.canary_volume, setting,
+                           reference_value=_value(m, paired.baseline, paired.baseline_volume))
+    return guardrails.guard(m, result, checks, history_only=False)
 
 
 def _directions(m: Metric) -> list[str]:
@@ -865,3 +883,86 @@ def _against_history(
     if look.final:
         return _covered_enough(_result(m, "pass", "consistent-with-history", shown, **numbers), len(t), lifetime_points)
     return _result(m, "inconclusive", "watching-history", shown, **numbers)
+
+
+# ------------------------------------------------------------------- absolute guardrails
+
+
+def _value(m: Metric, x: np.ndarray, volume: np.ndarray | None) -> float | None:
+    """A group's value over its points, as a limit is written: a gauge's mean, a count's ratio
+    to its denominator (events per point without one)."""
+    if len(x) == 0:
+        return None
+    if m.kind == "gauge":
+        return float(np.mean(x))
+    total = float(np.sum(volume)) if volume is not None else float(len(x))
+    return float(np.sum(x)) / total if total > 0 else None
+
+
+def _limit_checks(m: Metric, ref: MetricReference | None, x: np.ndarray, volume: np.ndarray | None,
+                  setting: Setting, reference_value: float | None,
+                  scale: np.ndarray | None = None) -> list[guardrails.Check]:
+    """Each guardrail of the metric measured on the canary's points (see gate.guardrails): the
+    excess over the limit, summed, against the same mixture boundary as the relative tests, with
+    the variance the points would have at the limit (a gauge's noise scale, the count model)."""
+    checks = []
+    n = len(x)
+    canary = _value(m, x, volume)
+    if canary is None:
+        return checks
+    volume = volume if volume is not None else np.ones(n)
+    for limit in guardrails.limits(m):
+        with np.errstate(all="ignore"):
+            test = _beyond_limit_test(m, ref, x, volume, limit, setting, scale)
+        shown = test.computable and test.beyond and n >= MIN_POINTS_TO_FAIL
+        recent, last = None, 0
+        if limit.kind == "burn":
+            # The short window: the burn is still going on (a burst that ended does not fail).
+            last = min(n, max(MIN_POINTS_TO_FAIL, setting.lifetime_points // guardrails.SHORT_WINDOW_SHARE))
+            recent = _value(m, x[-last:], volume[-last:])
+            shown = shown and limit.beyond(recent)
+        # Not computable (values near overflow): the limit proves nothing, so it holds a pass.
+        over = not test.computable or not test.estimate_within
+        checks.append(guardrails.Check(limit, shown, over, canary, reference_value, n, recent, last))
+    return checks
+
+
+def _beyond_limit_test(m: Metric, ref: MetricReference | None, x: np.ndarray, volume: np.ndarray,
+                       limit: guardrails.Limit, setting: Setting, scale: np.ndarray | None) -> MarginTest:
+    if m.kind == "count":
+        excess = limit.sign * (x - limit.value * volume)
+        # The count model at the limit (a zero limit at one event's worth: one event proves nothing).
+        rate = max(limit.value, 1.0 / max(float(np.sum(volume)), 1.0))
+        inverse_k = ref.noise if ref is not None and ref.noise is not None else 1.0 / max(1.0, float(np.mean(x)))
+        prior, weight = count_variance(rate * volume, inverse_k), math.inf
+    else:
+        excess = limit.sign * (x - limit.value)
+        if scale is not None:  # history-only: the seasonal model's noise at these moments
+            prior = scale**2
+        elif ref is not None and ref.noise and limit.value != 0:
+            prior = np.full(len(x), (ref.noise * limit.value) ** 2)
+        else:  # no history: the window's own spread is all there is
+            prior = np.full(len(x), np.var(excess, ddof=1) if len(x) > 2 else np.inf)
+        weight = 10.0
+    # Fail on the excess clipped as a gauge's is: one point far over the limit is not a breach.
+    clipped = winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior))) if len(prior) else 0.0)
+    # Only its failing side is read (shown beyond; the estimate itself): no drift to fit.
+    return margin_test(clipped, prior, setting.budget.fail, setting.budget.checkpoint,
+                       setting.lifetime_points // TUNED_AT, prior_weight=weight, drift=False)
+
+
+def _history_limit_checks(m: Metric, reference: Reference, canary: Frame, setting: Setting) -> list[guardrails.Check]:
+    """History-only: the canary's points against its limits; the reference is the seasonal
+    expectation of the same moments (a service over its limit at these hours anyway)."""
+    if not guardrails.limits(m) or m.name not in canary.values:
+        return []
+    x = canary.values[m.name]
+    volume = canary.values.get(m.denominator) if m.denominator else None
+    if m.denominator and volume is None:
+        return []
+    ok = np.isfinite(x) & (np.isfinite(volume) if volume is not None else True)
+    t, x = canary.timestamps[ok], x[ok]
+    volume = volume[ok] if volume is not None else None
+    ref = reference.metrics.get(m.name)
+    scale = ref.seasonal.scale(t) if m.kind == "gauge" and ref is not None and ref.seasonal is not None else None
+    return _limit_checks(m, ref, x, volume, setting, _expected(m, reference, t), scale)

@@ -58,7 +58,7 @@ def _details(m: MetricResult) -> str:
     effect = f"effect: {_percent(m.effect)}"
     if m.interval is not None:
         effect += f" {present.interval(m.interval, show=_percent)}"
-    lines.append(f"{effect}  tolerance: {present.tolerance(m.tolerance, '-')}")
+    lines.append(f"{effect}  tolerance: {present.tolerance(m.tolerance, '-')}" + (f"  SLO: {m.slo}" if m.slo else ""))
     if m.critical:
         lines.append("critical: a failure of this metric fails the canary on its own")
     return "\n".join(lines)

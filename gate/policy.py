@@ -98,6 +98,46 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+# Guardrails: far beyond any real limit (latencies in ns, request counts), far below an overflow.
+MAX_LIMIT = 1e15
+DEFAULT_BURN_RATE = 14.4  # the SRE workbook's fast burn: 2% of a 30-day budget in one hour
+MAX_BURN_RATE = 1000.0
+
+
+class Slo(Strict):
+    """An error budget for a count of bad events out of its denominator (errors / requests)."""
+
+    objective: float = Field(
+        gt=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="Share of the denominator's events that must be good, e.g. 0.999: the error "
+        "budget is 1 - objective (0.1% of the requests).",
+    )
+    burn_rate: float = Field(
+        default=DEFAULT_BURN_RATE,
+        ge=1,
+        le=MAX_BURN_RATE,
+        allow_inf_nan=False,
+        description="Fail a canary that burns its error budget this many times faster than the "
+        "objective allows, over a long window (the canary's lifetime so far) and a short one (the "
+        "last twelfth of the lifetime, at least 5 intervals). Default 14.4: the multi-window "
+        "fast-burn rule of the SRE workbook (5 min and 1 h of a 30-day budget).",
+    )
+
+    @property
+    def threshold(self) -> float:
+        """The error ratio that burns the budget at `burn_rate`."""
+        return self.burn_rate * (1 - self.objective)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Slo:
+        if self.threshold >= 1:
+            raise ValueError(f"burn_rate x (1 - objective) = {self.threshold:.4g} is the error ratio that would "
+                             "burn the budget that fast: it must be below 1 (a higher objective or a lower burn_rate)")
+        return self
+
+
 class Metric(Strict):
     """One KPI of the service."""
 
@@ -147,6 +187,50 @@ class Metric(Strict):
         default_factory=dict,
         description="Provider-specific query, keyed by source type (datadog, cloudwatch, ...).",
     )
+    max: float | None = Field(
+        default=None,
+        ge=-MAX_LIMIT,
+        le=MAX_LIMIT,
+        allow_inf_nan=False,
+        description="Absolute guardrail (SLO), in the metric's unit: the canary fails once shown "
+        "above it (e.g. latency 800 ms), even where the baseline is as bad, unless both groups are "
+        "(a fleet-wide incident: inconclusive). Gauges: the mean level; counts with a denominator: "
+        "the ratio (0.01 = 1% of requests); counts without: events per interval.",
+    )
+    min: float | None = Field(
+        default=None,
+        ge=-MAX_LIMIT,
+        le=MAX_LIMIT,
+        allow_inf_nan=False,
+        description="Absolute guardrail (SLO), in the metric's unit: the canary fails once shown "
+        "below it (e.g. a throughput floor); as `max`, the other way.",
+    )
+    slo: Slo | None = Field(
+        default=None,
+        description="Error budget of a count of bad events with a denominator: fail a canary that "
+        "burns it faster than `burn_rate` over a short and a long window.",
+    )
+
+    @model_validator(mode="after")
+    def _guardrails(self) -> Metric:
+        where = f"metric {self.name!r}"
+        limits = [n for n in ("max", "min") if getattr(self, n) is not None]
+        if (limits or self.slo) and self.bad_direction == "none":
+            named = ", ".join(limits + ["slo"] * bool(self.slo))
+            raise ValueError(f"{where}: a guardrail ({named}) judges the metric, but bad_direction none is "
+                             "context only, never judged: set a bad_direction")
+        if self.max is not None and self.min is not None and self.min >= self.max:
+            raise ValueError(f"{where}: min ({self.min:g}) must be below max ({self.max:g})")
+        if self.kind == "count" and any(getattr(self, n) < 0 for n in limits):
+            raise ValueError(f"{where}: a count's limit is a rate or a ratio, never below 0 "
+                             f"(got {', '.join(f'{n} {getattr(self, n):g}' for n in limits)})")
+        if self.slo is not None and (self.kind != "count" or self.denominator is None):
+            raise ValueError(f"{where}: slo is an error budget of bad events out of a denominator: "
+                             "only for a count with a denominator (errors out of requests)")
+        if self.slo is not None and self.bad_direction != "increase":
+            raise ValueError(f"{where}: slo counts bad events, so its bad_direction must be increase "
+                             f"(got {self.bad_direction})")
+        return self
 
     @property
     def judged(self) -> bool:

@@ -41,6 +41,7 @@ class MetricResult:
     tolerance: float | None = None
     critical: bool = False
     muted: bool = False
+    slo: str | None = None  # the metric's guardrails in words ("max 800 ms"), None: it has none
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -49,6 +50,8 @@ class MetricResult:
         if self.interval is not None:
             lo, hi = self.interval
             d["interval"] = [_finite(lo), _finite(hi)]
+        if self.slo is None:  # only then: the JSON of a metric without guardrails is unchanged
+            del d["slo"]
         return d
 
 

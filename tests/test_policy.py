@@ -449,3 +449,71 @@ def test_scopes_are_the_given_ones_else_the_policy_s_with_the_release_filled():
     assert policy.scopes("web-2") == ("version:web-2", "baseline")
     assert policy.scopes("web-2", canary="c-{release}", baseline="b") == ("c-web-2", "b")
     assert parse_policy(good(baseline=None)).scopes("web-2") == ("canary", None)
+
+
+# -- guardrails (SLOs): max / min in the metric's unit, slo burn rate (issue 16) ------------------
+
+def errors_with(**fields) -> dict:
+    return good(metrics=[{"name": "errors", "kind": "count", "denominator": "requests", **fields},
+                         {"name": "requests", "kind": "count", "bad_direction": "none"}])
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (metric(max=800, min=900), ["metrics.0", "'latency'", "min (900) must be below max (800)"]),
+        (metric(max=800, min=800), ["min (800) must be below max (800)"]),
+        (metric(max=float("inf")), ["metrics.0.max", "finite"]),
+        (metric(min="fast"), ["metrics.0.min", "number", "'fast'"]),
+        (metric(max=1e300), ["metrics.0.max", "less than or equal to 1000000000000000"]),
+        (metric(bad_direction="none", max=800), ["'latency'", "guardrail (max)", "bad_direction none"]),
+        (errors_with(max=-0.01), ["'errors'", "never below 0", "max -0.01"]),
+        (errors_with(slo={"objective": 1}), ["metrics.0.slo.objective", "less than 1"]),
+        (errors_with(slo={"objective": 0}), ["metrics.0.slo.objective", "greater than 0"]),
+        (errors_with(slo={"objective": 1.5}), ["metrics.0.slo.objective", "1.5"]),
+        (errors_with(slo={"objective": float("nan")}), ["metrics.0.slo.objective", "finite"]),
+        (errors_with(slo={}), ["metrics.0.slo.objective", "required"]),
+        (errors_with(slo={"objective": 0.999, "burn_rate": 0.5}), ["metrics.0.slo.burn_rate", "1"]),
+        (errors_with(slo={"objective": 0.9, "burn_rate": 14.4}), ["metrics.0.slo", "1.44", "below 1"]),
+        (errors_with(slo={"objective": 0.999, "fast": True}), ["metrics.0.slo.fast", "not permitted"]),
+        (metric(slo={"objective": 0.999}), ["'latency'", "only for a count with a denominator"]),
+        (errors_with(bad_direction="decrease", slo={"objective": 0.999}), ["'errors'", "must be increase"]),
+    ],
+)
+def test_bad_guardrails_are_refused_naming_the_field(data, words):
+    message = error_of(data)
+    for word in words:
+        assert word in message, message
+
+
+def test_guardrails_are_accepted_with_their_defaults():
+    policy = parse_policy(good(metrics=[
+        {"name": "latency", "kind": "gauge", "unit": "ms", "max": 800, "min": 5},
+        {"name": "errors", "kind": "count", "denominator": "requests", "max": 0.01, "slo": {"objective": 0.999}},
+        {"name": "requests", "kind": "count", "bad_direction": "none"}]))
+    latency, errors, requests = policy.metrics
+    assert (latency.max, latency.min, latency.slo) == (800, 5, None)
+    assert errors.slo.burn_rate == 14.4 and errors.slo.threshold == pytest.approx(0.0144)
+    assert requests.max is None and requests.slo is None
+
+
+def test_the_json_schema_describes_and_bounds_the_guardrails():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(json_schema())
+    assert {"max", "min", "slo"} <= set(schema["$defs"]["Metric"]["properties"])
+    assert "objective" in schema["$defs"]["Slo"]["required"]
+    validator = jsonschema.Draft202012Validator(schema)
+    assert validator.is_valid(errors_with(max=0.01, slo={"objective": 0.999, "burn_rate": 6}))
+    for bad in (errors_with(slo={"objective": 1.5}), errors_with(slo={"objective": 0}),
+                errors_with(slo={"objective": 0.999, "burn_rate": 0.5}), metric(max="800ms"), metric(min=1e300)):
+        assert not validator.is_valid(bad), bad
+
+
+def test_gate_policy_validate_names_a_bad_guardrail_in_one_line(tmp_path):
+    path = tmp_path / "slo.yaml"
+    path.write_text((ROOT / "examples" / "simulate.yaml").read_text().replace(
+        "    critical: true", "    critical: true\n    max: 250\n    min: 300", 1))
+    result = run_gate("policy", "validate", path)
+    assert result.returncode == 4 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {path}: metrics.2: metric 'latency': min (300) must be below max (250)"), line

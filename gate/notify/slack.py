@@ -94,7 +94,8 @@ def _metric_field(m: MetricResult, deciding: bool) -> dict:
         lines.append(f"canary {present.number(m.canary)} vs {reference}")
     if m.effect is not None:
         tolerance = "" if m.tolerance is None else f", tol {present.tolerance(m.tolerance)}"
-        lines.append(f"effect {present.percent(m.effect)} {present.interval(m.interval)}{tolerance}")
+        slo = f", SLO {_escape(m.slo)}" if m.slo else ""
+        lines.append(f"effect {present.percent(m.effect)} {present.interval(m.interval)}{tolerance}{slo}")
     elif m.verdict != "pass":
         lines.append(_escape(_cut(m.reason, 200)))
     return {"type": "mrkdwn", "text": _cut("\n".join(lines), MAX_FIELD_TEXT)}

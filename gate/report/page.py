@@ -156,6 +156,13 @@ def chart_svg(metric: Metric, result: MetricResult | None, verdict: Verdict, pol
     if expected is not None:
         out.append(_band(ax, grid, expected[1], expected[2]))
         out.append(_line(ax, grid, expected[0], COLORS["expected"], "expected", dash="4 3"))
+    # The SLO guardrails (and the error ratio an error budget burns at its burn rate), where the
+    # axis of the data reaches them: a limit far off the data would flatten the lines.
+    for limit in (metric.max, metric.min, metric.slo.threshold if metric.slo else None):
+        if limit is not None and lo <= limit <= hi:
+            y = ax.y(limit)
+            out.append(f'<line class="slo-limit" x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"'
+                       f' stroke="#e03131" stroke-dasharray="6 3"><title>SLO limit {_e(present.number(limit))}</title></line>')
     if baseline is not None:
         out.append(_line(ax, baseline_t, baseline, COLORS["baseline"], "baseline"))
     if canary is not None:
@@ -296,7 +303,7 @@ def _metric_card(result: MetricResult, metric: Metric | None, verdict: Verdict, 
         ("effect", present.percent(result.effect)),
         ("interval", present.interval(result.interval)),
         ("tolerance", present.tolerance(result.tolerance)),
-    ]
+    ] + ([("SLO", _e(result.slo))] if result.slo else [])
     body.append('<table class="numbers num"><tr>' + "".join(f"<th>{k}</th>" for k, _ in cells) + "</tr><tr>"
                 + "".join(f"<td>{v}</td>" for _, v in cells) + "</tr></table>")
     body.append(effect_svg(result, metric))

@@ -146,6 +146,7 @@ def margin_test(
     target_points: int,
     prior_weight: float = 10.0,
     remaining_points: int = 0,
+    drift: bool = True,
 ) -> MarginTest:
     """Sequential test of sum(excess) against 0 with a variance that blends a prior per-point
     variance (from the history, known from the first point) with the empirical one.
@@ -153,7 +154,8 @@ def margin_test(
     The prior keeps the first looks honest (an empirical variance from 3 points is unreliable);
     the empirical part takes over as points accumulate and catches a canary noisier than the
     history said (two real hosts drift apart more than one host's minutes do). The blend never
-    falls below PRIOR_FLOOR times the prior.
+    falls below PRIOR_FLOOR times the prior. `drift=False` skips the straight-line fit only a pass
+    reads (`within`): half the cost of a test that is only ever asked whether it fails.
     """
     n = len(excess)
     with np.errstate(all="ignore"):
@@ -168,7 +170,7 @@ def margin_test(
         target = max(target_points, 1) * max(per_point, prior, 1e-12)
         fail_b = mixture_boundary(variance, alpha_fail, mixture_rho(target, alpha_fail)) if math.isfinite(variance) else math.inf
         checkpoint_b = NormalDist().inv_cdf(1 - alpha_checkpoint) * math.sqrt(variance) if math.isfinite(variance) else math.inf
-        now, end = _drift(excess, remaining_points)
+        now, end = _drift(excess, remaining_points) if drift else (0.0, 0.0)
         return MarginTest(float(np.sum(excess)), variance, fail_b, checkpoint_b, now, end)
 
 
