@@ -20,17 +20,9 @@ SCENARIOS = ("healthy", "payment_failures", "bad_version", "db_connections", "ga
 
 
 def listener(elbv2, ec2) -> tuple[str, dict]:
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{z}")
-               ["Subnet"]["SubnetId"] for i, z in ((1, "a"), (2, "b"))]
-    balancer = elbv2.create_load_balancer(Name="web", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
-    groups = {n: elbv2.create_target_group(Name=f"web-{n}", Protocol="HTTP", Port=80, VpcId=vpc)
-              ["TargetGroups"][0]["TargetGroupArn"] for n in ("production", "canary")}
-    arn = elbv2.create_listener(LoadBalancerArn=balancer, Protocol="HTTP", Port=80, DefaultActions=[
-        {"Type": "forward", "ForwardConfig": {"TargetGroups": [
-            {"TargetGroupArn": groups["production"], "Weight": 100},
-            {"TargetGroupArn": groups["canary"], "Weight": 0}]}}])["Listeners"][0]["ListenerArn"]
-    return arn, groups
+    from tests.alb import weighted_listener
+
+    return weighted_listener(ec2, elbv2, production=100, canary=0)
 
 
 def one(scenario: str, seed: int, step_lifetime: str, folder: Path) -> dict:

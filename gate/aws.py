@@ -1,9 +1,10 @@
 """AWS, one way for every part of the gate: how a client is made (bounded timeouts, one retry
 policy, the region), and what an AWS error means (throttled, refused, transient or final).
 
-botocore's standard retries (RETRIES) are the retry policy of each call. A caller that may spend
-longer on throttling (the CloudWatch source's `retry_seconds`) asks again on top of them, backing
-off by `backoff` and never past its own budget.
+botocore's standard retries (RETRIES) are the retry policy of each call. A caller with a budget
+of its own (the CloudWatch source's `retry_seconds`) makes its client with `attempts=1` and owns
+its retries, backing off by `backoff` and never past that budget: one layer, not botocore's three
+attempts inside each of its own.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from gate.errors import SourceError
 
 NO_REGION = "no AWS region: set source.options.region or AWS_DEFAULT_REGION"
 
-RETRIES = {"mode": "standard", "max_attempts": 3}
+RETRIES = {"mode": "standard", "total_max_attempts": 4}  # the first attempt and 3 retries
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 20
 
 # "Slow down": the service is fine, the caller asks too often.
@@ -76,14 +77,16 @@ def backoff(attempt: int) -> float:
     return min(20.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0)
 
 
-def make_client(service: str, region: str | None) -> Any:
+def make_client(service: str, region: str | None, *, attempts: int = RETRIES["total_max_attempts"]) -> Any:
     """A boto3 client with bounded timeouts and botocore's standard retries (throttling and
-    transient errors); the endpoint follows the boto3 chain (AWS_ENDPOINT_URL for tests)."""
+    transient errors), up to `attempts` in all (1: the caller retries); the endpoint follows the
+    boto3 chain (AWS_ENDPOINT_URL for tests)."""
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, NoRegionError
 
-    config = Config(retries=RETRIES, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
+    retries = {**RETRIES, "total_max_attempts": attempts}
+    config = Config(retries=retries, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
     try:
         try:
             return boto3.client(service, region_name=region, config=config)

@@ -39,6 +39,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 StoreOption = Annotated[
     Optional[Path], typer.Option("--store", help="SQLite file of the evaluation history [env GATE_STORE].")
 ]
+ReleaseArgument = Annotated[str, typer.Argument(help="Release name (also usable in scopes as {release}).")]
+CanaryOption = Annotated[Optional[str], typer.Option(help="Canary scope, overrides the policy's.")]
+BaselineOption = Annotated[Optional[str], typer.Option(help="Baseline scope, overrides the policy's.")]
+DeployedAtOption = Annotated[Optional[str], typer.Option(
+    help="When the canary started (ISO 8601 or epoch). Default: the first check of the release.")]
 
 
 def print_error(message: str) -> int:
@@ -95,14 +100,11 @@ def print_result(verdict: Verdict, as_json: bool, analysis=None) -> None:
 
 @app.command()
 def check(
-    release: Annotated[str, typer.Argument(help="Release name (also usable in scopes as {release}).")],
+    release: ReleaseArgument,
     policy: PolicyOption,
-    canary: Annotated[Optional[str], typer.Option(help="Canary scope, overrides the policy's.")] = None,
-    baseline: Annotated[Optional[str], typer.Option(help="Baseline scope, overrides the policy's.")] = None,
-    deployed_at: Annotated[
-        Optional[str],
-        typer.Option(help="When the canary started (ISO 8601 or epoch). Default: the first check of the release."),
-    ] = None,
+    canary: CanaryOption = None,
+    baseline: BaselineOption = None,
+    deployed_at: DeployedAtOption = None,
     watch: Annotated[bool, typer.Option(help="Repeat every interval until decided or the lifetime ends.")] = False,
     as_json: JsonOption = False,
     store: StoreOption = None,
@@ -191,14 +193,11 @@ def _watch(analysis, now: int):
 
 @app.command()
 def rollout(
-    release: Annotated[str, typer.Argument(help="Release name (also usable in scopes as {release}).")],
+    release: ReleaseArgument,
     policy: PolicyOption,
-    canary: Annotated[Optional[str], typer.Option(help="Canary scope, overrides the policy's.")] = None,
-    baseline: Annotated[Optional[str], typer.Option(help="Baseline scope, overrides the policy's.")] = None,
-    deployed_at: Annotated[
-        Optional[str],
-        typer.Option(help="When the canary started (ISO 8601 or epoch). Default: the first check of the release."),
-    ] = None,
+    canary: CanaryOption = None,
+    baseline: BaselineOption = None,
+    deployed_at: DeployedAtOption = None,
     watch: Annotated[bool, typer.Option(help="Go on every interval until every step passed or one failed.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="One look: say what would change; change no weight.")] = False,
     as_json: JsonOption = False,
@@ -337,7 +336,7 @@ def backtest(
 
 @app.command()
 def plan(
-    release: Annotated[str, typer.Argument(help="Release name (also usable in scopes as {release}).")],
+    release: ReleaseArgument,
     policy: PolicyOption,
     canary_share: Annotated[float, typer.Option(help="The canary's traffic as a share of the baseline group's.")] = 0.05,
     at: Annotated[Optional[str], typer.Option(help="When the canary would start (ISO 8601 or epoch); default now.")] = None,

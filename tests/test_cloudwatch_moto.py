@@ -228,18 +228,17 @@ def test_throttling_is_retried_then_could_not_judge(tmp_path, moto_server):  # n
     thread.start()
     try:
         env = {**moto_server.env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}"}
-        started = time.monotonic()
         result = run_gate("check", "web-42", "--policy", write_policy(tmp_path, retry_seconds=2),
                           "--deployed-at", str(int(time.time()) - 600),
                           "--store", tmp_path / "gate.sqlite", env=env, cwd=tmp_path, timeout=120)
-        took = time.monotonic() - started
     finally:
         server.shutdown()
         server.server_close()
     assert result.returncode == 4, result.stdout + result.stderr
-    assert "throttling" in result.stderr.lower() and "Traceback" not in result.stderr
-    assert _Throttling.calls >= 4  # botocore's retries, then ours
-    assert took < 40
+    assert "kept throttling GetMetricData (Throttling) for 2s" in result.stderr and "Traceback" not in result.stderr
+    # One retry layer, the gate's, within its 2 s budget (backoff from 0.5 s): botocore's three
+    # attempts inside each of ours once made a 2 s budget cost three times its calls.
+    assert 2 <= _Throttling.calls <= 5
 
 
 def _free_port() -> int:
@@ -252,7 +251,8 @@ def test_unreachable_endpoint_could_not_judge(monkeypatch, moto_server):  # noqa
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
     policy = parse_policy(policy_data())
     now = int(time.time())
-    with pytest.raises(SourceError, match="CloudWatch unreachable"):
+    policy = parse_policy(policy_data(retry_seconds=1))
+    with pytest.raises(SourceError, match=r"CloudWatch kept being unreachable .* for 1s .*could not fetch"):
         open_source(policy).fetch(Query(tuple(policy.metrics), ASG["canary"], None, now - 600, now, 60))
 
 

@@ -158,6 +158,21 @@ def test_throttling_without_end_gives_up_within_the_budget():
     assert sum(clock.slept) <= 30 and len(clock.slept) >= 3
 
 
+def test_a_server_error_is_retried_by_the_gate_alone(cloudwatch, monkeypatch):
+    """The source's client makes one attempt per call (botocore's retries off): its own loop asks
+    again after a 5xx, within the budget, so the two layers never multiply."""
+    client, stubber = cloudwatch
+    p = policy()
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    own = CloudWatchSource(p, parse_options(p)).client  # the client it makes when none is given
+    assert own.meta.config.retries["total_max_attempts"] == 1
+    stubber.add_client_error("get_metric_data", "InternalFailure", "try again", 500)
+    stubber.add_response("get_metric_data", {"MetricDataResults": []})
+    clock = Clock()
+    seen = source(client, p, clock).fetch(query(p, NOW - 300, NOW))
+    assert len(clock.slept) == 1 and len(seen.canary) == 5
+
+
 def test_access_denied_is_a_clear_error(cloudwatch):
     client, stubber = cloudwatch
     p = policy()

@@ -8,6 +8,7 @@ import time as time_module
 
 import boto3
 
+from tests.alb import weighted_listener
 from tests.test_infra import EVENT, Loop, jenkins_statements, allowed, error, load_template
 
 ROLLOUT_EVENT = {**EVENT, "rollout": True}
@@ -106,16 +107,7 @@ def test_the_loop_with_the_real_analyzer_steps_a_simulated_canary_on_an_alb(monk
 
     def create_alb():
         ec2, elbv2 = boto3.client("ec2"), boto3.client("elbv2")
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{z}")
-                   ["Subnet"]["SubnetId"] for i, z in ((1, "a"), (2, "b"))]
-        balancer = elbv2.create_load_balancer(Name="web", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
-        groups = {n: elbv2.create_target_group(Name=f"web-{n}", Protocol="HTTP", Port=80, VpcId=vpc)
-                  ["TargetGroups"][0]["TargetGroupArn"] for n in ("production", "canary")}
-        alb["listener"] = elbv2.create_listener(LoadBalancerArn=balancer, Protocol="HTTP", Port=80, DefaultActions=[
-            {"Type": "forward", "ForwardConfig": {"TargetGroups": [
-                {"TargetGroupArn": groups["production"], "Weight": 100},
-                {"TargetGroupArn": groups["canary"], "Weight": 0}]}}])["Listeners"][0]["ListenerArn"]
+        alb["listener"], groups = weighted_listener(ec2, elbv2, production=100, canary=0)
         alb["groups"], alb["elbv2"] = groups, elbv2
         event["policy"]["rollout"] = {"listener_arn": alb["listener"], "canary_target_group": groups["canary"],
                                       "production_target_group": groups["production"], "steps": [5, 25, 50],

@@ -18,6 +18,7 @@ from gate.rollout import Rollout, RolloutError
 from gate.sources.simulate import ONSET, SimulateSource
 from gate.store import SqliteStore
 from gate.traffic import Forward
+from tests.alb import forward, weighted_listener
 from tests.conftest import run_gate
 from tests.moto_server import moto_server  # noqa: F401  (fixture)
 
@@ -30,20 +31,8 @@ def alb(moto_server):  # noqa: F811
     """An ALB whose listener forwards production 100, canary 0, baseline 0 (one weighted action)."""
     moto_server.reset()
     ec2, elbv2 = moto_server.client("ec2"), moto_server.client("elbv2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{zone}")
-               ["Subnet"]["SubnetId"] for i, zone in ((1, "a"), (2, "b"))]
-    balancer = elbv2.create_load_balancer(Name="web", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
-    groups = {name: elbv2.create_target_group(Name=f"web-{name}", Protocol="HTTP", Port=80, VpcId=vpc)
-              ["TargetGroups"][0]["TargetGroupArn"] for name in ("production", "canary", "baseline")}
-    listener = elbv2.create_listener(LoadBalancerArn=balancer, Protocol="HTTP", Port=80, DefaultActions=[forward(
-        groups, production=100, canary=0, baseline=0)])["Listeners"][0]["ListenerArn"]
+    listener, groups = weighted_listener(ec2, elbv2, production=100, canary=0, baseline=0)
     return {"elbv2": elbv2, "listener": listener, "groups": groups, "server": moto_server}
-
-
-def forward(groups: dict, **weights: int) -> dict:
-    return {"Type": "forward", "ForwardConfig": {"TargetGroups": [
-        {"TargetGroupArn": groups[name], "Weight": weight} for name, weight in weights.items()]}}
 
 
 def split(alb) -> dict:
@@ -396,7 +385,7 @@ def test_the_report_of_a_rolled_back_rollout_draws_its_steps(alb, tmp_path):
         machines.append(machine(alb, store, source, clock))
         return machines[-1]
 
-    looks = run(make, clock, inject_at_step(source, 2, "payment_failures", clock))
+    run(make, clock, inject_at_step(source, 2, "payment_failures", clock))
     location = report_for(machines[-1].judged, machines[-1].evaluation, store, out=tmp_path / "report.html")
     for document in (Path(location).read_text(), rebuild(store, "web-2")):
         strip = document[document.index("traffic steps"):]

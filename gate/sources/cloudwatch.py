@@ -43,7 +43,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gate.aws import NO_REGION, backoff, denied, error_code, error_message, make_client, throttled
+from gate.aws import NO_REGION, backoff, denied, error_code, error_message, make_client, throttled, transient
 from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
@@ -108,7 +108,8 @@ class Options(_Strict):
     )
     retry_seconds: float = Field(
         default=30, gt=0, le=600,
-        description="How long throttled calls are retried in all before the gate gives up (exit 4).",
+        description="How long failing calls (throttled, a 5xx, unreachable) are retried in all before the "
+        "gate gives up (exit 4).",
     )
     # The groups of `gate promote` / `gate rollback` are the policy's `actions:`.
 
@@ -175,7 +176,7 @@ class CloudWatchSource:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = make_client("cloudwatch", self.options.region)
+            self._client = make_client("cloudwatch", self.options.region, attempts=1)  # _call retries
         return self._client
 
     # -- the protocol ---------------------------------------------------------------------
@@ -348,17 +349,19 @@ class CloudWatchSource:
                         f"CloudWatch refused GetMetricData ({code}): the credentials need "
                         "cloudwatch:GetMetricData"
                     ) from None
-                if not throttled(e):
+                if not transient(e):
                     raise SourceError(f"CloudWatch GetMetricData failed ({code}): {error_message(e)}") from None
+                doing = "throttling" if throttled(e) else "failing"
                 attempt += 1
-                self._pause_or_give_up(attempt, deadline, f"throttling GetMetricData ({code})",
+                self._pause_or_give_up(attempt, deadline, f"{doing} GetMetricData ({code or 'HTTP error'})",
                                        "could not fetch the metrics")
             except NoCredentialsError:
                 raise SourceError("no AWS credentials found (environment, profile or role)") from None
             except NoRegionError:
                 raise SourceError(NO_REGION) from None
             except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as e:
-                raise SourceError(f"CloudWatch unreachable: {e}") from None
+                attempt += 1
+                self._pause_or_give_up(attempt, deadline, f"being unreachable ({e})", "could not fetch the metrics")
             except BotoCoreError as e:
                 raise SourceError(f"CloudWatch GetMetricData failed: {e}") from None
 
