@@ -88,7 +88,7 @@ def register_deploy(
         start = None
         if registered is not None:
             start = _registered(release, registered, requested, now, policy, moment, names)
-            if start is not None and _judged_by(policy, store, release, registered, start, names):
+            if start is not None and _judged_by(policy, info, store, release, registered, start, names):
                 return start
         if writes == ATTEMPTS:
             raise StoreError(f"release {release!r} kept being registered by other processes at the same time; "
@@ -131,23 +131,36 @@ def _registered(release: str, registered: dict, requested: int | None, now: int,
     return start
 
 
-def _judged_by(policy: Policy, store: Any, release: str, registered: dict, start: int, names: Names) -> bool:
-    """Whether the registered deploy is judged by `policy`: True if it was registered with it (or
-    before digests were kept), False if another policy was registered but judged nothing yet (a
-    policy corrected after a failed first evaluation), else ReleaseError."""
-    recorded = registered["info"].get(POLICY_DIGEST)
-    if recorded is None or recorded == policy_digest(policy):
+def _judged_by(policy: Policy, info: dict, store: Any, release: str, registered: dict, start: int,
+               names: Names) -> bool:
+    """Whether the registered deploy is judged by `policy` on the groups `info` names: True if it
+    was registered with them (or before digests were kept), False if others were registered but
+    judged nothing yet (a policy or a scope corrected after a failed first evaluation), else
+    ReleaseError."""
+    kept = registered["info"]
+    recorded = kept.get(POLICY_DIGEST)
+    same_policy = recorded is None or recorded == policy_digest(policy)
+    # Older records name no groups: nothing to compare.
+    moved = [g for g in ("canary", "baseline") if g in kept and kept[g] != info.get(g)]
+    if same_policy and not moved:
         return True
     if not any(e["verdict"] != "error" and e["evaluated_at"] >= start for e in store.evaluations(release)):
         return False
-    # A policy edited under a running canary (a shorter lifetime, a wider tolerance) would judge
-    # minutes already judged by other rules: one deploy, one policy.
     end = start + policy.lifetime
+    elsewhere = (f"on a new deploy ({names.deployed_at} after {iso(end)}) or under another release name")
+    if not same_policy:
+        # A policy edited under a running canary (a shorter lifetime, a wider tolerance) would judge
+        # minutes already judged by other rules: one deploy, one policy.
+        raise ReleaseError(
+            f"policy {policy.name!r} differs from the policy release {release!r} was registered with at "
+            f"{iso(start)} ({kept.get('policy')!r}), which has judged it: judge that deploy with "
+            f"its own policy, or the new policy {elsewhere}")
+    # Another group under the same release would mix two canaries' verdicts in one history.
+    group = moved[0]
     raise ReleaseError(
-        f"policy {policy.name!r} differs from the policy release {release!r} was registered with at "
-        f"{iso(start)} ({registered['info'].get('policy')!r}), which has judged it: judge that deploy with "
-        f"its own policy, or the new policy on a new deploy ({names.deployed_at} after {iso(end)}) "
-        "or under another release name")
+        f"{group} scope {info.get(group)!r} differs from the one release {release!r} was registered with at "
+        f"{iso(start)} ({kept[group]!r}), which has judged it: judge that deploy on its own groups, or these "
+        f"groups {elsewhere}")
 
 
 def _new_deploy(asked: int, name: str, policy: Policy, moment: float, past_flag: str | None) -> None:

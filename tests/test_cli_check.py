@@ -182,6 +182,19 @@ def test_another_policy_for_a_running_canary_is_refused(tmp_path):
     one_error_line(run_gate("check", "rel", "--policy", edited, "--store", tmp_path / "g.sqlite"), "differs")
 
 
+def test_another_group_for_a_judged_canary_is_refused(tmp_path):
+    """A later check naming another canary group under the same release and deploy once judged
+    that group and recorded its verdict in the first group's history: one deploy, one pair of groups."""
+    deployed = (int(time.time()) // 60 - 30) * 60
+    policy = simulate_policy(tmp_path, "healthy", deployed)
+    check = ["check", "rel", "--policy", policy, "--deployed-at", iso(deployed), "--store", tmp_path / "g.sqlite"]
+    assert run_gate(*check).returncode in (0, 3)
+    one_error_line(run_gate(*check, "--canary", "web-other"),
+                   "canary scope 'web-other' differs from the one release 'rel' was registered with")
+    one_error_line(run_gate(*check, "--baseline", "prod-other"), "baseline scope 'prod-other' differs")
+    assert run_gate(*check).returncode in (0, 3)  # its own groups still judge it
+
+
 def test_a_damaged_store_row_is_one_line_naming_it(tmp_path):
     import sqlite3
 
