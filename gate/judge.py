@@ -64,6 +64,10 @@ MIN_POINTS_FOR_EXCURSIONS = 10
 DISPERSION_LAGS = (1, 5, 15)
 PRIOR_MINUTES = 10  # counts: weight of the history's rate against the window's
 NOISE_HOURS = 3  # the noise prior is learned from history within +-3 h of the deploy's time of day
+# The end of the lifetime also fails a metric whose straight-line trend puts its latest points
+# significantly beyond the tolerance (one more fixed-sample share of alpha): a leak's mean over
+# the window is within long after its latest points are not (issue 12).
+LATEST_AT_END = True
 # Gauges: a paired excess further than this many robust scales from its median is clipped
 # before it is summed (one host's cache spike is not a regression; see stats.winsorize).
 CLIP_SCALES = 4.0
@@ -793,6 +797,10 @@ def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult
                 return _result(m, "fail", f"{what}-beyond-tolerance-at-end",
                                f"{shown}: at the end of the lifetime the estimate is beyond tolerance "
                                f"and the canary significantly worse ({o.direction})", **numbers)
+            if LATEST_AT_END and o.test.latest_beyond(budget.final_z):
+                return _result(m, "fail", f"{what}-rising-beyond-tolerance-at-end",
+                               f"{shown}: at the end of the lifetime its trend puts the latest points "
+                               f"significantly beyond tolerance ({o.direction}; a leak)", **numbers)
         return _result(m, "pass", f"{what}-not-shown-worse-at-end",
                        f"{shown}: at the end of the lifetime not shown worse beyond tolerance", **numbers)
     return _result(m, "inconclusive", "interval-straddles-tolerance", f"{shown}: not yet conclusive", **numbers)

@@ -338,6 +338,18 @@ def test_a_leak_rising_toward_its_tolerance_is_not_passed_at_a_checkpoint():
     assert verdict.verdict == "fail", verdict.reason
 
 
+def test_a_leak_whose_mean_stays_within_fails_at_the_end():
+    """Issue 12, kind 5: a leak to +16% by the end at a 10% tolerance. Its window mean (+8%) is
+    within to the end, so the checkpoints hold it back (its trend) and the end-of-lifetime rule
+    on the estimate passed it; its latest points are beyond, and the trend says so at the end."""
+    canary, baseline = _fleet(39)
+    canary.values["cpu"][:] *= 1 + np.linspace(0, 0.16, len(canary))
+    verdict, at = _run(_policy(metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]), canary, baseline)
+    cpu = verdict.metrics[0]
+    assert verdict.verdict == "fail" and at == 1.0, verdict.reason
+    assert cpu.rule == "mean-rising-beyond-tolerance-at-end" and cpu.effect < 0.1, cpu.reason
+
+
 @pytest.mark.parametrize("factor", [1e150, 1e154, 1e300])
 def test_absurdly_large_values_are_never_a_pass(factor):
     """Issue 15, item 3: a noisy canary gauge around 1e154 times its baseline made the variance

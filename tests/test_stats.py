@@ -137,3 +137,22 @@ def test_seasonal_model_handles_short_and_long_histories(days):
     assert model is not None
     assert (model.weekly is not None) == (days >= 14)
     assert np.isfinite(model.expected(t[-10:])).all()
+
+
+def test_the_latest_point_of_a_trend_is_beyond_only_when_the_line_ends_beyond():
+    """The end-of-lifetime trend rule (issue 12, kind 5): the fitted latest excess against its
+    own standard error, not a slope alone and not the mean."""
+    rng = np.random.default_rng(5)
+    noise = rng.normal(0, 0.3, 60)
+    prior = np.full(60, 0.09)
+
+    def test(excess):
+        return margin_test(excess, prior, 0.001, 0.1, 15)
+
+    leak = test(np.linspace(-3, 3, 60) + noise)  # within on average, beyond at the end
+    assert leak.estimate_within and leak.latest_beyond(3.0)
+    rising_but_within = test(np.linspace(-4, -0.5, 60) + noise)
+    assert not rising_but_within.latest_beyond(3.0)
+    flat = test(-1 + rng.normal(0, 1, 60))
+    assert not flat.latest_beyond(3.0)
+    assert not test(np.linspace(-3, 3, 7)).latest_beyond(3.0)  # too few points for a line

@@ -113,6 +113,7 @@ class MarginTest:
     checkpoint_boundary: float  # fixed-sample: for the few planned pass checkpoints only
     drift_now: float = 0.0  # the excess at the latest point on a straight-line fit (0: no drift)
     drift_end: float = 0.0  # the same line carried to the end of the lifetime (slope shrunk by its error)
+    drift_now_error: float = 0.0  # standard error of drift_now (0: no line fitted)
 
     @property
     def beyond(self) -> bool:
@@ -131,11 +132,17 @@ class MarginTest:
         """The estimate itself is within the tolerance (the final judgement at the deadline)."""
         return self.total <= 0
 
+    def latest_beyond(self, z: float) -> bool:
+        """The straight line's latest point is beyond the tolerance by `z` of its standard errors:
+        a leak whose mean over the window is still within, while its latest points are not."""
+        return self.drift_now_error > 0 and self.drift_now > z * self.drift_now_error
+
     @property
     def computable(self) -> bool:
         """Every number is finite: an overflow (values around 1e154) proves nothing either way."""
         return all(math.isfinite(v) for v in (self.total, self.variance, self.fail_boundary,
-                                              self.checkpoint_boundary, self.drift_now, self.drift_end))
+                                              self.checkpoint_boundary, self.drift_now, self.drift_end,
+                                              self.drift_now_error))
 
 
 def margin_test(
@@ -170,25 +177,28 @@ def margin_test(
         target = max(target_points, 1) * max(per_point, prior, 1e-12)
         fail_b = mixture_boundary(variance, alpha_fail, mixture_rho(target, alpha_fail)) if math.isfinite(variance) else math.inf
         checkpoint_b = NormalDist().inv_cdf(1 - alpha_checkpoint) * math.sqrt(variance) if math.isfinite(variance) else math.inf
-        now, end = _drift(excess, remaining_points) if drift else (0.0, 0.0)
-        return MarginTest(float(np.sum(excess)), variance, fail_b, checkpoint_b, now, end)
+        now, end, now_error = _drift(excess, remaining_points) if drift else (0.0, 0.0, 0.0)
+        return MarginTest(float(np.sum(excess)), variance, fail_b, checkpoint_b, now, end, now_error)
 
 
-def _drift(x: np.ndarray, remaining: int) -> tuple[float, float]:
-    """The excess at the latest point on a straight-line fit, and carried `remaining` points on
-    with the slope shrunk by one standard error (a noisy slope must not hold every pass back;
-    a steady rise toward the tolerance must)."""
+def _drift(x: np.ndarray, remaining: int) -> tuple[float, float, float]:
+    """The excess at the latest point on a straight-line fit, the same carried `remaining` points
+    on with the slope shrunk by one standard error (a noisy slope must not hold every pass back;
+    a steady rise toward the tolerance must), and the standard error of the first (0: too few
+    points for a line). The residuals' autocorrelation widens both errors."""
     n = len(x)
     if n < 8:
         level = float(np.mean(x)) if n else 0.0
-        return level, level
+        return level, level, 0.0
     index = np.arange(n, dtype=float)
     slope, intercept = np.polyfit(index, x, 1)
     now = float(intercept + slope * index[-1])
     residual = x - (intercept + slope * index)
     spread = float(np.sum((index - index.mean()) ** 2))
-    slope_se = math.sqrt(float(residual @ residual) / (n - 2) * long_run_inflation(residual) / spread)
-    return now, now + max(0.0, float(slope) - slope_se) * max(remaining, 0)
+    residual_variance = float(residual @ residual) / (n - 2) * long_run_inflation(residual)
+    slope_se = math.sqrt(residual_variance / spread)
+    now_se = math.sqrt(residual_variance * (1 / n + (index[-1] - index.mean()) ** 2 / spread))
+    return now, now + max(0.0, float(slope) - slope_se) * max(remaining, 0), now_se
 
 
 def excursion_threshold(rate: float, points: int, alpha: float, minimum: int = 3) -> int:
