@@ -106,8 +106,10 @@ class Analysis:
         store: Store | None = None,
         judge: Judge = default_judge,
         cache: Cache | None = None,
+        rollout_step: int | None = None,
     ):
         self.policy = policy
+        self.rollout_step = rollout_step  # a traffic step judged on its own window (gate rollout)
         self.source = source
         self.release = release
         self.deployed_at = int(deployed_at)
@@ -170,7 +172,7 @@ class Analysis:
             window = self.window(now)
             verdict = self.judge.evaluate(self.policy, reference, window, self.deployed_at, now)
             demo = self.policy.source.type if self.policy.source.type in DEMO_SOURCES else None
-            verdict = replace(verdict, release=self.release, demo=demo)
+            verdict = replace(verdict, release=self.release, demo=demo, rollout_step=self.rollout_step)
             if now >= self.end_at and not verdict.decisive:
                 verdict = self._at_end_of_lifetime(verdict)
         except GateError as e:

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from gate.analysis import Analysis, Evaluation
 from gate.errors import GateError
+from gate.lifecycle import FUTURE_SKEW
 from gate.traffic import Forward, Weights, describe_split, same_split, step_weights
 from gate.release import iso
 from gate.verdict import EXIT_CODES, Verdict
@@ -176,12 +177,17 @@ class Rollout:
 
     def step_outcome(self, change: dict | None) -> dict | None:
         """The evaluation that decided the step `change` started (pass, fail, or a final
-        inconclusive), from the store: evaluations after the change, within the step's lifetime."""
+        inconclusive), from the store: that step's own judgement (its step, its window's start),
+        within the step's lifetime. Never another verdict of the release that falls in the same
+        minutes: a whole-release `gate check`, or a slow runner's verdict of the previous step
+        recorded after this one started, judged other windows."""
         if change is None or change["step"] == OUT:
             return None
         start, end = change["set_at"], change["set_at"] + self.spec.step_lifetime
         for e in self.store.evaluations(self.name):
-            if start < e["evaluated_at"] <= end and (e["verdict"] in ("pass", "fail") or e["final"]):
+            payload = e["payload"] if isinstance(e["payload"], dict) else {}
+            mine = payload.get("rollout_step") == change["step"] and payload.get("deployed_at") == iso(start)
+            if mine and start < e["evaluated_at"] <= end and (e["verdict"] in ("pass", "fail") or e["final"]):
                 return {"verdict": e["verdict"], "evaluated_at": e["evaluated_at"], "reason": e["reason"],
                         "final": e["final"]}
         return None
@@ -277,7 +283,7 @@ class Rollout:
         r = self.release
         return Analysis(self.step_policy, r.source, r.release, change["set_at"], canary=r.canary,
                         baseline=r.baseline, store=None if self.dry_run else r.store, judge=r.judge,
-                        cache=KnownReference(r.reference()))
+                        cache=KnownReference(r.reference()), rollout_step=change["step"])
 
     def look(self, now: int) -> Look:
         """Judge the current step at `now`; a fail sends the canary's share to 0 at once. Starts
@@ -292,6 +298,11 @@ class Rollout:
         verdict = None
         outcome = at.outcome
         if outcome is None and int(now) > at.change["set_at"]:
+            if now > self.clock() + FUTURE_SKEW:
+                # A look ahead of the clock would judge minutes not yet lived and record a verdict
+                # dated in the next step's window (a direct Lambda invoke may carry any `now`).
+                raise RolloutError(f"rollout of {self.name!r}: now {iso(int(now))} is in the future "
+                                   f"(the clock says {iso(int(self.clock()))})")
             self.judged = self.step_analysis(at.change)
             self.evaluation = self.judged.evaluation(now)
             verdict = self.evaluation.verdict

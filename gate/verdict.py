@@ -76,6 +76,9 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
     # The demo source (`simulate`, `replay`) the verdict was judged from; None for a live source.
     demo: str | None = None
+    # The traffic step (`gate rollout`) this verdict judged, on its own window; None otherwise.
+    # Only such a verdict lets its step advance: a whole-release check is not a step's judgement.
+    rollout_step: int | None = None
 
     @property
     def exit_code(self) -> int:
@@ -103,6 +106,8 @@ class Verdict:
         }
         if self.demo is not None:  # only then: a live verdict's JSON is unchanged
             d["demo"] = self.demo
+        if self.rollout_step is not None:
+            d["rollout_step"] = self.rollout_step
         return d
 
     @staticmethod
@@ -123,4 +128,5 @@ class Verdict:
             metrics=metrics,
             notes=list(d.get("notes", [])),
             demo=d.get("demo"),
+            rollout_step=d.get("rollout_step"),
         )

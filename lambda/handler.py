@@ -406,7 +406,9 @@ def _idempotent_judge(table: str, endpoint: str | None):
         # fields, the scopes, the deploy time) is validated, and a request that differs is
         # refused (IdempotencyValidationError), never answered with the verdict of another one.
         # build_url only changes a link.
-        event_key_jmespath="[release, now]",
+        # `rollout` too: a rollout look and a plain check of the same moment are two questions (a
+        # check's cached pass once answered a look whose rollout had not started: exit 0).
+        event_key_jmespath="[release, now, rollout]",
         payload_validation_jmespath="[policy, canary, baseline, deployed_at]",
         raise_on_no_idempotency_key=True,
         expires_after_seconds=int(os.environ.get("GATE_IDEMPOTENCY_TTL", str(6 * 3600))),

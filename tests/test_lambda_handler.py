@@ -566,3 +566,21 @@ def test_a_securestring_policy_is_read_decrypted(handler, corpus, moto_endpoint)
                                       Type="SecureString")
     result = handler.lambda_handler({**event, "policy": "ssm:/canary-gate/secure"}, FakeContext())
     assert (result["verdict"], result["exit_code"]) == ("fail", 1), result
+
+
+def test_a_rollout_look_is_never_answered_with_a_check_s_cached_verdict(handler, corpus, aws_tables):
+    """The idempotency key was [release, now]: a rollout look at the moment of an earlier plain
+    check got the check's cached pass (exit 0, the state machine's Decided) while the canary
+    still had 0% of the traffic."""
+    from tests.alb import weighted_listener
+
+    ec2, elbv2 = boto3.client("ec2"), boto3.client("elbv2")
+    listener, groups = weighted_listener(ec2, elbv2, production=100, canary=0)
+    event = case_event(corpus, "k1m-aa-000")
+    event["policy"]["rollout"] = {"listener_arn": listener, "canary_target_group": groups["canary"],
+                                  "production_target_group": groups["production"], "steps": [5, 25, 50],
+                                  "step_lifetime": "20m"}
+    check = handler.lambda_handler(dict(event), FakeContext())
+    assert check["verdict"] == "pass", check
+    look = handler.lambda_handler({**event, "rollout": True}, FakeContext())
+    assert look.get("rollout") is not None and look["exit_code"] != 0, look

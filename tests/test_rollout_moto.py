@@ -422,3 +422,45 @@ def test_a_forward_action_without_the_named_target_groups_is_could_not_judge(alb
     assert result.returncode == 4 and result.stderr.count("\n") == 1
     assert "does not hold rollout.baseline_target_group" in result.stderr
     assert split(alb) == {"production": 100, "canary": 0}  # nothing changed
+
+
+def test_only_the_step_s_own_judgement_lets_it_advance(alb, tmp_path):
+    """A whole-release `gate check` of the same release (its own window, another lifetime) once
+    counted as the step's pass when it fell in the step's minutes: the step advanced unjudged."""
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT + 2400), SimulateSource("healthy", 7)
+    policy = policy_for(alb)
+    assert machine(alb, store, source, clock).tick(int(clock.at)).status == "started"
+    whole = Analysis(policy, source, "web-2", DEPLOYED_AT, store=store)
+    t = int(clock.at)
+    while True:
+        t += 60
+        if whole.evaluate(t).verdict == "pass":  # recorded in the store, in step 1's minutes
+            break
+    clock.at = t
+    look = machine(alb, store, source, clock).tick(int(clock.at))
+    assert look.status == "judging" and look.step == 1, look.summary()
+    assert split(alb)["canary"] == 5 and [c["step"] for c in store.traffic("web-2")] == [1]
+
+
+def test_a_step_verdict_recorded_late_does_not_pass_the_next_step(alb, tmp_path):
+    """Two runners: a slow one records its step-1 verdict after the other moved to step 2; that
+    verdict judged step 1's window, not step 2's."""
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT), SimulateSource("healthy", 7)
+    looks = []
+    while not any(look.status == "advanced" for look in looks):
+        looks.append(machine(alb, store, source, clock).tick(int(clock.at)))
+        clock.at += 60
+    first, second = store.traffic("web-2")[:2]
+    slow = machine(alb, store, source, clock)
+    slow.step_analysis(first).evaluate(second["set_at"] + 5)  # step 1's analysis, recorded now
+    clock.at = second["set_at"] + 60
+    look = machine(alb, store, source, clock).tick(int(clock.at))
+    assert look.step == 2 and look.status == "judging", look.summary()
+
+
+def test_a_look_ahead_of_the_clock_is_refused(alb, tmp_path):
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT), SimulateSource("healthy", 7)
+    machine(alb, store, source, clock).tick(int(clock.at))
+    with pytest.raises(RolloutError, match="is in the future"):
+        machine(alb, store, source, clock).look(int(clock.at) + 1200)
+    assert [e for e in store.evaluations("web-2") if e["verdict"] != "error"] == []
