@@ -179,15 +179,17 @@ def _announce(analysis, evaluation) -> None:
         err.print(f"report: {location}", highlight=False, soft_wrap=True)
 
 
-def _watch(analysis, now: int):
-    def wait(t: int) -> None:
-        while time.time() < t:
-            time.sleep(min(1.0, max(0.0, t - time.time())))
+def _sleep_until(t: int) -> None:
+    """A live watch's wait before the evaluation at moment t (a replay only moves its clock)."""
+    while time.time() < t:
+        time.sleep(min(1.0, max(0.0, t - time.time())))
 
+
+def _watch(analysis, now: int):
     from gate.console import WatchProgress
 
     with WatchProgress(err, analysis.deployed_at, analysis.end_at, analysis.policy.interval) as progress:
-        evaluation, _ = analysis.watch(wait=wait, on_verdict=progress.update, start=max(now, analysis.deployed_at))
+        evaluation, _ = analysis.watch(wait=_sleep_until, on_verdict=progress.update, start=max(now, analysis.deployed_at))
     return evaluation
 
 
@@ -218,14 +220,10 @@ def rollout(
                           "canary_target_group, production_target_group, steps, step_lifetime)")
     machine = steps.Rollout(analysis, forward_of(analysis.policy), dry_run=dry_run)
 
-    def wait(t: int) -> None:
-        while time.time() < t:
-            time.sleep(min(1.0, max(0.0, t - time.time())))
-
     def progress(seen) -> None:
         err.print(f"rollout {release}: {seen.summary()}", highlight=False, markup=False)
 
-    seen = steps.watch(machine, wait, progress) if watch else machine.tick(int(time.time()))
+    seen = steps.watch(machine, _sleep_until, progress) if watch else machine.tick(int(time.time()))
     if as_json:
         print(json.dumps(seen.to_dict()), flush=True)
     else:

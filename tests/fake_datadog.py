@@ -312,27 +312,22 @@ def _handler(fake: FakeDatadog):
             self._json(200, answer, fake.rate_headers())
 
         def _trickle(self) -> None:
-            try:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(fake.trickle_length))
-                self.end_headers()
-                ends = time.monotonic() + fake.trickle_for
-                while time.monotonic() < ends:
-                    self.wfile.write(b" ")
-                    self.wfile.flush()
-                    time.sleep(fake.trickle_every)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up
-            self.close_connection = True
+            """Headers claiming `trickle_length` bytes, then a body a byte at a time."""
+            head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {fake.trickle_length}\r\n\r\n")
+            self._drip(head.encode(), b" ")
 
         def _trickle_headers(self) -> None:
             """A status line, then one header a byte at a time: no answer ever starts."""
+            self._drip(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: ", b"a")
+
+        def _drip(self, first: bytes, byte: bytes) -> None:
+            """`first`, then `byte` every `trickle_every` s until `trickle_for` s or the client hangs up."""
             try:
-                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: ")
+                self.wfile.write(first)
                 ends = time.monotonic() + fake.trickle_for
                 while time.monotonic() < ends:
-                    self.wfile.write(b"a")
+                    self.wfile.write(byte)
                     self.wfile.flush()
                     time.sleep(fake.trickle_every)
             except (BrokenPipeError, ConnectionResetError):
