@@ -167,7 +167,8 @@ class Metric(Strict):
         "metric fails the canary at once, critical or not)."
     )
     muted: bool = Field(
-        default=False, description="Reported but never affects the verdict."
+        default=False, description="Reported but never affects the verdict (so it takes no guardrail: "
+        "`max`, `min` or `slo` on a muted metric is refused)."
     )
     unit: str | None = Field(default=None, max_length=20, description="Unit, for people (percent, ms, ...).")
     tail: bool | None = Field(
@@ -219,6 +220,12 @@ class Metric(Strict):
             named = ", ".join(limits + ["slo"] * bool(self.slo))
             raise ValueError(f"{where}: a guardrail ({named}) judges the metric, but bad_direction none is "
                              "context only, never judged: set a bad_direction")
+        if (limits or self.slo) and self.muted:
+            # A muted metric never votes: its limit would be drawn in the report and never fail anything.
+            named = ", ".join(limits + ["slo"] * bool(self.slo))
+            raise ValueError(f"{where}: a guardrail ({named}) is a hard limit, but muted: true only reports the "
+                             "metric and never fails the canary: remove muted to let the limit fail it, or remove "
+                             f"{named} to only report it")
         if self.max is not None and self.min is not None and self.min >= self.max:
             raise ValueError(f"{where}: min ({self.min:g}) must be below max ({self.max:g})")
         if self.kind == "count" and any(getattr(self, n) < 0 for n in limits):

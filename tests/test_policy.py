@@ -517,3 +517,23 @@ def test_gate_policy_validate_names_a_bad_guardrail_in_one_line(tmp_path):
     assert result.returncode == 4 and "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {path}: metrics.2: metric 'latency': min (300) must be below max (250)"), line
+
+
+@pytest.mark.parametrize("guardrail", ["    max: 250", "    min: 5"], ids=["max", "min"])
+def test_a_guardrail_on_a_muted_metric_is_refused_naming_the_way_out(tmp_path, guardrail):
+    """Issue 22.6: `muted: true` with `max` was accepted, and a muted result never votes: a canary
+    at 3x its latency limit passed. A guardrail is a hard limit: the combination is refused."""
+    path = tmp_path / "muted.yaml"
+    path.write_text((ROOT / "examples" / "simulate.yaml").read_text().replace(
+        "    critical: true", f"    critical: true\n    muted: true\n{guardrail}", 1))
+    result = run_gate("policy", "validate", path)
+    assert result.returncode == 4 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    named = guardrail.split(":")[0].strip()
+    assert f"metric 'latency': a guardrail ({named}) is a hard limit, but muted: true" in line, line
+    assert f"remove muted to let the limit fail it, or remove {named}" in line, line
+
+
+def test_a_muted_error_budget_is_refused_too():
+    message = error_of(errors_with(muted=True, slo={"objective": 0.999}))
+    assert "'errors'" in message and "guardrail (slo)" in message and "remove muted" in message, message
