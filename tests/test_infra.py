@@ -166,7 +166,8 @@ def test_the_loop_evaluates_waits_and_stops_on_a_decision():
     routes = {json.dumps(c, sort_keys=True): c["Next"] for c in states["Route"]["Choices"]}
     assert sum(1 for next_state in routes.values() if next_state == "Decided") >= 3
     assert {"Undecided", "CountError"} <= set(routes.values())
-    assert states["Route"]["Default"] == "Decided" and states["Decided"]["End"]
+    assert states["Route"]["Default"] == "NotAVerdict" and states["Decided"]["End"]
+    assert states["NotAVerdict"]["Parameters"]["exit_code"] == 4 and states["NotAVerdict"]["End"]
     assert states["CouldNotJudge"]["Parameters"]["exit_code"] == 4
 
 
@@ -548,6 +549,49 @@ def test_an_http_shaped_input_is_refused(monkeypatch):
     assert described["error"] == "CanaryGate.HttpEventNotAllowed"
     assert "invokes the analyzer directly" in described["cause"] and '"body"' in described["cause"]
     assert loop.events == []
+
+
+PLANNED = {"release": "web-1.2.3", "verdict": "ok", "exit_code": 0, "metrics": [], "canary_share": 0.05}
+
+
+@pytest.mark.parametrize("action", ["plan", "backtest", "promote", 3])
+def test_an_input_with_an_action_other_than_evaluate_is_refused(monkeypatch, action):
+    """Issue 22.9: `"action": "plan"` was invoked, answered `ok` with exit_code 0, and the loop ended
+    SUCCEEDED with exit_code 0, which infra/README calls a pass."""
+    loop = Loop(monkeypatch, scripted([PLANNED]))
+    described = loop.run({**EVENT, "action": action})
+    assert described["status"] == "FAILED", described
+    assert described["error"] == "CanaryGate.ActionNotAllowed"
+    assert 'without "action"' in described["cause"] and "gate plan" in described["cause"]
+    assert loop.events == []
+
+
+def test_an_explicit_evaluate_action_runs_the_loop(monkeypatch):
+    loop = Loop(monkeypatch, scripted([verdict("fail")]))
+    described = loop.run({**EVENT, "action": "evaluate"})
+    assert described["output"] == {"verdict": "fail", "exit_code": 1, "answer": verdict("fail")}
+
+
+def test_an_input_with_rollout_step_is_refused(monkeypatch):
+    """Issue 22: `rollout_step` in the input made every Evaluate a step change: 150 invocations,
+    nothing judged, on to the 8-day hard stop."""
+    loop = Loop(monkeypatch, scripted([verdict("inconclusive")] * 3))
+    described = loop.run({**EVENT, "rollout": True, "rollout_step": 2})
+    assert described["status"] == "FAILED", described
+    assert described["error"] == "CanaryGate.RolloutStepNotAllowed"
+    assert 'without "rollout_step"' in described["cause"]
+    assert loop.events == []
+
+
+def test_an_answer_that_is_no_verdict_ends_the_loop_as_could_not_judge_not_with_its_exit_code(monkeypatch):
+    """Whatever reaches the analyzer, an answer that is no verdict of a check (a plan's `ok`,
+    exit_code 0) never ends the loop with exit_code 0."""
+    loop = Loop(monkeypatch, scripted([PLANNED]))
+    described = loop.run(EVENT)
+    assert described["status"] == "SUCCEEDED"
+    output = described["output"]
+    assert (output["verdict"], output["exit_code"]) == ("error", 4), output
+    assert output["answer"]["answered"] == PLANNED and "no verdict of a check" in output["answer"]["error"]
 
 
 def test_the_loop_with_the_real_analyzer_on_a_replayed_canary(monkeypatch, tmp_path, corpus):
