@@ -17,18 +17,42 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError
 from gate.release import check_release, parse_time
 from gate.verdict import EXIT_CODES, EXIT_ERROR, Verdict
 
+
+class HelpAlone(TyperGroup):
+    """`--help` prints the help and exits 0, so it is honoured only alone: asked with other
+    arguments (`gate check --help --policy P web-1`, a release where an option can be read) that 0
+    would read as a pass and promote. Refused as a usage error (exit 2); `gate check --help` and
+    `gate --help` stay help. After `--` it is an argument, not the option."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        command = self.get_command(ctx, args[0]) if args else None
+        if isinstance(command, TyperGroup):  # a group of commands (`gate policy ...`) checks its own
+            return super().parse_args(ctx, args)
+        options = args[: args.index("--")] if "--" in args else args
+        helps = [a for a in options if a in ctx.help_option_names]
+        others = [a for a in args if a not in helps][1 if command is not None else 0:]
+        if helps and others:
+            alone = " ".join([ctx.command_path, *args[:1 if command is not None else 0], helps[0]])
+            ctx.fail(f"{helps[0]} asked with other arguments ({' '.join(others)[:100]}) would only print the "
+                     f"help and exit 0, which reads as a pass: ask for it alone ({alone})")  # exit 2
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
+    cls=HelpAlone,
     help="canary-gate: judge a canary release against its baseline and its seasonal history.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-policy_app = typer.Typer(help="Policy files: validate them, publish their JSON Schema.", no_args_is_help=True)
+policy_app = typer.Typer(cls=HelpAlone, help="Policy files: validate them, publish their JSON Schema.",
+                         no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 
 out = Console()

@@ -1,6 +1,7 @@
 """`gate check` through the real console script: exit codes, JSON, the store, fail-closed errors."""
 
 import json
+import re
 import time
 
 import pytest
@@ -360,3 +361,29 @@ def test_distinct_scopes_are_judged():
     for canary, baseline in [("version:2", "version:1"), ("env:prod,version:2", "env:prod,version:1")]:
         policy = parse_policy({**SIMULATE, "canary": {"scope": canary}, "baseline": {"scope": baseline}})
         assert Analysis(policy, source=None, release="2", deployed_at=0).baseline == baseline
+
+
+@pytest.mark.parametrize("args", [
+    ("check", "--help", "--policy", "p.yaml", "web-1"),
+    ("check", "web-1", "--policy", "p.yaml", "--help"),
+    ("rollout", "--help", "--policy", "p.yaml", "web-1"),
+    ("promote", "--help", "web-1"),
+    ("policy", "validate", "--help", "p.yaml"),
+    ("--help", "check", "web-1"),
+], ids=lambda args: " ".join(args))
+def test_help_asked_with_other_arguments_is_a_usage_error_not_exit_0(args):
+    """Issue 22: `gate check --help --policy P ...` printed the help and exited 0, which a script
+    that put the release where an option is read took for a pass."""
+    result = run_gate(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.stderr).split())  # the message as the box wraps it
+    assert "would only print the help and exit 0, which reads as a pass: ask for it alone" in said, said
+    assert "Usage:" not in result.stdout  # no help printed as if asked
+
+
+@pytest.mark.parametrize("args", [("check", "--help"), ("rollout", "--help"), ("--help",),
+                                  ("policy", "validate", "--help")])
+def test_help_asked_alone_is_help_and_exit_0(args):
+    result = run_gate(*args)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: gate" in result.stdout
