@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from gate.analysis import group_scopes, replay_recorded
-from gate.errors import GateError, PolicyError
+from gate.errors import GateError, InputError, PolicyError
 from gate.policy import Metric, Policy, _human, parse_policy
 from gate.series import Frame, Observations
 from gate.sources import MetricSource, Query
@@ -42,6 +42,7 @@ from gate.stats.rates import proportion_interval, trials_for
 from gate.release import iso
 
 DAY = 86400
+MAX_DAYS = 366  # of history a backtest reads (the Lambda's event allows as many)
 EFFECT_SIZES = (1.5, 2.0, 3.0)  # injected regressions, in multiples of the metric's tolerance
 DETECTION_SIZE = 2.0  # the regression a recommendation must catch...
 DETECTION_TARGET = 0.9  # ...this often
@@ -359,7 +360,7 @@ def window_starts(history: History, policy: Policy, count: int, longest: int) ->
     learning = min(policy.history, span // 2)
     first, last = history.start + learning, history.end - longest
     if last < first:
-        raise GateError(f"--days: {_human(span)} of history leaves no room for a window: it needs "
+        raise InputError(f"--days: {_human(span)} of history leaves no room for a window: it needs "
                         f"{_human(policy.history)} to learn from (at most half the history) and "
                         f"{_human(longest)} of canary lifetime after it")
     step = policy.interval
@@ -559,10 +560,10 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
     """Read the history once, judge every pseudo-canary, recommend (unless not asked: the
     policy's own numbers only, a fifth of the work). `progress(stage, done, total)`."""
     started = time.perf_counter()
-    if not days > 0 or not math.isfinite(days):
-        raise GateError(f"--days: must be more than 0 (got {days:g})")
+    if not 0 < days <= MAX_DAYS:  # NaN too
+        raise InputError(f"--days: must be more than 0 and at most {MAX_DAYS} (got {days:g})")
     if windows < 1:
-        raise GateError(f"--windows: must be at least 1 (got {windows})")
+        raise InputError(f"--windows: must be at least 1 (got {windows})")
     if lifetime is not None:
         changed = with_lifetime(policy, lifetime)
         if changed is None:
@@ -574,7 +575,11 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
                           "multiples of each metric's tolerance, and recommends tolerances (--no-recommend "
                           "measures the false alarms alone)")
     jobs = jobs or os.cpu_count() or 1
-    history = read_history(policy, source, days, history_end(source, policy, until, int(time.time())))
+    end = history_end(source, policy, until, int(time.time()))
+    if end < days * DAY:
+        raise InputError(f"--until: {iso(end)} leaves no {days:g} days of history after 1970-01-01: give a moment "
+                         f"from {iso(math.ceil(days * DAY))} on, or fewer --days")
+    history = read_history(policy, source, days, end)
     judged_alone = history.mode == "history-only" and policy.baseline is not None
     if history.mode == "history-only":
         policy = policy.model_copy(update={"baseline": None})
@@ -693,3 +698,11 @@ def print_backtest(report: dict, console) -> None:
     console.print("[bold]recommended[/] (smallest tolerances and shortest lifetime with false alarms <= alpha "
                   f"and {DETECTION_SIZE:g}x-tolerance regressions caught in >= {DETECTION_TARGET:.0%}):", highlight=False)
     console.print(escape(rec["yaml"]), highlight=False, soft_wrap=True)
+
+
+def exit_code(report: dict) -> int:
+    """A backtest's exit code, as `gate plan`'s: 0 when the policy's own A/A windows raised false
+    alarms at most as often as its alpha allows (the recommendation's target), 3 when more often:
+    this gate would cry wolf on this service (see the recommendation). Never 0 on 3 of 3."""
+    alarms = report["overall"]["false_alarms"]
+    return 0 if alarms["of"] and alarms["rate"] <= report["alpha"] else 3

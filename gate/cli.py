@@ -319,10 +319,11 @@ def backtest(
 ) -> None:
     """How often this policy's gate would cry wolf on the service's own history, what it
     catches, and the tolerances and lifetime that meet its alpha: the real judge on
-    pseudo-canaries cut from the history (read once)."""
+    pseudo-canaries cut from the history (read once). Exit 0 when its false alarms are within
+    alpha, 3 when more frequent (as `gate plan`'s too short)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from gate.backtest import backtest as run_backtest, print_backtest
+    from gate.backtest import backtest as run_backtest, exit_code, print_backtest
     from gate.policy import load_policy, parse_duration
 
     loaded = load_policy(policy)
@@ -355,6 +356,7 @@ def backtest(
         print(json.dumps(report_data), flush=True)
     else:
         print_backtest(report_data, out)
+    raise typer.Exit(exit_code(report_data))
 
 
 @app.command()

@@ -57,6 +57,11 @@ class SourceError(GateError):
     """A metric source failed (unreachable, refused, malformed answer) after its retries."""
 
 
+class InputError(GateError):
+    """A value given to a command (an option, a field of the Lambda's event) is outside what the
+    gate can work with: the request is wrong, asking again will not help (the Lambda: 400)."""
+
+
 class CaseError(GateError):
     """A recorded case folder is missing or malformed."""
 

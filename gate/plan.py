@@ -20,7 +20,7 @@ import numpy as np
 
 from gate.analysis import group_scopes, replay_recorded
 from gate.backtest import MIN_COVERAGE, WindowReferences
-from gate.errors import GateError
+from gate.errors import GateError, InputError, PolicyError
 from gate.policy import MAX_LIFETIME, Metric, Policy, _human
 from gate.series import Frame
 from gate.sources import MetricSource, Query
@@ -226,12 +226,12 @@ def _check_recent(policy: Policy, history: Frame, deployed_at: int) -> None:
 
 def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0.05, deployed_at: int) -> Plan:
     if not any(m.judged and m.tolerance for m in policy.metrics):
-        raise GateError("metrics: no judged metric has a tolerance: a plan times the regressions at 2x each "
+        raise PolicyError("metrics: no judged metric has a tolerance: a plan times the regressions at 2x each "
                         "metric's tolerance")
     if not 0 < share <= 1:
-        raise GateError(f"--canary-share: a share of the baseline's traffic in (0, 1], got {share:g}")
+        raise InputError(f"--canary-share: a share of the baseline's traffic in (0, 1], got {share:g}")
     if policy.history < DAY + policy.lifetime:
-        raise GateError(f"history: {_human(policy.history)} is too short to plan a {_human(policy.lifetime)} "
+        raise PolicyError(f"history: {_human(policy.history)} is too short to plan a {_human(policy.lifetime)} "
                         "canary (needs a day more than the lifetime: the window is drawn from the last day)")
     deployed_at -= deployed_at % policy.interval
     history = read_recent(policy, source, release, deployed_at)

@@ -28,8 +28,10 @@ cannot judge (bad event, bad policy, dead source, crash) the answer is an error,
 Pre-flight actions (no store, no announcement): `{"action": "plan", "release": ..., "policy": ...,
 "canary_share": 0.05, "at": ...}` answers as `gate plan --json` (exit_code 0 ok, 3 too short);
 `{"action": "backtest", "policy": ..., "days": 7, "windows": 8, "recommend": false}` as
-`gate backtest --json`, on one core: a backtest of more than MAX_LAMBDA_BACKTEST_RUNS judged
-canaries is refused (400) with a message pointing to the CLI, not split.
+`gate backtest --json` (exit_code 0 false alarms within alpha, 3 more frequent), on one core: a
+backtest of more than MAX_LAMBDA_BACKTEST_RUNS judged canaries is refused (400) with a message
+pointing to the CLI, not split. A request they cannot answer (a history too short for the policy,
+a share or a span out of range) is a 400, not a retryable 503.
 
 A policy whose source is a demo (`simulate`, `replay`: made-up or recorded data) is refused (400):
 the Lambda gates real releases.
@@ -73,7 +75,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from gate.analysis import Analysis, announce, current_moment, open_release
 from gate.aws import error_code, transient
 from gate.cache import ReferenceCache
-from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
+from gate.errors import GateError, InputError, PolicyError, ReleaseError, SourceError, validation_problems
 from gate.lifecycle import LAMBDA
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
 from gate.release import parse_time, release_name
@@ -194,11 +196,11 @@ def preflight(request: PlanRequest | BacktestRequest) -> dict:
         raise PolicyError(f"backtest: {runs} judged canaries would outlive the Lambda's time (at most "
                           f"{MAX_LAMBDA_BACKTEST_RUNS}): ask fewer windows or no recommendation, or run "
                           "`gate backtest` from the command line (it uses every core)")
-    from gate.backtest import backtest
+    from gate.backtest import backtest, exit_code
 
     result = backtest(policy, source, days=request.days, windows=request.windows, until=request.until, jobs=1,
                       recommend=request.recommend).to_dict()
-    return {**result, "exit_code": 0}
+    return {**result, "exit_code": exit_code(result)}  # 3 when it cries wolf more often than alpha allows
 
 
 def is_http(event: Any) -> bool:
@@ -479,7 +481,7 @@ def answer(event: Any, context: Any) -> dict:
         result = evaluate(request, context) if isinstance(request, EvaluateRequest) else preflight(request)
     except BadRequest as e:
         result = error(400, str(e), release)
-    except (PolicyError, ReleaseError, RolloutError) as e:  # the request contradicts itself, the store or the ALB: final
+    except (PolicyError, ReleaseError, RolloutError, InputError) as e:  # the request contradicts itself, the store or the ALB: final
         result = error(400, redact(str(e), secrets), release)
     except IdempotencyAlreadyInProgressError:
         result = error(409, "an evaluation of this release at this moment is already in progress", release)

@@ -50,3 +50,25 @@ def test_a_backtest_too_long_for_the_lambda_is_refused_with_a_clear_message(hand
 def test_an_unknown_action_is_a_bad_request(handler):
     result = handler.lambda_handler({"action": "promote-everything", "release": "r"}, FakeContext())
     assert result["statusCode"] == 400 and "action" in result["error"]
+
+
+def test_a_backtest_that_cries_wolf_on_every_window_answers_exit_code_3(handler, corpus):
+    """Issue 22: 3 of 3 false alarms answered exit_code 0. CPU's limit (1%) sits far below its
+    level: every clean window fails on it."""
+    case, policy = case_policy(corpus, "k1m-aa-000")
+    policy["metrics"][0]["max"] = 1
+    result = handler.lambda_handler({"action": "backtest", "policy": policy, "days": 6, "windows": 3,
+                                     "until": iso(case.deployed_at - 60)}, FakeContext())
+    assert result["overall"]["false_alarms"]["count"] == 3 == result["overall"]["false_alarms"]["of"], result
+    assert result["exit_code"] == 3
+
+
+def test_a_plan_the_policy_s_history_cannot_serve_is_a_400_not_a_retryable_503(handler, corpus):
+    """Issue 22: a policy history shorter than a day and the lifetime answered 503 "could not judge"
+    (asked again, in vain)."""
+    case, policy = case_policy(corpus, "k1m-aa-000")
+    policy["history"] = "1d"
+    result = handler.lambda_handler({"action": "plan", "release": "web-2", "policy": policy,
+                                     "at": iso(case.deployed_at)}, FakeContext())
+    assert (result["statusCode"], result["exit_code"]) == (400, 4), result
+    assert result["error"].startswith("history: 1d is too short to plan")
