@@ -243,16 +243,33 @@ def load_policy(reference: dict | str) -> Policy:
             raise PolicyError(f"policy: {reference!r} is not s3://bucket/key")
         text = _read_s3(bucket, key, reference)
     elif reference.startswith("ssm:"):
-        name = reference.removeprefix("ssm:")
-        try:
-            # Decrypted: a SecureString policy is read as its text, not its ciphertext.
-            text = parameters.get_parameter(name, max_age=300, decrypt=True)
-        except parameters.exceptions.GetParameterError as e:
-            # Powertools wraps the SDK's error: the original is the context.
-            raise _unreadable(reference, e.__cause__ or e.__context__, str(e)) from None
+        text = _read_ssm(reference)
     else:
         raise PolicyError(f"policy: expected a mapping, s3://bucket/key or ssm:/name, got {reference[:100]!r}")
     return policy_from_text(text, origin=reference)
+
+
+def _read_ssm(reference: str, fresh: bool = False) -> str:
+    """The text of an `ssm:/name` policy, kept by the container for 5 minutes (`fresh`: read again
+    now, and kept from now)."""
+    try:
+        # Decrypted: a SecureString policy is read as its text, not its ciphertext.
+        return parameters.get_parameter(reference.removeprefix("ssm:"), max_age=300, decrypt=True,
+                                        force_fetch=fresh)
+    except parameters.exceptions.GetParameterError as e:
+        # Powertools wraps the SDK's error: the original is the context.
+        raise _unreadable(reference, e.__cause__ or e.__context__, str(e)) from None
+
+
+def policy_changed(reference: dict | str) -> bool:
+    """Whether the policy `reference` names has changed since this container kept it: an SSM
+    policy is kept 5 minutes, so a warm container may judge with one older than the policy the
+    release was registered with, and be refused for it. Read again past the cache (the next read
+    gets what this one read); an inline or S3 policy is read at every call: never stale."""
+    if not isinstance(reference, str) or not reference.startswith("ssm:"):
+        return False
+    kept = _read_ssm(reference)
+    return _read_ssm(reference, fresh=True) != kept
 
 
 def _read_s3(bucket: str, key: str, reference: str) -> bytes:
@@ -435,6 +452,19 @@ def _judge_once(request: Judgement) -> dict:
     return judge(request)
 
 
+def evaluate_current(request: EvaluateRequest, context: Any) -> dict:
+    """`evaluate`, and once more if it was refused (a ReleaseError: another policy than the one the
+    deploy was registered with, say) while the policy it read was an outdated copy kept by this
+    container: a final 400 for a stale cache would end the loop and roll back a healthy canary."""
+    try:
+        return evaluate(request, context)
+    except ReleaseError:
+        if not policy_changed(request.policy):
+            raise
+        logger.info("the policy changed since this container read it: judged again with the current one")
+        return evaluate(request, context)
+
+
 def evaluate(request: EvaluateRequest, context: Any) -> dict:
     policy = live_policy(request.policy)
     now = request.now if request.now is not None else current_moment(policy, time.time)
@@ -478,7 +508,7 @@ def answer(event: Any, context: Any) -> dict:
         request = parse_request(event)
         logger.append_keys(release=getattr(request, "release", None))
         secrets = load_secrets()
-        result = evaluate(request, context) if isinstance(request, EvaluateRequest) else preflight(request)
+        result = evaluate_current(request, context) if isinstance(request, EvaluateRequest) else preflight(request)
     except BadRequest as e:
         result = error(400, str(e), release)
     except (PolicyError, ReleaseError, RolloutError, InputError) as e:  # the request contradicts itself, the store or the ALB: final

@@ -568,6 +568,30 @@ def test_a_securestring_policy_is_read_decrypted(handler, corpus, moto_endpoint)
     assert (result["verdict"], result["exit_code"]) == ("fail", 1), result
 
 
+def test_a_policy_kept_by_a_warm_container_older_than_the_registered_one_is_read_again(handler, corpus,
+                                                                                     moto_endpoint):  # noqa: F811
+    """Issue 22: a warm container keeps an SSM policy 5 minutes. The policy was updated and another
+    container registered the deploy with the new one; this container, with the old copy, answered a
+    final 400 ("differs from the policy ... registered with"): the loop ended, the pipeline rolled
+    back a healthy canary. It reads the policy again once, and judges with the current one."""
+    event = case_event(corpus, "k1m-canary-down-012")
+    ssm, name = boto3.client("ssm"), "/canary-gate/kept-by-a-warm-container"
+    ssm.put_parameter(Name=name, Value=json.dumps(event["policy"]), Type="String")
+    warm = handler.lambda_handler({**event, "release": "another-release", "policy": f"ssm:{name}"}, FakeContext())
+    assert warm["verdict"] == "fail", warm  # this container now keeps the first policy
+
+    updated = {**event["policy"], "alpha": 0.02}
+    ssm.put_parameter(Name=name, Value=json.dumps(updated), Type="String", Overwrite=True)
+    first = handler.lambda_handler({**event, "policy": updated, "now": event["deployed_at"]}, FakeContext())
+    assert first["verdict"] == "inconclusive", first  # registered and judged with the updated policy
+
+    result = handler.lambda_handler({**event, "policy": f"ssm:{name}"}, FakeContext())
+    assert result["verdict"] == "fail" and result["exit_code"] == 1, result
+    # A policy that really differs (the same SSM copy, the inline one changed) is still refused.
+    other = handler.lambda_handler({**event, "policy": {**updated, "alpha": 0.03}}, FakeContext())
+    assert (other["statusCode"], other["exit_code"]) == (400, 4) and "differs from the policy" in other["error"]
+
+
 def test_a_rollout_look_is_never_answered_with_a_check_s_cached_verdict(handler, corpus, aws_tables):
     """The idempotency key was [release, now]: a rollout look at the moment of an earlier plain
     check got the check's cached pass (exit 0, the state machine's Decided) while the canary
