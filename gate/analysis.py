@@ -19,7 +19,7 @@ from gate.errors import GateError, PolicyError, quoted
 from gate.lifecycle import CLI, Names, register_deploy
 from gate.policy import Policy, with_overrides
 from gate.series import Observations
-from gate.sources import DEMO_SOURCES, MetricSource, Query
+from gate.sources import DEMO_SOURCES, MetricSource, Query, fixed_filters
 from gate.sources.replay import Case, ReplaySource, load_case
 from gate.release import iso
 from gate.verdict import Verdict
@@ -46,34 +46,49 @@ def scope_filters(scope: str) -> frozenset[str]:
     return frozenset(f.strip().casefold() for f in scope.split(","))
 
 
-def check_scopes(canary: str, baseline: str | None) -> None:
+def check_scopes(canary: str, baseline: str | None, fixed: dict[str, tuple[str, ...]] | None = None) -> None:
     """Refuses a canary compared with itself: the same scope, or one group's scope containing the
     other's (its filters are a subset of the other's, so it matches every host of the other: a
     baseline `env:prod` holds the canary `env:prod,version:2`). Either way a bad canary is
-    diluted in, or compared with, its own data, and passes."""
+    diluted in, or compared with, its own data, and passes. `fixed`: per metric, the filters its
+    query adds to both scopes (`sources.fixed_filters`): `--canary service:web` against a query
+    `{service:web,$scope}` selects the whole service, the baseline's hosts included."""
     if baseline is None:
         return
     canary_filters, baseline_filters = scope_filters(canary), scope_filters(baseline)
+    problem = _overlap(canary_filters, baseline_filters)
+    if problem:
+        raise PolicyError(f"canary scope {quoted(canary)} and baseline scope {quoted(baseline)} {problem}; "
+                          "give each group its own scope")
+    for metric, tags in (fixed or {}).items():
+        added = scope_filters(",".join(tags))
+        problem = _overlap(canary_filters | added, baseline_filters | added)
+        if problem:
+            raise PolicyError(f"canary scope {quoted(canary)} and baseline scope {quoted(baseline)} {problem} once "
+                              f"the query of metric {metric!r} adds its own filter ({', '.join(tags)}); give each "
+                              "group a tag of its own that the queries do not fix")
+
+
+def _overlap(canary_filters: frozenset[str], baseline_filters: frozenset[str]) -> str | None:
+    """How two groups' filters select the same hosts, or None if neither contains the other."""
     if canary_filters == baseline_filters:
-        problem = "are the same group: the canary would be compared with itself"
-    elif baseline_filters <= canary_filters:
-        problem = "overlap: the baseline's scope contains the canary's (every canary host is a baseline host)"
-    elif canary_filters <= baseline_filters:
-        problem = "overlap: the canary's scope contains the baseline's (every baseline host is a canary host)"
-    else:
-        return
-    raise PolicyError(f"canary scope {quoted(canary)} and baseline scope {quoted(baseline)} {problem}; "
-                      "give each group its own scope")
+        return "are the same group: the canary would be compared with itself"
+    if baseline_filters <= canary_filters:
+        return "overlap: the baseline's scope contains the canary's (every canary host is a baseline host)"
+    if canary_filters <= baseline_filters:
+        return "overlap: the canary's scope contains the baseline's (every baseline host is a canary host)"
+    return None
 
 
 def group_scopes(policy: Policy, release: str, canary: str | None = None,
                  baseline: str | None = None) -> tuple[str, str | None]:
     """The canary's and the baseline's scopes for this release (the overrides, or the policy's,
-    with `{release}` replaced), refused when they are one group or overlap (`check_scopes`).
+    with `{release}` replaced), refused when they are one group or overlap (`check_scopes`), also
+    through the filters the metrics' queries fix.
     The front doors call it before they register a deploy: nothing is written for a canary that
     would be compared with itself."""
     canary_scope, baseline_scope = policy.scopes(release, canary, baseline)
-    check_scopes(canary_scope, baseline_scope)
+    check_scopes(canary_scope, baseline_scope, fixed_filters(policy))
     return canary_scope, baseline_scope
 
 

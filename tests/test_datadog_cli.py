@@ -190,3 +190,20 @@ def test_a_key_with_a_line_end_is_refused_without_showing_it(corpus, tmp_path):
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert fake.requests == []
     assert_no_secret(result, tmp_path, "topsecretkey123", APP_KEY)
+
+
+@pytest.mark.parametrize("canary", ["service:web", "SERVICE:WEB"])
+def test_a_canary_scope_the_query_already_fixes_is_refused_before_any_fetch(corpus, tmp_path, canary):
+    """Issue 22.7: `--canary service:web` against `{service:web,$scope}` selects the whole service,
+    baseline included: a 1.6x latency, 5x error canary passed. The overlap check sees the tags a
+    query fixes as well as the scopes."""
+    with live(corpus, "k1m-latency-shift-006") as fake:
+        result = gate_check(fake, tmp_path, "--canary", canary)
+    assert result.returncode == 4, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: canary scope {canary!r} and baseline scope 'autoscaling_group:web-baseline' "
+                           "overlap: the canary's scope contains the baseline's"), line
+    assert "once the query of metric 'latency' adds its own filter (service:web)" in line, line
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert fake.timeseries_requests() == []  # refused before any fetch
+    assert evaluations(tmp_path) == []  # nothing registered or recorded for it

@@ -53,6 +53,17 @@ PROVIDERS = {
 }
 
 
+def fixed_filters(policy: Policy) -> dict[str, tuple[str, ...]]:
+    """Per metric, the filters its query fixes beside the group's scope: a Datadog query's other
+    tags (`{service:web,$scope}`), which every host of either group's query matches as well as its
+    scope. The other sources put the scope where no other filter meets it: none."""
+    if policy.source.type != "datadog":
+        return {}
+    from gate.sources.datadog import fixed_tags
+
+    return {m.name: tags for m in policy.metrics if (tags := fixed_tags(m))}
+
+
 def open_source(policy: Policy) -> MetricSource:
     target = PROVIDERS.get(policy.source.type)
     if target is None:

@@ -167,6 +167,19 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
     return MetricQuery(text, formula)
 
 
+def fixed_tags(metric: Metric) -> tuple[str, ...]:
+    """The tags a metric's query fixes beside the group's: `{service:web,$scope}` -> `service:web`.
+    Every host either group's query selects has them too, so the scopes' overlap is judged with
+    them (`analysis.check_scopes`). A query the source would refuse fixes none here: it is refused,
+    naming why, when the source opens."""
+    raw = metric.queries.get("datadog")
+    text = raw.get("query") if isinstance(raw, dict) else raw
+    found = re.search(r"\{([^{}]*\$scope[^{}]*)\}", text) if isinstance(text, str) else None
+    if found is None:
+        return ()
+    return tuple(t.strip() for t in found[1].split(",") if t.strip() not in ("", "$scope"))
+
+
 def check_scope(scope: str, role: str) -> str:
     """A scope goes verbatim into a tag filter: it must be one Datadog tag."""
     if not _TAG.fullmatch(scope) or scope.lower() in _KEYWORDS:
