@@ -182,3 +182,46 @@ def test_over_real_http_the_history_is_read_once_whatever_the_number_of_windows(
             counts.append(len(fake.timeseries_requests()) - before)
     assert counts[0] == counts[1] > 0
     assert report["mode"] == "history-only"  # the canary scope has no history before the deploy
+
+
+def undecided_errors_policy(**changes) -> dict:
+    """Errors the canary can never have enough requests to judge (min_events far above any
+    window's volume): every window ends undecided on them, and on_undecided: fail fails it."""
+    return noisy_policy(lifetime="10m", on_undecided="fail", metrics=[
+        {"name": "cpu", "kind": "gauge", "tolerance": 0.10},
+        {"name": "errors", "kind": "count", "denominator": "requests", "tolerance": 0.5, "min_events": 10**9},
+        {"name": "requests", "kind": "count", "bad_direction": "none"}], **changes)
+
+
+def test_windows_the_judge_could_not_tell_at_the_end_are_undecided_not_false_alarms(tmp_path):
+    result = backtest("--policy", write(tmp_path, undecided_errors_policy()), "--days", "3", "--windows", "3",
+                      "--until", UNTIL, "--no-recommend", "--jobs", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    overall = report["overall"]
+    assert overall["undecided"]["count"] == 3 and overall["undecided"]["of"] == 3
+    assert overall["false_alarms"]["count"] == 0  # failed only through on_undecided: not a false alarm
+    errors = next(m for m in report["metrics"] if m["name"] == "errors")
+    assert errors["undecided"]["count"] == 3 and errors["false_alarms"]["count"] == 0
+    assert report["false_alarm_windows"] == []
+
+
+def test_the_recommendation_never_picks_a_tolerance_whose_clean_windows_end_undecided(tmp_path):
+    result = backtest("--policy", write(tmp_path, undecided_errors_policy()), "--days", "3", "--windows", "2",
+                      "--until", UNTIL, "--jobs", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["recommendation"]["tolerances"]["errors"] is None
+    assert any("could not tell" in note for note in report["recommendation"]["notes"])
+    assert "could not tell" in backtest("--policy", write(tmp_path, undecided_errors_policy()), "--days", "3",
+                                        "--windows", "2", "--until", UNTIL, "--jobs", "1", "--no-recommend").stdout
+
+
+def test_a_metric_the_judge_could_not_tell_is_undecided_whatever_verdict_it_carries():
+    from gate.backtest import could_not_tell
+    from gate.verdict import MetricResult
+
+    assert could_not_tell(MetricResult("cpu", "inconclusive", "...", "minimum-volume"))
+    assert could_not_tell(MetricResult("cpu", "fail", "...", "mean-could-not-tell-at-end"))
+    assert not could_not_tell(MetricResult("cpu", "fail", "...", "mean-beyond-tolerance"))
+    assert not could_not_tell(MetricResult("cpu", "pass", "...", "mean-within-tolerance"))
