@@ -225,3 +225,14 @@ def test_a_metric_the_judge_could_not_tell_is_undecided_whatever_verdict_it_carr
     assert could_not_tell(MetricResult("cpu", "fail", "...", "mean-could-not-tell-at-end"))
     assert not could_not_tell(MetricResult("cpu", "fail", "...", "mean-beyond-tolerance"))
     assert not could_not_tell(MetricResult("cpu", "pass", "...", "mean-within-tolerance"))
+
+
+def test_in_a_log_the_backtest_prints_progress_lines_on_stderr(tmp_path):
+    # run_gate's stderr is a pipe, not a terminal: a CI log, where a progress bar prints nothing.
+    result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
+                      "--until", UNTIL, "--no-recommend", "--jobs", "1")
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("backtest: judging the windows")]
+    assert len(progress) >= 2
+    done, total = progress[-1].split()[4].split("/")
+    assert done == total  # the last line says the stage is complete
