@@ -56,6 +56,8 @@ DOWN_AFTER = 0.25  # a canary that stops reporting does so a quarter into its li
 MIN_COVERAGE = 0.5  # of the history's moments with a point: fewer, and the windows judge gaps, not the service
 PAIRED_COVERAGE = 0.9  # the canary group's history must cover this share of the baseline's to be paired
 DEFAULT_WINDOWS = 32
+BROKEN_FACTOR = max(TOLERANCE_FACTORS)  # an A/A window failed by more than this x the tolerance...
+BROKEN_SHARE = 0.5  # ...in this share of the windows: the history is broken, not the policy too tight
 BACKTEST_RELEASE = "backtest"  # what `{release}` in a scope becomes: no real release has run there
 MEMORY_UNITS = {"b", "bytes", "kb", "kib", "mb", "mib", "gb", "gib"}
 
@@ -244,6 +246,7 @@ class Run:
     minutes: float  # from the deploy to the decision
     failed: tuple[tuple[str, str, str], ...]  # (metric, rule, reason) of each failing metric
     undecided: tuple[str, ...] = ()  # the metrics the judge could not tell at the end (none failed)
+    far_beyond: tuple[str, ...] = ()  # failed metrics whose estimate was beyond BROKEN_FACTOR x their tolerance
 
     @property
     def outcome(self) -> str:
@@ -302,8 +305,10 @@ def judge_window(task: tuple[int, list[Spec]]) -> list[Run]:
         judged = [m for m in verdict.metrics if not m.muted]
         failed = tuple((m.name, m.rule, m.reason) for m in judged if m.verdict == "fail" and not could_not_tell(m))
         undecided = () if failed or verdict.verdict == "pass" else tuple(m.name for m in judged if could_not_tell(m))
+        far = tuple(m.name for m in judged if m.verdict == "fail" and m.effect is not None and m.tolerance
+                    and abs(m.effect) > BROKEN_FACTOR * m.tolerance)
         runs.append(Run(spec.label, deployed_at, spec.injection, verdict.verdict,
-                        (verdict.evaluated_at - deployed_at) / 60, failed, undecided))
+                        (verdict.evaluated_at - deployed_at) / 60, failed, undecided, far))
     return runs
 
 
@@ -451,6 +456,30 @@ def detection(runs: list[Run], label: str, injection: Injection) -> tuple[Rate, 
     return Rate(len(hits), len(tried)), _median(r.minutes for r in hits)
 
 
+def broken_history(runs: list[Run], policy: Policy) -> dict[str, Rate]:
+    """The metrics whose A/A windows failed by more than BROKEN_FACTOR x the tolerance in at
+    least BROKEN_SHARE of the windows: canary and baseline did not run the same thing over this
+    history (a faulty version or host in the canary scope, a long incident). No tolerance fixes
+    that, and loosening one to hide it would stop the metric from being judged."""
+    aa = [r for r in runs if r.label == "policy" and r.injection == AA]
+    found = {}
+    for m in testable(policy):
+        far = Rate(sum(m.name in r.far_beyond for r in aa), len(aa))
+        if far.trials and far.rate >= BROKEN_SHARE:
+            found[m.name] = far
+    return found
+
+
+def broken_note(broken: dict[str, Rate], policy: Policy) -> str:
+    metrics = ", ".join(f"{name} in {r.hits}/{r.trials} (tolerance {policy.metric(name).tolerance:g})"
+                        for name, r in broken.items())
+    return (f"the history looks broken, not the policy too tight: A/A windows failed by more than "
+            f"{BROKEN_FACTOR:g}x the tolerance on {metrics}. Canary and baseline did not run the same thing "
+            "over this history (a faulty version or host in the canary scope, a long incident): no tolerance "
+            "is recommended. Backtest a stretch where both groups were healthy (--until, --days), or check "
+            "the policy's scopes")
+
+
 @dataclass
 class Recommendation:
     tolerances: dict[str, float | None]
@@ -464,7 +493,8 @@ class Recommendation:
         lines.append("metrics:")
         for m in testable(policy):
             value = self.tolerances.get(m.name)
-            shown = "null  # no candidate met the targets: see the notes" if value is None else f"{value:g}"
+            # Never null: a null tolerance would stop the metric being judged against the baseline.
+            shown = f"{m.tolerance:g}  # kept: no candidate met the targets (see the notes)" if value is None else f"{value:g}"
             lines += [f"  - name: {m.name}", f"    tolerance: {shown}" + (f"  # {checks[m.name]}" if m.name in checks and value is not None else "")]
         return "\n".join(lines) + "\n"
 
@@ -527,6 +557,7 @@ class Backtest:
     checks: dict[str, str]
     lifetimes: list[int]
     seconds: float
+    broken: dict[str, Rate] = field(default_factory=dict)  # broken_history: metric -> A/A windows failed far beyond
 
     def to_dict(self) -> dict:
         p = self.policy
@@ -569,6 +600,7 @@ class Backtest:
                 "canary_down": {"detected": down.to_dict(), "median_minutes_to_fail": down_minutes},
             },
             "metrics": metrics,
+            "broken_history": {name: rate.to_dict() for name, rate in self.broken.items()},
             "false_alarm_windows": [
                 {"deployed_at": iso(r.deployed_at), "minutes": round(r.minutes, 1), "metric": name, "rule": rule, "reason": reason}
                 for r in aa if r.outcome == "fail" for name, rule, reason in r.failed],
@@ -625,6 +657,10 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
 
     first = main_specs(policy) + (tolerance_specs(policy) if recommend else [])
     runs = _stage("judging the windows", history, [(t, first) for t in starts], jobs, progress)
+    broken = broken_history(runs, policy)
+    if broken:  # no recommendation from a broken history: it would loosen the policy to hide it
+        return Backtest(policy, history, starts, runs, Recommendation({}, None, [broken_note(broken, policy)]), {},
+                        [], time.perf_counter() - started, broken)
     if not recommend:
         return Backtest(policy, history, starts, runs, Recommendation({}, None, ["not asked (--no-recommend)"]), {},
                         [], time.perf_counter() - started)
@@ -648,7 +684,7 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
                      f"(that takes {trials_for(policy.alpha)} clean ones): the recommendation rests on the point "
                      "estimate; see each rate's 95% interval")
     return Backtest(policy, history, starts, runs, Recommendation(tolerances, chosen, notes), checks, tried,
-                    time.perf_counter() - started)
+                    time.perf_counter() - started, broken)
 
 
 def _stage(name: str, history: History, tasks, jobs: int, progress) -> list[Run]:
@@ -696,14 +732,18 @@ def print_backtest(report: dict, console) -> None:
                   f"{_rate_text(o['undecided'])}; median time to pass {_minutes(o['median_minutes_to_pass'])}; "
                   f"canary stops reporting caught {_rate_text(o['canary_down']['detected'])} in "
                   f"{_minutes(o['canary_down']['median_minutes_to_fail'])}", highlight=False)
+    if report["broken_history"]:
+        console.print(f"[bold red]broken history[/]: {', '.join(map(escape, report['broken_history']))} failed most "
+                      f"A/A windows by more than {BROKEN_FACTOR:g}x the tolerance: these false alarms measure the "
+                      "history, not the policy (see the note below)", highlight=False)
     table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
-                  title="per metric: false alarms, A/A windows undecided at the end, and injected regressions caught (median time to fail)")
+                  title="per metric: false alarms, A/A windows undecided (undec), and regressions of 1.5x, 2x, 3x the tolerance caught (median time to fail)")
     table.add_column("metric", no_wrap=True)
     table.add_column("tol", justify="right")
     table.add_column("false alarms", no_wrap=True)
-    table.add_column("undecided", no_wrap=True)
+    table.add_column("undec", no_wrap=True)
     for size in EFFECT_SIZES:
-        table.add_column(f"{size:g}x tol", no_wrap=True)
+        table.add_column(f"{size:g}x", no_wrap=True)
     table.add_column("advised", justify="right")
     for m in report["metrics"]:
         kinds = sorted({i["kind"] for i in m["injections"]}, key=["shift", "rate", "tail", "ramp"].index) or [""]

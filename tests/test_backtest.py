@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -236,3 +237,38 @@ def test_in_a_log_the_backtest_prints_progress_lines_on_stderr(tmp_path):
     assert len(progress) >= 2
     done, total = progress[-1].split()[4].split("/")
     assert done == total  # the last line says the stage is complete
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_a_history_failed_wholesale_is_reported_broken_not_a_policy_to_loosen():
+    # examples/simulate.yaml: the canary runs its faulty version (db_connections) over all its history.
+    result = backtest("--policy", EXAMPLES / "simulate.yaml", "--days", "3", "--windows", "2", "--until", UNTIL,
+                      "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["broken_history"]) >= {"latency", "errors"}
+    assert report["recommendation"]["yaml"] is None and not report["recommendation"]["tolerances"]
+    assert any("broken" in note for note in report["recommendation"]["notes"])
+    shown = backtest("--policy", EXAMPLES / "simulate.yaml", "--days", "3", "--windows", "2", "--until", UNTIL).stdout
+    assert "broken history" in shown and "tolerance: null" not in shown
+
+
+def test_the_documented_backtest_example_measures_a_healthy_history():
+    result = backtest("--policy", EXAMPLES / "backtest.yaml", "--days", "3", "--windows", "3", "--until", UNTIL,
+                      "--no-recommend", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["mode"] == "paired" and report["broken_history"] == {}
+    assert report["overall"]["false_alarms"]["count"] == 0
+    assert report["overall"]["detection"]["3x"]["detected"]["rate"] > 0.9
+
+
+def test_a_metric_no_candidate_suits_keeps_its_tolerance_never_null():
+    from gate.backtest import Recommendation
+
+    policy = parse_policy(noisy_policy(), "test")
+    text = Recommendation({"cpu": 0.05, "latency": None}, None).yaml(policy, {})
+    tolerances = {m["name"]: m["tolerance"] for m in yaml.safe_load(text)["metrics"]}
+    assert tolerances == {"cpu": 0.05, "latency": 0.02}  # latency kept at the policy's, not null
