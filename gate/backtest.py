@@ -738,13 +738,13 @@ def print_backtest(report: dict, console) -> None:
                       "history, not the policy (see the note below)", highlight=False)
     table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
                   title="per metric: false alarms, A/A windows undecided (undec), and regressions of 1.5x, 2x, 3x the tolerance caught (median time to fail)")
-    table.add_column("metric", no_wrap=True)
-    table.add_column("tol", justify="right")
+    table.add_column("metric", overflow="fold")  # wraps a long name: the numbers are never cut
+    table.add_column("tol", justify="right", no_wrap=True)
     table.add_column("false alarms", no_wrap=True)
     table.add_column("undec", no_wrap=True)
     for size in EFFECT_SIZES:
         table.add_column(f"{size:g}x", no_wrap=True)
-    table.add_column("advised", justify="right")
+    table.add_column("advised", justify="right", no_wrap=True)
     for m in report["metrics"]:
         kinds = sorted({i["kind"] for i in m["injections"]}, key=["shift", "rate", "tail", "ramp"].index) or [""]
         for n, kind in enumerate(kinds):
@@ -753,7 +753,7 @@ def print_backtest(report: dict, console) -> None:
                 i = next((i for i in m["injections"] if i["kind"] == kind and i["size"] == size), None)
                 d = i["detected"] if i else {"of": 0}
                 minutes = i["median_minutes_to_fail"] if i else None
-                cells.append(f"{d['rate']:.0%}" + ("" if minutes is None else f" {minutes:g}m") if d["of"] else "-")
+                cells.append(f"{d['rate']:.0%}" + ("" if minutes is None else f" {minutes:.0f}m") if d["of"] else "-")
             first = n == 0
             recommended = m["recommended_tolerance"]
             tolerance = "-" if m["tolerance"] is None else f"{m['tolerance']:g}"

@@ -272,3 +272,27 @@ def test_a_metric_no_candidate_suits_keeps_its_tolerance_never_null():
     text = Recommendation({"cpu": 0.05, "latency": None}, None).yaml(policy, {})
     tolerances = {m["name"]: m["tolerance"] for m in yaml.safe_load(text)["metrics"]}
     assert tolerances == {"cpu": 0.05, "latency": 0.02}  # latency kept at the policy's, not null
+
+
+def test_in_80_columns_the_table_wraps_a_long_metric_name_and_cuts_no_number(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from gate.backtest import print_backtest
+
+    result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
+                      "--until", UNTIL, "--jobs", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    report["metrics"][1]["name"] = "checkout.request.latency.p99"
+    shown = io.StringIO()
+    print_backtest(report, Console(file=shown, width=80, color_system=None))
+    lines = shown.getvalue().splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("metric")))
+    end = lines.index(next(line for line in lines[start:] if line.startswith(("note:", "windows", "recommended"))))
+    table = lines[start:end]
+    assert any(line.startswith("checkout.") for line in table)
+    assert "…" not in "\n".join(table) and all(len(line) <= 80 for line in table)
+    advised = [m["recommended_tolerance"] for m in report["metrics"]]
+    assert all(f"{a:g}" in "\n".join(table) for a in advised if a is not None)
