@@ -4,12 +4,15 @@ long for one invocation is refused with a clear message, never half done."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
 from gate.sources.replay import load_case
 from gate.verdict import iso
 from tests.lambda_module import FakeContext, import_handler
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ def test_plan_answers_as_the_cli(handler, corpus):
     case, policy = case_policy(corpus, "k1m-aa-000")
     result = handler.lambda_handler({"action": "plan", "release": "web-2", "policy": policy,
                                      "at": iso(case.deployed_at)}, FakeContext())
-    assert result["verdict"] in ("ok", "too short") and result["exit_code"] == (0 if result["verdict"] == "ok" else 3)
+    assert result["verdict"] in ("ok", "at the end", "too short") and result["exit_code"] == (0 if result["verdict"] == "ok" else 3)
     assert [m["name"] for m in result["metrics"]] == ["cpu"] and result["canary_share"] == 0.05
 
 
@@ -52,13 +55,16 @@ def test_an_unknown_action_is_a_bad_request(handler):
     assert result["statusCode"] == 400 and "action" in result["error"]
 
 
-def test_a_backtest_that_cries_wolf_on_every_window_answers_exit_code_3(handler, corpus):
-    """Issue 22: 3 of 3 false alarms answered exit_code 0. CPU's limit (1%) sits far below its
-    level: every clean window fails on it."""
-    case, policy = case_policy(corpus, "k1m-aa-000")
-    policy["metrics"][0]["max"] = 1
-    result = handler.lambda_handler({"action": "backtest", "policy": policy, "days": 6, "windows": 3,
-                                     "until": iso(case.deployed_at - 60)}, FakeContext())
+def test_a_backtest_that_cries_wolf_on_every_window_answers_exit_code_3(handler):
+    """Issue 22: 3 of 3 false alarms answered exit_code 0. examples/simulate.yaml: the canary runs
+    its faulty version (db_connections) over all its history (the simulated service is this test's
+    data: production refuses it)."""
+    import yaml
+
+    handler.DEMO_SOURCES = handler.DEMO_SOURCES - {"simulate"}
+    policy = yaml.safe_load((ROOT / "examples" / "simulate.yaml").read_text())
+    result = handler.lambda_handler({"action": "backtest", "policy": policy, "days": 3, "windows": 3,
+                                     "until": "2024-05-10T00:00:00Z"}, FakeContext())
     assert result["overall"]["false_alarms"]["count"] == 3 == result["overall"]["false_alarms"]["of"], result
     assert result["exit_code"] == 3
 
