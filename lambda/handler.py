@@ -75,7 +75,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from gate.analysis import Analysis, announce, current_moment, open_release
 from gate.aws import error_code, transient
 from gate.cache import ReferenceCache
-from gate.errors import GateError, InputError, PolicyError, ReleaseError, SourceError, validation_problems
+from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
 from gate.lifecycle import LAMBDA
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
 from gate.release import parse_time, release_name
@@ -83,6 +83,7 @@ from gate.rollout import RolloutError
 from gate.sources import DEMO_SOURCES, open_source
 from gate.store import SqliteStore, open_store
 from gate.verdict import EXIT_ERROR
+from gate.errors import InputError  # a value out of range: the request is wrong (400)
 
 SERVICE = "canary-gate"
 SECRET_KEYS = ("DD_API_KEY", "DD_APP_KEY", "SLACK_WEBHOOK_URL")

@@ -187,6 +187,20 @@ def test_scopes_that_would_change_the_query_are_refused(scope):
     assert f"canary scope {scope!r}" in str(e.value)
 
 
+@pytest.mark.parametrize("query, tags", [
+    ("avg:system.cpu.user{$scope}", ()),
+    ("p95:trace.http.request{service:web,$scope}", ("service:web",)),
+    ({"query": "trace.http.request.hits{ env:prod , $scope, service:web }", "aggregation": "sum"},
+     ("env:prod", "service:web")),
+    ("avg:system.cpu.user{service:web}", ()),  # no $scope: refused when the source opens, fixes nothing here
+])
+def test_the_tags_a_query_fixes_beside_the_scope_are_read_for_the_overlap_check(query, tags):
+    from gate.policy import Metric
+    from gate.sources.datadog import fixed_tags
+
+    assert fixed_tags(Metric(name="m", kind="gauge", queries={"datadog": query})) == tags
+
+
 def test_a_release_name_outside_the_tag_grammar_is_refused_before_any_request(serve):
     fake, source = serve("k1m-aa-039")
     analysis = Analysis(source=source, policy=datadog_policy(), release="1.2 OR host:prod",
@@ -616,16 +630,3 @@ def test_group_names_for_promote_are_accepted_options(env):
     open_source(policy)
     assert policy.actions.production_asg == "web-prod"  # moved to `actions:` (read for one more version)
 
-
-@pytest.mark.parametrize("query, tags", [
-    ("avg:system.cpu.user{$scope}", ()),
-    ("p95:trace.http.request{service:web,$scope}", ("service:web",)),
-    ({"query": "trace.http.request.hits{ env:prod , $scope, service:web }", "aggregation": "sum"},
-     ("env:prod", "service:web")),
-    ("avg:system.cpu.user{service:web}", ()),  # no $scope: refused when the source opens, fixes nothing here
-])
-def test_the_tags_a_query_fixes_beside_the_scope_are_read_for_the_overlap_check(query, tags):
-    from gate.policy import Metric
-    from gate.sources.datadog import fixed_tags
-
-    assert fixed_tags(Metric(name="m", kind="gauge", queries={"datadog": query})) == tags
