@@ -629,4 +629,3 @@ def test_group_names_for_promote_are_accepted_options(env):
     policy = datadog_policy(production_asg="web-prod", canary_asg="web-canary", baseline_asg="web-baseline")
     open_source(policy)
     assert policy.actions.production_asg == "web-prod"  # moved to `actions:` (read for one more version)
-
