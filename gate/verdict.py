@@ -79,6 +79,9 @@ class Verdict:
     # The traffic step (`gate rollout`) this verdict judged, on its own window; None otherwise.
     # Only such a verdict lets its step advance: a whole-release check is not a step's judgement.
     rollout_step: int | None = None
+    # The deploy of the release this verdict judged (gate.lifecycle.Deploy.number); None when it
+    # was judged without a registration (a replay, the bench).
+    deploy: int | None = None
 
     @property
     def exit_code(self) -> int:
@@ -108,6 +111,8 @@ class Verdict:
             d["demo"] = self.demo
         if self.rollout_step is not None:
             d["rollout_step"] = self.rollout_step
+        if self.deploy is not None:
+            d["deploy"] = self.deploy
         return d
 
     @staticmethod
@@ -129,4 +134,5 @@ class Verdict:
             notes=list(d.get("notes", [])),
             demo=d.get("demo"),
             rollout_step=d.get("rollout_step"),
+            deploy=d.get("deploy"),
         )
