@@ -93,6 +93,11 @@ class Verdict:
         return None if self.demo is None else f"DEMO ({self.demo})"
 
     @property
+    def deploy_id(self) -> str | None:
+        """How the report, Slack and JUnit name the deploy judged (gate.lifecycle.Deploy.id)."""
+        return None if self.deploy is None else f"{self.release}#{self.deploy}"
+
+    @property
     def decisive(self) -> bool:
         return self.verdict in ("pass", "fail")
 

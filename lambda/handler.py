@@ -35,8 +35,8 @@ A policy whose source is a demo (`simulate`, `replay`: made-up or recorded data)
 the Lambda gates real releases.
 
 Settings (environment): GATE_STORE_TABLE (DynamoDB evaluation store), GATE_IDEMPOTENCY_TABLE
-(a retried invocation for the same release and moment returns the first answer instead of judging
-and notifying again; a different request for them is refused), GATE_SECRET_ID (a Secrets Manager
+(a retried invocation for the same deploy of the release and moment returns the first answer instead
+of judging and notifying again; a different request for them is refused), GATE_SECRET_ID (a Secrets Manager
 JSON secret holding DD_API_KEY, DD_APP_KEY, SLACK_WEBHOOK_URL), POWERTOOLS_* (logging, metrics
 namespace, tracing).
 """
@@ -346,7 +346,7 @@ class Judgement(TypedDict):
 @tracer.capture_method
 def judge(request: Judgement) -> dict:
     """Judge `request["release"]` at `request["now"]` and record it. Under idempotency, runs once
-    per (release, now): a retry gets the recorded answer back."""
+    per (release, deploy, now, rollout): a retry gets the recorded answer back."""
     policy, now = request["policy"], request["now"]
     # A warm container reuses what it learned of this release's history (the seasonal model and
     # its history fetch are the costly part of an evaluation); /tmp is the only writable place.

@@ -20,11 +20,13 @@ from gate.rollout import Rollout, RolloutError
 from gate.sources.simulate import ONSET, SimulateSource
 from gate.store import SqliteStore
 from gate.traffic import Forward
-from gate.verdict import Verdict
+from gate.verdict import Verdict, iso, parse_time
 from tests.alb import forward
 from tests.test_rollout_moto import (  # noqa: F401 (alb: fixture)
     DEPLOYED_AT, SECTION, Clock, alb, gate, inject_at_step, machine, policy_for, run, split, write_policy)
 from tests.moto_server import moto_server  # noqa: F401 (fixture)
+from tests.test_lambda_handler import aws_tables, handler  # noqa: F401 (fixtures)
+from tests.test_store_dynamodb import moto_endpoint  # noqa: F401 (fixture)
 
 
 def opened(alb, store, source, clock, requested, policy=None) -> Rollout:
@@ -211,3 +213,41 @@ def test_a_damaged_traffic_row_is_a_store_error_naming_it(alb, tmp_path, detail,
         db.execute("UPDATE traffic SET detail = ? WHERE id = 1", (detail,))
     with pytest.raises(StoreError, match=re.escape(f"traffic row 1: 'web-2''s traffic change is damaged: {what}")):
         machine(alb, store, source, clock).tick(int(clock.at) + 60)
+
+
+# -- the Lambda's idempotency key is the deploy's ------------------------------------------------
+
+
+def test_a_redeploy_asked_at_the_moment_its_predecessor_was_judged_is_judged(handler, corpus, aws_tables):
+    """Keyed on (release, now), the new deploy's first look met the old deploy's cached answer:
+    refused as "a different request" (or, had it asked the same, answered with it)."""
+    from tests.lambda_module import FakeContext
+    from tests.test_lambda_handler import case_event
+
+    first = case_event(corpus, "k1m-canary-down-012")
+    end = parse_time(first["now"])
+    first["now"] = iso(end + 600)  # judged at its end (the lifetime is over)
+    old = handler.lambda_handler(dict(first), FakeContext())
+    assert old["verdict"] == "fail", old
+    new = handler.lambda_handler({**first, "deployed_at": iso(end)}, FakeContext())  # a new deploy, same moment
+    assert new.get("statusCode") is None, new
+    assert (old["deploy"], new["deploy"]) == (1, 2)
+    assert new["deployed_at"] == iso(end) and new["verdict"] != "pass"
+    assert handler.lambda_handler(dict(first), FakeContext())["verdict"] == "error"  # the old deploy is over
+
+
+def test_every_output_of_a_verdict_names_its_deploy(tmp_path):
+    """The verdict's JSON, JUnit and Slack name the deploy judged (web-2#1), and its
+    record in the store carries it."""
+    from gate import junit
+    from gate.notify import slack
+
+    store, clock = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT + 1800)
+    policy = parse_policy(DEMO_POLICY)
+    analysis = open_release(policy, "web-2", int(clock.at), open_source=lambda p: SimulateSource("healthy", 7),
+                            store=store, requested=DEPLOYED_AT, clock=clock)
+    verdict = analysis.evaluate(int(clock.at))
+    assert verdict.to_dict()["deploy"] == 1 and store.evaluations("web-2")[-1]["payload"]["deploy"] == 1
+    assert '<property name="deploy" value="web-2#1" />' in junit.report(verdict)
+    message = slack.build_message(verdict, policy="demo", canary="c", baseline="b")
+    assert "deploy `web-2#1`" in json.dumps(message)
