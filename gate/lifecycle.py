@@ -161,11 +161,12 @@ def register(
 def registered_end(deploy: Deploy, registered: dict, policy: Policy) -> int | None:
     """The end of the deploy's registered canary window: from the lifetime it was registered with.
     A record older than that keeps the policy's digest: the asking policy's lifetime is the
-    registered one only if it is the same policy; otherwise the end is unknown (None)."""
+    registered one only if it is the same policy; otherwise the end is unknown (None). A record
+    older than digests is judged as `_judged_by` judges it: by the asking policy."""
     if deploy.lifetime is not None:
         return deploy.deployed_at + deploy.lifetime
     recorded = registered["info"].get(POLICY_DIGEST)
-    return deploy.deployed_at + policy.lifetime if recorded == policy_digest(policy) else None
+    return deploy.deployed_at + policy.lifetime if recorded in (None, policy_digest(policy)) else None
 
 
 def _registered(deploy: Deploy, registered: dict, requested: int | None, now: int, policy: Policy,
