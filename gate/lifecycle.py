@@ -60,11 +60,16 @@ def deploy_of(registered: dict) -> Deploy:
                   lifetime if _whole(lifetime) else None)
 
 
-def belongs(record: dict, deploy: Deploy) -> bool:
-    """Whether a record (a traffic change, a verdict's payload) is the deploy's own: it names that
-    deploy. A record that names none (older than deploy numbers) is no deploy's: never adopted."""
+def named_deploy(record: dict) -> int | None:
+    """The deploy number a record (a traffic change, a verdict's payload) names; None: none (a
+    record older than deploy numbers, which is no deploy's: never adopted)."""
     number = record.get(DEPLOY)
-    return _whole(number) and number == deploy.number
+    return number if _whole(number) else None
+
+
+def belongs(record: dict, deploy: Deploy) -> bool:
+    """Whether a record is the deploy's own: it names that deploy."""
+    return named_deploy(record) == deploy.number
 
 
 def _whole(value: object) -> bool:

@@ -118,7 +118,8 @@ def test_a_failed_deploy_is_not_restarted_inside_its_registered_window_by_a_shor
 def test_a_deploy_registered_before_lifetimes_were_kept_is_restarted_only_by_its_own_policy(tmp_path):
     store = SqliteStore(tmp_path / "gate.sqlite")
     # An older record: the digest of the policy it was registered with, no lifetime.
-    store.start_release("web-2", DEPLOYED_AT, {"policy": "demo", POLICY_DIGEST: policy_digest(parse_policy(DEMO_POLICY))})
+    digest = policy_digest(parse_policy(DEMO_POLICY))
+    store.start_release("web-2", DEPLOYED_AT, {"policy": "demo", POLICY_DIGEST: digest})
     short = with_overrides(parse_policy(DEMO_POLICY), "p.yaml with --lifetime", lifetime="10m")
     with pytest.raises(ReleaseError, match="before its lifetime was kept"):
         register_deploy(store, "web-2", DEPLOYED_AT + 600, DEPLOYED_AT + 900, short, {"policy": "demo"},
@@ -252,3 +253,15 @@ def test_every_output_of_a_verdict_names_its_deploy(tmp_path):
     assert '<property name="deploy" value="web-2#1" />' in junit.report(verdict)
     message = slack.build_message(verdict, policy="demo", canary="c", baseline="b")
     assert "deploy `web-2#1`" in json.dumps(message)
+
+
+def test_a_report_draws_only_its_deploy_s_traffic_steps(tmp_path):
+    """The strip of deploy 2's report showed deploy 1's steps too (and older changes naming none)."""
+    from gate.report import _traffic
+
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    for deploy, step in ((None, 3), (1, 2), (2, 1)):
+        store.record_traffic("web-2", {"step": step, "set_at": DEPLOYED_AT + step, "weights": {"a": step},
+                                       **({"deploy": deploy} if deploy else {})})
+    verdict = Verdict("web-2", "fail", "x", DEPLOYED_AT, DEPLOYED_AT + 600, True, deploy=2)
+    assert [c["step"] for c in _traffic(store, verdict)] == [1]
