@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gate import judge as default_judge
 from gate.errors import GateError, PolicyError, quoted
-from gate.lifecycle import CLI, Names, register_deploy
+from gate.lifecycle import CLI, Deploy, Names, register
 from gate.policy import Policy, with_overrides
 from gate.series import Observations
 from gate.sources import DEMO_SOURCES, MetricSource, Query, fixed_filters
@@ -122,8 +122,10 @@ class Analysis:
         judge: Judge = default_judge,
         cache: Cache | None = None,
         rollout_step: int | None = None,
+        deploy: Deploy | None = None,
     ):
         self.policy = policy
+        self.deploy = deploy  # the registered deploy judged (its number marks every verdict); None: unregistered
         self.rollout_step = rollout_step  # a traffic step judged on its own window (gate rollout)
         self.source = source
         self.release = release
@@ -187,7 +189,8 @@ class Analysis:
             window = self.window(now)
             verdict = self.judge.evaluate(self.policy, reference, window, self.deployed_at, now)
             demo = self.policy.source.type if self.policy.source.type in DEMO_SOURCES else None
-            verdict = replace(verdict, release=self.release, demo=demo, rollout_step=self.rollout_step)
+            verdict = replace(verdict, release=self.release, demo=demo, rollout_step=self.rollout_step,
+                              deploy=self.deploy.number if self.deploy is not None else None)
             if now >= self.end_at and not verdict.decisive:
                 verdict = self._at_end_of_lifetime(verdict)
         except GateError as e:
@@ -289,12 +292,27 @@ def open_release(
         # (Simulated data is made up at any moment, like a live source: the rule holds there.)
         examine_past = True
         requested = recorded if requested is None else requested
+    deploy = register_release(policy, release, now, store=store, requested=requested, canary=canary,
+                              baseline=baseline, examine_past=examine_past, names=names, clock=clock)
+    return Analysis(policy, source, release, deploy.deployed_at, canary=canary, baseline=baseline, store=store,
+                    cache=cache, deploy=deploy)
+
+
+def register_release(policy: Policy, release: str, now: int, *, store: Any, requested: int | None = None,
+                     canary: str | None = None, baseline: str | None = None, examine_past: bool = False,
+                     names: Names = CLI, clock: Callable[[], float] = time.time) -> Deploy:
+    """The deploy of `release` judged at `now`, registered (`lifecycle.register`) once its scopes
+    are checked: what a front door keys its records on before it judges (the Lambda's idempotency)."""
+    group_scopes(policy, release, canary, baseline)
+    return register(store, release, requested, now, policy, deploy_info(policy, canary, baseline),
+                    examine_past=examine_past, names=names, clock=clock)
+
+
+def deploy_info(policy: Policy, canary: str | None = None, baseline: str | None = None) -> dict:
+    """What a deploy is registered with besides its policy's digest and lifetime: the policy's
+    name and the groups' scopes (as given, `{release}` unfilled)."""
     canary_scope, baseline_scope = policy.scopes(canary=canary, baseline=baseline)
-    info = {"policy": policy.name, "canary": canary_scope, "baseline": baseline_scope}
-    deployed_at = register_deploy(store, release, requested, now, policy, info, examine_past=examine_past,
-                                  names=names, clock=clock)
-    return Analysis(policy, source, release, deployed_at, canary=canary, baseline=baseline, store=store,
-                    cache=cache)
+    return {"policy": policy.name, "canary": canary_scope, "baseline": baseline_scope}
 
 
 def announce(analysis: Analysis, evaluation: Evaluation, *, report: bool = True,

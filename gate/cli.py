@@ -256,8 +256,7 @@ def rollout(
             print_result(seen.verdict, False, analysis)
     if seen.status in ("complete", "rolled_back") and seen.verdict is not None and not dry_run:
         _announce(machine.judged, machine.evaluation)  # the step's analysis: its window, its verdict
-    # A dry run records nothing and moves no weight: it never says "complete" to a pipeline (exit 0).
-    raise typer.Exit(3 if dry_run and seen.exit_code == 0 else seen.exit_code)
+    raise typer.Exit(seen.exit_code)  # a dry run's is never 0 (gate.rollout.Look), as its JSON says
 
 
 # Worst first: could not judge, fail, undecided, pass.

@@ -110,6 +110,7 @@ def report(verdict: Verdict) -> str:
             "final": str(verdict.final).lower(),
             "reason": verdict.reason,
             "deployed_at": iso(verdict.deployed_at),
+            **({"deploy": verdict.deploy_id} if verdict.deploy_id else {}),
             "evaluated_at": iso(verdict.evaluated_at),
         },
     )

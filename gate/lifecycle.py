@@ -7,6 +7,13 @@ judges what it asked for against what the store holds, whoever wrote it, so that
 checks at once decide exactly as one after the other would. How a store's record of a release
 reads back (checked: a damaged record is a StoreError) and what its `redeploy` event keeps are
 here too, once for SQLite and DynamoDB.
+
+Every registration is a deploy with an identity (`Deploy`: the release and its deploy number, 1
+for the first, one more at each restart), and every record of it names it: evaluations (the
+verdict's `deploy`), traffic changes (`deploy`), the Lambda's idempotency key, the report, Slack
+and JUnit. What was registered decides for the deploy (its lifetime, its policy's digest), never
+the policy of the call that asks. A record that names no deploy (kept before deploys were
+numbered) belongs to no numbered deploy: read, shown, never adopted (`belongs`).
 """
 
 from __future__ import annotations
@@ -26,6 +33,47 @@ FUTURE_SKEW = 60  # seconds a moment may be ahead of this clock (clocks differ a
 POLICY_DIGEST = "policy_sha256"  # the key of the policy's digest in a registration's info
 ATTEMPTS = 4  # registrations raced by other processes before giving up (each race is a write)
 REDEPLOY_EVENT = "redeploy"  # the event that keeps a restarted release's previous deploy
+DEPLOY = "deploy"  # the deploy number, in a registration's info and in every record of the deploy
+LIFETIME = "lifetime"  # the registered policy's lifetime (seconds), in a registration's info
+LEGACY_DEPLOY = 0  # the number of a deploy registered before deploys were numbered
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """One deploy of a release, as registered: what every record of it hangs from."""
+
+    release: str
+    number: int  # 1 for the first deploy of the release, one more at each restart
+    deployed_at: int
+    lifetime: int | None  # the registered policy's lifetime; None: registered before it was kept
+
+    @property
+    def id(self) -> str:
+        return f"{self.release}#{self.number}"
+
+
+def deploy_of(registered: dict) -> Deploy:
+    """The deploy a store's (checked) release record holds."""
+    info = registered["info"]
+    number, lifetime = info.get(DEPLOY), info.get(LIFETIME)
+    return Deploy(registered["release"], number if _whole(number) else LEGACY_DEPLOY, registered["deployed_at"],
+                  lifetime if _whole(lifetime) else None)
+
+
+def named_deploy(record: dict) -> int | None:
+    """The deploy number a record (a traffic change, a verdict's payload) names; None: none (a
+    record older than deploy numbers, which is no deploy's: never adopted)."""
+    number = record.get(DEPLOY)
+    return number if _whole(number) else None
+
+
+def belongs(record: dict, deploy: Deploy) -> bool:
+    """Whether a record is the deploy's own: it names that deploy."""
+    return named_deploy(record) == deploy.number
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass(frozen=True)
@@ -47,7 +95,13 @@ def policy_digest(policy: Policy) -> str:
     return hashlib.sha256(policy.model_dump_json(exclude_defaults=True).encode()).hexdigest()
 
 
-def register_deploy(
+def register_deploy(store: Any, release: str, requested: int | None, now: int, policy: Policy, info: dict,
+                    **options: Any) -> int:
+    """`register`, for who needs only the deploy time."""
+    return register(store, release, requested, now, policy, info, **options).deployed_at
+
+
+def register(
     store: Any,
     release: str,
     requested: int | None,
@@ -58,15 +112,16 @@ def register_deploy(
     examine_past: bool = False,
     names: Names = CLI,
     clock: Callable[[], float] = time.time,
-) -> int:
-    """The deploy time to judge `release` from at `now`, registered in the store.
+) -> Deploy:
+    """The deploy of `release` to judge at `now`, registered in the store.
 
     * not registered: register it (`requested`, or `now`), with the policy's digest;
     * `requested` is the registered deploy time (within FUTURE_SKEW): the same canary, judged
       again, and only with the policy it was registered with (another policy replaces it only
       while nothing was judged yet, e.g. after a first evaluation that could not read metrics);
-    * `requested` after the registered lifetime ended: a new deploy of the same release, which
-      restarts it (the previous deploy time stays in its `redeploy` event);
+    * `requested` after the registered lifetime ended (the lifetime registered with the deploy,
+      not the asking policy's): a new deploy of the same release, which restarts it with the next
+      deploy number (the previous deploy stays in its `redeploy` event);
     * `requested` inside the registered lifetime but different: refused (two canaries at once?);
     * nothing requested and the registered lifetime ended more than one interval before `now`:
       refused, the window is over (a new deploy must say when it started).
@@ -79,7 +134,7 @@ def register_deploy(
     for value, name in ((requested, names.deployed_at), (now, names.now)):
         if value is not None and value > moment + FUTURE_SKEW:
             raise ReleaseError(f"{name}: {_when(value)} is in the future (now {iso(moment)})")
-    info = {**info, POLICY_DIGEST: policy_digest(policy)}
+    info = {**info, POLICY_DIGEST: policy_digest(policy), LIFETIME: policy.lifetime}
     writes = 0
     while True:
         # Judge what is asked against what the store holds, write only what the rules allow, and
@@ -87,9 +142,10 @@ def register_deploy(
         registered = store.release(release)
         start = None
         if registered is not None:
-            start = _registered(release, registered, requested, now, policy, moment, names)
-            if start is not None and _judged_by(policy, info, store, release, registered, start, names):
-                return start
+            deploy = deploy_of(registered)
+            start = _registered(deploy, registered, requested, now, policy, moment, names)
+            if start is not None and _judged_by(policy, info, store, deploy, registered, names):
+                return deploy
         if writes == ATTEMPTS:
             raise StoreError(f"release {release!r} kept being registered by other processes at the same time; "
                              "try again")
@@ -98,45 +154,64 @@ def register_deploy(
             asked = requested if requested is not None else now
             said = names.deployed_at if requested is not None else names.now
             _new_deploy(asked, said, policy, moment, None if examine_past else names.examine_past)
-            store.start_release(release, asked, info)
+            store.start_release(release, asked, {**info, DEPLOY: 1})
         elif start is None:  # a new deploy: only a requested deploy time after the registered window
             _new_deploy(requested, names.deployed_at, policy, moment, None if examine_past else names.examine_past)
-            store.restart_release(release, requested, info, previous=registered["deployed_at"])
+            store.restart_release(release, requested, {**info, DEPLOY: deploy.number + 1},
+                                  previous=registered["deployed_at"])
         else:  # the same deploy, its policy corrected before anything was judged by the old one
-            store.restart_release(release, start, info, previous=start)
+            store.restart_release(release, start, {**info, DEPLOY: deploy.number}, previous=start)
 
 
-def _registered(release: str, registered: dict, requested: int | None, now: int, policy: Policy,
+def registered_end(deploy: Deploy, registered: dict, policy: Policy) -> int | None:
+    """The end of the deploy's registered canary window: from the lifetime it was registered with.
+    A record older than that keeps the policy's digest: the asking policy's lifetime is the
+    registered one only if it is the same policy; otherwise the end is unknown (None). A record
+    older than digests is judged as `_judged_by` judges it: by the asking policy."""
+    if deploy.lifetime is not None:
+        return deploy.deployed_at + deploy.lifetime
+    recorded = registered["info"].get(POLICY_DIGEST)
+    return deploy.deployed_at + policy.lifetime if recorded in (None, policy_digest(policy)) else None
+
+
+def _registered(deploy: Deploy, registered: dict, requested: int | None, now: int, policy: Policy,
                 moment: float, names: Names) -> int | None:
     """The registered deploy time if the request is that deploy; None if it is a new deploy
-    (a restart); ReleaseError if it contradicts the registered one."""
-    start = registered["deployed_at"]
-    end = start + policy.lifetime
+    (a restart); ReleaseError if it contradicts the registered one. The registered deploy's own
+    window decides: a shorter lifetime asked now does not end it early."""
+    release, start = deploy.release, deploy.deployed_at
+    end = registered_end(deploy, registered, policy)
     if start > moment + FUTURE_SKEW:
         raise ReleaseError(
             f"release {release!r} is registered as deployed at {_when(start)}, in the future of this clock "
             f"({iso(moment)}): its canary would wait for years. The store is wrong: remove that record, or use "
             "another release name")
     if requested is not None and abs(requested - start) > FUTURE_SKEW:  # clocks a little apart: same deploy
+        if end is None:
+            raise ReleaseError(
+                f"release {release!r} was registered (deployed at {iso(start)}) before its lifetime was kept, with "
+                f"another policy than {policy.name!r}: this gate cannot tell when its canary window ends. Judge "
+                f"that deploy with its own policy, or use another release name")
         if requested >= end:
             return None
         raise ReleaseError(
             f"{names.deployed_at} {iso(requested)} contradicts release {release!r}, registered as deployed at "
             f"{iso(start)} with a canary window until {iso(end)}: judge that deploy ({names.deployed_at} "
             f"{iso(start)}), or a new deploy starting after {iso(end)}, or use another release name")
-    if requested is None and now > end + policy.interval:
+    if requested is None and end is not None and now > end + policy.interval:
         raise ReleaseError(
             f"release {release!r} was deployed at {iso(start)} and its canary window ended at {iso(end)}: "
             f"nothing is left to judge. To judge a new deploy of it, give its start ({names.deployed_at})")
     return start
 
 
-def _judged_by(policy: Policy, info: dict, store: Any, release: str, registered: dict, start: int,
-               names: Names) -> bool:
+def _judged_by(policy: Policy, info: dict, store: Any, deploy: Deploy, registered: dict, names: Names) -> bool:
     """Whether the registered deploy is judged by `policy` on the groups `info` names: True if it
     was registered with them (or before digests were kept), False if others were registered but
     judged nothing yet (a policy or a scope corrected after a failed first evaluation), else
-    ReleaseError."""
+    ReleaseError. Judged: a verdict of this deploy, or one naming no deploy in its window (older
+    records: counted, so that an edit is refused rather than allowed)."""
+    release, start = deploy.release, deploy.deployed_at
     kept = registered["info"]
     recorded = kept.get(POLICY_DIGEST)
     same_policy = recorded is None or recorded == policy_digest(policy)
@@ -144,9 +219,9 @@ def _judged_by(policy: Policy, info: dict, store: Any, release: str, registered:
     moved = [g for g in ("canary", "baseline") if g in kept and kept[g] != info.get(g)]
     if same_policy and not moved:
         return True
-    if not any(e["verdict"] != "error" and e["evaluated_at"] >= start for e in store.evaluations(release)):
+    if not any(e["verdict"] != "error" and _judged_in(e, deploy) for e in store.evaluations(release)):
         return False
-    end = start + policy.lifetime
+    end = registered_end(deploy, registered, policy) or start + policy.lifetime
     elsewhere = (f"on a new deploy ({names.deployed_at} after {iso(end)}) or under another release name")
     if not same_policy:
         # A policy edited under a running canary (a shorter lifetime, a wider tolerance) would judge
@@ -161,6 +236,13 @@ def _judged_by(policy: Policy, info: dict, store: Any, release: str, registered:
         f"{group} scope {info.get(group)!r} differs from the one release {release!r} was registered with at "
         f"{iso(start)} ({kept[group]!r}), which has judged it: judge that deploy on its own groups, or these "
         f"groups {elsewhere}")
+
+
+def _judged_in(evaluation: dict, deploy: Deploy) -> bool:
+    payload = evaluation["payload"] if isinstance(evaluation["payload"], dict) else {}
+    if DEPLOY in payload:
+        return belongs(payload, deploy)
+    return evaluation["evaluated_at"] >= deploy.deployed_at
 
 
 def _new_deploy(asked: int, name: str, policy: Policy, moment: float, past_flag: str | None) -> None:
@@ -217,3 +299,25 @@ def redeploy_detail(previous: int, deployed_at: int, registered: dict | None) ->
     """The `redeploy` event of a restart: the deploy it replaces, kept."""
     return {"previous_deployed_at": int(previous), "deployed_at": int(deployed_at),
             "previous_info": registered["info"] if registered else None}
+
+
+def traffic_record(where: str, release: str, detail: object) -> dict:
+    """A traffic change as a store kept it (gate.rollout), checked: a damaged one (not an object,
+    a step or moment that is not a whole number, weights that are not numbers by target group) is
+    a StoreError naming the record and what is wrong, never a crash further on."""
+    change = stored_json(detail, f"{where}: {release!r}'s traffic change")
+    what = f"{where}: {release!r}'s traffic change is damaged"
+    if not isinstance(change, dict):
+        raise StoreError(f"{what}: it is not a JSON object; repair or remove that record")
+    for key in ("step", "set_at"):
+        if not _whole(change.get(key)):
+            raise StoreError(f"{what}: its {key} is {str(change.get(key))[:60]!r}, not a whole number; "
+                             "repair or remove that record")
+    weights = change.get("weights")
+    if not isinstance(weights, dict) or not all(isinstance(a, str) and _whole(w) for a, w in weights.items()):
+        raise StoreError(f"{what}: its weights are {str(weights)[:80]!r}, not whole numbers by target group; "
+                         "repair or remove that record")
+    if DEPLOY in change and not _whole(change[DEPLOY]):
+        raise StoreError(f"{what}: its deploy is {str(change[DEPLOY])[:60]!r}, not a deploy number; "
+                         "repair or remove that record")
+    return change

@@ -505,15 +505,26 @@ class Policy(Strict):
         if self.rollout is None:
             return self
         step = self.rollout.step_lifetime
-        if len(self.rollout.steps) * step > self.lifetime:
+        steps = len(self.rollout.steps)
+        if steps * step > self.lifetime:
             # The lifetime bounds the release: a deploy is judged (and registered) for that long.
-            raise ValueError(f"the rollout's {len(self.rollout.steps)} steps of rollout.step_lifetime ({step} s) "
+            raise ValueError(f"the rollout's {steps} steps of rollout.step_lifetime ({step} s) "
                              f"must fit in the lifetime ({self.lifetime} s)")
         if step < self.interval:
             raise ValueError(f"rollout.step_lifetime ({step} s) must be at least one interval ({self.interval} s)")
         if self.min_duration is not None and self.min_duration > step:
             raise ValueError(f"min_duration ({self.min_duration} s) must not exceed rollout.step_lifetime ({step} s): "
                              "every step must be able to pass")
+        earliest = self.min_duration if self.min_duration is not None else step // 2
+        if steps * (earliest + 2 * self.interval) > self.lifetime:
+            # A step passes at min_duration at the earliest, and the next one is set at the look
+            # after (up to two intervals later on the interval grid): steps that can only pass at
+            # their end drift past the lifetime, and the last one's look is refused (nothing is
+            # left to judge) with the canary left at its share.
+            raise ValueError(f"the rollout's {steps} steps cannot pass before min_duration ({earliest} s) and each "
+                             f"next step is set up to two intervals ({self.interval} s) later: {steps} x "
+                             f"{earliest + 2 * self.interval} s must fit in the lifetime ({self.lifetime} s): make "
+                             f"min_duration shorter than rollout.step_lifetime, or the lifetime longer")
         if self.warmup and (self.warmup > step // 4
                             or self.warmup >= (self.min_duration if self.min_duration is not None else step // 2)):
             raise ValueError(f"warmup ({self.warmup} s) must be at most a quarter of rollout.step_lifetime ({step} s) "

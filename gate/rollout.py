@@ -8,13 +8,17 @@ step; a pass at the last step ends the rollout (exit 0: the pipeline promotes); 
 sends the canary's share back to 0 at once (exit 1).
 
 Every weight change is recorded in the store (`record_traffic`) *after* the load balancer took
-it, with the step and the verdict that allowed it. All the state is there and on the listener:
-each look starts by reconciling the two (`Rollout.position`), so a run can stop anywhere and the
-next one resumes at the recorded step. A crash between "weights set" and "recorded" leaves the
-listener one change ahead of the store, which the next look recognises (the weights of the next
-step after a recorded pass of this one, or the canary at 0 after a recorded fail) and records.
-Any other difference is someone else's change: the rollout stops (RolloutError, exit 4), never
-passes.
+it, with the step, the verdict that allowed it and the deploy it belongs to (gate.lifecycle.Deploy:
+a rollout reads only its own deploy's changes, never a predecessor's). All the state is there and
+on the listener: each look starts by reconciling the two (`Rollout.position`), so a run can stop
+anywhere and the next one resumes at the recorded step. A crash between "weights set" and
+"recorded" leaves the listener one change ahead of the store, which the next look recognises (the
+weights of the next step after a recorded pass of this one, or the canary at 0 after a recorded
+fail) and records as observed: a step's window starts when its weights were seen set, never
+earlier (they may have been set by hand long after the pass). Any other difference is someone
+else's change: the rollout stops (RolloutError, exit 4), never passes; so does a rollout that has
+not started while the canary already takes traffic, or whose canary target group is forwarded to
+by another rule or listener (its share there would not follow the steps).
 
 One look (`look`) judges; moving to the next step (`advance`) is a separate call, so that the
 Step Functions loop makes it an explicit state; `tick` is both, for the command line.
@@ -28,10 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gate.analysis import Analysis, Evaluation
+from gate.actions import ActionError
 from gate.errors import GateError
-from gate.lifecycle import FUTURE_SKEW
-from gate.traffic import Forward, Weights, describe_split, same_split, step_weights
+from gate.lifecycle import DEPLOY, FUTURE_SKEW, Deploy, belongs, deploy_of, register
+from gate.traffic import Forward, Weights, canary_share, describe_split, same_split, step_weights
 from gate.release import iso
+from gate.sources import DEMO_SOURCES
 from gate.verdict import EXIT_CODES, Verdict
 
 Status = Literal["ready", "started", "judging", "advanced", "passed", "complete", "rolled_back", "undecided"]
@@ -66,6 +72,7 @@ class Position:
 
     change: dict | None  # the last traffic change of this deploy; None: not started
     outcome: dict | None  # the decisive (or final) evaluation of the current step, from the store
+    notes: list[str] = field(default_factory=list)  # what the reconciliation found and did
 
     @property
     def step(self) -> int:
@@ -91,13 +98,17 @@ class Look:
     notes: list[str] = field(default_factory=list)
     at: int | None = None  # the moment of the look
     deployed_at: int | None = None  # the release's deploy
+    deploy: int | None = None  # the deploy's number (gate.lifecycle.Deploy)
+    demo: str | None = None  # the release's policy's demo source (simulate, replay): every answer says so
+    dry_run: bool = False  # nothing was recorded or moved: never a pass
 
     @property
     def outcome(self) -> str:
         """The rollout's verdict: pass only once the last step passed; fail once rolled back;
         undecided (inconclusive) while steps remain."""
         if self.status == "complete":
-            return "pass"
+            # A dry run records nothing and moves no weight: it never says "complete" to a pipeline.
+            return "inconclusive" if self.dry_run else "pass"
         if self.status == "rolled_back":
             return "fail"
         return "inconclusive"
@@ -130,9 +141,14 @@ class Look:
         base = self.verdict.to_dict() if self.verdict is not None else {
             "release": self.release, "deployed_at": iso(self.deployed_at) if self.deployed_at is not None else None,
             "evaluated_at": iso(self.at) if self.at is not None else None, "metrics": [], "notes": []}
+        # Marked from the release's policy, whatever this look judged (an answer read from the
+        # store judged nothing): a demo's pass never reads as a live one.
+        marks = {"demo": self.demo} if self.demo is not None else {}
+        if self.deploy is not None:
+            marks["deploy"] = self.deploy
         step_verdict = self.verdict.verdict if self.verdict is not None else (self.recorded or {}).get("verdict")
         reason = base.get("reason") or (self.recorded or {}).get("reason") or ""
-        return {**base, "verdict": self.outcome, "exit_code": self.exit_code, "final": self.final,
+        return {**base, **marks, "verdict": self.outcome, "exit_code": self.exit_code, "final": self.final,
                 "reason": f"rollout {self.summary()}" + (f". {reason}" if reason else ""),
                 "rollout": {"status": self.status, "step": self.step, "of": len(self.steps), "percent": self.percent,
                             "steps": list(self.steps), "step_verdict": step_verdict, "next_step": self.next_step,
@@ -158,6 +174,16 @@ class Rollout:
         self.dry_run = dry_run
         self.judged: Analysis | None = None  # the step's analysis of the last verdict judged (its report)
         self.evaluation: Evaluation | None = None  # what it judged then (the report draws it)
+        self.deploy = release.deploy or self._register()
+
+    def _register(self) -> Deploy:
+        """An analysis opened without a registration (the bench, a test): its deploy registered
+        as a front door would, so that every traffic change names it."""
+        from gate.analysis import deploy_info
+
+        r = self.release
+        return register(self.store, r.release, r.deployed_at, int(self.clock()), r.policy, deploy_info(r.policy),
+                        clock=self.clock)
 
     @property
     def name(self) -> str:
@@ -172,8 +198,8 @@ class Rollout:
     # -- the state, reconciled --------------------------------------------------------------
 
     def changes(self) -> list[dict]:
-        """This deploy's traffic changes (a re-deploy of the release starts a new rollout)."""
-        return [c for c in self.store.traffic(self.name) if c.get("set_at", 0) >= self.release.deployed_at]
+        """This deploy's traffic changes: those that name it (a re-deploy starts a new rollout)."""
+        return self.store.deploy_traffic(self.deploy)
 
     def step_outcome(self, change: dict | None) -> dict | None:
         """The evaluation that decided the step `change` started (pass, fail, or a final
@@ -186,7 +212,8 @@ class Rollout:
         start, end = change["set_at"], change["set_at"] + self.spec.step_lifetime
         for e in self.store.evaluations(self.name):
             payload = e["payload"] if isinstance(e["payload"], dict) else {}
-            mine = payload.get("rollout_step") == change["step"] and payload.get("deployed_at") == iso(start)
+            mine = (payload.get("rollout_step") == change["step"] and payload.get("deployed_at") == iso(start)
+                    and belongs(payload, self.deploy))
             if mine and start < e["evaluated_at"] <= end and (e["verdict"] in ("pass", "fail") or e["final"]):
                 return {"verdict": e["verdict"], "evaluated_at": e["evaluated_at"], "reason": e["reason"],
                         "final": e["final"]}
@@ -199,21 +226,50 @@ class Rollout:
         changes = self.changes()
         change = changes[-1] if changes else None
         outcome = self.step_outcome(change)
-        if change is None or change["step"] == OUT or self._complete(change, outcome):
-            return Position(change, outcome)  # not started, or over: the listener is no longer the rollout's
+        if change is None:
+            self._not_started()
+            return Position(None, None)
+        if change["step"] == OUT or self._complete(change, outcome):
+            return Position(change, outcome)  # over: the listener is no longer the rollout's
         found = self.forward.weights()
         if same_split(change["weights"], found):
             return Position(change, outcome)
         for step in self._next_steps(change, outcome):
             if same_split(self.weights(step), found):
-                recovered = self._record(step, outcome, before=change["weights"], recovered=True,
-                                         set_at=max(change["set_at"] + 1, int((outcome or {}).get("evaluated_at", 0))))
-                return Position(recovered, None)
+                return self._observed(step, change, outcome)
         raise RolloutError(
             f"rollout of {self.name!r}: the weights of {self.spec.forward_arn} were changed by someone else: "
             f"{describe_split(self.spec, found)}, where this rollout set {describe_split(self.spec, change['weights'])} "
             f"(step {change['step']}, {iso(change['set_at'])}). The rollout stops: find out who changed them, then "
             "`gate rollback` (or set them back and run again)")
+
+    def _not_started(self) -> None:
+        """A deploy that set no traffic yet finds the canary at 0; any share it has is someone
+        else's (a previous deploy's rollout still running, a change by hand): never adopted."""
+        found = self.forward.weights()
+        if same_split(self.weights(OUT), found):
+            return
+        raise RolloutError(
+            f"rollout of {self.name!r}: deploy {self.deploy.number} (deployed at {iso(self.deploy.deployed_at)}) has "
+            f"set no traffic yet, but {self.spec.forward_arn} sends {describe_split(self.spec, found)}: a previous "
+            "deploy's rollout (a loop still running?) or a change by hand. The rollout does not start: stop the "
+            "other rollout, `gate rollback` (the canary's traffic to 0), then run again")
+
+    def _observed(self, step: int, change: dict, outcome: dict | None) -> Position:
+        """The listener holds the next change this rollout would make, unrecorded (a run stopped
+        after setting it, or someone set it by hand): recorded as observed now. The step's window
+        starts at this observation, never earlier: when the weights were really set is unknown,
+        and the minutes before could be the previous step's, healthy."""
+        now = int(self.clock())
+        what = "the canary at 0" if step == OUT else f"step {step}'s weights ({self.percent(step)}%)"
+        note = (f"found {what} on the listener with no record of this rollout setting them (a run stopped "
+                f"after setting them, or a change by hand): recorded as observed at {iso(now)}"
+                + ("" if step == OUT else "; the step is judged from then"))
+        if self.dry_run:
+            return Position(self._change(step, outcome, before=change["weights"], set_at=now, recovered=True),
+                            None, [note])
+        return Position(self._record(step, outcome, before=change["weights"], recovered=True, set_at=now), None,
+                        [note])
 
     def _complete(self, change: dict, outcome: dict | None) -> bool:
         return change["step"] == len(self.spec.steps) and (outcome or {}).get("verdict") == "pass"
@@ -229,15 +285,19 @@ class Rollout:
 
     # -- changes ---------------------------------------------------------------------------
 
-    def _record(self, step: int, allowed_by: dict | None, *, before: Weights, recovered: bool = False,
+    def _change(self, step: int, allowed_by: dict | None, *, before: Weights, recovered: bool = False,
                 set_at: int | None = None, by: str = "rollout") -> dict:
         change = {"step": step, "percent": self.percent(step), "steps": list(self.spec.steps),
                   "weights": self.weights(step), "before": before,
                   "set_at": int(set_at if set_at is not None else self.clock()), "by": by,
                   "allowed_by": allowed_by or {"verdict": "start", "reason": "the rollout starts"},
-                  "forward": self.spec.forward_arn}
+                  "forward": self.spec.forward_arn, DEPLOY: self.deploy.number}
         if recovered:
-            change["recovered"] = True  # the listener had it; a crash kept it from the store
+            change["recovered"] = True  # the listener had it, the store did not: set_at is when it was seen
+        return change
+
+    def _record(self, step: int, allowed_by: dict | None, **options: Any) -> dict:
+        change = self._change(step, allowed_by, **options)
         self.store.record_traffic(self.name, change)
         return change
 
@@ -249,8 +309,10 @@ class Rollout:
         return self._record(step, allowed_by, before=before)
 
     def _look(self, status: Status, step: int, **kwargs: Any) -> Look:
+        source = self.release.policy.source.type
         return Look(self.name, status, step, list(self.spec.steps), self.percent(step),
-                    at=int(self.clock()), deployed_at=self.release.deployed_at, **kwargs)
+                    at=int(self.clock()), deployed_at=self.release.deployed_at, deploy=self.deploy.number,
+                    demo=source if source in DEMO_SOURCES else None, dry_run=self.dry_run, **kwargs)
 
     def advance(self, step: int) -> Look:
         """Move to `step` (1: start), if the store allows it: the rollout is not started (step 1),
@@ -265,10 +327,22 @@ class Rollout:
                     else f"at step {at.step}" + (f" ({at.outcome['verdict']})" if at.outcome else ", undecided"))
             raise RolloutError(f"rollout of {self.name!r}: step {step} is not allowed now: the rollout is {held}; "
                                "only a passed step moves to the next one")
+        self._only_route()
         before = self.forward.weights() if not at.started else at.change["weights"]
         self._set(step, at.outcome, before)
         return self._look("started" if step == 1 else "advanced", step, recorded=at.outcome,
-                          notes=["dry run: nothing changed"] if self.dry_run else [])
+                          notes=at.notes + (["dry run: nothing changed"] if self.dry_run else []))
+
+    def _only_route(self) -> None:
+        """A canary target group also forwarded to elsewhere would keep its traffic there whatever
+        the steps (and after a rollback): such a set-up is refused before any step."""
+        elsewhere = self.forward.other_routes()
+        if elsewhere:
+            raise RolloutError(
+                f"rollout of {self.name!r}: rollout.canary_target_group (or rollout.baseline_target_group) is also "
+                f"forwarded to by {', '.join(elsewhere[:3])}, besides {self.spec.forward_arn}: its traffic there would "
+                "not follow the steps, and a rollback would leave it serving. Forward to it from the steered action "
+                "only, then run again")
 
     def roll_back(self, allowed_by: dict) -> dict | None:
         """The canary's share to 0 at once (and the baseline's), production to 100."""
@@ -283,7 +357,7 @@ class Rollout:
         r = self.release
         return Analysis(self.step_policy, r.source, r.release, change["set_at"], canary=r.canary,
                         baseline=r.baseline, store=None if self.dry_run else r.store, judge=r.judge,
-                        cache=KnownReference(r.reference()), rollout_step=change["step"])
+                        cache=KnownReference(r.reference()), rollout_step=change["step"], deploy=self.deploy)
 
     def look(self, now: int) -> Look:
         """Judge the current step at `now`; a fail sends the canary's share to 0 at once. Starts
@@ -294,7 +368,7 @@ class Rollout:
         if at.change.get("by") == "promote":
             return self._look("complete", at.step, notes=["promoted"])
         if at.step == OUT:
-            return self._look("rolled_back", OUT, recorded=at.change.get("allowed_by"))
+            return self._look("rolled_back", OUT, recorded=at.change.get("allowed_by"), notes=at.notes)
         verdict = None
         outcome = at.outcome
         if outcome is None and int(now) > at.change["set_at"]:
@@ -309,13 +383,15 @@ class Rollout:
             if verdict.decisive or verdict.final:
                 outcome = {"verdict": verdict.verdict, "evaluated_at": verdict.evaluated_at,
                            "reason": verdict.reason, "final": verdict.final}
-        return self._after(at, outcome, verdict)
+        seen = self._after(at, outcome, verdict)
+        seen.notes[:0] = at.notes
+        return seen
 
     def _after(self, at: Position, outcome: dict | None, verdict: Verdict | None) -> Look:
         step = at.step
         decided = (outcome or {}).get("verdict")
         if decided == "fail":
-            self.roll_back(outcome)
+            self._send_back(step, outcome)
             return self._look("rolled_back", OUT, verdict=verdict, recorded=outcome,
                               notes=["dry run: the weights were left as they are"] if self.dry_run else [])
         if decided == "pass" and step == len(self.spec.steps):
@@ -325,6 +401,20 @@ class Rollout:
         if outcome is not None:  # a final inconclusive (on_undecided: inconclusive): hold, a person decides
             return self._look("undecided", step, verdict=verdict, recorded=outcome)
         return self._look("judging", step, verdict=verdict)
+
+    def _send_back(self, step: int, outcome: dict) -> None:
+        """A failed step's rollback; one the load balancer refuses says what happened and what is
+        left: the step FAILED, the canary still takes its share (could not judge, exit 4: the
+        pipeline stops; the next look sends it back again)."""
+        try:
+            self.roll_back(outcome)
+        except ActionError as e:
+            share = canary_share(self.spec, self.weights(step))
+            raise RolloutError(
+                f"rollout of {self.name!r}: step {step} FAILED ({outcome.get('reason', '')[:200]}), but sending the "
+                f"canary's traffic back to 0 failed: {e}. The canary still takes {share:g}% of the traffic: run "
+                f"`gate rollback {self.name} --policy <this policy>` (or set {self.spec.forward_arn}'s weights by "
+                "hand) now") from None
 
     def tick(self, now: int) -> Look:
         """One look, then the next step if it allows one: the command line's unit of work."""
@@ -354,10 +444,12 @@ def rollback_traffic(policy: Any, release: str, store: Any, *, by: str = "rollba
     def apply() -> None:
         forward.set(target)
         if store is not None:
+            registered = store.release(release)  # the change is the current deploy's (none: no deploy's)
+            owner = {DEPLOY: deploy_of(registered).number} if registered is not None else {}
             store.record_traffic(release, {"step": OUT, "percent": 0, "steps": list(spec.steps), "weights": target,
                                            "before": found, "set_at": int(time.time()), "by": by,
                                            "allowed_by": {"verdict": by, "reason": f"gate {by}"},
-                                           "forward": spec.forward_arn})
+                                           "forward": spec.forward_arn, **owner})
 
     return [Step(spec.forward_arn.split(":")[-1], f"send the canary's traffic back to production "
                  f"({detail['before']} -> {detail['after']})", detail, apply)]

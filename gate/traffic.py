@@ -6,7 +6,9 @@ target group; at a step of `p` percent the canary (and the baseline) get `p` and
 rest, out of 100. Everything else in the action (other actions, stickiness) is left as it is.
 
 Reads and writes go through boto3 `elbv2` (`describe_listeners`/`describe_rules`,
-`modify_listener`/`modify_rule`), with one-line errors. There is no conditional write on an ALB:
+`modify_listener`/`modify_rule`), with one-line errors. Before each step, the rollout checks that no
+other listener or rule of the load balancers forwards to the canary's or baseline's target group
+(`other_routes`). There is no conditional write on an ALB:
 the rollout reads the weights before every change and compares them with what it last set.
 """
 
@@ -112,6 +114,39 @@ class Forward:
                               f"{', '.join(map(_short, found)) or 'nothing'}): put the target groups in one weighted "
                               "forward action (docs/cloudwatch.md)")
         return found
+
+    def other_routes(self) -> list[str]:
+        """Where else the canary's (or the baseline's) target group is forwarded to: by another
+        listener or rule of its load balancers (`rule ARN`, `listener ARN`), for who refuses that
+        set-up (the traffic there would not follow the steps)."""
+        steered = {g for g in (self.rollout.canary_target_group, self.rollout.baseline_target_group) if g}
+        return [where for where, actions in self._other_actions()
+                if any(steered & set(self._groups(a)) for a in actions if a.get("Type") == "forward")]
+
+    def _other_actions(self):
+        """(where, actions) of every listener and rule of the load balancers of the steered groups,
+        but the steered action itself."""
+        groups = [g for g in (self.rollout.canary_target_group, self.rollout.baseline_target_group) if g]
+        described = self._call("describe_target_groups", TargetGroupArns=groups).get("TargetGroups", [])
+        balancers = sorted({arn for g in described for arn in g.get("LoadBalancerArns", [])})
+        for balancer in balancers:
+            for listener in self._pages("describe_listeners", "Listeners", LoadBalancerArn=balancer):
+                steered_listener = listener["ListenerArn"] == self.rollout.listener_arn
+                if not steered_listener:
+                    yield f"listener {listener['ListenerArn']}", listener.get("DefaultActions", [])
+                for rule in self._pages("describe_rules", "Rules", ListenerArn=listener["ListenerArn"]):
+                    if rule.get("IsDefault") or rule["RuleArn"] == self.rollout.rule_arn:
+                        continue  # a listener's default rule is its default actions
+                    yield f"rule {rule['RuleArn']}", rule.get("Actions", [])
+
+    def _pages(self, operation: str, key: str, **kwargs) -> list[dict]:
+        items, marker = [], None
+        while True:
+            page = self._call(operation, **kwargs, **({"Marker": marker} if marker else {}))
+            items += page.get(key, [])
+            marker = page.get("NextMarker")
+            if not marker:
+                return items
 
     def set(self, weights: Weights) -> None:
         """Give the named target groups these weights (any other group of the action: 0)."""

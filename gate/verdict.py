@@ -79,6 +79,9 @@ class Verdict:
     # The traffic step (`gate rollout`) this verdict judged, on its own window; None otherwise.
     # Only such a verdict lets its step advance: a whole-release check is not a step's judgement.
     rollout_step: int | None = None
+    # The deploy of the release this verdict judged (gate.lifecycle.Deploy.number); None when it
+    # was judged without a registration (a replay, the bench).
+    deploy: int | None = None
 
     @property
     def exit_code(self) -> int:
@@ -88,6 +91,11 @@ class Verdict:
     def demo_label(self) -> str | None:
         """How every output (report, Slack, JUnit) marks a verdict not judged on a live release."""
         return None if self.demo is None else f"DEMO ({self.demo})"
+
+    @property
+    def deploy_id(self) -> str | None:
+        """How the report, Slack and JUnit name the deploy judged (gate.lifecycle.Deploy.id)."""
+        return None if self.deploy is None else f"{self.release}#{self.deploy}"
 
     @property
     def decisive(self) -> bool:
@@ -108,6 +116,8 @@ class Verdict:
             d["demo"] = self.demo
         if self.rollout_step is not None:
             d["rollout_step"] = self.rollout_step
+        if self.deploy is not None:
+            d["deploy"] = self.deploy
         return d
 
     @staticmethod
@@ -129,4 +139,5 @@ class Verdict:
             notes=list(d.get("notes", [])),
             demo=d.get("demo"),
             rollout_step=d.get("rollout_step"),
+            deploy=d.get("deploy"),
         )

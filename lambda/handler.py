@@ -37,8 +37,8 @@ A policy whose source is a demo (`simulate`, `replay`: made-up or recorded data)
 the Lambda gates real releases.
 
 Settings (environment): GATE_STORE_TABLE (DynamoDB evaluation store), GATE_IDEMPOTENCY_TABLE
-(a retried invocation for the same release and moment returns the first answer instead of judging
-and notifying again; a different request for them is refused), GATE_SECRET_ID (a Secrets Manager
+(a retried invocation for the same deploy of the release and moment returns the first answer instead
+of judging and notifying again; a different request for them is refused), GATE_SECRET_ID (a Secrets Manager
 JSON secret holding DD_API_KEY, DD_APP_KEY, SLACK_WEBHOOK_URL), POWERTOOLS_* (logging, metrics
 namespace, tracing).
 """
@@ -72,7 +72,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 # The gate's modules load at init; statsmodels, scipy and the Datadog client do not: they load
 # when a fit (not with a cached reference) or a fetch first needs them, so a cold start that
 # only answers a retry or a bad event does not pay for them (bench/lambda_import.py).
-from gate.analysis import Analysis, announce, current_moment, open_release
+from gate.analysis import Analysis, announce, current_moment, open_release, register_release
 from gate.aws import error_code, transient
 from gate.cache import ReferenceCache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
@@ -360,12 +360,13 @@ class Judgement(TypedDict):
     build_url: str | None
     rollout: bool  # a look at the policy's traffic steps (gate rollout), not a check
     rollout_step: int | None  # with rollout: set this step's weights (a step change)
+    deploy: str | None  # the registered deploy asked about (gate.lifecycle.Deploy.id), under idempotency
 
 
 @tracer.capture_method
 def judge(request: Judgement) -> dict:
     """Judge `request["release"]` at `request["now"]` and record it. Under idempotency, runs once
-    per (release, now): a retry gets the recorded answer back."""
+    per (release, deploy, now, rollout): a retry gets the recorded answer back."""
     policy, now = request["policy"], request["now"]
     # A warm container reuses what it learned of this release's history (the seasonal model and
     # its history fetch are the costly part of an evaluation); /tmp is the only writable place.
@@ -375,6 +376,9 @@ def judge(request: Judgement) -> dict:
                             requested=request["deployed_at"], canary=request["canary"],
                             baseline=request["baseline"], examine_past=request["examine_past"],
                             recorded_deploy=False, names=LAMBDA, clock=time.time, cache=cache)
+    if request.get("deploy") not in (None, analysis.deploy.id):
+        raise ReleaseError(f"release {request['release']!r} was redeployed while this request was judged "
+                           f"({request['deploy']} is now {analysis.deploy.id}): ask again for the new deploy")
     if request["rollout"]:
         return rollout(analysis, request)
     started = time.perf_counter()
@@ -428,7 +432,9 @@ def _idempotent_judge(table: str, endpoint: str | None):
         # build_url only changes a link.
         # `rollout` too: a rollout look and a plain check of the same moment are two questions (a
         # check's cached pass once answered a look whose rollout had not started: exit 0).
-        event_key_jmespath="[release, now, rollout]",
+        # The deploy (its registered identity, not its time): a redeploy asked at a moment an
+        # earlier deploy of the release was judged at is a new question, never that deploy's answer.
+        event_key_jmespath="[release, deploy, now, rollout]",
         payload_validation_jmespath="[policy, canary, baseline, deployed_at]",
         raise_on_no_idempotency_key=True,
         expires_after_seconds=int(os.environ.get("GATE_IDEMPOTENCY_TTL", str(6 * 3600))),
@@ -469,15 +475,18 @@ def evaluate_current(request: EvaluateRequest, context: Any) -> dict:
 def evaluate(request: EvaluateRequest, context: Any) -> dict:
     policy = live_policy(request.policy)
     now = request.now if request.now is not None else current_moment(policy, time.time)
-    question = Judgement(**{**request.model_dump(), "policy": policy, "now": now})
+    question = Judgement(**{**request.model_dump(), "policy": policy, "now": now, "deploy": None})
     table = os.environ.get("GATE_IDEMPOTENCY_TABLE")
     # A step change judges nothing and is idempotent by itself (a retry finds the step taken);
-    # under the key [release, now] it would be answered with the look of the same moment.
+    # under the key [release, deploy, now] it would be answered with the look of the same moment.
     if not table or request.rollout_step is not None:
         return judge(question)
+    deploy = register_release(policy, request.release, now, store=store(), requested=request.deployed_at,
+                              canary=request.canary, baseline=request.baseline, examine_past=request.examine_past,
+                              names=LAMBDA, clock=time.time)
     wrapped, config = _idempotent_judge(table, os.environ.get("AWS_ENDPOINT_URL"))
     config.register_lambda_context(context)
-    return wrapped(request=question)
+    return wrapped(request={**question, "deploy": deploy.id})
 
 
 # -- the handler -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
@@ -53,7 +54,8 @@ def expected_verdict(corpus: Path, event: dict) -> Verdict:
     case = load_case(corpus / event["release"])
     analysis = Analysis(parse_policy(event["policy"]), ReplaySource(case), event["release"], case.deployed_at,
                         canary="canary", baseline="baseline")
-    return analysis.evaluate(parse_time(event["now"]))
+    # The Lambda registers the deploy (the first of the release: 1) and its verdict names it.
+    return replace(analysis.evaluate(parse_time(event["now"])), deploy=1)
 
 
 # -- verdicts ---------------------------------------------------------------------------------
@@ -502,9 +504,10 @@ def test_a_decisive_verdict_publishes_its_report_to_s3(handler, corpus, aws_tabl
 
 
 def test_a_different_request_at_the_same_moment_is_refused_not_answered_from_the_cache(handler, corpus, aws_tables):
-    """The idempotency key is (release, now): a retry gets the first answer back, but a request
-    that differs in what changes the answer (policy, scopes, deploy time) is refused, never
-    answered with another request's cached pass."""
+    """The idempotency key is (release, deploy, now, rollout): a retry gets the first answer back,
+    but a request that differs in what changes the answer (policy, scopes, deploy time) is refused,
+    never answered with another request's cached pass: by the deploy's registration, which comes
+    first (issue 22), or else by idempotency's payload validation."""
     event = case_event(corpus, "k1m-aa-000", only=("cpu",))
     assert handler.lambda_handler(event, FakeContext())["verdict"] == "pass"
     retry = {**json.loads(json.dumps(event)), "build_url": "https://jenkins.invalid/job/web/8/"}
@@ -515,7 +518,7 @@ def test_a_different_request_at_the_same_moment_is_refused_not_answered_from_the
     for changed in (stricter, {**event, "canary": "canary-b"}, {**event, "baseline": "baseline-b"}, deployed_earlier):
         result = handler.lambda_handler(changed, FakeContext())
         assert (result["statusCode"], result["verdict"], result["exit_code"]) == (400, "error", 4), result
-        assert "already judged at this moment for a different request" in result["error"]
+        assert "registered" in result["error"] or "already judged at this moment" in result["error"], result
     assert [r["verdict"] for r in aws_tables.evaluations("k1m-aa-000")] == ["pass"]
 
 

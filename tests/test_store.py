@@ -173,10 +173,13 @@ def lifecycle(store) -> None:
     redeploy = DEPLOYED + 86400
     assert register("a", redeploy, redeploy + 60, {"policy": "web", "build": 2}) == redeploy
     assert store.release("a")["deployed_at"] == redeploy
-    assert {k: v for k, v in store.release("a")["info"].items() if k != POLICY_DIGEST} == {"policy": "web", "build": 2}
+    # Registered with its policy's lifetime and the next deploy number (gate.lifecycle.Deploy).
+    assert {k: v for k, v in store.release("a")["info"].items() if k != POLICY_DIGEST} == \
+        {"policy": "web", "build": 2, "lifetime": 3600, "deploy": 2}
     (event,) = [e for e in store.events("a") if e["kind"] == "redeploy"]
     assert event["detail"]["previous_deployed_at"] == DEPLOYED and event["detail"]["deployed_at"] == redeploy
-    assert event["detail"]["previous_info"] == {"policy": "web", POLICY_DIGEST: policy_digest(policy)}
+    assert event["detail"]["previous_info"] == {"policy": "web", POLICY_DIGEST: policy_digest(policy),
+                                                "lifetime": 3600, "deploy": 1}
     assert register("a", None, redeploy + 120) == redeploy
     # A restart racing another one: only the first applies, the other reads what is registered.
     assert store.restart_release("a", redeploy + 7 * 86400, {}, previous=DEPLOYED) == redeploy

@@ -121,7 +121,7 @@ def build_message(verdict: Verdict, *, policy: str, canary: str, baseline: str |
         groups,
         f"window {iso(verdict.deployed_at)} → {iso(verdict.evaluated_at)} ({elapsed})",
         f"policy `{_escape(policy)}`",
-    ] + [_escape(n) for n in verdict.notes]
+    ] + ([f"deploy `{_escape(verdict.deploy_id)}`"] if verdict.deploy_id else []) + [_escape(n) for n in verdict.notes]
     tail: list[dict] = [{"type": "context", "elements": [
         {"type": "mrkdwn", "text": _cut(t, MAX_TEXT)} for t in context[:MAX_CONTEXT_ELEMENTS]]}]
     buttons = []
@@ -203,7 +203,8 @@ def _already_sent(store: Any, verdict: Verdict) -> bool:
         return False
     return any(e["kind"] == EVENT and e["detail"].get("channel") == "slack" and e["detail"].get("ok")
                and e["detail"].get("verdict") == verdict.verdict
-               and e["detail"].get("deployed_at") == deployed for e in events)  # older records: send again
+               and e["detail"].get("deployed_at") == deployed
+               and e["detail"].get("deploy") == verdict.deploy for e in events)  # older records: send again
 
 
 def notify(verdict: Verdict, *, store: Any = None, policy: str, canary: str, baseline: str | None,
@@ -219,7 +220,7 @@ def notify(verdict: Verdict, *, store: Any = None, policy: str, canary: str, bas
         return True
     build_url = build_url if build_url is not None else os.environ.get("BUILD_URL")
     detail = {"channel": "slack", "verdict": verdict.verdict, "evaluated_at": iso(verdict.evaluated_at),
-              "deployed_at": iso(verdict.deployed_at)}
+              "deployed_at": iso(verdict.deployed_at), "deploy": verdict.deploy}
     try:
         message = build_message(verdict, policy=policy, canary=canary, baseline=baseline,
                                 report_url=report_url, build_url=build_url)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gate.errors import GateError, ReportError
+from gate.lifecycle import named_deploy
 from gate.policy import Policy
 from gate.report.page import render_report
 from gate.report.publish import publish
@@ -61,7 +62,7 @@ def write_report(verdict: Verdict, window: Observations, expected: dict[str, Ban
             store.record_event(verdict.release, SNAPSHOT_EVENT,
                                {"evaluated_at": iso(verdict.evaluated_at), "verdict": verdict.verdict, **data})
         document = render_report(verdict, window, expected, policy, canary=canary, baseline=baseline,
-                                 traffic=_traffic(store, verdict.release))
+                                 traffic=_traffic(store, verdict))
         location = publish(document, verdict.release, out)
     except Exception as e:  # noqa: BLE001 - never let the explanation change the verdict
         message = str(e) if isinstance(e, GateError) else f"{type(e).__name__}: {e}"
@@ -103,14 +104,16 @@ def rebuild(store: Any, release: str) -> str:
         matching = [s for s in snapshots if s.get("evaluated_at") == iso(last.evaluated_at)]
     policy, window, expected, groups = from_snapshot(matching[-1])
     return render_report(last, window, expected, policy, canary=groups["canary"], baseline=groups["baseline"],
-                         traffic=_traffic(store, release))
+                         traffic=_traffic(store, last))
 
 
-def _traffic(store: Any, release: str) -> list[dict]:
-    """The release's traffic steps for the strip; none when the store has none or cannot say
-    (a report is an explanation: the strip never keeps it from being written)."""
+def _traffic(store: Any, verdict: Verdict) -> list[dict]:
+    """The traffic steps of the verdict's deploy for the strip (a verdict that names no deploy:
+    the release's); none when the store has none or cannot say (a report is an explanation: the
+    strip never keeps it from being written)."""
     try:
-        return store.traffic(release) if store is not None and hasattr(store, "traffic") else []
+        changes = store.traffic(verdict.release) if store is not None and hasattr(store, "traffic") else []
+        return changes if verdict.deploy is None else [c for c in changes if named_deploy(c) == verdict.deploy]
     except Exception as e:  # noqa: BLE001
         log.warning("report: no traffic steps: %s", e)
         return []

@@ -336,7 +336,8 @@ def render_report(verdict: Verdict, window: Observations, expected: dict[str, Ba
     groups = f"canary <b>{_e(canary)}</b> vs " + (
         f"baseline <b>{_e(baseline)}</b>" if baseline else "its own history (no baseline group)")
     summary_rows = [
-        ("release", f"<b>{_e(verdict.release)}</b>"),
+        ("release", f"<b>{_e(verdict.release)}</b>"
+                    + (f" (deploy {_e(verdict.deploy_id)})" if verdict.deploy_id else "")),
         ("groups", groups),
         ("decided at", f"{_e(iso(verdict.evaluated_at))} ({present.minutes(elapsed)} after the deploy at "
                        f"{_e(iso(verdict.deployed_at))}; lifetime {present.minutes(policy.lifetime)})"),

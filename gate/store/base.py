@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from gate.errors import StoreError
-from gate.lifecycle import redeploy_detail
+from gate.lifecycle import Deploy, belongs, redeploy_detail
 from gate.verdict import Verdict
 
 
@@ -41,7 +41,11 @@ class Store(Protocol):
         ...
 
     def traffic(self, release: str) -> list[dict]:
-        """The release's traffic changes, oldest first."""
+        """The release's traffic changes, oldest first (checked: a damaged one is a StoreError)."""
+        ...
+
+    def deploy_traffic(self, deploy: Deploy) -> list[dict]:
+        """The traffic changes of one deploy of the release, oldest first: those that name it."""
         ...
 
 
@@ -73,6 +77,13 @@ class Registry:
         self._replace_deploy(release, deployed_at, info, previous,
                              redeploy_detail(previous, deployed_at, self.release(release)))
         return self._registered(release, "while it was restarted")
+
+    def traffic(self, release: str) -> list[dict]:
+        raise NotImplementedError
+
+    def deploy_traffic(self, deploy: Deploy) -> list[dict]:
+        # By the deploy they name, never by time: a redeploy never inherits its predecessor's rollout.
+        return [c for c in self.traffic(deploy.release) if belongs(c, deploy)]
 
     def _registered(self, release: str, when: str) -> int:
         current = self.release(release)

@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from gate.aws import error_code, error_message
 from gate.errors import StoreError
-from gate.lifecycle import REDEPLOY_EVENT, release_record, stored_json
+from gate.lifecycle import REDEPLOY_EVENT, release_record, stored_json, traffic_record
 from gate.store.base import Registry
 from gate.verdict import Verdict
 
@@ -195,8 +195,9 @@ class DynamoStore(Registry):
         })
 
     def traffic(self, release: str) -> list[dict]:
-        what = f"DynamoDB store {self.table}: a traffic change of {release!r}"
-        return [stored_json(i["detail"]["S"], what) for i in self._query(release, TRAFFIC_PREFIX)]
+        return [traffic_record(f"DynamoDB store {self.table}, item {i.get('sk', {}).get('S')}", release,
+                               (i.get("detail") or {}).get("S"))
+                for i in self._query(release, TRAFFIC_PREFIX)]
 
 
 def _lost_condition(error: ClientError) -> bool:

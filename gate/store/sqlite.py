@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from gate.errors import StoreError
-from gate.lifecycle import REDEPLOY_EVENT, release_record, stored_json
+from gate.lifecycle import REDEPLOY_EVENT, release_record, stored_json, traffic_record
 from gate.store.base import Registry
 from gate.verdict import Verdict
 
@@ -182,7 +182,6 @@ class SqliteStore(Registry):
         )
 
     def traffic(self, release: str) -> list[dict]:
-        rows = self._read("SELECT detail FROM traffic WHERE release = ? ORDER BY id", (release,))
-        what = f"store {self.path}: a traffic change of {release!r}"
-        return [stored_json(r["detail"], what) for r in rows]
+        rows = self._read("SELECT id, detail FROM traffic WHERE release = ? ORDER BY id", (release,))
+        return [traffic_record(f"store {self.path}, traffic row {r['id']}", release, r["detail"]) for r in rows]
 
