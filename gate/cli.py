@@ -246,7 +246,7 @@ def worst_exit(code: int | None, new: int) -> int:
 
 @app.command()
 def replay(
-    cases: Annotated[list[Path], typer.Argument(help="Case folders (../shared/corpus format).")],
+    cases: Annotated[list[Path], typer.Argument(help="Case folders (docs/case-format.md), e.g. examples/cases/k1m-aa-000.")],
     policy: Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy file; default: from case.json.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -256,6 +256,7 @@ def replay(
 
     loaded = load_policy(policy) if policy else None
     code = None  # the worst over the cases: one case that could not be judged, or failed, is never hidden
+    outcomes: dict[str, int] = {}
     for case in cases:
         try:
             result = replay_case(case, loaded)
@@ -266,8 +267,10 @@ def replay(
                 name = case.name or str(case)
                 print(json.dumps({"case": name, "verdict": "error", "error": message}), flush=True)
             code = worst_exit(code, EXIT_ERROR)
+            outcomes["error"] = outcomes.get("error", 0) + 1
             continue
         code = worst_exit(code, EXIT_CODES[result.verdict.verdict])
+        outcomes[result.verdict.verdict] = outcomes.get(result.verdict.verdict, 0) + 1
         if as_json:
             print(json.dumps(result.to_dict()), flush=True)
         else:
@@ -276,7 +279,12 @@ def replay(
 
             print_verdict(result.verdict, out, policy=result.policy, canary="canary",
                           baseline="baseline" if result.policy is None or result.policy.baseline else None)
-    raise typer.Exit(EXIT_ERROR if code is None else code)
+            out.print()
+    code = EXIT_ERROR if code is None else code
+    if not as_json and len(cases) > 1:
+        counted = ", ".join(f"{outcomes[o]} {o}" for o in ("error", "fail", "inconclusive", "pass") if o in outcomes)
+        out.print(f"{len(cases)} cases: {counted} (exit {code})", highlight=False)
+    raise typer.Exit(code)
 
 
 @app.command()
