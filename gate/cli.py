@@ -211,14 +211,14 @@ def rollout(
     steps remain (run again: it resumes at the recorded step), 4 when it could not judge or the
     load balancer's weights were changed by someone else."""
     from gate import rollout as steps
-    from gate.traffic import forward_of
+    from gate.simulated_alb import router_for
 
     check_release(release)
     analysis, _ = _open_release(release, policy, canary, baseline, deployed_at, store, None, None, False)
     if analysis.policy.rollout is None:
         raise fail_closed(f"{policy}: rollout: the policy has no rollout section (listener_arn or rule_arn, "
                           "canary_target_group, production_target_group, steps, step_lifetime)")
-    machine = steps.Rollout(analysis, forward_of(analysis.policy), dry_run=dry_run)
+    machine = steps.Rollout(analysis, router_for(analysis.policy, analysis.store, release), dry_run=dry_run)
 
     def progress(seen) -> None:
         err.print(f"rollout {release}: {seen.summary()}", highlight=False, markup=False)
@@ -378,13 +378,18 @@ def demo(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated data (same seed, same data).")] = 7,
     pace: Annotated[float, typer.Option(help="Seconds of pause per simulated interval.")] = 0.15,
+    rollout: Annotated[bool, typer.Option("--rollout", help="Step the canary's traffic 5% -> 25% -> 50% on a "
+                                          "simulated load balancer, as gate rollout does on an ALB.")] = False,
     as_json: JsonOption = False,
     store: StoreOption = None,
 ) -> None:
     """Run a whole simulated canary release, time compressed (no account needed)."""
-    from gate.demo import run_demo
+    if rollout:
+        from gate.demo_rollout import run_rollout_demo as run
+    else:
+        from gate.demo import run_demo as run
 
-    raise typer.Exit(run_demo(scenario, seed=seed, pace=pace, as_json=as_json, store=store, out=out, err=err))
+    raise typer.Exit(run(scenario, seed=seed, pace=pace, as_json=as_json, store=store, out=out, err=err))
 
 
 @app.command()

@@ -54,11 +54,26 @@ DEMO_POLICY = {
 }
 
 
-def demo_policy(scenario: str = DEFAULT_SCENARIO, seed: int = DEFAULT_SEED, deployed_at: int | None = None) -> Policy:
+# `gate demo --rollout`: the canary's share of a simulated load balancer in three steps, each judged
+# for at most 15 minutes. ARNs of no account: the simulated load balancer only names the groups.
+_DEMO_ARN = "arn:aws:elasticloadbalancing:us-east-1:000000000000:"
+DEMO_ROLLOUT = {
+    "listener_arn": _DEMO_ARN + "listener/app/demo-shop/0000000000000000/0000000000000000",
+    "canary_target_group": _DEMO_ARN + "targetgroup/demo-shop-canary/0000000000000001",
+    "production_target_group": _DEMO_ARN + "targetgroup/demo-shop-production/0000000000000002",
+    "steps": [5, 25, 50],
+    "step_lifetime": "15m",
+}
+
+
+def demo_policy(scenario: str = DEFAULT_SCENARIO, seed: int = DEFAULT_SEED, deployed_at: int | None = None,
+                rollout: bool = False) -> Policy:
     options: dict = {"scenario": check_scenario(scenario), "seed": seed}
     if deployed_at is not None:
         options["deployed_at"] = deployed_at
     data = {**DEMO_POLICY, "source": {"type": "simulate", "options": options}}
+    if rollout:
+        data["rollout"] = DEMO_ROLLOUT
     return parse_policy(data, origin="demo policy")
 
 
@@ -126,16 +141,16 @@ def run_demo(
 
 
 def print_epilogue(out: Console, scenario: str, verdict: Verdict, release: str, evaluations: int,
-                   path: Path, own_store: bool, report: str | None) -> None:
+                   path: Path, own_store: bool, report: str | None, command: str = "gate demo") -> None:
     """Where the evaluations and the report are, and what else to try. A command is a line of
     its own, never wrapped (soft_wrap): a log or a narrow terminal must not cut it in two."""
     out.print(f"{evaluations} evaluations recorded in {path}; list them with:", highlight=False, soft_wrap=True)
-    command = ["gate", "history", release] + (["--store", str(path)] if own_store else [])
-    out.print(f"  {shlex.join(command)}", highlight=False, soft_wrap=True)
+    listing = ["gate", "history", release] + (["--store", str(path)] if own_store else [])
+    out.print(f"  {shlex.join(listing)}", highlight=False, soft_wrap=True)
     if report:
         out.print(f"report: {report}", highlight=False, soft_wrap=True)
     if verdict.verdict == "fail" and scenario != "healthy":
         out.print(f"{scenario} is a faulty release: this fail is the gate working. A pass:", highlight=False)
-        out.print("  gate demo healthy", highlight=False, soft_wrap=True)
+        out.print(f"  {command} healthy", highlight=False, soft_wrap=True)
     others = [s for s in SCENARIOS if s != scenario]
-    out.print(f"other scenarios (gate demo SCENARIO): {', '.join(others)}", style="dim", highlight=False)
+    out.print(f"other scenarios ({command} SCENARIO): {', '.join(others)}", style="dim", highlight=False)
