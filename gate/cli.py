@@ -590,6 +590,20 @@ def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy fil
         out.print(f"{f}: ok ({p.name}, {len(p.metrics)} metrics, source {p.source.type})", highlight=False)
 
 
+def reflow_help(*apps: typer.Typer) -> None:
+    """Each command's help as paragraphs the terminal wraps: typer keeps the docstring's own line
+    breaks after the first paragraph, which at 80 columns (a CI log) cut sentences in two."""
+    import inspect
+
+    for group in apps:
+        for command in group.registered_commands:
+            text = command.help or inspect.getdoc(command.callback) or ""
+            command.help = "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+
+
+reflow_help(app, policy_app)
+
+
 def main() -> None:
     """Entry point: maps every 'could not judge' to exit 4 with one line, never a traceback.
 
