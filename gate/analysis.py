@@ -290,7 +290,7 @@ def announce(analysis: Analysis, evaluation: Evaluation, *, report: bool = True,
     own failure (in the analysis' store). Returns where the report is, or None."""
     if not evaluation.verdict.decisive:  # a verdict that waits tells nobody
         return None
-    from gate.notify import datadog_event, slack
+    from gate.notify import datadog_event, slack, webhook
     from gate.report import report_for
 
     store = analysis.store
@@ -298,6 +298,8 @@ def announce(analysis: Analysis, evaluation: Evaluation, *, report: bool = True,
     slack.notify(evaluation.verdict, store=store, policy=analysis.policy.name, canary=analysis.canary,
                  baseline=analysis.baseline, report_url=location, build_url=build_url)
     datadog_event.notify(evaluation.verdict, analysis.policy, store)  # when the policy asks for it
+    webhook.notify(evaluation.verdict, analysis.policy, store=store, canary=analysis.canary,  # idem
+                   baseline=analysis.baseline, report_url=location, build_url=build_url)
     return location
 
 

@@ -342,6 +342,9 @@ class Notify(Strict):
 
     datadog_event: bool = Field(
         default=False, description="Post each decisive verdict as a Datadog event (a Datadog source only).")
+    webhook: bool = Field(
+        default=False, description="POST each decisive verdict as signed JSON to GATE_WEBHOOK_URL (HMAC-SHA256 "
+        "with GATE_WEBHOOK_SECRET), for an incident tool; never changes the verdict.")
 
 
 # Keys once read raw from `source.options`, by source type, and the field that replaces each.
