@@ -8,6 +8,7 @@ announced (`announce`).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -173,6 +174,7 @@ class Analysis:
             verdict = self.judge.evaluate(self.policy, reference, window, self.deployed_at, now)
             demo = self.policy.source.type if self.policy.source.type in DEMO_SOURCES else None
             verdict = replace(verdict, release=self.release, demo=demo, rollout_step=self.rollout_step)
+            verdict = self._with_links(verdict)
             if now >= self.end_at and not verdict.decisive:
                 verdict = self._at_end_of_lifetime(verdict)
         except GateError as e:
@@ -182,6 +184,15 @@ class Analysis:
         if self.store is not None:
             self.store.record(verdict)
         return Evaluation(verdict, window, reference)
+
+    def _with_links(self, verdict: Verdict) -> Verdict:
+        """Each failing metric's links to the canary's traces, logs and the metric (gate.links)."""
+        from gate.links import with_links
+
+        region = self.policy.source.options.get("region") or os.environ.get("AWS_DEFAULT_REGION") \
+            or os.environ.get("AWS_REGION")
+        return with_links(verdict, self.policy, self.source, self.canary, self.baseline,
+                          site=os.environ.get("DD_SITE") or "datadoghq.com", region=region)
 
     def _at_end_of_lifetime(self, verdict: Verdict) -> Verdict:
         outcome = self.policy.on_undecided

@@ -56,7 +56,7 @@ def body(verdict: Verdict, *, policy: str, canary: str, baseline: str | None,
     deciding = {m.name for m in present.deciding_metrics(verdict)}
     failing = [{"name": m.name, "verdict": m.verdict, "reason": m.reason, "canary": m.canary,
                 "baseline": m.baseline, "effect": m.effect, "tolerance": m.tolerance, "critical": m.critical,
-                "deciding": m.name in deciding}
+                "deciding": m.name in deciding, "links": dict(m.links or {})}
                for m in verdict.metrics if m.verdict == "fail" and not m.muted]
     links = {k: v for k, v in (("report", report_url), ("build", build_url)) if v}
     return {

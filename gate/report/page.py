@@ -319,6 +319,10 @@ def _metric_card(result: MetricResult, metric: Metric | None, verdict: Verdict, 
     body.append('<table class="numbers num"><tr>' + "".join(f"<th>{k}</th>" for k, _ in cells) + "</tr><tr>"
                 + "".join(f"<td>{v}</td>" for _, v in cells) + "</tr></table>")
     body.append(effect_svg(result, metric))
+    if result.links:
+        anchors = " · ".join(f'<a href="{_e(url)}" rel="noopener noreferrer">{_e(name)}</a>'
+                             for name, url in result.links.items() if url.startswith("https://"))
+        body.append(f'<p class="links"><b>evidence:</b> {anchors}</p>')
     body.append("</section>")
     return "".join(body)
 
