@@ -187,7 +187,7 @@ class Analysis:
 
     def _with_links(self, verdict: Verdict) -> Verdict:
         """Each failing metric's links to the canary's traces, logs and the metric (gate.links)."""
-        from gate.links import with_links
+        from gate.evidence import with_links
 
         region = self.policy.source.options.get("region") or os.environ.get("AWS_DEFAULT_REGION") \
             or os.environ.get("AWS_REGION")

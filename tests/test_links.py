@@ -10,7 +10,8 @@ import yaml
 from rich.console import Console
 
 from gate.errors import PolicyError
-from gate.links import cloudwatch_links, datadog_links, jsurl, with_links
+from gate.evidence import with_links
+from gate.links import cloudwatch_links, datadog_links, jsurl
 from gate.policy import json_schema, load_policy, parse_policy
 from gate.sources.cloudwatch import from_policy as cloudwatch_source
 from tests.conftest import ROOT, run_gate
