@@ -202,6 +202,8 @@ def rollout(
     deployed_at: DeployedAtOption = None,
     watch: Annotated[bool, typer.Option(help="Go on every interval until every step passed or one failed.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="One look: say what would change; change no weight.")] = False,
+    simulated_alb: Annotated[bool, typer.Option("--simulated-alb", help="Steer a simulated load balancer (its "
+                                                "weights kept in the store), no AWS: a demo source only.")] = False,
     as_json: JsonOption = False,
     store: StoreOption = None,
 ) -> None:
@@ -218,7 +220,8 @@ def rollout(
     if analysis.policy.rollout is None:
         raise fail_closed(f"{policy}: rollout: the policy has no rollout section (listener_arn or rule_arn, "
                           "canary_target_group, production_target_group, steps, step_lifetime)")
-    machine = steps.Rollout(analysis, router_for(analysis.policy, analysis.store, release), dry_run=dry_run)
+    router = router_for(analysis.policy, analysis.store, release, simulated=simulated_alb)
+    machine = steps.Rollout(analysis, router, dry_run=dry_run)
 
     def progress(seen) -> None:
         err.print(f"rollout {release}: {seen.summary()}", highlight=False, markup=False)

@@ -4,8 +4,8 @@
 policy (a simulated or recorded service) there is no ALB to steer: `SimulatedForward` answers
 the same two calls, `weights()` and `set(weights)`, from memory, starting where the store's last
 traffic change of the release left it (the store is the rollout's record anyway), so a rollout
-on simulated data runs through the real step machine (gate.rollout) run after run, and a
-`--dry-run` needs no credentials.
+on simulated data runs through the real step machine (gate.rollout) run after run (`gate demo
+--rollout`, `gate rollout --simulated-alb` on a demo policy), with no AWS credentials.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gate.errors import PolicyError
 from gate.policy import Rollout
 from gate.sources import DEMO_SOURCES
 from gate.traffic import Weights, step_weights
@@ -44,11 +45,15 @@ def recorded_forward(rollout: Rollout, store: Any, release: str) -> SimulatedFor
     return SimulatedForward(rollout, changes[-1]["weights"] if changes else None)
 
 
-def router_for(policy: Any, store: Any, release: str) -> Any:
-    """The forward action a rollout of this policy steers: the ALB's (gate.traffic), or on a demo
-    source (simulated or recorded data) the simulated load balancer."""
-    if policy.source.type in DEMO_SOURCES:
-        return recorded_forward(policy.rollout, store, release)
-    from gate.traffic import forward_of
+def router_for(policy: Any, store: Any, release: str, *, simulated: bool = False) -> Any:
+    """The forward action a rollout of this policy steers: the ALB's (gate.traffic), or with
+    `simulated` the simulated load balancer, on a demo source only (simulated or recorded data):
+    a live canary's traffic is the ALB's, never a pretence of it."""
+    if not simulated:
+        from gate.traffic import forward_of
 
-    return forward_of(policy)
+        return forward_of(policy)
+    if policy.source.type not in DEMO_SOURCES:
+        raise PolicyError(f"--simulated-alb: only on a demo source ({', '.join(sorted(DEMO_SOURCES))}), not "
+                          f"{policy.source.type}: a live canary's traffic is the load balancer's")
+    return recorded_forward(policy.rollout, store, release)

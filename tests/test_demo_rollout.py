@@ -51,14 +51,28 @@ def test_gate_rollout_on_a_demo_policy_steers_the_simulated_load_balancer_withou
     policy = yaml.safe_load((ROOT / "examples" / "simulate.yaml").read_text())
     path, store = tmp_path / "policy.yaml", tmp_path / "s.sqlite"
     path.write_text(yaml.safe_dump({**policy, "rollout": DEMO_ROLLOUT}))
-    dry = run_gate("rollout", "rel", "--policy", path, "--store", store, "--dry-run", "--json", env=NO_AWS)
+
+    dry = run_gate("rollout", "rel", "--policy", path, "--store", store, "--simulated-alb", "--dry-run", "--json",
+                   env=NO_AWS)
     assert dry.returncode == 3, dry.stdout + dry.stderr  # a dry run never says complete
     assert json.loads(dry.stdout)["rollout"]["notes"] == ["dry run: nothing changed"]
     assert SqliteStore(store).traffic("rel") == []
-    first = run_gate("rollout", "rel", "--policy", path, "--store", store, "--json", env=NO_AWS)
+    first = run_gate("rollout", "rel", "--policy", path, "--store", store, "--simulated-alb", "--json", env=NO_AWS)
     assert first.returncode == 3, first.stdout + first.stderr
     assert [c["percent"] for c in SqliteStore(store).traffic("rel")] == [5]
     # The next run finds the simulated weights where the store left them: it judges, never "changed by someone else".
-    again = run_gate("rollout", "rel", "--policy", path, "--store", store, "--json", env=NO_AWS)
+    again = run_gate("rollout", "rel", "--policy", path, "--store", store, "--simulated-alb", "--json", env=NO_AWS)
     assert again.returncode == 3, again.stdout + again.stderr
     assert json.loads(again.stdout)["rollout"]["status"] == "judging"
+
+
+def test_the_simulated_load_balancer_is_refused_on_a_live_source(tmp_path):
+    """A live canary's traffic is the ALB's: simulating it would record steps that never happened."""
+    policy = yaml.safe_load((ROOT / "examples" / "cloudwatch.yaml").read_text())
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    result = run_gate("rollout", "rel", "--policy", path, "--store", tmp_path / "s.sqlite", "--simulated-alb",
+                      env={**NO_AWS, "AWS_DEFAULT_REGION": "us-east-1"})
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "--simulated-alb: only on a demo source" in result.stderr and "Traceback" not in result.stderr
+    assert SqliteStore(tmp_path / "s.sqlite").traffic("rel") == []
