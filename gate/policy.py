@@ -355,19 +355,23 @@ class Links(Strict):
     log_group: str | None = Field(
         default=None, min_length=1, max_length=512, pattern=r"^[\w/.#{}-]+$",
         description="CloudWatch: the canary's log group for a Logs Insights link ({scope} is replaced).")
-    urls: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")],
-               Annotated[str, Field(max_length=2000, pattern=r"^https://")]] | None = Field(
-        default=None, max_length=10,
-        description="Name -> https URL template replacing the source's default links; placeholders "
+    urls: dict[str, Annotated[str, Field(max_length=2000, pattern=r"^https://")]] | None = Field(
+        default=None,
+        description="Name (a-z, 0-9, _ or -, at most 10 links) -> https URL template replacing the source's "
+        "default links; placeholders "
         "{scope} {baseline} {metric} {start} {end} {start_ms} {end_ms} {start_iso} {end_iso} {region} {site}, "
         "each percent-encoded. {} turns the links off.")
 
     @field_validator("urls")
     @classmethod
-    def _known_placeholders(cls, urls: dict[str, str] | None) -> dict[str, str] | None:
+    def _names_and_placeholders(cls, urls: dict[str, str] | None) -> dict[str, str] | None:
         from gate.links import PLACEHOLDERS, template_fields
 
+        if urls is not None and len(urls) > 10:
+            raise ValueError(f"at most 10 links (got {len(urls)})")
         for name, template in (urls or {}).items():
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+                raise ValueError(f"{name[:50]!r}: a link's name is a-z, 0-9, _ or - (at most 40), starting with a letter")
             try:
                 unknown = sorted(set(template_fields(template)) - set(PLACEHOLDERS))
             except ValueError as e:

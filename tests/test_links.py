@@ -121,7 +121,7 @@ def test_policy_templates_replace_the_defaults_with_every_value_escaped():
     ({"runbook": "https://x.example/{scop}"}, "unknown placeholder(s) {scop}"),
     ({"runbook": "http://x.example/"}, "links.urls.runbook"),
     ({"runbook": "https://x.example/{start:%Y}"}, "take no format"),
-    ({"Run book": "https://x.example/"}, "links.urls.Run book"),
+    ({"Run book": "https://x.example/"}, "'Run book': a link's name"),
 ])
 def test_bad_link_templates_are_refused_naming_the_field(urls, field):
     with pytest.raises(PolicyError, match="links.urls") as raised:
