@@ -9,6 +9,9 @@ candidate that is best on the other folds and scores it on the held-out fold; th
 clean case with the policy's alpha at 1%, 5% and 10% (calibration). Writes
 docs/cross-validation.md, docs/calibration.png and bench/cv-results.json.
 
+With bench/corpus-noisy generated (`python -m bench.noisy_pairs`), its cases are a third corpus, the
+family `noisy`.
+
 A candidates file (YAML or JSON) names judge configurations, each a mapping of module constants
 of `gate.judge` / `gate.stats.*` to values, set (setattr) in the worker process before it
 replays; `{}` is the installed judge:
@@ -48,6 +51,7 @@ from bench.report import failed, score
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CORPORA = (ROOT.parent / "shared" / "corpus" / "dev", ROOT.parent / "shared" / "corpus" / "replicas")
+NOISY = HERE / "corpus-noisy"  # the noisy-pair family, when generated (python -m bench.noisy_pairs)
 CACHE = HERE / "results-cache"
 FOLDS = 5
 ALPHAS = (0.01, 0.05, 0.10)
@@ -55,6 +59,7 @@ FP_CEILING = 0.01  # the policy's alpha: a candidate raising more false alarms i
 INSTALLED = "installed judge"
 JUDGE_MODULES = ("gate.judge", "gate.stats")
 REPLICA_PAIR = re.compile(r"real replica pair of ([^,]+)")
+NOISY_PAIR = re.compile(r"^(noisy pair of [^;]+);")  # bench.noisy_pairs: both series, in sorted order
 
 
 class BenchError(Exception):
@@ -76,14 +81,20 @@ def case_row(path: Path) -> dict:
         raise BenchError(f"{path}/case.json: `source` is {source!r}: the folds are made of source series")
     if row["source"] == "replica":
         row["family"] = "replicas"
+    if row["source"] == "noisy":
+        row["family"] = "noisy"
     return {**row, "group": series_group(source), "path": str(path)}
 
 
 def series_group(source: str) -> str:
     """The real series a case was built from: its `source`, except that a replica pair and its
-    mirror (the same two pods, canary and baseline swapped) are one group, the service."""
+    mirror (the same two pods, canary and baseline swapped) are one group, the service; and a
+    noisy pair of two series is one group whichever of them is the canary."""
     pair = REPLICA_PAIR.search(source)
-    return f"replicas of {pair.group(1)}" if pair else source
+    if pair:
+        return f"replicas of {pair.group(1)}"
+    noisy = NOISY_PAIR.search(source)
+    return noisy.group(1) if noisy else source
 
 
 def assign_folds(rows: list[dict], folds: int = FOLDS) -> dict[str, int]:
@@ -361,8 +372,10 @@ def measure(rows: list[dict], candidates: dict[str, dict], calibrated: str, jobs
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cv", description=__doc__.split("\n\n")[0])
-    parser.add_argument("corpora", type=Path, nargs="*", default=list(CORPORA),
-                        help="folders of case folders (default: ../shared/corpus/dev and replicas)")
+    parser.add_argument("corpora", type=Path, nargs="*",
+                        default=list(CORPORA) + ([NOISY] if NOISY.is_dir() else []),
+                        help="folders of case folders (default: ../shared/corpus/dev and replicas, and "
+                             "bench/corpus-noisy, the family `noisy`, when generated)")
     parser.add_argument("--jobs", type=int, default=2, help="processes replaying cases")
     parser.add_argument("--folds", type=int, default=FOLDS, help="number of folds")
     parser.add_argument("--candidates", type=Path, help="YAML/JSON: named judge configurations")

@@ -13,9 +13,11 @@ the live loop judges (`analysis.replay_recorded`, the rule `gate replay` uses):
   shift, a slow tail (latencies), a leak ramp (memory), a rate factor (counts); and a canary
   that stops reporting.
 
-A false alarm is an A/A window the gate fails (at any look, or at the end of the lifetime).
-Then the smallest tolerance per metric, and the shortest lifetime, that keep false alarms at or
-below the policy's alpha and detect a 2x-tolerance regression in 90% of the windows.
+A false alarm is an A/A window the gate fails for a metric (at any look, or at the end of the
+lifetime); an A/A window the judge could not tell at the end (inconclusive, whatever the policy's
+on_undecided made of it) is undecided, counted apart. Then the smallest tolerance per metric, and
+the shortest lifetime, that keep false alarms at or below the policy's alpha and judge in time
+(`judged_in_time`, the rule `gate plan` uses too).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ DAY = 86400
 EFFECT_SIZES = (1.5, 2.0, 3.0)  # injected regressions, in multiples of the metric's tolerance
 DETECTION_SIZE = 2.0  # the regression a recommendation must catch...
 DETECTION_TARGET = 0.9  # ...this often
+DECIDED_TARGET = 0.9  # and a clean canary told from it (passed, not "could not tell" at the end) this often
+COULD_NOT_TELL = "could-not-tell"  # in the rule of a metric the judge could not tell at the end of the lifetime
 TOLERANCE_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # candidate tolerances, times the policy's
 LIFETIME_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # candidate lifetimes, times the policy's
 TAIL_SHARE = 0.2  # a slow tail: this share of the points, slow enough to move the mean as a shift does
@@ -52,6 +56,8 @@ DOWN_AFTER = 0.25  # a canary that stops reporting does so a quarter into its li
 MIN_COVERAGE = 0.5  # of the history's moments with a point: fewer, and the windows judge gaps, not the service
 PAIRED_COVERAGE = 0.9  # the canary group's history must cover this share of the baseline's to be paired
 DEFAULT_WINDOWS = 32
+BROKEN_FACTOR = max(TOLERANCE_FACTORS)  # an A/A window failed by more than this x the tolerance...
+BROKEN_SHARE = 0.5  # ...in this share of the windows: the history is broken, not the policy too tight
 BACKTEST_RELEASE = "backtest"  # what `{release}` in a scope becomes: no real release has run there
 MEMORY_UNITS = {"b", "bytes", "kb", "kib", "mb", "mib", "gb", "gib"}
 
@@ -219,14 +225,38 @@ class Spec:
     injection: Injection
 
 
+def judged_in_time(caught: float, decided: float) -> bool:
+    """The one rule of `gate backtest`'s recommendation and `gate plan`'s `too short`: within the
+    lifetime, a 2x-tolerance regression is caught (share of windows, or 1/0 for the plan's expected
+    canary) and a clean canary is told from it, passed rather than left "could not tell"."""
+    return caught >= DETECTION_TARGET and decided >= DECIDED_TARGET
+
+
+def could_not_tell(m) -> bool:
+    """A metric result the judge left undecided at the end of the lifetime."""
+    return m.verdict == "inconclusive" or COULD_NOT_TELL in (m.rule or "")
+
+
 @dataclass(frozen=True)
 class Run:
     label: str
     deployed_at: int
     injection: Injection
-    verdict: str  # pass, fail, inconclusive, error
+    verdict: str  # pass, fail, inconclusive, error (as the policy's on_undecided left it)
     minutes: float  # from the deploy to the decision
     failed: tuple[tuple[str, str, str], ...]  # (metric, rule, reason) of each failing metric
+    undecided: tuple[str, ...] = ()  # the metrics the judge could not tell at the end (none failed)
+    far_beyond: tuple[str, ...] = ()  # failed metrics whose estimate was beyond BROKEN_FACTOR x their tolerance
+
+    @property
+    def outcome(self) -> str:
+        """pass; fail (a metric failed, or the window could not be judged: never a pass); or
+        undecided (could not tell at the end: a fail through on_undecided is no false alarm)."""
+        if self.failed:
+            return "fail"
+        if self.verdict == "pass":
+            return "pass"
+        return "undecided" if self.undecided else "fail"
 
 
 class WindowReferences:
@@ -272,9 +302,13 @@ def judge_window(task: tuple[int, list[Spec]]) -> list[Run]:
         except GateError as e:  # could not judge this window: counted apart, never as a pass
             runs.append(Run(spec.label, deployed_at, spec.injection, "error", policy.lifetime / 60, (("*", "error", str(e)),)))
             continue
-        failed = tuple((m.name, m.rule, m.reason) for m in verdict.metrics if m.verdict == "fail" and not m.muted)
+        judged = [m for m in verdict.metrics if not m.muted]
+        failed = tuple((m.name, m.rule, m.reason) for m in judged if m.verdict == "fail" and not could_not_tell(m))
+        undecided = () if failed or verdict.verdict == "pass" else tuple(m.name for m in judged if could_not_tell(m))
+        far = tuple(m.name for m in judged if m.verdict == "fail" and m.effect is not None and m.tolerance
+                    and abs(m.effect) > BROKEN_FACTOR * m.tolerance)
         runs.append(Run(spec.label, deployed_at, spec.injection, verdict.verdict,
-                        (verdict.evaluated_at - deployed_at) / 60, failed))
+                        (verdict.evaluated_at - deployed_at) / 60, failed, undecided, far))
     return runs
 
 
@@ -395,7 +429,14 @@ def _median(xs: Iterable[float]) -> float | None:
 
 def false_alarms(runs: list[Run], label: str, metric: str | None = None) -> Rate:
     aa = [r for r in runs if r.label == label and r.injection == AA]
-    hit = [r for r in aa if r.verdict in ("fail", "error") and (metric is None or any(f[0] == metric for f in r.failed))]
+    hit = [r for r in aa if r.outcome == "fail" and (metric is None or any(f[0] == metric for f in r.failed))]
+    return Rate(len(hit), len(aa))
+
+
+def undecided(runs: list[Run], label: str, metric: str | None = None) -> Rate:
+    """A/A windows the judge could not tell at the end (on `metric`)."""
+    aa = [r for r in runs if r.label == label and r.injection == AA]
+    hit = [r for r in aa if r.outcome == "undecided" and (metric is None or metric in r.undecided)]
     return Rate(len(hit), len(aa))
 
 
@@ -415,6 +456,30 @@ def detection(runs: list[Run], label: str, injection: Injection) -> tuple[Rate, 
     return Rate(len(hits), len(tried)), _median(r.minutes for r in hits)
 
 
+def broken_history(runs: list[Run], policy: Policy) -> dict[str, Rate]:
+    """The metrics whose A/A windows failed by more than BROKEN_FACTOR x the tolerance in at
+    least BROKEN_SHARE of the windows: canary and baseline did not run the same thing over this
+    history (a faulty version or host in the canary scope, a long incident). No tolerance fixes
+    that, and loosening one to hide it would stop the metric from being judged."""
+    aa = [r for r in runs if r.label == "policy" and r.injection == AA]
+    found = {}
+    for m in testable(policy):
+        far = Rate(sum(m.name in r.far_beyond for r in aa), len(aa))
+        if far.trials and far.rate >= BROKEN_SHARE:
+            found[m.name] = far
+    return found
+
+
+def broken_note(broken: dict[str, Rate], policy: Policy) -> str:
+    metrics = ", ".join(f"{name} in {r.hits}/{r.trials} (tolerance {policy.metric(name).tolerance:g})"
+                        for name, r in broken.items())
+    return (f"the history looks broken, not the policy too tight: A/A windows failed by more than "
+            f"{BROKEN_FACTOR:g}x the tolerance on {metrics}. Canary and baseline did not run the same thing "
+            "over this history (a faulty version or host in the canary scope, a long incident): no tolerance "
+            "is recommended. Backtest a stretch where both groups were healthy (--until, --days), or check "
+            "the policy's scopes")
+
+
 @dataclass
 class Recommendation:
     tolerances: dict[str, float | None]
@@ -428,14 +493,15 @@ class Recommendation:
         lines.append("metrics:")
         for m in testable(policy):
             value = self.tolerances.get(m.name)
-            shown = "null  # no candidate met the targets: see the notes" if value is None else f"{value:g}"
+            # Never null: a null tolerance would stop the metric being judged against the baseline.
+            shown = f"{m.tolerance:g}  # kept: no candidate met the targets (see the notes)" if value is None else f"{value:g}"
             lines += [f"  - name: {m.name}", f"    tolerance: {shown}" + (f"  # {checks[m.name]}" if m.name in checks and value is not None else "")]
         return "\n".join(lines) + "\n"
 
 
 def recommend_tolerances(policy: Policy, runs: list[Run]) -> tuple[dict[str, float | None], dict[str, str], list[str]]:
     """Per metric the smallest candidate tolerance whose A/A windows raised no more false alarms
-    on that metric than alpha allows and whose 2x regression was caught in 90% of the windows."""
+    on that metric than alpha allows and that judges it in time (`judged_in_time`)."""
     chosen, checks, notes = {}, {}, []
     for m in testable(policy):
         chosen[m.name] = None
@@ -443,17 +509,21 @@ def recommend_tolerances(policy: Policy, runs: list[Run]) -> tuple[dict[str, flo
             label = tolerance_label(f)
             alarms = false_alarms(runs, label, m.name)
             found, _ = detection(runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
-            if alarms.trials and alarms.rate <= policy.alpha and found.trials and found.rate >= DETECTION_TARGET:
+            told = undecided(runs, label, m.name)
+            if (alarms.trials and alarms.rate <= policy.alpha and found.trials
+                    and judged_in_time(found.rate, 1 - told.rate)):
                 chosen[m.name] = round(float(m.tolerance) * f, 4)
-                checks[m.name] = f"false alarms {alarms.hits}/{alarms.trials}, 2x caught {found.hits}/{found.trials}"
+                checks[m.name] = (f"false alarms {alarms.hits}/{alarms.trials}, could not tell {told.hits}/{told.trials}, "
+                                  f"2x caught {found.hits}/{found.trials}")
                 if f == TOLERANCE_FACTORS[0]:
                     notes.append(f"{m.name}: the smallest tolerance tried ({f:g}x the policy's) met the targets: "
                                  "a smaller one may too")
                 break
         if chosen[m.name] is None:
             notes.append(f"{m.name}: no tolerance up to {max(TOLERANCE_FACTORS):g}x the policy's "
-                         f"({float(m.tolerance) * max(TOLERANCE_FACTORS):g}) kept false alarms <= alpha and caught "
-                         f"{DETECTION_SIZE:g}x in {DETECTION_TARGET:.0%}: a longer lifetime or more history may")
+                         f"({float(m.tolerance) * max(TOLERANCE_FACTORS):g}) kept false alarms <= alpha, caught "
+                         f"{DETECTION_SIZE:g}x in {DETECTION_TARGET:.0%} and told {DECIDED_TARGET:.0%} of the clean "
+                         "windows (not \"could not tell\"): a longer lifetime or more history may")
     return chosen, checks, notes
 
 
@@ -464,7 +534,7 @@ def choose_lifetime(policy: Policy, runs: list[Run], lifetimes: list[int]) -> in
         ok = alarms.trials and alarms.rate <= policy.alpha
         for m in testable(policy):
             found, _ = detection(runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
-            ok = ok and found.trials and found.rate >= DETECTION_TARGET
+            ok = ok and found.trials and judged_in_time(found.rate, 1 - undecided(runs, label, m.name).rate)
         if ok:
             return life
     return None
@@ -487,6 +557,7 @@ class Backtest:
     checks: dict[str, str]
     lifetimes: list[int]
     seconds: float
+    broken: dict[str, Rate] = field(default_factory=dict)  # broken_history: metric -> A/A windows failed far beyond
 
     def to_dict(self) -> dict:
         p = self.policy
@@ -500,6 +571,7 @@ class Backtest:
                                        "median_minutes_to_fail": minutes})
             metrics.append({"name": m.name, "tolerance": m.tolerance,
                             "false_alarms": false_alarms(self.runs, "policy", m.name).to_dict(),
+                            "undecided": undecided(self.runs, "policy", m.name).to_dict(),
                             "injections": injections,
                             "recommended_tolerance": self.recommendation.tolerances.get(m.name)})
         aa = [r for r in self.runs if r.label == "policy" and r.injection == AA]
@@ -516,21 +588,22 @@ class Backtest:
             "history": {"start": iso(self.history.start), "end": iso(self.history.end),
                         "days": round((self.history.end - self.history.start) / DAY, 2),
                         "source_requests": self.history.requests},
-            "alpha": p.alpha, "lifetime": p.lifetime, "windows": len(self.windows), "runs": len(self.runs),
+            "alpha": p.alpha, "on_undecided": p.on_undecided, "lifetime": p.lifetime, "windows": len(self.windows), "runs": len(self.runs),
             "window_starts": [iso(t) for t in self.windows],
             "seconds": round(self.seconds, 1),
             "windows_needed_to_show_alpha": trials_for(p.alpha),
             "overall": {
                 "false_alarms": false_alarms(self.runs, "policy").to_dict(),
                 "median_minutes_to_pass": _median(r.minutes for r in aa if r.verdict == "pass"),
-                "undecided": sum(r.verdict == "inconclusive" for r in aa),
+                "undecided": undecided(self.runs, "policy").to_dict(),
                 "detection": overall_detection,
                 "canary_down": {"detected": down.to_dict(), "median_minutes_to_fail": down_minutes},
             },
             "metrics": metrics,
+            "broken_history": {name: rate.to_dict() for name, rate in self.broken.items()},
             "false_alarm_windows": [
                 {"deployed_at": iso(r.deployed_at), "minutes": round(r.minutes, 1), "metric": name, "rule": rule, "reason": reason}
-                for r in aa if r.verdict in ("fail", "error") for name, rule, reason in r.failed],
+                for r in aa if r.outcome == "fail" for name, rule, reason in r.failed],
             "lifetimes_tried": [self._candidate(lifetime_label(life)) | {"lifetime": _human(life)}
                                 for life in self.lifetimes],
             "recommendation": {
@@ -549,6 +622,7 @@ class Backtest:
         found = {m.name: detection(self.runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
                  for m in testable(self.policy)}
         return {"false_alarms": false_alarms(self.runs, label).to_dict(),
+                "undecided": undecided(self.runs, label).to_dict(),
                 "detected_2x": {name: {"detected": rate.to_dict(), "median_minutes_to_fail": minutes}
                                 for name, (rate, minutes) in found.items()}}
 
@@ -583,6 +657,10 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
 
     first = main_specs(policy) + (tolerance_specs(policy) if recommend else [])
     runs = _stage("judging the windows", history, [(t, first) for t in starts], jobs, progress)
+    broken = broken_history(runs, policy)
+    if broken:  # no recommendation from a broken history: it would loosen the policy to hide it
+        return Backtest(policy, history, starts, runs, Recommendation({}, None, [broken_note(broken, policy)]), {},
+                        [], time.perf_counter() - started, broken)
     if not recommend:
         return Backtest(policy, history, starts, runs, Recommendation({}, None, ["not asked (--no-recommend)"]), {},
                         [], time.perf_counter() - started)
@@ -606,7 +684,7 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
                      f"(that takes {trials_for(policy.alpha)} clean ones): the recommendation rests on the point "
                      "estimate; see each rate's 95% interval")
     return Backtest(policy, history, starts, runs, Recommendation(tolerances, chosen, notes), checks, tried,
-                    time.perf_counter() - started)
+                    time.perf_counter() - started, broken)
 
 
 def _stage(name: str, history: History, tasks, jobs: int, progress) -> list[Run]:
@@ -650,17 +728,23 @@ def print_backtest(report: dict, console) -> None:
                   f"in {report['seconds']:g} s", highlight=False)
     console.print(f"mode: {report['mode']}: {escape(report['mode_reason'])}", style="dim", highlight=False)
     console.print(f"false alarms (A/A windows failed): {_rate_text(o['false_alarms'])} (95% interval); alpha {report['alpha']:g}; "
-                  f"median time to pass {_minutes(o['median_minutes_to_pass'])}; undecided {o['undecided']}; "
+                  f"could not tell (A/A windows undecided at the end, {report['on_undecided']} by on_undecided): "
+                  f"{_rate_text(o['undecided'])}; median time to pass {_minutes(o['median_minutes_to_pass'])}; "
                   f"canary stops reporting caught {_rate_text(o['canary_down']['detected'])} in "
                   f"{_minutes(o['canary_down']['median_minutes_to_fail'])}", highlight=False)
+    if report["broken_history"]:
+        console.print(f"[bold red]broken history[/]: {', '.join(map(escape, report['broken_history']))} failed most "
+                      f"A/A windows by more than {BROKEN_FACTOR:g}x the tolerance: these false alarms measure the "
+                      "history, not the policy (see the note below)", highlight=False)
     table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
-                  title="per metric: false alarms, and injected regressions caught (median time to fail)")
-    table.add_column("metric", no_wrap=True)
-    table.add_column("tol", justify="right")
+                  title="per metric: false alarms, A/A windows undecided (undec), and regressions of 1.5x, 2x, 3x the tolerance caught (median time to fail)")
+    table.add_column("metric", overflow="fold")  # wraps a long name: the numbers are never cut
+    table.add_column("tol", justify="right", no_wrap=True)
     table.add_column("false alarms", no_wrap=True)
+    table.add_column("undec", no_wrap=True)
     for size in EFFECT_SIZES:
-        table.add_column(f"{size:g}x tol", no_wrap=True)
-    table.add_column("advised", justify="right")
+        table.add_column(f"{size:g}x", no_wrap=True)
+    table.add_column("advised", justify="right", no_wrap=True)
     for m in report["metrics"]:
         kinds = sorted({i["kind"] for i in m["injections"]}, key=["shift", "rate", "tail", "ramp"].index) or [""]
         for n, kind in enumerate(kinds):
@@ -669,12 +753,13 @@ def print_backtest(report: dict, console) -> None:
                 i = next((i for i in m["injections"] if i["kind"] == kind and i["size"] == size), None)
                 d = i["detected"] if i else {"of": 0}
                 minutes = i["median_minutes_to_fail"] if i else None
-                cells.append(f"{d['rate']:.0%}" + ("" if minutes is None else f" {minutes:g}m") if d["of"] else "-")
+                cells.append(f"{d['rate']:.0%}" + ("" if minutes is None else f" {minutes:.0f}m") if d["of"] else "-")
             first = n == 0
             recommended = m["recommended_tolerance"]
             tolerance = "-" if m["tolerance"] is None else f"{m['tolerance']:g}"
             table.add_row(f"{m['name']} {kind}".strip() if first else f"  {kind}", tolerance if first else "",
-                          _rate_text(m["false_alarms"]) if first else "", *cells,
+                          _rate_text(m["false_alarms"]) if first else "",
+                          f"{m['undecided']['count']}/{m['undecided']['of']}" if first else "", *cells,
                           ("-" if not asked else "none" if recommended is None else f"{recommended:g}") if first else "")
     console.print(table, highlight=False)
     alarms = report["false_alarm_windows"]
@@ -690,6 +775,7 @@ def print_backtest(report: dict, console) -> None:
         console.print(f"note: {escape(note)}", style="yellow", highlight=False, soft_wrap=True)
     if rec["yaml"] is None:
         return
-    console.print("[bold]recommended[/] (smallest tolerances and shortest lifetime with false alarms <= alpha "
-                  f"and {DETECTION_SIZE:g}x-tolerance regressions caught in >= {DETECTION_TARGET:.0%}):", highlight=False)
+    console.print("[bold]recommended[/] (smallest tolerances and shortest lifetime with false alarms <= alpha, "
+                  f"{DETECTION_SIZE:g}x-tolerance regressions caught in >= {DETECTION_TARGET:.0%} and clean windows "
+                  f"told in >= {DECIDED_TARGET:.0%}):", highlight=False)
     console.print(escape(rec["yaml"]), highlight=False, soft_wrap=True)

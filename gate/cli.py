@@ -307,9 +307,8 @@ def backtest(
     """How often this policy's gate would cry wolf on the service's own history, what it
     catches, and the tolerances and lifetime that meet its alpha: the real judge on
     pseudo-canaries cut from the history (read once)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from gate.backtest import backtest as run_backtest, print_backtest
+    from gate.console import StageProgress
     from gate.policy import load_policy, parse_duration
 
     loaded = load_policy(policy)
@@ -322,15 +321,7 @@ def backtest(
     except ValueError as e:
         raise fail_closed(f"--until: {e}") from None
     source = open_source_of(loaded, str(policy))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
+    with StageProgress(err, "backtest") as progress:
         result = run_backtest(loaded, source, days=days, windows=windows, until=end, jobs=jobs or None,
                               lifetime=override, progress=progress, recommend=recommend)
     report_data = result.to_dict()
@@ -353,8 +344,9 @@ def plan(
     as_json: JsonOption = False,
 ) -> None:
     """Pre-flight: how long this canary needs to pass when as good as the baseline, and to fail
-    at 2x tolerance, at today's traffic and noise (the judge's own model). Exit 0 ok, 3 too short."""
-    from gate.plan import plan as make_plan, print_plan
+    at 2x tolerance, at today's traffic and noise (the judge's own model). Exit 0 ok, 3 too short or at the end."""
+    from gate.console import StageProgress
+    from gate.plan import OK, plan as make_plan, print_plan
     from gate.policy import load_policy
 
     check_release(release)
@@ -364,13 +356,14 @@ def plan(
     except ValueError as e:
         raise fail_closed(f"--at: {e}") from None
     source = open_source_of(loaded, str(policy))
-    with err.status("judging the expected canary...", spinner="dots"):
-        data = make_plan(loaded, source, release, share=canary_share, deployed_at=deployed_at).to_dict()
+    with StageProgress(err, "plan") as progress:
+        data = make_plan(loaded, source, release, share=canary_share, deployed_at=deployed_at,
+                         progress=progress).to_dict()
     if as_json:
         print(json.dumps(data), flush=True)
     else:
         print_plan(data, out)
-    raise typer.Exit(0 if data["verdict"] == "ok" else EXIT_CODES["inconclusive"])
+    raise typer.Exit(0 if data["verdict"] == OK else EXIT_CODES["inconclusive"])
 
 
 @app.command()

@@ -228,3 +228,47 @@ class WatchProgress:
             status.append(self.last.reason)
         status.truncate(max(20, self.console.width * 2), overflow="ellipsis")
         return Group(bar, status)
+
+
+class StageProgress:
+    """The progress of a long command (`gate backtest`, `gate plan`) on stderr, as
+    `progress(stage, done, total)` (total None: a stage of one step).
+
+    On a terminal a bar per stage that vanishes at the end; in a log (CI), where a bar prints
+    nothing, a line when a stage starts and at each tenth of it, with the seconds elapsed, so the
+    log never goes silent for long.
+    """
+
+    def __init__(self, console: Console, command: str):
+        self.console, self.command = console, command
+        self.started = time.monotonic()
+        self._bar = None
+        self._tasks: dict[str, Any] = {}
+        self._told: dict[str, int] = {}
+
+    def __enter__(self) -> StageProgress:
+        if self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=self.console, transient=True)
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int = 0, total: int | None = None) -> None:
+        if self._bar is not None:
+            if stage not in self._tasks:
+                self._tasks[stage] = self._bar.add_task(stage, total=total)
+            self._bar.update(self._tasks[stage], completed=done)
+            return
+        tenth = 10 * done // total if total else 0
+        if self._told.get(stage, -1) >= tenth:
+            return
+        self._told[stage] = tenth
+        count = f" {done}/{total}" if total else ""
+        self.console.print(f"{self.command}: {stage}{count} ({time.monotonic() - self.started:.0f} s)",
+                           highlight=False, soft_wrap=True)

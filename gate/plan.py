@@ -8,18 +8,25 @@ judge's variance model (its noise prior per point, the counts' dispersion at the
 the anytime fail boundaries, the pass checkpoints) decides, step by step as it will live. The
 canary is the expected one, without noise of its own (the judge's variance never drops below its
 prior), so the times are the typical ones, not the unlucky ones.
+
+A metric is judged in time by the rule of `gate backtest`'s recommendation (`judged_in_time`): its
+2x regression caught, and a canary as good as the baseline passed (not "could not tell"), within
+the lifetime. Its answer is `ok`, `too short` (not judged in time), or `at the end`: judged in time,
+but the regression caught only at the last look, a risk (about one in four of those is missed by a
+real canary that is noisier than the expected one).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from gate.analysis import group_scopes, replay_recorded
-from gate.backtest import MIN_COVERAGE, WindowReferences
+from gate.backtest import MIN_COVERAGE, WindowReferences, judged_in_time
 from gate.errors import GateError
 from gate.policy import MAX_LIFETIME, Metric, Policy, _human
 from gate.series import Frame
@@ -32,12 +39,24 @@ REGRESSION = 2.0  # the regression a plan must catch in time, in multiples of th
 LIFETIME_STEPS = (1.5, 2, 3, 4, 6, 8, 12, 16, 24, 48)  # lifetimes tried when the policy's is too short
 SHARE_RANGE = (1e-4, 1.0)  # canary shares searched for the smallest that judges a count
 SHARE_ITERATIONS = 12
+OK, AT_END, TOO_SHORT = "ok", "at the end", "too short"  # a metric's answer, the plan's: the worst of them
+
+
+def answer(tolerance: float | None, lifetime: int, seconds_to_pass: int | None, seconds_to_fail: int | None) -> str:
+    """A metric's answer for a lifetime: too short unless judged in time (backtest's rule, here on
+    the one expected canary); at the end when its regression is caught only at the last look."""
+    if not tolerance:
+        return OK  # judged against its history only: no regression size to time
+    if not judged_in_time(float(seconds_to_fail is not None), float(seconds_to_pass is not None)):
+        return TOO_SHORT
+    return AT_END if seconds_to_fail >= lifetime else OK
 
 
 @dataclass
 class MetricPlan:
     name: str
     tolerance: float | None
+    lifetime: int
     seconds_to_pass: int | None = None  # when the judge passes the metric of a canary as good as the baseline
     pass_rule: str | None = None
     seconds_to_fail: int | None = None  # when it fails a 2x-tolerance regression; None: not in the lifetime
@@ -47,11 +66,12 @@ class MetricPlan:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def too_short(self) -> bool:
-        return bool(self.tolerance) and self.seconds_to_fail is None
+    def answer(self) -> str:
+        return answer(self.tolerance, self.lifetime, self.seconds_to_pass, self.seconds_to_fail)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "tolerance": self.tolerance, "seconds_to_pass": self.seconds_to_pass,
+        return {"name": self.name, "tolerance": self.tolerance, "answer": self.answer,
+                "seconds_to_pass": self.seconds_to_pass,
                 "pass_rule": self.pass_rule, "seconds_to_fail_2x": self.seconds_to_fail, "fail_rule": self.fail_rule,
                 "lifetime_needed": self.lifetime_needed, "share_needed": self.share_needed, "notes": self.notes}
 
@@ -68,25 +88,31 @@ class Plan:
 
     @property
     def verdict(self) -> str:
-        return "too short" if any(m.too_short for m in self.metrics) else "ok"
+        answers = {m.answer for m in self.metrics}
+        return next((a for a in (TOO_SHORT, AT_END) if a in answers), OK)
 
     def reason(self) -> str:
         at = "" if self.policy.history_only else f" at a {self.share:.1%} canary share"  # history-only: its own traffic
-        if self.verdict == "ok":
-            return (f"every judged metric catches a {REGRESSION:g}x-tolerance regression within the "
-                    f"{_human(self.policy.lifetime)} lifetime{at}")
+        life = _human(self.policy.lifetime)
+        if self.verdict == OK:
+            return (f"every judged metric catches a {REGRESSION:g}x-tolerance regression before the end of the "
+                    f"{life} lifetime{at}, and passes a canary as good as the baseline")
         parts = []
         for m in self.metrics:
-            if not m.too_short:
-                continue
             fixes = []
             if m.lifetime_needed is not None:
                 fixes.append(f"a lifetime of {_human(m.lifetime_needed)}")
             if m.share_needed is not None:
                 fixes.append(f"a canary share of {m.share_needed:.1%}")
             fix = " or ".join(fixes) if fixes else f"no lifetime up to {_human(MAX_LIFETIME)}"
-            parts.append(f"{m.name} cannot be judged: a {REGRESSION:g}x-tolerance regression is not caught within "
-                         f"{_human(self.policy.lifetime)}{at} (would suffice: {fix})")
+            if m.answer == TOO_SHORT:
+                why = [f"a {REGRESSION:g}x-tolerance regression is not caught"] if m.seconds_to_fail is None else []
+                why += ["a canary as good as the baseline is not passed (could not tell)"] if m.seconds_to_pass is None else []
+                parts.append(f"{m.name} cannot be judged: {' and '.join(why)} within {life}{at} (would suffice: {fix})")
+            elif m.answer == AT_END:
+                parts.append(f"{m.name}: a {REGRESSION:g}x-tolerance regression is caught only at the end of the "
+                             f"{life} lifetime{at}, at the last look: a noisier canary may be missed "
+                             f"(caught before the end with: {fix})")
         return "; ".join(parts)
 
     def to_dict(self) -> dict:
@@ -133,9 +159,12 @@ def _joined(a: Frame, b: Frame) -> Frame:
 
 
 class Planner:
-    def __init__(self, policy: Policy, history: Frame, deployed_at: int, share: float):
+    def __init__(self, policy: Policy, history: Frame, deployed_at: int, share: float,
+                 progress: Callable[[str, int, int | None], None] | None = None):
         self.policy, self.history, self.deployed_at, self.share = policy, history, deployed_at, share
         self.references = WindowReferences()  # learned once: every run shares the deploy's history
+        self.clean: dict = {}  # (lifetime, share) -> the clean canary's first pass per metric
+        self.progress = progress or (lambda stage, done=0, total=None: None)
 
     def judge(self, lifetime: int, metric: Metric | None, effect: float,
               share: float | None = None) -> tuple[dict, dict, int | None]:
@@ -169,25 +198,43 @@ class Planner:
         # Failed for the regression itself: a gap in the day the window is drawn from is no catch.
         return hit if hit is not None and hit[1] != "canary-not-reporting" else None
 
-    def lifetime_needed(self, metric: Metric) -> int | None:
+    def passed_within(self, metric: Metric, lifetime: int, share: float | None = None) -> tuple[int, str] | None:
+        """When a canary as good as the baseline has the metric passed (one clean run per lifetime
+        and share, shared by the metrics)."""
+        key = lifetime, self.share if share is None else share
+        if key not in self.clean:
+            self.clean[key] = self.judge(lifetime, None, 0.0, share)[0]
+        return self.clean[key].get(metric.name)
+
+    def answer(self, metric: Metric, lifetime: int, share: float | None = None) -> str:
+        caught = self.caught_within(metric, lifetime, share)
+        passed = self.passed_within(metric, lifetime, share)
+        return answer(metric.tolerance, lifetime, passed and passed[0], caught and caught[0])
+
+    def lifetime_needed(self, metric: Metric, enough: frozenset[str]) -> int | None:
+        """The shortest lifetime (among LIFETIME_STEPS x the policy's) whose answer is `enough`."""
         longest = min(MAX_LIFETIME, self.policy.history - DAY)  # the window is drawn from the history's last days
-        for factor in LIFETIME_STEPS:
+        for n, factor in enumerate(LIFETIME_STEPS):
             life = int(self.policy.lifetime * factor) // self.policy.interval * self.policy.interval
             if life > longest:
                 return None
-            if self.caught_within(metric, life) is not None:
+            self.progress(f"{metric.name}: trying a lifetime of {_human(life)}", n, len(LIFETIME_STEPS))
+            if self.answer(metric, life) in enough:
                 return life
         return None
 
-    def share_needed(self, metric: Metric) -> float | None:
-        """The smallest canary share at which the regression is caught within the lifetime (log
+    def share_needed(self, metric: Metric, enough: frozenset[str]) -> float | None:
+        """The smallest canary share at which the answer is `enough` within the lifetime (log
         bisection: more traffic, more evidence)."""
         lo, hi = SHARE_RANGE
-        if self.caught_within(metric, self.policy.lifetime, hi) is None:
+        stage = f"{metric.name}: searching the canary share that judges it"
+        self.progress(stage, 0, SHARE_ITERATIONS + 1)
+        if self.answer(metric, self.policy.lifetime, hi) not in enough:
             return None
-        for _ in range(SHARE_ITERATIONS):
+        for n in range(SHARE_ITERATIONS):
+            self.progress(stage, n + 1, SHARE_ITERATIONS + 1)
             mid = math.sqrt(lo * hi)
-            if self.caught_within(metric, self.policy.lifetime, mid) is not None:
+            if self.answer(metric, self.policy.lifetime, mid) in enough:
                 hi = mid
             else:
                 lo = mid
@@ -224,7 +271,9 @@ def _check_recent(policy: Policy, history: Frame, deployed_at: int) -> None:
                             f"which the plan draws the canary window from (it needs {MIN_COVERAGE:.0%})")
 
 
-def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0.05, deployed_at: int) -> Plan:
+def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0.05, deployed_at: int,
+         progress: Callable[[str, int, int | None], None] | None = None) -> Plan:
+    """`progress(stage, done, total)` is told what is being judged (total None: one step)."""
     if not any(m.judged and m.tolerance for m in policy.metrics):
         raise GateError("metrics: no judged metric has a tolerance: a plan times the regressions at 2x each "
                         "metric's tolerance")
@@ -236,18 +285,24 @@ def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0
     deployed_at -= deployed_at % policy.interval
     history = read_recent(policy, source, release, deployed_at)
     _check_recent(policy, history, deployed_at)
-    planner = Planner(policy, history, deployed_at, share)
+    tell = progress or (lambda stage, done=0, total=None: None)
+    planner = Planner(policy, history, deployed_at, share, tell)
+    tell("judging a canary as good as the baseline", 0, None)
     passed, _, whole = planner.judge(policy.lifetime, None, 0.0)
+    planner.clean[policy.lifetime, share] = passed
     plans = []
     for m in (m for m in policy.metrics if m.judged):
-        p = MetricPlan(m.name, m.tolerance)
+        p = MetricPlan(m.name, m.tolerance, policy.lifetime)
         p.seconds_to_pass, p.pass_rule = passed.get(m.name, (None, None))
         if m.tolerance:
+            tell(f"{m.name}: judging a {REGRESSION:g}x-tolerance regression", 0, None)
             p.seconds_to_fail, p.fail_rule = planner.caught_within(m, policy.lifetime) or (None, None)
-            if p.too_short:
-                p.lifetime_needed = planner.lifetime_needed(m)
+            # What would do: judged at all for a metric too short; caught before the end for one at the end.
+            enough = frozenset({OK}) if p.answer == AT_END else frozenset({OK, AT_END})
+            if p.answer != OK:
+                p.lifetime_needed = planner.lifetime_needed(m, enough)
             if m.name in scaled_by_share(policy) and not policy.history_only:
-                p.share_needed = planner.share_needed(m)  # below it, the count cannot be judged in the lifetime
+                p.share_needed = planner.share_needed(m, enough)  # below it, the count cannot be judged in the lifetime
         else:
             p.notes.append("no tolerance: judged against its history only, no regression size to plan for")
         plans.append(p)
@@ -259,26 +314,39 @@ def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0
 
 
 def print_plan(data: dict, console) -> None:
+    """The answer first, then a table of short cells only (it fits 80 columns whatever the
+    metric names: nothing in it is cut), then the rules and what would suffice, wrapped."""
     from rich.markup import escape
+    from rich.padding import Padding
     from rich.table import Table
+    from rich.text import Text
 
     def when(seconds):
         return "-" if seconds is None else _human(int(seconds)) if seconds % 60 == 0 else f"{seconds}s"
 
-    style = "bold green" if data["verdict"] == "ok" else "bold red"
-    console.print(f"[{style}]{data['verdict']}[/]: {escape(data['reason'])}", highlight=False, soft_wrap=True)
-    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
-                  title=f"release {escape(data['release'])}, lifetime {_human(data['lifetime'])}, canary share "
-                        f"{data['canary_share']:.1%} ({data['mode']}); a canary as good as the baseline passes "
-                        f"after {when(data['seconds_to_pass'])}")
-    for column in ("metric", "tol", "passes after", f"fails at {REGRESSION:g}x after", "needs"):
-        table.add_column(column, no_wrap=True)
+    styles = {OK: "bold green", AT_END: "bold yellow", TOO_SHORT: "bold red"}
+    console.print(f"[{styles[data['verdict']]}]{data['verdict']}[/]: {escape(data['reason'])}", highlight=False)
+    console.print(f"release {escape(data['release'])}, lifetime {_human(data['lifetime'])}, canary share "
+                  f"{data['canary_share']:.1%} ({data['mode']}); a canary as good as the baseline passes after "
+                  f"{when(data['seconds_to_pass'])}", highlight=False)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("metric", "tol", "passes after", f"fails at {REGRESSION:g}x after", "answer"):
+        table.add_column(column, overflow="fold")
     for m in data["metrics"]:
-        fixes = [f"lifetime {_human(m['lifetime_needed'])}" if m["lifetime_needed"] else "",
-                 f"share >= {m['share_needed']:.1%}" if m["share_needed"] else ""]
-        table.add_row(m["name"], "-" if m["tolerance"] is None else f"{m['tolerance']:g}",
-                      f"{when(m['seconds_to_pass'])} {m['pass_rule'] or ''}".strip(),
-                      "not within the lifetime" if m["tolerance"] and m["seconds_to_fail_2x"] is None
-                      else when(m["seconds_to_fail_2x"]),
-                      " or ".join(f for f in fixes if f))
+        table.add_row(escape(m["name"]), "-" if m["tolerance"] is None else f"{m['tolerance']:g}",
+                      when(m["seconds_to_pass"]),
+                      "not in time" if m["tolerance"] and m["seconds_to_fail_2x"] is None else when(m["seconds_to_fail_2x"]),
+                      f"[{styles[m['answer']]}]{m['answer']}[/]")
     console.print(table, highlight=False)
+    for m in data["metrics"]:
+        rules = [f"passes by {m['pass_rule']}" if m["pass_rule"] else "",
+                 f"fails by {m['fail_rule']}" if m["fail_rule"] else ""]
+        fixes = [f"a lifetime of {_human(m['lifetime_needed'])}" if m["lifetime_needed"] else "",
+                 f"a canary share of {m['share_needed']:.1%}" if m["share_needed"] else ""]
+        line = ", ".join(r for r in rules if r)
+        if m["answer"] != OK and any(fixes):
+            line += f"; would suffice: {' or '.join(f for f in fixes if f)}"
+        elif m["share_needed"]:
+            line += f"; judged from a canary share of {m['share_needed']:.1%}"
+        if line:
+            console.print(Padding(Text(f"{m['name']}: {line}", style="dim"), (0, 0, 0, 2)))

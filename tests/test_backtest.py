@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -182,3 +183,116 @@ def test_over_real_http_the_history_is_read_once_whatever_the_number_of_windows(
             counts.append(len(fake.timeseries_requests()) - before)
     assert counts[0] == counts[1] > 0
     assert report["mode"] == "history-only"  # the canary scope has no history before the deploy
+
+
+def undecided_errors_policy(**changes) -> dict:
+    """Errors the canary can never have enough requests to judge (min_events far above any
+    window's volume): every window ends undecided on them, and on_undecided: fail fails it."""
+    return noisy_policy(lifetime="10m", on_undecided="fail", metrics=[
+        {"name": "cpu", "kind": "gauge", "tolerance": 0.10},
+        {"name": "errors", "kind": "count", "denominator": "requests", "tolerance": 0.5, "min_events": 10**9},
+        {"name": "requests", "kind": "count", "bad_direction": "none"}], **changes)
+
+
+def test_windows_the_judge_could_not_tell_at_the_end_are_undecided_not_false_alarms(tmp_path):
+    result = backtest("--policy", write(tmp_path, undecided_errors_policy()), "--days", "3", "--windows", "3",
+                      "--until", UNTIL, "--no-recommend", "--jobs", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    overall = report["overall"]
+    assert overall["undecided"]["count"] == 3 and overall["undecided"]["of"] == 3
+    assert overall["false_alarms"]["count"] == 0  # failed only through on_undecided: not a false alarm
+    errors = next(m for m in report["metrics"] if m["name"] == "errors")
+    assert errors["undecided"]["count"] == 3 and errors["false_alarms"]["count"] == 0
+    assert report["false_alarm_windows"] == []
+
+
+def test_the_recommendation_never_picks_a_tolerance_whose_clean_windows_end_undecided(tmp_path):
+    result = backtest("--policy", write(tmp_path, undecided_errors_policy()), "--days", "3", "--windows", "2",
+                      "--until", UNTIL, "--jobs", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["recommendation"]["tolerances"]["errors"] is None
+    assert any("could not tell" in note for note in report["recommendation"]["notes"])
+    assert "could not tell" in backtest("--policy", write(tmp_path, undecided_errors_policy()), "--days", "3",
+                                        "--windows", "2", "--until", UNTIL, "--jobs", "1", "--no-recommend").stdout
+
+
+def test_a_metric_the_judge_could_not_tell_is_undecided_whatever_verdict_it_carries():
+    from gate.backtest import could_not_tell
+    from gate.verdict import MetricResult
+
+    assert could_not_tell(MetricResult("cpu", "inconclusive", "...", "minimum-volume"))
+    assert could_not_tell(MetricResult("cpu", "fail", "...", "mean-could-not-tell-at-end"))
+    assert not could_not_tell(MetricResult("cpu", "fail", "...", "mean-beyond-tolerance"))
+    assert not could_not_tell(MetricResult("cpu", "pass", "...", "mean-within-tolerance"))
+
+
+def test_in_a_log_the_backtest_prints_progress_lines_on_stderr(tmp_path):
+    # run_gate's stderr is a pipe, not a terminal: a CI log, where a progress bar prints nothing.
+    result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
+                      "--until", UNTIL, "--no-recommend", "--jobs", "1")
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("backtest: judging the windows")]
+    assert len(progress) >= 2
+    done, total = progress[-1].split()[4].split("/")
+    assert done == total  # the last line says the stage is complete
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_a_history_failed_wholesale_is_reported_broken_not_a_policy_to_loosen():
+    # examples/simulate.yaml: the canary runs its faulty version (db_connections) over all its history.
+    result = backtest("--policy", EXAMPLES / "simulate.yaml", "--days", "3", "--windows", "2", "--until", UNTIL,
+                      "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["broken_history"]) >= {"latency", "errors"}
+    assert report["recommendation"]["yaml"] is None and not report["recommendation"]["tolerances"]
+    assert any("broken" in note for note in report["recommendation"]["notes"])
+    shown = backtest("--policy", EXAMPLES / "simulate.yaml", "--days", "3", "--windows", "2", "--until", UNTIL).stdout
+    assert "broken history" in shown and "tolerance: null" not in shown
+
+
+def test_the_documented_backtest_example_measures_a_healthy_history():
+    result = backtest("--policy", EXAMPLES / "backtest.yaml", "--days", "3", "--windows", "3", "--until", UNTIL,
+                      "--no-recommend", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["mode"] == "paired" and report["broken_history"] == {}
+    assert report["overall"]["false_alarms"]["count"] == 0
+    assert report["overall"]["detection"]["3x"]["detected"]["rate"] > 0.9
+
+
+def test_a_metric_no_candidate_suits_keeps_its_tolerance_never_null():
+    from gate.backtest import Recommendation
+
+    policy = parse_policy(noisy_policy(), "test")
+    text = Recommendation({"cpu": 0.05, "latency": None}, None).yaml(policy, {})
+    tolerances = {m["name"]: m["tolerance"] for m in yaml.safe_load(text)["metrics"]}
+    assert tolerances == {"cpu": 0.05, "latency": 0.02}  # latency kept at the policy's, not null
+
+
+def test_in_80_columns_the_table_wraps_a_long_metric_name_and_cuts_no_number(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from gate.backtest import print_backtest
+
+    result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
+                      "--until", UNTIL, "--jobs", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    report["metrics"][1]["name"] = "checkout.request.latency.p99"
+    shown = io.StringIO()
+    print_backtest(report, Console(file=shown, width=80, color_system=None))
+    lines = shown.getvalue().splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("metric")))
+    end = lines.index(next(line for line in lines[start:] if line.startswith(("note:", "windows", "recommended"))))
+    table = lines[start:end]
+    assert any(line.startswith("checkout.") for line in table)
+    assert "…" not in "\n".join(table) and all(len(line) <= 80 for line in table)
+    advised = [m["recommended_tolerance"] for m in report["metrics"]]
+    assert all(f"{a:g}" in "\n".join(table) for a in advised if a is not None)

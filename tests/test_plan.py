@@ -79,3 +79,51 @@ def test_a_gap_over_the_last_day_is_no_history_not_a_canary_caught_at_once(tmp_p
 def test_a_policy_without_tolerances_is_a_clear_error(tmp_path):
     one_error_line(run_gate("plan", "rel-1", "--policy", policy(tmp_path, [{**CPU[0], "tolerance": None}]), "--at", AT),
                    "tolerance")
+
+
+def test_a_regression_caught_only_at_the_last_look_is_at_the_end_a_risk_not_ok(tmp_path):
+    # At a 5% share the simulated service's errors at 2x their tolerance fail at the last look.
+    result = run_gate("plan", "rel-1", "--policy", policy(tmp_path, CPU + ERRORS), "--at", AT,
+                      "--canary-share", "0.05", "--json")
+    assert result.returncode == 3, result.stdout + result.stderr
+    plan = json.loads(result.stdout)
+    errors = next(m for m in plan["metrics"] if m["name"] == "errors")
+    assert errors["seconds_to_fail_2x"] == plan["lifetime"]  # the premise: caught at the last look
+    assert errors["answer"] == "at the end" and plan["verdict"] == "at the end"
+    assert "errors" in plan["reason"] and "end" in plan["reason"]
+    assert errors["lifetime_needed"] > plan["lifetime"]  # what catches it before the end
+    assert next(m for m in plan["metrics"] if m["name"] == "cpu")["answer"] == "ok"
+
+
+def test_plan_and_backtest_share_one_rule_a_clean_canary_left_undecided_is_too_short():
+    from gate.plan import answer
+
+    hour = 3600
+    assert answer(0.1, hour, 1800, 600) == "ok"
+    assert answer(0.1, hour, 1800, hour) == "at the end"
+    assert answer(0.1, hour, 1800, None) == "too short"  # the regression not caught
+    assert answer(0.1, hour, None, 600) == "too short"  # a clean canary could not be told from it
+    assert answer(None, hour, None, None) == "ok"  # no tolerance: judged against its history only
+
+
+def test_at_a_one_percent_share_the_plan_fits_80_columns_with_every_name_and_answer(tmp_path):
+    metrics = [{"name": n, "kind": "gauge", "tolerance": 0.1} for n in ("cpu", "memory", "latency")] + ERRORS
+    result = run_gate("plan", "rel-1", "--policy", policy(tmp_path, metrics), "--at", AT,
+                      "--canary-share", "0.01", env={"COLUMNS": "80"})
+    assert result.returncode == 3, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    assert "…" not in result.stdout
+    rows = {line.split()[0]: line for line in lines if line.split() and line.split()[0] in
+            ("cpu", "memory", "latency", "errors")}
+    assert set(rows) == {"cpu", "memory", "latency", "errors"}
+    assert rows["errors"].rstrip().endswith("too short") and rows["cpu"].rstrip().endswith("ok")
+
+
+def test_in_a_log_the_plan_prints_progress_lines_on_stderr(tmp_path):
+    # run_gate's stderr is a pipe, not a terminal: a CI log.
+    result = run_gate("plan", "rel-1", "--policy", policy(tmp_path, CPU + ERRORS, lifetime="30m"), "--at", AT,
+                      "--canary-share", "0.01")
+    progress = [line for line in result.stderr.splitlines() if line.startswith("plan: ")]
+    assert any("canary as good as the baseline" in line for line in progress)
+    assert any("errors" in line and "share" in line for line in progress)

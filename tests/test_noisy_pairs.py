@@ -1,0 +1,85 @@
+"""The noisy-pair family (bench/noisy_pairs.py): its cases have the properties issue 23 asks for,
+measured on the files it writes (what the judge and the peers read), not on its own variables."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from bench import cv, noisy_pairs
+from gate.release import parse_time
+from gate.sources.replay import load_case
+
+
+@pytest.fixture(scope="module")
+def family(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("noisy")
+    metas = noisy_pairs.generate(corpus, out)
+    return out, metas
+
+
+def realized(path):
+    """(points, paired SD over the baseline's level, relative difference of the means, factor) of a
+    written case's canary window, the shift it says it injected divided out."""
+    case = load_case(path)
+    meta = json.loads((path / "case.json").read_text(encoding="utf-8"))
+    name = case.metrics[0]["name"]
+    canary, baseline = case.frames["canary"], case.frames["baseline"]
+    window = baseline.between(case.deployed_at, case.end_at)
+    assert np.array_equal(window.timestamps, canary.timestamps)  # every canary point has its baseline
+    factor = meta["injected"].get("shift_factor", 1.0)
+    x, y = window.values[name], canary.values[name] / factor
+    level = x.mean()
+    return len(x), np.std(y - x, ddof=1) / level, y.mean() / level - 1, factor
+
+
+def test_every_case_has_15_to_25_points_a_paired_sd_of_40_to_70_percent_and_a_screened_clean_window(family):
+    out, metas = family
+    assert sum(m["expect"] == "pass" for m in metas) >= 50 and sum(m["expect"] == "fail" for m in metas) >= 50
+    for meta in metas:
+        points, sd, effect, factor = realized(out / meta["id"])
+        tolerance = meta["metrics"][0]["tolerance"]
+        assert noisy_pairs.POINTS[0] <= points <= noisy_pairs.POINTS[1], meta["id"]
+        assert 0.40 <= sd <= 0.70, (meta["id"], sd)
+        assert abs(effect) <= tolerance / 2 + 1e-6, (meta["id"], effect)  # clean: within half the tolerance
+        if meta["expect"] == "fail":
+            assert 2 * tolerance <= factor - 1 <= 4 * tolerance, meta["id"]
+        else:
+            assert factor == 1.0
+
+
+def test_canary_and_baseline_come_from_two_different_real_series_with_history_before_the_deploy(family):
+    out, metas = family
+    for meta in metas:
+        roles = meta["source"].split("; ", 1)[1]
+        baseline, canary = (part.split(" ", 1)[1] for part in roles.split(", canary "))
+        assert baseline.removeprefix("baseline ") != canary, meta["source"]
+        case = load_case(out / meta["id"])
+        history = case.frames["baseline"].between(0, case.deployed_at - 1)
+        assert case.deployed_at - history.timestamps[0] >= noisy_pairs.MIN_HISTORY
+        assert case.step == noisy_pairs.STEP
+        assert parse_time(meta["end_at"]) == case.end_at
+
+
+def test_bench_cv_folds_a_pair_of_series_together_whichever_is_the_canary(family):
+    out, _ = family
+    rows = cv.find_rows([out], folds=5)
+    assert {r["family"] for r in rows} == {"noisy"}
+    folds, sources = {}, {}
+    for r in rows:
+        folds.setdefault(r["group"], set()).add(r["fold"])
+        sources.setdefault(r["group"], set()).add(json.loads((out / r["case"] / "case.json").read_text())["source"])
+    assert all(len(f) == 1 for f in folds.values())
+    assert all(len(s) <= 2 for s in sources.values())  # one pair of series, in either role
+    assert sum(len(s) == 2 for s in sources.values()) >= len(sources) / 2  # mirrored pairs: one group
+
+
+def test_the_same_dev_corpus_gives_the_same_bytes(family, corpus, tmp_path):
+    out, metas = family
+    again = noisy_pairs.generate(corpus, tmp_path / "again")
+
+    def digest(root):
+        return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())).hexdigest()
+
+    assert again == metas and digest(tmp_path / "again") == digest(out)
