@@ -8,6 +8,7 @@ announced (`announce`).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -191,6 +192,7 @@ class Analysis:
             demo = self.policy.source.type if self.policy.source.type in DEMO_SOURCES else None
             verdict = replace(verdict, release=self.release, demo=demo, rollout_step=self.rollout_step,
                               deploy=self.deploy.number if self.deploy is not None else None)
+            verdict = self._with_links(verdict)
             if now >= self.end_at and not verdict.decisive:
                 verdict = self._at_end_of_lifetime(verdict)
         except GateError as e:
@@ -200,6 +202,15 @@ class Analysis:
         if self.store is not None:
             self.store.record(verdict)
         return Evaluation(verdict, window, reference)
+
+    def _with_links(self, verdict: Verdict) -> Verdict:
+        """Each failing metric's links to the canary's traces, logs and the metric (gate.links)."""
+        from gate.evidence import with_links
+
+        region = self.policy.source.options.get("region") or os.environ.get("AWS_DEFAULT_REGION") \
+            or os.environ.get("AWS_REGION")
+        return with_links(verdict, self.policy, self.source, self.canary, self.baseline,
+                          site=os.environ.get("DD_SITE") or "datadoghq.com", region=region)
 
     def _at_end_of_lifetime(self, verdict: Verdict) -> Verdict:
         outcome = self.policy.on_undecided
@@ -323,7 +334,7 @@ def announce(analysis: Analysis, evaluation: Evaluation, *, report: bool = True,
     own failure (in the analysis' store). Returns where the report is, or None."""
     if not evaluation.verdict.decisive:  # a verdict that waits tells nobody
         return None
-    from gate.notify import datadog_event, slack
+    from gate.notify import datadog_event, slack, webhook
     from gate.report import report_for
 
     store = analysis.store
@@ -331,6 +342,8 @@ def announce(analysis: Analysis, evaluation: Evaluation, *, report: bool = True,
     slack.notify(evaluation.verdict, store=store, policy=analysis.policy.name, canary=analysis.canary,
                  baseline=analysis.baseline, report_url=location, build_url=build_url)
     datadog_event.notify(evaluation.verdict, analysis.policy, store)  # when the policy asks for it
+    webhook.notify(evaluation.verdict, analysis.policy, store=store, canary=analysis.canary,  # idem
+                   baseline=analysis.baseline, report_url=location, build_url=build_url)
     return location
 
 

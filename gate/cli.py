@@ -226,6 +226,8 @@ def rollout(
     deployed_at: DeployedAtOption = None,
     watch: Annotated[bool, typer.Option(help="Go on every interval until every step passed or one failed.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="One look: say what would change; change no weight.")] = False,
+    simulated_alb: Annotated[bool, typer.Option("--simulated-alb", help="Steer a simulated load balancer (its "
+                                                "weights kept in the store), no AWS: a demo source only.")] = False,
     as_json: JsonOption = False,
     store: StoreOption = None,
 ) -> None:
@@ -235,14 +237,15 @@ def rollout(
     steps remain (run again: it resumes at the recorded step), 4 when it could not judge or the
     load balancer's weights were changed by someone else."""
     from gate import rollout as steps
-    from gate.traffic import forward_of
+    from gate.simulated_alb import router_for
 
     check_release(release)
     analysis, _ = _open_release(release, policy, canary, baseline, deployed_at, store, None, None, False)
     if analysis.policy.rollout is None:
         raise fail_closed(f"{policy}: rollout: the policy has no rollout section (listener_arn or rule_arn, "
                           "canary_target_group, production_target_group, steps, step_lifetime)")
-    machine = steps.Rollout(analysis, forward_of(analysis.policy), dry_run=dry_run)
+    router = router_for(analysis.policy, analysis.store, release, simulated=simulated_alb)
+    machine = steps.Rollout(analysis, router, dry_run=dry_run)
 
     def progress(seen) -> None:
         err.print(f"rollout {release}: {seen.summary()}", highlight=False, markup=False)
@@ -269,7 +272,7 @@ def worst_exit(code: int | None, new: int) -> int:
 
 @app.command()
 def replay(
-    cases: Annotated[list[Path], typer.Argument(help="Case folders (../shared/corpus format).")],
+    cases: Annotated[list[Path], typer.Argument(help="Case folders (docs/case-format.md), e.g. examples/cases/k1m-aa-000.")],
     policy: Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy file; default: from case.json.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -279,6 +282,7 @@ def replay(
 
     loaded = load_policy(policy) if policy else None
     code = None  # the worst over the cases: one case that could not be judged, or failed, is never hidden
+    outcomes: dict[str, int] = {}
     for case in cases:
         try:
             result = replay_case(case, loaded)
@@ -289,8 +293,10 @@ def replay(
                 name = case.name or str(case)
                 print(json.dumps({"case": name, "verdict": "error", "error": message}), flush=True)
             code = worst_exit(code, EXIT_ERROR)
+            outcomes["error"] = outcomes.get("error", 0) + 1
             continue
         code = worst_exit(code, EXIT_CODES[result.verdict.verdict])
+        outcomes[result.verdict.verdict] = outcomes.get(result.verdict.verdict, 0) + 1
         if as_json:
             print(json.dumps(result.to_dict()), flush=True)
         else:
@@ -299,7 +305,12 @@ def replay(
 
             print_verdict(result.verdict, out, policy=result.policy, canary="canary",
                           baseline="baseline" if result.policy is None or result.policy.baseline else None)
-    raise typer.Exit(EXIT_ERROR if code is None else code)
+            out.print()
+    code = EXIT_ERROR if code is None else code
+    if not as_json and len(cases) > 1:
+        counted = ", ".join(f"{outcomes[o]} {o}" for o in ("error", "fail", "inconclusive", "pass") if o in outcomes)
+        out.print(f"{len(cases)} cases: {counted} (exit {code})", highlight=False)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -388,13 +399,18 @@ def demo(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated data (same seed, same data).")] = 7,
     pace: Annotated[float, typer.Option(help="Seconds of pause per simulated interval.")] = 0.15,
+    rollout: Annotated[bool, typer.Option("--rollout", help="Step the canary's traffic 5% -> 25% -> 50% on a "
+                                          "simulated load balancer, as gate rollout does on an ALB.")] = False,
     as_json: JsonOption = False,
     store: StoreOption = None,
 ) -> None:
     """Run a whole simulated canary release, time compressed (no account needed)."""
-    from gate.demo import run_demo
+    if rollout:
+        from gate.demo_rollout import run_rollout_demo as run
+    else:
+        from gate.demo import run_demo as run
 
-    raise typer.Exit(run_demo(scenario, seed=seed, pace=pace, as_json=as_json, store=store, out=out, err=err))
+    raise typer.Exit(run(scenario, seed=seed, pace=pace, as_json=as_json, store=store, out=out, err=err))
 
 
 @app.command()
@@ -593,6 +609,20 @@ def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy fil
         except SourceError:
             pass
         out.print(f"{f}: ok ({p.name}, {len(p.metrics)} metrics, source {p.source.type})", highlight=False)
+
+
+def reflow_help(*apps: typer.Typer) -> None:
+    """Each command's help as paragraphs the terminal wraps: typer keeps the docstring's own line
+    breaks after the first paragraph, which at 80 columns (a CI log) cut sentences in two."""
+    import inspect
+
+    for group in apps:
+        for command in group.registered_commands:
+            text = command.help or inspect.getdoc(command.callback) or ""
+            command.help = "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+
+
+reflow_help(app, policy_app)
 
 
 def main() -> None:

@@ -161,6 +161,19 @@ def print_verdict(verdict: Verdict, console: Console | None = None, *, policy: A
         console.print(reasons_table(verdict))
     else:
         console.print(stacked(verdict))
+    print_links(verdict, console)
+
+
+def print_links(verdict: Verdict, console: Console) -> None:
+    """Each failing metric's evidence links, one per line and never wrapped (a link cut in two at
+    80 columns cannot be opened)."""
+    linked = [m for m in verdict.metrics if m.links]
+    if linked:
+        console.print()
+        console.print(Text("evidence:", style="bold"))
+    for m in linked:
+        for name, url in m.links.items():
+            console.print(f"  {m.name} {name}: {url}", soft_wrap=True, highlight=False, markup=False)
 
 
 class WatchProgress:

@@ -10,6 +10,7 @@ goes to the store and a decisive verdict writes its report, like any release.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from gate.console import print_verdict
 from gate.policy import Policy, parse_policy
-from gate.sources.simulate import DAY, SCENARIOS, SimulateSource, check_scenario
+from gate.sources.simulate import DAY, EXPECTED, SCENARIOS, SimulateSource, check_scenario
 from gate.store import SqliteStore
 from gate.verdict import EXIT_CODES, Verdict
 
@@ -53,11 +54,26 @@ DEMO_POLICY = {
 }
 
 
-def demo_policy(scenario: str = DEFAULT_SCENARIO, seed: int = DEFAULT_SEED, deployed_at: int | None = None) -> Policy:
+# `gate demo --rollout`: the canary's share of a simulated load balancer in three steps, each judged
+# for at most 15 minutes. ARNs of no account: the simulated load balancer only names the groups.
+_DEMO_ARN = "arn:aws:elasticloadbalancing:us-east-1:000000000000:"
+DEMO_ROLLOUT = {
+    "listener_arn": _DEMO_ARN + "listener/app/demo-shop/0000000000000000/0000000000000000",
+    "canary_target_group": _DEMO_ARN + "targetgroup/demo-shop-canary/0000000000000001",
+    "production_target_group": _DEMO_ARN + "targetgroup/demo-shop-production/0000000000000002",
+    "steps": [5, 25, 50],
+    "step_lifetime": "15m",
+}
+
+
+def demo_policy(scenario: str = DEFAULT_SCENARIO, seed: int = DEFAULT_SEED, deployed_at: int | None = None,
+                rollout: bool = False) -> Policy:
     options: dict = {"scenario": check_scenario(scenario), "seed": seed}
     if deployed_at is not None:
         options["deployed_at"] = deployed_at
     data = {**DEMO_POLICY, "source": {"type": "simulate", "options": options}}
+    if rollout:
+        data["rollout"] = DEMO_ROLLOUT
     return parse_policy(data, origin="demo policy")
 
 
@@ -95,7 +111,8 @@ def run_demo(
 
     if not as_json:
         err.print(f"[bold]gate demo[/]: release {release} on the simulated service, scenario "
-                  f"[bold]{scenario}[/] (seed {seed}); 1 simulated minute per step", highlight=False)
+                  f"[bold]{scenario}[/] (seed {seed}): {EXPECTED[scenario]}; 1 simulated minute per step",
+                  highlight=False)
     steps = len(list(analysis.steps()))
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} min"),
                   console=err, disable=as_json, transient=False) as progress:
@@ -119,10 +136,21 @@ def run_demo(
                           "store": str(history.path), "report": report}), flush=True)
     else:
         print_verdict(verdict, out, policy=policy, canary=analysis.canary, baseline=analysis.baseline)
-        out.print(f"{evaluations} evaluations recorded in {history.path}: gate history {release}"
-                  f"{'' if store is None else f' --store {history.path}'}", highlight=False)
-        if report:
-            out.print(f"report: {report}", highlight=False, soft_wrap=True)
-        others = [s for s in SCENARIOS if s != scenario]
-        out.print(f"other scenarios: {', '.join(others)} (gate demo SCENARIO)", style="dim", highlight=False)
+        print_epilogue(out, scenario, verdict, release, evaluations, history.path, store is not None, report)
     return EXIT_CODES[verdict.verdict]
+
+
+def print_epilogue(out: Console, scenario: str, verdict: Verdict, release: str, evaluations: int,
+                   path: Path, own_store: bool, report: str | None, command: str = "gate demo") -> None:
+    """Where the evaluations and the report are, and what else to try. A command is a line of
+    its own, never wrapped (soft_wrap): a log or a narrow terminal must not cut it in two."""
+    out.print(f"{evaluations} evaluations recorded in {path}; list them with:", highlight=False, soft_wrap=True)
+    listing = ["gate", "history", release] + (["--store", str(path)] if own_store else [])
+    out.print(f"  {shlex.join(listing)}", highlight=False, soft_wrap=True)
+    if report:
+        out.print(f"report: {report}", highlight=False, soft_wrap=True)
+    if verdict.verdict == "fail" and scenario != "healthy":
+        out.print(f"{scenario} is a faulty release: this fail is the gate working. A pass:", highlight=False)
+        out.print(f"  {command} healthy", highlight=False, soft_wrap=True)
+    others = [s for s in SCENARIOS if s != scenario]
+    out.print(f"other scenarios ({command} SCENARIO): {', '.join(others)}", style="dim", highlight=False)

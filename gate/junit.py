@@ -61,6 +61,7 @@ def _details(m: MetricResult) -> str:
     lines.append(f"{effect}  tolerance: {present.tolerance(m.tolerance, '-')}" + (f"  SLO: {m.slo}" if m.slo else ""))
     if m.critical:
         lines.append("critical: a failure of this metric fails the canary on its own")
+    lines += [f"{name}: {url}" for name, url in (m.links or {}).items()]  # the evidence (gate.links)
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     ValidationError,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -349,6 +350,43 @@ class Notify(Strict):
 
     datadog_event: bool = Field(
         default=False, description="Post each decisive verdict as a Datadog event (a Datadog source only).")
+    webhook: bool = Field(
+        default=False, description="POST each decisive verdict as signed JSON to GATE_WEBHOOK_URL (HMAC-SHA256 "
+        "with GATE_WEBHOOK_SECRET), for an incident tool; never changes the verdict.")
+
+
+class Links(Strict):
+    """Where a failing metric's evidence is (gate.links): the canary's log group for CloudWatch
+    Logs Insights, or templates replacing the default links of the source."""
+
+    log_group: str | None = Field(
+        default=None, min_length=1, max_length=512, pattern=r"^[\w/.#{}-]+$",
+        description="CloudWatch: the canary's log group for a Logs Insights link ({scope} is replaced).")
+    urls: dict[str, Annotated[str, Field(max_length=2000, pattern=r"^https://")]] | None = Field(
+        default=None,
+        description="Name (a-z, 0-9, _ or -, at most 10 links) -> https URL template replacing the source's "
+        "default links; placeholders "
+        "{scope} {baseline} {metric} {start} {end} {start_ms} {end_ms} {start_iso} {end_iso} {region} {site}, "
+        "each percent-encoded. {} turns the links off.")
+
+    @field_validator("urls")
+    @classmethod
+    def _names_and_placeholders(cls, urls: dict[str, str] | None) -> dict[str, str] | None:
+        from gate.links import PLACEHOLDERS, template_fields
+
+        if urls is not None and len(urls) > 10:
+            raise ValueError(f"at most 10 links (got {len(urls)})")
+        for name, template in (urls or {}).items():
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+                raise ValueError(f"{name[:50]!r}: a link's name is a-z, 0-9, _ or - (at most 40), starting with a letter")
+            try:
+                unknown = sorted(set(template_fields(template)) - set(PLACEHOLDERS))
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+            if unknown:
+                raise ValueError(f"{name}: unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)} "
+                                 f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})")
+        return urls
 
 
 # Keys once read raw from `source.options`, by source type, and the field that replaces each.
@@ -462,6 +500,9 @@ class Policy(Strict):
     )
     actions: Actions = Field(default_factory=Actions, description="What promote and rollback act on.")
     notify: Notify = Field(default_factory=Notify, description="Who hears of a decisive verdict.")
+    links: Links | None = Field(
+        default=None, description="Links from a failing metric to its evidence (traces, logs, the metric): "
+        "the source's defaults unless overridden here.")
 
     @model_validator(mode="before")
     @classmethod

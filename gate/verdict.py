@@ -42,6 +42,7 @@ class MetricResult:
     critical: bool = False
     muted: bool = False
     slo: str | None = None  # the metric's guardrails in words ("max 800 ms"), None: it has none
+    links: dict[str, str] | None = None  # a failing metric's evidence: name -> URL (gate.links)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -52,6 +53,8 @@ class MetricResult:
             d["interval"] = [_finite(lo), _finite(hi)]
         if self.slo is None:  # only then: the JSON of a metric without guardrails is unchanged
             del d["slo"]
+        if self.links is None:  # idem, a metric without evidence links
+            del d["links"]
         return d
 
 

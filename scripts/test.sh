@@ -4,10 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every step that can take a while says what it does first: a log that goes quiet for minutes
+# reads as a hang.
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
+  echo "test.sh: creating the virtualenv .venv"
   "$PYTHON" -m venv .venv
 fi
+echo "test.sh: installing the gate and its test tooling (pip install -e '.[dev]'; about 800 MB and a few minutes on a fresh machine)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
 # System packages some tests drive for real (installed only when missing).
@@ -17,10 +21,12 @@ for pkg in $(cat scripts/apt-packages.txt 2>/dev/null | grep -v '^#' || true); d
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
+    echo "test.sh: installing the system packages the tests drive: ${need_apt[*]} (apt-get; a minute or more)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
     echo "missing system packages (install them as root): ${need_apt[*]}" >&2
   fi
 fi
 
+echo "test.sh: running the tests (quick ones first; the slow groups last, under a header)"
 exec .venv/bin/python -m pytest -q "$@"

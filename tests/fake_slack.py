@@ -18,7 +18,7 @@ SECRET_PATH = "/services/T000TEST/B000TEST/s3cr3tWebhookToken"
 class FakeSlack:
     def __init__(self, script: list[tuple[int, dict]] | None = None):
         self.script = list(script or [(200, {})])
-        self.requests: list[dict] = []  # every request: {"path", "body" (parsed JSON or raw text)}
+        self.requests: list[dict] = []  # every request: {"path", "body" (parsed JSON or raw text), "raw", "headers"}
         self._lock = threading.Lock()
         fake = self
 
@@ -31,7 +31,9 @@ class FakeSlack:
                 except ValueError:
                     body = raw
                 with fake._lock:
-                    fake.requests.append({"path": self.path, "body": body})
+                    # raw and headers: what a signed webhook's receiver checks (tests/test_webhook.py)
+                    fake.requests.append({"path": self.path, "body": body, "raw": raw.encode("utf-8"),
+                                          "headers": dict(self.headers.items())})
                     index = min(len(fake.requests) - 1, len(fake.script) - 1)
                     status, headers = fake.script[index]
                 text = b"ok" if status == 200 else (b"rate_limited" if status == 429 else b"internal_error")

@@ -1,14 +1,17 @@
 """`gate demo` through the real console script, as the README runs it."""
 
 import json
+import re
+import shlex
 import sqlite3
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from gate.sources.simulate import SCENARIOS
 from gate.store import SqliteStore
-from tests.conftest import run_gate
+from tests.conftest import ROOT, run_gate
 
 
 def test_the_readme_demo_shows_a_failure_with_its_reasons_and_its_report_from_any_folder(tmp_path):
@@ -85,3 +88,54 @@ def test_an_unknown_scenario_is_one_line_and_exit_4(tmp_path):
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert "'meteor_strike'" in lines[0] and all(s in lines[0] for s in SCENARIOS)
     assert not (tmp_path / "s.sqlite").exists() or SqliteStore(tmp_path / "s.sqlite").evaluations("x") == []
+
+
+def readme_first_command() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return readme.split("```bash\n", 1)[1].split("```", 1)[0].strip()
+
+
+# The dev extra's packages, by the name they are imported as (the test tooling, ~800 MB).
+DEV_IMPORTS = {"aws-lambda-powertools": "aws_lambda_powertools", "aws-sam-translator": "samtranslator",
+               "cfn-lint": "cfnlint", "pytest": "pytest", "hypothesis": "hypothesis", "moto": "moto"}
+
+
+def test_the_readme_first_command_installs_the_gate_alone_and_the_demo_runs_without_the_test_tooling(tmp_path):
+    command = readme_first_command()
+    assert "pip install -q -e . " in command and "[dev]" not in command, command
+    assert command.endswith("gate demo"), command
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    assert {re.split(r"[\[<>=]", d)[0] for d in extra} == set(DEV_IMPORTS)  # the list below is the whole extra
+    # The demo in an interpreter where the dev extra is not installed: importing it fails.
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import sys\n"
+        f"HIDDEN = {sorted(DEV_IMPORTS.values())!r}\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in HIDDEN:\n"
+        "            raise ImportError(f'{name} is not installed (test tooling)')\n"
+        "sys.meta_path.insert(0, Hide())\n")
+    result = run_gate("demo", "--pace", "0", "--store", tmp_path / "s.sqlite", env={"PYTHONPATH": str(hide)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_the_default_demo_says_its_fail_is_on_purpose_and_how_to_see_a_pass(tmp_path):
+    result = run_gate("demo", "--pace", "0", cwd=tmp_path, env={"GATE_STORE": "", "COLUMNS": "80"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "it should fail" in " ".join(result.stderr.split())  # said before the first look
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert "this fail is the gate working" in " ".join(result.stdout.split())
+    assert "gate demo healthy" in lines  # the way to a pass, a command on a line of its own
+
+
+def test_the_demo_history_hint_is_a_whole_command_at_80_columns(tmp_path):
+    """CI logs are 80 columns: the command to see the evaluations is one line a person can paste."""
+    store = tmp_path / "a folder" / "s.sqlite"
+    result = run_gate("demo", "--pace", "0", "--store", store, env={"COLUMNS": "80"})
+    with sqlite3.connect(store) as db:
+        (release,) = db.execute("SELECT release FROM releases").fetchone()
+    (hint,) = [line.strip() for line in result.stdout.splitlines() if "gate history" in line]
+    assert shlex.split(hint) == ["gate", "history", release, "--store", str(store)], result.stdout

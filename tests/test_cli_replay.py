@@ -1,4 +1,6 @@
 import json
+import shlex
+import shutil
 from datetime import datetime
 
 from tests.conftest import ROOT, run_gate
@@ -132,3 +134,42 @@ def test_a_real_history_with_glitch_points_does_not_pass_a_tripled_window(corpus
 
     verdict = replay_case(folder).verdict
     assert verdict.verdict == "fail", verdict.reason
+
+
+EXAMPLE_CASES = ROOT / "examples" / "cases"
+
+
+def documented_commands(path) -> list[list[str]]:
+    """The `gate ...` commands a file's comments document."""
+    return [shlex.split(line.lstrip("# ").strip()) for line in path.read_text().splitlines()
+            if line.startswith("#   gate ")]
+
+
+def test_the_replay_examples_run_in_a_clone_without_the_shared_corpus(tmp_path):
+    """A clone has no ../shared: the example's cases ship in examples/cases, and its commands,
+    run as documented from the clone's root, find everything inside the clone."""
+    clone = tmp_path / "clone"
+    shutil.copytree(ROOT / "examples", clone / "examples")
+    replay, check = documented_commands(clone / "examples" / "replay.yaml")
+    assert replay[:2] == ["gate", "replay"] and check[:2] == ["gate", "check"]
+    replayed = run_gate(*replay[1:], cwd=clone, env={"COLUMNS": "80"})
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr  # a pass and a fail: the worst
+    assert replayed.stdout.strip().splitlines()[-1] == "2 cases: 1 fail, 1 pass (exit 1)"
+    checked = run_gate(*check[1:], "--store", tmp_path / "gate.sqlite", "--json", cwd=clone)
+    assert checked.returncode == 0, checked.stdout + checked.stderr  # the A/A case passes
+
+
+def test_the_shipped_cases_are_the_corpus_own(corpus):
+    """examples/cases are copies of corpus cases, byte for byte: the bench's numbers hold for them."""
+    shipped = sorted(p for p in EXAMPLE_CASES.iterdir() if p.is_dir())
+    assert [p.name for p in shipped] == ["k1m-aa-000", "k1m-error-rate-010"]
+    for case in shipped:
+        for f in ("case.json", "series.csv.gz"):
+            assert (case / f).read_bytes() == (corpus / case.name / f).read_bytes(), (case.name, f)
+
+
+def test_a_replay_of_several_cases_ends_with_a_line_counting_their_verdicts(tmp_path):
+    result = run_gate("replay", EXAMPLE_CASES / "k1m-aa-000", tmp_path / "gone", "--policy",
+                      ROOT / "examples" / "replay.yaml")
+    assert result.returncode == 4, result.stdout + result.stderr  # one could not be judged: the worst
+    assert result.stdout.strip().splitlines()[-1] == "2 cases: 1 error, 1 pass (exit 4)"

@@ -146,3 +146,36 @@ def test_check_prints_the_context_on_the_terminal(tmp_path):
     assert re.search(r"decided by: [a-z, ]*latency", text), text
     assert "groups: canary 'canary' vs baseline 'baseline'" in text
     assert "policy: demo-shop (source simulate" in text
+
+
+# -- --help at 80 columns (a CI log) ------------------------------------------------------------
+
+def help_pages() -> dict[str, str]:
+    from typer.testing import CliRunner
+
+    from gate.cli import app
+
+    runner = CliRunner()
+    commands = [[], ["check"], ["rollout"], ["replay"], ["backtest"], ["plan"], ["demo"], ["history"], ["report"],
+                ["promote"], ["rollback"], ["policy"], ["policy", "schema"], ["policy", "validate"]]
+    pages = {}
+    for command in commands:
+        result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"})
+        assert result.exit_code == 0, result.output
+        pages[" ".join(command) or "gate"] = result.output
+    return pages
+
+
+def test_help_texts_break_lines_only_where_80_columns_force_it():
+    """A line of a command's description ends where the next word would not fit, never at the
+    docstring's own line break (which cut sentences in two at 80 columns)."""
+    for name, page in help_pages().items():
+        lines = page.splitlines()
+        assert max(len(line.rstrip()) for line in lines) <= 80, name
+        description = lines[lines.index(next(line for line in lines if "Usage:" in line)) + 1:]
+        description = description[:next(i for i, line in enumerate(description) if line.startswith("╭"))]
+        for line, following in zip(description, description[1:]):
+            if line.strip() and following.strip():
+                room = 80 - 1 - len(line.rstrip())  # rich keeps a column of padding on the right
+                next_word = following.split()[0]
+                assert len(next_word) + 1 > room, (name, line, following)

@@ -629,3 +629,48 @@ def test_group_names_for_promote_are_accepted_options(env):
     policy = datadog_policy(production_asg="web-prod", canary_asg="web-canary", baseline_asg="web-baseline")
     open_source(policy)
     assert policy.actions.production_asg == "web-prod"  # moved to `actions:` (read for one more version)
+
+
+UNKNOWN_HOST = "api.no-such-host.invalid"  # RFC 6761: .invalid names never resolve
+
+
+def test_an_unknown_host_is_could_not_judge_at_once_not_a_blip_to_retry(env):
+    """A misspelt DD_SITE or GATE_DATADOG_URL used to be retried for the whole budget (58 s)."""
+    import socket
+
+    try:
+        socket.getaddrinfo(UNKNOWN_HOST, 443)
+        pytest.skip(f"this machine's resolver answers for {UNKNOWN_HOST}")
+    except socket.gaierror as e:
+        if e.errno != socket.EAI_NONAME:
+            pytest.skip(f"this machine's resolver cannot say a name does not exist ({e})")
+    env.setenv("GATE_DATADOG_URL", f"https://user:secret@{UNKNOWN_HOST}")
+    source = open_source(datadog_policy(retry_budget=30))
+    waits = []
+    source.sleep = waits.append
+    with pytest.raises(SourceError) as raised:
+        source.fetch(query(METRICS, 1_700_000_000, 1_700_000_600))
+    message = str(raised.value)
+    assert f"the host {UNKNOWN_HOST} does not exist" in message and "DD_SITE" in message
+    assert "secret" not in message
+    assert waits == [] and source.requests == 1
+
+
+def test_a_temporary_dns_failure_is_still_retried(env, monkeypatch):
+    import socket
+
+    real = socket.getaddrinfo
+
+    def resolver_down(host, *args, **kwargs):
+        if host == UNKNOWN_HOST:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver_down)
+    env.setenv("GATE_DATADOG_URL", f"https://{UNKNOWN_HOST}")
+    source = open_source(datadog_policy(retry_budget=2))
+    waits = []
+    source.sleep = waits.append
+    with pytest.raises(SourceError, match="retry budget 2s spent"):
+        source.fetch(query(METRICS, 1_700_000_000, 1_700_000_600))
+    assert waits and source.requests > 1

@@ -77,6 +77,7 @@ def test_cfn_lint_is_clean():
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+@pytest.mark.slow("checkov in its own virtualenv")  # building it is minutes of silence: under the slow header
 def test_checkov_finds_no_unjustified_failure():
     """infra/checkov.sh runs checkov from its own venv (made on first use, ~1 min)."""
     if shutil.which("python3") is None:

@@ -310,7 +310,7 @@ def test_policy_validate_names_the_source_option_at_fault(tmp_path):
         "scenario: db_connections", "scenario: meteor_strike"))
     case = tmp_path / "case.yaml"
     case.write_text((ROOT / "examples" / "replay.yaml").read_text().replace(
-        "case: ../../shared/corpus/dev/k1m-aa-000", f"case: {tmp_path / 'gone'}"))
+        "case: cases/k1m-aa-000", f"case: {tmp_path / 'gone'}"))
     for path, field, words in ((scenario, "source.options.scenario", ["meteor_strike", "healthy"]),
                                (case, "source.options.case", ["case folder not found"])):
         result = run_gate("policy", "validate", path)

@@ -447,3 +447,22 @@ def test_publish_to_s3_gives_a_presigned_link(tmp_path, monkeypatch):
             publish("x", "web")
     finally:
         server.stop()
+
+
+def test_the_chart_of_an_early_fail_gives_its_data_most_of_the_width(tmp_path, capsys):
+    """A fail at minute 4 of a 60-minute lifetime drew its data on the first 7% of the axis."""
+    import json as json_module
+
+    import gate.demo
+    from gate.report.page import LEFT, RIGHT, W
+
+    gate.demo.run_demo("db_connections", pace=0, as_json=True, store=tmp_path / "s.sqlite")
+    verdict = json_module.loads(capsys.readouterr().out)
+    assert verdict["verdict"] == "fail" and verdict["evaluations"] < 10  # decided early
+    document = Path(verdict["report"]).read_text()
+    charts = re.findall(r'<svg class="chart".*?</svg>', document, re.S)
+    assert charts
+    for chart in charts:
+        decision = float(re.search(r'<line class="decision" x1="([\d.]+)"', chart).group(1))
+        assert (decision - LEFT) / (W - RIGHT - LEFT) >= 0.7, decision
+        assert "lifetime 60 min" in chart  # the axis says the canary had time left

@@ -32,7 +32,8 @@ def tag(key: str, value: str) -> str:
 def event_body(verdict: Verdict, service: str, extra_tags: list[str] = ()) -> dict[str, Any]:
     lines = [verdict.reason, ""]
     for m in verdict.metrics:
-        lines.append(f"- {m.name}: {m.verdict} ({m.reason})")
+        links = " ".join(f"[{name}]({url})" for name, url in (m.links or {}).items())
+        lines.append(f"- {m.name}: {m.verdict} ({m.reason})" + (f" {links}" if links else ""))
     text = "\n".join(lines)[:MAX_TEXT - 10]
     return {
         "title": f"canary {verdict.verdict}: {service} {verdict.release}"[:100],

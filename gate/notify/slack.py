@@ -98,6 +98,10 @@ def _metric_field(m: MetricResult, deciding: bool) -> dict:
         lines.append(f"effect {present.percent(m.effect)} {present.interval(m.interval)}{tolerance}{slo}")
     elif m.verdict != "pass":
         lines.append(_escape(_cut(m.reason, 200)))
+    links = [f"<{url}|{_escape(name)}>" for name, url in (m.links or {}).items()
+             if url.startswith("https://") and not any(c in url for c in "<>| ")]
+    if links:
+        lines.append(" · ".join(links))
     return {"type": "mrkdwn", "text": _cut("\n".join(lines), MAX_FIELD_TEXT)}
 
 

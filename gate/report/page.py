@@ -96,6 +96,17 @@ def _band(ax: _Axes, t: np.ndarray, low: np.ndarray, high: np.ndarray) -> str:
     return f'<g class="series" data-series="expected-band">{"".join(parts)}</g>' if parts else ""
 
 
+def _axis_end(verdict: Verdict, policy: Policy) -> int:
+    """Where the time axis ends: the lifetime, or soon after an early decision (a fail at minute 4
+    of 60 would leave the data a sliver at the left of an empty chart); the shaded tail after the
+    decision still says the canary had time left."""
+    end = verdict.deployed_at + policy.lifetime
+    if not verdict.decisive or verdict.evaluated_at >= end:
+        return end
+    elapsed = verdict.evaluated_at - verdict.deployed_at
+    return min(end, verdict.evaluated_at + max(policy.interval, elapsed // 4))
+
+
 def chart_svg(metric: Metric, result: MetricResult | None, verdict: Verdict, policy: Policy,
               window: Observations, expected: Band | None) -> str:
     """Canary vs baseline over the lifetime (data up to the decision), band, decision marker."""
@@ -118,7 +129,7 @@ def chart_svg(metric: Metric, result: MetricResult | None, verdict: Verdict, pol
     x0 = verdict.deployed_at
     # The lifetime, stretched to the data if it runs past it, but not to a late look at old data.
     last = max([int(t[-1]) for t, _ in lines if len(t)], default=x0)
-    x1 = max(verdict.deployed_at + policy.lifetime, min(verdict.evaluated_at, last))
+    x1 = max(_axis_end(verdict, policy), min(verdict.evaluated_at, last))
     if finite.size:
         lo, hi = float(finite.min()), float(finite.max())
     else:
@@ -146,8 +157,9 @@ def chart_svg(metric: Metric, result: MetricResult | None, verdict: Verdict, pol
         m += step
     out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{H - BOTTOM}" y2="{H - BOTTOM}" stroke="#868e96"/>')
     # The baseline 4 px above the edge: the descenders of "deploy" would be cut off at 2 px.
+    lifetime = "" if x1 >= x0 + policy.lifetime else f"; lifetime {present.minutes(policy.lifetime)}"
     out.append(f'<text x="{W - RIGHT}" y="{H - 4}" text-anchor="end" class="tick">minutes after the deploy'
-               f' ({_e(iso(x0))})</text>')
+               f' ({_e(iso(x0))}){lifetime}</text>')
     # The part of the lifetime the verdict did not need: shaded, so an early decision shows.
     xd = ax.x(min(verdict.evaluated_at, x1))
     if xd < W - RIGHT - 1:
@@ -307,6 +319,10 @@ def _metric_card(result: MetricResult, metric: Metric | None, verdict: Verdict, 
     body.append('<table class="numbers num"><tr>' + "".join(f"<th>{k}</th>" for k, _ in cells) + "</tr><tr>"
                 + "".join(f"<td>{v}</td>" for _, v in cells) + "</tr></table>")
     body.append(effect_svg(result, metric))
+    if result.links:
+        anchors = " · ".join(f'<a href="{_e(url)}" rel="noopener noreferrer">{_e(name)}</a>'
+                             for name, url in result.links.items() if url.startswith("https://"))
+        body.append(f'<p class="links"><b>evidence:</b> {anchors}</p>')
     body.append("</section>")
     return "".join(body)
 

@@ -238,6 +238,10 @@ class CloudWatchSource:
                 requests.append({"Id": qid, "MetricStat": stat, "ReturnData": True})
         return series, requests
 
+    def dimensions(self, metric: str, group: str, scope: str) -> list[dict[str, str]]:
+        """The metric's dimensions for a group (an evidence link draws the same series)."""
+        return self._dimensions(metric, group, scope)
+
     def _dimensions(self, metric: str, group: str, scope: str) -> list[dict[str, str]]:
         return [{"Name": name, "Value": self._fill(template, group, scope, metric, name)}
                 for name, template in sorted(self.queries[metric].dimensions.items())]  # one canonical order

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -502,6 +503,10 @@ class DatadogSource:
                 f"Datadog refused the query ({e.status} {e.reason}): {self._scrub(_errors(e.body))}"
             ) from None
         except NewConnectionError as e:
+            if _unknown_host(e):  # a misspelt site or URL: no retry will make the name exist
+                raise SourceError(
+                    f"Datadog: the host {self._host()} does not exist (DNS: unknown name): check {SITE_ENV} / "
+                    f"{URL_ENV}; could not judge") from None
             # urllib3 makes a refused connection a kind of connect timeout: say what it was.
             raise _Fault(f"cannot reach the API ({type(e).__name__})") from None
         except (UrllibTimeout, TimeoutError):
@@ -524,6 +529,12 @@ class DatadogSource:
             return json.loads(data)
         except (ValueError, UnicodeDecodeError):
             raise _Fault("malformed answer (not JSON)") from None
+
+    def _host(self) -> str:
+        """The API's host name, for people (never the URL: a proxy's may carry credentials)."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self._api.api_client.configuration.host).hostname or "?"
 
     def _collect(self, payload: Any, slots, step: int, points) -> None:
         """Lay the answer's series on `points`; a shape we do not know is a malformed answer,
@@ -582,6 +593,13 @@ class DatadogSource:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text[:300]
+
+
+def _unknown_host(error: BaseException) -> bool:
+    """The resolver's definite "no such name" (EAI_NONAME), not its temporary failure (EAI_AGAIN:
+    a DNS blip, retried like any connection fault)."""
+    cause = error.__cause__ or error.__context__
+    return isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_NONAME
 
 
 def _secrets() -> list[str]:

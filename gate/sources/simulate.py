@@ -37,6 +37,15 @@ from gate.release import parse_time
 
 DAY = 86400
 SCENARIOS = ("healthy", "db_connections", "payment_failures", "bad_version", "gateway_killed")
+# What each scenario is, and what a sound gate answers (the demo says it before it runs, so that
+# a first run's fail reads as the gate working, not as the install failing).
+EXPECTED = {
+    "healthy": "the same code as the baseline: it should pass",
+    "db_connections": "the new version leaks database connections: it should fail",
+    "payment_failures": "a broken payment call: it should fail",
+    "bad_version": "a slow code path: it should fail",
+    "gateway_killed": "the canary stops reporting: it should fail",
+}
 METRICS = ("cpu", "memory", "latency", "errors", "requests")
 
 # The service on an average day (per host of either group).
