@@ -36,7 +36,8 @@ the Lambda gates real releases.
 
 Settings (environment): GATE_STORE_TABLE (DynamoDB evaluation store), GATE_IDEMPOTENCY_TABLE
 (a retried invocation for the same release and moment returns the first answer instead of judging
-and notifying again; a different request for them is refused), GATE_SECRET_ID (a Secrets Manager
+and notifying again; a different request for them is refused), GATE_REFERENCE_BUCKET (what was learned of a deploy's
+history, shared by every container: gate/cache.py), GATE_SECRET_ID (a Secrets Manager
 JSON secret holding DD_API_KEY, DD_APP_KEY, SLACK_WEBHOOK_URL), POWERTOOLS_* (logging, metrics
 namespace, tracing).
 """
@@ -72,7 +73,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 # only answers a retry or a bad event does not pay for them (bench/lambda_import.py).
 from gate.analysis import Analysis, announce, current_moment, open_release
 from gate.aws import error_code, transient
-from gate.cache import ReferenceCache
+from gate.cache import BUCKET_ENV, lambda_cache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
 from gate.lifecycle import LAMBDA
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
@@ -323,6 +324,17 @@ def store() -> Any:
     return _store(os.environ.get("GATE_STORE_TABLE"), os.environ.get("GATE_STORE"), os.environ.get("AWS_ENDPOINT_URL"))
 
 
+@lru_cache(maxsize=4)
+def _reference_cache(folder: str, bucket: str | None, endpoint: str | None) -> Any:
+    # Cached per container, as the store; /tmp is the only writable place.
+    return lambda_cache(folder)
+
+
+def reference_cache() -> Any:
+    folder = os.environ.get("GATE_CACHE_DIR") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "gate-cache")
+    return _reference_cache(folder, os.environ.get(BUCKET_ENV), os.environ.get("AWS_ENDPOINT_URL"))
+
+
 # -- one evaluation ----------------------------------------------------------------------------
 
 
@@ -347,9 +359,9 @@ def judge(request: Judgement) -> dict:
     """Judge `request["release"]` at `request["now"]` and record it. Under idempotency, runs once
     per (release, now): a retry gets the recorded answer back."""
     policy, now = request["policy"], request["now"]
-    # A warm container reuses what it learned of this release's history (the seasonal model and
-    # its history fetch are the costly part of an evaluation); /tmp is the only writable place.
-    cache = ReferenceCache(os.environ.get("GATE_CACHE_DIR") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "gate-cache"))
+    # What was learned of this deploy's history (the seasonal model and its history fetch are the
+    # costly part of an evaluation) is shared by the stack's containers (GATE_REFERENCE_BUCKET).
+    cache = reference_cache()
     # The same rules as `gate check`: a re-deploy restarts the release, an old window is refused.
     analysis = open_release(policy, request["release"], now, open_source=open_source, store=store(),
                             requested=request["deployed_at"], canary=request["canary"],

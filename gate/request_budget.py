@@ -1,0 +1,235 @@
+"""The request budget of a metrics provider's organisation, shared by every evaluation running at
+once (every `gate check` of a machine, every container of the Lambda).
+
+Datadog limits its query endpoints per organisation and says where the limit stands in every
+answer (`X-RateLimit-Limit`, `-Period`, `-Remaining`, `-Reset`). Each evaluation, alone, only knew
+its own answers: a few hundred canaries starting at once spent the organisation's requests on
+history, were refused (429) and retried, and came late or not at all. Here the last word of the
+provider is kept where every evaluation sees it (the provider's window: requests left, when it
+resets), and one request is taken from it before each request is sent. An empty window means
+waiting for its reset, within the look's deadline (its interval): a busy hour delays requests
+instead of failing them. A look that would have to wait past its deadline answers could not judge,
+saying so (`BudgetSpent`, a `SourceError`), never a pass.
+
+One interface (`RequestBudget`), the rules written once (`SharedBudget`), one implementation per
+backend, each giving a single atomic primitive `_update`: `FileBudget` (a JSON file under a lock:
+the CLI, `GATE_BUDGET_DIR`, default `.gate`) and `DynamoBudget` (one item in the stack's table,
+`GATE_STORE_TABLE`, written under a condition on its version). Until an answer has been heard the
+budget does not hold anything back. A budget that cannot be read or written holds nothing back
+either (logged): it spaces requests out, the source's own retries still handle a 429.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from gate.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PERIOD = 60.0  # seconds of a provider's window when it has not said (X-RateLimit-Period)
+
+
+class BudgetSpent(SourceError):
+    """The organisation's requests are spent until after the look's deadline: could not judge."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """The provider's rate-limit window as last heard: requests left, when it resets (epoch
+    seconds), and its size (requests per `period` seconds)."""
+
+    remaining: int
+    resets_at: float
+    limit: int | None = None
+    period: float | None = None
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What one answer's X-RateLimit-* headers said (`refused`: it was a 429)."""
+
+    remaining: int
+    reset: float  # seconds until the window resets
+    limit: int | None = None
+    period: float | None = None
+
+
+class RequestBudget(Protocol):
+    def take(self, now: float) -> float:
+        """Spend one request at `now`: 0 once taken, else the seconds to wait before asking again."""
+        ...
+
+    def heard(self, now: float, heard: Heard) -> None:
+        """Keep what an answer said of the organisation's window."""
+        ...
+
+
+# -- the rules, once ----------------------------------------------------------------------------
+
+
+def taken(window: Window | None, now: float) -> tuple[Window | None, float]:
+    """The window after one request is taken at `now`, and the wait (0: taken)."""
+    if window is None:
+        return None, 0.0  # nothing heard yet: nothing to hold back
+    if now >= window.resets_at:
+        if window.limit is None:
+            return None, 0.0  # a reset window of unknown size: as if nothing was heard
+        window = Window(window.limit, now + (window.period or DEFAULT_PERIOD), window.limit, window.period)
+    if window.remaining >= 1:
+        return replace(window, remaining=window.remaining - 1), 0.0
+    return window, window.resets_at - now
+
+
+def after(window: Window | None, now: float, heard: Heard) -> Window:
+    """The window once an answer's headers are heard at `now`. In the window we know, the fewer
+    requests left wins (other evaluations' requests may be in flight, or answered later); a reset
+    later than the known one is a new window of the provider: its own count."""
+    resets_at = now + max(0.0, heard.reset)
+    limit, period = heard.limit, heard.period
+    if window is not None:
+        limit, period = limit or window.limit, period or window.period
+        if now < window.resets_at and resets_at <= window.resets_at + 1:
+            return Window(min(window.remaining, heard.remaining), resets_at, limit, period)
+    return Window(heard.remaining, resets_at, limit, period)
+
+
+class SharedBudget:
+    """The rules over one atomic read-modify-write of the stored window (`_update`)."""
+
+    label = "request budget"
+
+    def _update(self, change: Callable[[Window | None], tuple[Window | None, float]]) -> float:
+        """Apply `change` to the stored window atomically (store what it returns, unless None);
+        returns its second value."""
+        raise NotImplementedError
+
+    def take(self, now: float) -> float:
+        try:
+            return self._update(lambda window: taken(window, now))
+        except Exception as e:  # noqa: BLE001 - a budget that fails holds nothing back
+            log.warning("%s unusable, not waiting for it: %s", self.label, e)
+            return 0.0
+
+    def heard(self, now: float, heard: Heard) -> None:
+        try:
+            self._update(lambda window: (after(window, now, heard), 0.0))
+        except Exception as e:  # noqa: BLE001
+            log.warning("%s unusable, not keeping what the answer said: %s", self.label, e)
+
+
+def wait_for_request(budget: RequestBudget, deadline: float, clock: Callable[[], float],
+                     sleep: Callable[[float], None], provider: str) -> float:
+    """Take one request from the budget, waiting for it until `deadline` (on `clock`); the
+    seconds waited. `BudgetSpent` if it cannot be had by then."""
+    waited = 0.0
+    while True:
+        now = clock()
+        wait = budget.take(now)
+        if wait <= 0:
+            return waited
+        if now + wait > deadline:
+            raise BudgetSpent(budget_spent(provider, f"its window resets in {wait:.0f}s", deadline - now))
+        sleep(wait)
+        waited += wait
+
+
+def budget_spent(provider: str, why: str, left: float) -> str:
+    """The reason of a look that could not get its data in time: the budget, named."""
+    return (f"{provider}: the organisation's request budget (shared by every evaluation) is spent ({why}), "
+            f"past this look's deadline ({max(0.0, left):.0f}s left of its interval); could not judge at "
+            "this moment, the next look asks again")
+
+
+# -- the backends -------------------------------------------------------------------------------
+
+
+def _window(data: dict | None) -> Window | None:
+    return Window(**data) if data else None
+
+
+class FileBudget(SharedBudget):
+    """The CLI's budget: a JSON file, read and written under an exclusive lock (every `gate` of the
+    machine, and every thread of one, sees the same)."""
+
+    def __init__(self, name: str, folder: str | Path | None = None):
+        self.path = Path(folder or os.environ.get("GATE_BUDGET_DIR") or ".gate") / f"budget-{name}.json"
+        self.label = f"request budget {self.path}"
+
+    def _update(self, change):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file is closed
+            f.seek(0)
+            text = f.read()
+            try:
+                window = _window(json.loads(text)) if text.strip() else None
+            except (ValueError, TypeError):
+                window = None  # a damaged file: as if nothing was heard
+            new, result = change(window)
+            if new is not None and new != window:
+                f.seek(0)
+                f.truncate()
+                f.write(json.dumps(asdict(new)))
+            return result
+
+
+BUDGET_SK = "budget"
+
+
+class DynamoBudget(SharedBudget):
+    """The Lambda's budget: one item of the stack's table (partition `#budget#<provider>`, sort key
+    `budget`: apart from every release's items), updated under a condition on its version, so
+    that concurrent containers never both take the last request."""
+
+    def __init__(self, name: str, table: str, client: Any = None):
+        self.table = table
+        self.key = {"release": {"S": f"#budget#{name}"}, "sk": {"S": BUDGET_SK}}
+        self.client = client or _dynamodb(os.environ.get("AWS_ENDPOINT_URL"))
+        self.label = f"request budget in DynamoDB {table}"
+
+    def _update(self, change):
+        from botocore.exceptions import ClientError
+
+        for _ in range(50):  # each lost race means another evaluation moved the window: read again
+            item = self.client.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get("Item")
+            version = int(item["version"]["N"]) if item else 0
+            window = _window(json.loads(item["window"]["S"])) if item else None
+            new, result = change(window)
+            if new is None or new == window:
+                return result
+            condition = ({"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": {"N": str(version)}}}
+                         if item else {"ConditionExpression": "attribute_not_exists(sk)"})
+            try:
+                self.client.put_item(TableName=self.table, Item={
+                    **self.key, "version": {"N": str(version + 1)}, "window": {"S": json.dumps(asdict(new))},
+                    "expires_at": {"N": str(int(time.time()) + 86400)},
+                }, **condition)
+                return result
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+        raise RuntimeError("too many concurrent updates")
+
+
+@lru_cache(maxsize=4)
+def _dynamodb(endpoint: str | None) -> Any:
+    import boto3
+
+    return boto3.client("dynamodb")  # once per container: a client is slow to build
+
+
+def shared_budget(name: str) -> RequestBudget:
+    """The budget of this environment: the stack's table when `GATE_STORE_TABLE` names one (the
+    Lambda, as `gate.store.open_store`), else a file of the machine."""
+    table = os.environ.get("GATE_STORE_TABLE")
+    return DynamoBudget(name, table) if table else FileBudget(name)
