@@ -13,9 +13,8 @@ import pytest
 import yaml
 
 from gate.analysis import Analysis
-from gate.cache import PREFIX, ReferenceCache, pack
+from gate.cache import ReferenceCache
 from gate.errors import SourceError
-from gate.request_budget import FileBudget
 from gate.sources import open_source
 from gate.sources.replay import load_case
 from gate.verdict import iso
@@ -42,6 +41,12 @@ class SimulatedClock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
+
+
+def shared_file_budget(folder):
+    from gate.request_budget import FileBudget
+
+    return FileBudget("datadog", folder / "shared")
 
 
 def history_requests(fake, deployed_at: int) -> list[dict]:
@@ -107,7 +112,7 @@ def test_an_evaluation_waits_for_the_window_another_one_spent_instead_of_being_r
     with FakeDatadog(case, clock=clock) as fake:
         fake.rate_limit, fake.rate_period = 3, 60
         env_keys.setenv("GATE_DATADOG_URL", fake.url)
-        budget = FileBudget("datadog", tmp_path / "shared")
+        budget = shared_file_budget(tmp_path)
         policy = datadog_policy()
         sources = []
         for _ in range(2):
@@ -132,7 +137,7 @@ def test_a_look_that_cannot_get_its_data_within_its_interval_could_not_judge_nam
     with FakeDatadog(case, clock=clock) as fake:
         fake.rate_limit, fake.rate_period = 2, 3600  # the window resets long after the next look
         env_keys.setenv("GATE_DATADOG_URL", fake.url)
-        budget = FileBudget("datadog", tmp_path / "shared")
+        budget = shared_file_budget(tmp_path)
         policy = datadog_policy().model_copy(update={"history": 86400})
         results = []
         for release in ("web-1.0", "web-2.0"):
@@ -201,7 +206,7 @@ def test_a_new_container_reads_the_history_another_one_learned(stack, corpus, mo
     assert after_first == 2 + 1  # two days of history, the window
     assert after_second - after_first == 1  # the window only: the history came from the bucket
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]]
-    assert len(keys) == 1 and keys[0].startswith(PREFIX)
+    assert len(keys) == 1 and keys[0].startswith("references/")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "another deploy's"])
@@ -230,6 +235,8 @@ def test_a_damaged_shared_entry_costs_a_refetch_never_a_wrong_verdict(stack, cor
 
 
 def test_a_folder_entry_of_another_deploy_is_relearned_not_used(tmp_path):
+    from gate.cache import pack
+
     cache = ReferenceCache(tmp_path)
     mine = cache.key("web-1.0", 1000, "{}", ("c", "b"))
     other = cache.key("web-1.0", 2000, "{}", ("c", "b"))
