@@ -99,7 +99,9 @@ def after(window: Window | None, now: float, heard: Heard) -> Window:
     if window is not None:
         limit, period = limit or window.limit, period or window.period
         if now < window.resets_at and resets_at <= window.resets_at + 1:
-            return Window(min(window.remaining, heard.remaining), resets_at, limit, period)
+            # The same window: its reset as known (rewriting it at each answer would only make the
+            # shared item a hot spot); the fewer requests left.
+            return Window(min(window.remaining, heard.remaining), window.resets_at, limit, period)
     return Window(heard.remaining, resets_at, limit, period)
 
 
@@ -115,16 +117,22 @@ class SharedBudget:
 
     def take(self, now: float) -> float:
         try:
-            return self._update(lambda window: taken(window, now))
+            return self._take(now)
         except Exception as e:  # noqa: BLE001 - a budget that fails holds nothing back
             log.warning("%s unusable, not waiting for it: %s", self.label, e)
             return 0.0
 
     def heard(self, now: float, heard: Heard) -> None:
         try:
-            self._update(lambda window: (after(window, now, heard), 0.0))
+            self._heard(now, heard)
         except Exception as e:  # noqa: BLE001
             log.warning("%s unusable, not keeping what the answer said: %s", self.label, e)
+
+    def _take(self, now: float) -> float:
+        return self._update(lambda window: taken(window, now))
+
+    def _heard(self, now: float, heard: Heard) -> None:
+        self._update(lambda window: (after(window, now, heard), 0.0))
 
 
 def wait_for_request(budget: RequestBudget, deadline: float, clock: Callable[[], float],
@@ -154,7 +162,13 @@ def budget_spent(provider: str, why: str, left: float) -> str:
 
 
 def _window(data: dict | None) -> Window | None:
-    return Window(**data) if data else None
+    """A window from its JSON (the file) or its DynamoDB attributes (`{"N": "..."}`)."""
+    if not data or "remaining" not in data:
+        return None
+    plain = {k: (v["N"] if isinstance(v, dict) else v) for k, v in data.items() if k in Window.__dataclass_fields__}
+    return Window(int(plain["remaining"]), float(plain["resets_at"]),
+                  int(plain["limit"]) if plain.get("limit") is not None else None,
+                  float(plain["period"]) if plain.get("period") is not None else None)
 
 
 class FileBudget(SharedBudget):
@@ -188,8 +202,12 @@ BUDGET_SK = "budget"
 
 class DynamoBudget(SharedBudget):
     """The Lambda's budget: one item of the stack's table (partition `#budget#<provider>`, sort key
-    `budget`: apart from every release's items), updated under a condition on its version, so
-    that concurrent containers never both take the last request."""
+    `budget`: apart from every release's items). Every container spends from it at once, so the
+    common cases are one conditional write each, with no read: a request is taken by decrementing
+    `remaining` while the window lasts and holds one; an answer lowers it only if it says fewer.
+    Anything else (nothing heard yet, a window over or empty) goes through the rules on the item
+    read whole and written back under a condition on its version, so that two containers never
+    both take the last request."""
 
     def __init__(self, name: str, table: str, client: Any = None):
         self.table = table
@@ -197,28 +215,62 @@ class DynamoBudget(SharedBudget):
         self.client = client or _dynamodb(os.environ.get("AWS_ENDPOINT_URL"))
         self.label = f"request budget in DynamoDB {table}"
 
+    def _take(self, now: float) -> float:
+        if self._conditional("SET remaining = remaining - :one, version = version + :one",
+                             "remaining >= :one AND resets_at > :now", {":one": _n(1), ":now": _n(now)}) is None:
+            return 0.0
+        return super()._take(now)  # empty, over, or never heard: the rules on the item read whole
+
+    def _heard(self, now: float, heard: Heard) -> None:
+        resets_at = now + max(0.0, heard.reset)
+        stored = self._conditional(
+            "SET remaining = :r, version = version + :one",
+            "remaining > :r AND resets_at > :now AND resets_at >= :ends", {
+                ":r": _n(heard.remaining), ":one": _n(1), ":now": _n(now), ":ends": _n(resets_at - 1)})
+        if stored is None or (stored and after(_window(stored), now, heard) == _window(stored)):
+            return  # lowered; or nothing to change (the common answer: it agrees)
+        super()._heard(now, heard)
+
+    def _conditional(self, update: str, condition: str, values: dict) -> dict | None:
+        """One conditional update: None once done, else the item as it was ({} if there is none)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.update_item(TableName=self.table, Key=self.key, UpdateExpression=update,
+                                    ConditionExpression=condition, ExpressionAttributeValues=values,
+                                    ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            return None
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return e.response.get("Item") or {}
+
     def _update(self, change):
         from botocore.exceptions import ClientError
 
         for _ in range(50):  # each lost race means another evaluation moved the window: read again
             item = self.client.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get("Item")
             version = int(item["version"]["N"]) if item else 0
-            window = _window(json.loads(item["window"]["S"])) if item else None
+            window = _window(item) if item else None
             new, result = change(window)
             if new is None or new == window:
                 return result
-            condition = ({"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": {"N": str(version)}}}
+            condition = ({"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": _n(version)}}
                          if item else {"ConditionExpression": "attribute_not_exists(sk)"})
+            fields = {k: _n(v) for k, v in asdict(new).items() if v is not None}
             try:
                 self.client.put_item(TableName=self.table, Item={
-                    **self.key, "version": {"N": str(version + 1)}, "window": {"S": json.dumps(asdict(new))},
-                    "expires_at": {"N": str(int(time.time()) + 86400)},
+                    **self.key, **fields, "version": _n(version + 1), "expires_at": _n(int(time.time()) + 86400),
                 }, **condition)
                 return result
             except ClientError as e:
                 if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
         raise RuntimeError("too many concurrent updates")
+
+
+def _n(value: float) -> dict:
+    return {"N": repr(value) if isinstance(value, float) else str(value)}
 
 
 @lru_cache(maxsize=4)

@@ -262,3 +262,24 @@ def test_concurrent_containers_share_one_budget_in_the_stack_table(stack, corpus
     from gate.store.dynamodb import DynamoStore
 
     assert [e["verdict"] for e in DynamoStore(TABLE).evaluations("web-2.0")] == ["error"]
+
+
+def test_containers_taking_from_one_window_at_once_never_take_more_than_it_holds(moto_endpoint):  # noqa: F811
+    """Twenty containers, one request each, a window of 8 left: 8 take one, 12 are told to wait
+    for the reset; the item ends at 0."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gate.request_budget import DynamoBudget, Heard
+
+    create_store_table(TABLE)
+    DynamoBudget("datadog", TABLE).heard(1000.0, Heard(remaining=8, reset=30, limit=600, period=60))
+    with ThreadPoolExecutor(20) as pool:
+        waits = list(pool.map(lambda _: DynamoBudget("datadog", TABLE).take(1001.0), range(20)))
+    assert sorted(waits) == [0.0] * 8 + [29.0] * 12
+    item = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"release": {"S": "#budget#datadog"},
+                                                                   "sk": {"S": "budget"}})["Item"]
+    assert item["remaining"]["N"] == "0"
+    # After the reset the window is the provider's whole limit again, less the one taken.
+    assert DynamoBudget("datadog", TABLE).take(1031.0) == 0.0
+    assert boto3.client("dynamodb").get_item(TableName=TABLE, Key={"release": {"S": "#budget#datadog"},
+                                                                   "sk": {"S": "budget"}})["Item"]["remaining"]["N"] == "599"
