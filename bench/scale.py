@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the gate of this tree (main's, when run from a copy of main: docs/scale.md)
 
 CASES = {"aa": "k1m-aa-039", "down": "k1m-canary-down-012"}  # truth: aa must not fail, down must not pass
 TABLE, BUCKET = "gate-bench-evaluations", "gate-bench-bucket"
@@ -138,7 +138,7 @@ def policy(kind: str) -> dict:
 def run(n: int, looks: int, limit: int, containers: int, first_look: int, workdir: Path, calls: Calls) -> dict:
     import boto3
 
-    from gate.cache import LayeredCache, ReferenceCache, S3ReferenceCache
+    from gate import cache as caching
     from gate.sources.replay import load_case
     from gate.verdict import iso
     from tests.lambda_module import FakeContext, import_handler
@@ -160,16 +160,21 @@ def run(n: int, looks: int, limit: int, containers: int, first_look: int, workdi
         return source
 
     handler.open_source = simulated_source
-    caches = {}  # container -> its cache: its own /tmp in front of the stack's bucket
+    caches = {}  # container -> its cache: its own /tmp (in front of the stack's bucket, if shared)
     local = threading.local()
 
-    def container_cache():
+    def container_cache(*_):
         c = local.container
         if c not in caches:
-            caches[c] = LayeredCache(ReferenceCache(workdir / f"container-{c}"), S3ReferenceCache(BUCKET))
+            folder = caching.ReferenceCache(workdir / f"container-{c}")
+            shared = getattr(caching, "S3ReferenceCache", None)  # main's code (before issue 26): /tmp only
+            caches[c] = caching.LayeredCache(folder, shared(BUCKET)) if shared else folder
         return caches[c]
 
-    handler.reference_cache = container_cache
+    if hasattr(handler, "reference_cache"):
+        handler.reference_cache = container_cache
+    else:
+        handler.ReferenceCache = container_cache  # main's handler builds its /tmp cache inline
 
     results = []
     with multi_case_datadog(cases, deploy, clock) as fake:

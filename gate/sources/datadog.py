@@ -15,12 +15,13 @@ denominator has a point (as CloudWatch's missing datapoints, `Frame.fill_zero_co
 
 Rate limits: the organisation's requests are shared by every evaluation running at once
 (`gate.request_budget`): one is taken before each request, every answer's `X-RateLimit-*` headers
-are kept there, and a 429 empties the window until its `X-RateLimit-Reset`. Waiting for the budget
+are kept there, and a 429 empties the window until its `X-RateLimit-Reset`, so that the other
+evaluations wait for the reset before they send instead of being refused. Waiting for the budget
 is bounded by the look's deadline (one interval from the fetch), not by `retry_budget`: past it,
 `BudgetSpent` (could not judge, the budget named as the reason).
 
-Faults: a 5xx, a timeout or a malformed answer (or a 429 whose window is already over) is retried
-with backoff. The time lost to faults (failed attempts and the waits before retries) of one fetch
+Faults: a 429 that comes anyway waits for `X-RateLimit-Reset`, a 5xx, a timeout or a malformed
+answer is retried with backoff. The time lost to faults (failed attempts and the waits before retries) of one fetch
 (all its chunks) is charged to `retry_budget`, the time of successful requests is not; once it is
 spent, `SourceError` ("could not judge", exit 4).
 Refused credentials or a refused query are not retried. Keys never leave the client's headers.
@@ -41,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
-from gate.request_budget import BudgetSpent, Heard, RequestBudget, budget_spent, shared_budget, wait_for_request
+from gate.request_budget import Heard, RequestBudget, shared_budget, wait_for_request
 from gate.series import Frame, Observations
 from gate.sources import Query, count_denominators
 
@@ -459,10 +460,9 @@ class DatadogSource:
                 budget.spent += max(0.0, self.clock() - started)
                 left = budget.left
                 backoff = min(0.5 * 2 ** (attempt - 1), 10.0, max(left, 0.0))
-                if fault.wait:  # 429: the organisation's window is spent until its reset
-                    self._wait_for_reset(fault, budget)
-                    continue
-                wait = backoff
+                # 429: the server says when; never sooner than backoff (the shared budget heard it
+                # too: the other evaluations wait for the reset before they send, not after a 429)
+                wait = backoff if fault.wait is None else max(fault.wait, backoff)
                 if wait >= left:  # no time left for another attempt after the wait
                     raise SourceError(
                         f"Datadog: {fault} ({attempt} attempt(s), retry budget {budget.seconds:g}s spent); "
@@ -472,15 +472,6 @@ class DatadogSource:
                 started = self.clock()
                 self.sleep(wait)
                 budget.spent += max(wait, self.clock() - started)
-
-    def _wait_for_reset(self, fault: _Fault, budget: _Budget) -> None:
-        """After a 429 (the shared budget knows it: `_headroom`), wait for the reset, within the
-        look's deadline rather than the retry budget: a busy hour delays the look, it is no fault."""
-        left = budget.deadline - self.clock_wall()
-        if fault.wait > left:
-            raise BudgetSpent(budget_spent("Datadog", f"{fault}", left))
-        log.warning("Datadog: %s; waiting for it", fault)
-        self.sleep(fault.wait)
 
     def _send(self, body, timeout: float | None = None) -> dict:
         from datadog_api_client.exceptions import ApiException
