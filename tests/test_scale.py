@@ -281,3 +281,29 @@ def test_containers_taking_from_one_window_never_take_more_than_it_holds(moto_en
     assert DynamoBudget("datadog", TABLE).take(1031.0) == 0.0
     assert boto3.client("dynamodb").get_item(TableName=TABLE, Key={"release": {"S": "#budget#datadog"},
                                                                    "sk": {"S": "budget"}})["Item"]["remaining"]["N"] == "599"
+
+
+def test_cloudwatch_history_asks_the_baseline_alone_and_learns_the_same(moto_server, corpus):  # noqa: F811
+    from datetime import UTC, datetime
+
+    from gate.policy import parse_policy
+    from tests.test_cloudwatch_moto import ASG, TARGET_GROUPS, policy_data, publish_case
+
+    moto_server.reset()
+    deployed_at, _ = publish_case(moto_server, corpus / "k1m-aa-079")
+    policy = parse_policy(policy_data())
+    verdicts, canary_queries = [], []
+    for judging in (None, _Judge()):  # gate.judge (says it learns from the baseline), one that does not say
+        source = open_source(policy)
+        asked, send = [], source.client.get_metric_data
+        source.client.get_metric_data = lambda **kw: (asked.append(kw), send(**kw))[1]
+        analysis = Analysis(policy, source, "web-42", deployed_at, canary=ASG["canary"], baseline=ASG["baseline"],
+                            **({"judge": judging} if judging else {}))
+        verdicts.append(analysis.evaluate(deployed_at + 1200).to_dict())
+        history = [kw for kw in asked if kw["EndTime"] <= datetime.fromtimestamp(deployed_at, UTC)]
+        values = [d["Value"] for kw in history for q in kw["MetricDataQueries"]
+                  for d in q["MetricStat"]["Metric"]["Dimensions"]]
+        canary_queries.append(sum(v in (ASG["canary"], TARGET_GROUPS["canary"]) for v in values))
+        assert history and any(v == ASG["baseline"] for v in values)
+    assert canary_queries[0] == 0 and canary_queries[1] > 0
+    assert verdicts[0] == verdicts[1]
