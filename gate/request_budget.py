@@ -11,10 +11,12 @@ waiting for its reset, within the look's deadline (its interval): a busy hour de
 instead of failing them. A look that would have to wait past its deadline answers could not judge,
 saying so (`BudgetSpent`, a `SourceError`), never a pass.
 
-One interface (`RequestBudget`), the rules written once (`SharedBudget`), one implementation per
-backend, each giving a single atomic primitive `_update`: `FileBudget` (a JSON file under a lock:
-the CLI, `GATE_BUDGET_DIR`, default `.gate`) and `DynamoBudget` (one item in the stack's table,
-`GATE_STORE_TABLE`, written under a condition on its version). Until an answer has been heard the
+One interface (`RequestBudget`), the rules written once (`taken`, `after`, applied by
+`SharedBudget`), one implementation per backend, each giving one atomic read-modify-write
+(`_update`): `FileBudget` (a JSON file under a lock: the CLI, `GATE_BUDGET_DIR`, default `.gate`)
+and `DynamoBudget` (one item in the stack's table, `GATE_STORE_TABLE`, written under a condition
+on its version; its common cases are single conditional updates, so that hundreds of containers
+do not queue on one item). Until an answer has been heard the
 budget does not hold anything back. A budget that cannot be read or written holds nothing back
 either (logged): it spaces requests out, the source's own retries still handle a 429.
 """

@@ -21,9 +21,9 @@ is bounded by the look's deadline (one interval from the fetch), not by `retry_b
 `BudgetSpent` (could not judge, the budget named as the reason).
 
 Faults: a 429 that comes anyway waits for `X-RateLimit-Reset`, a 5xx, a timeout or a malformed
-answer is retried with backoff. The time lost to faults (failed attempts and the waits before retries) of one fetch
-(all its chunks) is charged to `retry_budget`, the time of successful requests is not; once it is
-spent, `SourceError` ("could not judge", exit 4).
+answer is retried with backoff. The time lost to faults (failed attempts and the waits before
+retries) of one fetch (all its chunks) is charged to `retry_budget`, the time of successful
+requests is not; once it is spent, `SourceError` ("could not judge", exit 4).
 Refused credentials or a refused query are not retried. Keys never leave the client's headers.
 """
 
@@ -334,7 +334,7 @@ class DatadogSource:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         clock_wall: Callable[[], float] = time.time,
-        requests: RequestBudget | None = None,
+        request_budget: RequestBudget | None = None,
     ):
         self.metrics = metrics
         self.interval = interval
@@ -343,7 +343,7 @@ class DatadogSource:
         self.clock_wall = clock_wall
         self.requests = 0  # HTTP requests sent, retries included
         # The organisation's requests, shared with every evaluation running at once.
-        self.request_budget = requests if requests is not None else shared_budget("datadog")
+        self.request_budget = request_budget if request_budget is not None else shared_budget("datadog")
         self._secrets = _secrets()
         self._api = _metrics_api(options.timeout)
         rest = self._api.api_client.rest_client
@@ -449,7 +449,8 @@ class DatadogSource:
         attempt = 0
         while True:
             attempt += 1
-            # A 429 left the organisation's window empty until its reset: that wait is here.
+            # One of the organisation's requests, shared with every evaluation running at once
+            # (waited for within the look's deadline, not charged to the retry budget).
             wait_for_request(self.request_budget, budget.deadline, self.clock_wall, self.sleep, "Datadog")
             limit = None if budget.spent == 0 else max(0.01, min(self.options.timeout, budget.left))
             started = self.clock()
