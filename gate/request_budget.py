@@ -218,10 +218,18 @@ class DynamoBudget(SharedBudget):
         self.label = f"request budget in DynamoDB {table}"
 
     def _take(self, now: float) -> float:
-        if self._conditional("SET remaining = remaining - :one, version = version + :one",
-                             "remaining >= :one AND resets_at > :now", {":one": _n(1), ":now": _n(now)}) is None:
-            return 0.0
-        return super()._take(now)  # empty, over, or never heard: the rules on the item read whole
+        for _ in range(50):
+            stored = self._conditional("SET remaining = remaining - :one, version = version + :one",
+                                       "remaining >= :one AND resets_at > :now", {":one": _n(1), ":now": _n(now)})
+            if stored is None:
+                return 0.0  # taken
+            # Empty, over, or never heard: the rules, on the item as it was.
+            window = _window(stored)
+            new, wait = taken(window, now)
+            if new is None or wait > 0 or self._replace(stored, new):
+                return wait
+            # Another container restarted the window first: take from it as the others do.
+        raise RuntimeError("too many concurrent updates")
 
     def _heard(self, now: float, heard: Heard) -> None:
         resets_at = now + max(0.0, heard.reset)
@@ -248,27 +256,30 @@ class DynamoBudget(SharedBudget):
             return e.response.get("Item") or {}
 
     def _update(self, change):
+        for _ in range(50):  # each lost race means another evaluation moved the window: read again
+            item = self.client.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get("Item") or {}
+            new, result = change(_window(item))
+            if new is None or new == _window(item) or self._replace(item, new):
+                return result
+        raise RuntimeError("too many concurrent updates")
+
+    def _replace(self, item: dict, new: Window) -> bool:
+        """Write `new` if the item is still `item` (its version; {}: no item yet); False if not."""
         from botocore.exceptions import ClientError
 
-        for _ in range(50):  # each lost race means another evaluation moved the window: read again
-            item = self.client.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get("Item")
-            version = int(item["version"]["N"]) if item else 0
-            window = _window(item) if item else None
-            new, result = change(window)
-            if new is None or new == window:
-                return result
-            condition = ({"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": _n(version)}}
-                         if item else {"ConditionExpression": "attribute_not_exists(sk)"})
-            fields = {k: _n(v) for k, v in asdict(new).items() if v is not None}
-            try:
-                self.client.put_item(TableName=self.table, Item={
-                    **self.key, **fields, "version": _n(version + 1), "expires_at": _n(int(time.time()) + 86400),
-                }, **condition)
-                return result
-            except ClientError as e:
-                if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise
-        raise RuntimeError("too many concurrent updates")
+        version = int(item["version"]["N"]) if item else 0
+        condition = ({"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": _n(version)}}
+                     if item else {"ConditionExpression": "attribute_not_exists(sk)"})
+        fields = {k: _n(v) for k, v in asdict(new).items() if v is not None}
+        try:
+            self.client.put_item(TableName=self.table, Item={
+                **self.key, **fields, "version": _n(version + 1), "expires_at": _n(int(time.time()) + 86400),
+            }, **condition)
+            return True
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
 
 
 def _n(value: float) -> dict:

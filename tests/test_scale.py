@@ -65,7 +65,7 @@ def test_the_history_asks_the_baseline_alone_and_learns_the_same(env_keys, corpu
             from gate import judge
 
             judging = judge if judge_says else _Judge()  # a judge that does not say: both groups
-            analysis = Analysis(datadog_policy(), open_source(datadog_policy()), "web-1.0", case.deployed_at,
+            analysis = Analysis(datadog_policy(timeout=60), open_source(datadog_policy(timeout=60)), "web-1.0", case.deployed_at,
                                 canary=CANARY, baseline=BASELINE, judge=judging)
             verdicts.append(analysis.evaluate(case.deployed_at + 1200).to_dict())
             histories.append(history_requests(fake, case.deployed_at))
@@ -113,7 +113,7 @@ def test_an_evaluation_waits_for_the_window_another_one_spent_instead_of_being_r
         fake.rate_limit, fake.rate_period = 3, 60
         env_keys.setenv("GATE_DATADOG_URL", fake.url)
         budget = shared_file_budget(tmp_path)
-        policy = datadog_policy()
+        policy = datadog_policy(timeout=60)
         sources = []
         for _ in range(2):
             source = open_source(policy)
@@ -138,7 +138,7 @@ def test_a_look_that_cannot_get_its_data_within_its_interval_could_not_judge_nam
         fake.rate_limit, fake.rate_period = 2, 3600  # the window resets long after the next look
         env_keys.setenv("GATE_DATADOG_URL", fake.url)
         budget = shared_file_budget(tmp_path)
-        policy = datadog_policy().model_copy(update={"history": 86400})
+        policy = datadog_policy(timeout=60).model_copy(update={"history": 86400})
         results = []
         for release in ("web-1.0", "web-2.0"):
             source = open_source(policy)
@@ -190,7 +190,8 @@ def stack(moto_endpoint, monkeypatch, tmp_path):  # noqa: F811
 def event(fake, release: str, minutes: int) -> dict:
     policy = yaml.safe_load((ROOT / "examples" / "datadog.yaml").read_text())
     policy["history"] = "2d"
-    policy["source"]["options"] = {"timeout": 2, "retry_budget": 2, "settle": 0}
+    # Generous: a timeout on a loaded machine would be a retry, one request more than counted.
+    policy["source"]["options"] = {"timeout": 60, "retry_budget": 2, "settle": 0}
     return {"release": release, "policy": policy, "deployed_at": iso(fake.deployed_at),
             "now": iso(fake.deployed_at + minutes * 60)}
 
