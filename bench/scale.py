@@ -210,6 +210,7 @@ def run(n: int, looks: int, limit: int, containers: int, first_look: int, workdi
             requests = len(fake.timeseries_requests()) - before_requests
             used = calls.counts - before_calls
             results.append({"look": look, "outcomes": outcomes, "requests": requests, "calls": used})
+            print(f"scale: n={n} look {look} done ({requests} requests)", file=sys.stderr, flush=True)
         history = [r for r in fake.timeseries_requests() if r["to"] // 1000 <= deploy]
         statuses = Counter(r.get("status") for r in fake.timeseries_requests())
     return summary(n, results, history, statuses, fake.refused)

@@ -95,15 +95,16 @@ def taken(window: Window | None, now: float) -> tuple[Window | None, float]:
 def after(window: Window | None, now: float, heard: Heard) -> Window:
     """The window once an answer's headers are heard at `now`. In the window we know, the fewer
     requests left wins (other evaluations' requests may be in flight, or answered later); a reset
-    later than the known one is a new window of the provider: its own count."""
+    later than the known one is a new window of the provider: its own count. The reset is the
+    provider's, to the second (Reset is whole seconds: within a second of the known one it is
+    the known one, so that answers agreeing with it write nothing)."""
     resets_at = now + max(0.0, heard.reset)
     limit, period = heard.limit, heard.period
     if window is not None:
         limit, period = limit or window.limit, period or window.period
         if now < window.resets_at and resets_at <= window.resets_at + 1:
-            # The same window: its reset as known (rewriting it at each answer would only make the
-            # shared item a hot spot); the fewer requests left.
-            return Window(min(window.remaining, heard.remaining), window.resets_at, limit, period)
+            known = window.resets_at if resets_at >= window.resets_at - 1 else resets_at
+            return Window(min(window.remaining, heard.remaining), known, limit, period)
     return Window(heard.remaining, resets_at, limit, period)
 
 
@@ -235,8 +236,9 @@ class DynamoBudget(SharedBudget):
         resets_at = now + max(0.0, heard.reset)
         stored = self._conditional(
             "SET remaining = :r, version = version + :one",
-            "remaining > :r AND resets_at > :now AND resets_at >= :ends", {
-                ":r": _n(heard.remaining), ":one": _n(1), ":now": _n(now), ":ends": _n(resets_at - 1)})
+            "remaining > :r AND resets_at > :now AND resets_at BETWEEN :early AND :late", {
+                ":r": _n(heard.remaining), ":one": _n(1), ":now": _n(now),
+                ":early": _n(resets_at - 1), ":late": _n(resets_at + 1)})
         if stored is None or (stored and after(_window(stored), now, heard) == _window(stored)):
             return  # lowered; or nothing to change (the common answer: it agrees)
         super()._heard(now, heard)

@@ -308,3 +308,17 @@ def test_cloudwatch_history_asks_the_baseline_alone_and_learns_the_same(moto_ser
         assert history and any(v == ASG["baseline"] for v in values)
     assert canary_queries[0] == 0 and canary_queries[1] > 0
     assert verdicts[0] == verdicts[1]
+
+
+def test_a_reset_sooner_than_the_known_one_is_the_provider_s():
+    """A 429 saying the window resets in 1 s, where the answers before said 1800 s: the sooner
+    reset is believed (waiting for the later one would hold every evaluation half an hour)."""
+    from gate.request_budget import Heard, after, taken
+
+    window = after(None, 1000.0, Heard(remaining=990, reset=1800, limit=1000, period=3600))
+    same = after(window, 1005.5, Heard(remaining=989, reset=1795))
+    assert (same.remaining, same.resets_at) == (989, 2800.0)  # the known reset (within a second), one fewer
+    refused = after(window, 1010.0, Heard(remaining=0, reset=1))
+    assert (refused.remaining, refused.resets_at) == (0, 1011.0)
+    assert taken(refused, 1010.5) == (refused, 0.5)
+    assert taken(refused, 1011.0)[1] == 0.0  # the window restarted whole: the provider's limit
