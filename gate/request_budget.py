@@ -67,8 +67,9 @@ class Heard:
 
 
 class RequestBudget(Protocol):
-    def take(self, now: float) -> float:
-        """Spend one request at `now`: 0 once taken, else the seconds to wait before asking again."""
+    def take(self, now: float, count: int = 1) -> float:
+        """Spend `count` requests at `now`, all or none: 0 once taken, else the seconds to wait
+        before asking again."""
         ...
 
     def heard(self, now: float, heard: Heard) -> None:
@@ -79,16 +80,20 @@ class RequestBudget(Protocol):
 # -- the rules, once ----------------------------------------------------------------------------
 
 
-def taken(window: Window | None, now: float) -> tuple[Window | None, float]:
-    """The window after one request is taken at `now`, and the wait (0: taken)."""
+def taken(window: Window | None, now: float, count: int = 1) -> tuple[Window | None, float]:
+    """The window after `count` requests are taken at `now` (all or none: a history read in
+    several requests reserves them together, so that evaluations starved halfway through their
+    history do not spend the organisation's requests for nothing), and the wait (0: taken). More
+    than a whole window holds is asked as a whole window."""
     if window is None:
         return None, 0.0  # nothing heard yet: nothing to hold back
     if now >= window.resets_at:
         if window.limit is None:
             return None, 0.0  # a reset window of unknown size: as if nothing was heard
         window = Window(window.limit, now + (window.period or DEFAULT_PERIOD), window.limit, window.period)
-    if window.remaining >= 1:
-        return replace(window, remaining=window.remaining - 1), 0.0
+    count = min(count, window.limit or count)
+    if window.remaining >= count:
+        return replace(window, remaining=window.remaining - count), 0.0
     return window, window.resets_at - now
 
 
@@ -118,9 +123,9 @@ class SharedBudget:
         returns its second value."""
         raise NotImplementedError
 
-    def take(self, now: float) -> float:
+    def take(self, now: float, count: int = 1) -> float:
         try:
-            return self._take(now)
+            return self._take(now, count)
         except Exception as e:  # noqa: BLE001 - a budget that fails holds nothing back
             log.warning("%s unusable, not waiting for it: %s", self.label, e)
             return 0.0
@@ -131,21 +136,21 @@ class SharedBudget:
         except Exception as e:  # noqa: BLE001
             log.warning("%s unusable, not keeping what the answer said: %s", self.label, e)
 
-    def _take(self, now: float) -> float:
-        return self._update(lambda window: taken(window, now))
+    def _take(self, now: float, count: int) -> float:
+        return self._update(lambda window: taken(window, now, count))
 
     def _heard(self, now: float, heard: Heard) -> None:
         self._update(lambda window: (after(window, now, heard), 0.0))
 
 
 def wait_for_request(budget: RequestBudget, deadline: float, clock: Callable[[], float],
-                     sleep: Callable[[float], None], provider: str) -> float:
-    """Take one request from the budget, waiting for it until `deadline` (on `clock`); the
-    seconds waited. `BudgetSpent` if it cannot be had by then."""
+                     sleep: Callable[[float], None], provider: str, count: int = 1) -> float:
+    """Take `count` requests from the budget, waiting for them until `deadline` (on `clock`); the
+    seconds waited. `BudgetSpent` if they cannot be had by then."""
     waited = 0.0
     while True:
         now = clock()
-        wait = budget.take(now)
+        wait = budget.take(now, count)
         if wait <= 0:
             return waited
         if now + wait > deadline:
@@ -218,15 +223,16 @@ class DynamoBudget(SharedBudget):
         self.client = client or _dynamodb(os.environ.get("AWS_ENDPOINT_URL"))
         self.label = f"request budget in DynamoDB {table}"
 
-    def _take(self, now: float) -> float:
+    def _take(self, now: float, count: int) -> float:
         for _ in range(50):
-            stored = self._conditional("SET remaining = remaining - :one, version = version + :one",
-                                       "remaining >= :one AND resets_at > :now", {":one": _n(1), ":now": _n(now)})
+            stored = self._conditional("SET remaining = remaining - :count, version = version + :one",
+                                       "remaining >= :count AND resets_at > :now",
+                                       {":count": _n(count), ":one": _n(1), ":now": _n(now)})
             if stored is None:
                 return 0.0  # taken
             # Empty, over, or never heard: the rules, on the item as it was.
             window = _window(stored)
-            new, wait = taken(window, now)
+            new, wait = taken(window, now, count)
             if new is None or wait > 0 or self._replace(stored, new):
                 return wait
             # Another container restarted the window first: take from it as the others do.

@@ -249,8 +249,8 @@ def test_a_folder_entry_of_another_deploy_is_relearned_not_used(tmp_path):
 
 def test_concurrent_containers_share_one_budget_in_the_stack_table(stack, corpus, monkeypatch):
     """The organisation has 4 requests left this hour: the first release's look spends 3 (history and
-    window), the second's, in another container, is could not judge at once, saying the budget is
-    why, without being refused by Datadog; the store has its error."""
+    window), the second's, in another container, is could not judge at once (its history needs 2),
+    saying the budget is why, without being refused by Datadog; the store has its error."""
     with live(corpus, AA, ahead=0) as fake:
         fake.rate_limit, fake.rate_period = 4, 3600
         monkeypatch.setenv("GATE_DATADOG_URL", fake.url)
@@ -259,7 +259,7 @@ def test_concurrent_containers_share_one_budget_in_the_stack_table(stack, corpus
     assert first["verdict"] in ("pass", "inconclusive"), first
     assert second["verdict"] == "error" and second["exit_code"] == 4 and second["statusCode"] == 503
     assert "request budget" in second["error"] and "could not judge" in second["error"]
-    assert len(fake.timeseries_requests()) == 4 and fake.refused == 0  # one for the second's history
+    assert len(fake.timeseries_requests()) == 3 and fake.refused == 0  # the second's history needs 2: none sent
     from gate.store.dynamodb import DynamoStore
 
     assert [e["verdict"] for e in DynamoStore(TABLE).evaluations("web-2.0")] == ["error"]
@@ -322,3 +322,29 @@ def test_a_reset_sooner_than_the_known_one_is_the_provider_s():
     assert (refused.remaining, refused.resets_at) == (0, 1011.0)
     assert taken(refused, 1010.5) == (refused, 0.5)
     assert taken(refused, 1011.0)[1] == 0.0  # the window restarted whole: the provider's limit
+
+
+def test_a_history_the_window_cannot_hold_sends_nothing_and_leaves_the_requests_to_others(
+        env_keys, corpus, tmp_path):
+    """5 requests left this hour. A first look (a day of history and the window) takes 2; a week
+    of history (7 requests) cannot be had within its interval, so it sends none of them (could not
+    judge, the budget named) rather than 3 it would waste; a third look still gets its 2."""
+    case = load_case(corpus / AA)
+    clock = SimulatedClock(case.deployed_at + 1205)
+    with FakeDatadog(case, clock=clock) as fake:
+        fake.rate_limit, fake.rate_period = 5, 3600
+        env_keys.setenv("GATE_DATADOG_URL", fake.url)
+        budget = shared_file_budget(tmp_path)
+        results = []
+        for release, days in (("web-1.0", 1), ("web-2.0", 7), ("web-3.0", 1)):
+            policy = datadog_policy(timeout=60).model_copy(update={"history": days * 86400})
+            source = open_source(policy)
+            source.clock_wall, source.sleep, source.request_budget = clock, clock.sleep, budget
+            analysis = Analysis(policy, source, release, case.deployed_at, canary=CANARY, baseline=BASELINE)
+            try:
+                results.append(analysis.evaluate(case.deployed_at + 1200).verdict)
+            except SourceError as e:
+                results.append(str(e))
+    assert results[0] in ("pass", "inconclusive") and results[2] in ("pass", "inconclusive"), results
+    assert "request budget" in results[1] and "could not judge" in results[1]
+    assert len(fake.timeseries_requests()) == 4 and fake.refused == 0

@@ -14,9 +14,10 @@ for a sparse counter's bucket without events: a count with a denominator reads 0
 denominator has a point (as CloudWatch's missing datapoints, `Frame.fill_zero_counts`).
 
 Rate limits: the organisation's requests are shared by every evaluation running at once
-(`gate.request_budget`): one is taken before each request, every answer's `X-RateLimit-*` headers
-are kept there, and a 429 empties the window until its `X-RateLimit-Reset`, so that the other
-evaluations wait for the reset before they send instead of being refused. Waiting for the budget
+(`gate.request_budget`): a fetch takes all its requests before the first (a history's chunks
+together), a retry one more; every answer's `X-RateLimit-*` headers are kept there, and a 429
+empties the window until its `X-RateLimit-Reset`, so that the other evaluations wait for the
+reset before they send instead of being refused. Waiting for the budget
 is bounded by the look's deadline (one interval from the fetch), not by `retry_budget`: past it,
 `BudgetSpent` (could not judge, the budget named as the reason).
 
@@ -380,7 +381,11 @@ class DatadogSource:
         # One budget for the whole fetch: a history read in several chunks shares it.
         # The organisation's budget is waited for until the next look is due (one interval).
         budget = _Budget(self.options.retry_budget, deadline=self.clock_wall() + self.interval)
-        for start in range(first, last + 1, chunk):
+        starts = range(first, last + 1, chunk)
+        if starts:  # every request of the fetch at once (a retry takes its own): all or none
+            wait_for_request(self.request_budget, budget.deadline, self.clock_wall, self.sleep, "Datadog",
+                             count=len(starts))
+        for start in starts:
             end = min(last + step, start + chunk)  # exclusive
             self._fetch_chunk(query.metrics, groups, start, end, step, points, budget)
         self._reported.update(n for g in groups for n in names if points[g][n])
@@ -449,9 +454,8 @@ class DatadogSource:
         attempt = 0
         while True:
             attempt += 1
-            # One of the organisation's requests, shared with every evaluation running at once
-            # (waited for within the look's deadline, not charged to the retry budget).
-            wait_for_request(self.request_budget, budget.deadline, self.clock_wall, self.sleep, "Datadog")
+            if attempt > 1:  # a retry: one more of the organisation's requests (the fetch took the first ones)
+                wait_for_request(self.request_budget, budget.deadline, self.clock_wall, self.sleep, "Datadog")
             limit = None if budget.spent == 0 else max(0.01, min(self.options.timeout, budget.left))
             started = self.clock()
             try:
