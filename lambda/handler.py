@@ -36,8 +36,7 @@ the Lambda gates real releases.
 
 Settings (environment): GATE_STORE_TABLE (DynamoDB evaluation store), GATE_IDEMPOTENCY_TABLE
 (a retried invocation for the same release and moment returns the first answer instead of judging
-and notifying again; a different request for them is refused), GATE_REFERENCE_BUCKET (what was learned of a deploy's
-history, shared by every container: gate/cache.py), GATE_SECRET_ID (a Secrets Manager
+and notifying again; a different request for them is refused), GATE_SECRET_ID (a Secrets Manager
 JSON secret holding DD_API_KEY, DD_APP_KEY, SLACK_WEBHOOK_URL), POWERTOOLS_* (logging, metrics
 namespace, tracing).
 """
