@@ -58,7 +58,7 @@ class Window:
 
 @dataclass(frozen=True)
 class Heard:
-    """What one answer's X-RateLimit-* headers said (`refused`: it was a 429)."""
+    """What one answer's X-RateLimit-* headers said (a 429 says 0 remaining)."""
 
     remaining: int
     reset: float  # seconds until the window resets
