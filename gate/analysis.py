@@ -162,8 +162,7 @@ class Analysis:
                                  (self.canary, self.baseline))
             self._reference = self.cache.load(key)
         if self._reference is None:
-            start = self.deployed_at - self.policy.history
-            history = self._fetch(start, self.deployed_at - 1)
+            history = self._history()
             self._reference = self.judge.learn(self.policy, history, self.deployed_at)
             if key is not None:
                 self.cache.save(key, self._reference)
@@ -173,9 +172,17 @@ class Analysis:
     def window(self, now: int) -> Observations:
         return self._fetch(self.deployed_at, now)
 
-    def _fetch(self, start: int, end: int) -> Observations:
+    def _history(self) -> Observations:
+        """The history before the deploy, of the group the judge learns from only (a judge that
+        does not say which, both): the new canary group's empty history costs no request."""
+        learns_from = getattr(self.judge, "learns_from", None)
+        baseline_only = self.baseline is not None and learns_from is not None and learns_from(self.policy) == "baseline"
+        return self._fetch(self.deployed_at - self.policy.history, self.deployed_at - 1, baseline_only=baseline_only)
+
+    def _fetch(self, start: int, end: int, baseline_only: bool = False) -> Observations:
         counts = {m.name for m in self.policy.metrics if m.kind == "count"}
-        return self.source.fetch(self._query(start, end)).cleaned(counts)
+        query = replace(self._query(start, end), baseline_only=baseline_only)
+        return self.source.fetch(query).cleaned(counts)
 
     def evaluate(self, now: int) -> Verdict:
         return self.evaluation(now).verdict

@@ -99,10 +99,15 @@ class Reference:
 # ---------------------------------------------------------------------------------- learn
 
 
+def learns_from(policy: Policy) -> str:
+    """The group whose history `learn` reads: history-only, the canary's own; otherwise the
+    baseline's (the canary group is usually new). The other group's history need not be fetched."""
+    return "canary" if policy.history_only else "baseline"
+
+
 def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
-    """What the history before the deploy says about each KPI. History-only: the canary's own;
-    otherwise the baseline's (the canary group is usually new)."""
-    frame = history.canary if policy.history_only else (history.baseline or history.canary)
+    """What the history before the deploy says about each KPI (of the group `learns_from` names)."""
+    frame = history.canary if learns_from(policy) == "canary" else (history.baseline or history.canary)
     t = frame.timestamps
     metrics = {}
     for m in policy.metrics:

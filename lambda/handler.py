@@ -74,7 +74,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 # only answers a retry or a bad event does not pay for them (bench/lambda_import.py).
 from gate.analysis import Analysis, announce, current_moment, open_release, register_release
 from gate.aws import error_code, transient
-from gate.cache import ReferenceCache
+from gate.cache import BUCKET_ENV, lambda_cache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
 from gate.lifecycle import LAMBDA
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
@@ -343,6 +343,17 @@ def store() -> Any:
     return _store(os.environ.get("GATE_STORE_TABLE"), os.environ.get("GATE_STORE"), os.environ.get("AWS_ENDPOINT_URL"))
 
 
+@lru_cache(maxsize=4)
+def _reference_cache(folder: str, bucket: str | None, endpoint: str | None) -> Any:
+    # Cached per container, as the store; /tmp is the only writable place.
+    return lambda_cache(folder)
+
+
+def reference_cache() -> Any:
+    folder = os.environ.get("GATE_CACHE_DIR") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "gate-cache")
+    return _reference_cache(folder, os.environ.get(BUCKET_ENV), os.environ.get("AWS_ENDPOINT_URL"))
+
+
 # -- one evaluation ----------------------------------------------------------------------------
 
 
@@ -368,9 +379,9 @@ def judge(request: Judgement) -> dict:
     """Judge `request["release"]` at `request["now"]` and record it. Under idempotency, runs once
     per (release, deploy, now, rollout): a retry gets the recorded answer back."""
     policy, now = request["policy"], request["now"]
-    # A warm container reuses what it learned of this release's history (the seasonal model and
-    # its history fetch are the costly part of an evaluation); /tmp is the only writable place.
-    cache = ReferenceCache(os.environ.get("GATE_CACHE_DIR") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "gate-cache"))
+    # What was learned of this deploy's history (the seasonal model and its history fetch are the
+    # costly part of an evaluation) is shared by the stack's containers (GATE_REFERENCE_BUCKET).
+    cache = reference_cache()
     # The same rules as `gate check`: a re-deploy restarts the release, an old window is refused.
     analysis = open_release(policy, request["release"], now, open_source=open_source, store=store(),
                             requested=request["deployed_at"], canary=request["canary"],

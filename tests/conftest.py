@@ -41,6 +41,13 @@ def reports_in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("GATE_REPORT_DIR", str(tmp_path / "reports"))
 
 
+@pytest.fixture(autouse=True)
+def request_budget_in_tmp(tmp_path, monkeypatch):
+    """The organisation's request budget a test's Datadog answers fill (gate.request_budget) is the
+    test's own: a 429 of one test never holds back the next one's requests."""
+    monkeypatch.setenv("GATE_BUDGET_DIR", str(tmp_path / "budget"))
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     """The recorded cases (../shared/corpus/dev, or GATE_CORPUS). Absent, the tests that replay them

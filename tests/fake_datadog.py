@@ -10,7 +10,10 @@ points per series as Datadog does, and can answer 429 with rate-limit headers, 5
 with a malformed body, or trickle its headers (`trickle_headers`), or trickle a body (`trickle`: a `trickle_length` Content-Length, one
 byte every `trickle_every` seconds, until the client hangs up or `trickle_for` seconds). With `null_zero_counts` it answers `null` for a count bucket that
 counted zero events, as Datadog does for a sparse counter without `default_zero()` (a minute
-without 5xx has no point). Every request is logged (never its keys).
+without 5xx has no point). With `rate_limit` it is one organisation's limit of timeseries queries:
+`rate_limit` requests per `rate_period` seconds in fixed windows of its clock, told in every
+answer's X-RateLimit-* headers, a 429 beyond it (`refused` counts them). Every request is logged
+(never its keys).
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ class FakeDatadog:
         self.events: list[dict] = []
         self.hung_up = 0  # trickled answers the client hung up on
         self._remaining = 1000
+        self.rate_limit: int | None = None  # requests per rate_period (the organisation's); None: no limit
+        self.rate_period = 60
+        self.refused = 0  # requests refused by rate_limit (429)
+        self._window: tuple[int, int] = (0, 0)  # (window index, requests accepted in it)
         self._lock = threading.Lock()
         self._series = {
             scope: (frame.timestamps.astype(np.int64), {k: np.asarray(v) for k, v in frame.values.items()})
@@ -92,7 +99,32 @@ class FakeDatadog:
         with self._lock:
             return self.faults.pop(0) if self.faults else self.fault
 
+    def admit(self) -> bool:
+        """Whether the organisation's limit (`rate_limit`) takes one more request now."""
+        if self.rate_limit is None:
+            return True
+        with self._lock:
+            index = int(self.clock()) // self.rate_period
+            count = self._window[1] if self._window[0] == index else 0
+            if count >= self.rate_limit:
+                self.refused += 1
+                return False
+            self._window = (index, count + 1)
+            return True
+
     def rate_headers(self) -> dict[str, str]:
+        if self.rate_limit is not None:
+            with self._lock:
+                now = self.clock()
+                index = int(now) // self.rate_period
+                count = self._window[1] if self._window[0] == index else 0
+                return {
+                    "X-RateLimit-Limit": str(self.rate_limit),
+                    "X-RateLimit-Period": str(self.rate_period),
+                    "X-RateLimit-Remaining": str(max(0, self.rate_limit - count)),
+                    "X-RateLimit-Reset": str(max(1, (index + 1) * self.rate_period - int(now))),
+                    "X-RateLimit-Name": "timeseries_query",
+                }
         with self._lock:
             self._remaining = max(0, self._remaining - 1)
             return {
@@ -285,6 +317,9 @@ def _handler(fake: FakeDatadog):
                 headers = {**fake.rate_headers(), "X-RateLimit-Remaining": "0",
                            "X-RateLimit-Reset": str(fake.reset_after)}
                 return self._json(429, {"errors": ["Too many requests"]}, headers)
+            if fault is None and not fake.admit():  # the organisation's limit (rate_limit)
+                entry["status"] = 429
+                return self._json(429, {"errors": ["Too many requests"]}, fake.rate_headers())
             if fault in ("500", "502", "503"):
                 entry["status"] = int(fault)
                 return self._json(int(fault), {"errors": ["Internal Server Error"]})

@@ -25,6 +25,9 @@ class Query:
     start: int  # epoch seconds, inclusive
     end: int  # epoch seconds, inclusive; never later than the moment being judged
     step: int  # seconds between points
+    # True: only the baseline is asked (the history of a policy with a baseline: the judge learns from
+    # the baseline's, and the canary group is usually new); its `canary` frame comes back empty.
+    baseline_only: bool = False
 
 
 def count_denominators(metrics: tuple[Metric, ...]) -> dict[str, str]:

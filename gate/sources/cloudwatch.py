@@ -190,6 +190,8 @@ class CloudWatchSource:
         groups = {"canary": query.canary}
         if query.baseline is not None:
             groups["baseline"] = query.baseline
+            if query.baseline_only:
+                del groups["canary"]
         series, requests = self._requests(query.metrics, groups, period)
         points: dict[str, dict[str, dict[int, float]]] = {g: {n: {} for n in names} for g in groups}
         # Periods CloudWatch answered with NaN or an infinity: missing, and kept so (never a zero).
@@ -210,7 +212,8 @@ class CloudWatchSource:
                         unknown[s.group][s.metric].append(int(stamp.timestamp()))
         self._reported.update(n for g in groups for n in names if points[g][n])
         frames = {g: self._frame(query.metrics, period, first, stop, points[g], unknown[g]) for g in groups}
-        return Observations(canary=frames["canary"], baseline=frames.get("baseline"))
+        canary = frames["canary"] if "canary" in frames else Frame.empty(query.step, names)
+        return Observations(canary=canary, baseline=frames.get("baseline"))
 
     # -- building the queries -------------------------------------------------------------
 
@@ -219,7 +222,7 @@ class CloudWatchSource:
             self._check_scope_applies(metrics, group, scope)
         resolved = {(group, m.name): self._dimensions(m.name, group, scope)
                     for group, scope in groups.items() for m in metrics}
-        if "baseline" in groups:
+        if len(groups) == 2:
             for m in metrics:
                 _check_groups_apart(m.name, resolved["canary", m.name], resolved["baseline", m.name])
         series: dict[str, _Series] = {}

@@ -13,10 +13,18 @@ with `.as_count()`, and drops the trailing bucket that is still filling. Datadog
 for a sparse counter's bucket without events: a count with a denominator reads 0 there when the
 denominator has a point (as CloudWatch's missing datapoints, `Frame.fill_zero_counts`).
 
-Faults: a 429 waits for `X-RateLimit-Reset`, a 5xx, a timeout or a malformed answer is retried
-with backoff. The time lost to faults (failed attempts and the waits before retries) of one fetch
-(all its chunks) is charged to `retry_budget`, the time of successful requests is not; once it is
-spent, `SourceError` ("could not judge", exit 4).
+Rate limits: the organisation's requests are shared by every evaluation running at once
+(`gate.request_budget`): a fetch takes all its requests before the first (a history's chunks
+together), a retry one more; every answer's `X-RateLimit-*` headers are kept there, and a 429
+empties the window until its `X-RateLimit-Reset`, so that the other evaluations wait for the
+reset before they send instead of being refused. Waiting for the budget
+is bounded by the look's deadline (one interval from the fetch), not by `retry_budget`: past it,
+`BudgetSpent` (could not judge, the budget named as the reason).
+
+Faults: a 429 that comes anyway waits for `X-RateLimit-Reset`, a 5xx, a timeout or a malformed
+answer is retried with backoff. The time lost to faults (failed attempts and the waits before
+retries) of one fetch (all its chunks) is charged to `retry_budget`, the time of successful
+requests is not; once it is spent, `SourceError` ("could not judge", exit 4).
 Refused credentials or a refused query are not retried. Keys never leave the client's headers.
 """
 
@@ -36,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
+from gate.request_budget import Heard, RequestBudget, shared_budget, wait_for_request
 from gate.series import Frame, Observations
 from gate.sources import Query, count_denominators
 
@@ -211,9 +220,10 @@ class _Budget:
     (failed attempts, waits before retries), never the time of a successful request, so a long
     history read keeps its fault tolerance to its last chunk."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, deadline: float = float("inf")):
         self.seconds = seconds
         self.spent = 0.0
+        self.deadline = deadline  # the wall-clock moment past which the organisation's budget is not waited for
 
     @property
     def left(self) -> float:
@@ -339,6 +349,7 @@ class DatadogSource:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         clock_wall: Callable[[], float] = time.time,
+        request_budget: RequestBudget | None = None,
     ):
         self.metrics = metrics
         self.interval = interval
@@ -346,6 +357,8 @@ class DatadogSource:
         self.sleep, self.clock = sleep, clock  # the clock times retries; clock_wall says what is settled
         self.clock_wall = clock_wall
         self.requests = 0  # HTTP requests sent, retries included
+        # The organisation's requests, shared with every evaluation running at once.
+        self.request_budget = request_budget if request_budget is not None else shared_budget("datadog")
         self._secrets = _secrets()
         self._api = _metrics_api(options.timeout)
         rest = self._api.api_client.rest_client
@@ -366,6 +379,8 @@ class DatadogSource:
         groups = {"canary": check_scope(query.canary, "canary")}
         if query.baseline is not None:
             groups["baseline"] = check_scope(query.baseline, "baseline")
+            if query.baseline_only:
+                del groups["canary"]
 
         first = -(-query.start // step) * step
         # A bucket [t, t + step) is read only once it is complete (and settled): the one still
@@ -378,8 +393,13 @@ class DatadogSource:
         points = {g: {n: {} for n in names} for g in groups}
         chunk = self.options.max_points * step
         # One budget for the whole fetch: a history read in several chunks shares it.
-        budget = _Budget(self.options.retry_budget)
-        for start in range(first, last + 1, chunk):
+        # The organisation's budget is waited for until the next look is due (one interval).
+        budget = _Budget(self.options.retry_budget, deadline=self.clock_wall() + self.interval)
+        starts = range(first, last + 1, chunk)
+        if starts:  # every request of the fetch at once (a retry takes its own): all or none
+            wait_for_request(self.request_budget, budget.deadline, self.clock_wall, self.sleep, "Datadog",
+                             count=len(starts))
+        for start in starts:
             end = min(last + step, start + chunk)  # exclusive
             self._fetch_chunk(query.metrics, groups, start, end, step, points, budget)
         self._reported.update(n for g in groups for n in names if points[g][n])
@@ -388,7 +408,8 @@ class DatadogSource:
                 count_denominators(query.metrics), self._reported)
             for g in groups
         }
-        return Observations(canary=frames["canary"], baseline=frames.get("baseline"))
+        canary = frames["canary"] if "canary" in frames else Frame.empty(step, names)
+        return Observations(canary=canary, baseline=frames.get("baseline"))
 
     # -- one request ----------------------------------------------------------------------------
 
@@ -447,6 +468,8 @@ class DatadogSource:
         attempt = 0
         while True:
             attempt += 1
+            if attempt > 1:  # a retry: one more of the organisation's requests (the fetch took the first ones)
+                wait_for_request(self.request_budget, budget.deadline, self.clock_wall, self.sleep, "Datadog")
             limit = None if budget.spent == 0 else max(0.01, min(self.options.timeout, budget.left))
             started = self.clock()
             try:
@@ -456,7 +479,8 @@ class DatadogSource:
                 budget.spent += max(0.0, self.clock() - started)
                 left = budget.left
                 backoff = min(0.5 * 2 ** (attempt - 1), 10.0, max(left, 0.0))
-                # 429: the server says when; never sooner than backoff
+                # 429: the server says when; never sooner than backoff (the shared budget heard it
+                # too: the other evaluations wait for the reset before they send, not after a 429)
                 wait = backoff if fault.wait is None else max(fault.wait, backoff)
                 if wait >= left:  # no time left for another attempt after the wait
                     raise SourceError(
@@ -579,7 +603,11 @@ class DatadogSource:
     # -- hygiene --------------------------------------------------------------------------------
 
     def _headroom(self, headers: Any) -> None:
+        """Keep what the answer says of the organisation's rate limit in the shared budget."""
         remaining = _header(headers, "X-RateLimit-Remaining")
+        heard = _heard(headers)
+        if heard is not None:
+            self.request_budget.heard(self.clock_wall(), heard)
         if remaining is not None:
             log.debug(
                 "Datadog rate limit %s: %s of %s requests left, resets in %ss",
@@ -600,6 +628,21 @@ def _unknown_host(error: BaseException) -> bool:
     a DNS blip, retried like any connection fault)."""
     cause = error.__cause__ or error.__context__
     return isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_NONAME
+
+
+def _heard(headers: Any) -> Heard | None:
+    """The X-RateLimit-* headers of an answer, or None without a usable Remaining and Reset."""
+    def number(name: str) -> float | None:
+        try:
+            value = float(_header(headers, f"X-RateLimit-{name}") or "")
+        except ValueError:
+            return None
+        return value if value >= 0 and value == value and value != float("inf") else None
+
+    remaining, reset, limit, period = (number(n) for n in ("Remaining", "Reset", "Limit", "Period"))
+    if remaining is None or reset is None:
+        return None
+    return Heard(int(remaining), reset, int(limit) if limit else None, period or None)
 
 
 def _secrets() -> list[str]:

@@ -1,0 +1,304 @@
+"""Many canaries at once (issue 26): N releases judged concurrently through the real Lambda handler,
+the real stores (DynamoDB and S3 on a moto server) and the real Datadog source, against the fake
+Datadog with an organisation-wide limit (600 requests a minute by default), on simulated time.
+
+Each release is one canary deployed at the same moment (the worst case), half of them an A/A canary
+(truth: must not fail), half a dead canary (truth: must not pass). Every look, all N evaluations run
+at once, one thread each, in `--containers` Lambda containers (each with its own /tmp; a release
+lands in another container at each look, as Lambda gives no affinity). Time is simulated: the fake's
+clock and the sources' clocks are one `SimulatedClock`, which moves only when every running
+evaluation is waiting (for the organisation's budget), so a minute of waiting costs no wall time.
+
+    .venv/bin/python -m bench.scale --n 1,50,500 [--looks 3] [--limit 600] [--containers 100]
+
+Reports, per N: requests per evaluation (first look, later looks), history fetches per deploy,
+429s, evaluations later than their interval, could-not-judge looks (and why), wrong verdicts,
+CPU seconds and simulated waits per evaluation (-> GB-seconds per canary-hour at the template's
+1024 MB), DynamoDB and S3 calls per evaluation. Figures are in docs/scale.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the gate of this tree (main's, when run from a copy of main: docs/scale.md)
+
+CASES = {"aa": "k1m-aa-039", "down": "k1m-canary-down-012"}  # truth: aa must not fail, down must not pass
+TABLE, BUCKET = "gate-bench-evaluations", "gate-bench-bucket"
+LAMBDA_GB = 1.0  # infra/template.yaml: MemorySize 1024
+
+
+class SimulatedClock:
+    """Epoch seconds that move only when every running evaluation waits: then to the earliest
+    wake-up. `enter`/`leave` count the evaluations running."""
+
+    def __init__(self, now: float):
+        self.now = now
+        self._cv = threading.Condition()
+        self._running = 0
+        self._sleepers: list[float] = []
+        self.waited = threading.local()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def enter(self, count: int = 1) -> None:
+        with self._cv:
+            self._running += count
+
+    def leave(self) -> None:
+        with self._cv:
+            self._running -= 1
+            self._advance()
+
+    def sleep(self, seconds: float) -> None:
+        self.waited.seconds = getattr(self.waited, "seconds", 0.0) + max(0.0, seconds)
+        with self._cv:
+            target = self.now + max(0.0, seconds)
+            heapq.heappush(self._sleepers, target)
+            self._advance()
+            while self.now < target:
+                self._cv.wait()
+
+    def _advance(self) -> None:
+        if self._sleepers and len(self._sleepers) >= self._running:
+            self.now = max(self.now, self._sleepers[0])
+            while self._sleepers and self._sleepers[0] <= self.now:
+                heapq.heappop(self._sleepers)
+            self._cv.notify_all()
+
+
+def multi_case_datadog(cases: dict, deploy: int, clock):
+    """The fake Datadog serving each case under its own tags (`autoscaling_group:<kind>-canary`),
+    all deployed at `deploy`, behind one organisation's limit."""
+    from tests import fake_datadog
+    from tests.fake_datadog import FakeDatadog
+
+    class MultiCase(FakeDatadog):
+        def __init__(self):
+            first = next(iter(cases.values()))
+            super().__init__(first, clock=clock)
+            self._swap = threading.Lock()
+            self._served = {}
+            for kind, case in cases.items():
+                fake_datadog.SCOPES[f"autoscaling_group:{kind}-canary"] = "canary"
+                fake_datadog.SCOPES[f"autoscaling_group:{kind}-baseline"] = "baseline"
+                series = {scope: (frame.timestamps.astype("int64"), dict(frame.values))
+                          for scope, frame in case.frames.items()}
+                self._served[kind] = (case, series, deploy - case.deployed_at)
+
+        def timeseries(self, request: dict) -> dict:
+            query = request["data"]["attributes"]["queries"][0]["query"]
+            kind = next(k for k in self._served if f"autoscaling_group:{k}-" in query)
+            with self._swap:
+                self.case, self._series, self.offset = self._served[kind]
+                return super().timeseries(request)
+
+    return MultiCase()
+
+
+class Calls:
+    """AWS calls by service and operation, counted where every client sends them."""
+
+    def __init__(self):
+        from botocore.client import BaseClient
+
+        self.counts: Counter = Counter()
+        lock, counts, send = threading.Lock(), self.counts, BaseClient._make_api_call
+
+        def counted(client, operation, params):
+            with lock:
+                counts[client.meta.service_model.service_name, operation] += 1
+            return send(client, operation, params)
+
+        BaseClient._make_api_call = counted
+
+
+def policy(kind: str) -> dict:
+    import yaml
+
+    data = yaml.safe_load((ROOT / "examples" / "datadog.yaml").read_text())
+    # A request's timeout is wall time: hundreds of threads on two shared cores answer slowly, and a
+    # timeout would be a retry the real service never makes. The counts, not the latency, are measured.
+    data["source"]["options"] = {**data["source"]["options"], "settle": 0, "timeout": 600}
+    data["canary"] = {"scope": f"autoscaling_group:{kind}-canary"}
+    data["baseline"] = {"scope": f"autoscaling_group:{kind}-baseline"}
+    return data
+
+
+def run(n: int, looks: int, limit: int, containers: int, first_look: int, workdir: Path, calls: Calls) -> dict:
+    import boto3
+
+    from gate import cache as caching
+    from gate.sources.replay import load_case
+    from gate.verdict import iso
+    from tests.lambda_module import FakeContext, import_handler
+    from tests.test_store_dynamodb import create_store_table
+
+    corpus = Path(os.environ.get("GATE_CORPUS", ROOT.parent / "shared" / "corpus" / "dev"))
+    cases = {kind: load_case(corpus / name) for kind, name in CASES.items()}
+    deploy = (int(time.time()) - 3 * 86400) // 60 * 60
+    clock = SimulatedClock(deploy + first_look)
+    create_store_table(TABLE)
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+
+    handler = import_handler(f"gate_lambda_bench_{n}")
+    opened = handler.open_source
+
+    def simulated_source(p):
+        source = opened(p)
+        source.clock_wall, source.sleep = clock, clock.sleep
+        return source
+
+    handler.open_source = simulated_source
+    caches = {}  # container -> its cache: its own /tmp (in front of the stack's bucket, if shared)
+    local = threading.local()
+
+    def container_cache(*_):
+        c = local.container
+        if c not in caches:
+            folder = caching.ReferenceCache(workdir / f"container-{c}")
+            shared = getattr(caching, "S3ReferenceCache", None)  # main's code (before issue 26): /tmp only
+            caches[c] = caching.LayeredCache(folder, shared(BUCKET)) if shared else folder
+        return caches[c]
+
+    if hasattr(handler, "reference_cache"):
+        handler.reference_cache = container_cache
+    else:
+        handler.ReferenceCache = container_cache  # main's handler builds its /tmp cache inline
+
+    results = []
+    with multi_case_datadog(cases, deploy, clock) as fake:
+        fake.rate_limit, fake.rate_period = limit, 60
+        os.environ["GATE_DATADOG_URL"] = fake.url
+        for look in range(looks):
+            moment = deploy + first_look + 60 * look
+            clock.now = max(clock.now, moment)
+            before_requests, before_calls = len(fake.timeseries_requests()), calls.counts.copy()
+            outcomes = [None] * n
+            clock.enter(n)
+
+            def evaluate(i: int) -> None:
+                local.container = (i + look) % containers
+                clock.waited.seconds = 0.0
+                kind = "aa" if i % 2 == 0 else "down"
+                event = {"release": f"svc{i:04d}-1.0", "policy": policy(kind), "deployed_at": iso(deploy),
+                         "now": iso(moment), "examine_past": True}
+                cpu, began = time.thread_time(), clock.now
+                try:
+                    answer = handler.lambda_handler(event, FakeContext())
+                finally:
+                    # Late: longer than an interval from its own start (the looks run one after the
+                    # other here, so a look may start after its moment: that is the bench's, not the gate's).
+                    outcomes[i] = (kind, answer, time.thread_time() - cpu, clock.waited.seconds, clock.now - began)
+                    clock.leave()
+
+            threads = [threading.Thread(target=evaluate, args=(i,)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            requests = len(fake.timeseries_requests()) - before_requests
+            used = calls.counts - before_calls
+            results.append({"look": look, "outcomes": outcomes, "requests": requests, "calls": used})
+            print(f"scale: n={n} look {look} done ({requests} requests)", file=sys.stderr, flush=True)
+        history = [r for r in fake.timeseries_requests() if r["to"] // 1000 <= deploy]
+        statuses = Counter(r.get("status") for r in fake.timeseries_requests())
+    return summary(n, results, history, statuses, fake.refused)
+
+
+def summary(n: int, looks: list[dict], history: list[dict], statuses: Counter, refused: int) -> dict:
+    per_look = []
+    wrong = late = 0
+    errors: Counter = Counter()
+    cpu, waits = [], []
+    for look in looks:
+        for kind, answer, seconds, waited, took in look["outcomes"]:
+            verdict = answer.get("verdict")
+            wrong += (kind == "aa" and verdict == "fail") or (kind == "down" and verdict == "pass")
+            late += took > 60
+            if verdict == "error":
+                errors["request budget" if "request budget" in answer["error"] else answer["error"][:80]] += 1
+            cpu.append((look["look"], seconds))
+            waits.append(waited)
+        per_look.append({
+            "look": look["look"],
+            "requests_per_evaluation": round(look["requests"] / n, 2),
+            "verdicts": dict(Counter(o[1].get("verdict") for o in look["outcomes"])),
+            "dynamodb_per_evaluation": {op: round(c / n, 2) for (svc, op), c in look["calls"].items() if svc == "dynamodb"},
+            "s3_per_evaluation": {op: round(c / n, 2) for (svc, op), c in look["calls"].items() if svc == "s3"},
+            "cpu_seconds_per_evaluation": round(sum(s for lk, s in cpu if lk == look["look"]) / n, 3),
+        })
+    first = per_look[0]["cpu_seconds_per_evaluation"]
+    later = (sum(p["cpu_seconds_per_evaluation"] for p in per_look[1:]) / max(1, len(per_look) - 1)
+             if len(per_look) > 1 else first)
+    return {
+        "n": n,
+        "looks": per_look,
+        "history_requests_per_deploy": round(len(history) / n, 2),
+        "history_fetches_per_deploy": round(len(history) / n / 7, 2),  # a week: 7 requests a fetch
+        "429s": statuses.get(429, 0),
+        "refused_by_limit": refused,
+        "later_than_interval": late,
+        "could_not_judge": dict(errors),
+        "wrong_verdicts": wrong,
+        "simulated_wait_seconds_per_evaluation": round(sum(waits) / len(waits), 2),
+        # A one-hour canary looked at every minute: one first look, 59 later ones.
+        "gb_seconds_per_canary_hour": round(LAMBDA_GB * (first + 59 * later), 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", default="1,50", help="releases judged at once, comma-separated (e.g. 1,50,500)")
+    parser.add_argument("--looks", type=int, default=3, help="looks per release, a minute apart")
+    parser.add_argument("--limit", type=int, default=600, help="the organisation's requests a minute")
+    parser.add_argument("--containers", type=int, default=100, help="Lambda containers (each its own /tmp)")
+    parser.add_argument("--first-look", type=int, default=1800, help="seconds from the deploy to the first look")
+    args = parser.parse_args(argv)
+
+    from moto.server import ThreadedMotoServer
+
+    from tests.moto_server import MotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    moto = MotoServer(f"http://{host}:{port}")
+    os.environ.update(moto.env)
+    os.environ.update({"DD_API_KEY": "fake-api-key-0123456789abcdef", "DD_APP_KEY": "fake-app-key-fedcba9876543210",
+                       "GATE_STORE_TABLE": TABLE, "GATE_REFERENCE_BUCKET": BUCKET,
+                       "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "CanaryGateBench",
+                       "POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"})
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log
+    for key in ("GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID", "SLACK_WEBHOOK_URL", "GATE_REPORT_BUCKET", "AWS_PROFILE"):
+        os.environ.pop(key, None)
+    run_calls = Calls()
+    try:
+        for n in (int(x) for x in args.n.split(",")):
+            moto.reset()
+            with tempfile.TemporaryDirectory() as workdir:
+                started = time.perf_counter()
+                result = run(n, args.looks, args.limit, min(args.containers, n), args.first_look, Path(workdir), run_calls)
+                result["wall_seconds"] = round(time.perf_counter() - started, 1)
+            print(json.dumps(result), flush=True)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,350 @@
+"""Many canaries at once (issue 26): the history learned once per deploy and shared by every
+container (S3 on a moto server), the canary group's history never asked when the judge learns from
+the baseline's, and the organisation's Datadog requests shared by concurrent evaluations (the fake
+Datadog's organisation-wide `rate_limit`, over real HTTP; the budget in DynamoDB on moto).
+Figures (requests, GB-seconds, 429s at 500 canaries) are bench/scale.py's, in docs/scale.md."""
+
+from __future__ import annotations
+
+import sys
+
+import boto3
+import pytest
+import yaml
+
+from gate.analysis import Analysis
+from gate.cache import ReferenceCache
+from gate.errors import SourceError
+from gate.sources import open_source
+from gate.sources.replay import load_case
+from gate.verdict import iso
+from tests.fake_datadog import API_KEY, APP_KEY, FakeDatadog
+from tests.lambda_module import FakeContext, import_handler
+from tests.moto_server import moto_server  # noqa: F401 - fixture
+from tests.test_datadog_source import BASELINE, CANARY, datadog_policy
+from tests.test_reliability_faults import AA, live
+from tests.test_store_dynamodb import create_store_table, moto_endpoint  # noqa: F401 - fixture
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+BUCKET, TABLE = "gate-stack-bucket", "gate-evaluations"
+
+
+class SimulatedClock:
+    """One clock for the fake Datadog and the sources: a wait moves it, nobody sleeps."""
+
+    def __init__(self, now: float):
+        self.now, self.slept = now, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def shared_file_budget(folder):
+    from gate.request_budget import FileBudget
+
+    return FileBudget("datadog", folder / "shared")
+
+
+def history_requests(fake, deployed_at: int) -> list[dict]:
+    return [r for r in fake.timeseries_requests() if r["to"] // 1000 <= deployed_at]
+
+
+# -- the canary's history is not asked when the judge learns from the baseline's ---------------
+
+
+def test_the_history_asks_the_baseline_alone_and_learns_the_same(env_keys, corpus):
+    case = load_case(corpus / AA)
+    verdicts, histories = [], []
+    for judge_says in (True, False):
+        with FakeDatadog(case, clock=lambda: case.deployed_at + 1200) as fake:
+            env_keys.setenv("GATE_DATADOG_URL", fake.url)
+            from gate import judge
+
+            judging = judge if judge_says else _Judge()  # a judge that does not say: both groups
+            analysis = Analysis(datadog_policy(timeout=60), open_source(datadog_policy(timeout=60)), "web-1.0", case.deployed_at,
+                                canary=CANARY, baseline=BASELINE, judge=judging)
+            verdicts.append(analysis.evaluate(case.deployed_at + 1200).to_dict())
+            histories.append(history_requests(fake, case.deployed_at))
+    told, untold = histories
+    assert len(told) == len(untold) == 7  # a week, a day a request (points per series)
+    assert all(CANARY not in q for r in told for q in r["queries"])  # the new group's history: not asked
+    assert all(any(CANARY in q for q in r["queries"]) for r in untold)
+    assert sum(len(r["queries"]) for r in told) * 2 == sum(len(r["queries"]) for r in untold)
+    assert verdicts[0] == verdicts[1]
+
+
+class _Judge:
+    """gate.judge without `learns_from`: a judge of the bench, say."""
+
+    def learn(self, *args):
+        from gate import judge
+
+        return judge.learn(*args)
+
+    def evaluate(self, *args):
+        from gate import judge
+
+        return judge.evaluate(*args)
+
+
+@pytest.fixture
+def env_keys(monkeypatch):
+    monkeypatch.setenv("DD_API_KEY", API_KEY)
+    monkeypatch.setenv("DD_APP_KEY", APP_KEY)
+    monkeypatch.delenv("DD_SITE", raising=False)
+    monkeypatch.delenv("GATE_STORE_TABLE", raising=False)
+    return monkeypatch
+
+
+# -- the organisation's request budget, shared by evaluations ---------------------------------
+
+
+def test_an_evaluation_waits_for_the_window_another_one_spent_instead_of_being_refused(env_keys, corpus, tmp_path):
+    """Two evaluations of one organisation (limit: 3 requests a minute), one after the other. The
+    first spends the window; the second, told so by the shared budget, waits for the reset and is
+    never refused. Without a shared budget the second is refused (429) before it waits."""
+    case = load_case(corpus / AA)
+    clock = SimulatedClock(case.deployed_at + 1205)
+    with FakeDatadog(case, clock=clock) as fake:
+        fake.rate_limit, fake.rate_period = 3, 60
+        env_keys.setenv("GATE_DATADOG_URL", fake.url)
+        budget = shared_file_budget(tmp_path)
+        policy = datadog_policy(timeout=60)
+        sources = []
+        for _ in range(2):
+            source = open_source(policy)
+            source.clock_wall, source.sleep, source.request_budget = clock, clock.sleep, budget
+            sources.append(source)
+        first = Analysis(policy.model_copy(update={"history": 2 * 86400}), sources[0], "web-1.0", case.deployed_at,
+                         canary=CANARY, baseline=BASELINE)
+        first.evaluate(case.deployed_at + 1200)  # 2 days of history + the window: 3 requests
+        second = Analysis(policy.model_copy(update={"history": 86400}), sources[1], "web-2.0", case.deployed_at,
+                          canary=CANARY, baseline=BASELINE)
+        verdict = second.evaluate(case.deployed_at + 1200)
+    assert [r["status"] for r in fake.timeseries_requests()] == [200] * 5 and fake.refused == 0  # 3, then 2
+    assert sum(clock.slept) == pytest.approx(60 - 1205 % 60, abs=1)  # waited for the next window
+    assert verdict.verdict in ("pass", "inconclusive")
+
+
+def test_a_look_that_cannot_get_its_data_within_its_interval_could_not_judge_naming_the_budget(
+        env_keys, corpus, tmp_path):
+    case = load_case(corpus / AA)
+    clock = SimulatedClock(case.deployed_at + 1205)
+    with FakeDatadog(case, clock=clock) as fake:
+        fake.rate_limit, fake.rate_period = 2, 3600  # the window resets long after the next look
+        env_keys.setenv("GATE_DATADOG_URL", fake.url)
+        budget = shared_file_budget(tmp_path)
+        policy = datadog_policy(timeout=60).model_copy(update={"history": 86400})
+        results = []
+        for release in ("web-1.0", "web-2.0"):
+            source = open_source(policy)
+            source.clock_wall, source.sleep, source.request_budget = clock, clock.sleep, budget
+            analysis = Analysis(policy, source, release, case.deployed_at, canary=CANARY, baseline=BASELINE)
+            try:
+                results.append(analysis.evaluate(case.deployed_at + 1200).verdict)
+            except SourceError as e:
+                results.append(str(e))
+    assert results[0] in ("pass", "inconclusive")
+    assert "request budget" in results[1] and "could not judge" in results[1]
+    assert len(fake.timeseries_requests()) == 2 and fake.refused == 0  # the second sent nothing
+    assert clock.slept == []  # nor waited for a reset past its interval
+
+
+# -- through the Lambda: the stack's bucket and table, several containers ---------------------
+
+
+@pytest.fixture
+def stack(moto_endpoint, monkeypatch, tmp_path):  # noqa: F811
+    create_store_table(TABLE)
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    monkeypatch.setenv("GATE_STORE_TABLE", TABLE)
+    monkeypatch.setenv("GATE_REFERENCE_BUCKET", BUCKET)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "CanaryGateTest")
+    monkeypatch.setenv("DD_API_KEY", API_KEY)
+    monkeypatch.setenv("DD_APP_KEY", APP_KEY)
+    for key in ("GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID", "SLACK_WEBHOOK_URL", "GATE_REPORT_BUCKET", "DD_SITE"):
+        monkeypatch.delenv(key, raising=False)
+    containers = []
+
+    def container(name: str):
+        """A fresh Lambda container: its own import of the handler and its own /tmp."""
+        module = import_handler(f"gate_lambda_scale_{name}")
+        containers.append(module.__name__)
+
+        def invoke(event: dict) -> dict:
+            monkeypatch.setenv("GATE_CACHE_DIR", str(tmp_path / name / "gate-cache"))
+            return module.lambda_handler(event, FakeContext())
+
+        return invoke
+
+    yield container
+    for name in containers:
+        sys.modules.pop(name, None)
+
+
+def event(fake, release: str, minutes: int) -> dict:
+    policy = yaml.safe_load((ROOT / "examples" / "datadog.yaml").read_text())
+    policy["history"] = "2d"
+    # Generous: a timeout on a loaded machine would be a retry, one request more than counted.
+    policy["source"]["options"] = {"timeout": 60, "retry_budget": 2, "settle": 0}
+    return {"release": release, "policy": policy, "deployed_at": iso(fake.deployed_at),
+            "now": iso(fake.deployed_at + minutes * 60)}
+
+
+def test_a_new_container_reads_the_history_another_one_learned(stack, corpus, monkeypatch):
+    with live(corpus, AA, ahead=0) as fake:
+        monkeypatch.setenv("GATE_DATADOG_URL", fake.url)
+        first = stack("one")(event(fake, "web-1.0", 20))
+        after_first = len(fake.timeseries_requests())
+        second = stack("two")(event(fake, "web-1.0", 21))
+        after_second = len(fake.timeseries_requests())
+    assert first["verdict"] != "error" and second["verdict"] != "error", (first, second)
+    assert after_first == 2 + 1  # two days of history, the window
+    assert after_second - after_first == 1  # the window only: the history came from the bucket
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert len(keys) == 1 and keys[0].startswith("references/")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "another deploy's"])
+def test_a_damaged_shared_entry_costs_a_refetch_never_a_wrong_verdict(stack, corpus, monkeypatch, damage):
+    with live(corpus, AA, ahead=0) as fake:
+        monkeypatch.setenv("GATE_DATADOG_URL", fake.url)
+        clean = stack("clean")(event(fake, "web-1.0", 25))
+        s3 = boto3.client("s3")
+        key = s3.list_objects_v2(Bucket=BUCKET)["Contents"][0]["Key"]
+        entry = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        if damage == "truncated":
+            bad = entry[: len(entry) // 2]
+        else:  # a whole, valid entry of another deploy, under this key
+            other = stack("other")(event(fake, "web-9.9", 25))
+            assert other["verdict"] != "error"
+            other_key = next(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"] if o["Key"] != key)
+            bad = s3.get_object(Bucket=BUCKET, Key=other_key)["Body"].read()
+        s3.put_object(Bucket=BUCKET, Key=key, Body=bad)
+        before = len(fake.timeseries_requests())
+        again = stack("fresh")(event(fake, "web-1.0", 25))
+        refetched = len(fake.timeseries_requests()) - before
+        repaired = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert refetched == 2 + 1  # the history again, and the window
+    assert {k: v for k, v in again.items()} == clean
+    assert repaired == entry  # the next one to learn it wrote it whole again
+
+
+def test_a_folder_entry_of_another_deploy_is_relearned_not_used(tmp_path):
+    from gate.cache import pack
+
+    cache = ReferenceCache(tmp_path)
+    mine = cache.key("web-1.0", 1000, "{}", ("c", "b"))
+    other = cache.key("web-1.0", 2000, "{}", ("c", "b"))
+    (tmp_path / f"{mine}.pickle").write_bytes(pack(other, {"learned": "from another deploy"}))
+    assert cache.load(mine) is None
+    cache.save(mine, {"learned": "here"})
+    assert cache.load(mine) == {"learned": "here"}
+
+
+def test_concurrent_containers_share_one_budget_in_the_stack_table(stack, corpus, monkeypatch):
+    """The organisation has 4 requests left this hour: the first release's look spends 3 (history and
+    window), the second's, in another container, is could not judge at once (its history needs 2),
+    saying the budget is why, without being refused by Datadog; the store has its error."""
+    with live(corpus, AA, ahead=0) as fake:
+        fake.rate_limit, fake.rate_period = 4, 3600
+        monkeypatch.setenv("GATE_DATADOG_URL", fake.url)
+        first = stack("one")(event(fake, "web-1.0", 20))
+        second = stack("two")(event(fake, "web-2.0", 20))
+    assert first["verdict"] in ("pass", "inconclusive"), first
+    assert second["verdict"] == "error" and second["exit_code"] == 4 and second["statusCode"] == 503
+    assert "request budget" in second["error"] and "could not judge" in second["error"]
+    assert len(fake.timeseries_requests()) == 3 and fake.refused == 0  # the second's history needs 2: none sent
+    from gate.store.dynamodb import DynamoStore
+
+    assert [e["verdict"] for e in DynamoStore(TABLE).evaluations("web-2.0")] == ["error"]
+
+
+def test_containers_taking_from_one_window_never_take_more_than_it_holds(moto_endpoint):  # noqa: F811
+    """Twenty containers, one request each, a window of 8 left: 8 take one, 12 are told to wait
+    for the reset; the item ends at 0. (One after the other: each take is one conditional write,
+    atomic in DynamoDB; moto does not lock its tables, so truly concurrent takes could race there.)"""
+    from gate.request_budget import DynamoBudget, Heard
+
+    create_store_table(TABLE)
+    DynamoBudget("datadog", TABLE).heard(1000.0, Heard(remaining=8, reset=30, limit=600, period=60))
+    waits = [DynamoBudget("datadog", TABLE).take(1001.0) for _ in range(20)]
+    assert sorted(waits) == [0.0] * 8 + [29.0] * 12
+    item = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"release": {"S": "#budget#datadog"},
+                                                                   "sk": {"S": "budget"}})["Item"]
+    assert item["remaining"]["N"] == "0"
+    # After the reset the window is the provider's whole limit again, less the one taken.
+    assert DynamoBudget("datadog", TABLE).take(1031.0) == 0.0
+    assert boto3.client("dynamodb").get_item(TableName=TABLE, Key={"release": {"S": "#budget#datadog"},
+                                                                   "sk": {"S": "budget"}})["Item"]["remaining"]["N"] == "599"
+
+
+def test_cloudwatch_history_asks_the_baseline_alone_and_learns_the_same(moto_server, corpus):  # noqa: F811
+    from datetime import UTC, datetime
+
+    from gate.policy import parse_policy
+    from tests.test_cloudwatch_moto import ASG, TARGET_GROUPS, policy_data, publish_case
+
+    moto_server.reset()
+    deployed_at, _ = publish_case(moto_server, corpus / "k1m-aa-079")
+    policy = parse_policy(policy_data())
+    verdicts, canary_queries = [], []
+    for judging in (None, _Judge()):  # gate.judge (says it learns from the baseline), one that does not say
+        source = open_source(policy)
+        asked, send = [], source.client.get_metric_data
+        source.client.get_metric_data = lambda **kw: (asked.append(kw), send(**kw))[1]
+        analysis = Analysis(policy, source, "web-42", deployed_at, canary=ASG["canary"], baseline=ASG["baseline"],
+                            **({"judge": judging} if judging else {}))
+        verdicts.append(analysis.evaluate(deployed_at + 1200).to_dict())
+        history = [kw for kw in asked if kw["EndTime"] <= datetime.fromtimestamp(deployed_at, UTC)]
+        values = [d["Value"] for kw in history for q in kw["MetricDataQueries"]
+                  for d in q["MetricStat"]["Metric"]["Dimensions"]]
+        canary_queries.append(sum(v in (ASG["canary"], TARGET_GROUPS["canary"]) for v in values))
+        assert history and any(v == ASG["baseline"] for v in values)
+    assert canary_queries[0] == 0 and canary_queries[1] > 0
+    assert verdicts[0] == verdicts[1]
+
+
+def test_a_reset_sooner_than_the_known_one_is_the_provider_s():
+    """A 429 saying the window resets in 1 s, where the answers before said 1800 s: the sooner
+    reset is believed (waiting for the later one would hold every evaluation half an hour)."""
+    from gate.request_budget import Heard, after, taken
+
+    window = after(None, 1000.0, Heard(remaining=990, reset=1800, limit=1000, period=3600))
+    same = after(window, 1005.5, Heard(remaining=989, reset=1795))
+    assert (same.remaining, same.resets_at) == (989, 2800.0)  # the known reset (within a second), one fewer
+    refused = after(window, 1010.0, Heard(remaining=0, reset=1))
+    assert (refused.remaining, refused.resets_at) == (0, 1011.0)
+    assert taken(refused, 1010.5) == (refused, 0.5)
+    assert taken(refused, 1011.0)[1] == 0.0  # the window restarted whole: the provider's limit
+
+
+def test_a_history_the_window_cannot_hold_sends_nothing_and_leaves_the_requests_to_others(
+        env_keys, corpus, tmp_path):
+    """5 requests left this hour. A first look (a day of history and the window) takes 2; a week
+    of history (7 requests) cannot be had within its interval, so it sends none of them (could not
+    judge, the budget named) rather than 3 it would waste; a third look still gets its 2."""
+    case = load_case(corpus / AA)
+    clock = SimulatedClock(case.deployed_at + 1205)
+    with FakeDatadog(case, clock=clock) as fake:
+        fake.rate_limit, fake.rate_period = 5, 3600
+        env_keys.setenv("GATE_DATADOG_URL", fake.url)
+        budget = shared_file_budget(tmp_path)
+        results = []
+        for release, days in (("web-1.0", 1), ("web-2.0", 7), ("web-3.0", 1)):
+            policy = datadog_policy(timeout=60).model_copy(update={"history": days * 86400})
+            source = open_source(policy)
+            source.clock_wall, source.sleep, source.request_budget = clock, clock.sleep, budget
+            analysis = Analysis(policy, source, release, case.deployed_at, canary=CANARY, baseline=BASELINE)
+            try:
+                results.append(analysis.evaluate(case.deployed_at + 1200).verdict)
+            except SourceError as e:
+                results.append(str(e))
+    assert results[0] in ("pass", "inconclusive") and results[2] in ("pass", "inconclusive"), results
+    assert "request budget" in results[1] and "could not judge" in results[1]
+    assert len(fake.timeseries_requests()) == 4 and fake.refused == 0
