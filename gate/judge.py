@@ -74,8 +74,9 @@ LATEST_AT_END = True
 # Gauges: a paired excess further than this many robust scales from its median is clipped
 # before it is summed (one host's cache spike is not a regression; see stats.winsorize).
 CLIP_SCALES = 4.0
-# Counts: a canary with requests but not one error, where the baseline's rate makes that less
-# likely than this, has probably lost its error series (broken instrumentation), not its errors.
+# Counts: a canary with requests but so few errors (none, or one) that the baseline's rate makes
+# that less likely than this, has probably lost its error series (broken instrumentation), not
+# its errors.
 IMPLAUSIBLY_CLEAN = 1e-3
 
 
@@ -743,19 +744,34 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
 
 
 def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: float, inverse_k: float) -> str | None:
-    """A canary that served requests without a single error, where the baseline's rate makes
-    that implausible: its error series is probably missing (a sparse counter with no point at
-    all reads as zero), the classic broken-instrumentation release. Not a pass."""
-    if m.bad_direction not in ("increase", "either") or not m.denominator or float(np.sum(events)) > 0:
+    """A canary that served requests with far fewer errors than the baseline's rate makes
+    plausible: its error series is probably missing or partial (a sparse counter with no point
+    at all reads as zero; one event that got through must not hide the rest), the classic
+    broken-instrumentation release. Not a pass. The lower tail of the count's model, as a
+    whole: P(X <= observed) below IMPLAUSIBLY_CLEAN."""
+    if m.bad_direction not in ("increase", "either") or not m.denominator:
         return None
-    mean = rate * float(np.sum(volume))
-    # Negative binomial chance of zero events, (1 + mu / k)^-k, Poisson's exp(-mu) as 1/k -> 0.
-    log_zero = -mean if inverse_k <= 0 else -math.log1p(mean * inverse_k) / inverse_k
-    if log_zero >= math.log(IMPLAUSIBLY_CLEAN):
+    seen, mean = float(np.sum(events)), rate * float(np.sum(volume))
+    chance = _lower_tail(seen, mean, inverse_k)
+    if chance >= IMPLAUSIBLY_CLEAN:
         return None
-    return (f"the canary reported {np.sum(volume):.0f} {m.denominator} and not one {m.name}, where the "
+    counted = "not one" if seen == 0 else f"only {seen:.0f}"
+    return (f"the canary reported {np.sum(volume):.0f} {m.denominator} and {counted} {m.name}, where the "
             f"rate it should have (the baseline's, or its own history's) predicts {mean:.0f} "
-            f"(chance of none {math.exp(log_zero):.1e}): is its {m.name} series missing?")
+            f"(chance of so few {chance:.1e}): is its {m.name} series missing?")
+
+
+def _lower_tail(seen: float, mean: float, inverse_k: float) -> float:
+    """P(X <= seen) for a negative binomial count of this mean, Var = mean (1 + mean / k);
+    Poisson as 1/k -> 0."""
+    from scipy.stats import nbinom, poisson  # here, not at import: scipy.stats costs a cold start
+
+    if mean <= 0:
+        return 1.0
+    if inverse_k <= 0:
+        return float(poisson.cdf(math.floor(seen), mean))
+    k = 1.0 / inverse_k
+    return float(nbinom.cdf(math.floor(seen), k, k / (k + mean)))
 
 
 def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> str | None:

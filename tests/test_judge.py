@@ -375,6 +375,19 @@ def test_a_canary_without_its_error_series_is_not_passed_silently():
     assert errors.rule == "implausibly-clean" and "series missing" in errors.reason, errors.reason
 
 
+def test_one_error_event_does_not_hide_a_missing_error_series():
+    """Issue 22, item 4: ~53 000 requests, a 1% baseline, and one error event that got through:
+    the sum is not zero, so the missing-series check never fired and the canary passed. The
+    lower tail of the count's model (P(X <= 1) with ~530 expected) is as implausible as none."""
+    canary, baseline = _fleet(39)
+    canary.values["errors"][:] = 0.0
+    canary.values["errors"][0] = 1.0
+    verdict, _ = _run(_policy(), canary, baseline)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert verdict.verdict != "pass", verdict.reason
+    assert errors.rule == "implausibly-clean" and "only 1 errors" in errors.reason, errors.reason
+
+
 def test_a_truly_error_free_low_traffic_canary_still_passes():
     """Zero errors where the baseline's rate predicts fewer than ~7 is plausible: passed."""
     canary, baseline = _fleet(40, share=0.05)
@@ -422,5 +435,20 @@ def test_history_only_a_canary_without_its_error_series_is_not_passed_silently()
         {"name": "requests", "kind": "count", "bad_direction": "none", "tolerance": None}])
     analysis = Analysis(policy, MemorySource(canary, None), "r1", DEPLOY)
     verdict, _ = analysis.run()
+    assert verdict.verdict != "pass", verdict.reason
+    assert verdict.metrics[0].rule == "implausibly-clean", verdict.metrics[0].reason
+
+
+def test_history_only_one_error_event_does_not_hide_a_missing_error_series():
+    """Issue 22, item 4, with no baseline group: one error where the canary's own history rate
+    predicts hundreds is a missing series too."""
+    canary, _ = _fleet(44, canary_start=DEPLOY - HISTORY_DAYS * DAY)
+    live = np.flatnonzero(canary.timestamps >= DEPLOY)
+    canary.values["errors"][live] = 0.0
+    canary.values["errors"][live[0]] = 1.0
+    policy = _policy(baseline=False, metrics=[
+        {"name": "errors", "kind": "count", "denominator": "requests", "tolerance": None},
+        {"name": "requests", "kind": "count", "bad_direction": "none", "tolerance": None}])
+    verdict, _ = Analysis(policy, MemorySource(canary, None), "r1", DEPLOY).run()
     assert verdict.verdict != "pass", verdict.reason
     assert verdict.metrics[0].rule == "implausibly-clean", verdict.metrics[0].reason
