@@ -388,6 +388,21 @@ def test_one_error_event_does_not_hide_a_missing_error_series():
     assert errors.rule == "implausibly-clean" and "only 1 errors" in errors.reason, errors.reason
 
 
+@pytest.mark.parametrize("seed", [45, 47])
+def test_one_glitch_point_in_a_counts_history_does_not_pass_a_tripled_error_rate(seed):
+    """Issue 22, item 5: one minute of the baseline's error history written as 1e6 (a counter
+    reset) made the learned dispersion enormous, and a canary at three times the error rate
+    passed at the end as "not shown worse". The glitch point is left out of what is learned."""
+    canary, baseline = _fleet(seed)
+    canary.values["errors"][:] = np.random.default_rng(seed).poisson(0.03 * canary.values["requests"])
+    history = np.flatnonzero(baseline.timestamps < DEPLOY)
+    baseline.values["errors"][history[len(history) // 2]] = 1e6
+    policy = _policy(metrics=[{"name": "errors", "kind": "count", "denominator": "requests", "tolerance": 0.5},
+                              {"name": "requests", "kind": "count", "bad_direction": "none", "tolerance": None}])
+    verdict, _ = _run(policy, canary, baseline)
+    assert verdict.verdict == "fail", verdict.reason
+
+
 def test_a_truly_error_free_low_traffic_canary_still_passes():
     """Zero errors where the baseline's rate predicts fewer than ~7 is plausible: passed."""
     canary, baseline = _fleet(40, share=0.05)
