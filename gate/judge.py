@@ -77,6 +77,19 @@ NOISE_HOURS = 3  # the noise prior is learned from history within +-3 h of the d
 # fitted latest point rests on a normal approximation they do not meet (a chance late cluster
 # would fail it; `gate plan` at a 1% share caught a 2x error rate that way, on luck).
 LATEST_AT_END = True
+# At the end of the lifetime a pass means the evidence favours "within tolerance" (issue 23): a
+# metric not shown worse passes only where the judge can tell an acceptable canary from one
+# regressed by END_REGRESSION_MULTIPLE times its tolerance; otherwise it could not tell
+# (inconclusive, and `on_undecided` decides). How it tells, one of:
+# * "not-shown-worse": always (the rule before issue 23: passes any estimate it cannot condemn);
+# * "estimate-within": the effect's estimate is within the tolerance;
+# * "upper-bound": the effect's upper bound (END_BOUND_Z standard errors) is below the regression;
+# * "likelihood-ratio": the effect at the tolerance is END_LIKELIHOOD_RATIO times likelier than at
+#   the regression (normal approximation of the estimate).
+END_PASS_RULE = "not-shown-worse"
+END_REGRESSION_MULTIPLE = 2.0
+END_BOUND_Z = 1.645
+END_LIKELIHOOD_RATIO = 3.0
 # Gauges: a paired excess further than this many robust scales from its median is clipped
 # before it is summed (one host's cache spike is not a regression; see stats.winsorize).
 CLIP_SCALES = 4.0
@@ -536,6 +549,13 @@ class Outcome:
     worse: float  # sum of canary minus baseline in the bad direction (no tolerance)
     null_variance: float  # its variance under "canary and baseline alike"
     robust: MarginTest | None = None  # on the clipped excess: what failing early rests on
+    per_effect: float = 1.0  # the test's sum per unit of relative effect (total / per_effect = effect - tolerance)
+
+    def effect(self, tolerance: float) -> tuple[float, float]:
+        """The effect in the bad direction (+0.27: 27% worse) and its standard error, from the
+        sum of the excess over the tolerance and its variance."""
+        return (tolerance + self.test.total / self.per_effect,
+                math.sqrt(max(self.test.variance, 0.0)) / self.per_effect)
 
     @property
     def beyond(self) -> bool:
@@ -657,7 +677,8 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         test, robust = (margin_test(x, prior, setting.budget.fail, setting.budget.checkpoint,
                                     setting.lifetime_points // TUNED_AT, remaining_points=setting.remaining_points)
                         for x in (excess, winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior))))))
-        outcomes.append(Outcome(direction, test, float(np.sum(sign * (c - b))), test.variance, robust))
+        outcomes.append(Outcome(direction, test, float(np.sum(sign * (c - b))), test.variance, robust,
+                                per_effect=len(c) * level))
         half = test.fail_boundary / (len(c) * level)
         numbers["interval"] = (effect - half, effect + half)
     scale = noise * np.abs(b) * math.sqrt(2) if noise is not None else None
@@ -743,8 +764,9 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         test = margin_test(excess, prior, setting.budget.fail, setting.budget.checkpoint,
                            setting.lifetime_points // TUNED_AT, prior_weight=math.inf,
                            remaining_points=setting.remaining_points)
-        outcomes.append(Outcome(direction, test, float(np.sum(sign * (ec - weight * eb))), test.variance))
         denominator = max(float((weight * eb).sum()), rate * float(nc.sum()), 1e-12)
+        outcomes.append(Outcome(direction, test, float(np.sum(sign * (ec - weight * eb))), test.variance,
+                                per_effect=denominator))
         half = test.fail_boundary / denominator
         numbers["interval"] = (max(effect - half, -1.0), effect + half)  # a rate is never below zero
     scale = np.sqrt(count_variance(rate * nc, inverse_k) + weight**2 * count_variance(rate * nb, inverse_k))
@@ -837,9 +859,41 @@ def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult
                 return _result(m, "fail", f"{what}-rising-beyond-tolerance-at-end",
                                f"{shown}: at the end of the lifetime its trend puts the latest points "
                                f"significantly beyond tolerance ({o.direction}; a leak)", **numbers)
+        for o in outcomes:
+            if not _favours_within(o, comparison.tolerance):
+                return _could_not_tell(m, o, comparison, what)
         return _result(m, "pass", f"{what}-not-shown-worse-at-end",
                        f"{shown}: at the end of the lifetime not shown worse beyond tolerance", **numbers)
     return _result(m, "inconclusive", "interval-straddles-tolerance", f"{shown}: not yet conclusive", **numbers)
+
+
+def _favours_within(o: Outcome, tolerance: float) -> bool:
+    """Whether the evidence at the end favours "within tolerance" over a regression of
+    END_REGRESSION_MULTIPLE times it (END_PASS_RULE)."""
+    effect, se = o.effect(tolerance)
+    regressed = END_REGRESSION_MULTIPLE * tolerance
+    if END_PASS_RULE == "not-shown-worse":
+        return True
+    if END_PASS_RULE == "estimate-within" or tolerance <= 0 or se <= 0:
+        return effect <= tolerance
+    if END_PASS_RULE == "upper-bound":
+        return effect + END_BOUND_Z * se < regressed
+    if END_PASS_RULE == "likelihood-ratio":
+        log_ratio = ((effect - regressed) ** 2 - (effect - tolerance) ** 2) / (2 * se**2)
+        return log_ratio >= math.log(END_LIKELIHOOD_RATIO)
+    raise ValueError(f"END_PASS_RULE {END_PASS_RULE!r}")
+
+
+def _could_not_tell(m: Metric, o: Outcome, comparison: Comparison, what: str) -> MetricResult:
+    """Inconclusive at the end: the estimate and its interval say why no pass."""
+    effect, se = o.effect(comparison.tolerance)
+    sign = -1.0 if o.direction == "decrease" else 1.0
+    low, high = sorted((sign * (effect - END_BOUND_Z * se), sign * (effect + END_BOUND_Z * se)))
+    numbers = {**comparison.numbers, "interval": (low, high)}
+    return _result(m, "inconclusive", f"{what}-could-not-tell-at-end",
+                   f"{comparison.shown}: at the end of the lifetime could not tell it within tolerance "
+                   f"from a regression of {END_REGRESSION_MULTIPLE:g}x it: estimate {_pct(sign * effect)}, "
+                   f"interval [{_pct(low)}, {_pct(high)}], tolerance {comparison.tolerance:.0%}", **numbers)
 
 
 def _worse_at_end(o: Outcome, budget: Budget) -> bool:
