@@ -90,6 +90,10 @@ END_PASS_RULE = "not-shown-worse"
 END_REGRESSION_MULTIPLE = 2.0
 END_BOUND_Z = 1.645
 END_LIKELIHOOD_RATIO = 3.0
+# The interval a metric result carries is the one of the test that decided it (issue 24, item 4).
+FAIL_TEST = "fail test (anytime)"
+PASS_TEST = "pass test (checkpoint)"
+END_TEST = "end-of-lifetime test"
 # Gauges: a paired excess further than this many robust scales from its median is clipped
 # before it is summed (one host's cache spike is not a regression; see stats.winsorize).
 CLIP_SCALES = 4.0
@@ -681,6 +685,7 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
                                 per_effect=len(c) * level))
         half = test.fail_boundary / (len(c) * level)
         numbers["interval"] = (effect - half, effect + half)
+        numbers["interval_test"] = FAIL_TEST
     scale = noise * np.abs(b) * math.sqrt(2) if noise is not None else None
     excursions = _excursions(m, c - b, scale, ref, directions, setting.budget, setting.lifetime_points, centre=True)
     if mean_b == 0:
@@ -769,6 +774,7 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
                                 per_effect=denominator))
         half = test.fail_boundary / denominator
         numbers["interval"] = (max(effect - half, -1.0), effect + half)  # a rate is never below zero
+        numbers["interval_test"] = FAIL_TEST
     scale = np.sqrt(count_variance(rate * nc, inverse_k) + weight**2 * count_variance(rate * nb, inverse_k))
     excursions = _excursions(m, ec - weight * eb, scale, ref, directions, setting.budget,
                              setting.lifetime_points, centre=False)
@@ -848,10 +854,12 @@ def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult
         return _result(m, "pass", "no-significant-difference",
                        f"{shown}: no significant degradation (no tolerance set)", **numbers)
     if look.checkpoint and all(o.test.within for o in outcomes):
+        numbers = _decided_by(m, numbers, outcomes, lambda o: o.test.checkpoint_boundary, PASS_TEST)
         return _result(m, "pass", f"{what}-within-tolerance", f"{shown}: shown within tolerance", **numbers)
     if look.final:
         for o in outcomes:
             if _worse_at_end(o, budget):
+                numbers = _decided_by(m, numbers, [o], lambda o: budget.final_z * math.sqrt(o.null_variance), END_TEST)
                 return _result(m, "fail", f"{what}-beyond-tolerance-at-end",
                                f"{shown}: at the end of the lifetime the estimate is beyond tolerance "
                                f"and the canary significantly worse ({o.direction})", **numbers)
@@ -862,6 +870,7 @@ def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult
         for o in outcomes:
             if not _favours_within(o, comparison.tolerance):
                 return _could_not_tell(m, o, comparison, what)
+        numbers = _decided_by(m, numbers, outcomes, lambda o: END_BOUND_Z * math.sqrt(max(o.test.variance, 0.0)), END_TEST)
         return _result(m, "pass", f"{what}-not-shown-worse-at-end",
                        f"{shown}: at the end of the lifetime not shown worse beyond tolerance", **numbers)
     return _result(m, "inconclusive", "interval-straddles-tolerance", f"{shown}: not yet conclusive", **numbers)
@@ -889,11 +898,28 @@ def _could_not_tell(m: Metric, o: Outcome, comparison: Comparison, what: str) ->
     effect, se = o.effect(comparison.tolerance)
     sign = -1.0 if o.direction == "decrease" else 1.0
     low, high = sorted((sign * (effect - END_BOUND_Z * se), sign * (effect + END_BOUND_Z * se)))
-    numbers = {**comparison.numbers, "interval": (low, high)}
+    numbers = {**comparison.numbers, "interval": (low, high), "interval_test": END_TEST}
     return _result(m, "inconclusive", f"{what}-could-not-tell-at-end",
                    f"{comparison.shown}: at the end of the lifetime could not tell it within tolerance "
                    f"from a regression of {END_REGRESSION_MULTIPLE:g}x it: estimate {_pct(sign * effect)}, "
                    f"interval [{_pct(low)}, {_pct(high)}], tolerance {comparison.tolerance:.0%}", **numbers)
+
+
+def _decided_by(m: Metric, numbers: dict, outcomes: list[Outcome], boundary, test: str) -> dict:
+    """The numbers with the interval of the test that decided: that test's estimate of the
+    effect plus or minus its boundary (a sum of excess, `boundary(outcome)`) in units of the
+    effect, so that a pass's interval lies within the tolerance as the pass test found it."""
+    tolerance = m.tolerance or 0.0
+    bounds = []
+    for o in outcomes:
+        effect, _ = o.effect(tolerance)
+        half = boundary(o) / o.per_effect
+        sign = -1.0 if o.direction == "decrease" else 1.0
+        bounds += [sign * (effect - half), sign * (effect + half)]
+    if not all(math.isfinite(b) for b in bounds):
+        return numbers
+    low = max(min(bounds), -1.0) if m.kind == "count" else min(bounds)  # a rate is never below zero
+    return {**numbers, "interval": (low, max(bounds)), "interval_test": test}
 
 
 def _worse_at_end(o: Outcome, budget: Budget) -> bool:
@@ -908,7 +934,7 @@ def _finite(numbers: dict) -> dict:
     def clean(v):
         if isinstance(v, tuple):
             return tuple(clean(x) for x in v) if all(clean(x) is not None for x in v) else None
-        return v if v is None or math.isfinite(v) else None
+        return v if v is None or isinstance(v, str) or math.isfinite(v) else None
     return {k: clean(v) for k, v in numbers.items()}
 
 

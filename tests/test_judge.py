@@ -1,11 +1,13 @@
 """The judge on synthetic canaries whose truth is known (fixed seeds), through the real
 Analysis loop and an in-memory source."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from gate import present
 from gate.analysis import Analysis
 from gate.policy import parse_policy
 from gate.series import Frame, Observations
@@ -348,6 +350,25 @@ def test_a_leak_whose_mean_stays_within_fails_at_the_end():
     cpu = verdict.metrics[0]
     assert verdict.verdict == "fail" and at == 1.0, verdict.reason
     assert cpu.rule == "mean-rising-beyond-tolerance-at-end" and cpu.effect < 0.1, cpu.reason
+
+
+@pytest.mark.parametrize("share", [1.0, 0.05])
+def test_the_interval_beside_a_pass_is_the_pass_tests(share):
+    """Issue 24, item 4: "+19.1% [-60%, +98.2%], tolerance 50%: shown within tolerance": the
+    interval printed was the (anytime) fail test's, the pass another test's. A metric result
+    carries the interval of the test that decided, and names it."""
+    verdict, _ = _run(_policy(), *_fleet(3, share=share))
+    assert verdict.verdict == "pass", verdict.reason
+    for m in verdict.metrics:
+        assert m.rule.endswith("within-tolerance") and m.interval_test == "pass test (checkpoint)", m
+        assert m.interval[0] < m.effect < m.interval[1] < m.tolerance, m
+        assert m.to_dict()["interval_test"] == "pass test (checkpoint)"
+    # What people read (terminal, report, Slack and JUnit all write it with present.interval).
+    from gate.notify.slack import build_message
+
+    slack = json.dumps(build_message(verdict, policy="p", canary="canary", baseline="baseline"))
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert f"{present.interval(errors.interval)} (pass test (checkpoint))" in slack
 
 
 @pytest.mark.parametrize("factor", [1e150, 1e154, 1e300])
