@@ -86,7 +86,9 @@ LATEST_AT_END = True
 # * "upper-bound": the effect's upper bound (END_BOUND_Z standard errors) is below the regression;
 # * "likelihood-ratio": the effect at the tolerance is END_LIKELIHOOD_RATIO times likelier than at
 #   the regression (normal approximation of the estimate).
-END_PASS_RULE = "not-shown-worse"
+END_PASS_RULE = "estimate-within"
+COULD_NOT_TELL = "could-not-tell-at-end"  # the rule's suffix (mean-, rate-)
+END_CLIP_SCALES = 12.0
 END_REGRESSION_MULTIPLE = 2.0
 END_BOUND_Z = 1.645
 END_LIKELIHOOD_RATIO = 3.0
@@ -554,12 +556,16 @@ class Outcome:
     null_variance: float  # its variance under "canary and baseline alike"
     robust: MarginTest | None = None  # on the clipped excess: what failing early rests on
     per_effect: float = 1.0  # the test's sum per unit of relative effect (total / per_effect = effect - tolerance)
+    at_end: MarginTest | None = None  # gauges, at the end: on the excess clipped at END_CLIP_SCALES
 
     def effect(self, tolerance: float) -> tuple[float, float]:
         """The effect in the bad direction (+0.27: 27% worse) and its standard error, from the
-        sum of the excess over the tolerance and its variance."""
-        return (tolerance + self.test.total / self.per_effect,
-                math.sqrt(max(self.test.variance, 0.0)) / self.per_effect)
+        sum of the excess over the tolerance and its variance; a gauge's at the end on its excess
+        clipped at END_CLIP_SCALES: one host's 10x spike for a minute moves a mean of 60 points
+        by 15%, and is not a regression (the 4 scales of the fail tests would cut the real
+        skewed noise of a noisy pair, and a +27% with it)."""
+        test = self.at_end or self.test
+        return tolerance + test.total / self.per_effect, math.sqrt(max(test.variance, 0.0)) / self.per_effect
 
     @property
     def beyond(self) -> bool:
@@ -633,7 +639,9 @@ def _covered_enough(result: MetricResult, points: int, lifetime_points: int) -> 
     """A pass at the end of the lifetime that rests on "not shown worse" needs the canary to have
     reported for MIN_COVERAGE_TO_PASS of the lifetime; otherwise the metric could not be judged.
     (A pass shown within tolerance at a checkpoint already accounts for how many points it had.)"""
-    if result.verdict != "pass" or result.rule in SHOWN_WITHIN:
+    if result.verdict != "pass" and not result.rule.endswith(COULD_NOT_TELL):
+        return result
+    if result.rule in SHOWN_WITHIN:
         return result
     needed = math.ceil(MIN_COVERAGE_TO_PASS * lifetime_points)
     if points >= needed:
@@ -681,8 +689,13 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         test, robust = (margin_test(x, prior, setting.budget.fail, setting.budget.checkpoint,
                                     setting.lifetime_points // TUNED_AT, remaining_points=setting.remaining_points)
                         for x in (excess, winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior))))))
+        at_end = None
+        if setting.look.final:
+            clipped = winsorize(excess, END_CLIP_SCALES, float(np.sqrt(np.mean(prior))))
+            at_end = margin_test(clipped, prior, setting.budget.fail, setting.budget.checkpoint,
+                                 setting.lifetime_points // TUNED_AT, drift=False)
         outcomes.append(Outcome(direction, test, float(np.sum(sign * (c - b))), test.variance, robust,
-                                per_effect=len(c) * level))
+                                per_effect=len(c) * level, at_end=at_end))
         half = test.fail_boundary / (len(c) * level)
         numbers["interval"] = (effect - half, effect + half)
         numbers["interval_test"] = FAIL_TEST
@@ -870,7 +883,7 @@ def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult
         for o in outcomes:
             if not _favours_within(o, comparison.tolerance):
                 return _could_not_tell(m, o, comparison, what)
-        numbers = _decided_by(m, numbers, outcomes, lambda o: END_BOUND_Z * math.sqrt(max(o.test.variance, 0.0)), END_TEST)
+        numbers = _decided_by(m, numbers, outcomes, lambda o: END_BOUND_Z * o.effect(m.tolerance or 0.0)[1] * o.per_effect, END_TEST)
         return _result(m, "pass", f"{what}-not-shown-worse-at-end",
                        f"{shown}: at the end of the lifetime not shown worse beyond tolerance", **numbers)
     return _result(m, "inconclusive", "interval-straddles-tolerance", f"{shown}: not yet conclusive", **numbers)
@@ -881,9 +894,11 @@ def _favours_within(o: Outcome, tolerance: float) -> bool:
     END_REGRESSION_MULTIPLE times it (END_PASS_RULE)."""
     effect, se = o.effect(tolerance)
     regressed = END_REGRESSION_MULTIPLE * tolerance
-    if END_PASS_RULE == "not-shown-worse":
+    if END_PASS_RULE == "not-shown-worse" or tolerance <= 0:
+        # A zero tolerance has no acceptable effect to tell from a regression (its estimate is
+        # above 0 for half of all identical canaries): only the significance test judges it.
         return True
-    if END_PASS_RULE == "estimate-within" or tolerance <= 0 or se <= 0:
+    if END_PASS_RULE == "estimate-within" or se <= 0:
         return effect <= tolerance
     if END_PASS_RULE == "upper-bound":
         return effect + END_BOUND_Z * se < regressed
@@ -899,7 +914,7 @@ def _could_not_tell(m: Metric, o: Outcome, comparison: Comparison, what: str) ->
     sign = -1.0 if o.direction == "decrease" else 1.0
     low, high = sorted((sign * (effect - END_BOUND_Z * se), sign * (effect + END_BOUND_Z * se)))
     numbers = {**comparison.numbers, "interval": (low, high), "interval_test": END_TEST}
-    return _result(m, "inconclusive", f"{what}-could-not-tell-at-end",
+    return _result(m, "inconclusive", f"{what}-{COULD_NOT_TELL}",
                    f"{comparison.shown}: at the end of the lifetime could not tell it within tolerance "
                    f"from a regression of {END_REGRESSION_MULTIPLE:g}x it: estimate {_pct(sign * effect)}, "
                    f"interval [{_pct(low)}, {_pct(high)}], tolerance {comparison.tolerance:.0%}", **numbers)

@@ -352,6 +352,43 @@ def test_a_leak_whose_mean_stays_within_fails_at_the_end():
     assert cpu.rule == "mean-rising-beyond-tolerance-at-end" and cpu.effect < 0.1, cpu.reason
 
 
+NOISY = dict(lifetime=1200, min_duration=1200, metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.1}])
+
+
+def _noisy_pair(seed, effect, spread):
+    """A canary on a real-looking noisy pair (issue 23): canary = baseline x (1 + effect) x a
+    positive noise of relative sd `spread`, its mean exactly 1 (the realized effect is `effect`)."""
+    canary, baseline = _fleet(seed)
+    points = NOISY["lifetime"] // STEP + 1
+    noise = np.exp(np.random.default_rng(seed).normal(0, spread, points))
+    level = baseline.values["cpu"][-len(canary):][:points]
+    canary.values["cpu"][:points] = np.mean(level) * (1 + effect) * (level / np.mean(level)) * noise / np.mean(noise)
+    return canary, baseline
+
+
+@pytest.mark.parametrize("seed", [60, 61, 62])
+def test_a_regression_the_judge_cannot_tell_from_an_acceptable_canary_is_not_passed_at_the_end(seed):
+    """Issue 23, item 1: CPU +27% at a 10% tolerance on 20 noisy points: not significantly worse,
+    so the end of the lifetime passed it as "not shown worse". A pass means the evidence favours
+    within tolerance: here it could not tell, says so with the estimate and interval, and
+    on_undecided (fail) decides."""
+    verdict, at = _run(_policy(**NOISY), *_noisy_pair(seed, 0.27, 0.6))
+    cpu = verdict.metrics[0]
+    assert verdict.verdict == "fail" and at == 1.0, verdict.reason
+    assert cpu.rule == "mean-could-not-tell-at-end", cpu.reason
+    low, high = cpu.interval
+    assert "could not tell" in cpu.reason and "tolerance 10%" in cpu.reason, cpu.reason
+    assert f"interval [{low:+.1%}, {high:+.1%}]" in cpu.reason and low < 0.1 < high, cpu.reason
+
+
+@pytest.mark.parametrize("seed", [60, 61, 62])
+def test_a_clean_canary_clearly_within_still_passes_at_the_end(seed):
+    """The end rule of issue 23 does not hold back a clean canary on the same noisy pair: its
+    estimate is near 0, far from twice the tolerance."""
+    verdict, _ = _run(_policy(**NOISY), *_noisy_pair(seed, 0.0, 0.2))
+    assert verdict.verdict == "pass", verdict.reason
+
+
 @pytest.mark.parametrize("share", [1.0, 0.05])
 def test_the_interval_beside_a_pass_is_the_pass_tests(share):
     """Issue 24, item 4: "+19.1% [-60%, +98.2%], tolerance 50%: shown within tolerance": the
