@@ -46,7 +46,7 @@ import yaml
 import gate
 from bench import cv_report, run
 from bench.cv_report import RATED
-from bench.report import failed, score
+from bench.report import failed, score, scored
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -204,6 +204,22 @@ def rated_measures(rows: list[dict]) -> dict:
             "time_to_fail": bad.get("median")}
 
 
+def leave_one_family_out(rows: list[dict], outcomes: dict[str, dict[str, dict]]) -> list[dict]:
+    """Per family of the rated cases (k1m, nab5m, replica: how the cases are named), the candidate
+    the pick rule takes on the other families, and its decisions on this one: a judge tuned on
+    one kind of data must hold on the others (issue 23)."""
+    rated = [r for r in rows if r["family"] in RATED]
+    out = []
+    for family in sorted({r["source"] for r in rated}):
+        training = [r for r in rated if r["source"] != family]
+        measures = {c: rated_measures([{**r, "ours": by_case[r["path"]]} for r in training])
+                    for c, by_case in outcomes.items()}
+        picked = pick(measures)
+        out.append({"family": family, "picked": picked,
+                    "decisions": {r["path"]: outcomes[picked][r["path"]] for r in rated if r["source"] == family}})
+    return out
+
+
 def cross_validate(rows: list[dict], outcomes: dict[str, dict[str, dict]]) -> list[dict]:
     """Per fold: every candidate's measures on the rated cases of the other folds, and the pick."""
     folds = []
@@ -320,7 +336,7 @@ def calibration(rows: list[dict], decisions: dict[tuple[str, float], dict]) -> l
     families = [(f, cv_report.family_rows(clean, f)) for f in cv_report.FAMILIES]
     families.append(("all clean cases", clean))
     out = []
-    for alpha in ALPHAS:
+    for alpha in sorted({a for _, a in decisions}):
         for family, group in families:
             if not group:
                 continue
@@ -339,32 +355,35 @@ def find_rows(corpora: list[Path], folds: int) -> list[dict]:
     return [{**r, "fold": fold_of[r["group"]]} for r in rows]
 
 
-def measure(rows: list[dict], candidates: dict[str, dict], calibrated: str, jobs: int) -> dict:
+def measure(rows: list[dict], candidates: dict[str, dict], calibrated: str, jobs: int,
+            alphas: tuple[float, ...] = ALPHAS) -> dict:
     """Replay what is needed (cached), cross-validate and calibrate: the results file's content."""
     replays = Replays(ResultCache(CACHE))
     judged = {c: {r["path"]: replays.add("judge", r["path"], s) for r in rows} for c, s in candidates.items()}
     peers = {r["path"]: replays.add("peers", r["path"]) for r in rows}
     clean = [r for r in rows if r["expect"] == "pass"]
     calibrated_keys = {(r["path"], a): replays.add("judge", r["path"], candidates[calibrated], a)
-                       for r in clean for a in ALPHAS}
+                       for r in clean for a in alphas}
     load = os.getloadavg()[0]  # the machine may be shared: the wall time depends on it
     started = time.perf_counter()
     done, replayed = replays.results(jobs)
     wall = time.perf_counter() - started
 
     outcomes = {c: {p: done[k] for p, k in keys.items()} for c, keys in judged.items()}
-    folds = cross_validate(rows, outcomes)
+    rated = scored(rows)  # the ambiguous cases are replayed and shown, never scored
+    folds = cross_validate(rated, outcomes)
+    families = leave_one_family_out(rated, outcomes)
     picked = {f["fold"]: f["picked"] for f in folds}
     cases = [{**r, **done[peers[r["path"]]], "candidate": picked[r["fold"]],
               "ours": outcomes[picked[r["fold"]]][r["path"]]} for r in rows]
-    in_sample = {c: rated_measures([{**r, "ours": by_case[r["path"]]} for r in rows if r["family"] in RATED])
+    in_sample = {c: rated_measures([{**r, "ours": by_case[r["path"]]} for r in rated if r["family"] in RATED])
                  for c, by_case in outcomes.items()}
     return {
         "judge_version": run.judge_version(), "code_digest": replays.code["judge"][:12],
         "corpora": sorted({str(Path(r["path"]).parent) for r in rows}),
         "candidates": candidates, "calibrated": calibrated, "in_sample": in_sample,
-        "folds": folds, "cases": cases,
-        "calibration": calibration(rows, {k: done[v] for k, v in calibrated_keys.items()}),
+        "folds": folds, "cases": cases, "leave_one_family_out": families,
+        "calibration": calibration(rated, {k: done[v] for k, v in calibrated_keys.items()}),
         "speed": {"jobs": jobs, "replays": len(replays.tasks), "replayed": replayed,
                   "wall_seconds": round(wall, 1), "load_average_at_start": round(load, 1)},
     }
@@ -380,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=FOLDS, help="number of folds")
     parser.add_argument("--candidates", type=Path, help="YAML/JSON: named judge configurations")
     parser.add_argument("--calibrate", help="the candidate whose alpha is calibrated (default: the first)")
+    parser.add_argument("--calibration", action=argparse.BooleanOptionalAction, default=True,
+                        help="replay the clean cases at alpha 1%%, 5%%, 10%% (--no-calibration: pick only)")
     parser.add_argument("--out", type=Path, default=HERE / "cv-results.json")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs",
                         help="where cross-validation.md and calibration.png go")
@@ -398,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no case folder in {', '.join(map(str, args.corpora))}")
     print(f"{len(rows)} cases in {args.folds} folds, {len(candidates)} candidate(s)", file=sys.stderr)
     started = time.perf_counter()
-    results = measure(rows, candidates, calibrated, args.jobs)
+    results = measure(rows, candidates, calibrated, args.jobs, ALPHAS if args.calibration else ())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")
     cv_report.write(results, args.docs / "cross-validation.md", args.docs / "calibration.png")

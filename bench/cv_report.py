@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from statsmodels.stats.proportion import proportion_confint
 
-from bench.report import GATES, HISTORY_ONLY, VS_BASELINE, f1, failed, history_table, score, vs_baseline_table
+from bench.report import (GATES, HISTORY_ONLY, VS_BASELINE, ambiguous_lines, could_not_tell, f1, failed, history_table,
+                          score, scored, vs_baseline_table)
 
 RATED = ("canary-vs-baseline", "replicas")  # the families with FP and detection targets (the pick rule's)
 COMBINED = "canary-vs-baseline + replicas"  # the issue's "cross-validated dev + replicas" column
@@ -55,6 +56,7 @@ def measure_line(label: list[str], rows: list[dict], gate: str) -> str:
     clean = [r for r in rows if r["expect"] == "pass" and gate in r]
     bad = [r for r in rows if r["expect"] == "fail" and gate in r]
     early = sum(r[gate]["verdict"] == "pass" and r[gate]["share"] < 1 for r in clean)
+    unsure = sum(could_not_tell(r[gate]) for r in clean)
     history = rows and all(r["family"] == "history-only" for r in rows)
     cells = label + [
         GATES[gate],
@@ -63,17 +65,18 @@ def measure_line(label: list[str], rows: list[dict], gate: str) -> str:
         _pct(score(bad, gate).get("median")),
         _pct(score(clean, gate).get("median")),
         _pct(early / len(clean)) if clean else "–",
+        _pct(unsure / len(clean)) if clean and gate == "ours" else "–",
         f"{f1(rows, gate)['f1']:.3f}" if history else "–",
     ]
     return "| " + " | ".join(cells) + " |"
 
 
 MEASURES = ("gate | false positives [Wilson 95%] | detection [Wilson 95%] | median time to fail | "
-            "median time to pass | clean passed before the end | history-only F1 |")
+            "median time to pass | clean passed before the end | clean: could not tell | history-only F1 |")
 
 
 def overall_table(rows: list[dict]) -> list[str]:
-    lines = ["| family | " + MEASURES, "|" + " --- |" * 8]
+    lines = ["| family | " + MEASURES, "|" + " --- |" * 9]
     for family in FAMILIES:
         group = family_rows(rows, family)
         lines += [measure_line([family], group, g) for g in gates(family) if group]
@@ -81,13 +84,24 @@ def overall_table(rows: list[dict]) -> list[str]:
 
 
 def fold_table(rows: list[dict], folds: list[dict]) -> list[str]:
-    lines = ["| fold | judged by | family | " + MEASURES, "|" + " --- |" * 10]
+    lines = ["| fold | judged by | family | " + MEASURES, "|" + " --- |" * 11]
     for f in folds:
         held_out = [r for r in rows if r["fold"] == f["fold"]]
         for family in FAMILIES:
             group = family_rows(held_out, family)
             lines += [measure_line([str(f["fold"]), f["picked"], family], group, g)
                       for g in gates(family) if group]
+    return lines
+
+
+def family_out_table(rows: list[dict], families: list[dict]) -> list[str]:
+    """Leave one family out: each family judged by the candidate picked on the others, beside the
+    peers on the same cases."""
+    lines = ["| family held out | picked on the others | " + MEASURES, "|" + " --- |" * 11]
+    by_path = {r["path"]: r for r in rows}
+    for f in families:
+        group = [{**by_path[p], "ours": d} for p, d in f["decisions"].items() if p in by_path]
+        lines += [measure_line([f["family"], f["picked"]], group, g) for g in VS_BASELINE]
     return lines
 
 
@@ -141,7 +155,8 @@ def calibration_table(calibration: list[dict]) -> list[str]:
 
 
 def markdown(results: dict) -> str:
-    rows, folds, speed = results["cases"], results["folds"], results["speed"]
+    everything, folds, speed = results["cases"], results["folds"], results["speed"]
+    rows = scored(everything)
     several = len(results["candidates"]) > 1
     out = ["# Cross-validation and calibration", "", PREAMBLE.strip(), ""]
     out += [f"Judge measured at commit `{results['judge_version']}` (gate source digest "
@@ -155,6 +170,10 @@ def markdown(results: dict) -> str:
             f"Each case judged by {judged_by}; rates with their Wilson 95% intervals; times as a share of "
             "the lifetime (median over the cases decided right).", ""]
     out += overall_table(rows)
+    out += ["", *ambiguous_lines(everything, VS_BASELINE), "", CANNOT_TELL_NOTE.strip()]
+    if results.get("leave_one_family_out"):
+        out += ["", "## Leave one family out", "", FAMILY_OUT_NOTE.strip(), ""]
+        out += family_out_table(rows, results["leave_one_family_out"])
     out += ["", "## Per fold (held-out numbers)", ""] + fold_table(rows, folds)
     out += ["", "## The folds", "", FOLDS_NOTE.strip(), ""] + folds_table(rows, folds)
     out += ["", "## Candidates: what the pick saw", "",
@@ -168,6 +187,8 @@ def markdown(results: dict) -> str:
             table = history_table(group) if family == "history-only" else vs_baseline_table(group)
             out += [f"### {title}", ""] + table + [""]
     cal = results["calibration"]
+    if not cal:
+        return "\n".join(out + ["(calibration not run: `--no-calibration`)"]) + "\n"
     out += ["## Calibration: false alarms on clean cases against alpha", "", "![calibration](calibration.png)", "",
             CALIBRATION_NOTE.format(candidate=results["calibrated"]).strip(), ""] + calibration_table(cal)
     errors = [r["case"] for r in rows if r["ours"]["verdict"] == "error"]
@@ -209,7 +230,8 @@ def plot(calibration: list[dict], path: Path) -> None:
 def write(results: dict, markdown_path: Path, plot_path: Path) -> None:
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
     markdown_path.write_text(markdown(results), encoding="utf-8")
-    plot(results["calibration"], plot_path)
+    if results["calibration"]:
+        plot(results["calibration"], plot_path)
 
 
 PREAMBLE = """
@@ -225,6 +247,20 @@ alpha (1%) on the canary-vs-baseline and replica cases, ties to the faster media
 candidate, and the per-fold table is the generalisation check. Every gate replays each case as
 the live loop would (see docs/benchmarks.md: the same replay, the same peers); a judge change is
 accepted on these cross-validated numbers, not on the whole-corpus ones alone (issue 12).
+"""
+
+CANNOT_TELL_NOTE = """
+"Clean: could not tell": the clean cases our judge left undecided at the end because it could not
+tell the canary within its tolerance from a regression of twice it (`*-could-not-tell-at-end`,
+docs/judge.md); `on_undecided` (fail, as every case's policy leaves it) made them false positives,
+so they are counted in the false-positive rate too.
+"""
+
+FAMILY_OUT_NOTE = """
+Each family of the rated cases (`k1m`: 1-minute fleet signals split in two; `nab5m`: 5-minute
+ones; `replica`: real replica pairs) judged by the candidate the pick rule takes on the other two
+families alone: a judge tuned on one kind of data must hold on the others (issue 23). Ambiguous
+cases left out.
 """
 
 FOLDS_NOTE = """

@@ -31,6 +31,29 @@ def failed(decision: dict) -> bool:
     return decision["verdict"] in ("fail", "error")
 
 
+def could_not_tell(decision: dict) -> bool:
+    """Undecided at the end because the judge could not tell an acceptable canary from a
+    regression (`*-could-not-tell-at-end`), whatever on_undecided made of it."""
+    return decision["share"] >= 1 and any(r.endswith("could-not-tell-at-end") for r in decision.get("undecided", ()))
+
+
+def scored(rows: list[dict]) -> list[dict]:
+    """The cases scored: an ambiguous clean case (nothing injected, but its realized canary window
+    already beyond a tolerance: shared/corpus/FORMAT.md) is scored neither way."""
+    return [r for r in rows if not r.get("ambiguous")]
+
+
+def ambiguous_lines(rows: list[dict], gates: list[str]) -> list[str]:
+    """The ambiguous clean cases, reported apart: how many each gate did not pass."""
+    apart = [r for r in rows if r.get("ambiguous")]
+    if not apart:
+        return []
+    counts = ", ".join(f"{GATES[g]} {sum(r[g]['verdict'] != 'pass' for r in apart if g in r)}"
+                       for g in gates if any(g in r for r in apart))
+    return [f"{len(apart)} ambiguous clean case(s) (nothing injected, but the realized canary window already "
+            f"beyond a tolerance: shared/corpus/FORMAT.md) are left out of every rate above; not passed: {counts}."]
+
+
 def score(rows: list[dict], gate: str) -> dict:
     """For cases of one expectation: the share ending in fail (FP rate for expect=pass,
     detection for expect=fail) and the time to the right decision as a share of the lifetime
@@ -143,7 +166,7 @@ def _speed(speed: dict) -> list[str]:
 
 def targets(results: dict) -> list[str]:
     """The issue's targets against what was measured."""
-    rows = results["cases"]
+    rows = scored(results["cases"])
     vs = [r for r in rows if r["family"] == "canary-vs-baseline"]
     ho = [r for r in rows if r["family"] == "history-only"]
     checks = []
@@ -172,7 +195,7 @@ def targets(results: dict) -> list[str]:
 
 
 def markdown(results: dict) -> str:
-    rows = results["cases"]
+    rows = scored(results["cases"])
     vs = [r for r in rows if r["family"] == "canary-vs-baseline"]
     ho = [r for r in rows if r["family"] == "history-only"]
     out = ["# Benchmarks", ""]
@@ -183,6 +206,7 @@ def markdown(results: dict) -> str:
             "(ending in fail). Time: median · p90 of the time to the right decision as a share of "
             "the lifetime (to pass for clean canaries, to fail for regressions).", ""]
     out += vs_baseline_table(vs) if vs else ["(no case)"]
+    out += [""] + ambiguous_lines(results["cases"], VS_BASELINE)
     passed = [r for r in vs if r["expect"] == "pass" and r["ours"]["verdict"] == "pass"]
     if passed:
         at_end = sum(r["ours"]["share"] >= 1 for r in passed)

@@ -66,6 +66,8 @@ def labels(path: Path) -> dict:
         "expect": meta["expect"],
         "step": int(meta["step_seconds"]),
         "source": path.name.split("-")[0],  # k1m, nab5m, kontrast
+        # Clean but already beyond a tolerance (shared/corpus/FORMAT.md): scored neither way.
+        "ambiguous": bool(meta.get("ambiguous")),
     }
 
 
@@ -89,6 +91,8 @@ def judge_one(path: str, alpha: float | None = None) -> dict:
         out = _decision(result.verdict.verdict, result.verdict.evaluated_at, case.deployed_at, case.end_at)
         out["reason"] = result.verdict.reason[:300]
         out["evaluations"] = result.evaluations
+        # Why a metric was still undecided at the verdict (at the end: what on_undecided decided on).
+        out["undecided"] = sorted({m.rule for m in result.verdict.metrics if m.verdict == "inconclusive"})
     except Exception as e:  # noqa: BLE001 - a crash is a result of the benchmark, not its end
         out = _decision("error", case.end_at, case.deployed_at, case.end_at)
         out["reason"] = f"{type(e).__name__}: {e}"[:300]

@@ -87,7 +87,7 @@ def stacked(verdict: Verdict) -> Group:
         numbers = [f"canary {present.number(m.canary)}", f"baseline {present.number(m.baseline)}"]
         if m.expected is not None:
             numbers.append(f"expected {_num(m.expected)}")
-        effect = [f"effect {_pct(m.effect) or '–'} {_interval(m)}".rstrip()]
+        effect = [f"effect {_pct(m.effect) or '–'} {present.interval(m.interval, '', _pct, m.interval_test)}".rstrip()]
         if m.tolerance is not None:
             effect.append(f"tolerance {present.tolerance(m.tolerance)}")
         if m.slo:

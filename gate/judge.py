@@ -63,6 +63,12 @@ MIN_EXCURSION_RATE = 1e-3
 MIN_POINTS_FOR_EXCURSIONS = 10
 DISPERSION_LAGS = (1, 5, 15)
 PRIOR_MINUTES = 10  # counts: weight of the history's rate against the window's
+# A count's dispersion and rate are learned without its glitch points: more than this many times
+# its history's 99th percentile. One counter reset writing 1e6 made the learned variance enormous
+# (a moment estimate normalised by the pair's rate gives 1/k ~ 2 for any point that dwarfs its
+# neighbours) and a tripled error rate "not shown worse" at the end (issue 22, item 5). Real bursts
+# stay: the most a real history of dev and replicas reaches is 73x (8165 errors in a minute, p99 113).
+GLITCH_OVER_P99 = 1000.0
 NOISE_HOURS = 3  # the noise prior is learned from history within +-3 h of the deploy's time of day
 # The end of the lifetime also fails a metric whose straight-line trend puts its latest points
 # significantly beyond the tolerance (one more fixed-sample share of alpha): a leak's mean over
@@ -71,11 +77,31 @@ NOISE_HOURS = 3  # the noise prior is learned from history within +-3 h of the d
 # fitted latest point rests on a normal approximation they do not meet (a chance late cluster
 # would fail it; `gate plan` at a 1% share caught a 2x error rate that way, on luck).
 LATEST_AT_END = True
+# At the end of the lifetime a pass means the evidence favours "within tolerance" (issue 23): a
+# metric not shown worse passes only where the judge can tell an acceptable canary from one
+# regressed by END_REGRESSION_MULTIPLE times its tolerance; otherwise it could not tell
+# (inconclusive, and `on_undecided` decides). How it tells, one of:
+# * "not-shown-worse": always (the rule before issue 23: passes any estimate it cannot condemn);
+# * "estimate-within": the effect's estimate is within the tolerance;
+# * "upper-bound": the effect's upper bound (END_BOUND_Z standard errors) is below the regression;
+# * "likelihood-ratio": the effect at the tolerance is END_LIKELIHOOD_RATIO times likelier than at
+#   the regression (normal approximation of the estimate).
+END_PASS_RULE = "estimate-within"
+COULD_NOT_TELL = "could-not-tell-at-end"  # the rule's suffix (mean-, rate-)
+END_CLIP_SCALES = 12.0
+END_REGRESSION_MULTIPLE = 2.0
+END_BOUND_Z = 1.645
+END_LIKELIHOOD_RATIO = 3.0
+# The interval a metric result carries is the one of the test that decided it (issue 24, item 4).
+FAIL_TEST = "fail test (anytime)"
+PASS_TEST = "pass test (checkpoint)"
+END_TEST = "end-of-lifetime test"
 # Gauges: a paired excess further than this many robust scales from its median is clipped
 # before it is summed (one host's cache spike is not a regression; see stats.winsorize).
 CLIP_SCALES = 4.0
-# Counts: a canary with requests but not one error, where the baseline's rate makes that less
-# likely than this, has probably lost its error series (broken instrumentation), not its errors.
+# Counts: a canary with requests but so few errors (none, or one) that the baseline's rate makes
+# that less likely than this, has probably lost its error series (broken instrumentation), not
+# its errors.
 IMPLAUSIBLY_CLEAN = 1e-3
 
 
@@ -123,6 +149,7 @@ def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
             noise, rate = _relative_noise(t, x, deployed_at, frame.step)
         else:
             volume = frame.values.get(m.denominator) if m.denominator else None
+            x = _without_glitch_points(x)
             noise, rate = _dispersion(t, x, frame.step, volume)
         # How far the last hour before the deploy already ran off the model (in noise scales): a
         # level the model misses (a week learned from 7 days, a slow trend) is not an anomaly of
@@ -248,6 +275,16 @@ def _dispersion(t: np.ndarray, x: np.ndarray, step: int, volume: np.ndarray | No
     inverse_k = max(estimates)
     diff, poisson_part, rate = first_lag_z
     return inverse_k, _jump_rate(diff / np.sqrt(poisson_part + 2 * rate**2 * inverse_k))
+
+
+def _without_glitch_points(x: np.ndarray) -> np.ndarray:
+    """A count's history with its glitch points (GLITCH_OVER_P99) made missing."""
+    known = x[np.isfinite(x)]
+    if len(known) < 100:
+        return x
+    ceiling = GLITCH_OVER_P99 * max(float(np.percentile(known, 99)), 1.0)
+    with np.errstate(invalid="ignore"):
+        return np.where(x > ceiling, np.nan, x)
 
 
 def count_variance(mean: np.ndarray, inverse_k: float) -> np.ndarray:
@@ -523,6 +560,17 @@ class Outcome:
     worse: float  # sum of canary minus baseline in the bad direction (no tolerance)
     null_variance: float  # its variance under "canary and baseline alike"
     robust: MarginTest | None = None  # on the clipped excess: what failing early rests on
+    per_effect: float = 1.0  # the test's sum per unit of relative effect (total / per_effect = effect - tolerance)
+    at_end: MarginTest | None = None  # gauges, at the end: on the excess clipped at END_CLIP_SCALES
+
+    def effect(self, tolerance: float) -> tuple[float, float]:
+        """The effect in the bad direction (+0.27: 27% worse) and its standard error, from the
+        sum of the excess over the tolerance and its variance; a gauge's at the end on its excess
+        clipped at END_CLIP_SCALES: one host's 10x spike for a minute moves a mean of 60 points
+        by 15%, and is not a regression (the 4 scales of the fail tests would cut the real
+        skewed noise of a noisy pair, and a +27% with it)."""
+        test = self.at_end or self.test
+        return tolerance + test.total / self.per_effect, math.sqrt(max(test.variance, 0.0)) / self.per_effect
 
     @property
     def beyond(self) -> bool:
@@ -596,7 +644,9 @@ def _covered_enough(result: MetricResult, points: int, lifetime_points: int) -> 
     """A pass at the end of the lifetime that rests on "not shown worse" needs the canary to have
     reported for MIN_COVERAGE_TO_PASS of the lifetime; otherwise the metric could not be judged.
     (A pass shown within tolerance at a checkpoint already accounts for how many points it had.)"""
-    if result.verdict != "pass" or result.rule in SHOWN_WITHIN:
+    if result.verdict != "pass" and not result.rule.endswith(COULD_NOT_TELL):
+        return result
+    if result.rule in SHOWN_WITHIN:
         return result
     needed = math.ceil(MIN_COVERAGE_TO_PASS * lifetime_points)
     if points >= needed:
@@ -644,9 +694,16 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         test, robust = (margin_test(x, prior, setting.budget.fail, setting.budget.checkpoint,
                                     setting.lifetime_points // TUNED_AT, remaining_points=setting.remaining_points)
                         for x in (excess, winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior))))))
-        outcomes.append(Outcome(direction, test, float(np.sum(sign * (c - b))), test.variance, robust))
+        at_end = None
+        if setting.look.final:
+            clipped = winsorize(excess, END_CLIP_SCALES, float(np.sqrt(np.mean(prior))))
+            at_end = margin_test(clipped, prior, setting.budget.fail, setting.budget.checkpoint,
+                                 setting.lifetime_points // TUNED_AT, drift=False)
+        outcomes.append(Outcome(direction, test, float(np.sum(sign * (c - b))), test.variance, robust,
+                                per_effect=len(c) * level, at_end=at_end))
         half = test.fail_boundary / (len(c) * level)
         numbers["interval"] = (effect - half, effect + half)
+        numbers["interval_test"] = FAIL_TEST
     scale = noise * np.abs(b) * math.sqrt(2) if noise is not None else None
     excursions = _excursions(m, c - b, scale, ref, directions, setting.budget, setting.lifetime_points, centre=True)
     if mean_b == 0:
@@ -730,10 +787,12 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         test = margin_test(excess, prior, setting.budget.fail, setting.budget.checkpoint,
                            setting.lifetime_points // TUNED_AT, prior_weight=math.inf,
                            remaining_points=setting.remaining_points)
-        outcomes.append(Outcome(direction, test, float(np.sum(sign * (ec - weight * eb))), test.variance))
         denominator = max(float((weight * eb).sum()), rate * float(nc.sum()), 1e-12)
+        outcomes.append(Outcome(direction, test, float(np.sum(sign * (ec - weight * eb))), test.variance,
+                                per_effect=denominator))
         half = test.fail_boundary / denominator
         numbers["interval"] = (max(effect - half, -1.0), effect + half)  # a rate is never below zero
+        numbers["interval_test"] = FAIL_TEST
     scale = np.sqrt(count_variance(rate * nc, inverse_k) + weight**2 * count_variance(rate * nb, inverse_k))
     excursions = _excursions(m, ec - weight * eb, scale, ref, directions, setting.budget,
                              setting.lifetime_points, centre=False)
@@ -748,19 +807,34 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
 
 
 def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: float, inverse_k: float) -> str | None:
-    """A canary that served requests without a single error, where the baseline's rate makes
-    that implausible: its error series is probably missing (a sparse counter with no point at
-    all reads as zero), the classic broken-instrumentation release. Not a pass."""
-    if m.bad_direction not in ("increase", "either") or not m.denominator or float(np.sum(events)) > 0:
+    """A canary that served requests with far fewer errors than the baseline's rate makes
+    plausible: its error series is probably missing or partial (a sparse counter with no point
+    at all reads as zero; one event that got through must not hide the rest), the classic
+    broken-instrumentation release. Not a pass. The lower tail of the count's model, as a
+    whole: P(X <= observed) below IMPLAUSIBLY_CLEAN."""
+    if m.bad_direction not in ("increase", "either") or not m.denominator:
         return None
-    mean = rate * float(np.sum(volume))
-    # Negative binomial chance of zero events, (1 + mu / k)^-k, Poisson's exp(-mu) as 1/k -> 0.
-    log_zero = -mean if inverse_k <= 0 else -math.log1p(mean * inverse_k) / inverse_k
-    if log_zero >= math.log(IMPLAUSIBLY_CLEAN):
+    seen, mean = float(np.sum(events)), rate * float(np.sum(volume))
+    chance = _lower_tail(seen, mean, inverse_k)
+    if chance >= IMPLAUSIBLY_CLEAN:
         return None
-    return (f"the canary reported {np.sum(volume):.0f} {m.denominator} and not one {m.name}, where the "
+    counted = "not one" if seen == 0 else f"only {seen:.0f}"
+    return (f"the canary reported {np.sum(volume):.0f} {m.denominator} and {counted} {m.name}, where the "
             f"rate it should have (the baseline's, or its own history's) predicts {mean:.0f} "
-            f"(chance of none {math.exp(log_zero):.1e}): is its {m.name} series missing?")
+            f"(chance of so few {chance:.1e}): is its {m.name} series missing?")
+
+
+def _lower_tail(seen: float, mean: float, inverse_k: float) -> float:
+    """P(X <= seen) for a negative binomial count of this mean, Var = mean (1 + mean / k);
+    Poisson as 1/k -> 0."""
+    from scipy.stats import nbinom, poisson  # here, not at import: scipy.stats costs a cold start
+
+    if mean <= 0:
+        return 1.0
+    if inverse_k <= 0:
+        return float(poisson.cdf(math.floor(seen), mean))
+    k = 1.0 / inverse_k
+    return float(nbinom.cdf(math.floor(seen), k, k / (k + mean)))
 
 
 def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> str | None:
@@ -798,10 +872,12 @@ def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult
         return _result(m, "pass", "no-significant-difference",
                        f"{shown}: no significant degradation (no tolerance set)", **numbers)
     if look.checkpoint and all(o.test.within for o in outcomes):
+        numbers = _decided_by(m, numbers, outcomes, lambda o: o.test.checkpoint_boundary, PASS_TEST)
         return _result(m, "pass", f"{what}-within-tolerance", f"{shown}: shown within tolerance", **numbers)
     if look.final:
         for o in outcomes:
             if _worse_at_end(o, budget):
+                numbers = _decided_by(m, numbers, [o], lambda o: budget.final_z * math.sqrt(o.null_variance), END_TEST)
                 return _result(m, "fail", f"{what}-beyond-tolerance-at-end",
                                f"{shown}: at the end of the lifetime the estimate is beyond tolerance "
                                f"and the canary significantly worse ({o.direction})", **numbers)
@@ -809,9 +885,61 @@ def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult
                 return _result(m, "fail", f"{what}-rising-beyond-tolerance-at-end",
                                f"{shown}: at the end of the lifetime its trend puts the latest points "
                                f"significantly beyond tolerance ({o.direction}; a leak)", **numbers)
+        for o in outcomes:
+            if not _favours_within(o, comparison.tolerance):
+                return _could_not_tell(m, o, comparison, what)
+        numbers = _decided_by(m, numbers, outcomes, lambda o: END_BOUND_Z * o.effect(m.tolerance or 0.0)[1] * o.per_effect, END_TEST)
         return _result(m, "pass", f"{what}-not-shown-worse-at-end",
                        f"{shown}: at the end of the lifetime not shown worse beyond tolerance", **numbers)
     return _result(m, "inconclusive", "interval-straddles-tolerance", f"{shown}: not yet conclusive", **numbers)
+
+
+def _favours_within(o: Outcome, tolerance: float) -> bool:
+    """Whether the evidence at the end favours "within tolerance" over a regression of
+    END_REGRESSION_MULTIPLE times it (END_PASS_RULE)."""
+    effect, se = o.effect(tolerance)
+    regressed = END_REGRESSION_MULTIPLE * tolerance
+    if END_PASS_RULE == "not-shown-worse" or tolerance <= 0:
+        # A zero tolerance has no acceptable effect to tell from a regression (its estimate is
+        # above 0 for half of all identical canaries): only the significance test judges it.
+        return True
+    if END_PASS_RULE == "estimate-within" or se <= 0:
+        return effect <= tolerance
+    if END_PASS_RULE == "upper-bound":
+        return effect + END_BOUND_Z * se < regressed
+    if END_PASS_RULE == "likelihood-ratio":
+        log_ratio = ((effect - regressed) ** 2 - (effect - tolerance) ** 2) / (2 * se**2)
+        return log_ratio >= math.log(END_LIKELIHOOD_RATIO)
+    raise ValueError(f"END_PASS_RULE {END_PASS_RULE!r}")
+
+
+def _could_not_tell(m: Metric, o: Outcome, comparison: Comparison, what: str) -> MetricResult:
+    """Inconclusive at the end: the estimate and its interval say why no pass."""
+    effect, se = o.effect(comparison.tolerance)
+    sign = -1.0 if o.direction == "decrease" else 1.0
+    low, high = sorted((sign * (effect - END_BOUND_Z * se), sign * (effect + END_BOUND_Z * se)))
+    numbers = {**comparison.numbers, "interval": (low, high), "interval_test": END_TEST}
+    return _result(m, "inconclusive", f"{what}-{COULD_NOT_TELL}",
+                   f"{comparison.shown}: at the end of the lifetime could not tell it within tolerance "
+                   f"from a regression of {END_REGRESSION_MULTIPLE:g}x it: estimate {_pct(sign * effect)}, "
+                   f"interval [{_pct(low)}, {_pct(high)}], tolerance {comparison.tolerance:.0%}", **numbers)
+
+
+def _decided_by(m: Metric, numbers: dict, outcomes: list[Outcome], boundary, test: str) -> dict:
+    """The numbers with the interval of the test that decided: that test's estimate of the
+    effect plus or minus its boundary (a sum of excess, `boundary(outcome)`) in units of the
+    effect, so that a pass's interval lies within the tolerance as the pass test found it."""
+    tolerance = m.tolerance or 0.0
+    bounds = []
+    for o in outcomes:
+        effect, _ = o.effect(tolerance)
+        half = boundary(o) / o.per_effect
+        sign = -1.0 if o.direction == "decrease" else 1.0
+        bounds += [sign * (effect - half), sign * (effect + half)]
+    if not all(math.isfinite(b) for b in bounds):
+        return numbers
+    low = max(min(bounds), -1.0) if m.kind == "count" else min(bounds)  # a rate is never below zero
+    return {**numbers, "interval": (low, max(bounds)), "interval_test": test}
 
 
 def _worse_at_end(o: Outcome, budget: Budget) -> bool:
@@ -826,7 +954,7 @@ def _finite(numbers: dict) -> dict:
     def clean(v):
         if isinstance(v, tuple):
             return tuple(clean(x) for x in v) if all(clean(x) is not None for x in v) else None
-        return v if v is None or math.isfinite(v) else None
+        return v if v is None or isinstance(v, str) or math.isfinite(v) else None
     return {k: clean(v) for k, v in numbers.items()}
 
 

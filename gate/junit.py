@@ -57,7 +57,7 @@ def _details(m: MetricResult) -> str:
     lines.append(f"canary: {canary}  baseline: {baseline}  expected: {expected}")
     effect = f"effect: {_percent(m.effect)}"
     if m.interval is not None:
-        effect += f" {present.interval(m.interval, show=_percent)}"
+        effect += f" {present.interval(m.interval, show=_percent, test=m.interval_test)}"
     lines.append(f"{effect}  tolerance: {present.tolerance(m.tolerance, '-')}" + (f"  SLO: {m.slo}" if m.slo else ""))
     if m.critical:
         lines.append("critical: a failure of this metric fails the canary on its own")

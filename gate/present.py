@@ -38,9 +38,12 @@ def compact_percent(x: float | None, missing: str = MISSING) -> str:
 
 
 def interval(bounds: tuple[float, float] | None, missing: str = MISSING,
-             show: Callable[[float | None], str] = percent) -> str:
-    """An effect's interval, `[low, high]`, each bound written by `show`."""
-    return missing if bounds is None else f"[{show(bounds[0])}, {show(bounds[1])}]"
+             show: Callable[[float | None], str] = percent, test: str | None = None) -> str:
+    """An effect's interval, `[low, high]`, each bound written by `show`, and the test it is of
+    (the one that decided: a pass's interval is the pass test's, not the wider fail test's)."""
+    if bounds is None:
+        return missing
+    return f"[{show(bounds[0])}, {show(bounds[1])}]" + (f" ({test})" if test else "")
 
 
 def tolerance(x: float | None, missing: str = MISSING) -> str:

@@ -37,7 +37,8 @@ class MetricResult:
     baseline: float | None = None  # the concurrent baseline's value over the same points
     expected: float | None = None  # what the seasonal model expected for the window
     effect: float | None = None  # relative effect estimate: canary / reference - 1
-    interval: tuple[float, float] | None = None  # confidence interval of `effect`
+    interval: tuple[float, float] | None = None  # confidence interval of `effect`, of the test that decided
+    interval_test: str | None = None  # which test that interval is ("pass test at a checkpoint", ...)
     tolerance: float | None = None
     critical: bool = False
     muted: bool = False
@@ -55,6 +56,8 @@ class MetricResult:
             del d["slo"]
         if self.links is None:  # idem, a metric without evidence links
             del d["links"]
+        if self.interval_test is None:
+            del d["interval_test"]
         return d
 
 

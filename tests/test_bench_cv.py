@@ -159,3 +159,33 @@ def test_replays_are_cached_per_case_and_candidate(corpus_case, tmp_path):
 @pytest.fixture
 def corpus_case(corpus):
     return corpus / "k1m-aa-001"
+
+
+def test_each_family_is_judged_by_the_candidate_picked_on_the_other_families():
+    """Issue 23: leave one family out (k1m, nab5m, replica). "sharp" raises a false alarm on k1m
+    only: trained on the others it is picked for k1m, and k1m's alarm keeps it off the others."""
+    rows, outcomes = [], {"steady": {}, "sharp": {}}
+    for source, family in (("k1m", "canary-vs-baseline"), ("nab5m", "canary-vs-baseline"), ("replica", "replicas")):
+        for i in range(4):
+            path, expect = f"{source}-{i}", "pass" if i < 2 else "fail"
+            rows.append({"path": path, "source": source, "family": family, "expect": expect})
+            sharp = "fail" if expect == "fail" or (source == "k1m" and i == 0) else "pass"
+            outcomes["sharp"][path] = {"verdict": sharp, "share": 0.2}
+            outcomes["steady"][path] = {"verdict": "fail" if i == 3 else "pass", "share": 0.5}
+    families = cv.leave_one_family_out(rows, outcomes)
+    assert [(f["family"], f["picked"]) for f in families] == [("k1m", "sharp"), ("nab5m", "steady"),
+                                                              ("replica", "steady")]
+    assert set(families[0]["decisions"]) == {f"k1m-{i}" for i in range(4)}
+
+
+def test_an_ambiguous_clean_case_is_scored_neither_way_and_reported_apart():
+    """shared/corpus/FORMAT.md: a clean case whose realized window is already beyond a tolerance is
+    left out of the false-positive rate and of the pick, and reported apart (not passed: 1)."""
+    from bench import cv_report
+
+    clean = {"family": "canary-vs-baseline", "expect": "pass", "source": "k1m", "scenario": "aa", "fold": 0}
+    rows = [{**clean, "path": "a", "case": "a", "ambiguous": False, "ours": {"verdict": "pass", "share": 0.5}},
+            {**clean, "path": "b", "case": "b", "ambiguous": True, "ours": {"verdict": "fail", "share": 1.0}}]
+    assert cv.rated_measures(cv.scored(rows))["fp"] == 0.0
+    text = "\n".join(cv_report.overall_table(cv.scored(rows)) + cv_report.ambiguous_lines(rows, ["ours"]))
+    assert "0.0% (0/1)" in text and "1 ambiguous clean case(s)" in text and "not passed: ours 1" in text

@@ -1,11 +1,13 @@
 """The judge on synthetic canaries whose truth is known (fixed seeds), through the real
 Analysis loop and an in-memory source."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from gate import present
 from gate.analysis import Analysis
 from gate.policy import parse_policy
 from gate.series import Frame, Observations
@@ -350,6 +352,62 @@ def test_a_leak_whose_mean_stays_within_fails_at_the_end():
     assert cpu.rule == "mean-rising-beyond-tolerance-at-end" and cpu.effect < 0.1, cpu.reason
 
 
+NOISY = dict(lifetime=1200, min_duration=1200, metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.1}])
+
+
+def _noisy_pair(seed, effect, spread):
+    """A canary on a real-looking noisy pair (issue 23): canary = baseline x (1 + effect) x a
+    positive noise of relative sd `spread`, its mean exactly 1 (the realized effect is `effect`)."""
+    canary, baseline = _fleet(seed)
+    points = NOISY["lifetime"] // STEP + 1
+    noise = np.exp(np.random.default_rng(seed).normal(0, spread, points))
+    level = baseline.values["cpu"][-len(canary):][:points]
+    canary.values["cpu"][:points] = np.mean(level) * (1 + effect) * (level / np.mean(level)) * noise / np.mean(noise)
+    return canary, baseline
+
+
+@pytest.mark.parametrize("seed", [60, 61, 62])
+def test_a_regression_the_judge_cannot_tell_from_an_acceptable_canary_is_not_passed_at_the_end(seed):
+    """Issue 23, item 1: CPU +27% at a 10% tolerance on 20 noisy points: not significantly worse,
+    so the end of the lifetime passed it as "not shown worse". A pass means the evidence favours
+    within tolerance: here it could not tell, says so with the estimate and interval, and
+    on_undecided (fail) decides."""
+    verdict, at = _run(_policy(**NOISY), *_noisy_pair(seed, 0.27, 0.6))
+    cpu = verdict.metrics[0]
+    assert verdict.verdict == "fail" and at == 1.0, verdict.reason
+    assert cpu.rule == "mean-could-not-tell-at-end", cpu.reason
+    low, high = cpu.interval
+    assert "could not tell" in cpu.reason and "tolerance 10%" in cpu.reason, cpu.reason
+    assert f"interval [{low:+.1%}, {high:+.1%}]" in cpu.reason and low < 0.1 < high, cpu.reason
+
+
+@pytest.mark.parametrize("seed", [60, 61, 62])
+def test_a_clean_canary_clearly_within_still_passes_at_the_end(seed):
+    """The end rule of issue 23 does not hold back a clean canary on the same noisy pair: its
+    estimate is near 0, far from twice the tolerance."""
+    verdict, _ = _run(_policy(**NOISY), *_noisy_pair(seed, 0.0, 0.2))
+    assert verdict.verdict == "pass", verdict.reason
+
+
+@pytest.mark.parametrize("share", [1.0, 0.05])
+def test_the_interval_beside_a_pass_is_the_pass_tests(share):
+    """Issue 24, item 4: "+19.1% [-60%, +98.2%], tolerance 50%: shown within tolerance": the
+    interval printed was the (anytime) fail test's, the pass another test's. A metric result
+    carries the interval of the test that decided, and names it."""
+    verdict, _ = _run(_policy(), *_fleet(3, share=share))
+    assert verdict.verdict == "pass", verdict.reason
+    for m in verdict.metrics:
+        assert m.rule.endswith("within-tolerance") and m.interval_test == "pass test (checkpoint)", m
+        assert m.interval[0] < m.effect < m.interval[1] < m.tolerance, m
+        assert m.to_dict()["interval_test"] == "pass test (checkpoint)"
+    # What people read (terminal, report, Slack and JUnit all write it with present.interval).
+    from gate.notify.slack import build_message
+
+    slack = json.dumps(build_message(verdict, policy="p", canary="canary", baseline="baseline"))
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert f"{present.interval(errors.interval)} (pass test (checkpoint))" in slack
+
+
 @pytest.mark.parametrize("factor", [1e150, 1e154, 1e300])
 def test_absurdly_large_values_are_never_a_pass(factor):
     """Issue 15, item 3: a noisy canary gauge around 1e154 times its baseline made the variance
@@ -373,6 +431,34 @@ def test_a_canary_without_its_error_series_is_not_passed_silently():
     errors = next(m for m in verdict.metrics if m.name == "errors")
     assert verdict.verdict != "pass"
     assert errors.rule == "implausibly-clean" and "series missing" in errors.reason, errors.reason
+
+
+def test_one_error_event_does_not_hide_a_missing_error_series():
+    """Issue 22, item 4: ~53 000 requests, a 1% baseline, and one error event that got through:
+    the sum is not zero, so the missing-series check never fired and the canary passed. The
+    lower tail of the count's model (P(X <= 1) with ~530 expected) is as implausible as none."""
+    canary, baseline = _fleet(39)
+    canary.values["errors"][:] = 0.0
+    canary.values["errors"][0] = 1.0
+    verdict, _ = _run(_policy(), canary, baseline)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert verdict.verdict != "pass", verdict.reason
+    assert errors.rule == "implausibly-clean" and "only 1 errors" in errors.reason, errors.reason
+
+
+@pytest.mark.parametrize("seed", [45, 47])
+def test_one_glitch_point_in_a_counts_history_does_not_pass_a_tripled_error_rate(seed):
+    """Issue 22, item 5: one minute of the baseline's error history written as 1e6 (a counter
+    reset) made the learned dispersion enormous, and a canary at three times the error rate
+    passed at the end as "not shown worse". The glitch point is left out of what is learned."""
+    canary, baseline = _fleet(seed)
+    canary.values["errors"][:] = np.random.default_rng(seed).poisson(0.03 * canary.values["requests"])
+    history = np.flatnonzero(baseline.timestamps < DEPLOY)
+    baseline.values["errors"][history[len(history) // 2]] = 1e6
+    policy = _policy(metrics=[{"name": "errors", "kind": "count", "denominator": "requests", "tolerance": 0.5},
+                              {"name": "requests", "kind": "count", "bad_direction": "none", "tolerance": None}])
+    verdict, _ = _run(policy, canary, baseline)
+    assert verdict.verdict == "fail", verdict.reason
 
 
 def test_a_truly_error_free_low_traffic_canary_still_passes():
@@ -422,5 +508,20 @@ def test_history_only_a_canary_without_its_error_series_is_not_passed_silently()
         {"name": "requests", "kind": "count", "bad_direction": "none", "tolerance": None}])
     analysis = Analysis(policy, MemorySource(canary, None), "r1", DEPLOY)
     verdict, _ = analysis.run()
+    assert verdict.verdict != "pass", verdict.reason
+    assert verdict.metrics[0].rule == "implausibly-clean", verdict.metrics[0].reason
+
+
+def test_history_only_one_error_event_does_not_hide_a_missing_error_series():
+    """Issue 22, item 4, with no baseline group: one error where the canary's own history rate
+    predicts hundreds is a missing series too."""
+    canary, _ = _fleet(44, canary_start=DEPLOY - HISTORY_DAYS * DAY)
+    live = np.flatnonzero(canary.timestamps >= DEPLOY)
+    canary.values["errors"][live] = 0.0
+    canary.values["errors"][live[0]] = 1.0
+    policy = _policy(baseline=False, metrics=[
+        {"name": "errors", "kind": "count", "denominator": "requests", "tolerance": None},
+        {"name": "requests", "kind": "count", "bad_direction": "none", "tolerance": None}])
+    verdict, _ = Analysis(policy, MemorySource(canary, None), "r1", DEPLOY).run()
     assert verdict.verdict != "pass", verdict.reason
     assert verdict.metrics[0].rule == "implausibly-clean", verdict.metrics[0].reason

@@ -95,7 +95,7 @@ def _metric_field(m: MetricResult, deciding: bool) -> dict:
     if m.effect is not None:
         tolerance = "" if m.tolerance is None else f", tol {present.tolerance(m.tolerance)}"
         slo = f", SLO {_escape(m.slo)}" if m.slo else ""
-        lines.append(f"effect {present.percent(m.effect)} {present.interval(m.interval)}{tolerance}{slo}")
+        lines.append(f"effect {present.percent(m.effect)} {present.interval(m.interval, test=m.interval_test)}{tolerance}{slo}")
     elif m.verdict != "pass":
         lines.append(_escape(_cut(m.reason, 200)))
     links = [f"<{url}|{_escape(name)}>" for name, url in (m.links or {}).items()

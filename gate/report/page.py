@@ -318,6 +318,8 @@ def _metric_card(result: MetricResult, metric: Metric | None, verdict: Verdict, 
     ] + ([("SLO", _e(result.slo))] if result.slo else [])
     body.append('<table class="numbers num"><tr>' + "".join(f"<th>{k}</th>" for k, _ in cells) + "</tr><tr>"
                 + "".join(f"<td>{v}</td>" for _, v in cells) + "</tr></table>")
+    if result.interval_test:  # the interval is the deciding test's: say which (a pass's is not the fail test's)
+        body.append(f'<p class="muted">interval of the {_e(result.interval_test)}</p>')
     body.append(effect_svg(result, metric))
     if result.links:
         anchors = " · ".join(f'<a href="{_e(url)}" rel="noopener noreferrer">{_e(name)}</a>'
