@@ -32,6 +32,10 @@ class SimulatedForward:
     def weights(self) -> Weights:
         return dict(self._weights)
 
+    def other_routes(self) -> list[str]:
+        """A simulated load balancer has the one steered action and no other listener or rule."""
+        return []
+
     def set(self, weights: Weights) -> None:
         """Every target group of the action gets its weight in `weights` (any other: 0)."""
         self._weights = {arn: weights.get(arn, 0) for arn in dict.fromkeys([*self._weights, *weights])}
