@@ -715,7 +715,7 @@ def _rate_text(rate: dict) -> str:
     return f"{rate['count']}/{rate['of']} [{lo:.0%}-{hi:.0%}]" if rate["of"] else "-"
 
 
-def _minutes(x: float | None) -> str:
+def minutes_or_dash(x: float | None) -> str:
     return "-" if x is None else f"{x:g} min"
 
 
@@ -734,9 +734,9 @@ def print_backtest(report: dict, console) -> None:
     console.print(f"mode: {report['mode']}: {escape(report['mode_reason'])}", style="dim", highlight=False)
     console.print(f"false alarms (A/A windows failed): {_rate_text(o['false_alarms'])} (95% interval); alpha {report['alpha']:g}; "
                   f"could not tell (A/A windows undecided at the end, {report['on_undecided']} by on_undecided): "
-                  f"{_rate_text(o['undecided'])}; median time to pass {_minutes(o['median_minutes_to_pass'])}; "
+                  f"{_rate_text(o['undecided'])}; median time to pass {minutes_or_dash(o['median_minutes_to_pass'])}; "
                   f"canary stops reporting caught {_rate_text(o['canary_down']['detected'])} in "
-                  f"{_minutes(o['canary_down']['median_minutes_to_fail'])}", highlight=False)
+                  f"{minutes_or_dash(o['canary_down']['median_minutes_to_fail'])}", highlight=False)
     if report["broken_history"]:
         console.print(f"[bold red]broken history[/]: {', '.join(map(escape, report['broken_history']))} failed most "
                       f"A/A windows by more than {BROKEN_FACTOR:g}x the tolerance: these false alarms measure the "

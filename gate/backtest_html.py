@@ -8,6 +8,7 @@ import html
 import time
 from pathlib import Path
 
+from gate.backtest import minutes_or_dash
 from gate.errors import GateError
 from gate.release import iso, parse_time
 
@@ -82,6 +83,11 @@ def timeline_svg(report: dict, metric: str | None) -> str:
     return "".join(out)
 
 
+def _told(rate: dict) -> str:
+    """The A/A windows the judge could not tell at the end (a fail only through on_undecided)."""
+    return f"{rate['count']}/{rate['of']}" if rate["of"] else "-"
+
+
 def render(report: dict) -> str:
     o = report["overall"]
     fa = o["false_alarms"]
@@ -90,7 +96,8 @@ def render(report: dict) -> str:
         f = m["false_alarms"]
         cards.append(f'<section class="card"><h2>{_e(m["name"])} <span class="muted">tolerance {_e(m["tolerance"])}, '
                      f'recommended {_e(m["recommended_tolerance"] if m["recommended_tolerance"] is not None else "-")}</span></h2>'
-                     f'<p>false alarms {f["count"]}/{f["of"]} (95% interval {f["ci95"][0]:.0%}-{f["ci95"][1]:.0%})</p>'
+                     f'<p>false alarms {f["count"]}/{f["of"]} (95% interval {f["ci95"][0]:.0%}-{f["ci95"][1]:.0%}); '
+                     f'could not tell {_told(m["undecided"])}</p>'
                      f'<div class="row">{detection_svg(m)}{timeline_svg(report, m["name"])}</div></section>')
     alarms = "".join(f"<li>{_e(a['deployed_at'])} +{a['minutes']:g} min, {_e(a['metric'])} ({_e(a['rule'])}): "
                      f"{_e(a['reason'])}</li>" for a in report["false_alarm_windows"])
@@ -107,7 +114,7 @@ def render(report: dict) -> str:
 {_e(report['history']['end'])} ({report['history']['source_requests']} source request), {report['runs']} judged canaries;
 {_e(report['mode'])}: {_e(report['mode_reason'])}.</p>
 <p><b>false alarms {fa['count']}/{fa['of']}</b> (95% interval {fa['ci95'][0]:.0%}-{fa['ci95'][1]:.0%}; alpha
-{report['alpha']:g}); median time to pass {o['median_minutes_to_pass']} min.</p>
+{report['alpha']:g}); could not tell {_told(o['undecided'])}; median time to pass {minutes_or_dash(o['median_minutes_to_pass'])}.</p>
 <div style="max-width:480px">{timeline_svg(report, None)}</div>
 {f"<ul>{alarms}</ul>" if alarms else ""}
 {f"<pre>{_e(rec['yaml'])}</pre>" if rec['yaml'] else ""}

@@ -129,6 +129,18 @@ def test_the_html_page_draws_each_metric_and_stays_offline(tmp_path):
     assert "default-src 'none'" in text and "<script" not in text
     assert text.count("<svg") == 1 + 2 * 2  # the timeline, then per metric detection and timeline
     assert json.loads(result.stdout)["recommendation"]["yaml"] is None
+    assert "could not tell" in text  # the undecided windows, beside the false alarms
+
+
+def test_the_html_page_of_windows_that_never_passed_says_so_not_none(tmp_path):
+    from gate.backtest_html import render
+
+    result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
+                      "--until", UNTIL, "--no-recommend", "--json")
+    report = json.loads(result.stdout)
+    report["overall"]["median_minutes_to_pass"] = None  # no A/A window passed
+    page = render(report)
+    assert "None" not in page and "median time to pass -." in page
 
 
 def test_without_a_baseline_history_the_windows_are_judged_against_their_own_history(tmp_path):
