@@ -8,7 +8,8 @@ their numbers, the groups, the window and the report. It is signed with HMAC-SHA
 receiver can check who sent it and refuse a replay of an old one.
 
 Like Slack's message it is a courtesy: 5xx, 429, timeouts and connection failures are retried
-within a budget of BUDGET seconds in all, then given up; whatever happens `notify` returns
+within a budget of BUDGET seconds in all (a deadline, however slowly the receiver answers), then
+given up; a redirect is not followed (a failed delivery); whatever happens `notify` returns
 instead of raising, so it never changes the verdict or the exit code, nor holds a pipeline for
 longer than the budget. The outcome is logged and recorded in the store, and one verdict of a
 deploy is sent once, however many checks find it again. The URL may hold a token: it never
