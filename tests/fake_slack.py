@@ -3,7 +3,9 @@
 It records every request it receives (path and JSON body) and answers from a script of
 responses: e.g. `[(429, {"Retry-After": "1"}), (200, {})]` answers 429 once, then 200; the last
 entry repeats. Slack answers a taken message with `200 ok`, a rate limit with 429 and a
-`Retry-After` header.
+`Retry-After` header. `trickle="headers"` (or `"body"`) answers 200 but sends its header lines (or
+its body) a byte at a time, never finishing: a receiver that would hold its caller for ever. A GET
+(what a client following a redirect sends) is recorded too and answered 200.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ SECRET_PATH = "/services/T000TEST/B000TEST/s3cr3tWebhookToken"
 
 
 class FakeSlack:
-    def __init__(self, script: list[tuple[int, dict]] | None = None):
+    def __init__(self, script: list[tuple[int, dict]] | None = None, trickle: str | None = None):
         self.script = list(script or [(200, {})])
+        self.trickle = trickle
+        self._stop = threading.Event()
         self.requests: list[dict] = []  # every request: {"path", "body" (parsed JSON or raw text), "raw", "headers"}
         self._lock = threading.Lock()
         fake = self
@@ -32,10 +36,13 @@ class FakeSlack:
                     body = raw
                 with fake._lock:
                     # raw and headers: what a signed webhook's receiver checks (tests/test_webhook.py)
-                    fake.requests.append({"path": self.path, "body": body, "raw": raw.encode("utf-8"),
+                    fake.requests.append({"path": self.path, "method": "POST", "body": body, "raw": raw.encode("utf-8"),
                                           "headers": dict(self.headers.items())})
                     index = min(len(fake.requests) - 1, len(fake.script) - 1)
                     status, headers = fake.script[index]
+                if fake.trickle:
+                    self._trickle()
+                    return
                 text = b"ok" if status == 200 else (b"rate_limited" if status == 429 else b"internal_error")
                 self.send_response(status)
                 for k, v in headers.items():
@@ -44,6 +51,34 @@ class FakeSlack:
                 self.send_header("Content-Length", str(len(text)))
                 self.end_headers()
                 self.wfile.write(text)
+
+            def do_GET(self):  # noqa: N802
+                with fake._lock:
+                    fake.requests.append({"path": self.path, "method": "GET", "body": None, "raw": b"",
+                                          "headers": dict(self.headers.items())})
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def _trickle(self):
+                if fake.trickle == "headers":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    endless = iter(lambda: b"X-Slow: a\r\n", None)
+                else:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000000")
+                    self.end_headers()
+                    endless = iter(lambda: b"." * 10, None)
+                try:
+                    for chunk in endless:
+                        for byte in chunk:
+                            if fake._stop.wait(0.1):
+                                return
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                except OSError:
+                    pass  # the client gave up and cut the connection
 
             def log_message(self, *args):  # keep test output clean
                 pass
@@ -65,6 +100,7 @@ class FakeSlack:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stop.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)

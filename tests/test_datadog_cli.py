@@ -209,3 +209,35 @@ def test_a_canary_scope_the_query_already_fixes_is_refused_before_any_fetch(corp
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert fake.timeseries_requests() == []  # refused before any fetch
     assert evaluations(tmp_path) == []  # nothing registered or recorded for it
+
+
+@pytest.mark.parametrize("query", ["avg:system.cpu.user{service:web AND $scope}",
+                                   "avg:system.cpu.user{$scope and service:web}",
+                                   "avg:system.cpu.user{service IN (web), $scope}",
+                                   "avg:system.cpu.user{service:web OR $scope}",
+                                   "avg:system.cpu.user{service:web,NOT $scope}",
+                                   "avg:system.cpu.user{service:web,!$scope}"])
+def test_a_boolean_filter_around_the_scope_is_refused_before_any_fetch(corpus, tmp_path, query):
+    """Issue 22.7 bypassed: the overlap check reads a filter as comma-separated tags, so
+    `{service:web AND $scope}` with `--canary service:web` was accepted (the canary selects the whole
+    service), and `{service:web OR $scope}` made both groups the whole service for any scopes: the
+    canary compared with itself, a pass. The filter holding $scope must be a list of tags (the
+    policy's own scopes here: the form is refused whatever the scopes)."""
+    path = write_policy(tmp_path)
+    policy = yaml.safe_load(path.read_text())
+    (cpu,) = [m for m in policy["metrics"] if m["name"] == "cpu"]
+    cpu["queries"]["datadog"] = query
+    path.write_text(yaml.safe_dump(policy))
+    with live(corpus, "k1m-latency-shift-006") as fake:
+        result = run_gate(
+            "check", RELEASE, "--policy", path, "--deployed-at", str(fake.deployed_at),
+            "--store", tmp_path / "gate.sqlite", "--json",
+            env={"GATE_DATADOG_URL": fake.url, "DD_API_KEY": API_KEY, "DD_APP_KEY": APP_KEY,
+                 "SLACK_WEBHOOK_URL": ""}, cwd=tmp_path, timeout=120)
+    assert result.returncode == 4, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and f"metrics.cpu.queries.datadog: {query!r}" in line, line
+    assert "write the filter as comma-separated tags" in line, line
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert fake.requests == []  # refused before any request
+    assert evaluations(tmp_path) == []  # nothing recorded as a verdict

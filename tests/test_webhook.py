@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 
 import pytest
 import yaml
@@ -158,3 +159,51 @@ def test_check_posts_the_verdict_and_exits_with_it_whatever_the_receiver_does(re
     assert result.returncode == 1, result.stdout + result.stderr  # db_connections fails, the receiver's 500s change nothing
     assert json.loads(result.stdout)["verdict"] == "fail"
     assert fake.requests and all(r["body"]["verdict"] == "fail" for r in fake.requests)
+
+
+def send_in_thread(url: str) -> dict:
+    """webhook.send in a thread joined with a generous bound: whether it returned, and what."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["attempts"] = webhook.send(b'{"verdict":"fail"}', url, SECRET, budget=2)
+        except webhook.WebhookError as e:
+            outcome["error"] = str(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    outcome["returned"] = not thread.is_alive()
+    return outcome
+
+
+def test_a_receiver_trickling_its_headers_is_cut_off_within_the_budget():
+    """A receiver sending header lines a byte at a time held `send` for ever (a timeout per read,
+    not a deadline): in the Lambda a recorded verdict became a function timeout."""
+    with FakeSlack(trickle="headers") as fake:
+        outcome = send_in_thread(fake.url)
+        assert outcome["returned"], "send is still waiting on a trickling receiver"
+        assert "unreachable" in outcome["error"] and "within the 2s budget" in outcome["error"]
+        assert len(fake.requests) == 1  # the budget left no room for a second attempt
+
+
+def test_a_receiver_trickling_its_body_after_a_2xx_has_taken_the_verdict():
+    """200 then a body a byte a second held `send` 40s: the status is the answer, the body is not
+    waited for."""
+    with FakeSlack(trickle="body") as fake:
+        outcome = send_in_thread(fake.url)
+        assert outcome["returned"], "send is still reading a trickling body"
+        assert outcome.get("attempts") == 1 and len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307])
+def test_a_redirect_is_a_failed_delivery_not_followed(receiver, tmp_path, status):
+    """urllib followed a 302/303 and replayed the POST as a bodiless GET to the Location (carrying
+    the signature), and counted that as delivered: `ok: true`, never sent again."""
+    fake = receiver([(status, {"Location": "/elsewhere"})])
+    store = SqliteStore(tmp_path / "s.sqlite")
+    assert send(store) is False
+    assert [r["method"] for r in fake.requests] == ["POST"]  # not followed, not retried
+    (event,) = [e["detail"] for e in store.events("web-1.2.3") if e["detail"].get("channel") == "webhook"]
+    assert not event["ok"] and f"HTTP {status}" in event["error"]

@@ -8,7 +8,8 @@ their numbers, the groups, the window and the report. It is signed with HMAC-SHA
 receiver can check who sent it and refuse a replay of an old one.
 
 Like Slack's message it is a courtesy: 5xx, 429, timeouts and connection failures are retried
-within a budget of BUDGET seconds in all, then given up; whatever happens `notify` returns
+within a budget of BUDGET seconds in all (a deadline, however slowly the receiver answers), then
+given up; a redirect is not followed (a failed delivery); whatever happens `notify` returns
 instead of raising, so it never changes the verdict or the exit code, nor holds a pipeline for
 longer than the budget. The outcome is logged and recorded in the store, and one verdict of a
 deploy is sent once, however many checks find it again. The URL may hold a token: it never
@@ -23,8 +24,6 @@ import json
 import logging
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -89,33 +88,47 @@ def signature(secret: str, timestamp: str, payload: bytes) -> str:
 def send(payload: bytes, url: str, secret: str, *, budget: float | None = None,
          sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> int:
     """POST the body until the receiver takes it (2xx) or the budget (BUDGET) is spent; the
-    attempts made. A 4xx other than 408/429 is an answer, not a fault: no retry."""
+    attempts made. A 4xx other than 408/429 is an answer, not a fault: no retry. A 3xx is not
+    followed (it would replay the verdict as a bodiless GET elsewhere): a failed delivery.
+
+    The budget is a deadline: each attempt has what is left of it (at most TIMEOUT) for connecting
+    and for the status line and headers in all (`header_deadline_pools`: a receiver trickling its
+    headers is cut off), and the body of the answer is never read (the status says it all)."""
+    import urllib3
+
+    from gate.sources.datadog import header_deadline_pools
+
     budget = BUDGET if budget is None else budget
     deadline = clock() + budget
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        timestamp = str(int(time.time()))
-        request = urllib.request.Request(url, data=payload, method="POST", headers={
-            "Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Gate-Timestamp": timestamp,
-            "X-Gate-Signature": signature(secret, timestamp, payload)})
-        left = deadline - clock()
-        wait = None
-        try:
-            with urllib.request.urlopen(request, timeout=max(0.1, min(TIMEOUT, left))) as answer:  # noqa: S310
-                answer.read(1024)
-            return attempt
-        except urllib.error.HTTPError as e:
-            problem = f"the receiver answered HTTP {e.code}"
-            if e.code not in (408, 429) and e.code < 500:
-                raise WebhookError(problem) from None
-            wait = _retry_after(e.headers.get("Retry-After"))
-        except (urllib.error.URLError, OSError) as e:  # refused, unreachable, timed out
-            reason = getattr(e, "reason", e)
-            problem = f"the receiver is unreachable ({type(reason).__name__})"
-        wait = max(wait or 0.0, 0.5 * 2 ** (attempt - 1))
-        if attempt == MAX_ATTEMPTS or clock() + wait >= deadline:
-            raise WebhookError(f"{problem}; {attempt} attempt(s) within the {budget:g}s budget")
-        log.warning("webhook: %s; retrying in %.1fs", problem, wait)
-        sleep(wait)
+    pool = urllib3.PoolManager(retries=False)
+    pool.pool_classes_by_scheme = header_deadline_pools()
+    try:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            timestamp = str(int(time.time()))
+            headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Gate-Timestamp": timestamp,
+                       "X-Gate-Signature": signature(secret, timestamp, payload)}
+            seconds = max(0.1, min(TIMEOUT, deadline - clock()))
+            wait = None
+            try:
+                answer = pool.request("POST", url, body=payload, headers=headers, redirect=False,
+                                      preload_content=False, timeout=urllib3.Timeout(total=seconds))
+                answer.close()  # its body is not waited for
+            except (urllib3.exceptions.HTTPError, OSError) as e:  # refused, unreachable, timed out
+                problem = f"the receiver is unreachable ({type(getattr(e, 'reason', None) or e).__name__})"
+            else:
+                if 200 <= answer.status < 300:
+                    return attempt
+                problem = f"the receiver answered HTTP {answer.status}"
+                if answer.status not in (408, 429) and answer.status < 500:
+                    raise WebhookError(problem + (" (a redirect: not followed)" if answer.status < 400 else ""))
+                wait = _retry_after(answer.headers.get("Retry-After"))
+            wait = max(wait or 0.0, 0.5 * 2 ** (attempt - 1))
+            if attempt == MAX_ATTEMPTS or clock() + wait >= deadline:
+                raise WebhookError(f"{problem}; {attempt} attempt(s) within the {budget:g}s budget")
+            log.warning("webhook: %s; retrying in %.1fs", problem, wait)
+            sleep(wait)
+    finally:
+        pool.clear()
     raise AssertionError("unreachable")
 
 

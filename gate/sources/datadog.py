@@ -144,6 +144,7 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
         raise PolicyError(
             f"{where}: {text!r} must have one tag filter holding $scope, e.g. {{service:web,$scope}}"
         )
+    _scope_filter(text, where)
 
     method = spec.rollup
     rollups = _ROLLUP.findall(text)
@@ -180,14 +181,32 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
 def fixed_tags(metric: Metric) -> tuple[str, ...]:
     """The tags a metric's query fixes beside the group's: `{service:web,$scope}` -> `service:web`.
     Every host either group's query selects has them too, so the scopes' overlap is judged with
-    them (`analysis.check_scopes`). A query the source would refuse fixes none here: it is refused,
-    naming why, when the source opens."""
+    them (`analysis.check_scopes`). A filter holding $scope that is not a list of tags is refused
+    here, before anything is registered; a query the source would refuse otherwise fixes none here:
+    it is refused, naming why, when the source opens."""
     raw = metric.queries.get("datadog")
     text = raw.get("query") if isinstance(raw, dict) else raw
-    found = re.search(r"\{([^{}]*\$scope[^{}]*)\}", text) if isinstance(text, str) else None
-    if found is None:
+    if not isinstance(text, str):
         return ()
-    return tuple(t.strip() for t in found[1].split(",") if t.strip() not in ("", "$scope"))
+    terms = _scope_filter(text.strip(), f"metrics.{metric.name}.queries.datadog")
+    return tuple(t for t in terms if t != "$scope")
+
+
+def _scope_filter(text: str, where: str) -> list[str]:
+    """The terms of the tag filter holding `$scope` (none when there is no such filter); refused
+    unless they are comma-separated tags with `$scope` among them as is. Datadog reads
+    `{service:web OR $scope}` as a boolean filter: a group's series would hold hosts outside its
+    scope (the canary compared with itself), which the overlap check, reading tags, cannot see."""
+    found = re.search(r"\{([^{}]*\$scope[^{}]*)\}", text)
+    terms = [t.strip() for t in found[1].split(",") if t.strip()] if found else []
+    for term in terms:
+        if term != "$scope" and ("$scope" in term or re.search(r"[\s()]", term) or term.lower() in _KEYWORDS):
+            raise PolicyError(
+                f"{where}: {text!r}: its filter holding $scope has boolean syntax (AND, OR, NOT, IN, "
+                "parentheses or a negated $scope), which lets a group reach past its scope: write "
+                "the filter as comma-separated tags, e.g. {service:web,$scope}"
+            )
+    return terms
 
 
 def check_scope(scope: str, role: str) -> str:
