@@ -31,7 +31,8 @@ Pre-flight actions (no store, no announcement): `{"action": "plan", "release": .
 `gate backtest --json` (exit_code 0 false alarms within alpha, 3 more frequent), on one core: a
 backtest of more than MAX_LAMBDA_BACKTEST_RUNS judged canaries is refused (400) with a message
 pointing to the CLI, not split. A request they cannot answer (a history too short for the policy,
-a share or a span out of range) is a 400, not a retryable 503.
+a share or a span out of range, an `at` or `until` ahead of the clock or where the source holds no
+history) is a 400 naming the event's field, not a retryable 503.
 
 A policy whose source is a demo (`simulate`, `replay`: made-up or recorded data) is refused (400):
 the Lambda gates real releases.
@@ -185,10 +186,12 @@ def preflight(request: PlanRequest | BacktestRequest) -> dict:
     policy = live_policy(request.policy)
     source = open_source(policy)
     if isinstance(request, PlanRequest):
-        from gate.plan import plan
+        from gate.plan import Options, plan
 
         at = request.at if request.at is not None else int(time.time())
-        result = plan(policy, source, request.release, share=request.canary_share, deployed_at=at).to_dict()
+        fields = Options(canary_share="canary_share", at="at" if request.at is not None else None)
+        result = plan(policy, source, request.release, share=request.canary_share, deployed_at=at,
+                      options=fields).to_dict()
         return {**result, "exit_code": 0 if result["verdict"] == "ok" else 3}
     from gate.backtest import main_specs, tolerance_specs
 
@@ -197,10 +200,11 @@ def preflight(request: PlanRequest | BacktestRequest) -> dict:
         raise PolicyError(f"backtest: {runs} judged canaries would outlive the Lambda's time (at most "
                           f"{MAX_LAMBDA_BACKTEST_RUNS}): ask fewer windows or no recommendation, or run "
                           "`gate backtest` from the command line (it uses every core)")
-    from gate.backtest import backtest, exit_code
+    from gate.backtest import Options, backtest, exit_code
 
+    fields = Options(days="days", windows="windows", until="until")  # refusals name the event's fields
     result = backtest(policy, source, days=request.days, windows=request.windows, until=request.until, jobs=1,
-                      recommend=request.recommend).to_dict()
+                      recommend=request.recommend, options=fields).to_dict()
     return {**result, "exit_code": exit_code(result)}  # 3 when it cries wolf more often than alpha allows
 
 
