@@ -656,3 +656,25 @@ def test_any_refusal_of_a_kept_ssm_policy_reads_it_again(handler, corpus, moto_e
     ssm.put_parameter(Name=name, Value=json.dumps(updated), Type="String", Overwrite=True)
     result = handler.lambda_handler(look, FakeContext())  # this container still keeps the first copy
     assert result.get("verdict") != "error" and result.get("rollout") is not None, result
+
+
+def test_a_warm_container_restarts_a_release_with_the_current_ssm_policy(handler, corpus, moto_endpoint):  # noqa: F811
+    """Review b1, on a redeploy: the release's first deploy judged with the SSM policy, the parameter
+    updated, the new deploy's first look on a warm container keeping the old copy restarted the
+    release with it, and the next look (the current policy) was refused: a restart reads SSM now."""
+    event = case_event(corpus, "k1m-canary-down-012")
+    ssm, name = boto3.client("ssm"), "/canary-gate/restarted-by-a-warm-container"
+    ssm.put_parameter(Name=name, Value=json.dumps(event["policy"]), Type="String")
+    deployed_at = parse_time(event["deployed_at"])
+    earlier = {**event, "policy": f"ssm:{name}", "deployed_at": iso(deployed_at - 3 * 3600),
+               "now": iso(deployed_at - 2 * 3600)}
+    assert handler.lambda_handler(earlier, FakeContext())["verdict"] != "error"  # the first deploy, judged
+
+    updated = {**event["policy"], "alpha": 0.02}
+    ssm.put_parameter(Name=name, Value=json.dumps(updated), Type="String", Overwrite=True)
+    first = handler.lambda_handler({**event, "policy": f"ssm:{name}", "now": event["deployed_at"]}, FakeContext())
+    assert (first["verdict"], first.get("deploy")) == ("inconclusive", 2), first
+
+    handler.parameters.clear_caches()  # five minutes later: the kept copy expired
+    result = handler.lambda_handler({**event, "policy": f"ssm:{name}"}, FakeContext())
+    assert (result["verdict"], result["exit_code"], result.get("deploy")) == ("fail", 1, 2), result
