@@ -36,6 +36,7 @@ import numpy as np
 
 from gate.analysis import group_scopes, replay_recorded
 from gate.errors import GateError, InputError, PolicyError
+from gate.lifecycle import FUTURE_SKEW
 from gate.policy import Metric, Policy, _human, parse_policy
 from gate.series import Frame, Observations
 from gate.sources import MetricSource, Query
@@ -96,6 +97,34 @@ class CountingSource:
         return self.source.fetch(query)
 
 
+@dataclass(frozen=True)
+class Options:
+    """What a front door calls the backtest's settings, so that a refusal names the one to change:
+    the CLI's options by default, the Lambda's event fields (`days`, `windows`, `until`)."""
+
+    days: str = "--days"
+    windows: str = "--windows"
+    until: str = "--until"
+
+
+def asked_moment(moment: int, asked: str, now: int) -> None:
+    """A moment the caller gave for the end of the history (`asked`: its option or field): one
+    ahead of the clock has no history yet, however often it is asked: refused, naming it."""
+    if moment > now + FUTURE_SKEW:
+        raise InputError(f"{asked}: {iso(moment)} is in the future (now {iso(now)}): no history there yet; "
+                         f"give a past moment, or leave {asked} out (now)")
+
+
+def no_history(message: str, asked: str | None) -> GateError:
+    """No history up to a moment the caller gave (`asked`: its option or field) is a request no
+    retry answers (InputError, naming it); up to now the source may only be late (GateError: could
+    not judge, asked again)."""
+    if asked is None:
+        return GateError(f"no history: {message}")
+    return InputError(f"{asked}: no history: {message}: give a moment the source holds history for, or leave "
+                      f"{asked} out (now)")
+
+
 def history_end(source: MetricSource, policy: Policy, until: int | None, now: int) -> int:
     """The last moment of history: `--until`; a recorded case's deploy (its history only, never
     the canary window it holds); otherwise now. On the interval grid."""
@@ -104,7 +133,8 @@ def history_end(source: MetricSource, policy: Policy, until: int | None, now: in
     return end - end % policy.interval
 
 
-def read_history(policy: Policy, source: MetricSource, days: float, end: int) -> History:
+def read_history(policy: Policy, source: MetricSource, days: float, end: int, asked: str | None = None) -> History:
+    """The history up to `end` (`asked`: the option or field that gave it, None: now)."""
     counting = CountingSource(source)
     canary_scope, baseline_scope = group_scopes(policy, BACKTEST_RELEASE)
     start = end - int(days * DAY)
@@ -125,9 +155,9 @@ def read_history(policy: Policy, source: MetricSource, days: float, end: int) ->
     group = baseline if baseline is not None else seen.canary
     if covered(group) < MIN_COVERAGE:
         scope = baseline_scope if baseline is not None else canary_scope
-        raise GateError(f"no history: the {policy.source.type} source returned points of {', '.join(judged)} "
-                        f"for {scope!r} at {covered(group):.0%} of the moments between {iso(start)} and {iso(end)} "
-                        f"(a backtest needs {MIN_COVERAGE:.0%})")
+        raise no_history(f"the {policy.source.type} source returned points of {', '.join(judged)} for {scope!r} "
+                         f"at {covered(group):.0%} of the moments between {iso(start)} and {iso(end)} (a backtest "
+                         f"needs {MIN_COVERAGE:.0%})", asked)
     if baseline is not None and covered(seen.canary) >= PAIRED_COVERAGE * covered(baseline):
         return History(seen.canary, baseline, "paired", "both groups have history: canary vs baseline, as the "
                        "policy judges them", start, end, counting.requests)
@@ -386,7 +416,7 @@ def candidate_lifetimes(policy: Policy) -> list[int]:
 # ---------------------------------------------------------------------------- the windows
 
 
-def window_starts(history: History, policy: Policy, count: int, longest: int) -> list[int]:
+def window_starts(history: History, policy: Policy, count: int, longest: int, days: str = "--days") -> list[int]:
     """`count` deploy moments spread evenly over the history after a learning stretch (the
     policy's history, at most half of what was read), so that each window has its own past and
     the windows fall on every hour of the day and day of the week, peaks and incidents included."""
@@ -394,7 +424,7 @@ def window_starts(history: History, policy: Policy, count: int, longest: int) ->
     learning = min(policy.history, span // 2)
     first, last = history.start + learning, history.end - longest
     if last < first:
-        raise InputError(f"--days: {_human(span)} of history leaves no room for a window: it needs "
+        raise InputError(f"{days}: {_human(span)} of history leaves no room for a window: it needs "
                         f"{_human(policy.history)} to learn from (at most half the history) and "
                         f"{_human(longest)} of canary lifetime after it")
     step = policy.interval
@@ -630,14 +660,16 @@ class Backtest:
 
 def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows: int = DEFAULT_WINDOWS,
              until: int | None = None, jobs: int | None = None, lifetime: int | None = None,
-             progress: Callable[[str, int, int], None] | None = None, recommend: bool = True) -> Backtest:
+             progress: Callable[[str, int, int], None] | None = None, recommend: bool = True,
+             options: Options = Options()) -> Backtest:
     """Read the history once, judge every pseudo-canary, recommend (unless not asked: the
-    policy's own numbers only, a fifth of the work). `progress(stage, done, total)`."""
+    policy's own numbers only, a fifth of the work). `progress(stage, done, total)`; a refusal
+    names the setting as `options` calls it."""
     started = time.perf_counter()
     if not 0 < days <= MAX_DAYS:  # NaN too
-        raise InputError(f"--days: must be more than 0 and at most {MAX_DAYS} (got {days:g})")
+        raise InputError(f"{options.days}: must be more than 0 and at most {MAX_DAYS} (got {days:g})")
     if windows < 1:
-        raise InputError(f"--windows: must be at least 1 (got {windows})")
+        raise InputError(f"{options.windows}: must be at least 1 (got {windows})")
     if lifetime is not None:
         changed = with_lifetime(policy, lifetime)
         if changed is None:
@@ -649,16 +681,19 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
                           "multiples of each metric's tolerance, and recommends tolerances (--no-recommend "
                           "measures the false alarms alone)")
     jobs = jobs or os.cpu_count() or 1
-    end = history_end(source, policy, until, int(time.time()))
+    now = int(time.time())
+    if until is not None:
+        asked_moment(until, options.until, now)
+    end = history_end(source, policy, until, now)
     if end < days * DAY:
-        raise InputError(f"--until: {iso(end)} leaves no {days:g} days of history after 1970-01-01: give a moment "
-                         f"from {iso(math.ceil(days * DAY))} on, or fewer --days")
-    history = read_history(policy, source, days, end)
+        raise InputError(f"{options.until}: {iso(end)} leaves no {days:g} days of history after 1970-01-01: give a "
+                         f"moment from {iso(math.ceil(days * DAY))} on, or fewer {options.days}")
+    history = read_history(policy, source, days, end, options.until if until is not None else None)
     judged_alone = history.mode == "history-only" and policy.baseline is not None
     if history.mode == "history-only":
         policy = policy.model_copy(update={"baseline": None})
     lifetimes = candidate_lifetimes(policy)
-    starts = window_starts(history, policy, windows, max(lifetimes + [policy.lifetime]))
+    starts = window_starts(history, policy, windows, max(lifetimes + [policy.lifetime]), options.days)
 
     first = main_specs(policy) + (tolerance_specs(policy) if recommend else [])
     runs = _stage("judging the windows", history, [(t, first) for t in starts], jobs, progress)

@@ -19,6 +19,7 @@ real canary that is noisier than the expected one).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from gate.analysis import group_scopes, replay_recorded
-from gate.backtest import MIN_COVERAGE, WindowReferences, judged_in_time
-from gate.errors import GateError, InputError, PolicyError
+from gate.backtest import MIN_COVERAGE, WindowReferences, asked_moment, judged_in_time, no_history
+from gate.errors import InputError, PolicyError
 from gate.policy import MAX_LIFETIME, Metric, Policy, _human
 from gate.series import Frame
 from gate.sources import MetricSource, Query
@@ -241,9 +242,20 @@ class Planner:
         return hi
 
 
-def read_recent(policy: Policy, source: MetricSource, release: str, deployed_at: int) -> Frame:
+@dataclass(frozen=True)
+class Options:
+    """What a front door calls the plan's settings, so that a refusal names the one to change: the
+    CLI's options by default, the Lambda's event fields. `at`: the name of the deploy moment when
+    the caller gave it (None: now)."""
+
+    canary_share: str = "--canary-share"
+    at: str | None = None
+
+
+def read_recent(policy: Policy, source: MetricSource, release: str, deployed_at: int,
+                asked: str | None = None) -> Frame:
     """The history the judge would learn from at this deploy (one request): the baseline's, or a
-    history-only canary's own."""
+    history-only canary's own (`asked`: the option or field that gave the deploy moment)."""
     canary_scope, baseline_scope = group_scopes(policy, release)
     query = Query(tuple(policy.metrics), canary_scope, baseline_scope, deployed_at - policy.history,
                   deployed_at - policy.interval, policy.interval)
@@ -252,12 +264,12 @@ def read_recent(policy: Policy, source: MetricSource, release: str, deployed_at:
     frame = seen.baseline if seen.baseline is not None else seen.canary
     judged = [m.name for m in policy.metrics if m.judged]
     if not any(frame.reporting(n).any() for n in judged):
-        raise GateError(f"no history: the {policy.source.type} source returned no point of {', '.join(judged)} "
-                        f"for {baseline_scope or canary_scope!r} between {iso(query.start)} and {iso(query.end)}")
+        raise no_history(f"the {policy.source.type} source returned no point of {', '.join(judged)} for "
+                         f"{baseline_scope or canary_scope!r} between {iso(query.start)} and {iso(query.end)}", asked)
     return frame
 
 
-def _check_recent(policy: Policy, history: Frame, deployed_at: int) -> None:
+def _check_recent(policy: Policy, history: Frame, deployed_at: int, asked: str | None = None) -> None:
     """The canary window is drawn from the last day(s): a gap there would plan a canary that does
     not report (failed at once, as if caught): refused instead."""
     window = recent_window(history, deployed_at, policy.lifetime)
@@ -266,25 +278,28 @@ def _check_recent(policy: Policy, history: Frame, deployed_at: int) -> None:
     for name in judged:
         share = float(window.reporting(name).sum()) / points
         if share < MIN_COVERAGE:
-            raise GateError(f"no history: {name} has points at {share:.0%} of the same hours of the last day "
-                            f"({iso(int(window.timestamps[0]) if len(window) else deployed_at - DAY)} on), "
-                            f"which the plan draws the canary window from (it needs {MIN_COVERAGE:.0%})")
+            raise no_history(f"{name} has points at {share:.0%} of the same hours of the last day "
+                             f"({iso(int(window.timestamps[0]) if len(window) else deployed_at - DAY)} on), "
+                             f"which the plan draws the canary window from (it needs {MIN_COVERAGE:.0%})", asked)
 
 
 def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0.05, deployed_at: int,
-         progress: Callable[[str, int, int | None], None] | None = None) -> Plan:
-    """`progress(stage, done, total)` is told what is being judged (total None: one step)."""
+         progress: Callable[[str, int, int | None], None] | None = None, options: Options = Options()) -> Plan:
+    """`progress(stage, done, total)` is told what is being judged (total None: one step); a
+    refusal names the setting as `options` calls it."""
     if not any(m.judged and m.tolerance for m in policy.metrics):
         raise PolicyError("metrics: no judged metric has a tolerance: a plan times the regressions at 2x each "
                         "metric's tolerance")
     if not 0 < share <= 1:
-        raise InputError(f"--canary-share: a share of the baseline's traffic in (0, 1], got {share:g}")
+        raise InputError(f"{options.canary_share}: a share of the baseline's traffic in (0, 1], got {share:g}")
     if policy.history < DAY + policy.lifetime:
         raise PolicyError(f"history: {_human(policy.history)} is too short to plan a {_human(policy.lifetime)} "
                         "canary (needs a day more than the lifetime: the window is drawn from the last day)")
+    if options.at is not None:
+        asked_moment(deployed_at, options.at, int(time.time()))
     deployed_at -= deployed_at % policy.interval
-    history = read_recent(policy, source, release, deployed_at)
-    _check_recent(policy, history, deployed_at)
+    history = read_recent(policy, source, release, deployed_at, options.at)
+    _check_recent(policy, history, deployed_at, options.at)
     tell = progress or (lambda stage, done=0, total=None: None)
     planner = Planner(policy, history, deployed_at, share, tell)
     tell("judging a canary as good as the baseline", 0, None)

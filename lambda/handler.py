@@ -31,7 +31,8 @@ Pre-flight actions (no store, no announcement): `{"action": "plan", "release": .
 `gate backtest --json` (exit_code 0 false alarms within alpha, 3 more frequent), on one core: a
 backtest of more than MAX_LAMBDA_BACKTEST_RUNS judged canaries is refused (400) with a message
 pointing to the CLI, not split. A request they cannot answer (a history too short for the policy,
-a share or a span out of range) is a 400, not a retryable 503.
+a share or a span out of range, an `at` or `until` ahead of the clock or where the source holds no
+history) is a 400 naming the event's field, not a retryable 503.
 
 A policy whose source is a demo (`simulate`, `replay`: made-up or recorded data) is refused (400):
 the Lambda gates real releases.
@@ -76,7 +77,7 @@ from gate.analysis import Analysis, announce, current_moment, open_release, regi
 from gate.aws import error_code, transient
 from gate.cache import BUCKET_ENV, lambda_cache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
-from gate.lifecycle import LAMBDA
+from gate.lifecycle import LAMBDA, POLICY_DIGEST, policy_digest
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
 from gate.release import parse_time, release_name
 from gate.rollout import RolloutError
@@ -185,10 +186,12 @@ def preflight(request: PlanRequest | BacktestRequest) -> dict:
     policy = live_policy(request.policy)
     source = open_source(policy)
     if isinstance(request, PlanRequest):
-        from gate.plan import plan
+        from gate.plan import Options, plan
 
         at = request.at if request.at is not None else int(time.time())
-        result = plan(policy, source, request.release, share=request.canary_share, deployed_at=at).to_dict()
+        fields = Options(canary_share="canary_share", at="at" if request.at is not None else None)
+        result = plan(policy, source, request.release, share=request.canary_share, deployed_at=at,
+                      options=fields).to_dict()
         return {**result, "exit_code": 0 if result["verdict"] == "ok" else 3}
     from gate.backtest import main_specs, tolerance_specs
 
@@ -197,10 +200,11 @@ def preflight(request: PlanRequest | BacktestRequest) -> dict:
         raise PolicyError(f"backtest: {runs} judged canaries would outlive the Lambda's time (at most "
                           f"{MAX_LAMBDA_BACKTEST_RUNS}): ask fewer windows or no recommendation, or run "
                           "`gate backtest` from the command line (it uses every core)")
-    from gate.backtest import backtest, exit_code
+    from gate.backtest import Options, backtest, exit_code
 
+    fields = Options(days="days", windows="windows", until="until")  # refusals name the event's fields
     result = backtest(policy, source, days=request.days, windows=request.windows, until=request.until, jobs=1,
-                      recommend=request.recommend).to_dict()
+                      recommend=request.recommend, options=fields).to_dict()
     return {**result, "exit_code": exit_code(result)}  # 3 when it cries wolf more often than alpha allows
 
 
@@ -224,17 +228,18 @@ def http_body(event: dict) -> Any:
 # -- what the event refers to ----------------------------------------------------------------
 
 
-def live_policy(reference: dict | str) -> Policy:
+def live_policy(reference: dict | str, fresh: bool = False) -> Policy:
     """The policy, refused when its source is a demo (simulated or recorded data): a verdict of
-    the Lambda promotes or rolls back a real release, so it must come from its real metrics."""
-    policy = load_policy(reference)
+    the Lambda promotes or rolls back a real release, so it must come from its real metrics.
+    `fresh`: an SSM policy read now, not the copy this container keeps."""
+    policy = load_policy(reference, fresh)
     if policy.source.type in DEMO_SOURCES:
         raise PolicyError(f"source.type: {policy.source.type!r} judges made-up or recorded data, not the release: "
                           "the Lambda judges live metrics only (datadog, cloudwatch)")
     return policy
 
 
-def load_policy(reference: dict | str) -> Policy:
+def load_policy(reference: dict | str, fresh: bool = False) -> Policy:
     """An inline mapping, or YAML/JSON text from S3 (`s3://bucket/key`) or SSM (`ssm:/name`)."""
     if isinstance(reference, dict):
         return parse_policy(reference, origin="policy")
@@ -244,7 +249,7 @@ def load_policy(reference: dict | str) -> Policy:
             raise PolicyError(f"policy: {reference!r} is not s3://bucket/key")
         text = _read_s3(bucket, key, reference)
     elif reference.startswith("ssm:"):
-        text = _read_ssm(reference)
+        text = _read_ssm(reference, fresh)
     else:
         raise PolicyError(f"policy: expected a mapping, s3://bucket/key or ssm:/name, got {reference[:100]!r}")
     return policy_from_text(text, origin=reference)
@@ -262,15 +267,8 @@ def _read_ssm(reference: str, fresh: bool = False) -> str:
         raise _unreadable(reference, e.__cause__ or e.__context__, str(e)) from None
 
 
-def policy_changed(reference: dict | str) -> bool:
-    """Whether the policy `reference` names has changed since this container kept it: an SSM
-    policy is kept 5 minutes, so a warm container may judge with one older than the policy the
-    release was registered with, and be refused for it. Read again past the cache (the next read
-    gets what this one read); an inline or S3 policy is read at every call: never stale."""
-    if not isinstance(reference, str) or not reference.startswith("ssm:"):
-        return False
-    kept = _read_ssm(reference)
-    return _read_ssm(reference, fresh=True) != kept
+def is_ssm(reference: dict | str) -> bool:
+    return isinstance(reference, str) and reference.startswith("ssm:")
 
 
 def _read_s3(bucket: str, key: str, reference: str) -> bytes:
@@ -470,21 +468,45 @@ def _judge_once(request: Judgement) -> dict:
     return judge(request)
 
 
+# What the request itself is refused for (400, final): the loop ends on it.
+REFUSALS = (PolicyError, ReleaseError, RolloutError, InputError)
+
+
 def evaluate_current(request: EvaluateRequest, context: Any) -> dict:
-    """`evaluate`, and once more if it was refused (a ReleaseError: another policy than the one the
-    deploy was registered with, say) while the policy it read was an outdated copy kept by this
-    container: a final 400 for a stale cache would end the loop and roll back a healthy canary."""
+    """`evaluate`, and once more if it was refused (any 400: another policy than the one the deploy
+    was registered with, no rollout section, ...) while the SSM policy it judged with was an
+    outdated copy kept by this container: a final 400 for a stale cache would end the loop and
+    roll back a healthy canary. A policy that cannot be read is refused as such, not read again."""
+    policy = current_policy(request)
     try:
-        return evaluate(request, context)
-    except ReleaseError:
-        if not policy_changed(request.policy):
+        return evaluate(request, policy, context)
+    except REFUSALS:
+        current = live_policy(request.policy, fresh=True) if is_ssm(request.policy) else policy
+        if current == policy:
             raise
         logger.info("the policy changed since this container read it: judged again with the current one")
-        return evaluate(request, context)
+        return evaluate(request, current, context)
 
 
-def evaluate(request: EvaluateRequest, context: Any) -> dict:
+def current_policy(request: EvaluateRequest) -> Policy:
+    """The policy to judge with. The SSM copy this container keeps (5 minutes) judges only the
+    deploy registered with it; a call that would register a deploy, restart it or replace its
+    policy reads SSM now: a deploy registered with an outdated copy would be refused to every
+    container that reads the current one, and its loop would end."""
     policy = live_policy(request.policy)
+    if is_ssm(request.policy) and not registered_with(policy, request):
+        return live_policy(request.policy, fresh=True)
+    return policy
+
+
+def registered_with(policy: Policy, request: EvaluateRequest) -> bool:
+    """Whether `request` asks about the release's registered deploy, registered with `policy`."""
+    registered = store().release(request.release)
+    return (registered is not None and registered["info"].get(POLICY_DIGEST) == policy_digest(policy)
+            and request.deployed_at in (None, registered["deployed_at"]))
+
+
+def evaluate(request: EvaluateRequest, policy: Policy, context: Any) -> dict:
     now = request.now if request.now is not None else current_moment(policy, time.time)
     question = Judgement(**{**request.model_dump(), "policy": policy, "now": now, "deploy": None})
     table = os.environ.get("GATE_IDEMPOTENCY_TABLE")
@@ -532,7 +554,7 @@ def answer(event: Any, context: Any) -> dict:
         result = evaluate_current(request, context) if isinstance(request, EvaluateRequest) else preflight(request)
     except BadRequest as e:
         result = error(400, str(e), release)
-    except (PolicyError, ReleaseError, RolloutError, InputError) as e:  # the request contradicts itself, the store or the ALB: final
+    except REFUSALS as e:  # the request contradicts itself, the store or the ALB: final
         result = error(400, redact(str(e), secrets), release)
     except IdempotencyAlreadyInProgressError:
         result = error(409, "an evaluation of this release at this moment is already in progress", release)

@@ -611,3 +611,70 @@ def test_a_rollout_look_is_never_answered_with_a_check_s_cached_verdict(handler,
     assert check["verdict"] == "pass", check
     look = handler.lambda_handler({**event, "rollout": True}, FakeContext())
     assert look.get("rollout") is not None and look["exit_code"] != 0, look
+
+
+def test_a_warm_container_registers_a_deploy_with_the_current_ssm_policy(handler, corpus, moto_endpoint):  # noqa: F811
+    """Review b1, the other direction of issue 22: the loop's first look lands on a warm container
+    keeping the OLD SSM policy and registered the deploy with it; once its copy expired, the next
+    look (the current policy) was refused ("differs from the policy ... registered with"): a 400,
+    exit 4, the loop ended and rolled back a healthy canary. A registration reads SSM now."""
+    event = case_event(corpus, "k1m-canary-down-012")
+    ssm, name = boto3.client("ssm"), "/canary-gate/registered-by-a-warm-container"
+    ssm.put_parameter(Name=name, Value=json.dumps(event["policy"]), Type="String")
+    warm = handler.lambda_handler({**event, "release": "another-release", "policy": f"ssm:{name}"}, FakeContext())
+    assert warm["verdict"] == "fail", warm  # this container now keeps the first policy
+
+    updated = {**event["policy"], "alpha": 0.02}
+    ssm.put_parameter(Name=name, Value=json.dumps(updated), Type="String", Overwrite=True)
+    first = handler.lambda_handler({**event, "policy": f"ssm:{name}", "now": event["deployed_at"]}, FakeContext())
+    assert first["verdict"] == "inconclusive", first
+
+    handler.parameters.clear_caches()  # five minutes later: the kept copy expired
+    result = handler.lambda_handler({**event, "policy": f"ssm:{name}"}, FakeContext())
+    assert (result["verdict"], result["exit_code"]) == ("fail", 1), result
+
+
+def test_any_refusal_of_a_kept_ssm_policy_reads_it_again(handler, corpus, moto_endpoint):  # noqa: F811
+    """Review b5: a rollout look refused for the kept copy's lack of a rollout section ("the policy
+    has no rollout section") was never read again, though SSM had gained the section since: only
+    a digest mismatch was. Any refusal of an SSM policy reads it again once before the 400."""
+    from tests.alb import weighted_listener
+
+    ec2, elbv2 = boto3.client("ec2"), boto3.client("elbv2")
+    listener, groups = weighted_listener(ec2, elbv2, production=100, canary=0)
+    event = case_event(corpus, "k1m-aa-000")
+    ssm, name = boto3.client("ssm"), "/canary-gate/without-rollout"
+    ssm.put_parameter(Name=name, Value=json.dumps(event["policy"]), Type="String")
+    look = {**event, "policy": f"ssm:{name}", "rollout": True}
+    refused = handler.lambda_handler(look, FakeContext())  # registers the deploy, judges nothing
+    assert (refused["statusCode"], refused["exit_code"]) == (400, 4), refused
+    assert "no rollout section" in refused["error"]
+
+    updated = {**event["policy"], "rollout": {
+        "listener_arn": listener, "canary_target_group": groups["canary"],
+        "production_target_group": groups["production"], "steps": [5, 25, 50], "step_lifetime": "20m"}}
+    ssm.put_parameter(Name=name, Value=json.dumps(updated), Type="String", Overwrite=True)
+    result = handler.lambda_handler(look, FakeContext())  # this container still keeps the first copy
+    assert result.get("verdict") != "error" and result.get("rollout") is not None, result
+
+
+def test_a_warm_container_restarts_a_release_with_the_current_ssm_policy(handler, corpus, moto_endpoint):  # noqa: F811
+    """Review b1, on a redeploy: the release's first deploy judged with the SSM policy, the parameter
+    updated, the new deploy's first look on a warm container keeping the old copy restarted the
+    release with it, and the next look (the current policy) was refused: a restart reads SSM now."""
+    event = case_event(corpus, "k1m-canary-down-012")
+    ssm, name = boto3.client("ssm"), "/canary-gate/restarted-by-a-warm-container"
+    ssm.put_parameter(Name=name, Value=json.dumps(event["policy"]), Type="String")
+    deployed_at = parse_time(event["deployed_at"])
+    earlier = {**event, "policy": f"ssm:{name}", "deployed_at": iso(deployed_at - 3 * 3600),
+               "now": iso(deployed_at - 2 * 3600)}
+    assert handler.lambda_handler(earlier, FakeContext())["verdict"] != "error"  # the first deploy, judged
+
+    updated = {**event["policy"], "alpha": 0.02}
+    ssm.put_parameter(Name=name, Value=json.dumps(updated), Type="String", Overwrite=True)
+    first = handler.lambda_handler({**event, "policy": f"ssm:{name}", "now": event["deployed_at"]}, FakeContext())
+    assert (first["verdict"], first.get("deploy")) == ("inconclusive", 2), first
+
+    handler.parameters.clear_caches()  # five minutes later: the kept copy expired
+    result = handler.lambda_handler({**event, "policy": f"ssm:{name}"}, FakeContext())
+    assert (result["verdict"], result["exit_code"], result.get("deploy")) == ("fail", 1, 2), result

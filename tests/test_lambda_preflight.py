@@ -78,3 +78,43 @@ def test_a_plan_the_policy_s_history_cannot_serve_is_a_400_not_a_retryable_503(h
                                      "at": iso(case.deployed_at)}, FakeContext())
     assert (result["statusCode"], result["exit_code"]) == (400, 4), result
     assert result["error"].startswith("history: 1d is too short to plan")
+
+
+@pytest.mark.parametrize(("action", "fields", "message"), [
+    ("backtest", {"days": 0.05}, "days: "),
+    ("backtest", {"until": "1970-01-02T00:00:00Z"},
+     "until: 1970-01-02T00:00:00Z leaves no 7 days of history after 1970-01-01: give a moment from "
+     "1970-01-08T00:00:00Z on, or fewer days"),
+])
+def test_a_backtest_span_out_of_range_names_the_event_s_field_not_the_cli_option(handler, corpus, action, fields,
+                                                                                  message):
+    """Review: the Lambda's refusals named the CLI's options (`--days`, `--until`), which its caller
+    never wrote."""
+    _, policy = case_policy(corpus, "k1m-aa-000")
+    result = handler.lambda_handler({"action": action, "policy": policy, **fields}, FakeContext())
+    assert (result["statusCode"], result["exit_code"]) == (400, 4), result
+    assert result["error"].startswith(message) and "--" not in result["error"], result["error"]
+    assert "leaves no" in result["error"]
+
+
+@pytest.mark.parametrize("moment", ["2100-01-01T00:00:00Z", "2001-01-01T00:00:00Z"])
+@pytest.mark.parametrize(("action", "field"), [("plan", "at"), ("backtest", "until")])
+def test_a_moment_with_no_history_is_a_400_naming_the_field_not_a_retryable_503(handler, corpus, action, field,
+                                                                                 moment):
+    """Review: a plan `at` or a backtest `until` ahead of the clock or long before the source's
+    history answered 503 "no history" (asked again, in vain): the request cannot be answered."""
+    _, policy = case_policy(corpus, "k1m-aa-000")
+    event = {"action": action, "policy": policy, field: moment, **({"release": "web-2"} if action == "plan" else {})}
+    result = handler.lambda_handler(event, FakeContext())
+    assert (result["statusCode"], result["exit_code"]) == (400, 4), result
+    assert result["error"].startswith(f"{field}: "), result["error"]
+    assert ("in the future" if moment.startswith("2100") else "no history") in result["error"]
+
+
+def test_no_history_up_to_now_stays_could_not_judge(handler, corpus):
+    """Without `at` the source may only be late: 503, asked again (the recorded case holds no
+    history now)."""
+    _, policy = case_policy(corpus, "k1m-aa-000")
+    result = handler.lambda_handler({"action": "plan", "release": "web-2", "policy": policy}, FakeContext())
+    assert (result["statusCode"], result["exit_code"]) == (503, 4), result
+    assert result["error"].startswith("could not judge: no history"), result["error"]

@@ -174,3 +174,26 @@ def test_the_event_s_rollout_fields_are_validated_naming_them():
                 handler.parse_request(event)
     finally:
         sys.modules.pop("gate_lambda_handler_rollout_event", None)
+
+
+def test_a_step_change_answered_with_no_step_change_ends_as_could_not_judge(monkeypatch):
+    """Review b4: StepRoute's Default was Decided: a SetStep answered `{"verdict": "ok", "exit_code":
+    0}` (a plan's answer) or a pass (a step change judges nothing) ended the execution SUCCEEDED
+    with exit_code 0. As Route, anything but a step taken or an error is no verdict: exit 4."""
+    for answered in ({"verdict": "ok", "exit_code": 0, "release": "web-1.2.3"},
+                     look("complete", 3, verdict="pass", final=True)):
+        analyzer = Analyzer([look("ready", 0, next_step=1)])
+        loop = Loop(monkeypatch, lambda event: answered if "rollout_step" in event else analyzer(event))
+        described = loop.run(ROLLOUT_EVENT)
+        assert described["status"] == "SUCCEEDED", described
+        output = described["output"]
+        assert (output["verdict"], output["exit_code"]) == ("error", 4), output
+        assert output["answer"]["answered"] == answered and "no verdict" in output["answer"]["error"]
+
+
+def test_a_step_change_failing_with_no_retry_left_ends_with_its_error(monkeypatch):
+    """The explicit error branch that replaced StepRoute's Default (a NotAVerdict now)."""
+    analyzer = Analyzer([look("ready", 0, next_step=1)])
+    loop = Loop(monkeypatch, lambda event: error(503) if "rollout_step" in event else analyzer(event))
+    described = loop.run(ROLLOUT_EVENT, max_errors=0)
+    assert described["output"] == {"verdict": "error", "exit_code": 4, "answer": error(503)}
