@@ -197,3 +197,15 @@ def test_a_step_change_failing_with_no_retry_left_ends_with_its_error(monkeypatc
     loop = Loop(monkeypatch, lambda event: error(503) if "rollout_step" in event else analyzer(event))
     described = loop.run(ROLLOUT_EVENT, max_errors=0)
     assert described["output"] == {"verdict": "error", "exit_code": 4, "answer": error(503)}
+
+
+def test_a_step_change_that_keeps_failing_ends_after_the_errors_in_a_row(monkeypatch):
+    """Each look names the step again and each step change answers 503: the look between two
+    failed step changes is no step taken, so the errors add up and the loop ends with the last
+    one (it used to reset them at every look and run until the 8-day hard stop)."""
+    looks = [look("ready", 0, next_step=1) for _ in range(12)]
+    analyzer = Analyzer(looks)
+    loop = Loop(monkeypatch, lambda event: error(503) if "rollout_step" in event else analyzer(event))
+    described = loop.run(ROLLOUT_EVENT, max_errors=3)
+    assert described["output"] == {"verdict": "error", "exit_code": 4, "answer": error(503)}
+    assert sum("rollout_step" in e for e in loop.events) == 4  # three retried, the fourth ends it
