@@ -224,6 +224,8 @@ class Rollout:
         the listener and before it was recorded is recognised and recorded; any other difference
         is someone else's change (RolloutError)."""
         changes = self.changes()
+        for recorded in changes:
+            self._set_by_these_steps(recorded)
         change = changes[-1] if changes else None
         outcome = self.step_outcome(change)
         if change is None:
@@ -242,6 +244,21 @@ class Rollout:
             f"{describe_split(self.spec, found)}, where this rollout set {describe_split(self.spec, change['weights'])} "
             f"(step {change['step']}, {iso(change['set_at'])}). The rollout stops: find out who changed them, then "
             "`gate rollback` (or set them back and run again)")
+
+    def _set_by_these_steps(self, change: dict) -> None:
+        """A recorded change is this policy's: its steps are `rollout.steps`, its weights this
+        policy's weights of its step. Another policy's changes (steps edited mid-rollout: P1's step
+        1 at 5% judged as P2's step 1 of [45] would answer "complete, 45%" with the canary at 5%)
+        are never read as this one's."""
+        step, steps = change["step"], change.get("steps")
+        mine = steps == list(self.spec.steps) and step <= len(steps)
+        if mine and same_split(self.weights(step), change["weights"]):
+            return
+        raise RolloutError(
+            f"rollout of {self.name!r}: deploy {self.deploy.number}'s traffic change of {iso(change['set_at'])} "
+            f"(step {step} of rollout.steps {steps}: {describe_split(self.spec, change['weights'])}) was not made "
+            f"by this policy's rollout (rollout.steps {list(self.spec.steps)} on these target groups): run the "
+            "rollout with the policy it started with, or `gate rollback` and roll out a new deploy")
 
     def _not_started(self) -> None:
         """A deploy that set no traffic yet finds the canary at 0; any share it has is someone
