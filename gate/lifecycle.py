@@ -208,9 +208,8 @@ def _registered(deploy: Deploy, registered: dict, requested: int | None, now: in
 def _judged_by(policy: Policy, info: dict, store: Any, deploy: Deploy, registered: dict, names: Names) -> bool:
     """Whether the registered deploy is judged by `policy` on the groups `info` names: True if it
     was registered with them (or before digests were kept), False if others were registered but
-    judged nothing yet (a policy or a scope corrected after a failed first evaluation), else
-    ReleaseError. Judged: a verdict of this deploy, or one naming no deploy in its window (older
-    records: counted, so that an edit is refused rather than allowed)."""
+    the deploy has not acted yet (a policy or a scope corrected after a failed first evaluation),
+    else ReleaseError. Acted (`_acted`): a verdict or a traffic change of this deploy."""
     release, start = deploy.release, deploy.deployed_at
     kept = registered["info"]
     recorded = kept.get(POLICY_DIGEST)
@@ -219,7 +218,7 @@ def _judged_by(policy: Policy, info: dict, store: Any, deploy: Deploy, registere
     moved = [g for g in ("canary", "baseline") if g in kept and kept[g] != info.get(g)]
     if same_policy and not moved:
         return True
-    if not any(e["verdict"] != "error" and _judged_in(e, deploy) for e in store.evaluations(release)):
+    if not _acted(store, deploy):
         return False
     end = registered_end(deploy, registered, policy) or start + policy.lifetime
     elsewhere = (f"on a new deploy ({names.deployed_at} after {iso(end)}) or under another release name")
@@ -228,21 +227,33 @@ def _judged_by(policy: Policy, info: dict, store: Any, deploy: Deploy, registere
         # minutes already judged by other rules: one deploy, one policy.
         raise ReleaseError(
             f"policy {policy.name!r} differs from the policy release {release!r} was registered with at "
-            f"{iso(start)} ({kept.get('policy')!r}), which has judged it: judge that deploy with "
-            f"its own policy, or the new policy {elsewhere}")
+            f"{iso(start)} ({kept.get('policy')!r}), which has judged it or set its traffic: judge that deploy "
+            f"with its own policy, or the new policy {elsewhere}")
     # Another group under the same release would mix two canaries' verdicts in one history.
     group = moved[0]
     raise ReleaseError(
         f"{group} scope {info.get(group)!r} differs from the one release {release!r} was registered with at "
-        f"{iso(start)} ({kept[group]!r}), which has judged it: judge that deploy on its own groups, or these "
-        f"groups {elsewhere}")
+        f"{iso(start)} ({kept[group]!r}), which has judged it or set its traffic: judge that deploy on its own "
+        f"groups, or these groups {elsewhere}")
+
+
+def _acted(store: Any, deploy: Deploy) -> bool:
+    """Whether the deploy has acted under its registered policy: a verdict, or a traffic change
+    (a rollout's step 1 at 5% is the registered steps' first: another policy's steps would judge
+    and move a canary they did not set). Records naming no deploy count in its window (older
+    records: counted, so that an edit is refused rather than allowed)."""
+    judged = any(e["verdict"] != "error" and _judged_in(e, deploy) for e in store.evaluations(deploy.release))
+    return judged or any(_in_deploy(c, c["set_at"], deploy) for c in store.traffic(deploy.release))
 
 
 def _judged_in(evaluation: dict, deploy: Deploy) -> bool:
     payload = evaluation["payload"] if isinstance(evaluation["payload"], dict) else {}
-    if DEPLOY in payload:
-        return belongs(payload, deploy)
-    return evaluation["evaluated_at"] >= deploy.deployed_at
+    return _in_deploy(payload, evaluation["evaluated_at"], deploy)
+
+
+def _in_deploy(record: dict, at: int, deploy: Deploy) -> bool:
+    """A record of the deploy: it names it, or names no deploy and was made in its window."""
+    return belongs(record, deploy) if DEPLOY in record else at >= deploy.deployed_at
 
 
 def _new_deploy(asked: int, name: str, policy: Policy, moment: float, past_flag: str | None) -> None:

@@ -224,6 +224,8 @@ class Rollout:
         the listener and before it was recorded is recognised and recorded; any other difference
         is someone else's change (RolloutError)."""
         changes = self.changes()
+        for recorded in changes:
+            self._set_by_these_steps(recorded)
         change = changes[-1] if changes else None
         outcome = self.step_outcome(change)
         if change is None:
@@ -242,6 +244,22 @@ class Rollout:
             f"{describe_split(self.spec, found)}, where this rollout set {describe_split(self.spec, change['weights'])} "
             f"(step {change['step']}, {iso(change['set_at'])}). The rollout stops: find out who changed them, then "
             "`gate rollback` (or set them back and run again)")
+
+    def _set_by_these_steps(self, change: dict) -> None:
+        """A recorded change is this policy's: its steps are `rollout.steps`, its weights this
+        policy's weights of its step. Another policy's changes (steps edited mid-rollout: P1's step
+        1 at 5% judged as P2's step 1 of [45] would answer "complete, 45%" with the canary at 5%)
+        are never read as this one's. A change to 0 (a rollback, maybe run with another policy
+        file) is one whatever its steps, on these target groups."""
+        step, steps = change["step"], change.get("steps")
+        mine = step == OUT or (steps == list(self.spec.steps) and step <= len(steps))
+        if mine and same_split(self.weights(step), change["weights"]):
+            return
+        raise RolloutError(
+            f"rollout of {self.name!r}: deploy {self.deploy.number}'s traffic change of {iso(change['set_at'])} "
+            f"(step {step} of rollout.steps {steps}: {describe_split(self.spec, change['weights'])}) was not made "
+            f"by this policy's rollout (rollout.steps {list(self.spec.steps)} on these target groups): run the "
+            "rollout with the policy it started with, or `gate rollback` and roll out a new deploy")
 
     def _not_started(self) -> None:
         """A deploy that set no traffic yet finds the canary at 0; any share it has is someone
@@ -428,8 +446,10 @@ class Rollout:
 
 def rollback_traffic(policy: Any, release: str, store: Any, *, by: str = "rollback") -> list:
     """`gate rollback` / `gate promote` of a policy with a rollout: the step (gate.actions.Step)
-    that sends the canary's (and the baseline's) traffic back to production, recorded in the
-    store; no step when the listener already sends them nothing."""
+    that sends the canary's (and the baseline's) traffic back to production, recorded in the store
+    as the current deploy's change to 0. When the listener already sends them nothing, the step
+    only records that change (unless the deploy's last one is already at 0): the deploy's rollout
+    is over, so a loop still running (a Step Functions SetStep) can never start it again."""
     from gate.actions import Step
     from gate.traffic import forward_of
 
@@ -437,22 +457,31 @@ def rollback_traffic(policy: Any, release: str, store: Any, *, by: str = "rollba
     forward = forward_of(policy)
     found = forward.weights()
     target = step_weights(spec, 0)
-    if same_split(target, found):
+    registered = store.release(release) if store is not None else None
+    deploy = deploy_of(registered) if registered is not None else None  # None: the change is no deploy's
+    moved = not same_split(target, found)
+    if not moved and (deploy is None or _over(store.deploy_traffic(deploy))):
         return []
     detail = {"before": describe_split(spec, found), "after": describe_split(spec, target)}
 
     def apply() -> None:
-        forward.set(target)
+        if moved:
+            forward.set(target)
         if store is not None:
-            registered = store.release(release)  # the change is the current deploy's (none: no deploy's)
-            owner = {DEPLOY: deploy_of(registered).number} if registered is not None else {}
+            owner = {DEPLOY: deploy.number} if deploy is not None else {}
             store.record_traffic(release, {"step": OUT, "percent": 0, "steps": list(spec.steps), "weights": target,
                                            "before": found, "set_at": int(time.time()), "by": by,
                                            "allowed_by": {"verdict": by, "reason": f"gate {by}"},
                                            "forward": spec.forward_arn, **owner})
 
-    return [Step(spec.forward_arn.split(":")[-1], f"send the canary's traffic back to production "
-                 f"({detail['before']} -> {detail['after']})", detail, apply)]
+    change = (f"send the canary's traffic back to production ({detail['before']} -> {detail['after']})" if moved
+              else f"record that deploy {deploy.number}'s rollout is over (the canary already takes no traffic)")
+    return [Step(spec.forward_arn.split(":")[-1], change, detail, apply)]
+
+
+def _over(changes: list[dict]) -> bool:
+    """Whether a deploy's last traffic change sent the canary's traffic back to production."""
+    return bool(changes) and changes[-1]["step"] == OUT
 
 
 def watch(machine: Rollout, wait: Callable[[int], None], on_look: Callable[[Look], None] | None = None) -> Look:

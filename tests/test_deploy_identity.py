@@ -16,7 +16,7 @@ from gate.demo import DEMO_POLICY
 from gate.errors import PolicyError, ReleaseError, StoreError
 from gate.lifecycle import POLICY_DIGEST, policy_digest, register_deploy
 from gate.policy import parse_policy, with_overrides
-from gate.rollout import Rollout, RolloutError
+from gate.rollout import Rollout, RolloutError, rollback_traffic
 from gate.sources.simulate import ONSET, SimulateSource
 from gate.store import SqliteStore
 from gate.traffic import Forward
@@ -265,3 +265,59 @@ def test_a_report_draws_only_its_deploy_s_traffic_steps(tmp_path):
                                        **({"deploy": deploy} if deploy else {})})
     verdict = Verdict("web-2", "fail", "x", DEPLOYED_AT, DEPLOYED_AT + 600, True, deploy=2)
     assert [c["step"] for c in _traffic(store, verdict)] == [1]
+
+
+# -- fixroll: a rollout is judged only by the policy that set its traffic ---------------------------
+
+
+def test_another_policy_is_refused_once_the_deploy_set_traffic(alb, tmp_path):
+    """Run 1 ([5, 25, 45]) set step 1 (5%); run 2 with steps [45], before any verdict: registered
+    anew (only verdicts counted as acting), it judged step 1 at 5% as its last step and answered
+    `complete: the canary takes 45%`, exit 0, with the listener at canary 5."""
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT), SimulateSource("healthy", 7)
+    first = opened(alb, store, source, clock, DEPLOYED_AT, policy_for(alb, steps=[5, 25, 45])).tick(int(clock.at))
+    assert first.status == "started" and not store.evaluations("web-2")
+    clock.at += 60
+    with pytest.raises(ReleaseError, match=r"policy 'demo-shop' differs from the policy release 'web-2' was "
+                                           r"registered with at .*, which has judged it or set its traffic"):
+        opened(alb, store, source, clock, DEPLOYED_AT, policy_for(alb, steps=[45]))
+    assert split(alb) == {"production": 90, "canary": 5, "baseline": 5}
+    assert [c["steps"] for c in store.traffic("web-2")] == [[5, 25, 45]]
+    # Its own policy goes on from step 1.
+    assert opened(alb, store, source, clock, DEPLOYED_AT, policy_for(alb)).tick(int(clock.at)).step == 1
+
+
+def test_a_change_made_with_other_steps_is_never_read_as_this_policy_s(alb, tmp_path):
+    """The second line: a deploy registered before digests were kept cannot tell policies apart,
+    so the rollout itself checks each recorded change's steps and weights against its policy."""
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT), SimulateSource("healthy", 7)
+    store.start_release("web-2", DEPLOYED_AT, {"deploy": 1})  # no digest, no lifetime: any policy is "its own"
+    opened(alb, store, source, clock, DEPLOYED_AT, policy_for(alb, steps=[5, 25, 45])).tick(int(clock.at))
+    for _ in range(30):
+        clock.at += 60
+        with pytest.raises(RolloutError, match=r"deploy 1's traffic change of .* \(step 1 of rollout.steps "
+                                               r"\[5, 25, 45\]: canary 5, baseline 5, production 90\) was not made by "
+                                               r"this policy's rollout \(rollout.steps \[45\]"):
+            opened(alb, store, source, clock, DEPLOYED_AT, policy_for(alb, steps=[45])).tick(int(clock.at))
+    assert split(alb) == {"production": 90, "canary": 5, "baseline": 5} and len(store.traffic("web-2")) == 1
+    assert not store.evaluations("web-2")  # nothing judged under the other steps
+
+
+def test_a_rollback_with_the_canary_already_at_0_ends_the_deploy_s_rollout(alb, tmp_path):
+    """The pipeline rolled back before the rollout's first step (the listener already at 0): no
+    change was recorded, and the loop still running (its SetStep) later set the canary to 5%."""
+    store, clock, source = SqliteStore(tmp_path / "gate.sqlite"), Clock(DEPLOYED_AT), SimulateSource("healthy", 7)
+    opened(alb, store, source, clock, DEPLOYED_AT)  # deploy 1 registered, its rollout not started
+    steps = rollback_traffic(policy_for(alb), "web-2", store)
+    assert [s.change for s in steps] == ["record that deploy 1's rollout is over (the canary already takes no "
+                                         "traffic)"]
+    for step in steps:
+        step.apply()
+    assert rollback_traffic(policy_for(alb), "web-2", store) == []  # once is enough: run again, nothing to do
+    clock.at += 60
+    with pytest.raises(RolloutError, match=r"step 1 is not allowed now: the rollout is over \(the canary's "
+                                           r"traffic was sent back to production\)"):
+        opened(alb, store, source, clock, DEPLOYED_AT).advance(1)
+    assert split(alb) == {"production": 100, "canary": 0, "baseline": 0}
+    assert opened(alb, store, source, clock, DEPLOYED_AT).tick(int(clock.at)).status == "rolled_back"
+    assert [(c["step"], c["by"], c["deploy"]) for c in store.traffic("web-2")] == [(0, "rollback", 1)]

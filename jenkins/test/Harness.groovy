@@ -32,6 +32,7 @@ class Harness {
     // What the test controls: sh(script, args) -> [status: int, stdout: String]; input(args) -> value.
     Closure onSh = { String script, Map args -> [status: 0, stdout: ''] }
     Closure onInput = { Map args -> throw new FlowInterrupted('no input expected') }
+    Closure onSleep = { Object args -> null }  // e.g. throw new FlowInterrupted(...): the build aborted while it slept
     // What the test inspects.
     List<Map> calls = []
     List<String> log = []
@@ -199,9 +200,9 @@ class Harness {
 
     def step_fileExists(String path) { file(path).exists() }
 
-    def step_sleep(Map args) { null }  // recorded in calls, not slept
+    def step_sleep(Map args) { onSleep(args) }  // recorded in calls, not slept
 
-    def step_sleep(Number seconds) { null }
+    def step_sleep(Number seconds) { onSleep(seconds) }
 
     def step_input(Map args) {
         inputs << [args: args, insideTimeout: timeouts > 0]

@@ -293,6 +293,7 @@ test('step lambda state machine: start-execution with the bare event, poll descr
         // The archived JSON is the analyzer's answer, not the execution's wrapper.
         assert new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3.json').text) == answer
         assert h.calls.findAll { it.step == 'sleep' }*.args == [[[time: 30, unit: 'SECONDS']], [[time: 30, unit: 'SECONDS']]]
+        assert !h.ran('stop-execution')  // it ended by itself
         if (python) {  // gate.junit read the answer: one test case per metric
             Map report = h.junitReports[0]
             assert report.cases == ['cpu', 'latency'] && report.suite == 'web-1.2.3'
@@ -335,6 +336,49 @@ test('step lambda state machine: a refused start-execution returns error, as the
         Map written = new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3.json').text) as Map
         assert written.verdict == 'error' && written.error == 'state machine execution not started'
     }
+}
+
+test('step lambda state machine: an aborted build, a crash or a lost watch stops the execution, then ends as it ended') {
+    String stop = "stepfunctions stop-execution --execution-arn 'arn:aws:states:eu-west-1:1:execution:gate:abc' " +
+                  "--error CanaryGate.PipelineStopped"
+    // The build aborted in `sleep` (FlowInterruptedException): before, the loop ran on for up to 8
+    // days and set the canary's traffic after the pipeline had rolled back.
+    Harness h = harness()
+    Closure running = executionEnds(h, 'RUNNING', null, [:])
+    h.onSh = { String script, Map a -> script.contains('stop-execution') ? [status: 0] : running(script, a) }
+    h.onSleep = { Object a -> throw new FlowInterrupted('Aborted by alice') }
+    FlowInterrupted aborted = null
+    try {
+        h.runStep(STATE_MACHINE)
+    } catch (FlowInterrupted e) {
+        aborted = e
+    }
+    assert aborted?.message == 'Aborted by alice'
+    assert h.commands.findIndexOf { it.contains(stop) } > h.commands.findLastIndexOf { it.contains('describe-execution') }
+    assert h.logText().contains('canaryGate: stopped arn:aws:states:eu-west-1:1:execution:gate:abc')
+    // Any other failure while watching (the agent lost, an `sh` that throws): stopped, rethrown.
+    h = harness()
+    h.onSh = { String script, Map a ->
+        if (script.contains('describe-execution')) {
+            throw new PipelineAbort('agent went offline')
+        }
+        return script.contains('stop-execution') ? [status: 0] : executionEnds(h, 'RUNNING', null, [:])(script, a)
+    }
+    assert failure { h.runStep(STATE_MACHINE) } == 'agent went offline'
+    assert h.ran(stop)
+    // describe-execution refused: the step gives up watching ('error'), so the loop is stopped too;
+    // a refused stop says what to stop by hand.
+    h = harness()
+    h.onSh = { String script, Map a ->
+        if (script.contains('describe-execution') || script.contains('stop-execution')) {
+            return [status: 254]
+        }
+        return executionEnds(h, 'RUNNING', null, [:])(script, a)
+    }
+    assert h.runStep(STATE_MACHINE) == 'error'
+    assert h.ran(stop)
+    assert h.logText().contains('canaryGate: aws stepfunctions stop-execution failed (exit code 254): stop ' +
+                                'arn:aws:states:eu-west-1:1:execution:gate:abc by hand')
 }
 
 // -- the Jenkinsfile ---------------------------------------------------------------------------------

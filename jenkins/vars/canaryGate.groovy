@@ -31,7 +31,8 @@
 //                       'pass' once the last step passed; a failed step has sent the traffic back.
 //   gate, store         cli mode: the gate command (default 'gate'), its --store file.
 //   function            lambda mode: the analyzer function, invoked once per `pollSeconds`.
-//   stateMachine        lambda mode: the state machine ARN running the whole canary instead.
+//   stateMachine        lambda mode: the state machine ARN running the whole canary instead
+//                       (its execution is stopped if the build is aborted while it runs).
 //   region, pollSeconds lambda mode: the AWS region; seconds between invocations / polls (60).
 //   python              lambda mode: the Python with canary-gate that writes the JUnit report
 //                       ('python3'); without it the report is skipped, never the verdict.
@@ -229,7 +230,6 @@ private Map invoke(Map opts, String base, String eventFile, String jsonFile) {
 // is the same event as the function's (without `now`: it judges the current moment); poll it.
 private int runStateMachine(Map opts, String base, String jsonFile) {
     String eventFile = "${base}-event.json"
-    String describeFile = "${base}-execution.json"
     String startFile = "${base}-start.txt"
     writeFile(file: eventFile, text: event(opts))
     // returnStatus, not returnStdout (which throws): a refused start is could-not-judge, 'error'.
@@ -244,6 +244,22 @@ private int runStateMachine(Map opts, String base, String jsonFile) {
         return 4
     }
     echo "canaryGate: started ${execution}"
+    Map watched = [over: false]
+    try {
+        return watchExecution(opts, execution, base, jsonFile, watched)
+    } finally {
+        // Aborted (FlowInterruptedException in `sleep`), crashed or given up while the loop still
+        // runs: stopped, or it would go on judging and setting traffic steps for up to 8 days,
+        // after the pipeline has rolled back. Whatever ended the watch then ends the build.
+        if (!watched.over) {
+            stopExecution(opts, execution)
+        }
+    }
+}
+
+// Polls the execution until it ends (watched.over: it is no longer running); its exit code.
+private int watchExecution(Map opts, String execution, String base, String jsonFile, Map watched) {
+    String describeFile = "${base}-execution.json"
     while (true) {
         int status = sh(returnStatus: true, script: "${aws(opts)} stepfunctions describe-execution " +
                         "--execution-arn ${q(execution)} --output json > ${q(describeFile)}") as int
@@ -252,6 +268,7 @@ private int runStateMachine(Map opts, String base, String jsonFile) {
             return 4
         }
         Map described = parseJson(readFile(describeFile))
+        watched.over = described.status != null && described.status != 'RUNNING'
         if (described.status == 'SUCCEEDED') {
             // The output is {verdict, exit_code, answer}: the analyzer's last answer is the verdict.
             Object answer = parseJson(described.output as String).answer
@@ -271,6 +288,16 @@ private int runStateMachine(Map opts, String base, String jsonFile) {
         }
         sleep(time: opts.pollSeconds as int, unit: 'SECONDS')
     }
+}
+
+// The loop stopped (the role may: states:StopExecution); a refusal says what to stop by hand.
+private void stopExecution(Map opts, String execution) {
+    int stopped = sh(returnStatus: true, script: "${aws(opts)} stepfunctions stop-execution " +
+                     "--execution-arn ${q(execution)} --error CanaryGate.PipelineStopped " +
+                     "--cause 'the pipeline stopped watching the canary'") as int
+    echo(stopped == 0 ? "canaryGate: stopped ${execution}" :
+         "canaryGate: aws stepfunctions stop-execution failed (exit code ${stopped}): stop ${execution} by hand, " +
+         'or it goes on judging the canary and setting its traffic')
 }
 
 // An answer that is not a verdict (an error, garbage) is a could-not-judge, never a pass.
