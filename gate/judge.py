@@ -103,6 +103,11 @@ CLIP_SCALES = 4.0
 # that less likely than this, has probably lost its error series (broken instrumentation), not
 # its errors.
 IMPLAUSIBLY_CLEAN = 1e-3
+# ... and at most this share of the events expected: a series missing or mostly missing, not a
+# canary with fewer errors. Clean real canaries (dev) reach a third of their baseline's errors
+# over a whole window, far below chance once the window's minutes are summed as independent
+# draws (bursts correlate them); a lost series leaves none or a stray one.
+IMPLAUSIBLY_FEW = 0.1
 
 
 @dataclass(frozen=True)
@@ -814,9 +819,15 @@ def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: 
     whole: P(X <= observed) below IMPLAUSIBLY_CLEAN."""
     if m.bad_direction not in ("increase", "either") or not m.denominator:
         return None
-    seen, mean = float(np.sum(events)), rate * float(np.sum(volume))
-    chance = _lower_tail(seen, mean, inverse_k)
-    if chance >= IMPLAUSIBLY_CLEAN:
+    expected = rate * volume  # per point
+    seen, mean = float(np.sum(events)), float(np.sum(expected))
+    # The window's sum of points, each negative binomial with the learned 1/k: Var = sum mu_i
+    # (1 + mu_i / k) = M (1 + M / k_sum), 1/k_sum = (1/k) sum mu_i^2 / M^2 (about 1/k over the
+    # points). The per-point 1/k applied to the sum made bursts in the history (a 20-minute
+    # outage) a licence for a whole window without one error.
+    inverse_k_sum = inverse_k * float(np.sum(expected**2)) / mean**2 if mean > 0 else 0.0
+    chance = _lower_tail(seen, mean, inverse_k_sum)
+    if chance >= IMPLAUSIBLY_CLEAN or seen > IMPLAUSIBLY_FEW * mean:
         return None
     counted = "not one" if seen == 0 else f"only {seen:.0f}"
     return (f"the canary reported {np.sum(volume):.0f} {m.denominator} and {counted} {m.name}, where the "

@@ -446,6 +446,21 @@ def test_one_error_event_does_not_hide_a_missing_error_series():
     assert errors.rule == "implausibly-clean" and "only 1 errors" in errors.reason, errors.reason
 
 
+def test_an_outage_in_the_baseline_s_history_does_not_make_a_missing_error_series_plausible():
+    """Review of issue 22.4: twenty minutes at 100% errors three days before the deploy made the
+    learned per-minute dispersion large (1/k ~ 1), and applied to the window's sum as one draw it
+    made a canary without a single error on ~1000 requests a minute look plausible: a pass. The
+    window's sum is many minutes: its dispersion is the per-minute one over their number."""
+    canary, baseline = _fleet(21)
+    start = int(np.searchsorted(baseline.timestamps, DEPLOY - 3 * DAY))
+    baseline.values["errors"][start:start + 20] = baseline.values["requests"][start:start + 20]
+    canary.values["errors"][:] = 0.0
+    verdict, _ = _run(_policy(), canary, baseline)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert verdict.verdict != "pass", verdict.reason
+    assert errors.rule == "implausibly-clean", errors.reason
+
+
 @pytest.mark.parametrize("seed", [45, 47])
 def test_one_glitch_point_in_a_counts_history_does_not_pass_a_tripled_error_rate(seed):
     """Issue 22, item 5: one minute of the baseline's error history written as 1e6 (a counter
