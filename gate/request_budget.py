@@ -7,8 +7,8 @@ its own answers: a few hundred canaries starting at once spent the organisation'
 history, were refused (429) and retried, and came late or not at all. Here the last word of the
 provider is kept where every evaluation sees it (the provider's window: requests left, when it
 resets), and one request is taken from it before each request is sent. An empty window means
-waiting for its reset, within the look's deadline (its interval): a busy hour delays requests
-instead of failing them. A look that would have to wait past its deadline answers could not judge,
+waiting for its reset, within the look's deadline (its interval, at most 100 s): a busy hour
+delays requests instead of failing them. A look that would have to wait past its deadline answers could not judge,
 saying so (`BudgetSpent`, a `SourceError`), never a pass.
 
 One interface (`RequestBudget`), the rules written once (`taken`, `after`, applied by
@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -39,6 +40,10 @@ from gate.errors import SourceError
 log = logging.getLogger(__name__)
 
 DEFAULT_PERIOD = 60.0  # seconds of a provider's window when it has not said (X-RateLimit-Period)
+# The longest window believed: Datadog's periods are seconds to an hour. A reset said to be further
+# (an epoch-style value from a proxy) would hold every request back until then, and no answer
+# could correct it, none being asked.
+MAX_PERIOD = 3600.0
 
 
 class BudgetSpent(SourceError):
@@ -103,7 +108,8 @@ def after(window: Window | None, now: float, heard: Heard) -> Window:
     later than the known one is a new window of the provider: its own count. The reset is the
     provider's, to the second (Reset is whole seconds: within a second of the known one it is
     the known one, so that answers agreeing with it write nothing)."""
-    resets_at = now + max(0.0, heard.reset)
+    heard = believed(heard, window.period if window is not None else None)
+    resets_at = now + heard.reset
     limit, period = heard.limit, heard.period
     if window is not None:
         limit, period = limit or window.limit, period or window.period
@@ -111,6 +117,14 @@ def after(window: Window | None, now: float, heard: Heard) -> Window:
             known = window.resets_at if resets_at >= window.resets_at - 1 else resets_at
             return Window(min(window.remaining, heard.remaining), known, limit, period)
     return Window(heard.remaining, resets_at, limit, period)
+
+
+def believed(heard: Heard, known_period: float | None = None) -> Heard:
+    """What is believed of an answer's headers: a period of at most `MAX_PERIOD`, and a reset
+    between now and the end of one period (the answer's, else the one known, else `MAX_PERIOD`)."""
+    period = min(heard.period, MAX_PERIOD) if heard.period else None
+    longest = min(period or known_period or MAX_PERIOD, MAX_PERIOD)
+    return replace(heard, reset=min(max(0.0, heard.reset), longest), period=period)
 
 
 class SharedBudget:
@@ -151,8 +165,8 @@ def wait_for_request(budget: RequestBudget, deadline: float, clock: Callable[[],
     while True:
         now = clock()
         wait = budget.take(now, count)
-        if wait <= 0:
-            return waited
+        if not 0 < wait < math.inf:
+            return waited  # taken; or a wait that means nothing (NaN, infinite): no reason to hold back
         if now + wait > deadline:
             raise BudgetSpent(budget_spent(provider, f"its window resets in {wait:.0f}s", deadline - now))
         sleep(wait)
@@ -170,13 +184,22 @@ def budget_spent(provider: str, why: str, left: float) -> str:
 
 
 def _window(data: dict | None) -> Window | None:
-    """A window from its JSON (the file) or its DynamoDB attributes (`{"N": "..."}`)."""
+    """A window from its JSON (the file) or its DynamoDB attributes (`{"N": "..."}`); None if there
+    is none, or if it is damaged (a value missing, not a number, not finite or out of range: a
+    NaN would make every wait NaN): as if nothing was heard."""
     if not data or "remaining" not in data:
         return None
     plain = {k: (v["N"] if isinstance(v, dict) else v) for k, v in data.items() if k in Window.__dataclass_fields__}
-    return Window(int(plain["remaining"]), float(plain["resets_at"]),
-                  int(plain["limit"]) if plain.get("limit") is not None else None,
-                  float(plain["period"]) if plain.get("period") is not None else None)
+    try:
+        window = Window(int(plain["remaining"]), float(plain["resets_at"]),
+                        int(plain["limit"]) if plain.get("limit") is not None else None,
+                        float(plain["period"]) if plain.get("period") is not None else None)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    sound = (window.remaining >= 0 and math.isfinite(window.resets_at)
+             and (window.limit is None or window.limit > 0)
+             and (window.period is None or 0 < window.period <= MAX_PERIOD))
+    return window if sound else None
 
 
 class FileBudget(SharedBudget):
@@ -239,7 +262,7 @@ class DynamoBudget(SharedBudget):
         raise RuntimeError("too many concurrent updates")
 
     def _heard(self, now: float, heard: Heard) -> None:
-        resets_at = now + max(0.0, heard.reset)
+        resets_at = now + believed(heard).reset  # else (another period known) the rules below
         stored = self._conditional(
             "SET remaining = :r, version = version + :one",
             "remaining > :r AND resets_at > :now AND resets_at BETWEEN :early AND :late", {

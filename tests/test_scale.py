@@ -6,6 +6,8 @@ Figures (requests, GB-seconds, 429s at 500 canaries) are bench/scale.py's, in do
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 
 import boto3
@@ -40,6 +42,8 @@ class SimulatedClock:
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
+        if not 0 <= seconds < math.inf:
+            raise ValueError(f"Invalid value {seconds}")  # as time.sleep
         self.now += seconds
 
 
@@ -348,3 +352,85 @@ def test_a_history_the_window_cannot_hold_sends_nothing_and_leaves_the_requests_
     assert results[0] in ("pass", "inconclusive") and results[2] in ("pass", "inconclusive"), results
     assert "request budget" in results[1] and "could not judge" in results[1]
     assert len(fake.timeseries_requests()) == 4 and fake.refused == 0
+
+
+# -- a budget that says nonsense holds nothing back for ever ----------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    '{"remaining": 0, "resets_at": NaN}',
+    '{"remaining": 0, "resets_at": 0, "limit": 1, "period": NaN}',
+    '{"remaining": 0, "resets_at": Infinity}',
+    '{"remaining": -1, "resets_at": 1e300, "limit": 1, "period": -60}',
+])
+def test_a_damaged_budget_file_is_as_if_nothing_was_heard(tmp_path, text):
+    """json.loads accepts NaN: a window resetting at NaN made every wait NaN, and time.sleep(NaN)
+    an internal error on every look until the file was deleted. Damaged, it holds nothing back,
+    and the next answer heard replaces it."""
+    from gate.request_budget import Heard, wait_for_request
+
+    budget = shared_file_budget(tmp_path)
+    budget.path.parent.mkdir(parents=True)
+    budget.path.write_text(text)
+    clock = SimulatedClock(1000.0)
+    for _ in range(3):
+        assert wait_for_request(budget, clock() + 60, clock, clock.sleep, "Datadog") == 0.0
+    assert clock.slept == []
+    budget.heard(clock(), Heard(remaining=5, reset=30, limit=10, period=60))
+    assert json.loads(budget.path.read_text()) == {"remaining": 5, "resets_at": 1030.0, "limit": 10, "period": 60}
+
+
+@pytest.mark.parametrize("backend", ["file", "dynamodb"])
+@pytest.mark.parametrize("period", [60, None])
+def test_a_reset_heard_further_than_a_window_is_cut_to_one(backend, period, tmp_path, request):
+    """A Reset of 1e12 s (an epoch-style value from a proxy) held every request back for ever (the
+    file) or a day (the item's TTL), no answer being asked to correct it. A reset is believed up to
+    the window's period (an hour if it is not known): the look waits that long at most."""
+    from gate.request_budget import DynamoBudget, Heard, wait_for_request
+
+    if backend == "dynamodb":
+        request.getfixturevalue("moto_endpoint")
+        create_store_table(TABLE)
+        budget = DynamoBudget("datadog", TABLE)
+    else:
+        budget = shared_file_budget(tmp_path)
+    clock = SimulatedClock(1000.0)
+    budget.heard(clock(), Heard(remaining=0, reset=1e12, limit=100, period=period))
+    longest = period or 3600
+    assert wait_for_request(budget, clock() + longest, clock, clock.sleep, "Datadog") == longest
+
+
+def test_a_look_waits_for_the_budget_no_longer_than_the_lambda_can(env_keys, corpus, tmp_path):
+    """An interval of 5 minutes, the window resetting in 150 s: the look waited for it, past what a
+    Lambda (Timeout 300 s, two fetches a look) can sleep, and was killed. It waits 100 s at most:
+    could not judge, the budget named, nothing slept."""
+    from gate.request_budget import Heard
+
+    case = load_case(corpus / AA)
+    clock = SimulatedClock(case.deployed_at + 1205)
+    with FakeDatadog(case, clock=clock) as fake:
+        fake.rate_limit, fake.rate_period = 2, 150
+        env_keys.setenv("GATE_DATADOG_URL", fake.url)
+        budget = shared_file_budget(tmp_path)
+        budget.heard(clock(), Heard(remaining=0, reset=150, limit=2, period=150))
+        policy = datadog_policy(timeout=60).model_copy(update={"interval": 300})
+        source = open_source(policy)
+        source.clock_wall, source.sleep, source.request_budget = clock, clock.sleep, budget
+        analysis = Analysis(policy, source, "web-1.0", case.deployed_at, canary=CANARY, baseline=BASELINE)
+        with pytest.raises(SourceError, match="request budget.*could not judge"):
+            analysis.evaluate(case.deployed_at + 1200)
+    assert fake.timeseries_requests() == [] and clock.slept == []
+
+
+@pytest.mark.parametrize("wait", [math.nan, math.inf])
+def test_a_wait_that_means_nothing_is_no_wait(wait):
+    """Whatever a budget backend says, a NaN or infinite wait never reaches time.sleep (nor an endless BudgetSpent)."""
+    from gate.request_budget import wait_for_request
+
+    class Nonsense:
+        def take(self, now, count=1):
+            return wait
+
+    clock = SimulatedClock(1000.0)
+    assert wait_for_request(Nonsense(), clock() + 60, clock, clock.sleep, "Datadog") == 0.0
+    assert clock.slept == []

@@ -18,8 +18,8 @@ Rate limits: the organisation's requests are shared by every evaluation running 
 together), a retry one more; every answer's `X-RateLimit-*` headers are kept there, and a 429
 empties the window until its `X-RateLimit-Reset`, so that the other evaluations wait for the
 reset before they send instead of being refused. Waiting for the budget
-is bounded by the look's deadline (one interval from the fetch), not by `retry_budget`: past it,
-`BudgetSpent` (could not judge, the budget named as the reason).
+is bounded by the look's deadline (one interval from the fetch, at most `MAX_BUDGET_WAIT`), not by
+`retry_budget`: past it, `BudgetSpent` (could not judge, the budget named as the reason).
 
 Faults: a 429 that comes anyway waits for `X-RateLimit-Reset`, a 5xx, a timeout or a malformed
 answer is retried with backoff. The time lost to faults (failed attempts and the waits before
@@ -49,6 +49,12 @@ from gate.series import Frame, Observations
 from gate.sources import Query, count_denominators
 
 log = logging.getLogger(__name__)
+
+# The longest a fetch waits for the organisation's request budget (seconds), whatever the interval:
+# a look fetches twice (the history, then the window) within the Lambda's Timeout (300 s,
+# infra/template.yaml); past it the look answers could not judge, naming the budget, rather than
+# being killed mid-sleep.
+MAX_BUDGET_WAIT = 100.0
 
 URL_ENV, SITE_ENV, API_KEY_ENV, APP_KEY_ENV = "GATE_DATADOG_URL", "DD_SITE", "DD_API_KEY", "DD_APP_KEY"
 
@@ -412,8 +418,10 @@ class DatadogSource:
         points = {g: {n: {} for n in names} for g in groups}
         chunk = self.options.max_points * step
         # One budget for the whole fetch: a history read in several chunks shares it.
-        # The organisation's budget is waited for until the next look is due (one interval).
-        budget = _Budget(self.options.retry_budget, deadline=self.clock_wall() + self.interval)
+        # The organisation's budget is waited for until the next look is due (one interval), and
+        # no longer than the Lambda can wait.
+        budget = _Budget(self.options.retry_budget,
+                         deadline=self.clock_wall() + min(self.interval, MAX_BUDGET_WAIT))
         starts = range(first, last + 1, chunk)
         if starts:  # every request of the fetch at once (a retry takes its own): all or none
             wait_for_request(self.request_budget, budget.deadline, self.clock_wall, self.sleep, "Datadog",
