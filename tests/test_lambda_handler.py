@@ -578,13 +578,8 @@ def test_a_policy_kept_by_a_warm_container_older_than_the_registered_one_is_read
     final 400 ("differs from the policy ... registered with"): the loop ended, the pipeline rolled
     back a healthy canary. It reads the policy again once, and judges with the current one."""
     event = case_event(corpus, "k1m-canary-down-012")
-    ssm, name = boto3.client("ssm"), "/canary-gate/kept-by-a-warm-container"
-    ssm.put_parameter(Name=name, Value=json.dumps(event["policy"]), Type="String")
-    warm = handler.lambda_handler({**event, "release": "another-release", "policy": f"ssm:{name}"}, FakeContext())
-    assert warm["verdict"] == "fail", warm  # this container now keeps the first policy
-
-    updated = {**event["policy"], "alpha": 0.02}
-    ssm.put_parameter(Name=name, Value=json.dumps(updated), Type="String", Overwrite=True)
+    name = "/canary-gate/kept-by-a-warm-container"
+    updated = ssm_policy_updated_under_a_warm_container(handler, event, name)
     first = handler.lambda_handler({**event, "policy": updated, "now": event["deployed_at"]}, FakeContext())
     assert first["verdict"] == "inconclusive", first  # registered and judged with the updated policy
 
@@ -619,13 +614,8 @@ def test_a_warm_container_registers_a_deploy_with_the_current_ssm_policy(handler
     look (the current policy) was refused ("differs from the policy ... registered with"): a 400,
     exit 4, the loop ended and rolled back a healthy canary. A registration reads SSM now."""
     event = case_event(corpus, "k1m-canary-down-012")
-    ssm, name = boto3.client("ssm"), "/canary-gate/registered-by-a-warm-container"
-    ssm.put_parameter(Name=name, Value=json.dumps(event["policy"]), Type="String")
-    warm = handler.lambda_handler({**event, "release": "another-release", "policy": f"ssm:{name}"}, FakeContext())
-    assert warm["verdict"] == "fail", warm  # this container now keeps the first policy
-
-    updated = {**event["policy"], "alpha": 0.02}
-    ssm.put_parameter(Name=name, Value=json.dumps(updated), Type="String", Overwrite=True)
+    name = "/canary-gate/registered-by-a-warm-container"
+    updated = ssm_policy_updated_under_a_warm_container(handler, event, name)
     first = handler.lambda_handler({**event, "policy": f"ssm:{name}", "now": event["deployed_at"]}, FakeContext())
     assert first["verdict"] == "inconclusive", first
 
@@ -678,3 +668,15 @@ def test_a_warm_container_restarts_a_release_with_the_current_ssm_policy(handler
     handler.parameters.clear_caches()  # five minutes later: the kept copy expired
     result = handler.lambda_handler({**event, "policy": f"ssm:{name}"}, FakeContext())
     assert (result["verdict"], result["exit_code"], result.get("deploy")) == ("fail", 1, 2), result
+
+
+def ssm_policy_updated_under_a_warm_container(handler, event: dict, name: str) -> dict:
+    """Puts the event's policy at SSM `name`, has this container judge another release with it
+    (so it keeps that copy for 5 minutes), then updates the parameter: returns the updated policy."""
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name=name, Value=json.dumps(event["policy"]), Type="String")
+    warm = handler.lambda_handler({**event, "release": "another-release", "policy": f"ssm:{name}"}, FakeContext())
+    assert warm["verdict"] == "fail", warm  # this container now keeps the first policy
+    updated = {**event["policy"], "alpha": 0.02}
+    ssm.put_parameter(Name=name, Value=json.dumps(updated), Type="String", Overwrite=True)
+    return updated

@@ -120,9 +120,7 @@ def test_an_evaluation_waits_for_the_window_another_one_spent_instead_of_being_r
         policy = datadog_policy(timeout=60)
         sources = []
         for _ in range(2):
-            source = open_source(policy)
-            source.clock_wall, source.sleep, source.request_budget = clock, clock.sleep, budget
-            sources.append(source)
+            sources.append(budgeted_source(policy, clock, budget))
         first = Analysis(policy.model_copy(update={"history": 2 * 86400}), sources[0], "web-1.0", case.deployed_at,
                          canary=CANARY, baseline=BASELINE)
         first.evaluate(case.deployed_at + 1200)  # 2 days of history + the window: 3 requests
@@ -145,13 +143,7 @@ def test_a_look_that_cannot_get_its_data_within_its_interval_could_not_judge_nam
         policy = datadog_policy(timeout=60).model_copy(update={"history": 86400})
         results = []
         for release in ("web-1.0", "web-2.0"):
-            source = open_source(policy)
-            source.clock_wall, source.sleep, source.request_budget = clock, clock.sleep, budget
-            analysis = Analysis(policy, source, release, case.deployed_at, canary=CANARY, baseline=BASELINE)
-            try:
-                results.append(analysis.evaluate(case.deployed_at + 1200).verdict)
-            except SourceError as e:
-                results.append(str(e))
+            results.append(verdict_or_error(policy, case, release, clock, budget))
     assert results[0] in ("pass", "inconclusive")
     assert "request budget" in results[1] and "could not judge" in results[1]
     assert len(fake.timeseries_requests()) == 2 and fake.refused == 0  # the second sent nothing
@@ -342,13 +334,7 @@ def test_a_history_the_window_cannot_hold_sends_nothing_and_leaves_the_requests_
         results = []
         for release, days in (("web-1.0", 1), ("web-2.0", 7), ("web-3.0", 1)):
             policy = datadog_policy(timeout=60).model_copy(update={"history": days * 86400})
-            source = open_source(policy)
-            source.clock_wall, source.sleep, source.request_budget = clock, clock.sleep, budget
-            analysis = Analysis(policy, source, release, case.deployed_at, canary=CANARY, baseline=BASELINE)
-            try:
-                results.append(analysis.evaluate(case.deployed_at + 1200).verdict)
-            except SourceError as e:
-                results.append(str(e))
+            results.append(verdict_or_error(policy, case, release, clock, budget))
     assert results[0] in ("pass", "inconclusive") and results[2] in ("pass", "inconclusive"), results
     assert "request budget" in results[1] and "could not judge" in results[1]
     assert len(fake.timeseries_requests()) == 4 and fake.refused == 0
@@ -414,9 +400,7 @@ def test_a_look_waits_for_the_budget_no_longer_than_the_lambda_can(env_keys, cor
         budget = shared_file_budget(tmp_path)
         budget.heard(clock(), Heard(remaining=0, reset=150, limit=2, period=150))
         policy = datadog_policy(timeout=60).model_copy(update={"interval": 300})
-        source = open_source(policy)
-        source.clock_wall, source.sleep, source.request_budget = clock, clock.sleep, budget
-        analysis = Analysis(policy, source, "web-1.0", case.deployed_at, canary=CANARY, baseline=BASELINE)
+        analysis = Analysis(policy, budgeted_source(policy, clock, budget), "web-1.0", case.deployed_at, canary=CANARY, baseline=BASELINE)
         with pytest.raises(SourceError, match="request budget.*could not judge"):
             analysis.evaluate(case.deployed_at + 1200)
     assert fake.timeseries_requests() == [] and clock.slept == []
@@ -434,3 +418,21 @@ def test_a_wait_that_means_nothing_is_no_wait(wait):
     clock = SimulatedClock(1000.0)
     assert wait_for_request(Nonsense(), clock() + 60, clock, clock.sleep, "Datadog") == 0.0
     assert clock.slept == []
+
+
+def budgeted_source(policy, clock, budget):
+    """The policy's Datadog source on the simulated clock, spending from `budget`."""
+    source = open_source(policy)
+    source.clock_wall, source.sleep, source.request_budget = clock, clock.sleep, budget
+    return source
+
+
+def verdict_or_error(policy, case, release, clock, budget) -> str:
+    """One look, 20 minutes in, of a release through the shared budget: its verdict, or the
+    message of the SourceError that refused it."""
+    analysis = Analysis(policy, budgeted_source(policy, clock, budget), release, case.deployed_at,
+                        canary=CANARY, baseline=BASELINE)
+    try:
+        return analysis.evaluate(case.deployed_at + 1200).verdict
+    except SourceError as e:
+        return str(e)
