@@ -879,9 +879,6 @@ def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult
                            **numbers)
     if comparison.doubt is not None:
         return _result(m, "inconclusive", "implausibly-clean", comparison.doubt, **numbers)
-    if m.tolerance is None:
-        return _result(m, "pass", "no-significant-difference",
-                       f"{shown}: no significant degradation (no tolerance set)", **numbers)
     if look.checkpoint and all(o.test.within for o in outcomes):
         numbers = _decided_by(m, numbers, outcomes, lambda o: o.test.checkpoint_boundary, PASS_TEST)
         return _result(m, "pass", f"{what}-within-tolerance", f"{shown}: shown within tolerance", **numbers)
@@ -910,9 +907,7 @@ def _favours_within(o: Outcome, tolerance: float) -> bool:
     END_REGRESSION_MULTIPLE times it (END_PASS_RULE)."""
     effect, se = o.effect(tolerance)
     regressed = END_REGRESSION_MULTIPLE * tolerance
-    if END_PASS_RULE == "not-shown-worse" or tolerance <= 0:
-        # A zero tolerance has no acceptable effect to tell from a regression (its estimate is
-        # above 0 for half of all identical canaries): only the significance test judges it.
+    if END_PASS_RULE == "not-shown-worse":
         return True
     if END_PASS_RULE == "estimate-within" or se <= 0:
         return effect <= tolerance
@@ -1036,8 +1031,26 @@ def _against_history(
     if doubt is not None:
         return _result(m, "inconclusive", "implausibly-clean", doubt, **numbers)
     if look.final:
+        if not _within_history_tolerance(m, mean_x, expected):
+            return _result(m, "inconclusive", f"mean-{COULD_NOT_TELL}",
+                           f"{shown}: at the end of the lifetime the window mean is {_pct(effect)} off its "
+                           f"seasonal expectation, beyond the tolerance {m.tolerance:.0%}, though not shown "
+                           f"so: could not tell it within tolerance", **numbers)
         return _covered_enough(_result(m, "pass", "consistent-with-history", shown, **numbers), len(t), lifetime_points)
     return _result(m, "inconclusive", "watching-history", shown, **numbers)
+
+
+def _within_history_tolerance(m: Metric, mean: float, expected: float | None) -> bool:
+    """History-only, at the end: a pass needs the window mean's estimate within the tolerance on
+    its bad side (END_PASS_RULE's estimate rule, as a canary beside a baseline). A metric without
+    a tolerance is judged on a departure from its history only."""
+    if m.tolerance is None or END_PASS_RULE == "not-shown-worse":
+        return True
+    if not expected:  # an expectation of 0 (no errors at these hours): within only where equal
+        return mean == expected or (m.bad_direction == "decrease" and mean > 0)
+    effect = mean / expected - 1
+    worse = {"increase": effect, "decrease": -effect}.get(m.bad_direction, abs(effect))
+    return math.isfinite(worse) and worse <= m.tolerance
 
 
 # ------------------------------------------------------------------- absolute guardrails

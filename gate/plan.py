@@ -41,13 +41,17 @@ LIFETIME_STEPS = (1.5, 2, 3, 4, 6, 8, 12, 16, 24, 48)  # lifetimes tried when th
 SHARE_RANGE = (1e-4, 1.0)  # canary shares searched for the smallest that judges a count
 SHARE_ITERATIONS = 12
 OK, AT_END, TOO_SHORT = "ok", "at the end", "too short"  # a metric's answer, the plan's: the worst of them
+UNTIMED = "no tolerance"  # history-only, tolerance null: no regression size to time, so never `ok`
+RISKS = (TOO_SHORT, UNTIMED, AT_END)  # worst first
 
 
 def answer(tolerance: float | None, lifetime: int, seconds_to_pass: int | None, seconds_to_fail: int | None) -> str:
     """A metric's answer for a lifetime: too short unless judged in time (backtest's rule, here on
     the one expected canary); at the end when its regression is caught only at the last look."""
     if not tolerance:
-        return OK  # judged against its history only: no regression size to time
+        # Judged against its history only: it passes at the end when no departure shows, which
+        # promises nothing about a regression; a plan cannot say it is judged in time.
+        return UNTIMED
     if not judged_in_time(float(seconds_to_fail is not None), float(seconds_to_pass is not None)):
         return TOO_SHORT
     return AT_END if seconds_to_fail >= lifetime else OK
@@ -90,7 +94,7 @@ class Plan:
     @property
     def verdict(self) -> str:
         answers = {m.answer for m in self.metrics}
-        return next((a for a in (TOO_SHORT, AT_END) if a in answers), OK)
+        return next((a for a in RISKS if a in answers), OK)
 
     def reason(self) -> str:
         at = "" if self.policy.history_only else f" at a {self.share:.1%} canary share"  # history-only: its own traffic
@@ -110,6 +114,9 @@ class Plan:
                 why = [f"a {REGRESSION:g}x-tolerance regression is not caught"] if m.seconds_to_fail is None else []
                 why += ["a canary as good as the baseline is not passed (could not tell)"] if m.seconds_to_pass is None else []
                 parts.append(f"{m.name} cannot be judged: {' and '.join(why)} within {life}{at} (would suffice: {fix})")
+            elif m.answer == UNTIMED:
+                parts.append(f"{m.name} has no tolerance: judged only on a departure from its history, it has "
+                             f"no regression size a plan can time (give it a tolerance to plan it)")
             elif m.answer == AT_END:
                 parts.append(f"{m.name}: a {REGRESSION:g}x-tolerance regression is caught only at the end of the "
                              f"{life} lifetime{at}, at the last look: a noisier canary may be missed "
@@ -319,7 +326,7 @@ def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0
             if m.name in scaled_by_share(policy) and not policy.history_only:
                 p.share_needed = planner.share_needed(m, enough)  # below it, the count cannot be judged in the lifetime
         else:
-            p.notes.append("no tolerance: judged against its history only, no regression size to plan for")
+            p.notes.append("no tolerance: judged only on a departure from its history, no regression size to plan for")
         plans.append(p)
     mode = "history-only" if policy.history_only else "canary vs baseline"
     return Plan(policy, release, deployed_at, share, mode, whole, plans)
@@ -339,7 +346,7 @@ def print_plan(data: dict, console) -> None:
     def when(seconds):
         return "-" if seconds is None else _human(int(seconds)) if seconds % 60 == 0 else f"{seconds}s"
 
-    styles = {OK: "bold green", AT_END: "bold yellow", TOO_SHORT: "bold red"}
+    styles = {OK: "bold green", AT_END: "bold yellow", UNTIMED: "bold yellow", TOO_SHORT: "bold red"}
     console.print(f"[{styles[data['verdict']]}]{data['verdict']}[/]: {escape(data['reason'])}", highlight=False)
     console.print(f"release {escape(data['release'])}, lifetime {_human(data['lifetime'])}, canary share "
                   f"{data['canary_share']:.1%} ({data['mode']}); a canary as good as the baseline passes after "

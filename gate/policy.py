@@ -156,8 +156,9 @@ class Metric(Strict):
         le=MAX_TOLERANCE,
         allow_inf_nan=False,
         description="Relative degradation still acceptable (0.1 = up to 10% worse than the "
-        "baseline; at most 100 = 101x). null: judge any departure from the seasonal history "
-        "(history-only).",
+        "baseline; at most 100 = 101x; above 0 for a judged metric: no evidence shows a canary "
+        "within 0). null, in a policy without a baseline group: judge only a departure from the "
+        "seasonal history.",
     )
     denominator: str | None = Field(
         default=None,
@@ -227,6 +228,12 @@ class Metric(Strict):
             raise ValueError(f"{where}: a guardrail ({named}) is a hard limit, but muted: true only reports the "
                              "metric and never fails the canary: remove muted to let the limit fail it, or remove "
                              f"{named} to only report it")
+        if self.tolerance == 0 and self.judged:
+            # A pass means the evidence favours "within tolerance" (issue 23): no evidence shows a
+            # canary within 0, and one as good as the baseline lands above it half of the time.
+            raise ValueError(f"{where}: tolerance 0 accepts no regression at all, which no evidence can show "
+                             "(a canary as good as the baseline measures above it half of the time, and would "
+                             "end undecided): give the smallest regression that matters, e.g. 0.05")
         if self.max is not None and self.min is not None and self.min >= self.max:
             raise ValueError(f"{where}: min ({self.min:g}) must be below max ({self.max:g})")
         if self.kind == "count" and any(getattr(self, n) < 0 for n in limits):
@@ -536,6 +543,13 @@ class Policy(Strict):
                              "(default: half the lifetime): a canary is compared for most of its life before it passes")
         if not any(m.judged for m in self.metrics):
             raise ValueError("no metric is judged (all are muted or have bad_direction: none)")
+        untolerant = [m.name for m in self.metrics if m.judged and m.tolerance is None]
+        if untolerant and self.baseline is not None:
+            # null judges a departure from the seasonal history, which a canary beside a baseline
+            # is not judged on: compared with the baseline it would have no tolerance to pass within.
+            raise ValueError(f"metric {untolerant[0]!r}: tolerance null judges only a departure from the seasonal "
+                             "history, for a policy without a baseline group; this policy compares the canary "
+                             "with its baseline: give the regression it accepts, e.g. 0.1")
         if self.notify.datadog_event and self.source.type != "datadog":
             raise ValueError("notify.datadog_event: Datadog events are posted for a Datadog source only")
         return self

@@ -540,3 +540,19 @@ def test_history_only_one_error_event_does_not_hide_a_missing_error_series():
     verdict, _ = Analysis(policy, MemorySource(canary, None), "r1", DEPLOY).run()
     assert verdict.verdict != "pass", verdict.reason
     assert verdict.metrics[0].rule == "implausibly-clean", verdict.metrics[0].reason
+
+
+def test_a_paired_metric_without_a_tolerance_is_never_passed_unshown_even_past_validation():
+    """Issue 23's review: a paired metric with tolerance null passed at any look when not shown
+    different ("no-significant-difference"). The policy now refuses it; the judge, handed one by
+    a caller that skipped validation, judges it as accepting no regression: a canary whose mean
+    is above the baseline's is not passed on the absence of a significant difference."""
+    canary, baseline = _fleet(11)
+    canary.values["cpu"][:] *= 1.02  # above the baseline, far too little to be shown worse
+    policy = _policy()
+    metrics = [m.model_copy(update={"tolerance": None}) if m.name == "cpu" else m for m in policy.metrics]
+    policy = policy.model_copy(update={"metrics": metrics})
+    verdict, _ = _run(policy, canary, baseline)
+    cpu = next(m for m in verdict.metrics if m.name == "cpu")
+    assert cpu.verdict != "pass" and cpu.rule != "no-significant-difference", cpu.reason
+    assert verdict.verdict != "pass", verdict.reason

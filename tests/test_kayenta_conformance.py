@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gate.policy import Metric
 from gate.verdict import iso, parse_time
 from tests.conftest import ROOT, run_gate
 
@@ -31,6 +32,7 @@ STEP = 60
 DEPLOYED_AT = parse_time("2024-05-01T12:00:00Z")
 HISTORY_POINTS = 2 * 86400 // STEP  # two days of baseline history
 SEED = 18
+DEFAULT_TOLERANCE = Metric.model_fields["tolerance"].default
 METRIC = "kpi"
 
 OUTCOME_OF_LABEL = {"Pass": "pass", "High": "fail", "Low": "fail", "Nodata": "fail"}
@@ -45,12 +47,18 @@ DESIGN_DIFFERENCES = {
         "Kayenta's NaN 'replace' strategy turns an empty canary into zeros and passes it; a canary "
         "that sends no data is never passed here (it fails as not reporting)",
         "fail", "has not reported"),
-    "Mean Inequality Classifier Test: Low Metric": (
-        "Kayenta's mean-inequality classifier compares two means with no test at all; five points "
-        "against a history that varies +-60% from minute to minute cannot show a difference at the "
-        "gate's level (alpha 1% over 3 tests; even a rank test of 5 fully separated points against "
-        "5 gives p = 0.008), so at the end it is not shown worse",
-        "pass", "no judged metric is shown worse"),
+    "Mann-Whitney Leading Zero Identical Population": (
+        "a canary of 0, 1, 1, 1, 1 against five 1s, judged for a decrease: its mean is 20% below the "
+        "baseline's, twice the tolerance, and five points cannot tell it within the tolerance from a "
+        "regression of twice it; a pass needs the evidence to favour 'within tolerance' (issue 23), so "
+        "it could not tell, and the undecided canary fails (on_undecided). Kayenta passes what its "
+        "rank test cannot call different",
+        "fail", "could not tell it within tolerance"),
+    "Mann-Whitney Classifier Test - CLES Effect Size: Pass": (
+        "Kayenta's CLES thresholds are probabilities that a canary point exceeds a baseline point; on a "
+        "mostly-zero metric they accept a canary whose mean is doubled. The gate judges the mean: "
+        "+104%, interval +19% to +189%, cannot be told within the tolerance, and fails as undecided",
+        "fail", "could not tell it within tolerance"),
 }
 
 # Sparse metrics (mostly zero, a few non-zero points): the fleet-anomaly hold-out once dropped
@@ -74,14 +82,17 @@ def slug(name: str) -> str:
 def our_tolerance(case: dict) -> float:
     """Kayenta's mean-ratio effect-size thresholds (low, high) as our relative tolerance: the
     canary may be up to high - 1 above or 1 - low below the baseline (one number for both sides:
-    the wider). 0 where the test keeps Kayenta's defaults (1.0, 1.0) or sets CLES thresholds,
-    which are probabilities, not ratios."""
+    the wider). Our default tolerance where the test keeps Kayenta's defaults (1.0, 1.0: no
+    effect size, which a policy cannot say: a tolerance of 0 is refused, as no evidence shows a
+    canary within it) or sets CLES thresholds, which are probabilities, not ratios: what a policy
+    that names no tolerance gets."""
     thresholds = case["effect_size_thresholds"]
     if thresholds is None or case["effect_size_measure"] != "meanRatio":
-        return 0.0
+        return DEFAULT_TOLERANCE
     low, high = thresholds
     above, below = round(high - 1, 9), round(1 - low, 9)  # 1.2 - 1 is 0.19999999999999996
-    return {"increase": above, "decrease": below}.get(case["direction"], max(above, below))
+    judged = {"increase": above, "decrease": below}.get(case["direction"], max(above, below))
+    return judged or DEFAULT_TOLERANCE  # a threshold of 1.0 on the judged side: no effect size there
 
 
 def write_case(root: Path, case: dict) -> Path:
@@ -154,10 +165,12 @@ def test_design_differences_are_our_documented_behaviour(name, replayed):
 
 @pytest.mark.parametrize("name", SPARSE_METRIC_CASES, ids=slug)
 def test_a_sparse_baselines_spikes_stay_in_the_comparison(name, replayed):
-    """Issue 18: both pass as in Kayenta, and no point was held out as a fleet anomaly (non-zero
-    points are everyday behaviour for a metric whose history is mostly zero)."""
+    """Issue 18: no point was held out as a fleet anomaly (non-zero points are everyday behaviour
+    for a metric whose history is mostly zero), and each is judged as Kayenta judges it or as our
+    documented difference says (the CLES one: its mean doubled)."""
     line = replayed[name]
-    assert line["verdict"] == "pass", line["reason"]
+    ours = DESIGN_DIFFERENCES[name][1] if name in DESIGN_DIFFERENCES else "pass"
+    assert line["verdict"] == ours, line["reason"]
     assert not any("held out" in note for note in line["notes"]), line["notes"]
 
 
@@ -178,11 +191,13 @@ def test_tolerance_is_the_mean_ratio_threshold_on_the_judged_side():
     def case(thresholds, direction="either", measure="meanRatio"):
         return {"effect_size_thresholds": thresholds, "direction": direction, "effect_size_measure": measure}
 
-    assert our_tolerance(case(None)) == 0.0
+    assert our_tolerance(case(None)) == DEFAULT_TOLERANCE == 0.1
+    assert our_tolerance(case([1.0, 1.0])) == DEFAULT_TOLERANCE
     assert our_tolerance(case([1.0, 5.0])) == 4.0
     assert our_tolerance(case([0.5, 1.0])) == 0.5
+    assert our_tolerance(case([0.5, 1.0], "increase")) == DEFAULT_TOLERANCE  # no effect size on that side
     assert our_tolerance(case([0.8, 1.2], "decrease")) == 0.2
-    assert our_tolerance(case([0.5, 0.8], measure="cles")) == 0.0
+    assert our_tolerance(case([0.5, 0.8], measure="cles")) == DEFAULT_TOLERANCE
 
 
 def test_the_converter_reads_a_test_block(tmp_path):

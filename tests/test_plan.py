@@ -103,7 +103,23 @@ def test_plan_and_backtest_share_one_rule_a_clean_canary_left_undecided_is_too_s
     assert answer(0.1, hour, 1800, hour) == "at the end"
     assert answer(0.1, hour, 1800, None) == "too short"  # the regression not caught
     assert answer(0.1, hour, None, 600) == "too short"  # a clean canary could not be told from it
-    assert answer(None, hour, None, None) == "ok"  # no tolerance: judged against its history only
+    # No tolerance (history-only): judged only on a departure from its history, never `ok`: the
+    # plan answered ok for it until issue 23's review, whatever the judge would miss.
+    assert answer(None, hour, 1800, 600) == answer(0.0, hour, 1800, 600) == "no tolerance"
+
+
+def test_a_history_only_metric_without_a_tolerance_is_a_risk_the_plan_names(tmp_path):
+    data = yaml.safe_load(policy(tmp_path, CPU + [{"name": "memory", "kind": "gauge", "tolerance": None}]).read_text())
+    del data["baseline"]
+    path = tmp_path / "history-only.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = run_gate("plan", "rel-1", "--policy", path, "--at", AT, "--json")
+    assert result.returncode == 3, result.stdout + result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["mode"] == "history-only" and plan["verdict"] == "no tolerance", plan["reason"]
+    answers = {m["name"]: m["answer"] for m in plan["metrics"]}
+    assert answers["memory"] == "no tolerance" and answers["cpu"] != "no tolerance"
+    assert "memory has no tolerance" in plan["reason"]
 
 
 def test_at_a_one_percent_share_the_plan_fits_80_columns_with_every_name_and_answer(tmp_path):

@@ -537,3 +537,43 @@ def test_a_guardrail_on_a_muted_metric_is_refused_naming_the_way_out(tmp_path, g
 def test_a_muted_error_budget_is_refused_too():
     message = error_of(errors_with(muted=True, slo={"objective": 0.999}))
     assert "'errors'" in message and "guardrail (slo)" in message and "remove muted" in message, message
+
+
+@pytest.mark.parametrize("where", ["latency", "errors"])
+def test_a_zero_tolerance_on_a_judged_metric_is_refused_naming_it(where):
+    """Issue 23's review: at tolerance 0 the end of the lifetime passed a canary +27% worse (only
+    the significance test judged it). No evidence shows a canary within 0: refused."""
+    data = good()
+    next(m for m in data["metrics"] if m["name"] == where)["tolerance"] = 0
+    message = error_of(data)
+    assert f"metric {where!r}" in message and "tolerance 0" in message and "e.g. 0.05" in message
+
+
+def test_a_zero_tolerance_is_fine_where_nothing_is_judged():
+    data = good()
+    data["metrics"] += [{"name": "context", "kind": "gauge", "bad_direction": "none", "tolerance": 0},
+                        {"name": "shown", "kind": "gauge", "muted": True, "tolerance": 0}]
+    assert parse_policy(data).metric("context").tolerance == 0
+
+
+def test_a_null_tolerance_beside_a_baseline_is_refused_naming_the_metric():
+    """Issue 23's review: with tolerance null a canary beside its baseline passed at any look when
+    not shown different (a 3x error rate at a 0.2% share passed at half its lifetime)."""
+    data = good()
+    data["metrics"][1]["tolerance"] = None
+    message = error_of(data)
+    assert "metric 'errors'" in message and "tolerance null" in message and "without a baseline group" in message
+    history_only = good()
+    del history_only["baseline"]
+    history_only["metrics"][1]["tolerance"] = None
+    assert parse_policy(history_only).metric("errors").tolerance is None  # a departure from the history
+
+
+def test_gate_check_refuses_a_zero_tolerance_in_one_line_and_never_passes(tmp_path):
+    data = good()
+    data["metrics"][0]["tolerance"] = 0
+    path = tmp_path / "zero.yaml"
+    path.write_text(json.dumps(data))
+    result = run_gate("check", "rel-1", "--policy", path)
+    assert result.returncode not in (0, 1), result.stdout + result.stderr
+    assert "tolerance 0" in result.stderr and "Traceback" not in result.stderr
