@@ -88,6 +88,7 @@ LATEST_AT_END = True
 #   the regression (normal approximation of the estimate).
 END_PASS_RULE = "estimate-within"
 COULD_NOT_TELL = "could-not-tell-at-end"  # the rule's suffix (mean-, rate-)
+HISTORY_ESTIMATE_AT_END = True  # history-only too: the window mean's estimate within the tolerance
 END_CLIP_SCALES = 12.0
 END_REGRESSION_MULTIPLE = 2.0
 END_BOUND_Z = 1.645
@@ -1044,7 +1045,7 @@ def _within_history_tolerance(m: Metric, mean: float, expected: float | None) ->
     """History-only, at the end: a pass needs the window mean's estimate within the tolerance on
     its bad side (END_PASS_RULE's estimate rule, as a canary beside a baseline). A metric without
     a tolerance is judged on a departure from its history only."""
-    if m.tolerance is None or END_PASS_RULE == "not-shown-worse":
+    if m.tolerance is None or not HISTORY_ESTIMATE_AT_END or END_PASS_RULE == "not-shown-worse":
         return True
     if not expected:  # an expectation of 0 (no errors at these hours): within only where equal
         return mean == expected or (m.bad_direction == "decrease" and mean > 0)

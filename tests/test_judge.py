@@ -556,3 +556,27 @@ def test_a_paired_metric_without_a_tolerance_is_never_passed_unshown_even_past_v
     cpu = next(m for m in verdict.metrics if m.name == "cpu")
     assert cpu.verdict != "pass" and cpu.rule != "no-significant-difference", cpu.reason
     assert verdict.verdict != "pass", verdict.reason
+
+
+def _noisy_history_only(seed: int, shift: float) -> Frame:
+    """One host without a baseline group: CPU with 20% noise a minute, the canary's window `shift` above."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(DEPLOY - HISTORY_DAYS * DAY, DEPLOY + 3600 + STEP, STEP, dtype=np.int64)
+    load = 1 + 0.3 * np.sin(2 * np.pi * (t % DAY) / DAY)
+    cpu = 40 * load * (1 + rng.normal(0, 0.2, len(t)))
+    cpu[t >= DEPLOY] *= 1 + shift
+    return Frame(STEP, t, {"cpu": cpu})
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_history_only_a_window_beyond_its_tolerance_is_not_passed_at_the_end(seed):
+    """Issue 23's review: without a baseline group, a canary +15% above its seasonal history at a
+    10% tolerance, too noisy to be shown beyond it or to depart, passed at the end as
+    "consistent with history". A pass needs the estimate within the tolerance: could not tell."""
+    policy = _policy(baseline=False, metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.1}])
+    verdict, _ = Analysis(policy, MemorySource(_noisy_history_only(seed, 0.15), None), "r1", DEPLOY).run()
+    cpu = verdict.metrics[0]
+    assert verdict.verdict != "pass" and cpu.rule == "mean-could-not-tell-at-end", cpu.reason
+    assert "beyond the tolerance 10%" in cpu.reason and cpu.effect > 0.1
+    clean, _ = Analysis(policy, MemorySource(_noisy_history_only(seed, 0.0), None), "r1", DEPLOY).run()
+    assert clean.verdict == "pass", clean.reason
