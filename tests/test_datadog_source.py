@@ -117,6 +117,8 @@ def test_queries_are_pinned_to_the_interval_and_counts_counted():
     )
     assert compile_query(metric(q="max:x{$scope}.rollup(max, 60)"), 60).template == "max:x{$scope}.rollup(max, 60)"
     assert compile_query(metric(q="avg:x{$scope}.rollup(max)"), 60).template == "avg:x{$scope}.rollup(max, 60)"
+    assert compile_query(metric("count", q="sum:x.y{$scope}.as_rate()"), 60).template == (
+        "sum:x.y{$scope}.as_rate().as_count().rollup(sum, 60)")
     spec = compile_query(metric(query="x{$scope}", aggregation="p99", rollup="max", formula="q * 1000"), 60)
     assert spec.template == "p99:x{$scope}.rollup(max, 60)"
     assert spec.formula_for("c3") == "c3 * 1000"
@@ -134,6 +136,14 @@ def test_queries_are_pinned_to_the_interval_and_counts_counted():
         ({"query": "avg:x{$scope}", "formula": "a + 1"}, "must be arithmetic over the query `q`"),
         ({"query": "avg:x{$scope}", "aggregation": "avg"}, "has a space aggregation and `aggregation`"),
         ({"query": "avg:x{$scope}", "window": 5}, "window"),
+        # Issue 22's review: anything around the one metric changes what is compared.
+        ({"q": "avg:x{$scope} + 1000"}, "must be one metric"),
+        ({"q": "avg:x{$scope} * 0"}, "must be one metric"),
+        ({"q": "100 - avg:x{$scope}"}, "must be one metric"),
+        ({"q": "avg:x{$scope}.fill(zero)"}, "must be one metric"),
+        ({"q": "timeshift(avg:x{$scope}, -3600)"}, "must be one metric"),
+        ({"q": "abs(avg:x{$scope})"}, "must be one metric"),
+        ({"q": "avg:x{$scope} - avg:y"}, "must be one metric"),
     ],
 )
 def test_bad_queries_are_refused_naming_the_metric(spec, message):

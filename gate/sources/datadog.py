@@ -64,6 +64,7 @@ _TAG = re.compile(r"[^\W\d_][\w\-:./]{0,199}")
 _KEYWORDS = {"by", "and", "or", "not", "in"}
 _ROLLUP = re.compile(r"\.rollup\(([^()]*)\)")
 _FORMULA = re.compile(r"[\w\s+\-*/().,]+")
+_PLAIN_QUERY = re.compile(r"[a-z][a-z0-9.]*:[A-Za-z][\w.]*\{[^{}]*\}(?:\.as_count\(\)|\.as_rate\(\)|\.rollup\([^()]*\))*")
 _AGGREGATIONS = ("avg", "sum", "min", "max", "p50", "p75", "p90", "p95", "p99")
 _ROLLUPS = ("avg", "sum", "min", "max", "count")
 _KEY = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: what a header value can carry
@@ -151,6 +152,15 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
             f"{where}: {text!r} must have one tag filter holding $scope, e.g. {{service:web,$scope}}"
         )
     _scope_filter(text, where)
+    if not _PLAIN_QUERY.fullmatch(text):
+        # Anything around the one metric changes what is compared: `+ 1000` shrinks a relative
+        # regression, `* 0` or `timeshift()` compares something else, `.fill(zero)` turns a
+        # canary that stopped reporting into one that reports zeros.
+        raise PolicyError(
+            f"{where}: {text!r} must be one metric, `aggregation:metric{{filter}}`, followed only by "
+            ".as_count(), .as_rate() or .rollup(): put arithmetic in `formula` (over `q`); functions and "
+            ".fill() are refused (a missing point must stay missing)"
+        )
 
     method = spec.rollup
     rollups = _ROLLUP.findall(text)
