@@ -79,7 +79,7 @@ from gate.cache import BUCKET_ENV, lambda_cache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
 from gate.lifecycle import LAMBDA, POLICY_DIGEST, policy_digest
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
-from gate.release import parse_time, release_name
+from gate.release import iso, parse_time, release_name
 from gate.rollout import RolloutError
 from gate.sources import DEMO_SOURCES, open_source
 from gate.store import SqliteStore, open_store
@@ -398,13 +398,21 @@ def judge(request: Judgement) -> dict:
     metrics.add_dimension(name="Outcome", value=verdict.verdict)
     metrics.add_metric(name="Verdicts", unit=MetricUnit.Count, value=1)
     # interval_seconds: when to ask again (the Step Functions loop waits that long).
-    answer = {**verdict.to_dict(), "exit_code": verdict.exit_code, "interval_seconds": policy.interval}
+    answer = {**verdict.to_dict(), "exit_code": verdict.exit_code, "interval_seconds": policy.interval,
+              **same_deploy(analysis)}
     # As `gate check` does; the report only with a bucket to keep it (GATE_REPORT_BUCKET).
     report = announce(analysis, evaluation, report=bool(os.environ.get("GATE_REPORT_BUCKET")),
                       build_url=request["build_url"])
     if report:
         answer["report_url"] = report
     return answer
+
+
+def same_deploy(analysis: Analysis) -> dict:
+    """`same_deploy`: the request fields that ask about this deploy again (the Step Functions loop
+    started without deployed_at adds them to its later looks, so a redeploy meanwhile is not
+    judged by it)."""
+    return {"same_deploy": {"deployed_at": iso(analysis.deploy.deployed_at)}}
 
 
 def rollout(analysis: Analysis, request: Judgement) -> dict:
@@ -422,7 +430,7 @@ def rollout(analysis: Analysis, request: Judgement) -> dict:
     seen = machine.advance(step) if step is not None else machine.look(request["now"])
     metrics.add_dimension(name="Outcome", value=f"rollout-{seen.status}")
     metrics.add_metric(name="RolloutLooks", unit=MetricUnit.Count, value=1)
-    answer = {**seen.to_dict(), "interval_seconds": analysis.policy.interval}
+    answer = {**seen.to_dict(), "interval_seconds": analysis.policy.interval, **same_deploy(analysis)}
     if seen.status in ("complete", "rolled_back") and machine.evaluation is not None:
         report = announce(machine.judged, machine.evaluation, report=bool(os.environ.get("GATE_REPORT_BUCKET")),
                           build_url=request["build_url"])

@@ -157,7 +157,8 @@ def test_the_loop_evaluates_waits_and_stops_on_a_decision():
     assert definition["TimeoutSeconds"] == 8 * 86400
     states = definition["States"]
     assert states["Evaluate"]["Resource"] == "arn:aws:states:::lambda:invoke"
-    assert states["Evaluate"]["Next"] == "Route" and states["WaitInterval"]["Next"] == "Evaluate"
+    assert states["Evaluate"]["Next"] == "PinDeploy" and states["WaitInterval"]["Next"] == "Evaluate"
+    assert states["PinDeploy"]["Default"] == states["Pinned"]["Next"] == "Route"
     assert states["WaitInterval"]["SecondsPath"] == "$.wait_seconds"
     assert definition["StartAt"] == "CheckInput" and states["NowNotAllowed"]["Type"] == "Fail"
     assert states["HttpEventNotAllowed"]["Type"] == "Fail"
@@ -634,6 +635,29 @@ def test_the_loop_with_the_real_analyzer_on_a_replayed_canary(monkeypatch, tmp_p
     assert all(a["verdict"] == "inconclusive" for a in answers[:-1])
     assert described["output"] == {"verdict": "fail", "exit_code": 1, "answer": answers[-1]}
     assert all(e == event for e in loop.events)
+    assert all(a["same_deploy"] == {"deployed_at": iso(parse_time(event["deployed_at"]))} for a in answers)
     assert loop.waits == [60] * (len(answers) - 1)  # the policy's interval, from the answers
     start = (parse_time(event["deployed_at"]) + 90) // 60 * 60
     assert [a["evaluated_at"] for a in answers] == [iso(start + 60 * i) for i in range(len(answers))]
+
+
+def test_a_loop_started_without_deployed_at_asks_about_its_first_answers_deploy_from_then_on(monkeypatch):
+    """Review of issue 22: a loop whose input had no deployed_at was answered, look after look,
+    for whatever deploy of the release was registered at that moment: a redeploy during the
+    loop was judged by the old loop too. The first answer's deploy is pinned for every later look."""
+    first = {**verdict("inconclusive"), "same_deploy": {"deployed_at": "2024-05-01T10:00:00Z"}}
+    second = {**verdict("inconclusive"), "same_deploy": {"deployed_at": "2024-05-01T10:00:00Z"}}
+    loop = Loop(monkeypatch, scripted([first, second, verdict("pass")]))
+    described = loop.run(EVENT)
+    assert described["status"] == "SUCCEEDED", described
+    assert "deployed_at" not in loop.events[0]
+    assert [e.get("deployed_at") for e in loop.events[1:]] == ["2024-05-01T10:00:00Z"] * 2
+    assert all({k: v for k, v in e.items() if k != "deployed_at"} == EVENT for e in loop.events)
+
+
+def test_a_loop_started_with_deployed_at_keeps_its_own(monkeypatch):
+    event = {**EVENT, "deployed_at": "2024-05-01T09:00:00Z"}
+    answer = {**verdict("inconclusive"), "same_deploy": {"deployed_at": "2024-05-01T10:00:00Z"}}
+    loop = Loop(monkeypatch, scripted([answer, verdict("pass")]))
+    assert loop.run(event)["status"] == "SUCCEEDED"
+    assert all(e == event for e in loop.events)
