@@ -115,9 +115,11 @@ HOSTILE = {
     "JSON nested past the recursion limit": lambda key, marker: entry(key, b"[" * 200_000),
     "a number too long for a float": lambda key, marker: forged(key, _set("metrics/latency/noise", 10**400)),
     "a field of another type": lambda key, marker: forged(key, _set("history_points", "4320")),
-    "a string among an array's numbers": lambda key, marker: forged(key, _set("metrics/latency/seasonal/daily", ["1"] * 96)),
+    "a string among an array's numbers": lambda key, marker: forged(
+        key, _set("metrics/latency/seasonal/daily", ["1"] * 96)),
     "an array of another shape": lambda key, marker: forged(key, _set("metrics/latency/seasonal/daily", [1.0] * 5)),
-    "a ragged array": lambda key, marker: forged(key, _set("metrics/latency/seasonal/weekly", [[1.0] * 96] * 6 + [[1.0]])),
+    "a ragged array": lambda key, marker: forged(
+        key, _set("metrics/latency/seasonal/weekly", [[1.0] * 96] * 6 + [[1.0]])),
     "a field missing": lambda key, marker: forged(key, lambda data: data["metrics"]["errors"].pop("rate")),
     "a field more": lambda key, marker: forged(key, _set("metrics/errors/injected", 1)),
     "None where a number must be": lambda key, marker: forged(key, _set("metrics/errors/offset", None)),

@@ -415,7 +415,8 @@ def test_a_reset_heard_further_than_a_window_is_cut_to_one(backend, period, tmp_
 
 @pytest.mark.parametrize("backend", ["file", "dynamodb"])
 @pytest.mark.parametrize("stored, waited", [
-    pytest.param({"remaining": 0, "resets_at": 1000.0 + 1.7e9, "limit": 100, "period": 60.0}, 0.0, id="an epoch as a reset"),
+    pytest.param({"remaining": 0, "resets_at": 1000.0 + 1.7e9, "limit": 100, "period": 60.0}, 0.0,
+                 id="an epoch as a reset"),
     pytest.param({"remaining": 0, "resets_at": 1000.0 + 3599, "limit": 100, "period": 60.0}, 0.0,
                  id="an hour, of a minute's window"),
     pytest.param({"remaining": 0, "resets_at": 1000.0 + 1e7}, 0.0, id="months, of a window of unknown size"),
