@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import pickle
 import sys
 
@@ -501,3 +502,100 @@ def verdict_or_error(policy, case, release, clock, budget) -> str:
         return analysis.evaluate(case.deployed_at + 1200).verdict
     except SourceError as e:
         return str(e)
+
+
+# -- the analyzer's role: what the cache and the budget call, and no more ------------------------
+
+
+def recording_client(service: str, calls: list):
+    """A boto3 client that records each call as (IAM action, resource ARN, condition context)."""
+    client = boto3.client(service)
+
+    def record(model, params, **kwargs):
+        if service == "s3":
+            calls.append((f"s3:{model.name}", f"arn:aws:s3:::{params['Bucket']}/{params['Key']}", {}))
+        else:
+            key = params.get("Key") or params.get("Item")
+            calls.append((f"dynamodb:{model.name}", f"arn:aws:dynamodb:us-east-1:123456789012:table/{params['TableName']}",
+                          {"dynamodb:LeadingKeys": [key["release"]["S"]]}))
+
+    client.meta.events.register(f"before-parameter-build.{service}", record)
+    return client
+
+
+def role_allows(statements: list[dict], action: str, resource: str, context: dict) -> bool:
+    """IAM's answer (Allow statements; StringEquals, StringLike and ForAllValues:StringLike; any
+    other condition is taken as not met)."""
+    from fnmatch import fnmatchcase
+
+    def met(operator: str, key: str, patterns) -> bool:
+        patterns = patterns if isinstance(patterns, list) else [patterns]
+        values = context.get(key)
+        values = values if isinstance(values, list) else [values]
+        match = {"StringEquals": lambda v, p: v == p, "StringLike": fnmatchcase}.get(operator.split(":")[-1])
+        if match is None or operator.split(":")[0] not in ("ForAllValues", operator) or values == [None]:
+            return False
+        return all(any(match(v, p) for p in patterns) for v in values)
+
+    for s in statements:
+        if s["Effect"] == "Allow" and any(fnmatchcase(action, a) for a in s["Action"]) \
+                and any(fnmatchcase(resource, r) for r in s["Resource"]) \
+                and all(met(op, k, p) for op, keys in s.get("Condition", {}).items() for k, p in keys.items()):
+            return True
+    return False
+
+
+def analyzer_statements() -> list[dict]:
+    """The analyzer role's statements as deployed in the test account (this module's bucket and table)."""
+    from tests.test_infra import transformed
+
+    arns = {"ReportsBucket.Arn": f"arn:aws:s3:::{BUCKET}",
+            "EvaluationsTable.Arn": f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}"}
+
+    def resolve(value):
+        if isinstance(value, dict) and "Fn::GetAtt" in value:
+            return arns.get(".".join(value["Fn::GetAtt"]), "unresolved")
+        if isinstance(value, dict) and "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
+            return re.sub(r"\$\{([^}]+)\}", lambda m: arns.get(m[1], "unresolved"), value["Fn::Sub"])
+        return value if isinstance(value, str) else "unresolved"
+
+    role = transformed()["Resources"]["AnalyzerFunctionRole"]["Properties"]
+    listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+    return [{**s, "Action": listed(s["Action"]), "Resource": [resolve(r) for r in listed(s["Resource"])]}
+            for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def test_the_analyzer_role_allows_what_the_cache_and_the_budget_call(moto_endpoint, monkeypatch):  # noqa: F811
+    """Every path of the shared cache (miss, write once, hit, a damaged entry rewritten) and of the
+    budget (nothing heard, an answer, a take in place, an empty window, its reset) on moto, each call
+    checked against the role infra/template.yaml gives the analyzer: all allowed, and the budget's
+    in-place update allowed on its own item only."""
+    from gate.cache import S3ReferenceCache
+    from gate.request_budget import DynamoBudget, Heard
+    from tests.test_cache import learned
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    create_store_table(TABLE)
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    calls: list = []
+    cache = S3ReferenceCache(BUCKET, client=recording_client("s3", calls))
+    key = cache.key("web-1.0", 1000, "{}", ("c", "b"))
+    assert cache.load(key) is None
+    cache.save(key, learned())
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=f"references/{key}", Body=b"damaged")
+    again = S3ReferenceCache(BUCKET, client=cache.client)
+    assert again.load(key) is None
+    again.save(key, learned())
+    assert again.load(key) is not None
+    budget = DynamoBudget("datadog", TABLE, client=recording_client("dynamodb", calls))
+    assert budget.take(1000.0) == 0.0
+    budget.heard(1000.0, Heard(remaining=1, reset=30, limit=10, period=60))
+    budget.heard(1000.5, Heard(remaining=1, reset=30))
+    assert budget.take(1001.0) == 0.0 and budget.take(1002.0) == 28.0 and budget.take(1031.0) == 0.0
+
+    statements = analyzer_statements()
+    assert [c for c in calls if not role_allows(statements, *c)] == []
+    assert {a for a, _, _ in calls} == {"s3:GetObject", "s3:PutObject", "dynamodb:GetItem", "dynamodb:PutItem",
+                                        "dynamodb:UpdateItem"}
+    table = f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}"
+    assert not role_allows(statements, "dynamodb:UpdateItem", table, {"dynamodb:LeadingKeys": ["web-1.0"]})
