@@ -41,8 +41,8 @@ MAGIC = b"gate-reference/2\n"  # /1 were pickles: never read again
 BUCKET_ENV = "GATE_REFERENCE_BUCKET"
 PREFIX = "references/"
 SUFFIX = ".reference"
-# A reference is tens of kilobytes (5 metrics: about 80 kB, with a weekly profile 150 kB); an
-# entry far larger is not one, and is not read whole into memory.
+# A reference's entry is kilobytes (the corpus': 13 kB median, 17 kB at most); one far larger is
+# not one, and is not read whole into memory.
 MAX_ENTRY_BYTES = 8 * 1024 * 1024
 # The libraries a reference is fitted with (STL and its dependencies): a new version may fit otherwise.
 FITTED_WITH = ("numpy", "scipy", "statsmodels", "pandas")
