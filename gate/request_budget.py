@@ -17,7 +17,9 @@ One interface (`RequestBudget`), the rules written once (`taken`, `after`, appli
 and `DynamoBudget` (one item in the stack's table, `GATE_STORE_TABLE`, written under a condition
 on its version; its common cases are single conditional updates, so that hundreds of containers
 do not queue on one item). Until an answer has been heard the
-budget does not hold anything back. A budget that cannot be read or written holds nothing back
+budget does not hold anything back. A reset is believed up to the window's period, as heard
+(`believed`) and as read back (`current`: a window stored by an older build, which believed any
+reset, holds nothing back), so that no stored state locks the budget longer than one period. A budget that cannot be read or written holds nothing back
 either (logged): it spaces requests out, the source's own retries still handle a 429.
 """
 
