@@ -2,32 +2,50 @@
 
 The seasonal model is learned once per deploy; `gate check` runs once per interval in a new
 process (Jenkins, cron) and the Lambda in whichever container is free, so the reference is kept
-under a key made of the release, its deploy time, the policy and the scopes: a changed policy
-learns again. On the CLI the cache is a folder (`GATE_CACHE_DIR`, default `.gate/cache`); in the
-Lambda it is the stack's bucket (`GATE_REFERENCE_BUCKET`, under `references/`) behind the
-container's `/tmp`, so every container of the stack reads what the first one learned
-(`LayeredCache`).
+under a key made of what determines it: the release, its deploy time, the policy, the scopes, and
+the code that learned it (`learned_by`: a digest of the gate's own modules and the versions of the
+numeric libraries it fits with). A changed policy learns again, and so does an upgraded gate: a
+reference learned by older code is never read by newer code. On the CLI the cache is a folder
+(`GATE_CACHE_DIR`, default `.gate/cache`); in the Lambda it is the stack's bucket
+(`GATE_REFERENCE_BUCKET`, under `references/`) behind the container's `/tmp`, so every container
+of the stack reads what the first one learned (`LayeredCache`).
 
-An entry is the pickle with the key it was written for and its SHA-256: an entry that is
-truncated, damaged, or stored under another key is never unpickled, only relearned. A cache that
-cannot be read or written is only slower, never wrong.
+An entry is data, never code: the reference as JSON, with the key it was written for and its
+SHA-256. Reading one can give a reference of the judge's types (`gate.judge.Reference`, each field
+of its declared type, each array of its shape) or nothing: bytes that are truncated, damaged,
+stored under another key, of an older format (the pickles of before), too large, or anything
+else (whoever wrote them: the bucket's prefix is writable by more than this code) are relearned.
+A cache that cannot be read or written is only slower, never wrong.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import os
-import pickle
 import tempfile
+import types
+import typing
+from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
-MAGIC = b"gate-reference/1\n"
+MAGIC = b"gate-reference/2\n"  # /1 were pickles: never read again
 BUCKET_ENV = "GATE_REFERENCE_BUCKET"
 PREFIX = "references/"
+SUFFIX = ".reference"
+# A reference's entry is kilobytes (the corpus': 13 kB median, 17 kB at most); one far larger is
+# not one, and is not read whole into memory.
+MAX_ENTRY_BYTES = 8 * 1024 * 1024
+# The libraries a reference is fitted with (STL and its dependencies): a new version may fit otherwise.
+FITTED_WITH = ("numpy", "scipy", "statsmodels", "pandas")
 
 
 class Cache(Protocol):
@@ -40,32 +58,131 @@ class Cache(Protocol):
     def save(self, key: str, reference: Any) -> None: ...
 
 
+# -- the key: what determines a reference ------------------------------------------------------
+
+
 def reference_key(release: str, deployed_at: int, policy_json: str, scopes: tuple) -> str:
-    text = "\n".join([release, str(deployed_at), policy_json, repr(scopes)])
+    text = "\n".join([learned_by(), release, str(deployed_at), policy_json, repr(scopes)])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+@lru_cache(maxsize=1)
+def learned_by() -> str:
+    """The code a reference is learned by, as a digest: the gate's modules (which history is asked,
+    how it is shaped, how it is learned: spread over analysis, sources, policy, judge and stats, so
+    all of them) and the libraries it is fitted with. Computed once per process."""
+    import gate
+
+    return code_digest(Path(gate.__file__).parent)
+
+
+def code_digest(package: Path) -> str:
+    """A digest of a package's code as installed: its sources (`.py`), or its bytecode where the
+    sources were removed (the Lambda's zip holds `.pyc` only); `__pycache__` is derived, left out."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".pyc") and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for library in FITTED_WITH:
+        try:
+            digest.update(f"{library}=={metadata.version(library)}\n".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{library} absent\n".encode())
+    return digest.hexdigest()[:16]
+
+
+# -- the entry: data, with its key and checksum ------------------------------------------------
+
+
+class NotAReference(ValueError):
+    """What an entry holds is not a reference of the judge's types."""
+
+
 def pack(key: str, reference: Any) -> bytes:
-    body = pickle.dumps(reference, protocol=pickle.HIGHEST_PROTOCOL)
+    body = json.dumps(_data(reference), separators=(",", ":")).encode()
     return MAGIC + key.encode() + b"\n" + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
 
 
 def unpack(key: str, entry: bytes, where: str) -> Any | None:
-    """The reference an entry holds, or None when it is not whole or not this key's."""
+    """The reference an entry holds, or None when it is not whole, not this key's, or not a reference."""
     head, _, rest = entry.partition(b"\n")
     stored_key, _, rest = rest.partition(b"\n")
     digest, _, body = rest.partition(b"\n")
     if head + b"\n" != MAGIC or stored_key != key.encode():
-        log.warning("ignoring cached reference %s: not an entry for this key", where)
+        log.warning("ignoring cached reference %s: not an entry of this format for this key", where)
         return None
     if hashlib.sha256(body).hexdigest().encode() != digest:
         log.warning("ignoring cached reference %s: damaged (its checksum does not match)", where)
         return None
+    from gate.judge import Reference
+
     try:
-        return pickle.loads(body)
-    except Exception as e:  # noqa: BLE001 - a reference of an older gate is relearned, not fatal
-        log.warning("ignoring unreadable cached reference %s: %s", where, e)
+        return _typed(json.loads(body), Reference, "reference")
+    except Exception as e:  # noqa: BLE001 - not JSON, not a reference, nested too deep: only relearned
+        log.warning("ignoring cached reference %s: %s", where, e)
         return None
+
+
+def unpack_at_most(key: str, entry: bytes, where: str) -> Any | None:
+    """`unpack`, of an entry read up to one byte past `MAX_ENTRY_BYTES`: longer, it is not one."""
+    if len(entry) > MAX_ENTRY_BYTES:
+        log.warning("ignoring cached reference %s: larger than %d bytes", where, MAX_ENTRY_BYTES)
+        return None
+    return unpack(key, entry, where)
+
+
+def _data(value: Any) -> Any:
+    """A reference as JSON's values: a dataclass as its fields, an array as nested lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _data(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot keep a {type(value).__name__} in a cached reference")
+
+
+def _array_shapes() -> dict[tuple[type, str], tuple[int, ...]]:
+    """The shape of every array a reference holds: one of another shape would fail the judge."""
+    from gate.stats.seasonal import BUCKETS_PER_DAY, SeasonalModel
+
+    return {(SeasonalModel, "daily"): (BUCKETS_PER_DAY,), (SeasonalModel, "weekly"): (7, BUCKETS_PER_DAY),
+            (SeasonalModel, "hourly_scale"): (24,)}
+
+
+def _typed(value: Any, kind: Any, where: str, shape: tuple[int, ...] | None = None) -> Any:
+    """`value` (JSON's) as `kind` (a type annotation of the judge's dataclasses), or NotAReference:
+    every dataclass built with exactly its fields, each of its declared type."""
+    origin, arguments = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in arguments:
+            return None
+        for argument in (a for a in arguments if a is not type(None)):
+            try:
+                return _typed(value, argument, where, shape)
+            except NotAReference:
+                continue
+        raise NotAReference(f"{where} is not {kind}")
+    if origin is dict and isinstance(value, dict) and arguments[0] is str:
+        return {k: _typed(v, arguments[1], f"{where}[{k!r}]") for k, v in value.items()}
+    if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+        fields = {f.name for f in dataclasses.fields(kind)}
+        if set(value) != fields:
+            raise NotAReference(f"{where} has the fields {sorted(value)}, not {sorted(fields)}")
+        hints, shapes = typing.get_type_hints(kind), _array_shapes()
+        return kind(**{name: _typed(value[name], hints[name], f"{where}.{name}", shapes.get((kind, name)))
+                       for name in fields})
+    if kind is np.ndarray and shape is not None and isinstance(value, list):
+        array = np.array(value, dtype=object)
+        if array.shape != shape or not all(type(x) in (int, float) for x in array.flat):
+            raise NotAReference(f"{where} is not an array of {shape} numbers")
+        return array.astype(float)
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, str, bool) and type(value) is kind:
+        return value
+    raise NotAReference(f"{where} is not {getattr(kind, '__name__', kind)}")
 
 
 class ReferenceCache:
@@ -77,15 +194,16 @@ class ReferenceCache:
         self.folder = Path(folder or os.environ.get("GATE_CACHE_DIR") or ".gate/cache")
 
     def load(self, key: str) -> Any | None:
-        path = self.folder / f"{key}.pickle"
+        path = self.folder / f"{key}{SUFFIX}"
         try:
-            entry = path.read_bytes()
+            with open(path, "rb") as f:
+                entry = f.read(MAX_ENTRY_BYTES + 1)
         except FileNotFoundError:
             return None
         except OSError as e:
             log.warning("ignoring unreadable cached reference %s: %s", path, e)
             return None
-        return unpack(key, entry, str(path))
+        return unpack_at_most(key, entry, str(path))
 
     def save(self, key: str, reference: Any) -> None:
         try:
@@ -93,7 +211,7 @@ class ReferenceCache:
             # Write then rename: a process killed mid-write never leaves half an entry behind.
             with tempfile.NamedTemporaryFile("wb", dir=self.folder, delete=False, suffix=".tmp") as f:
                 f.write(pack(key, reference))
-            os.replace(f.name, self.folder / f"{key}.pickle")
+            os.replace(f.name, self.folder / f"{key}{SUFFIX}")
         except Exception as e:  # noqa: BLE001
             log.warning("could not cache the reference in %s: %s", self.folder, e)
 
@@ -119,7 +237,9 @@ class S3ReferenceCache:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            entry = self.client.get_object(Bucket=self.bucket, Key=self._where(key))["Body"].read()
+            body = self.client.get_object(Bucket=self.bucket, Key=self._where(key))["Body"]
+            with body:  # a larger object is not read to its end
+                entry = body.read(MAX_ENTRY_BYTES + 1)
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
                 log.warning("ignoring the shared reference s3://%s/%s: %s", self.bucket, self._where(key), e)
@@ -127,7 +247,7 @@ class S3ReferenceCache:
         except BotoCoreError as e:
             log.warning("ignoring the shared reference s3://%s/%s: %s", self.bucket, self._where(key), e)
             return None
-        reference = unpack(key, entry, f"s3://{self.bucket}/{self._where(key)}")
+        reference = unpack_at_most(key, entry, f"s3://{self.bucket}/{self._where(key)}")
         if reference is None:
             self._damaged.add(key)
         return reference

@@ -17,7 +17,9 @@ One interface (`RequestBudget`), the rules written once (`taken`, `after`, appli
 and `DynamoBudget` (one item in the stack's table, `GATE_STORE_TABLE`, written under a condition
 on its version; its common cases are single conditional updates, so that hundreds of containers
 do not queue on one item). Until an answer has been heard the
-budget does not hold anything back. A budget that cannot be read or written holds nothing back
+budget does not hold anything back. A reset is believed up to the window's period, as heard
+(`believed`) and as read back (`current`: a window stored by an older build, which believed any
+reset, holds nothing back), so that no stored state locks the budget longer than one period. A budget that cannot be read or written holds nothing back
 either (logged): it spaces requests out, the source's own retries still handle a 429.
 """
 
@@ -90,6 +92,7 @@ def taken(window: Window | None, now: float, count: int = 1) -> tuple[Window | N
     several requests reserves them together, so that evaluations starved halfway through their
     history do not spend the organisation's requests for nothing), and the wait (0: taken). More
     than a whole window holds is asked as a whole window."""
+    window = current(window, now)
     if window is None:
         return None, 0.0  # nothing heard yet: nothing to hold back
     if now >= window.resets_at:
@@ -108,6 +111,7 @@ def after(window: Window | None, now: float, heard: Heard) -> Window:
     later than the known one is a new window of the provider: its own count. The reset is the
     provider's, to the second (Reset is whole seconds: within a second of the known one it is
     the known one, so that answers agreeing with it write nothing)."""
+    window = current(window, now)
     heard = believed(heard, window.period if window is not None else None)
     resets_at = now + heard.reset
     limit, period = heard.limit, heard.period
@@ -125,6 +129,17 @@ def believed(heard: Heard, known_period: float | None = None) -> Heard:
     period = min(heard.period, MAX_PERIOD) if heard.period else None
     longest = min(period or known_period or MAX_PERIOD, MAX_PERIOD)
     return replace(heard, reset=min(max(0.0, heard.reset), longest), period=period)
+
+
+def current(window: Window | None, now: float) -> Window | None:
+    """The stored window as believed at `now`: one resetting further away than one period (its
+    own, else `MAX_PERIOD`; and a second, Reset being whole seconds) was not kept by these rules
+    (an older build's, which believed any reset, or a hand's) and would hold every request back
+    until then, no answer being asked to correct it: as if nothing was heard. The next answer
+    heard replaces it."""
+    if window is not None and window.resets_at > now + (window.period or MAX_PERIOD) + 1:
+        return None
+    return window
 
 
 class SharedBudget:

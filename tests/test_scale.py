@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import pickle
 import sys
 
 import boto3
@@ -15,7 +17,7 @@ import pytest
 import yaml
 
 from gate.analysis import Analysis
-from gate.cache import ReferenceCache
+from gate.cache import ReferenceCache, pack
 from gate.errors import SourceError
 from gate.sources import open_source
 from gate.sources.replay import load_case
@@ -206,41 +208,67 @@ def test_a_new_container_reads_the_history_another_one_learned(stack, corpus, mo
     assert len(keys) == 1 and keys[0].startswith("references/")
 
 
-@pytest.mark.parametrize("damage", ["truncated", "another deploy's"])
-def test_a_damaged_shared_entry_costs_a_refetch_never_a_wrong_verdict(stack, corpus, monkeypatch, damage):
+@pytest.mark.parametrize("damage", ["truncated", "another deploy's", "an older gate's pickle that runs code"])
+def test_a_damaged_shared_entry_costs_a_refetch_never_a_wrong_verdict(stack, corpus, monkeypatch, damage, tmp_path):
+    """The bucket's references/ is written by more than this code: an entry that is damaged, of
+    another deploy, or a pickle (what entries were: reading one ran whatever it held, here the
+    creation of a file) is relearned, the verdict the same, and the entry rewritten whole."""
+    from tests.test_cache import RunsCode, entry
+
+    marker = tmp_path / "code-ran"
     with live(corpus, AA, ahead=0) as fake:
         monkeypatch.setenv("GATE_DATADOG_URL", fake.url)
         clean = stack("clean")(event(fake, "web-1.0", 25))
         s3 = boto3.client("s3")
         key = s3.list_objects_v2(Bucket=BUCKET)["Contents"][0]["Key"]
-        entry = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        good = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
         if damage == "truncated":
-            bad = entry[: len(entry) // 2]
-        else:  # a whole, valid entry of another deploy, under this key
+            bad = good[: len(good) // 2]
+        elif damage == "another deploy's":  # a whole, valid entry of another deploy, under this key
             other = stack("other")(event(fake, "web-9.9", 25))
             assert other["verdict"] != "error"
             other_key = next(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"] if o["Key"] != key)
             bad = s3.get_object(Bucket=BUCKET, Key=other_key)["Body"].read()
+        else:  # as the gate wrote them before, its checksum right, for this key
+            bad = entry(key.removeprefix("references/"), pickle.dumps(RunsCode(marker)), magic=b"gate-reference/1\n")
         s3.put_object(Bucket=BUCKET, Key=key, Body=bad)
         before = len(fake.timeseries_requests())
         again = stack("fresh")(event(fake, "web-1.0", 25))
         refetched = len(fake.timeseries_requests()) - before
         repaired = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert not marker.exists()
     assert refetched == 2 + 1  # the history again, and the window
     assert {k: v for k, v in again.items()} == clean
-    assert repaired == entry  # the next one to learn it wrote it whole again
+    assert repaired == good  # the next one to learn it wrote it whole again
+
+
+def test_an_upgraded_gate_learns_the_history_again(stack, corpus, monkeypatch):
+    """A new container of an upgraded gate (another `learned_by`) does not read what the older
+    one learned: it fetches the history again and shares its own entry beside the old one."""
+    import gate.cache
+
+    with live(corpus, AA, ahead=0) as fake:
+        monkeypatch.setenv("GATE_DATADOG_URL", fake.url)
+        older = stack("older")(event(fake, "web-1.0", 20))
+        before = len(fake.timeseries_requests())
+        monkeypatch.setattr(gate.cache, "learned_by", lambda: "an upgraded gate")
+        upgraded = stack("upgraded")(event(fake, "web-1.0", 21))
+        refetched = len(fake.timeseries_requests()) - before
+    assert older["verdict"] != "error" and upgraded["verdict"] != "error", (older, upgraded)
+    assert refetched == 2 + 1  # two days of history, the window
+    assert len(boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]) == 2
 
 
 def test_a_folder_entry_of_another_deploy_is_relearned_not_used(tmp_path):
-    from gate.cache import pack
+    from tests.test_cache import learned, same, stored_entry
 
     cache = ReferenceCache(tmp_path)
     mine = cache.key("web-1.0", 1000, "{}", ("c", "b"))
     other = cache.key("web-1.0", 2000, "{}", ("c", "b"))
-    (tmp_path / f"{mine}.pickle").write_bytes(pack(other, {"learned": "from another deploy"}))
+    stored_entry(cache, mine).write_bytes(pack(other, learned()))
     assert cache.load(mine) is None
-    cache.save(mine, {"learned": "here"})
-    assert cache.load(mine) == {"learned": "here"}
+    cache.save(mine, learned())
+    assert same(cache.load(mine), learned()) is None
 
 
 def test_concurrent_containers_share_one_budget_in_the_stack_table(stack, corpus, monkeypatch):
@@ -386,6 +414,44 @@ def test_a_reset_heard_further_than_a_window_is_cut_to_one(backend, period, tmp_
     assert wait_for_request(budget, clock() + longest, clock, clock.sleep, "Datadog") == longest
 
 
+@pytest.mark.parametrize("backend", ["file", "dynamodb"])
+@pytest.mark.parametrize("stored, waited", [
+    pytest.param({"remaining": 0, "resets_at": 1000.0 + 1.7e9, "limit": 100, "period": 60.0}, 0.0,
+                 id="an epoch as a reset"),
+    pytest.param({"remaining": 0, "resets_at": 1000.0 + 3599, "limit": 100, "period": 60.0}, 0.0,
+                 id="an hour, of a minute's window"),
+    pytest.param({"remaining": 0, "resets_at": 1000.0 + 1e7}, 0.0, id="months, of a window of unknown size"),
+    pytest.param({"remaining": 0, "resets_at": 1000.0 + 45, "limit": 100, "period": 60.0}, 45.0,
+                 id="within its period: waited for"),
+    pytest.param({"remaining": 0, "resets_at": 1000.0 + 3000}, 3000.0, id="within an hour, period unknown: waited for"),
+])
+def test_a_stored_window_resetting_further_than_its_period_holds_nothing_back(
+        backend, stored, waited, tmp_path, request):
+    """A budget stored by an older build (which believed any Reset) or by hand, saying it resets
+    in 54 years, or in an hour for a window of a minute, held every request back until then (the
+    file until deleted, the item until its TTL), no answer being asked to correct it. Read, a
+    window is believed up to its period (an hour if unknown): beyond, it is as if nothing was
+    heard, and the next answer replaces it."""
+    from gate.request_budget import DynamoBudget, Heard, wait_for_request
+
+    if backend == "dynamodb":
+        request.getfixturevalue("moto_endpoint")
+        create_store_table(TABLE)
+        budget = DynamoBudget("datadog", TABLE)
+        boto3.client("dynamodb").put_item(TableName=TABLE, Item={
+            **budget.key, "version": {"N": "7"}, **{k: {"N": repr(v)} for k, v in stored.items()}})
+    else:
+        budget = shared_file_budget(tmp_path)
+        budget.path.parent.mkdir(parents=True)
+        budget.path.write_text(json.dumps(stored))
+    clock = SimulatedClock(1000.0)
+    assert wait_for_request(budget, clock() + 3600, clock, clock.sleep, "Datadog") == waited
+    if waited:
+        return
+    budget.heard(clock(), Heard(remaining=5, reset=30, limit=10, period=60))
+    assert wait_for_request(budget, clock() + 60, clock, clock.sleep, "Datadog", count=6) == 30.0  # the answer's window
+
+
 def test_a_look_waits_for_the_budget_no_longer_than_the_lambda_can(env_keys, corpus, tmp_path):
     """An interval of 5 minutes, the window resetting in 150 s: the look waited for it, past what a
     Lambda (Timeout 300 s, two fetches a look) can sleep, and was killed. It waits 100 s at most:
@@ -436,3 +502,100 @@ def verdict_or_error(policy, case, release, clock, budget) -> str:
         return analysis.evaluate(case.deployed_at + 1200).verdict
     except SourceError as e:
         return str(e)
+
+
+# -- the analyzer's role: what the cache and the budget call, and no more ------------------------
+
+
+def recording_client(service: str, calls: list):
+    """A boto3 client that records each call as (IAM action, resource ARN, condition context)."""
+    client = boto3.client(service)
+
+    def record(model, params, **kwargs):
+        if service == "s3":
+            calls.append((f"s3:{model.name}", f"arn:aws:s3:::{params['Bucket']}/{params['Key']}", {}))
+        else:
+            key = params.get("Key") or params.get("Item")
+            calls.append((f"dynamodb:{model.name}", f"arn:aws:dynamodb:us-east-1:123456789012:table/{params['TableName']}",
+                          {"dynamodb:LeadingKeys": [key["release"]["S"]]}))
+
+    client.meta.events.register(f"before-parameter-build.{service}", record)
+    return client
+
+
+def role_allows(statements: list[dict], action: str, resource: str, context: dict) -> bool:
+    """IAM's answer (Allow statements; StringEquals, StringLike and ForAllValues:StringLike; any
+    other condition is taken as not met)."""
+    from fnmatch import fnmatchcase
+
+    def met(operator: str, key: str, patterns) -> bool:
+        patterns = patterns if isinstance(patterns, list) else [patterns]
+        values = context.get(key)
+        values = values if isinstance(values, list) else [values]
+        match = {"StringEquals": lambda v, p: v == p, "StringLike": fnmatchcase}.get(operator.split(":")[-1])
+        if match is None or operator.split(":")[0] not in ("ForAllValues", operator) or values == [None]:
+            return False
+        return all(any(match(v, p) for p in patterns) for v in values)
+
+    for s in statements:
+        if s["Effect"] == "Allow" and any(fnmatchcase(action, a) for a in s["Action"]) \
+                and any(fnmatchcase(resource, r) for r in s["Resource"]) \
+                and all(met(op, k, p) for op, keys in s.get("Condition", {}).items() for k, p in keys.items()):
+            return True
+    return False
+
+
+def analyzer_statements() -> list[dict]:
+    """The analyzer role's statements as deployed in the test account (this module's bucket and table)."""
+    from tests.test_infra import transformed
+
+    arns = {"ReportsBucket.Arn": f"arn:aws:s3:::{BUCKET}",
+            "EvaluationsTable.Arn": f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}"}
+
+    def resolve(value):
+        if isinstance(value, dict) and "Fn::GetAtt" in value:
+            return arns.get(".".join(value["Fn::GetAtt"]), "unresolved")
+        if isinstance(value, dict) and "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
+            return re.sub(r"\$\{([^}]+)\}", lambda m: arns.get(m[1], "unresolved"), value["Fn::Sub"])
+        return value if isinstance(value, str) else "unresolved"
+
+    role = transformed()["Resources"]["AnalyzerFunctionRole"]["Properties"]
+    listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+    return [{**s, "Action": listed(s["Action"]), "Resource": [resolve(r) for r in listed(s["Resource"])]}
+            for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def test_the_analyzer_role_allows_what_the_cache_and_the_budget_call(moto_endpoint, monkeypatch):  # noqa: F811
+    """Every path of the shared cache (miss, write once, hit, a damaged entry rewritten) and of the
+    budget (nothing heard, an answer, a take in place, an empty window, its reset) on moto, each call
+    checked against the role infra/template.yaml gives the analyzer: all allowed, and the budget's
+    in-place update allowed on its own item only."""
+    from gate.cache import S3ReferenceCache
+    from gate.request_budget import DynamoBudget, Heard
+    from tests.test_cache import learned
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    create_store_table(TABLE)
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    calls: list = []
+    cache = S3ReferenceCache(BUCKET, client=recording_client("s3", calls))
+    key = cache.key("web-1.0", 1000, "{}", ("c", "b"))
+    assert cache.load(key) is None
+    cache.save(key, learned())
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=f"references/{key}", Body=b"damaged")
+    again = S3ReferenceCache(BUCKET, client=cache.client)
+    assert again.load(key) is None
+    again.save(key, learned())
+    assert again.load(key) is not None
+    budget = DynamoBudget("datadog", TABLE, client=recording_client("dynamodb", calls))
+    assert budget.take(1000.0) == 0.0
+    budget.heard(1000.0, Heard(remaining=1, reset=30, limit=10, period=60))
+    budget.heard(1000.5, Heard(remaining=1, reset=30))
+    assert budget.take(1001.0) == 0.0 and budget.take(1002.0) == 28.0 and budget.take(1031.0) == 0.0
+
+    statements = analyzer_statements()
+    assert [c for c in calls if not role_allows(statements, *c)] == []
+    assert {a for a, _, _ in calls} == {"s3:GetObject", "s3:PutObject", "dynamodb:GetItem", "dynamodb:PutItem",
+                                        "dynamodb:UpdateItem"}
+    table = f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}"
+    assert not role_allows(statements, "dynamodb:UpdateItem", table, {"dynamodb:LeadingKeys": ["web-1.0"]})
