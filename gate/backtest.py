@@ -228,10 +228,11 @@ def combine(frames: list[Frame], policy: Policy) -> Frame:
     values = {}
     for name in first.values:
         stack = np.vstack([f.values[name] for f in frames])
-        seen = np.isfinite(stack).any(axis=0)
-        with np.errstate(all="ignore"):
-            column = np.nansum(stack, axis=0) if name in counts else np.nanmean(stack, axis=0)
-        values[name] = np.where(seen, column, np.nan)
+        reported = np.isfinite(stack).sum(axis=0)
+        total = np.nansum(stack, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            column = total if name in counts else total / reported
+        values[name] = np.where(reported > 0, column, np.nan)
     return Frame(first.step, first.timestamps, values)
 
 
