@@ -193,10 +193,10 @@ def read_history(policy: Policy, source: MetricSource, days: float, end: int, as
 
 def split_by_host(policy: Policy, source: MetricSource, query: Query, counts: set[str], group_coverage: float,
                   covered: Callable[[Frame], float]) -> tuple[Frame, Frame, str] | str:
-    """The baseline group's hosts in two halves (alternately, by name), judged against each other
-    as canary and baseline: two groups of the same code, with the divergence real hosts have. Or
-    why not (a string): the source cannot read hosts apart, the group ran one host, or the halves
-    rarely reported together."""
+    """The baseline group's hosts in two halves (alternately as they first reported), judged
+    against each other as canary and baseline: two groups of the same code, with the divergence
+    real hosts have. Or why not (a string): the source cannot read hosts apart, the group ran one
+    host, or the halves rarely reported together."""
     fetch_hosts = getattr(source, "fetch_hosts", None)
     if fetch_hosts is None:
         return f"the {policy.source.type} source cannot read a group host by host"
@@ -209,15 +209,26 @@ def split_by_host(policy: Policy, source: MetricSource, query: Query, counts: se
     if len(hosts) < 2:
         return (f"the baseline group reported {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
                 f"{' (' + next(iter(hosts)) + ')' if hosts else ''}: nothing to split")
-    names = sorted(hosts)
+    # Alternately in the order they first reported (then by name): hosts an Auto Scaling group
+    # replaces over the history come one after another, so both halves keep hosts all along.
+    judged = [m.name for m in policy.metrics if m.judged]
+    names = sorted(hosts, key=lambda h: (first_report(hosts[h], judged), h))
     one, other = (combine([hosts[h] for h in half], policy) for half in (names[0::2], names[1::2]))
     least = min(covered(one), covered(other))
     if least < PAIRED_COVERAGE * group_coverage:
         return (f"its {len(names)} hosts split in two halves that reported together at {least:.0%} of the moments "
                 f"(the group at {group_coverage:.0%})")
     return one, other, (f"the baseline group's {len(names)} hosts split in two halves ({len(names[0::2])} and "
-                        f"{len(names[1::2])}, alternately by name) judged against each other as canary and "
-                        "baseline, as the policy judges them")
+                        f"{len(names[1::2])}, alternately as they first reported) judged against each other as "
+                        "canary and baseline, as the policy judges them")
+
+
+def first_report(frame: Frame, names: list[str]) -> int:
+    """The index of the first moment a host reported a judged metric."""
+    reported = np.zeros(len(frame), dtype=bool)
+    for n in names:
+        reported |= frame.reporting(n)
+    return int(np.argmax(reported)) if reported.any() else len(frame)
 
 
 def combine(frames: list[Frame], policy: Policy) -> Frame:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from gate.backtest import SPLIT, combine, read_history
+from gate.backtest import SPLIT, combine, read_history, split_by_host
 from gate.policy import parse_policy
 from gate.series import Frame
 from gate.sources import CannotSplit, Query, open_source
@@ -54,6 +54,31 @@ def test_hosts_combine_as_one_group_counts_summed_gauges_averaged():
     both = combine([one, two], policy)
     assert both.values["cpu"] == pytest.approx([15.0, 30.0, np.nan], nan_ok=True)  # a moment none reported: missing
     assert both.values["errors"] == pytest.approx([4.0, 2.0, np.nan], nan_ok=True)  # never a made-up 0
+
+
+def test_hosts_the_group_replaced_fall_into_both_halves():
+    """i-1 ran the first half of the history, i-5 replaced it, i-9 ran throughout: by name the
+    halves would be (i-1, i-9) and (i-5), one of them silent half the time; in the order they
+    first reported, (i-1, i-5) and (i-9) both report all along."""
+    t = np.arange(100) * 60
+    half = np.where(t < 50 * 60, 1.0, np.nan)
+    hosts = {"i-1": Frame(60, t, {"cpu": 10 * half}), "i-5": Frame(60, t, {"cpu": np.where(np.isnan(half), 10.0, np.nan)}),
+             "i-9": Frame(60, t, {"cpu": np.full(100, 11.0)})}
+
+    class Source:
+        def fetch_hosts(self, query):
+            return hosts
+
+    policy = parse_policy({"name": "p", "source": {"type": "simulate"}, "canary": {"scope": "c"},
+                           "baseline": {"scope": "b"}, "interval": "1m", "lifetime": "10m",
+                           "metrics": [{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]})
+
+    def covered(frame):
+        return float(np.isfinite(frame.values["cpu"]).mean())
+
+    one, other, why = split_by_host(policy, Source(), None, set(), 1.0, covered)
+    assert covered(one) == covered(other) == 1.0 and "3 hosts" in why and "2 and 1" in why
+    assert np.all(one.values["cpu"] == 10.0) and np.all(other.values["cpu"] == 11.0)
 
 
 # ------------------------------------------------------------------------------ Datadog
