@@ -7,6 +7,18 @@ For every clean case (labels `expect: pass`; read here only to score): the backt
 case's policy over the history before its deploy (replay source: the canary window is never
 read) gives a predicted rate; `gate replay`'s verdict on the case itself is the outcome. Over the
 cases, the mean predicted rate should match the observed false-alarm rate (within its interval).
+
+`--pairs` (issue 27): the canary-vs-baseline families, where the backtest splits the baseline
+group by host. No case of the corpus holds a group's hosts apart (one baseline series, and the
+canary only from its deploy), so the split itself cannot be replayed here; what can be measured
+is its principle on the pairs the corpus has: a clean case's predicted rates are those of the
+other clean pair windows of the same source series (the same service's two hosts at other
+times; `bench.cv.series_group`: a replica pair and its mirror are one service), judged as the
+live gate judges them; its observed outcome is its own replay. Left out and counted apart: a
+case alone in its series (no pairs: the backtest's history-only estimate, labelled), and the
+ambiguous clean cases (scored neither way, as in bench.cv).
+
+    .venv/bin/python -m bench.backtest_calibration ../shared/corpus/dev ../shared/corpus/replicas --pairs
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from pathlib import Path
 
 from bench.run import find_cases, labels, pool_imap
 from gate.analysis import replay_case
-from gate.backtest import DAY, backtest
+from gate.backtest import DAY, backtest, could_not_tell
 from gate.sources.replay import ReplaySource, load_case
 from gate.stats.rates import proportion_interval
 
@@ -41,15 +53,82 @@ def one(args: tuple[str, int]) -> dict:
     return row
 
 
+def outcome(path: str) -> dict:
+    """A clean case's replay as the backtest counts an A/A window: fail (a metric failed, or the
+    case could not be judged), undecided (could not tell at the end), or pass."""
+    verdict = replay_case(path).verdict
+    judged = [m for m in verdict.metrics if not m.muted]
+    if any(m.verdict == "fail" and not could_not_tell(m) for m in judged):
+        result = "fail"
+    elif verdict.verdict == "pass":
+        result = "pass"
+    else:
+        result = "undecided" if any(could_not_tell(m) for m in judged) else "fail"
+    return {"path": path, "outcome": result}
+
+
+def pooled(predicted: list[float], windows: int, observed: int, cases: int) -> dict:
+    """Predicted (the mean of the cases' predictions, its interval over the distinct windows they
+    rest on) against observed (cases, Clopper-Pearson)."""
+    mean = statistics.fmean(predicted) if predicted else None
+    plo, phi = proportion_interval(round(mean * windows), windows) if predicted else (0.0, 1.0)
+    lo, hi = proportion_interval(observed, cases)
+    return {"predicted": None if mean is None else round(mean, 4), "predicted_ci95": [round(plo, 4), round(phi, 4)],
+            "windows": windows, "observed": round(observed / cases, 4) if cases else None, "observed_count": observed,
+            "cases": cases, "observed_ci95": [round(lo, 4), round(hi, 4)],
+            "within": bool(predicted and cases and lo <= mean <= hi and plo <= observed / cases <= phi)}
+
+
+def main_pairs(corpora: list[Path], jobs: int, out: Path) -> int:
+    from bench.cv import case_row
+
+    rows = [case_row(p) for corpus in corpora for p in find_cases(corpus, None)]
+    clean = [r for r in rows if r["expect"] == "pass" and r["family"] in ("canary-vs-baseline", "replicas")]
+    print(f"{len(clean)} clean canary-vs-baseline cases", file=sys.stderr)
+    outcomes = {o["path"]: o["outcome"] for o in pool_imap(outcome, [r["path"] for r in clean], jobs, "cases")}
+    for r in clean:
+        r["outcome"] = outcomes[r["path"]]
+        r["source_family"] = "replicas" if r["family"] == "replicas" else r["case"].split("-")[0]
+    scored = [r for r in clean if not r.get("ambiguous")]
+    for r in scored:
+        others = [o for o in scored if o["group"] == r["group"] and o is not r]
+        r["pairs"] = len(others)
+        if others:
+            r["predicted"] = sum(o["outcome"] == "fail" for o in others) / len(others)
+            r["predicted_undecided"] = sum(o["outcome"] == "undecided" for o in others) / len(others)
+    summary = {}
+    for family in sorted({r["source_family"] for r in scored}):
+        mine = [r for r in scored if r["source_family"] == family and "predicted" in r]
+        windows = len(mine)  # each pair window predicts the others of its series: the distinct windows are the cases
+        summary[family] = {
+            "false_alarms": pooled([r["predicted"] for r in mine], windows, sum(r["outcome"] == "fail" for r in mine), len(mine)),
+            "undecided": pooled([r["predicted_undecided"] for r in mine], windows,
+                                sum(r["outcome"] == "undecided" for r in mine), len(mine)),
+            "series": len({r["group"] for r in mine}),
+            "alone_in_their_series": sum(r["source_family"] == family and "predicted" not in r for r in scored),
+            "ambiguous_apart": sum(r["source_family"] == family and bool(r.get("ambiguous")) for r in clean),
+        }
+    out.write_text(json.dumps({"summary": summary, "rows": [{k: v for k, v in r.items() if k != "path"} for r in clean]},
+                              indent=1), encoding="utf-8")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.backtest_calibration", description=__doc__.split("\n\n")[0])
-    parser.add_argument("corpus", type=Path)
+    parser.add_argument("corpus", type=Path, nargs="+")
+    parser.add_argument("--pairs", action="store_true",
+                        help="the canary-vs-baseline families: pairs of the same series predict a clean case")
     parser.add_argument("--only", default="k1m-*", help="glob on case folder names (one source at a time)")
     parser.add_argument("--cases", type=int, default=24, help="clean cases to take (evenly spread)")
     parser.add_argument("--windows", type=int, default=8, help="backtest windows per case")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "backtest_calibration.json")
     args = parser.parse_args(argv)
+    if args.pairs:
+        return main_pairs(args.corpus, args.jobs, args.out.with_name("backtest_pairs.json")
+                          if args.out.name == "backtest_calibration.json" else args.out)
+    args.corpus = args.corpus[0]
 
     clean = [p for p in find_cases(args.corpus, args.only) if labels(p)["expect"] == "pass"]
     chosen = clean[:: max(1, len(clean) // args.cases)][: args.cases]

@@ -4,7 +4,17 @@ baseline's history before the deploy, against `gate replay`'s decision on the ca
 
     .venv/bin/python -m bench.plan_calibration ../shared/corpus/dev --per-scenario 6
 
-Labels (`scenario`, `injected`, `culprits`) are read here only to pick the effect and score.
+And do its answers mean what they say (issue 27)? `--answers N`: N clean cases of each
+canary-vs-baseline source (k1m, nab5m), evenly spread; per judged metric with a tolerance, the
+plan's answer (ok / at the end / too short) at the case's own canary share, then the case's real
+canary window replayed with a 2x-tolerance regression of that metric injected (a shift for
+gauges, a rate factor for counts: `backtest.inject`): caught or not, per answer. `too short`
+should be caught <= 25%, `ok` >= 90%.
+
+    .venv/bin/python -m bench.plan_calibration ../shared/corpus/dev --answers 12
+
+Labels (`scenario`, `injected`, `culprits`, `expect`) are read here only to pick the effect and
+the clean cases, and score.
 """
 
 from __future__ import annotations
@@ -15,10 +25,14 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from bench.run import find_cases, labels, pool_imap
-from gate.analysis import replay_case
-from gate.plan import Planner, read_recent
-from gate.sources.replay import ReplaySource, load_case
+from gate.analysis import replay_case, replay_recorded
+from gate.backtest import Injection, could_not_tell, inject, primary_kind, testable
+from gate.plan import REGRESSION, Planner, read_recent
+from gate.sources.replay import Case, ReplaySource, load_case
+from gate.stats.rates import proportion_interval
 
 # scenario -> (metric, how the injected label becomes a relative effect)
 EFFECTS = {
@@ -52,13 +66,98 @@ def one(path: str) -> dict:
     return row
 
 
+def canary_share(case: Case, policy) -> float:
+    """The canary's share of the baseline's traffic in the case (what its team would give
+    `--canary-share`): the ratio of a denominator's totals over the window, 1 without one."""
+    denominators = [m.denominator for m in policy.metrics if m.denominator]
+    if not denominators:
+        return 1.0
+    name = denominators[0]
+    d, e = case.deployed_at, case.end_at
+    canary = np.nansum(case.frames["canary"].between(d, e).values[name])
+    baseline = np.nansum(case.frames["baseline"].between(d, e).values[name])
+    return float(min(1.0, max(1e-4, canary / baseline))) if baseline > 0 else 1.0
+
+
+def answers(path: str) -> list[dict]:
+    """Per metric with a tolerance: the plan's answer, and whether the real canary window with a
+    2x-tolerance regression injected was caught (failed for that metric, at any look)."""
+    case = load_case(path)
+    policy = case.policy()
+    share = canary_share(case, policy)
+    rows = []
+    try:
+        history = read_recent(policy, ReplaySource(case), "plan", case.deployed_at)
+        planner = Planner(policy, history, case.deployed_at, share)
+    except Exception as e:  # noqa: BLE001 - reported, not fatal
+        return [{"case": case.id, "error": f"{type(e).__name__}: {e}"[:200]}]
+    for m in testable(policy):
+        row = {"case": case.id, "metric": m.name, "share": round(share, 4)}
+        try:
+            caught = planner.caught_within(m, policy.lifetime)
+            row["answer"] = planner.answer(m, policy.lifetime)
+            row["planned_minutes"] = None if caught is None else caught[0] / 60
+        except Exception as e:  # noqa: BLE001
+            row["error"] = f"{type(e).__name__}: {e}"[:200]
+            rows.append(row)
+            continue
+        frames = dict(case.frames)
+        frames["canary"] = inject(frames["canary"], policy, Injection(primary_kind(m), m.name, REGRESSION),
+                                  case.deployed_at, policy.lifetime)
+        injected = Case(case.id, case.path, case.step, case.deployed_at, case.end_at, case.metrics, frames)
+        first: dict = {}
+
+        def seen(verdict, name=m.name, first=first) -> None:
+            for r in verdict.metrics:
+                if r.name == name and r.verdict == "fail" and not could_not_tell(r) and r.rule != "canary-not-reporting":
+                    first.setdefault("at", verdict.evaluated_at - case.deployed_at)
+
+        replay_recorded(injected, policy, on_verdict=seen)
+        row["caught"] = "at" in first
+        row["caught_minutes"] = first["at"] / 60 if "at" in first else None
+        rows.append(row)
+    return rows
+
+
+def answer_summary(rows: list[dict]) -> dict:
+    out = {}
+    for answer in ("ok", "at the end", "too short"):
+        mine = [r for r in rows if r.get("answer") == answer]
+        hits = sum(r["caught"] for r in mine)
+        lo, hi = proportion_interval(hits, len(mine))
+        out[answer] = {"metrics": len(mine), "caught": hits, "rate": round(hits / len(mine), 3) if mine else None,
+                       "ci95": [round(lo, 3), round(hi, 3)]}
+    out["errors"] = sum("error" in r for r in rows)
+    return out
+
+
+def main_answers(args) -> int:
+    chosen = []
+    for source in ("k1m-*", "nab5m-*"):
+        clean = [p for p in find_cases(args.corpus, source) if labels(p)["expect"] == "pass"]
+        chosen += clean[:: max(1, len(clean) // args.answers)][: args.answers]
+    print(f"{len(chosen)} clean cases", file=sys.stderr)
+    rows = [r for batch in pool_imap(answers, [str(p) for p in chosen], args.jobs, "cases") for r in batch]
+    summary = {"all": answer_summary(rows)}
+    for source in ("k1m", "nab5m"):
+        summary[source] = answer_summary([r for r in rows if r["case"].startswith(source)])
+    out = args.out.with_name("plan_answers.json") if args.out.name == "plan_calibration.json" else args.out
+    out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1), encoding="utf-8")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.plan_calibration", description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path)
     parser.add_argument("--per-scenario", type=int, default=6)
+    parser.add_argument("--answers", type=int, default=0,
+                        help="instead: N clean cases per source, the plan's answers against injected 2x regressions")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "plan_calibration.json")
     args = parser.parse_args(argv)
+    if args.answers:
+        return main_answers(args)
     chosen = []
     for scenario in EFFECTS:
         cases = [p for p in find_cases(args.corpus, "k1m-*") if labels(p)["scenario"] == scenario]

@@ -7,8 +7,11 @@ the live loop judges (`analysis.replay_recorded`, the rule `gate replay` uses):
 
 * A/A (nothing changed): the window as it was. With a concurrent baseline whose canary group
   also has history (the simulated service; a canary scope that existed before), canary vs
-  baseline as the policy judges them ("paired"). The source interface cannot split one group by
-  host, so otherwise the group is judged against its own history ("history-only" judge).
+  baseline as the policy judges them ("paired"). A new canary group has none: then the baseline
+  group is split in two halves of its hosts (the source's `fetch_hosts`: Datadog `by {host}`,
+  CloudWatch per InstanceId), judged against each other as canary and baseline ("split by
+  host"). Where the source cannot split it (one host, no per-host metric, the replay source),
+  the group is judged against its own history ("history-only" judge), and the report says why.
 * Injected regressions on the same windows, per metric at 1.5x, 2x and 3x its tolerance: a
   shift, a slow tail (latencies), a leak ramp (memory), a rate factor (counts); and a canary
   that stops reporting.
@@ -29,7 +32,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +42,7 @@ from gate.errors import GateError, InputError, PolicyError
 from gate.lifecycle import FUTURE_SKEW
 from gate.policy import Metric, Policy, _human, parse_policy
 from gate.series import Frame, Observations
-from gate.sources import MetricSource, Query
+from gate.sources import CannotSplit, MetricSource, Query
 from gate.sources.replay import Case
 from gate.stats.rates import proportion_interval, trials_for
 from gate.release import iso
@@ -58,6 +61,7 @@ DOWN_AFTER = 0.25  # a canary that stops reporting does so a quarter into its li
 MIN_COVERAGE = 0.5  # of the history's moments with a point: fewer, and the windows judge gaps, not the service
 PAIRED_COVERAGE = 0.9  # the canary group's history must cover this share of the baseline's to be paired
 DEFAULT_WINDOWS = 32
+SPLIT = "split by host"  # the mode of a baseline split in two halves of its hosts
 BROKEN_FACTOR = max(TOLERANCE_FACTORS)  # an A/A window failed by more than this x the tolerance...
 BROKEN_SHARE = 0.5  # ...in this share of the windows: the history is broken, not the policy too tight
 BACKTEST_RELEASE = "backtest"  # what `{release}` in a scope becomes: no real release has run there
@@ -73,7 +77,7 @@ class History:
 
     group: Frame
     baseline: Frame | None
-    mode: str  # "paired" or "history-only"
+    mode: str  # "paired", "split by host" or "history-only"
     why: str  # why this mode, for the report
     start: int
     end: int
@@ -95,6 +99,19 @@ class CountingSource:
     def fetch(self, query: Query) -> Observations:
         self.requests += 1
         return self.source.fetch(query)
+
+    @property
+    def fetch_hosts(self) -> Callable[[Query], dict[str, Frame]] | None:
+        """The source's per-host read, counted; None when it has none."""
+        inner = getattr(self.source, "fetch_hosts", None)
+        if inner is None:
+            return None
+
+        def counted(query: Query) -> dict[str, Frame]:
+            self.requests += 1
+            return inner(query)
+
+        return counted
 
 
 @dataclass(frozen=True)
@@ -158,12 +175,76 @@ def read_history(policy: Policy, source: MetricSource, days: float, end: int, as
         raise no_history(f"the {policy.source.type} source returned points of {', '.join(judged)} for {scope!r} "
                          f"at {covered(group):.0%} of the moments between {iso(start)} and {iso(end)} (a backtest "
                          f"needs {MIN_COVERAGE:.0%})", asked)
-    if baseline is not None and covered(seen.canary) >= PAIRED_COVERAGE * covered(baseline):
+    if baseline is None:
+        return History(group, None, "history-only", "the policy has no baseline group: each window judges the "
+                       "canary group against its own history (history-only judge)", start, end, counting.requests)
+    if covered(seen.canary) >= PAIRED_COVERAGE * covered(baseline):
         return History(seen.canary, baseline, "paired", "both groups have history: canary vs baseline, as the "
                        "policy judges them", start, end, counting.requests)
-    why = ("the source cannot split a group by host: each window judges the "
-           f"{'baseline' if baseline is not None else 'canary'} group against its own history (history-only judge)")
-    return History(group, None, "history-only", why, start, end, counting.requests)
+    split = split_by_host(policy, counting, replace(query, baseline_only=True), counts, covered(baseline), covered)
+    if isinstance(split, str):
+        why = (f"the baseline cannot be split by host ({split}): each window judges the baseline group against "
+               "its own history (history-only judge; the live gate pairs canary and baseline, which usually "
+               "raises fewer false alarms)")
+        return History(group, None, "history-only", why, start, end, counting.requests)
+    one, other, why = split
+    return History(one, other, SPLIT, why, start, end, counting.requests)
+
+
+def split_by_host(policy: Policy, source: MetricSource, query: Query, counts: set[str], group_coverage: float,
+                  covered: Callable[[Frame], float]) -> tuple[Frame, Frame, str] | str:
+    """The baseline group's hosts in two halves (alternately as they first reported), judged
+    against each other as canary and baseline: two groups of the same code, with the divergence
+    real hosts have. Or why not (a string): the source cannot read hosts apart, the group ran one
+    host, or the halves rarely reported together."""
+    fetch_hosts = getattr(source, "fetch_hosts", None)
+    if fetch_hosts is None:
+        return f"the {policy.source.type} source cannot read a group host by host"
+    try:
+        hosts = fetch_hosts(query)
+    except CannotSplit as e:
+        return str(e)
+    hosts = {h: Observations(canary=f).cleaned(counts).canary for h, f in hosts.items()}
+    hosts = {h: f for h, f in hosts.items() if covered(f) > 0}
+    if len(hosts) < 2:
+        return (f"the baseline group reported {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
+                f"{' (' + next(iter(hosts)) + ')' if hosts else ''}: nothing to split")
+    # Alternately in the order they first reported (then by name): hosts an Auto Scaling group
+    # replaces over the history come one after another, so both halves keep hosts all along.
+    judged = [m.name for m in policy.metrics if m.judged]
+    names = sorted(hosts, key=lambda h: (first_report(hosts[h], judged), h))
+    one, other = (combine([hosts[h] for h in half], policy) for half in (names[0::2], names[1::2]))
+    least = min(covered(one), covered(other))
+    if least < PAIRED_COVERAGE * group_coverage:
+        return (f"its {len(names)} hosts split in two halves that reported together at {least:.0%} of the moments "
+                f"(the group at {group_coverage:.0%})")
+    return one, other, (f"the baseline group's {len(names)} hosts split in two halves ({len(names[0::2])} and "
+                        f"{len(names[1::2])}, alternately as they first reported) judged against each other as "
+                        "canary and baseline, as the policy judges them")
+
+
+def first_report(frame: Frame, names: list[str]) -> int:
+    """The index of the first moment a host reported a judged metric."""
+    reported = np.zeros(len(frame), dtype=bool)
+    for n in names:
+        reported |= frame.reporting(n)
+    return int(np.argmax(reported)) if reported.any() else len(frame)
+
+
+def combine(frames: list[Frame], policy: Policy) -> Frame:
+    """Hosts as one group: counts summed, gauges averaged, at each moment over the hosts that
+    reported (a moment none reported is missing)."""
+    counts = {m.name for m in policy.metrics if m.kind == "count"}
+    first = frames[0]
+    values = {}
+    for name in first.values:
+        stack = np.vstack([f.values[name] for f in frames])
+        reported = np.isfinite(stack).sum(axis=0)
+        total = np.nansum(stack, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            column = total if name in counts else total / reported
+        values[name] = np.where(reported > 0, column, np.nan)
+    return Frame(first.step, first.timestamps, values)
 
 
 # ------------------------------------------------------------------------- the pseudo-canaries

@@ -111,7 +111,7 @@ def render(report: dict) -> str:
 <body><main>
 <section class="card"><h1>backtest of {_e(report['policy'])}</h1>
 <p>{report['windows']} windows of {report['lifetime'] // 60} min over {_e(report['history']['start'])} ..
-{_e(report['history']['end'])} ({report['history']['source_requests']} source request), {report['runs']} judged canaries;
+{_e(report['history']['end'])} ({report['history']['source_requests']} source request(s)), {report['runs']} judged canaries;
 {_e(report['mode'])}: {_e(report['mode_reason'])}.</p>
 <p><b>false alarms {fa['count']}/{fa['of']}</b> (95% interval {fa['ci95'][0]:.0%}-{fa['ci95'][1]:.0%}; alpha
 {report['alpha']:g}); could not tell {_told(o['undecided'])}; median time to pass {minutes_or_dash(o['median_minutes_to_pass'])}.</p>

@@ -42,7 +42,8 @@ COUNTS = {"errors", "requests"}
 SCOPES = {"autoscaling_group:web-canary": "canary", "autoscaling_group:web-baseline": "baseline"}
 
 _QUERY = re.compile(
-    r"(?P<agg>\w+):(?P<metric>[\w.]+)\{(?P<filter>[^{}]*)\}(?P<funcs>(?:\.\w+\([^()]*\))*)"
+    r"(?P<agg>\w+):(?P<metric>[\w.]+)\{(?P<filter>[^{}]*)\}(?:\s*by\s*\{(?P<by>[^{}]*)\})?"
+    r"(?P<funcs>(?:\.\w+\([^()]*\))*)"
 )
 _FUNC = re.compile(r"\.(\w+)\(([^()]*)\)")
 
@@ -74,6 +75,10 @@ class FakeDatadog:
             scope: (frame.timestamps.astype(np.int64), {k: np.asarray(v) for k, v in frame.values.items()})
             for scope, frame in (case.frames.items() if case is not None else ())
         }
+        # Per-host series of a group ("canary"/"baseline" -> host -> Frame), answered to a query
+        # grouped `by {host}` (one series per host, `group_tags: ["host:<name>"]`). A group
+        # without them answers such a query with its one series as one host (`<group>-host`).
+        self.hosts: dict[str, dict[str, object]] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
@@ -151,18 +156,28 @@ class FakeDatadog:
         first = start // bucket * bucket
         buckets = np.arange(first, end, bucket, dtype=np.int64)
         buckets = buckets[buckets - self.offset <= now]
+        # One column per (query, host): a grouped query has one per host of its group.
+        grouped: dict[str, dict[str | None, np.ndarray]] = {}
         for name, q in parsed.items():
-            inputs[name] = self._values(q, buckets - self.offset, bucket, now)
+            grouped[name] = {host: self._values(q, buckets - self.offset, bucket, now, series)
+                             for host, series in self._sources(q)}
         formulas = attributes.get("formulas") or [{"formula": n} for n in parsed]
-        columns = [_evaluate(f["formula"], inputs) for f in formulas]
+        columns = []  # (formula index, host, values)
+        for index, f in enumerate(formulas):
+            used = [n for n in parsed if re.search(rf"\b{re.escape(n)}\b", f["formula"])]
+            hosts = sorted({h for n in used for h in grouped[n]}, key=lambda h: (h is not None, h or ""))
+            for host in hosts:
+                inputs = {n: grouped[n].get(host, grouped[n].get(None, np.full(len(buckets), np.nan))) for n in parsed}
+                columns.append((index, host, _evaluate(f["formula"], inputs)))
         keep = np.zeros(len(buckets), dtype=bool)
-        for c in columns:
+        for _, _, c in columns:
             keep |= np.isfinite(c)
         series, values = [], []
-        for index, c in enumerate(columns):
+        for index, host, c in columns:
             if not np.isfinite(c).any():
                 continue  # no data at all: Datadog returns no series for the query
-            series.append({"group_tags": [], "query_index": index, "unit": None})
+            tags = [] if host is None else [f"{parsed_by(parsed, formulas[index])}:{host}"]
+            series.append({"group_tags": tags, "query_index": index, "unit": None})
             values.append([float(v) if np.isfinite(v) else None for v in c[keep]])
         return {
             "data": {
@@ -176,15 +191,26 @@ class FakeDatadog:
             }
         }
 
-    def _values(self, q: dict, starts: np.ndarray, bucket: int, now: int) -> np.ndarray:
+    def _sources(self, q: dict):
+        """(host, (times, columns)) of the query's group: one pair with host None when not grouped,
+        one per host when grouped `by {...}`."""
+        scope = next((SCOPES[t] for t in q["tags"] if t in SCOPES), None)
+        whole = self._series.get(scope)
+        if not q["by"]:
+            return [(None, whole)]
+        if scope in self.hosts:
+            return [(host, (f.timestamps.astype(np.int64), {k: np.asarray(v) for k, v in f.values.items()}))
+                    for host, f in sorted(self.hosts[scope].items())]
+        return [(f"{scope}-host", whole)] if whole is not None else []
+
+    def _values(self, q: dict, starts: np.ndarray, bucket: int, now: int, series=None) -> np.ndarray:
         """The query's value in each bucket (recorded time), NaN where nothing was reported."""
         out = np.full(len(starts), np.nan)
         mapping = METRICS.get(q["metric"])
-        scope = next((SCOPES[t] for t in q["tags"] if t in SCOPES), None)
-        if mapping is None or scope is None or scope not in self._series:
+        if mapping is None or series is None:
             return out
         column, convert = mapping
-        times, columns = self._series[scope]
+        times, columns = series
         data = columns.get(column)
         if data is None:
             return out
@@ -240,10 +266,16 @@ def _parse(query: str) -> dict:
         "aggregation": m.group("agg"),
         "metric": m.group("metric"),
         "tags": [t.strip() for t in m.group("filter").split(",")],
+        "by": (m.group("by") or "").strip() or None,
         "as_count": any(name == "as_count" for name, _ in functions),
         "rollup_method": method,
         "rollup_seconds": seconds,
     }
+
+
+def parsed_by(parsed: dict, formula: dict) -> str:
+    """The tag a formula's grouped queries are grouped by."""
+    return next(q["by"] for n, q in parsed.items() if q["by"] and re.search(rf"\b{re.escape(n)}\b", formula["formula"]))
 
 
 def _evaluate(formula: str, inputs: dict[str, np.ndarray]) -> np.ndarray:

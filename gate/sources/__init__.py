@@ -35,11 +35,22 @@ def count_denominators(metrics: tuple[Metric, ...]) -> dict[str, str]:
     return {m.name: m.denominator for m in metrics if m.kind == "count" and m.denominator}
 
 
+class CannotSplit(Exception):
+    """A source that cannot read a group host by host (no per-host metric, a query it cannot
+    group): the message says which metric and why, for the backtest's report."""
+
+
 @runtime_checkable
 class MetricSource(Protocol):
     def fetch(self, query: Query) -> Observations:
         """Both groups' metrics on the grid start..end; NaN where a point is missing."""
         ...
+
+
+# Optional, for `gate backtest` and `gate plan` (sources that have it: datadog, cloudwatch):
+#     def fetch_hosts(self, query: Query) -> dict[str, Frame]
+# the baseline group's metrics host by host (host -> its frame on the query's grid), or
+# CannotSplit. Only the baseline scope is read (the canary group usually has no history).
 
 
 # type -> "module:factory"; modules are imported only when used, so a policy that reads

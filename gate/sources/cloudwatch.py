@@ -47,9 +47,10 @@ from gate.aws import NO_REGION, backoff, denied, error_code, error_message, make
 from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
-from gate.sources import Query, count_denominators
+from gate.sources import CannotSplit, Query, count_denominators
 
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
+GROUP_DIMENSION, HOST_DIMENSION = "AutoScalingGroupName", "InstanceId"  # a group's hosts: its metrics per instance
 DAY = 86400
 
 # CloudWatch keeps 1-minute points for 15 days, 5-minute points for 63 days, then hourly ones
@@ -214,6 +215,87 @@ class CloudWatchSource:
         frames = {g: self._frame(query.metrics, period, first, stop, points[g], unknown[g]) for g in groups}
         canary = frames["canary"] if "canary" in frames else Frame.empty(query.step, names)
         return Observations(canary=canary, baseline=frames.get("baseline"))
+
+    def fetch_hosts(self, query: Query) -> dict[str, Frame]:
+        """The baseline group instance by instance: each metric with its dimensions and
+        `InstanceId` (as the CloudWatch agent publishes with `append_dimensions`
+        AutoScalingGroupName and InstanceId), the instances found with ListMetrics. CannotSplit
+        when a metric is not read by AutoScalingGroupName (an ALB's TargetGroup has no instance)
+        or has no per-instance series."""
+        if query.baseline is None:
+            raise CannotSplit("no baseline group to split")
+        period = choose_period(query.step, query.start, int(self.clock()))
+        first = -(-query.start // period) * period
+        stop = query.end // period * period
+        self._check_scope_applies(query.metrics, "baseline", query.baseline)
+        instances: dict[str, set[str]] = {}
+        for m in query.metrics:
+            dimensions = self._dimensions(m.name, "baseline", query.baseline)
+            if GROUP_DIMENSION not in {d["Name"] for d in dimensions}:
+                raise CannotSplit(f"{m.name}: its CloudWatch dimensions ({', '.join(d['Name'] for d in dimensions)}) "
+                                  f"have no {GROUP_DIMENSION}, so no per-instance series to split the group by")
+            found = self._instances(self.queries[m.name], dimensions)
+            if not found:
+                asg = next(d["Value"] for d in dimensions if d["Name"] == GROUP_DIMENSION)
+                raise CannotSplit(f"{m.name}: CloudWatch lists no {self.queries[m.name].namespace}/"
+                                  f"{self.queries[m.name].metric} per {HOST_DIMENSION} of {asg} "
+                                  f"({GROUP_DIMENSION} x {HOST_DIMENSION}, the CloudWatch agent's append_dimensions)")
+            for instance in found:
+                instances.setdefault(instance, set()).add(m.name)
+        series: dict[str, _Series] = {}
+        requests = []
+        for instance in sorted(instances):
+            for m in query.metrics:
+                q = self.queries[m.name]
+                dimensions = sorted(self._dimensions(m.name, "baseline", query.baseline)
+                                    + [{"Name": HOST_DIMENSION, "Value": instance}], key=lambda d: d["Name"])
+                stat = {"Metric": {"Namespace": q.namespace, "MetricName": q.metric, "Dimensions": dimensions},
+                        "Period": period, "Stat": q.stat}
+                if q.unit:
+                    stat["Unit"] = q.unit
+                qid = f"q{len(requests)}"
+                series[qid] = _Series(qid, instance, m.name)  # the group here is the instance
+                requests.append({"Id": qid, "MetricStat": stat, "ReturnData": True})
+        names = [m.name for m in query.metrics]
+        points = {i: {n: {} for n in names} for i in instances}
+        unknown = {i: {n: [] for n in names} for i in instances}
+        counts = {m.name for m in query.metrics if m.kind == "count"}
+        scale = query.step / period
+        if stop > first:
+            for result in self._get_metric_data(requests, first, stop):
+                s = series[result["Id"]]
+                factor = scale if s.metric in counts else 1.0
+                for stamp, value in zip(result.get("Timestamps", []), result.get("Values", [])):
+                    if math.isfinite(value):
+                        points[s.group][s.metric][int(stamp.timestamp())] = float(value) * factor
+                    else:
+                        unknown[s.group][s.metric].append(int(stamp.timestamp()))
+        self._reported.update(n for i in instances for n in names if points[i][n])
+        return {i: self._frame(query.metrics, period, first, stop, points[i], unknown[i]) for i in sorted(instances)}
+
+    def _instances(self, q: MetricQuery, dimensions: list[dict[str, str]]) -> set[str]:
+        """The instances CloudWatch holds the metric for with exactly these dimensions and an
+        InstanceId (ListMetrics: metrics with data in the last two weeks)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        wanted = {(d["Name"], d["Value"]) for d in dimensions}
+        found = set()
+        try:
+            for page in self.client.get_paginator("list_metrics").paginate(
+                    Namespace=q.namespace, MetricName=q.metric, Dimensions=dimensions):
+                for metric in page.get("Metrics", []):
+                    pairs = {(d["Name"], d["Value"]) for d in metric.get("Dimensions", [])}
+                    instance = [v for n, v in pairs if n == HOST_DIMENSION]
+                    if len(instance) == 1 and pairs - {(HOST_DIMENSION, instance[0])} == wanted:
+                        found.add(instance[0])
+        except ClientError as e:
+            if denied(e):
+                raise SourceError(f"CloudWatch refused ListMetrics ({error_code(e)}): splitting the baseline "
+                                  "by instance needs cloudwatch:ListMetrics") from None
+            raise SourceError(f"CloudWatch ListMetrics failed ({error_code(e)}): {error_message(e)}") from None
+        except BotoCoreError as e:
+            raise SourceError(f"CloudWatch ListMetrics failed: {e}") from None
+        return found
 
     # -- building the queries -------------------------------------------------------------
 

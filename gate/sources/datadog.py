@@ -46,7 +46,7 @@ from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
 from gate.request_budget import Heard, RequestBudget, shared_budget, wait_for_request
 from gate.series import Frame, Observations
-from gate.sources import Query, count_denominators
+from gate.sources import CannotSplit, Query, count_denominators
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,10 @@ class Options(BaseModel):
     settle: int = Field(
         default=60, ge=0, description="Seconds of ingestion delay: younger buckets are not read yet."
     )
+    host_tag: str = Field(
+        default="host", pattern=r"^[^\W\d_][\w\-.]{0,199}$",
+        description="The tag that tells a group's hosts apart (`gate backtest` splits the baseline by it).",
+    )
     # Datadog events and the groups of promote / rollback are the policy's `notify:` and `actions:`.
 
 
@@ -117,8 +121,11 @@ class MetricQuery:
     template: str
     formula: str | None = None
 
-    def render(self, scope: str) -> str:
-        return self.template.replace("$scope", scope)
+    def render(self, scope: str, by: str | None = None) -> str:
+        """The query for a group; `by`: grouped by that tag (one series per value, e.g. per host),
+        right after the tag filter, before the functions (`.as_count()`, `.rollup()`)."""
+        text = self.template.replace("$scope", scope)
+        return text if by is None else text.replace("}", f"}} by {{{by}}}", 1)
 
     def formula_for(self, name: str) -> str:
         return name if self.formula is None else re.sub(r"\bq\b", name, self.formula)
@@ -405,18 +412,46 @@ class DatadogSource:
     # -- the protocol ---------------------------------------------------------------------------
 
     def fetch(self, query: Query) -> Observations:
+        groups = {"canary": check_scope(query.canary, "canary")}
+        if query.baseline is not None:
+            groups["baseline"] = check_scope(query.baseline, "baseline")
+            if query.baseline_only:
+                del groups["canary"]
+        names = [m.name for m in query.metrics]
+        points = {g: {n: {} for n in names} for g in groups}
+        first, last = self._read(query, groups, None, lambda payload, slots: self._collect(payload, slots, query.step, points))
+        self._reported.update(n for g in groups for n in names if points[g][n])
+        frames = {g: self._frame(query.metrics, first, last, points[g]) for g in groups}
+        canary = frames["canary"] if "canary" in frames else Frame.empty(query.step, names)
+        return Observations(canary=canary, baseline=frames.get("baseline"))
+
+    def fetch_hosts(self, query: Query) -> dict[str, Frame]:
+        """The baseline group host by host: each metric's query grouped `by {<host_tag>}` (one
+        series per host of the scope), in as many requests as `fetch` makes for the span."""
+        if query.baseline is None:
+            raise CannotSplit("no baseline group to split")
+        groups = {"baseline": check_scope(query.baseline, "baseline")}
+        names = [m.name for m in query.metrics]
+        per_host: dict[str, dict[str, dict[int, float]]] = {}
+        first, last = self._read(query, groups, self.options.host_tag,
+                                 lambda payload, slots: self._collect_hosts(payload, slots, query.step, per_host))
+        self._reported.update(n for points in per_host.values() for n in names if points.get(n))
+        return {host: self._frame(query.metrics, first, last, {n: points.get(n, {}) for n in names})
+                for host, points in sorted(per_host.items())}
+
+    def _frame(self, metrics, first: int, last: int, points: dict[str, dict[int, float]]) -> Frame:
+        return Frame.on_grid(self.interval, first, max(last, first - self.interval), points).fill_zero_counts(
+            count_denominators(metrics), self._reported)
+
+    def _read(self, query: Query, groups: dict[str, str], by: str | None, collect) -> tuple[int, int]:
+        """Every chunk of the query's span (`by`: a tag to group each query by), each answer given
+        to `collect(payload, slots)`; the first and last bucket of the span."""
         step = query.step
         if step != self.interval:
             raise PolicyError(f"interval: the queries are pinned to {self.interval}s, asked {step}s")
         unknown = [m.name for m in query.metrics if m.name not in self.metrics]
         if unknown:
             raise PolicyError(f"no Datadog query for metric(s) {', '.join(unknown)}")
-        groups = {"canary": check_scope(query.canary, "canary")}
-        if query.baseline is not None:
-            groups["baseline"] = check_scope(query.baseline, "baseline")
-            if query.baseline_only:
-                del groups["canary"]
-
         first = -(-query.start // step) * step
         # A bucket [t, t + step) is read only once it is complete (and settled): the one still
         # filling would show a fraction of the events and read as a drop. At `end` = t + step the
@@ -424,8 +459,6 @@ class DatadogSource:
         # `settle` is counted back from the clock, not from the moment judged: judging the end of
         # a lifetime that is over reads every bucket of it.
         last = min(query.end // step * step, int(self.clock_wall() - self.options.settle) // step * step) - step
-        names = [m.name for m in query.metrics]
-        points = {g: {n: {} for n in names} for g in groups}
         chunk = self.options.max_points * step
         # One budget for the whole fetch: a history read in several chunks shares it.
         # The organisation's budget is waited for until the next look is due (one interval), and
@@ -438,19 +471,12 @@ class DatadogSource:
                              count=len(starts))
         for start in starts:
             end = min(last + step, start + chunk)  # exclusive
-            self._fetch_chunk(query.metrics, groups, start, end, step, points, budget)
-        self._reported.update(n for g in groups for n in names if points[g][n])
-        frames = {
-            g: Frame.on_grid(step, first, max(last, first - step), points[g]).fill_zero_counts(
-                count_denominators(query.metrics), self._reported)
-            for g in groups
-        }
-        canary = frames["canary"] if "canary" in frames else Frame.empty(step, names)
-        return Observations(canary=canary, baseline=frames.get("baseline"))
+            self._fetch_chunk(query.metrics, groups, start, end, step, budget, by, collect)
+        return first, last
 
     # -- one request ----------------------------------------------------------------------------
 
-    def _fetch_chunk(self, metrics, groups, start, end, step, points, budget: _Budget) -> None:
+    def _fetch_chunk(self, metrics, groups, start, end, step, budget: _Budget, by: str | None, collect) -> None:
         from datadog_api_client.v2.model.metrics_data_source import MetricsDataSource
         from datadog_api_client.v2.model.metrics_timeseries_query import MetricsTimeseriesQuery
         from datadog_api_client.v2.model.query_formula import QueryFormula
@@ -475,7 +501,7 @@ class DatadogSource:
                 name = f"{group[0]}{i}"
                 queries.append(
                     MetricsTimeseriesQuery(
-                        data_source=MetricsDataSource.METRICS, query=compiled.render(scope), name=name
+                        data_source=MetricsDataSource.METRICS, query=compiled.render(scope, by), name=name
                     )
                 )
                 formulas.append(QueryFormula(formula=compiled.formula_for(name)))
@@ -492,7 +518,7 @@ class DatadogSource:
                 ),
             )
         )
-        self._call(body, budget, lambda payload: self._collect(payload, slots, step, points))
+        self._call(body, budget, lambda payload: collect(payload, slots))
 
     def _call(self, body, budget: _Budget, collect: Callable[[Any], None]) -> None:
         """Send and collect the answer, retrying faults while the fetch's budget lasts.
@@ -636,6 +662,36 @@ class DatadogSource:
             raise _Fault(f"malformed answer ({type(e).__name__}: {self._scrub(str(e))[:120]})") from None
         for (group, name), by_time in found.items():
             points[group][name].update(by_time)
+
+    def _collect_hosts(self, payload: Any, slots, step: int, per_host) -> None:
+        """Lay a grouped answer's series on `per_host[host][metric]` (the host from the series'
+        `group_tags`); a shape we do not know is a malformed answer, retried like one."""
+        found: dict[tuple[str, str], dict[int, float]] = {}
+        prefix = f"{self.options.host_tag}:"
+        try:
+            if payload.get("errors"):
+                raise SourceError(f"Datadog could not run the queries: {self._scrub(str(payload['errors']))}")
+            attributes = (payload.get("data") or {}).get("attributes") or {}
+            times = [int(t) // 1000 for t in attributes.get("times") or []]
+            series = attributes.get("series") or []
+            values = attributes.get("values") or []
+            if len(series) != len(values) or any(len(v) != len(times) for v in values):
+                raise ValueError("series, values and times do not match")
+            if any(t % step for t in times):
+                raise SourceError(f"Datadog answered off the {step}s grid (times not multiples of it)")
+            for s, column in zip(series, values):
+                index = int(s["query_index"])
+                if not 0 <= index < len(slots):
+                    raise ValueError(f"query_index {index} out of range")
+                tags = [t for t in s.get("group_tags") or [] if isinstance(t, str) and t.startswith(prefix)]
+                if len(tags) != 1:  # points without the tag (or several): no host to give them to
+                    continue
+                found[(tags[0][len(prefix):], slots[index][1])] = {
+                    t: float(v) for t, v in zip(times, column) if v is not None}
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise _Fault(f"malformed answer ({type(e).__name__}: {self._scrub(str(e))[:120]})") from None
+        for (host, name), by_time in found.items():
+            per_host.setdefault(host, {}).setdefault(name, {}).update(by_time)
 
     # -- hygiene --------------------------------------------------------------------------------
 

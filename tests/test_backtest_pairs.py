@@ -1,0 +1,242 @@
+"""Issue 27: a backtest for a canary that has a baseline group judges pairs like canary and
+baseline: the baseline group split by host into two halves, judged against each other. Over the
+fake Datadog (`by {host}`) and CloudWatch on moto (AutoScalingGroupName x InstanceId); where the
+source cannot split, the history-only estimate, labelled as such."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import yaml
+
+from gate.backtest import SPLIT, combine, read_history, split_by_host
+from gate.policy import parse_policy
+from gate.series import Frame
+from gate.sources import CannotSplit, Query, open_source
+from gate.sources.replay import load_case
+from tests.conftest import run_gate
+from tests.moto_server import moto_server  # noqa: F401  (fixture)
+
+COUNTS = ("errors", "requests")
+
+
+def hosts_of(group: Frame, n: int, seed: int = 0, slower: dict[str, float] | None = None) -> dict[str, Frame]:
+    """`n` hosts that together are `group`: gauges with 2% noise of their own per host, counts
+    shared out at random (multinomial); `slower`: host -> latency factor (a bad host)."""
+    rng = np.random.default_rng(seed)
+    hosts = {f"web-{i + 1}": {} for i in range(n)}
+    for name, x in group.values.items():
+        if name in COUNTS:
+            whole = np.nan_to_num(x).astype(np.int64)
+            shares = np.array([rng.multinomial(k, [1 / n] * n) for k in whole]).T if len(x) else np.zeros((n, 0))
+            for (host, values), share in zip(hosts.items(), shares):
+                values[name] = np.where(np.isfinite(x), share, np.nan)
+        else:
+            for host, values in hosts.items():
+                values[name] = x * (1 + 0.02 * rng.standard_normal(len(x)))
+    for host, factor in (slower or {}).items():
+        hosts[host]["latency"] = hosts[host]["latency"] * factor
+    return {host: Frame(group.step, group.timestamps, values) for host, values in hosts.items()}
+
+
+def test_hosts_combine_as_one_group_counts_summed_gauges_averaged():
+    t = np.arange(3) * 60
+    one = Frame(60, t, {"cpu": np.array([10.0, np.nan, np.nan]), "errors": np.array([1.0, 2.0, np.nan])})
+    two = Frame(60, t, {"cpu": np.array([20.0, 30.0, np.nan]), "errors": np.array([3.0, np.nan, np.nan])})
+    policy = parse_policy({"name": "p", "source": {"type": "simulate"}, "canary": {"scope": "c"},
+                           "baseline": {"scope": "b"}, "interval": "1m", "lifetime": "10m",
+                           "metrics": [{"name": "cpu", "kind": "gauge", "tolerance": 0.1},
+                                       {"name": "errors", "kind": "count", "tolerance": 0.5}]})
+    both = combine([one, two], policy)
+    assert both.values["cpu"] == pytest.approx([15.0, 30.0, np.nan], nan_ok=True)  # a moment none reported: missing
+    assert both.values["errors"] == pytest.approx([4.0, 2.0, np.nan], nan_ok=True)  # never a made-up 0
+
+
+def test_hosts_the_group_replaced_fall_into_both_halves():
+    """i-1 ran the first half of the history, i-5 replaced it, i-9 ran throughout: by name the
+    halves would be (i-1, i-9) and (i-5), one of them silent half the time; in the order they
+    first reported, (i-1, i-5) and (i-9) both report all along."""
+    t = np.arange(100) * 60
+    half = np.where(t < 50 * 60, 1.0, np.nan)
+    hosts = {"i-1": Frame(60, t, {"cpu": 10 * half}), "i-5": Frame(60, t, {"cpu": np.where(np.isnan(half), 10.0, np.nan)}),
+             "i-9": Frame(60, t, {"cpu": np.full(100, 11.0)})}
+
+    class Source:
+        def fetch_hosts(self, query):
+            return hosts
+
+    policy = parse_policy({"name": "p", "source": {"type": "simulate"}, "canary": {"scope": "c"},
+                           "baseline": {"scope": "b"}, "interval": "1m", "lifetime": "10m",
+                           "metrics": [{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]})
+
+    def covered(frame):
+        return float(np.isfinite(frame.values["cpu"]).mean())
+
+    one, other, why = split_by_host(policy, Source(), None, set(), 1.0, covered)
+    assert covered(one) == covered(other) == 1.0 and "3 hosts" in why and "2 and 1" in why
+    assert np.all(one.values["cpu"] == 10.0) and np.all(other.values["cpu"] == 11.0)
+
+
+# ------------------------------------------------------------------------------ Datadog
+
+
+@pytest.fixture
+def datadog(monkeypatch, corpus):
+    """The fake Datadog serving k1m-aa-000 as if now, its env set in this process too."""
+    from tests.fake_datadog import API_KEY, APP_KEY
+    from tests.test_datadog_cli import live
+
+    with live(corpus, "k1m-aa-000") as fake:
+        env = {"GATE_DATADOG_URL": fake.url, "DD_API_KEY": API_KEY, "DD_APP_KEY": APP_KEY}
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        fake.env = env
+        fake.baseline = load_case(corpus / "k1m-aa-000").frames["baseline"]
+        yield fake
+
+
+def datadog_policy(tmp_path):
+    from tests.test_datadog_cli import write_policy
+
+    path = write_policy(tmp_path)
+    return path, parse_policy(yaml.safe_load(path.read_text()))
+
+
+def test_over_datadog_the_baseline_is_split_by_host_into_two_halves(datadog, tmp_path):
+    datadog.hosts["baseline"] = hosts_of(datadog.baseline, 4)
+    _, policy = datadog_policy(tmp_path)
+    history = read_history(policy, open_source(policy), 6, datadog.deployed_at - 60)
+    assert history.mode == SPLIT, history.why
+    assert "4 hosts" in history.why and "2 and 2" in history.why
+    assert history.requests == 2  # the group once, then host by host: never per window
+    grouped = [q for r in datadog.timeseries_requests() for q in r["queries"] if "by {host}" in q]
+    assert grouped and all("autoscaling_group:web-baseline" in q for q in grouped)
+    # web-1 and web-3 are one half: their mean minute by minute (the fake's hosts, as Datadog served them).
+    hosts = datadog.hosts["baseline"]
+    served = history.group.values["cpu"]
+    at = np.searchsorted(hosts["web-1"].timestamps, history.group.timestamps - datadog.offset)  # recorded time
+    expected = (hosts["web-1"].values["cpu"][at] + hosts["web-3"].values["cpu"][at]) / 2
+    assert served[np.isfinite(expected)] == pytest.approx(expected[np.isfinite(expected)], rel=1e-6)
+
+
+def test_over_datadog_a_group_of_one_host_falls_back_to_history_only_and_says_why(datadog, tmp_path):
+    # No per-host series: the fake answers `by {host}` with the group's one series, one host.
+    _, policy = datadog_policy(tmp_path)
+    history = read_history(policy, open_source(policy), 6, datadog.deployed_at - 60)
+    assert history.mode == "history-only" and history.baseline is None
+    assert "1 host (baseline-host): nothing to split" in history.why and "history-only judge" in history.why
+
+
+def test_a_bad_host_in_the_baseline_is_a_false_alarm_of_the_split_not_hidden_in_the_group(datadog, tmp_path):
+    """The halves are judged against each other as the live gate judges canary and baseline: a
+    host twice as slow as the others over the whole history (a divergence one group's own
+    history cannot show: it is in every day of it) fails latency in every A/A window."""
+    datadog.hosts["baseline"] = hosts_of(datadog.baseline, 4, slower={"web-1": 2.0})
+    path, _ = datadog_policy(tmp_path)
+    result = run_gate("backtest", "--policy", path, "--days", "6", "--windows", "2", "--until",
+                      str(datadog.deployed_at - 60), "--no-recommend", "--jobs", "1", "--json",
+                      env=datadog.env, cwd=tmp_path)
+    report = json.loads(result.stdout)
+    assert report["mode"] == SPLIT, result.stderr
+    latency = next(m for m in report["metrics"] if m["name"] == "latency")
+    assert latency["false_alarms"]["count"] == latency["false_alarms"]["of"] == 2
+    assert report["history"]["source_requests"] == 2
+
+
+# ------------------------------------------------------------------------------ CloudWatch on moto
+
+
+@pytest.fixture
+def aws(moto_server):  # noqa: F811
+    moto_server.reset()
+    return moto_server
+
+
+INSTANCES = ("i-0a", "i-0b", "i-0c")
+
+
+def publish_instances(aws, minutes: int = 40) -> int:
+    """cpu and memory of web-baseline's three instances (AutoScalingGroupName x InstanceId, as
+    the CloudWatch agent publishes them), the group's own aggregate, and an instance of another
+    group that must not be read. Returns the last complete minute's end."""
+    now = int(time.time()) // 60 * 60
+    data = []
+    for minute in range(minutes):
+        t = datetime.fromtimestamp(now - (minutes - minute) * 60, UTC)
+        for n, (asg, instance) in enumerate([("web-baseline", i) for i in INSTANCES] + [("web-other", "i-0z")]):
+            for metric, value in (("CPUUtilization", 10.0 * (n + 1) + minute % 3), ("mem_used_percent", 50.0 + n)):
+                dims = [{"Name": "AutoScalingGroupName", "Value": asg}, {"Name": "InstanceId", "Value": instance}]
+                data.append({"MetricName": metric, "Dimensions": dims, "Value": value, "Timestamp": t})
+        for metric in ("CPUUtilization", "mem_used_percent"):  # the group's aggregate: not a host
+            data.append({"MetricName": metric, "Value": 99.0, "Timestamp": t,
+                         "Dimensions": [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]})
+    cloudwatch = aws.client("cloudwatch")
+    for namespace in ("AWS/EC2", "CWAgent"):
+        mine = [d for d in data if (d["MetricName"] == "CPUUtilization") == (namespace == "AWS/EC2")]
+        for i in range(0, len(mine), 1000):
+            cloudwatch.put_metric_data(Namespace=namespace, MetricData=mine[i:i + 1000])
+    return now
+
+
+def cloudwatch_policy(names=("cpu", "memory")):
+    from tests.test_cloudwatch_moto import policy_data
+
+    data = policy_data()
+    data["metrics"] = [m for m in data["metrics"] if m["name"] in names]
+    return parse_policy(data)
+
+
+def test_over_cloudwatch_the_baseline_is_read_instance_by_instance(aws):
+    now = publish_instances(aws)
+    policy = cloudwatch_policy()
+    query = Query(tuple(policy.metrics), "web-canary", "web-baseline", now - 30 * 60, now, 60, baseline_only=True)
+    hosts = open_source(policy).fetch_hosts(query)
+    assert sorted(hosts) == list(INSTANCES)  # not i-0z of web-other, not the group's aggregate
+    for n, instance in enumerate(INSTANCES):
+        assert np.nanmean(hosts[instance].values["memory"]) == pytest.approx(50.0 + n)
+        assert np.isfinite(hosts[instance].values["cpu"]).sum() >= 29
+
+
+def test_over_cloudwatch_the_backtest_history_is_two_halves_of_the_instances(aws):
+    now = publish_instances(aws)
+    policy = cloudwatch_policy()
+    history = read_history(policy, open_source(policy), 30 * 60 / 86400, now)
+    assert history.mode == SPLIT, history.why
+    assert "3 hosts" in history.why and "2 and 1" in history.why
+    # i-0a and i-0c (memory 50 and 52) against i-0b (51)
+    assert np.nanmean(history.group.values["memory"]) == pytest.approx(51.0)
+    assert np.nanmean(history.baseline.values["memory"]) == pytest.approx(51.0)
+    assert np.nanmean(history.group.values["cpu"]) == pytest.approx(np.nanmean(history.baseline.values["cpu"]))  # (10 + 30) / 2, 20
+
+
+def test_over_cloudwatch_a_metric_read_by_target_group_cannot_split_and_says_so(aws):
+    now = publish_instances(aws)
+    policy = cloudwatch_policy(("cpu", "memory", "latency"))
+    query = Query(tuple(policy.metrics), "web-canary", "web-baseline", now - 30 * 60, now, 60, baseline_only=True)
+    with pytest.raises(CannotSplit, match="latency: its CloudWatch dimensions .*LoadBalancer, TargetGroup.* "
+                                          "have no AutoScalingGroupName"):
+        open_source(policy).fetch_hosts(query)
+
+
+def test_over_cloudwatch_no_per_instance_series_falls_back_to_history_only_labelled(aws):
+    now = publish_instances(aws)
+    cloudwatch = aws.client("cloudwatch")
+    for minute in range(40):  # disk only as the group's aggregate
+        cloudwatch.put_metric_data(Namespace="CWAgent", MetricData=[{
+            "MetricName": "disk_used_percent", "Value": 40.0, "Timestamp": datetime.fromtimestamp(now - (40 - minute) * 60, UTC),
+            "Dimensions": [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]}])
+    from tests.test_cloudwatch_moto import policy_data
+
+    data = policy_data()
+    data["metrics"] = [m for m in data["metrics"] if m["name"] == "cpu"] + [
+        {"name": "disk", "kind": "gauge", "tolerance": 0.1,
+         "queries": {"cloudwatch": {"namespace": "CWAgent", "metric": "disk_used_percent", "stat": "Average"}}}]
+    policy = parse_policy(data)
+    history = read_history(policy, open_source(policy), 30 * 60 / 86400, now)
+    assert history.mode == "history-only" and history.baseline is None
+    assert "disk: CloudWatch lists no CWAgent/disk_used_percent per InstanceId of web-baseline" in history.why
+    assert "history-only judge" in history.why
