@@ -475,9 +475,7 @@ def promote_settings(policy: Any = None, **given: str | None) -> Actions:
 def clients(policy: Any = None) -> AutoScaling:
     """Auto Scaling and EC2 clients, in the policy's region (`actions.region`, else a CloudWatch
     source's `region`) if it names one."""
-    region = None
-    if policy is not None:
-        region = policy.actions.region or policy.source.options.get("region")
+    region = policy.aws_region if policy is not None else None
     try:
         return AutoScaling(make_client("autoscaling", region), make_client("ec2", region))
     except GateError as e:

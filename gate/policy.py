@@ -319,6 +319,11 @@ class Rollout(Strict):
     def forward_arn(self) -> str:
         return self.listener_arn or self.rule_arn  # type: ignore[return-value]
 
+    @property
+    def region(self) -> str:
+        """The load balancer's region, as its ARN names it (arn:aws:elasticloadbalancing:REGION:...)."""
+        return self.forward_arn.split(":")[3]
+
 AsgName = str  # checked once `{release}` is filled (gate.actions.resolve_groups)
 CheckpointDelay = duration(0, 2 * DAY)  # AWS: at most 172800 s
 
@@ -603,6 +608,13 @@ class Policy(Strict):
 
     def metric(self, name: str) -> Metric:
         return next(m for m in self.metrics if m.name == name)
+
+    @property
+    def aws_region(self) -> str | None:
+        """The region of the groups' AWS calls (Auto Scaling, EC2): `actions.region`, else a
+        CloudWatch source's `region`; None: the boto3 chain. (A rollout's load balancer is called
+        in its own ARN's region: `rollout.region`.)"""
+        return self.actions.region or self.source.options.get("region")
 
     @property
     def history_only(self) -> bool:

@@ -174,12 +174,13 @@ def _writable(action: dict) -> dict:
 
 
 def forward_of(policy: Any) -> Forward:
-    """The forward action of the policy's rollout, through an elbv2 client in the policy's region."""
+    """The forward action of the policy's rollout, through an elbv2 client in its load balancer's
+    region (its ARN's: a Datadog policy names no region, and the boto3 chain's default may be
+    another, where the listener does not exist and a rollback would be refused)."""
     from gate.aws import make_client
     from gate.errors import GateError
 
-    region = policy.source.options.get("region")
     try:
-        return Forward(make_client("elbv2", region), policy.rollout)
+        return Forward(make_client("elbv2", policy.rollout.region), policy.rollout)
     except GateError as e:
         raise ActionError(str(e)) from None

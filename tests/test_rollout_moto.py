@@ -460,3 +460,20 @@ def test_a_look_ahead_of_the_clock_is_refused(alb, tmp_path):
     with pytest.raises(RolloutError, match="is in the future"):
         machine(alb, store, source, clock).look(int(clock.at) + 1200)
     assert [e for e in store.evaluations("web-2") if e["verdict"] != "error"] == []
+
+
+def test_the_rollout_calls_its_load_balancer_in_the_region_its_arn_names(alb, tmp_path):
+    """Issue 25, item 1: the rollout's elbv2 client took the region from `source.options.region`
+    alone; a policy whose source names none (Datadog, here the simulated one) called the boto3
+    chain's default region, where the listener does not exist: every step and every rollback
+    refused. The listener's ARN names its region."""
+    from gate.traffic import forward_of
+
+    assert alb["listener"].split(":")[3] == "us-east-1"
+    policy = write_policy(alb, tmp_path)
+    env = {**alb["server"].env, "AWS_DEFAULT_REGION": "eu-west-1", "AWS_REGION": "eu-west-1"}
+    started = run_gate("rollout", "web-3", "--policy", policy, "--store", tmp_path / "gate.sqlite", "--json",
+                       env=env, cwd=tmp_path, timeout=120)
+    assert started.returncode == 3, started.stdout + started.stderr
+    assert json.loads(started.stdout)["rollout"]["status"] == "started" and split(alb)["canary"] == 5
+    assert forward_of(policy_for(alb)).elbv2.meta.region_name == "us-east-1"
