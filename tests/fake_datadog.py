@@ -58,6 +58,7 @@ class FakeDatadog:
         self.fault: str | None = None  # answered to every request once `faults` is empty
         self.reset_after = 1  # X-RateLimit-Reset on a 429
         self.slow_seconds = 3.0
+        self.sleep = time.sleep  # how a "slow" answer waits (a test's fake clock may count it instead)
         self.trickle_length = 10**9  # the Content-Length a trickled answer claims
         self.trickle_every, self.trickle_for = 0.1, 120.0
         self.max_points = 1500
@@ -356,7 +357,7 @@ def _handler(fake: FakeDatadog):
                 entry["status"] = int(fault)
                 return self._json(int(fault), {"errors": ["Internal Server Error"]})
             if fault == "slow":
-                time.sleep(fake.slow_seconds)
+                fake.sleep(fake.slow_seconds)
             if fault == "trickle":
                 entry["status"] = 200
                 return self._trickle()

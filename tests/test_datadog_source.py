@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import urllib3
 
 from gate.analysis import Analysis
 from gate.errors import PolicyError, SourceError
@@ -87,17 +88,60 @@ def sparse(case):
 
 
 class FakeClock:
-    """time.monotonic and time.sleep for retry tests: waits are counted, not slept."""
+    """time.monotonic, time.time and time.sleep for retry tests: waits are counted, not slept, so
+    what a test checks of the retry budget never depends on how busy the machine is.
+
+    `drive(source)` also puts the source's requests on this clock (they still go over real HTTP):
+    an answer takes `answer_takes` (plus what the fake server's `sleep` adds when it is this
+    clock's `advance`), a request that fails without an answer (a timeout) takes the whole
+    timeout it was given. `requests` keeps each one's (timeout given, seconds taken, status)."""
+
+    START = 1000.0
 
     def __init__(self):
-        self.now, self.slept = 1000.0, []
+        self.now, self.slept, self.requests = self.START, [], []
+        self._wall_at_start = time.time()
 
     def __call__(self) -> float:
         return self.now
 
+    @property
+    def elapsed(self) -> float:
+        return self.now - self.START
+
+    def wall(self) -> float:
+        return self._wall_at_start + self.elapsed
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
+        # a retry loop that never gives up fails here instead of hanging the suite
+        assert self.elapsed < 3600, f"slept {self.elapsed:.0f}s: the retry budget is not enforced"
+
+    def drive(self, source: DatadogSource, answer_takes: float = 0.01) -> FakeClock:
+        source.clock, source.clock_wall, source.sleep = self, self.wall, self.sleep
+        pool = source._api.api_client.rest_client.pool_manager
+        send = pool.request
+
+        def request(method, url, *, timeout=None, **kwargs):
+            given = timeout.total if isinstance(timeout, urllib3.Timeout) and timeout.total else None
+            given = given or source.options.timeout
+            began = self.now
+            try:
+                response = send(method, url, timeout=timeout, **kwargs)
+            except BaseException:
+                self.now = max(self.now, began + given)
+                self.requests.append((given, self.now - began, None))
+                raise
+            self.now += answer_takes
+            self.requests.append((given, self.now - began, response.status))
+            return response
+
+        pool.request = request
+        return self
 
 
 # -- queries and scopes ------------------------------------------------------------------------
@@ -314,13 +358,14 @@ def test_a_window_without_a_complete_bucket_costs_no_request(serve):
 
 
 def test_persistent_429s_back_off_and_give_up_within_the_budget(serve):
-    fake, source = serve("k1m-aa-039", retry_budget=1)
+    fake, source = serve("k1m-aa-039", retry_budget=3)
     fake.fault, fake.reset_after = "429", 0
-    started = time.monotonic()
-    with pytest.raises(SourceError, match=r"rate limited \(429\).*retry budget 1s spent\); could not judge"):
+    clock = FakeClock().drive(source)
+    with pytest.raises(SourceError, match=r"rate limited \(429\).*retry budget 3s spent\); could not judge"):
         source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
-    assert time.monotonic() - started < 2
-    assert 2 <= len(fake.timeseries_requests()) <= 4  # backoff, not a tight loop
+    # Backed off (0.5 s, then 1 s: the next 2 s would not fit), and gave up within the budget.
+    assert clock.slept == [0.5, 1.0] and clock.elapsed <= 3
+    assert len(fake.timeseries_requests()) == len(clock.requests) == 3  # backoff, not a tight loop
 
 
 def test_history_only_queries_the_canary_alone(serve):
@@ -364,10 +409,10 @@ def test_a_429_waits_for_the_reset_then_answers(serve, caplog):
 def test_a_reset_beyond_the_budget_is_not_waited_for(serve):
     fake, source = serve("k1m-aa-039", retry_budget=2)
     fake.fault, fake.reset_after = "429", 30
-    started = time.monotonic()
+    clock = FakeClock().drive(source)
     with pytest.raises(SourceError, match=r"rate limited \(429\), the limit resets in 30s"):
         source.fetch(query(METRICS, fake.case.deployed_at, fake.case.end_at))
-    assert time.monotonic() - started < 2 and len(fake.timeseries_requests()) == 1
+    assert clock.slept == [] and len(fake.timeseries_requests()) == 1
 
 
 @pytest.mark.parametrize("fault, message", [("503", "server error 503"), ("malformed", "malformed answer"),
@@ -550,27 +595,33 @@ def test_one_budget_for_a_whole_chunked_fetch(serve):
 def test_slow_successful_chunks_do_not_spend_the_retry_budget(serve):
     """Only the time lost to faults is charged: a history whose first chunks answer slowly, but
     answer, still has its whole budget when a 500 comes late."""
-    fake, source = serve("k1m-aa-039", retry_budget=1, timeout=2)
-    fake.slow_seconds = 0.4
-    fake.faults = ["slow"] * 4 + ["500"]  # 1.6 s of successful requests, more than the budget
+    fake, source = serve("k1m-aa-039", retry_budget=10, timeout=20)
+    clock = FakeClock().drive(source)
+    fake.sleep, fake.slow_seconds = clock.advance, 4  # each slow answer takes 4 s of the clock
+    fake.faults = ["slow"] * 4 + ["500"]  # 16 s of successful requests, more than the budget
     case = fake.case
-    started = time.monotonic()
     seen = source.fetch(query(METRICS, case.deployed_at - 7 * 86400, case.deployed_at - 1))
     assert len(seen.canary) == 7 * 1440 - 1  # [start, end) on the minute grid
     statuses = [r["status"] for r in fake.timeseries_requests()]
     assert statuses == [200] * 4 + [500] + [200] * 3  # the 500 was retried, every chunk read
-    assert time.monotonic() - started < 1 + 1.6 + 1.5  # the budget, the slow answers, the rest
+    assert [round(took, 2) for _, took, _ in clock.requests[:4]] == [4.01] * 4
+    assert clock.slept == [0.5]  # the one wait before the retry
+    # Before the fault every request has the whole timeout, the slow answers notwithstanding; from
+    # the fault on, what is left of the budget (less the 500's 0.01 s and the wait).
+    assert [given for given, _, _ in clock.requests] == [20] * 5 + [pytest.approx(10 - 0.51)] * 3
 
 
 def test_a_fetch_never_takes_longer_than_its_budget_plus_its_successful_requests(serve):
     """Timeouts are faults: each is charged, and the retry after the wait may only take what is
     left of the budget (its timeout is cut), never a whole `timeout` more."""
     fake, source = serve("k1m-aa-039", retry_budget=2.2, timeout=1)
-    fake.slow_seconds = 0.3
+    clock = FakeClock().drive(source)
+    fake.sleep, fake.slow_seconds = clock.advance, 0.3
     fake.faults = ["slow", "slow"]  # two successful chunks of 0.3 s: not charged
     case = fake.case
     history = query(METRICS, case.deployed_at - 7 * 86400, case.deployed_at - 1)
-    # From the third chunk on, every answer stalls beyond the timeout.
+    # From the third chunk on, every answer stalls beyond the timeout, for real: the client's
+    # socket gives up (the clock counts each timed-out request as the timeout it was given).
     original = fake.next_fault
     calls = {"n": 0}
 
@@ -578,18 +629,20 @@ def test_a_fetch_never_takes_longer_than_its_budget_plus_its_successful_requests
         calls["n"] += 1
         if calls["n"] <= 2:
             return original()
-        fake.slow_seconds = 3.0
+        fake.sleep, fake.slow_seconds = time.sleep, 3.0
         return "slow"
 
     fake.next_fault = next_fault
-    started = time.monotonic()
-    with pytest.raises(SourceError, match=r"no answer within 1s \(timeout\), the retry cut to the 0\.[5-8]\d*s left "
+    with pytest.raises(SourceError, match=r"no answer within 1s \(timeout\), the retry cut to the 0\.7s left "
                                           r"of the retry budget \(2 attempt\(s\), retry budget 2\.2s spent\)"):
         source.fetch(history)
-    elapsed = time.monotonic() - started
-    # 0.6 s of successful requests + the budget (1 s timeout, 0.5 s wait, a retry cut to ~0.7 s).
-    assert elapsed < 0.6 + 2.2 + 0.3, elapsed
-    assert len(fake.timeseries_requests()) == 4
+    assert len(fake.timeseries_requests()) == len(clock.requests) == 4
+    # The retry was given what was left (2.2 - 1 s timed out - 0.5 s wait), not a whole timeout.
+    assert [given for given, _, _ in clock.requests] == [1, 1, 1, pytest.approx(0.7)]
+    assert clock.slept == [0.5]
+    successful = sum(took for _, took, status in clock.requests if status == 200)
+    assert successful == pytest.approx(2 * 0.31)
+    assert clock.elapsed <= successful + 2.2 + 1e-9  # the budget plus the successful requests
 
 
 # -- keys ----------------------------------------------------------------------------------------

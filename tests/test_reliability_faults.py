@@ -8,6 +8,7 @@ The table of docs/reliability.md lists the same faults and outcomes.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sqlite3
 import threading
@@ -110,13 +111,15 @@ def test_a_persistent_datadog_fault_is_could_not_judge_and_recorded(corpus, tmp_
                                                                      retried):
     with live(corpus, AA, ahead=0) as fake:  # a canary that would pass
         fake.fault, fake.reset_after, fake.slow_seconds = fault, reset, 3
-        started = time.monotonic()
-        result = check(fake, tmp_path)
-        elapsed = time.monotonic() - started
+        # 3 s: a retry fits after a 1 s timeout and its 0.5 s wait, however late a busy machine wakes
+        result = check(fake, tmp_path, retry_budget=3)
     last = assert_could_not_judge(result, "Datadog", phrase)
-    assert ("retrying in" in result.stderr) == retried
-    assert len(fake.timeseries_requests()) >= (2 if retried else 1)
-    assert elapsed < 20  # the 2 s budget holds (start-up aside)
+    # The budget holds (measured by what the gate did, not by how long this machine took): every
+    # retry follows a wait it announced, and the waits fit in the budget.
+    waits = [float(s) for s in re.findall(r"retrying in (\d+(?:\.\d+)?)s", result.stderr)]
+    assert bool(waits) == retried
+    assert len(fake.timeseries_requests()) == 1 + len(waits), result.stderr
+    assert sum(waits) <= 3, waits
     [(verdict, reason)] = recorded(tmp_path / "gate.sqlite")
     assert verdict == "error" and phrase in reason and reason in last
 
