@@ -215,7 +215,17 @@ def run(n: int, looks: int, limit: int, containers: int, first_look: int, workdi
             print(f"scale: n={n} look {look} done ({requests} requests)", file=sys.stderr, flush=True)
         history = [r for r in fake.timeseries_requests() if r["to"] // 1000 <= deploy]
         statuses = Counter(r.get("status") for r in fake.timeseries_requests())
-    return summary(n, results, history, statuses, fake.refused)
+    return {**summary(n, results, history, statuses, fake.refused), **stored(n, looks)}
+
+
+def stored(n: int, looks: int) -> dict:
+    """What the store holds once the run is over: one record per evaluation (a verdict or the
+    error that kept it from one), read back whole (not counted in the per-look calls)."""
+    from gate.store.dynamodb import DynamoStore
+
+    store = DynamoStore(TABLE)
+    records = [len(store.evaluations(f"svc{i:04d}-1.0")) for i in range(n)]
+    return {"store_records": sum(records), "store_lost": sum(max(0, looks - r) for r in records)}
 
 
 def summary(n: int, looks: list[dict], history: list[dict], statuses: Counter, refused: int) -> dict:
@@ -239,7 +249,14 @@ def summary(n: int, looks: list[dict], history: list[dict], statuses: Counter, r
             "dynamodb_per_evaluation": {op: round(c / n, 2) for (svc, op), c in look["calls"].items() if svc == "dynamodb"},
             "s3_per_evaluation": {op: round(c / n, 2) for (svc, op), c in look["calls"].items() if svc == "s3"},
             "cpu_seconds_per_evaluation": round(sum(s for lk, s in cpu if lk == look["look"]) / n, 3),
+            "waited_seconds_per_evaluation": round(sum(o[3] for o in look["outcomes"]) / n, 2),
+            "later_than_interval": sum(o[4] > 60 for o in look["outcomes"]),
         })
+    reads, writes = ({"GetItem", "Query", "BatchGetItem"}, {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"})
+    for p, look in zip(per_look, looks):
+        dynamodb = {op: c for (svc, op), c in look["calls"].items() if svc == "dynamodb"}
+        p["dynamodb_reads_writes_per_evaluation"] = (round(sum(c for op, c in dynamodb.items() if op in reads) / n, 2),
+                                                     round(sum(c for op, c in dynamodb.items() if op in writes) / n, 2))
     first = per_look[0]["cpu_seconds_per_evaluation"]
     later = (sum(p["cpu_seconds_per_evaluation"] for p in per_look[1:]) / max(1, len(per_look) - 1)
              if len(per_look) > 1 else first)
@@ -256,6 +273,12 @@ def summary(n: int, looks: list[dict], history: list[dict], statuses: Counter, r
         "simulated_wait_seconds_per_evaluation": round(sum(waits) / len(waits), 2),
         # A one-hour canary looked at every minute: one first look, 59 later ones.
         "gb_seconds_per_canary_hour": round(LAMBDA_GB * (first + 59 * later), 2),
+        # Lambda bills the wait for the budget too: the looks measured as they came, the rest of
+        # the hour as the last one.
+        "gb_seconds_per_canary_hour_with_waits": round(LAMBDA_GB * (
+            sum(p["cpu_seconds_per_evaluation"] + p["waited_seconds_per_evaluation"] for p in per_look)
+            + (60 - len(per_look)) * (per_look[-1]["cpu_seconds_per_evaluation"]
+                                      + per_look[-1]["waited_seconds_per_evaluation"])), 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
