@@ -277,7 +277,8 @@ def run(n: int, looks: int, limit: int, containers: int, first_look: int, workdi
                 t.join()
             requests = requests_sent() - before_requests
             used = calls.counts - before_calls
-            results.append({"look": look, "outcomes": outcomes, "requests": requests, "calls": used})
+            results.append({"look": look, "outcomes": outcomes, "requests": requests, "calls": used,
+                            "ended_at_minute": round((clock.now - deploy - first_look) / 60, 2)})
             print(f"scale: n={n} look {look} done ({requests} requests)", file=sys.stderr, flush=True)
         if cloudwatch:  # one GetMetricData a fetch (a page holds 100,800 points: a week of 5 metrics at 1 minute)
             history_calls = [end for end in calls.metric_data_ends[before_ends:] if end <= deploy]
@@ -317,6 +318,9 @@ def summary(n: int, looks: list[dict], history: list, statuses: Counter, refused
             waits.append(waited)
         per_look.append({
             "look": look["look"],
+            # Simulated minutes from the first look's moment to this look's last answer: a look
+            # that ran late moves every later one (the looks run one after the other).
+            "ended_at_minute": look["ended_at_minute"],
             "requests_per_evaluation": round(look["requests"] / n, 2),
             "verdicts": dict(Counter(o[1].get("verdict") for o in look["outcomes"])),
             "dynamodb_per_evaluation": {op: round(c / n, 2) for (svc, op), c in look["calls"].items() if svc == "dynamodb"},
@@ -346,11 +350,12 @@ def summary(n: int, looks: list[dict], history: list, statuses: Counter, refused
         "simulated_wait_seconds_per_evaluation": round(sum(waits) / len(waits), 2),
         # A one-hour canary looked at every minute: one first look, 59 later ones.
         "gb_seconds_per_canary_hour": round(LAMBDA_GB * (first + 59 * later), 2),
-        # Lambda bills the wait for the budget too: the looks measured as they came, the rest of
-        # the hour as a later look (its CPU) with the last look's wait.
+        # Lambda bills the wait for the budget too: the looks measured, with their waits, then the
+        # rest of the hour as a later look without one (once every history is in, N requests a
+        # minute under the limit wait for nothing).
         "gb_seconds_per_canary_hour_with_waits": round(LAMBDA_GB * (
             sum(p["cpu_seconds_per_evaluation"] + p["waited_seconds_per_evaluation"] for p in per_look)
-            + (60 - len(per_look)) * (later + per_look[-1]["waited_seconds_per_evaluation"])), 2),
+            + (60 - len(per_look)) * later), 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
