@@ -5,6 +5,10 @@ their budget, the limit holds (a client told to wait waits: at most one refused 
 worker per window, each request carrying its worker's name), and the store has all 100 records.
 
 Throughput and p95 latency are printed (`-s`) and reported in docs/reliability.md.
+
+And one look, one deadline (issue 26): a first look that waits for the organisation's budget (or a
+429's reset) for its history, then for its window, waits within one interval from its start, on
+simulated time; past it, could not judge naming the budget, the history it learned kept.
 """
 
 from __future__ import annotations
