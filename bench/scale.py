@@ -20,6 +20,7 @@ CPU seconds and simulated waits per evaluation (-> GB-seconds per canary-hour at
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import json
 import os
@@ -115,20 +116,33 @@ class Calls:
         from botocore.client import BaseClient
 
         self.counts: Counter = Counter()
-        lock, counts, send = threading.Lock(), self.counts, BaseClient._make_api_call
+        self.metric_data_ends: list[int] = []  # GetMetricData's EndTime, each call (history or window)
+        lock, counts, send, ends = threading.Lock(), self.counts, BaseClient._make_api_call, self.metric_data_ends
 
         def counted(client, operation, params):
             with lock:
                 counts[client.meta.service_model.service_name, operation] += 1
+                if operation == "GetMetricData":
+                    ends.append(int(params["EndTime"].timestamp()))
             return send(client, operation, params)
 
         BaseClient._make_api_call = counted
 
 
-def policy(kind: str) -> dict:
+def policy(kind: str, source: str = "datadog", history: str | None = None) -> dict:
     import yaml
 
+    if source == "cloudwatch":
+        from tests.test_cloudwatch_moto import policy_data
+
+        data = policy_data(history=history or "1d")
+        data["source"]["options"]["groups"] = {g: {"target_group": target_group(kind, g)} for g in ("canary", "baseline")}
+        data["canary"] = {"scope": f"{kind}-canary"}
+        data["baseline"] = {"scope": f"{kind}-baseline"}
+        return data
     data = yaml.safe_load((ROOT / "examples" / "datadog.yaml").read_text())
+    if history:
+        data["history"] = history
     # A request's timeout is wall time: hundreds of threads on two shared cores answer slowly, and a
     # timeout would be a retry the real service never makes. The counts, not the latency, are measured.
     data["source"]["options"] = {**data["source"]["options"], "settle": 0, "timeout": 600}
@@ -137,7 +151,42 @@ def policy(kind: str) -> dict:
     return data
 
 
-def run(n: int, looks: int, limit: int, containers: int, first_look: int, workdir: Path, calls: Calls) -> dict:
+def target_group(kind: str, group: str) -> str:
+    return f"targetgroup/{kind}-{group}/73e2d6bc24d8a067"
+
+
+def publish_cloudwatch(cases: dict, deploy: int, history: int) -> None:
+    """Each case's rows as CloudWatch metrics on the moto server, its groups named `<kind>-canary`
+    and `<kind>-baseline` (and their target groups), deployed at `deploy`."""
+    import math
+    from datetime import UTC, datetime
+
+    import boto3
+
+    from tests.test_cloudwatch_moto import READ
+
+    batches: dict[str, list[dict]] = {}
+    for kind, case in cases.items():
+        shift = deploy - case.deployed_at
+        for group, frame in case.frames.items():
+            part = frame.between(case.deployed_at - history, case.end_at)
+            names = {"scope": f"{kind}-{group}", "target_group": target_group(kind, group)}
+            for name, (namespace, metric, _, dims) in READ.items():
+                dimensions = [{"Name": k, "Value": v.format(**names)} for k, v in sorted(dims.items())]
+                for t, value in zip(part.timestamps, part.values[name]):
+                    if math.isnan(value) or (name == "errors" and value == 0):
+                        continue
+                    batches.setdefault(namespace, []).append({
+                        "MetricName": metric, "Dimensions": dimensions, "Value": float(value),
+                        "Timestamp": datetime.fromtimestamp(int(t) + shift, UTC)})
+    cloudwatch = boto3.client("cloudwatch")
+    for namespace, data in batches.items():
+        for i in range(0, len(data), 1000):
+            cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[i:i + 1000])
+
+
+def run(n: int, looks: int, limit: int, containers: int, first_look: int, workdir: Path, calls: Calls,
+        source: str = "datadog", history: str | None = None) -> dict:
     import boto3
 
     from gate import cache as caching
@@ -148,18 +197,28 @@ def run(n: int, looks: int, limit: int, containers: int, first_look: int, workdi
 
     corpus = Path(os.environ.get("GATE_CORPUS", ROOT.parent / "shared" / "corpus" / "dev"))
     cases = {kind: load_case(corpus / name) for kind, name in CASES.items()}
-    deploy = (int(time.time()) - 3 * 86400) // 60 * 60
+    if source == "cloudwatch":  # moto holds what was put: the looks are in the past of the real clock
+        deploy = (int(time.time()) - first_look - 60 * looks - 600) // 60 * 60
+    else:
+        deploy = (int(time.time()) - 3 * 86400) // 60 * 60
     clock = SimulatedClock(deploy + first_look)
     create_store_table(TABLE)
     boto3.client("s3").create_bucket(Bucket=BUCKET)
+    if source == "cloudwatch":
+        from gate.policy import parse_policy
+
+        publish_cloudwatch(cases, deploy, parse_policy(policy("aa", source, history)).history)
 
     handler = import_handler(f"gate_lambda_bench_{n}")
     opened = handler.open_source
 
     def simulated_source(p):
-        source = opened(p)
-        source.clock_wall, source.sleep = clock, clock.sleep
-        return source
+        opened_source = opened(p)
+        if p.source.type == "cloudwatch":
+            opened_source.clock, opened_source.sleep = clock, clock.sleep
+        else:
+            opened_source.clock_wall, opened_source.sleep = clock, clock.sleep
+        return opened_source
 
     handler.open_source = simulated_source
     caches = {}  # container -> its cache: its own /tmp (in front of the stack's bucket, if shared)
@@ -179,13 +238,20 @@ def run(n: int, looks: int, limit: int, containers: int, first_look: int, workdi
         handler.ReferenceCache = container_cache  # main's handler builds its /tmp cache inline
 
     results = []
-    with multi_case_datadog(cases, deploy, clock) as fake:
-        fake.rate_limit, fake.rate_period = limit, 60
-        os.environ["GATE_DATADOG_URL"] = fake.url
+    cloudwatch = source == "cloudwatch"
+    before_ends = len(calls.metric_data_ends)
+
+    def requests_sent() -> int:
+        return len(calls.metric_data_ends) - before_ends if cloudwatch else len(fake.timeseries_requests())
+
+    with (contextlib.nullcontext() if cloudwatch else multi_case_datadog(cases, deploy, clock)) as fake:
+        if not cloudwatch:
+            fake.rate_limit, fake.rate_period = limit, 60
+            os.environ["GATE_DATADOG_URL"] = fake.url
         for look in range(looks):
             moment = deploy + first_look + 60 * look
             clock.now = max(clock.now, moment)
-            before_requests, before_calls = len(fake.timeseries_requests()), calls.counts.copy()
+            before_requests, before_calls = requests_sent(), calls.counts.copy()
             outcomes = [None] * n
             clock.enter(n)
 
@@ -193,7 +259,7 @@ def run(n: int, looks: int, limit: int, containers: int, first_look: int, workdi
                 local.container = (i + look) % containers
                 clock.waited.seconds = 0.0
                 kind = "aa" if i % 2 == 0 else "down"
-                event = {"release": f"svc{i:04d}-1.0", "policy": policy(kind), "deployed_at": iso(deploy),
+                event = {"release": f"svc{i:04d}-1.0", "policy": policy(kind, source, history), "deployed_at": iso(deploy),
                          "now": iso(moment), "examine_past": True}
                 cpu, began = time.thread_time(), clock.now
                 try:
@@ -209,16 +275,34 @@ def run(n: int, looks: int, limit: int, containers: int, first_look: int, workdi
                 t.start()
             for t in threads:
                 t.join()
-            requests = len(fake.timeseries_requests()) - before_requests
+            requests = requests_sent() - before_requests
             used = calls.counts - before_calls
-            results.append({"look": look, "outcomes": outcomes, "requests": requests, "calls": used})
+            results.append({"look": look, "outcomes": outcomes, "requests": requests, "calls": used,
+                            "ended_at_minute": round((clock.now - deploy - first_look) / 60, 2)})
             print(f"scale: n={n} look {look} done ({requests} requests)", file=sys.stderr, flush=True)
-        history = [r for r in fake.timeseries_requests() if r["to"] // 1000 <= deploy]
-        statuses = Counter(r.get("status") for r in fake.timeseries_requests())
-    return summary(n, results, history, statuses, fake.refused)
+        if cloudwatch:  # one GetMetricData a fetch (a page holds 100,800 points: a week of 5 metrics at 1 minute)
+            history_calls = [end for end in calls.metric_data_ends[before_ends:] if end <= deploy]
+            result = summary(n, results, history_calls, Counter(), 0, requests_a_history=1)
+            result["source"] = "cloudwatch (moto: no throttling)"
+        else:
+            history_calls = [r for r in fake.timeseries_requests() if r["to"] // 1000 <= deploy]
+            statuses = Counter(r.get("status") for r in fake.timeseries_requests())
+            result = summary(n, results, history_calls, statuses, fake.refused)
+    return {**result, **stored(n, looks)}
 
 
-def summary(n: int, looks: list[dict], history: list[dict], statuses: Counter, refused: int) -> dict:
+def stored(n: int, looks: int) -> dict:
+    """What the store holds once the run is over: one record per evaluation (a verdict or the
+    error that kept it from one), read back whole (not counted in the per-look calls)."""
+    from gate.store.dynamodb import DynamoStore
+
+    store = DynamoStore(TABLE)
+    records = [len(store.evaluations(f"svc{i:04d}-1.0")) for i in range(n)]
+    return {"store_records": sum(records), "store_lost": sum(max(0, looks - r) for r in records)}
+
+
+def summary(n: int, looks: list[dict], history: list, statuses: Counter, refused: int,
+            requests_a_history: int = 7) -> dict:
     per_look = []
     wrong = late = 0
     errors: Counter = Counter()
@@ -234,12 +318,22 @@ def summary(n: int, looks: list[dict], history: list[dict], statuses: Counter, r
             waits.append(waited)
         per_look.append({
             "look": look["look"],
+            # Simulated minutes from the first look's moment to this look's last answer: a look
+            # that ran late moves every later one (the looks run one after the other).
+            "ended_at_minute": look["ended_at_minute"],
             "requests_per_evaluation": round(look["requests"] / n, 2),
             "verdicts": dict(Counter(o[1].get("verdict") for o in look["outcomes"])),
             "dynamodb_per_evaluation": {op: round(c / n, 2) for (svc, op), c in look["calls"].items() if svc == "dynamodb"},
             "s3_per_evaluation": {op: round(c / n, 2) for (svc, op), c in look["calls"].items() if svc == "s3"},
             "cpu_seconds_per_evaluation": round(sum(s for lk, s in cpu if lk == look["look"]) / n, 3),
+            "waited_seconds_per_evaluation": round(sum(o[3] for o in look["outcomes"]) / n, 2),
+            "later_than_interval": sum(o[4] > 60 for o in look["outcomes"]),
         })
+    reads, writes = ({"GetItem", "Query", "BatchGetItem"}, {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"})
+    for p, look in zip(per_look, looks):
+        dynamodb = {op: c for (svc, op), c in look["calls"].items() if svc == "dynamodb"}
+        p["dynamodb_reads_writes_per_evaluation"] = (round(sum(c for op, c in dynamodb.items() if op in reads) / n, 2),
+                                                     round(sum(c for op, c in dynamodb.items() if op in writes) / n, 2))
     first = per_look[0]["cpu_seconds_per_evaluation"]
     later = (sum(p["cpu_seconds_per_evaluation"] for p in per_look[1:]) / max(1, len(per_look) - 1)
              if len(per_look) > 1 else first)
@@ -247,7 +341,7 @@ def summary(n: int, looks: list[dict], history: list[dict], statuses: Counter, r
         "n": n,
         "looks": per_look,
         "history_requests_per_deploy": round(len(history) / n, 2),
-        "history_fetches_per_deploy": round(len(history) / n / 7, 2),  # a week: 7 requests a fetch
+        "history_fetches_per_deploy": round(len(history) / n / requests_a_history, 2),  # Datadog, a week: 7 requests
         "429s": statuses.get(429, 0),
         "refused_by_limit": refused,
         "later_than_interval": late,
@@ -256,6 +350,12 @@ def summary(n: int, looks: list[dict], history: list[dict], statuses: Counter, r
         "simulated_wait_seconds_per_evaluation": round(sum(waits) / len(waits), 2),
         # A one-hour canary looked at every minute: one first look, 59 later ones.
         "gb_seconds_per_canary_hour": round(LAMBDA_GB * (first + 59 * later), 2),
+        # Lambda bills the wait for the budget too: the looks measured, with their waits, then the
+        # rest of the hour as a later look without one (once every history is in, N requests a
+        # minute under the limit wait for nothing).
+        "gb_seconds_per_canary_hour_with_waits": round(LAMBDA_GB * (
+            sum(p["cpu_seconds_per_evaluation"] + p["waited_seconds_per_evaluation"] for p in per_look)
+            + (60 - len(per_look)) * later), 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
@@ -267,6 +367,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=600, help="the organisation's requests a minute")
     parser.add_argument("--containers", type=int, default=100, help="Lambda containers (each its own /tmp)")
     parser.add_argument("--first-look", type=int, default=1800, help="seconds from the deploy to the first look")
+    parser.add_argument("--source", choices=("datadog", "cloudwatch"), default="datadog",
+                        help="the fake Datadog behind the organisation's limit, or CloudWatch on the moto server")
+    parser.add_argument("--history", help="the policy's history (default: the example's 7d; CloudWatch 1d, "
+                                          "as moto scans every point it holds at each query)")
     args = parser.parse_args(argv)
 
     from moto.server import ThreadedMotoServer
@@ -293,7 +397,8 @@ def main(argv: list[str] | None = None) -> None:
             moto.reset()
             with tempfile.TemporaryDirectory() as workdir:
                 started = time.perf_counter()
-                result = run(n, args.looks, args.limit, min(args.containers, n), args.first_look, Path(workdir), run_calls)
+                result = run(n, args.looks, args.limit, min(args.containers, n), args.first_look, Path(workdir), run_calls,
+                             args.source, args.history)
                 result["wall_seconds"] = round(time.perf_counter() - started, 1)
             print(json.dumps(result), flush=True)
     finally:

@@ -20,7 +20,7 @@ from gate.errors import GateError, PolicyError, quoted
 from gate.lifecycle import CLI, Deploy, Names, register
 from gate.policy import Policy, with_overrides
 from gate.series import Observations
-from gate.sources import DEMO_SOURCES, MetricSource, Query, fixed_filters
+from gate.sources import DEMO_SOURCES, MetricSource, Query, fixed_filters, look
 from gate.sources.replay import Case, ReplaySource, load_case
 from gate.release import iso
 from gate.verdict import Verdict
@@ -193,8 +193,9 @@ class Analysis:
         # After the lifetime there is nothing more to learn: the verdict is the one at its end.
         now = min(int(now), self.end_at)
         try:
-            reference = self.reference()
-            window = self.window(now)
+            with look(self.source):  # the history and the window: one look, one deadline
+                reference = self.reference()
+                window = self.window(now)
             verdict = self.judge.evaluate(self.policy, reference, window, self.deployed_at, now)
             demo = self.policy.source.type if self.policy.source.type in DEMO_SOURCES else None
             verdict = replace(verdict, release=self.release, demo=demo, rollout_step=self.rollout_step,

@@ -40,7 +40,8 @@ the Lambda gates real releases.
 Settings (environment): GATE_STORE_TABLE (DynamoDB evaluation store), GATE_IDEMPOTENCY_TABLE
 (a retried invocation for the same deploy of the release and moment returns the first answer instead
 of judging and notifying again; a different request for them is refused), GATE_SECRET_ID (a Secrets Manager
-JSON secret holding DD_API_KEY, DD_APP_KEY, SLACK_WEBHOOK_URL), POWERTOOLS_* (logging, metrics
+JSON secret holding DD_API_KEY, DD_APP_KEY, SLACK_WEBHOOK_URL, GATE_WEBHOOK_URL, GATE_WEBHOOK_SECRET;
+with it, these are read from it alone), POWERTOOLS_* (logging, metrics
 namespace, tracing).
 """
 
@@ -87,7 +88,8 @@ from gate.verdict import EXIT_ERROR
 from gate.errors import InputError  # a value out of range: the request is wrong (400)
 
 SERVICE = "canary-gate"
-SECRET_KEYS = ("DD_API_KEY", "DD_APP_KEY", "SLACK_WEBHOOK_URL")
+# The webhook's URL and signing secret too (gate/notify/webhook.py): never plain variables of the function.
+SECRET_KEYS = ("DD_API_KEY", "DD_APP_KEY", "SLACK_WEBHOOK_URL", "GATE_WEBHOOK_URL", "GATE_WEBHOOK_SECRET")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CanaryGate"), service=SERVICE)
@@ -300,7 +302,9 @@ def _secrets_provider() -> parameters.SecretsProvider:
 
 
 def load_secrets() -> list[str]:
-    """Put the keys of the `GATE_SECRET_ID` secret into the environment the sources read.
+    """Put the keys of the `GATE_SECRET_ID` secret into the environment the sources and notifiers
+    read; a key the secret does not hold is unset (a plain variable of the function, or the value
+    of a version since rotated away, is never used).
 
     Cached by Parameters for `GATE_SECRET_MAX_AGE` seconds (900): fetched once per warm
     container, not per invocation. Returns the secret values, only to redact them from errors.
@@ -318,6 +322,8 @@ def load_secrets() -> list[str]:
     for key in SECRET_KEYS:
         if values.get(key):
             os.environ[key] = str(values[key])
+        else:  # the secret is the only place of a key: not a plain variable, nor an older version's value
+            os.environ.pop(key, None)
     return [str(v) for k, v in values.items() if k in SECRET_KEYS and v]
 
 

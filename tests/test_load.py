@@ -5,6 +5,10 @@ their budget, the limit holds (a client told to wait waits: at most one refused 
 worker per window, each request carrying its worker's name), and the store has all 100 records.
 
 Throughput and p95 latency are printed (`-s`) and reported in docs/reliability.md.
+
+And one look, one deadline (issue 26): a first look that waits for the organisation's budget (or a
+429's reset) for its history, then for its window, waits within one interval from its start, on
+simulated time; past it, could not judge naming the budget, the history it learned kept.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 from gate.analysis import Analysis
 from gate.policy import load_policy
@@ -142,3 +147,82 @@ def test_100_concurrent_evaluations_respect_the_rate_limit_and_lose_nothing(corp
           f"p95 {p95:.2f}s, max {latencies.max():.2f}s, {len(requests)} requests "
           f"({sum(refused.values())} answered 429), peak {max(accepted.values())} accepted/s")
     assert math.isfinite(p95)
+
+
+# -- one look, one deadline (issue 26: no look later than its interval because of others' requests)
+
+
+def first_look(corpus, tmp_path, env_keys, prepare, **options):
+    """A first look (20 minutes after the deploy, 2 days of history: 2 requests, then 1 for the
+    window) on the simulated clock, through a shared budget `prepare(fake, budget, clock)` set up;
+    (its verdict or the SourceError's message, the seconds it waited, the fake, the next look's)."""
+    from gate.cache import ReferenceCache
+    from gate.errors import SourceError
+    from gate.sources.replay import load_case
+    from tests.test_datadog_source import BASELINE, CANARY, datadog_policy
+    from tests.test_scale import SimulatedClock, budgeted_source, shared_file_budget
+
+    case = load_case(corpus / AA)
+    clock = SimulatedClock(case.deployed_at + 1220)
+    cache = ReferenceCache(tmp_path / "cache")
+    policy = datadog_policy(timeout=60, **options).model_copy(update={"history": 2 * 86400})
+    outcomes = []
+    with FakeDatadog(case, clock=clock) as fake:
+        env_keys.setenv("GATE_DATADOG_URL", fake.url)
+        budget = shared_file_budget(tmp_path)
+        prepare(fake, budget, clock)
+        for look in range(2):
+            clock.now = max(clock.now, case.deployed_at + 1220 + 60 * look)
+            started, slept = clock.now, len(clock.slept)
+            analysis = Analysis(policy, budgeted_source(policy, clock, budget), "web-1.0", case.deployed_at,
+                                canary=CANARY, baseline=BASELINE, cache=cache)
+            try:
+                outcome = analysis.evaluate(int(started) // 60 * 60).verdict
+            except SourceError as e:
+                outcome = str(e)
+            outcomes.append((outcome, sum(clock.slept[slept:]), clock.now - started))
+    return outcomes, fake
+
+
+@pytest.fixture
+def env_keys(monkeypatch):
+    monkeypatch.setenv("DD_API_KEY", API_KEY)
+    monkeypatch.setenv("DD_APP_KEY", APP_KEY)
+    monkeypatch.delenv("DD_SITE", raising=False)
+    monkeypatch.delenv("GATE_STORE_TABLE", raising=False)
+    return monkeypatch
+
+
+def test_a_first_look_waits_for_its_history_and_window_within_one_interval(corpus, tmp_path, env_keys):
+    """The organisation's window (2 requests a minute) is spent by others until 40 s into the look.
+    The history (2 requests) waits for the reset and spends the new window; the window's request
+    would wait for the next reset, 100 s after the look began. Each fetch had its own deadline (an
+    interval from the fetch): the look waited 100 s and came a whole interval late. One deadline a
+    look: could not judge at it, the budget named; the history it learned is kept, and the next
+    look, on time, judges with one request."""
+    from gate.request_budget import Heard
+
+    def spent_by_others(fake, budget, clock):
+        fake.rate_limit, fake.rate_period = 2, 60
+        reset = 60 - clock() % 60
+        fake._window = (int(clock()) // 60, 2)  # the others' two requests of this minute
+        budget.heard(clock(), Heard(remaining=0, reset=reset, limit=2, period=60))
+
+    (first, waited, took), (second, _, took_next) = first_look(corpus, tmp_path, env_keys, spent_by_others)[0]
+    assert "request budget" in first and "could not judge" in first, first
+    assert waited == pytest.approx(40) and took <= 60  # the history's wait only: not past the interval
+    assert second in ("pass", "inconclusive") and took_next <= 60
+
+
+def test_a_429_asking_to_wait_past_the_look_s_deadline_is_could_not_judge(corpus, tmp_path, env_keys):
+    """Two 429s in one look, each asking 45 s (the history's first request, then the window's):
+    each fetch waited for its own, 90 s in all, a look an interval late. The second is past the
+    look's deadline: could not judge, naming the budget, without waiting."""
+
+    def refusing(fake, budget, clock):
+        fake.faults, fake.reset_after = ["429", None, None, "429"], 45
+
+    (first, waited, took), (second, _, _) = first_look(corpus, tmp_path, env_keys, refusing, retry_budget=300)[0]
+    assert "request budget" in first and "429" in first and "could not judge" in first, first
+    assert waited == pytest.approx(45) and took <= 60
+    assert second in ("pass", "inconclusive")

@@ -1,6 +1,9 @@
 """A generic webhook: each decisive verdict as a signed JSON POST, for an incident tool (PagerDuty,
 Opsgenie, ServiceNow, an in-house bot). Enabled by `notify.webhook: true` in the policy; the URL
-(GATE_WEBHOOK_URL) and the signing secret (GATE_WEBHOOK_SECRET) are the deployment's.
+(GATE_WEBHOOK_URL) and the signing secret (GATE_WEBHOOK_SECRET) are the deployment's: the CLI's
+environment; in the Lambda, keys of the stack's Secrets Manager secret (`GateSecret` in
+infra/template.yaml, which generates the signing secret; `GATE_SECRET_ID`), put in the environment
+by the handler for the invocation, never plain variables of the function.
 
 The body (`body`, version 1) names the release, the verdict and why, the failing metrics with
 their numbers, the groups, the window and the report. It is signed with HMAC-SHA256 over

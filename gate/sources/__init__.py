@@ -9,6 +9,7 @@ recover from (after its own retries) are raised as `SourceError`, which the gate
 from __future__ import annotations
 
 import importlib
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -65,6 +66,13 @@ PROVIDERS = {
     "datadog": "gate.sources.datadog:from_policy",
     "cloudwatch": "gate.sources.cloudwatch:from_policy",
 }
+
+
+def look(source: MetricSource) -> AbstractContextManager:
+    """One look's fetches, sharing what the source gives a look (Datadog: one deadline for the
+    organisation's request budget); nothing for a source without `look`."""
+    begin = getattr(source, "look", None)
+    return begin() if callable(begin) else nullcontext()
 
 
 def fixed_filters(policy: Policy) -> dict[str, tuple[str, ...]]:

@@ -18,8 +18,11 @@ Rate limits: the organisation's requests are shared by every evaluation running 
 together), a retry one more; every answer's `X-RateLimit-*` headers are kept there, and a 429
 empties the window until its `X-RateLimit-Reset`, so that the other evaluations wait for the
 reset before they send instead of being refused. Waiting for the budget
-is bounded by the look's deadline (one interval from the fetch, at most `MAX_BUDGET_WAIT`), not by
-`retry_budget`: past it, `BudgetSpent` (could not judge, the budget named as the reason).
+is bounded by the look's deadline (one interval from the look's start, at most `MAX_BUDGET_WAIT`),
+not by `retry_budget`: past it, `BudgetSpent` (could not judge, the budget named as the reason). The
+deadline is the look's (`look`), not each fetch's: a first look's history and window share it, and
+so does the wait a 429 asks for, so that no look is later than its interval because of other
+evaluations' requests.
 
 Faults: a 429 that comes anyway waits for `X-RateLimit-Reset`, a 5xx, a timeout or a malformed
 answer is retried with backoff. The time lost to faults (failed attempts and the waits before
@@ -36,7 +39,8 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,16 +48,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
-from gate.request_budget import Heard, RequestBudget, shared_budget, wait_for_request
+from gate.request_budget import BudgetSpent, Heard, RequestBudget, budget_spent, shared_budget, wait_for_request
 from gate.series import Frame, Observations
 from gate.sources import CannotSplit, Query, count_denominators
 
 log = logging.getLogger(__name__)
 
-# The longest a fetch waits for the organisation's request budget (seconds), whatever the interval:
-# a look fetches twice (the history, then the window) within the Lambda's Timeout (300 s,
-# infra/template.yaml); past it the look answers could not judge, naming the budget, rather than
-# being killed mid-sleep.
+# The longest a look waits for the organisation's request budget (seconds), whatever the interval:
+# within the Lambda's Timeout (300 s, infra/template.yaml) with room for its requests; past it the
+# look answers could not judge, naming the budget, rather than being killed mid-sleep.
 MAX_BUDGET_WAIT = 100.0
 
 URL_ENV, SITE_ENV, API_KEY_ENV, APP_KEY_ENV = "GATE_DATADOG_URL", "DD_SITE", "DD_API_KEY", "DD_APP_KEY"
@@ -408,6 +411,19 @@ class DatadogSource:
         # Counts that have reported a point in some fetch of this source (the history, the
         # window): only those may read as zero where their denominator has a point.
         self._reported: set[str] = set()
+        self._look_deadline: float | None = None  # set while a look runs (`look`)
+
+    @contextmanager
+    def look(self) -> Iterator[None]:
+        """The fetches of one look (a first look's history, then its window) wait for the
+        organisation's budget until one deadline: an interval from the look's start (at most
+        `MAX_BUDGET_WAIT`). Each fetch had its own: a history that waited most of an interval
+        left its window another whole one, and the look came a second interval late."""
+        self._look_deadline = self.clock_wall() + min(self.interval, MAX_BUDGET_WAIT)
+        try:
+            yield
+        finally:
+            self._look_deadline = None
 
     # -- the protocol ---------------------------------------------------------------------------
 
@@ -461,10 +477,12 @@ class DatadogSource:
         last = min(query.end // step * step, int(self.clock_wall() - self.options.settle) // step * step) - step
         chunk = self.options.max_points * step
         # One budget for the whole fetch: a history read in several chunks shares it.
-        # The organisation's budget is waited for until the next look is due (one interval), and
-        # no longer than the Lambda can wait.
-        budget = _Budget(self.options.retry_budget,
-                         deadline=self.clock_wall() + min(self.interval, MAX_BUDGET_WAIT))
+        # The organisation's budget is waited for until the next look is due (one interval from
+        # the look's start; from the fetch's outside a look), and no longer than the Lambda can wait.
+        deadline = self._look_deadline
+        if deadline is None:
+            deadline = self.clock_wall() + min(self.interval, MAX_BUDGET_WAIT)
+        budget = _Budget(self.options.retry_budget, deadline=deadline)
         starts = range(first, last + 1, chunk)
         if starts:  # every request of the fetch at once (a retry takes its own): all or none
             wait_for_request(self.request_budget, budget.deadline, self.clock_wall, self.sleep, "Datadog",
@@ -545,6 +563,9 @@ class DatadogSource:
                 # 429: the server says when; never sooner than backoff (the shared budget heard it
                 # too: the other evaluations wait for the reset before they send, not after a 429)
                 wait = backoff if fault.wait is None else max(fault.wait, backoff)
+                if fault.wait is not None and self.clock_wall() + wait > budget.deadline:
+                    # The organisation's limit, spent by others: waited for within the look, never past it.
+                    raise BudgetSpent(budget_spent("Datadog", str(fault), budget.deadline - self.clock_wall()))
                 if wait >= left:  # no time left for another attempt after the wait
                     raise SourceError(
                         f"Datadog: {fault} ({attempt} attempt(s), retry budget {budget.seconds:g}s spent); "
