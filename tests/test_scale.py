@@ -454,7 +454,7 @@ def test_a_stored_window_resetting_further_than_its_period_holds_nothing_back(
 
 def test_a_look_waits_for_the_budget_no_longer_than_the_lambda_can(env_keys, corpus, tmp_path):
     """An interval of 5 minutes, the window resetting in 150 s: the look waited for it, past what a
-    Lambda (Timeout 300 s, two fetches a look) can sleep, and was killed. It waits 100 s at most:
+    Lambda (Timeout 300 s) can sleep, and was killed. It waits 100 s at most:
     could not judge, the budget named, nothing slept."""
     from gate.request_budget import Heard
 
