@@ -40,7 +40,7 @@ import numpy as np
 from gate.analysis import group_scopes, replay_recorded
 from gate.errors import GateError, InputError, PolicyError
 from gate.lifecycle import FUTURE_SKEW
-from gate.policy import Metric, Policy, _human, parse_policy
+from gate.policy import MIN_TOLERANCE, Metric, Policy, _human, parse_policy
 from gate.series import Frame, Observations
 from gate.sources import CannotSplit, MetricSource, Query
 from gate.sources.replay import Case
@@ -462,7 +462,8 @@ def with_lifetime(policy: Policy, lifetime: int) -> Policy | None:
 
 
 def scaled(policy: Policy, factor: float) -> dict[str, float]:
-    return {m.name: round(float(m.tolerance) * factor, 4) for m in testable(policy)}
+    # Never below what a policy accepts (MIN_TOLERANCE): a recommendation must load.
+    return {m.name: max(MIN_TOLERANCE, round(float(m.tolerance) * factor, 4)) for m in testable(policy)}
 
 
 def main_specs(policy: Policy) -> list[Spec]:

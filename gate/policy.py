@@ -84,6 +84,7 @@ Lifetime = duration(10, MAX_LIFETIME)
 History = duration(1, 366 * DAY)
 MinDuration = duration(1, 7 * DAY)
 Warmup = duration(0, 7 * DAY)
+MIN_TOLERANCE = 0.001  # a judged metric's: below it, as at 0, no evidence tells a canary within
 MAX_TOLERANCE = 100.0
 MAX_MIN_EVENTS = 10**12
 TIME_UNITS = {"ms", "s", "us", "ns", "seconds", "milliseconds", "microseconds"}
@@ -228,10 +229,12 @@ class Metric(Strict):
             raise ValueError(f"{where}: a guardrail ({named}) is a hard limit, but muted: true only reports the "
                              "metric and never fails the canary: remove muted to let the limit fail it, or remove "
                              f"{named} to only report it")
-        if self.tolerance == 0 and self.judged:
+        if self.tolerance is not None and self.tolerance < MIN_TOLERANCE and self.judged:
             # A pass means the evidence favours "within tolerance" (issue 23): no evidence shows a
             # canary within 0, and one as good as the baseline lands above it half of the time.
-            raise ValueError(f"{where}: tolerance 0 accepts no regression at all, which no evidence can show "
+            accepts = ("accepts no regression at all" if self.tolerance == 0
+                       else f"is below {MIN_TOLERANCE:g} ({MIN_TOLERANCE:.1%}), next to no regression")
+            raise ValueError(f"{where}: tolerance {self.tolerance:g} {accepts}, which no evidence can show "
                              "(a canary as good as the baseline measures above it half of the time, and would "
                              "end undecided): give the smallest regression that matters, e.g. 0.05")
         if self.max is not None and self.min is not None and self.min >= self.max:

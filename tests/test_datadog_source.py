@@ -166,6 +166,8 @@ def test_queries_are_pinned_to_the_interval_and_counts_counted():
     spec = compile_query(metric(query="x{$scope}", aggregation="p99", rollup="max", formula="q * 1000"), 60)
     assert spec.template == "p99:x{$scope}.rollup(max, 60)"
     assert spec.formula_for("c3") == "c3 * 1000"
+    for scale_or_complement in ("q / 1024", "-q", "100 - q", "100 * (1 - q)", "(1 - q) * 100", "q * 1e3"):
+        assert compile_query(metric(query="x{$scope}", aggregation="avg", formula=scale_or_complement), 60).formula
 
 
 @pytest.mark.parametrize(
@@ -188,6 +190,18 @@ def test_queries_are_pinned_to_the_interval_and_counts_counted():
         ({"q": "timeshift(avg:x{$scope}, -3600)"}, "must be one metric"),
         ({"q": "abs(avg:x{$scope})"}, "must be one metric"),
         ({"q": "avg:x{$scope} - avg:y"}, "must be one metric"),
+        ({"q": "P95:x{$scope}"}, "space aggregation 'P95' is not one of"),
+        ({"q": "p95 :x{$scope}"}, "space aggregation 'p95 ' is not one of"),
+        # Review: the same tricks through `formula`, which the one-metric message points to.
+        ({"query": "avg:x{$scope}", "formula": "q * 1000 + 100000"}, "adds a constant to q"),
+        ({"query": "avg:x{$scope}", "formula": "q + 1000"}, "adds a constant to q"),
+        ({"query": "avg:x{$scope}", "formula": "q * 0"}, "does not depend on q"),
+        ({"query": "avg:x{$scope}", "formula": "q - q"}, "does not depend on q"),
+        ({"query": "avg:x{$scope}", "formula": "q * q"}, "is not linear in q"),
+        ({"query": "avg:x{$scope}", "formula": "1 / q"}, "is not linear in q"),
+        ({"query": "avg:x{$scope}", "formula": "default_zero(q)"}, "calls a function"),
+        ({"query": "avg:x{$scope}", "formula": "timeshift(q, -3600)"}, "calls a function"),
+        ({"query": "avg:x{$scope}", "formula": "abs(q)"}, "calls a function"),
     ],
 )
 def test_bad_queries_are_refused_naming_the_metric(spec, message):

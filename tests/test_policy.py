@@ -549,6 +549,15 @@ def test_a_zero_tolerance_on_a_judged_metric_is_refused_naming_it(where):
     assert f"metric {where!r}" in message and "tolerance 0" in message and "e.g. 0.05" in message
 
 
+def test_a_tolerance_next_to_zero_is_refused_as_zero_is():
+    data = good()
+    data["metrics"][0]["tolerance"] = 1e-300
+    message = error_of(data)
+    assert "metric 'latency'" in message and "tolerance 1e-300 is below 0.001" in message
+    data["metrics"][0]["tolerance"] = 0.001
+    assert parse_policy(data).metric("latency").tolerance == 0.001
+
+
 def test_a_zero_tolerance_is_fine_where_nothing_is_judged():
     data = good()
     data["metrics"] += [{"name": "context", "kind": "gauge", "bad_direction": "none", "tolerance": 0},

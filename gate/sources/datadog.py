@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -162,13 +163,18 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
             f"{where}: {text!r} must have one tag filter holding $scope, e.g. {{service:web,$scope}}"
         )
     _scope_filter(text, where)
+    aggregation, rest = text.split(":", 1)
+    if (aggregation not in _AGGREGATIONS and re.fullmatch(r"\s*[A-Za-z0-9.]+\s*", aggregation)
+            and _PLAIN_QUERY.fullmatch(f"avg:{rest.lstrip()}")):
+        raise PolicyError(f"{where}: {text!r}: space aggregation {aggregation!r} is not one of "
+                          f"{', '.join(_AGGREGATIONS)} (lower case, no space around the colon)")
     if not _PLAIN_QUERY.fullmatch(text):
         # Anything around the one metric changes what is compared: `+ 1000` shrinks a relative
         # regression, `* 0` or `timeshift()` compares something else, `.fill(zero)` turns a
         # canary that stopped reporting into one that reports zeros.
         raise PolicyError(
             f"{where}: {text!r} must be one metric, `aggregation:metric{{filter}}`, followed only by "
-            ".as_count(), .as_rate() or .rollup(): put arithmetic in `formula` (over `q`); functions and "
+            ".as_count(), .as_rate() or .rollup(): put a scale or complement in `formula` (over `q`); functions and "
             ".fill() are refused (a missing point must stay missing)"
         )
 
@@ -201,7 +207,49 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
     if formula is not None:
         if not _FORMULA.fullmatch(formula) or not re.search(r"\bq\b", formula):
             raise PolicyError(f"{where}.formula: {formula!r} must be arithmetic over the query `q`")
+        wrong = _not_a_scale_or_complement(formula)
+        if wrong:
+            raise PolicyError(f"{where}.formula: {formula!r} {wrong}: a formula may only scale `q` (q * 1000, "
+                              "q / 1024) or take its complement (100 - q, 100 * (1 - q))")
     return MetricQuery(text, formula)
+
+
+def _not_a_scale_or_complement(formula: str) -> str | None:
+    """Why a formula is neither a scale `a * q` nor a complement `b - a * q` (b > 0), else None.
+    Anything else changes what the judge compares: `q + 1000` shrinks every relative change,
+    `q - q` or `0 * q` is a constant that always passes, a function (`default_zero(q)`,
+    `timeshift(q, -3600)`) fills gaps with zeros or compares another moment."""
+    import ast
+
+    def value(node: ast.AST, q: float) -> float:
+        if isinstance(node, ast.Expression):
+            return value(node.body, q)
+        if isinstance(node, ast.Name) and node.id == "q":
+            return q
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return float(node.value)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            inner = value(node.operand, q)
+            return -inner if isinstance(node.op, ast.USub) else inner
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+            left, right = value(node.left, q), value(node.right, q)
+            return {ast.Add: left + right, ast.Sub: left - right, ast.Mult: left * right}.get(
+                type(node.op), left / right if right else math.nan)
+        raise ValueError("calls a function or names something other than q")
+
+    try:
+        tree = ast.parse(formula.strip(), mode="eval")
+        at0, at1, at2 = (value(tree, q) for q in (0.0, 1.0, 2.0))
+    except (SyntaxError, ValueError, RecursionError) as e:
+        return str(e) if isinstance(e, ValueError) else "is not arithmetic over q"
+    slope, offset = at1 - at0, at0
+    if not all(math.isfinite(v) for v in (at0, at1, at2)) or abs(at2 - 2 * at1 + at0) > 1e-9 * max(1.0, abs(at2)):
+        return "is not linear in q (or divides by zero)"
+    if slope == 0:
+        return "does not depend on q"
+    if offset != 0 and not (slope < 0 and offset > 0):
+        return "adds a constant to q, which shrinks or inflates every relative change the judge compares"
+    return None
 
 
 def fixed_tags(metric: Metric) -> tuple[str, ...]:
