@@ -20,6 +20,7 @@ from gate.errors import GateError, PolicyError, quoted
 from gate.lifecycle import CLI, Deploy, Names, register
 from gate.policy import Policy, with_overrides
 from gate.series import Observations
+from gate.request_budget import BudgetSpent
 from gate.sources import DEMO_SOURCES, MetricSource, Query, fixed_filters, look
 from gate.sources.replay import Case, ReplaySource, load_case
 from gate.release import iso
@@ -259,7 +260,15 @@ class Analysis:
         for t in self.steps(start):
             if wait is not None:
                 wait(t)
-            evaluation = self.evaluation(t)
+            try:
+                evaluation = self.evaluation(t)
+            except BudgetSpent:
+                # The organisation's requests free by themselves: this look is recorded as could
+                # not judge and the next one asks again (as the Step Functions loop does); only
+                # the last look's could-not-judge ends the watch.
+                if t >= self.end_at:
+                    raise
+                continue
             evaluations += 1
             if on_verdict is not None:
                 on_verdict(evaluation.verdict)

@@ -51,16 +51,18 @@ class RolloutError(GateError):
 
 class KnownReference:
     """A reference cache that always answers the deploy's reference: a step's Analysis judges its
-    own window against the model learned once for the release, never relearns it."""
+    own window against the model learned once for the release, never relearns it. Asked for it
+    only when the step's look needs it, so that the deploy's history is fetched within that look
+    (its one deadline) and a failure to fetch it is recorded as the look's error."""
 
-    def __init__(self, reference: Any):
-        self.reference = reference
+    def __init__(self, deploy: Any):
+        self.deploy = deploy  # the deploy's Analysis
 
     def key(self, *parts: Any) -> str:
         return "deploy"
 
     def load(self, key: str) -> Any:
-        return self.reference
+        return self.deploy.reference()
 
     def save(self, key: str, reference: Any) -> None:
         return None
@@ -375,7 +377,7 @@ class Rollout:
         r = self.release
         return Analysis(self.step_policy, r.source, r.release, change["set_at"], canary=r.canary,
                         baseline=r.baseline, store=None if self.dry_run else r.store, judge=r.judge,
-                        cache=KnownReference(r.reference()), rollout_step=change["step"], deploy=self.deploy)
+                        cache=KnownReference(r), rollout_step=change["step"], deploy=self.deploy)
 
     def look(self, now: int) -> Look:
         """Judge the current step at `now`; a fail sends the canary's share to 0 at once. Starts

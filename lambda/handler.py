@@ -303,16 +303,20 @@ def _secrets_provider() -> parameters.SecretsProvider:
 
 def load_secrets() -> list[str]:
     """Put the keys of the `GATE_SECRET_ID` secret into the environment the sources and notifiers
-    read; a key the secret does not hold is unset (a plain variable of the function, or the value
-    of a version since rotated away, is never used).
+    read; a key the secret does not hold is unset (a plain variable of the function is never used).
 
     Cached by Parameters for `GATE_SECRET_MAX_AGE` seconds (900): fetched once per warm
-    container, not per invocation. Returns the secret values, only to redact them from errors.
+    container, not per invocation, so a value rotated away is still used for at most that long.
+    Returns the secret values, only to redact them from errors.
     """
     secret_id = os.environ.get("GATE_SECRET_ID")
     if not secret_id:
         return [os.environ[k] for k in SECRET_KEYS if os.environ.get(k)]
-    max_age = int(os.environ.get("GATE_SECRET_MAX_AGE", "900"))
+    text = os.environ.get("GATE_SECRET_MAX_AGE", "900")
+    try:
+        max_age = int(text)
+    except ValueError:
+        raise GateError(f"GATE_SECRET_MAX_AGE: {text[:40]!r} is not a whole number of seconds") from None
     try:
         values = _secrets_provider().get(secret_id, transform="json", max_age=max_age)
     except (parameters.exceptions.GetParameterError, parameters.exceptions.TransformParameterError) as e:

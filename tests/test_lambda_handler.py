@@ -440,6 +440,15 @@ def test_an_unreadable_secret_is_could_not_judge(handler, corpus, moto_endpoint,
     assert result["exit_code"] == 4 and "no-such-secret" in result["error"]
 
 
+def test_a_bad_secret_max_age_is_named_not_a_traceback(handler, corpus, monkeypatch):
+    """Review: GATE_SECRET_MAX_AGE=15m answered `internal error: ValueError: invalid literal ...`."""
+    monkeypatch.setenv("GATE_SECRET_ID", "gate")
+    monkeypatch.setenv("GATE_SECRET_MAX_AGE", "15m")
+    result = handler.lambda_handler(case_event(corpus, "k1m-aa-000", only=("cpu",)), FakeContext())
+    assert result["exit_code"] == 4 and "GATE_SECRET_MAX_AGE: '15m' is not a whole number" in result["error"]
+    assert "ValueError" not in result["error"]
+
+
 def test_metrics_are_emitted_as_emf(capfd, handler, corpus):
     handler.lambda_handler(case_event(corpus, "k1m-canary-down-012"), FakeContext())
     handler.lambda_handler({"release": "r"}, FakeContext())
