@@ -14,6 +14,7 @@ from gate.analysis import Analysis
 from gate.cache import ReferenceCache
 from gate.judge import learn
 from gate.series import Frame
+from tests.moto_server import moto_server  # noqa: F401 (fixture)
 from tests.test_datadog_source import BASELINE, CANARY, datadog_policy, env, serve  # noqa: F401 (fixtures)
 
 CASE = "k1m-aa-039"  # a clean canary the judge passes; its canary group recorded no history
@@ -125,3 +126,26 @@ def test_a_history_the_source_did_not_have_yet_is_learned_at_the_next_look(serve
     assert then[0].verdict == "pass" and "no history" not in then[0].reason
     assert requests == [HISTORY_REQUESTS + 1, 1]
     assert len(list((tmp_path / "cache").glob("*"))) == 1
+
+
+# -- CloudWatch (moto server): the canary group's history is a query without a baseline --------
+
+
+def test_over_cloudwatch_a_new_baseline_group_learns_from_the_canary_group_s_history(moto_server, corpus,  # noqa: F811
+                                                                                      monkeypatch):
+    from gate.policy import parse_policy
+    from gate.sources import open_source
+    from gate.sources.replay import load_case
+    from tests import test_cloudwatch_moto as cloudwatch
+
+    moto_server.reset()
+    case = new_baseline_group(load_case(corpus / CASE))
+    monkeypatch.setattr(cloudwatch, "load_case", lambda _: case)  # publish this case, not the recorded one
+    deployed_at, _ = cloudwatch.publish_case(moto_server, corpus / CASE)
+    policy = parse_policy(cloudwatch.policy_data(history="1h"))
+    analysis = Analysis(policy, open_source(policy), "web-42", deployed_at, canary=cloudwatch.ASG["canary"],
+                        baseline=cloudwatch.ASG["baseline"])
+    verdict = analysis.evaluate(deployed_at + 1800)
+    reference = analysis.reference()  # learned from the canary group's hour (before: from nothing, no noise)
+    assert all(reference.metrics[name].noise is not None for name in ("cpu", "memory", "latency"))
+    assert analysis.history_missing is None and "no history" not in verdict.reason
