@@ -131,7 +131,8 @@ def test_the_html_page_draws_each_metric_and_stays_offline(tmp_path):
     assert "default-src 'none'" in text and "<script" not in text
     assert text.count("<svg") == 1 + 2 * 2  # the timeline, then per metric detection and timeline
     assert json.loads(result.stdout)["recommendation"]["yaml"] is None
-    assert "could not tell" in text  # the undecided windows, beside the false alarms
+    assert "could not tell" in text and "rolled back" in text  # the undecided windows, beside the false alarms
+    assert ("not fit for this service" in text) == (result.returncode == 3)
 
 
 def test_the_html_page_of_windows_that_never_passed_says_so_not_none(tmp_path):
