@@ -19,8 +19,8 @@ from gate import judge as default_judge
 from gate.errors import GateError, PolicyError, quoted
 from gate.lifecycle import CLI, Deploy, Names, register
 from gate.policy import Policy, with_overrides
-from gate.series import Observations
 from gate.request_budget import BudgetSpent
+from gate.series import Frame, Observations
 from gate.sources import DEMO_SOURCES, MetricSource, Query, fixed_filters, look
 from gate.sources.replay import Case, ReplaySource, load_case
 from gate.release import iso
@@ -138,6 +138,9 @@ class Analysis:
         self.cache = cache
         self._reference: Any = None
         self._learned = False
+        # Why the reference was learned from nothing (no group the judge may learn from reported a
+        # judged metric before the deploy); None: it had history. Such a reference never passes.
+        self.history_missing: str | None = None
 
     @property
     def end_at(self) -> int:
@@ -165,9 +168,11 @@ class Analysis:
         if self._reference is None:
             history = self._history()
             self._reference = self.judge.learn(self.policy, history, self.deployed_at)
-            if key is not None:
+            if key is not None and self.history_missing is None:
                 self.cache.save(key, self._reference)
-        self._learned = True
+        # A reference learned from nothing is neither cached nor kept: a source that was only late
+        # (or a group whose tags were fixed) gives the next look its history.
+        self._learned = self.history_missing is None
         return self._reference
 
     def window(self, now: int) -> Observations:
@@ -175,14 +180,37 @@ class Analysis:
 
     def _history(self) -> Observations:
         """The history before the deploy, of the group the judge learns from only (a judge that
-        does not say which, both): the new canary group's empty history costs no request."""
+        does not say which, both): the new canary group's empty history costs no request. A
+        baseline group without history (new, or its tags renamed) leaves the canary group's, which
+        ran the previous version: fetched then only (one more request), and learned from (the
+        judge's `learn` falls back to it). Neither: `history_missing` says so."""
         learns_from = getattr(self.judge, "learns_from", None)
         baseline_only = self.baseline is not None and learns_from is not None and learns_from(self.policy) == "baseline"
-        return self._fetch(self.deployed_at - self.policy.history, self.deployed_at - 1, baseline_only=baseline_only)
+        start, end = self.deployed_at - self.policy.history, self.deployed_at - 1
+        history = self._fetch(start, end, baseline_only=baseline_only)
+        if baseline_only and not self._reported(history.baseline):
+            history = Observations(canary=self._fetch(start, end, canary_only=True).canary)
+        if any(self._reported(frame) for frame in (history.canary, history.baseline)):
+            self.history_missing = None
+        else:
+            metrics = ", ".join(m.name for m in self.policy.metrics if m.judged)
+            who = (f"neither the baseline group {quoted(self.baseline)} nor the canary group {quoted(self.canary)} "
+                   f"reported any of {metrics}" if self.baseline is not None
+                   else f"the canary group {quoted(self.canary)} reported none of {metrics}")
+            self.history_missing = (
+                f"no history to learn from: {who} between {iso(start)} and {iso(end)} (a new group, or renamed "
+                "tags?); without a model of its noise the judge cannot show a canary good: never passed")
+        return history
 
-    def _fetch(self, start: int, end: int, baseline_only: bool = False) -> Observations:
+    def _reported(self, frame: Frame | None) -> bool:
+        """The group reported at least one point of a judged metric."""
+        return frame is not None and any(frame.reporting(m.name).any() for m in self.policy.metrics if m.judged)
+
+    def _fetch(self, start: int, end: int, baseline_only: bool = False, canary_only: bool = False) -> Observations:
         counts = {m.name for m in self.policy.metrics if m.kind == "count"}
         query = replace(self._query(start, end), baseline_only=baseline_only)
+        if canary_only:
+            query = replace(query, baseline=None)
         return self.source.fetch(query).cleaned(counts)
 
     def evaluate(self, now: int) -> Verdict:
@@ -202,6 +230,8 @@ class Analysis:
             verdict = replace(verdict, release=self.release, demo=demo, rollout_step=self.rollout_step,
                               deploy=self.deploy.number if self.deploy is not None else None)
             verdict = self._with_links(verdict)
+            if self.history_missing is not None:
+                verdict = self._without_history(verdict)
             if now >= self.end_at and not verdict.decisive:
                 verdict = self._at_end_of_lifetime(verdict)
         except GateError as e:
@@ -220,6 +250,14 @@ class Analysis:
             or os.environ.get("AWS_REGION")
         return with_links(verdict, self.policy, self.source, self.canary, self.baseline,
                           site=os.environ.get("DD_SITE") or "datadoghq.com", region=region)
+
+    def _without_history(self, verdict: Verdict) -> Verdict:
+        """A verdict reached on a reference learned from nothing: never a pass (inconclusive, until
+        on_undecided decides at the end); whatever it is, its reason says the history is missing."""
+        if verdict.verdict == "pass":
+            return replace(verdict, verdict="inconclusive", final=False,
+                           reason=f"{self.history_missing}. The window alone: {verdict.reason}")
+        return replace(verdict, reason=f"{verdict.reason} ({self.history_missing})")
 
     def _at_end_of_lifetime(self, verdict: Verdict) -> Verdict:
         outcome = self.policy.on_undecided

@@ -17,10 +17,12 @@ the live loop judges (`analysis.replay_recorded`, the rule `gate replay` uses):
   that stops reporting.
 
 A false alarm is an A/A window the gate fails for a metric (at any look, or at the end of the
-lifetime); an A/A window the judge could not tell at the end (inconclusive, whatever the policy's
-on_undecided made of it) is undecided, counted apart. Then the smallest tolerance per metric, and
-the shortest lifetime, that keep false alarms at or below the policy's alpha and judge in time
-(`judged_in_time`, the rule `gate plan` uses too).
+lifetime); an A/A window the judge could not tell at the end is undecided. The policy's
+`on_undecided` decides what the live gate makes of an undecided canary: `fail` rolls it back as a
+false alarm does, so the A/A windows the policy rolls back (`rolled_back`) are its false alarms
+plus, under `fail`, its undecided ones; that is the rate held to alpha. Then the smallest tolerance
+per metric, and the shortest lifetime, that keep the rollbacks at or below the policy's alpha and
+judge in time (`judged_in_time`, the rule `gate plan` uses too).
 """
 
 from __future__ import annotations
@@ -363,7 +365,8 @@ class Run:
     @property
     def outcome(self) -> str:
         """pass; fail (a metric failed, or the window could not be judged: never a pass); or
-        undecided (could not tell at the end: a fail through on_undecided is no false alarm)."""
+        undecided (could not tell at the end: no false alarm of the judge, but under on_undecided:
+        fail a rollback all the same, see `rolled_back`)."""
         if self.failed:
             return "fail"
         if self.verdict == "pass":
@@ -546,6 +549,20 @@ def false_alarms(runs: list[Run], label: str, metric: str | None = None) -> Rate
     return Rate(len(hit), len(aa))
 
 
+def rolled_back(runs: list[Run], label: str, on_undecided: str, metric: str | None = None) -> Rate:
+    """A/A windows the live gate would roll back (on `metric`): a false alarm, or, when the
+    policy's `on_undecided` is fail, a window the judge could not tell at the end: a clean canary
+    rolled back all the same. Held to alpha by the exit code and the recommendation."""
+    aa = [r for r in runs if r.label == label and r.injection == AA]
+
+    def on(r: Run) -> bool:
+        if r.outcome == "fail":
+            return metric is None or any(f[0] == metric for f in r.failed)
+        return r.outcome == "undecided" and on_undecided == "fail" and (metric is None or metric in r.undecided)
+
+    return Rate(sum(map(on, aa)), len(aa))
+
+
 def undecided(runs: list[Run], label: str, metric: str | None = None) -> Rate:
     """A/A windows the judge could not tell at the end (on `metric`)."""
     aa = [r for r in runs if r.label == label and r.injection == AA]
@@ -613,17 +630,19 @@ class Recommendation:
 
 
 def recommend_tolerances(policy: Policy, runs: list[Run]) -> tuple[dict[str, float | None], dict[str, str], list[str]]:
-    """Per metric the smallest candidate tolerance whose A/A windows raised no more false alarms
-    on that metric than alpha allows and that judges it in time (`judged_in_time`)."""
+    """Per metric the smallest candidate tolerance whose A/A windows were rolled back on that
+    metric (`rolled_back`) no more often than alpha allows and that judges it in time
+    (`judged_in_time`)."""
     chosen, checks, notes = {}, {}, []
     for m in testable(policy):
         chosen[m.name] = None
         for f in TOLERANCE_FACTORS:
             label = tolerance_label(f)
             alarms = false_alarms(runs, label, m.name)
+            back = rolled_back(runs, label, policy.on_undecided, m.name)
             found, _ = detection(runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
             told = undecided(runs, label, m.name)
-            if (alarms.trials and alarms.rate <= policy.alpha and found.trials
+            if (back.trials and back.rate <= policy.alpha and found.trials
                     and judged_in_time(found.rate, 1 - told.rate)):
                 chosen[m.name] = round(float(m.tolerance) * f, 4)
                 checks[m.name] = (f"false alarms {alarms.hits}/{alarms.trials}, could not tell {told.hits}/{told.trials}, "
@@ -634,7 +653,8 @@ def recommend_tolerances(policy: Policy, runs: list[Run]) -> tuple[dict[str, flo
                 break
         if chosen[m.name] is None:
             notes.append(f"{m.name}: no tolerance up to {max(TOLERANCE_FACTORS):g}x the policy's "
-                         f"({float(m.tolerance) * max(TOLERANCE_FACTORS):g}) kept false alarms <= alpha, caught "
+                         f"({float(m.tolerance) * max(TOLERANCE_FACTORS):g}) kept the clean windows rolled back "
+                         f"(false alarms{', could not tell' if policy.on_undecided == 'fail' else ''}) <= alpha, caught "
                          f"{DETECTION_SIZE:g}x in {DETECTION_TARGET:.0%} and told {DECIDED_TARGET:.0%} of the clean "
                          "windows (not \"could not tell\"): a longer lifetime or more history may")
     return chosen, checks, notes
@@ -643,8 +663,8 @@ def recommend_tolerances(policy: Policy, runs: list[Run]) -> tuple[dict[str, flo
 def choose_lifetime(policy: Policy, runs: list[Run], lifetimes: list[int]) -> int | None:
     for life in lifetimes:
         label = lifetime_label(life)
-        alarms = false_alarms(runs, label)
-        ok = alarms.trials and alarms.rate <= policy.alpha
+        back = rolled_back(runs, label, policy.on_undecided)
+        ok = back.trials and back.rate <= policy.alpha
         for m in testable(policy):
             found, _ = detection(runs, label, Injection(primary_kind(m), m.name, DETECTION_SIZE))
             ok = ok and found.trials and judged_in_time(found.rate, 1 - undecided(runs, label, m.name).rate)
@@ -685,6 +705,7 @@ class Backtest:
             metrics.append({"name": m.name, "tolerance": m.tolerance,
                             "false_alarms": false_alarms(self.runs, "policy", m.name).to_dict(),
                             "undecided": undecided(self.runs, "policy", m.name).to_dict(),
+                            "rolled_back": rolled_back(self.runs, "policy", p.on_undecided, m.name).to_dict(),
                             "injections": injections,
                             "recommended_tolerance": self.recommendation.tolerances.get(m.name)})
         aa = [r for r in self.runs if r.label == "policy" and r.injection == AA]
@@ -696,7 +717,7 @@ class Backtest:
             overall_detection[f"{size:g}x"] = {"detected": Rate(len(hits), len(tried)).to_dict(),
                                                "median_minutes_to_fail": _median(r.minutes for r in hits)}
         rec = self.recommendation
-        return {
+        report = {
             "policy": p.name, "source": p.source.type, "mode": self.history.mode, "mode_reason": self.history.why,
             "history": {"start": iso(self.history.start), "end": iso(self.history.end),
                         "days": round((self.history.end - self.history.start) / DAY, 2),
@@ -709,6 +730,7 @@ class Backtest:
                 "false_alarms": false_alarms(self.runs, "policy").to_dict(),
                 "median_minutes_to_pass": _median(r.minutes for r in aa if r.verdict == "pass"),
                 "undecided": undecided(self.runs, "policy").to_dict(),
+                "rolled_back": rolled_back(self.runs, "policy", p.on_undecided).to_dict(),
                 "detection": overall_detection,
                 "canary_down": {"detected": down.to_dict(), "median_minutes_to_fail": down_minutes},
             },
@@ -728,6 +750,7 @@ class Backtest:
                 "yaml": rec.yaml(p, self.checks) if rec.tolerances else None,
             },
         }
+        return report | {"exit_reasons": exit_reasons(report)}
 
 
     def _candidate(self, label: str) -> dict:
@@ -736,6 +759,7 @@ class Backtest:
                  for m in testable(self.policy)}
         return {"false_alarms": false_alarms(self.runs, label).to_dict(),
                 "undecided": undecided(self.runs, label).to_dict(),
+                "rolled_back": rolled_back(self.runs, label, self.policy.on_undecided).to_dict(),
                 "detected_2x": {name: {"detected": rate.to_dict(), "median_minutes_to_fail": minutes}
                                 for name, (rate, minutes) in found.items()}}
 
@@ -851,7 +875,8 @@ def print_backtest(report: dict, console) -> None:
     console.print(f"mode: {report['mode']}: {escape(report['mode_reason'])}", style="dim", highlight=False)
     console.print(f"false alarms (A/A windows failed): {_rate_text(o['false_alarms'])} (95% interval); alpha {report['alpha']:g}; "
                   f"could not tell (A/A windows undecided at the end, {report['on_undecided']} by on_undecided): "
-                  f"{_rate_text(o['undecided'])}; median time to pass {minutes_or_dash(o['median_minutes_to_pass'])}; "
+                  f"{_rate_text(o['undecided'])}; rolled back (clean windows the live gate fails): "
+                  f"{_rate_text(o['rolled_back'])}; median time to pass {minutes_or_dash(o['median_minutes_to_pass'])}; "
                   f"canary stops reporting caught {_rate_text(o['canary_down']['detected'])} in "
                   f"{minutes_or_dash(o['canary_down']['median_minutes_to_fail'])}", highlight=False)
     if report["broken_history"]:
@@ -892,20 +917,50 @@ def print_backtest(report: dict, console) -> None:
                           f"{escape(a['reason'])}", highlight=False, soft_wrap=True)
         if len(alarms) > 20:
             console.print(f"  ... {len(alarms) - 20} more (--json lists them all)", highlight=False)
+    for reason in report["exit_reasons"]:
+        console.print(f"[bold red]not fit for this service[/] (exit 3): {escape(reason)}", highlight=False,
+                      soft_wrap=True)
     rec = report["recommendation"]
     for note in rec["notes"]:
         console.print(f"note: {escape(note)}", style="yellow", highlight=False, soft_wrap=True)
     if rec["yaml"] is None:
         return
-    console.print("[bold]recommended[/] (smallest tolerances and shortest lifetime with false alarms <= alpha, "
+    console.print("[bold]recommended[/] (smallest tolerances and shortest lifetime with clean windows rolled back "
+                  "<= alpha, "
                   f"{DETECTION_SIZE:g}x-tolerance regressions caught in >= {DETECTION_TARGET:.0%} and clean windows "
                   f"told in >= {DECIDED_TARGET:.0%}):", highlight=False)
     console.print(escape(rec["yaml"]), highlight=False, soft_wrap=True)
 
 
+def exit_reasons(report: dict) -> list[str]:
+    """Why a backtest's policy is not fit for this service (none: exit 0): it rolls back more clean
+    canaries than alpha allows (false alarms, and under `on_undecided: fail` the windows the judge
+    could not tell at the end, which the live gate rolls back all the same), or leaves more than a
+    tenth of them undecided (`judged_in_time`: under `on_undecided: inconclusive` each is a release
+    held for a person). The recommendation's targets; never fit on no window at all."""
+    o, alpha, on_undecided = report["overall"], report["alpha"], report["on_undecided"]
+    back, undecided_ = o["rolled_back"], o["undecided"]
+    if not back["of"]:
+        return ["no A/A window was judged"]
+    reasons = []
+    if back["rate"] > alpha:
+        alarms = o["false_alarms"]["count"]
+        untold = back["count"] - alarms
+        parts = ([f"{alarms} false alarm(s)"] if alarms else []) + (
+            [f"{untold} the judge could not tell at the end, which on_undecided: fail rolls back"] if untold else [])
+        reasons.append(f"{back['count']} of {back['of']} clean (A/A) windows rolled back ({' and '.join(parts)}): "
+                       f"{back['rate']:.0%}, more than alpha {alpha:g} allows")
+    if undecided_["of"] and undecided_["rate"] > 1 - DECIDED_TARGET and not (reasons and on_undecided == "fail"):
+        fate = "rolled back" if on_undecided == "fail" else "held for a person (inconclusive)"
+        reasons.append(f"{undecided_['count']} of {undecided_['of']} clean windows could not be told at the end of "
+                       f"the lifetime ({fate} by on_undecided: {on_undecided}): more than "
+                       f"{1 - DECIDED_TARGET:.0%}; a longer lifetime or a wider tolerance may tell them")
+    return reasons
+
+
 def exit_code(report: dict) -> int:
-    """A backtest's exit code, as `gate plan`'s: 0 when the policy's own A/A windows raised false
-    alarms at most as often as its alpha allows (the recommendation's target), 3 when more often:
-    this gate would cry wolf on this service (see the recommendation). Never 0 on 3 of 3."""
-    alarms = report["overall"]["false_alarms"]
-    return 0 if alarms["of"] and alarms["rate"] <= report["alpha"] else 3
+    """A backtest's exit code, as `gate plan`'s: 0 when the policy is fit for this service by its
+    own A/A windows (`exit_reasons`: none), 3 when not: this gate would roll back clean releases
+    (see the recommendation). Never 0 on 3 of 3 false alarms, nor on 3 of 3 windows it could not
+    tell that on_undecided rolls back."""
+    return 3 if exit_reasons(report) else 0

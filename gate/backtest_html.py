@@ -114,7 +114,9 @@ def render(report: dict) -> str:
 {_e(report['history']['end'])} ({report['history']['source_requests']} source request(s)), {report['runs']} judged canaries;
 {_e(report['mode'])}: {_e(report['mode_reason'])}.</p>
 <p><b>false alarms {fa['count']}/{fa['of']}</b> (95% interval {fa['ci95'][0]:.0%}-{fa['ci95'][1]:.0%}; alpha
-{report['alpha']:g}); could not tell {_told(o['undecided'])}; median time to pass {minutes_or_dash(o['median_minutes_to_pass'])}.</p>
+{report['alpha']:g}); could not tell {_told(o['undecided'])} ({_e(report['on_undecided'])} by on_undecided); rolled back
+{_told(o['rolled_back'])}; median time to pass {minutes_or_dash(o['median_minutes_to_pass'])}.</p>
+{"".join(f"<p><b>not fit for this service</b> (exit 3): {_e(r)}</p>" for r in report["exit_reasons"])}
 <div style="max-width:480px">{timeline_svg(report, None)}</div>
 {f"<ul>{alarms}</ul>" if alarms else ""}
 {f"<pre>{_e(rec['yaml'])}</pre>" if rec['yaml'] else ""}

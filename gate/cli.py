@@ -329,8 +329,9 @@ def backtest(
 ) -> None:
     """How often this policy's gate would cry wolf on the service's own history, what it
     catches, and the tolerances and lifetime that meet its alpha: the real judge on
-    pseudo-canaries cut from the history (read once). Exit 0 when its false alarms are within
-    alpha, 3 when more frequent (as `gate plan`'s too short)."""
+    pseudo-canaries cut from the history (read once). Exit 0 when the clean windows it would roll
+    back (false alarms, and undecided ones under on_undecided: fail) are within alpha and at most a
+    tenth are undecided; 3 otherwise (as `gate plan`'s too short)."""
     from gate.backtest import backtest as run_backtest, exit_code, print_backtest
     from gate.console import StageProgress
     from gate.policy import load_policy, parse_duration

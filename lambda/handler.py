@@ -28,7 +28,7 @@ cannot judge (bad event, bad policy, dead source, crash) the answer is an error,
 Pre-flight actions (no store, no announcement): `{"action": "plan", "release": ..., "policy": ...,
 "canary_share": 0.05, "at": ...}` answers as `gate plan --json` (exit_code 0 ok, 3 too short);
 `{"action": "backtest", "policy": ..., "days": 7, "windows": 8, "recommend": false}` as
-`gate backtest --json` (exit_code 0 false alarms within alpha, 3 more frequent), on one core: a
+`gate backtest --json` (exit_code 0 fit, 3 not: `backtest.exit_reasons`), on one core: a
 backtest of more than MAX_LAMBDA_BACKTEST_RUNS judged canaries is refused (400) with a message
 pointing to the CLI, not split. A request they cannot answer (a history too short for the policy,
 a share or a span out of range, an `at` or `until` ahead of the clock or where the source holds no
@@ -207,7 +207,7 @@ def preflight(request: PlanRequest | BacktestRequest) -> dict:
     fields = Options(days="days", windows="windows", until="until")  # refusals name the event's fields
     result = backtest(policy, source, days=request.days, windows=request.windows, until=request.until, jobs=1,
                       recommend=request.recommend, options=fields).to_dict()
-    return {**result, "exit_code": exit_code(result)}  # 3 when it cries wolf more often than alpha allows
+    return {**result, "exit_code": exit_code(result)}  # 3 when it would roll back clean releases (exit_reasons)
 
 
 def is_http(event: Any) -> bool:

@@ -18,7 +18,8 @@ UNTIL = "2024-05-10T00:00:00Z"  # the simulated service's history is made up at 
 
 def noisy_policy(**changes) -> dict:
     """Latency with a tolerance (2%) below its minute-to-minute noise (~6%): a 2x regression
-    hides in the noise. CPU's 10% is generous for its ~3% noise."""
+    hides in the noise, and a clean window may end "could not tell", which on_undecided (fail,
+    the default) rolls back: not fit as it is (exit 3). CPU's 10% is generous for its ~3% noise."""
     return {"name": "sim-noisy", "source": {"type": "simulate", "options": {"scenario": "healthy", "seed": 3}},
             "canary": {"scope": "canary"}, "baseline": {"scope": "baseline"},
             "interval": "1m", "lifetime": "20m", "history": "7d", "alpha": 0.05,
@@ -50,8 +51,8 @@ def one_error_line(result, *words):
 def test_a_noisy_metric_gets_a_wider_tolerance_and_a_quiet_one_a_tighter_one(tmp_path):
     result = backtest("--policy", write(tmp_path, noisy_policy()), "--days", "3", "--windows", "3",
                       "--until", UNTIL, "--jobs", "1", "--json")
-    assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    assert result.returncode == 3, result.stderr  # latency's 2%: a clean window rolled back as undecided
     assert report["mode"] == "paired" and report["windows"] == 3
     assert report["history"]["source_requests"] == 1  # the history is read once, not per window
     advised = report["recommendation"]["tolerances"]
@@ -67,8 +68,9 @@ def test_a_noisy_metric_gets_a_wider_tolerance_and_a_quiet_one_a_tighter_one(tmp
 def test_the_terminal_shows_the_table_and_the_yaml_to_paste(tmp_path):
     result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
                       "--until", UNTIL)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr
     assert "false alarms" in result.stdout and "tolerance:" in result.stdout and "latency" in result.stdout
+    assert "not fit for this service (exit 3)" in result.stdout and "rolled back" in result.stdout
 
 
 def test_days_zero_is_a_clear_error(tmp_path):
@@ -124,12 +126,13 @@ def test_the_html_page_draws_each_metric_and_stays_offline(tmp_path):
     page = tmp_path / "backtest.html"
     result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
                       "--until", UNTIL, "--no-recommend", "--html", page, "--json")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == exit_code(json.loads(result.stdout)) != 4, result.stderr
     text = page.read_text()
     assert "default-src 'none'" in text and "<script" not in text
     assert text.count("<svg") == 1 + 2 * 2  # the timeline, then per metric detection and timeline
     assert json.loads(result.stdout)["recommendation"]["yaml"] is None
-    assert "could not tell" in text  # the undecided windows, beside the false alarms
+    assert "could not tell" in text and "rolled back" in text  # the undecided windows, beside the false alarms
+    assert ("not fit for this service" in text) == (result.returncode == 3)
 
 
 def test_the_html_page_of_windows_that_never_passed_says_so_not_none(tmp_path):
@@ -226,29 +229,77 @@ def test_a_span_out_of_range_is_one_line_naming_the_option_and_its_range(tmp_pat
 def undecided_errors_policy(**changes) -> dict:
     """Errors the canary can never have enough requests to judge (min_events far above any
     window's volume): every window ends undecided on them, and on_undecided: fail fails it."""
-    return noisy_policy(lifetime="10m", on_undecided="fail", metrics=[
+    return noisy_policy(**{"lifetime": "10m", "on_undecided": "fail", "metrics": [
         {"name": "cpu", "kind": "gauge", "tolerance": 0.10},
         {"name": "errors", "kind": "count", "denominator": "requests", "tolerance": 0.5, "min_events": 10**9},
-        {"name": "requests", "kind": "count", "bad_direction": "none"}], **changes)
+        {"name": "requests", "kind": "count", "bad_direction": "none"}], **changes})
 
 
 def test_windows_the_judge_could_not_tell_at_the_end_are_undecided_not_false_alarms(tmp_path):
     result = backtest("--policy", write(tmp_path, undecided_errors_policy()), "--days", "3", "--windows", "3",
                       "--until", UNTIL, "--no-recommend", "--jobs", "1", "--json")
-    assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     overall = report["overall"]
     assert overall["undecided"]["count"] == 3 and overall["undecided"]["of"] == 3
-    assert overall["false_alarms"]["count"] == 0  # failed only through on_undecided: not a false alarm
+    assert overall["false_alarms"]["count"] == 0  # failed only through on_undecided: not the judge's false alarm
     errors = next(m for m in report["metrics"] if m["name"] == "errors")
     assert errors["undecided"]["count"] == 3 and errors["false_alarms"]["count"] == 0
     assert report["false_alarm_windows"] == []
+    assert result.returncode == 3, result.stderr  # ... but a rollback of every clean canary all the same (below)
+
+
+def test_clean_windows_that_on_undecided_fails_are_rollbacks_of_the_policy_exit_3_not_0(tmp_path):
+    """Review: every A/A window ended "could not tell" and on_undecided: fail (the default) rolls
+    each back, yet the backtest exited 0 ("false alarms 0 <= alpha"): a pipeline read that as a
+    policy fit for the service, and the live gate would roll back every clean release."""
+    result = backtest("--policy", write(tmp_path, undecided_errors_policy()), "--days", "3", "--windows", "3",
+                      "--until", UNTIL, "--no-recommend", "--jobs", "1", "--json")
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout)
+    assert report["overall"]["rolled_back"]["count"] == 3 == report["overall"]["rolled_back"]["of"]
+    assert next(m for m in report["metrics"] if m["name"] == "errors")["rolled_back"]["count"] == 3
+    assert report["exit_reasons"] == [
+        "3 of 3 clean (A/A) windows rolled back (3 the judge could not tell at the end, which on_undecided: fail "
+        "rolls back): 100%, more than alpha 0.05 allows"]
+    shown = backtest("--policy", write(tmp_path, undecided_errors_policy()), "--days", "3", "--windows", "3",
+                     "--until", UNTIL, "--no-recommend", "--jobs", "1")
+    assert shown.returncode == 3 and "not fit for this service (exit 3): 3 of 3 clean" in shown.stdout
+
+
+def test_clean_windows_held_as_inconclusive_are_no_rollbacks_but_still_not_fit(tmp_path):
+    """on_undecided: inconclusive holds an undecided canary for a person instead of rolling it
+    back: not a rollback, yet a gate that holds every clean release is no fit either (exit 3)."""
+    result = backtest("--policy", write(tmp_path, undecided_errors_policy(on_undecided="inconclusive")), "--days",
+                      "3", "--windows", "3", "--until", UNTIL, "--no-recommend", "--jobs", "1", "--json")
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout)
+    assert report["overall"]["rolled_back"]["count"] == 0 and report["overall"]["undecided"]["count"] == 3
+    assert len(report["exit_reasons"]) == 1
+    assert "held for a person (inconclusive) by on_undecided: inconclusive" in report["exit_reasons"][0]
+
+
+def test_the_exit_code_holds_rollbacks_to_alpha_and_undecided_windows_to_a_tenth():
+    from gate.backtest import Rate
+
+    def report(alarms, untold, of=40, on_undecided="fail", alpha=0.05):
+        back = alarms + (untold if on_undecided == "fail" else 0)
+        return {"alpha": alpha, "on_undecided": on_undecided,
+                "overall": {"false_alarms": Rate(alarms, of).to_dict(), "undecided": Rate(untold, of).to_dict(),
+                            "rolled_back": Rate(back, of).to_dict()}}
+
+    assert exit_code(report(0, 0)) == 0 and exit_code(report(2, 0)) == 0  # 5%: within alpha
+    assert exit_code(report(3, 0)) == 3
+    assert exit_code(report(1, 2)) == 3  # 1 false alarm + 2 rolled back as undecided: 7.5% > 5%
+    assert exit_code(report(1, 2, on_undecided="inconclusive")) == 0  # held, not rolled back; 5% untold
+    assert exit_code(report(0, 5, on_undecided="inconclusive")) == 3  # 12.5% held: more than a tenth
+    assert exit_code(report(0, 5, alpha=0.2)) == 3  # within a loose alpha, yet not told in 12.5%
+    assert exit_code(report(0, 0, of=0)) == 3  # nothing judged: never fit
 
 
 def test_the_recommendation_never_picks_a_tolerance_whose_clean_windows_end_undecided(tmp_path):
     result = backtest("--policy", write(tmp_path, undecided_errors_policy()), "--days", "3", "--windows", "2",
                       "--until", UNTIL, "--jobs", "1", "--json")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr
     report = json.loads(result.stdout)
     assert report["recommendation"]["tolerances"]["errors"] is None
     assert any("could not tell" in note for note in report["recommendation"]["notes"])
@@ -270,7 +321,7 @@ def test_in_a_log_the_backtest_prints_progress_lines_on_stderr(tmp_path):
     # run_gate's stderr is a pipe, not a terminal: a CI log, where a progress bar prints nothing.
     result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
                       "--until", UNTIL, "--no-recommend", "--jobs", "1")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # not fit (latency's 2%), said after the progress
     progress = [line for line in result.stderr.splitlines() if line.startswith("backtest: judging the windows")]
     assert len(progress) >= 2
     done, total = progress[-1].split()[4].split("/")
@@ -321,16 +372,36 @@ def test_in_80_columns_the_table_wraps_a_long_metric_name_and_cuts_no_number(tmp
 
     result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
                       "--until", UNTIL, "--jobs", "1", "--json")
-    assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    assert result.returncode == exit_code(report) != 4, result.stderr
     report["metrics"][1]["name"] = "checkout.request.latency.p99"
     shown = io.StringIO()
     print_backtest(report, Console(file=shown, width=80, color_system=None))
     lines = shown.getvalue().splitlines()
     start = lines.index(next(line for line in lines if line.startswith("metric")))
-    end = lines.index(next(line for line in lines[start:] if line.startswith(("note:", "windows", "recommended"))))
+    end = lines.index(next(line for line in lines[start:] if line.startswith(("not fit", "note:", "windows", "recommended"))))
     table = lines[start:end]
     assert any(line.startswith("checkout.") for line in table)
     assert "…" not in "\n".join(table) and all(len(line) <= 80 for line in table)
     advised = [m["recommended_tolerance"] for m in report["metrics"]]
     assert all(f"{a:g}" in "\n".join(table) for a in advised if a is not None)
+
+
+@pytest.mark.parametrize("on_undecided, advised", [("fail", 0.075), ("inconclusive", 0.05)])
+def test_the_recommendation_counts_clean_windows_on_undecided_rolls_back_against_alpha(on_undecided, advised):
+    """At half the tolerance 2 of 20 clean windows end "could not tell" on cpu (told in 90%, the
+    target): under on_undecided: fail the live gate rolls both back, 10% > alpha 5%: not advised."""
+    from gate.backtest import TOLERANCE_FACTORS, Run, recommend_tolerances, tolerance_label
+
+    policy = parse_policy(noisy_policy(on_undecided=on_undecided), "test")
+    runs = []
+    for factor in TOLERANCE_FACTORS:
+        label = tolerance_label(factor)
+        for window in range(20):
+            untold = ("cpu",) if factor == 0.5 and window < 2 else ()
+            runs.append(Run(label, window, AA, "fail" if untold else "pass", 20, (), untold))
+            for name in ("cpu", "latency"):
+                shift = Injection("shift", name, 2.0)
+                runs.append(Run(label, window, shift, "fail", 5, ((name, "mean-beyond-tolerance", "..."),)))
+    tolerances, _, _ = recommend_tolerances(policy, runs)
+    assert tolerances["cpu"] == advised and tolerances["latency"] == 0.01

@@ -69,6 +69,18 @@ def test_a_backtest_that_cries_wolf_on_every_window_answers_exit_code_3(handler)
     assert result["exit_code"] == 3
 
 
+def test_a_backtest_whose_clean_windows_on_undecided_rolls_back_answers_exit_code_3(handler):
+    """Review: every A/A window ended "could not tell", which on_undecided: fail rolls back, and the
+    Lambda answered exit_code 0 (no false alarm)."""
+    from tests.test_backtest import UNTIL, undecided_errors_policy
+
+    handler.DEMO_SOURCES = handler.DEMO_SOURCES - {"simulate"}
+    result = handler.lambda_handler({"action": "backtest", "policy": undecided_errors_policy(), "days": 3,
+                                     "windows": 2, "recommend": False, "until": UNTIL}, FakeContext())
+    assert result["overall"]["false_alarms"]["count"] == 0 and result["overall"]["rolled_back"]["count"] == 2, result
+    assert result["exit_code"] == 3 and "on_undecided: fail rolls back" in result["exit_reasons"][0]
+
+
 def test_a_plan_the_policy_s_history_cannot_serve_is_a_400_not_a_retryable_503(handler, corpus):
     """Issue 22: a policy history shorter than a day and the lifetime answered 503 "could not judge"
     (asked again, in vain)."""

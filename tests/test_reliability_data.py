@@ -10,8 +10,9 @@ an A/A canary (clean: passes) and a dead canary (clean: fails) are judged:
 * clock skew between groups (canary 30 s late, replay): points land in the bucket they fall in
   (Frame.on_grid), one grid for both groups; the same verdicts.
 * a canary group with zero instances (no canary series at all): fail (the canary is down).
-* a baseline without history (no series before the deploy): judged against the concurrent
-  baseline alone, the same verdicts.
+* no history in either group (no series before the deploy): the dead canary fails; the A/A
+  canary is never passed on a reference learned from nothing (a new baseline group's history is
+  its canary group's: tests/test_history_fallback.py).
 * a history-only policy (no baseline) without history: never a pass.
 """
 
@@ -114,7 +115,7 @@ def judge_live(corpus, case: str, mangle, **changes) -> str:
                     os.environ[k] = v
 
 
-@pytest.mark.parametrize("mangle", [None, every_third_nan, duplicated, reversed_order, counter_resets, no_history],
+@pytest.mark.parametrize("mangle", [None, every_third_nan, duplicated, reversed_order, counter_resets],
                          ids=lambda m: getattr(m, "__name__", "clean"))
 def test_messy_datadog_answers_keep_their_verdicts(corpus, mangle):
     assert judge_live(corpus, AA, mangle) == "pass"
@@ -123,6 +124,13 @@ def test_messy_datadog_answers_keep_their_verdicts(corpus, mangle):
 
 def test_a_canary_with_zero_instances_fails(corpus):
     assert judge_live(corpus, AA, no_canary) == "fail"
+
+
+def test_without_any_history_a_clean_canary_is_never_passed_and_a_dead_one_fails(corpus):
+    """Review: judged against the concurrent baseline alone, a reference learned from nothing
+    passed the A/A canary."""
+    assert judge_live(corpus, AA, no_history) != "pass"
+    assert judge_live(corpus, DOWN, no_history) == "fail"
 
 
 def test_history_only_without_any_history_is_never_a_pass(corpus):
