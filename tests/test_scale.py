@@ -11,6 +11,7 @@ import math
 import re
 import pickle
 import sys
+from contextlib import contextmanager
 
 import boto3
 import pytest
@@ -601,69 +602,56 @@ def test_the_analyzer_role_allows_what_the_cache_and_the_budget_call(moto_endpoi
     assert not role_allows(statements, "dynamodb:UpdateItem", table, {"dynamodb:LeadingKeys": ["web-1.0"]})
 
 
-def test_a_watch_goes_on_past_a_look_the_budget_could_not_serve(env_keys, corpus, tmp_path):
-    """Review of issue 26: `gate check --watch` (the Jenkins step's mode) ended as could not judge
-    at its first look when other evaluations had spent the organisation's window past that look's
-    deadline, though the message says the next look asks again. The look is recorded as an error
-    and the watch goes on; here it passes later, as a watch did before the one-deadline look."""
-    from gate.analysis import Analysis
+@contextmanager
+def _window_spent_by_others(env_keys, corpus, tmp_path):
+    """A deploy's analysis (store kept) whose first look finds the organisation's window (2
+    requests a minute) spent by other evaluations for 40 s; the history takes 2 requests, the
+    window 1. Yields (analysis, clock, policy)."""
     from gate.request_budget import Heard
     from gate.store import SqliteStore
-    from tests.test_datadog_source import BASELINE, CANARY, datadog_policy
 
     case = load_case(corpus / AA)
     clock = SimulatedClock(case.deployed_at + 1220)
     policy = datadog_policy(timeout=60).model_copy(update={"history": 2 * 86400})
-    store = SqliteStore(tmp_path / "gate.sqlite")
     with FakeDatadog(case, clock=clock) as fake:
         env_keys.setenv("GATE_DATADOG_URL", fake.url)
         budget = shared_file_budget(tmp_path)
         fake.rate_limit, fake.rate_period = 2, 60
         fake._window = (int(clock()) // 60, 2)
         budget.heard(clock(), Heard(remaining=0, reset=60 - clock() % 60, limit=2, period=60))
-        analysis = Analysis(policy, budgeted_source(policy, clock, budget), "web-1.0", case.deployed_at,
-                            canary=CANARY, baseline=BASELINE, store=store)
+        yield (Analysis(policy, budgeted_source(policy, clock, budget), "web-1.0", case.deployed_at,
+                        canary=CANARY, baseline=BASELINE, store=SqliteStore(tmp_path / "gate.sqlite")),
+               clock, policy)
+
+
+def test_a_watch_goes_on_past_a_look_the_budget_could_not_serve(env_keys, corpus, tmp_path):
+    """Review of issue 26: `gate check --watch` (the Jenkins step's mode) ended as could not judge
+    at its first look when other evaluations had spent the organisation's window past that look's
+    deadline, though the message says the next look asks again. The look is recorded as an error
+    and the watch goes on; here it passes later, as a watch did before the one-deadline look."""
+    with _window_spent_by_others(env_keys, corpus, tmp_path) as (analysis, clock, _):
         start = int(clock.now) // 60 * 60
-        evaluation, looks = analysis.watch(wait=lambda t: setattr(clock, "now", max(clock.now, t)), start=start)
+        evaluation, _ = analysis.watch(wait=lambda t: setattr(clock, "now", max(clock.now, t)), start=start)
     assert evaluation.verdict.verdict == "pass", evaluation.verdict.reason
-    errors = [r for r in store.evaluations("web-1.0") if r["verdict"] == "error"]
+    errors = [r for r in analysis.store.evaluations("web-1.0") if r["verdict"] == "error"]
     assert errors and "request budget" in errors[0]["reason"]
-
-
-def _rollout_step_of(release, policy, dry_run=False):
-    """The analysis a rollout step judges with (gate.rollout.Rollout.step_analysis), for `release`."""
-    from types import SimpleNamespace
-
-    from gate.rollout import Rollout
-
-    machine = SimpleNamespace(release=release, step_policy=policy, dry_run=dry_run, deploy=None)
-    return Rollout.step_analysis(machine, {"set_at": release.deployed_at, "step": 1})
 
 
 def test_a_rollout_step_fetches_the_deploys_history_within_its_look_and_records_a_failure(env_keys, corpus, tmp_path):
     """Review of issue 26: a rollout step fetched the deploy's history outside its look, so the
     history and the window had a deadline each (a look 100 s long on a 60 s interval), and a
     history the budget could not serve raised before the look's error was recorded (no record)."""
-    from gate.analysis import Analysis
-    from gate.request_budget import BudgetSpent, Heard
-    from gate.store import SqliteStore
-    from tests.test_datadog_source import BASELINE, CANARY, datadog_policy
+    from types import SimpleNamespace
 
-    case = load_case(corpus / AA)
-    clock = SimulatedClock(case.deployed_at + 1220)
-    policy = datadog_policy(timeout=60).model_copy(update={"history": 2 * 86400})
-    store = SqliteStore(tmp_path / "gate.sqlite")
-    with FakeDatadog(case, clock=clock) as fake:
-        env_keys.setenv("GATE_DATADOG_URL", fake.url)
-        budget = shared_file_budget(tmp_path)
-        fake.rate_limit, fake.rate_period = 2, 60
-        fake._window = (int(clock()) // 60, 2)
-        budget.heard(clock(), Heard(remaining=0, reset=60 - clock() % 60, limit=2, period=60))
-        release = Analysis(policy, budgeted_source(policy, clock, budget), "web-1.0", case.deployed_at,
-                           canary=CANARY, baseline=BASELINE, store=store)
+    from gate.request_budget import BudgetSpent
+    from gate.rollout import Rollout
+
+    with _window_spent_by_others(env_keys, corpus, tmp_path) as (release, clock, policy):
+        machine = SimpleNamespace(release=release, step_policy=policy, dry_run=False, deploy=None)
+        step = Rollout.step_analysis(machine, {"set_at": release.deployed_at, "step": 1})
         started = clock.now
         with pytest.raises(BudgetSpent):
-            _rollout_step_of(release, policy).evaluation(int(started) // 60 * 60)
+            step.evaluation(int(started) // 60 * 60)
     assert clock.now - started <= policy.interval  # one deadline for the history and the window
-    [record] = store.evaluations("web-1.0")
+    [record] = release.store.evaluations("web-1.0")
     assert record["verdict"] == "error" and "request budget" in record["reason"]

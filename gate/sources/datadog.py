@@ -697,22 +697,7 @@ class DatadogSource:
         retried like one (nothing is laid on `points` before the whole answer is read)."""
         found: dict[tuple[str, str], dict[int, float]] = {}
         try:
-            if payload.get("errors"):
-                raise SourceError(f"Datadog could not run the queries: {self._scrub(str(payload['errors']))}")
-            attributes = (payload.get("data") or {}).get("attributes") or {}
-            times = [int(t) // 1000 for t in attributes.get("times") or []]
-            series = attributes.get("series") or []
-            values = attributes.get("values") or []
-            if len(series) != len(values) or any(len(v) != len(times) for v in values):
-                raise ValueError("series, values and times do not match")
-            if any(t % step for t in times):
-                raise SourceError(f"Datadog answered off the {step}s grid (times not multiples of it)")
-            gaps = [b - a for a, b in zip(times, times[1:])]
-            if len(gaps) >= 2 and min(gaps) > step:
-                raise SourceError(
-                    f"Datadog answered every {min(gaps)}s instead of {step}s: too many points in one "
-                    "request (lower source.options.max_points)"
-                )
+            times, series, values = self._columns(payload, step)
             seen = set()
             for s, column in zip(series, values):
                 index = int(s["query_index"])
@@ -732,22 +717,35 @@ class DatadogSource:
         for (group, name), by_time in found.items():
             points[group][name].update(by_time)
 
+    def _columns(self, payload: Any, step: int) -> tuple[list[int], list, list]:
+        """An answer's times (seconds), series and value columns, checked: one column per series,
+        one value per time, on the `step` grid at its full resolution. (A shape we do not know
+        raises the errors `_collect` turns into a malformed answer.)"""
+        if payload.get("errors"):
+            raise SourceError(f"Datadog could not run the queries: {self._scrub(str(payload['errors']))}")
+        attributes = (payload.get("data") or {}).get("attributes") or {}
+        times = [int(t) // 1000 for t in attributes.get("times") or []]
+        series = attributes.get("series") or []
+        values = attributes.get("values") or []
+        if len(series) != len(values) or any(len(v) != len(times) for v in values):
+            raise ValueError("series, values and times do not match")
+        if any(t % step for t in times):
+            raise SourceError(f"Datadog answered off the {step}s grid (times not multiples of it)")
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        if len(gaps) >= 2 and min(gaps) > step:
+            raise SourceError(
+                f"Datadog answered every {min(gaps)}s instead of {step}s: too many points in one "
+                "request (lower source.options.max_points)"
+            )
+        return times, series, values
+
     def _collect_hosts(self, payload: Any, slots, step: int, per_host) -> None:
         """Lay a grouped answer's series on `per_host[host][metric]` (the host from the series'
         `group_tags`); a shape we do not know is a malformed answer, retried like one."""
         found: dict[tuple[str, str], dict[int, float]] = {}
         prefix = f"{self.options.host_tag}:"
         try:
-            if payload.get("errors"):
-                raise SourceError(f"Datadog could not run the queries: {self._scrub(str(payload['errors']))}")
-            attributes = (payload.get("data") or {}).get("attributes") or {}
-            times = [int(t) // 1000 for t in attributes.get("times") or []]
-            series = attributes.get("series") or []
-            values = attributes.get("values") or []
-            if len(series) != len(values) or any(len(v) != len(times) for v in values):
-                raise ValueError("series, values and times do not match")
-            if any(t % step for t in times):
-                raise SourceError(f"Datadog answered off the {step}s grid (times not multiples of it)")
+            times, series, values = self._columns(payload, step)
             for s, column in zip(series, values):
                 index = int(s["query_index"])
                 if not 0 <= index < len(slots):
