@@ -45,11 +45,13 @@ def one(args: tuple[str, int]) -> dict:
     row = {"case": case.id, "history_days": round(days, 2)}
     try:
         result = backtest(policy, ReplaySource(case), days=days, windows=windows, jobs=1, recommend=False)
-        aa = result.to_dict()["overall"]["false_alarms"]
-        row.update(predicted=aa["rate"], windows=aa["of"], mode=result.history.mode)
+        overall = result.to_dict()["overall"]
+        aa = overall["false_alarms"]
+        row.update(predicted=aa["rate"], predicted_undecided=overall["undecided"]["rate"], windows=aa["of"],
+                   mode=result.history.mode)
     except Exception as e:  # noqa: BLE001 - a case the backtest cannot cut is reported, not fatal
         row.update(predicted=None, error=f"{type(e).__name__}: {e}"[:200])
-    row["actual"] = replay_case(path).verdict.verdict
+    row["actual"] = outcome(path)["outcome"]
     return row
 
 
@@ -77,6 +79,11 @@ def pooled(predicted: list[float], windows: int, observed: int, cases: int) -> d
             "windows": windows, "observed": round(observed / cases, 4) if cases else None, "observed_count": observed,
             "cases": cases, "observed_ci95": [round(lo, 4), round(hi, 4)],
             "within": bool(predicted and cases and lo <= mean <= hi and plo <= observed / cases <= phi)}
+
+
+def _mean(xs) -> float | None:
+    xs = list(xs)
+    return round(statistics.fmean(xs), 4) if xs else None
 
 
 def main_pairs(corpora: list[Path], jobs: int, out: Path) -> int:
@@ -121,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the canary-vs-baseline families: pairs of the same series predict a clean case")
     parser.add_argument("--only", default="k1m-*", help="glob on case folder names (one source at a time)")
     parser.add_argument("--cases", type=int, default=24, help="clean cases to take (evenly spread)")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first N clean cases (--skip 1 takes the other half of --cases 60)")
     parser.add_argument("--windows", type=int, default=8, help="backtest windows per case")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "backtest_calibration.json")
@@ -131,22 +140,24 @@ def main(argv: list[str] | None = None) -> int:
     args.corpus = args.corpus[0]
 
     clean = [p for p in find_cases(args.corpus, args.only) if labels(p)["expect"] == "pass"]
-    chosen = clean[:: max(1, len(clean) // args.cases)][: args.cases]
+    chosen = clean[args.skip:][:: max(1, len(clean[args.skip:]) // args.cases)][: args.cases]
     print(f"{len(chosen)} of {len(clean)} clean cases, {args.windows} windows each", file=sys.stderr)
     rows = list(pool_imap(one, [(str(p), args.windows) for p in chosen], args.jobs, "cases"))
     judged = [r for r in rows if r["predicted"] is not None]
-    failed = sum(r["actual"] != "pass" for r in rows)
-    lo, hi = proportion_interval(failed, len(rows))
     windows = sum(r["windows"] for r in judged)
-    alarms = sum(round(r["predicted"] * r["windows"]) for r in judged)
-    plo, phi = proportion_interval(alarms, windows)
+    # Like with like: a window the backtest counts as a false alarm against a case the judge
+    # failed; one it could not tell (on_undecided decides) against a case left undecided.
     summary = {
         "corpus": str(args.corpus), "only": args.only, "cases": len(rows), "backtested": len(judged),
-        "predicted_false_alarm_rate": round(alarms / windows, 4) if windows else None,
-        "predicted_ci95": [round(plo, 4), round(phi, 4)], "windows": windows,
-        "mean_predicted_per_case": round(statistics.fmean(r["predicted"] for r in judged), 4) if judged else None,
-        "actual_false_alarm_rate": round(failed / len(rows), 4) if rows else None,
-        "actual_ci95": [round(lo, 4), round(hi, 4)], "actual_fails": failed,
+        "false_alarms": pooled([r["predicted"] for r in judged], windows,
+                               sum(r["actual"] == "fail" for r in judged), len(judged)),
+        "undecided": pooled([r["predicted_undecided"] for r in judged], windows,
+                            sum(r["actual"] == "undecided" for r in judged), len(judged)),
+        "not_passed": pooled([r["predicted"] + r["predicted_undecided"] for r in judged], windows,
+                             sum(r["actual"] != "pass" for r in judged), len(judged)),
+        "mean_predicted_of_failed": _mean(r["predicted"] for r in judged if r["actual"] == "fail"),
+        "mean_predicted_of_passed": _mean(r["predicted"] for r in judged if r["actual"] == "pass"),
+        "not_backtested": [r["case"] for r in rows if r["predicted"] is None],
         "rows": rows,
     }
     args.out.write_text(json.dumps(summary, indent=1), encoding="utf-8")
