@@ -19,6 +19,14 @@ case alone in its series (no pairs: the backtest's history-only estimate, labell
 ambiguous clean cases (scored neither way, as in bench.cv).
 
     .venv/bin/python -m bench.backtest_calibration ../shared/corpus/dev ../shared/corpus/replicas --pairs
+
+`--placebo` (history-only cases): is the gap between predicted and observed in how the backtest
+judges a window, or in what the windows hold? Per clean case, the backtest's own path
+(`backtest.judge_window`) on the case's real deploy window, against its replay (they must agree);
+and on placebo windows of the same history judged the same way: ending at the deploy, 1, 2 and 3
+lifetimes before it, and at the same time of day one day earlier.
+
+    .venv/bin/python -m bench.backtest_calibration ../shared/corpus/dev --only 'kontrast-*' --placebo
 """
 
 from __future__ import annotations
@@ -81,6 +89,48 @@ def pooled(predicted: list[float], windows: int, observed: int, cases: int) -> d
             "within": bool(predicted and cases and lo <= mean <= hi and plo <= observed / cases <= phi)}
 
 
+PLACEBO_OFFSETS = {"1 lifetime before": 1, "2 lifetimes before": 2, "3 lifetimes before": 3, "1 day before": None}
+
+
+def placebo(path: str) -> dict:
+    """The backtest's path on the real deploy window and on placebo windows of the same history."""
+    from gate import backtest as bt
+
+    case = load_case(path)
+    policy = case.policy()
+    group = case.frames["canary"]
+    step = case.step
+    bt._adopt(bt.History(group, None, "history-only", "", int(group.timestamps[0]), case.end_at, 1))
+    judged = lambda t: bt.judge_window((t, [bt.Spec("policy", policy, bt.AA)]))[0].outcome  # noqa: E731
+    deploy = case.deployed_at - case.deployed_at % step + (step if case.deployed_at % step else 0)
+    row = {"case": case.id, "replay": outcome(path)["outcome"], "backtest_path": judged(deploy)}
+    end = case.deployed_at - case.deployed_at % step - step  # the last moment of history before the deploy
+    for name, k in PLACEBO_OFFSETS.items():
+        t = end - (k * policy.lifetime if k else DAY)
+        row[name] = judged(t - t % step)
+    return row
+
+
+def main_placebo(corpus: Path, only: str, jobs: int, out: Path) -> int:
+    clean = [str(p) for p in find_cases(corpus, only) if labels(p)["expect"] == "pass"]
+    rows = list(pool_imap(placebo, clean, jobs, "cases"))
+    n = len(rows)
+
+    def failed(keys: list[str]) -> dict:
+        hits, trials = sum(r[k] != "pass" for r in rows for k in keys), n * len(keys)
+        lo, hi = proportion_interval(hits, trials)
+        return {"not_passed": hits, "of": trials, "rate": round(hits / trials, 4) if trials else None,
+                "ci95": [round(lo, 4), round(hi, 4)]}
+
+    summary = {"cases": n, "backtest_path_agrees_with_replay": sum(r["replay"] == r["backtest_path"] for r in rows),
+               "real deploy window (replay)": failed(["replay"]),
+               **{name: failed([name]) for name in PLACEBO_OFFSETS},
+               "placebo windows": failed(list(PLACEBO_OFFSETS))}
+    out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1), encoding="utf-8")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def _mean(xs) -> float | None:
     xs = list(xs)
     return round(statistics.fmean(xs), 4) if xs else None
@@ -126,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("corpus", type=Path, nargs="+")
     parser.add_argument("--pairs", action="store_true",
                         help="the canary-vs-baseline families: pairs of the same series predict a clean case")
+    parser.add_argument("--placebo", action="store_true",
+                        help="history-only: the backtest's path on each clean case's real window and on placebo windows")
     parser.add_argument("--only", default="k1m-*", help="glob on case folder names (one source at a time)")
     parser.add_argument("--cases", type=int, default=24, help="clean cases to take (evenly spread)")
     parser.add_argument("--skip", type=int, default=0,
@@ -134,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "backtest_calibration.json")
     args = parser.parse_args(argv)
+    if args.placebo:
+        return main_placebo(args.corpus[0], args.only, args.jobs, args.out.with_name("backtest_placebo.json")
+                            if args.out.name == "backtest_calibration.json" else args.out)
     if args.pairs:
         return main_pairs(args.corpus, args.jobs, args.out.with_name("backtest_pairs.json")
                           if args.out.name == "backtest_calibration.json" else args.out)

@@ -506,10 +506,9 @@ def window_starts(history: History, policy: Policy, count: int, longest: int, da
     The learning stretch is the policy's history, at most half of what was read; but never less
     than a reference of the same kind as the live canary's needs (`same_kind_from`): the live
     canary learns from all the history there is before it (up to the policy's), and a window that
-    learned from less than MIN_DAYS would be judged against a model without a daily shape, whose
-    noise holds the whole day's swing (on dev's history-only cases such windows raised half the
-    false alarms of the same cases' windows with a daily shape). Where no window fits with that
-    much behind it, the one as late as the history allows."""
+    learned from less than MIN_DAYS would be judged against a model without a daily shape (its
+    noise the whole day's swing): another judge than the live canary's. Where no window fits with
+    that much behind it, the one as late as the history allows."""
     span = history.end - history.start
     begins = reported_from(history, [m.name for m in policy.metrics if m.judged])
     live = min(policy.history, history.end + policy.interval - begins)  # what the live canary learns from

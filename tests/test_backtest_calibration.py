@@ -38,7 +38,7 @@ def test_the_seasonal_model_kinds_are_named_by_the_history_they_need():
 def test_a_short_history_still_gives_every_window_a_daily_shape_as_the_live_canary_has(tmp_path):
     # 3 days read, a policy history of 7d: the live canary learns 3 days (a daily shape). Each
     # window learned from half of them (1.5 days: level and spread only, the whole day's swing as
-    # its noise: fewer alarms than the live canary would raise); now from at least MIN_DAYS.
+    # its noise: another judge than the live canary's); now from at least MIN_DAYS.
     report, starts = window_starts(tmp_path, history_only_policy(), "--days", "3", "--windows", "4",
                                    "--until", UNTIL)
     begins = parse_time(report["history"]["start"])
