@@ -101,7 +101,10 @@ def placebo(path: str) -> dict:
     group = case.frames["canary"]
     step = case.step
     bt._adopt(bt.History(group, None, "history-only", "", int(group.timestamps[0]), case.end_at, 1))
-    judged = lambda t: bt.judge_window((t, [bt.Spec("policy", policy, bt.AA)]))[0].outcome  # noqa: E731
+
+    def judged(deployed_at: int) -> str:
+        return bt.judge_window((deployed_at, [bt.Spec("policy", policy, bt.AA)]))[0].outcome
+
     deploy = case.deployed_at - case.deployed_at % step + (step if case.deployed_at % step else 0)
     row = {"case": case.id, "replay": outcome(path)["outcome"], "backtest_path": judged(deploy)}
     end = case.deployed_at - case.deployed_at % step - step  # the last moment of history before the deploy

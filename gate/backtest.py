@@ -527,10 +527,11 @@ def window_starts(history: History, policy: Policy, count: int, longest: int, da
 def reported_from(history: History, judged: list[str]) -> int:
     """The first moment every group of the history reported a judged metric: where its history
     really starts (a source answers from the first point it holds, however early it was asked)."""
-    frames = [history.group] + ([history.baseline] if history.baseline is not None else [])
-    starts = [int(f.timestamps[first_report(f, judged)]) if first_report(f, judged) < len(f) else history.end
-              for f in frames]
-    return max([history.start] + starts)
+    starts = [history.start]
+    for frame in [history.group] + ([history.baseline] if history.baseline is not None else []):
+        first = first_report(frame, judged)
+        starts.append(int(frame.timestamps[first]) if first < len(frame) else history.end)
+    return max(starts)
 
 
 # ------------------------------------------------------------------------------ the report
