@@ -19,6 +19,14 @@ case alone in its series (no pairs: the backtest's history-only estimate, labell
 ambiguous clean cases (scored neither way, as in bench.cv).
 
     .venv/bin/python -m bench.backtest_calibration ../shared/corpus/dev ../shared/corpus/replicas --pairs
+
+`--placebo` (history-only cases): is the gap between predicted and observed in how the backtest
+judges a window, or in what the windows hold? Per clean case, the backtest's own path
+(`backtest.judge_window`) on the case's real deploy window, against its replay (they must agree);
+and on placebo windows of the same history judged the same way: ending at the deploy, 1, 2 and 3
+lifetimes before it, and at the same time of day one day earlier.
+
+    .venv/bin/python -m bench.backtest_calibration ../shared/corpus/dev --only 'kontrast-*' --placebo
 """
 
 from __future__ import annotations
@@ -45,11 +53,13 @@ def one(args: tuple[str, int]) -> dict:
     row = {"case": case.id, "history_days": round(days, 2)}
     try:
         result = backtest(policy, ReplaySource(case), days=days, windows=windows, jobs=1, recommend=False)
-        aa = result.to_dict()["overall"]["false_alarms"]
-        row.update(predicted=aa["rate"], windows=aa["of"], mode=result.history.mode)
+        overall = result.to_dict()["overall"]
+        aa = overall["false_alarms"]
+        row.update(predicted=aa["rate"], predicted_undecided=overall["undecided"]["rate"], windows=aa["of"],
+                   mode=result.history.mode)
     except Exception as e:  # noqa: BLE001 - a case the backtest cannot cut is reported, not fatal
         row.update(predicted=None, error=f"{type(e).__name__}: {e}"[:200])
-    row["actual"] = replay_case(path).verdict.verdict
+    row["actual"] = outcome(path)["outcome"]
     return row
 
 
@@ -77,6 +87,56 @@ def pooled(predicted: list[float], windows: int, observed: int, cases: int) -> d
             "windows": windows, "observed": round(observed / cases, 4) if cases else None, "observed_count": observed,
             "cases": cases, "observed_ci95": [round(lo, 4), round(hi, 4)],
             "within": bool(predicted and cases and lo <= mean <= hi and plo <= observed / cases <= phi)}
+
+
+PLACEBO_OFFSETS = {"1 lifetime before": 1, "2 lifetimes before": 2, "3 lifetimes before": 3, "1 day before": None}
+
+
+def placebo(path: str) -> dict:
+    """The backtest's path on the real deploy window and on placebo windows of the same history."""
+    from gate import backtest as bt
+
+    case = load_case(path)
+    policy = case.policy()
+    group = case.frames["canary"]
+    step = case.step
+    bt._adopt(bt.History(group, None, "history-only", "", int(group.timestamps[0]), case.end_at, 1))
+
+    def judged(deployed_at: int) -> str:
+        return bt.judge_window((deployed_at, [bt.Spec("policy", policy, bt.AA)]))[0].outcome
+
+    deploy = case.deployed_at - case.deployed_at % step + (step if case.deployed_at % step else 0)
+    row = {"case": case.id, "replay": outcome(path)["outcome"], "backtest_path": judged(deploy)}
+    end = case.deployed_at - case.deployed_at % step - step  # the last moment of history before the deploy
+    for name, k in PLACEBO_OFFSETS.items():
+        t = end - (k * policy.lifetime if k else DAY)
+        row[name] = judged(t - t % step)
+    return row
+
+
+def main_placebo(corpus: Path, only: str, jobs: int, out: Path) -> int:
+    clean = [str(p) for p in find_cases(corpus, only) if labels(p)["expect"] == "pass"]
+    rows = list(pool_imap(placebo, clean, jobs, "cases"))
+    n = len(rows)
+
+    def failed(keys: list[str]) -> dict:
+        hits, trials = sum(r[k] != "pass" for r in rows for k in keys), n * len(keys)
+        lo, hi = proportion_interval(hits, trials)
+        return {"not_passed": hits, "of": trials, "rate": round(hits / trials, 4) if trials else None,
+                "ci95": [round(lo, 4), round(hi, 4)]}
+
+    summary = {"cases": n, "backtest_path_agrees_with_replay": sum(r["replay"] == r["backtest_path"] for r in rows),
+               "real deploy window (replay)": failed(["replay"]),
+               **{name: failed([name]) for name in PLACEBO_OFFSETS},
+               "placebo windows": failed(list(PLACEBO_OFFSETS))}
+    out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1), encoding="utf-8")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _mean(xs) -> float | None:
+    xs = list(xs)
+    return round(statistics.fmean(xs), 4) if xs else None
 
 
 def main_pairs(corpora: list[Path], jobs: int, out: Path) -> int:
@@ -119,34 +179,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("corpus", type=Path, nargs="+")
     parser.add_argument("--pairs", action="store_true",
                         help="the canary-vs-baseline families: pairs of the same series predict a clean case")
+    parser.add_argument("--placebo", action="store_true",
+                        help="history-only: the backtest's path on each clean case's real window and on placebo windows")
     parser.add_argument("--only", default="k1m-*", help="glob on case folder names (one source at a time)")
     parser.add_argument("--cases", type=int, default=24, help="clean cases to take (evenly spread)")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first N clean cases (--skip 1 takes the other half of --cases 60)")
     parser.add_argument("--windows", type=int, default=8, help="backtest windows per case")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "backtest_calibration.json")
     args = parser.parse_args(argv)
+    if args.placebo:
+        return main_placebo(args.corpus[0], args.only, args.jobs, args.out.with_name("backtest_placebo.json")
+                            if args.out.name == "backtest_calibration.json" else args.out)
     if args.pairs:
         return main_pairs(args.corpus, args.jobs, args.out.with_name("backtest_pairs.json")
                           if args.out.name == "backtest_calibration.json" else args.out)
     args.corpus = args.corpus[0]
 
     clean = [p for p in find_cases(args.corpus, args.only) if labels(p)["expect"] == "pass"]
-    chosen = clean[:: max(1, len(clean) // args.cases)][: args.cases]
+    chosen = clean[args.skip:][:: max(1, len(clean[args.skip:]) // args.cases)][: args.cases]
     print(f"{len(chosen)} of {len(clean)} clean cases, {args.windows} windows each", file=sys.stderr)
     rows = list(pool_imap(one, [(str(p), args.windows) for p in chosen], args.jobs, "cases"))
     judged = [r for r in rows if r["predicted"] is not None]
-    failed = sum(r["actual"] != "pass" for r in rows)
-    lo, hi = proportion_interval(failed, len(rows))
     windows = sum(r["windows"] for r in judged)
-    alarms = sum(round(r["predicted"] * r["windows"]) for r in judged)
-    plo, phi = proportion_interval(alarms, windows)
+    # Like with like: a window the backtest counts as a false alarm against a case the judge
+    # failed; one it could not tell (on_undecided decides) against a case left undecided.
     summary = {
         "corpus": str(args.corpus), "only": args.only, "cases": len(rows), "backtested": len(judged),
-        "predicted_false_alarm_rate": round(alarms / windows, 4) if windows else None,
-        "predicted_ci95": [round(plo, 4), round(phi, 4)], "windows": windows,
-        "mean_predicted_per_case": round(statistics.fmean(r["predicted"] for r in judged), 4) if judged else None,
-        "actual_false_alarm_rate": round(failed / len(rows), 4) if rows else None,
-        "actual_ci95": [round(lo, 4), round(hi, 4)], "actual_fails": failed,
+        "false_alarms": pooled([r["predicted"] for r in judged], windows,
+                               sum(r["actual"] == "fail" for r in judged), len(judged)),
+        "undecided": pooled([r["predicted_undecided"] for r in judged], windows,
+                            sum(r["actual"] == "undecided" for r in judged), len(judged)),
+        "not_passed": pooled([r["predicted"] + r["predicted_undecided"] for r in judged], windows,
+                             sum(r["actual"] != "pass" for r in judged), len(judged)),
+        "mean_predicted_of_failed": _mean(r["predicted"] for r in judged if r["actual"] == "fail"),
+        "mean_predicted_of_passed": _mean(r["predicted"] for r in judged if r["actual"] == "pass"),
+        "not_backtested": [r["case"] for r in rows if r["predicted"] is None],
         "rows": rows,
     }
     args.out.write_text(json.dumps(summary, indent=1), encoding="utf-8")

@@ -47,6 +47,7 @@ from gate.series import Frame, Observations
 from gate.sources import CannotSplit, MetricSource, Query
 from gate.sources.replay import Case
 from gate.stats.rates import proportion_interval, trials_for
+from gate.stats.seasonal import same_kind_from
 from gate.release import iso
 
 DAY = 86400
@@ -502,19 +503,39 @@ def candidate_lifetimes(policy: Policy) -> list[int]:
 
 
 def window_starts(history: History, policy: Policy, count: int, longest: int, days: str = "--days") -> list[int]:
-    """`count` deploy moments spread evenly over the history after a learning stretch (the
-    policy's history, at most half of what was read), so that each window has its own past and
-    the windows fall on every hour of the day and day of the week, peaks and incidents included."""
+    """`count` deploy moments spread evenly over the history after a learning stretch, so that
+    each window has its own past and the windows fall on every hour of the day and day of the
+    week, peaks and incidents included.
+
+    The learning stretch is the policy's history, at most half of what was read; but never less
+    than a reference of the same kind as the live canary's needs (`same_kind_from`): the live
+    canary learns from all the history there is before it (up to the policy's), and a window that
+    learned from less than MIN_DAYS would be judged against a model without a daily shape (its
+    noise the whole day's swing): another judge than the live canary's. Where no window fits with
+    that much behind it, the one as late as the history allows."""
     span = history.end - history.start
-    learning = min(policy.history, span // 2)
-    first, last = history.start + learning, history.end - longest
+    begins = reported_from(history, [m.name for m in policy.metrics if m.judged])
+    live = min(policy.history, history.end + policy.interval - begins)  # what the live canary learns from
+    step = policy.interval
+    first = history.start + min(policy.history, span // 2)
+    last = history.end - longest
     if last < first:
         raise InputError(f"{days}: {_human(span)} of history leaves no room for a window: it needs "
                         f"{_human(policy.history)} to learn from (at most half the history) and "
                         f"{_human(longest)} of canary lifetime after it")
-    step = policy.interval
+    first = min(last, max(first, begins + math.ceil(same_kind_from(live) / step) * step))
     moments = np.linspace(first, last, count) if count > 1 else np.array([last])
     return sorted({int(t) - int(t) % step for t in moments})
+
+
+def reported_from(history: History, judged: list[str]) -> int:
+    """The first moment every group of the history reported a judged metric: where its history
+    really starts (a source answers from the first point it holds, however early it was asked)."""
+    starts = [history.start]
+    for frame in [history.group] + ([history.baseline] if history.baseline is not None else []):
+        first = first_report(frame, judged)
+        starts.append(int(frame.timestamps[first]) if first < len(frame) else history.end)
+    return max(starts)
 
 
 # ------------------------------------------------------------------------------ the report
@@ -799,7 +820,8 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
     if history.mode == "history-only":
         policy = policy.model_copy(update={"baseline": None})
     lifetimes = candidate_lifetimes(policy)
-    starts = window_starts(history, policy, windows, max(lifetimes + [policy.lifetime]), options.days)
+    longest = max(lifetimes + [policy.lifetime]) if recommend else policy.lifetime  # the longest judged
+    starts = window_starts(history, policy, windows, longest, options.days)
 
     first = main_specs(policy) + (tolerance_specs(policy) if recommend else [])
     runs = _stage("judging the windows", history, [(t, first) for t in starts], jobs, progress)

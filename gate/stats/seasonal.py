@@ -20,6 +20,7 @@ DAY = 86400
 WEEK = 7 * DAY
 BUCKETS_PER_DAY = 96  # 15-minute buckets: enough to draw a daily shape, cheap for STL
 MIN_DAYS = 2.0  # below this there is no season to learn: level and spread only
+WEEKLY_DAYS = 14.0  # from this on a weekly profile is learned too
 MAD_TO_SD = 1.4826
 MEAN_AD_TO_SD = 1.2533
 # A history point farther than this many robust spreads from its 15-minute bucket's median is a
@@ -75,6 +76,14 @@ class SeasonalModel:
         return self.hourly_scale[hour]
 
 
+def same_kind_from(seconds: float) -> float:
+    """The shortest history (seconds) whose model is of the same kind as one learned from
+    `seconds` of it: level and spread only below MIN_DAYS, a daily shape from MIN_DAYS on, a
+    weekly profile too from WEEKLY_DAYS on."""
+    days = seconds / DAY
+    return next((d * DAY for d in (WEEKLY_DAYS, MIN_DAYS) if days >= d), 0.0)
+
+
 def fit_seasonal(
     timestamps: np.ndarray, values: np.ndarray, step: int, *, clip_glitches: bool = True,
 ) -> SeasonalModel | None:
@@ -125,7 +134,7 @@ def fit_seasonal(
     level = float(np.median(result.trend[-max(1, BUCKETS_PER_DAY // 24):]))
 
     weekly = None
-    if span_days >= 14:
+    if span_days >= WEEKLY_DAYS:
         bucket_times = first + np.arange(n_buckets) * bucket_seconds
         day_of_week = (bucket_times // DAY) % 7
         weekly = np.zeros((7, BUCKETS_PER_DAY))
