@@ -26,6 +26,10 @@ from gate.sources.replay import Case, ReplaySource, load_case
 from gate.release import iso
 from gate.verdict import Verdict
 
+# A judged metric needs this many points of history (the judge's noise model asks 30 pairs of
+# neighbouring points): fewer, or none (a new group, renamed tags), and the canary is never passed.
+MIN_HISTORY_POINTS = 30
+
 if TYPE_CHECKING:
     from gate.cache import Cache
     from gate.store import Store
@@ -160,11 +164,16 @@ class Analysis:
         """The judge's model of the history before the deploy, learned once per release."""
         if self._learned:
             return self._reference
+        self._reference = None  # one learned from nothing at an earlier look is not kept
         key = None
         if self.cache is not None:
             key = self.cache.key(self.release, self.deployed_at, self.policy.model_dump_json(),
                                  (self.canary, self.baseline))
             self._reference = self.cache.load(key)
+            # A cache standing for the deploy's own analysis (a rollout step's) says whether the
+            # deploy's history was missing; a stored entry never is (nothing learned from nothing
+            # is stored).
+            self.history_missing = getattr(self.cache, "history_missing", None)
         if self._reference is None:
             history = self._history()
             self._reference = self.judge.learn(self.policy, history, self.deployed_at)
@@ -188,23 +197,32 @@ class Analysis:
         baseline_only = self.baseline is not None and learns_from is not None and learns_from(self.policy) == "baseline"
         start, end = self.deployed_at - self.policy.history, self.deployed_at - 1
         history = self._fetch(start, end, baseline_only=baseline_only)
-        if baseline_only and not self._reported(history.baseline):
-            history = Observations(canary=self._fetch(start, end, canary_only=True).canary)
-        if any(self._reported(frame) for frame in (history.canary, history.baseline)):
+        if baseline_only and self._unreported(history.baseline):
+            canary = self._fetch(start, end, canary_only=True).canary
+            if len(self._unreported(canary)) < len(self._unreported(history.baseline)):
+                history = Observations(canary=canary)
+        # The frame the judge learns from (judge.learn's rule); a judge that does not say, the better.
+        frames = ([history.baseline or history.canary] if baseline_only
+                  else [f for f in (history.canary, history.baseline) if f is not None] or [None])
+        missing = min((self._unreported(f) for f in frames), key=len)
+        if not missing:
             self.history_missing = None
         else:
-            metrics = ", ".join(m.name for m in self.policy.metrics if m.judged)
+            metrics = ", ".join(missing)
             who = (f"neither the baseline group {quoted(self.baseline)} nor the canary group {quoted(self.canary)} "
-                   f"reported any of {metrics}" if self.baseline is not None
-                   else f"the canary group {quoted(self.canary)} reported none of {metrics}")
+                   f"reported {metrics}" if self.baseline is not None
+                   else f"the canary group {quoted(self.canary)} did not report {metrics}")
             self.history_missing = (
-                f"no history to learn from: {who} between {iso(start)} and {iso(end)} (a new group, or renamed "
-                "tags?); without a model of its noise the judge cannot show a canary good: never passed")
+                f"no history to learn from: {who} (at least {MIN_HISTORY_POINTS} points) between {iso(start)} "
+                f"and {iso(end)} (a new group, or renamed tags?); without a model of its noise the judge cannot "
+                "show a canary good: never passed")
         return history
 
-    def _reported(self, frame: Frame | None) -> bool:
-        """The group reported at least one point of a judged metric."""
-        return frame is not None and any(frame.reporting(m.name).any() for m in self.policy.metrics if m.judged)
+    def _unreported(self, frame: Frame | None) -> list[str]:
+        """The judged metrics the group did not report at least MIN_HISTORY_POINTS points of: too
+        few to learn a noise model from (the judge's asks 30 pairs of neighbouring points)."""
+        return [m.name for m in self.policy.metrics if m.judged
+                and (frame is None or int(frame.reporting(m.name).sum()) < MIN_HISTORY_POINTS)]
 
     def _fetch(self, start: int, end: int, baseline_only: bool = False, canary_only: bool = False) -> Observations:
         counts = {m.name for m in self.policy.metrics if m.kind == "count"}

@@ -972,7 +972,8 @@ def exit_reasons(report: dict) -> list[str]:
             [f"{untold} the judge could not tell at the end, which on_undecided: fail rolls back"] if untold else [])
         reasons.append(f"{back['count']} of {back['of']} clean (A/A) windows rolled back ({' and '.join(parts)}): "
                        f"{back['rate']:.0%}, more than alpha {alpha:g} allows")
-    if undecided_["of"] and undecided_["rate"] > 1 - DECIDED_TARGET and not (reasons and on_undecided == "fail"):
+    # Told at least DECIDED_TARGET of the time, as judged_in_time says (1 - 0.9 is 0.0999...98).
+    if undecided_["of"] and 1 - undecided_["rate"] < DECIDED_TARGET and not (reasons and on_undecided == "fail"):
         fate = "rolled back" if on_undecided == "fail" else "held for a person (inconclusive)"
         reasons.append(f"{undecided_['count']} of {undecided_['of']} clean windows could not be told at the end of "
                        f"the lifetime ({fate} by on_undecided: {on_undecided}): more than "

@@ -64,6 +64,11 @@ class KnownReference:
     def load(self, key: str) -> Any:
         return self.deploy.reference()
 
+    @property
+    def history_missing(self) -> str | None:
+        """Why the deploy's history taught nothing (then no step is passed either), or None."""
+        return self.deploy.history_missing
+
     def save(self, key: str, reference: Any) -> None:
         return None
 

@@ -405,3 +405,15 @@ def test_the_recommendation_counts_clean_windows_on_undecided_rolls_back_against
                 runs.append(Run(label, window, shift, "fail", 5, ((name, "mean-beyond-tolerance", "..."),)))
     tolerances, _, _ = recommend_tolerances(policy, runs)
     assert tolerances["cpu"] == advised and tolerances["latency"] == 0.01
+
+
+def test_a_tenth_of_clean_windows_undecided_is_within_the_target_not_beyond():
+    """Review: 1 of 10 undecided exited 3 ("more than 10%"): 1 - 0.9 is 0.0999...98 in floats."""
+    from gate.backtest import Rate, exit_reasons
+
+    report = {"alpha": 0.1, "on_undecided": "inconclusive",
+              "overall": {"rolled_back": Rate(0, 10).to_dict(), "undecided": Rate(1, 10).to_dict(),
+                          "false_alarms": Rate(0, 10).to_dict()}}
+    assert exit_reasons(report) == []
+    report["overall"]["undecided"] = Rate(2, 10).to_dict()
+    assert "could not be told" in exit_reasons(report)[0]

@@ -149,3 +149,45 @@ def test_over_cloudwatch_a_new_baseline_group_learns_from_the_canary_group_s_his
     reference = analysis.reference()  # learned from the canary group's hour (before: from nothing, no noise)
     assert all(reference.metrics[name].noise is not None for name in ("cpu", "memory", "latency"))
     assert analysis.history_missing is None and "no history" not in verdict.reason
+
+
+def without_history_of(case, names):
+    """Both groups' histories without the metrics `names` (tags renamed for those only)."""
+    def cut(frame):
+        before = frame.timestamps < case.deployed_at
+        return Frame(frame.step, frame.timestamps,
+                     {n: np.where(before, np.nan, x) if n in names else x for n, x in frame.values.items()})
+    return dataclasses.replace(case, frames={scope: cut(f) for scope, f in case.frames.items()})
+
+
+def test_a_history_missing_some_judged_metrics_is_missing_for_them(serve, tmp_path):
+    """Review of the above: the check asked only whether the baseline reported any point of any
+    judged metric, so a history with CPU alone (memory, latency, errors renamed) passed a clean
+    canary at 30 minutes, judged on its window alone for the three others. Each judged metric
+    needs its own history (MIN_HISTORY_POINTS points)."""
+    fake, source = serve(CASE)
+    serving(fake, without_history_of(fake.case, {"memory", "latency", "errors"}))
+    analysis = Analysis(datadog_policy(), source, "web-1.0", fake.case.deployed_at, canary=CANARY, baseline=BASELINE,
+                        cache=ReferenceCache(tmp_path / "cache"))
+    [verdict], _ = looks(analysis, fake, (30,))
+    assert verdict.verdict == "inconclusive" and "no history to learn from" in verdict.reason
+    assert "memory, latency, errors" in verdict.reason and "cpu" not in verdict.reason.split("(at least")[0]
+
+
+def test_a_rollout_step_of_a_deploy_without_history_is_never_passed(serve, tmp_path):
+    """Review: a rollout step was handed the deploy's reference learned from nothing (through its
+    KnownReference) without the deploy's `history_missing`: it passed at 30 minutes and at the
+    end where the deploy's own look said inconclusive."""
+    from types import SimpleNamespace
+
+    from gate.rollout import Rollout
+
+    fake, source = serve(CASE)
+    serving(fake, no_history_at_all(fake.case))
+    policy = datadog_policy()
+    release = Analysis(policy, source, "web-1.0", fake.case.deployed_at, canary=CANARY, baseline=BASELINE)
+    machine = SimpleNamespace(release=release, step_policy=policy, dry_run=True, deploy=None)
+    step = Rollout.step_analysis(machine, {"set_at": fake.case.deployed_at, "step": 1})
+    verdicts, _ = looks(step, fake, (30, policy.lifetime // 60))
+    assert [v.verdict for v in verdicts] == ["inconclusive", "fail"], [v.reason for v in verdicts]
+    assert all("no history to learn from" in v.reason for v in verdicts)
