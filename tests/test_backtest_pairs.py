@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from gate.backtest import SPLIT, combine, read_history, split_by_host
+from gate.backtest import (SPLIT, TOLERANCE_FACTORS, backtest, combine, false_alarms, read_history, split_by_host,
+                           tolerance_label)
 from gate.policy import parse_policy
 from gate.series import Frame
 from gate.sources import CannotSplit, Query, open_source
@@ -191,6 +192,24 @@ def test_a_bad_host_in_the_baseline_is_a_false_alarm_of_the_split_not_hidden_in_
     latency = next(m for m in report["metrics"] if m["name"] == "latency")
     assert latency["false_alarms"]["count"] == latency["false_alarms"]["of"] == 2
     assert report["history"]["source_requests"] == 2
+
+
+def test_over_datadog_three_hosts_neither_alarm_nor_loosen_a_count_for_their_halves_sizes(datadog, tmp_path):
+    """Issue 27 review: 3 hosts split 2 and 1, `errors` judged as counted (no denominator). Before,
+    the larger half had twice the events: errors failed 2 of 4 A/A windows (4 hosts: 0 of 4), and
+    with false alarms at the tighter candidate tolerances the recommendation was 3x the policy's."""
+    datadog.hosts["baseline"] = hosts_of(datadog.baseline, 3)
+    path, _ = datadog_policy(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    for m in data["metrics"]:
+        if m["name"] == "errors":
+            del m["denominator"]
+    policy = parse_policy(data)
+    result = backtest(policy, open_source(policy), days=6, windows=4, until=datadog.deployed_at - 60, jobs=1)
+    assert result.history.mode == SPLIT and "2 and 1" in result.history.why
+    for label in ["policy"] + [tolerance_label(f) for f in TOLERANCE_FACTORS]:
+        assert false_alarms(result.runs, label, "errors").hits == 0, label
+    assert "errors (compared as counted) thinned" in result.history.why
 
 
 # ------------------------------------------------------------------------------ CloudWatch on moto
