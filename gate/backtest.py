@@ -216,21 +216,29 @@ def split_by_host(policy: Policy, source: MetricSource, query: Query, counts: se
     # replaces over the history come one after another, so both halves keep hosts all along.
     judged = [m.name for m in policy.metrics if m.judged]
     names = sorted(hosts, key=lambda h: (first_report(hosts[h], judged), h))
-    one, other = (combine([hosts[h] for h in half], policy) for half in (names[0::2], names[1::2]))
+    one, other, thinned = of_one_size([hosts[h] for h in names[0::2]], [hosts[h] for h in names[1::2]], policy)
     least = min(covered(one), covered(other))
     if least < PAIRED_COVERAGE * group_coverage:
         return (f"its {len(names)} hosts split in two halves that reported together at {least:.0%} of the moments "
                 f"(the group at {group_coverage:.0%})")
+    sized = (f"; {', '.join(thinned)} (compared as counted) thinned minute by minute to the events of as many hosts "
+             "as the smaller half ran, as the live gate compares groups of one size") if thinned else ""
     return one, other, (f"the baseline group's {len(names)} hosts split in two halves ({len(names[0::2])} and "
                         f"{len(names[1::2])}, alternately as they first reported) judged against each other as "
-                        "canary and baseline, as the policy judges them")
+                        f"canary and baseline, as the policy judges them{sized}")
+
+
+def reporting(frame: Frame, names: list[str]) -> np.ndarray:
+    """The moments a host reported any of `names`."""
+    reported = np.zeros(len(frame), dtype=bool)
+    for n in names:
+        reported |= frame.reporting(n)
+    return reported
 
 
 def first_report(frame: Frame, names: list[str]) -> int:
     """The index of the first moment a host reported a judged metric."""
-    reported = np.zeros(len(frame), dtype=bool)
-    for n in names:
-        reported |= frame.reporting(n)
+    reported = reporting(frame, names)
     return int(np.argmax(reported)) if reported.any() else len(frame)
 
 
@@ -248,6 +256,49 @@ def combine(frames: list[Frame], policy: Policy) -> Frame:
             column = total if name in counts else total / reported
         values[name] = np.where(reported > 0, column, np.nan)
     return Frame(first.step, first.timestamps, values)
+
+
+def compared_as_counted(policy: Policy) -> list[str]:
+    """The counts the judge compares group total against group total: judged without a
+    denominator; and a ratio's events over such a count (thinned with it, the ratio keeps its level)."""
+    names = [m.name for m in policy.metrics if m.kind == "count" and m.judged and not m.denominator]
+    while grown := [m.name for m in policy.metrics if m.denominator in names and m.name not in names]:
+        names += grown
+    return names
+
+
+def of_one_size(one: list[Frame], other: list[Frame], policy: Policy) -> tuple[Frame, Frame, list[str]]:
+    """Two halves of hosts as two groups (`combine`) of one size, and the counts that had to be
+    made so. The live gate compares a count without a denominator as counted, a canary group
+    against a baseline group of the same size: halves of 2 hosts and 1 differ by half the events,
+    a difference of the split, not of the service. So at each moment the half running more hosts
+    (those that reported a judged metric: a sparse count is missing on a host without events)
+    keeps each event of such a count with probability fewer/more (binomial thinning): the events
+    of n hosts thinned by m/n are those of m hosts, with their Poisson noise, where scaled by m/n
+    they would be smoother than m hosts' (and the judge takes counts as Poisson-like). The halves
+    never share an event: their divergence stays that of their hosts. Gauges (a mean of hosts)
+    and ratios (events per request) are on one scale already."""
+    a, b = combine(one, policy), combine(other, policy)
+    judged = [m.name for m in policy.metrics if m.judged]
+    running_a, running_b = (sum(reporting(f, judged).astype(int) for f in half) for half in (one, other))
+    rng = np.random.default_rng(0)  # seeded: a backtest of one history answers the same each time
+    thinned = []
+    for name in compared_as_counted(policy):
+        for group, mine, theirs in ((a, running_a, running_b), (b, running_b, running_a)):
+            more = (mine > theirs) & (theirs > 0)  # none of theirs running: the moment is not compared
+            if name in group.values and more.any():
+                group.values[name] = thin(group.values[name], np.where(more, theirs / np.maximum(mine, 1), 1.0), rng)
+                thinned += [] if name in thinned else [name]
+    return a, b, thinned
+
+
+def thin(events: np.ndarray, keep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each event kept with probability `keep` (a fraction of an event, which a rolled-up count
+    may hold, scaled by it); missing stays missing."""
+    known = np.isfinite(events)
+    events = np.where(known, events, 0.0)
+    whole = np.floor(events)
+    return np.where(known, rng.binomial(whole.astype(np.int64), keep) + (events - whole) * keep, np.nan)
 
 
 # ------------------------------------------------------------------------- the pseudo-canaries

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from gate.backtest import SPLIT, combine, read_history, split_by_host
+from gate.backtest import (SPLIT, TOLERANCE_FACTORS, backtest, combine, false_alarms, read_history, split_by_host,
+                           tolerance_label)
 from gate.policy import parse_policy
 from gate.series import Frame
 from gate.sources import CannotSplit, Query, open_source
@@ -81,6 +82,52 @@ def test_hosts_the_group_replaced_fall_into_both_halves():
     assert np.all(one.values["cpu"] == 10.0) and np.all(other.values["cpu"] == 11.0)
 
 
+def test_halves_of_unequal_size_compare_counts_without_denominator_as_groups_of_one_size():
+    """Issue 27 review: the live gate compares a count without a denominator as counted, groups
+    of one size; halves of 2 hosts and 1 had twice the events in one (a false alarm of the split).
+    Hosts come and go: web-1 and web-3 run all along, web-2 is replaced by web-4 halfway, web-5
+    scales out for the last third: halves (1, 3, 5) and (2, 4) run 2, then 3 hosts against 1.
+    Each half must be the events of one host: its level and its Poisson noise (scaled by 1/2 or
+    1/3 instead, the larger half would be smoother than one host)."""
+    t = np.arange(3000) * 60
+    rng = np.random.default_rng(7)
+    running = {"web-1": t >= 0, "web-2": t < 1500 * 60, "web-3": t >= 0, "web-4": t >= 1500 * 60,
+               "web-5": t >= 2000 * 60}
+    hosts = {}
+    for host, on in running.items():
+        requests = rng.poisson(1000, len(t)).astype(float)
+        hosts[host] = Frame(60, t, {name: np.where(on, x, np.nan) for name, x in {
+            "cpu": 40 + rng.standard_normal(len(t)), "errors": rng.poisson(20, len(t)).astype(float),
+            "fails": rng.binomial(requests.astype(int), 0.01).astype(float), "requests": requests}.items()})
+
+    class Source:
+        def fetch_hosts(self, query):
+            return hosts
+
+    policy = parse_policy({"name": "p", "source": {"type": "simulate"}, "canary": {"scope": "c"},
+                           "baseline": {"scope": "b"}, "interval": "1m", "lifetime": "10m",
+                           "metrics": [{"name": "cpu", "kind": "gauge", "tolerance": 0.1},
+                                       {"name": "errors", "kind": "count", "tolerance": 0.5},
+                                       {"name": "fails", "kind": "count", "denominator": "requests", "tolerance": 0.5},
+                                       {"name": "requests", "kind": "count", "bad_direction": "none"}]})
+
+    def covered(frame):
+        return float(np.isfinite(frame.values["cpu"]).mean())
+
+    one, other, why = split_by_host(policy, Source(), None, {"errors", "fails", "requests"}, 1.0, covered)
+    assert "5 hosts" in why and "3 and 2" in why
+    for stretch in (t < 1500 * 60, (t >= 1500 * 60) & (t < 2000 * 60), t >= 2000 * 60):  # 2, 2, 3 hosts against 1
+        for half in (one, other):
+            errors = half.values["errors"][stretch]
+            assert np.mean(errors) == pytest.approx(20, rel=0.05)  # before: 40, 40, 60 in the larger half
+            assert np.var(errors) == pytest.approx(20, rel=0.15)  # one host's noise, not 20 / 2 or 20 / 3
+            assert np.mean(half.values["cpu"][stretch]) == pytest.approx(40, rel=0.01)  # a mean of hosts
+            ratio = np.sum(half.values["fails"][stretch]) / np.sum(half.values["requests"][stretch])
+            assert ratio == pytest.approx(0.01, rel=0.05)  # a ratio: on one scale, left as counted
+    assert np.mean(one.values["requests"][t >= 2000 * 60]) == pytest.approx(3000, rel=0.01)  # not thinned
+    assert "errors (compared as counted) thinned minute by minute" in why
+
+
 # ------------------------------------------------------------------------------ Datadog
 
 
@@ -145,6 +192,24 @@ def test_a_bad_host_in_the_baseline_is_a_false_alarm_of_the_split_not_hidden_in_
     latency = next(m for m in report["metrics"] if m["name"] == "latency")
     assert latency["false_alarms"]["count"] == latency["false_alarms"]["of"] == 2
     assert report["history"]["source_requests"] == 2
+
+
+def test_over_datadog_three_hosts_neither_alarm_nor_loosen_a_count_for_their_halves_sizes(datadog, tmp_path):
+    """Issue 27 review: 3 hosts split 2 and 1, `errors` judged as counted (no denominator). Before,
+    the larger half had twice the events: errors failed 2 of 4 A/A windows (4 hosts: 0 of 4), and
+    with false alarms at the tighter candidate tolerances the recommendation was 3x the policy's."""
+    datadog.hosts["baseline"] = hosts_of(datadog.baseline, 3)
+    path, _ = datadog_policy(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    for m in data["metrics"]:
+        if m["name"] == "errors":
+            del m["denominator"]
+    policy = parse_policy(data)
+    result = backtest(policy, open_source(policy), days=6, windows=4, until=datadog.deployed_at - 60, jobs=1)
+    assert result.history.mode == SPLIT and "2 and 1" in result.history.why
+    for label in ["policy"] + [tolerance_label(f) for f in TOLERANCE_FACTORS]:
+        assert false_alarms(result.runs, label, "errors").hits == 0, label
+    assert "errors (compared as counted) thinned" in result.history.why
 
 
 # ------------------------------------------------------------------------------ CloudWatch on moto
