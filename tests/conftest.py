@@ -68,3 +68,15 @@ def run_gate(*args: str, env: dict | None = None, cwd: Path | None = None, timeo
     gate = Path(sys.executable).parent / "gate"
     return subprocess.run([str(gate), *map(str, args)], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture
+def env_keys(monkeypatch):
+    """The fake Datadog's keys in the environment, and no site or store table of the machine's."""
+    from tests.fake_datadog import API_KEY, APP_KEY
+
+    monkeypatch.setenv("DD_API_KEY", API_KEY)
+    monkeypatch.setenv("DD_APP_KEY", APP_KEY)
+    monkeypatch.delenv("DD_SITE", raising=False)
+    monkeypatch.delenv("GATE_STORE_TABLE", raising=False)
+    return monkeypatch

@@ -184,15 +184,6 @@ def first_look(corpus, tmp_path, env_keys, prepare, **options):
     return outcomes, fake
 
 
-@pytest.fixture
-def env_keys(monkeypatch):
-    monkeypatch.setenv("DD_API_KEY", API_KEY)
-    monkeypatch.setenv("DD_APP_KEY", APP_KEY)
-    monkeypatch.delenv("DD_SITE", raising=False)
-    monkeypatch.delenv("GATE_STORE_TABLE", raising=False)
-    return monkeypatch
-
-
 def test_a_first_look_waits_for_its_history_and_window_within_one_interval(corpus, tmp_path, env_keys):
     """The organisation's window (2 requests a minute) is spent by others until 40 s into the look.
     The history (2 requests) waits for the reset and spends the new window; the window's request

@@ -98,15 +98,6 @@ class _Judge:
         return judge.evaluate(*args)
 
 
-@pytest.fixture
-def env_keys(monkeypatch):
-    monkeypatch.setenv("DD_API_KEY", API_KEY)
-    monkeypatch.setenv("DD_APP_KEY", APP_KEY)
-    monkeypatch.delenv("DD_SITE", raising=False)
-    monkeypatch.delenv("GATE_STORE_TABLE", raising=False)
-    return monkeypatch
-
-
 # -- the organisation's request budget, shared by evaluations ---------------------------------
 
 
