@@ -26,9 +26,10 @@ from gate.sources.replay import Case, ReplaySource, load_case
 from gate.release import iso
 from gate.verdict import Verdict
 
-# A judged metric needs this many points of history (the judge's noise model asks 30 pairs of
-# neighbouring points): fewer, or none (a new group, renamed tags), and the canary is never passed.
-MIN_HISTORY_POINTS = 30
+# A judged metric (and its denominator) needs this many pairs of neighbouring points of history,
+# as the judge's noise model asks: fewer, or none (a new group, renamed tags), and the canary is
+# never passed.
+MIN_HISTORY_PAIRS = 30
 
 if TYPE_CHECKING:
     from gate.cache import Cache
@@ -213,16 +214,18 @@ class Analysis:
                    f"reported {metrics}" if self.baseline is not None
                    else f"the canary group {quoted(self.canary)} did not report {metrics}")
             self.history_missing = (
-                f"no history to learn from: {who} (at least {MIN_HISTORY_POINTS} points) between {iso(start)} "
+                f"no history to learn from: {who} (at least {MIN_HISTORY_PAIRS} pairs of neighbouring points) between {iso(start)} "
                 f"and {iso(end)} (a new group, or renamed tags?); without a model of its noise the judge cannot "
                 "show a canary good: never passed")
         return history
 
     def _unreported(self, frame: Frame | None) -> list[str]:
-        """The judged metrics the group did not report at least MIN_HISTORY_POINTS points of: too
-        few to learn a noise model from (the judge's asks 30 pairs of neighbouring points)."""
-        return [m.name for m in self.policy.metrics if m.judged
-                and (frame is None or int(frame.reporting(m.name).sum()) < MIN_HISTORY_POINTS)]
+        """The judged metrics (and their denominators) of which the group reported fewer than
+        MIN_HISTORY_PAIRS pairs of neighbouring points: what the judge learns a noise model from
+        (30 points, or 10 000 every second minute, teach it nothing)."""
+        needed = [m.name for m in self.policy.metrics if m.judged]
+        needed += [m.denominator for m in self.policy.metrics if m.judged and m.denominator and m.denominator not in needed]
+        return [name for name in needed if frame is None or frame.neighbouring_pairs(name) < MIN_HISTORY_PAIRS]
 
     def _fetch(self, start: int, end: int, baseline_only: bool = False, canary_only: bool = False) -> Observations:
         counts = {m.name for m in self.policy.metrics if m.kind == "count"}

@@ -42,7 +42,7 @@ import numpy as np
 from gate.analysis import group_scopes, replay_recorded
 from gate.errors import GateError, InputError, PolicyError
 from gate.lifecycle import FUTURE_SKEW
-from gate.policy import MIN_TOLERANCE, Metric, Policy, _human, parse_policy
+from gate.policy import MAX_TOLERANCE, MIN_TOLERANCE, Metric, Policy, _human, parse_policy
 from gate.series import Frame, Observations
 from gate.sources import CannotSplit, MetricSource, Query
 from gate.sources.replay import Case
@@ -297,8 +297,11 @@ def thin(events: np.ndarray, keep: np.ndarray, rng: np.random.Generator) -> np.n
     may hold, scaled by it); missing stays missing."""
     known = np.isfinite(events)
     events = np.where(known, events, 0.0)
-    whole = np.floor(events)
-    return np.where(known, rng.binomial(whole.astype(np.int64), keep) + (events - whole) * keep, np.nan)
+    # Beyond 2**53 a float holds no whole number of events (nor an int64 past 2**63): scaled there.
+    drawn = events < 2.0**53
+    whole = np.floor(np.where(drawn, events, 0.0))
+    thinned = rng.binomial(whole.astype(np.int64), keep) + (events - whole) * keep
+    return np.where(known, np.where(drawn, thinned, events * keep), np.nan)
 
 
 # ------------------------------------------------------------------------- the pseudo-canaries
@@ -518,7 +521,8 @@ def with_lifetime(policy: Policy, lifetime: int) -> Policy | None:
 
 def scaled(policy: Policy, factor: float) -> dict[str, float]:
     # Never below what a policy accepts (MIN_TOLERANCE): a recommendation must load.
-    return {m.name: max(MIN_TOLERANCE, round(float(m.tolerance) * factor, 4)) for m in testable(policy)}
+    return {m.name: min(MAX_TOLERANCE, max(MIN_TOLERANCE, round(float(m.tolerance) * factor, 4)))
+            for m in testable(policy)}
 
 
 def main_specs(policy: Policy) -> list[Spec]:
@@ -716,7 +720,7 @@ def recommend_tolerances(policy: Policy, runs: list[Run]) -> tuple[dict[str, flo
             told = undecided(runs, label, m.name)
             if (back.trials and back.rate <= policy.alpha and found.trials
                     and judged_in_time(found.rate, 1 - told.rate)):
-                chosen[m.name] = round(float(m.tolerance) * f, 4)
+                chosen[m.name] = scaled(policy, f)[m.name]
                 checks[m.name] = (f"false alarms {alarms.hits}/{alarms.trials}, could not tell {told.hits}/{told.trials}, "
                                   f"2x caught {found.hits}/{found.trials}")
                 if f == TOLERANCE_FACTORS[0]:

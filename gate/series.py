@@ -79,6 +79,11 @@ class Frame:
             return np.zeros(len(self), dtype=bool)
         return ~np.isnan(column)
 
+    def neighbouring_pairs(self, name: str) -> int:
+        """How many pairs of reported points of `name` lie one step apart."""
+        reported = self.reporting(name)
+        return int(np.sum(reported[:-1] & reported[1:] & (np.diff(self.timestamps) == self.step)))
+
 
 @dataclass(frozen=True)
 class Observations:

@@ -421,3 +421,17 @@ def test_a_tenth_of_clean_windows_undecided_is_within_the_target_not_beyond():
     assert exit_reasons(report) == []
     report["overall"]["undecided"] = Rate(2, 10).to_dict()
     assert "could not be told" in exit_reasons(report)[0]
+
+
+def test_recommended_tolerances_stay_within_what_a_policy_accepts():
+    """Review round 4: `recommend_tolerances` rounded tolerance x factor itself: 0.001 x 0.5 was
+    recommended as 0.0005, a policy the gate then refuses (and 50 x 3 beyond the 100 maximum)."""
+    from gate.backtest import scaled
+    from gate.policy import MAX_TOLERANCE, MIN_TOLERANCE, parse_policy
+
+    data = noisy_policy()
+    first, second = data["metrics"][0]["name"], data["metrics"][1]["name"]
+    data["metrics"][0]["tolerance"], data["metrics"][1]["tolerance"] = 0.001, 50
+    policy = parse_policy(data)
+    assert scaled(policy, 0.5)[first] == MIN_TOLERANCE and scaled(policy, 3.0)[second] == MAX_TOLERANCE
+    assert scaled(policy, 1.5)[first] == 0.0015 and scaled(policy, 0.5)[second] == 25.0

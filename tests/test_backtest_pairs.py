@@ -305,3 +305,12 @@ def test_over_cloudwatch_no_per_instance_series_falls_back_to_history_only_label
     assert history.mode == "history-only" and history.baseline is None
     assert "disk: CloudWatch lists no CWAgent/disk_used_percent per InstanceId of web-baseline" in history.why
     assert "history-only judge" in history.why
+
+
+def test_thinning_a_count_beyond_what_an_integer_holds_scales_it_instead_of_crashing():
+    """Review round 4: 1e19 events (a formula scaling a count) overflowed int64 in the binomial
+    draw: `internal error: ValueError: n < 0`."""
+    from gate.backtest import thin
+
+    thinned = thin(np.array([1e19, 4.0, np.nan]), np.array([0.5, 0.5, 0.5]), np.random.default_rng(1))
+    assert thinned[0] == 5e18 and 0 <= thinned[1] <= 4 and np.isnan(thinned[2])

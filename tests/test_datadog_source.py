@@ -166,7 +166,7 @@ def test_queries_are_pinned_to_the_interval_and_counts_counted():
     spec = compile_query(metric(query="x{$scope}", aggregation="p99", rollup="max", formula="q * 1000"), 60)
     assert spec.template == "p99:x{$scope}.rollup(max, 60)"
     assert spec.formula_for("c3") == "c3 * 1000"
-    for scale_or_complement in ("q / 1024", "-q", "100 - q", "100 * (1 - q)", "(1 - q) * 100", "q * 1e3"):
+    for scale_or_complement in ("q / 1024", "100 - q", "1 - q", "100 * (1 - q)", "(1 - q) * 100", "q * 1e3", "q / 1e9"):
         assert compile_query(metric(query="x{$scope}", aggregation="avg", formula=scale_or_complement), 60).formula
 
 
@@ -198,10 +198,18 @@ def test_queries_are_pinned_to_the_interval_and_counts_counted():
         ({"query": "avg:x{$scope}", "formula": "q * 0"}, "does not depend on q"),
         ({"query": "avg:x{$scope}", "formula": "q - q"}, "does not depend on q"),
         ({"query": "avg:x{$scope}", "formula": "q * q"}, "is not linear in q"),
-        ({"query": "avg:x{$scope}", "formula": "1 / q"}, "is not linear in q"),
+        ({"query": "avg:x{$scope}", "formula": "1 / q"}, "divides by zero"),
         ({"query": "avg:x{$scope}", "formula": "default_zero(q)"}, "calls a function"),
         ({"query": "avg:x{$scope}", "formula": "timeshift(q, -3600)"}, "calls a function"),
         ({"query": "avg:x{$scope}", "formula": "abs(q)"}, "calls a function"),
+        # Review round 4: a complement of a large constant shrinks relative changes too.
+        ({"query": "avg:x{$scope}", "formula": "10000 - q"}, "adds a constant to q"),
+        ({"query": "avg:x{$scope}", "formula": "1 - q * 0.0000000000001"}, "adds a constant to q"),
+        ({"query": "avg:x{$scope}", "formula": "-q"}, "flips the sign of q"),
+        ({"query": "avg:x{$scope}", "formula": "0 - q"}, "flips the sign of q"),
+        ({"query": "avg:x{$scope}", "formula": "q * 1e18"}, "scales q by 1e+18"),
+        ({"query": "avg:x{$scope}", "formula": "1e12 - q"}, "adds a constant to q"),
+        ({"query": "avg:x{$scope}", "formula": "q * 1e200 * 1e200"}, "overflows"),
     ],
 )
 def test_bad_queries_are_refused_naming_the_metric(spec, message):

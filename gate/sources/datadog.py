@@ -68,6 +68,7 @@ _TAG = re.compile(r"[^\W\d_][\w\-:./]{0,199}")
 _KEYWORDS = {"by", "and", "or", "not", "in"}
 _ROLLUP = re.compile(r"\.rollup\(([^()]*)\)")
 _FORMULA = re.compile(r"[\w\s+\-*/().,]+")
+MIN_FORMULA_SCALE, MAX_FORMULA_SCALE = 1e-9, 1e9  # a unit's change (ns to s, bytes to GB), no more
 _PLAIN_QUERY = re.compile(r"[a-z][a-z0-9.]*:[A-Za-z][\w.]*\{[^{}]*\}(?:\.as_count\(\)|\.as_rate\(\)|\.rollup\([^()]*\))*")
 _AGGREGATIONS = ("avg", "sum", "min", "max", "p50", "p75", "p90", "p95", "p99")
 _ROLLUPS = ("avg", "sum", "min", "max", "count")
@@ -210,7 +211,8 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
         wrong = _not_a_scale_or_complement(formula)
         if wrong:
             raise PolicyError(f"{where}.formula: {formula!r} {wrong}: a formula may only scale `q` (q * 1000, "
-                              "q / 1024) or take its complement (100 - q, 100 * (1 - q))")
+                              "q / 1024) or take the complement of a fraction or a percentage (1 - q, 100 - q, "
+                              "100 * (1 - q))")
     return MetricQuery(text, formula)
 
 
@@ -243,13 +245,24 @@ def _not_a_scale_or_complement(formula: str) -> str | None:
     except (SyntaxError, ValueError, RecursionError) as e:
         return str(e) if isinstance(e, ValueError) else "is not arithmetic over q"
     slope, offset = at1 - at0, at0
-    if not all(math.isfinite(v) for v in (at0, at1, at2)) or abs(at2 - 2 * at1 + at0) > 1e-9 * max(1.0, abs(at2)):
-        return "is not linear in q (or divides by zero)"
+    if not all(math.isfinite(v) for v in (at0, at1, at2)):
+        return "overflows or divides by zero"
+    if abs(at2 - 2 * at1 + at0) > 1e-9 * max(1.0, abs(at0), abs(at1), abs(at2)):
+        return "is not linear in q"
     if slope == 0:
         return "does not depend on q"
-    if offset != 0 and not (slope < 0 and offset > 0):
-        return "adds a constant to q, which shrinks or inflates every relative change the judge compares"
-    return None
+    if offset == 0:
+        if slope < 0:
+            return "flips the sign of q (a negative level has no relative change)"
+        if not MIN_FORMULA_SCALE <= slope <= MAX_FORMULA_SCALE:
+            return f"scales q by {slope:g}, outside {MIN_FORMULA_SCALE:g} to {MAX_FORMULA_SCALE:g}"
+        return None
+    # A complement is of a fraction (1 - q) or a percentage (100 - q): `10000 - q` on latency
+    # would shrink every relative change as `q + 1000` does.
+    if slope < 0 and any(math.isclose(offset / -slope, whole) for whole in (1.0, 100.0)) \
+            and MIN_FORMULA_SCALE <= -slope <= MAX_FORMULA_SCALE:
+        return None
+    return "adds a constant to q, which shrinks or inflates every relative change the judge compares"
 
 
 def fixed_tags(metric: Metric) -> tuple[str, ...]:
