@@ -398,8 +398,18 @@ def judge(request: Judgement) -> dict:
     if request.get("deploy") not in (None, analysis.deploy.id):
         raise ReleaseError(f"release {request['release']!r} was redeployed while this request was judged "
                            f"({request['deploy']} is now {analysis.deploy.id}): ask again for the new deploy")
-    if request["rollout"]:
-        return rollout(analysis, request)
+    try:
+        return rollout(analysis, request) if request["rollout"] else check(analysis, request)
+    except GateError as e:
+        # The deploy is registered by now: a loop that pins its deploy learns it from a failed
+        # first look too (else its next look would ask about whatever deploy is registered then).
+        e.same_deploy = same_deploy(analysis)["same_deploy"]  # type: ignore[attr-defined]
+        raise
+
+
+def check(analysis: Analysis, request: Judgement) -> dict:
+    """One evaluation of the deploy at `request["now"]`, recorded and announced (as `gate check`)."""
+    policy, now = analysis.policy, request["now"]
     started = time.perf_counter()
     evaluation = analysis.evaluation(now)
     verdict = evaluation.verdict
@@ -587,6 +597,8 @@ def answer(event: Any, context: Any) -> dict:
         if isinstance(e, SourceError):
             metrics.add_metric(name="SourceErrors", unit=MetricUnit.Count, value=1)
         result = error(503, f"could not judge: {redact(str(e), secrets)}", release)
+        if getattr(e, "same_deploy", None):
+            result["same_deploy"] = e.same_deploy
     except Exception as e:  # noqa: BLE001 - a crash must never read as a pass
         logger.error("internal error", extra={"traceback": redact(traceback.format_exc(), secrets)})
         result = error(500, f"internal error: {type(e).__name__}: {redact(str(e), secrets)}", release)

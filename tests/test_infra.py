@@ -655,6 +655,13 @@ def test_a_loop_started_without_deployed_at_asks_about_its_first_answers_deploy_
     assert all({k: v for k, v in e.items() if k != "deployed_at"} == EVENT for e in loop.events)
 
 
+def test_a_loop_whose_first_look_failed_pins_the_deploy_the_error_names(monkeypatch):
+    first = {**error(503), "same_deploy": {"deployed_at": "2024-05-01T10:00:00Z"}}
+    loop = Loop(monkeypatch, scripted([first, verdict("pass")]))
+    assert loop.run(EVENT)["status"] == "SUCCEEDED"
+    assert [e.get("deployed_at") for e in loop.events] == [None, "2024-05-01T10:00:00Z"]
+
+
 def test_a_loop_started_with_a_null_deployed_at_pins_its_first_answers_deploy_too(monkeypatch):
     """Review: a present null counted as given, and was never pinned."""
     first = {**verdict("inconclusive"), "same_deploy": {"deployed_at": "2024-05-01T10:00:00Z"}}

@@ -440,6 +440,23 @@ def test_an_unreadable_secret_is_could_not_judge(handler, corpus, moto_endpoint,
     assert result["exit_code"] == 4 and "no-such-secret" in result["error"]
 
 
+def test_a_look_that_fails_after_the_deploy_is_registered_names_the_deploy(handler, corpus, monkeypatch):
+    """Review round 4: an error answer carried no `same_deploy`, so a Step Functions loop whose
+    first look failed (Datadog down, the budget spent) asked its next look about whatever deploy
+    was registered by then, and could end on a redeploy's pass."""
+    from gate.analysis import Analysis
+    from gate.errors import SourceError
+
+    def down(self, now):
+        raise SourceError("Datadog: 503, could not judge")
+
+    monkeypatch.setattr(Analysis, "evaluation", down)
+    event = case_event(corpus, "k1m-aa-000", only=("cpu",))
+    result = handler.lambda_handler(event, FakeContext())
+    assert result["exit_code"] == 4 and "Datadog: 503" in result["error"]
+    assert result["same_deploy"] == {"deployed_at": iso(parse_time(event["deployed_at"]))}
+
+
 def test_a_bad_secret_max_age_is_named_not_a_traceback(handler, corpus, monkeypatch):
     """Review: GATE_SECRET_MAX_AGE=15m answered `internal error: ValueError: invalid literal ...`."""
     monkeypatch.setenv("GATE_SECRET_ID", "gate")
