@@ -540,7 +540,7 @@ def test_a_different_request_at_the_same_moment_is_refused_not_answered_from_the
     retry = {**json.loads(json.dumps(event)), "build_url": "https://jenkins.invalid/job/web/8/"}
     assert handler.lambda_handler(retry, FakeContext())["verdict"] == "pass"  # a link changes no answer
     stricter = json.loads(json.dumps(event))
-    stricter["policy"]["metrics"][0]["tolerance"] = 0.0001
+    stricter["policy"]["metrics"][0]["tolerance"] = 0.01
     deployed_earlier = {**event, "deployed_at": iso(parse_time(event["deployed_at"]) - 600)}
     for changed in (stricter, {**event, "canary": "canary-b"}, {**event, "baseline": "baseline-b"}, deployed_earlier):
         result = handler.lambda_handler(changed, FakeContext())

@@ -145,7 +145,7 @@ def test_the_unpacked_handler_judges_a_replayed_case(python312, task, runtime, c
     expected = Analysis(parse_policy(fail_event["policy"]), ReplaySource(case), "k1m-canary-down-012",
                         case.deployed_at, canary="canary", baseline="baseline").evaluate(case.end_at).to_dict()
     assert (fail["verdict"], fail["exit_code"], fail["final"]) == ("fail", 1, True)
-    assert set(fail) == set(expected) | {"exit_code", "interval_seconds", "deploy"}  # the first deploy: 1
+    assert set(fail) == set(expected) | {"exit_code", "interval_seconds", "deploy", "same_deploy"}  # the first deploy: 1
     assert fail["interval_seconds"] == 60  # the policy's interval, for the Step Functions loop
     assert {k: fail[k] for k in ("release", "deployed_at", "evaluated_at", "verdict")} == \
         {k: expected[k] for k in ("release", "deployed_at", "evaluated_at", "verdict")}
