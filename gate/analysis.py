@@ -143,8 +143,9 @@ class Analysis:
         self.cache = cache
         self._reference: Any = None
         self._learned = False
-        # Why the reference was learned from nothing (no group the judge may learn from reported a
-        # judged metric before the deploy); None: it had history. Such a reference never passes.
+        # Why the reference was learned from too little (a judged metric or its denominator with
+        # fewer than MIN_HISTORY_PAIRS neighbouring points before the deploy); None: it had history.
+        # Such a reference never passes.
         self.history_missing: str | None = None
 
     @property
@@ -214,17 +215,17 @@ class Analysis:
                    f"reported {metrics}" if self.baseline is not None
                    else f"the canary group {quoted(self.canary)} did not report {metrics}")
             self.history_missing = (
-                f"no history to learn from: {who} (at least {MIN_HISTORY_PAIRS} pairs of neighbouring points) between {iso(start)} "
-                f"and {iso(end)} (a new group, or renamed tags?); without a model of its noise the judge cannot "
-                "show a canary good: never passed")
+                f"no history to learn from: {who} (at least {MIN_HISTORY_PAIRS} pairs of neighbouring points) "
+                f"between {iso(start)} and {iso(end)} (a new group, or renamed tags?); without a model of its "
+                "noise the judge cannot show a canary good: never passed")
         return history
 
     def _unreported(self, frame: Frame | None) -> list[str]:
         """The judged metrics (and their denominators) of which the group reported fewer than
         MIN_HISTORY_PAIRS pairs of neighbouring points: what the judge learns a noise model from
         (30 points, or 10 000 every second minute, teach it nothing)."""
-        needed = [m.name for m in self.policy.metrics if m.judged]
-        needed += [m.denominator for m in self.policy.metrics if m.judged and m.denominator and m.denominator not in needed]
+        judged = [m for m in self.policy.metrics if m.judged]
+        needed = dict.fromkeys([m.name for m in judged] + [m.denominator for m in judged if m.denominator])
         return [name for name in needed if frame is None or frame.neighbouring_pairs(name) < MIN_HISTORY_PAIRS]
 
     def _fetch(self, start: int, end: int, baseline_only: bool = False, canary_only: bool = False) -> Observations:

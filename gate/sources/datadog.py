@@ -69,7 +69,9 @@ _KEYWORDS = {"by", "and", "or", "not", "in"}
 _ROLLUP = re.compile(r"\.rollup\(([^()]*)\)")
 _FORMULA = re.compile(r"[\w\s+\-*/().,]+")
 MIN_FORMULA_SCALE, MAX_FORMULA_SCALE = 1e-9, 1e9  # a unit's change (ns to s, bytes to GB), no more
-_PLAIN_QUERY = re.compile(r"[a-z][a-z0-9.]*:[A-Za-z][\w.]*\{[^{}]*\}(?:\.as_count\(\)|\.as_rate\(\)|\.rollup\([^()]*\))*")
+# One metric: `aggregation:metric{filter}`, then only .as_count(), .as_rate() or .rollup(...).
+_PLAIN_QUERY = re.compile(r"[a-z][a-z0-9.]*:[A-Za-z][\w.]*\{[^{}]*\}"
+                          r"(?:\.as_count\(\)|\.as_rate\(\)|\.rollup\([^()]*\))*")
 _AGGREGATIONS = ("avg", "sum", "min", "max", "p50", "p75", "p90", "p95", "p99")
 _ROLLUPS = ("avg", "sum", "min", "max", "count")
 _KEY = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: what a header value can carry
