@@ -547,7 +547,14 @@ def evaluate(request: EvaluateRequest, policy: Policy, context: Any) -> dict:
                               names=LAMBDA, clock=time.time)
     wrapped, config = _idempotent_judge(table, os.environ.get("AWS_ENDPOINT_URL"))
     config.register_lambda_context(context)
-    return wrapped(request={**question, "deploy": deploy.id})
+    try:
+        return wrapped(request={**question, "deploy": deploy.id})
+    except GateError as e:
+        # Registered above: whatever failed after (the source opened, the history read) names the
+        # deploy, for a loop that pins it (see `judge`).
+        if not getattr(e, "same_deploy", None):
+            e.same_deploy = {"deployed_at": iso(deploy.deployed_at)}  # type: ignore[attr-defined]
+        raise
 
 
 # -- the handler -------------------------------------------------------------------------------

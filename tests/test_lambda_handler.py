@@ -457,6 +457,20 @@ def test_a_look_that_fails_after_the_deploy_is_registered_names_the_deploy(handl
     assert result["same_deploy"] == {"deployed_at": iso(parse_time(event["deployed_at"]))}
 
 
+def test_a_source_that_fails_after_the_idempotent_path_registered_the_deploy_names_it(
+        handler, corpus, aws_tables, tmp_path):
+    """Review round 5: with the idempotency table the deploy is registered before the look; a
+    source that could not be opened then (a case not there yet, Datadog keys missing) answered
+    503 naming no deploy, so a loop started without deployed_at did not pin it."""
+    event = case_event(corpus, "k1m-aa-000", only=("cpu",))
+    event.pop("deployed_at")
+    event["policy"]["source"]["options"]["case"] = str(tmp_path / "not-yet")
+    result = handler.lambda_handler(event, FakeContext())
+    registered = aws_tables.release("k1m-aa-000")
+    assert result["exit_code"] == 4 and registered is not None
+    assert result["same_deploy"] == {"deployed_at": iso(registered["deployed_at"])}
+
+
 def test_a_bad_secret_max_age_is_named_not_a_traceback(handler, corpus, monkeypatch):
     """Review: GATE_SECRET_MAX_AGE=15m answered `internal error: ValueError: invalid literal ...`."""
     monkeypatch.setenv("GATE_SECRET_ID", "gate")
