@@ -29,7 +29,7 @@ import numpy as np
 from gate import guardrails
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
-from gate.stats.counts import lower_tail, quiet_stretches, sum_inverse_k
+from gate.stats.counts import lower_tail, quiet_stretches, sum_inverse_k, window_inverse_k
 from gate.stats.seasonal import DAY, SeasonalModel, fit_seasonal, robust_sd
 from gate.stats.sequential import MarginTest, excursion_threshold, margin_test, noise_variance, winsorize
 from gate.verdict import MetricResult, Verdict, joined_reasons
@@ -821,10 +821,12 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
     else:
         shown = f"canary rate {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(ec)} points"
     return Comparison(outcomes, excursions, numbers, len(ec), tolerance, shown,
-                      doubt=_implausibly_clean(m, ec, nc, rate, inverse_k))
+                      doubt=_implausibly_clean(m, ec, nc, rate, inverse_k,
+                                               burstiness=window_inverse_k(eb, rate * nb)))
 
 
-def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: float, inverse_k: float) -> str | None:
+def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: float, inverse_k: float,
+                       burstiness: float) -> str | None:
     """A canary that served requests with far fewer errors than the baseline's rate makes
     plausible: its error series is probably missing or partial (a sparse counter with no point
     at all reads as zero; one event that got through must not hide the rest), the classic
@@ -842,7 +844,7 @@ def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: 
         return (f"the canary reported {np.sum(volume):.0f} {m.denominator} and {counted} {m.name}, where the "
                 f"rate it should have (the baseline's, or its own history's) predicts {mean:.0f} "
                 f"(chance of so few {chance:.1e}): is its {m.name} series missing?")
-    return _implausibly_clean_stretch(m, events, volume, expected, inverse_k)
+    return _implausibly_clean_stretch(m, events, volume, expected, max(inverse_k, burstiness))
 
 
 def _implausibly_clean_stretch(m: Metric, events: np.ndarray, volume: np.ndarray, expected: np.ndarray,
@@ -851,7 +853,11 @@ def _implausibly_clean_stretch(m: Metric, events: np.ndarray, volume: np.ndarray
     leaves a window whose whole still has errors enough: its first minutes carry the sum. The
     stretch it left quiet, every suffix and every run of zero points of QUIET_STRETCH_MIN points
     or more, is tested as the whole is, its chance multiplied by the number of stretches tried
-    (Bonferroni: as many tests as stretches)."""
+    (Bonferroni: as many tests as stretches). Its minutes' dispersion is at least the one the
+    window itself shows (`inverse_k`, the caller's): real error counts come in bursts and lulls
+    (36, 30, then 0, 0, 0 at ~4 a minute) that a history learned as Poisson-like at other hours
+    does not foresee, and two clean real canaries of dev had lulls of 3 and 6 minutes the learned
+    dispersion called 1e-5 and 4e-4, the number of stretches tried counted."""
     stretches = quiet_stretches(events, QUIET_STRETCH_MIN)
     if not stretches:
         return None
@@ -878,7 +884,9 @@ def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> st
         return None
     events, volume = canary.values[m.name], canary.values[m.denominator]
     ok = np.isfinite(events) & np.isfinite(volume)
-    return _implausibly_clean(m, events[ok], volume[ok], ref.rate, ref.noise or 0.0)
+    events, volume = events[ok], volume[ok]
+    return _implausibly_clean(m, events, volume, ref.rate, ref.noise or 0.0,
+                              burstiness=window_inverse_k(events, ref.rate * volume))
 
 
 def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult:

@@ -16,6 +16,17 @@ def sum_inverse_k(expected: np.ndarray, inverse_k: float) -> float:
     return inverse_k * float(np.sum(np.square(expected))) / total**2 if total > 0 else 0.0
 
 
+def window_inverse_k(events: np.ndarray, expected: np.ndarray) -> float:
+    """1/k as a window's own points show it, against their expected counts (a moment estimate:
+    E[(x - mu)^2] = mu + mu^2 / k); 0 where they vary no more than Poisson."""
+    ok = np.isfinite(events) & np.isfinite(expected)
+    x, mu = events[ok], expected[ok]
+    squares = float(np.sum(np.square(mu)))
+    if squares <= 0:
+        return 0.0
+    return max(0.0, float(np.sum(np.square(x - mu) - mu)) / squares)
+
+
 def lower_tail(seen, mean, inverse_k) -> np.ndarray:
     """P(X <= seen) for negative binomial counts of these means, Var = mean (1 + mean / k);
     Poisson where 1/k is 0; 1 where the mean is 0. Element-wise over arrays."""
