@@ -29,6 +29,7 @@ import numpy as np
 from gate import guardrails
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
+from gate.stats.counts import lower_tail, quiet_stretches, sum_inverse_k, window_inverse_k
 from gate.stats.seasonal import DAY, SeasonalModel, fit_seasonal, robust_sd
 from gate.stats.sequential import MarginTest, excursion_threshold, margin_test, noise_variance, winsorize
 from gate.verdict import MetricResult, Verdict, joined_reasons
@@ -109,6 +110,14 @@ IMPLAUSIBLY_CLEAN = 1e-3
 # over a whole window, far below chance once the window's minutes are summed as independent
 # draws (bursts correlate them); a lost series leaves none or a stray one.
 IMPLAUSIBLY_FEW = 0.1
+# ... over the whole window or over a quiet stretch of at least this many points (a series that
+# stopped partway): fewer points are one scrape's gap, not a stopped series. A stretch is held at a
+# far smaller chance than the whole window: it is tried at every look over many overlapping
+# stretches, and real lulls sit closer to the model's tail than whole windows do (the closest clean
+# canary of dev and replicas reaches 1.5e-3 with the stretches counted; a series stopped for 20 of 60
+# minutes at ~10 errors a minute reads below 1e-20).
+QUIET_STRETCH_MIN = 3
+QUIET_STRETCH_CLEAN = 1e-5
 
 
 @dataclass(frozen=True)
@@ -626,7 +635,8 @@ def _relative_to_baseline(
         comparison = compare(m, paired, ref, setting, expected)
     result = _decide(m, comparison, setting)
     # Minutes held out for a fleet-wide anomaly (a minority) were reported by the canary: covered.
-    return _covered_enough(result, n + paired.held_out, setting.lifetime_points)
+    elapsed = max(0, setting.lifetime_points - setting.remaining_points)
+    return _covered_enough(result, n + paired.held_out, setting.lifetime_points, elapsed)
 
 
 def _against_baseline(
@@ -646,14 +656,21 @@ def _directions(m: Metric) -> list[str]:
     return ["increase", "decrease"] if m.bad_direction == "either" else [m.bad_direction]
 
 
-def _covered_enough(result: MetricResult, points: int, lifetime_points: int) -> MetricResult:
-    """A pass at the end of the lifetime that rests on "not shown worse" needs the canary to have
-    reported for MIN_COVERAGE_TO_PASS of the lifetime; otherwise the metric could not be judged.
-    (A pass shown within tolerance at a checkpoint already accounts for how many points it had.)"""
+def _covered_enough(result: MetricResult, points: int, lifetime_points: int, elapsed_points: int) -> MetricResult:
+    """A pass needs the canary to have reported for MIN_COVERAGE_TO_PASS of the points it could
+    have: at the end of the lifetime, of the lifetime's (a pass that rests on "not shown worse");
+    at a checkpoint, of the points so far (a pass shown within tolerance: the test accounts for
+    how many points it had, not for the ones a series that stopped did not send, and "within
+    tolerance over 3 points" of an error series blank since its third minute is not a judgement)."""
     if result.verdict != "pass" and not result.rule.endswith(COULD_NOT_TELL):
         return result
     if result.rule in SHOWN_WITHIN:
-        return result
+        needed = math.ceil(MIN_COVERAGE_TO_PASS * elapsed_points)
+        if points >= needed:
+            return result
+        return replace(result, verdict="inconclusive", rule="too-little-data",
+                       reason=f"only {points} of the {elapsed_points} points so far reported; a pass needs "
+                              f"{needed} ({MIN_COVERAGE_TO_PASS:.0%}): {result.reason}")
     needed = math.ceil(MIN_COVERAGE_TO_PASS * lifetime_points)
     if points >= needed:
         return result
@@ -809,44 +826,60 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
     else:
         shown = f"canary rate {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(ec)} points"
     return Comparison(outcomes, excursions, numbers, len(ec), tolerance, shown,
-                      doubt=_implausibly_clean(m, ec, nc, rate, inverse_k))
+                      doubt=_implausibly_clean(m, ec, nc, rate, inverse_k,
+                                               burstiness=window_inverse_k(eb, rate * nb)))
 
 
-def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: float, inverse_k: float) -> str | None:
+def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: float, inverse_k: float,
+                       burstiness: float) -> str | None:
     """A canary that served requests with far fewer errors than the baseline's rate makes
     plausible: its error series is probably missing or partial (a sparse counter with no point
     at all reads as zero; one event that got through must not hide the rest), the classic
-    broken-instrumentation release. Not a pass. The lower tail of the count's model, as a
-    whole: P(X <= observed) below IMPLAUSIBLY_CLEAN."""
+    broken-instrumentation release. Not a pass. The lower tail of the count's model, over the
+    whole window and over every stretch a stopped series leaves quiet (see
+    _implausibly_clean_stretch): P(X <= observed) below IMPLAUSIBLY_CLEAN, and at most
+    IMPLAUSIBLY_FEW of the events expected."""
     if m.bad_direction not in ("increase", "either") or not m.denominator:
         return None
     expected = rate * volume  # per point
     seen, mean = float(np.sum(events)), float(np.sum(expected))
-    # The window's sum of points, each negative binomial with the learned 1/k: Var = sum mu_i
-    # (1 + mu_i / k) = M (1 + M / k_sum), 1/k_sum = (1/k) sum mu_i^2 / M^2 (about 1/k over the
-    # points). The per-point 1/k applied to the sum made bursts in the history (a 20-minute
-    # outage) a licence for a whole window without one error.
-    inverse_k_sum = inverse_k * float(np.sum(expected**2)) / mean**2 if mean > 0 else 0.0
-    chance = _lower_tail(seen, mean, inverse_k_sum)
-    if chance >= IMPLAUSIBLY_CLEAN or seen > IMPLAUSIBLY_FEW * mean:
+    chance = float(lower_tail(seen, mean, sum_inverse_k(expected, inverse_k)))
+    if chance < IMPLAUSIBLY_CLEAN and seen <= IMPLAUSIBLY_FEW * mean:
+        counted = "not one" if seen == 0 else f"only {seen:.0f}"
+        return (f"the canary reported {np.sum(volume):.0f} {m.denominator} and {counted} {m.name}, where the "
+                f"rate it should have (the baseline's, or its own history's) predicts {mean:.0f} "
+                f"(chance of so few {chance:.1e}): is its {m.name} series missing?")
+    return _implausibly_clean_stretch(m, events, volume, expected, max(inverse_k, burstiness))
+
+
+def _implausibly_clean_stretch(m: Metric, events: np.ndarray, volume: np.ndarray, expected: np.ndarray,
+                               inverse_k: float) -> str | None:
+    """An error series that stops partway (an agent crashed, a counter renamed by the release)
+    leaves a window whose whole still has errors enough: its first minutes carry the sum. The
+    stretch it left quiet, every suffix and every run of zero points of QUIET_STRETCH_MIN points
+    or more, is tested as the whole is, its chance multiplied by the number of stretches tried
+    (Bonferroni: as many tests as stretches). Its minutes' dispersion is at least the one the
+    window itself shows (`inverse_k`, the caller's): real error counts come in bursts and lulls
+    (36, 30, then 0, 0, 0 at ~4 a minute) that a history learned as Poisson-like at other hours
+    does not foresee, and two clean real canaries of dev had lulls of 3 and 6 minutes the learned
+    dispersion called 1e-5 and 4e-4, the number of stretches tried counted."""
+    stretches = quiet_stretches(events, QUIET_STRETCH_MIN)
+    if not stretches:
         return None
-    counted = "not one" if seen == 0 else f"only {seen:.0f}"
-    return (f"the canary reported {np.sum(volume):.0f} {m.denominator} and {counted} {m.name}, where the "
-            f"rate it should have (the baseline's, or its own history's) predicts {mean:.0f} "
-            f"(chance of so few {chance:.1e}): is its {m.name} series missing?")
-
-
-def _lower_tail(seen: float, mean: float, inverse_k: float) -> float:
-    """P(X <= seen) for a negative binomial count of this mean, Var = mean (1 + mean / k);
-    Poisson as 1/k -> 0."""
-    from scipy.stats import nbinom, poisson  # here, not at import: scipy.stats costs a cold start
-
-    if mean <= 0:
-        return 1.0
-    if inverse_k <= 0:
-        return float(poisson.cdf(math.floor(seen), mean))
-    k = 1.0 / inverse_k
-    return float(nbinom.cdf(math.floor(seen), k, k / (k + mean)))
+    seen = np.array([np.sum(events[a:b]) for a, b in stretches], dtype=float)
+    mean = np.array([np.sum(expected[a:b]) for a, b in stretches], dtype=float)
+    inverse_k_sums = np.array([sum_inverse_k(expected[a:b], inverse_k) for a, b in stretches])
+    chance = lower_tail(seen, mean, inverse_k_sums) * len(stretches)
+    implausible = (chance < QUIET_STRETCH_CLEAN) & (seen <= IMPLAUSIBLY_FEW * mean)
+    if not implausible.any():
+        return None
+    worst = int(np.argmin(np.where(implausible, chance, np.inf)))
+    (a, b), n = stretches[worst], len(events)
+    where = f"its last {b - a} of {n} points" if b == n else f"{b - a} of its {n} points (from point {a + 1})"
+    counted = "not one" if seen[worst] == 0 else f"only {seen[worst]:.0f}"
+    return (f"over {where} the canary served {np.sum(volume[a:b]):.0f} {m.denominator} with {counted} "
+            f"{m.name}, where the rate it should have predicts {mean[worst]:.0f} (chance of so few "
+            f"{chance[worst]:.1e} over {len(stretches)} stretches tried): did its {m.name} series stop?")
 
 
 def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> str | None:
@@ -856,7 +889,9 @@ def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> st
         return None
     events, volume = canary.values[m.name], canary.values[m.denominator]
     ok = np.isfinite(events) & np.isfinite(volume)
-    return _implausibly_clean(m, events[ok], volume[ok], ref.rate, ref.noise or 0.0)
+    events, volume = events[ok], volume[ok]
+    return _implausibly_clean(m, events, volume, ref.rate, ref.noise or 0.0,
+                              burstiness=window_inverse_k(events, ref.rate * volume))
 
 
 def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult:
@@ -1037,7 +1072,8 @@ def _against_history(
                            f"{shown}: at the end of the lifetime the window mean is {_pct(effect)} off its "
                            f"seasonal expectation, beyond the tolerance {m.tolerance:.0%}, though not shown "
                            f"so: could not tell it within tolerance", **numbers)
-        return _covered_enough(_result(m, "pass", "consistent-with-history", shown, **numbers), len(t), lifetime_points)
+        return _covered_enough(_result(m, "pass", "consistent-with-history", shown, **numbers), len(t), lifetime_points,
+                              elapsed_points=lifetime_points)
     return _result(m, "inconclusive", "watching-history", shown, **numbers)
 
 

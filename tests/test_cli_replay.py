@@ -3,6 +3,8 @@ import shlex
 import shutil
 from datetime import datetime
 
+import pytest
+
 from tests.conftest import ROOT, run_gate
 
 
@@ -135,6 +137,52 @@ def test_a_real_history_with_glitch_points_does_not_pass_a_tripled_window(corpus
     verdict = replay_case(folder).verdict
     assert verdict.verdict == "fail", verdict.reason
 
+
+
+@pytest.mark.parametrize("minute", [6, 20])
+def test_a_real_canary_whose_error_series_stops_partway_is_not_passed(corpus, tmp_path, minute):
+    """A fail-open found in review: a real clean canary (k1m-aa-000, ~1300 requests and ~10
+    errors a minute) whose error series reads zero from minute `minute` on (a crashed agent, a
+    renamed counter) passed at a checkpoint, "rate -64% vs baseline: shown within tolerance":
+    its first minutes carried the window's sum past the whole-window missing-series check."""
+    import csv
+    import gzip
+    import shutil
+
+    from gate.analysis import replay_case
+
+    folder = tmp_path / "stopped"
+    shutil.copytree(corpus / "k1m-aa-000", folder)
+    deploy = datetime.fromisoformat(json.loads((folder / "case.json").read_text())["deploy_at"]
+                                    .replace("Z", "+00:00")).timestamp()
+    with gzip.open(folder / "series.csv.gz", "rt", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        if row["scope"] == "canary" and int(row["timestamp"]) >= deploy + minute * 60:
+            row["errors"] = "0"
+    with gzip.open(folder / "series.csv.gz", "wt", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    verdict = replay_case(folder).verdict
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert verdict.verdict != "pass", verdict.reason
+    assert errors.rule == "implausibly-clean", errors.reason
+
+
+@pytest.mark.parametrize("case", ["k1m-aa-079", "nab5m-aa-266"])
+def test_clean_real_canaries_with_lulls_in_their_errors_are_not_held_as_stopped(corpus, case):
+    """Real error counts come in bursts and lulls (36, 30, then 0, 0, 0 at ~4 a minute; 12 errors
+    over 6 minutes where 156 were expected): the stopped-series test, with a dispersion learned
+    as Poisson-like from other hours, held these clean canaries; the window's own dispersion
+    explains their lulls."""
+    from gate.analysis import replay_case
+
+    verdict = replay_case(corpus / case).verdict
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert errors.rule != "implausibly-clean", errors.reason
+    assert verdict.verdict == "pass", verdict.reason
 
 EXAMPLE_CASES = ROOT / "examples" / "cases"
 

@@ -580,3 +580,43 @@ def test_history_only_a_window_beyond_its_tolerance_is_not_passed_at_the_end(see
     assert "beyond the tolerance 10%" in cpu.reason and cpu.effect > 0.1
     clean, _ = Analysis(policy, MemorySource(_noisy_history_only(seed, 0.0), None), "r1", DEPLOY).run()
     assert clean.verdict == "pass", clean.reason
+
+
+@pytest.mark.parametrize("share, stops_at", [(0.2, 10), (1.0, 10), (1.0, 20)])
+def test_an_error_series_that_stops_partway_is_not_passed(share, stops_at):
+    """A fail-open found in review: the canary's error series stops at minute `stops_at` (an agent
+    crashed, a counter renamed by the release; a sparse counter without points reads as zero)
+    while its requests go on. Its first minutes carry the window's sum past the whole-window
+    check (a tenth of the errors expected), and the canary passed "within tolerance". The
+    stretch the series left quiet is as implausible as a window without one error."""
+    canary, baseline = _fleet(51, share=share)
+    stopped = canary.timestamps >= DEPLOY + stops_at * STEP
+    canary.values["errors"][stopped] = 0.0
+    verdict, _ = _run(_policy(), canary, baseline)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert verdict.verdict != "pass", verdict.reason
+    assert errors.rule == "implausibly-clean" and "did its errors series stop?" in errors.reason, errors.reason
+
+
+def test_an_error_series_blank_since_its_third_minute_is_not_passed_at_a_checkpoint():
+    """A fail-open found in review: the error series sends nothing (blank, not zero) after its
+    third minute: only 3 paired points, "shown within tolerance over 3 points" passed at the
+    first checkpoint. A checkpoint pass needs half the points so far."""
+    canary, baseline = _fleet(52)
+    canary.values["errors"][canary.timestamps >= DEPLOY + 3 * STEP] = np.nan
+    verdict, _ = _run(_policy(), canary, baseline)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert verdict.verdict != "pass", verdict.reason
+    assert errors.verdict != "pass", errors.reason
+
+
+def test_a_quiet_stretch_that_chance_explains_is_not_a_stopped_series():
+    """Low traffic and a low error rate: twenty minutes without an error are what chance gives
+    (about one error expected over them), not a stopped series. The canary passes."""
+    canary, baseline = _fleet(53, share=0.05)
+    rng = np.random.default_rng(54)
+    baseline.values["errors"][:] = rng.poisson(0.001 * baseline.values["requests"])
+    canary.values["errors"][:] = rng.poisson(0.001 * canary.values["requests"])
+    canary.values["errors"][(canary.timestamps >= DEPLOY + 20 * STEP) & (canary.timestamps < DEPLOY + 40 * STEP)] = 0.0
+    verdict, _ = _run(_policy(), canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason

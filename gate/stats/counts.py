@@ -1,0 +1,58 @@
+"""Counts of events (errors) per point: how unlikely a window, or a stretch of it, with so few
+events is, when each point is negative binomial around an expected count (Var = mu (1 + mu / k)).
+Pure numerics: arrays in, probabilities out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sum_inverse_k(expected: np.ndarray, inverse_k: float) -> float:
+    """1/k of a sum of negative binomial points with these means and one 1/k: the sum's variance
+    sum mu_i (1 + mu_i / k) is M (1 + M / k_sum) with 1/k_sum = (1/k) sum mu_i^2 / M^2 (about
+    1/k over the points, not 1/k itself: the per-point 1/k applied to the sum made a history's
+    bursts a licence for a whole window without one event)."""
+    total = float(np.sum(expected))
+    return inverse_k * float(np.sum(np.square(expected))) / total**2 if total > 0 else 0.0
+
+
+def window_inverse_k(events: np.ndarray, expected: np.ndarray) -> float:
+    """1/k as a window's own points show it, against their expected counts (a moment estimate:
+    E[(x - mu)^2] = mu + mu^2 / k); 0 where they vary no more than Poisson."""
+    ok = np.isfinite(events) & np.isfinite(expected)
+    x, mu = events[ok], expected[ok]
+    squares = float(np.sum(np.square(mu)))
+    if squares <= 0:
+        return 0.0
+    return max(0.0, float(np.sum(np.square(x - mu) - mu)) / squares)
+
+
+def lower_tail(seen, mean, inverse_k) -> np.ndarray:
+    """P(X <= seen) for negative binomial counts of these means, Var = mean (1 + mean / k);
+    Poisson where 1/k is 0; 1 where the mean is 0. Element-wise over arrays."""
+    from scipy.stats import nbinom, poisson  # here, not at import: scipy.stats costs a cold start
+
+    seen, mean, inverse_k = np.broadcast_arrays(np.floor(np.asarray(seen, float)),
+                                                np.asarray(mean, float), np.asarray(inverse_k, float))
+    chance = np.ones(seen.shape)
+    poisson_points = (mean > 0) & (inverse_k <= 0)
+    chance[poisson_points] = poisson.cdf(seen[poisson_points], mean[poisson_points])
+    nb_points = (mean > 0) & (inverse_k > 0)
+    k = 1.0 / inverse_k[nb_points]
+    chance[nb_points] = nbinom.cdf(seen[nb_points], k, k / (k + mean[nb_points]))
+    return chance
+
+
+def quiet_stretches(events: np.ndarray, min_points: int) -> list[tuple[int, int]]:
+    """The stretches [start, end) of a window a series that stopped reporting would leave
+    quiet: every suffix (it stopped and stays stopped), and every maximal run of zero points (it
+    stopped and came back), of at least `min_points` points. A test over these is as many tests
+    as stretches (the caller corrects for it)."""
+    n = len(events)
+    stretches = [(start, n) for start in range(0, n - min_points + 1)]
+    zero = np.concatenate(([False], np.asarray(events) == 0, [False]))
+    edges = np.flatnonzero(np.diff(zero.astype(int)))
+    for start, end in zip(edges[::2], edges[1::2]):
+        if end - start >= min_points and end != n:  # a run to the end is already a suffix
+            stretches.append((int(start), int(end)))
+    return stretches
