@@ -11,7 +11,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -98,6 +99,23 @@ def render_scope(scope: str, release: str) -> str:
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _a_number_is_not_a_bool(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic takes a bool for a number (true is 1), and YAML reads `yes`, `on` and `true` as
+        # bools: `tolerance: true` was a tolerance of 100%, a pass for nearly any canary.
+        if isinstance(value, bool) and _takes_a_number(cls.model_fields[info.field_name].annotation):
+            raise ValueError("expected a number, not a bool")
+        return value
+
+
+def _takes_a_number(annotation: Any) -> bool:
+    """A field typed float or int (or either or None), not one that takes a bool."""
+    if annotation in (float, int):
+        return True
+    arguments = get_args(annotation)
+    return bool(arguments) and bool not in arguments and any(_takes_a_number(a) for a in arguments)
 
 
 # Guardrails: far beyond any real limit (latencies in ns, request counts), far below an overflow.

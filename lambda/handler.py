@@ -144,7 +144,7 @@ class PlanRequest(BaseModel):
     action: Literal["plan"]
     release: Annotated[str, BeforeValidator(release_name)] = Field(min_length=1, max_length=200)
     policy: dict[str, Any] | str
-    canary_share: float = Field(default=0.05, gt=0, le=1, allow_inf_nan=False)
+    canary_share: float = Field(default=0.05, gt=0, le=1, allow_inf_nan=False, strict=True)
     at: Moment | None = None
 
 
@@ -155,8 +155,8 @@ class BacktestRequest(BaseModel):
 
     action: Literal["backtest"]
     policy: dict[str, Any] | str
-    days: float = Field(default=7, gt=0, le=366, allow_inf_nan=False)
-    windows: int = Field(default=8, ge=1, le=1000)
+    days: float = Field(default=7, gt=0, le=366, allow_inf_nan=False, strict=True)
+    windows: int = Field(default=8, ge=1, le=1000, strict=True)
     recommend: bool = Field(default=False, strict=True)
     until: Moment | None = None
 

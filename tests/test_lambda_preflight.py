@@ -130,3 +130,18 @@ def test_no_history_up_to_now_stays_could_not_judge(handler, corpus):
     result = handler.lambda_handler({"action": "plan", "release": "web-2", "policy": policy}, FakeContext())
     assert (result["statusCode"], result["exit_code"]) == (503, 4), result
     assert result["error"].startswith("could not judge: no history"), result["error"]
+
+
+@pytest.mark.parametrize(("action", "fields", "field"), [
+    ("backtest", {"windows": True}, "windows: Input should be a valid integer"),
+    ("backtest", {"days": "7"}, "days: Input should be a valid number"),
+    ("backtest", {"days": True}, "days: Input should be a valid number"),
+    ("plan", {"release": "web-2", "canary_share": True}, "canary_share: Input should be a valid number"),
+])
+def test_a_bool_or_a_string_for_a_number_is_a_400_naming_the_field(handler, corpus, action, fields, field):
+    """Review: pydantic's lax mode read `"windows": true` as one window and `"days": "7"` as 7: a
+    caller's mistake answered as if it were meant (a backtest of one window says nothing)."""
+    _, policy = case_policy(corpus, "k1m-aa-000")
+    result = handler.lambda_handler({"action": action, "policy": policy, **fields}, FakeContext())
+    assert (result["statusCode"], result["exit_code"]) == (400, 4), result
+    assert field in result["error"], result["error"]

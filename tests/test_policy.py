@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gate.demo import demo_policy
 from gate.errors import PolicyError
@@ -586,3 +587,19 @@ def test_gate_check_refuses_a_zero_tolerance_in_one_line_and_never_passes(tmp_pa
     result = run_gate("check", "rel-1", "--policy", path)
     assert result.returncode not in (0, 1), result.stdout + result.stderr
     assert "tolerance 0" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("metrics", 0, "tolerance"), "yes"), (("metrics", 0, "tolerance"), "true"),
+    (("metrics", 0, "min_events"), "on"), (("alpha",), "true"), (("pass_risk",), "false"),
+])
+def test_a_yaml_bool_where_a_number_belongs_is_refused_naming_the_field(tmp_path, path, value):
+    """Review: YAML reads `yes`, `on`, `true` as bools and pydantic took a bool for a number:
+    `tolerance: yes` was a tolerance of 100%, passing nearly any canary."""
+    data = good()
+    where = data
+    for key in path[:-1]:
+        where = where[key]
+    where[path[-1]] = yaml.safe_load(value)
+    message = error_of(data)
+    assert ".".join(map(str, path)) in message and "expected a number, not a bool" in message, message
