@@ -664,19 +664,16 @@ def _covered_enough(result: MetricResult, points: int, lifetime_points: int, ela
     tolerance over 3 points" of an error series blank since its third minute is not a judgement)."""
     if result.verdict != "pass" and not result.rule.endswith(COULD_NOT_TELL):
         return result
-    if result.rule in SHOWN_WITHIN:
-        needed = math.ceil(MIN_COVERAGE_TO_PASS * elapsed_points)
-        if points >= needed:
-            return result
-        return replace(result, verdict="inconclusive", rule="too-little-data",
-                       reason=f"only {points} of the {elapsed_points} points so far reported; a pass needs "
-                              f"{needed} ({MIN_COVERAGE_TO_PASS:.0%}): {result.reason}")
-    needed = math.ceil(MIN_COVERAGE_TO_PASS * lifetime_points)
+    at_checkpoint = result.rule in SHOWN_WITHIN
+    possible = elapsed_points if at_checkpoint else lifetime_points
+    needed = math.ceil(MIN_COVERAGE_TO_PASS * possible)
     if points >= needed:
         return result
+    of = f"the {possible} points so far" if at_checkpoint else f"the lifetime's {possible} points"
+    unshown = "" if at_checkpoint else "not shown worse, but "
     return replace(result, verdict="inconclusive", rule="too-little-data",
-                   reason=f"only {points} of the lifetime's {lifetime_points} points reported; not shown worse, "
-                          f"but a pass needs {needed} ({MIN_COVERAGE_TO_PASS:.0%}): {result.reason}")
+                   reason=f"only {points} of {of} reported; {unshown}a pass needs {needed} "
+                          f"({MIN_COVERAGE_TO_PASS:.0%}): {result.reason}")
 
 
 def _expected(m: Metric, reference: Reference, timestamps: np.ndarray) -> float | None:

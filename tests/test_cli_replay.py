@@ -103,37 +103,46 @@ def test_every_case_gets_its_line_even_malformed_ones(corpus, tmp_path):
     assert result.returncode == 4  # the worst of the cases: two could not be judged
 
 
+def edited_case(case, folder, edit):
+    """A copy of a corpus case at `folder` with `edit(row, deploy_at)` applied to every row of its
+    series (rows as csv.DictReader reads them: strings; an edit changes them in place)."""
+    import csv
+    import gzip
+
+    shutil.copytree(case, folder)
+    deploy = datetime.fromisoformat(json.loads((folder / "case.json").read_text())["deploy_at"]
+                                    .replace("Z", "+00:00")).timestamp()
+    with gzip.open(folder / "series.csv.gz", "rt", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        edit(row, deploy)
+    with gzip.open(folder / "series.csv.gz", "wt", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
+
+
 def test_a_real_history_with_glitch_points_does_not_pass_a_tripled_window(corpus, tmp_path):
     """A real history-only case (kontrast-000) whose history has 1% of its points written as 1e6:
     the model learned from it once expected -200 of a KPI near 4, with noise scales in the
     thousands, and the window at three times the KPI passed (the worst bug: a pass on a canary
     it could not judge)."""
-    import csv
-    import gzip
     import random
-    import shutil
 
     from gate.analysis import replay_case
 
-    folder = tmp_path / "glitched"
-    shutil.copytree(corpus / "kontrast-000", folder)
-    meta = json.loads((folder / "case.json").read_text())
-    deploy = datetime.fromisoformat(meta["deploy_at"].replace("Z", "+00:00")).timestamp()
-    with gzip.open(folder / "series.csv.gz", "rt", newline="") as f:
-        rows = list(csv.DictReader(f))
     chance = random.Random(2)
-    for row in rows:
+
+    def glitch(row, deploy):
         if not row["kpi"]:
-            continue
+            return
         if int(row["timestamp"]) >= deploy:
             row["kpi"] = repr(float(row["kpi"]) * 3)
         elif chance.random() < 0.01:
             row["kpi"] = "1e6"
-    with gzip.open(folder / "series.csv.gz", "wt", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
+    folder = edited_case(corpus / "kontrast-000", tmp_path / "glitched", glitch)
     verdict = replay_case(folder).verdict
     assert verdict.verdict == "fail", verdict.reason
 
@@ -145,26 +154,13 @@ def test_a_real_canary_whose_error_series_stops_partway_is_not_passed(corpus, tm
     errors a minute) whose error series reads zero from minute `minute` on (a crashed agent, a
     renamed counter) passed at a checkpoint, "rate -64% vs baseline: shown within tolerance":
     its first minutes carried the window's sum past the whole-window missing-series check."""
-    import csv
-    import gzip
-    import shutil
-
     from gate.analysis import replay_case
 
-    folder = tmp_path / "stopped"
-    shutil.copytree(corpus / "k1m-aa-000", folder)
-    deploy = datetime.fromisoformat(json.loads((folder / "case.json").read_text())["deploy_at"]
-                                    .replace("Z", "+00:00")).timestamp()
-    with gzip.open(folder / "series.csv.gz", "rt", newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
+    def stop(row, deploy):
         if row["scope"] == "canary" and int(row["timestamp"]) >= deploy + minute * 60:
             row["errors"] = "0"
-    with gzip.open(folder / "series.csv.gz", "wt", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
+    folder = edited_case(corpus / "k1m-aa-000", tmp_path / "stopped", stop)
     verdict = replay_case(folder).verdict
     errors = next(m for m in verdict.metrics if m.name == "errors")
     assert verdict.verdict != "pass", verdict.reason
