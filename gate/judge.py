@@ -29,6 +29,7 @@ import numpy as np
 from gate import guardrails
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
+from gate.stats.quantiles import look_sizes, upper_quantile_exceedance
 from gate.stats.seasonal import DAY, SeasonalModel, fit_seasonal, robust_sd
 from gate.stats.sequential import MarginTest, excursion_threshold, margin_test, noise_variance, winsorize
 from gate.verdict import MetricResult, Verdict, joined_reasons
@@ -61,6 +62,16 @@ MIN_COVERAGE_TO_PASS = 0.5
 EXCURSION_JUMP = 3.5
 MIN_EXCURSION_RATE = 1e-3
 MIN_POINTS_FOR_EXCURSIONS = 10
+# Upper quantiles (issue 23, item 4): a gauge judged by its tail also fails when more of its canary
+# points lie above the baseline window's TAIL_QUANTILE (widened by the tolerance) than two samples
+# of one distribution would put there (stats.quantiles, exact for any distribution). It shares the
+# tail test's Bonferroni share with the paired excursions (TAIL_QUANTILE_SHARE of it), and spends
+# its part over a fixed schedule of looks (window sizes growing by TAIL_QUANTILE_GROWTH from
+# MIN_POINTS_FOR_EXCURSIONS to the lifetime): a quantile of a growing window is no count that
+# only grows, so each look is a test of its own.
+TAIL_QUANTILE = 0.95
+TAIL_QUANTILE_SHARE = 0.25
+TAIL_QUANTILE_GROWTH = 1.5
 DISPERSION_LAGS = (1, 5, 15)
 PRIOR_MINUTES = 10  # counts: weight of the history's rate against the window's
 # A count's dispersion and rate are learned without its glitch points: more than this many times
@@ -625,6 +636,7 @@ def _relative_to_baseline(
     with np.errstate(all="ignore"):
         comparison = compare(m, paired, ref, setting, expected)
     result = _decide(m, comparison, setting)
+    result = _upper_quantile_beyond(m, paired, setting, comparison, result)
     # Minutes held out for a fleet-wide anomaly (a minority) were reported by the canary: covered.
     return _covered_enough(result, n + paired.held_out, setting.lifetime_points)
 
@@ -711,7 +723,9 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         numbers["interval"] = (effect - half, effect + half)
         numbers["interval_test"] = FAIL_TEST
     scale = noise * np.abs(b) * math.sqrt(2) if noise is not None else None
-    excursions = _excursions(m, c - b, scale, ref, directions, setting.budget, setting.lifetime_points, centre=True)
+    # The tail's share is split with the upper-quantile test (_upper_quantile_beyond).
+    tail_budget = replace(setting.budget, fail=setting.budget.fail * (1 - TAIL_QUANTILE_SHARE))
+    excursions = _excursions(m, c - b, scale, ref, directions, tail_budget, setting.lifetime_points, centre=True)
     if mean_b == 0:
         shown = f"canary mean {mean_c:.4g} vs baseline 0 (compared as a difference, tolerance {tolerance:.0%}) over {len(c)} points"
     else:
@@ -750,6 +764,42 @@ def _excursions(m: Metric, difference, scale, ref, directions, budget: Budget, l
     count = int(np.sum(u > EXCURSION_JUMP)) if directions != ["increase", "decrease"] else int(np.sum(np.abs(u) > EXCURSION_JUMP))
     needed = excursion_threshold(rate * len(directions), lifetime_points, budget.fail)
     return count, needed
+
+
+def _upper_quantile_beyond(m: Metric, p: Paired, setting: Setting, comparison: Comparison,
+                           result: MetricResult) -> MetricResult:
+    """Fail a gauge judged by its tail whose upper quantile is beyond its tolerance: a slow tail
+    (one point in seven three times slower) moves the mean by less than twice the tolerance, and
+    each of its points may stay within the noise scales the excursions count, but it fills the
+    top of the window. A fail rule only: any other verdict is kept as it is.
+
+    At each look of the schedule (the window's first `size` points; the last look, at the end of
+    the lifetime, on all of them) the canary's points above the baseline's TAIL_QUANTILE of the
+    same points, widened by the tolerance, are counted against the exact exceedance distribution
+    of two samples of one distribution: no model of the latency's shape, and the uncertainty of a
+    quantile read off a short window is in the chance. Unpaired on purpose: the two groups share
+    the window's load, and one host's minute of drift or spike moves one point, not the quantile."""
+    if (result.verdict == "fail" or m.kind != "gauge" or not m.judges_tail
+            or m.bad_direction not in ("increase", "either")):
+        return result
+    n = len(p.canary)
+    sizes = look_sizes(MIN_POINTS_FOR_EXCURSIONS, setting.lifetime_points, TAIL_QUANTILE_GROWTH)
+    if not sizes or n < sizes[0]:
+        return result
+    level = setting.budget.fail * TAIL_QUANTILE_SHARE / len(sizes)
+    looks = [size for size in sizes[:-1] if size <= n]
+    if n >= sizes[-1] or setting.look.final:
+        looks.append(n)
+    tolerance = m.tolerance or 0.0
+    for size in looks:
+        seen = upper_quantile_exceedance(p.canary[:size], p.baseline[:size], TAIL_QUANTILE, tolerance)
+        if seen.p_value <= level:
+            return _result(m, "fail", "upper-quantile-beyond-tolerance",
+                           f"{seen.exceeding} of the first {size} canary points above the baseline's "
+                           f"{TAIL_QUANTILE:.0%} quantile plus the tolerance ({seen.threshold:.4g}), where "
+                           f"{seen.expected:.1f} are expected (chance {seen.p_value:.1e}: a slow tail); "
+                           f"{comparison.shown}", **comparison.numbers)
+    return result
 
 
 def _lower_side_sd(centred: np.ndarray) -> float:
