@@ -29,7 +29,7 @@ import numpy as np
 from gate import guardrails
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
-from gate.stats.quantiles import look_sizes, upper_quantile_exceedance
+from gate.stats.quantiles import centred_upper_quantile, paired_tail_exceedance, relative_difference
 from gate.stats.seasonal import DAY, SeasonalModel, fit_seasonal, robust_sd
 from gate.stats.sequential import MarginTest, excursion_threshold, margin_test, noise_variance, winsorize
 from gate.verdict import MetricResult, Verdict, joined_reasons
@@ -63,15 +63,11 @@ EXCURSION_JUMP = 3.5
 MIN_EXCURSION_RATE = 1e-3
 MIN_POINTS_FOR_EXCURSIONS = 10
 # Upper quantiles (issue 23, item 4): a gauge judged by its tail also fails when more of its canary
-# points lie above the baseline window's TAIL_QUANTILE (widened by the tolerance) than two samples
-# of one distribution would put there (stats.quantiles, exact for any distribution). It shares the
-# tail test's Bonferroni share with the paired excursions (TAIL_QUANTILE_SHARE of it), and spends
-# its part over a fixed schedule of looks (window sizes growing by TAIL_QUANTILE_GROWTH from
-# MIN_POINTS_FOR_EXCURSIONS to the lifetime): a quantile of a growing window is no count that
-# only grows, so each look is a test of its own.
-TAIL_QUANTILE = 0.95
+# points lie above their baseline by the noise's TAIL_QUANTILE (one host's minute-to-minute jumps
+# in the history) plus the tolerance than chance makes plausible over the lifetime. It takes
+# TAIL_QUANTILE_SHARE of the tail test's Bonferroni share; the paired excursions keep the rest.
+TAIL_QUANTILE = 0.99
 TAIL_QUANTILE_SHARE = 0.25
-TAIL_QUANTILE_GROWTH = 1.5
 DISPERSION_LAGS = (1, 5, 15)
 PRIOR_MINUTES = 10  # counts: weight of the history's rate against the window's
 # A count's dispersion and rate are learned without its glitch points: more than this many times
@@ -131,6 +127,7 @@ class MetricReference:
     offset: float = 0.0  # how far (in noise scales) the last hour before the deploy ran off the model
     anomaly_rate: float = 0.0  # share of history points beyond FLEET_ANOMALY_SCALES of the model
     unusable: str | None = None  # why the history's seasonal model was dropped (seasonal is None)
+    jump_quantile: float | None = None  # gauges: TAIL_QUANTILE of one host's relative jumps (centred)
 
 
 @dataclass(frozen=True)
@@ -183,7 +180,9 @@ def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
         history_rate = None
         if m.kind == "count":
             history_rate = _rate(x, frame.values.get(m.denominator) if m.denominator else np.ones(len(x)))
-        metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset, anomaly_rate, unusable)
+        jump_quantile = _jump_quantile(t, x, deployed_at, frame.step) if m.kind == "gauge" else None
+        metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset, anomaly_rate, unusable,
+                                          jump_quantile=jump_quantile)
     return Reference(metrics, int(len(t)))
 
 
@@ -246,6 +245,19 @@ def _relative_noise(t: np.ndarray, x: np.ndarray, deployed_at: int, step: int) -
             if np.isfinite(sd) and sd > 0:
                 return float(sd / math.sqrt(2)), _jump_rate((jumps - np.median(jumps)) / sd)
     return None, None
+
+
+def _jump_quantile(t: np.ndarray, x: np.ndarray, deployed_at: int, step: int) -> float | None:
+    """TAIL_QUANTILE of one host's relative jumps between consecutive points near the deploy's
+    time of day (as _relative_noise picks them): how far above its baseline a canary point of the
+    same code lands once in 1 / (1 - TAIL_QUANTILE). A flat history gives 0: then only the
+    tolerance separates a slow point from a normal one."""
+    near = _near_time_of_day(t, deployed_at, NOISE_HOURS)
+    for mask in (near, np.ones(len(t), dtype=bool)):
+        a, b = _consecutive_pairs(t[mask], x[mask], step)
+        if len(a) >= 30:
+            return centred_upper_quantile(relative_difference(b, a), TAIL_QUANTILE)
+    return None
 
 
 def _tail_aware_sd(x: np.ndarray) -> float:
@@ -636,7 +648,7 @@ def _relative_to_baseline(
     with np.errstate(all="ignore"):
         comparison = compare(m, paired, ref, setting, expected)
     result = _decide(m, comparison, setting)
-    result = _upper_quantile_beyond(m, paired, setting, comparison, result)
+    result = _upper_quantile_beyond(m, paired, ref, setting, comparison, result)
     # Minutes held out for a fleet-wide anomaly (a minority) were reported by the canary: covered.
     return _covered_enough(result, n + paired.held_out, setting.lifetime_points)
 
@@ -766,40 +778,26 @@ def _excursions(m: Metric, difference, scale, ref, directions, budget: Budget, l
     return count, needed
 
 
-def _upper_quantile_beyond(m: Metric, p: Paired, setting: Setting, comparison: Comparison,
-                           result: MetricResult) -> MetricResult:
-    """Fail a gauge judged by its tail whose upper quantile is beyond its tolerance: a slow tail
-    (one point in seven three times slower) moves the mean by less than twice the tolerance, and
-    each of its points may stay within the noise scales the excursions count, but it fills the
-    top of the window. A fail rule only: any other verdict is kept as it is.
-
-    At each look of the schedule (the window's first `size` points; the last look, at the end of
-    the lifetime, on all of them) the canary's points above the baseline's TAIL_QUANTILE of the
-    same points, widened by the tolerance, are counted against the exact exceedance distribution
-    of two samples of one distribution: no model of the latency's shape, and the uncertainty of a
-    quantile read off a short window is in the chance. Unpaired on purpose: the two groups share
-    the window's load, and one host's minute of drift or spike moves one point, not the quantile."""
+def _upper_quantile_beyond(m: Metric, p: Paired, ref: MetricReference | None, setting: Setting,
+                           comparison: Comparison, result: MetricResult) -> MetricResult:
+    """Fail a gauge judged by its tail whose upper quantile is beyond its noise and tolerance: a
+    slow tail (one point in seven two to four times slower) moves the mean by less than twice the
+    tolerance, and on a noisy pair its points stay within the noise scales the excursions count,
+    but too many of them land above what the noise reaches once in a hundred points. A fail rule
+    only: any other verdict is kept as it is (stats.quantiles.paired_tail_exceedance)."""
     if (result.verdict == "fail" or m.kind != "gauge" or not m.judges_tail
-            or m.bad_direction not in ("increase", "either")):
+            or m.bad_direction not in ("increase", "either") or ref is None or ref.jump_quantile is None
+            or len(p.canary) < MIN_POINTS_FOR_EXCURSIONS):
         return result
-    n = len(p.canary)
-    sizes = look_sizes(MIN_POINTS_FOR_EXCURSIONS, setting.lifetime_points, TAIL_QUANTILE_GROWTH)
-    if not sizes or n < sizes[0]:
+    tail = paired_tail_exceedance(p.canary, p.baseline, ref.jump_quantile, TAIL_QUANTILE, m.tolerance or 0.0,
+                                  setting.lifetime_points, setting.budget.fail * TAIL_QUANTILE_SHARE)
+    if not tail.beyond:
         return result
-    level = setting.budget.fail * TAIL_QUANTILE_SHARE / len(sizes)
-    looks = [size for size in sizes[:-1] if size <= n]
-    if n >= sizes[-1] or setting.look.final:
-        looks.append(n)
-    tolerance = m.tolerance or 0.0
-    for size in looks:
-        seen = upper_quantile_exceedance(p.canary[:size], p.baseline[:size], TAIL_QUANTILE, tolerance)
-        if seen.p_value <= level:
-            return _result(m, "fail", "upper-quantile-beyond-tolerance",
-                           f"{seen.exceeding} of the first {size} canary points above the baseline's "
-                           f"{TAIL_QUANTILE:.0%} quantile plus the tolerance ({seen.threshold:.4g}), where "
-                           f"{seen.expected:.1f} are expected (chance {seen.p_value:.1e}: a slow tail); "
-                           f"{comparison.shown}", **comparison.numbers)
-    return result
+    return _result(m, "fail", "upper-quantile-beyond-tolerance",
+                   f"{tail.above} of {tail.points} canary points more than {tail.threshold:.0%} above the baseline "
+                   f"(its noise's {TAIL_QUANTILE:.0%} quantile plus the tolerance; a slow tail): chance makes "
+                   f"{tail.needed}+ in {max(setting.lifetime_points, tail.points)} points implausible; "
+                   f"{comparison.shown}", **comparison.numbers)
 
 
 def _lower_side_sd(centred: np.ndarray) -> float:

@@ -1,86 +1,90 @@
-"""Upper quantiles of two samples compared without a model of their distribution.
+"""Upper quantiles of a paired comparison: is the canary's tail worse than its noise allows?
 
 A slow tail (one request in seven three times slower) moves a mean little and a median not at
-all; what it moves is the upper quantiles. The test here counts how many of one sample's points
-lie above the other sample's own upper quantile, and asks how often two samples from one
-distribution would put that many there: the exceedance statistic of Gumbel and von Schelling
-(1950), exact for any continuous distribution and for any sample sizes, so the uncertainty of a
-quantile read off a short window is part of the answer, not assumed away.
+all; what it moves is the upper quantiles. Here the canary's paired relative excess over its
+baseline is compared with an upper quantile of the noise between two hosts (learned from the
+history as one host's minute-to-minute jumps, which carry the same noise): under "no tail", a
+point lands above that quantile with the chance 1 - quantile, so the count of points above it is
+binomial, and a count that a whole lifetime would reach by chance only with probability alpha
+fails. A count only grows, so one threshold for the lifetime is one test however often it is
+looked at.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 
-def exceedance_tail(exceeding: int, points: int, reference_points: int, rank: int) -> float:
-    """P(K >= exceeding) where K is how many of `points` draws exceed the `rank`-th largest of
-    `reference_points` draws of the same continuous distribution (all independent):
+def relative_difference(canary: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """(canary - baseline) over their mean level, per point: the measure one host's jumps from
+    one minute to the next are learned in, so a quantile of those jumps applies to it. Bounded
+    by +-2, so one absurd point weighs as much as any other point above the threshold, no more.
+    Zero where both are zero."""
+    canary, baseline = np.asarray(canary, dtype=float), np.asarray(baseline, dtype=float)
+    level = (np.abs(canary) + np.abs(baseline)) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(level > 0, (canary - baseline) / np.where(level > 0, level, 1.0), 0.0)
 
-        P(K = j) = C(j + rank - 1, j) C(points - j + reference_points - rank, points - j)
-                   / C(points + reference_points, points).
 
-    With ties, or a sample stochastically below the reference, exceedances are no likelier, so
-    the same tail is a conservative p-value."""
-    if not 1 <= rank <= reference_points or points < 0:
-        raise ValueError(f"rank {rank} must be within 1..{reference_points} and points >= 0")
-    if exceeding <= 0:
-        return 1.0
-    if exceeding > points:
-        return 0.0
-    total = math.comb(points + reference_points, points)
-    tail = sum(math.comb(j + rank - 1, j) * math.comb(points - j + reference_points - rank, points - j)
-               for j in range(exceeding, points + 1))
-    return tail / total  # exact integers: a ratio of two big ints is exact to float precision
+def centred_upper_quantile(x: np.ndarray, quantile: float) -> float | None:
+    """The `quantile` of x about its median (None with no finite value): how far above its
+    typical value a point of this noise lands with chance 1 - quantile."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return None
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile {quantile} must be within (0, 1)")
+    return float(np.quantile(x - np.median(x), quantile))
+
+
+def binomial_threshold(rate: float, points: int, alpha: float, minimum: int = 3) -> int:
+    """Smallest count k that `points` independent points, each above a quantile with chance
+    `rate`, reach with probability <= alpha: P(Binomial(points, rate) >= k) <= alpha."""
+    from scipy.stats import binom  # here, not at import: scipy.stats costs a cold start
+
+    points = max(int(points), 1)
+    rate = min(max(rate, 0.0), 1.0)
+    k = minimum
+    while k <= points and binom.sf(k - 1, points, rate) > alpha:
+        k += 1
+    return k  # points + 1: no count can fail (a rate so high that the window is all noise)
 
 
 @dataclass(frozen=True)
-class QuantileExceedance:
-    """How a sample's upper tail stands against a reference sample's upper quantile."""
+class TailExceedance:
+    """The canary's points above the noise's upper quantile plus the tolerance, and the count
+    that fails."""
 
-    quantile: float  # the level compared (0.9: the reference's 90th percentile)
-    threshold: float  # the reference's quantile, widened by the tolerance: what counts as above
-    exceeding: int  # points of the sample above the threshold
-    expected: float  # how many would be, were the sample's quantile the reference's
+    above: int  # canary points that far above their baseline (after the median offset)
+    below: int  # points that far below it: the harmless side, the pair's own chance rate
     points: int
-    p_value: float  # chance of `exceeding` or more from one distribution (exceedance_tail)
+    threshold: float  # relative excess counted: the noise quantile plus the tolerance
+    rate: float  # chance of a point above, under "no tail"
+    needed: int  # the count that fails over the lifetime
+
+    @property
+    def beyond(self) -> bool:
+        return self.above >= self.needed
 
 
-def upper_quantile_exceedance(sample: np.ndarray, reference: np.ndarray, quantile: float,
-                              tolerance: float = 0.0) -> QuantileExceedance:
-    """Whether `sample`'s `quantile` lies above `reference`'s by more than `tolerance` (relative):
-    the reference's order statistic at that level (the `rank`-th largest, rank = ceil((1 -
-    quantile) m), never a quantile between points, so the exact null holds) is widened by the
-    tolerance, and the sample's points above it are counted. A sample whose quantile is within
-    the tolerance of the reference's puts at most the share 1 - quantile above it."""
-    sample = np.asarray(sample, dtype=float)
-    reference = np.asarray(reference, dtype=float)
-    if not 0 < quantile < 1:
-        raise ValueError(f"quantile {quantile} must be within (0, 1)")
-    if len(reference) == 0 or not np.all(np.isfinite(reference)) or not np.all(np.isfinite(sample)):
-        raise ValueError("both samples must be non-empty and finite")
-    m = len(reference)
-    rank = max(1, math.ceil((1 - quantile) * m - 1e-9))
-    order = float(np.sort(reference)[m - rank])
-    threshold = order + tolerance * abs(order)
-    exceeding = int(np.sum(sample > threshold))
-    return QuantileExceedance(quantile, threshold, exceeding, len(sample) * rank / (m + 1), len(sample),
-                              exceedance_tail(exceeding, len(sample), m, rank))
-
-
-def look_sizes(first: int, last: int, growth: float = 1.5) -> list[int]:
-    """Window sizes at which a test is looked at: `first`, then growing by `growth` up to `last`
-    (included). A fixed, sparse schedule, so that a Bonferroni split over it stays cheap (7 looks
-    from 10 to 120 points) while an early tail is still caught early."""
-    if first < 1 or last < first or growth <= 1:
-        return [last] if last >= 1 else []
-    sizes, size = [], float(first)
-    while round(size) < last:
-        if not sizes or round(size) > sizes[-1]:
-            sizes.append(int(round(size)))
-        size *= growth
-    sizes.append(last)
-    return sizes
+def paired_tail_exceedance(canary: np.ndarray, baseline: np.ndarray, noise_quantile: float, quantile: float,
+                           tolerance: float, lifetime_points: int, alpha: float) -> TailExceedance:
+    """Count the canary points whose relative excess over their baseline, less the pair's median
+    excess (a steady offset is the level test's business), lies above `noise_quantile` (the
+    noise's centred `quantile`) plus `tolerance`. The chance of one is 1 - quantile, or the share
+    of points that far on the harmless side, whichever is larger: two real hosts spike apart more
+    often than one host's history jumps, and they spike both ways, where a slow tail goes one."""
+    excess = relative_difference(canary, baseline)
+    excess = excess[np.isfinite(excess)]
+    n = len(excess)
+    threshold = max(noise_quantile, 0.0) + max(tolerance, 0.0)
+    if n == 0:
+        return TailExceedance(0, 0, 0, threshold, 1.0, binomial_threshold(1.0, lifetime_points, alpha))
+    centred = excess - np.median(excess)
+    above, below = int(np.sum(centred > threshold)), int(np.sum(-centred > threshold))
+    rate = max(1.0 - quantile, below / n)
+    return TailExceedance(above, below, n, threshold, rate,
+                          binomial_threshold(rate, max(lifetime_points, n), alpha))
