@@ -794,7 +794,7 @@ def _upper_quantile_beyond(m: Metric, p: Paired, ref: MetricReference | None, se
     if not tail.beyond:
         return result
     return _result(m, "fail", "upper-quantile-beyond-tolerance",
-                   f"{tail.above} of {tail.points} canary points more than {tail.threshold:.0%} above the baseline "
+                   f"{tail.above} separate runs of canary points (of {tail.points}) more than {tail.threshold:.0%} above the baseline "
                    f"(its noise's {TAIL_QUANTILE:.0%} quantile plus the tolerance; a slow tail): chance makes "
                    f"{tail.needed}+ in {max(setting.lifetime_points, tail.points)} points implausible; "
                    f"{comparison.shown}", **comparison.numbers)

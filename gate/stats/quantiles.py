@@ -53,13 +53,29 @@ def binomial_threshold(rate: float, points: int, alpha: float, minimum: int = 3)
     return k  # points + 1: no count can fail (a rate so high that the window is all noise)
 
 
+def local_median(x: np.ndarray, half_width: int) -> np.ndarray:
+    """Each point's running median over its `half_width` neighbours on each side, the window cut
+    at the ends (never padded: the latest point of a live window is judged against the points
+    before it, not against copies of itself)."""
+    x = np.asarray(x, dtype=float)
+    return np.array([np.median(x[max(0, i - half_width):i + half_width + 1]) for i in range(len(x))])
+
+
+def runs(flags: np.ndarray) -> int:
+    """How many runs of consecutive True there are: [T, T, F, T] has 2."""
+    flags = np.asarray(flags, dtype=bool)
+    if len(flags) == 0:
+        return 0
+    return int(flags[0]) + int(np.sum(flags[1:] & ~flags[:-1]))
+
+
 @dataclass(frozen=True)
 class TailExceedance:
     """The canary's points above the noise's upper quantile plus the tolerance, and the count
     that fails."""
 
-    above: int  # canary points that far above their baseline (after the median offset)
-    below: int  # points that far below it: the harmless side, the pair's own chance rate
+    above: int  # runs of canary points that far above their baseline (after the median offset)
+    below: int  # runs that far below it: the harmless side, the pair's own chance rate
     points: int
     threshold: float  # relative excess counted: the noise quantile plus the tolerance
     rate: float  # chance of a point above, under "no tail"
@@ -71,20 +87,28 @@ class TailExceedance:
 
 
 def paired_tail_exceedance(canary: np.ndarray, baseline: np.ndarray, noise_quantile: float, quantile: float,
-                           tolerance: float, lifetime_points: int, alpha: float) -> TailExceedance:
-    """Count the canary points whose relative excess over their baseline, less the pair's median
-    excess (a steady offset is the level test's business), lies above `noise_quantile` (the
-    noise's centred `quantile`) plus `tolerance`. The chance of one is 1 - quantile, or the share
+                           tolerance: float, lifetime_points: int, alpha: float,
+                           half_width: int = 2) -> TailExceedance:
+    """Count the canary points whose relative excess over their baseline, less the running median
+    of that excess over `half_width` points each side, lies above `noise_quantile` (the noise's
+    centred `quantile`, learned from one host's jumps from one point to the next) plus
+    `tolerance`. The running median takes out what lasts: a steady offset is the level test's
+    business, and two real pods trade load for minutes (one +60% while the other is -40%: the
+    replicas of shared/corpus); a slow tail strikes a point at a time, above its neighbours. The chance of one is 1 - quantile, or the share
     of points that far on the harmless side, whichever is larger: two real hosts spike apart more
-    often than one host's history jumps, and they spike both ways, where a slow tail goes one."""
+    often than one host's history jumps, and they spike both ways, where a slow tail goes one.
+
+    A run of consecutive points above counts once: what the running median leaves of a drift
+    is one event, not several independent draws. (P(a run starts at a point) <= P(the point is
+    above), so the rate holds.)"""
     excess = relative_difference(canary, baseline)
     excess = excess[np.isfinite(excess)]
     n = len(excess)
     threshold = max(noise_quantile, 0.0) + max(tolerance, 0.0)
     if n == 0:
         return TailExceedance(0, 0, 0, threshold, 1.0, binomial_threshold(1.0, lifetime_points, alpha))
-    centred = excess - np.median(excess)
-    above, below = int(np.sum(centred > threshold)), int(np.sum(-centred > threshold))
+    centred = excess - local_median(excess, half_width)
+    above, below = runs(centred > threshold), runs(-centred > threshold)
     rate = max(1.0 - quantile, below / n)
     return TailExceedance(above, below, n, threshold, rate,
                           binomial_threshold(rate, max(lifetime_points, n), alpha))
