@@ -68,6 +68,9 @@ MIN_POINTS_FOR_EXCURSIONS = 10
 # TAIL_QUANTILE_SHARE of the tail test's Bonferroni share; the paired excursions keep the rest.
 TAIL_QUANTILE = 0.99
 TAIL_QUANTILE_SHARE = 0.25
+# Each point's excess is taken over the running median of this many points each side: what lasts
+# longer (a steady offset; two real pods trading load for minutes) is not a tail.
+TAIL_LOCAL_HALF_WIDTH = 3
 DISPERSION_LAGS = (1, 5, 15)
 PRIOR_MINUTES = 10  # counts: weight of the history's rate against the window's
 # A count's dispersion and rate are learned without its glitch points: more than this many times
@@ -790,7 +793,8 @@ def _upper_quantile_beyond(m: Metric, p: Paired, ref: MetricReference | None, se
             or len(p.canary) < MIN_POINTS_FOR_EXCURSIONS):
         return result
     tail = paired_tail_exceedance(p.canary, p.baseline, ref.jump_quantile, TAIL_QUANTILE, m.tolerance or 0.0,
-                                  setting.lifetime_points, setting.budget.fail * TAIL_QUANTILE_SHARE)
+                                  setting.lifetime_points, setting.budget.fail * TAIL_QUANTILE_SHARE,
+                                  half_width=TAIL_LOCAL_HALF_WIDTH)
     if not tail.beyond:
         return result
     return _result(m, "fail", "upper-quantile-beyond-tolerance",

@@ -88,7 +88,7 @@ class TailExceedance:
 
 def paired_tail_exceedance(canary: np.ndarray, baseline: np.ndarray, noise_quantile: float, quantile: float,
                            tolerance: float, lifetime_points: int, alpha: float,
-                           half_width: int = 2) -> TailExceedance:
+                           half_width: int = 3) -> TailExceedance:
     """Count the canary points whose relative excess over their baseline, less the running median
     of that excess over `half_width` points each side, lies above `noise_quantile` (the noise's
     centred `quantile`, learned from one host's jumps from one point to the next) plus
