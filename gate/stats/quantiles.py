@@ -55,10 +55,14 @@ def binomial_threshold(rate: float, points: int, alpha: float, minimum: int = 3)
 
 def local_median(x: np.ndarray, half_width: int) -> np.ndarray:
     """Each point's running median over its `half_width` neighbours on each side, the window cut
-    at the ends (never padded: the latest point of a live window is judged against the points
-    before it, not against copies of itself)."""
+    at the ends (never padded with values: the latest point of a live window is judged against
+    the points before it, not against copies of itself)."""
     x = np.asarray(x, dtype=float)
-    return np.array([np.median(x[max(0, i - half_width):i + half_width + 1]) for i in range(len(x))])
+    if len(x) == 0 or half_width <= 0:
+        return x.copy()
+    padded = np.concatenate([np.full(half_width, np.nan), x, np.full(half_width, np.nan)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half_width + 1)
+    return np.nanmedian(windows, axis=1)
 
 
 def runs(flags: np.ndarray) -> int:
