@@ -30,6 +30,7 @@ from gate import guardrails
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.stats.counts import lower_tail, quiet_stretches, sum_inverse_k, window_inverse_k
+from gate.stats.quantiles import centred_upper_quantile, paired_tail_exceedance, relative_difference
 from gate.stats.seasonal import DAY, SeasonalModel, fit_seasonal, robust_sd
 from gate.stats.sequential import MarginTest, excursion_threshold, margin_test, noise_variance, winsorize
 from gate.verdict import MetricResult, Verdict, joined_reasons
@@ -62,6 +63,15 @@ MIN_COVERAGE_TO_PASS = 0.5
 EXCURSION_JUMP = 3.5
 MIN_EXCURSION_RATE = 1e-3
 MIN_POINTS_FOR_EXCURSIONS = 10
+# Upper quantiles (issue 23, item 4): a gauge judged by its tail also fails when more of its canary
+# points lie above their baseline by the noise's TAIL_QUANTILE (one host's minute-to-minute jumps
+# in the history) plus the tolerance than chance makes plausible over the lifetime. It takes
+# TAIL_QUANTILE_SHARE of the tail test's Bonferroni share; the paired excursions keep the rest.
+TAIL_QUANTILE = 0.99
+TAIL_QUANTILE_SHARE = 0.25
+# Each point's excess is taken over the running median of this many points each side: what lasts
+# longer (a steady offset; two real pods trading load for minutes) is not a tail.
+TAIL_LOCAL_HALF_WIDTH = 3
 DISPERSION_LAGS = (1, 5, 15)
 PRIOR_MINUTES = 10  # counts: weight of the history's rate against the window's
 # A count's dispersion and rate are learned without its glitch points: more than this many times
@@ -129,6 +139,7 @@ class MetricReference:
     offset: float = 0.0  # how far (in noise scales) the last hour before the deploy ran off the model
     anomaly_rate: float = 0.0  # share of history points beyond FLEET_ANOMALY_SCALES of the model
     unusable: str | None = None  # why the history's seasonal model was dropped (seasonal is None)
+    jump_quantile: float | None = None  # gauges: TAIL_QUANTILE of one host's relative jumps (centred)
 
 
 @dataclass(frozen=True)
@@ -181,7 +192,9 @@ def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
         history_rate = None
         if m.kind == "count":
             history_rate = _rate(x, frame.values.get(m.denominator) if m.denominator else np.ones(len(x)))
-        metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset, anomaly_rate, unusable)
+        jump_quantile = _jump_quantile(t, x, deployed_at, frame.step) if m.kind == "gauge" else None
+        metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset, anomaly_rate, unusable,
+                                          jump_quantile=jump_quantile)
     return Reference(metrics, int(len(t)))
 
 
@@ -244,6 +257,19 @@ def _relative_noise(t: np.ndarray, x: np.ndarray, deployed_at: int, step: int) -
             if np.isfinite(sd) and sd > 0:
                 return float(sd / math.sqrt(2)), _jump_rate((jumps - np.median(jumps)) / sd)
     return None, None
+
+
+def _jump_quantile(t: np.ndarray, x: np.ndarray, deployed_at: int, step: int) -> float | None:
+    """TAIL_QUANTILE of one host's relative jumps between consecutive points near the deploy's
+    time of day (as _relative_noise picks them): how far above its baseline a canary point of the
+    same code lands once in 1 / (1 - TAIL_QUANTILE). A flat history gives 0: then only the
+    tolerance separates a slow point from a normal one."""
+    near = _near_time_of_day(t, deployed_at, NOISE_HOURS)
+    for mask in (near, np.ones(len(t), dtype=bool)):
+        a, b = _consecutive_pairs(t[mask], x[mask], step)
+        if len(a) >= 30:
+            return centred_upper_quantile(relative_difference(b, a), TAIL_QUANTILE)
+    return None
 
 
 def _tail_aware_sd(x: np.ndarray) -> float:
@@ -634,6 +660,7 @@ def _relative_to_baseline(
     with np.errstate(all="ignore"):
         comparison = compare(m, paired, ref, setting, expected)
     result = _decide(m, comparison, setting)
+    result = _upper_quantile_beyond(m, paired, ref, setting, comparison, result)
     # Minutes held out for a fleet-wide anomaly (a minority) were reported by the canary: covered.
     elapsed = max(0, setting.lifetime_points - setting.remaining_points)
     return _covered_enough(result, n + paired.held_out, setting.lifetime_points, elapsed)
@@ -725,7 +752,9 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         numbers["interval"] = (effect - half, effect + half)
         numbers["interval_test"] = FAIL_TEST
     scale = noise * np.abs(b) * math.sqrt(2) if noise is not None else None
-    excursions = _excursions(m, c - b, scale, ref, directions, setting.budget, setting.lifetime_points, centre=True)
+    # The tail's share is split with the upper-quantile test (_upper_quantile_beyond).
+    tail_budget = replace(setting.budget, fail=setting.budget.fail * (1 - TAIL_QUANTILE_SHARE))
+    excursions = _excursions(m, c - b, scale, ref, directions, tail_budget, setting.lifetime_points, centre=True)
     if mean_b == 0:
         shown = f"canary mean {mean_c:.4g} vs baseline 0 (compared as a difference, tolerance {tolerance:.0%}) over {len(c)} points"
     else:
@@ -764,6 +793,29 @@ def _excursions(m: Metric, difference, scale, ref, directions, budget: Budget, l
     count = int(np.sum(u > EXCURSION_JUMP)) if directions != ["increase", "decrease"] else int(np.sum(np.abs(u) > EXCURSION_JUMP))
     needed = excursion_threshold(rate * len(directions), lifetime_points, budget.fail)
     return count, needed
+
+
+def _upper_quantile_beyond(m: Metric, p: Paired, ref: MetricReference | None, setting: Setting,
+                           comparison: Comparison, result: MetricResult) -> MetricResult:
+    """Fail a gauge judged by its tail whose upper quantile is beyond its noise and tolerance: a
+    slow tail (one point in seven two to four times slower) moves the mean by less than twice the
+    tolerance, and on a noisy pair its points stay within the noise scales the excursions count,
+    but too many of them land above what the noise reaches once in a hundred points. A fail rule
+    only: any other verdict is kept as it is (stats.quantiles.paired_tail_exceedance)."""
+    if (result.verdict == "fail" or m.kind != "gauge" or not m.judges_tail
+            or m.bad_direction not in ("increase", "either") or ref is None or ref.jump_quantile is None
+            or len(p.canary) < MIN_POINTS_FOR_EXCURSIONS):
+        return result
+    tail = paired_tail_exceedance(p.canary, p.baseline, ref.jump_quantile, TAIL_QUANTILE, m.tolerance or 0.0,
+                                  setting.lifetime_points, setting.budget.fail * TAIL_QUANTILE_SHARE,
+                                  half_width=TAIL_LOCAL_HALF_WIDTH)
+    if not tail.beyond:
+        return result
+    return _result(m, "fail", "upper-quantile-beyond-tolerance",
+                   f"{tail.above} separate runs of canary points (of {tail.points}) more than {tail.threshold:.0%} above the baseline "
+                   f"(its noise's {TAIL_QUANTILE:.0%} quantile plus the tolerance; a slow tail): chance makes "
+                   f"{tail.needed}+ in {max(setting.lifetime_points, tail.points)} points implausible; "
+                   f"{comparison.shown}", **comparison.numbers)
 
 
 def _lower_side_sd(centred: np.ndarray) -> float:
