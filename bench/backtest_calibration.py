@@ -20,6 +20,15 @@ ambiguous clean cases (scored neither way, as in bench.cv).
 
     .venv/bin/python -m bench.backtest_calibration ../shared/corpus/dev ../shared/corpus/replicas --pairs
 
+On those pairs the judge raises no false alarm, so predicted and observed meet at 0 and the check
+is weak. The noisy family (`bench.noisy_pairs`: canary and baseline from two different real
+series, as hosts of a heterogeneous fleet) is where clean pairs do fail: give its folder too, and
+it is a family of its own (a pair of series, whichever is the canary, is one series group). Each
+rate comes with its Clopper-Pearson and its Wilson 95% interval.
+
+    .venv/bin/python -m bench.noisy_pairs
+    .venv/bin/python -m bench.backtest_calibration ../shared/corpus/dev ../shared/corpus/replicas bench/corpus-noisy --pairs
+
 `--placebo` (history-only cases): is the gap between predicted and observed in how the backtest
 judges a window, or in what the windows hold? Per clean case, the backtest's own path
 (`backtest.judge_window`) on the case's real deploy window, against its replay (they must agree);
@@ -77,16 +86,34 @@ def outcome(path: str) -> dict:
     return {"path": path, "outcome": result}
 
 
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """The Wilson 95% interval of k in n (bench.cv_report's): narrower than Clopper-Pearson, so
+    "within each other's intervals" is the stricter check with it."""
+    if n <= 0:
+        return 0.0, 1.0
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    return float(lo), float(hi)
+
+
 def pooled(predicted: list[float], windows: int, observed: int, cases: int) -> dict:
     """Predicted (the mean of the cases' predictions, its interval over the distinct windows they
-    rest on) against observed (cases, Clopper-Pearson)."""
+    rest on) against observed (cases), each with its Clopper-Pearson and its Wilson 95% interval;
+    `within`: each inside the other's interval (`within_wilson`: the Wilson ones)."""
     mean = statistics.fmean(predicted) if predicted else None
-    plo, phi = proportion_interval(round(mean * windows), windows) if predicted else (0.0, 1.0)
+    k = round(mean * windows) if predicted else 0
+    plo, phi = proportion_interval(k, windows) if predicted else (0.0, 1.0)
+    pwlo, pwhi = wilson(k, windows) if predicted else (0.0, 1.0)
     lo, hi = proportion_interval(observed, cases)
+    wlo, whi = wilson(observed, cases)
+    seen = observed / cases if cases else None
     return {"predicted": None if mean is None else round(mean, 4), "predicted_ci95": [round(plo, 4), round(phi, 4)],
-            "windows": windows, "observed": round(observed / cases, 4) if cases else None, "observed_count": observed,
-            "cases": cases, "observed_ci95": [round(lo, 4), round(hi, 4)],
-            "within": bool(predicted and cases and lo <= mean <= hi and plo <= observed / cases <= phi)}
+            "predicted_wilson95": [round(pwlo, 4), round(pwhi, 4)],
+            "windows": windows, "observed": None if seen is None else round(seen, 4), "observed_count": observed,
+            "cases": cases, "observed_ci95": [round(lo, 4), round(hi, 4)], "observed_wilson95": [round(wlo, 4), round(whi, 4)],
+            "within": bool(predicted and cases and lo <= mean <= hi and plo <= seen <= phi),
+            "within_wilson": bool(predicted and cases and wlo <= mean <= whi and pwlo <= seen <= pwhi)}
 
 
 PLACEBO_OFFSETS = {"1 lifetime before": 1, "2 lifetimes before": 2, "3 lifetimes before": 3, "1 day before": None}
@@ -139,16 +166,22 @@ def _mean(xs) -> float | None:
     return round(statistics.fmean(xs), 4) if xs else None
 
 
+# bench.cv's families of paired canaries: the dev corpus' (k1m, nab5m), the real replica pairs,
+# and the noisy pairs of two different real series (bench.noisy_pairs), where the judge does
+# raise false alarms on clean cases, so that predicted and observed meet at a level above zero.
+PAIRED_FAMILIES = ("canary-vs-baseline", "replicas", "noisy")
+
+
 def main_pairs(corpora: list[Path], jobs: int, out: Path) -> int:
     from bench.cv import case_row
 
     rows = [case_row(p) for corpus in corpora for p in find_cases(corpus, None)]
-    clean = [r for r in rows if r["expect"] == "pass" and r["family"] in ("canary-vs-baseline", "replicas")]
+    clean = [r for r in rows if r["expect"] == "pass" and r["family"] in PAIRED_FAMILIES]
     print(f"{len(clean)} clean canary-vs-baseline cases", file=sys.stderr)
     outcomes = {o["path"]: o["outcome"] for o in pool_imap(outcome, [r["path"] for r in clean], jobs, "cases")}
     for r in clean:
         r["outcome"] = outcomes[r["path"]]
-        r["source_family"] = "replicas" if r["family"] == "replicas" else r["case"].split("-")[0]
+        r["source_family"] = r["family"] if r["family"] in ("replicas", "noisy") else r["case"].split("-")[0]
     scored = [r for r in clean if not r.get("ambiguous")]
     for r in scored:
         others = [o for o in scored if o["group"] == r["group"] and o is not r]
