@@ -46,10 +46,13 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from bench.run import find_cases, labels, pool_imap
 from gate.analysis import replay_case
 from gate.backtest import DAY, backtest, could_not_tell
-from gate.sources.replay import ReplaySource, load_case
+from gate.series import Frame
+from gate.sources.replay import Case, ReplaySource, load_case
 from gate.stats.rates import proportion_interval
 
 
@@ -207,6 +210,93 @@ def main_pairs(corpora: list[Path], jobs: int, out: Path) -> int:
     return 0
 
 
+class TwoHostSource(ReplaySource):
+    """A noisy case's baseline group as two hosts, read apart as Datadog `by {host}` reads them:
+    the baseline's series and the canary's series over the whole history (bench.noisy_pairs
+    keeps only the canary's window in the case). So `gate backtest` splits it by host, halves of
+    one host each, judged against each other as the live gate judges canary and baseline."""
+
+    def __init__(self, case: Case, hosts: dict[str, Frame]):
+        super().__init__(case)
+        self.hosts = hosts
+
+    def fetch_hosts(self, query) -> dict[str, Frame]:
+        end = min(query.end, self.case.deployed_at - self.case.step)  # never the canary window
+        return {h: f.between(query.start, end) for h, f in self.hosts.items()}
+
+
+def noisy_hosts(path: str, dev: Path) -> tuple[Case, dict[str, Frame]]:
+    """The two series of a noisy case over its whole history: rebuilt from the dev corpus as
+    bench.noisy_pairs builds them (its overlay, its drift), with the canary's point-to-point gain
+    read back from the case's own clean window (least squares where the canary is above 0)."""
+    from bench import noisy_pairs as npairs
+
+    case = load_case(path)
+    meta = json.loads((Path(path) / "case.json").read_text(encoding="utf-8"))
+    metric = case.metrics[0]["name"]
+    roles = meta["source"].split("; ", 1)[1]
+    baseline_source, canary_source = roles.removeprefix("baseline ").split(", canary ")
+    series = {s.source: s for s in npairs.real_series(dev, metric)}
+    times, x, y = npairs.overlay(series[baseline_source], series[canary_source])
+    slow = npairs.drift(y - x)
+    fast = y - x - slow
+    canary = case.frames["canary"].between(case.deployed_at, case.end_at)
+    at = np.searchsorted(times, canary.timestamps)
+    c = canary.values[metric]
+    keep = c > 0
+    gain = float(np.sum(fast[at][keep] * (c - x[at] - slow[at])[keep]) / np.sum(fast[at][keep] ** 2))
+    grid = case.frames["baseline"].timestamps
+    where = np.searchsorted(times, grid)
+    found = (where < len(times)) & (times[np.minimum(where, len(times) - 1)] == grid)
+    other = np.full(len(grid), np.nan)
+    other[found] = np.maximum(0.0, x[where[found]] + slow[where[found]] + gain * fast[where[found]])
+    # named so that the canary's series is the first half (the canary), as in the case
+    hosts = {"0-canary-series": Frame(case.step, grid, {metric: other}),
+             "1-baseline-series": case.frames["baseline"]}
+    return case, hosts
+
+
+def one_noisy(args: tuple[str, int, str]) -> dict:
+    """A noisy clean case: the backtest (split by host) of its two series' history before the
+    deploy, against the case's own replay."""
+    path, windows, dev = args
+    case, hosts = noisy_hosts(path, Path(dev))
+    policy = case.policy()
+    first = int(case.frames["baseline"].timestamps[0])
+    days = (case.deployed_at - first) / DAY
+    row = {"case": case.id, "history_days": round(days, 2)}
+    try:
+        result = backtest(policy, TwoHostSource(case, hosts), days=days, windows=windows, jobs=1, recommend=False)
+        overall = result.to_dict()["overall"]
+        row.update(predicted=overall["false_alarms"]["rate"], predicted_undecided=overall["undecided"]["rate"],
+                   windows=overall["false_alarms"]["of"], mode=result.history.mode)
+    except Exception as e:  # noqa: BLE001 - a case the backtest cannot cut is reported, not fatal
+        row.update(predicted=None, error=f"{type(e).__name__}: {e}"[:200])
+    row["actual"] = outcome(path)["outcome"]
+    return row
+
+
+def main_noisy_split(corpus: Path, dev: Path, windows: int, jobs: int, out: Path) -> int:
+    clean = [str(p) for p in find_cases(corpus, "noisy-aa-*") if labels(p)["expect"] == "pass"]
+    print(f"{len(clean)} clean noisy cases, {windows} windows each", file=sys.stderr)
+    rows = list(pool_imap(one_noisy, [(p, windows, str(dev)) for p in clean], jobs, "cases"))
+    judged = [r for r in rows if r["predicted"] is not None]
+    n = sum(r["windows"] for r in judged)
+    summary = {
+        "cases": len(rows), "backtested": len(judged), "modes": sorted({r["mode"] for r in judged}),
+        "false_alarms": pooled([r["predicted"] for r in judged], n, sum(r["actual"] == "fail" for r in judged), len(judged)),
+        "false_alarms_pooled_windows": sum(round(r["predicted"] * r["windows"]) for r in judged),
+        "undecided": pooled([r["predicted_undecided"] for r in judged], n,
+                            sum(r["actual"] == "undecided" for r in judged), len(judged)),
+        "mean_predicted_of_failed": _mean(r["predicted"] for r in judged if r["actual"] == "fail"),
+        "mean_predicted_of_passed": _mean(r["predicted"] for r in judged if r["actual"] == "pass"),
+        "not_backtested": [r for r in rows if r["predicted"] is None],
+    }
+    out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1), encoding="utf-8")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.backtest_calibration", description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path, nargs="+")
@@ -221,7 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, default=8, help="backtest windows per case")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "backtest_calibration.json")
+    parser.add_argument("--noisy-split", type=Path, metavar="DEV",
+                        help="the noisy folder: each clean case predicted by the backtest split by host of its two "
+                             "series' history (rebuilt from DEV, the dev corpus)")
     args = parser.parse_args(argv)
+    if args.noisy_split:
+        return main_noisy_split(args.corpus[0], args.noisy_split, args.windows, args.jobs,
+                                args.out.with_name("backtest_noisy_split.json")
+                                if args.out.name == "backtest_calibration.json" else args.out)
     if args.placebo:
         return main_placebo(args.corpus[0], args.only, args.jobs, args.out.with_name("backtest_placebo.json")
                             if args.out.name == "backtest_calibration.json" else args.out)
