@@ -97,7 +97,9 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     from statsmodels.stats.proportion import proportion_confint
 
     lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
-    return float(lo), float(hi)
+    # exactly 0 and 1 at the ends (statsmodels' floating point gives 1.7e-18 for 0 of 144, which
+    # would put an observed 0 outside its own interval)
+    return (0.0 if k == 0 else float(lo)), (1.0 if k == n else float(hi))
 
 
 def pooled(predicted: list[float], windows: int, observed: int, cases: int) -> dict:

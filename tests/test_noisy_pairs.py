@@ -115,3 +115,6 @@ def test_backtest_calibration_pairs_scores_the_noisy_family_apart_with_wilson_in
     fa = noisy["false_alarms"]
     lo, hi = fa["observed_wilson95"]
     assert lo <= fa["observed"] <= hi and "within_wilson" in fa
+    undecided = noisy["undecided"]
+    if undecided["observed_count"] == 0:  # none of 0: its own Wilson interval starts at exactly 0
+        assert undecided["observed_wilson95"][0] == 0.0 and undecided["within_wilson"]
