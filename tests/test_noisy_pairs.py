@@ -118,3 +118,23 @@ def test_backtest_calibration_pairs_scores_the_noisy_family_apart_with_wilson_in
     undecided = noisy["undecided"]
     if undecided["observed_count"] == 0:  # none of 0: its own Wilson interval starts at exactly 0
         assert undecided["observed_wilson95"][0] == 0.0 and undecided["within_wilson"]
+
+
+def test_a_noisy_case_is_backtested_split_by_host_over_its_two_series_whole_history(family, corpus):
+    # `--noisy-split`: the two series rebuilt over the history before the deploy are the case's
+    # own (its canary window reproduced to the written precision), and the backtest judges them
+    # as two hosts split in halves, never against the baseline's own history.
+    from bench import backtest_calibration
+
+    out, metas = family
+    meta = next(m for m in metas if m["expect"] == "pass")
+    case, hosts = backtest_calibration.noisy_hosts(str(out / meta["id"]), corpus)
+    name = case.metrics[0]["name"]
+    canary = case.frames["canary"].between(case.deployed_at, case.end_at)
+    rebuilt = hosts["0-canary-series"]
+    at = np.searchsorted(rebuilt.timestamps, canary.timestamps)
+    assert rebuilt.values[name][at] == pytest.approx(canary.values[name], abs=1e-3)
+    assert np.isfinite(rebuilt.values[name][: at[0]]).sum() > 2 * 144  # days of history before the deploy
+    row = backtest_calibration.one_noisy((str(out / meta["id"]), 2, str(corpus)))
+    assert row["mode"] == "split by host" and row["windows"] == 2, row
+    assert row["actual"] in ("pass", "fail", "undecided")
