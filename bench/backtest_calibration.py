@@ -274,8 +274,38 @@ def one_noisy(args: tuple[str, int, str]) -> dict:
                    windows=overall["false_alarms"]["of"], mode=result.history.mode)
     except Exception as e:  # noqa: BLE001 - a case the backtest cannot cut is reported, not fatal
         row.update(predicted=None, error=f"{type(e).__name__}: {e}"[:200])
+        result = None
     row["actual"] = outcome(path)["outcome"]
+    if result is not None:
+        row["screened"] = screened_outcomes(result, case, hosts)
     return row
+
+
+def screened_outcomes(result, case: Case, hosts: dict[str, Frame]) -> list[str]:
+    """The outcomes of the A/A windows that bench.noisy_pairs would have kept as a clean case
+    (its screen on the two series over the window: paired SD within PAIRED_SD of the baseline's
+    level, means within half the tolerance). The family's clean cases are such windows only; the
+    backtest's windows are all windows of the pair, most of them with the two series further
+    apart than that."""
+    from bench import noisy_pairs as npairs
+    from gate.backtest import AA
+
+    metric, tolerance = case.metrics[0]["name"], case.metrics[0]["tolerance"]
+    canary, baseline = hosts["0-canary-series"], hosts["1-baseline-series"]
+    lifetime = case.policy().lifetime
+    kept = []
+    for run in result.runs:
+        if run.label != "policy" or run.injection != AA:
+            continue
+        w = (canary.timestamps >= run.deployed_at) & (canary.timestamps < run.deployed_at + lifetime)
+        x, y = baseline.values[metric][w], canary.values[metric][w]
+        both = np.isfinite(x) & np.isfinite(y)
+        if both.sum() < 3 or not np.mean(x[both]) > 0:
+            continue
+        sd, effect = npairs.window_stats(y[both], x[both])
+        if npairs.PAIRED_SD[0] <= sd <= npairs.PAIRED_SD[1] and abs(effect) <= tolerance / 2:
+            kept.append(run.outcome)
+    return kept
 
 
 def main_noisy_split(corpus: Path, dev: Path, windows: int, jobs: int, out: Path) -> int:
@@ -294,6 +324,14 @@ def main_noisy_split(corpus: Path, dev: Path, windows: int, jobs: int, out: Path
         "mean_predicted_of_passed": _mean(r["predicted"] for r in judged if r["actual"] == "pass"),
         "not_backtested": [r for r in rows if r["predicted"] is None],
     }
+    # The same, on the windows the family's own screen keeps (pooled over windows: a case may
+    # have none): like with like, since its clean cases are screened windows of their pair.
+    kept = [o for r in judged for o in r["screened"]]
+    for name, hit in (("false_alarms", "fail"), ("undecided", "undecided")):
+        k = sum(o == hit for o in kept)
+        summary[f"screened_{name}"] = pooled([k / len(kept)] if kept else [], len(kept),
+                                             sum(r["actual"] == hit for r in judged), len(judged))
+        summary[f"screened_{name}"]["predicted_count"] = k
     out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1), encoding="utf-8")
     print(json.dumps(summary, indent=1))
     return 0
