@@ -29,6 +29,16 @@ rate comes with its Clopper-Pearson and its Wilson 95% interval.
     .venv/bin/python -m bench.noisy_pairs
     .venv/bin/python -m bench.backtest_calibration ../shared/corpus/dev ../shared/corpus/replicas bench/corpus-noisy --pairs
 
+That check cannot fail, at any level: a case predicted by the others of its series averages, over
+the series, to the series' own rate ((n·f - f) / (n - 1) = f). `--noisy-split` is the one that
+can: each clean noisy case's two real series rebuilt over the whole history before its deploy
+(as bench.noisy_pairs builds them; the case's canary window comes out exactly), served as two
+hosts of the baseline group, so that `gate backtest` splits them by host and judges its windows
+as the live gate would; predicted against the case's replay. Also scored on the windows that
+bench.noisy_pairs' clean screen would keep (the family's clean cases are such windows only).
+
+    .venv/bin/python -m bench.backtest_calibration bench/corpus-noisy --noisy-split ../shared/corpus/dev
+
 `--placebo` (history-only cases): is the gap between predicted and observed in how the backtest
 judges a window, or in what the windows hold? Per clean case, the backtest's own path
 (`backtest.judge_window`) on the case's real deploy window, against its replay (they must agree);
