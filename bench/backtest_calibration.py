@@ -287,23 +287,23 @@ def one_noisy(args: tuple[str, int, str]) -> dict:
         result = None
     row["actual"] = outcome(path)["outcome"]
     if result is not None:
-        row["screened"] = screened_outcomes(result, case, hosts)
+        row["screened"], row["apart"] = screened_outcomes(result, case, hosts)
     return row
 
 
-def screened_outcomes(result, case: Case, hosts: dict[str, Frame]) -> list[str]:
+def screened_outcomes(result, case: Case, hosts: dict[str, Frame]) -> tuple[list[str], list[float]]:
     """The outcomes of the A/A windows that bench.noisy_pairs would have kept as a clean case
     (its screen on the two series over the window: paired SD within PAIRED_SD of the baseline's
-    level, means within half the tolerance). The family's clean cases are such windows only; the
-    backtest's windows are all windows of the pair, most of them with the two series further
-    apart than that."""
+    level, means within half the tolerance), and how far apart the two series' means were in each
+    window, in tolerances. The family's clean cases are such windows only; the backtest's
+    windows are all windows of the pair, most of them with the two series further apart."""
     from bench import noisy_pairs as npairs
     from gate.backtest import AA
 
     metric, tolerance = case.metrics[0]["name"], case.metrics[0]["tolerance"]
     canary, baseline = hosts["0-canary-series"], hosts["1-baseline-series"]
     lifetime = case.policy().lifetime
-    kept = []
+    kept, apart = [], []
     for run in result.runs:
         if run.label != "policy" or run.injection != AA:
             continue
@@ -313,9 +313,10 @@ def screened_outcomes(result, case: Case, hosts: dict[str, Frame]) -> list[str]:
         if both.sum() < 3 or not np.mean(x[both]) > 0:
             continue
         sd, effect = npairs.window_stats(y[both], x[both])
+        apart.append(round(abs(effect) / tolerance, 3))
         if npairs.PAIRED_SD[0] <= sd <= npairs.PAIRED_SD[1] and abs(effect) <= tolerance / 2:
             kept.append(run.outcome)
-    return kept
+    return kept, apart
 
 
 def main_noisy_split(corpus: Path, dev: Path, windows: int, jobs: int, out: Path) -> int:
@@ -336,6 +337,9 @@ def main_noisy_split(corpus: Path, dev: Path, windows: int, jobs: int, out: Path
     }
     # The same, on the windows the family's own screen keeps (pooled over windows: a case may
     # have none): like with like, since its clean cases are screened windows of their pair.
+    apart = [a for r in judged for a in r["apart"]]
+    summary["series_apart_in_tolerances"] = {"windows": len(apart), "median": None if not apart else round(
+        statistics.median(apart), 3), "beyond_half": sum(a > 0.5 for a in apart)}
     kept = [o for r in judged for o in r["screened"]]
     for name, hit in (("false_alarms", "fail"), ("undecided", "undecided")):
         k = sum(o == hit for o in kept)
