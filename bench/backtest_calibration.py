@@ -20,6 +20,25 @@ ambiguous clean cases (scored neither way, as in bench.cv).
 
     .venv/bin/python -m bench.backtest_calibration ../shared/corpus/dev ../shared/corpus/replicas --pairs
 
+On those pairs the judge raises no false alarm, so predicted and observed meet at 0 and the check
+is weak. The noisy family (`bench.noisy_pairs`: canary and baseline from two different real
+series, as hosts of a heterogeneous fleet) is where clean pairs do fail: give its folder too, and
+it is a family of its own (a pair of series, whichever is the canary, is one series group). Each
+rate comes with its Clopper-Pearson and its Wilson 95% interval.
+
+    .venv/bin/python -m bench.noisy_pairs
+    .venv/bin/python -m bench.backtest_calibration ../shared/corpus/dev ../shared/corpus/replicas bench/corpus-noisy --pairs
+
+That check cannot fail, at any level: a case predicted by the others of its series averages, over
+the series, to the series' own rate ((n·f - f) / (n - 1) = f). `--noisy-split` is the one that
+can: each clean noisy case's two real series rebuilt over the whole history before its deploy
+(as bench.noisy_pairs builds them; the case's canary window comes out exactly), served as two
+hosts of the baseline group, so that `gate backtest` splits them by host and judges its windows
+as the live gate would; predicted against the case's replay. Also scored on the windows that
+bench.noisy_pairs' clean screen would keep (the family's clean cases are such windows only).
+
+    .venv/bin/python -m bench.backtest_calibration bench/corpus-noisy --noisy-split ../shared/corpus/dev
+
 `--placebo` (history-only cases): is the gap between predicted and observed in how the backtest
 judges a window, or in what the windows hold? Per clean case, the backtest's own path
 (`backtest.judge_window`) on the case's real deploy window, against its replay (they must agree);
@@ -37,10 +56,13 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from bench.run import find_cases, labels, pool_imap
 from gate.analysis import replay_case
 from gate.backtest import DAY, backtest, could_not_tell
-from gate.sources.replay import ReplaySource, load_case
+from gate.series import Frame
+from gate.sources.replay import Case, ReplaySource, load_case
 from gate.stats.rates import proportion_interval
 
 
@@ -77,16 +99,36 @@ def outcome(path: str) -> dict:
     return {"path": path, "outcome": result}
 
 
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """The Wilson 95% interval of k in n (bench.cv_report's): narrower than Clopper-Pearson, so
+    "within each other's intervals" is the stricter check with it."""
+    if n <= 0:
+        return 0.0, 1.0
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    # exactly 0 and 1 at the ends (statsmodels' floating point gives 1.7e-18 for 0 of 144, which
+    # would put an observed 0 outside its own interval)
+    return (0.0 if k == 0 else float(lo)), (1.0 if k == n else float(hi))
+
+
 def pooled(predicted: list[float], windows: int, observed: int, cases: int) -> dict:
     """Predicted (the mean of the cases' predictions, its interval over the distinct windows they
-    rest on) against observed (cases, Clopper-Pearson)."""
+    rest on) against observed (cases), each with its Clopper-Pearson and its Wilson 95% interval;
+    `within`: each inside the other's interval (`within_wilson`: the Wilson ones)."""
     mean = statistics.fmean(predicted) if predicted else None
-    plo, phi = proportion_interval(round(mean * windows), windows) if predicted else (0.0, 1.0)
+    k = round(mean * windows) if predicted else 0
+    plo, phi = proportion_interval(k, windows) if predicted else (0.0, 1.0)
+    pwlo, pwhi = wilson(k, windows) if predicted else (0.0, 1.0)
     lo, hi = proportion_interval(observed, cases)
+    wlo, whi = wilson(observed, cases)
+    seen = observed / cases if cases else None
     return {"predicted": None if mean is None else round(mean, 4), "predicted_ci95": [round(plo, 4), round(phi, 4)],
-            "windows": windows, "observed": round(observed / cases, 4) if cases else None, "observed_count": observed,
-            "cases": cases, "observed_ci95": [round(lo, 4), round(hi, 4)],
-            "within": bool(predicted and cases and lo <= mean <= hi and plo <= observed / cases <= phi)}
+            "predicted_wilson95": [round(pwlo, 4), round(pwhi, 4)],
+            "windows": windows, "observed": None if seen is None else round(seen, 4), "observed_count": observed,
+            "cases": cases, "observed_ci95": [round(lo, 4), round(hi, 4)], "observed_wilson95": [round(wlo, 4), round(whi, 4)],
+            "within": bool(predicted and cases and lo <= mean <= hi and plo <= seen <= phi),
+            "within_wilson": bool(predicted and cases and wlo <= mean <= whi and pwlo <= seen <= pwhi)}
 
 
 PLACEBO_OFFSETS = {"1 lifetime before": 1, "2 lifetimes before": 2, "3 lifetimes before": 3, "1 day before": None}
@@ -139,16 +181,22 @@ def _mean(xs) -> float | None:
     return round(statistics.fmean(xs), 4) if xs else None
 
 
+# bench.cv's families of paired canaries: the dev corpus' (k1m, nab5m), the real replica pairs,
+# and the noisy pairs of two different real series (bench.noisy_pairs), where the judge does
+# raise false alarms on clean cases, so that predicted and observed meet at a level above zero.
+PAIRED_FAMILIES = ("canary-vs-baseline", "replicas", "noisy")
+
+
 def main_pairs(corpora: list[Path], jobs: int, out: Path) -> int:
     from bench.cv import case_row
 
     rows = [case_row(p) for corpus in corpora for p in find_cases(corpus, None)]
-    clean = [r for r in rows if r["expect"] == "pass" and r["family"] in ("canary-vs-baseline", "replicas")]
+    clean = [r for r in rows if r["expect"] == "pass" and r["family"] in PAIRED_FAMILIES]
     print(f"{len(clean)} clean canary-vs-baseline cases", file=sys.stderr)
     outcomes = {o["path"]: o["outcome"] for o in pool_imap(outcome, [r["path"] for r in clean], jobs, "cases")}
     for r in clean:
         r["outcome"] = outcomes[r["path"]]
-        r["source_family"] = "replicas" if r["family"] == "replicas" else r["case"].split("-")[0]
+        r["source_family"] = r["family"] if r["family"] in ("replicas", "noisy") else r["case"].split("-")[0]
     scored = [r for r in clean if not r.get("ambiguous")]
     for r in scored:
         others = [o for o in scored if o["group"] == r["group"] and o is not r]
@@ -174,6 +222,135 @@ def main_pairs(corpora: list[Path], jobs: int, out: Path) -> int:
     return 0
 
 
+class TwoHostSource(ReplaySource):
+    """A noisy case's baseline group as two hosts, read apart as Datadog `by {host}` reads them:
+    the baseline's series and the canary's series over the whole history (bench.noisy_pairs
+    keeps only the canary's window in the case). So `gate backtest` splits it by host, halves of
+    one host each, judged against each other as the live gate judges canary and baseline."""
+
+    def __init__(self, case: Case, hosts: dict[str, Frame]):
+        super().__init__(case)
+        self.hosts = hosts
+
+    def fetch_hosts(self, query) -> dict[str, Frame]:
+        end = min(query.end, self.case.deployed_at - self.case.step)  # never the canary window
+        return {h: f.between(query.start, end) for h, f in self.hosts.items()}
+
+
+def noisy_hosts(path: str, dev: Path) -> tuple[Case, dict[str, Frame]]:
+    """The two series of a noisy case over its whole history: rebuilt from the dev corpus as
+    bench.noisy_pairs builds them (its overlay, its drift), with the canary's point-to-point gain
+    read back from the case's own clean window (least squares where the canary is above 0)."""
+    from bench import noisy_pairs as npairs
+
+    case = load_case(path)
+    meta = json.loads((Path(path) / "case.json").read_text(encoding="utf-8"))
+    metric = case.metrics[0]["name"]
+    roles = meta["source"].split("; ", 1)[1]
+    baseline_source, canary_source = roles.removeprefix("baseline ").split(", canary ")
+    series = {s.source: s for s in npairs.real_series(dev, metric)}
+    times, x, y = npairs.overlay(series[baseline_source], series[canary_source])
+    slow = npairs.drift(y - x)
+    fast = y - x - slow
+    canary = case.frames["canary"].between(case.deployed_at, case.end_at)
+    at = np.searchsorted(times, canary.timestamps)
+    c = canary.values[metric]
+    keep = c > 0
+    gain = float(np.sum(fast[at][keep] * (c - x[at] - slow[at])[keep]) / np.sum(fast[at][keep] ** 2))
+    grid = case.frames["baseline"].timestamps
+    where = np.searchsorted(times, grid)
+    found = (where < len(times)) & (times[np.minimum(where, len(times) - 1)] == grid)
+    other = np.full(len(grid), np.nan)
+    other[found] = np.maximum(0.0, x[where[found]] + slow[where[found]] + gain * fast[where[found]])
+    # named so that the canary's series is the first half (the canary), as in the case
+    hosts = {"0-canary-series": Frame(case.step, grid, {metric: other}),
+             "1-baseline-series": case.frames["baseline"]}
+    return case, hosts
+
+
+def one_noisy(args: tuple[str, int, str]) -> dict:
+    """A noisy clean case: the backtest (split by host) of its two series' history before the
+    deploy, against the case's own replay."""
+    path, windows, dev = args
+    case, hosts = noisy_hosts(path, Path(dev))
+    policy = case.policy()
+    first = int(case.frames["baseline"].timestamps[0])
+    days = (case.deployed_at - first) / DAY
+    row = {"case": case.id, "history_days": round(days, 2)}
+    try:
+        result = backtest(policy, TwoHostSource(case, hosts), days=days, windows=windows, jobs=1, recommend=False)
+        overall = result.to_dict()["overall"]
+        row.update(predicted=overall["false_alarms"]["rate"], predicted_undecided=overall["undecided"]["rate"],
+                   windows=overall["false_alarms"]["of"], mode=result.history.mode)
+    except Exception as e:  # noqa: BLE001 - a case the backtest cannot cut is reported, not fatal
+        row.update(predicted=None, error=f"{type(e).__name__}: {e}"[:200])
+        result = None
+    row["actual"] = outcome(path)["outcome"]
+    if result is not None:
+        row["screened"], row["apart"] = screened_outcomes(result, case, hosts)
+    return row
+
+
+def screened_outcomes(result, case: Case, hosts: dict[str, Frame]) -> tuple[list[str], list[float]]:
+    """The outcomes of the A/A windows that bench.noisy_pairs would have kept as a clean case
+    (its screen on the two series over the window: paired SD within PAIRED_SD of the baseline's
+    level, means within half the tolerance), and how far apart the two series' means were in each
+    window, in tolerances. The family's clean cases are such windows only; the backtest's
+    windows are all windows of the pair, most of them with the two series further apart."""
+    from bench import noisy_pairs as npairs
+    from gate.backtest import AA
+
+    metric, tolerance = case.metrics[0]["name"], case.metrics[0]["tolerance"]
+    canary, baseline = hosts["0-canary-series"], hosts["1-baseline-series"]
+    lifetime = case.policy().lifetime
+    kept, apart = [], []
+    for run in result.runs:
+        if run.label != "policy" or run.injection != AA:
+            continue
+        w = (canary.timestamps >= run.deployed_at) & (canary.timestamps < run.deployed_at + lifetime)
+        x, y = baseline.values[metric][w], canary.values[metric][w]
+        both = np.isfinite(x) & np.isfinite(y)
+        if both.sum() < 3 or not np.mean(x[both]) > 0:
+            continue
+        sd, effect = npairs.window_stats(y[both], x[both])
+        apart.append(round(abs(effect) / tolerance, 3))
+        if npairs.PAIRED_SD[0] <= sd <= npairs.PAIRED_SD[1] and abs(effect) <= tolerance / 2:
+            kept.append(run.outcome)
+    return kept, apart
+
+
+def main_noisy_split(corpus: Path, dev: Path, windows: int, jobs: int, out: Path) -> int:
+    clean = [str(p) for p in find_cases(corpus, "noisy-aa-*") if labels(p)["expect"] == "pass"]
+    print(f"{len(clean)} clean noisy cases, {windows} windows each", file=sys.stderr)
+    rows = list(pool_imap(one_noisy, [(p, windows, str(dev)) for p in clean], jobs, "cases"))
+    judged = [r for r in rows if r["predicted"] is not None]
+    n = sum(r["windows"] for r in judged)
+    summary = {
+        "cases": len(rows), "backtested": len(judged), "modes": sorted({r["mode"] for r in judged}),
+        "false_alarms": pooled([r["predicted"] for r in judged], n, sum(r["actual"] == "fail" for r in judged), len(judged)),
+        "false_alarms_pooled_windows": sum(round(r["predicted"] * r["windows"]) for r in judged),
+        "undecided": pooled([r["predicted_undecided"] for r in judged], n,
+                            sum(r["actual"] == "undecided" for r in judged), len(judged)),
+        "mean_predicted_of_failed": _mean(r["predicted"] for r in judged if r["actual"] == "fail"),
+        "mean_predicted_of_passed": _mean(r["predicted"] for r in judged if r["actual"] == "pass"),
+        "not_backtested": [r for r in rows if r["predicted"] is None],
+    }
+    # The same, on the windows the family's own screen keeps (pooled over windows: a case may
+    # have none): like with like, since its clean cases are screened windows of their pair.
+    apart = [a for r in judged for a in r["apart"]]
+    summary["series_apart_in_tolerances"] = {"windows": len(apart), "median": None if not apart else round(
+        statistics.median(apart), 3), "beyond_half": sum(a > 0.5 for a in apart)}
+    kept = [o for r in judged for o in r["screened"]]
+    for name, hit in (("false_alarms", "fail"), ("undecided", "undecided")):
+        k = sum(o == hit for o in kept)
+        summary[f"screened_{name}"] = pooled([k / len(kept)] if kept else [], len(kept),
+                                             sum(r["actual"] == hit for r in judged), len(judged))
+        summary[f"screened_{name}"]["predicted_count"] = k
+    out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1), encoding="utf-8")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.backtest_calibration", description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path, nargs="+")
@@ -188,7 +365,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, default=8, help="backtest windows per case")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "backtest_calibration.json")
+    parser.add_argument("--noisy-split", type=Path, metavar="DEV",
+                        help="the noisy folder: each clean case predicted by the backtest split by host of its two "
+                             "series' history (rebuilt from DEV, the dev corpus)")
     args = parser.parse_args(argv)
+    if args.noisy_split:
+        return main_noisy_split(args.corpus[0], args.noisy_split, args.windows, args.jobs,
+                                args.out.with_name("backtest_noisy_split.json")
+                                if args.out.name == "backtest_calibration.json" else args.out)
     if args.placebo:
         return main_placebo(args.corpus[0], args.only, args.jobs, args.out.with_name("backtest_placebo.json")
                             if args.out.name == "backtest_calibration.json" else args.out)

@@ -314,3 +314,41 @@ def test_thinning_a_count_beyond_what_an_integer_holds_scales_it_instead_of_cras
 
     thinned = thin(np.array([1e19, 4.0, np.nan]), np.array([0.5, 0.5, 0.5]), np.random.default_rng(1))
     assert thinned[0] == 5e18 and 0 <= thinned[1] <= 4 and np.isnan(thinned[2])
+
+
+def test_over_cloudwatch_a_bad_instance_is_a_false_alarm_of_the_split_in_every_window(aws):
+    """End to end over moto: the backtest reads the group, then instance by instance (two
+    requests), judges the halves (i-0a, i-0c) against (i-0b) as canary and baseline, and an
+    instance running at twice the others' CPU over the whole history fails cpu in every A/A
+    window, where the group's own history (history-only) would never show it."""
+    minutes = 6 * 60
+    now = int(time.time()) // 60 * 60
+    rng = np.random.default_rng(4)
+    cloudwatch = aws.client("cloudwatch")
+    for namespace, metric in (("AWS/EC2", "CPUUtilization"), ("CWAgent", "mem_used_percent")):
+        level = 30.0 if metric == "CPUUtilization" else 50.0
+        bad = np.array([2.0 if (i == "i-0a" and metric == "CPUUtilization") else 1.0 for i in INSTANCES])
+        values = bad[:, None] * level * (1 + 0.03 * rng.standard_normal((len(INSTANCES), minutes)))
+        data = []
+        for minute in range(minutes):
+            t = datetime.fromtimestamp(now - (minutes - minute) * 60, UTC)
+            for instance, value in zip(INSTANCES, values[:, minute]):
+                dims = [{"Name": "AutoScalingGroupName", "Value": "web-baseline"},
+                        {"Name": "InstanceId", "Value": instance}]
+                data.append({"MetricName": metric, "Dimensions": dims, "Value": float(value), "Timestamp": t})
+            data.append({"MetricName": metric, "Value": float(values[:, minute].mean()), "Timestamp": t,  # the group
+                         "Dimensions": [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]})
+        for i in range(0, len(data), 1000):
+            cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[i:i + 1000])
+    from tests.test_cloudwatch_moto import policy_data
+
+    data = policy_data()
+    data.update(lifetime="20m", metrics=[m for m in data["metrics"] if m["name"] in ("cpu", "memory")])
+    policy = parse_policy(data)
+    result = backtest(policy, open_source(policy), days=minutes * 60 / 86400, windows=2, until=now, jobs=1,
+                      recommend=False)
+    assert result.history.mode == SPLIT and "3 hosts" in result.history.why, result.history.why
+    assert result.history.requests == 2
+    assert false_alarms(result.runs, "policy", "cpu").hits == 2  # both windows: the bad instance's half
+    assert false_alarms(result.runs, "policy", "memory").hits == 0  # its memory is like the others'
+

@@ -83,3 +83,58 @@ def test_the_same_dev_corpus_gives_the_same_bytes(family, corpus, tmp_path):
         return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())).hexdigest()
 
     assert again == metas and digest(tmp_path / "again") == digest(out)
+
+
+def test_backtest_calibration_pairs_scores_the_noisy_family_apart_with_wilson_intervals(family, tmp_path):
+    # Issue 27's done-when at a level above zero: `bench.backtest_calibration --pairs` given the
+    # noisy folder scores its clean cases as a family of their own, each predicted from the other
+    # clean windows of its pair of series. Before: the family was dropped (only canary-vs-baseline
+    # and replicas were read), so the check ran at 0 only.
+    import shutil
+
+    from bench import backtest_calibration
+
+    out, metas = family
+    groups: dict[str, list[dict]] = {}
+    for meta in metas:
+        if meta["expect"] == "pass":
+            groups.setdefault(cv.series_group(meta["source"]), []).append(meta)
+    chosen = [m for g in sorted(groups)[:2] for m in groups[g]]
+    corpus = tmp_path / "noisy"
+    for meta in chosen:
+        shutil.copytree(out / meta["id"], corpus / meta["id"])
+    assert backtest_calibration.main([str(corpus), "--pairs", "--jobs", "1", "--out", str(tmp_path / "pairs.json")]) == 0
+    report = json.loads((tmp_path / "pairs.json").read_text(encoding="utf-8"))
+    noisy = report["summary"]["noisy"]
+    assert noisy["series"] == 2 and noisy["false_alarms"]["cases"] == len(chosen)
+    rows = {r["case"]: r for r in report["rows"]}
+    for meta in chosen:  # each predicted from the others of its series, never from itself
+        mine = [m for m in chosen if cv.series_group(m["source"]) == cv.series_group(meta["source"])]
+        others = [rows[m["id"]]["outcome"] for m in mine if m is not meta]
+        assert rows[meta["id"]]["predicted"] == pytest.approx(sum(o == "fail" for o in others) / len(others))
+    fa = noisy["false_alarms"]
+    lo, hi = fa["observed_wilson95"]
+    assert lo <= fa["observed"] <= hi and "within_wilson" in fa
+    undecided = noisy["undecided"]
+    if undecided["observed_count"] == 0:  # none of 0: its own Wilson interval starts at exactly 0
+        assert undecided["observed_wilson95"][0] == 0.0 and undecided["within_wilson"]
+
+
+def test_a_noisy_case_is_backtested_split_by_host_over_its_two_series_whole_history(family, corpus):
+    # `--noisy-split`: the two series rebuilt over the history before the deploy are the case's
+    # own (its canary window reproduced to the written precision), and the backtest judges them
+    # as two hosts split in halves, never against the baseline's own history.
+    from bench import backtest_calibration
+
+    out, metas = family
+    meta = next(m for m in metas if m["expect"] == "pass")
+    case, hosts = backtest_calibration.noisy_hosts(str(out / meta["id"]), corpus)
+    name = case.metrics[0]["name"]
+    canary = case.frames["canary"].between(case.deployed_at, case.end_at)
+    rebuilt = hosts["0-canary-series"]
+    at = np.searchsorted(rebuilt.timestamps, canary.timestamps)
+    assert rebuilt.values[name][at] == pytest.approx(canary.values[name], abs=1e-3)
+    assert np.isfinite(rebuilt.values[name][: at[0]]).sum() > 2 * 144  # days of history before the deploy
+    row = backtest_calibration.one_noisy((str(out / meta["id"]), 2, str(corpus)))
+    assert row["mode"] == "split by host" and row["windows"] == 2, row
+    assert row["actual"] in ("pass", "fail", "undecided")
