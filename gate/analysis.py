@@ -8,7 +8,6 @@ announced (`announce`).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -21,6 +20,7 @@ from gate.lifecycle import CLI, Deploy, Names, register
 from gate.policy import Policy, with_overrides
 from gate.request_budget import BudgetSpent
 from gate.series import Frame, Observations
+from gate.settings import current_settings
 from gate.sources import DEMO_SOURCES, MetricSource, Query, fixed_filters, look
 from gate.sources.replay import Case, ReplaySource, load_case
 from gate.release import iso
@@ -268,10 +268,10 @@ class Analysis:
         """Each failing metric's links to the canary's traces, logs and the metric (gate.links)."""
         from gate.evidence import with_links
 
-        region = self.policy.source.options.get("region") or os.environ.get("AWS_DEFAULT_REGION") \
-            or os.environ.get("AWS_REGION")
+        settings = current_settings()
+        region = self.policy.source_region or settings.region
         return with_links(verdict, self.policy, self.source, self.canary, self.baseline,
-                          site=os.environ.get("DD_SITE") or "datadoghq.com", region=region)
+                          site=settings.datadog_site or "datadoghq.com", region=region)
 
     def _without_history(self, verdict: Verdict) -> Verdict:
         """A verdict reached on a reference learned from nothing: never a pass (inconclusive, until

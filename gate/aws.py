@@ -9,11 +9,11 @@ attempts inside each of its own.
 
 from __future__ import annotations
 
-import os
 import random
 from typing import Any
 
 from gate.errors import SourceError
+from gate.settings import current_settings
 
 NO_REGION = "no AWS region: set source.options.region or AWS_DEFAULT_REGION"
 
@@ -93,9 +93,10 @@ def make_client(service: str, region: str | None, *, attempts: int = RETRIES["to
         except NoRegionError:
             # botocore reads AWS_DEFAULT_REGION (or the profile), not AWS_REGION, which the AWS
             # CLI v2, the other SDKs and Lambda use: take it when botocore found nothing else.
-            if not os.environ.get("AWS_REGION"):
+            fallback = current_settings().aws_region
+            if not fallback:
                 raise
-            return boto3.client(service, region_name=os.environ["AWS_REGION"], config=config)
+            return boto3.client(service, region_name=fallback, config=config)
     except NoRegionError:
         raise SourceError(NO_REGION) from None
     except BotoCoreError as e:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 import traceback
@@ -632,11 +631,14 @@ def main() -> None:
     Usage errors stay click's (exit 2); anything unexpected is a could-not-judge, not a pass.
     GATE_LOG_LEVEL (DEBUG, INFO, ...) shows the gate's own log lines on stderr.
     """
-    configure_logging(os.environ.get("GATE_LOG_LEVEL"))
+    from gate.settings import current_settings
+
+    settings = current_settings()
+    configure_logging(settings.log_level)
     try:
         app()
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - a crash must never read as a pass
-        if os.environ.get("GATE_DEBUG") and not isinstance(e, (GateError, KeyboardInterrupt)):
+        if settings.debug and not isinstance(e, (GateError, KeyboardInterrupt)):
             traceback.print_exc()
         sys.exit(print_error(error_line(e)))
 

@@ -613,11 +613,19 @@ class Policy(Strict):
         return next(m for m in self.metrics if m.name == name)
 
     @property
+    def source_region(self) -> str | None:
+        """The region the source names (`source.options.region`, a CloudWatch source's), or None."""
+        return self.source.options.get("region")
+
+    @property
     def aws_region(self) -> str | None:
-        """The region of the groups' AWS calls (Auto Scaling, EC2): `actions.region`, else a
-        CloudWatch source's `region`; None: the boto3 chain. (A rollout's load balancer is called
-        in its own ARN's region: `rollout.region`.)"""
-        return self.actions.region or self.source.options.get("region")
+        """The region of the gate's AWS calls on the groups (Auto Scaling, EC2), one rule: the
+        action's region (`actions.region`) if set, else the source's (`source_region`), else
+        None: the settings' (gate.aws.make_client: botocore's chain, AWS_DEFAULT_REGION or the
+        profile, then AWS_REGION). Two calls follow where their object lives instead: a
+        rollout's load balancer is called in its ARN's region (`rollout.region`), and the
+        CloudWatch source and its links in the source's."""
+        return self.actions.region or self.source_region
 
     @property
     def history_only(self) -> bool:

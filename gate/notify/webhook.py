@@ -25,13 +25,13 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from gate import present
 from gate.release import iso
+from gate.settings import current_settings
 from gate.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,8 @@ def notify(verdict: Verdict, policy: Any, *, store: Any = None, canary: str, bas
         return False
     if store is not None and _already_sent(store, verdict):
         return True
-    url, secret = os.environ.get(ENV_URL), os.environ.get(ENV_SECRET)
+    settings = current_settings()
+    url, secret = settings.webhook_url, settings.webhook_secret
     detail: dict[str, Any] = {"channel": CHANNEL, "verdict": verdict.verdict, "evaluated_at": iso(verdict.evaluated_at),
                               "deployed_at": iso(verdict.deployed_at)}
     try:
@@ -170,7 +171,7 @@ def notify(verdict: Verdict, policy: Any, *, store: Any = None, canary: str, bas
             raise WebhookError(f"notify.webhook is on but {missing} is not set")
         payload = json.dumps(body(verdict, policy=policy.name, canary=canary, baseline=baseline,
                                   report_url=report_url,
-                                  build_url=build_url if build_url is not None else os.environ.get("BUILD_URL")),
+                                  build_url=build_url if build_url is not None else settings.build_url),
                              separators=(",", ":")).encode()
         detail["attempts"] = send(payload, url, secret)
         ok = True

@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import socket
 import time
@@ -51,6 +50,7 @@ from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
 from gate.request_budget import BudgetSpent, Heard, RequestBudget, budget_spent, shared_budget, wait_for_request
 from gate.series import Frame, Observations
+from gate.settings import DATADOG_API_KEY, DATADOG_APP_KEY, DATADOG_SITE, DATADOG_URL, current_settings
 from gate.sources import CannotSplit, Query, count_denominators
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 # look answers could not judge, naming the budget, rather than being killed mid-sleep.
 MAX_BUDGET_WAIT = 100.0
 
-URL_ENV, SITE_ENV, API_KEY_ENV, APP_KEY_ENV = "GATE_DATADOG_URL", "DD_SITE", "DD_API_KEY", "DD_APP_KEY"
+URL_ENV, SITE_ENV, API_KEY_ENV, APP_KEY_ENV = DATADOG_URL, DATADOG_SITE, DATADOG_API_KEY, DATADOG_APP_KEY
 
 # Datadog tags: start with a letter; letters, digits, `_ - : . /`; at most 200 characters.
 # Anything else (braces, commas, spaces, `!`, `*`, quotes, operators) would change the query.
@@ -834,7 +834,8 @@ def _secrets() -> list[str]:
     """The keys as they may show in a message: raw, trimmed, and as Python shows them in a
     repr (a key with a newline prints as `...\\n`); longest first."""
     forms = set()
-    for value in (os.environ.get(API_KEY_ENV), os.environ.get(APP_KEY_ENV)):
+    settings = current_settings()
+    for value in (settings.datadog_api_key, settings.datadog_app_key):
         if value:
             forms.update({value, value.strip(), repr(value)[1:-1]})
     return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
@@ -853,7 +854,8 @@ def configuration(timeout: float):
     is ours to report)."""
     from datadog_api_client import Configuration
 
-    keys = {API_KEY_ENV: os.environ.get(API_KEY_ENV), APP_KEY_ENV: os.environ.get(APP_KEY_ENV)}
+    settings = current_settings()
+    keys = {API_KEY_ENV: settings.datadog_api_key, APP_KEY_ENV: settings.datadog_app_key}
     missing = [name for name, value in keys.items() if not value]
     if missing:
         raise SourceError(f"{' and '.join(missing)} not set: the Datadog source needs both keys")
@@ -865,14 +867,14 @@ def configuration(timeout: float):
                 f"{name} holds characters a Datadog key cannot have (whitespace, a line end, "
                 "non-ASCII): check how it is set"
             )
-    url = os.environ.get(URL_ENV)
+    url = settings.datadog_url
     config = Configuration(host=url.rstrip("/") if url else None, request_timeout=timeout)
-    if not url and os.environ.get(SITE_ENV):
-        config.server_variables["site"] = os.environ[SITE_ENV]
+    if not url and settings.datadog_site:
+        config.server_variables["site"] = settings.datadog_site
     try:
         config.host  # noqa: B018 - validates DD_SITE now rather than at the first request
     except ValueError:
-        raise SourceError(f"{SITE_ENV}: unknown Datadog site {os.environ.get(SITE_ENV)!r}") from None
+        raise SourceError(f"{SITE_ENV}: unknown Datadog site {settings.datadog_site!r}") from None
     config.api_key["apiKeyAuth"] = keys[API_KEY_ENV]
     config.api_key["appKeyAuth"] = keys[APP_KEY_ENV]
     config.enable_retry = False
