@@ -240,9 +240,10 @@ def rollout(
 
     check_release(release)
     analysis, _ = _open_release(release, policy, canary, baseline, deployed_at, store, None, None, False)
-    if analysis.policy.rollout is None:
-        raise fail_closed(f"{policy}: rollout: the policy has no rollout section (listener_arn or rule_arn, "
-                          "canary_target_group, production_target_group, steps, step_lifetime)")
+    try:
+        analysis.policy.rollout_or_refuse()
+    except PolicyError as e:
+        raise fail_closed(f"{policy}: {e}") from None
     router = router_for(analysis.policy, analysis.store, release, simulated=simulated_alb)
     machine = steps.Rollout(analysis, router, dry_run=dry_run)
 
@@ -256,7 +257,7 @@ def rollout(
         out.print(f"rollout {escape(release)}: {escape(seen.summary())}", highlight=False)
         if seen.verdict is not None:
             print_result(seen.verdict, False, analysis)
-    if seen.status in ("complete", "rolled_back") and seen.verdict is not None and not dry_run:
+    if seen.to_announce:
         _announce(machine.judged, machine.evaluation)  # the step's analysis: its window, its verdict
     raise typer.Exit(seen.exit_code)  # a dry run's is never 0 (gate.rollout.Look), as its JSON says
 

@@ -612,6 +612,13 @@ class Policy(Strict):
     def metric(self, name: str) -> Metric:
         return next(m for m in self.metrics if m.name == name)
 
+    def rollout_or_refuse(self) -> Rollout:
+        """The rollout section, for whatever steps traffic (`gate rollout`, the Lambda's rollout
+        looks, gate.rollout.Rollout); a policy without one is refused here, once."""
+        if self.rollout is None:
+            raise PolicyError(f"rollout: {NO_ROLLOUT}")
+        return self.rollout
+
     @property
     def source_region(self) -> str | None:
         """The region the source names (`source.options.region`, a CloudWatch source's), or None."""
@@ -631,6 +638,9 @@ class Policy(Strict):
     def history_only(self) -> bool:
         return self.baseline is None
 
+
+NO_ROLLOUT = ("the policy has no rollout section (listener_arn or rule_arn, canary_target_group, "
+              "production_target_group, steps, step_lifetime)")
 
 # Bounds of a policy: far above any real one (a few hundred values, a few levels deep, a few KB),
 # far below what would exhaust memory or the stack. YAML aliases are counted expanded: a "billion

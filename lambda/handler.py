@@ -443,16 +443,14 @@ def rollout(analysis: Analysis, request: Judgement) -> dict:
     from gate.rollout import Rollout
     from gate.traffic import forward_of
 
-    if analysis.policy.rollout is None:
-        raise PolicyError("rollout: the policy has no rollout section (listener_arn or rule_arn, "
-                          "canary_target_group, production_target_group, steps, step_lifetime)")
+    analysis.policy.rollout_or_refuse()
     machine = Rollout(analysis, forward_of(analysis.policy), clock=time.time)
     step = request["rollout_step"]
     seen = machine.advance(step) if step is not None else machine.look(request["now"])
     metrics.add_dimension(name="Outcome", value=f"rollout-{seen.status}")
     metrics.add_metric(name="RolloutLooks", unit=MetricUnit.Count, value=1)
     answer = {**seen.to_dict(), "interval_seconds": analysis.policy.interval, **same_deploy(analysis)}
-    if seen.status in ("complete", "rolled_back") and machine.evaluation is not None:
+    if seen.to_announce:
         report = announce(machine.judged, machine.evaluation, report=bool(settings.current_settings().report_bucket),
                           build_url=request["build_url"])
         if report:
