@@ -226,10 +226,10 @@ class S3ReferenceCache:
     key = staticmethod(reference_key)
 
     def __init__(self, bucket: str, client: Any = None):
-        import boto3
+        from gate.aws import make_client
 
         self.bucket = bucket
-        self.client = client or boto3.client("s3")
+        self.client = client or make_client("s3", bounded=False)
         self._damaged: set[str] = set()
 
     def _where(self, key: str) -> str:

@@ -334,9 +334,9 @@ def _n(value: float) -> dict:
 
 @lru_cache(maxsize=4)
 def _dynamodb(endpoint: str | None) -> Any:
-    import boto3
+    from gate.aws import make_client
 
-    return boto3.client("dynamodb")  # once per container: a client is slow to build
+    return make_client("dynamodb", bounded=False)  # once per container: a client is slow to build
 
 
 def shared_budget(name: str) -> RequestBudget:

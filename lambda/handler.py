@@ -75,7 +75,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 # when a fit (not with a cached reference) or a fetch first needs them, so a cold start that
 # only answers a retry or a bad event does not pay for them (bench/lambda_import.py).
 from gate.analysis import Analysis, announce, current_moment, open_release, register_release
-from gate.aws import error_code, transient
+from gate.aws import error_code, make_client, transient
 from gate.cache import lambda_cache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
 from gate.lifecycle import LAMBDA, POLICY_DIGEST, policy_digest
@@ -276,11 +276,10 @@ def is_ssm(reference: dict | str) -> bool:
 
 
 def _read_s3(bucket: str, key: str, reference: str) -> bytes:
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        body = make_client("s3", bounded=False).get_object(Bucket=bucket, Key=key)["Body"]
         return body.read(MAX_POLICY_BYTES + 1)  # more is refused as too large
     except (ClientError, BotoCoreError) as e:
         raise _unreadable(reference, e, (error_code(e) or "error") if isinstance(e, ClientError) else str(e)) from None

@@ -54,7 +54,8 @@ def post(verdict: Verdict, service: str, extra_tags: list[str] = ()) -> int | No
     from datadog_api_client.v1.model.event_create_request import EventCreateRequest
     from urllib3.exceptions import HTTPError
 
-    from gate.sources.datadog import configuration, header_deadline_pools
+    from gate.datadog_client import configuration
+    from gate.http_pools import header_deadline_pools
 
     try:
         config = configuration(TIMEOUT)

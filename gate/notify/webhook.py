@@ -99,7 +99,7 @@ def send(payload: bytes, url: str, secret: str, *, budget: float | None = None,
     headers is cut off), and the body of the answer is never read (the status says it all)."""
     import urllib3
 
-    from gate.sources.datadog import header_deadline_pools
+    from gate.http_pools import header_deadline_pools
 
     budget = BUDGET if budget is None else budget
     deadline = clock() + budget

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gate.aws import make_client
 from gate.errors import ReportError
 from gate.release import file_name
 from gate.settings import current_settings
@@ -30,13 +31,12 @@ def publish(document: str, release: str, out: str | Path | None = None) -> str:
 
 
 def _upload(document: str, bucket: str, key: str) -> str:
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     link_seconds = current_settings().report_link_seconds
     expires = int(link_seconds if link_seconds is not None else 7 * 86400)
     try:
-        s3 = boto3.client("s3")
+        s3 = make_client("s3", bounded=False)
         s3.put_object(Bucket=bucket, Key=key, Body=document.encode("utf-8"),
                       ContentType="text/html; charset=utf-8")
         return s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires)

@@ -18,10 +18,9 @@ import json
 import time
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gate.aws import error_code, error_message
+from gate.aws import error_code, error_message, make_client
 from gate.errors import StoreError
 from gate.lifecycle import REDEPLOY_EVENT, release_record, stored_json, traffic_record
 from gate.settings import current_settings
@@ -41,7 +40,7 @@ class DynamoStore(Registry):
         days = ttl_days if ttl_days is not None else float(current_settings().store_ttl_days or DEFAULT_TTL_DAYS)
         self.ttl_seconds = int(days * 86400)
         try:
-            self.client = client or boto3.client("dynamodb")
+            self.client = client or make_client("dynamodb", bounded=False)
         except BotoCoreError as e:
             raise StoreError(f"cannot open the DynamoDB store {table}: {e}") from None
 
