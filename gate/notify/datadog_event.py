@@ -85,3 +85,15 @@ def notify(verdict: Verdict, policy: Any, store: Any = None) -> int | None:
         except GateError as e:
             log.warning("could not record the Datadog event: %s", e)
     return event_id
+
+
+class DatadogEventNotifier:
+    """The Datadog event, as a gate.notify.Notifier: when the policy asks (`notify.datadog_event`)."""
+
+    name = EVENT
+
+    def notify(self, news: Any) -> int | None:
+        return notify(news.verdict, news.policy, news.store)
+
+
+NOTIFIER = DatadogEventNotifier()

@@ -243,3 +243,16 @@ def notify(verdict: Verdict, *, store: Any = None, policy: str, canary: str, bas
         except Exception as e:  # noqa: BLE001
             log.warning("slack: could not record the notification: %s", e)
     return ok
+
+
+class SlackNotifier:
+    """Slack, as a gate.notify.Notifier: when SLACK_WEBHOOK_URL is set."""
+
+    name = "slack"
+
+    def notify(self, news: Any) -> bool:
+        return notify(news.verdict, store=news.store, policy=news.policy.name, canary=news.canary,
+                      baseline=news.baseline, report_url=news.report_url, build_url=news.build_url)
+
+
+NOTIFIER = SlackNotifier()

@@ -187,3 +187,16 @@ def notify(verdict: Verdict, policy: Any, *, store: Any = None, canary: str, bas
         except Exception as e:  # noqa: BLE001
             log.warning("webhook: could not record the notification: %s", type(e).__name__)
     return ok
+
+
+class WebhookNotifier:
+    """The signed webhook, as a gate.notify.Notifier: when the policy asks (`notify.webhook`)."""
+
+    name = CHANNEL
+
+    def notify(self, news: Any) -> bool:
+        return notify(news.verdict, news.policy, store=news.store, canary=news.canary, baseline=news.baseline,
+                      report_url=news.report_url, build_url=news.build_url)
+
+
+NOTIFIER = WebhookNotifier()
