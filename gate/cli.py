@@ -554,11 +554,12 @@ def promote(
                   f"({refresh['percent']}%)", highlight=False, markup=False)
 
     history = None if dry_run else open_store(store)
-    outcome = actions.promote(release, groups, aws, strategy=settings.strategy,
-                              refresh=actions.Refresh(settings.checkpoints, settings.checkpoint_delay), dry_run=dry_run,
-                              store=history, force=force, wait=wait,
-                              timeout=wait_seconds, on_progress=progress,
-                              traffic=_rollout_traffic(release, policy, history, "promote"))
+    promote_groups = actions.ACTIONS["promote"]
+    outcome = promote_groups(release, groups, aws, strategy=settings.strategy,
+                             refresh=actions.Refresh(settings.checkpoints, settings.checkpoint_delay), dry_run=dry_run,
+                             store=history, force=force, wait=wait,
+                             timeout=wait_seconds, on_progress=progress,
+                             traffic=_rollout_traffic(release, policy, history, "promote"))
     _print_action(outcome, as_json)
 
 
@@ -582,8 +583,8 @@ def rollback(
                                   baseline=baseline_asg)
     history = None if dry_run else open_store(store)
     traffic = _rollout_traffic(release, policy, history, "rollback")
-    outcome = actions.rollback(release, groups, aws, dry_run=dry_run, store=history,
-                               traffic=traffic() if traffic else [])
+    outcome = actions.ACTIONS["rollback"](release, groups, aws, dry_run=dry_run, store=history,
+                                          traffic=traffic() if traffic else [])
     _print_action(outcome, as_json)
 
 

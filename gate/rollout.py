@@ -35,7 +35,7 @@ from gate.analysis import Analysis, Evaluation
 from gate.actions import ActionError
 from gate.errors import GateError
 from gate.lifecycle import DEPLOY, FUTURE_SKEW, Deploy, belongs, deploy_of, register
-from gate.traffic import Forward, Weights, canary_share, describe_split, same_split, step_weights
+from gate.traffic import Router, Weights, canary_share, describe_split, same_split, step_weights
 from gate.release import iso
 from gate.sources import DEMO_SOURCES
 from gate.verdict import EXIT_CODES, Verdict
@@ -174,7 +174,7 @@ class Rollout:
     """The step machine of one release. `release` is the release's Analysis (its policy with a
     `rollout` section, its source, store and deploy time); `forward` the listener's action."""
 
-    def __init__(self, release: Analysis, forward: Forward, *, clock: Callable[[], float] = time.time,
+    def __init__(self, release: Analysis, forward: Router, *, clock: Callable[[], float] = time.time,
                  dry_run: bool = False):
         spec = release.policy.rollout_or_refuse()
         if release.store is None:

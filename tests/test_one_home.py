@@ -44,3 +44,14 @@ def look(status: str, verdict: object = None, dry_run: bool = False) -> Look:
 ])
 def test_a_finished_rollout_is_told_once_on_the_look_that_judged_it(status, judged, dry_run, told):
     assert look(status, object() if judged else None, dry_run).to_announce is told
+
+
+def test_promote_and_rollback_are_the_registered_actions_beside_the_router():
+    from gate import actions
+    from gate.simulated_alb import SimulatedForward
+    from gate.traffic import Forward, Router
+
+    assert actions.ACTIONS == {"promote": actions.promote, "rollback": actions.rollback}
+    policy = load_policy(ROOT / "examples" / "cloudwatch.yaml")
+    assert isinstance(SimulatedForward(policy.rollout), Router)
+    assert all(callable(getattr(Forward, call, None)) for call in ("weights", "set", "other_routes"))
