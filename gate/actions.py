@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
@@ -576,6 +576,23 @@ def rollback(release: str, groups: Groups, aws: AutoScaling, *, dry_run: bool = 
              store: Any = None, traffic: list[Step] = ()) -> Outcome:
     steps = plan_rollback(aws, groups, traffic)
     return run(release, "rollback", groups, steps, dry_run=dry_run, store=store)
+
+
+class Action(Protocol):
+    """An action on a verdict (as Flagger's canary controller: Promote, ScaleToZero), beside the
+    traffic router (gate.traffic.Router): it reads the groups' state through `aws`, plans only
+    the Steps still missing (so a second run plans nothing), and `run`s them: applied in order
+    unless `dry_run`, recorded in `store` with the steps applied and any error. `traffic`: a
+    rollout's traffic change that comes first (gate.rollout.rollback_traffic)."""
+
+    def __call__(self, release: str, groups: Groups, aws: AutoScaling, *, dry_run: bool = False,
+                 store: Any = None, traffic: Any = ...) -> Outcome:
+        ...
+
+
+# The commands' actions (`gate promote`, `gate rollback`): name -> the Action (each may take
+# options of its own after these: promote's strategy, refresh, wait...).
+ACTIONS: dict[str, Callable[..., Outcome]] = {"promote": promote, "rollback": rollback}
 
 
 def describe(outcome: Outcome) -> list[str]:

@@ -8,7 +8,6 @@ announced (`announce`).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -21,6 +20,7 @@ from gate.lifecycle import CLI, Deploy, Names, register
 from gate.policy import Policy, with_overrides
 from gate.request_budget import BudgetSpent
 from gate.series import Frame, Observations
+from gate.settings import current_settings
 from gate.sources import DEMO_SOURCES, MetricSource, Query, fixed_filters, look
 from gate.sources.replay import Case, ReplaySource, load_case
 from gate.release import iso
@@ -268,10 +268,10 @@ class Analysis:
         """Each failing metric's links to the canary's traces, logs and the metric (gate.links)."""
         from gate.evidence import with_links
 
-        region = self.policy.source.options.get("region") or os.environ.get("AWS_DEFAULT_REGION") \
-            or os.environ.get("AWS_REGION")
+        settings = current_settings()
+        region = self.policy.source_region or settings.region
         return with_links(verdict, self.policy, self.source, self.canary, self.baseline,
-                          site=os.environ.get("DD_SITE") or "datadoghq.com", region=region)
+                          site=settings.datadog_site or "datadoghq.com", region=region)
 
     def _without_history(self, verdict: Verdict) -> Verdict:
         """A verdict reached on a reference learned from nothing: never a pass (inconclusive, until
@@ -406,21 +406,19 @@ def deploy_info(policy: Policy, canary: str | None = None, baseline: str | None 
 def announce(analysis: Analysis, evaluation: Evaluation, *, report: bool = True,
              build_url: str | None = None) -> str | None:
     """A decisive verdict told, as every front door tells it: the HTML report of what it judged
-    (unless `report` is False: a Lambda without a report bucket has nowhere to keep one), the Slack
-    message, the Datadog event. None of them can change the verdict: each logs and records its
-    own failure (in the analysis' store). Returns where the report is, or None."""
+    (unless `report` is False: a Lambda without a report bucket has nowhere to keep one), then
+    every notifier of gate.notify.NOTIFIERS (Slack, the Datadog event, the webhook). None of them
+    can change the verdict: each logs and records its own failure (in the analysis' store).
+    Returns where the report is, or None."""
     if not evaluation.verdict.decisive:  # a verdict that waits tells nobody
         return None
-    from gate.notify import datadog_event, slack, webhook
+    from gate.notify import News, tell
     from gate.report import report_for
 
     store = analysis.store
     location = report_for(analysis, evaluation, store) if report else None
-    slack.notify(evaluation.verdict, store=store, policy=analysis.policy.name, canary=analysis.canary,
-                 baseline=analysis.baseline, report_url=location, build_url=build_url)
-    datadog_event.notify(evaluation.verdict, analysis.policy, store)  # when the policy asks for it
-    webhook.notify(evaluation.verdict, analysis.policy, store=store, canary=analysis.canary,  # idem
-                   baseline=analysis.baseline, report_url=location, build_url=build_url)
+    tell(News(evaluation.verdict, analysis.policy, analysis.canary, analysis.baseline, store=store,
+              report_url=location, build_url=build_url))  # every notifier of gate.notify.NOTIFIERS
     return location
 
 

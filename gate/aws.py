@@ -9,11 +9,11 @@ attempts inside each of its own.
 
 from __future__ import annotations
 
-import os
 import random
 from typing import Any
 
 from gate.errors import SourceError
+from gate.settings import current_settings
 
 NO_REGION = "no AWS region: set source.options.region or AWS_DEFAULT_REGION"
 
@@ -77,11 +77,20 @@ def backoff(attempt: int) -> float:
     return min(20.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0)
 
 
-def make_client(service: str, region: str | None, *, attempts: int = RETRIES["total_max_attempts"]) -> Any:
-    """A boto3 client with bounded timeouts and botocore's standard retries (throttling and
-    transient errors), up to `attempts` in all (1: the caller retries); the endpoint follows the
-    boto3 chain (AWS_ENDPOINT_URL for tests)."""
+def make_client(service: str, region: str | None = None, *, attempts: int = RETRIES["total_max_attempts"],
+                bounded: bool = True) -> Any:
+    """A boto3 client, the gate's only way to make one: with bounded timeouts and botocore's
+    standard retries (throttling and transient errors), up to `attempts` in all (1: the caller
+    retries); the endpoint follows the boto3 chain (AWS_ENDPOINT_URL for tests), the region `region`,
+    else botocore's chain, else the settings' AWS_REGION.
+
+    `bounded=False`: botocore's own defaults (its retries and timeouts, its region chain) and its
+    errors raised as they are, for the callers that turn them into their own (the store, the
+    reference cache, the request budget, the report upload, the Lambda's S3 policy)."""
     import boto3
+
+    if not bounded:
+        return boto3.client(service, region_name=region)
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, NoRegionError
 
@@ -93,9 +102,10 @@ def make_client(service: str, region: str | None, *, attempts: int = RETRIES["to
         except NoRegionError:
             # botocore reads AWS_DEFAULT_REGION (or the profile), not AWS_REGION, which the AWS
             # CLI v2, the other SDKs and Lambda use: take it when botocore found nothing else.
-            if not os.environ.get("AWS_REGION"):
+            fallback = current_settings().aws_region
+            if not fallback:
                 raise
-            return boto3.client(service, region_name=os.environ["AWS_REGION"], config=config)
+            return boto3.client(service, region_name=fallback, config=config)
     except NoRegionError:
         raise SourceError(NO_REGION) from None
     except BotoCoreError as e:

@@ -35,10 +35,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gate.settings import REFERENCE_BUCKET, current_settings
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"gate-reference/2\n"  # /1 were pickles: never read again
-BUCKET_ENV = "GATE_REFERENCE_BUCKET"
+BUCKET_ENV = REFERENCE_BUCKET
 PREFIX = "references/"
 SUFFIX = ".reference"
 # A reference's entry is kilobytes (the corpus': 13 kB median, 17 kB at most); one far larger is
@@ -191,7 +193,7 @@ class ReferenceCache:
     key = staticmethod(reference_key)
 
     def __init__(self, folder: str | Path | None = None):
-        self.folder = Path(folder or os.environ.get("GATE_CACHE_DIR") or ".gate/cache")
+        self.folder = Path(folder or current_settings().cache_dir or ".gate/cache")
 
     def load(self, key: str) -> Any | None:
         path = self.folder / f"{key}{SUFFIX}"
@@ -224,10 +226,10 @@ class S3ReferenceCache:
     key = staticmethod(reference_key)
 
     def __init__(self, bucket: str, client: Any = None):
-        import boto3
+        from gate.aws import make_client
 
         self.bucket = bucket
-        self.client = client or boto3.client("s3")
+        self.client = client or make_client("s3", bounded=False)
         self._damaged: set[str] = set()
 
     def _where(self, key: str) -> str:
@@ -293,5 +295,5 @@ def lambda_cache(folder: str) -> Cache:
     """The Lambda's cache: the container's folder, in front of the stack's bucket when
     `GATE_REFERENCE_BUCKET` names one."""
     local = ReferenceCache(folder)
-    bucket = os.environ.get(BUCKET_ENV)
+    bucket = current_settings().reference_bucket
     return LayeredCache(local, S3ReferenceCache(bucket)) if bucket else local

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 import traceback
@@ -241,9 +240,10 @@ def rollout(
 
     check_release(release)
     analysis, _ = _open_release(release, policy, canary, baseline, deployed_at, store, None, None, False)
-    if analysis.policy.rollout is None:
-        raise fail_closed(f"{policy}: rollout: the policy has no rollout section (listener_arn or rule_arn, "
-                          "canary_target_group, production_target_group, steps, step_lifetime)")
+    try:
+        analysis.policy.rollout_or_refuse()
+    except PolicyError as e:
+        raise fail_closed(f"{policy}: {e}") from None
     router = router_for(analysis.policy, analysis.store, release, simulated=simulated_alb)
     machine = steps.Rollout(analysis, router, dry_run=dry_run)
 
@@ -257,7 +257,7 @@ def rollout(
         out.print(f"rollout {escape(release)}: {escape(seen.summary())}", highlight=False)
         if seen.verdict is not None:
             print_result(seen.verdict, False, analysis)
-    if seen.status in ("complete", "rolled_back") and seen.verdict is not None and not dry_run:
+    if seen.to_announce:
         _announce(machine.judged, machine.evaluation)  # the step's analysis: its window, its verdict
     raise typer.Exit(seen.exit_code)  # a dry run's is never 0 (gate.rollout.Look), as its JSON says
 
@@ -554,11 +554,12 @@ def promote(
                   f"({refresh['percent']}%)", highlight=False, markup=False)
 
     history = None if dry_run else open_store(store)
-    outcome = actions.promote(release, groups, aws, strategy=settings.strategy,
-                              refresh=actions.Refresh(settings.checkpoints, settings.checkpoint_delay), dry_run=dry_run,
-                              store=history, force=force, wait=wait,
-                              timeout=wait_seconds, on_progress=progress,
-                              traffic=_rollout_traffic(release, policy, history, "promote"))
+    promote_groups = actions.ACTIONS["promote"]
+    outcome = promote_groups(release, groups, aws, strategy=settings.strategy,
+                             refresh=actions.Refresh(settings.checkpoints, settings.checkpoint_delay), dry_run=dry_run,
+                             store=history, force=force, wait=wait,
+                             timeout=wait_seconds, on_progress=progress,
+                             traffic=_rollout_traffic(release, policy, history, "promote"))
     _print_action(outcome, as_json)
 
 
@@ -582,8 +583,8 @@ def rollback(
                                   baseline=baseline_asg)
     history = None if dry_run else open_store(store)
     traffic = _rollout_traffic(release, policy, history, "rollback")
-    outcome = actions.rollback(release, groups, aws, dry_run=dry_run, store=history,
-                               traffic=traffic() if traffic else [])
+    outcome = actions.ACTIONS["rollback"](release, groups, aws, dry_run=dry_run, store=history,
+                                          traffic=traffic() if traffic else [])
     _print_action(outcome, as_json)
 
 
@@ -632,11 +633,14 @@ def main() -> None:
     Usage errors stay click's (exit 2); anything unexpected is a could-not-judge, not a pass.
     GATE_LOG_LEVEL (DEBUG, INFO, ...) shows the gate's own log lines on stderr.
     """
-    configure_logging(os.environ.get("GATE_LOG_LEVEL"))
+    from gate.settings import current_settings
+
+    settings = current_settings()
+    configure_logging(settings.log_level)
     try:
         app()
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - a crash must never read as a pass
-        if os.environ.get("GATE_DEBUG") and not isinstance(e, (GateError, KeyboardInterrupt)):
+        if settings.debug and not isinstance(e, (GateError, KeyboardInterrupt)):
             traceback.print_exc()
         sys.exit(print_error(error_line(e)))
 

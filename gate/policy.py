@@ -630,17 +630,35 @@ class Policy(Strict):
     def metric(self, name: str) -> Metric:
         return next(m for m in self.metrics if m.name == name)
 
+    def rollout_or_refuse(self) -> Rollout:
+        """The rollout section, for whatever steps traffic (`gate rollout`, the Lambda's rollout
+        looks, gate.rollout.Rollout); a policy without one is refused here, once."""
+        if self.rollout is None:
+            raise PolicyError(f"rollout: {NO_ROLLOUT}")
+        return self.rollout
+
+    @property
+    def source_region(self) -> str | None:
+        """The region the source names (`source.options.region`, a CloudWatch source's), or None."""
+        return self.source.options.get("region")
+
     @property
     def aws_region(self) -> str | None:
-        """The region of the groups' AWS calls (Auto Scaling, EC2): `actions.region`, else a
-        CloudWatch source's `region`; None: the boto3 chain. (A rollout's load balancer is called
-        in its own ARN's region: `rollout.region`.)"""
-        return self.actions.region or self.source.options.get("region")
+        """The region of the gate's AWS calls on the groups (Auto Scaling, EC2), one rule: the
+        action's region (`actions.region`) if set, else the source's (`source_region`), else
+        None: the settings' (gate.aws.make_client: botocore's chain, AWS_DEFAULT_REGION or the
+        profile, then AWS_REGION). Two calls follow where their object lives instead: a
+        rollout's load balancer is called in its ARN's region (`rollout.region`), and the
+        CloudWatch source and its links in the source's."""
+        return self.actions.region or self.source_region
 
     @property
     def history_only(self) -> bool:
         return self.baseline is None
 
+
+NO_ROLLOUT = ("the policy has no rollout section (listener_arn or rule_arn, canary_target_group, "
+              "production_target_group, steps, step_lifetime)")
 
 # Bounds of a policy: far above any real one (a few hundred values, a few levels deep, a few KB),
 # far below what would exhaust memory or the stack. YAML aliases are counted expanded: a "billion

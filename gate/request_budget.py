@@ -29,7 +29,6 @@ import fcntl
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gate.errors import SourceError
+from gate.settings import current_settings
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ class FileBudget(SharedBudget):
     machine, and every thread of one, sees the same)."""
 
     def __init__(self, name: str, folder: str | Path | None = None):
-        self.path = Path(folder or os.environ.get("GATE_BUDGET_DIR") or ".gate") / f"budget-{name}.json"
+        self.path = Path(folder or current_settings().budget_dir or ".gate") / f"budget-{name}.json"
         self.label = f"request budget {self.path}"
 
     def _update(self, change):
@@ -258,7 +258,7 @@ class DynamoBudget(SharedBudget):
     def __init__(self, name: str, table: str, client: Any = None):
         self.table = table
         self.key = {"release": {"S": f"#budget#{name}"}, "sk": {"S": BUDGET_SK}}
-        self.client = client or _dynamodb(os.environ.get("AWS_ENDPOINT_URL"))
+        self.client = client or _dynamodb(current_settings().aws_endpoint_url)
         self.label = f"request budget in DynamoDB {table}"
 
     def _take(self, now: float, count: int) -> float:
@@ -334,13 +334,13 @@ def _n(value: float) -> dict:
 
 @lru_cache(maxsize=4)
 def _dynamodb(endpoint: str | None) -> Any:
-    import boto3
+    from gate.aws import make_client
 
-    return boto3.client("dynamodb")  # once per container: a client is slow to build
+    return make_client("dynamodb", bounded=False)  # once per container: a client is slow to build
 
 
 def shared_budget(name: str) -> RequestBudget:
     """The budget of this environment: the stack's table when `GATE_STORE_TABLE` names one (the
     Lambda, as `gate.store.open_store`), else a file of the machine."""
-    table = os.environ.get("GATE_STORE_TABLE")
+    table = current_settings().store_table
     return DynamoBudget(name, table) if table else FileBudget(name)

@@ -35,7 +35,7 @@ from gate.analysis import Analysis, Evaluation
 from gate.actions import ActionError
 from gate.errors import GateError
 from gate.lifecycle import DEPLOY, FUTURE_SKEW, Deploy, belongs, deploy_of, register
-from gate.traffic import Forward, Weights, canary_share, describe_split, same_split, step_weights
+from gate.traffic import Router, Weights, canary_share, describe_split, same_split, step_weights
 from gate.release import iso
 from gate.sources import DEMO_SOURCES
 from gate.verdict import EXIT_CODES, Verdict
@@ -125,6 +125,14 @@ class Look:
         return self.status in ("complete", "rolled_back", "undecided")
 
     @property
+    def to_announce(self) -> bool:
+        """Whether this look is told (gate.analysis.announce, from either front door): the rollout
+        ended (complete or rolled back) on the step verdict this look judged, for real. A look that
+        read the deciding verdict from the store (it was told when judged), a step change, which
+        judges nothing, and a dry run are not."""
+        return self.status in ("complete", "rolled_back") and self.verdict is not None and not self.dry_run
+
+    @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.outcome]
 
@@ -166,14 +174,13 @@ class Rollout:
     """The step machine of one release. `release` is the release's Analysis (its policy with a
     `rollout` section, its source, store and deploy time); `forward` the listener's action."""
 
-    def __init__(self, release: Analysis, forward: Forward, *, clock: Callable[[], float] = time.time,
+    def __init__(self, release: Analysis, forward: Router, *, clock: Callable[[], float] = time.time,
                  dry_run: bool = False):
-        if release.policy.rollout is None:
-            raise RolloutError(f"policy {release.policy.name!r} has no rollout section: nothing to step")
+        spec = release.policy.rollout_or_refuse()
         if release.store is None:
             raise RolloutError("a rollout needs the store: it records every traffic change")
         self.release = release
-        self.spec = release.policy.rollout
+        self.spec = spec
         self.step_policy = release.policy.step_policy()
         self.forward = forward
         self.store = release.store

@@ -15,12 +15,32 @@ the rollout reads the weights before every change and compares them with what it
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from gate.actions import ActionError, action_error
 from gate.policy import Rollout
 
 Weights = dict[str, int]  # target group ARN -> weight
+
+
+@runtime_checkable
+class Router(Protocol):
+    """What a rollout steers (gate.rollout.Rollout): one weighted forward action. `Forward` (an
+    ALB's listener or rule, through elbv2) and gate.simulated_alb.SimulatedForward implement it;
+    the actions on the groups (gate.actions.Action) sit beside it."""
+
+    def weights(self) -> Weights:
+        """The action's target groups and their weights now."""
+        ...
+
+    def set(self, weights: Weights) -> None:
+        """Every target group of the action gets its weight in `weights` (any other: 0)."""
+        ...
+
+    def other_routes(self) -> list[str]:
+        """Other listeners or rules forwarding to the canary's or baseline's group (a rollout
+        refuses to start while any does: its steps would not be the canary's share)."""
+        ...
 
 
 def step_weights(rollout: Rollout, percent: int) -> Weights:

@@ -75,24 +75,26 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 # when a fit (not with a cached reference) or a fetch first needs them, so a cold start that
 # only answers a retry or a bad event does not pay for them (bench/lambda_import.py).
 from gate.analysis import Analysis, announce, current_moment, open_release, register_release
-from gate.aws import error_code, transient
-from gate.cache import BUCKET_ENV, lambda_cache
+from gate.aws import error_code, make_client, transient
+from gate.cache import lambda_cache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
 from gate.lifecycle import LAMBDA, POLICY_DIGEST, policy_digest
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
 from gate.release import iso, parse_time, release_name
 from gate.rollout import RolloutError
+from gate import settings
 from gate.sources import DEMO_SOURCES, open_source
 from gate.store import SqliteStore, open_store
 from gate.verdict import EXIT_ERROR
 from gate.errors import InputError  # a value out of range: the request is wrong (400)
 
 SERVICE = "canary-gate"
-# The webhook's URL and signing secret too (gate/notify/webhook.py): never plain variables of the function.
-SECRET_KEYS = ("DD_API_KEY", "DD_APP_KEY", "SLACK_WEBHOOK_URL", "GATE_WEBHOOK_URL", "GATE_WEBHOOK_SECRET")
+# The Datadog keys, Slack's URL, the webhook's URL and signing secret (gate/notify/webhook.py): never plain
+# variables of the function.
+SECRET_KEYS = settings.SECRET_KEYS
 
 logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CanaryGate"), service=SERVICE)
+metrics = Metrics(namespace=settings.current_settings().metrics_namespace, service=SERVICE)
 tracer = Tracer(service=SERVICE)
 
 
@@ -274,11 +276,10 @@ def is_ssm(reference: dict | str) -> bool:
 
 
 def _read_s3(bucket: str, key: str, reference: str) -> bytes:
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        body = make_client("s3", bounded=False).get_object(Bucket=bucket, Key=key)["Body"]
         return body.read(MAX_POLICY_BYTES + 1)  # more is refused as too large
     except (ClientError, BotoCoreError) as e:
         raise _unreadable(reference, e, (error_code(e) or "error") if isinstance(e, ClientError) else str(e)) from None
@@ -309,10 +310,11 @@ def load_secrets() -> list[str]:
     container, not per invocation, so a value rotated away is still used for at most that long.
     Returns the secret values, only to redact them from errors.
     """
-    secret_id = os.environ.get("GATE_SECRET_ID")
+    configured = settings.current_settings()
+    secret_id = configured.secret_id
     if not secret_id:
-        return [os.environ[k] for k in SECRET_KEYS if os.environ.get(k)]
-    text = os.environ.get("GATE_SECRET_MAX_AGE", "900")
+        return configured.secrets
+    text = configured.secret_max_age
     try:
         max_age = int(text)
     except ValueError:
@@ -323,11 +325,7 @@ def load_secrets() -> list[str]:
         raise GateError(f"cannot read the secret {secret_id}: {str(e)[:300]}") from None
     if not isinstance(values, dict):
         raise GateError(f"the secret {secret_id} must be a JSON object with {', '.join(SECRET_KEYS)}")
-    for key in SECRET_KEYS:
-        if values.get(key):
-            os.environ[key] = str(values[key])
-        else:  # the secret is the only place of a key: not a plain variable, nor an older version's value
-            os.environ.pop(key, None)
+    settings.put_secrets(values)
     return [str(v) for k, v in values.items() if k in SECRET_KEYS and v]
 
 
@@ -344,11 +342,12 @@ def _store(table: str | None, path: str | None, endpoint: str | None) -> Any:
     if table:
         return open_store()
     # No table: SQLite in /tmp, the only writable place in Lambda.
-    return SqliteStore(path or os.path.join(os.environ.get("TMPDIR", "/tmp"), "gate.sqlite"))
+    return SqliteStore(path or os.path.join(settings.current_settings().tmpdir, "gate.sqlite"))
 
 
 def store() -> Any:
-    return _store(os.environ.get("GATE_STORE_TABLE"), os.environ.get("GATE_STORE"), os.environ.get("AWS_ENDPOINT_URL"))
+    configured = settings.current_settings()
+    return _store(configured.store_table, configured.store_path, configured.aws_endpoint_url)
 
 
 @lru_cache(maxsize=4)
@@ -358,8 +357,9 @@ def _reference_cache(folder: str, bucket: str | None, endpoint: str | None) -> A
 
 
 def reference_cache() -> Any:
-    folder = os.environ.get("GATE_CACHE_DIR") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "gate-cache")
-    return _reference_cache(folder, os.environ.get(BUCKET_ENV), os.environ.get("AWS_ENDPOINT_URL"))
+    configured = settings.current_settings()
+    folder = configured.cache_dir or os.path.join(configured.tmpdir, "gate-cache")
+    return _reference_cache(folder, configured.reference_bucket, configured.aws_endpoint_url)
 
 
 # -- one evaluation ----------------------------------------------------------------------------
@@ -421,7 +421,7 @@ def check(analysis: Analysis, request: Judgement) -> dict:
     answer = {**verdict.to_dict(), "exit_code": verdict.exit_code, "interval_seconds": policy.interval,
               **same_deploy(analysis)}
     # As `gate check` does; the report only with a bucket to keep it (GATE_REPORT_BUCKET).
-    report = announce(analysis, evaluation, report=bool(os.environ.get("GATE_REPORT_BUCKET")),
+    report = announce(analysis, evaluation, report=bool(settings.current_settings().report_bucket),
                       build_url=request["build_url"])
     if report:
         answer["report_url"] = report
@@ -442,17 +442,15 @@ def rollout(analysis: Analysis, request: Judgement) -> dict:
     from gate.rollout import Rollout
     from gate.traffic import forward_of
 
-    if analysis.policy.rollout is None:
-        raise PolicyError("rollout: the policy has no rollout section (listener_arn or rule_arn, "
-                          "canary_target_group, production_target_group, steps, step_lifetime)")
+    analysis.policy.rollout_or_refuse()
     machine = Rollout(analysis, forward_of(analysis.policy), clock=time.time)
     step = request["rollout_step"]
     seen = machine.advance(step) if step is not None else machine.look(request["now"])
     metrics.add_dimension(name="Outcome", value=f"rollout-{seen.status}")
     metrics.add_metric(name="RolloutLooks", unit=MetricUnit.Count, value=1)
     answer = {**seen.to_dict(), "interval_seconds": analysis.policy.interval, **same_deploy(analysis)}
-    if seen.status in ("complete", "rolled_back") and machine.evaluation is not None:
-        report = announce(machine.judged, machine.evaluation, report=bool(os.environ.get("GATE_REPORT_BUCKET")),
+    if seen.to_announce:
+        report = announce(machine.judged, machine.evaluation, report=bool(settings.current_settings().report_bucket),
                           build_url=request["build_url"])
         if report:
             answer["report_url"] = report
@@ -474,7 +472,7 @@ def _idempotent_judge(table: str, endpoint: str | None):
         event_key_jmespath="[release, deploy, now, rollout]",
         payload_validation_jmespath="[policy, canary, baseline, deployed_at]",
         raise_on_no_idempotency_key=True,
-        expires_after_seconds=int(os.environ.get("GATE_IDEMPOTENCY_TTL", str(6 * 3600))),
+        expires_after_seconds=int(settings.current_settings().idempotency_ttl),
         response_hook=_replayed,
     )
     layer = DynamoDBPersistenceLayer(table_name=table)
@@ -537,7 +535,8 @@ def registered_with(policy: Policy, request: EvaluateRequest) -> bool:
 def evaluate(request: EvaluateRequest, policy: Policy, context: Any) -> dict:
     now = request.now if request.now is not None else current_moment(policy, time.time)
     question = Judgement(**{**request.model_dump(), "policy": policy, "now": now, "deploy": None})
-    table = os.environ.get("GATE_IDEMPOTENCY_TABLE")
+    configured = settings.current_settings()
+    table = configured.idempotency_table
     # A step change judges nothing and is idempotent by itself (a retry finds the step taken);
     # under the key [release, deploy, now] it would be answered with the look of the same moment.
     if not table or request.rollout_step is not None:
@@ -545,7 +544,7 @@ def evaluate(request: EvaluateRequest, policy: Policy, context: Any) -> dict:
     deploy = register_release(policy, request.release, now, store=store(), requested=request.deployed_at,
                               canary=request.canary, baseline=request.baseline, examine_past=request.examine_past,
                               names=LAMBDA, clock=time.time)
-    wrapped, config = _idempotent_judge(table, os.environ.get("AWS_ENDPOINT_URL"))
+    wrapped, config = _idempotent_judge(table, configured.aws_endpoint_url)
     config.register_lambda_context(context)
     try:
         return wrapped(request={**question, "deploy": deploy.id})
@@ -598,7 +597,7 @@ def answer(event: Any, context: Any) -> dict:
                             "canary, baseline or deployed_at differ): a retry must repeat the request, a new "
                             "question needs another moment or release name", release)
     except IdempotencyPersistenceLayerError as e:
-        table = os.environ.get("GATE_IDEMPOTENCY_TABLE")
+        table = settings.current_settings().idempotency_table
         result = error(503, f"could not judge: the idempotency table {table} is unusable: {_cause(e)}", release)
     except GateError as e:
         if isinstance(e, SourceError):

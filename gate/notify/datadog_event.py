@@ -54,7 +54,8 @@ def post(verdict: Verdict, service: str, extra_tags: list[str] = ()) -> int | No
     from datadog_api_client.v1.model.event_create_request import EventCreateRequest
     from urllib3.exceptions import HTTPError
 
-    from gate.sources.datadog import configuration, header_deadline_pools
+    from gate.datadog_client import configuration
+    from gate.http_pools import header_deadline_pools
 
     try:
         config = configuration(TIMEOUT)
@@ -84,3 +85,15 @@ def notify(verdict: Verdict, policy: Any, store: Any = None) -> int | None:
         except GateError as e:
             log.warning("could not record the Datadog event: %s", e)
     return event_id
+
+
+class DatadogEventNotifier:
+    """The Datadog event, as a gate.notify.Notifier: when the policy asks (`notify.datadog_event`)."""
+
+    name = EVENT
+
+    def notify(self, news: Any) -> int | None:
+        return notify(news.verdict, news.policy, news.store)
+
+
+NOTIFIER = DatadogEventNotifier()

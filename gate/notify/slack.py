@@ -11,7 +11,6 @@ secret: it never appears in a log line, an error or a recorded event.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
@@ -20,6 +19,7 @@ from slack_sdk.webhook import WebhookClient
 
 from gate import present
 from gate.release import iso
+from gate.settings import current_settings
 from gate.verdict import MetricResult, Verdict
 
 log = logging.getLogger(__name__)
@@ -217,12 +217,13 @@ def notify(verdict: Verdict, *, store: Any = None, policy: str, canary: str, bas
 
     Only decisive verdicts are announced (a wait is not news). Returns True when Slack took it.
     """
-    url = url or os.environ.get(ENV_URL)
+    settings = current_settings()
+    url = url or settings.slack_webhook_url
     if not url or not verdict.decisive:
         return False
     if store is not None and _already_sent(store, verdict):
         return True
-    build_url = build_url if build_url is not None else os.environ.get("BUILD_URL")
+    build_url = build_url if build_url is not None else settings.build_url
     detail = {"channel": "slack", "verdict": verdict.verdict, "evaluated_at": iso(verdict.evaluated_at),
               "deployed_at": iso(verdict.deployed_at), "deploy": verdict.deploy}
     try:
@@ -242,3 +243,16 @@ def notify(verdict: Verdict, *, store: Any = None, policy: str, canary: str, bas
         except Exception as e:  # noqa: BLE001
             log.warning("slack: could not record the notification: %s", e)
     return ok
+
+
+class SlackNotifier:
+    """Slack, as a gate.notify.Notifier: when SLACK_WEBHOOK_URL is set."""
+
+    name = "slack"
+
+    def notify(self, news: Any) -> bool:
+        return notify(news.verdict, store=news.store, policy=news.policy.name, canary=news.canary,
+                      baseline=news.baseline, report_url=news.report_url, build_url=news.build_url)
+
+
+NOTIFIER = SlackNotifier()

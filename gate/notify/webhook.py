@@ -25,13 +25,13 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from gate import present
 from gate.release import iso
+from gate.settings import current_settings
 from gate.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def send(payload: bytes, url: str, secret: str, *, budget: float | None = None,
     headers is cut off), and the body of the answer is never read (the status says it all)."""
     import urllib3
 
-    from gate.sources.datadog import header_deadline_pools
+    from gate.http_pools import header_deadline_pools
 
     budget = BUDGET if budget is None else budget
     deadline = clock() + budget
@@ -161,7 +161,8 @@ def notify(verdict: Verdict, policy: Any, *, store: Any = None, canary: str, bas
         return False
     if store is not None and _already_sent(store, verdict):
         return True
-    url, secret = os.environ.get(ENV_URL), os.environ.get(ENV_SECRET)
+    settings = current_settings()
+    url, secret = settings.webhook_url, settings.webhook_secret
     detail: dict[str, Any] = {"channel": CHANNEL, "verdict": verdict.verdict, "evaluated_at": iso(verdict.evaluated_at),
                               "deployed_at": iso(verdict.deployed_at)}
     try:
@@ -170,7 +171,7 @@ def notify(verdict: Verdict, policy: Any, *, store: Any = None, canary: str, bas
             raise WebhookError(f"notify.webhook is on but {missing} is not set")
         payload = json.dumps(body(verdict, policy=policy.name, canary=canary, baseline=baseline,
                                   report_url=report_url,
-                                  build_url=build_url if build_url is not None else os.environ.get("BUILD_URL")),
+                                  build_url=build_url if build_url is not None else settings.build_url),
                              separators=(",", ":")).encode()
         detail["attempts"] = send(payload, url, secret)
         ok = True
@@ -186,3 +187,16 @@ def notify(verdict: Verdict, policy: Any, *, store: Any = None, canary: str, bas
         except Exception as e:  # noqa: BLE001
             log.warning("webhook: could not record the notification: %s", type(e).__name__)
     return ok
+
+
+class WebhookNotifier:
+    """The signed webhook, as a gate.notify.Notifier: when the policy asks (`notify.webhook`)."""
+
+    name = CHANNEL
+
+    def notify(self, news: Any) -> bool:
+        return notify(news.verdict, news.policy, store=news.store, canary=news.canary, baseline=news.baseline,
+                      report_url=news.report_url, build_url=news.build_url)
+
+
+NOTIFIER = WebhookNotifier()

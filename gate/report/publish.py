@@ -3,11 +3,12 @@ GATE_REPORT_BUCKET is set, answered with a presigned link (GATE_REPORT_LINK_SECO
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from gate.aws import make_client
 from gate.errors import ReportError
 from gate.release import file_name
+from gate.settings import current_settings
 
 DEFAULT_DIR = "reports"  # or GATE_REPORT_DIR
 
@@ -15,10 +16,11 @@ DEFAULT_DIR = "reports"  # or GATE_REPORT_DIR
 def publish(document: str, release: str, out: str | Path | None = None) -> str:
     """Write the report: to `out`, to S3 when `GATE_REPORT_BUCKET` is set (returns a presigned
     link), else to reports/RELEASE.html. Returns where it is."""
-    bucket = os.environ.get("GATE_REPORT_BUCKET")
+    settings = current_settings()
+    bucket = settings.report_bucket
     if out is None and bucket:
         return _upload(document, bucket, f"reports/{file_name(release)}.html")
-    folder = Path(os.environ.get("GATE_REPORT_DIR") or DEFAULT_DIR)
+    folder = Path(settings.report_dir or DEFAULT_DIR)
     path = Path(out) if out is not None else folder / f"{file_name(release)}.html"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,12 +31,12 @@ def publish(document: str, release: str, out: str | Path | None = None) -> str:
 
 
 def _upload(document: str, bucket: str, key: str) -> str:
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    expires = int(os.environ.get("GATE_REPORT_LINK_SECONDS", 7 * 86400))
+    link_seconds = current_settings().report_link_seconds
+    expires = int(link_seconds if link_seconds is not None else 7 * 86400)
     try:
-        s3 = boto3.client("s3")
+        s3 = make_client("s3", bounded=False)
         s3.put_object(Bucket=bucket, Key=key, Body=document.encode("utf-8"),
                       ContentType="text/html; charset=utf-8")
         return s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import socket
 import time
@@ -47,7 +46,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gate.datadog_client import API_KEY_ENV, APP_KEY_ENV, SITE_ENV, URL_ENV, configuration, key_forms
 from gate.errors import PolicyError, SourceError, validation_problems
+from gate.http_pools import header_deadline_pools
 from gate.policy import Metric, Policy
 from gate.request_budget import BudgetSpent, Heard, RequestBudget, budget_spent, shared_budget, wait_for_request
 from gate.series import Frame, Observations
@@ -59,8 +60,6 @@ log = logging.getLogger(__name__)
 # within the Lambda's Timeout (300 s, infra/template.yaml) with room for its requests; past it the
 # look answers could not judge, naming the budget, rather than being killed mid-sleep.
 MAX_BUDGET_WAIT = 100.0
-
-URL_ENV, SITE_ENV, API_KEY_ENV, APP_KEY_ENV = "GATE_DATADOG_URL", "DD_SITE", "DD_API_KEY", "DD_APP_KEY"
 
 # Datadog tags: start with a letter; letters, digits, `_ - : . /`; at most 200 characters.
 # Anything else (braces, commas, spaces, `!`, `*`, quotes, operators) would change the query.
@@ -74,7 +73,6 @@ _PLAIN_QUERY = re.compile(r"[a-z][a-z0-9.]*:[A-Za-z][\w.]*\{[^{}]*\}"
                           r"(?:\.as_count\(\)|\.as_rate\(\)|\.rollup\([^()]*\))*")
 _AGGREGATIONS = ("avg", "sum", "min", "max", "p50", "p75", "p90", "p95", "p99")
 _ROLLUPS = ("avg", "sum", "min", "max", "count")
-_KEY = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: what a header value can carry
 
 
 class Options(BaseModel):
@@ -404,59 +402,6 @@ class _Bounded:
             chunks.append(chunk)
 
 
-def header_deadline_pools() -> dict[str, type]:
-    """urllib3 pools whose connections wait for an answer's status line and headers at most their
-    read timeout in all, not per read: a server trickling its headers a byte at a time would
-    otherwise hold the gate for ever (the body's deadline is _Bounded's). At the deadline the
-    socket is shut down, which wakes the blocked read, and the wait ends as a timeout (retried
-    within the budget like any other)."""
-    import threading
-
-    from urllib3.connection import HTTPConnection, HTTPSConnection
-    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
-    def with_header_deadline(base: type) -> type:
-        class Connection(base):
-            def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-                seconds, sock = self.timeout, self.sock
-                if not isinstance(seconds, (int, float)) or sock is None:
-                    return super().getresponse(*args, **kwargs)
-                late = threading.Event()
-                watchdog = threading.Timer(seconds, _cut, args=(sock, late))
-                watchdog.daemon = True
-                watchdog.start()
-                try:
-                    response = super().getresponse(*args, **kwargs)
-                except Exception:
-                    if late.is_set():
-                        raise TimeoutError(f"no status line and headers within {seconds:g}s") from None
-                    raise
-                finally:
-                    watchdog.cancel()
-                if late.is_set():  # headers cut short by the shutdown may still parse
-                    response.close()
-                    raise TimeoutError(f"no status line and headers within {seconds:g}s")
-                return response
-
-        return Connection
-
-    class Pool(HTTPConnectionPool):
-        ConnectionCls = with_header_deadline(HTTPConnection)
-
-    class SecurePool(HTTPSConnectionPool):
-        ConnectionCls = with_header_deadline(HTTPSConnection)
-
-    return {"http": Pool, "https": SecurePool}
-
-
-def _cut(sock: Any, late: Any) -> None:
-    late.set()
-    try:
-        sock.shutdown(2)  # socket.SHUT_RDWR
-    except OSError:
-        pass  # already closed: nothing waits on it
-
-
 class DatadogSource:
     def __init__(
         self,
@@ -477,7 +422,7 @@ class DatadogSource:
         self.requests = 0  # HTTP requests sent, retries included
         # The organisation's requests, shared with every evaluation running at once.
         self.request_budget = request_budget if request_budget is not None else shared_budget("datadog")
-        self._secrets = _secrets()
+        self._secrets = key_forms()
         self._api = _metrics_api(options.timeout)
         rest = self._api.api_client.rest_client
         rest.pool_manager = _Bounded(rest.pool_manager, options.timeout, options.max_answer_bytes, clock)
@@ -830,55 +775,10 @@ def _heard(headers: Any) -> Heard | None:
     return Heard(int(remaining), reset, int(limit) if limit else None, period or None)
 
 
-def _secrets() -> list[str]:
-    """The keys as they may show in a message: raw, trimmed, and as Python shows them in a
-    repr (a key with a newline prints as `...\\n`); longest first."""
-    forms = set()
-    for value in (os.environ.get(API_KEY_ENV), os.environ.get(APP_KEY_ENV)):
-        if value:
-            forms.update({value, value.strip(), repr(value)[1:-1]})
-    return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
-
-
 def _errors(body: Any) -> str:
     if isinstance(body, dict) and body.get("errors"):
         return "; ".join(map(str, body["errors"]))
     return str(body or "no detail")
-
-
-def configuration(timeout: float):
-    """The official client's configuration from the environment: keys from DD_API_KEY /
-    DD_APP_KEY, site from DD_SITE, or a full base URL from GATE_DATADOG_URL. No retries of its
-    own (ours are budgeted in time) and raw answers (parsed by us: faster, and a malformed body
-    is ours to report)."""
-    from datadog_api_client import Configuration
-
-    keys = {API_KEY_ENV: os.environ.get(API_KEY_ENV), APP_KEY_ENV: os.environ.get(APP_KEY_ENV)}
-    missing = [name for name, value in keys.items() if not value]
-    if missing:
-        raise SourceError(f"{' and '.join(missing)} not set: the Datadog source needs both keys")
-    for name, value in keys.items():
-        # Keys go in headers: a stray newline or space (a key pasted with its line end) would be
-        # refused by the HTTP client with the value in its message. Never show the value.
-        if not _KEY.fullmatch(value):
-            raise SourceError(
-                f"{name} holds characters a Datadog key cannot have (whitespace, a line end, "
-                "non-ASCII): check how it is set"
-            )
-    url = os.environ.get(URL_ENV)
-    config = Configuration(host=url.rstrip("/") if url else None, request_timeout=timeout)
-    if not url and os.environ.get(SITE_ENV):
-        config.server_variables["site"] = os.environ[SITE_ENV]
-    try:
-        config.host  # noqa: B018 - validates DD_SITE now rather than at the first request
-    except ValueError:
-        raise SourceError(f"{SITE_ENV}: unknown Datadog site {os.environ.get(SITE_ENV)!r}") from None
-    config.api_key["apiKeyAuth"] = keys[API_KEY_ENV]
-    config.api_key["appKeyAuth"] = keys[APP_KEY_ENV]
-    config.enable_retry = False
-    config.retry_policy = False  # urllib3: no silent retries of its own
-    config.preload_content = False
-    return config
 
 
 def _metrics_api(timeout: float):

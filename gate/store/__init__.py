@@ -6,9 +6,9 @@ SQLite by default (`gate.store.sqlite`); DynamoDB in AWS (`gate.store.dynamodb`)
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from gate.settings import current_settings
 from gate.store.base import Store
 from gate.store.sqlite import DEFAULT_PATH, SqliteStore
 
@@ -17,7 +17,7 @@ __all__ = ["DEFAULT_PATH", "SqliteStore", "Store", "open_store"]
 
 def open_store(path: str | Path | None = None) -> Store:
     """The store for this environment: DynamoDB when `GATE_STORE_TABLE` names a table, else SQLite."""
-    table = os.environ.get("GATE_STORE_TABLE")
+    table = current_settings().store_table
     if table and path is None:
         from gate.store.dynamodb import DynamoStore  # only in AWS
 

@@ -15,16 +15,15 @@ DynamoDB has no float type and the payload is only ever read back whole.
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gate.aws import error_code, error_message
+from gate.aws import error_code, error_message, make_client
 from gate.errors import StoreError
 from gate.lifecycle import REDEPLOY_EVENT, release_record, stored_json, traffic_record
+from gate.settings import current_settings
 from gate.store.base import Registry
 from gate.verdict import Verdict
 
@@ -38,10 +37,10 @@ DEFAULT_TTL_DAYS = 90
 class DynamoStore(Registry):
     def __init__(self, table: str, *, ttl_days: float | None = None, client: Any = None):
         self.table = table
-        days = ttl_days if ttl_days is not None else float(os.environ.get("GATE_STORE_TTL_DAYS") or DEFAULT_TTL_DAYS)
+        days = ttl_days if ttl_days is not None else float(current_settings().store_ttl_days or DEFAULT_TTL_DAYS)
         self.ttl_seconds = int(days * 86400)
         try:
-            self.client = client or boto3.client("dynamodb")
+            self.client = client or make_client("dynamodb", bounded=False)
         except BotoCoreError as e:
             raise StoreError(f"cannot open the DynamoDB store {table}: {e}") from None
 

@@ -7,13 +7,13 @@ or nothing.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
 
 from gate.errors import StoreError
 from gate.lifecycle import REDEPLOY_EVENT, release_record, stored_json, traffic_record
+from gate.settings import current_settings
 from gate.store.base import Registry
 from gate.verdict import Verdict
 
@@ -60,7 +60,7 @@ CREATE INDEX IF NOT EXISTS traffic_release ON traffic (release);
 
 class SqliteStore(Registry):
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path or os.environ.get("GATE_STORE") or DEFAULT_PATH)
+        self.path = Path(path or current_settings().store_path or DEFAULT_PATH)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
