@@ -51,6 +51,18 @@ EXCURSION_SCALES = 4.0
 EXCURSION_SHARE = 0.04
 EXCURSION_MIN = 3
 MIN_POINTS_TO_FAIL = 5  # a mean of fewer points is one spike away from anything
+# A gross fault fails a step within two looks (issue 23, item 5): every point of the canary's
+# window, at least GROSS_MIN_POINTS of them, GROSS_FACTOR times its baseline or more in the bad
+# direction, and each point alone significant at the fail test's share of alpha (counts: the
+# count model's tail; gauges: beyond the history's noise). The first points of a window are fixed,
+# so the rule can ever fire only if its first GROSS_MIN_POINTS points all did: a chance of
+# budget.fail at most, budget.fail ** 3 for independent points.
+GROSS_FACTOR = 2.0
+GROSS_MIN_POINTS = 3
+# A canary that stopped reporting after a steady start, while the baseline reports every point,
+# fails after a gap of GONE_MIN_GAP points when the source's own record makes it implausible: the
+# missing rate of the canary's window and of the baseline's history before the deploy, pooled.
+GONE_MIN_GAP = 2
 # At the end of the lifetime a metric not shown worse passes only if the canary reported it for
 # at least this share of the lifetime: "not shown worse" on a few scattered points is not a
 # judgement (a canary sending one point in three would pass a regression for lack of power).
@@ -126,6 +138,10 @@ class MetricReference:
 class Reference:
     metrics: dict[str, MetricReference] = field(default_factory=dict)
     history_points: int = 0
+    # The history's grid from its first to its last point, and how many of those points reported
+    # no judged metric: how often this source drops a group's point (_canary_gone_at_once).
+    history_grid: int = 0
+    history_missing: int = 0
 
 
 # ---------------------------------------------------------------------------------- learn
@@ -173,7 +189,20 @@ def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
         if m.kind == "count":
             history_rate = _rate(x, frame.values.get(m.denominator) if m.denominator else np.ones(len(x)))
         metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset, anomaly_rate, unusable)
-    return Reference(metrics, int(len(t)))
+    return Reference(metrics, int(len(t)), *_history_record(policy, frame))
+
+
+def _history_record(policy: Policy, frame: Frame) -> tuple[int, int]:
+    """(grid points from the history's first point to its last, those with no judged metric): a
+    source that leaves out a missing point (rather than writing NaN) still counts it missing."""
+    if len(frame) == 0:
+        return 0, 0
+    reported = np.zeros(len(frame), dtype=bool)
+    for m in policy.metrics:
+        if m.judged:
+            reported |= frame.reporting(m.name)
+    grid = int(frame.timestamps[-1] - frame.timestamps[0]) // frame.step + 1
+    return grid, grid - int(reported.sum())
 
 
 def _glitched(seasonal: SeasonalModel | None, x: np.ndarray) -> str | None:
@@ -355,7 +384,8 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
 
     remaining = max(0, (deployed_at + policy.lifetime - now) // policy.interval)
     # A canary that stops reporting is caught from its first minute, warm-up or not.
-    down = _canary_down(policy, window, deployed_at, now, lifetime_points, policy.alpha / tests)
+    down = (_canary_down(policy, window, deployed_at, now, lifetime_points, policy.alpha / tests)
+            or _canary_gone_at_once(policy, reference, window, now, lifetime_points, policy.alpha / tests))
     compared = window
     if policy.warmup:
         # The warm-up is shown (the report draws the whole window) but not compared: new
@@ -495,6 +525,78 @@ def _canary_down(policy: Policy, window: Observations, deployed_at: int, now: in
             f"its earlier gap rate ({rate:.0%}) makes {needed}+ missing points in a row implausible")
 
 
+def _canary_gone_at_once(policy: Policy, reference: Reference, window: Observations, now: int,
+                         lifetime_points: int, alpha: float) -> str | None:
+    """A dead canary within two looks (issue 23, item 5), where _canary_down's prior (one point in
+    eight missing, worth eight points) needs four or more: after at least GROSS_MIN_POINTS reported
+    points the canary reports none of its judged metrics, or serves none of a judged count's
+    denominator, for its last GONE_MIN_GAP+ points while the baseline reported (and served) every
+    one of them."""
+    if window.baseline is None or len(window.baseline) == 0:
+        return None
+    judged = [m for m in policy.metrics if m.judged]
+    base = window.baseline.between(int(window.baseline.timestamps[0]), now)
+    base_reported = np.zeros(len(base), dtype=bool)
+    canary_reported = np.zeros(len(base), dtype=bool)
+    for m in judged:
+        base_reported |= base.reporting(m.name)
+        canary_reported |= np.isfinite(_aligned(window.canary, base, m.name))
+    gone = _gone_run(~canary_reported, base_reported, base)
+    if gone is not None:
+        missing_before, points_before, gap = gone
+        # The source's record: the canary's misses in its window, the baseline's in its history.
+        rate = (missing_before + reference.history_missing + 1) / (points_before + reference.history_grid + 8)
+        needed = max(GONE_MIN_GAP, math.ceil(math.log(alpha / lifetime_points) / math.log(rate)))
+        if gap >= needed:
+            return (f"the canary has not reported its last {gap} points ({gap * base.step // 60} min) after "
+                    f"{points_before} reported ones, while the baseline reported every one; its window and "
+                    f"the baseline's history miss {rate:.2%} of their points, which makes {needed} "
+                    f"in a row implausible")
+    for volume in sorted({m.denominator for m in judged if m.denominator}):
+        baseline_volume = _aligned(base, base, volume)
+        canary_volume = _aligned(window.canary, base, volume)
+        served = np.nan_to_num(baseline_volume) > 0
+        idle = _gone_run(canary_volume == 0, served & np.isfinite(canary_volume), base)
+        if idle is None:
+            continue
+        _, _, gap = idle
+        counted = np.flatnonzero(served & np.isfinite(canary_volume))
+        before, after = counted[:-gap], counted[-gap:]
+        share = float(np.sum(canary_volume[before]) / np.sum(baseline_volume[before]))
+        # Poisson at the canary's own earlier share of the baseline's volume: the chance of none at all.
+        expected = share * float(np.sum(baseline_volume[after]))
+        if -expected < math.log(alpha / lifetime_points):
+            return (f"the canary served no {volume} for its last {gap} points ({gap * base.step // 60} min) "
+                    f"while the baseline served {np.sum(baseline_volume[after]):.0f}; at its own earlier "
+                    f"share ({share:.1%}) it would have served about {expected:.0f}")
+    return None
+
+
+def _aligned(frame: Frame, grid: Frame, name: str) -> np.ndarray:
+    """`frame`'s values of `name` at `grid`'s timestamps, NaN where it has none."""
+    out = np.full(len(grid), np.nan)
+    column = frame.values.get(name)
+    if column is None or len(frame) == 0:
+        return out
+    _, at_grid, at_frame = np.intersect1d(grid.timestamps, frame.timestamps, return_indices=True)
+    out[at_grid] = column[at_frame]
+    return out
+
+
+def _gone_run(off: np.ndarray, counted: np.ndarray, grid: Frame) -> tuple[int, int, int] | None:
+    """(misses before, points before, length) of the trailing run of `off` points among the
+    `counted` ones, when at least GROSS_MIN_POINTS counted points come before it (the last of them
+    not off) and the run's counted points lie one step apart (the baseline missed none); else None."""
+    points = np.flatnonzero(counted)
+    on = np.flatnonzero(counted & ~off)
+    if len(points) == 0 or len(on) == 0 or not off[points[-1]]:
+        return None
+    run, before = points[points > on[-1]], points[points <= on[-1]]
+    if len(before) < GROSS_MIN_POINTS or np.any(np.diff(grid.timestamps[np.r_[on[-1], run]]) != grid.step):
+        return None
+    return int(off[before].sum()), len(before), len(run)
+
+
 # -------------------------------------------------------------- canary vs baseline mode
 
 
@@ -625,6 +727,8 @@ def _relative_to_baseline(
     with np.errstate(all="ignore"):
         comparison = compare(m, paired, ref, setting, expected)
     result = _decide(m, comparison, setting)
+    if result.verdict != "fail":
+        result = _grossly_worse(m, paired, ref, comparison, setting) or result
     # Minutes held out for a fleet-wide anomaly (a minority) were reported by the canary: covered.
     return _covered_enough(result, n + paired.held_out, setting.lifetime_points)
 
@@ -771,15 +875,7 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
     effect = rate_c / rate_b - 1 if rate_b > 0 else (0.0 if rate_c == 0 else float("inf"))
     # Without history, assume counts twice as variable as Poisson at the window's volume.
     inverse_k = ref.noise if ref is not None and ref.noise is not None else 1.0 / max(1.0, float(np.mean(eb)))
-    # Under "same rate", the expected count per minute: the baseline's rate in the
-    # window, shrunk toward the history's rate by a prior worth PRIOR_MINUTES of the baseline's
-    # traffic: a quiet first minutes of the baseline must not make any canary error a surprise.
-    if ref is not None and ref.rate is not None:
-        prior_volume = PRIOR_MINUTES * float(np.mean(nb))
-        rate = (float(eb.sum()) + ref.rate * prior_volume) / (float(nb.sum()) + prior_volume)
-    else:
-        rate = rate_b
-    rate = max(rate, 1.0 / max(nb.sum(), 1.0))
+    rate = _rate_alike(eb, nb, ref)
     numbers = dict(canary=rate_c, baseline=rate_b, expected=expected, effect=effect)
     directions = _directions(m)
     outcomes = []
@@ -810,6 +906,73 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         shown = f"canary rate {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(ec)} points"
     return Comparison(outcomes, excursions, numbers, len(ec), tolerance, shown,
                       doubt=_implausibly_clean(m, ec, nc, rate, inverse_k))
+
+
+def _rate_alike(eb: np.ndarray, nb: np.ndarray, ref: MetricReference | None) -> float:
+    """Under "same rate", the events per unit of volume: the baseline's rate in the window,
+    shrunk toward the history's rate by a prior worth PRIOR_MINUTES of the baseline's traffic: a
+    quiet first minutes of the baseline must not make any canary error a surprise."""
+    if ref is not None and ref.rate is not None:
+        prior_volume = PRIOR_MINUTES * float(np.mean(nb))
+        rate = (float(eb.sum()) + ref.rate * prior_volume) / (float(nb.sum()) + prior_volume)
+    else:
+        rate = float(eb.sum() / max(nb.sum(), 1e-12))
+    return max(rate, 1.0 / max(nb.sum(), 1.0))
+
+
+def _grossly_worse(m: Metric, p: Paired, ref: MetricReference | None, comparison: Comparison,
+                   setting: Setting) -> MetricResult | None:
+    """A gross fault, failed before the tests' MIN_POINTS_TO_FAIL (issue 23, item 5): every point
+    of the window (GROSS_MIN_POINTS or more) GROSS_FACTOR times its baseline or worse, each one
+    alone far beyond chance at the fail tests' share of alpha. Needs the history's noise model (a
+    window of three points says nothing of its own noise): none, no early fail."""
+    if len(p.canary) < GROSS_MIN_POINTS or ref is None or ref.noise is None or m.tolerance is None:
+        return None
+    with np.errstate(all="ignore"):
+        for direction in _directions(m):
+            if _every_point_gross(m, p, ref, direction, setting.budget):
+                what = "rate" if m.kind == "count" else "mean"
+                return _result(m, "fail", f"{what}-grossly-beyond-tolerance",
+                               f"{comparison.shown}: every one of its {len(p.canary)} points is "
+                               f"{GROSS_FACTOR:g}x its baseline or worse ({direction}), each far beyond "
+                               f"chance: a gross fault", **comparison.numbers)
+    return None
+
+
+def _every_point_gross(m: Metric, p: Paired, ref: MetricReference, direction: str, budget: Budget) -> bool:
+    """Whether each point is GROSS_FACTOR times its baseline in `direction` and, alone, beyond the
+    tolerance at budget.fail: counts on the count model's tail at the rate alike (negative
+    binomial, the history's dispersion), gauges beyond the history's noise of a pair."""
+    sign = 1.0 if direction == "increase" else -1.0
+    factor = 1 + sign * m.tolerance
+    if m.kind == "gauge":
+        if not ref.noise:  # a flat history: no noise scale to be beyond
+            return False
+        c, b = p.canary, p.baseline
+        gross = (b > 0) & (sign * (c - b * GROSS_FACTOR**sign) >= 0)
+        scale = ref.noise * np.abs(b) * math.sqrt(1 + factor**2)
+        return bool(np.all(gross & (sign * (c - factor * b) > budget.final_z * scale)))
+    from scipy.stats import nbinom, poisson  # here, not at import: scipy.stats costs a cold start
+
+    ec, eb = p.canary, p.baseline
+    nc = p.canary_volume if p.canary_volume is not None else np.ones(len(ec))
+    nb = p.baseline_volume if p.baseline_volume is not None else np.ones(len(eb))
+    alike = _rate_alike(eb, nb, ref) * nc  # events per point under "same rate"
+    at_baseline = eb * nc / nb  # ... and at this point's own baseline rate
+    if direction == "increase":
+        gross = ec >= GROSS_FACTOR * np.maximum(alike, at_baseline)
+    else:
+        gross = ec * GROSS_FACTOR <= np.minimum(alike, at_baseline)
+    mean = factor * alike  # the canary at its tolerance
+    if not np.all(gross & (mean > 0)):
+        return False
+    if ref.noise > 0:
+        k = 1.0 / ref.noise
+        model = nbinom(k, k / (k + mean))
+    else:
+        model = poisson(mean)
+    chance = model.sf(ec - 1) if direction == "increase" else model.cdf(ec)
+    return bool(np.all(chance < budget.fail))
 
 
 def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: float, inverse_k: float) -> str | None:
