@@ -59,9 +59,12 @@ MIN_POINTS_TO_FAIL = 5  # a mean of fewer points is one spike away from anything
 # budget.fail at most, budget.fail ** 3 for independent points.
 GROSS_FACTOR = 2.0
 GROSS_MIN_POINTS = 3
-# A canary that stopped reporting after a steady start, while the baseline reports every point,
-# fails after a gap of GONE_MIN_GAP points when the source's own record makes it implausible: the
-# missing rate of the canary's window and of the baseline's history before the deploy, pooled.
+# A canary that serves none of a count's denominator (requests) for GONE_MIN_GAP points in a row
+# while the baseline serves, after it served its share, is dead (out of the load balancer, its
+# gateway gone) when its own earlier share makes none at all implausible. A canary that stops
+# *reporting* is left to _canary_down: the dev corpus's flaky canaries (one point in eight
+# missing, labelled pass) miss 3 points in a row after 5+ steady ones; silence of 2 or 3 points
+# cannot tell them from a dead one.
 GONE_MIN_GAP = 2
 # At the end of the lifetime a metric not shown worse passes only if the canary reported it for
 # at least this share of the lifetime: "not shown worse" on a few scattered points is not a
@@ -138,10 +141,6 @@ class MetricReference:
 class Reference:
     metrics: dict[str, MetricReference] = field(default_factory=dict)
     history_points: int = 0
-    # The history's grid from its first to its last point, and how many of those points reported
-    # no judged metric: how often this source drops a group's point (_canary_gone_at_once).
-    history_grid: int = 0
-    history_missing: int = 0
 
 
 # ---------------------------------------------------------------------------------- learn
@@ -189,20 +188,7 @@ def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
         if m.kind == "count":
             history_rate = _rate(x, frame.values.get(m.denominator) if m.denominator else np.ones(len(x)))
         metrics[m.name] = MetricReference(seasonal, noise, rate, history_rate, offset, anomaly_rate, unusable)
-    return Reference(metrics, int(len(t)), *_history_record(policy, frame))
-
-
-def _history_record(policy: Policy, frame: Frame) -> tuple[int, int]:
-    """(grid points from the history's first point to its last, those with no judged metric): a
-    source that leaves out a missing point (rather than writing NaN) still counts it missing."""
-    if len(frame) == 0:
-        return 0, 0
-    reported = np.zeros(len(frame), dtype=bool)
-    for m in policy.metrics:
-        if m.judged:
-            reported |= frame.reporting(m.name)
-    grid = int(frame.timestamps[-1] - frame.timestamps[0]) // frame.step + 1
-    return grid, grid - int(reported.sum())
+    return Reference(metrics, int(len(t)))
 
 
 def _glitched(seasonal: SeasonalModel | None, x: np.ndarray) -> str | None:
@@ -385,7 +371,7 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
     remaining = max(0, (deployed_at + policy.lifetime - now) // policy.interval)
     # A canary that stops reporting is caught from its first minute, warm-up or not.
     down = (_canary_down(policy, window, deployed_at, now, lifetime_points, policy.alpha / tests)
-            or _canary_gone_at_once(policy, reference, window, now, lifetime_points, policy.alpha / tests))
+            or _canary_not_serving(policy, window, now, lifetime_points, policy.alpha / tests))
     compared = window
     if policy.warmup:
         # The warm-up is shown (the report draws the whole window) but not compared: new
@@ -525,50 +511,31 @@ def _canary_down(policy: Policy, window: Observations, deployed_at: int, now: in
             f"its earlier gap rate ({rate:.0%}) makes {needed}+ missing points in a row implausible")
 
 
-def _canary_gone_at_once(policy: Policy, reference: Reference, window: Observations, now: int,
-                         lifetime_points: int, alpha: float) -> str | None:
-    """A dead canary within two looks (issue 23, item 5), where _canary_down's prior (one point in
-    eight missing, worth eight points) needs four or more: after at least GROSS_MIN_POINTS reported
-    points the canary reports none of its judged metrics, or serves none of a judged count's
-    denominator, for its last GONE_MIN_GAP+ points while the baseline reported (and served) every
-    one of them."""
+def _canary_not_serving(policy: Policy, window: Observations, now: int, lifetime_points: int,
+                        alpha: float) -> str | None:
+    """A dead canary within two looks (issue 23, item 5): after at least GROSS_MIN_POINTS points
+    it served at, it serves none of a judged count's denominator for its last GONE_MIN_GAP+ points
+    while the baseline served at every one of them, and its own earlier share of the baseline's
+    volume makes none at all implausible (Poisson: exp(-expected) below the canary-down check's
+    share of alpha per point of the lifetime, as _canary_down spends it)."""
     if window.baseline is None or len(window.baseline) == 0:
         return None
-    judged = [m for m in policy.metrics if m.judged]
     base = window.baseline.between(int(window.baseline.timestamps[0]), now)
-    base_reported = np.zeros(len(base), dtype=bool)
-    canary_reported = np.zeros(len(base), dtype=bool)
-    for m in judged:
-        base_reported |= base.reporting(m.name)
-        canary_reported |= np.isfinite(_aligned(window.canary, base, m.name))
-    gone = _gone_run(~canary_reported, base_reported, base)
-    if gone is not None:
-        missing_before, points_before, gap = gone
-        # The source's record: the canary's misses in its window, the baseline's in its history.
-        rate = (missing_before + reference.history_missing + 1) / (points_before + reference.history_grid + 8)
-        needed = max(GONE_MIN_GAP, math.ceil(math.log(alpha / lifetime_points) / math.log(rate)))
-        if gap >= needed:
-            return (f"the canary has not reported its last {gap} points ({gap * base.step // 60} min) after "
-                    f"{points_before} reported ones, while the baseline reported every one; its window and "
-                    f"the baseline's history miss {rate:.2%} of their points, which makes {needed} "
-                    f"in a row implausible")
-    for volume in sorted({m.denominator for m in judged if m.denominator}):
+    for volume in sorted({m.denominator for m in policy.metrics if m.judged and m.denominator}):
         baseline_volume = _aligned(base, base, volume)
         canary_volume = _aligned(window.canary, base, volume)
-        served = np.nan_to_num(baseline_volume) > 0
-        idle = _gone_run(canary_volume == 0, served & np.isfinite(canary_volume), base)
-        if idle is None:
+        counted = (np.nan_to_num(baseline_volume) > 0) & np.isfinite(canary_volume)
+        idle = _trailing_run(canary_volume == 0, counted, base)
+        if idle is None or idle[1] < GONE_MIN_GAP:
             continue
-        _, _, gap = idle
-        counted = np.flatnonzero(served & np.isfinite(canary_volume))
-        before, after = counted[:-gap], counted[-gap:]
+        points = np.flatnonzero(counted)
+        before, after = points[:-idle[1]], points[-idle[1]:]
         share = float(np.sum(canary_volume[before]) / np.sum(baseline_volume[before]))
-        # Poisson at the canary's own earlier share of the baseline's volume: the chance of none at all.
         expected = share * float(np.sum(baseline_volume[after]))
         if -expected < math.log(alpha / lifetime_points):
-            return (f"the canary served no {volume} for its last {gap} points ({gap * base.step // 60} min) "
-                    f"while the baseline served {np.sum(baseline_volume[after]):.0f}; at its own earlier "
-                    f"share ({share:.1%}) it would have served about {expected:.0f}")
+            return (f"the canary served no {volume} for its last {idle[1]} points ({idle[1] * base.step // 60} min) "
+                    f"while the baseline served {np.sum(baseline_volume[after]):.0f}; at its own earlier share "
+                    f"({share:.1%}) it would have served about {expected:.0f}: it is out of service")
     return None
 
 
@@ -583,10 +550,10 @@ def _aligned(frame: Frame, grid: Frame, name: str) -> np.ndarray:
     return out
 
 
-def _gone_run(off: np.ndarray, counted: np.ndarray, grid: Frame) -> tuple[int, int, int] | None:
-    """(misses before, points before, length) of the trailing run of `off` points among the
-    `counted` ones, when at least GROSS_MIN_POINTS counted points come before it (the last of them
-    not off) and the run's counted points lie one step apart (the baseline missed none); else None."""
+def _trailing_run(off: np.ndarray, counted: np.ndarray, grid: Frame) -> tuple[int, int] | None:
+    """(points before, length) of the trailing run of `off` points among the `counted` ones, when
+    at least GROSS_MIN_POINTS counted points come before it (the last of them not off) and the
+    run's points lie one step apart (the baseline missed none); else None."""
     points = np.flatnonzero(counted)
     on = np.flatnonzero(counted & ~off)
     if len(points) == 0 or len(on) == 0 or not off[points[-1]]:
@@ -594,7 +561,7 @@ def _gone_run(off: np.ndarray, counted: np.ndarray, grid: Frame) -> tuple[int, i
     run, before = points[points > on[-1]], points[points <= on[-1]]
     if len(before) < GROSS_MIN_POINTS or np.any(np.diff(grid.timestamps[np.r_[on[-1], run]]) != grid.step):
         return None
-    return int(off[before].sum()), len(before), len(run)
+    return len(before), len(run)
 
 
 # -------------------------------------------------------------- canary vs baseline mode
