@@ -54,9 +54,10 @@ MIN_POINTS_TO_FAIL = 5  # a mean of fewer points is one spike away from anything
 # A gross fault fails a step within two looks (issue 23, item 5): every point of a count's canary
 # window, at least GROSS_MIN_POINTS of them, GROSS_FACTOR times its baseline's rate or more in the
 # bad direction, and each point alone significant at the fail test's share of alpha on the count
-# model's tail. The first points of a window are fixed, so the rule can ever fire only if its
-# first GROSS_MIN_POINTS points all did: a chance of budget.fail at most, budget.fail ** 3 for
-# independent points; no share of alpha is taken from the other tests.
+# model's tail. A window's first points stay (only the pooled rate they are judged at moves a
+# little as it grows), so the rule can fire only where its first GROSS_MIN_POINTS points are each
+# beyond chance: about budget.fail ** 3 for independent points, at most budget.fail; no share of
+# alpha is taken from the other tests.
 GROSS_FACTOR = 2.0
 GROSS_MIN_POINTS = 3
 # A canary that serves none of a count's denominator (requests) for GONE_MIN_GAP points in a row
@@ -521,9 +522,16 @@ def _canary_not_serving(policy: Policy, window: Observations, now: int, lifetime
     if window.baseline is None or len(window.baseline) == 0:
         return None
     base = window.baseline.between(int(window.baseline.timestamps[0]), now)
-    for volume in sorted({m.denominator for m in policy.metrics if m.judged and m.denominator}):
+    judged = [m for m in policy.metrics if m.judged]
+    canary_reported = np.zeros(len(base), dtype=bool)
+    for m in judged:
+        canary_reported |= np.isfinite(_aligned(window.canary, base, m.name))
+    for volume in sorted({m.denominator for m in judged if m.denominator}):
         baseline_volume = _aligned(base, base, volume)
+        # No volume point while the canary reports its other metrics is no request: CloudWatch
+        # publishes no RequestCount for a minute without one, Datadog answers null.
         canary_volume = _aligned(window.canary, base, volume)
+        canary_volume[np.isnan(canary_volume) & canary_reported] = 0.0
         counted = (np.nan_to_num(baseline_volume) > 0) & np.isfinite(canary_volume)
         idle = _trailing_run(canary_volume == 0, counted, base)
         if idle is None or idle[1] < GONE_MIN_GAP:

@@ -32,11 +32,12 @@ def test_errors_five_times_the_baseline_fail_within_two_evaluations(lifetime):
     assert looks_to_fail(verdict) <= 2, verdict.reason
 
 
-def test_a_canary_serving_no_requests_while_the_baseline_serves_fails_within_two_evaluations():
+@pytest.mark.parametrize("none", [0.0, np.nan])  # a zero, or no point (CloudWatch, a sparse counter)
+def test_a_canary_serving_no_requests_while_the_baseline_serves_fails_within_two_evaluations(none):
     canary, baseline = _fleet(64)
     idle = canary.timestamps >= DEPLOY + 6 * STEP  # out of the load balancer: it still reports CPU
-    canary.values["requests"][idle] = 0.0
-    canary.values["errors"][idle] = 0.0
+    canary.values["requests"][idle] = none
+    canary.values["errors"][idle] = none
     verdict, _ = _run(_policy(lifetime=STEP_LIFETIME, min_duration=600), canary, baseline)
     assert verdict.verdict == "fail" and "served no requests" in verdict.reason, verdict.reason
     assert verdict.evaluated_at <= DEPLOY + 7 * STEP, verdict.reason
