@@ -16,10 +16,13 @@ from statsmodels.stats.proportion import proportion_confint
 from bench.report import (GATES, HISTORY_ONLY, VS_BASELINE, ambiguous_lines, could_not_tell, f1, failed, history_table,
                           score, scored, vs_baseline_table)
 
-RATED = ("canary-vs-baseline", "replicas")  # the families with FP and detection targets (the pick rule's)
+# The families with FP and detection targets (the pick rule's); `noisy` (bench.noisy_pairs, issue
+# 23's noisy real pairs, target: the Kayenta-like peer's detection) only where its cases were generated.
+RATED = ("canary-vs-baseline", "replicas", "noisy")
 COMBINED = "canary-vs-baseline + replicas"  # the issue's "cross-validated dev + replicas" column
-FAMILIES = (*RATED, COMBINED, "history-only")  # as the tables show them
-COLORS = {"canary-vs-baseline": "#1b7837", "replicas": "#2166ac", COMBINED: "#000000",
+COMBINED_FAMILIES = ("canary-vs-baseline", "replicas")
+FAMILIES = ("canary-vs-baseline", "replicas", COMBINED, "noisy", "history-only")  # as the tables show them
+COLORS = {"canary-vs-baseline": "#1b7837", "replicas": "#2166ac", COMBINED: "#000000", "noisy": "#d6604d",
           "history-only": "#8073ac", "all clean cases": "#999999"}
 
 
@@ -42,7 +45,7 @@ def _rate(k: int, n: int) -> str:
 
 def family_rows(rows: list[dict], family: str) -> list[dict]:
     if family == COMBINED:
-        return [r for r in rows if r["family"] in RATED]
+        return [r for r in rows if r["family"] in COMBINED_FAMILIES]
     return [r for r in rows if r["family"] == family]
 
 
@@ -107,12 +110,12 @@ def family_out_table(rows: list[dict], families: list[dict]) -> list[str]:
 
 def folds_table(rows: list[dict], folds: list[dict]) -> list[str]:
     """What each fold holds: cases per family, how many source groups, the groups of 4+ cases."""
-    lines = ["| fold | cases | canary-vs-baseline · replicas · history-only | source groups "
-             "| its larger groups (cases) |",
+    present = [fam for fam in (*RATED, "history-only") if any(r["family"] == fam for r in rows)]
+    lines = [f"| fold | cases | {' · '.join(present)} | source groups | its larger groups (cases) |",
              "| --- | --- | --- | --- | --- |"]
     for f in folds:
         held_out = [r for r in rows if r["fold"] == f["fold"]]
-        per_family = " · ".join(str(sum(r["family"] == fam for r in held_out)) for fam in (*RATED, "history-only"))
+        per_family = " · ".join(str(sum(r["family"] == fam for r in held_out)) for fam in present)
         sizes = {g: sum(r["group"] == g for r in held_out) for g in f["groups"]}
         larger = "; ".join(f"{g} ({n})" for g, n in sorted(sizes.items(), key=lambda x: (-x[1], x[0])) if n >= 4)
         lines.append(f"| {f['fold']} | {len(held_out)} | {per_family} | {len(f['groups'])} | {larger or '–'} |")
@@ -177,11 +180,11 @@ def markdown(results: dict) -> str:
     out += ["", "## Per fold (held-out numbers)", ""] + fold_table(rows, folds)
     out += ["", "## The folds", "", FOLDS_NOTE.strip(), ""] + folds_table(rows, folds)
     out += ["", "## Candidates: what the pick saw", "",
-            "Measures on the canary-vs-baseline and replica cases of the other folds (bold: picked for "
+            "Measures on the rated (canary-vs-baseline, replica, noisy) cases of the other folds (bold: picked for "
             "that fold) and on all of them (in sample, optimistic).", ""] + candidates_table(results)
     out += ["", "## Per scenario (held out, pooled)", ""]
     for family, title in (("canary-vs-baseline", "Canary vs baseline (dev)"), ("replicas", "Real replica pairs"),
-                          ("history-only", "History-only (Kontrast)")):
+                          ("noisy", "Noisy real pairs (bench.noisy_pairs)"), ("history-only", "History-only (Kontrast)")):
         group = family_rows(rows, family)
         if group:
             table = history_table(group) if family == "history-only" else vs_baseline_table(group)
@@ -242,7 +245,7 @@ they were built from, so that every fold is judged on series no choice was made 
 candidates file (`--candidates FILE`: named judge configurations, module constants of
 `gate.judge` / `gate.stats.*`), each fold is judged by the candidate that is best on the other
 folds: the highest detection among those with a false-positive rate at or below the policy's
-alpha (1%) on the canary-vs-baseline and replica cases, ties to the faster median time to fail
+alpha (1%) on the rated cases (canary-vs-baseline, replicas, noisy), ties to the faster median time to fail
 (none that low: the lowest false-positive rate). Without one the installed judge is the only
 candidate, and the per-fold table is the generalisation check. Every gate replays each case as
 the live loop would (see docs/benchmarks.md: the same replay, the same peers); a judge change is
@@ -258,7 +261,8 @@ so they are counted in the false-positive rate too.
 
 FAMILY_OUT_NOTE = """
 Each family of the rated cases (`k1m`: 1-minute fleet signals split in two; `nab5m`: 5-minute
-ones; `replica`: real replica pairs) judged by the candidate the pick rule takes on the other two
+ones; `replica`: real replica pairs; `noisy`: two different real series as canary and baseline,
+bench.noisy_pairs, when generated) judged by the candidate the pick rule takes on the other
 families alone: a judge tuned on one kind of data must hold on the others (issue 23). Ambiguous
 cases left out.
 """

@@ -53,6 +53,22 @@ EXCURSION_SCALES = 4.0
 EXCURSION_SHARE = 0.04
 EXCURSION_MIN = 3
 MIN_POINTS_TO_FAIL = 5  # a mean of fewer points is one spike away from anything
+# A gross fault fails a step within two looks (issue 23, item 5): every point of a count's canary
+# window, at least GROSS_MIN_POINTS of them, GROSS_FACTOR times its baseline's rate or more in the
+# bad direction, and each point alone significant at the fail test's share of alpha on the count
+# model's tail. A window's first points stay (only the pooled rate they are judged at moves a
+# little as it grows), so the rule can fire only where its first GROSS_MIN_POINTS points are each
+# beyond chance: about budget.fail ** 3 for independent points, at most budget.fail; no share of
+# alpha is taken from the other tests.
+GROSS_FACTOR = 2.0
+GROSS_MIN_POINTS = 3
+# A canary that serves none of a count's denominator (requests) for GONE_MIN_GAP points in a row
+# while the baseline serves, after it served its share, is dead (out of the load balancer, its
+# gateway gone) when its own earlier share makes none at all implausible. A canary that stops
+# *reporting* is left to _canary_down: the dev corpus's flaky canaries (one point in eight
+# missing, labelled pass) miss 3 points in a row after 5+ steady ones; silence of 2 or 3 points
+# cannot tell them from a dead one.
+GONE_MIN_GAP = 2
 # At the end of the lifetime a metric not shown worse passes only if the canary reported it for
 # at least this share of the lifetime: "not shown worse" on a few scattered points is not a
 # judgement (a canary sending one point in three would pass a regression for lack of power).
@@ -390,7 +406,8 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
 
     remaining = max(0, (deployed_at + policy.lifetime - now) // policy.interval)
     # A canary that stops reporting is caught from its first minute, warm-up or not.
-    down = _canary_down(policy, window, deployed_at, now, lifetime_points, policy.alpha / tests)
+    down = (_canary_down(policy, window, deployed_at, now, lifetime_points, policy.alpha / tests)
+            or _canary_not_serving(policy, window, now, lifetime_points, policy.alpha / tests))
     compared = window
     if policy.warmup:
         # The warm-up is shown (the report draws the whole window) but not compared: new
@@ -530,6 +547,66 @@ def _canary_down(policy: Policy, window: Observations, deployed_at: int, now: in
             f"its earlier gap rate ({rate:.0%}) makes {needed}+ missing points in a row implausible")
 
 
+def _canary_not_serving(policy: Policy, window: Observations, now: int, lifetime_points: int,
+                        alpha: float) -> str | None:
+    """A dead canary within two looks (issue 23, item 5): after at least GROSS_MIN_POINTS points
+    it served at, it serves none of a judged count's denominator for its last GONE_MIN_GAP+ points
+    while the baseline served at every one of them, and its own earlier share of the baseline's
+    volume makes none at all implausible (Poisson: exp(-expected) below the canary-down check's
+    share of alpha per point of the lifetime, as _canary_down spends it)."""
+    if window.baseline is None or len(window.baseline) == 0:
+        return None
+    base = window.baseline.between(int(window.baseline.timestamps[0]), now)
+    judged = [m for m in policy.metrics if m.judged]
+    canary_reported = np.zeros(len(base), dtype=bool)
+    for m in judged:
+        canary_reported |= np.isfinite(_aligned(window.canary, base, m.name))
+    for volume in sorted({m.denominator for m in judged if m.denominator}):
+        baseline_volume = _aligned(base, base, volume)
+        # No volume point while the canary reports its other metrics is no request: CloudWatch
+        # publishes no RequestCount for a minute without one, Datadog answers null.
+        canary_volume = _aligned(window.canary, base, volume)
+        canary_volume[np.isnan(canary_volume) & canary_reported] = 0.0
+        counted = (np.nan_to_num(baseline_volume) > 0) & np.isfinite(canary_volume)
+        idle = _trailing_run(canary_volume == 0, counted, base)
+        if idle is None or idle[1] < GONE_MIN_GAP:
+            continue
+        points = np.flatnonzero(counted)
+        before, after = points[:-idle[1]], points[-idle[1]:]
+        share = float(np.sum(canary_volume[before]) / np.sum(baseline_volume[before]))
+        expected = share * float(np.sum(baseline_volume[after]))
+        if -expected < math.log(alpha / lifetime_points):
+            return (f"the canary served no {volume} for its last {idle[1]} points ({idle[1] * base.step // 60} min) "
+                    f"while the baseline served {np.sum(baseline_volume[after]):.0f}; at its own earlier share "
+                    f"({share:.1%}) it would have served about {expected:.0f}: it is out of service")
+    return None
+
+
+def _aligned(frame: Frame, grid: Frame, name: str) -> np.ndarray:
+    """`frame`'s values of `name` at `grid`'s timestamps, NaN where it has none."""
+    out = np.full(len(grid), np.nan)
+    column = frame.values.get(name)
+    if column is None or len(frame) == 0:
+        return out
+    _, at_grid, at_frame = np.intersect1d(grid.timestamps, frame.timestamps, return_indices=True)
+    out[at_grid] = column[at_frame]
+    return out
+
+
+def _trailing_run(off: np.ndarray, counted: np.ndarray, grid: Frame) -> tuple[int, int] | None:
+    """(points before, length) of the trailing run of `off` points among the `counted` ones, when
+    at least GROSS_MIN_POINTS counted points come before it (the last of them not off) and the
+    run's points lie one step apart (the baseline missed none); else None."""
+    points = np.flatnonzero(counted)
+    on = np.flatnonzero(counted & ~off)
+    if len(points) == 0 or len(on) == 0 or not off[points[-1]]:
+        return None
+    run, before = points[points > on[-1]], points[points <= on[-1]]
+    if len(before) < GROSS_MIN_POINTS or np.any(np.diff(grid.timestamps[np.r_[on[-1], run]]) != grid.step):
+        return None
+    return len(before), len(run)
+
+
 # -------------------------------------------------------------- canary vs baseline mode
 
 
@@ -661,6 +738,8 @@ def _relative_to_baseline(
         comparison = compare(m, paired, ref, setting, expected)
     result = _decide(m, comparison, setting)
     result = _upper_quantile_beyond(m, paired, ref, setting, comparison, result)
+    if result.verdict != "fail":
+        result = _grossly_worse(m, paired, ref, comparison, setting) or result
     # Minutes held out for a fleet-wide anomaly (a minority) were reported by the canary: covered.
     elapsed = max(0, setting.lifetime_points - setting.remaining_points)
     return _covered_enough(result, n + paired.held_out, setting.lifetime_points, elapsed)
@@ -837,15 +916,7 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
     effect = rate_c / rate_b - 1 if rate_b > 0 else (0.0 if rate_c == 0 else float("inf"))
     # Without history, assume counts twice as variable as Poisson at the window's volume.
     inverse_k = ref.noise if ref is not None and ref.noise is not None else 1.0 / max(1.0, float(np.mean(eb)))
-    # Under "same rate", the expected count per minute: the baseline's rate in the
-    # window, shrunk toward the history's rate by a prior worth PRIOR_MINUTES of the baseline's
-    # traffic: a quiet first minutes of the baseline must not make any canary error a surprise.
-    if ref is not None and ref.rate is not None:
-        prior_volume = PRIOR_MINUTES * float(np.mean(nb))
-        rate = (float(eb.sum()) + ref.rate * prior_volume) / (float(nb.sum()) + prior_volume)
-    else:
-        rate = rate_b
-    rate = max(rate, 1.0 / max(nb.sum(), 1.0))
+    rate = _rate_alike(eb, nb, ref)
     numbers = dict(canary=rate_c, baseline=rate_b, expected=expected, effect=effect)
     directions = _directions(m)
     outcomes = []
@@ -877,6 +948,66 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
     return Comparison(outcomes, excursions, numbers, len(ec), tolerance, shown,
                       doubt=_implausibly_clean(m, ec, nc, rate, inverse_k,
                                                burstiness=window_inverse_k(eb, rate * nb)))
+
+
+def _rate_alike(eb: np.ndarray, nb: np.ndarray, ref: MetricReference | None) -> float:
+    """Under "same rate", the events per unit of volume: the baseline's rate in the window,
+    shrunk toward the history's rate by a prior worth PRIOR_MINUTES of the baseline's traffic: a
+    quiet first minutes of the baseline must not make any canary error a surprise."""
+    if ref is not None and ref.rate is not None:
+        prior_volume = PRIOR_MINUTES * float(np.mean(nb))
+        rate = (float(eb.sum()) + ref.rate * prior_volume) / (float(nb.sum()) + prior_volume)
+    else:
+        rate = float(eb.sum() / max(nb.sum(), 1e-12))
+    return max(rate, 1.0 / max(nb.sum(), 1.0))
+
+
+def _grossly_worse(m: Metric, p: Paired, ref: MetricReference | None, comparison: Comparison,
+                   setting: Setting) -> MetricResult | None:
+    """A gross fault, failed before the tests' MIN_POINTS_TO_FAIL (issue 23, item 5): every point
+    of the window (GROSS_MIN_POINTS or more) GROSS_FACTOR times its baseline's rate or worse, each
+    one alone far beyond chance at the fail tests' share of alpha on the count model's tail (the
+    history's dispersion, at the canary's tolerance). Counts only: a gauge's per-point noise comes
+    from one host's history, and two real hosts of a heterogeneous fleet sit 2-2.6x apart for
+    three points by chance (bench.noisy_pairs' noisy-aa-120, CPU, whose history noise is 3%)."""
+    if (m.kind != "count" or len(p.canary) < GROSS_MIN_POINTS or ref is None or ref.noise is None
+            or m.tolerance is None):
+        return None
+    with np.errstate(all="ignore"):
+        for direction in _directions(m):
+            if _every_point_gross(m, p, ref, direction, setting.budget):
+                return _result(m, "fail", "rate-grossly-beyond-tolerance",
+                               f"{comparison.shown}: every one of its {len(p.canary)} points is "
+                               f"{GROSS_FACTOR:g}x its baseline's rate or worse ({direction}), each far "
+                               f"beyond chance: a gross fault", **comparison.numbers)
+    return None
+
+
+def _every_point_gross(m: Metric, p: Paired, ref: MetricReference, direction: str, budget: Budget) -> bool:
+    """Whether each point's count is GROSS_FACTOR times what the baseline's rate gives its volume
+    (pooled, _rate_alike, and the point's own) in `direction` and, alone, beyond the tolerance at
+    budget.fail on the negative binomial of the history's dispersion."""
+    from scipy.stats import nbinom, poisson  # here, not at import: scipy.stats costs a cold start
+
+    ec, eb = p.canary, p.baseline
+    nc = p.canary_volume if p.canary_volume is not None else np.ones(len(ec))
+    nb = p.baseline_volume if p.baseline_volume is not None else np.ones(len(eb))
+    alike = _rate_alike(eb, nb, ref) * nc  # events per point under "same rate"
+    at_baseline = eb * nc / nb  # ... and at this point's own baseline rate
+    if direction == "increase":
+        gross = ec >= GROSS_FACTOR * np.maximum(alike, at_baseline)
+    else:
+        gross = ec * GROSS_FACTOR <= np.minimum(alike, at_baseline)
+    mean = (1 + (m.tolerance if direction == "increase" else -m.tolerance)) * alike  # at the tolerance
+    if not np.all(gross & (mean > 0)):
+        return False
+    if ref.noise > 0:
+        k = 1.0 / ref.noise
+        model = nbinom(k, k / (k + mean))
+    else:
+        model = poisson(mean)
+    chance = model.sf(ec - 1) if direction == "increase" else model.cdf(ec)
+    return bool(np.all(chance < budget.fail))
 
 
 def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: float, inverse_k: float,

@@ -189,3 +189,36 @@ def test_an_ambiguous_clean_case_is_scored_neither_way_and_reported_apart():
     assert cv.rated_measures(cv.scored(rows))["fp"] == 0.0
     text = "\n".join(cv_report.overall_table(cv.scored(rows)) + cv_report.ambiguous_lines(rows, ["ours"]))
     assert "0.0% (0/1)" in text and "1 ambiguous clean case(s)" in text and "not passed: ours 1" in text
+
+
+def test_the_noisy_family_has_its_rows_beside_the_peers_and_stays_out_of_dev_plus_replicas():
+    """Issue 23: the noisy real pairs (bench.noisy_pairs), when generated, are a rated family of
+    the report: its own rows with the Kayenta-like peer beside ours, its per-scenario table, its
+    count per fold; the "dev + replicas" rows keep their two families only; absent, no row."""
+    from bench import cv_report
+
+    def row(family, source, path, expect, ours):
+        decision = {"verdict": ours, "share": 1.0}
+        return {"family": family, "source": source, "path": path, "case": path, "expect": expect, "group": path[0],
+                "scenario": "aa" if expect == "pass" else "cpu_shift", "fold": 0, "ambiguous": False,
+                "ours": decision, "kayenta": {"verdict": "pass", "share": 1.0}, "threshold": decision}
+
+    rows = [row("canary-vs-baseline", "k1m", "k", "pass", "pass"),
+            row("noisy", "noisy", "n1", "pass", "fail"), row("noisy", "noisy", "n2", "fail", "fail")]
+    table = cv_report.overall_table(rows)
+    noisy = [line for line in table if line.startswith("| noisy |")]
+    assert [line.split(" | ")[1] for line in noisy] == ["ours", "Kayenta-like", "threshold (Argo/Flagger-like)"]
+    assert "100.0% (1/1)" in noisy[0] and "0.0% (0/1)" in noisy[1]  # FP of ours, detection of Kayenta-like
+    combined = next(line for line in table if line.startswith(f"| {cv_report.COMBINED} | ours"))
+    assert "0.0% (0/1)" in combined and "(1/2)" not in combined
+    measures = {"installed judge": {"fp": 0, "detection": 1, "time_to_fail": 1}}
+    results = {"cases": rows, "folds": [{"fold": 0, "picked": "installed judge", "groups": ["k", "n"],
+                                         "training": measures}],
+               "speed": {"replays": 3, "replayed": 3, "wall_seconds": 1, "jobs": 1, "load_average_at_start": 0},
+               "judge_version": "x", "code_digest": "y", "candidates": {"installed judge": {}}, "calibration": [],
+               "calibrated": "installed judge", "in_sample": measures}
+    text = cv_report.markdown(results)
+    assert "### Noisy real pairs (bench.noisy_pairs)" in text and "canary-vs-baseline · noisy" in text
+    assert "noisy" in cv.RATED
+    without = cv_report.overall_table(rows[:1])
+    assert not any(line.startswith("| noisy |") for line in without)
