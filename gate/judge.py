@@ -73,6 +73,14 @@ GONE_MIN_GAP = 2
 # at least this share of the lifetime: "not shown worse" on a few scattered points is not a
 # judgement (a canary sending one point in three would pass a regression for lack of power).
 MIN_COVERAGE_TO_PASS = 0.5
+# ... and its latest pair of points no more than this many steps (or this share of the points it
+# could have) behind the latest data of the deploy: a series that stopped is not scattered gaps.
+MAX_BEHIND = 3
+MAX_BEHIND_SHARE = 0.1
+# A gauge's canary reading 0 on at least this many latest points (and this share of them) while
+# its baseline reads above 0 is a series filled with zeros, not a canary (see _reads_zero).
+ZERO_RUN_MIN = 5
+ZERO_RUN_SHARE = 0.25
 # Paired excursions: a canary point more than EXCURSION_JUMP noise scales above its baseline is
 # an excursion (a slow request burst, an error burst); the history says how often one happens by
 # chance, and a count beyond that fails the metric (latency tails, error bursts).
@@ -618,6 +626,7 @@ class Paired:
     canary_volume: np.ndarray | None = None  # denominators, for ratios
     baseline_volume: np.ndarray | None = None
     held_out: int = 0  # points dropped as fleet-wide anomaly
+    last_reported: int | None = None  # the last moment both groups reported it (held-out ones too)
 
 
 def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> Paired | None:
@@ -656,6 +665,7 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> 
     return Paired(
         common[keep], c[keep], b[keep],
         None if cv is None else cv[keep], None if bv is None else bv[keep], held,
+        int(common[keep][-1]) if keep.any() else None,
     )
 
 
@@ -708,16 +718,17 @@ class Comparison:
     tolerance: float
     shown: str  # the numbers in words, for every reason
     doubt: str | None = None  # why the numbers cannot be trusted to pass (a missing series)
+    doubt_rule: str = "implausibly-clean"
 
 
-# Rules by which a metric passes because it was *shown* within its tolerance (not merely not
-# shown worse at the deadline): such a pass needs no coverage check.
+# Rules by which a metric passes because it was *shown* within its tolerance at a checkpoint (not
+# merely not shown worse at the deadline): their coverage is of the points so far.
 SHOWN_WITHIN = frozenset({"mean-within-tolerance", "rate-within-tolerance"})
 
 
 def _relative_to_baseline(
     m: Metric, ref: MetricReference | None, paired: Paired | None, reference: Reference, setting: Setting,
-    notes: list[str],
+    notes: list[str], latest: int, step: int,
 ) -> MetricResult:
     if paired is None:
         return _result(m, "inconclusive", "no-data",
@@ -742,7 +753,8 @@ def _relative_to_baseline(
         result = _grossly_worse(m, paired, ref, comparison, setting) or result
     # Minutes held out for a fleet-wide anomaly (a minority) were reported by the canary: covered.
     elapsed = max(0, setting.lifetime_points - setting.remaining_points)
-    return _covered_enough(result, n + paired.held_out, setting.lifetime_points, elapsed)
+    behind = max(0, (latest - paired.last_reported) // step) if paired.last_reported is not None else 0
+    return _covered_enough(result, n + paired.held_out, setting.lifetime_points, elapsed, behind)
 
 
 def _against_baseline(
@@ -750,7 +762,8 @@ def _against_baseline(
 ) -> MetricResult:
     ref = reference.metrics.get(m.name)
     paired = preprocess(m, window, ref)
-    result = _relative_to_baseline(m, ref, paired, reference, setting, notes)
+    result = _relative_to_baseline(m, ref, paired, reference, setting, notes, _latest_moment(window),
+                                   window.canary.step)
     if paired is None or not guardrails.limits(m):
         return result
     checks = _limit_checks(m, ref, paired.canary, paired.canary_volume, setting,
@@ -762,17 +775,26 @@ def _directions(m: Metric) -> list[str]:
     return ["increase", "decrease"] if m.bad_direction == "either" else [m.bad_direction]
 
 
-def _covered_enough(result: MetricResult, points: int, lifetime_points: int, elapsed_points: int) -> MetricResult:
+def _covered_enough(result: MetricResult, points: int, lifetime_points: int, elapsed_points: int,
+                    behind: int = 0) -> MetricResult:
     """A pass needs the canary to have reported for MIN_COVERAGE_TO_PASS of the points it could
     have: at the end of the lifetime, of the lifetime's (a pass that rests on "not shown worse");
     at a checkpoint, of the points so far (a pass shown within tolerance: the test accounts for
     how many points it had, not for the ones a series that stopped did not send, and "within
-    tolerance over 3 points" of an error series blank since its third minute is not a judgement)."""
+    tolerance over 3 points" of an error series blank since its third minute is not a judgement).
+    And its latest pair no more than MAX_BEHIND steps behind the deploy's latest data (`behind`):
+    a series that stopped while the others go on is not scattered gaps, and a pass on its first
+    half would ignore the half it stopped sending (or a doubled canary whose baseline stopped)."""
     if result.verdict != "pass" and not result.rule.endswith(COULD_NOT_TELL):
         return result
     at_checkpoint = result.rule in SHOWN_WITHIN
     possible = elapsed_points if at_checkpoint else lifetime_points
     needed = math.ceil(MIN_COVERAGE_TO_PASS * possible)
+    allowed = max(MAX_BEHIND, math.ceil(MAX_BEHIND_SHARE * possible))
+    if behind > allowed:
+        return replace(result, verdict="inconclusive", rule="too-little-data",
+                       reason=f"its latest pair of points is {behind} steps behind the deploy's latest data "
+                              f"(a pass allows {allowed}): did its series stop? {result.reason}")
     if points >= needed:
         return result
     of = f"the {possible} points so far" if at_checkpoint else f"the lifetime's {possible} points"
@@ -780,6 +802,19 @@ def _covered_enough(result: MetricResult, points: int, lifetime_points: int, ela
     return replace(result, verdict="inconclusive", rule="too-little-data",
                    reason=f"only {points} of {of} reported; {unshown}a pass needs {needed} "
                           f"({MIN_COVERAGE_TO_PASS:.0%}): {result.reason}")
+
+
+def _latest_moment(window: Observations) -> int:
+    """The latest moment at which either group reported any value: how far the deploy's data goes
+    (a source's lag delays every series alike)."""
+    latest = 0
+    for frame in (window.canary, window.baseline):
+        if frame is None or not frame.values:
+            continue
+        reported = np.any(np.isfinite(np.vstack(list(frame.values.values()))), axis=0)
+        if reported.any():
+            latest = max(latest, int(frame.timestamps[np.flatnonzero(reported)[-1]]))
+    return latest
 
 
 def _expected(m: Metric, reference: Reference, timestamps: np.ndarray) -> float | None:
@@ -838,7 +873,22 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         shown = f"canary mean {mean_c:.4g} vs baseline 0 (compared as a difference, tolerance {tolerance:.0%}) over {len(c)} points"
     else:
         shown = f"canary mean {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(c)} points"
-    return Comparison(outcomes, excursions, numbers, len(c), tolerance, shown)
+    return Comparison(outcomes, excursions, numbers, len(c), tolerance, shown,
+                      doubt=_reads_zero(m, c, b), doubt_rule="reads-zero")
+
+
+def _reads_zero(m: Metric, canary: np.ndarray, baseline: np.ndarray) -> str | None:
+    """A gauge whose canary reads exactly 0 over its latest points while its baseline reads above
+    0 on every one of them: a query that fills a dead agent's or a stopped series' minutes with
+    zeros (CPU, memory or latency 0 is no serving host's). "Far below the baseline" would pass it
+    within any tolerance. Real canary windows of dev, replicas and the noisy family never read 0
+    twice in a row; a real baseline's CPU history reads 0 for up to 5 minutes, hence the length."""
+    run = len(canary) - (int(np.flatnonzero(canary != 0)[-1]) + 1 if np.any(canary != 0) else 0)
+    if run < max(ZERO_RUN_MIN, math.ceil(ZERO_RUN_SHARE * len(canary))) or not np.all(baseline[-run:] > 0):
+        return None
+    return (f"the canary's {m.name} reads 0 at each of its last {run} of {len(canary)} points while the "
+            f"baseline's reads {np.min(baseline[-run:]):.4g} to {np.max(baseline[-run:]):.4g}: is its "
+            f"{m.name} series filled with zeros (a dead agent, a stopped series)?")
 
 
 def _excursions(m: Metric, difference, scale, ref, directions, budget: Budget, lifetime_points: int, centre: bool):
@@ -1094,7 +1144,7 @@ def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult
                            f"the baseline (a tail or bursts; the history makes {needed}+ implausible); {shown}",
                            **numbers)
     if comparison.doubt is not None:
-        return _result(m, "inconclusive", "implausibly-clean", comparison.doubt, **numbers)
+        return _result(m, "inconclusive", comparison.doubt_rule, comparison.doubt, **numbers)
     if look.checkpoint and all(o.test.within for o in outcomes):
         numbers = _decided_by(m, numbers, outcomes, lambda o: o.test.checkpoint_boundary, PASS_TEST)
         return _result(m, "pass", f"{what}-within-tolerance", f"{shown}: shown within tolerance", **numbers)

@@ -217,3 +217,59 @@ def test_a_replay_of_several_cases_ends_with_a_line_counting_their_verdicts(tmp_
                       ROOT / "examples" / "replay.yaml")
     assert result.returncode == 4, result.stdout + result.stderr  # one could not be judged: the worst
     assert result.stdout.strip().splitlines()[-1] == "2 cases: 1 error, 1 pass (exit 4)"
+
+
+def _from_minute(scope, column, minute, value):
+    """An edit for edited_case: `column` of `scope`'s rows from `minute` after the deploy set to
+    value(old) (a string, as the CSV holds it)."""
+    def edit(row, deploy):
+        if row["scope"] == scope and row.get(column) and int(row["timestamp"]) >= deploy + minute * 60:
+            row[column] = value(row[column])
+    return edit
+
+
+@pytest.mark.parametrize(("case", "column", "minute"), [
+    ("replicas/replica-cpu-shift-001", "cpu", 0), ("dev/k1m-latency-shift-045", "latency", 3),
+])
+def test_a_gauge_filled_with_zeros_is_not_passed_as_far_below_its_baseline(corpus, tmp_path, case, column, minute):
+    """Review: a real regressed canary whose gauge reads 0 from minute `minute` (a query filling a
+    dead agent's minutes with zeros) passed "canary mean -90% ... shown within tolerance"."""
+    from gate.analysis import replay_case
+
+    folder = edited_case(corpus.parent / case, tmp_path / "zeros", _from_minute("canary", column, minute, lambda v: "0"))
+    verdict = replay_case(folder).verdict
+    gauge = next(m for m in verdict.metrics if m.name == column)
+    assert verdict.verdict != "pass", verdict.reason
+    assert gauge.verdict != "pass", gauge.reason
+
+
+def test_a_denominator_that_stops_while_errors_rise_is_not_passed(corpus, tmp_path):
+    """Review: k1m-aa-000's canary stops sending requests at minute 24 while its errors go up
+    tenfold: the pairs end at minute 24 and the canary passed at its checkpoint on the first 24
+    minutes ("rate +5.9% over 24 points: shown within tolerance")."""
+    from gate.analysis import replay_case
+
+    def edit(row, deploy):
+        _from_minute("canary", "requests", 24, lambda v: "")(row, deploy)
+        _from_minute("canary", "errors", 24, lambda v: str(int(float(v)) * 10))(row, deploy)
+
+    verdict = replay_case(edited_case(corpus / "k1m-aa-000", tmp_path / "stopped", edit)).verdict
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert verdict.verdict != "pass", verdict.reason
+    assert errors.verdict != "pass", errors.reason
+
+
+@pytest.mark.parametrize("scope", ["canary", "baseline"])
+def test_a_series_that_stops_halfway_is_not_passed_on_its_first_half(corpus, tmp_path, scope):
+    """Review: k1m-aa-000's latency blank from minute 24 in one group (the canary's doubled from
+    then on): 24 points cover half of the 45 so far, and the checkpoint passed on the first half."""
+    from gate.analysis import replay_case
+
+    def edit(row, deploy):
+        _from_minute(scope, "latency", 24, lambda v: "")(row, deploy)
+        _from_minute("canary", "latency", 24, lambda v: repr(float(v) * 2) if v else v)(row, deploy)
+
+    verdict = replay_case(edited_case(corpus / "k1m-aa-000", tmp_path / "stopped", edit)).verdict
+    latency = next(m for m in verdict.metrics if m.name == "latency")
+    assert verdict.verdict != "pass", verdict.reason
+    assert latency.verdict != "pass", latency.reason
