@@ -255,6 +255,11 @@ class Metric(Strict):
             raise ValueError(f"{where}: tolerance {self.tolerance:g} {accepts}, which no evidence can show "
                              "(a canary as good as the baseline measures above it half of the time, and would "
                              "end undecided): give the smallest regression that matters, e.g. 0.05")
+        if self.tolerance is not None and self.tolerance >= 1 and self.bad_direction in ("decrease", "either") \
+                and self.judged:
+            # A fall of 100% or more is to nothing or below: every canary would be within it.
+            raise ValueError(f"{where}: tolerance {self.tolerance:g} on a decrease is a fall of "
+                             f"{self.tolerance:.0%} or more, which no value can make: give less than 1 (e.g. 0.2)")
         if self.max is not None and self.min is not None and self.min >= self.max:
             raise ValueError(f"{where}: min ({self.min:g}) must be below max ({self.max:g})")
         if self.kind == "count" and any(getattr(self, n) < 0 for n in limits):
