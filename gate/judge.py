@@ -1307,7 +1307,7 @@ def _against_history(
     doubt = _clean_against_history(m, ref, canary)
     if doubt is not None:
         return _result(m, "inconclusive", "implausibly-clean", doubt, **numbers)
-    zeros = _reads_zero_against_history(m, reference, canary, t, x, expected_values)
+    zeros = _reads_zero_against_history(m, reference, canary, t, x)
     if zeros is not None:
         return _result(m, "inconclusive", "reads-zero", zeros, **numbers)
     if look.final:
@@ -1322,20 +1322,28 @@ def _against_history(
     return _result(m, "inconclusive", "watching-history", shown, **numbers)
 
 
-def _reads_zero_against_history(m: Metric, reference: Reference, canary: Frame, t: np.ndarray, x: np.ndarray,
-                                expected_values: np.ndarray) -> str | None:
+def _reads_zero_against_history(m: Metric, reference: Reference, canary: Frame, t: np.ndarray,
+                                x: np.ndarray) -> str | None:
     """History-only: a gauge, or a count's denominator, that reads 0 where its seasonal expectation
-    is above 0 (see _reads_zero): a zero-filled CPU was "consistent with history" (only rises were
+    puts 0 far out (see _reads_zero, _far_above_zero): a zero-filled CPU was "consistent with history" (only rises were
     excursions), and a canary serving no requests passed on its errors."""
     if m.kind == "gauge":
-        return _reads_zero(m.name, x, expected_values, "its seasonal expectation")
+        return _reads_zero(m.name, x, _far_above_zero(reference.metrics[m.name].seasonal, t), "its seasonal expectation")
     volume_ref = reference.metrics.get(m.denominator) if m.denominator else None
     volume = canary.values.get(m.denominator) if m.denominator else None
     if volume_ref is None or volume_ref.seasonal is None or volume is None:
         return None
     known = np.isfinite(volume)
-    return _reads_zero(m.denominator, volume[known], volume_ref.seasonal.expected(canary.timestamps[known]),
+    return _reads_zero(m.denominator, volume[known], _far_above_zero(volume_ref.seasonal, canary.timestamps[known]),
                        "its seasonal expectation")
+
+
+def _far_above_zero(seasonal: SeasonalModel, t: np.ndarray) -> np.ndarray:
+    """The seasonal expectation where 0 would be an excursion (more than EXCURSION_SCALES noise
+    scales below it), else 0: a KPI that is mostly 0 in its history (expected 0.003, Kontrast's)
+    reads 0 for a whole window by its nature."""
+    expected = seasonal.expected(t)
+    return np.where(expected > EXCURSION_SCALES * seasonal.scale(t), expected, 0.0)
 
 
 def _within_history_tolerance(m: Metric, mean: float, expected: float | None) -> bool:
