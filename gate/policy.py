@@ -650,12 +650,14 @@ class Policy(Strict):
     @property
     def aws_region(self) -> str | None:
         """The region of the gate's AWS calls on the groups (Auto Scaling, EC2), one rule: the
-        action's region (`actions.region`) if set, else the source's (`source_region`), else
-        None: the settings' (gate.aws.make_client: botocore's chain, AWS_DEFAULT_REGION or the
-        profile, then AWS_REGION). Two calls follow where their object lives instead: a
-        rollout's load balancer is called in its ARN's region (`rollout.region`), and the
-        CloudWatch source and its links in the source's."""
-        return self.actions.region or self.source_region
+        action's region (`actions.region`) if set, else the rollout's load balancer's (its ARN's:
+        the target groups, and so the groups, live beside it; before, `gate rollback` moved the
+        traffic in the listener's region and acted on the groups of the settings' region), else
+        the source's (`source_region`), else None: the settings' (gate.aws.make_client:
+        botocore's chain, AWS_DEFAULT_REGION or the profile, then AWS_REGION). Two calls follow
+        where their object lives instead: a rollout's load balancer is called in its ARN's region
+        (`rollout.region`), and the CloudWatch source and its links in the source's."""
+        return self.actions.region or (self.rollout.region if self.rollout else None) or self.source_region
 
     @property
     def history_only(self) -> bool:
