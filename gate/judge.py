@@ -77,10 +77,10 @@ MIN_COVERAGE_TO_PASS = 0.5
 # could have) behind the latest data of the deploy: a series that stopped is not scattered gaps.
 MAX_BEHIND = 3
 MAX_BEHIND_SHARE = 0.1
-# A gauge's canary reading 0 on at least this many latest points (and this share of them) while
+# A gauge's canary reading 0 on at least this many latest points (this share of a stretch) while
 # its baseline reads above 0 is a series filled with zeros, not a canary (see _reads_zero).
 ZERO_RUN_MIN = 5
-ZERO_RUN_SHARE = 0.25
+ZERO_RUN_DENSITY = 0.8
 # Paired excursions: a canary point more than EXCURSION_JUMP noise scales above its baseline is
 # an excursion (a slow request burst, an error burst); the history says how often one happens by
 # chance, and a count beyond that fails the metric (latency tails, error bursts).
@@ -557,8 +557,8 @@ def _canary_down(policy: Policy, window: Observations, deployed_at: int, now: in
 
 def _canary_not_serving(policy: Policy, window: Observations, now: int, lifetime_points: int,
                         alpha: float) -> str | None:
-    """A dead canary within two looks (issue 23, item 5): after at least GROSS_MIN_POINTS points
-    it served at, it serves none of a judged count's denominator for its last GONE_MIN_GAP+ points
+    """A dead canary within two looks (issue 23, item 5): after at least one point it served at,
+    it serves none of a judged count's denominator for its last GONE_MIN_GAP+ points
     while the baseline served at every one of them, and its own earlier share of the baseline's
     volume makes none at all implausible (Poisson: exp(-expected) below the canary-down check's
     share of alpha per point of the lifetime, as _canary_down spends it)."""
@@ -576,7 +576,7 @@ def _canary_not_serving(policy: Policy, window: Observations, now: int, lifetime
         canary_volume = _aligned(window.canary, base, volume)
         canary_volume[np.isnan(canary_volume) & canary_reported] = 0.0
         counted = (np.nan_to_num(baseline_volume) > 0) & np.isfinite(canary_volume)
-        idle = _trailing_run(canary_volume == 0, counted, base)
+        idle = _trailing_run(canary_volume == 0, counted, ~(np.nan_to_num(baseline_volume) > 0), base)
         if idle is None or idle[1] < GONE_MIN_GAP:
             continue
         points = np.flatnonzero(counted)
@@ -601,16 +601,19 @@ def _aligned(frame: Frame, grid: Frame, name: str) -> np.ndarray:
     return out
 
 
-def _trailing_run(off: np.ndarray, counted: np.ndarray, grid: Frame) -> tuple[int, int] | None:
+def _trailing_run(off: np.ndarray, counted: np.ndarray, neutral: np.ndarray, grid: Frame) -> tuple[int, int] | None:
     """(points before, length) of the trailing run of `off` points among the `counted` ones, when
-    at least GROSS_MIN_POINTS counted points come before it (the last of them not off) and the
-    run's points lie one step apart (the baseline missed none); else None."""
+    at least one counted point comes before it (the last of them not off) and every step from
+    that point on is counted or `neutral` (a minute the baseline reported no volume at says
+    nothing either way; one the canary reported nothing at breaks the run: silence is the
+    canary-down check's); else None."""
     points = np.flatnonzero(counted)
     on = np.flatnonzero(counted & ~off)
     if len(points) == 0 or len(on) == 0 or not off[points[-1]]:
         return None
     run, before = points[points > on[-1]], points[points <= on[-1]]
-    if len(before) < GROSS_MIN_POINTS or np.any(np.diff(grid.timestamps[np.r_[on[-1], run]]) != grid.step):
+    span = np.arange(on[-1], points[-1] + 1)
+    if not np.all(counted[span] | neutral[span]) or np.any(np.diff(grid.timestamps[span]) != grid.step):
         return None
     return len(before), len(run)
 
@@ -874,21 +877,29 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
     else:
         shown = f"canary mean {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(c)} points"
     return Comparison(outcomes, excursions, numbers, len(c), tolerance, shown,
-                      doubt=_reads_zero(m, c, b), doubt_rule="reads-zero")
+                      doubt=_reads_zero(m.name, c, b, "the baseline's"), doubt_rule="reads-zero")
 
 
-def _reads_zero(m: Metric, canary: np.ndarray, baseline: np.ndarray) -> str | None:
-    """A gauge whose canary reads exactly 0 over its latest points while its baseline reads above
-    0 on every one of them: a query that fills a dead agent's or a stopped series' minutes with
-    zeros (CPU, memory or latency 0 is no serving host's). "Far below the baseline" would pass it
-    within any tolerance. Real canary windows of dev, replicas and the noisy family never read 0
-    twice in a row; a real baseline's CPU history reads 0 for up to 5 minutes, hence the length."""
-    run = len(canary) - (int(np.flatnonzero(canary != 0)[-1]) + 1 if np.any(canary != 0) else 0)
-    if run < max(ZERO_RUN_MIN, math.ceil(ZERO_RUN_SHARE * len(canary))) or not np.all(baseline[-run:] > 0):
+def _reads_zero(name: str, canary: np.ndarray, reference: np.ndarray, whose: str) -> str | None:
+    """A canary series that reads exactly 0 on its latest points (ZERO_RUN_MIN of them or more, and
+    at least ZERO_RUN_DENSITY of a stretch up to the latest point: one real value that got through
+    must not hide the rest) while its reference (the baseline's values, or in history-only mode
+    its seasonal expectation) is above 0 at those moments: a query that fills a dead agent's or a
+    stopped series' minutes with zeros (CPU, memory or latency 0 is no serving host's; requests
+    0 is no serving canary). "Far below" would pass it within any tolerance. Real canary windows of
+    dev, replicas and the noisy family never read 0 twice in a row; a real baseline's CPU history
+    reads 0 for up to 5 minutes, hence the length."""
+    zero = (canary == 0) & (reference > 0)
+    counts = np.cumsum(zero[::-1])  # zeros among the last 1, 2, ... points
+    lengths = np.arange(1, len(canary) + 1)
+    stretch = np.flatnonzero((counts >= ZERO_RUN_MIN) & (counts >= ZERO_RUN_DENSITY * lengths))
+    if len(stretch) == 0:
         return None
-    return (f"the canary's {m.name} reads 0 at each of its last {run} of {len(canary)} points while the "
-            f"baseline's reads {np.min(baseline[-run:]):.4g} to {np.max(baseline[-run:]):.4g}: is its "
-            f"{m.name} series filled with zeros (a dead agent, a stopped series)?")
+    last = int(lengths[stretch[-1]])
+    zeros, seen = int(counts[stretch[-1]]), reference[-last:][zero[-last:]]
+    return (f"the canary's {name} reads 0 at {zeros} of its last {last} points (of {len(canary)}) while "
+            f"{whose} is {np.min(seen):.4g} to {np.max(seen):.4g} there: is its {name} series filled "
+            f"with zeros (a dead agent, a stopped series, a canary serving nothing)?")
 
 
 def _excursions(m: Metric, difference, scale, ref, directions, budget: Budget, lifetime_points: int, centre: bool):
@@ -1296,15 +1307,43 @@ def _against_history(
     doubt = _clean_against_history(m, ref, canary)
     if doubt is not None:
         return _result(m, "inconclusive", "implausibly-clean", doubt, **numbers)
+    zeros = _reads_zero_against_history(m, reference, canary, t, x)
+    if zeros is not None:
+        return _result(m, "inconclusive", "reads-zero", zeros, **numbers)
     if look.final:
         if not _within_history_tolerance(m, mean_x, expected):
             return _result(m, "inconclusive", f"mean-{COULD_NOT_TELL}",
                            f"{shown}: at the end of the lifetime the window mean is {_pct(effect)} off its "
                            f"seasonal expectation, beyond the tolerance {m.tolerance:.0%}, though not shown "
                            f"so: could not tell it within tolerance", **numbers)
+        behind = max(0, (_latest_moment(Observations(canary)) - int(t[-1])) // canary.step)
         return _covered_enough(_result(m, "pass", "consistent-with-history", shown, **numbers), len(t), lifetime_points,
-                              elapsed_points=lifetime_points)
+                              elapsed_points=lifetime_points, behind=behind)
     return _result(m, "inconclusive", "watching-history", shown, **numbers)
+
+
+def _reads_zero_against_history(m: Metric, reference: Reference, canary: Frame, t: np.ndarray,
+                                x: np.ndarray) -> str | None:
+    """History-only: a gauge, or a count's denominator, that reads 0 where its seasonal expectation
+    puts 0 far out (see _reads_zero, _far_above_zero): a zero-filled CPU was "consistent with history" (only rises were
+    excursions), and a canary serving no requests passed on its errors."""
+    if m.kind == "gauge":
+        return _reads_zero(m.name, x, _far_above_zero(reference.metrics[m.name].seasonal, t), "its seasonal expectation")
+    volume_ref = reference.metrics.get(m.denominator) if m.denominator else None
+    volume = canary.values.get(m.denominator) if m.denominator else None
+    if volume_ref is None or volume_ref.seasonal is None or volume is None:
+        return None
+    known = np.isfinite(volume)
+    return _reads_zero(m.denominator, volume[known], _far_above_zero(volume_ref.seasonal, canary.timestamps[known]),
+                       "its seasonal expectation")
+
+
+def _far_above_zero(seasonal: SeasonalModel, t: np.ndarray) -> np.ndarray:
+    """The seasonal expectation where 0 would be an excursion (more than EXCURSION_SCALES noise
+    scales below it), else 0: a KPI that is mostly 0 in its history (expected 0.003, Kontrast's)
+    reads 0 for a whole window by its nature."""
+    expected = seasonal.expected(t)
+    return np.where(expected > EXCURSION_SCALES * seasonal.scale(t), expected, 0.0)
 
 
 def _within_history_tolerance(m: Metric, mean: float, expected: float | None) -> bool:

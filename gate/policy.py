@@ -255,6 +255,11 @@ class Metric(Strict):
             raise ValueError(f"{where}: tolerance {self.tolerance:g} {accepts}, which no evidence can show "
                              "(a canary as good as the baseline measures above it half of the time, and would "
                              "end undecided): give the smallest regression that matters, e.g. 0.05")
+        if self.tolerance is not None and self.tolerance >= 1 and self.bad_direction in ("decrease", "either") \
+                and self.judged:
+            # A fall of 100% or more is to nothing or below: every canary would be within it.
+            raise ValueError(f"{where}: tolerance {self.tolerance:g} on a decrease is a fall of "
+                             f"{self.tolerance:.0%} or more, which no value can make: give less than 1 (e.g. 0.2)")
         if self.max is not None and self.min is not None and self.min >= self.max:
             raise ValueError(f"{where}: min ({self.min:g}) must be below max ({self.max:g})")
         if self.kind == "count" and any(getattr(self, n) < 0 for n in limits):
@@ -645,12 +650,14 @@ class Policy(Strict):
     @property
     def aws_region(self) -> str | None:
         """The region of the gate's AWS calls on the groups (Auto Scaling, EC2), one rule: the
-        action's region (`actions.region`) if set, else the source's (`source_region`), else
-        None: the settings' (gate.aws.make_client: botocore's chain, AWS_DEFAULT_REGION or the
-        profile, then AWS_REGION). Two calls follow where their object lives instead: a
-        rollout's load balancer is called in its ARN's region (`rollout.region`), and the
-        CloudWatch source and its links in the source's."""
-        return self.actions.region or self.source_region
+        action's region (`actions.region`) if set, else the rollout's load balancer's (its ARN's:
+        the target groups, and so the groups, live beside it; before, `gate rollback` moved the
+        traffic in the listener's region and acted on the groups of the settings' region), else
+        the source's (`source_region`), else None: the settings' (gate.aws.make_client:
+        botocore's chain, AWS_DEFAULT_REGION or the profile, then AWS_REGION). Two calls follow
+        where their object lives instead: a rollout's load balancer is called in its ARN's region
+        (`rollout.region`), and the CloudWatch source and its links in the source's."""
+        return self.actions.region or (self.rollout.region if self.rollout else None) or self.source_region
 
     @property
     def history_only(self) -> bool:

@@ -273,3 +273,22 @@ def test_a_series_that_stops_halfway_is_not_passed_on_its_first_half(corpus, tmp
     latency = next(m for m in verdict.metrics if m.name == "latency")
     assert verdict.verdict != "pass", verdict.reason
     assert latency.verdict != "pass", latency.reason
+
+
+def test_one_burst_in_the_baseline_does_not_hide_a_stopped_error_series(corpus, tmp_path):
+    """Review: the stopped-series test took the baseline window's dispersion, a moment estimate
+    that one burst (one minute at 10x, ordinary for this series) sets: k1m-aa-000's errors reading
+    0 from minute 20 then passed at its checkpoint."""
+    from gate.analysis import replay_case
+
+    stop = _from_minute("canary", "errors", 20, lambda v: "0")
+
+    def edit(row, deploy):
+        stop(row, deploy)
+        if row["scope"] == "baseline" and int(row["timestamp"]) == deploy + 5 * 60 and row["errors"]:
+            row["errors"] = str(int(float(row["errors"])) * 10)
+
+    verdict = replay_case(edited_case(corpus / "k1m-aa-000", tmp_path / "burst", edit)).verdict
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert verdict.verdict != "pass", verdict.reason
+    assert errors.rule == "implausibly-clean", errors.reason

@@ -620,3 +620,83 @@ def test_a_quiet_stretch_that_chance_explains_is_not_a_stopped_series():
     canary.values["errors"][(canary.timestamps >= DEPLOY + 20 * STEP) & (canary.timestamps < DEPLOY + 40 * STEP)] = 0.0
     verdict, _ = _run(_policy(), canary, baseline)
     assert verdict.verdict == "pass", verdict.reason
+
+
+def _serving_nothing_from(minute, canary, baseline):
+    gone = canary.timestamps >= DEPLOY + minute * STEP
+    canary.values["requests"][gone] = 0.0
+    canary.values["errors"][gone] = 0.0
+    canary.values["cpu"][gone] *= 0.5  # an idle host
+    return canary, baseline
+
+
+@pytest.mark.parametrize(("minute", "baseline_gap"), [(10, 11), (1, None)])
+def test_a_canary_out_of_service_is_failed_across_a_baseline_gap_and_after_one_served_minute(minute, baseline_gap):
+    """Review: the out-of-service rule needed the idle minutes contiguous on the baseline's grid
+    (one blank baseline minute switched it off for good: a pass at the end) and three served
+    minutes before them (a canary dying at minute 1 passed)."""
+    canary, baseline = _serving_nothing_from(minute, *_fleet(7))
+    if baseline_gap is not None:
+        baseline.values["requests"][baseline.timestamps == DEPLOY + baseline_gap * STEP] = np.nan
+    verdict, at = _run(_policy(), canary, baseline)
+    assert verdict.verdict == "fail" and at < 0.5, (at, verdict.reason)
+    assert "out of service" in verdict.reason
+
+
+def test_a_zero_filled_gauge_is_not_passed_when_one_real_point_gets_through():
+    """Review: CPU zero-filled from minute 10 with one real point at minute 42 reset the zero run,
+    and the checkpoint at minute 45 passed "canary mean -76.5% ... shown within tolerance"."""
+    from gate.analysis import Analysis
+
+    canary, baseline = _fleet(5)
+    real = canary.timestamps == DEPLOY + 42 * STEP
+    keep = canary.values["cpu"][real].copy()
+    canary.values["cpu"][canary.timestamps >= DEPLOY + 10 * STEP] = 0.0
+    canary.values["cpu"][real] = keep
+    verdict = Analysis(_policy(), MemorySource(canary, baseline), "r1", DEPLOY).evaluate(DEPLOY + 45 * STEP)
+    cpu = next(m for m in verdict.metrics if m.name == "cpu")
+    assert verdict.verdict != "pass" and cpu.rule == "reads-zero", cpu.reason
+
+
+def test_a_gauge_zero_filled_on_its_last_points_is_not_passed_at_the_end():
+    """Review: 14 zeros at the end of 61 points were below a quarter of them: "not shown worse"."""
+    from gate.analysis import Analysis
+
+    canary, baseline = _fleet(5)
+    canary.values["cpu"][canary.timestamps > DEPLOY + 46 * STEP] = 0.0
+    policy = _policy()
+    verdict = Analysis(policy, MemorySource(canary, baseline), "r1", DEPLOY).evaluate(DEPLOY + policy.lifetime)
+    assert verdict.verdict != "pass", verdict.reason
+
+
+def _history_only_fleet(seed):
+    canary, _ = _fleet(seed, canary_start=DEPLOY - HISTORY_DAYS * DAY)
+    return canary
+
+
+@pytest.mark.parametrize("shape", ["cpu zero-filled", "no requests", "latency stopped"])
+def test_history_only_a_canary_whose_data_went_wrong_is_not_passed(shape):
+    """Review: history-only had none of the canary-vs-baseline checks: a CPU zero-filled from
+    minute 10 was "consistent with history" (only rises are excursions), a canary serving no
+    requests from minute 10 passed on its errors, a latency that stopped at minute 33 passed on
+    its 33 points."""
+    canary = _history_only_fleet(3)
+    after = canary.timestamps >= DEPLOY + (33 if shape == "latency stopped" else 10) * STEP
+    if shape == "cpu zero-filled":
+        canary.values["cpu"][after] = 0.0
+    elif shape == "no requests":
+        canary.values["requests"][after] = 0.0
+        canary.values["errors"][after] = 0.0
+    else:
+        canary.values["latency"][after] = np.nan
+    verdict, _ = _run(_policy(baseline=False), canary, None)
+    assert verdict.verdict != "pass", verdict.reason
+
+
+def test_counts_too_large_to_square_are_judged_not_crashed():
+    """Review: requests x1e160 overflowed a Python float squared in the dispersion of a sum
+    (OverflowError out of the judge)."""
+    canary, baseline = _fleet(3)
+    canary.values["requests"][:] *= 1e160
+    verdict, _ = _run(_policy(), canary, baseline)
+    assert verdict.verdict != "pass", verdict.reason

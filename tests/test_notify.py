@@ -54,3 +54,31 @@ def test_a_new_notifier_registered_once_hears_every_decisive_verdict_and_nothing
     announce(analysis, decided, report=False, build_url="https://ci.example/1")
     assert [(n.verdict.verdict, n.policy.name, n.canary, n.baseline, n.build_url) for n in heard] == [
         ("fail", "demo-shop", "canary", "baseline", "https://ci.example/1")]
+
+
+def test_a_notifier_that_raises_costs_neither_the_verdict_nor_the_notifiers_after_it(registry, tmp_path):
+    """Review: a Datadog event answered with an id of null raised TypeError out of notify(); tell()
+    trusted every notifier's promise not to raise, so the webhook after it was never called and
+    `gate check` answered could-not-judge (exit 4) for a judged canary."""
+    heard: list[str] = []
+
+    class Broken:
+        name = "broken"
+
+        def notify(self, news: News) -> None:
+            raise TypeError("int() argument must be ... not 'NoneType'")
+
+    class Pager:
+        name = "pager"
+
+        def notify(self, news: News) -> None:
+            heard.append(news.verdict.verdict)
+
+    register("broken", Broken())
+    register("pager", Pager())
+    policy = load_policy(ROOT / "examples" / "simulate.yaml")
+    analysis = open_release(policy, "web-1", DEPLOYED_AT + 3600, open_source=open_source,
+                            store=SqliteStore(tmp_path / "gate.sqlite"), requested=DEPLOYED_AT, examine_past=True)
+    decided = analysis.evaluation(analysis.end_at)
+    announce(analysis, decided, report=False)
+    assert heard == ["fail"]

@@ -21,12 +21,23 @@ def test_a_policy_without_a_rollout_section_is_refused_by_the_policy_itself():
         without.rollout_or_refuse()
 
 
-def test_the_aws_region_is_the_actions_then_the_sources_then_the_settings():
+def test_the_aws_region_is_the_actions_then_the_load_balancers_then_the_sources_then_the_settings():
     policy = load_policy(ROOT / "examples" / "cloudwatch.yaml")
     assert policy.source_region == "us-east-1" and policy.aws_region == "us-east-1"
     moved = policy.model_copy(update={"actions": policy.actions.model_copy(update={"region": "eu-west-1"})})
     assert moved.aws_region == "eu-west-1" and moved.source_region == "us-east-1"
     assert load_policy(ROOT / "examples" / "simulate.yaml").aws_region is None  # make_client: the settings'
+
+
+def test_the_groups_of_a_rollout_are_acted_on_in_its_load_balancers_region():
+    """Review: a Datadog policy (no source region) whose listener is in eu-west-1 rolled the
+    traffic back there and then acted on the groups of the settings' region (us-east-1)."""
+    policy = load_policy(ROOT / "examples" / "cloudwatch.yaml")
+    arn = policy.rollout.listener_arn.replace("us-east-1", "eu-west-1")
+    elsewhere = policy.model_copy(update={
+        "rollout": policy.rollout.model_copy(update={"listener_arn": arn}),
+        "source": policy.source.model_copy(update={"options": {}})})
+    assert elsewhere.source_region is None and elsewhere.aws_region == "eu-west-1"
 
 
 def look(status: str, verdict: object = None, dry_run: bool = False) -> Look:

@@ -603,3 +603,13 @@ def test_a_yaml_bool_where_a_number_belongs_is_refused_naming_the_field(tmp_path
     where[path[-1]] = yaml.safe_load(value)
     message = error_of(data)
     assert ".".join(map(str, path)) in message and "expected a number, not a bool" in message, message
+
+
+@pytest.mark.parametrize("direction", ["decrease", "either"])
+def test_a_tolerance_of_a_fall_of_100_percent_or_more_is_refused(direction):
+    """Review: a count with `bad_direction: decrease, tolerance: 2.0` was accepted and its prior
+    variance went negative in the judge (ValueError: math domain error, a traceback)."""
+    data = good()
+    data["metrics"][0].update(bad_direction=direction, tolerance=2.0)
+    message = error_of(data)
+    assert "tolerance 2 on a decrease" in message, message

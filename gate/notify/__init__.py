@@ -13,10 +13,13 @@ A new channel is one module with an object that has `name` and `notify(news)`, a
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from gate.verdict import Verdict
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,11 @@ def notifier(name: str) -> Notifier:
 
 
 def tell(news: News) -> None:
-    """Every notifier, in order (each keeps its promise not to raise)."""
+    """Every notifier, in order. Each promises not to raise; one that breaks it (a bug, an answer
+    nobody foresaw) is logged and the next still told: a notification never costs the verdict,
+    its record or the other notifications."""
     for name in NOTIFIERS:
-        notifier(name).notify(news)
+        try:
+            notifier(name).notify(news)
+        except Exception:  # noqa: BLE001 - whatever a notifier raises, the others and the verdict go on
+            log.exception("notifier %s failed; the verdict stands", name)

@@ -68,7 +68,7 @@ def post(verdict: Verdict, service: str, extra_tags: list[str] = ()) -> int | No
     except OpenApiException as e:
         status = getattr(e, "status", None)
         log.warning("Datadog event not posted: %s %s", status or "", getattr(e, "reason", "") or type(e).__name__)
-    except (GateError, HTTPError, OSError, AttributeError, ValueError) as e:
+    except (GateError, HTTPError, OSError, AttributeError, TypeError, ValueError) as e:  # TypeError: an id of null
         log.warning("Datadog event not posted: %s", e if isinstance(e, GateError) else type(e).__name__)
     return None
 

@@ -12,19 +12,33 @@ def sum_inverse_k(expected: np.ndarray, inverse_k: float) -> float:
     sum mu_i (1 + mu_i / k) is M (1 + M / k_sum) with 1/k_sum = (1/k) sum mu_i^2 / M^2 (about
     1/k over the points, not 1/k itself: the per-point 1/k applied to the sum made a history's
     bursts a licence for a whole window without one event)."""
+    expected = np.asarray(expected, dtype=float)
     total = float(np.sum(expected))
-    return inverse_k * float(np.sum(np.square(expected))) / total**2 if total > 0 else 0.0
+    if not (total > 0 and np.isfinite(total)):
+        return 0.0
+    # As shares of the total: squaring the total overflows past 1e154 and underflows below 1e-154.
+    return inverse_k * float(np.sum(np.square(expected / total)))
 
 
 def window_inverse_k(events: np.ndarray, expected: np.ndarray) -> float:
     """1/k as a window's own points show it, against their expected counts (a moment estimate:
-    E[(x - mu)^2] = mu + mu^2 / k); 0 where they vary no more than Poisson."""
+    E[(x - mu)^2] = mu + mu^2 / k), leaving out the one point that says most: a single burst
+    (one minute at 10x) must not make any lull of the rest look like chance. 0 where they vary no
+    more than Poisson."""
     ok = np.isfinite(events) & np.isfinite(expected)
     x, mu = events[ok], expected[ok]
-    squares = float(np.sum(np.square(mu)))
-    if squares <= 0:
-        return 0.0
-    return max(0.0, float(np.sum(np.square(x - mu) - mu)) / squares)
+    with np.errstate(all="ignore"):
+        terms = np.square(x - mu) - mu
+        weights = np.square(mu)
+        if len(terms) < 2:
+            return 0.0
+        largest = int(np.argmax(terms / np.where(weights > 0, weights, np.inf)))
+        keep = np.arange(len(terms)) != largest
+        squares = float(np.sum(weights[keep]))
+        if not (squares > 0 and np.isfinite(squares)):
+            return 0.0
+        estimate = float(np.sum(terms[keep])) / squares
+    return max(0.0, estimate) if np.isfinite(estimate) else 0.0
 
 
 def lower_tail(seen, mean, inverse_k) -> np.ndarray:
