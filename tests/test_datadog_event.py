@@ -38,7 +38,20 @@ def test_a_verdict_is_posted_as_an_event_tagged_with_release_and_service(fake, t
     assert event["alert_type"] == "error" and event["date_happened"] == VERDICT.evaluated_at
     assert {"service:web", "release:web-1.4.2", "canary_verdict:fail"} <= set(event["tags"])
     assert "latency: fail" in event["text"]
-    assert store.events("web-1.4.2")[0]["detail"] == {"posted": True, "event_id": 1}
+    assert store.events("web-1.4.2")[0]["detail"] == {"posted": True, "event_id": 1, "verdict": "fail",
+                                                      "deployed_at": "2023-11-14T22:13:20Z", "deploy": None}
+
+
+def test_one_verdict_of_one_deploy_is_posted_once(fake, tmp_path):
+    """Review: every announce of the same verdict posted the event again (Slack and the webhook
+    send once per verdict of a deploy): three `gate check` runs, three events. A new deploy of
+    the release is news again."""
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    policy = datadog_policy(events=True)
+    ids = [datadog_event.notify(VERDICT, policy, store) for _ in range(3)]
+    assert ids == [1, 1, 1] and len(fake.events) == 1
+    redeployed = Verdict(**{**VERDICT.__dict__, "deployed_at": VERDICT.deployed_at + 3600})
+    assert datadog_event.notify(redeployed, policy, store) == 2 and len(fake.events) == 2
 
 
 def test_nothing_is_posted_unless_the_policy_asks(fake):

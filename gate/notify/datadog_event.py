@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from gate.errors import GateError
+from gate.release import iso
 from gate.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -74,17 +75,38 @@ def post(verdict: Verdict, service: str, extra_tags: list[str] = ()) -> int | No
 
 
 def notify(verdict: Verdict, policy: Any, store: Any = None) -> int | None:
-    """Post a decisive verdict if the policy asks for it (`notify.datadog_event`)."""
+    """Post a decisive verdict if the policy asks for it (`notify.datadog_event`), once per
+    verdict of a deploy (as Slack: a later `gate check`, or a Lambda call again, finds the same
+    verdict and must not post it again)."""
     if policy.source.type != "datadog" or not policy.notify.datadog_event:
         return None
+    if store is not None and (posted := _already_posted(store, verdict)) is not None:
+        return posted
     event_id = post(verdict, policy.name)
     if store is not None:
-        detail = {"posted": event_id is not None, "event_id": event_id}
+        detail = {"posted": event_id is not None, "event_id": event_id, "verdict": verdict.verdict,
+                  "deployed_at": iso(verdict.deployed_at), "deploy": verdict.deploy}
         try:
             store.record_event(verdict.release, EVENT, detail)
         except GateError as e:
             log.warning("could not record the Datadog event: %s", e)
     return event_id
+
+
+def _already_posted(store: Any, verdict: Verdict) -> int | None:
+    """The event id this verdict of this deploy was already posted as (None: not yet, or the store
+    cannot tell: post, a duplicate beats silence)."""
+    deployed = iso(verdict.deployed_at)
+    try:
+        events = store.events(verdict.release)
+    except Exception:  # noqa: BLE001 - cannot tell: post
+        return None
+    for e in events:
+        d = e["detail"]
+        if (e["kind"] == EVENT and d.get("posted") and d.get("verdict") == verdict.verdict
+                and d.get("deployed_at") == deployed and d.get("deploy") == verdict.deploy):
+            return d.get("event_id")
+    return None
 
 
 class DatadogEventNotifier:
