@@ -561,10 +561,11 @@ def _canary_down(policy: Policy, window: Observations, deployed_at: int, now: in
 def _canary_not_serving(policy: Policy, window: Observations, now: int, lifetime_points: int,
                         alpha: float) -> str | None:
     """A dead canary within two looks (issue 23, item 5): after at least one point it served at,
-    it serves none of a judged count's denominator for its last GONE_MIN_GAP+ points
-    while the baseline served at every one of them, and its own earlier share of the baseline's
-    volume makes none at all implausible (Poisson: exp(-expected) below the canary-down check's
-    share of alpha per point of the lifetime, as _canary_down spends it)."""
+    it serves none (or under COLLAPSED_SHARE of its usual share) of a judged count's denominator
+    for its last GONE_MIN_GAP+ points while the baseline served at every one of them, and its own
+    earlier share of the baseline's volume makes so few implausible (Poisson: P(X <= served)
+    below the canary-down check's share of alpha per point of the lifetime, as _canary_down
+    spends it)."""
     if window.baseline is None or len(window.baseline) == 0:
         return None
     base = window.baseline.between(int(window.baseline.timestamps[0]), now)
@@ -582,18 +583,35 @@ def _canary_not_serving(policy: Policy, window: Observations, now: int, lifetime
         # A minute the baseline served nothing at, or the canary reported nothing at (one dropped
         # scrape), says nothing either way: skipped, not a break of the idle run.
         neutral = ~(np.nan_to_num(baseline_volume) > 0) | ~canary_reported
-        idle = _trailing_run(canary_volume == 0, counted, neutral, base)
+        # Serving a trickle (1 request a minute where it served 1000) is out of service too: a
+        # minute at under COLLAPSED_SHARE of the canary's usual share of the baseline's volume.
+        with np.errstate(all="ignore"):
+            shares = canary_volume[counted] / baseline_volume[counted]
+        usual = float(np.percentile(shares, 90)) if len(shares) else 0.0
+        off = canary_volume <= COLLAPSED_SHARE * usual * np.nan_to_num(baseline_volume)
+        idle = _trailing_run(off, counted, neutral, base)
         if idle is None or idle[1] < GONE_MIN_GAP:
             continue
         points = np.flatnonzero(counted)
         before, after = points[:-idle[1]], points[-idle[1]:]
         share = float(np.sum(canary_volume[before]) / np.sum(baseline_volume[before]))
         expected = share * float(np.sum(baseline_volume[after]))
-        if -expected < math.log(alpha / lifetime_points):
-            return (f"the canary served no {volume} for its last {idle[1]} points ({idle[1] * base.step // 60} min) "
+        served = float(np.sum(canary_volume[after]))
+        if _poisson_at_most(served, expected) < alpha / lifetime_points:
+            what = f"no {volume}" if served == 0 else f"only {served:.0f} {volume}"
+            return (f"the canary served {what} over its last {idle[1]} points ({idle[1] * base.step // 60} min) "
                     f"while the baseline served {np.sum(baseline_volume[after]):.0f}; at its own earlier share "
                     f"({share:.1%}) it would have served about {expected:.0f}: it is out of service")
     return None
+
+
+def _poisson_at_most(seen: float, mean: float) -> float:
+    """P(X <= seen) for a Poisson count of this mean (exp(-mean) at 0, without scipy)."""
+    if seen <= 0:
+        return math.exp(-mean)
+    from scipy.stats import poisson  # here, not at import: scipy.stats costs a cold start
+
+    return float(poisson.cdf(math.floor(seen), mean))
 
 
 def _aligned(frame: Frame, grid: Frame, name: str) -> np.ndarray:
