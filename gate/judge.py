@@ -77,10 +77,13 @@ MIN_COVERAGE_TO_PASS = 0.5
 # could have) behind the latest data of the deploy: a series that stopped is not scattered gaps.
 MAX_BEHIND = 3
 MAX_BEHIND_SHARE = 0.1
+ZERO_FAR_SCALES = 2.0  # history-only: 0 is "far" from an expectation this many noise scales above it
+RECENT_SPAN = 3  # ... and half of the last 3x that many steps reported
 # A gauge's canary reading 0 on at least this many latest points (this share of a stretch) while
 # its baseline reads above 0 is a series filled with zeros, not a canary (see _reads_zero).
 ZERO_RUN_MIN = 5
-ZERO_RUN_DENSITY = 0.8
+ZERO_RUN_DENSITY = 0.5
+COLLAPSED_SHARE = 0.01  # "0" is at most 1% of the reference (0.001, a sentinel -1; real canaries: at most 2 such points)
 # Paired excursions: a canary point more than EXCURSION_JUMP noise scales above its baseline is
 # an excursion (a slow request burst, an error burst); the history says how often one happens by
 # chance, and a count beyond that fails the metric (latency tails, error bursts).
@@ -558,10 +561,11 @@ def _canary_down(policy: Policy, window: Observations, deployed_at: int, now: in
 def _canary_not_serving(policy: Policy, window: Observations, now: int, lifetime_points: int,
                         alpha: float) -> str | None:
     """A dead canary within two looks (issue 23, item 5): after at least one point it served at,
-    it serves none of a judged count's denominator for its last GONE_MIN_GAP+ points
-    while the baseline served at every one of them, and its own earlier share of the baseline's
-    volume makes none at all implausible (Poisson: exp(-expected) below the canary-down check's
-    share of alpha per point of the lifetime, as _canary_down spends it)."""
+    it serves none (or under COLLAPSED_SHARE of its usual share) of a judged count's denominator
+    for its last GONE_MIN_GAP+ points while the baseline served at every one of them, and its own
+    earlier share of the baseline's volume makes so few implausible (Poisson: P(X <= served)
+    below the canary-down check's share of alpha per point of the lifetime, as _canary_down
+    spends it)."""
     if window.baseline is None or len(window.baseline) == 0:
         return None
     base = window.baseline.between(int(window.baseline.timestamps[0]), now)
@@ -576,18 +580,38 @@ def _canary_not_serving(policy: Policy, window: Observations, now: int, lifetime
         canary_volume = _aligned(window.canary, base, volume)
         canary_volume[np.isnan(canary_volume) & canary_reported] = 0.0
         counted = (np.nan_to_num(baseline_volume) > 0) & np.isfinite(canary_volume)
-        idle = _trailing_run(canary_volume == 0, counted, ~(np.nan_to_num(baseline_volume) > 0), base)
+        # A minute the baseline served nothing at, or the canary reported nothing at (one dropped
+        # scrape), says nothing either way: skipped, not a break of the idle run.
+        neutral = ~(np.nan_to_num(baseline_volume) > 0) | ~canary_reported
+        # Serving a trickle (1 request a minute where it served 1000) is out of service too: a
+        # minute at under COLLAPSED_SHARE of the canary's usual share of the baseline's volume.
+        with np.errstate(all="ignore"):
+            shares = canary_volume[counted] / baseline_volume[counted]
+        usual = float(np.percentile(shares, 90)) if len(shares) else 0.0
+        off = canary_volume <= COLLAPSED_SHARE * usual * np.nan_to_num(baseline_volume)
+        idle = _trailing_run(off, counted, neutral, base)
         if idle is None or idle[1] < GONE_MIN_GAP:
             continue
         points = np.flatnonzero(counted)
         before, after = points[:-idle[1]], points[-idle[1]:]
         share = float(np.sum(canary_volume[before]) / np.sum(baseline_volume[before]))
         expected = share * float(np.sum(baseline_volume[after]))
-        if -expected < math.log(alpha / lifetime_points):
-            return (f"the canary served no {volume} for its last {idle[1]} points ({idle[1] * base.step // 60} min) "
+        served = float(np.sum(canary_volume[after]))
+        if _poisson_at_most(served, expected) < alpha / lifetime_points:
+            what = f"no {volume}" if served == 0 else f"only {served:.0f} {volume}"
+            return (f"the canary served {what} over its last {idle[1]} points ({idle[1] * base.step // 60} min) "
                     f"while the baseline served {np.sum(baseline_volume[after]):.0f}; at its own earlier share "
                     f"({share:.1%}) it would have served about {expected:.0f}: it is out of service")
     return None
+
+
+def _poisson_at_most(seen: float, mean: float) -> float:
+    """P(X <= seen) for a Poisson count of this mean (exp(-mean) at 0, without scipy)."""
+    if seen <= 0:
+        return math.exp(-mean)
+    from scipy.stats import poisson  # here, not at import: scipy.stats costs a cold start
+
+    return float(poisson.cdf(math.floor(seen), mean))
 
 
 def _aligned(frame: Frame, grid: Frame, name: str) -> np.ndarray:
@@ -604,9 +628,7 @@ def _aligned(frame: Frame, grid: Frame, name: str) -> np.ndarray:
 def _trailing_run(off: np.ndarray, counted: np.ndarray, neutral: np.ndarray, grid: Frame) -> tuple[int, int] | None:
     """(points before, length) of the trailing run of `off` points among the `counted` ones, when
     at least one counted point comes before it (the last of them not off) and every step from
-    that point on is counted or `neutral` (a minute the baseline reported no volume at says
-    nothing either way; one the canary reported nothing at breaks the run: silence is the
-    canary-down check's); else None."""
+    that point on is counted or `neutral` (a minute that says nothing either way); else None."""
     points = np.flatnonzero(counted)
     on = np.flatnonzero(counted & ~off)
     if len(points) == 0 or len(on) == 0 or not off[points[-1]]:
@@ -629,7 +651,7 @@ class Paired:
     canary_volume: np.ndarray | None = None  # denominators, for ratios
     baseline_volume: np.ndarray | None = None
     held_out: int = 0  # points dropped as fleet-wide anomaly
-    last_reported: int | None = None  # the last moment both groups reported it (held-out ones too)
+    reported: np.ndarray | None = None  # the moments both groups reported it (held-out ones too)
 
 
 def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> Paired | None:
@@ -646,6 +668,7 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> 
     keep = np.isfinite(c) & np.isfinite(b)
     if cv is not None:
         keep &= np.isfinite(cv) & np.isfinite(bv) & (bv > 0) & (cv >= 0)
+    reported = keep.copy()
     held = 0
     if (ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative
             and ref.anomaly_rate < FLEET_ANOMALY_RARE):
@@ -668,7 +691,7 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> 
     return Paired(
         common[keep], c[keep], b[keep],
         None if cv is None else cv[keep], None if bv is None else bv[keep], held,
-        int(common[keep][-1]) if keep.any() else None,
+        common[reported],
     )
 
 
@@ -756,8 +779,7 @@ def _relative_to_baseline(
         result = _grossly_worse(m, paired, ref, comparison, setting) or result
     # Minutes held out for a fleet-wide anomaly (a minority) were reported by the canary: covered.
     elapsed = max(0, setting.lifetime_points - setting.remaining_points)
-    behind = max(0, (latest - paired.last_reported) // step) if paired.last_reported is not None else 0
-    return _covered_enough(result, n + paired.held_out, setting.lifetime_points, elapsed, behind)
+    return _covered_enough(result, paired.reported, setting.lifetime_points, elapsed, latest, step)
 
 
 def _against_baseline(
@@ -778,33 +800,41 @@ def _directions(m: Metric) -> list[str]:
     return ["increase", "decrease"] if m.bad_direction == "either" else [m.bad_direction]
 
 
-def _covered_enough(result: MetricResult, points: int, lifetime_points: int, elapsed_points: int,
-                    behind: int = 0) -> MetricResult:
-    """A pass needs the canary to have reported for MIN_COVERAGE_TO_PASS of the points it could
-    have: at the end of the lifetime, of the lifetime's (a pass that rests on "not shown worse");
-    at a checkpoint, of the points so far (a pass shown within tolerance: the test accounts for
-    how many points it had, not for the ones a series that stopped did not send, and "within
-    tolerance over 3 points" of an error series blank since its third minute is not a judgement).
-    And its latest pair no more than MAX_BEHIND steps behind the deploy's latest data (`behind`):
-    a series that stopped while the others go on is not scattered gaps, and a pass on its first
-    half would ignore the half it stopped sending (or a doubled canary whose baseline stopped)."""
+def _covered_enough(result: MetricResult, reported: np.ndarray, lifetime_points: int, elapsed_points: int,
+                    latest: int, step: int) -> MetricResult:
+    """A pass needs the canary to have reported (`reported`: the metric's moments) for
+    MIN_COVERAGE_TO_PASS of the points it could have: at the end of the lifetime, of the
+    lifetime's (a pass that rests on "not shown worse"); at a checkpoint, of the points so far (a
+    pass shown within tolerance: the test accounts for how many points it had, not for the ones a
+    series that stopped did not send, and "within tolerance over 3 points" of an error series
+    blank since its third minute is not a judgement). And it needs the metric reporting lately:
+    its latest point no more than MAX_BEHIND steps (or MAX_BEHIND_SHARE of the points) behind the
+    deploy's `latest` data, and half of the last RECENT_SPAN times that many steps reported (one
+    point sent after a long silence must not reset it). A series that stopped while the others go
+    on is not scattered gaps, and a pass on its first half would ignore the half it stopped
+    sending (or a doubled canary whose baseline stopped)."""
     if result.verdict != "pass" and not result.rule.endswith(COULD_NOT_TELL):
         return result
     at_checkpoint = result.rule in SHOWN_WITHIN
     possible = elapsed_points if at_checkpoint else lifetime_points
-    needed = math.ceil(MIN_COVERAGE_TO_PASS * possible)
+    points = len(reported)
     allowed = max(MAX_BEHIND, math.ceil(MAX_BEHIND_SHARE * possible))
-    if behind > allowed:
+    behind = max(0, (latest - int(reported[-1])) // step) if points else possible
+    span = min(RECENT_SPAN * allowed, max(possible, 1))
+    recent = int(np.sum(reported > latest - span * step))
+    needed = math.ceil(MIN_COVERAGE_TO_PASS * possible)
+    if points < needed:
+        of = f"the {possible} points so far" if at_checkpoint else f"the lifetime's {possible} points"
+        unshown = "" if at_checkpoint else "not shown worse, but "
         return replace(result, verdict="inconclusive", rule="too-little-data",
-                       reason=f"its latest pair of points is {behind} steps behind the deploy's latest data "
-                              f"(a pass allows {allowed}): did its series stop? {result.reason}")
-    if points >= needed:
-        return result
-    of = f"the {possible} points so far" if at_checkpoint else f"the lifetime's {possible} points"
-    unshown = "" if at_checkpoint else "not shown worse, but "
-    return replace(result, verdict="inconclusive", rule="too-little-data",
-                   reason=f"only {points} of {of} reported; {unshown}a pass needs {needed} "
-                          f"({MIN_COVERAGE_TO_PASS:.0%}): {result.reason}")
+                       reason=f"only {points} of {of} reported; {unshown}a pass needs {needed} "
+                              f"({MIN_COVERAGE_TO_PASS:.0%}): {result.reason}")
+    if behind > allowed or recent < math.ceil(MIN_COVERAGE_TO_PASS * span):
+        return replace(result, verdict="inconclusive", rule="too-little-data",
+                       reason=f"its latest point is {behind} steps behind the deploy's latest data and it "
+                              f"reported {recent} of the last {span} steps (a pass allows {allowed} behind and "
+                              f"needs half): did its series stop? {result.reason}")
+    return result
 
 
 def _latest_moment(window: Observations) -> int:
@@ -881,15 +911,16 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
 
 
 def _reads_zero(name: str, canary: np.ndarray, reference: np.ndarray, whose: str) -> str | None:
-    """A canary series that reads exactly 0 on its latest points (ZERO_RUN_MIN of them or more, and
-    at least ZERO_RUN_DENSITY of a stretch up to the latest point: one real value that got through
-    must not hide the rest) while its reference (the baseline's values, or in history-only mode
+    """A canary series that reads 0, or next to it (at most COLLAPSED_SHARE of its reference: 0.001,
+    a sentinel -1), on its latest points (ZERO_RUN_MIN of them or more, and at least
+    ZERO_RUN_DENSITY of a stretch up to the latest point: real values that got through must not
+    hide the rest) while its reference (the baseline's values, or in history-only mode
     its seasonal expectation) is above 0 at those moments: a query that fills a dead agent's or a
     stopped series' minutes with zeros (CPU, memory or latency 0 is no serving host's; requests
     0 is no serving canary). "Far below" would pass it within any tolerance. Real canary windows of
     dev, replicas and the noisy family never read 0 twice in a row; a real baseline's CPU history
     reads 0 for up to 5 minutes, hence the length."""
-    zero = (canary == 0) & (reference > 0)
+    zero = (canary <= COLLAPSED_SHARE * reference) & (reference > 0)
     counts = np.cumsum(zero[::-1])  # zeros among the last 1, 2, ... points
     lengths = np.arange(1, len(canary) + 1)
     stretch = np.flatnonzero((counts >= ZERO_RUN_MIN) & (counts >= ZERO_RUN_DENSITY * lengths))
@@ -897,7 +928,7 @@ def _reads_zero(name: str, canary: np.ndarray, reference: np.ndarray, whose: str
         return None
     last = int(lengths[stretch[-1]])
     zeros, seen = int(counts[stretch[-1]]), reference[-last:][zero[-last:]]
-    return (f"the canary's {name} reads 0 at {zeros} of its last {last} points (of {len(canary)}) while "
+    return (f"the canary's {name} reads 0 or next to it at {zeros} of its last {last} points (of {len(canary)}) while "
             f"{whose} is {np.min(seen):.4g} to {np.max(seen):.4g} there: is its {name} series filled "
             f"with zeros (a dead agent, a stopped series, a canary serving nothing)?")
 
@@ -1316,9 +1347,8 @@ def _against_history(
                            f"{shown}: at the end of the lifetime the window mean is {_pct(effect)} off its "
                            f"seasonal expectation, beyond the tolerance {m.tolerance:.0%}, though not shown "
                            f"so: could not tell it within tolerance", **numbers)
-        behind = max(0, (_latest_moment(Observations(canary)) - int(t[-1])) // canary.step)
-        return _covered_enough(_result(m, "pass", "consistent-with-history", shown, **numbers), len(t), lifetime_points,
-                              elapsed_points=lifetime_points, behind=behind)
+        return _covered_enough(_result(m, "pass", "consistent-with-history", shown, **numbers), t, lifetime_points,
+                               lifetime_points, _latest_moment(Observations(canary)), canary.step)
     return _result(m, "inconclusive", "watching-history", shown, **numbers)
 
 
@@ -1343,7 +1373,7 @@ def _far_above_zero(seasonal: SeasonalModel, t: np.ndarray) -> np.ndarray:
     scales below it), else 0: a KPI that is mostly 0 in its history (expected 0.003, Kontrast's)
     reads 0 for a whole window by its nature."""
     expected = seasonal.expected(t)
-    return np.where(expected > EXCURSION_SCALES * seasonal.scale(t), expected, 0.0)
+    return np.where(expected > ZERO_FAR_SCALES * seasonal.scale(t), expected, 0.0)
 
 
 def _within_history_tolerance(m: Metric, mean: float, expected: float | None) -> bool:

@@ -700,3 +700,49 @@ def test_counts_too_large_to_square_are_judged_not_crashed():
     canary.values["requests"][:] *= 1e160
     verdict, _ = _run(_policy(), canary, baseline)
     assert verdict.verdict != "pass", verdict.reason
+
+
+def _broken_canary(shape):
+    """Shapes of broken canary data a second review found still passing (each passed on main)."""
+    t0 = DEPLOY + 10 * STEP
+    if shape.startswith("history-only"):
+        canary = _history_only_fleet(3)
+        t = canary.timestamps
+        if shape == "history-only cpu 0.001":
+            canary.values["cpu"][t >= t0] = 0.001
+        elif shape == "history-only noisy cpu zero-filled":
+            load = 1 + 0.3 * np.sin(2 * np.pi * (t % DAY) / DAY)
+            canary.values["cpu"] = 40 * load * np.abs(1 + np.random.default_rng(9).normal(0, 0.3, len(t)))
+            canary.values["cpu"][t >= t0] = 0.0
+        else:  # latency silent from minute 31, one point at 60
+            canary.values["latency"][t > DEPLOY + 30 * STEP] = np.nan
+            canary.values["latency"][t == DEPLOY + 60 * STEP] = 120.0
+        return canary, None
+    canary, baseline = _fleet(7 if "serv" in shape or "blank" in shape else 5)
+    t = canary.timestamps
+    if shape == "serving 1 request a minute":
+        canary.values["requests"][t >= t0] = 1.0
+        canary.values["errors"][t >= t0] = 0.0
+        canary.values["cpu"][t >= t0] *= 0.5
+    elif shape == "serving nothing, one blank minute":
+        canary, baseline = _serving_nothing_from(10, canary, baseline)
+        for v in canary.values.values():
+            v[t == DEPLOY + 11 * STEP] = np.nan
+    elif shape == "errors silent 16-29, one point at 30":
+        canary.values["errors"][t > DEPLOY + 15 * STEP] = np.nan
+        canary.values["errors"][t == DEPLOY + 30 * STEP] = 10.0
+    elif shape == "cpu zero at 70% of points":
+        canary.values["cpu"][(t >= t0) & (np.random.default_rng(1).random(len(t)) < 0.7)] = 0.0
+    else:  # cpu 0.001 or the sentinel -1
+        canary.values["cpu"][t >= t0] = 0.001 if shape == "cpu 0.001" else -1.0
+    return canary, baseline
+
+
+@pytest.mark.parametrize("shape", [
+    "serving 1 request a minute", "serving nothing, one blank minute", "errors silent 16-29, one point at 30",
+    "cpu zero at 70% of points", "cpu 0.001", "cpu sentinel -1", "history-only cpu 0.001",
+    "history-only noisy cpu zero-filled", "history-only latency silent, one point at the end"])
+def test_broken_canary_data_a_second_review_found_is_not_passed(shape):
+    canary, baseline = _broken_canary(shape)
+    verdict, _ = _run(_policy(baseline=baseline is not None), canary, baseline)
+    assert verdict.verdict != "pass", verdict.reason
