@@ -332,8 +332,8 @@ def backtest(
     pseudo-canaries cut from the history (read once). Exit 0 when the clean windows it would roll
     back (false alarms, and undecided ones under on_undecided: fail) are within alpha and at most a
     tenth are undecided; 3 otherwise (as `gate plan`'s too short)."""
-    from gate.backtest import backtest as run_backtest, exit_code, print_backtest
-    from gate.console import StageProgress
+    from gate.backtest import backtest as run_backtest, exit_code
+    from gate.console import StageProgress, print_backtest
     from gate.policy import load_policy, parse_duration
 
     loaded = load_policy(policy)
@@ -351,7 +351,7 @@ def backtest(
                               lifetime=override, progress=progress, recommend=recommend)
     report_data = result.to_dict()
     if html is not None:
-        from gate.backtest_html import write
+        from gate.report.backtest import write
 
         err.print(f"backtest page: {write(html, report_data)}", highlight=False, soft_wrap=True)
     if as_json:
@@ -371,8 +371,8 @@ def plan(
 ) -> None:
     """Pre-flight: how long this canary needs to pass when as good as the baseline, and to fail
     at 2x tolerance, at today's traffic and noise (the judge's own model). Exit 0 ok, 3 too short or at the end."""
-    from gate.console import StageProgress
-    from gate.plan import OK, plan as make_plan, print_plan
+    from gate.console import StageProgress, print_plan
+    from gate.plan import OK, plan as make_plan
     from gate.policy import load_policy
 
     check_release(release)
@@ -428,38 +428,9 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
     if as_json:
         print(json.dumps(records))
         return
-    from rich.table import Table
+    from gate.console import print_history
 
-    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
-                  title=f"release {escape(release)}: {len(records)} evaluation(s), times in UTC")
-    table.add_column("evaluated at", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
-    table.add_column("reason", overflow="fold", ratio=1)
-    rows = [(r["evaluated_at"], escape(str(r["verdict"])), escape(str(r["reason"]))) for r in records]
-    if changes:
-        from gate.rollout import history_rows
-
-        rows = sorted(rows + history_rows(changes), key=lambda row: _sort_moment(row[0]))
-    for at, verdict, reason in rows:
-        table.add_row(_moment(at), verdict, reason)
-    out.print(table, highlight=False)
-
-
-def _sort_moment(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("inf")  # a damaged moment is shown last, as it is
-
-
-def _moment(value) -> str:
-    """A stored moment as ISO time; a damaged one as it is, flagged (history shows what is there)."""
-    from gate.release import iso
-
-    try:
-        return iso(int(value))
-    except (TypeError, ValueError, OverflowError, OSError):
-        return f"{escape(str(value))[:40]} (damaged)"
+    print_history(release, records, changes, out)
 
 
 @app.command()

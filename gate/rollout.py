@@ -510,22 +510,3 @@ def watch(machine: Rollout, wait: Callable[[int], None], on_look: Callable[[Look
         if seen.final or machine.dry_run:
             return seen
         wait(now + interval)
-
-
-def history_rows(changes: list[dict]) -> list[tuple[Any, str, str]]:
-    """`gate history`'s rows for traffic changes: (moment, what, why), escaped for rich."""
-    from rich.markup import escape
-
-    rows = []
-    for c in changes:
-        step, percent = c.get("step"), c.get("percent")
-        what = f"traffic {percent}%" + (f" (step {step} of {len(c.get('steps') or [])})" if step else "")
-        allowed = c.get("allowed_by") or {}
-        why = {"start": "the rollout starts", "pass": "the step before passed", "fail": "the step failed: rolled back",
-               "rollback": "gate rollback", "promote": "gate promote"}.get(allowed.get("verdict"), str(allowed.get("verdict")))
-        if allowed.get("verdict") in ("pass", "fail") and allowed.get("evaluated_at") is not None:
-            why += f" (verdict at {iso(int(allowed['evaluated_at']))})"
-        if c.get("recovered"):
-            why += "; recorded after a restart (the listener had it)"
-        rows.append((c.get("set_at"), escape(what), escape(why)))
-    return rows
