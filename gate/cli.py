@@ -88,27 +88,6 @@ def parse_deployed_at(text: str) -> int:
         raise ReleaseError(f"--deployed-at: {e}") from None
 
 
-SOURCE_FIELDS = {"simulate": "source.options.scenario", "replay": "source.options.case"}
-
-
-def open_source_of(policy, origin: str):
-    """The policy's source, with its errors naming the policy field they come from."""
-    from gate.sources import open_source
-
-    field = SOURCE_FIELDS.get(policy.source.type)
-    try:
-        return open_source(policy)
-    except SourceError:
-        raise
-    except GateError as e:
-        message = str(e)
-        if field and not message.startswith(("source", "metrics", "interval")):
-            message = f"{field}: {message}"
-        raise PolicyError(f"{origin}: {message}") from None
-    except (ArithmeticError, AttributeError, TypeError, ValueError) as e:  # a malformed case folder
-        raise PolicyError(f"{origin}: {field or 'source.options'}: {type(e).__name__}: {e}") from None
-
-
 def print_result(verdict: Verdict, as_json: bool, analysis=None) -> None:
     if as_json:
         print(json.dumps(verdict.to_dict()), flush=True)
@@ -166,6 +145,7 @@ def _open_release(release, policy, canary, baseline, deployed_at, store, interva
     from gate.analysis import current_moment, open_release
     from gate.cache import ReferenceCache
     from gate.policy import load_policy, with_overrides
+    from gate.sources import open_source_from
     from gate.store import open_store
 
     requested = parse_deployed_at(deployed_at) if deployed_at is not None else None
@@ -174,7 +154,7 @@ def _open_release(release, policy, canary, baseline, deployed_at, store, interva
         overrides = {k: v for k, v in (("interval", interval), ("lifetime", lifetime)) if v}
         loaded = with_overrides(loaded, f"{policy} with --interval/--lifetime", **overrides)
     now = current_moment(loaded)
-    analysis = open_release(loaded, release, now, open_source=lambda p: open_source_of(p, str(policy)),
+    analysis = open_release(loaded, release, now, open_source=lambda p: open_source_from(p, str(policy)),
                             store=open_store(store), requested=requested, canary=canary, baseline=baseline,
                             examine_past=examine_past, cache=ReferenceCache())
     return analysis, now
@@ -335,6 +315,7 @@ def backtest(
     from gate.backtest import backtest as run_backtest, exit_code
     from gate.console import StageProgress, print_backtest
     from gate.policy import load_policy, parse_duration
+    from gate.sources import open_source_from
 
     loaded = load_policy(policy)
     try:
@@ -345,7 +326,7 @@ def backtest(
         end = parse_time(until) if until is not None else None
     except ValueError as e:
         raise fail_closed(f"--until: {e}") from None
-    source = open_source_of(loaded, str(policy))
+    source = open_source_from(loaded, str(policy))
     with StageProgress(err, "backtest") as progress:
         result = run_backtest(loaded, source, days=days, windows=windows, until=end, jobs=jobs or None,
                               lifetime=override, progress=progress, recommend=recommend)
@@ -374,6 +355,7 @@ def plan(
     from gate.console import StageProgress, print_plan
     from gate.plan import OK, plan as make_plan
     from gate.policy import load_policy
+    from gate.sources import open_source_from
 
     check_release(release)
     loaded = load_policy(policy)
@@ -381,7 +363,7 @@ def plan(
         deployed_at = parse_time(at) if at is not None else int(time.time())
     except ValueError as e:
         raise fail_closed(f"--at: {e}") from None
-    source = open_source_of(loaded, str(policy))
+    source = open_source_from(loaded, str(policy))
     with StageProgress(err, "plan") as progress:
         data = make_plan(loaded, source, release, share=canary_share, deployed_at=deployed_at,
                          progress=progress).to_dict()
@@ -459,18 +441,6 @@ def _groups_and_aws(release: str, loaded, **names):
     return actions.resolve_groups(release, loaded, **names), actions.clients(loaded)
 
 
-def _rollout_traffic(release: str, policy: Optional[Path], store, by: str):
-    """A policy with a rollout section: the planner of the step that sends its traffic back to
-    production (before the canary scales down, which would leave the ALB forwarding to nothing)."""
-    from gate.policy import load_policy
-    from gate.rollout import rollback_traffic
-
-    loaded = load_policy(policy) if policy else None
-    if loaded is None or loaded.rollout is None:
-        return None
-    return lambda: rollback_traffic(loaded, release, store, by=by)
-
-
 def _print_action(outcome, as_json: bool) -> None:
     from gate.actions import describe
 
@@ -508,6 +478,7 @@ def promote(
     or use --wait). Safe to run again."""
     from gate import actions
     from gate.policy import load_policy, parse_duration
+    from gate.rollout import rollback_traffic_planner
     from gate.store import open_store
 
     check_release(release)
@@ -530,7 +501,7 @@ def promote(
                              refresh=actions.Refresh(settings.checkpoints, settings.checkpoint_delay), dry_run=dry_run,
                              store=history, force=force, wait=wait,
                              timeout=wait_seconds, on_progress=progress,
-                             traffic=_rollout_traffic(release, policy, history, "promote"))
+                             traffic=rollback_traffic_planner(loaded, release, history, by="promote"))
     _print_action(outcome, as_json)
 
 
@@ -547,13 +518,14 @@ def rollback(
     """Scale the canary (and baseline) groups to zero; production is left untouched. Safe to run again."""
     from gate import actions
     from gate.policy import load_policy
+    from gate.rollout import rollback_traffic_planner
     from gate.store import open_store
 
     check_release(release)
-    groups, aws = _groups_and_aws(release, load_policy(policy) if policy else None, canary=canary_asg,
-                                  baseline=baseline_asg)
+    loaded = load_policy(policy) if policy else None
+    groups, aws = _groups_and_aws(release, loaded, canary=canary_asg, baseline=baseline_asg)
     history = None if dry_run else open_store(store)
-    traffic = _rollout_traffic(release, policy, history, "rollback")
+    traffic = rollback_traffic_planner(loaded, release, history, by="rollback")
     outcome = actions.ACTIONS["rollback"](release, groups, aws, dry_run=dry_run, store=history,
                                           traffic=traffic() if traffic else [])
     _print_action(outcome, as_json)
@@ -571,6 +543,7 @@ def policy_schema() -> None:
 def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy files.")]) -> None:
     """Validate policy files, their source's queries and options included; exit 4 on the first invalid one."""
     from gate.policy import load_policy
+    from gate.sources import open_source_from
 
     for f in files:
         p = load_policy(f)
@@ -578,7 +551,7 @@ def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy fil
         # replay case) and fetches nothing. It checks the policy before the environment, so a
         # SourceError (keys not set here, an unknown site) means the policy itself is fine.
         try:
-            open_source_of(p, str(f))
+            open_source_from(p, str(f))
         except SourceError:
             pass
         out.print(f"{f}: ok ({p.name}, {len(p.metrics)} metrics, source {p.source.type})", highlight=False)

@@ -493,6 +493,15 @@ def rollback_traffic(policy: Any, release: str, store: Any, *, by: str = "rollba
     return [Step(spec.forward_arn.split(":")[-1], change, detail, apply)]
 
 
+def rollback_traffic_planner(policy: Any, release: str, store: Any, *, by: str) -> Callable[[], list] | None:
+    """A policy with a rollout section: the planner of the step that sends its traffic back to
+    production (before the canary scales down, which would leave the ALB forwarding to nothing).
+    None without a policy or its rollout section."""
+    if policy is None or policy.rollout is None:
+        return None
+    return lambda: rollback_traffic(policy, release, store, by=by)
+
+
 def _over(changes: list[dict]) -> bool:
     """Whether a deploy's last traffic change sent the canary's traffic back to production."""
     return bool(changes) and changes[-1]["step"] == OUT
