@@ -242,14 +242,6 @@ def rollout(
     raise typer.Exit(seen.exit_code)  # a dry run's is never 0 (gate.rollout.Look), as its JSON says
 
 
-# Worst first: could not judge, fail, undecided, pass.
-EXIT_SEVERITY = (EXIT_ERROR, EXIT_CODES["fail"], EXIT_CODES["inconclusive"], EXIT_CODES["pass"])
-
-
-def worst_exit(code: int | None, new: int) -> int:
-    return new if code is None else min((code, new), key=EXIT_SEVERITY.index)
-
-
 @app.command()
 def replay(
     cases: Annotated[list[Path], typer.Argument(help="Case folders (docs/case-format.md), e.g. examples/cases/k1m-aa-000.")],
@@ -257,40 +249,21 @@ def replay(
     as_json: JsonOption = False,
 ) -> None:
     """Replay recorded cases step by step, as the live loop would, and print their verdicts."""
-    from gate.analysis import replay_case
+    from gate.console import print_replayed
     from gate.policy import load_policy
+    from gate.replays import Replays
 
-    loaded = load_policy(policy) if policy else None
-    code = None  # the worst over the cases: one case that could not be judged, or failed, is never hidden
-    outcomes: dict[str, int] = {}
-    for case in cases:
-        try:
-            result = replay_case(case, loaded)
-        except Exception as e:  # noqa: BLE001 - one bad case is that case's error, the others still run
-            message = str(e) if isinstance(e, GateError) else f"{case}: malformed case ({type(e).__name__}: {e})"
-            print_error(message)
-            if as_json:
-                name = case.name or str(case)
-                print(json.dumps({"case": name, "verdict": "error", "error": message}), flush=True)
-            code = worst_exit(code, EXIT_ERROR)
-            outcomes["error"] = outcomes.get("error", 0) + 1
-            continue
-        code = worst_exit(code, EXIT_CODES[result.verdict.verdict])
-        outcomes[result.verdict.verdict] = outcomes.get(result.verdict.verdict, 0) + 1
+    replays = Replays(cases, load_policy(policy) if policy else None)
+    for replayed in replays:
+        if replayed.error is not None:
+            print_error(replayed.error)
         if as_json:
-            print(json.dumps(result.to_dict()), flush=True)
-        else:
-            out.print(f"[bold]{result.case}[/]: {result.evaluations} evaluations")
-            from gate.console import print_verdict
-
-            print_verdict(result.verdict, out, policy=result.policy, canary="canary",
-                          baseline="baseline" if result.policy is None or result.policy.baseline else None)
-            out.print()
-    code = EXIT_ERROR if code is None else code
+            print(json.dumps(replayed.to_dict()), flush=True)
+        elif replayed.result is not None:
+            print_replayed(replayed.result, out)
     if not as_json and len(cases) > 1:
-        counted = ", ".join(f"{outcomes[o]} {o}" for o in ("error", "fail", "inconclusive", "pass") if o in outcomes)
-        out.print(f"{len(cases)} cases: {counted} (exit {code})", highlight=False)
-    raise typer.Exit(code)
+        out.print(replays.summary(), highlight=False)
+    raise typer.Exit(replays.exit_code)
 
 
 @app.command()

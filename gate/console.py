@@ -176,6 +176,14 @@ def print_links(verdict: Verdict, console: Console) -> None:
             console.print(f"  {m.name} {name}: {url}", soft_wrap=True, highlight=False, markup=False)
 
 
+def print_replayed(result: Any, console: Console) -> None:
+    """`gate replay`: a case's name and evaluations, then its verdict as `gate check` shows one."""
+    console.print(f"[bold]{result.case}[/]: {result.evaluations} evaluations")
+    print_verdict(result.verdict, console, policy=result.policy, canary="canary",
+                  baseline="baseline" if result.policy is None or result.policy.baseline else None)
+    console.print()
+
+
 class WatchProgress:
     """What `gate check --watch` shows while it waits: the lifetime elapsed as a bar, the last
     look's verdict and reason, and when the next look is.
