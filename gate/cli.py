@@ -216,6 +216,7 @@ def rollout(
     steps remain (run again: it resumes at the recorded step), 4 when it could not judge or the
     load balancer's weights were changed by someone else."""
     from gate import rollout as steps
+    from gate.console import print_rollout_look
     from gate.simulated_alb import router_for
 
     check_release(release)
@@ -228,7 +229,7 @@ def rollout(
     machine = steps.Rollout(analysis, router, dry_run=dry_run)
 
     def progress(seen) -> None:
-        err.print(f"rollout {release}: {seen.summary()}", highlight=False, markup=False)
+        print_rollout_look(release, seen, err)
 
     seen = steps.watch(machine, _sleep_until, progress) if watch else machine.tick(int(time.time()))
     if as_json:
@@ -415,13 +416,12 @@ def _groups_and_aws(release: str, loaded, **names):
 
 
 def _print_action(outcome, as_json: bool) -> None:
-    from gate.actions import describe
+    from gate.console import print_action
 
     if as_json:
         print(json.dumps(outcome.to_dict()), flush=True)
     else:
-        for line in describe(outcome):
-            out.print(line, highlight=False)
+        print_action(outcome, out)
 
 
 @app.command()
@@ -450,6 +450,7 @@ def promote(
     baseline groups to zero (after an instance refresh, once it has succeeded: run promote again,
     or use --wait). Safe to run again."""
     from gate import actions
+    from gate.console import print_refresh
     from gate.policy import load_policy, parse_duration
     from gate.rollout import rollback_traffic_planner
     from gate.store import open_store
@@ -465,8 +466,7 @@ def promote(
     groups, aws = _groups_and_aws(release, loaded, production=production_asg, canary=canary_asg,
                                   baseline=baseline_asg)
     def progress(refresh: dict) -> None:
-        err.print(f"instance refresh {refresh['id']} of {groups.production}: {refresh['status']} "
-                  f"({refresh['percent']}%)", highlight=False, markup=False)
+        print_refresh(groups.production, refresh, err)
 
     history = None if dry_run else open_store(store)
     promote_groups = actions.ACTIONS["promote"]

@@ -184,6 +184,25 @@ def print_replayed(result: Any, console: Console) -> None:
     console.print()
 
 
+def print_rollout_look(release: str, seen: Any, console: Console) -> None:
+    """`gate rollout --watch`: each look of the rollout, one line (gate.rollout.Look.summary)."""
+    console.print(f"rollout {release}: {seen.summary()}", highlight=False, markup=False)
+
+
+def print_refresh(group: str, refresh: dict, console: Console) -> None:
+    """`gate promote --wait`: where the production group's instance refresh stands, one line."""
+    console.print(f"instance refresh {refresh['id']} of {group}: {refresh['status']} "
+                  f"({refresh['percent']}%)", highlight=False, markup=False)
+
+
+def print_action(outcome: Any, console: Console) -> None:
+    """`gate promote` / `gate rollback`: what was (or would be) done, a line per step."""
+    from gate.actions import describe
+
+    for line in describe(outcome):
+        console.print(line, highlight=False)
+
+
 class WatchProgress:
     """What `gate check --watch` shows while it waits: the lifetime elapsed as a bar, the last
     look's verdict and reason, and when the next look is.
