@@ -88,27 +88,6 @@ def parse_deployed_at(text: str) -> int:
         raise ReleaseError(f"--deployed-at: {e}") from None
 
 
-SOURCE_FIELDS = {"simulate": "source.options.scenario", "replay": "source.options.case"}
-
-
-def open_source_of(policy, origin: str):
-    """The policy's source, with its errors naming the policy field they come from."""
-    from gate.sources import open_source
-
-    field = SOURCE_FIELDS.get(policy.source.type)
-    try:
-        return open_source(policy)
-    except SourceError:
-        raise
-    except GateError as e:
-        message = str(e)
-        if field and not message.startswith(("source", "metrics", "interval")):
-            message = f"{field}: {message}"
-        raise PolicyError(f"{origin}: {message}") from None
-    except (ArithmeticError, AttributeError, TypeError, ValueError) as e:  # a malformed case folder
-        raise PolicyError(f"{origin}: {field or 'source.options'}: {type(e).__name__}: {e}") from None
-
-
 def print_result(verdict: Verdict, as_json: bool, analysis=None) -> None:
     if as_json:
         print(json.dumps(verdict.to_dict()), flush=True)
@@ -166,6 +145,7 @@ def _open_release(release, policy, canary, baseline, deployed_at, store, interva
     from gate.analysis import current_moment, open_release
     from gate.cache import ReferenceCache
     from gate.policy import load_policy, with_overrides
+    from gate.sources import open_source_from
     from gate.store import open_store
 
     requested = parse_deployed_at(deployed_at) if deployed_at is not None else None
@@ -174,7 +154,7 @@ def _open_release(release, policy, canary, baseline, deployed_at, store, interva
         overrides = {k: v for k, v in (("interval", interval), ("lifetime", lifetime)) if v}
         loaded = with_overrides(loaded, f"{policy} with --interval/--lifetime", **overrides)
     now = current_moment(loaded)
-    analysis = open_release(loaded, release, now, open_source=lambda p: open_source_of(p, str(policy)),
+    analysis = open_release(loaded, release, now, open_source=lambda p: open_source_from(p, str(policy)),
                             store=open_store(store), requested=requested, canary=canary, baseline=baseline,
                             examine_past=examine_past, cache=ReferenceCache())
     return analysis, now
@@ -236,6 +216,7 @@ def rollout(
     steps remain (run again: it resumes at the recorded step), 4 when it could not judge or the
     load balancer's weights were changed by someone else."""
     from gate import rollout as steps
+    from gate.console import print_rollout_look
     from gate.simulated_alb import router_for
 
     check_release(release)
@@ -248,7 +229,7 @@ def rollout(
     machine = steps.Rollout(analysis, router, dry_run=dry_run)
 
     def progress(seen) -> None:
-        err.print(f"rollout {release}: {seen.summary()}", highlight=False, markup=False)
+        print_rollout_look(release, seen, err)
 
     seen = steps.watch(machine, _sleep_until, progress) if watch else machine.tick(int(time.time()))
     if as_json:
@@ -262,14 +243,6 @@ def rollout(
     raise typer.Exit(seen.exit_code)  # a dry run's is never 0 (gate.rollout.Look), as its JSON says
 
 
-# Worst first: could not judge, fail, undecided, pass.
-EXIT_SEVERITY = (EXIT_ERROR, EXIT_CODES["fail"], EXIT_CODES["inconclusive"], EXIT_CODES["pass"])
-
-
-def worst_exit(code: int | None, new: int) -> int:
-    return new if code is None else min((code, new), key=EXIT_SEVERITY.index)
-
-
 @app.command()
 def replay(
     cases: Annotated[list[Path], typer.Argument(help="Case folders (docs/case-format.md), e.g. examples/cases/k1m-aa-000.")],
@@ -277,40 +250,21 @@ def replay(
     as_json: JsonOption = False,
 ) -> None:
     """Replay recorded cases step by step, as the live loop would, and print their verdicts."""
-    from gate.analysis import replay_case
+    from gate.console import print_replayed
     from gate.policy import load_policy
+    from gate.replays import Replays
 
-    loaded = load_policy(policy) if policy else None
-    code = None  # the worst over the cases: one case that could not be judged, or failed, is never hidden
-    outcomes: dict[str, int] = {}
-    for case in cases:
-        try:
-            result = replay_case(case, loaded)
-        except Exception as e:  # noqa: BLE001 - one bad case is that case's error, the others still run
-            message = str(e) if isinstance(e, GateError) else f"{case}: malformed case ({type(e).__name__}: {e})"
-            print_error(message)
-            if as_json:
-                name = case.name or str(case)
-                print(json.dumps({"case": name, "verdict": "error", "error": message}), flush=True)
-            code = worst_exit(code, EXIT_ERROR)
-            outcomes["error"] = outcomes.get("error", 0) + 1
-            continue
-        code = worst_exit(code, EXIT_CODES[result.verdict.verdict])
-        outcomes[result.verdict.verdict] = outcomes.get(result.verdict.verdict, 0) + 1
+    replays = Replays(cases, load_policy(policy) if policy else None)
+    for replayed in replays:
+        if replayed.error is not None:
+            print_error(replayed.error)
         if as_json:
-            print(json.dumps(result.to_dict()), flush=True)
-        else:
-            out.print(f"[bold]{result.case}[/]: {result.evaluations} evaluations")
-            from gate.console import print_verdict
-
-            print_verdict(result.verdict, out, policy=result.policy, canary="canary",
-                          baseline="baseline" if result.policy is None or result.policy.baseline else None)
-            out.print()
-    code = EXIT_ERROR if code is None else code
+            print(json.dumps(replayed.to_dict()), flush=True)
+        elif replayed.result is not None:
+            print_replayed(replayed.result, out)
     if not as_json and len(cases) > 1:
-        counted = ", ".join(f"{outcomes[o]} {o}" for o in ("error", "fail", "inconclusive", "pass") if o in outcomes)
-        out.print(f"{len(cases)} cases: {counted} (exit {code})", highlight=False)
-    raise typer.Exit(code)
+        out.print(replays.summary(), highlight=False)
+    raise typer.Exit(replays.exit_code)
 
 
 @app.command()
@@ -332,9 +286,10 @@ def backtest(
     pseudo-canaries cut from the history (read once). Exit 0 when the clean windows it would roll
     back (false alarms, and undecided ones under on_undecided: fail) are within alpha and at most a
     tenth are undecided; 3 otherwise (as `gate plan`'s too short)."""
-    from gate.backtest import backtest as run_backtest, exit_code, print_backtest
-    from gate.console import StageProgress
+    from gate.backtest import backtest as run_backtest, exit_code
+    from gate.console import StageProgress, print_backtest
     from gate.policy import load_policy, parse_duration
+    from gate.sources import open_source_from
 
     loaded = load_policy(policy)
     try:
@@ -345,13 +300,13 @@ def backtest(
         end = parse_time(until) if until is not None else None
     except ValueError as e:
         raise fail_closed(f"--until: {e}") from None
-    source = open_source_of(loaded, str(policy))
+    source = open_source_from(loaded, str(policy))
     with StageProgress(err, "backtest") as progress:
         result = run_backtest(loaded, source, days=days, windows=windows, until=end, jobs=jobs or None,
                               lifetime=override, progress=progress, recommend=recommend)
     report_data = result.to_dict()
     if html is not None:
-        from gate.backtest_html import write
+        from gate.report.backtest import write
 
         err.print(f"backtest page: {write(html, report_data)}", highlight=False, soft_wrap=True)
     if as_json:
@@ -371,9 +326,10 @@ def plan(
 ) -> None:
     """Pre-flight: how long this canary needs to pass when as good as the baseline, and to fail
     at 2x tolerance, at today's traffic and noise (the judge's own model). Exit 0 ok, 3 too short or at the end."""
-    from gate.console import StageProgress
-    from gate.plan import OK, plan as make_plan, print_plan
+    from gate.console import StageProgress, print_plan
+    from gate.plan import OK, plan as make_plan
     from gate.policy import load_policy
+    from gate.sources import open_source_from
 
     check_release(release)
     loaded = load_policy(policy)
@@ -381,7 +337,7 @@ def plan(
         deployed_at = parse_time(at) if at is not None else int(time.time())
     except ValueError as e:
         raise fail_closed(f"--at: {e}") from None
-    source = open_source_of(loaded, str(policy))
+    source = open_source_from(loaded, str(policy))
     with StageProgress(err, "plan") as progress:
         data = make_plan(loaded, source, release, share=canary_share, deployed_at=deployed_at,
                          progress=progress).to_dict()
@@ -428,38 +384,9 @@ def history(release: str, store: StoreOption = None, as_json: JsonOption = False
     if as_json:
         print(json.dumps(records))
         return
-    from rich.table import Table
+    from gate.console import print_history
 
-    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
-                  title=f"release {escape(release)}: {len(records)} evaluation(s), times in UTC")
-    table.add_column("evaluated at", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
-    table.add_column("reason", overflow="fold", ratio=1)
-    rows = [(r["evaluated_at"], escape(str(r["verdict"])), escape(str(r["reason"]))) for r in records]
-    if changes:
-        from gate.rollout import history_rows
-
-        rows = sorted(rows + history_rows(changes), key=lambda row: _sort_moment(row[0]))
-    for at, verdict, reason in rows:
-        table.add_row(_moment(at), verdict, reason)
-    out.print(table, highlight=False)
-
-
-def _sort_moment(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("inf")  # a damaged moment is shown last, as it is
-
-
-def _moment(value) -> str:
-    """A stored moment as ISO time; a damaged one as it is, flagged (history shows what is there)."""
-    from gate.release import iso
-
-    try:
-        return iso(int(value))
-    except (TypeError, ValueError, OverflowError, OSError):
-        return f"{escape(str(value))[:40]} (damaged)"
+    print_history(release, records, changes, out)
 
 
 @app.command()
@@ -488,26 +415,13 @@ def _groups_and_aws(release: str, loaded, **names):
     return actions.resolve_groups(release, loaded, **names), actions.clients(loaded)
 
 
-def _rollout_traffic(release: str, policy: Optional[Path], store, by: str):
-    """A policy with a rollout section: the planner of the step that sends its traffic back to
-    production (before the canary scales down, which would leave the ALB forwarding to nothing)."""
-    from gate.policy import load_policy
-    from gate.rollout import rollback_traffic
-
-    loaded = load_policy(policy) if policy else None
-    if loaded is None or loaded.rollout is None:
-        return None
-    return lambda: rollback_traffic(loaded, release, store, by=by)
-
-
 def _print_action(outcome, as_json: bool) -> None:
-    from gate.actions import describe
+    from gate.console import print_action
 
     if as_json:
         print(json.dumps(outcome.to_dict()), flush=True)
     else:
-        for line in describe(outcome):
-            out.print(line, highlight=False)
+        print_action(outcome, out)
 
 
 @app.command()
@@ -536,7 +450,9 @@ def promote(
     baseline groups to zero (after an instance refresh, once it has succeeded: run promote again,
     or use --wait). Safe to run again."""
     from gate import actions
+    from gate.console import print_refresh
     from gate.policy import load_policy, parse_duration
+    from gate.rollout import rollback_traffic_planner
     from gate.store import open_store
 
     check_release(release)
@@ -550,8 +466,7 @@ def promote(
     groups, aws = _groups_and_aws(release, loaded, production=production_asg, canary=canary_asg,
                                   baseline=baseline_asg)
     def progress(refresh: dict) -> None:
-        err.print(f"instance refresh {refresh['id']} of {groups.production}: {refresh['status']} "
-                  f"({refresh['percent']}%)", highlight=False, markup=False)
+        print_refresh(groups.production, refresh, err)
 
     history = None if dry_run else open_store(store)
     promote_groups = actions.ACTIONS["promote"]
@@ -559,7 +474,7 @@ def promote(
                              refresh=actions.Refresh(settings.checkpoints, settings.checkpoint_delay), dry_run=dry_run,
                              store=history, force=force, wait=wait,
                              timeout=wait_seconds, on_progress=progress,
-                             traffic=_rollout_traffic(release, policy, history, "promote"))
+                             traffic=rollback_traffic_planner(loaded, release, history, by="promote"))
     _print_action(outcome, as_json)
 
 
@@ -576,13 +491,14 @@ def rollback(
     """Scale the canary (and baseline) groups to zero; production is left untouched. Safe to run again."""
     from gate import actions
     from gate.policy import load_policy
+    from gate.rollout import rollback_traffic_planner
     from gate.store import open_store
 
     check_release(release)
-    groups, aws = _groups_and_aws(release, load_policy(policy) if policy else None, canary=canary_asg,
-                                  baseline=baseline_asg)
+    loaded = load_policy(policy) if policy else None
+    groups, aws = _groups_and_aws(release, loaded, canary=canary_asg, baseline=baseline_asg)
     history = None if dry_run else open_store(store)
-    traffic = _rollout_traffic(release, policy, history, "rollback")
+    traffic = rollback_traffic_planner(loaded, release, history, by="rollback")
     outcome = actions.ACTIONS["rollback"](release, groups, aws, dry_run=dry_run, store=history,
                                           traffic=traffic() if traffic else [])
     _print_action(outcome, as_json)
@@ -600,6 +516,7 @@ def policy_schema() -> None:
 def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy files.")]) -> None:
     """Validate policy files, their source's queries and options included; exit 4 on the first invalid one."""
     from gate.policy import load_policy
+    from gate.sources import open_source_from
 
     for f in files:
         p = load_policy(f)
@@ -607,7 +524,7 @@ def policy_validate(files: Annotated[list[Path], typer.Argument(help="Policy fil
         # replay case) and fetches nothing. It checks the policy before the environment, so a
         # SourceError (keys not set here, an unknown site) means the policy itself is fine.
         try:
-            open_source_of(p, str(f))
+            open_source_from(p, str(f))
         except SourceError:
             pass
         out.print(f"{f}: ok ({p.name}, {len(p.metrics)} metrics, source {p.source.type})", highlight=False)

@@ -176,6 +176,33 @@ def print_links(verdict: Verdict, console: Console) -> None:
             console.print(f"  {m.name} {name}: {url}", soft_wrap=True, highlight=False, markup=False)
 
 
+def print_replayed(result: Any, console: Console) -> None:
+    """`gate replay`: a case's name and evaluations, then its verdict as `gate check` shows one."""
+    console.print(f"[bold]{result.case}[/]: {result.evaluations} evaluations")
+    print_verdict(result.verdict, console, policy=result.policy, canary="canary",
+                  baseline="baseline" if result.policy is None or result.policy.baseline else None)
+    console.print()
+
+
+def print_rollout_look(release: str, seen: Any, console: Console) -> None:
+    """`gate rollout --watch`: each look of the rollout, one line (gate.rollout.Look.summary)."""
+    console.print(f"rollout {release}: {seen.summary()}", highlight=False, markup=False)
+
+
+def print_refresh(group: str, refresh: dict, console: Console) -> None:
+    """`gate promote --wait`: where the production group's instance refresh stands, one line."""
+    console.print(f"instance refresh {refresh['id']} of {group}: {refresh['status']} "
+                  f"({refresh['percent']}%)", highlight=False, markup=False)
+
+
+def print_action(outcome: Any, console: Console) -> None:
+    """`gate promote` / `gate rollback`: what was (or would be) done, a line per step."""
+    from gate.actions import describe
+
+    for line in describe(outcome):
+        console.print(line, highlight=False)
+
+
 class WatchProgress:
     """What `gate check --watch` shows while it waits: the lifetime elapsed as a bar, the last
     look's verdict and reason, and when the next look is.
@@ -272,3 +299,184 @@ class StageProgress:
         count = f" {done}/{total}" if total else ""
         self.console.print(f"{self.command}: {stage}{count} ({time.monotonic() - self.started:.0f} s)",
                            highlight=False, soft_wrap=True)
+
+
+# ------------------------------------------------------------------------------ gate history
+
+
+def print_history(release: str, records: list[dict], changes: list[dict], console: Console) -> None:
+    """`gate history`: the recorded evaluations and, among them, gate rollout's weight changes."""
+    from rich.markup import escape
+
+    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
+                  title=f"release {escape(release)}: {len(records)} evaluation(s), times in UTC")
+    table.add_column("evaluated at", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("reason", overflow="fold", ratio=1)
+    rows = [(r["evaluated_at"], escape(str(r["verdict"])), escape(str(r["reason"]))) for r in records]
+    if changes:
+        rows = sorted(rows + history_rows(changes), key=lambda row: _sort_moment(row[0]))
+    for at, verdict, reason in rows:
+        table.add_row(_moment(at), verdict, reason)
+    console.print(table, highlight=False)
+
+
+def history_rows(changes: list[dict]) -> list[tuple[Any, str, str]]:
+    """`gate history`'s rows for traffic changes: (moment, what, why), escaped for rich."""
+    from rich.markup import escape
+
+    rows = []
+    for c in changes:
+        step, percent = c.get("step"), c.get("percent")
+        what = f"traffic {percent}%" + (f" (step {step} of {len(c.get('steps') or [])})" if step else "")
+        allowed = c.get("allowed_by") or {}
+        why = {"start": "the rollout starts", "pass": "the step before passed", "fail": "the step failed: rolled back",
+               "rollback": "gate rollback", "promote": "gate promote"}.get(allowed.get("verdict"), str(allowed.get("verdict")))
+        if allowed.get("verdict") in ("pass", "fail") and allowed.get("evaluated_at") is not None:
+            why += f" (verdict at {iso(int(allowed['evaluated_at']))})"
+        if c.get("recovered"):
+            why += "; recorded after a restart (the listener had it)"
+        rows.append((c.get("set_at"), escape(what), escape(why)))
+    return rows
+
+
+def _sort_moment(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("inf")  # a damaged moment is shown last, as it is
+
+
+def _moment(value) -> str:
+    """A stored moment as ISO time; a damaged one as it is, flagged (history shows what is there)."""
+    from rich.markup import escape
+
+    try:
+        return iso(int(value))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return f"{escape(str(value))[:40]} (damaged)"
+
+
+# ------------------------------------------------------------------------------ gate backtest, gate plan
+
+
+def _rate_text(rate: dict) -> str:
+    lo, hi = rate["ci95"]
+    return f"{rate['count']}/{rate['of']} [{lo:.0%}-{hi:.0%}]" if rate["of"] else "-"
+
+
+def print_backtest(report: dict, console) -> None:
+    """The backtest as rich tables: false alarms, detection per metric and size, the
+    recommendation as YAML."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from gate.backtest import BROKEN_FACTOR, DECIDED_TARGET, DETECTION_SIZE, DETECTION_TARGET, EFFECT_SIZES
+    from gate.policy import _human
+
+    o = report["overall"]
+    asked = report["recommendation"]["yaml"] is not None
+    console.print(f"[bold]gate backtest[/] {escape(report['policy'])}: {report['windows']} windows of "
+                  f"{_human(report['lifetime'])} over {report['history']['start']} .. {report['history']['end']} "
+                  f"({report['history']['source_requests']} source request(s)), {report['runs']} judged canaries "
+                  f"in {report['seconds']:g} s", highlight=False)
+    console.print(f"mode: {report['mode']}: {escape(report['mode_reason'])}", style="dim", highlight=False)
+    console.print(f"false alarms (A/A windows failed): {_rate_text(o['false_alarms'])} (95% interval); alpha {report['alpha']:g}; "
+                  f"could not tell (A/A windows undecided at the end, {report['on_undecided']} by on_undecided): "
+                  f"{_rate_text(o['undecided'])}; rolled back (clean windows the live gate fails): "
+                  f"{_rate_text(o['rolled_back'])}; median time to pass {present.minutes_or_dash(o['median_minutes_to_pass'])}; "
+                  f"canary stops reporting caught {_rate_text(o['canary_down']['detected'])} in "
+                  f"{present.minutes_or_dash(o['canary_down']['median_minutes_to_fail'])}", highlight=False)
+    if report["broken_history"]:
+        console.print(f"[bold red]broken history[/]: {', '.join(map(escape, report['broken_history']))} failed most "
+                      f"A/A windows by more than {BROKEN_FACTOR:g}x the tolerance: these false alarms measure the "
+                      "history, not the policy (see the note below)", highlight=False)
+    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
+                  title="per metric: false alarms, A/A windows undecided (undec), and regressions of 1.5x, 2x, 3x the tolerance caught (median time to fail)")
+    table.add_column("metric", overflow="fold")  # wraps a long name: the numbers are never cut
+    table.add_column("tol", justify="right", no_wrap=True)
+    table.add_column("false alarms", no_wrap=True)
+    table.add_column("undec", no_wrap=True)
+    for size in EFFECT_SIZES:
+        table.add_column(f"{size:g}x", no_wrap=True)
+    table.add_column("advised", justify="right", no_wrap=True)
+    for m in report["metrics"]:
+        kinds = sorted({i["kind"] for i in m["injections"]}, key=["shift", "rate", "tail", "ramp"].index) or [""]
+        for n, kind in enumerate(kinds):
+            cells = []
+            for size in EFFECT_SIZES:
+                i = next((i for i in m["injections"] if i["kind"] == kind and i["size"] == size), None)
+                d = i["detected"] if i else {"of": 0}
+                minutes = i["median_minutes_to_fail"] if i else None
+                cells.append(f"{d['rate']:.0%}" + ("" if minutes is None else f" {minutes:.0f}m") if d["of"] else "-")
+            first = n == 0
+            recommended = m["recommended_tolerance"]
+            tolerance = "-" if m["tolerance"] is None else f"{m['tolerance']:g}"
+            table.add_row(f"{m['name']} {kind}".strip() if first else f"  {kind}", tolerance if first else "",
+                          _rate_text(m["false_alarms"]) if first else "",
+                          f"{m['undecided']['count']}/{m['undecided']['of']}" if first else "", *cells,
+                          ("-" if not asked else "none" if recommended is None else f"{recommended:g}") if first else "")
+    console.print(table, highlight=False)
+    alarms = report["false_alarm_windows"]
+    if alarms:
+        console.print(f"[bold]windows that raised false alarms[/] ({len(alarms)})", highlight=False)
+        for a in alarms[:20]:
+            console.print(f"  {a['deployed_at']} +{a['minutes']:g} min  {escape(a['metric'])} ({a['rule']}): "
+                          f"{escape(a['reason'])}", highlight=False, soft_wrap=True)
+        if len(alarms) > 20:
+            console.print(f"  ... {len(alarms) - 20} more (--json lists them all)", highlight=False)
+    for reason in report["exit_reasons"]:
+        console.print(f"[bold red]not fit for this service[/] (exit 3): {escape(reason)}", highlight=False,
+                      soft_wrap=True)
+    rec = report["recommendation"]
+    for note in rec["notes"]:
+        console.print(f"note: {escape(note)}", style="yellow", highlight=False, soft_wrap=True)
+    if rec["yaml"] is None:
+        return
+    console.print("[bold]recommended[/] (smallest tolerances and shortest lifetime with clean windows rolled back "
+                  "<= alpha, "
+                  f"{DETECTION_SIZE:g}x-tolerance regressions caught in >= {DETECTION_TARGET:.0%} and clean windows "
+                  f"told in >= {DECIDED_TARGET:.0%}):", highlight=False)
+    console.print(escape(rec["yaml"]), highlight=False, soft_wrap=True)
+
+
+def print_plan(data: dict, console) -> None:
+    """The answer first, then a table of short cells only (it fits 80 columns whatever the
+    metric names: nothing in it is cut), then the rules and what would suffice, wrapped."""
+    from rich.markup import escape
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    from gate.plan import AT_END, OK, REGRESSION, TOO_SHORT, UNTIMED
+    from gate.policy import _human
+
+    def when(seconds):
+        return "-" if seconds is None else _human(int(seconds)) if seconds % 60 == 0 else f"{seconds}s"
+
+    styles = {OK: "bold green", AT_END: "bold yellow", UNTIMED: "bold yellow", TOO_SHORT: "bold red"}
+    console.print(f"[{styles[data['verdict']]}]{data['verdict']}[/]: {escape(data['reason'])}", highlight=False)
+    console.print(f"release {escape(data['release'])}, lifetime {_human(data['lifetime'])}, canary share "
+                  f"{data['canary_share']:.1%} ({data['mode']}); a canary as good as the baseline passes after "
+                  f"{when(data['seconds_to_pass'])}", highlight=False)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("metric", "tol", "passes after", f"fails at {REGRESSION:g}x after", "answer"):
+        table.add_column(column, overflow="fold")
+    for m in data["metrics"]:
+        table.add_row(escape(m["name"]), "-" if m["tolerance"] is None else f"{m['tolerance']:g}",
+                      when(m["seconds_to_pass"]),
+                      "not in time" if m["tolerance"] and m["seconds_to_fail_2x"] is None else when(m["seconds_to_fail_2x"]),
+                      f"[{styles[m['answer']]}]{m['answer']}[/]")
+    console.print(table, highlight=False)
+    for m in data["metrics"]:
+        rules = [f"passes by {m['pass_rule']}" if m["pass_rule"] else "",
+                 f"fails by {m['fail_rule']}" if m["fail_rule"] else ""]
+        fixes = [f"a lifetime of {_human(m['lifetime_needed'])}" if m["lifetime_needed"] else "",
+                 f"a canary share of {m['share_needed']:.1%}" if m["share_needed"] else ""]
+        line = ", ".join(r for r in rules if r)
+        if m["answer"] != OK and any(fixes):
+            line += f"; would suffice: {' or '.join(f for f in fixes if f)}"
+        elif m["share_needed"]:
+            line += f"; judged from a canary share of {m['share_needed']:.1%}"
+        if line:
+            console.print(Padding(Text(f"{m['name']}: {line}", style="dim"), (0, 0, 0, 2)))

@@ -92,3 +92,7 @@ def deciding_first(verdict: Verdict) -> list[MetricResult]:
     """The verdict's metrics, those that decided it first, each group in the verdict's order."""
     deciding = {m.name for m in deciding_metrics(verdict)}
     return sorted(verdict.metrics, key=lambda m: (m.name not in deciding, verdict.metrics.index(m)))
+
+
+def minutes_or_dash(x: float | None) -> str:
+    return "-" if x is None else f"{x:g} min"

@@ -493,6 +493,15 @@ def rollback_traffic(policy: Any, release: str, store: Any, *, by: str = "rollba
     return [Step(spec.forward_arn.split(":")[-1], change, detail, apply)]
 
 
+def rollback_traffic_planner(policy: Any, release: str, store: Any, *, by: str) -> Callable[[], list] | None:
+    """A policy with a rollout section: the planner of the step that sends its traffic back to
+    production (before the canary scales down, which would leave the ALB forwarding to nothing).
+    None without a policy or its rollout section."""
+    if policy is None or policy.rollout is None:
+        return None
+    return lambda: rollback_traffic(policy, release, store, by=by)
+
+
 def _over(changes: list[dict]) -> bool:
     """Whether a deploy's last traffic change sent the canary's traffic back to production."""
     return bool(changes) and changes[-1]["step"] == OUT
@@ -510,22 +519,3 @@ def watch(machine: Rollout, wait: Callable[[int], None], on_look: Callable[[Look
         if seen.final or machine.dry_run:
             return seen
         wait(now + interval)
-
-
-def history_rows(changes: list[dict]) -> list[tuple[Any, str, str]]:
-    """`gate history`'s rows for traffic changes: (moment, what, why), escaped for rich."""
-    from rich.markup import escape
-
-    rows = []
-    for c in changes:
-        step, percent = c.get("step"), c.get("percent")
-        what = f"traffic {percent}%" + (f" (step {step} of {len(c.get('steps') or [])})" if step else "")
-        allowed = c.get("allowed_by") or {}
-        why = {"start": "the rollout starts", "pass": "the step before passed", "fail": "the step failed: rolled back",
-               "rollback": "gate rollback", "promote": "gate promote"}.get(allowed.get("verdict"), str(allowed.get("verdict")))
-        if allowed.get("verdict") in ("pass", "fail") and allowed.get("evaluated_at") is not None:
-            why += f" (verdict at {iso(int(allowed['evaluated_at']))})"
-        if c.get("recovered"):
-            why += "; recorded after a restart (the listener had it)"
-        rows.append((c.get("set_at"), escape(what), escape(why)))
-    return rows

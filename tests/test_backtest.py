@@ -140,7 +140,7 @@ def test_the_html_page_draws_each_metric_and_stays_offline(tmp_path):
 
 
 def test_the_html_page_of_windows_that_never_passed_says_so_not_none(tmp_path):
-    from gate.backtest_html import render
+    from gate.report.backtest import render
 
     result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
                       "--until", UNTIL, "--no-recommend", "--json")
@@ -372,7 +372,7 @@ def test_in_80_columns_the_table_wraps_a_long_metric_name_and_cuts_no_number(tmp
 
     from rich.console import Console
 
-    from gate.backtest import print_backtest
+    from gate.console import print_backtest
 
     result = backtest("--policy", write(tmp_path, noisy_policy(lifetime="10m")), "--days", "3", "--windows", "2",
                       "--until", UNTIL, "--jobs", "1", "--json")

@@ -7,7 +7,8 @@ store, a few kB) so that `gate report RELEASE` rebuilds exactly the same report 
 policy file, credentials, or the metric source still holding the data.
 
 Its parts: `snapshot` (the data drawn and its recorded copy), `page` (the HTML and SVG),
-`publish` (a local file, or S3 and a presigned link).
+`publish` (a local file, or S3 and a presigned link). Beside it, `backtest`: `gate backtest
+--html`'s page, in the same style, drawn from the backtest's JSON.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from gate.errors import PolicyError
+from gate.errors import GateError, PolicyError, SourceError
 from gate.policy import Metric, Policy
 from gate.series import Observations
 
@@ -98,3 +98,23 @@ def open_source(policy: Policy) -> MetricSource:
             f"source.type: {policy.source.type!r} is not available in this installation ({e})"
         ) from None
     return getattr(module, factory)(policy)
+
+
+# The policy field a source's own error comes from, where it is not named in the message.
+SOURCE_FIELDS = {"simulate": "source.options.scenario", "replay": "source.options.case"}
+
+
+def open_source_from(policy: Policy, origin: str) -> MetricSource:
+    """The policy's source, its errors naming the policy file (`origin`) and the field they come from."""
+    field = SOURCE_FIELDS.get(policy.source.type)
+    try:
+        return open_source(policy)
+    except SourceError:
+        raise
+    except GateError as e:
+        message = str(e)
+        if field and not message.startswith(("source", "metrics", "interval")):
+            message = f"{field}: {message}"
+        raise PolicyError(f"{origin}: {message}") from None
+    except (ArithmeticError, AttributeError, TypeError, ValueError) as e:  # a malformed case folder
+        raise PolicyError(f"{origin}: {field or 'source.options'}: {type(e).__name__}: {e}") from None

@@ -8,8 +8,8 @@ import html
 import time
 from pathlib import Path
 
-from gate.backtest import minutes_or_dash
 from gate.errors import GateError
+from gate.present import minutes_or_dash
 from gate.release import iso, parse_time
 
 W, H, PAD = 360, 150, 34
