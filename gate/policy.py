@@ -256,10 +256,12 @@ class Metric(Strict):
                              "(a canary as good as the baseline measures above it half of the time, and would "
                              "end undecided): give the smallest regression that matters, e.g. 0.05")
         if self.tolerance is not None and self.tolerance >= 1 and self.bad_direction in ("decrease", "either") \
-                and self.judged:
-            # A fall of 100% or more is to nothing or below: every canary would be within it.
+                and self.judged and self.kind == "count":
+            # A count cannot fall by 100% or more: its model's mean at the tolerance would be 0 or
+            # below (a negative variance, a traceback). A gauge's "any fall is fine" (tolerance 4,
+            # Kayenta's effect sizes; a floor judged by its guardrail alone) stays allowed.
             raise ValueError(f"{where}: tolerance {self.tolerance:g} on a decrease is a fall of "
-                             f"{self.tolerance:.0%} or more, which no value can make: give less than 1 (e.g. 0.2)")
+                             f"{self.tolerance:.0%} or more, which no count can make: give less than 1 (e.g. 0.2)")
         if self.max is not None and self.min is not None and self.min >= self.max:
             raise ValueError(f"{where}: min ({self.min:g}) must be below max ({self.max:g})")
         if self.kind == "count" and any(getattr(self, n) < 0 for n in limits):

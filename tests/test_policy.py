@@ -610,6 +610,9 @@ def test_a_tolerance_of_a_fall_of_100_percent_or_more_is_refused(direction):
     """Review: a count with `bad_direction: decrease, tolerance: 2.0` was accepted and its prior
     variance went negative in the judge (ValueError: math domain error, a traceback)."""
     data = good()
-    data["metrics"][0].update(bad_direction=direction, tolerance=2.0)
+    data["metrics"][1].update(bad_direction=direction, tolerance=2.0)  # errors, a count
     message = error_of(data)
-    assert "tolerance 2 on a decrease" in message, message
+    assert "metric 'errors': tolerance 2 on a decrease" in message, message
+    data["metrics"][0].update(bad_direction=direction, tolerance=2.0)  # a gauge: "any fall is fine"
+    data["metrics"][1].update(bad_direction="increase", tolerance=0.5)
+    assert parse_policy(data).metrics[0].tolerance == 2.0
