@@ -32,7 +32,7 @@ class MetricResult:
     name: str
     verdict: MetricOutcome
     reason: str
-    rule: str = ""
+    rule: str = ""  # a gate.rules.Rule (a str) from the judge; read back from the store, its plain name
     canary: float | None = None  # the canary's value over the window (mean, rate or quantile)
     baseline: float | None = None  # the concurrent baseline's value over the same points
     expected: float | None = None  # what the seasonal model expected for the window
