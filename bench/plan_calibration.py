@@ -31,6 +31,7 @@ from bench.run import find_cases, labels, pool_imap
 from gate.analysis import replay_case, replay_recorded
 from gate.backtest import Injection, could_not_tell, inject, primary_kind, testable
 from gate.plan import REGRESSION, Planner, read_recent
+from gate.rules import Rule
 from gate.sources.replay import Case, ReplaySource, load_case
 from gate.stats.rates import proportion_interval
 
@@ -109,7 +110,7 @@ def answers(path: str) -> list[dict]:
 
         def seen(verdict, name=m.name, first=first) -> None:
             for r in verdict.metrics:
-                if r.name == name and r.verdict == "fail" and not could_not_tell(r) and r.rule != "canary-not-reporting":
+                if r.name == name and r.verdict == "fail" and not could_not_tell(r) and not Rule(r.rule).not_reporting:
                     first.setdefault("at", verdict.evaluated_at - case.deployed_at)
 
         replay_recorded(injected, policy, on_verdict=seen)

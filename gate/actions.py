@@ -80,7 +80,10 @@ class Step:
 
 
 @dataclass
-class Outcome:
+class ActionResult:
+    """What a promote or rollback did, or with `dry_run` would do: its steps, notes and the
+    production group's refresh still going on."""
+
     release: str
     action: str
     dry_run: bool
@@ -284,7 +287,7 @@ def _refresh(aws: AutoScaling, name: str, group: dict, target: tuple[str, int], 
     if not old:
         return []
     if refreshes.active is not None:
-        return []  # the plan reports it (Outcome.refresh)
+        return []  # the plan reports it (ActionResult.refresh)
     last = refreshes.last
     if last is not None and last.get("Status") in FAILED_REFRESH:
         # A refresh of this group failed, was cancelled or rolled back, and production does not
@@ -415,9 +418,9 @@ def plan_rollback(aws: AutoScaling, groups: Groups, traffic: list[Step] = ()) ->
 
 def run(release: str, action: str, groups: Groups, steps: list[Step], *, dry_run: bool,
         store: Any = None, notes: list[str] | None = None, strategy: str | None = None,
-        refresh: dict | None = None) -> Outcome:
+        refresh: dict | None = None) -> ActionResult:
     """Apply the planned steps in order (unless dry_run) and record what was done."""
-    outcome = Outcome(release, action, dry_run, groups, steps, list(notes or []), refresh)
+    outcome = ActionResult(release, action, dry_run, groups, steps, list(notes or []), refresh)
     if dry_run:
         return outcome
     applied: list[Step] = []
@@ -436,7 +439,7 @@ class _recorded:
     """Records the run in the store when it ends; a run that stopped half-way with its error and
     the steps it had applied (it changed some groups: say which, and why it stopped)."""
 
-    def __init__(self, outcome: Outcome, store: Any, strategy: str | None, applied: list[Step]):
+    def __init__(self, outcome: ActionResult, store: Any, strategy: str | None, applied: list[Step]):
         self.outcome, self.store, self.strategy, self.applied = outcome, store, strategy, applied
 
     def __enter__(self) -> None:
@@ -511,7 +514,7 @@ def promote(release: str, groups: Groups, aws: AutoScaling, *, strategy: Strateg
             refresh: Refresh = Refresh(), dry_run: bool = False, store: Any = None, force: bool = False,
             wait: bool = False, timeout: float = 7200.0,
             on_progress: Callable[[dict], None] | None = None,
-            traffic: Callable[[], list[Step]] | None = None) -> Outcome:
+            traffic: Callable[[], list[Step]] | None = None) -> ActionResult:
     """Plan and apply what promote still misses. With `wait` (and a refresh), also wait for the
     production group's instance refresh to end (at most `timeout` seconds), then scale the canary
     and baseline down: a refresh that does not succeed, or does not end in time, is an
@@ -522,7 +525,7 @@ def promote(release: str, groups: Groups, aws: AutoScaling, *, strategy: Strateg
     if not wait or dry_run or strategy != "refresh":
         return run(release, "promote", groups, steps, dry_run=dry_run, store=store, notes=notes,
                    strategy=strategy, refresh=state.get("refresh"))
-    outcome = Outcome(release, "promote", False, groups, list(steps), notes, state.get("refresh"))
+    outcome = ActionResult(release, "promote", False, groups, list(steps), notes, state.get("refresh"))
     applied: list[Step] = []
     with _recorded(outcome, store, strategy, applied):
         _apply(steps, applied)
@@ -573,7 +576,7 @@ def wait_for_refresh(aws: AutoScaling, name: str, refresh_id: str, timeout: floa
 
 
 def rollback(release: str, groups: Groups, aws: AutoScaling, *, dry_run: bool = False,
-             store: Any = None, traffic: list[Step] = ()) -> Outcome:
+             store: Any = None, traffic: list[Step] = ()) -> ActionResult:
     steps = plan_rollback(aws, groups, traffic)
     return run(release, "rollback", groups, steps, dry_run=dry_run, store=store)
 
@@ -586,16 +589,16 @@ class Action(Protocol):
     rollout's traffic change that comes first (gate.rollout.rollback_traffic)."""
 
     def __call__(self, release: str, groups: Groups, aws: AutoScaling, *, dry_run: bool = False,
-                 store: Any = None, traffic: Any = ...) -> Outcome:
+                 store: Any = None, traffic: Any = ...) -> ActionResult:
         ...
 
 
 # The commands' actions (`gate promote`, `gate rollback`): name -> the Action (each may take
 # options of its own after these: promote's strategy, refresh, wait...).
-ACTIONS: dict[str, Callable[..., Outcome]] = {"promote": promote, "rollback": rollback}
+ACTIONS: dict[str, Callable[..., ActionResult]] = {"promote": promote, "rollback": rollback}
 
 
-def describe(outcome: Outcome) -> list[str]:
+def describe(outcome: ActionResult) -> list[str]:
     """The outcome for people, one line each."""
     head = f"{outcome.action} {outcome.release}"
     if outcome.nothing_to_do:

@@ -49,6 +49,7 @@ from gate.sources.replay import Case
 from gate.stats.rates import proportion_interval, trials_for
 from gate.stats.seasonal import same_kind_from
 from gate.release import iso
+from gate.rules import Rule
 
 DAY = 86400
 MAX_DAYS = 366  # of history a backtest reads (the Lambda's event allows as many)
@@ -56,7 +57,6 @@ EFFECT_SIZES = (1.5, 2.0, 3.0)  # injected regressions, in multiples of the metr
 DETECTION_SIZE = 2.0  # the regression a recommendation must catch...
 DETECTION_TARGET = 0.9  # ...this often
 DECIDED_TARGET = 0.9  # and a clean canary told from it (passed, not "could not tell" at the end) this often
-COULD_NOT_TELL = "could-not-tell"  # in the rule of a metric the judge could not tell at the end of the lifetime
 TOLERANCE_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # candidate tolerances, times the policy's
 LIFETIME_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # candidate lifetimes, times the policy's
 TAIL_SHARE = 0.2  # a slow tail: this share of the points, slow enough to move the mean as a shift does
@@ -403,7 +403,8 @@ def judged_in_time(caught: float, decided: float) -> bool:
 
 def could_not_tell(m) -> bool:
     """A metric result the judge left undecided at the end of the lifetime."""
-    return m.verdict == "inconclusive" or COULD_NOT_TELL in (m.rule or "")
+    rule = Rule.of(m.rule)
+    return m.verdict == "inconclusive" or (rule is not None and rule.could_not_tell)
 
 
 @dataclass(frozen=True)
@@ -653,7 +654,9 @@ def caught(run: Run) -> bool:
         return False
     if run.injection.kind == "down":
         return True
-    return any(name == run.injection.metric and rule != "canary-not-reporting" for name, rule, _ in run.failed)
+    # (A window that could not be judged fails with the rule "error", no rule of the judge's.)
+    return any(name == run.injection.metric and Rule.of(rule) is not Rule.CANARY_NOT_REPORTING
+               for name, rule, _ in run.failed)
 
 
 def detection(runs: list[Run], label: str, injection: Injection) -> tuple[Rate, float | None]:

@@ -26,12 +26,9 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from gate.policy import Metric
+from gate.rules import Rule
 from gate.verdict import MetricResult
 
-BREACH = "breaches-slo"
-BURN = "burns-error-budget"
-FLEET_BREACH = "fleet-breaches-slo"
-AT_LIMIT = "at-slo-limit"
 SHORT_WINDOW_SHARE = 12  # the workbook's 5 min of a 1 h long window: the last twelfth of the lifetime
 
 
@@ -110,16 +107,16 @@ def guard(m: Metric, result: MetricResult, checks: list[Check], history_only: bo
     blamed = [c for c in shown if not c.fleet]
     if blamed:
         c = blamed[0]
-        return replace(result, verdict="fail", rule=BURN if c.limit.kind == "burn" else BREACH,
+        return replace(result, verdict="fail", rule=Rule.BURNS_ERROR_BUDGET if c.limit.kind == "burn" else Rule.BREACHES_SLO,
                        reason=_breach(m, c))
     if result.verdict == "fail":
         return result
     if shown:
-        return replace(result, verdict="inconclusive", rule=FLEET_BREACH, reason=_shared(m, shown[0], history_only))
+        return replace(result, verdict="inconclusive", rule=Rule.FLEET_BREACHES_SLO, reason=_shared(m, shown[0], history_only))
     over = [c for c in checks if c.over]
     if result.verdict == "pass" and over:
         c = over[0]
-        return replace(result, verdict="inconclusive", rule=AT_LIMIT,
+        return replace(result, verdict="inconclusive", rule=Rule.AT_SLO_LIMIT,
                        reason=f"{_canary(m, c)}: not shown beyond its SLO ({c.limit.words}) but not within it "
                               f"either: not passed; {result.reason}")
     return result

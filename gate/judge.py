@@ -27,6 +27,7 @@ from statistics import NormalDist
 import numpy as np
 
 from gate import guardrails
+from gate.rules import MEAN_RULES, RATE_RULES, Rule, StatisticRules
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.stats.counts import lower_tail, quiet_stretches, sum_inverse_k, window_inverse_k
@@ -125,7 +126,6 @@ LATEST_AT_END = True
 # * "likelihood-ratio": the effect at the tolerance is END_LIKELIHOOD_RATIO times likelier than at
 #   the regression (normal approximation of the estimate).
 END_PASS_RULE = "estimate-within"
-COULD_NOT_TELL = "could-not-tell-at-end"  # the rule's suffix (mean-, rate-)
 HISTORY_ESTIMATE_AT_END = True  # history-only too: the window mean's estimate within the tolerance
 END_CLIP_SCALES = 12.0
 END_REGRESSION_MULTIPLE = 2.0
@@ -430,7 +430,7 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
     results = []
     for m in judged:
         if down is not None:
-            results.append(_result(m, "fail", "canary-not-reporting", down, **_what_was_seen(m, reference, window)))
+            results.append(_result(m, "fail", Rule.CANARY_NOT_REPORTING, down, **_what_was_seen(m, reference, window)))
         elif policy.history_only:
             result = _against_history(m, policy, reference, compared.canary, budget, lifetime_points, look)
             checks = _history_limit_checks(m, reference, compared.canary, setting)
@@ -462,7 +462,7 @@ def _what_was_seen(m: Metric, reference: Reference, window: Observations) -> dic
     return dict(baseline=value(window.baseline), expected=_expected(m, reference, grid.timestamps))
 
 
-def _result(m: Metric, verdict: str, rule: str, reason: str, **numbers) -> MetricResult:
+def _result(m: Metric, verdict: str, rule: Rule, reason: str, **numbers) -> MetricResult:
     return MetricResult(
         name=m.name, verdict=verdict, reason=reason, rule=rule, tolerance=m.tolerance,
         critical=m.critical, muted=m.muted, slo=guardrails.describe(m), **numbers,
@@ -480,14 +480,14 @@ def _score(policy: Policy, results: list[MetricResult], deployed_at: int, now: i
         return Verdict("", "fail", reason, deployed_at, now, True, results, notes)
     undecided = [r for r in voting if r.verdict != "pass"]
     if not undecided and ran >= min_duration:
-        shown = [r.name for r in voting if r.rule in SHOWN_WITHIN]
+        shown = [r.name for r in voting if Rule(r.rule).shown_within]
         if len(shown) == len(voting):
             reason = "every judged metric is shown within its tolerance"
         else:
             reason = ("end of the lifetime: no judged metric is shown worse than its tolerance"
                       + (f" ({', '.join(shown)} shown within it)" if shown else ""))
         return Verdict("", "pass", reason, deployed_at, now, True, results, notes)
-    shared_breach = [r for r in undecided if r.rule == guardrails.FLEET_BREACH]
+    shared_breach = [r for r in undecided if Rule(r.rule).shared_breach]
     if shared_breach:
         reason = "an SLO breach the release is not blamed for, not promoted into: " + joined_reasons(shared_breach)
     elif not undecided:
@@ -706,7 +706,7 @@ class Setting:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DirectionTest:
     """One direction of one metric's margin test."""
 
     direction: str
@@ -737,19 +737,16 @@ class Outcome:
 class Comparison:
     """What a metric's canary-vs-baseline numbers say, for `_decide` to turn into a result."""
 
-    outcomes: list[Outcome]
+    outcomes: list[DirectionTest]
     excursions: tuple[int, int] | None  # (seen, the count that fails) or None: not judged
     numbers: dict
     n: int
     tolerance: float
     shown: str  # the numbers in words, for every reason
     doubt: str | None = None  # why the numbers cannot be trusted to pass (a missing series)
-    doubt_rule: str = "implausibly-clean"
+    doubt_rule: Rule = Rule.IMPLAUSIBLY_CLEAN
 
 
-# Rules by which a metric passes because it was *shown* within its tolerance at a checkpoint (not
-# merely not shown worse at the deadline): their coverage is of the points so far.
-SHOWN_WITHIN = frozenset({"mean-within-tolerance", "rate-within-tolerance"})
 
 
 def _relative_to_baseline(
@@ -757,7 +754,7 @@ def _relative_to_baseline(
     notes: list[str], latest: int, step: int,
 ) -> MetricResult:
     if paired is None:
-        return _result(m, "inconclusive", "no-data",
+        return _result(m, "inconclusive", Rule.NO_DATA,
                        "no data for this metric from one of the groups (query broken or metric absent)")
     if paired.held_out:
         notes.append(f"{m.name}: {paired.held_out} point(s) held out: both groups were more than "
@@ -765,9 +762,9 @@ def _relative_to_baseline(
     n = len(paired.timestamps)
     expected = _expected(m, reference, paired.timestamps)
     if n < 3:
-        return _result(m, "inconclusive", "too-few-points", f"{n} paired point(s) so far", expected=expected)
+        return _result(m, "inconclusive", Rule.TOO_FEW_POINTS, f"{n} paired point(s) so far", expected=expected)
     if m.denominator and float(np.sum(paired.canary_volume)) < max(1, m.min_events):
-        return _result(m, "inconclusive", "minimum-volume",
+        return _result(m, "inconclusive", Rule.MINIMUM_VOLUME,
                        f"the canary has {np.sum(paired.canary_volume):.0f} {m.denominator}, "
                        f"needs {max(1, m.min_events)}", expected=expected)
     compare = _compare_gauge if m.kind == "gauge" else _compare_count
@@ -813,9 +810,9 @@ def _covered_enough(result: MetricResult, reported: np.ndarray, lifetime_points:
     point sent after a long silence must not reset it). A series that stopped while the others go
     on is not scattered gaps, and a pass on its first half would ignore the half it stopped
     sending (or a doubled canary whose baseline stopped)."""
-    if result.verdict != "pass" and not result.rule.endswith(COULD_NOT_TELL):
+    if result.verdict != "pass" and not Rule(result.rule).could_not_tell:
         return result
-    at_checkpoint = result.rule in SHOWN_WITHIN
+    at_checkpoint = Rule(result.rule).shown_within
     possible = elapsed_points if at_checkpoint else lifetime_points
     points = len(reported)
     allowed = max(MAX_BEHIND, math.ceil(MAX_BEHIND_SHARE * possible))
@@ -826,11 +823,11 @@ def _covered_enough(result: MetricResult, reported: np.ndarray, lifetime_points:
     if points < needed:
         of = f"the {possible} points so far" if at_checkpoint else f"the lifetime's {possible} points"
         unshown = "" if at_checkpoint else "not shown worse, but "
-        return replace(result, verdict="inconclusive", rule="too-little-data",
+        return replace(result, verdict="inconclusive", rule=Rule.TOO_LITTLE_DATA,
                        reason=f"only {points} of {of} reported; {unshown}a pass needs {needed} "
                               f"({MIN_COVERAGE_TO_PASS:.0%}): {result.reason}")
     if behind > allowed or recent < math.ceil(MIN_COVERAGE_TO_PASS * span):
-        return replace(result, verdict="inconclusive", rule="too-little-data",
+        return replace(result, verdict="inconclusive", rule=Rule.TOO_LITTLE_DATA,
                        reason=f"its latest point is {behind} steps behind the deploy's latest data and it "
                               f"reported {recent} of the last {span} steps (a pass allows {allowed} behind and "
                               f"needs half): did its series stop? {result.reason}")
@@ -893,7 +890,7 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
             clipped = winsorize(excess, END_CLIP_SCALES, float(np.sqrt(np.mean(prior))))
             at_end = margin_test(clipped, prior, setting.budget.fail, setting.budget.checkpoint,
                                  setting.lifetime_points // TUNED_AT, drift=False)
-        outcomes.append(Outcome(direction, test, float(np.sum(sign * (c - b))), test.variance, robust,
+        outcomes.append(DirectionTest(direction, test, float(np.sum(sign * (c - b))), test.variance, robust,
                                 per_effect=len(c) * level, at_end=at_end))
         half = test.fail_boundary / (len(c) * level)
         numbers["interval"] = (effect - half, effect + half)
@@ -907,7 +904,7 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
     else:
         shown = f"canary mean {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(c)} points"
     return Comparison(outcomes, excursions, numbers, len(c), tolerance, shown,
-                      doubt=_reads_zero(m.name, c, b, "the baseline's"), doubt_rule="reads-zero")
+                      doubt=_reads_zero(m.name, c, b, "the baseline's"), doubt_rule=Rule.READS_ZERO)
 
 
 def _reads_zero(name: str, canary: np.ndarray, reference: np.ndarray, whose: str) -> str | None:
@@ -982,7 +979,7 @@ def _upper_quantile_beyond(m: Metric, p: Paired, ref: MetricReference | None, se
                                   half_width=TAIL_LOCAL_HALF_WIDTH)
     if not tail.beyond:
         return result
-    return _result(m, "fail", "upper-quantile-beyond-tolerance",
+    return _result(m, "fail", Rule.UPPER_QUANTILE_BEYOND_TOLERANCE,
                    f"{tail.above} separate runs of canary points (of {tail.points}) more than {tail.threshold:.0%} above the baseline "
                    f"(its noise's {TAIL_QUANTILE:.0%} quantile plus the tolerance; a slow tail): chance makes "
                    f"{tail.needed}+ in {max(setting.lifetime_points, tail.points)} points implausible; "
@@ -1023,7 +1020,7 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
                            setting.lifetime_points // TUNED_AT, prior_weight=math.inf,
                            remaining_points=setting.remaining_points)
         denominator = max(float((weight * eb).sum()), rate * float(nc.sum()), 1e-12)
-        outcomes.append(Outcome(direction, test, float(np.sum(sign * (ec - weight * eb))), test.variance,
+        outcomes.append(DirectionTest(direction, test, float(np.sum(sign * (ec - weight * eb))), test.variance,
                                 per_effect=denominator))
         half = test.fail_boundary / denominator
         numbers["interval"] = (max(effect - half, -1.0), effect + half)  # a rate is never below zero
@@ -1068,7 +1065,7 @@ def _grossly_worse(m: Metric, p: Paired, ref: MetricReference | None, comparison
     with np.errstate(all="ignore"):
         for direction in _directions(m):
             if _every_point_gross(m, p, ref, direction, setting.budget):
-                return _result(m, "fail", "rate-grossly-beyond-tolerance",
+                return _result(m, "fail", Rule.RATE_GROSSLY_BEYOND_TOLERANCE,
                                f"{comparison.shown}: every one of its {len(p.canary)} points is "
                                f"{GROSS_FACTOR:g}x its baseline's rate or worse ({direction}), each far "
                                f"beyond chance: a gross fault", **comparison.numbers)
@@ -1167,21 +1164,21 @@ def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> st
 
 
 def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult:
-    what = "rate" if m.kind == "count" else "mean"
+    rules = RATE_RULES if m.kind == "count" else MEAN_RULES
     budget, look, numbers, shown = setting.budget, setting.look, comparison.numbers, comparison.shown
     outcomes, n = comparison.outcomes, comparison.n
     if not all(o.test.computable and (o.robust is None or o.robust.computable)
                and math.isfinite(o.worse) and math.isfinite(o.null_variance) for o in outcomes):
-        return _result(m, "inconclusive", "not-computable",
+        return _result(m, "inconclusive", Rule.NOT_COMPUTABLE,
                        f"the values are too large to compute with ({shown}): could not judge", **_finite(numbers))
     for o in outcomes:
         if o.beyond and n >= MIN_POINTS_TO_FAIL:
-            return _result(m, "fail", f"{what}-beyond-tolerance",
+            return _result(m, "fail", rules.beyond_tolerance,
                            f"{shown}: shown worse than tolerated ({o.direction})", **numbers)
     if comparison.excursions is not None:
         count, needed = comparison.excursions
         if count >= needed:
-            return _result(m, "fail", "excursions-beyond-chance",
+            return _result(m, "fail", Rule.EXCURSIONS_BEYOND_CHANCE,
                            f"{count} of {n} canary points more than {EXCURSION_JUMP:g} noise scales above "
                            f"the baseline (a tail or bursts; the history makes {needed}+ implausible); {shown}",
                            **numbers)
@@ -1189,28 +1186,28 @@ def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult
         return _result(m, "inconclusive", comparison.doubt_rule, comparison.doubt, **numbers)
     if look.checkpoint and all(o.test.within for o in outcomes):
         numbers = _decided_by(m, numbers, outcomes, lambda o: o.test.checkpoint_boundary, PASS_TEST)
-        return _result(m, "pass", f"{what}-within-tolerance", f"{shown}: shown within tolerance", **numbers)
+        return _result(m, "pass", rules.within_tolerance, f"{shown}: shown within tolerance", **numbers)
     if look.final:
         for o in outcomes:
             if _worse_at_end(o, budget):
                 numbers = _decided_by(m, numbers, [o], lambda o: budget.final_z * math.sqrt(o.null_variance), END_TEST)
-                return _result(m, "fail", f"{what}-beyond-tolerance-at-end",
+                return _result(m, "fail", rules.beyond_tolerance_at_end,
                                f"{shown}: at the end of the lifetime the estimate is beyond tolerance "
                                f"and the canary significantly worse ({o.direction})", **numbers)
             if LATEST_AT_END and m.kind == "gauge" and o.test.latest_beyond(budget.final_z):
-                return _result(m, "fail", f"{what}-rising-beyond-tolerance-at-end",
+                return _result(m, "fail", rules.rising_beyond_tolerance_at_end,
                                f"{shown}: at the end of the lifetime its trend puts the latest points "
                                f"significantly beyond tolerance ({o.direction}; a leak)", **numbers)
         for o in outcomes:
             if not _favours_within(o, comparison.tolerance):
-                return _could_not_tell(m, o, comparison, what)
+                return _could_not_tell(m, o, comparison, rules)
         numbers = _decided_by(m, numbers, outcomes, lambda o: END_BOUND_Z * o.effect(m.tolerance or 0.0)[1] * o.per_effect, END_TEST)
-        return _result(m, "pass", f"{what}-not-shown-worse-at-end",
+        return _result(m, "pass", rules.not_shown_worse_at_end,
                        f"{shown}: at the end of the lifetime not shown worse beyond tolerance", **numbers)
-    return _result(m, "inconclusive", "interval-straddles-tolerance", f"{shown}: not yet conclusive", **numbers)
+    return _result(m, "inconclusive", Rule.INTERVAL_STRADDLES_TOLERANCE, f"{shown}: not yet conclusive", **numbers)
 
 
-def _favours_within(o: Outcome, tolerance: float) -> bool:
+def _favours_within(o: DirectionTest, tolerance: float) -> bool:
     """Whether the evidence at the end favours "within tolerance" over a regression of
     END_REGRESSION_MULTIPLE times it (END_PASS_RULE)."""
     effect, se = o.effect(tolerance)
@@ -1227,19 +1224,19 @@ def _favours_within(o: Outcome, tolerance: float) -> bool:
     raise ValueError(f"END_PASS_RULE {END_PASS_RULE!r}")
 
 
-def _could_not_tell(m: Metric, o: Outcome, comparison: Comparison, what: str) -> MetricResult:
+def _could_not_tell(m: Metric, o: DirectionTest, comparison: Comparison, rules: StatisticRules) -> MetricResult:
     """Inconclusive at the end: the estimate and its interval say why no pass."""
     effect, se = o.effect(comparison.tolerance)
     sign = -1.0 if o.direction == "decrease" else 1.0
     low, high = sorted((sign * (effect - END_BOUND_Z * se), sign * (effect + END_BOUND_Z * se)))
     numbers = {**comparison.numbers, "interval": (low, high), "interval_test": END_TEST}
-    return _result(m, "inconclusive", f"{what}-{COULD_NOT_TELL}",
+    return _result(m, "inconclusive", rules.could_not_tell_at_end,
                    f"{comparison.shown}: at the end of the lifetime could not tell it within tolerance "
                    f"from a regression of {END_REGRESSION_MULTIPLE:g}x it: estimate {_pct(sign * effect)}, "
                    f"interval [{_pct(low)}, {_pct(high)}], tolerance {comparison.tolerance:.0%}", **numbers)
 
 
-def _decided_by(m: Metric, numbers: dict, outcomes: list[Outcome], boundary, test: str) -> dict:
+def _decided_by(m: Metric, numbers: dict, outcomes: list[DirectionTest], boundary, test: str) -> dict:
     """The numbers with the interval of the test that decided: that test's estimate of the
     effect plus or minus its boundary (a sum of excess, `boundary(outcome)`) in units of the
     effect, so that a pass's interval lies within the tolerance as the pass test found it."""
@@ -1256,7 +1253,7 @@ def _decided_by(m: Metric, numbers: dict, outcomes: list[Outcome], boundary, tes
     return {**numbers, "interval": (low, max(bounds)), "interval_test": test}
 
 
-def _worse_at_end(o: Outcome, budget: Budget) -> bool:
+def _worse_at_end(o: DirectionTest, budget: Budget) -> bool:
     """The deadline: as Kayenta does, fail a difference that is both significant and beyond the
     tolerance. (A fixed-sample test against the tolerance itself would promise fewer false
     alarms near the tolerance, but measured on the corpora it gave up 6 points of detection
@@ -1294,16 +1291,16 @@ def _against_history(
     ref = reference.metrics.get(m.name)
     if ref is None or ref.seasonal is None:
         why = ref.unusable if ref is not None and ref.unusable else "no history before the deploy to learn from"
-        return _result(m, "inconclusive", "no-history", why)
+        return _result(m, "inconclusive", Rule.NO_HISTORY, why)
     x = canary.values.get(m.name)
     if x is None:
-        return _result(m, "inconclusive", "no-data", "no data for this metric (query broken or metric absent)")
+        return _result(m, "inconclusive", Rule.NO_DATA, "no data for this metric (query broken or metric absent)")
     ok = np.isfinite(x)
     t, x = canary.timestamps[ok], x[ok]
     expected_values = ref.seasonal.expected(t)
     expected = float(np.mean(expected_values)) if len(t) else None
     if len(t) == 0:
-        return _result(m, "inconclusive", "too-few-points", "no point since the deploy", expected=expected)
+        return _result(m, "inconclusive", Rule.TOO_FEW_POINTS, "no point since the deploy", expected=expected)
     scale = ref.seasonal.scale(t)
     z = (x - expected_values) / scale - ref.offset
     if m.bad_direction == "increase":
@@ -1325,31 +1322,31 @@ def _against_history(
     shown = (f"{excursions} of {len(t)} points beyond {EXCURSION_SCALES:g} noise scales of the seasonal "
              f"expectation (departure at {needed})")
     if excursions >= needed:
-        return _result(m, "fail", "departs-from-history", shown, **numbers)
+        return _result(m, "fail", Rule.DEPARTS_FROM_HISTORY, shown, **numbers)
     if m.tolerance is not None and expected:
         sign = -1.0 if m.bad_direction == "decrease" else 1.0
         factor = 1 + sign * m.tolerance
         excess = sign * (x - factor * expected_values)
         test = margin_test(excess, scale**2 * (1 + factor**2), budget.fail, budget.checkpoint, lifetime_points // TUNED_AT)
         if test.beyond:
-            return _result(m, "fail", "mean-beyond-tolerance",
+            return _result(m, "fail", Rule.MEAN_BEYOND_TOLERANCE,
                            f"window mean {_pct(effect)} vs seasonal expectation, shown beyond "
                            f"tolerance {m.tolerance:.0%}", **numbers)
     doubt = _clean_against_history(m, ref, canary)
     if doubt is not None:
-        return _result(m, "inconclusive", "implausibly-clean", doubt, **numbers)
+        return _result(m, "inconclusive", Rule.IMPLAUSIBLY_CLEAN, doubt, **numbers)
     zeros = _reads_zero_against_history(m, reference, canary, t, x)
     if zeros is not None:
-        return _result(m, "inconclusive", "reads-zero", zeros, **numbers)
+        return _result(m, "inconclusive", Rule.READS_ZERO, zeros, **numbers)
     if look.final:
         if not _within_history_tolerance(m, mean_x, expected):
-            return _result(m, "inconclusive", f"mean-{COULD_NOT_TELL}",
+            return _result(m, "inconclusive", Rule.MEAN_COULD_NOT_TELL_AT_END,
                            f"{shown}: at the end of the lifetime the window mean is {_pct(effect)} off its "
                            f"seasonal expectation, beyond the tolerance {m.tolerance:.0%}, though not shown "
                            f"so: could not tell it within tolerance", **numbers)
-        return _covered_enough(_result(m, "pass", "consistent-with-history", shown, **numbers), t, lifetime_points,
+        return _covered_enough(_result(m, "pass", Rule.CONSISTENT_WITH_HISTORY, shown, **numbers), t, lifetime_points,
                                lifetime_points, _latest_moment(Observations(canary)), canary.step)
-    return _result(m, "inconclusive", "watching-history", shown, **numbers)
+    return _result(m, "inconclusive", Rule.WATCHING_HISTORY, shown, **numbers)
 
 
 def _reads_zero_against_history(m: Metric, reference: Reference, canary: Frame, t: np.ndarray,

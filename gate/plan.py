@@ -34,6 +34,7 @@ from gate.series import Frame
 from gate.sources import MetricSource, Query
 from gate.sources.replay import Case
 from gate.release import iso
+from gate.rules import Rule
 
 DAY = 86400
 REGRESSION = 2.0  # the regression a plan must catch in time, in multiples of the tolerance
@@ -63,9 +64,9 @@ class MetricPlan:
     tolerance: float | None
     lifetime: int
     seconds_to_pass: int | None = None  # when the judge passes the metric of a canary as good as the baseline
-    pass_rule: str | None = None
+    pass_rule: Rule | None = None
     seconds_to_fail: int | None = None  # when it fails a 2x-tolerance regression; None: not in the lifetime
-    fail_rule: str | None = None
+    fail_rule: Rule | None = None
     lifetime_needed: int | None = None  # too short: the lifetime at which the regression is caught
     share_needed: float | None = None  # counts with a denominator: the smallest canary share that catches it in time
     notes: list[str] = field(default_factory=list)
@@ -200,13 +201,13 @@ class Planner:
         verdict = replay_recorded(case, policy, cache=self.references, on_verdict=seen)[1].verdict
         return passed, failed, (verdict.evaluated_at - d if verdict.verdict == "pass" else None)
 
-    def caught_within(self, metric: Metric, lifetime: int, share: float | None = None) -> tuple[int, str] | None:
+    def caught_within(self, metric: Metric, lifetime: int, share: float | None = None) -> tuple[int, Rule] | None:
         _, failed, _ = self.judge(lifetime, metric, REGRESSION * float(metric.tolerance), share)
         hit = failed.get(metric.name)
         # Failed for the regression itself: a gap in the day the window is drawn from is no catch.
-        return hit if hit is not None and hit[1] != "canary-not-reporting" else None
+        return hit if hit is not None and not Rule(hit[1]).not_reporting else None
 
-    def passed_within(self, metric: Metric, lifetime: int, share: float | None = None) -> tuple[int, str] | None:
+    def passed_within(self, metric: Metric, lifetime: int, share: float | None = None) -> tuple[int, Rule] | None:
         """When a canary as good as the baseline has the metric passed (one clean run per lifetime
         and share, shared by the metrics)."""
         key = lifetime, self.share if share is None else share

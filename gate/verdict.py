@@ -12,7 +12,7 @@ from typing import Literal
 
 from gate.release import iso, parse_time
 
-Outcome = Literal["pass", "fail", "inconclusive"]
+ReleaseVerdict = Literal["pass", "fail", "inconclusive"]  # of the whole release (its metrics: MetricOutcome)
 MetricOutcome = Literal["pass", "fail", "inconclusive", "skipped"]
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3, "error": 4}
@@ -32,7 +32,7 @@ class MetricResult:
     name: str
     verdict: MetricOutcome
     reason: str
-    rule: str = ""
+    rule: str = ""  # a gate.rules.Rule (a str) from the judge; read back from the store, its plain name
     canary: float | None = None  # the canary's value over the window (mean, rate or quantile)
     baseline: float | None = None  # the concurrent baseline's value over the same points
     expected: float | None = None  # what the seasonal model expected for the window
@@ -73,7 +73,7 @@ def joined_reasons(results: list[MetricResult]) -> str:
 @dataclass
 class Verdict:
     release: str
-    verdict: Outcome
+    verdict: ReleaseVerdict
     reason: str
     deployed_at: int
     evaluated_at: int
