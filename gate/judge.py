@@ -597,21 +597,12 @@ def _canary_not_serving(policy: Policy, window: Observations, now: int, lifetime
         share = float(np.sum(canary_volume[before]) / np.sum(baseline_volume[before]))
         expected = share * float(np.sum(baseline_volume[after]))
         served = float(np.sum(canary_volume[after]))
-        if _poisson_at_most(served, expected) < alpha / lifetime_points:
+        if float(lower_tail(served, expected, 0.0)) < alpha / lifetime_points:  # Poisson: 1/k = 0
             what = f"no {volume}" if served == 0 else f"only {served:.0f} {volume}"
             return (f"the canary served {what} over its last {idle[1]} points ({idle[1] * base.step // 60} min) "
                     f"while the baseline served {np.sum(baseline_volume[after]):.0f}; at its own earlier share "
                     f"({share:.1%}) it would have served about {expected:.0f}: it is out of service")
     return None
-
-
-def _poisson_at_most(seen: float, mean: float) -> float:
-    """P(X <= seen) for a Poisson count of this mean (exp(-mean) at 0, without scipy)."""
-    if seen <= 0:
-        return math.exp(-mean)
-    from scipy.stats import poisson  # here, not at import: scipy.stats costs a cold start
-
-    return float(poisson.cdf(math.floor(seen), mean))
 
 
 def _aligned(frame: Frame, grid: Frame, name: str) -> np.ndarray:
