@@ -71,6 +71,9 @@ class FakeDatadog:
         self.rate_period = 60
         self.refused = 0  # requests refused by rate_limit (429)
         self._window: tuple[int, int] = (0, 0)  # (window index, requests accepted in it)
+        # When the first window began; None: at the first request, not at the wall clock's hour (a
+        # test meeting a window's end by the time of day, a wait for the reset, would be flaky).
+        self.rate_origin: float | None = None
         self._lock = threading.Lock()
         self._series = {
             scope: (frame.timestamps.astype(np.int64), {k: np.asarray(v) for k, v in frame.values.items()})
@@ -110,7 +113,7 @@ class FakeDatadog:
         if self.rate_limit is None:
             return True
         with self._lock:
-            index = int(self.clock()) // self.rate_period
+            index = self._window_index(self.clock())
             count = self._window[1] if self._window[0] == index else 0
             if count >= self.rate_limit:
                 self.refused += 1
@@ -118,17 +121,22 @@ class FakeDatadog:
             self._window = (index, count + 1)
             return True
 
+    def _window_index(self, now: float) -> int:
+        if self.rate_origin is None:
+            self.rate_origin = now
+        return int((now - self.rate_origin) // self.rate_period)
+
     def rate_headers(self) -> dict[str, str]:
         if self.rate_limit is not None:
             with self._lock:
                 now = self.clock()
-                index = int(now) // self.rate_period
+                index = self._window_index(now)
                 count = self._window[1] if self._window[0] == index else 0
                 return {
                     "X-RateLimit-Limit": str(self.rate_limit),
                     "X-RateLimit-Period": str(self.rate_period),
                     "X-RateLimit-Remaining": str(max(0, self.rate_limit - count)),
-                    "X-RateLimit-Reset": str(max(1, (index + 1) * self.rate_period - int(now))),
+                    "X-RateLimit-Reset": str(max(1, int(self.rate_origin + (index + 1) * self.rate_period - now))),
                     "X-RateLimit-Name": "timeseries_query",
                 }
         with self._lock:

@@ -196,7 +196,7 @@ def test_a_first_look_waits_for_its_history_and_window_within_one_interval(corpu
     def spent_by_others(fake, budget, clock):
         fake.rate_limit, fake.rate_period = 2, 60
         reset = 60 - clock() % 60
-        fake._window = (int(clock()) // 60, 2)  # the others' two requests of this minute
+        fake.rate_origin, fake._window = 0.0, (int(clock()) // 60, 2)  # windows on the minute; the others spent 2
         budget.heard(clock(), Heard(remaining=0, reset=reset, limit=2, period=60))
 
     (first, waited, took), (second, _, took_next) = first_look(corpus, tmp_path, env_keys, spent_by_others)[0]
