@@ -34,6 +34,7 @@ import hashlib
 import importlib
 import json
 import os
+import pkgutil
 import re
 import sys
 import time
@@ -160,6 +161,23 @@ def _constant(key: str, where: str) -> tuple:
     return found, attr
 
 
+def _readers(attr: str, installed) -> list:
+    """Every module of the judge that holds the constant: the judge is a package whose stages
+    import a constant from the one that defines it (gate.judge re-exports them), and each copy is
+    the one its module reads. Every stage is imported first (a kind's module is imported when it
+    first judges, and would otherwise copy the candidate's value and keep it)."""
+    import gate.judge
+
+    for stage in pkgutil.iter_modules(gate.judge.__path__):
+        importlib.import_module(f"gate.judge.{stage.name}")
+    return [module for name, module in list(sys.modules.items())
+            if any(name == m or name.startswith(m + ".") for m in JUDGE_MODULES)
+            and getattr(module, attr, _NOTHING) is installed]
+
+
+_NOTHING = object()
+
+
 @contextmanager
 def judge_constants(settings: dict):
     """The candidate's constants set where the judge reads them, the installed values restored
@@ -169,9 +187,11 @@ def judge_constants(settings: dict):
         for key, value in settings.items():
             module, attr = _constant(key, "candidate")
             installed = getattr(module, attr)
-            saved.append((module, attr, installed))
             # YAML has no tuple: a list where the judge has a tuple becomes one.
-            setattr(module, attr, tuple(value) if isinstance(installed, tuple) and isinstance(value, list) else value)
+            value = tuple(value) if isinstance(installed, tuple) and isinstance(value, list) else value
+            for reader in _readers(attr, installed):
+                saved.append((reader, attr, installed))
+                setattr(reader, attr, value)
         yield
     finally:
         for module, attr, installed in reversed(saved):

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from gate import judge
+from gate.judge import classify
 from gate.analysis import Analysis
 from gate.sources.replay import ReplaySource, load_case
 
@@ -37,7 +38,7 @@ def evidence_at_first_checkpoint(case_dir: Path) -> tuple[float, dict[str, float
     min_duration = judge.minimum_duration(policy)
     at = min_duration / policy.lifetime
     needed: dict[str, float] = {}
-    decide = judge._decide
+    decide = classify._decide
 
     def spy(m, comparison, *args, **kwargs):  # reads the tests the judge ran; changes nothing
         shares = []
@@ -53,11 +54,11 @@ def evidence_at_first_checkpoint(case_dir: Path) -> tuple[float, dict[str, float
     source = ReplaySource(case)
     source.visible_until = case.deployed_at + min_duration
     analysis = Analysis(policy, source, case.id, case.deployed_at, canary="canary", baseline="baseline")
-    judge._decide = spy
+    classify._decide = spy
     try:
         analysis.evaluate(case.deployed_at + min_duration)
     finally:
-        judge._decide = decide
+        classify._decide = decide
     return at, needed
 
 

@@ -229,7 +229,7 @@ class Analysis:
         return [name for name in needed if frame is None or frame.neighbouring_pairs(name) < MIN_HISTORY_PAIRS]
 
     def _fetch(self, start: int, end: int, baseline_only: bool = False, canary_only: bool = False) -> Observations:
-        counts = {m.name for m in self.policy.metrics if m.kind == "count"}
+        counts = {m.name for m in self.policy.metrics if m.summed}
         query = replace(self._query(start, end), baseline_only=baseline_only)
         if canary_only:
             query = replace(query, baseline=None)

@@ -159,7 +159,7 @@ def read_history(policy: Policy, source: MetricSource, days: float, end: int, as
     canary_scope, baseline_scope = group_scopes(policy, BACKTEST_RELEASE)
     start = end - int(days * DAY)
     query = Query(tuple(policy.metrics), canary_scope, baseline_scope, start, end, policy.interval)
-    counts = {m.name for m in policy.metrics if m.kind == "count"}
+    counts = {m.name for m in policy.metrics if m.summed}
     seen = counting.fetch(query).cleaned(counts)
     judged = [m.name for m in policy.metrics if m.judged]
     moments = (end - start) // policy.interval + 1
@@ -245,7 +245,7 @@ def first_report(frame: Frame, names: list[str]) -> int:
 def combine(frames: list[Frame], policy: Policy) -> Frame:
     """Hosts as one group: counts summed, gauges averaged, at each moment over the hosts that
     reported (a moment none reported is missing)."""
-    counts = {m.name for m in policy.metrics if m.kind == "count"}
+    counts = {m.name for m in policy.metrics if m.summed}
     first = frames[0]
     values = {}
     for name in first.values:
@@ -261,7 +261,7 @@ def combine(frames: list[Frame], policy: Policy) -> Frame:
 def compared_as_counted(policy: Policy) -> list[str]:
     """The counts the judge compares group total against group total: judged without a
     denominator; and a ratio's events over such a count (thinned with it, the ratio keeps its level)."""
-    names = [m.name for m in policy.metrics if m.kind == "count" and m.judged and not m.denominator]
+    names = [m.name for m in policy.metrics if m.summed and m.judged and not m.denominator]
     while grown := [m.name for m in policy.metrics if m.denominator in names and m.name not in names]:
         names += grown
     return names
@@ -327,13 +327,13 @@ DOWN = Injection("down")
 
 
 def is_memory(m: Metric) -> bool:
-    return m.kind == "gauge" and ("mem" in m.name.lower() or (m.unit or "").lower() in MEMORY_UNITS)
+    return not m.summed and ("mem" in m.name.lower() or (m.unit or "").lower() in MEMORY_UNITS)
 
 
 def injection_kinds(m: Metric) -> list[str]:
     """The regressions a metric is tried with: its shift (a rate factor for counts), and a slow
     tail for a latency, a leak ramp for a memory."""
-    if m.kind == "count":
+    if m.summed:
         return ["rate"]
     kinds = ["shift"]
     if m.judges_tail and m.bad_direction == "increase":
@@ -344,7 +344,7 @@ def injection_kinds(m: Metric) -> list[str]:
 
 
 def primary_kind(m: Metric) -> str:
-    return "rate" if m.kind == "count" else "shift"
+    return "rate" if m.summed else "shift"
 
 
 def testable(policy: Policy) -> list[Metric]:

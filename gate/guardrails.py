@@ -16,7 +16,7 @@ too (the baseline over the same points; history-only, the seasonal expectation) 
 not blamed: the metric is inconclusive, a fleet-wide incident (or a service that breaches its
 SLO at these hours anyway), and nothing is promoted into it.
 
-The judge measures (`judge._limit_checks`); this module says what the limits are and what a
+The judge measures (`gate.judge.limits`); this module says what the limits are and what a
 measurement decides.
 """
 
@@ -49,9 +49,9 @@ class Limit:
 
 def in_unit(m: Metric, x: float) -> str:
     """A value of the metric as a limit is written: a ratio as a percentage, a gauge in its unit."""
-    if m.kind == "count" and m.denominator:
+    if m.summed and m.denominator:
         return f"{100 * x:.3g}%"
-    if m.kind == "count":
+    if m.summed:
         return f"{x:.4g} {m.name} per interval"
     return f"{x:.4g} {m.unit or ''}".rstrip()
 
@@ -123,7 +123,7 @@ def guard(m: Metric, result: MetricResult, checks: list[Check], history_only: bo
 
 
 def _canary(m: Metric, c: Check) -> str:
-    what = "error ratio" if m.denominator else ("rate" if m.kind == "count" else "mean")
+    what = "error ratio" if m.denominator else ("rate" if m.summed else "mean")
     return f"canary {what} {in_unit(m, c.canary)} over {c.points} points"
 
 

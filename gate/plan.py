@@ -137,7 +137,7 @@ class Plan:
 def scaled_by_share(policy: Policy) -> set[str]:
     """The counts that follow the canary's traffic: judged as a ratio, or the ratio's denominator.
     (A count without a denominator is compared as it is, group against group of the same size.)"""
-    names = {m.name for m in policy.metrics if m.kind == "count" and m.denominator}
+    names = {m.name for m in policy.metrics if m.summed and m.denominator}
     return names | {m.denominator for m in policy.metrics if m.denominator}
 
 
@@ -267,7 +267,7 @@ def read_recent(policy: Policy, source: MetricSource, release: str, deployed_at:
     canary_scope, baseline_scope = group_scopes(policy, release)
     query = Query(tuple(policy.metrics), canary_scope, baseline_scope, deployed_at - policy.history,
                   deployed_at - policy.interval, policy.interval)
-    counts = {m.name for m in policy.metrics if m.kind == "count"}
+    counts = {m.name for m in policy.metrics if m.summed}
     seen = source.fetch(query).cleaned(counts)
     frame = seen.baseline if seen.baseline is not None else seen.canary
     judged = [m.name for m in policy.metrics if m.judged]

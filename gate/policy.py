@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from gate.errors import PolicyError, validation_problems
+from gate.kinds import KINDS
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,9 @@ class Metric(Strict):
     """One KPI of the service."""
 
     name: str = Field(pattern=NAME_PATTERN, description="Name of the metric, unique in the policy.")
-    kind: Literal["gauge", "count"] = Field(
-        description="`gauge`: a level (CPU %, memory %, latency ms). `count`: events per step."
+    kind: str = Field(
+        description="`gauge`: a level (CPU %, memory %, latency ms). `count`: events per step.",
+        json_schema_extra=lambda schema: schema.update(enum=list(KINDS)),  # the registry's, as a Literal's
     )
     bad_direction: Literal["increase", "decrease", "either", "none"] = Field(
         default="increase",
@@ -233,6 +235,13 @@ class Metric(Strict):
         "burns it faster than `burn_rate` over a short and a long window.",
     )
 
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _a_registered_kind(cls, value: Any) -> Any:
+        if not (isinstance(value, str) and value in KINDS):
+            raise ValueError("Input should be " + " or ".join(repr(k) for k in KINDS))
+        return value
+
     @model_validator(mode="after")
     def _guardrails(self) -> Metric:
         where = f"metric {self.name!r}"
@@ -256,7 +265,7 @@ class Metric(Strict):
                              "(a canary as good as the baseline measures above it half of the time, and would "
                              "end undecided): give the smallest regression that matters, e.g. 0.05")
         if self.tolerance is not None and self.tolerance >= 1 and self.bad_direction in ("decrease", "either") \
-                and self.judged and self.kind == "count":
+                and self.judged and self.summed:
             # A count cannot fall by 100% or more: its model's mean at the tolerance would be 0 or
             # below (a negative variance, a traceback). A gauge's "any fall is fine" (tolerance 4,
             # Kayenta's effect sizes; a floor judged by its guardrail alone) stays allowed.
@@ -264,10 +273,10 @@ class Metric(Strict):
                              f"{self.tolerance:.0%} or more, which no count can make: give less than 1 (e.g. 0.2)")
         if self.max is not None and self.min is not None and self.min >= self.max:
             raise ValueError(f"{where}: min ({self.min:g}) must be below max ({self.max:g})")
-        if self.kind == "count" and any(getattr(self, n) < 0 for n in limits):
+        if self.summed and any(getattr(self, n) < 0 for n in limits):
             raise ValueError(f"{where}: a count's limit is a rate or a ratio, never below 0 "
                              f"(got {', '.join(f'{n} {getattr(self, n):g}' for n in limits)})")
-        if self.slo is not None and (self.kind != "count" or self.denominator is None):
+        if self.slo is not None and (not self.summed or self.denominator is None):
             raise ValueError(f"{where}: slo is an error budget of bad events out of a denominator: "
                              "only for a count with a denominator (errors out of requests)")
         if self.slo is not None and self.bad_direction != "increase":
@@ -280,10 +289,15 @@ class Metric(Strict):
         return self.bad_direction != "none" and not self.muted
 
     @property
+    def summed(self) -> bool:
+        """Its points are events summed over each interval (its kind's, `gate.kinds`): a count."""
+        return KINDS[self.kind].summed
+
+    @property
     def judges_tail(self) -> bool:
         if self.tail is not None:
             return self.tail
-        return self.kind == "gauge" and (self.unit or "").lower() in TIME_UNITS
+        return not self.summed and (self.unit or "").lower() in TIME_UNITS
 
 
 class Scope(Strict):
@@ -559,12 +573,12 @@ class Policy(Strict):
         for m in self.metrics:
             if m.denominator is None:
                 continue
-            if m.kind != "count":
+            if not m.summed:
                 raise ValueError(f"metric {m.name!r}: only a count can have a denominator")
             other = by_name.get(m.denominator)
             if other is None:
                 raise ValueError(f"metric {m.name!r}: denominator {m.denominator!r} is not a metric")
-            if other.kind != "count":
+            if not other.summed:
                 raise ValueError(f"metric {m.name!r}: denominator {m.denominator!r} must be a count")
         if self.lifetime < self.interval:
             raise ValueError("lifetime must be at least one interval")

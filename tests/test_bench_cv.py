@@ -222,3 +222,16 @@ def test_the_noisy_family_has_its_rows_beside_the_peers_and_stays_out_of_dev_plu
     assert "noisy" in cv.RATED
     without = cv_report.overall_table(rows[:1])
     assert not any(line.startswith("| noisy |") for line in without)
+
+
+def test_a_candidate_constant_is_set_in_every_stage_of_the_judge_that_reads_it():
+    """The judge is a package: END_PASS_RULE is defined by its classifier and read by the
+    history-only path too, CLIP_SCALES by both kinds' modules and the limits. A candidate set
+    only where it is defined would leave the other stages on the installed value."""
+    from gate.judge import classify, comparison, gauge, history, limits
+
+    with cv.judge_constants({"gate.judge.END_PASS_RULE": "not-shown-worse", "gate.judge.CLIP_SCALES": 9.0}):
+        assert classify.END_PASS_RULE == history.END_PASS_RULE == judge.END_PASS_RULE == "not-shown-worse"
+        assert comparison.CLIP_SCALES == gauge.CLIP_SCALES == limits.CLIP_SCALES == 9.0
+    assert classify.END_PASS_RULE == history.END_PASS_RULE == "estimate-within"
+    assert comparison.CLIP_SCALES == gauge.CLIP_SCALES == limits.CLIP_SCALES == 4.0

@@ -466,3 +466,25 @@ def test_the_chart_of_an_early_fail_gives_its_data_most_of_the_width(tmp_path, c
         decision = float(re.search(r'<line class="decision" x1="([\d.]+)"', chart).group(1))
         assert (decision - LEFT) / (W - RIGHT - LEFT) >= 0.7, decision
         assert "lifetime 60 min" in chart  # the axis says the canary had time left
+
+
+def test_the_band_is_the_judges_answer_and_the_report_reads_no_reference(corpus):
+    """The expected band comes through the judge's interface (`gate.judge.expected_band`): the
+    report draws what the judge answers, and a judge that tells none gets no band, never one the
+    report made up from the reference's insides."""
+    from gate import judge
+    from gate.analysis import _replay
+    from gate.report.snapshot import BAND_SCALES, expected_band, window_grid
+
+    analysis, evaluation, _ = _replay(corpus / PASS_CASE, None)
+    drawn = expected_band(judge, evaluation.reference, analysis.policy, evaluation.window)
+    told = judge.expected_band(analysis.policy, evaluation.reference, window_grid(evaluation.window), BAND_SCALES)
+    assert drawn and set(drawn) == set(told) >= {m.name for m in analysis.policy.metrics if m.judged}
+    for name, arrays in told.items():
+        for a, b in zip(drawn[name], arrays):
+            np.testing.assert_array_equal(a, b)
+
+    class Silent:  # learns and judges, tells no band
+        learn, evaluate = judge.learn, judge.evaluate
+
+    assert expected_band(Silent(), evaluation.reference, analysis.policy, evaluation.window) is None

@@ -44,45 +44,22 @@ BAND_SCALES = 2.0  # the band drawn: expected +- 2 noise scales (about 95% of no
 
 
 def expected_band(judge: Any, reference: Any, policy: Policy, window: Observations) -> dict[str, Band] | None:
-    """The seasonal expectation over the window, as the judge learned it, if it can tell.
-
-    A judge may expose `expected_band(policy, reference, timestamps) -> {metric: (mean, low,
-    high)}`; otherwise a reference whose `metrics[name].seasonal` offers `expected(t)` and
-    `scale(t)` (gate.stats.seasonal.SeasonalModel) is drawn as expected +- 2 scales. The report
-    never fits a model of its own, so it cannot show an expectation the verdict did not use.
+    """The seasonal expectation over the window, as the judge learned it, if it can tell: the
+    judge's `expected_band(policy, reference, timestamps, scales) -> {metric: (mean, low, high)}`
+    (gate.judge's), drawn as expected +- BAND_SCALES noise scales; a judge without one, no band.
+    The report never reads a reference or fits a model of its own, so it cannot show an
+    expectation the verdict did not use.
     """
     timestamps = window_grid(window)
-    if reference is None or len(timestamps) == 0:
+    hook = getattr(judge, "expected_band", None)
+    if reference is None or len(timestamps) == 0 or hook is None:
         return None
     try:
-        hook = getattr(judge, "expected_band", None)
-        if hook is not None:
-            result = hook(policy, reference, timestamps) or {}
-        else:
-            result = _seasonal_bands(reference, policy, timestamps)
+        result = hook(policy, reference, timestamps, BAND_SCALES) or {}
         return {k: tuple(np.asarray(a, dtype=float) for a in v) for k, v in result.items()} or None
     except Exception as e:  # noqa: BLE001 - a missing band must not cost the report
         log.warning("report: no expected band (%s: %s)", type(e).__name__, e)
         return None
-
-
-def _seasonal_bands(reference: Any, policy: Policy, t: np.ndarray) -> dict[str, Band]:
-    models = {name: getattr(ref, "seasonal", None) for name, ref in (getattr(reference, "metrics", None) or {}).items()}
-    bands: dict[str, Band] = {}
-    for m in policy.metrics:
-        model = models.get(m.name)
-        if model is None:
-            continue
-        mean, spread = np.asarray(model.expected(t), dtype=float), BAND_SCALES * np.asarray(model.scale(t), dtype=float)
-        if m.denominator:  # a ratio: the expected events over the expected volume
-            volume = models.get(m.denominator)
-            if volume is None:
-                continue
-            with np.errstate(divide="ignore", invalid="ignore"):
-                per = np.where(volume.expected(t) > 0, 1.0 / np.asarray(volume.expected(t), dtype=float), np.nan)
-            mean, spread = mean * per, spread * per
-        bands[m.name] = (mean, mean - spread, mean + spread)
-    return bands
 
 
 def _json_floats(values: np.ndarray) -> list[float | None]:

@@ -33,7 +33,7 @@ class Query:
 
 def count_denominators(metrics: tuple[Metric, ...]) -> dict[str, str]:
     """count -> its denominator, for the counts judged as ratios (see Frame.fill_zero_counts)."""
-    return {m.name: m.denominator for m in metrics if m.kind == "count" and m.denominator}
+    return {m.name: m.denominator for m in metrics if m.summed and m.denominator}
 
 
 class CannotSplit(Exception):

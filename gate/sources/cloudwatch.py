@@ -134,7 +134,7 @@ def metric_query(metric: Metric) -> MetricQuery:
         query = MetricQuery.model_validate(raw)
     except ValidationError as e:
         raise PolicyError(validation_problems(e, where)) from None
-    if metric.kind == "count" and query.stat not in ("Sum", "SampleCount"):
+    if metric.summed and query.stat not in ("Sum", "SampleCount"):
         raise PolicyError(f"{where}.stat: a count is read as a Sum per period (got {query.stat!r})")
     return query
 
@@ -197,7 +197,7 @@ class CloudWatchSource:
         points: dict[str, dict[str, dict[int, float]]] = {g: {n: {} for n in names} for g in groups}
         # Periods CloudWatch answered with NaN or an infinity: missing, and kept so (never a zero).
         unknown: dict[str, dict[str, list[int]]] = {g: {n: [] for n in names} for g in groups}
-        counts = {m.name for m in query.metrics if m.kind == "count"}
+        counts = {m.name for m in query.metrics if m.summed}
         # A count read at a coarser period than the step (old history) is put on the step's scale,
         # as the window's counts are: sum * step / period. Gauges are averages: as they are.
         scale = query.step / period
@@ -259,7 +259,7 @@ class CloudWatchSource:
         names = [m.name for m in query.metrics]
         points = {i: {n: {} for n in names} for i in instances}
         unknown = {i: {n: [] for n in names} for i in instances}
-        counts = {m.name for m in query.metrics if m.kind == "count"}
+        counts = {m.name for m in query.metrics if m.summed}
         scale = query.step / period
         if stop > first:
             for result in self._get_metric_data(requests, first, stop):

@@ -198,8 +198,8 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
             raise PolicyError(f"{where}: .rollup({named[0]}) and `rollup: {method}` disagree")
         method = named[0] if named else method
         text = _ROLLUP.sub("", text)
-    method = method or ("sum" if metric.kind == "count" else "avg")
-    if metric.kind == "count" and ".as_count()" not in text:
+    method = method or ("sum" if metric.summed else "avg")
+    if metric.summed and ".as_count()" not in text:
         # A count is judged as events per bucket: no interpolation, gaps stay gaps.
         text += ".as_count()"
     text += f".rollup({method}, {interval})"

@@ -1,0 +1,60 @@
+"""When an evaluation may decide, and with what share of the false-alarm budget: the looks
+(anytime fail tests, two pass checkpoints, the end of the lifetime) and what every metric of one
+evaluation is judged with (`Setting`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import NormalDist
+
+from gate.policy import Policy
+
+
+@dataclass(frozen=True)
+class Budget:
+    fail: float  # per test: chance of failing a canary that is within tolerance, at any look
+    checkpoint: float  # per metric and checkpoint: chance of passing one at the tolerance
+
+    @property
+    def final_z(self) -> float:
+        """The last look spends one more share of alpha, as a fixed-sample test."""
+        return NormalDist().inv_cdf(1 - self.fail)
+
+
+@dataclass(frozen=True)
+class Look:
+    """What this evaluation may decide. Failing is allowed at every look (anytime-valid tests).
+    Passing is a planned decision: at two checkpoints (the minimum duration, and halfway from
+    there to the end) by fixed-sample tests, which are far sharper than anytime ones; and at
+    the end of the lifetime, where the gate must answer, on the estimate itself."""
+
+    checkpoint: bool
+    final: bool
+
+
+PASS_CHECKPOINTS = 2
+# The fail boundaries are tightest a quarter into the lifetime: regressions should be caught early.
+TUNED_AT = 4
+
+
+def minimum_duration(policy: Policy) -> int:
+    """How long a canary runs before it may pass: the policy's min_duration, or half the lifetime."""
+    return policy.min_duration if policy.min_duration is not None else policy.lifetime // 2
+
+
+def look_at(policy: Policy, deployed_at: int, now: int) -> Look:
+    min_duration = minimum_duration(policy)
+    first = deployed_at + min_duration
+    second = first + (policy.lifetime - min_duration) // 2
+    checkpoint = any(now - policy.interval < c <= now for c in (first, second))
+    return Look(checkpoint=checkpoint, final=now >= deployed_at + policy.lifetime)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What every metric of one evaluation is judged with."""
+
+    budget: Budget
+    look: Look
+    lifetime_points: int
+    remaining_points: int  # steps left until the end of the lifetime

@@ -1,0 +1,353 @@
+"""A count (events per step, out of a denominator or not), as the judge sees it: its history's
+dispersion (a negative binomial) and rate, glitch points screened out, its canary-vs-baseline
+comparison as counts, a gross fault, a series implausibly clean (missing), its rate against a
+limit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gate import guardrails
+from gate.judge.budget import TUNED_AT, Budget, Setting
+from gate.judge.comparison import FAIL_TEST, Comparison, DirectionTest, _directions, _excursions, _pct, _result
+from gate.judge.preprocess import Paired
+from gate.judge.reference import MetricReference, Reference, _jump_rate, _rate, learned
+from gate.judge.screens import _far_above_zero, _reads_zero
+from gate.policy import Metric
+from gate.rules import RATE_RULES, Rule
+from gate.series import Frame
+from gate.stats.counts import lower_tail, quiet_stretches, sum_inverse_k, window_inverse_k
+from gate.stats.seasonal import SeasonalModel, fit_seasonal, robust_sd
+from gate.stats.sequential import margin_test
+from gate.verdict import MetricResult
+
+# A count's history may hold glitches (a counter reset writing 1e6) that cannot be clipped as a
+# gauge's are: its real bursts reach 400x its median. They show as a seasonal model whose noise is
+# far beyond the history's own minute-to-minute noise (at most 26x over every history of dev and
+# replicas; a median of 190x with 1% of the points glitched). Such a model would call a tripled
+# error rate "consistent with history": the history is not used, and the verdict says why.
+GLITCHED_NOISE_RATIO = 50.0
+# A gross fault fails a step within two looks (issue 23, item 5): every point of a count's canary
+# window, at least GROSS_MIN_POINTS of them, GROSS_FACTOR times its baseline's rate or more in the
+# bad direction, and each point alone significant at the fail test's share of alpha on the count
+# model's tail. A window's first points stay (only the pooled rate they are judged at moves a
+# little as it grows), so the rule can fire only where its first GROSS_MIN_POINTS points are each
+# beyond chance: about budget.fail ** 3 for independent points, at most budget.fail; no share of
+# alpha is taken from the other tests.
+GROSS_FACTOR = 2.0
+GROSS_MIN_POINTS = 3
+DISPERSION_LAGS = (1, 5, 15)
+PRIOR_MINUTES = 10  # counts: weight of the history's rate against the window's
+# A count's dispersion and rate are learned without its glitch points: more than this many times
+# its history's 99th percentile. One counter reset writing 1e6 made the learned variance enormous
+# (a moment estimate normalised by the pair's rate gives 1/k ~ 2 for any point that dwarfs its
+# neighbours) and a tripled error rate "not shown worse" at the end (issue 22, item 5). Real bursts
+# stay: the most a real history of dev and replicas reaches is 73x (8165 errors in a minute, p99 113).
+GLITCH_OVER_P99 = 1000.0
+# Counts: a canary with requests but so few errors (none, or one) that the baseline's rate makes
+# that less likely than this, has probably lost its error series (broken instrumentation), not
+# its errors.
+IMPLAUSIBLY_CLEAN = 1e-3
+# ... and at most this share of the events expected: a series missing or mostly missing, not a
+# canary with fewer errors. Clean real canaries (dev) reach a third of their baseline's errors
+# over a whole window, far below chance once the window's minutes are summed as independent
+# draws (bursts correlate them); a lost series leaves none or a stray one.
+IMPLAUSIBLY_FEW = 0.1
+# ... over the whole window or over a quiet stretch of at least this many points (a series that
+# stopped partway): fewer points are one scrape's gap, not a stopped series. A stretch is held at a
+# far smaller chance than the whole window: it is tried at every look over many overlapping
+# stretches, and real lulls sit closer to the model's tail than whole windows do (the closest clean
+# canary of dev and replicas reaches 1.5e-3 with the stretches counted; a series stopped for 20 of 60
+# minutes at ~10 errors a minute reads below 1e-20).
+QUIET_STRETCH_MIN = 3
+QUIET_STRETCH_CLEAN = 1e-5
+
+
+def _glitched(seasonal: SeasonalModel | None, x: np.ndarray) -> str | None:
+    """Why a count's seasonal model cannot be trusted (GLITCHED_NOISE_RATIO), or None."""
+    if seasonal is None:
+        return None
+    steps = np.diff(x)
+    minute_noise = robust_sd(steps[np.isfinite(steps)]) / math.sqrt(2)
+    ratio = float(np.max(seasonal.hourly_scale)) / minute_noise if minute_noise > 0 else 0.0
+    if ratio <= GLITCHED_NOISE_RATIO:
+        return None
+    return (f"the history's seasonal model is {ratio:.0f}x noisier than its own minute-to-minute "
+            "changes (glitch points in the history?): not used")
+
+
+def _dispersion(t: np.ndarray, x: np.ndarray, step: int, volume: np.ndarray | None) -> tuple[float | None, float | None]:
+    """Over-dispersion of a count as a negative binomial, Var = mu (1 + mu / k): returns 1/k.
+
+    Error counts are burstier than Poisson at high volume, and close to Poisson at low volume
+    (a canary with 5% of the traffic); a single factor over Poisson would be wrong for one or the
+    other. Estimated by moments on pairs of minutes a lag apart, which share their rate given
+    the traffic (traffic swings are not noise); the largest over lags of 1, 5 and 15 steps, since
+    a rate that wanders for minutes is noise to a comparison of two groups as much as a burst."""
+    volume = np.ones(len(x)) if volume is None else volume
+    estimates, first_lag_z = [], None
+    for lag in DISPERSION_LAGS:
+        if len(x) <= lag:
+            break
+        ok = (t[lag:] - t[:-lag]) == lag * step
+        a, b, va, vb = x[:-lag][ok], x[lag:][ok], volume[:-lag][ok], volume[lag:][ok]
+        good = np.isfinite(a) & np.isfinite(b) & np.isfinite(va) & np.isfinite(vb) & (va > 0) & (vb > 0) & (a + b > 0)
+        if good.sum() < 30:
+            continue
+        a, b, va, vb = a[good], b[good], va[good], vb[good]
+        rate = (a + b) / (va + vb)
+        poisson_part = rate * (1 / va + 1 / vb)
+        # No clipping: bursts are everyday behaviour of error counts, and what a sum must expect.
+        squared = (b / vb - a / va) ** 2
+        inverse_k = max(0.0, float(np.sum(squared - poisson_part) / np.sum(2 * rate**2)))
+        estimates.append(inverse_k)
+        if first_lag_z is None:
+            first_lag_z = (b / vb - a / va, poisson_part, rate)
+    if not estimates:
+        return None, None
+    inverse_k = max(estimates)
+    diff, poisson_part, rate = first_lag_z
+    return inverse_k, _jump_rate(diff / np.sqrt(poisson_part + 2 * rate**2 * inverse_k))
+
+
+def _without_glitch_points(x: np.ndarray) -> np.ndarray:
+    """A count's history with its glitch points (GLITCH_OVER_P99) made missing."""
+    known = x[np.isfinite(x)]
+    if len(known) < 100:
+        return x
+    ceiling = GLITCH_OVER_P99 * max(float(np.percentile(known, 99)), 1.0)
+    with np.errstate(invalid="ignore"):
+        return np.where(x > ceiling, np.nan, x)
+
+
+def count_variance(mean: np.ndarray, inverse_k: float) -> np.ndarray:
+    return mean * (1 + mean * inverse_k)
+
+
+def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: Setting, expected) -> Comparison:
+    ec, eb = p.canary, p.baseline
+    tolerance = m.tolerance if m.tolerance is not None else 0.0
+    nc = p.canary_volume if p.canary_volume is not None else np.ones(len(ec))
+    nb = p.baseline_volume if p.baseline_volume is not None else np.ones(len(eb))
+    weight = nc / nb  # the canary's share of traffic relative to the baseline, minute by minute
+    rate_c, rate_b = float(ec.sum() / max(nc.sum(), 1e-12)), float(eb.sum() / max(nb.sum(), 1e-12))
+    effect = rate_c / rate_b - 1 if rate_b > 0 else (0.0 if rate_c == 0 else float("inf"))
+    # Without history, assume counts twice as variable as Poisson at the window's volume.
+    inverse_k = ref.noise if ref is not None and ref.noise is not None else 1.0 / max(1.0, float(np.mean(eb)))
+    rate = _rate_alike(eb, nb, ref)
+    numbers = dict(canary=rate_c, baseline=rate_b, expected=expected, effect=effect)
+    directions = _directions(m)
+    outcomes = []
+    for direction in directions:
+        sign = 1.0 if direction == "increase" else -1.0
+        factor = 1 + sign * tolerance
+        excess = sign * (ec - factor * weight * eb)
+        # The variance under "the canary is at the tolerance": counts follow their model well,
+        # and the empirical spread of a canary that is worse would only hide that it is.
+        prior = count_variance(factor * rate * nc, inverse_k) + factor**2 * weight**2 * count_variance(rate * nb, inverse_k)
+        test = margin_test(excess, prior, setting.budget.fail, setting.budget.checkpoint,
+                           setting.lifetime_points // TUNED_AT, prior_weight=math.inf,
+                           remaining_points=setting.remaining_points)
+        denominator = max(float((weight * eb).sum()), rate * float(nc.sum()), 1e-12)
+        outcomes.append(DirectionTest(direction, test, float(np.sum(sign * (ec - weight * eb))), test.variance,
+                                per_effect=denominator))
+        half = test.fail_boundary / denominator
+        numbers["interval"] = (max(effect - half, -1.0), effect + half)  # a rate is never below zero
+        numbers["interval_test"] = FAIL_TEST
+    scale = np.sqrt(count_variance(rate * nc, inverse_k) + weight**2 * count_variance(rate * nb, inverse_k))
+    excursions = _excursions(m, ec - weight * eb, scale, ref, directions, setting.budget,
+                             setting.lifetime_points, centre=False)
+    what = f"{m.name}/{m.denominator}" if m.denominator else m.name
+    if rate_b == 0:
+        shown = (f"canary {what} {rate_c:.4g} vs baseline 0 (no events; compared as counts, "
+                 f"tolerance {tolerance:.0%}) over {len(ec)} points")
+    else:
+        shown = f"canary rate {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(ec)} points"
+    return Comparison(outcomes, excursions, numbers, len(ec), tolerance, shown,
+                      doubt=_implausibly_clean(m, ec, nc, rate, inverse_k,
+                                               burstiness=window_inverse_k(eb, rate * nb)))
+
+
+def _rate_alike(eb: np.ndarray, nb: np.ndarray, ref: MetricReference | None) -> float:
+    """Under "same rate", the events per unit of volume: the baseline's rate in the window,
+    shrunk toward the history's rate by a prior worth PRIOR_MINUTES of the baseline's traffic: a
+    quiet first minutes of the baseline must not make any canary error a surprise."""
+    if ref is not None and ref.rate is not None:
+        prior_volume = PRIOR_MINUTES * float(np.mean(nb))
+        rate = (float(eb.sum()) + ref.rate * prior_volume) / (float(nb.sum()) + prior_volume)
+    else:
+        rate = float(eb.sum() / max(nb.sum(), 1e-12))
+    return max(rate, 1.0 / max(nb.sum(), 1.0))
+
+
+def _grossly_worse(m: Metric, p: Paired, ref: MetricReference | None, comparison: Comparison,
+                   setting: Setting) -> MetricResult | None:
+    """A gross fault, failed before the tests' MIN_POINTS_TO_FAIL (issue 23, item 5): every point
+    of the window (GROSS_MIN_POINTS or more) GROSS_FACTOR times its baseline's rate or worse, each
+    one alone far beyond chance at the fail tests' share of alpha on the count model's tail (the
+    history's dispersion, at the canary's tolerance). Counts only: a gauge's per-point noise comes
+    from one host's history, and two real hosts of a heterogeneous fleet sit 2-2.6x apart for
+    three points by chance (bench.noisy_pairs' noisy-aa-120, CPU, whose history noise is 3%)."""
+    if len(p.canary) < GROSS_MIN_POINTS or ref is None or ref.noise is None or m.tolerance is None:
+        return None
+    with np.errstate(all="ignore"):
+        for direction in _directions(m):
+            if _every_point_gross(m, p, ref, direction, setting.budget):
+                return _result(m, "fail", Rule.RATE_GROSSLY_BEYOND_TOLERANCE,
+                               f"{comparison.shown}: every one of its {len(p.canary)} points is "
+                               f"{GROSS_FACTOR:g}x its baseline's rate or worse ({direction}), each far "
+                               f"beyond chance: a gross fault", **comparison.numbers)
+    return None
+
+
+def _every_point_gross(m: Metric, p: Paired, ref: MetricReference, direction: str, budget: Budget) -> bool:
+    """Whether each point's count is GROSS_FACTOR times what the baseline's rate gives its volume
+    (pooled, _rate_alike, and the point's own) in `direction` and, alone, beyond the tolerance at
+    budget.fail on the negative binomial of the history's dispersion."""
+    from scipy.stats import nbinom, poisson  # here, not at import: scipy.stats costs a cold start
+
+    ec, eb = p.canary, p.baseline
+    nc = p.canary_volume if p.canary_volume is not None else np.ones(len(ec))
+    nb = p.baseline_volume if p.baseline_volume is not None else np.ones(len(eb))
+    alike = _rate_alike(eb, nb, ref) * nc  # events per point under "same rate"
+    at_baseline = eb * nc / nb  # ... and at this point's own baseline rate
+    if direction == "increase":
+        gross = ec >= GROSS_FACTOR * np.maximum(alike, at_baseline)
+    else:
+        gross = ec * GROSS_FACTOR <= np.minimum(alike, at_baseline)
+    mean = (1 + (m.tolerance if direction == "increase" else -m.tolerance)) * alike  # at the tolerance
+    if not np.all(gross & (mean > 0)):
+        return False
+    if ref.noise > 0:
+        k = 1.0 / ref.noise
+        model = nbinom(k, k / (k + mean))
+    else:
+        model = poisson(mean)
+    chance = model.sf(ec - 1) if direction == "increase" else model.cdf(ec)
+    return bool(np.all(chance < budget.fail))
+
+
+def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: float, inverse_k: float,
+                       burstiness: float) -> str | None:
+    """A canary that served requests with far fewer errors than the baseline's rate makes
+    plausible: its error series is probably missing or partial (a sparse counter with no point
+    at all reads as zero; one event that got through must not hide the rest), the classic
+    broken-instrumentation release. Not a pass. The lower tail of the count's model, over the
+    whole window and over every stretch a stopped series leaves quiet (see
+    _implausibly_clean_stretch): P(X <= observed) below IMPLAUSIBLY_CLEAN, and at most
+    IMPLAUSIBLY_FEW of the events expected."""
+    if m.bad_direction not in ("increase", "either") or not m.denominator:
+        return None
+    expected = rate * volume  # per point
+    seen, mean = float(np.sum(events)), float(np.sum(expected))
+    chance = float(lower_tail(seen, mean, sum_inverse_k(expected, inverse_k)))
+    if chance < IMPLAUSIBLY_CLEAN and seen <= IMPLAUSIBLY_FEW * mean:
+        counted = "not one" if seen == 0 else f"only {seen:.0f}"
+        return (f"the canary reported {np.sum(volume):.0f} {m.denominator} and {counted} {m.name}, where the "
+                f"rate it should have (the baseline's, or its own history's) predicts {mean:.0f} "
+                f"(chance of so few {chance:.1e}): is its {m.name} series missing?")
+    return _implausibly_clean_stretch(m, events, volume, expected, max(inverse_k, burstiness))
+
+
+def _implausibly_clean_stretch(m: Metric, events: np.ndarray, volume: np.ndarray, expected: np.ndarray,
+                               inverse_k: float) -> str | None:
+    """An error series that stops partway (an agent crashed, a counter renamed by the release)
+    leaves a window whose whole still has errors enough: its first minutes carry the sum. The
+    stretch it left quiet, every suffix and every run of zero points of QUIET_STRETCH_MIN points
+    or more, is tested as the whole is, its chance multiplied by the number of stretches tried
+    (Bonferroni: as many tests as stretches). Its minutes' dispersion is at least the one the
+    window itself shows (`inverse_k`, the caller's): real error counts come in bursts and lulls
+    (36, 30, then 0, 0, 0 at ~4 a minute) that a history learned as Poisson-like at other hours
+    does not foresee, and two clean real canaries of dev had lulls of 3 and 6 minutes the learned
+    dispersion called 1e-5 and 4e-4, the number of stretches tried counted."""
+    stretches = quiet_stretches(events, QUIET_STRETCH_MIN)
+    if not stretches:
+        return None
+    seen = np.array([np.sum(events[a:b]) for a, b in stretches], dtype=float)
+    mean = np.array([np.sum(expected[a:b]) for a, b in stretches], dtype=float)
+    inverse_k_sums = np.array([sum_inverse_k(expected[a:b], inverse_k) for a, b in stretches])
+    chance = lower_tail(seen, mean, inverse_k_sums) * len(stretches)
+    implausible = (chance < QUIET_STRETCH_CLEAN) & (seen <= IMPLAUSIBLY_FEW * mean)
+    if not implausible.any():
+        return None
+    worst = int(np.argmin(np.where(implausible, chance, np.inf)))
+    (a, b), n = stretches[worst], len(events)
+    where = f"its last {b - a} of {n} points" if b == n else f"{b - a} of its {n} points (from point {a + 1})"
+    counted = "not one" if seen[worst] == 0 else f"only {seen[worst]:.0f}"
+    return (f"over {where} the canary served {np.sum(volume[a:b]):.0f} {m.denominator} with {counted} "
+            f"{m.name}, where the rate it should have predicts {mean[worst]:.0f} (chance of so few "
+            f"{chance[worst]:.1e} over {len(stretches)} stretches tried): did its {m.name} series stop?")
+
+
+def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> str | None:
+    """History-only: the canary's own history rate, not a baseline's, says how many events its
+    requests should have had (see _implausibly_clean)."""
+    if not m.denominator or ref.rate is None or m.denominator not in canary.values:
+        return None
+    events, volume = canary.values[m.name], canary.values[m.denominator]
+    ok = np.isfinite(events) & np.isfinite(volume)
+    events, volume = events[ok], volume[ok]
+    return _implausibly_clean(m, events, volume, ref.rate, ref.noise or 0.0,
+                              burstiness=window_inverse_k(events, ref.rate * volume))
+
+
+class Count:
+    """Events per step: compared as counts (a negative binomial), out of a denominator or not."""
+
+    rules = RATE_RULES
+    # At the end no trend fails a count: its excess at low traffic is a few 0/1 events whose fitted
+    # latest point rests on a normal approximation they do not meet (see classify.LATEST_AT_END).
+    trend_at_end = False
+    lowest_effect = -1.0  # a rate is never below zero
+
+    def learn(self, m: Metric, frame: Frame, x: np.ndarray, deployed_at: int, seasonal: bool) -> MetricReference:
+        t = frame.timestamps
+        model = fit_seasonal(t, x, frame.step, clip_glitches=False) if seasonal else None
+        unusable = _glitched(model, x)
+        if unusable:
+            model = None
+        volume = frame.values.get(m.denominator) if m.denominator else None
+        x = _without_glitch_points(x)
+        noise, excursion_rate = _dispersion(t, x, frame.step, volume)
+        return learned(model, t, x, deployed_at, noise=noise, excursion_rate=excursion_rate,
+                       rate=_rate(x, volume if m.denominator else np.ones(len(x))), unusable=unusable)
+
+    def compare(self, m: Metric, paired: Paired, ref: MetricReference | None, setting: Setting,
+                expected: float | None) -> Comparison:
+        return _compare_count(m, paired, ref, setting, expected)
+
+    def fails_besides(self, m: Metric, paired: Paired, ref: MetricReference | None, setting: Setting,
+                      comparison: Comparison) -> MetricResult | None:
+        return _grossly_worse(m, paired, ref, comparison, setting)
+
+    def clean_against_history(self, m: Metric, ref: MetricReference, canary: Frame) -> str | None:
+        return _clean_against_history(m, ref, canary)
+
+    def reads_zero_against_history(self, m: Metric, reference: Reference, canary: Frame, t: np.ndarray,
+                                   x: np.ndarray) -> str | None:
+        """A count's denominator that reads 0 where its seasonal expectation puts 0 far out (see
+        _reads_zero, _far_above_zero): a canary serving no requests passed on its errors."""
+        volume_ref = reference.metrics.get(m.denominator) if m.denominator else None
+        volume = canary.values.get(m.denominator) if m.denominator else None
+        if volume_ref is None or volume_ref.seasonal is None or volume is None:
+            return None
+        known = np.isfinite(volume)
+        return _reads_zero(m.denominator, volume[known], _far_above_zero(volume_ref.seasonal, canary.timestamps[known]),
+                           "its seasonal expectation")
+
+    def value(self, x: np.ndarray, volume: np.ndarray | None) -> float | None:
+        total = float(np.sum(volume)) if volume is not None else float(len(x))
+        return float(np.sum(x)) / total if total > 0 else None
+
+    def limit_terms(self, m: Metric, ref: MetricReference | None, x: np.ndarray, volume: np.ndarray,
+                    limit: guardrails.Limit, scale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
+        excess = limit.sign * (x - limit.value * volume)
+        # The count model at the limit (a zero limit at one event's worth: one event proves nothing).
+        rate = max(limit.value, 1.0 / max(float(np.sum(volume)), 1.0))
+        inverse_k = ref.noise if ref is not None and ref.noise is not None else 1.0 / max(1.0, float(np.mean(x)))
+        return excess, count_variance(rate * volume, inverse_k), math.inf
+
+
+COUNT = Count()

@@ -1,0 +1,113 @@
+"""The history-only classifier (no baseline group): does the canary's window depart from the
+KPI's own seasonal history?"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gate.judge.budget import TUNED_AT, Budget, Look
+from gate.judge.classify import END_PASS_RULE
+from gate.judge.comparison import _pct, _result
+from gate.judge.coverage import _covered_enough
+from gate.judge.preprocess import _latest_moment
+from gate.judge.reference import Reference
+from gate.kinds import judge_of
+from gate.policy import Metric, Policy
+from gate.rules import Rule
+from gate.series import Frame, Observations
+from gate.stats.sequential import margin_test, noise_variance
+from gate.verdict import MetricResult
+
+# History-only: a point this many robust noise scales off the seasonal expectation is an
+# excursion; a window with at least max(3, 4% of its points) excursions departs from history.
+EXCURSION_SCALES = 4.0
+EXCURSION_SHARE = 0.04
+EXCURSION_MIN = 3
+HISTORY_ESTIMATE_AT_END = True  # history-only too: the window mean's estimate within the tolerance
+
+
+def _against_history(
+    m: Metric, policy: Policy, reference: Reference, canary: Frame,
+    budget: Budget, lifetime_points: int, look: Look,
+) -> MetricResult:
+    """No baseline group: does the window depart from the KPI's own seasonal history?
+
+    A point is an excursion when it is more than EXCURSION_SCALES robust noise scales off the
+    seasonal expectation (shifted by how far the last hour before the deploy already ran off
+    it); a healthy window has at most a handful. The count only grows, so failing on it is
+    the same decision at any look; passing waits for the whole lifetime."""
+    ref = reference.metrics.get(m.name)
+    if ref is None or ref.seasonal is None:
+        why = ref.unusable if ref is not None and ref.unusable else "no history before the deploy to learn from"
+        return _result(m, "inconclusive", Rule.NO_HISTORY, why)
+    x = canary.values.get(m.name)
+    if x is None:
+        return _result(m, "inconclusive", Rule.NO_DATA, "no data for this metric (query broken or metric absent)")
+    ok = np.isfinite(x)
+    t, x = canary.timestamps[ok], x[ok]
+    expected_values = ref.seasonal.expected(t)
+    expected = float(np.mean(expected_values)) if len(t) else None
+    if len(t) == 0:
+        return _result(m, "inconclusive", Rule.TOO_FEW_POINTS, "no point since the deploy", expected=expected)
+    scale = ref.seasonal.scale(t)
+    z = (x - expected_values) / scale - ref.offset
+    if m.bad_direction == "increase":
+        excursions = int(np.sum(z > EXCURSION_SCALES))
+    elif m.bad_direction == "decrease":
+        excursions = int(np.sum(z < -EXCURSION_SCALES))
+    else:
+        excursions = int(np.sum(np.abs(z) > EXCURSION_SCALES))
+    needed = max(EXCURSION_MIN, math.ceil(EXCURSION_SHARE * lifetime_points))
+    mean_x = float(np.mean(x))
+    effect = mean_x / expected - 1 if expected else None
+    interval = None
+    if expected and len(x) >= 3:
+        # The window mean's confidence interval against the expectation (autocorrelation included),
+        # at the level of the fail tests.
+        half = budget.final_z * math.sqrt(noise_variance(x - expected_values) / len(x)) / abs(expected)
+        interval = (effect - half, effect + half)
+    numbers = dict(canary=mean_x, expected=expected, effect=effect, interval=interval)
+    shown = (f"{excursions} of {len(t)} points beyond {EXCURSION_SCALES:g} noise scales of the seasonal "
+             f"expectation (departure at {needed})")
+    if excursions >= needed:
+        return _result(m, "fail", Rule.DEPARTS_FROM_HISTORY, shown, **numbers)
+    if m.tolerance is not None and expected:
+        sign = -1.0 if m.bad_direction == "decrease" else 1.0
+        factor = 1 + sign * m.tolerance
+        excess = sign * (x - factor * expected_values)
+        test = margin_test(excess, scale**2 * (1 + factor**2), budget.fail, budget.checkpoint, lifetime_points // TUNED_AT)
+        if test.beyond:
+            return _result(m, "fail", Rule.MEAN_BEYOND_TOLERANCE,
+                           f"window mean {_pct(effect)} vs seasonal expectation, shown beyond "
+                           f"tolerance {m.tolerance:.0%}", **numbers)
+    kind = judge_of(m)
+    doubt = kind.clean_against_history(m, ref, canary)
+    if doubt is not None:
+        return _result(m, "inconclusive", Rule.IMPLAUSIBLY_CLEAN, doubt, **numbers)
+    zeros = kind.reads_zero_against_history(m, reference, canary, t, x)
+    if zeros is not None:
+        return _result(m, "inconclusive", Rule.READS_ZERO, zeros, **numbers)
+    if look.final:
+        if not _within_history_tolerance(m, mean_x, expected):
+            return _result(m, "inconclusive", Rule.MEAN_COULD_NOT_TELL_AT_END,
+                           f"{shown}: at the end of the lifetime the window mean is {_pct(effect)} off its "
+                           f"seasonal expectation, beyond the tolerance {m.tolerance:.0%}, though not shown "
+                           f"so: could not tell it within tolerance", **numbers)
+        return _covered_enough(_result(m, "pass", Rule.CONSISTENT_WITH_HISTORY, shown, **numbers), t, lifetime_points,
+                               lifetime_points, _latest_moment(Observations(canary)), canary.step)
+    return _result(m, "inconclusive", Rule.WATCHING_HISTORY, shown, **numbers)
+
+
+def _within_history_tolerance(m: Metric, mean: float, expected: float | None) -> bool:
+    """History-only, at the end: a pass needs the window mean's estimate within the tolerance on
+    its bad side (END_PASS_RULE's estimate rule, as a canary beside a baseline). A metric without
+    a tolerance is judged on a departure from its history only."""
+    if m.tolerance is None or not HISTORY_ESTIMATE_AT_END or END_PASS_RULE == "not-shown-worse":
+        return True
+    if not expected:  # an expectation of 0 (no errors at these hours): within only where equal
+        return mean == expected or (m.bad_direction == "decrease" and mean > 0)
+    effect = mean / expected - 1
+    worse = {"increase": effect, "decrease": -effect}.get(m.bad_direction, abs(effect))
+    return math.isfinite(worse) and worse <= m.tolerance

@@ -1,0 +1,83 @@
+"""Preprocessing of each look: canary and baseline points paired by timestamp (load, time of day
+and fleet-wide swings cancel), missing points dropped, moments when both groups are off their
+seasonal expectation held out (a fleet-wide anomaly is not the canary's fault)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gate.judge.reference import FLEET_ANOMALY_RARE, FLEET_ANOMALY_SCALES, MetricReference
+from gate.policy import Metric
+from gate.series import Observations
+
+
+def _after(window: Observations, start: int, now: int) -> Observations:
+    return Observations(window.canary.between(start, now),
+                        window.baseline.between(start, now) if window.baseline is not None else None)
+
+
+@dataclass(frozen=True)
+class Paired:
+    timestamps: np.ndarray
+    canary: np.ndarray
+    baseline: np.ndarray
+    canary_volume: np.ndarray | None = None  # denominators, for ratios
+    baseline_volume: np.ndarray | None = None
+    held_out: int = 0  # points dropped as fleet-wide anomaly
+    reported: np.ndarray | None = None  # the moments both groups reported it (held-out ones too)
+
+
+def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> Paired | None:
+    canary, baseline = window.canary, window.baseline
+    if m.name not in canary.values or baseline is None or m.name not in baseline.values:
+        return None
+    common, ci, bi = np.intersect1d(canary.timestamps, baseline.timestamps, return_indices=True)
+    c, b = canary.values[m.name][ci], baseline.values[m.name][bi]
+    cv = bv = None
+    if m.denominator:
+        if m.denominator not in canary.values or m.denominator not in baseline.values:
+            return None
+        cv, bv = canary.values[m.denominator][ci], baseline.values[m.denominator][bi]
+    keep = np.isfinite(c) & np.isfinite(b)
+    if cv is not None:
+        keep &= np.isfinite(cv) & np.isfinite(bv) & (bv > 0) & (cv >= 0)
+    reported = keep.copy()
+    held = 0
+    if (ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative
+            and ref.anomaly_rate < FLEET_ANOMALY_RARE):
+        # Relative to the offset the baseline already had before the deploy. A moment is the
+        # fleet's anomaly only when both groups are off their expectation the same way: one
+        # group off alone is that group's own moment (a sparse metric's rare non-zero point is
+        # exactly what its baseline is made of, and must stay in the comparison).
+        expected, scale = ref.seasonal.expected(common), ref.seasonal.scale(common)
+        with np.errstate(all="ignore"):
+            off_b = (b - expected) / scale - ref.offset
+            off_c = (c - expected) / scale - ref.offset
+        anomalous = (keep & (np.abs(off_b) > FLEET_ANOMALY_SCALES) & (np.abs(off_c) > FLEET_ANOMALY_SCALES)
+                     & (np.sign(off_b) == np.sign(off_c)))
+        # Hold out a minority of the minutes only: a baseline off its expectation most of the
+        # time is a level the model misses (or an incident that ran before the deploy), not a
+        # passing anomaly, and the pairing already cancels what both groups share.
+        if anomalous.any() and 2 * anomalous.sum() < keep.sum():
+            held = int(anomalous.sum())
+            keep &= ~anomalous
+    return Paired(
+        common[keep], c[keep], b[keep],
+        None if cv is None else cv[keep], None if bv is None else bv[keep], held,
+        common[reported],
+    )
+
+
+def _latest_moment(window: Observations) -> int:
+    """The latest moment at which either group reported any value: how far the deploy's data goes
+    (a source's lag delays every series alike)."""
+    latest = 0
+    for frame in (window.canary, window.baseline):
+        if frame is None or not frame.values:
+            continue
+        reported = np.any(np.isfinite(np.vstack(list(frame.values.values()))), axis=0)
+        if reported.any():
+            latest = max(latest, int(frame.timestamps[np.flatnonzero(reported)[-1]]))
+    return latest

@@ -1,0 +1,60 @@
+"""A new kind of metric is one module (its judge's object) and one registry entry (`gate.kinds`):
+registered here at run time, a policy may name it and the judge compares it with its object, and
+nothing else in the gate asks what kind a metric is."""
+
+import pytest
+
+from gate import kinds
+from gate.errors import PolicyError
+from gate.judge.gauge import Gauge
+from tests.test_judge import _fleet, _policy, _run
+
+
+class Level(Gauge):
+    """A new kind: judged as a gauge is, and telling which metrics it compared and learned."""
+
+    def __init__(self):
+        self.compared, self.learned = [], []
+
+    def learn(self, m, frame, x, deployed_at, seasonal):
+        self.learned.append(m.name)
+        return super().learn(m, frame, x, deployed_at, seasonal)
+
+    def compare(self, m, paired, ref, setting, expected):
+        self.compared.append(m.name)
+        return super().compare(m, paired, ref, setting, expected)
+
+LEVEL = Level()
+
+@pytest.fixture
+def level_kind():
+    saved = dict(kinds.KINDS)
+    kinds.register(kinds.Kind("level", summed=False, judged_by="tests.test_kinds:LEVEL", description="a level"))
+    LEVEL.compared.clear()
+    LEVEL.learned.clear()
+    yield LEVEL
+    kinds.KINDS.clear()
+    kinds.KINDS.update(saved)
+    kinds._judges.pop("level", None)
+
+def _with_cpu_as(kind: str):
+    policy = _policy()
+    metrics = [{**m.model_dump(mode="json", exclude_none=True), **({"kind": kind} if m.name == "cpu" else {})}
+               for m in policy.metrics]
+    return _policy(metrics=metrics)
+
+def test_a_kind_not_registered_is_refused_naming_the_field_and_the_kinds():
+    with pytest.raises(PolicyError, match=r"metrics\.0\.kind: Input should be 'gauge' or 'count' \(got 'level'\)"):
+        _with_cpu_as("level")
+
+def test_a_registered_kind_is_judged_by_its_own_object_and_nothing_else_asks_the_kind(level_kind):
+    canary, baseline = _fleet(2)
+    as_gauge, _ = _run(_with_cpu_as("gauge"), canary, baseline)
+    as_level, _ = _run(_with_cpu_as("level"), canary, baseline)
+    # The judge learned and compared cpu through the registered object, at every look ...
+    assert level_kind.learned == ["cpu"] and set(level_kind.compared) == {"cpu"}
+    assert len(level_kind.compared) > 3
+    # ... and, the object judging as a gauge does, every result is the gauge's: no other place
+    # (the policy, the sources, the limits, the history-only path) branched on the name.
+    assert as_level.verdict == as_gauge.verdict and as_level.reason == as_gauge.reason
+    assert [m.to_dict() for m in as_level.metrics] == [m.to_dict() for m in as_gauge.metrics]
