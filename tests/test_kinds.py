@@ -2,40 +2,51 @@
 registered here at run time, a policy may name it and the judge compares it with its object, and
 nothing else in the gate asks what kind a metric is."""
 
+from dataclasses import replace
+
 import pytest
 
 from gate import kinds
 from gate.errors import PolicyError
-from gate.judge.gauge import Gauge
+from gate.judge.gauge import GAUGE
+from gate.judge.kinds import MetricKind
 from tests.test_judge import _fleet, _policy, _run
 
 
-class Level(Gauge):
-    """A new kind: judged as a gauge is, and telling which metrics it compared and learned."""
+class Recorded:
+    """Which metrics a kind's functions were called for."""
 
     def __init__(self):
-        self.compared, self.learned = [], []
+        self.learned, self.compared = [], []
 
-    def learn(self, m, frame, x, deployed_at, seasonal):
-        self.learned.append(m.name)
-        return super().learn(m, frame, x, deployed_at, seasonal)
+    def kind(self) -> MetricKind:
+        """A new kind: judged as a gauge is, telling what it learned and compared."""
+        def learn(m, *args):
+            self.learned.append(m.name)
+            return GAUGE.learn(m, *args)
 
-    def compare(self, m, paired, ref, setting, expected):
-        self.compared.append(m.name)
-        return super().compare(m, paired, ref, setting, expected)
+        def compare(m, *args):
+            self.compared.append(m.name)
+            return GAUGE.compare(m, *args)
 
-LEVEL = Level()
+        return replace(GAUGE, learn=learn, compare=compare)
+
+
+RECORDED = Recorded()
+LEVEL = RECORDED.kind()
+
 
 @pytest.fixture
 def level_kind():
     saved = dict(kinds.KINDS)
     kinds.register(kinds.Kind("level", summed=False, judged_by="tests.test_kinds:LEVEL", description="a level"))
-    LEVEL.compared.clear()
-    LEVEL.learned.clear()
-    yield LEVEL
+    RECORDED.compared.clear()
+    RECORDED.learned.clear()
+    yield RECORDED
     kinds.KINDS.clear()
     kinds.KINDS.update(saved)
     kinds._judges.pop("level", None)
+
 
 def _with_cpu_as(kind: str):
     policy = _policy()

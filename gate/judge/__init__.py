@@ -11,9 +11,10 @@ Shaped like Kayenta's judge, in small units that run in order, one module each:
 * classifiers. `classify`: per metric, test "worse than tolerated" against "within tolerance" with
   confidence sequences that stay valid at every look, the comparison being its kind's (`gauge`:
   levels, latency also by its tail; `count`: events out of requests), found through the one
-  registry of kinds (`gate.kinds.judge_of`; what a kind supplies: `kinds.MetricKind`); its limits (`limits`) and coverage
-  (`coverage`) after. `history`: the same question without a baseline, against the seasonal
-  history. `down`: a canary that stopped reporting or serving, caught apart from zero events.
+  registry of kinds (`gate.kinds.judge_of`; what a kind supplies: `kinds.MetricKind`); its limits
+  (`limits`) and coverage (`coverage`) after. `history`: the same question without a baseline,
+  against the seasonal history. `down`: a canary that stopped reporting or serving, caught apart
+  from zero events.
 * `score`: fail on any judged metric shown beyond its tolerance (critical or not: the
   false-alarm budget is already shared), pass only when every judged metric is shown within
   it and the canary has run its minimum duration, otherwise wait.

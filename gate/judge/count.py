@@ -12,6 +12,7 @@ import numpy as np
 from gate import guardrails
 from gate.judge.budget import TUNED_AT, Budget, Setting
 from gate.judge.comparison import FAIL_TEST, Comparison, DirectionTest, _directions, _excursions, _pct, _result
+from gate.judge.kinds import MetricKind
 from gate.judge.preprocess import Paired
 from gate.judge.reference import MetricReference, Reference, _jump_rate, _rate, learned
 from gate.judge.screens import _far_above_zero, _reads_zero
@@ -182,8 +183,8 @@ def _rate_alike(eb: np.ndarray, nb: np.ndarray, ref: MetricReference | None) -> 
     return max(rate, 1.0 / max(nb.sum(), 1.0))
 
 
-def _grossly_worse(m: Metric, p: Paired, ref: MetricReference | None, comparison: Comparison,
-                   setting: Setting) -> MetricResult | None:
+def _grossly_worse(m: Metric, p: Paired, ref: MetricReference | None, setting: Setting,
+                   comparison: Comparison) -> MetricResult | None:
     """A gross fault, failed before the tests' MIN_POINTS_TO_FAIL (issue 23, item 5): every point
     of the window (GROSS_MIN_POINTS or more) GROSS_FACTOR times its baseline's rate or worse, each
     one alone far beyond chance at the fail tests' share of alpha on the count model's tail (the
@@ -293,61 +294,56 @@ def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> st
                               burstiness=window_inverse_k(events, ref.rate * volume))
 
 
-class Count:
-    """Events per step: compared as counts (a negative binomial), out of a denominator or not."""
+def _learn(m: Metric, frame: Frame, x: np.ndarray, deployed_at: int, seasonal: bool) -> MetricReference:
+    """A count's reference: its seasonal model (dropped when glitches make it unusable), its
+    dispersion and its rate, learned without its glitch points."""
+    t = frame.timestamps
+    model = fit_seasonal(t, x, frame.step, clip_glitches=False) if seasonal else None
+    unusable = _glitched(model, x)
+    if unusable:
+        model = None
+    volume = frame.values.get(m.denominator) if m.denominator else None
+    x = _without_glitch_points(x)
+    noise, excursion_rate = _dispersion(t, x, frame.step, volume)
+    return learned(model, t, x, deployed_at, noise=noise, excursion_rate=excursion_rate,
+                   rate=_rate(x, volume if m.denominator else np.ones(len(x))), unusable=unusable)
 
-    rules = RATE_RULES
+
+def _no_volume_against_history(m: Metric, reference: Reference, canary: Frame, t: np.ndarray,
+                               x: np.ndarray) -> str | None:
+    """History-only: a count's denominator that reads 0 where its seasonal expectation puts 0 far
+    out (see _reads_zero, _far_above_zero): a canary serving no requests passed on its errors."""
+    volume_ref = reference.metrics.get(m.denominator) if m.denominator else None
+    volume = canary.values.get(m.denominator) if m.denominator else None
+    if volume_ref is None or volume_ref.seasonal is None or volume is None:
+        return None
+    known = np.isfinite(volume)
+    return _reads_zero(m.denominator, volume[known], _far_above_zero(volume_ref.seasonal, canary.timestamps[known]),
+                       "its seasonal expectation")
+
+
+def _ratio(x: np.ndarray, volume: np.ndarray | None) -> float | None:
+    """Events per unit of the denominator (per point without one)."""
+    total = float(np.sum(volume)) if volume is not None else float(len(x))
+    return float(np.sum(x)) / total if total > 0 else None
+
+
+def _limit_terms(m: Metric, ref: MetricReference | None, x: np.ndarray, volume: np.ndarray,
+                 limit: guardrails.Limit, scale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
+    excess = limit.sign * (x - limit.value * volume)
+    # The count model at the limit (a zero limit at one event's worth: one event proves nothing).
+    rate = max(limit.value, 1.0 / max(float(np.sum(volume)), 1.0))
+    inverse_k = ref.noise if ref is not None and ref.noise is not None else 1.0 / max(1.0, float(np.mean(x)))
+    return excess, count_variance(rate * volume, inverse_k), math.inf
+
+
+COUNT = MetricKind(
+    rules=RATE_RULES,
     # At the end no trend fails a count: its excess at low traffic is a few 0/1 events whose fitted
     # latest point rests on a normal approximation they do not meet (see classify.LATEST_AT_END).
-    trend_at_end = False
-    lowest_effect = -1.0  # a rate is never below zero
-
-    def learn(self, m: Metric, frame: Frame, x: np.ndarray, deployed_at: int, seasonal: bool) -> MetricReference:
-        t = frame.timestamps
-        model = fit_seasonal(t, x, frame.step, clip_glitches=False) if seasonal else None
-        unusable = _glitched(model, x)
-        if unusable:
-            model = None
-        volume = frame.values.get(m.denominator) if m.denominator else None
-        x = _without_glitch_points(x)
-        noise, excursion_rate = _dispersion(t, x, frame.step, volume)
-        return learned(model, t, x, deployed_at, noise=noise, excursion_rate=excursion_rate,
-                       rate=_rate(x, volume if m.denominator else np.ones(len(x))), unusable=unusable)
-
-    def compare(self, m: Metric, paired: Paired, ref: MetricReference | None, setting: Setting,
-                expected: float | None) -> Comparison:
-        return _compare_count(m, paired, ref, setting, expected)
-
-    def fails_besides(self, m: Metric, paired: Paired, ref: MetricReference | None, setting: Setting,
-                      comparison: Comparison) -> MetricResult | None:
-        return _grossly_worse(m, paired, ref, comparison, setting)
-
-    def clean_against_history(self, m: Metric, ref: MetricReference, canary: Frame) -> str | None:
-        return _clean_against_history(m, ref, canary)
-
-    def reads_zero_against_history(self, m: Metric, reference: Reference, canary: Frame, t: np.ndarray,
-                                   x: np.ndarray) -> str | None:
-        """A count's denominator that reads 0 where its seasonal expectation puts 0 far out (see
-        _reads_zero, _far_above_zero): a canary serving no requests passed on its errors."""
-        volume_ref = reference.metrics.get(m.denominator) if m.denominator else None
-        volume = canary.values.get(m.denominator) if m.denominator else None
-        if volume_ref is None or volume_ref.seasonal is None or volume is None:
-            return None
-        known = np.isfinite(volume)
-        return _reads_zero(m.denominator, volume[known], _far_above_zero(volume_ref.seasonal, canary.timestamps[known]),
-                           "its seasonal expectation")
-
-    def value(self, x: np.ndarray, volume: np.ndarray | None) -> float | None:
-        total = float(np.sum(volume)) if volume is not None else float(len(x))
-        return float(np.sum(x)) / total if total > 0 else None
-
-    def limit_terms(self, m: Metric, ref: MetricReference | None, x: np.ndarray, volume: np.ndarray,
-                    limit: guardrails.Limit, scale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
-        excess = limit.sign * (x - limit.value * volume)
-        # The count model at the limit (a zero limit at one event's worth: one event proves nothing).
-        rate = max(limit.value, 1.0 / max(float(np.sum(volume)), 1.0))
-        inverse_k = ref.noise if ref is not None and ref.noise is not None else 1.0 / max(1.0, float(np.mean(x)))
-        return excess, count_variance(rate * volume, inverse_k), math.inf
-
-
-COUNT = Count()
+    trend_at_end=False,
+    lowest_effect=-1.0,  # a rate is never below zero
+    learn=_learn, compare=_compare_count, fails_besides=_grossly_worse,
+    clean_against_history=_clean_against_history, reads_zero_against_history=_no_volume_against_history,
+    value=_ratio, limit_terms=_limit_terms,
+)

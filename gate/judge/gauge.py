@@ -13,6 +13,7 @@ from gate import guardrails
 from gate.judge.budget import TUNED_AT, Setting
 from gate.judge.comparison import (CLIP_SCALES, END_CLIP_SCALES, FAIL_TEST, MIN_POINTS_FOR_EXCURSIONS, Comparison,
                                    DirectionTest, _directions, _excursions, _pct, _result)
+from gate.judge.kinds import MetricKind
 from gate.judge.preprocess import Paired
 from gate.judge.reference import MetricReference, Reference, _jump_rate, learned
 from gate.judge.screens import _far_above_zero, _reads_zero
@@ -155,50 +156,45 @@ def _upper_quantile_beyond(m: Metric, p: Paired, ref: MetricReference | None, se
                    f"{comparison.shown}", **comparison.numbers)
 
 
-class Gauge:
-    """A level: compared as the paired excess of canary over baseline beyond the tolerance."""
-
-    rules = MEAN_RULES
-    trend_at_end = True  # a leak is a level's (memory, latency creep): see classify.LATEST_AT_END
-    lowest_effect = -math.inf
-
-    def learn(self, m: Metric, frame: Frame, x: np.ndarray, deployed_at: int, seasonal: bool) -> MetricReference:
-        t = frame.timestamps
-        model = fit_seasonal(t, x, frame.step, clip_glitches=True) if seasonal else None
-        noise, excursion_rate = _relative_noise(t, x, deployed_at, frame.step)
-        return learned(model, t, x, deployed_at, noise=noise, excursion_rate=excursion_rate,
-                       jump_quantile=_jump_quantile(t, x, deployed_at, frame.step))
-
-    def compare(self, m: Metric, paired: Paired, ref: MetricReference | None, setting: Setting,
-                expected: float | None) -> Comparison:
-        return _compare_gauge(m, paired, ref, setting, expected)
-
-    def fails_besides(self, m: Metric, paired: Paired, ref: MetricReference | None, setting: Setting,
-                      comparison: Comparison) -> MetricResult | None:
-        return _upper_quantile_beyond(m, paired, ref, setting, comparison)
-
-    def clean_against_history(self, m: Metric, ref: MetricReference, canary: Frame) -> str | None:
-        return None  # a level has no events to go missing: a zero-filled one is read below
-
-    def reads_zero_against_history(self, m: Metric, reference: Reference, canary: Frame, t: np.ndarray,
-                                   x: np.ndarray) -> str | None:
-        """A gauge that reads 0 where its seasonal expectation puts 0 far out (see _reads_zero,
-        _far_above_zero): a zero-filled CPU was "consistent with history" (only rises were excursions)."""
-        return _reads_zero(m.name, x, _far_above_zero(reference.metrics[m.name].seasonal, t), "its seasonal expectation")
-
-    def value(self, x: np.ndarray, volume: np.ndarray | None) -> float | None:
-        return float(np.mean(x))
-
-    def limit_terms(self, m: Metric, ref: MetricReference | None, x: np.ndarray, volume: np.ndarray,
-                    limit: guardrails.Limit, scale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
-        excess = limit.sign * (x - limit.value)
-        if scale is not None:  # history-only: the seasonal model's noise at these moments
-            prior = scale**2
-        elif ref is not None and ref.noise and limit.value != 0:
-            prior = np.full(len(x), (ref.noise * limit.value) ** 2)
-        else:  # no history: the window's own spread is all there is
-            prior = np.full(len(x), np.var(excess, ddof=1) if len(x) > 2 else np.inf)
-        return excess, prior, 10.0
+def _learn(m: Metric, frame: Frame, x: np.ndarray, deployed_at: int, seasonal: bool) -> MetricReference:
+    """A level's reference: its seasonal model (glitch points clipped), its relative noise, its jumps' tail."""
+    t = frame.timestamps
+    model = fit_seasonal(t, x, frame.step, clip_glitches=True) if seasonal else None
+    noise, excursion_rate = _relative_noise(t, x, deployed_at, frame.step)
+    return learned(model, t, x, deployed_at, noise=noise, excursion_rate=excursion_rate,
+                   jump_quantile=_jump_quantile(t, x, deployed_at, frame.step))
 
 
-GAUGE = Gauge()
+def _zero_filled_against_history(m: Metric, reference: Reference, canary: Frame, t: np.ndarray,
+                                 x: np.ndarray) -> str | None:
+    """History-only: a gauge that reads 0 where its seasonal expectation puts 0 far out (see
+    _reads_zero, _far_above_zero): a zero-filled CPU was "consistent with history" (only rises
+    were excursions)."""
+    return _reads_zero(m.name, x, _far_above_zero(reference.metrics[m.name].seasonal, t), "its seasonal expectation")
+
+
+def _mean(x: np.ndarray, volume: np.ndarray | None) -> float | None:
+    return float(np.mean(x))
+
+
+def _limit_terms(m: Metric, ref: MetricReference | None, x: np.ndarray, volume: np.ndarray,
+                 limit: guardrails.Limit, scale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
+    excess = limit.sign * (x - limit.value)
+    if scale is not None:  # history-only: the seasonal model's noise at these moments
+        prior = scale**2
+    elif ref is not None and ref.noise and limit.value != 0:
+        prior = np.full(len(x), (ref.noise * limit.value) ** 2)
+    else:  # no history: the window's own spread is all there is
+        prior = np.full(len(x), np.var(excess, ddof=1) if len(x) > 2 else np.inf)
+    return excess, prior, 10.0
+
+
+GAUGE = MetricKind(
+    rules=MEAN_RULES,
+    trend_at_end=True,  # a leak is a level's (memory, latency creep): see classify.LATEST_AT_END
+    lowest_effect=-math.inf,
+    learn=_learn, compare=_compare_gauge, fails_besides=_upper_quantile_beyond,
+    # A level has no events to go missing; one filled with zeros is read as such.
+    clean_against_history=lambda m, ref, canary: None, reads_zero_against_history=_zero_filled_against_history,
+    value=_mean, limit_terms=_limit_terms,
+)

@@ -64,7 +64,8 @@ def learn(policy: Policy, history: Observations, deployed_at: int) -> Reference:
     return Reference(metrics, int(len(t)))
 
 
-def learned(seasonal: SeasonalModel | None, t: np.ndarray, x: np.ndarray, deployed_at: int, **fields) -> MetricReference:
+def learned(seasonal: SeasonalModel | None, t: np.ndarray, x: np.ndarray, deployed_at: int,
+            **fields) -> MetricReference:
     """A metric's reference from its seasonal model (None: not fitted, or unusable) and the
     history it was fitted on, with what its kind learned besides (`fields`)."""
     # How far the last hour before the deploy already ran off the model (in noise scales): a
@@ -124,19 +125,20 @@ def expected_band(policy: Policy, reference: Reference, timestamps: np.ndarray,
     the metric is judged in (a ratio: the expected events over the expected volume), as (expected,
     expected - `scales` noise scales, expected + `scales` noise scales): the report's band, which
     it asks here and never fits itself (it cannot show an expectation the verdict did not use)."""
+    t = timestamps
     models = {name: ref.seasonal for name, ref in reference.metrics.items()}
     bands = {}
     for m in policy.metrics:
         model = models.get(m.name)
         if model is None:
             continue
-        mean, spread = np.asarray(model.expected(timestamps), dtype=float), scales * np.asarray(model.scale(timestamps), dtype=float)
+        mean, spread = np.asarray(model.expected(t), dtype=float), scales * np.asarray(model.scale(t), dtype=float)
         if m.denominator:  # a ratio: the expected events over the expected volume
             volume = models.get(m.denominator)
             if volume is None:
                 continue
             with np.errstate(divide="ignore", invalid="ignore"):
-                per = np.where(volume.expected(timestamps) > 0, 1.0 / np.asarray(volume.expected(timestamps), dtype=float), np.nan)
+                per = np.where(volume.expected(t) > 0, 1.0 / np.asarray(volume.expected(t), dtype=float), np.nan)
             mean, spread = mean * per, spread * per
         bands[m.name] = (mean, mean - spread, mean + spread)
     return bands
