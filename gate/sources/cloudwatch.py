@@ -366,6 +366,7 @@ class CloudWatchSource:
 
     def _get_metric_data(self, requests: list[dict], start: int, end: int) -> list[dict]:
         """All results (merged across pages), queries sent 500 at a time."""
+        self.client  # made before the deadline starts: loading its service model is not a retry's time
         deadline = self.clock() + self.options.retry_seconds
         results: list[dict] = []
         for i in range(0, len(requests), MAX_QUERIES_PER_CALL):
