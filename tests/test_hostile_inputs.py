@@ -31,7 +31,12 @@ from gate.sources.datadog import check_scope, compile_query
 from tests.lambda_module import FakeContext, import_handler
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# The same examples on every run (a CI run must not fail on a draw the last one never made; a
+# new draw is a deliberate change of the seed), and no "too slow" failure on a busy machine.
+settings.register_profile("repeatable", derandomize=True)
+settings.load_profile("repeatable")
+QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=QUIET)
 EXAMPLE = yaml.safe_load((ROOT / "examples" / "datadog.yaml").read_text())
 
 json_values = st.recursive(
@@ -114,7 +119,7 @@ yaml_text = st.one_of(
 )
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=QUIET)
 @given(yaml_text)
 def test_gate_policy_validate_answers_ok_or_one_clear_error(tmp_path, text):
     from gate.cli import app
@@ -214,7 +219,7 @@ def assert_one_clear_error(result, refused: bool) -> None:
         assert exit_code in (2, 4), (result.exit_code, repr(result.exception), result.output[-500:])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=QUIET)
 @given(st.sampled_from(["check", "replay", "history", "report", "promote", "rollback", "policy", "demo"]), arguments,
        st.integers(0, 2), st.one_of(st.sampled_from(["web-1.4.2", "r"]), text_tokens),
        units(hostile=False))
@@ -241,7 +246,7 @@ def test_random_command_lines_end_in_usage_or_gate_errors(tmp_path, monkeypatch,
 
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=QUIET)
 @given(st.one_of(st.sampled_from(["web-1.4.2", "r"]), st.sampled_from(sorted(HOSTILE_RELEASES.values())),
                  text_tokens),
        units(hostile=True))
@@ -403,7 +408,7 @@ def events(draw):
     return event
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=QUIET)
 @given(events())
 def test_random_lambda_events_get_a_clear_error_never_a_crash_or_a_pass(handler, event):
     answer = handler.lambda_handler(copy.deepcopy(event), FakeContext(aws_request_id=str(uuid.uuid4())))

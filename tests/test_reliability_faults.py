@@ -410,12 +410,12 @@ class FakeCloudWatch:
 
 
 @pytest.mark.parametrize("code, status, phrase, retried", [
-    ("Throttling", 400, "CloudWatch kept throttling GetMetricData (Throttling) for 3s", True),
+    ("Throttling", 400, "CloudWatch kept throttling GetMetricData (Throttling) for 8s", True),
     ("AccessDenied", 403, "CloudWatch refused GetMetricData (AccessDenied)", False),
 ])
 def test_cloudwatch_throttling_and_refusal_are_could_not_judge(tmp_path, code, status, phrase, retried):
     policy = yaml.safe_load((ROOT / "examples" / "cloudwatch.yaml").read_text())
-    policy["source"]["options"]["retry_seconds"] = 3  # room for a retry after the first backoff (0.5-1 s)
+    policy["source"]["options"]["retry_seconds"] = 8  # room for a retry after the first backoff (0.5-1 s) on a busy machine
     policy["history"] = "1d"
     (tmp_path / "cw.yaml").write_text(yaml.safe_dump(policy))
     with FakeCloudWatch(code, status) as fake:

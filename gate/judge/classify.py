@@ -6,6 +6,7 @@ look, pass when shown within at a checkpoint or not worse at the end, otherwise 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from gate import guardrails
 from gate.judge.budget import Budget, Setting
 from gate.judge.comparison import (END_TEST, MIN_POINTS_TO_FAIL, PASS_TEST, Comparison, DirectionTest, _pct,
                                    _result)
+from gate.judge.count import GLITCH_WINDOW_OVER_P99
 from gate.judge.coverage import _covered_enough
 from gate.judge.limits import _limit_checks, _value
 from gate.judge.preprocess import Paired, _latest_moment, preprocess
@@ -78,9 +80,14 @@ def _against_baseline(
     m: Metric, reference: Reference, window: Observations, setting: Setting, notes: list[str],
 ) -> MetricResult:
     ref = reference.metrics.get(m.name)
-    paired = preprocess(m, window, ref)
+    paired = preprocess(m, window, ref, reference.metrics.get(m.denominator) if m.denominator else None)
     result = _relative_to_baseline(m, ref, paired, reference, setting, notes, _latest_moment(window),
                                    window.canary.step)
+    if paired is not None and paired.glitches:
+        left_out = (f"{paired.glitches} point(s) left out as glitches ({', '.join(paired.glitched)} over "
+                    f"{GLITCH_WINDOW_OVER_P99:g}x the history's 99th percentile, in one group only)")
+        notes.append(f"{m.name}: {left_out}")
+        result = replace(result, reason=f"{result.reason}; {left_out}")
     if paired is None or not guardrails.limits(m):
         return result
     checks = _limit_checks(m, ref, paired.canary, paired.canary_volume, setting,

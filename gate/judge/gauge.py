@@ -194,6 +194,9 @@ GAUGE = MetricKind(
     trend_at_end=True,  # a leak is a level's (memory, latency creep): see classify.LATEST_AT_END
     lowest_effect=-math.inf,
     learn=_learn, compare=_compare_gauge, fails_besides=_upper_quantile_beyond,
+    # A level's window is not screened for glitch points: its history's are clipped, and one
+    # host's spike in the window is the clipped fail tests' business.
+    window_glitches=lambda m, ref, volume_ref, c, b, cv, bv: (np.zeros(len(c), dtype=bool), ()),
     # A level has no events to go missing; one filled with zeros is read as such.
     clean_against_history=lambda m, ref, canary: None, reads_zero_against_history=_zero_filled_against_history,
     value=_mean, limit_terms=_limit_terms,

@@ -35,6 +35,10 @@ class MetricKind:
     # (m, frame, x, deployed_at, seasonal) -> its reference from the history (`x`, its values in
     # `frame`); a seasonal model only if `seasonal`.
     learn: Callable[[Metric, Frame, np.ndarray, int, bool], MetricReference]
+    # (m, ref, volume_ref, canary, baseline, canary_volume, baseline_volume) -> the paired moments
+    # holding a glitch point, left out of the comparison, and the series holding them ("canary requests").
+    window_glitches: Callable[[Metric, MetricReference | None, MetricReference | None, np.ndarray, np.ndarray,
+                               np.ndarray | None, np.ndarray | None], tuple[np.ndarray, tuple[str, ...]]]
     # (m, paired, ref, setting, expected) -> canary beside baseline on the paired points: what
     # `classify` decides on.
     compare: Callable[[Metric, Paired, MetricReference | None, Setting, float | None], Comparison]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gate.judge.reference import FLEET_ANOMALY_RARE, FLEET_ANOMALY_SCALES, MetricReference
+from gate.kinds import judge_of
 from gate.policy import Metric
 from gate.series import Observations
 
@@ -26,10 +27,13 @@ class Paired:
     canary_volume: np.ndarray | None = None  # denominators, for ratios
     baseline_volume: np.ndarray | None = None
     held_out: int = 0  # points dropped as fleet-wide anomaly
-    reported: np.ndarray | None = None  # the moments both groups reported it (held-out ones too)
+    reported: np.ndarray | None = None  # the moments both groups reported it (held-out ones too, glitches not)
+    glitches: int = 0  # moments left out for a glitch point (its kind's window_glitches)
+    glitched: tuple[str, ...] = ()  # ... in which series ("canary requests")
 
 
-def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> Paired | None:
+def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
+               volume_ref: MetricReference | None = None) -> Paired | None:
     canary, baseline = window.canary, window.baseline
     if m.name not in canary.values or baseline is None or m.name not in baseline.values:
         return None
@@ -43,6 +47,9 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> 
     keep = np.isfinite(c) & np.isfinite(b)
     if cv is not None:
         keep &= np.isfinite(cv) & np.isfinite(bv) & (bv > 0) & (cv >= 0)
+    glitches, glitched = judge_of(m).window_glitches(m, ref, volume_ref, c, b, cv, bv)
+    glitches &= keep
+    keep &= ~glitches
     reported = keep.copy()
     held = 0
     if (ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative
@@ -66,7 +73,7 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None) -> 
     return Paired(
         common[keep], c[keep], b[keep],
         None if cv is None else cv[keep], None if bv is None else bv[keep], held,
-        common[reported],
+        common[reported], int(glitches.sum()), glitched,
     )
 
 

@@ -36,6 +36,7 @@ class MetricReference:
     anomaly_rate: float = 0.0  # share of history points beyond FLEET_ANOMALY_SCALES of the model
     unusable: str | None = None  # why the history's seasonal model was dropped (seasonal is None)
     jump_quantile: float | None = None  # gauges: TAIL_QUANTILE of one host's relative jumps (centred)
+    glitch_ceiling: float | None = None  # counts: a window point above it (in one group alone) is a glitch
 
 
 @dataclass(frozen=True)
