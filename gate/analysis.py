@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 class Judge(Protocol):
     """What an evaluation needs of a judge (`gate.judge` is the one): a model of the history,
-    learned once, and a verdict on a window against it."""
+    learned once, and a verdict on a window against it. (The report also asks the judge for its
+    `expected_band(policy, reference, timestamps, scales)` where it has one: gate.report.snapshot.)"""
 
     def learn(self, policy: Policy, history: Observations, deployed_at: int) -> Any: ...
 
