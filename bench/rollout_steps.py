@@ -19,10 +19,12 @@ from pathlib import Path
 SCENARIOS = ("healthy", "payment_failures", "bad_version", "db_connections", "gateway_killed")
 
 
-def listener(elbv2, ec2) -> tuple[str, dict]:
-    from tests.alb import weighted_listener
+def listener(elbv2, ec2) -> tuple[str, dict, dict]:
+    """The listener, its target groups and the instance registered in each."""
+    from tests.alb import weighted_listener, with_instances
 
-    return weighted_listener(ec2, elbv2, production=100, canary=0)
+    arn, groups = weighted_listener(ec2, elbv2, production=100, canary=0)
+    return arn, groups, with_instances(ec2, elbv2, groups)
 
 
 def one(scenario: str, seed: int, step_lifetime: str, folder: Path) -> dict:
@@ -36,8 +38,10 @@ def one(scenario: str, seed: int, step_lifetime: str, folder: Path) -> dict:
     from gate.store import SqliteStore
     from gate.traffic import Forward
 
-    elbv2 = boto3.client("elbv2")
-    arn, groups = listener(elbv2, boto3.client("ec2"))
+    from gate.sources.simulate import GATEWAY_DIES_AFTER
+
+    elbv2, ec2 = boto3.client("elbv2"), boto3.client("ec2")
+    arn, groups, instances = listener(elbv2, ec2)
     policy = parse_policy({**DEMO_POLICY, "rollout": {
         "listener_arn": arn, "canary_target_group": groups["canary"],
         "production_target_group": groups["production"], "steps": [5, 25, 50], "step_lifetime": step_lifetime}})
@@ -46,12 +50,20 @@ def one(scenario: str, seed: int, step_lifetime: str, folder: Path) -> dict:
     store = SqliteStore(folder / f"{scenario}-{seed}.sqlite")
     clock = [deployed_at]
     looks = []
+    dies_at = None
     while True:
+        if dies_at is not None and clock[0] >= dies_at:
+            # The killed gateway fails the load balancer's health checks: moto has none, and
+            # reports a stopped instance out of service (unused, Target.InvalidState).
+            ec2.stop_instances(InstanceIds=[instances["canary"]])
+            dies_at = None
         release = Analysis(policy, source, f"shop-{seed}", deployed_at, store=store)
         look = Rollout(release, Forward(elbv2, policy.rollout), clock=lambda: clock[0]).tick(clock[0])
         looks.append(look)
         if look.status == "advanced" and look.step == 2 and scenario != "healthy":
             source.scenario, source.deployed_at = scenario, clock[0] - ONSET  # the fault starts now
+            if scenario == "gateway_killed":
+                dies_at = source.deployed_at + GATEWAY_DIES_AFTER
         if look.final:
             break
         clock[0] += policy.interval

@@ -19,7 +19,7 @@ from gate.errors import GateError, PolicyError, quoted
 from gate.lifecycle import CLI, Deploy, Names, register
 from gate.policy import Policy, with_overrides
 from gate.request_budget import BudgetSpent
-from gate.series import Frame, Observations
+from gate.series import Frame, Observations, TargetHealth
 from gate.settings import current_settings
 from gate.sources import DEMO_SOURCES, MetricSource, Query, fixed_filters, look
 from gate.sources.replay import Case, ReplaySource, load_case
@@ -131,8 +131,11 @@ class Analysis:
         cache: Cache | None = None,
         rollout_step: int | None = None,
         deploy: Deploy | None = None,
+        targets: Callable[[int], TargetHealth | None] | None = None,
     ):
         self.policy = policy
+        # A rollout step's reader of the canary target group's health at a look (None: none).
+        self.targets = targets
         self.deploy = deploy  # the registered deploy judged (its number marks every verdict); None: unregistered
         self.rollout_step = rollout_step  # a traffic step judged on its own window (gate rollout)
         self.source = source
@@ -248,6 +251,8 @@ class Analysis:
             with look(self.source):  # the history and the window: one look, one deadline
                 reference = self.reference()
                 window = self.window(now)
+                if self.targets is not None:
+                    window = replace(window, canary_targets=self.targets(now))
             verdict = self.judge.evaluate(self.policy, reference, window, self.deployed_at, now)
             demo = self.policy.source.type if self.policy.source.type in DEMO_SOURCES else None
             verdict = replace(verdict, release=self.release, demo=demo, rollout_step=self.rollout_step,

@@ -383,13 +383,15 @@ class Rollout:
 
     # -- judging ---------------------------------------------------------------------------
 
-    def step_analysis(self, change: dict) -> Analysis:
+    def step_analysis(self, change: dict, *, live: bool = False) -> Analysis:
         """The step judged as a canary of its own: its window from the change, its lifetime
-        step_lifetime, the deploy's reference."""
+        step_lifetime, the deploy's reference. `live`: the look is now, so the canary target
+        group's health read now is its health at the look (a look at a past moment has none)."""
         r = self.release
         return Analysis(self.step_policy, r.source, r.release, change["set_at"], canary=r.canary,
                         baseline=r.baseline, store=None if self.dry_run else r.store, judge=r.judge,
-                        cache=KnownReference(r), rollout_step=change["step"], deploy=self.deploy)
+                        cache=KnownReference(r), rollout_step=change["step"], deploy=self.deploy,
+                        targets=self.forward.canary_targets if live else None)
 
     def look(self, now: int) -> Look:
         """Judge the current step at `now`; a fail sends the canary's share to 0 at once. Starts
@@ -409,7 +411,8 @@ class Rollout:
                 # dated in the next step's window (a direct Lambda invoke may carry any `now`).
                 raise RolloutError(f"rollout of {self.name!r}: now {iso(int(now))} is in the future "
                                    f"(the clock says {iso(int(self.clock()))})")
-            self.judged = self.step_analysis(at.change)
+            live = now >= self.clock() - self.step_policy.interval
+            self.judged = self.step_analysis(at.change, live=live)
             self.evaluation = self.judged.evaluation(now)
             verdict = self.evaluation.verdict
             if verdict.decisive or verdict.final:

@@ -90,12 +90,42 @@ class Frame:
         return int(np.sum(reported[:-1] & reported[1:] & (np.diff(self.timestamps) == self.step)))
 
 
+# A target the load balancer routes to, or is about to ("initial": its first health checks).
+SERVING_STATES = frozenset({"healthy", "initial"})
+
+
+@dataclass(frozen=True)
+class TargetHealth:
+    """The canary target group's targets as its load balancer saw them at one moment (elbv2
+    describe_target_health): (state, reason) per registered target. Read at a look, never
+    recorded in a series: a replay has none."""
+
+    group: str
+    at: int
+    targets: tuple[tuple[str, str], ...]
+
+    @property
+    def serving(self) -> bool:
+        """Some target takes traffic or is starting. A group the load balancer does not use at
+        all (Target.NotInUse: a configuration matter, not the canary's health) counts as serving:
+        it says nothing about the canary."""
+        return any(state in SERVING_STATES or reason == "Target.NotInUse" for state, reason in self.targets)
+
+    def describe(self) -> str:
+        if not self.targets:
+            return f"target group {self.group} has no registered target"
+        states = sorted({f"{state} ({reason})" if reason else state for state, reason in self.targets})
+        return f"none of the {len(self.targets)} target(s) of {self.group} is healthy: {', '.join(states)}"
+
+
 @dataclass(frozen=True)
 class Observations:
-    """What the gate sees of one release: the canary and (optionally) the baseline group."""
+    """What the gate sees of one release: the canary and (optionally) the baseline group, and
+    at a rollout's look the canary target group's health (None: not known)."""
 
     canary: Frame
     baseline: Frame | None = None
+    canary_targets: TargetHealth | None = None
 
     def cleaned(self, counts: set[str] | frozenset[str] = frozenset()) -> Observations:
         """The points a judge can trust: an infinite value is missing, and so is a negative
@@ -111,4 +141,5 @@ class Observations:
                 values[name] = np.where(bad, np.nan, column) if bad.any() else column
             return Frame(frame.step, frame.timestamps, values)
 
-        return Observations(canary=clean(self.canary), baseline=clean(self.baseline))
+        return Observations(canary=clean(self.canary), baseline=clean(self.baseline),
+                            canary_targets=self.canary_targets)

@@ -36,6 +36,10 @@ class SimulatedForward:
         """A simulated load balancer has the one steered action and no other listener or rule."""
         return []
 
+    def canary_targets(self, at: int) -> None:
+        """A simulated load balancer has no targets to check: not known."""
+        return None
+
     def set(self, weights: Weights) -> None:
         """Every target group of the action gets its weight in `weights` (any other: 0)."""
         self._weights = {arn: weights.get(arn, 0) for arn in dict.fromkeys([*self._weights, *weights])}

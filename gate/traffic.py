@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from gate.actions import ActionError, action_error
 from gate.policy import Rollout
+from gate.series import TargetHealth
 
 Weights = dict[str, int]  # target group ARN -> weight
 
@@ -40,6 +41,10 @@ class Router(Protocol):
     def other_routes(self) -> list[str]:
         """Other listeners or rules forwarding to the canary's or baseline's group (a rollout
         refuses to start while any does: its steps would not be the canary's share)."""
+        ...
+
+    def canary_targets(self, at: int) -> TargetHealth | None:
+        """The canary target group's targets as the load balancer sees them now (None: not known)."""
         ...
 
 
@@ -158,6 +163,19 @@ class Forward:
                     if rule.get("IsDefault") or rule["RuleArn"] == self.rollout.rule_arn:
                         continue  # a listener's default rule is its default actions
                     yield f"rule {rule['RuleArn']}", rule.get("Actions", [])
+
+    def canary_targets(self, at: int) -> TargetHealth | None:
+        """The canary target group's targets and their health (describe_target_health): the load
+        balancer's own health checks, which tell a dead canary from one whose metrics are late.
+        None when it cannot be read (a role without elasticloadbalancing:DescribeTargetHealth):
+        it is extra evidence, and without it a silent canary still fails by the canary-down rule."""
+        try:
+            found = self._call("describe_target_health", TargetGroupArn=self.rollout.canary_target_group)
+        except ActionError:
+            return None
+        targets = tuple((t.get("TargetHealth", {}).get("State", ""), t.get("TargetHealth", {}).get("Reason", ""))
+                        for t in found.get("TargetHealthDescriptions", []))
+        return TargetHealth(_short(self.rollout.canary_target_group), int(at), targets)
 
     def _pages(self, operation: str, key: str, **kwargs) -> list[dict]:
         items, marker = [], None

@@ -23,3 +23,16 @@ def weighted_listener(ec2: Any, elbv2: Any, **weights: int) -> tuple[str, dict[s
 def forward(groups: dict, **weights: int) -> dict:
     return {"Type": "forward", "ForwardConfig": {"TargetGroups": [
         {"TargetGroupArn": groups[name], "Weight": weight} for name, weight in weights.items()]}}
+
+
+def with_instances(ec2: Any, elbv2: Any, groups: dict[str, str]) -> dict[str, str]:
+    """One running instance registered in each target group (moto reports a running one healthy
+    and a stopped one `unused`, Target.InvalidState, as an ALB does); their ids by group name."""
+    vpc = elbv2.describe_target_groups(TargetGroupArns=[next(iter(groups.values()))])["TargetGroups"][0]["VpcId"]
+    subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
+    ids = {}
+    for name, arn in groups.items():
+        ids[name] = ec2.run_instances(ImageId="ami-12c6146b", InstanceType="t3.micro", MinCount=1, MaxCount=1,
+                                      SubnetId=subnet)["Instances"][0]["InstanceId"]
+        elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": ids[name], "Port": 80}])
+    return ids

@@ -125,7 +125,8 @@ def test_the_sam_transform_yields_the_stack_jenkins_needs():
         assert not any(a.endswith("*") for a in actions), s
         if s["Resource"] == "*":
             assert set(actions) <= {"cloudwatch:GetMetricData", "cloudwatch:ListMetrics",
-                                    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules"}, s
+                                    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
+                                    "elasticloadbalancing:DescribeTargetHealth"}, s
         assert not any(a.startswith("autoscaling:") for a in actions)
     tables = {json.dumps(s["Resource"]) for s in statements if any(a.startswith("dynamodb:") for a in s["Action"])}
     assert tables == {json.dumps({"Fn::GetAtt": ["EvaluationsTable", "Arn"]}),

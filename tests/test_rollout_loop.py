@@ -150,6 +150,8 @@ def test_the_analyzer_and_jenkins_may_step_the_named_load_balancer_only():
     assert allowed(statements, "elasticloadbalancing:ModifyListener", listener)
     assert allowed(statements, "elasticloadbalancing:ModifyRule", rule)
     assert allowed(statements, "elasticloadbalancing:DescribeListeners", "*")
+    # A look reads the canary target group's health (a dead canary's targets: docs/judge.md).
+    assert allowed(statements, "elasticloadbalancing:DescribeTargetHealth", "*")
     other = listener.replace("/app/web/", "/app/payments/")
     assert not allowed(statements, "elasticloadbalancing:ModifyListener", other)
     assert not allowed(statements, "elasticloadbalancing:ModifyLoadBalancerAttributes", listener)

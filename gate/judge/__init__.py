@@ -32,7 +32,7 @@ from gate.judge.budget import PASS_CHECKPOINTS, TUNED_AT, Budget, Look, Setting,
 from gate.judge.classify import (END_BOUND_Z, END_LIKELIHOOD_RATIO, END_PASS_RULE, END_REGRESSION_MULTIPLE,
                                  LATEST_AT_END, _against_baseline)
 from gate.judge.comparison import CLIP_SCALES, MIN_POINTS_TO_FAIL, _result
-from gate.judge.down import _canary_down, _canary_not_serving
+from gate.judge.down import _canary_down, _canary_not_serving, _canary_targets_down
 from gate.judge.history import EXCURSION_SCALES, HISTORY_ESTIMATE_AT_END, _against_history
 from gate.judge.limits import _history_limit_checks
 from gate.judge.preprocess import _after, preprocess
@@ -67,7 +67,8 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
     remaining = max(0, (deployed_at + policy.lifetime - now) // policy.interval)
     # A canary that stops reporting is caught from its first minute, warm-up or not.
     down = (_canary_down(policy, window, deployed_at, now, lifetime_points, policy.alpha / tests)
-            or _canary_not_serving(policy, window, now, lifetime_points, policy.alpha / tests))
+            or _canary_not_serving(policy, window, now, lifetime_points, policy.alpha / tests)
+            or _canary_targets_down(policy, window, now))
     compared = window
     if policy.warmup:
         # The warm-up is shown (the report draws the whole window) but not compared: new

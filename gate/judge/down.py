@@ -19,6 +19,11 @@ from gate.stats.counts import lower_tail
 # missing, labelled pass) miss 3 points in a row after 5+ steady ones; silence of 2 or 3 points
 # cannot tell them from a dead one.
 GONE_MIN_GAP = 2
+# ... unless the load balancer says which: at a rollout's look, none of the canary target group's
+# targets healthy (its health checks failed UnhealthyThresholdCount times in a row on every one)
+# and the canary silent, or serving nothing, for its last TARGETS_DOWN_MIN_GAP points while the
+# baseline reported (_canary_targets_down). A flaky canary's targets stay healthy.
+TARGETS_DOWN_MIN_GAP = 2
 
 
 def _canary_down(policy: Policy, window: Observations, deployed_at: int, now: int, lifetime_points: int,
@@ -123,6 +128,37 @@ def _canary_not_serving(policy: Policy, window: Observations, now: int, lifetime
                     f"while the baseline served {np.sum(baseline_volume[after]):.0f}; at its own earlier share "
                     f"({share:.1%}) it would have served about {expected:.0f}: it is out of service")
     return None
+
+
+def _canary_targets_down(policy: Policy, window: Observations, now: int) -> str | None:
+    """A dead canary behind a rollout's load balancer within two looks (issue 23, item 5): none of
+    the canary target group's targets is healthy or starting at this look, and at each of the
+    baseline's last TARGETS_DOWN_MIN_GAP reported points the canary reported no judged metric, or
+    none of a judged count's denominator the baseline served, after it reported and served at an
+    earlier one. Either alone is not enough: silence is as often late or dropped data (the flaky
+    canaries of the dev corpus), and health checks can fail on a path the release moved while it
+    serves; both at once, while the baseline reports, is a canary out of service."""
+    health = window.canary_targets
+    if health is None or health.serving or window.baseline is None or len(window.baseline) == 0:
+        return None
+    base = window.baseline.between(int(window.baseline.timestamps[0]), now)
+    judged = [m for m in policy.metrics if m.judged]
+    baseline_reported = np.zeros(len(base), dtype=bool)
+    served = np.zeros(len(base), dtype=bool)
+    for m in judged:
+        baseline_reported |= base.reporting(m.name)
+        served |= np.isfinite(_aligned(window.canary, base, m.name))
+    for volume in {m.denominator for m in judged if m.denominator}:
+        none = (_aligned(window.canary, base, volume) == 0) & (np.nan_to_num(_aligned(base, base, volume)) > 0)
+        served &= ~none
+    points = np.flatnonzero(baseline_reported)
+    last, earlier = points[-TARGETS_DOWN_MIN_GAP:], points[:-TARGETS_DOWN_MIN_GAP]
+    if len(last) < TARGETS_DOWN_MIN_GAP or served[last].any() or not served[earlier].any():
+        return None
+    minutes = TARGETS_DOWN_MIN_GAP * base.step // 60
+    return (f"the load balancer takes the canary out of service ({health.describe()}), and the canary has "
+            f"reported or served nothing at its last {TARGETS_DOWN_MIN_GAP} points ({minutes} min) while the "
+            "baseline did: it is down")
 
 
 def _aligned(frame: Frame, grid: Frame, name: str) -> np.ndarray:
