@@ -382,11 +382,12 @@ def one_noisy_holdout(args: tuple[str, int, str]) -> dict:
     return row
 
 
-def main_noisy_holdout(corpus: Path, dev: Path, windows: int, jobs: int, out: Path) -> int:
+def main_noisy_holdout(corpus: Path, dev: Path, windows: int, jobs: int, out: Path, cases: int = 0) -> int:
     """Is the all-windows rate the one a user meets? Predicted from each pair's earlier windows,
     observed on its later ones (unscreened: what a live gate on those hosts would have judged),
     beside the later windows the family's screen keeps and the family's screened clean cases."""
     clean = [str(p) for p in find_cases(corpus, "noisy-aa-*") if labels(p)["expect"] == "pass"]
+    clean = clean[:: max(1, len(clean) // cases)] if cases else clean  # evenly spread
     print(f"{len(clean)} clean noisy cases, 2 x {windows} windows each", file=sys.stderr)
     rows = list(pool_imap(one_noisy_holdout, [(p, windows, str(dev)) for p in clean], jobs, "cases"))
     judged = [r for r in rows if "early" in r and r["early"] and r["late"]]
@@ -430,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.noisy_holdout:
         return main_noisy_holdout(args.corpus[0], args.noisy_holdout, args.windows, args.jobs,
                                   args.out.with_name("backtest_noisy_holdout.json")
-                                  if args.out.name == "backtest_calibration.json" else args.out)
+                                  if args.out.name == "backtest_calibration.json" else args.out,
+                                  args.cases if "--cases" in (argv or sys.argv) else 0)
     if args.noisy_split:
         return main_noisy_split(args.corpus[0], args.noisy_split, args.windows, args.jobs,
                                 args.out.with_name("backtest_noisy_split.json")

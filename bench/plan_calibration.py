@@ -189,6 +189,7 @@ def main_answers(args) -> int:
 
 def main_noisy_split(args) -> int:
     clean = [str(p) for p in find_cases(args.corpus, "noisy-aa-*") if labels(p)["expect"] == "pass"]
+    clean = clean[:: max(1, len(clean) // args.cases)] if args.cases else clean  # evenly spread
     print(f"{len(clean)} clean noisy cases", file=sys.stderr)
     rows = [r for batch in pool_imap(noisy_split_answers, [(p, str(args.noisy_split)) for p in clean], args.jobs,
                                      "cases") for r in batch]
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead: N clean cases per source, the plan's answers against injected 2x regressions")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "plan_calibration.json")
+    parser.add_argument("--cases", type=int, default=0, help="--noisy-split: N clean cases, evenly spread (0: all)")
     parser.add_argument("--noisy-split", type=Path, metavar="DEV",
                         help="the noisy folder: each clean case's plan split by host of its two series (rebuilt from "
                              "the dev corpus DEV) and from one group's history, against its window with a 2x regression")
