@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-import yaml
 
 from gate.backtest import SPLIT
 from gate.plan import ONE_GROUP, Planner, plan
