@@ -85,8 +85,11 @@ class Frame:
         return int(np.sum(reported[:-1] & reported[1:] & (np.diff(self.timestamps) == self.step)))
 
 
-# A target the load balancer routes to, or is about to ("initial": its first health checks).
-SERVING_STATES = frozenset({"healthy", "initial"})
+# A target the load balancer sends no request: stopped or terminated ("unused",
+# Target.InvalidState), deregistered ("draining"). Not "unhealthy": when every target of a group
+# is unhealthy the ALB fails open and routes to them all; not "unavailable": a Lambda target
+# group's health checks are off (Target.HealthCheckDisabled) and it serves.
+OUT_OF_SERVICE_STATES = frozenset({"unused", "draining"})
 
 
 @dataclass(frozen=True)
@@ -101,16 +104,16 @@ class TargetHealth:
 
     @property
     def serving(self) -> bool:
-        """Some target takes traffic or is starting. A group the load balancer does not use at
-        all (Target.NotInUse: a configuration matter, not the canary's health) counts as serving:
-        it says nothing about the canary."""
-        return any(state in SERVING_STATES or reason == "Target.NotInUse" for state, reason in self.targets)
+        """Some target may take traffic (OUT_OF_SERVICE_STATES). A target in a zone the load
+        balancer does not use (Target.NotInUse: a configuration matter, not the canary's health)
+        counts as serving: it says nothing about the canary."""
+        return any(state not in OUT_OF_SERVICE_STATES or reason == "Target.NotInUse" for state, reason in self.targets)
 
     def describe(self) -> str:
         if not self.targets:
             return f"target group {self.group} has no registered target"
         states = sorted({f"{state} ({reason})" if reason else state for state, reason in self.targets})
-        return f"none of the {len(self.targets)} target(s) of {self.group} is healthy: {', '.join(states)}"
+        return f"none of the {len(self.targets)} target(s) of {self.group} takes traffic: {', '.join(states)}"
 
 
 @dataclass(frozen=True)
