@@ -351,6 +351,62 @@ def main_noisy_split(corpus: Path, dev: Path, windows: int, jobs: int, out: Path
     return 0
 
 
+def one_noisy_holdout(args: tuple[str, int, str]) -> dict:
+    """A noisy clean case's pair over its history before the deploy, split by host as `gate
+    backtest` splits it, 2 x `windows` A/A windows spread over it (each judged as the live gate
+    judges a paired canary deployed there, learning from its own past): the earlier half predicts,
+    the later half is observed. Unscreened both: a user's deploys meet whatever window comes."""
+    from types import SimpleNamespace
+
+    from gate.backtest import AA, Spec, read_history, run_all, window_starts
+
+    path, windows, dev = args
+    case, hosts = noisy_hosts(path, Path(dev))
+    policy = case.policy()
+    first = int(case.frames["baseline"].timestamps[0])
+    days = (case.deployed_at - first) / DAY
+    row = {"case": case.id}
+    try:
+        history = read_history(policy, TwoHostSource(case, hosts), days, case.deployed_at - case.step)
+        starts = window_starts(history, policy, 2 * windows, policy.lifetime)
+        runs = sorted(run_all(history, [(t, [Spec("policy", policy, AA)]) for t in starts], 1),
+                      key=lambda r: r.deployed_at)
+    except Exception as e:  # noqa: BLE001 - reported, not fatal
+        row["error"] = f"{type(e).__name__}: {e}"[:200]
+        return row
+    half = len(runs) // 2
+    early, late = runs[:half], runs[half:]
+    row.update(mode=history.mode, early=[r.outcome for r in early], late=[r.outcome for r in late])
+    row["late_screened"], _ = screened_outcomes(SimpleNamespace(runs=late), case, hosts)
+    row["actual"] = outcome(path)["outcome"]
+    return row
+
+
+def main_noisy_holdout(corpus: Path, dev: Path, windows: int, jobs: int, out: Path, cases: int = 0) -> int:
+    """Is the all-windows rate the one a user meets? Predicted from each pair's earlier windows,
+    observed on its later ones (unscreened: what a live gate on those hosts would have judged),
+    beside the later windows the family's screen keeps and the family's screened clean cases."""
+    clean = [str(p) for p in find_cases(corpus, "noisy-aa-*") if labels(p)["expect"] == "pass"]
+    clean = clean[:: max(1, len(clean) // cases)] if cases else clean  # evenly spread
+    print(f"{len(clean)} clean noisy cases, 2 x {windows} windows each", file=sys.stderr)
+    rows = list(pool_imap(one_noisy_holdout, [(p, windows, str(dev)) for p in clean], jobs, "cases"))
+    judged = [r for r in rows if "early" in r and r["early"] and r["late"]]
+    summary = {"cases": len(rows), "judged": len(judged), "modes": sorted({r["mode"] for r in judged}),
+               "errors": [r for r in rows if "error" in r]}
+    for name, hit in (("false_alarms", "fail"), ("undecided", "undecided")):
+        predicted = [sum(o == hit for o in r["early"]) / len(r["early"]) for r in judged]
+        n_early = sum(len(r["early"]) for r in judged)
+        late = [o for r in judged for o in r["late"]]
+        summary[f"{name}_later_windows"] = pooled(predicted, n_early, sum(o == hit for o in late), len(late))
+        kept = [o for r in judged for o in r["late_screened"]]
+        summary[f"{name}_later_screened"] = pooled(predicted, n_early, sum(o == hit for o in kept), len(kept))
+        summary[f"{name}_screened_cases"] = pooled(predicted, n_early, sum(r["actual"] == hit for r in judged),
+                                                    len(judged))
+    out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1), encoding="utf-8")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.backtest_calibration", description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path, nargs="+")
@@ -368,7 +424,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noisy-split", type=Path, metavar="DEV",
                         help="the noisy folder: each clean case predicted by the backtest split by host of its two "
                              "series' history (rebuilt from DEV, the dev corpus)")
+    parser.add_argument("--noisy-holdout", type=Path, metavar="DEV",
+                        help="the noisy folder: A/A windows split by host, the earlier half of each pair's windows "
+                             "predicting its later half (unscreened), beside the screened ones")
     args = parser.parse_args(argv)
+    if args.noisy_holdout:
+        return main_noisy_holdout(args.corpus[0], args.noisy_holdout, args.windows, args.jobs,
+                                  args.out.with_name("backtest_noisy_holdout.json")
+                                  if args.out.name == "backtest_calibration.json" else args.out,
+                                  args.cases if "--cases" in (argv or sys.argv) else 0)
     if args.noisy_split:
         return main_noisy_split(args.corpus[0], args.noisy_split, args.windows, args.jobs,
                                 args.out.with_name("backtest_noisy_split.json")

@@ -13,6 +13,15 @@ should be caught <= 25%, `ok` >= 90%.
 
     .venv/bin/python -m bench.plan_calibration ../shared/corpus/dev --answers 12
 
+The same over the baseline split by host (issue 27: the plan's canary from two groups), on the
+one family whose cases hold two real series of a pair (bench.noisy_pairs): `--noisy-split DEV`,
+each clean noisy case's two series over its history (rebuilt as bench.backtest_calibration's
+`--noisy-split` rebuilds them) served as two hosts of the baseline group; per case the plan split
+by host and, beside it, the plan from one group's history (the baseline's series alone, the
+fallback and main's plan), each answer scored against the case's own window with a 2x regression.
+
+    .venv/bin/python -m bench.plan_calibration bench/corpus-noisy --noisy-split ../shared/corpus/dev
+
 Labels (`scenario`, `injected`, `culprits`, `expect`) are read here only to pick the effect and
 the clean cases, and score.
 """
@@ -86,18 +95,48 @@ def answers(path: str) -> list[dict]:
     case = load_case(path)
     policy = case.policy()
     share = canary_share(case, policy)
-    rows = []
     try:
         history = read_recent(policy, ReplaySource(case), "plan", case.deployed_at)
         planner = Planner(policy, history, case.deployed_at, share)
     except Exception as e:  # noqa: BLE001 - reported, not fatal
         return [{"case": case.id, "error": f"{type(e).__name__}: {e}"[:200]}]
+    return scored(case, policy, {"": planner}, share)
+
+
+def noisy_split_answers(args: tuple[str, str]) -> list[dict]:
+    """A clean noisy case: the plan split by host (its two series as two hosts of the baseline
+    group, `plan.read_groups` as `gate plan` reads them) and the plan from one group's history
+    (the baseline's series alone), both at a share of one half (the canary one host of two)."""
+    from bench.backtest_calibration import TwoHostSource, noisy_hosts
+    from gate.plan import read_groups
+
+    path, dev = args
+    share = 0.5
+    try:
+        case, hosts = noisy_hosts(path, Path(dev))
+        policy = case.policy()
+        groups = read_groups(policy, TwoHostSource(case, hosts), "plan", case.deployed_at)
+        split = Planner(policy, groups.baseline, case.deployed_at, share, canary_half=groups.canary_half)
+        one = Planner(policy, read_recent(policy, ReplaySource(case), "plan", case.deployed_at), case.deployed_at, share)
+    except Exception as e:  # noqa: BLE001 - reported, not fatal
+        return [{"case": Path(path).name, "error": f"{type(e).__name__}: {e}"[:200]}]
+    rows = scored(case, policy, {"": split, "one_group_": one}, share)
+    for r in rows:
+        r["mode"] = groups.mode
+    return rows
+
+
+def scored(case: Case, policy, planners: dict, share: float) -> list[dict]:
+    """Each planner's answer per testable metric (keys prefixed by the planner's name), and the
+    case's own window with that metric's 2x regression injected: caught or not."""
+    rows = []
     for m in testable(policy):
         row = {"case": case.id, "metric": m.name, "share": round(share, 4)}
         try:
-            caught = planner.caught_within(m, policy.lifetime)
-            row["answer"] = planner.answer(m, policy.lifetime)
-            row["planned_minutes"] = None if caught is None else caught[0] / 60
+            for name, planner in planners.items():
+                caught = planner.caught_within(m, policy.lifetime)
+                row[f"{name}answer"] = planner.answer(m, policy.lifetime)
+                row[f"{name}planned_minutes"] = None if caught is None else caught[0] / 60
         except Exception as e:  # noqa: BLE001
             row["error"] = f"{type(e).__name__}: {e}"[:200]
             rows.append(row)
@@ -120,10 +159,10 @@ def answers(path: str) -> list[dict]:
     return rows
 
 
-def answer_summary(rows: list[dict]) -> dict:
+def answer_summary(rows: list[dict], key: str = "answer") -> dict:
     out = {}
     for answer in ("ok", "at the end", "too short"):
-        mine = [r for r in rows if r.get("answer") == answer]
+        mine = [r for r in rows if r.get(key) == answer and "caught" in r]
         hits = sum(r["caught"] for r in mine)
         lo, hi = proportion_interval(hits, len(mine))
         out[answer] = {"metrics": len(mine), "caught": hits, "rate": round(hits / len(mine), 3) if mine else None,
@@ -148,6 +187,20 @@ def main_answers(args) -> int:
     return 0
 
 
+def main_noisy_split(args) -> int:
+    clean = [str(p) for p in find_cases(args.corpus, "noisy-aa-*") if labels(p)["expect"] == "pass"]
+    clean = clean[:: max(1, len(clean) // args.cases)] if args.cases else clean  # evenly spread
+    print(f"{len(clean)} clean noisy cases", file=sys.stderr)
+    rows = [r for batch in pool_imap(noisy_split_answers, [(p, str(args.noisy_split)) for p in clean], args.jobs,
+                                     "cases") for r in batch]
+    summary = {"cases": len(clean), "modes": sorted({r.get("mode", "error") for r in rows}),
+               "split_by_host": answer_summary(rows), "one_group_history": answer_summary(rows, "one_group_answer")}
+    out = args.out.with_name("plan_noisy_split.json") if args.out.name == "plan_calibration.json" else args.out
+    out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1), encoding="utf-8")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.plan_calibration", description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path)
@@ -156,7 +209,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead: N clean cases per source, the plan's answers against injected 2x regressions")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "plan_calibration.json")
+    parser.add_argument("--cases", type=int, default=0, help="--noisy-split: N clean cases, evenly spread (0: all)")
+    parser.add_argument("--noisy-split", type=Path, metavar="DEV",
+                        help="the noisy folder: each clean case's plan split by host of its two series (rebuilt from "
+                             "the dev corpus DEV) and from one group's history, against its window with a 2x regression")
     args = parser.parse_args(argv)
+    if args.noisy_split:
+        return main_noisy_split(args)
     if args.answers:
         return main_answers(args)
     chosen = []

@@ -246,12 +246,13 @@ class Analysis:
         """The verdict at `now`, recorded in the store (a failure to judge as an error), with the
         window and reference it was reached on."""
         # After the lifetime there is nothing more to learn: the verdict is the one at its end.
+        current = int(now) <= self.end_at
         now = min(int(now), self.end_at)
         try:
             with look(self.source):  # the history and the window: one look, one deadline
                 reference = self.reference()
                 window = self.window(now)
-                if self.targets is not None:
+                if self.targets is not None and current:  # health read now is not the health at a past end
                     window = replace(window, canary_targets=self.targets(now))
             verdict = self.judge.evaluate(self.policy, reference, window, self.deployed_at, now)
             demo = self.policy.source.type if self.policy.source.type in DEMO_SOURCES else None

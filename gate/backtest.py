@@ -165,11 +165,7 @@ def read_history(policy: Policy, source: MetricSource, days: float, end: int, as
     moments = (end - start) // policy.interval + 1
 
     def covered(frame: Frame) -> float:
-        """The share of the history's moments at which the group reported a judged metric."""
-        reported = np.zeros(len(frame), dtype=bool)
-        for n in judged:
-            reported |= frame.reporting(n)
-        return float(reported.sum()) / moments
+        return covered_share(frame, judged, moments)
 
     baseline = seen.baseline
     group = baseline if baseline is not None else seen.canary
@@ -226,6 +222,11 @@ def split_by_host(policy: Policy, source: MetricSource, query: Query, counts: se
     return one, other, (f"the baseline group's {len(names)} hosts split in two halves ({len(names[0::2])} and "
                         f"{len(names[1::2])}, alternately as they first reported) judged against each other as "
                         f"canary and baseline, as the policy judges them{sized}")
+
+
+def covered_share(frame: Frame, judged: list[str], moments: int) -> float:
+    """The share of a history's `moments` at which a group reported a judged metric."""
+    return float(reporting(frame, judged).sum()) / moments
 
 
 def reporting(frame: Frame, names: list[str]) -> np.ndarray:

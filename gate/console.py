@@ -459,6 +459,8 @@ def print_plan(data: dict, console) -> None:
     console.print(f"release {escape(data['release'])}, lifetime {_human(data['lifetime'])}, canary share "
                   f"{data['canary_share']:.1%} ({data['mode']}); a canary as good as the baseline passes after "
                   f"{when(data['seconds_to_pass'])}", highlight=False)
+    if data.get("mode_reason"):
+        console.print(f"mode: {data['mode']}: {escape(data['mode_reason'])}", style="dim", highlight=False)
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("metric", "tol", "passes after", f"fails at {REGRESSION:g}x after", "answer"):
         table.add_column(column, overflow="fold")

@@ -46,11 +46,6 @@ def kind_named(name: str) -> Kind:
         raise ValueError(f"unknown kind {name!r}: one of {', '.join(KINDS)}") from None
 
 
-def summed(name: object) -> bool:
-    """Whether a kind named in raw data (a recorded case's metrics) is summed: an unknown name is not."""
-    return isinstance(name, str) and name in KINDS and KINDS[name].summed
-
-
 def judged_as(name: str) -> Any:
     """The judge's comparison of a kind (its `judged_by`), imported once."""
     judge = _judges.get(name)

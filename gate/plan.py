@@ -14,6 +14,15 @@ A metric is judged in time by the rule of `gate backtest`'s recommendation (`jud
 the lifetime. Its answer is `ok`, `too short` (not judged in time), or `at the end`: judged in time,
 but the regression caught only at the last look, a risk (about one in four of those is missed by a
 real canary that is noisier than the expected one).
+
+Where the source reads the baseline group host by host (Datadog `by {host}`, CloudWatch per
+InstanceId: `gate backtest`'s split, `backtest.split_by_host`, not a second copy), the canary is
+not the baseline's own last day: the group's hosts go into two halves, one the baseline the judge
+learns from and compares with, the other the canary (its counts that follow traffic thinned to
+the canary share), so that the judge sees the real divergence of two groups of hosts running the
+same code, as a paired canary will show it. Where it cannot split (one host, no per-host metric,
+the replay and simulate sources), the expected canary from one group's history, labelled so:
+its times are then those of a canary that differs from its baseline by nothing but the effect.
 """
 
 from __future__ import annotations
@@ -21,14 +30,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from gate.analysis import group_scopes, replay_recorded
-from gate.backtest import MIN_COVERAGE, WindowReferences, asked_moment, judged_in_time, no_history
-from gate.errors import InputError, PolicyError
+from gate.backtest import (MIN_COVERAGE, SPLIT, Injection, WindowReferences, asked_moment, covered_share, inject,
+                           judged_in_time, no_history, primary_kind, split_by_host, thin)
+from gate.errors import GateError, InputError, PolicyError
 from gate.policy import MAX_LIFETIME, Metric, Policy, _human
 from gate.series import Frame
 from gate.sources import MetricSource, Query
@@ -44,6 +54,7 @@ SHARE_ITERATIONS = 12
 OK, AT_END, TOO_SHORT = "ok", "at the end", "too short"  # a metric's answer, the plan's: the worst of them
 UNTIMED = "no tolerance"  # history-only, tolerance null: no regression size to time, so never `ok`
 RISKS = (TOO_SHORT, UNTIMED, AT_END)  # worst first
+ONE_GROUP = "one group's history"  # the mode of a plan whose baseline cannot be split by host
 
 
 def answer(tolerance: float | None, lifetime: int, seconds_to_pass: int | None, seconds_to_fail: int | None) -> str:
@@ -91,6 +102,7 @@ class Plan:
     mode: str
     seconds_to_pass: int | None  # the whole canary (every metric within, minimum duration run)
     metrics: list[MetricPlan]
+    mode_reason: str = ""  # why this mode: the split's halves, or why the baseline could not be split
 
     @property
     def verdict(self) -> str:
@@ -127,7 +139,7 @@ class Plan:
     def to_dict(self) -> dict:
         return {"release": self.release, "policy": self.policy.name, "verdict": self.verdict, "reason": self.reason(),
                 "deployed_at": iso(self.deployed_at), "lifetime": self.policy.lifetime, "canary_share": self.share,
-                "mode": self.mode, "seconds_to_pass": self.seconds_to_pass,
+                "mode": self.mode, "mode_reason": self.mode_reason, "seconds_to_pass": self.seconds_to_pass,
                 "metrics": [m.to_dict() for m in self.metrics]}
 
 
@@ -158,6 +170,34 @@ def expected_canary(policy: Policy, window: Frame, share: float, metric: Metric 
     return Frame(window.step, window.timestamps, values)
 
 
+def share_kept(policy: Policy, canary_half: Frame, baseline_half: Frame, share: float) -> dict[str, float]:
+    """Split by host: the probability with which each count that follows the canary's traffic
+    (`scaled_by_share`) keeps an event of the canary half, so that the canary carries `share` of
+    the whole group's traffic (both halves: the baseline group the live canary is a share of), by
+    its denominator's totals over the history. At most 1: a share beyond what the half ran is
+    judged at the half's own traffic (`share_note` says so)."""
+    kept = {}
+    for m in policy.metrics:
+        if not m.denominator:
+            continue
+        mine = float(np.nansum(canary_half.values.get(m.denominator, np.array([]))))
+        theirs = float(np.nansum(baseline_half.values.get(m.denominator, np.array([]))))
+        keep = min(1.0, share * (mine + theirs) / mine) if mine > 0 else 1.0
+        kept[m.name] = kept[m.denominator] = min(keep, kept.get(m.denominator, 1.0))
+    return kept
+
+
+def share_note(policy: Policy, canary_half: Frame, baseline_half: Frame, share: float) -> str:
+    """Split by host: what the canary carries when the share asks for more than its half ran."""
+    for d in dict.fromkeys(m.denominator for m in policy.metrics if m.denominator):
+        mine = float(np.nansum(canary_half.values.get(d, np.array([]))))
+        group = mine + float(np.nansum(baseline_half.values.get(d, np.array([]))))
+        if group > 0 and share > mine / group:
+            return (f"; a {share:.1%} canary share is more {d} than the canary's half ran ({mine / group:.1%} of the "
+                    "group): its counts are judged at the half's own traffic, which is slower to judge")
+    return ""
+
+
 def _joined(a: Frame, b: Frame) -> Frame:
     names = set(a.values) & set(b.values)
     return Frame(a.step, np.concatenate([a.timestamps, b.timestamps]),
@@ -169,8 +209,12 @@ def _joined(a: Frame, b: Frame) -> Frame:
 
 class Planner:
     def __init__(self, policy: Policy, history: Frame, deployed_at: int, share: float,
-                 progress: Callable[[str, int, int | None], None] | None = None):
+                 progress: Callable[[str, int, int | None], None] | None = None, canary_half: Frame | None = None):
+        """`history`: what the judge learns from and compares with (the baseline group, or its
+        half when split by host); `canary_half`: split by host, the other half, the canary's own
+        hosts (None: the expected canary, the baseline's own last day)."""
         self.policy, self.history, self.deployed_at, self.share = policy, history, deployed_at, share
+        self.canary_half = canary_half
         self.references = WindowReferences()  # learned once: every run shares the deploy's history
         self.clean: dict = {}  # (lifetime, share) -> the clean canary's first pass per metric
         self.progress = progress or (lambda stage, done=0, total=None: None)
@@ -183,7 +227,11 @@ class Planner:
         policy = self.policy.model_copy(update={"lifetime": lifetime})
         d = self.deployed_at
         window = recent_window(self.history, d, lifetime)
-        canary = expected_canary(policy, window, self.share if share is None else share, metric, effect)
+        share = self.share if share is None else share
+        if self.canary_half is None:
+            canary = expected_canary(policy, window, share, metric, effect)
+        else:
+            canary = self.half_canary(policy, lifetime, share, metric, effect)
         past = self.history.between(d - policy.history, d - 1)
         if policy.history_only:
             frames = {"canary": _joined(past, canary)}
@@ -200,6 +248,22 @@ class Planner:
         case = Case("plan", Path("."), policy.interval, d, d + lifetime, [], frames)
         verdict = replay_recorded(case, policy, cache=self.references, on_verdict=seen)[1].verdict
         return passed, failed, (verdict.evaluated_at - d if verdict.verdict == "pass" else None)
+
+    def half_canary(self, policy: Policy, lifetime: int, share: float, metric: Metric | None, effect: float) -> Frame:
+        """Split by host: the canary half over the same hours of the last day(s), its counts that
+        follow traffic thinned to `share` (binomial: the events of that much traffic, with their
+        Poisson noise), and the regression injected as the backtest injects it (a shift for
+        gauges, extra events drawn for counts: `backtest.inject`)."""
+        window = recent_window(self.canary_half, self.deployed_at, lifetime)
+        kept = share_kept(policy, self.canary_half, self.history, share)
+        rng = np.random.default_rng([self.deployed_at, lifetime])  # seeded: one plan answers the same each time
+        values = {n: thin(v, np.full(len(v), kept[n]), rng) if kept.get(n, 1.0) < 1.0 else v.copy()
+                  for n, v in window.values.items()}
+        canary = Frame(window.step, window.timestamps, values)
+        if metric is None or not effect:
+            return canary
+        injection = Injection(primary_kind(metric), metric.name, effect / float(metric.tolerance))
+        return inject(canary, policy, injection, self.deployed_at, lifetime)
 
     def caught_within(self, metric: Metric, lifetime: int, share: float | None = None) -> tuple[int, Rule] | None:
         _, failed, _ = self.judge(lifetime, metric, REGRESSION * float(metric.tolerance), share)
@@ -260,13 +324,19 @@ class Options:
     at: str | None = None
 
 
+def recent_query(policy: Policy, release: str, deployed_at: int) -> Query:
+    """The history the judge would learn from at this deploy."""
+    canary_scope, baseline_scope = group_scopes(policy, release)
+    return Query(tuple(policy.metrics), canary_scope, baseline_scope, deployed_at - policy.history,
+                 deployed_at - policy.interval, policy.interval)
+
+
 def read_recent(policy: Policy, source: MetricSource, release: str, deployed_at: int,
                 asked: str | None = None) -> Frame:
     """The history the judge would learn from at this deploy (one request): the baseline's, or a
     history-only canary's own (`asked`: the option or field that gave the deploy moment)."""
-    canary_scope, baseline_scope = group_scopes(policy, release)
-    query = Query(tuple(policy.metrics), canary_scope, baseline_scope, deployed_at - policy.history,
-                  deployed_at - policy.interval, policy.interval)
+    query = recent_query(policy, release, deployed_at)
+    canary_scope, baseline_scope = query.canary, query.baseline
     counts = {m.name for m in policy.metrics if m.summed}
     seen = source.fetch(query).cleaned(counts)
     frame = seen.baseline if seen.baseline is not None else seen.canary
@@ -275,6 +345,52 @@ def read_recent(policy: Policy, source: MetricSource, release: str, deployed_at:
         raise no_history(f"the {policy.source.type} source returned no point of {', '.join(judged)} for "
                          f"{baseline_scope or canary_scope!r} between {iso(query.start)} and {iso(query.end)}", asked)
     return frame
+
+
+@dataclass(frozen=True)
+class Groups:
+    """What a plan is made from."""
+
+    baseline: Frame  # the history the judge learns from and compares with: the baseline's (or a half of it)
+    canary_half: Frame | None  # split by host: the canary's own hosts; None: the expected canary
+    mode: str  # "split by host", "one group's history" or "history-only"
+    why: str  # why this mode, for the plan
+
+
+def read_groups(policy: Policy, source: MetricSource, release: str, deployed_at: int,
+                asked: str | None = None) -> Groups:
+    """The history, and with a baseline group its split by host as `gate backtest` splits it
+    (`backtest.split_by_host`: one more request, host by host): the halves judged against each
+    other show the divergence a paired canary will have. Where it cannot split, one group's
+    history and the reason, for the plan to say so."""
+    history = read_recent(policy, source, release, deployed_at, asked)
+    _check_recent(policy, history, deployed_at, asked)
+    if policy.history_only:
+        return Groups(history, None, "history-only", "the policy has no baseline group: the canary is judged "
+                      "against its own history")
+    query = replace(recent_query(policy, release, deployed_at), baseline_only=True)
+    judged = [m.name for m in policy.metrics if m.judged]
+    moments = (query.end - query.start) // policy.interval + 1
+
+    def covered(frame: Frame) -> float:
+        return covered_share(frame, judged, moments)
+
+    counts = {m.name for m in policy.metrics if m.summed}
+    split = split_by_host(policy, source, query, counts, covered(history), covered)
+    if not isinstance(split, str):
+        one, other, why = split
+        try:
+            for name, half in (("the canary's", one), ("the baseline's", other)):
+                _check_recent(policy, half, deployed_at)
+        except GateError as e:
+            split = f"{name} half of its hosts: {str(e).removeprefix('no history: ')}"
+    if isinstance(split, str):
+        return Groups(history, None, ONE_GROUP, (
+            f"the baseline cannot be split by host ({split}): the canary is the baseline's own last day, the "
+            "expected canary from one group's history, different from its baseline by nothing but the effect "
+            "(real groups of hosts drift apart more: its times are a lower bound)"))
+    one, other, why = split
+    return Groups(other, one, SPLIT, why)
 
 
 def _check_recent(policy: Policy, history: Frame, deployed_at: int, asked: str | None = None) -> None:
@@ -306,10 +422,9 @@ def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0
     if options.at is not None:
         asked_moment(deployed_at, options.at, int(time.time()))
     deployed_at -= deployed_at % policy.interval
-    history = read_recent(policy, source, release, deployed_at, options.at)
-    _check_recent(policy, history, deployed_at, options.at)
+    groups = read_groups(policy, source, release, deployed_at, options.at)
     tell = progress or (lambda stage, done=0, total=None: None)
-    planner = Planner(policy, history, deployed_at, share, tell)
+    planner = Planner(policy, groups.baseline, deployed_at, share, tell, groups.canary_half)
     tell("judging a canary as good as the baseline", 0, None)
     passed, _, whole = planner.judge(policy.lifetime, None, 0.0)
     planner.clean[policy.lifetime, share] = passed
@@ -329,5 +444,7 @@ def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0
         else:
             p.notes.append("no tolerance: judged only on a departure from its history, no regression size to plan for")
         plans.append(p)
-    mode = "history-only" if policy.history_only else "canary vs baseline"
-    return Plan(policy, release, deployed_at, share, mode, whole, plans)
+    why = groups.why
+    if groups.canary_half is not None:
+        why += share_note(policy, groups.canary_half, groups.baseline, share)
+    return Plan(policy, release, deployed_at, share, groups.mode, whole, plans, why)

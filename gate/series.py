@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,21 +38,18 @@ class Frame:
 
     @staticmethod
     def on_grid(
-        step: int, start: int, end: int, points: dict[str, dict[int, float]], origin: int = 0,
-        counts: Collection[str] = (),
+        step: int, start: int, end: int, points: dict[str, dict[int, float]], origin: int = 0
     ) -> Frame:
         """Lay scattered points (metric -> {timestamp: value}) on the grid start..end inclusive.
 
         The grid is the timestamps `origin + k * step`: epoch multiples of the step by default
-        (what Datadog and CloudWatch return), or anchored on a recorded series' first point.
-        Several points in one bucket are summed for the metrics in `counts` (errors flushed every
-        30 s are the minute's errors: averaging them halved the count) and averaged for the others."""
+        (what Datadog and CloudWatch return), or anchored on a recorded series' first point."""
         first = start + (origin - start) % step
         timestamps = np.arange(first, end + 1, step, dtype=np.int64)
         values = {}
         for name, by_time in points.items():
             # A point off the grid (a host clock a few seconds off) belongs to the bucket it falls
-            # in. NaN points are missing points.
+            # in; several points in one bucket are averaged. NaN points are missing points.
             total, count = np.zeros(len(timestamps)), np.zeros(len(timestamps))
             for t, v in by_time.items():
                 i = (int(t) - first) // step
@@ -61,8 +57,7 @@ class Frame:
                     total[i] += v
                     count[i] += 1
             with np.errstate(invalid="ignore"):
-                per_bucket = total if name in counts else total / np.maximum(count, 1)
-                values[name] = np.where(count > 0, per_bucket, np.nan)
+                values[name] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         return Frame(step, timestamps, values)
 
     def __len__(self) -> int:
@@ -90,8 +85,11 @@ class Frame:
         return int(np.sum(reported[:-1] & reported[1:] & (np.diff(self.timestamps) == self.step)))
 
 
-# A target the load balancer routes to, or is about to ("initial": its first health checks).
-SERVING_STATES = frozenset({"healthy", "initial"})
+# A target the load balancer sends no request: stopped or terminated ("unused",
+# Target.InvalidState), deregistered ("draining"). Not "unhealthy": when every target of a group
+# is unhealthy the ALB fails open and routes to them all; not "unavailable": a Lambda target
+# group's health checks are off (Target.HealthCheckDisabled) and it serves.
+OUT_OF_SERVICE_STATES = frozenset({"unused", "draining"})
 
 
 @dataclass(frozen=True)
@@ -106,16 +104,16 @@ class TargetHealth:
 
     @property
     def serving(self) -> bool:
-        """Some target takes traffic or is starting. A group the load balancer does not use at
-        all (Target.NotInUse: a configuration matter, not the canary's health) counts as serving:
-        it says nothing about the canary."""
-        return any(state in SERVING_STATES or reason == "Target.NotInUse" for state, reason in self.targets)
+        """Some target may take traffic (OUT_OF_SERVICE_STATES). A target in a zone the load
+        balancer does not use (Target.NotInUse: a configuration matter, not the canary's health)
+        counts as serving: it says nothing about the canary."""
+        return any(state not in OUT_OF_SERVICE_STATES or reason == "Target.NotInUse" for state, reason in self.targets)
 
     def describe(self) -> str:
         if not self.targets:
             return f"target group {self.group} has no registered target"
         states = sorted({f"{state} ({reason})" if reason else state for state, reason in self.targets})
-        return f"none of the {len(self.targets)} target(s) of {self.group} is healthy: {', '.join(states)}"
+        return f"none of the {len(self.targets)} target(s) of {self.group} takes traffic: {', '.join(states)}"
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,9 @@ def datadog(monkeypatch, corpus):
 def datadog_policy(tmp_path):
     from tests.test_datadog_cli import write_policy
 
-    path = write_policy(tmp_path)
+    # No fault is injected here: a timeout far above the fake's answer (a week of per-host series
+    # can take over the default 1 s on a busy machine), not the fault tests' 1 s.
+    path = write_policy(tmp_path, timeout=15, retry_budget=30)
     return path, parse_policy(yaml.safe_load(path.read_text()))
 
 

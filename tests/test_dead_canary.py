@@ -109,8 +109,15 @@ def test_a_target_group_that_cannot_be_read_is_not_known_never_an_error(alb):
 
 # ------------------------------------------------------- the judge alone, without a load balancer
 
-DOWN = TargetHealth("targetgroup/web-canary/1", 0, (("unhealthy", "Target.FailedHealthChecks"),))
+DOWN = TargetHealth("targetgroup/web-canary/1", 0, (("unused", "Target.InvalidState"),))  # instance stopped
 UP = TargetHealth("targetgroup/web-canary/1", 0, (("healthy", ""),))
+# Targets the load balancer still routes to (review): all unhealthy (an ALB fails open), a
+# Lambda target group without health checks, the load balancer's own fault.
+STILL_ROUTED = {
+    "all unhealthy": (("unhealthy", "Target.ResponseCodeMismatch"),),
+    "health checks disabled": (("unavailable", "Target.HealthCheckDisabled"),),
+    "load balancer error": (("unhealthy", "Elb.InternalError"),),
+}
 
 
 class LowTraffic:
@@ -153,15 +160,58 @@ def test_a_low_traffic_canary_with_quiet_minutes_is_not_failed(targets):
 
 
 def test_a_low_traffic_canary_serving_nothing_while_its_targets_are_down_fails():
-    # The same lull, but every target failed its health checks: no request at 2 points is then
-    # the load balancer's doing, not the night's.
+    # The same lull, but its instance stopped: no request at 2 points is then the load
+    # balancer's doing, not the night's.
     seen = verdicts(LowTraffic(range(8, 12)), range(8, 10), lambda now: DOWN)
     assert [v.verdict for v in seen] == ["inconclusive", "fail"], [v.reason for v in seen]
-    assert "Target.FailedHealthChecks" in seen[-1].reason
+    assert "Target.InvalidState" in seen[-1].reason
+
+
+class NoDatapoint(LowTraffic):
+    """CloudWatch's way: no RequestCount datapoint (not a 0) for a minute without requests, CPU
+    and memory still reporting."""
+
+    def fetch(self, query):
+        seen = super().fetch(query)
+        c = seen.canary
+        requests = np.where(c.values["requests"] == 0, np.nan, c.values["requests"])
+        errors = np.where(np.isnan(requests), np.nan, c.values["errors"])
+        return Observations(Frame(c.step, c.timestamps, {**c.values, "requests": requests, "errors": errors}),
+                            seen.baseline)
+
+
+def test_a_canary_without_request_datapoints_while_its_targets_are_down_fails_as_with_zeros():
+    """Review: only a volume of exactly 0 was "served nothing"; CloudWatch's missing datapoint
+    beside a reporting CPU read as served, and the rule never fired (failed at the lifetime's end)."""
+    seen = verdicts(NoDatapoint(range(8, 12)), range(8, 10), lambda now: DOWN)
+    assert [v.verdict for v in seen] == ["inconclusive", "fail"], [v.reason for v in seen]
+
+
+@pytest.mark.parametrize("targets", sorted(STILL_ROUTED))
+def test_targets_the_load_balancer_still_routes_to_are_not_out_of_service(targets):
+    """Review, reproduced: these read as "out of service", and a serving canary's 2-minute lull
+    or two dropped scrapes failed it."""
+    health = TargetHealth("targetgroup/web-canary/1", 0, STILL_ROUTED[targets])
+    assert health.serving
+    seen = verdicts(LowTraffic(range(8, 10)), range(8, 11), lambda now: health)
+    assert [v.verdict for v in seen if v.verdict == "fail"] == [], [v.reason for v in seen]
 
 
 def test_unhealthy_targets_of_a_canary_that_serves_are_not_a_fail():
     # A health check on a path the release moved: the targets read unhealthy while the canary
     # serves its share (the load balancer fails open). Its metrics judge it, not the check.
-    seen = verdicts(SimulateSource("healthy", 3), range(4, 10), lambda now: DOWN)
+    unhealthy = TargetHealth("targetgroup/web-canary/1", 0, STILL_ROUTED["all unhealthy"])
+    seen = verdicts(SimulateSource("healthy", 3), range(4, 10), lambda now: unhealthy)
     assert [v.verdict for v in seen if v.verdict == "fail"] == [], [v.reason for v in seen]
+
+
+def test_a_look_after_the_step_s_end_does_not_read_today_s_health():
+    """Review, reproduced: a look an hour after a step's end judges the end's window, and read the
+    target group as it is now (the canary stopped since): the undecided step failed on it."""
+    policy, read = parse_policy(DEMO_POLICY), []
+    analysis = Analysis(policy, SimulateSource("healthy", 3), "late", DEPLOYED_AT,
+                        targets=lambda now: read.append(now) or DOWN)
+    analysis.evaluate(DEPLOYED_AT + policy.lifetime + 3600)
+    assert read == []
+    analysis.evaluate(DEPLOYED_AT + 600)
+    assert read == [DEPLOYED_AT + 600]

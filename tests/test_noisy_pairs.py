@@ -138,3 +138,32 @@ def test_a_noisy_case_is_backtested_split_by_host_over_its_two_series_whole_hist
     row = backtest_calibration.one_noisy((str(out / meta["id"]), 2, str(corpus)))
     assert row["mode"] == "split by host" and row["windows"] == 2, row
     assert row["actual"] in ("pass", "fail", "undecided")
+
+
+def test_a_noisy_pair_is_held_out_in_time_its_earlier_windows_predicting_its_later_unscreened_ones(family, corpus):
+    # `--noisy-holdout` (issue 27 item 2): every window against every later window, split by host;
+    # the later windows the family's screen keeps are a subset of them, never more.
+    from bench import backtest_calibration
+
+    out, metas = family
+    meta = next(m for m in metas if m["expect"] == "pass")
+    row = backtest_calibration.one_noisy_holdout((str(out / meta["id"]), 2, str(corpus)))
+    assert row["mode"] == "split by host", row
+    assert len(row["early"]) == len(row["late"]) == 2
+    assert len(row["late_screened"]) <= len(row["late"])
+    assert set(row["early"] + row["late"]) <= {"pass", "fail", "undecided"}
+
+
+def test_a_noisy_pair_is_planned_split_by_host_beside_one_groups_history(family, corpus):
+    # `bench.plan_calibration --noisy-split`: the plan's answer split by host and from one group's
+    # history, each scored against the case's own window with a 2x regression.
+    from bench import plan_calibration
+
+    out, metas = family
+    meta = next(m for m in metas if m["expect"] == "pass")
+    rows = plan_calibration.noisy_split_answers((str(out / meta["id"]), str(corpus)))
+    assert rows and all("error" not in r for r in rows), rows
+    for r in rows:
+        assert r["mode"] == "split by host"
+        assert r["answer"] in ("ok", "at the end", "too short") and r["one_group_answer"] in ("ok", "at the end", "too short")
+        assert isinstance(r["caught"], bool)

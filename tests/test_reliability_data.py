@@ -148,33 +148,6 @@ def test_points_off_the_grid_land_in_their_bucket_and_duplicates_average():
     assert all(math.isnan(v) for v in frame.values["cpu"][2:])
 
 
-def test_counts_sharing_a_step_are_summed_where_a_gauge_averages(tmp_path):
-    """A recorded case whose agent flushes errors and requests every 30 s on a 60 s step: the
-    minute's errors are the sum of its two flushes. Averaged, they were halved (a 2x regression
-    read as none); the gauge beside them is still averaged."""
-    import gzip
-    import json
-
-    from gate.sources.replay import load_case
-
-    case = tmp_path / "case"
-    case.mkdir()
-    case.joinpath("case.json").write_text(json.dumps({
-        "id": "flushes", "step_seconds": 60, "deploy_at": "2026-01-01T00:00:00Z", "end_at": "2026-01-01T00:10:00Z",
-        "metrics": [{"name": "cpu", "kind": "gauge", "bad_direction": "increase", "tolerance": 0.1},
-                    {"name": "errors", "kind": "count", "bad_direction": "increase", "tolerance": 0.5,
-                     "denominator": "requests"},
-                    {"name": "requests", "kind": "count", "bad_direction": "none", "tolerance": None}]}))
-    t0 = 1767225600
-    rows = ["timestamp,scope,cpu,errors,requests"] + [
-        f"{t0 + 30 * i},{scope},{10 + i % 2 * 10},{3},{100}" for scope in ("canary", "baseline") for i in range(4)]
-    with gzip.open(case / "series.csv.gz", "wt") as f:
-        f.write("\n".join(rows) + "\n")
-    canary = load_case(case).frames["canary"]
-    assert canary.values["errors"].tolist() == [6.0, 6.0] and canary.values["requests"].tolist() == [200.0, 200.0]
-    assert canary.values["cpu"].tolist() == [15.0, 15.0]
-
-
 def test_cleaning_drops_negative_counts_and_infinities_only():
     frame = Frame(60, __import__("numpy").array([0, 60, 120]),
                   {"errors": __import__("numpy").array([3.0, -5.0, float("inf")]),

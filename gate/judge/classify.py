@@ -79,20 +79,44 @@ def _relative_to_baseline(
 def _against_baseline(
     m: Metric, reference: Reference, window: Observations, setting: Setting, notes: list[str],
 ) -> MetricResult:
+    screened_notes: list[str] = []
+    result, paired = _judged_against_baseline(m, reference, window, setting, screened_notes, screen=True)
+    if paired is None or not paired.glitches:
+        notes.extend(screened_notes)
+        return result
+    # By size alone a screen cannot tell a glitch from a real moment of one group (a bad release's
+    # retries drawing canary traffic with its errors; a fleet surge the canary could not keep up
+    # with): the glitch moments are judged both ways and the canary gets the worse answer. The
+    # screen may take a glitch's excuse away, never a regression's evidence.
+    kept_notes: list[str] = []
+    kept, _ = _judged_against_baseline(m, reference, window, setting, kept_notes, screen=False)
+    left_out = (f"{paired.glitches} point(s) over {GLITCH_WINDOW_OVER_P99:g}x the history's 99th percentile in "
+                f"one group only ({', '.join(paired.glitched)})")
+    if OUTCOME_SEVERITY[kept.verdict] > OUTCOME_SEVERITY[result.verdict]:
+        notes.extend(kept_notes)
+        return replace(kept, reason=f"{kept.reason}; {left_out}: judged with them, the worse answer")
+    notes.extend(screened_notes)
+    notes.append(f"{m.name}: {left_out} left out as glitches")
+    return replace(result, reason=f"{result.reason}; {left_out} left out as glitches")
+
+
+# The worse of two answers for one metric (a glitch screen's, _against_baseline).
+OUTCOME_SEVERITY = {"pass": 0, "skipped": 1, "inconclusive": 2, "fail": 3}
+
+
+def _judged_against_baseline(m: Metric, reference: Reference, window: Observations, setting: Setting,
+                             notes: list[str], screen: bool) -> tuple[MetricResult, Paired | None]:
+    """The metric's comparison with the baseline and its guardrails, on one preprocessing."""
     ref = reference.metrics.get(m.name)
-    paired = preprocess(m, window, ref, reference.metrics.get(m.denominator) if m.denominator else None)
+    paired = preprocess(m, window, ref, reference.metrics.get(m.denominator) if m.denominator else None,
+                        screen=screen)
     result = _relative_to_baseline(m, ref, paired, reference, setting, notes, _latest_moment(window),
                                    window.canary.step)
-    if paired is not None and paired.glitches:
-        left_out = (f"{paired.glitches} point(s) left out as glitches ({', '.join(paired.glitched)} over "
-                    f"{GLITCH_WINDOW_OVER_P99:g}x the history's 99th percentile, in one group only)")
-        notes.append(f"{m.name}: {left_out}")
-        result = replace(result, reason=f"{result.reason}; {left_out}")
     if paired is None or not guardrails.limits(m):
-        return result
+        return result, paired
     checks = _limit_checks(m, ref, paired.canary, paired.canary_volume, setting,
                            reference_value=_value(m, paired.baseline, paired.baseline_volume))
-    return guardrails.guard(m, result, checks, history_only=False)
+    return guardrails.guard(m, result, checks, history_only=False), paired
 
 
 def _decide(m: Metric, comparison: Comparison, setting: Setting) -> MetricResult:

@@ -132,7 +132,7 @@ def _canary_not_serving(policy: Policy, window: Observations, now: int, lifetime
 
 def _canary_targets_down(policy: Policy, window: Observations, now: int) -> str | None:
     """A dead canary behind a rollout's load balancer within two looks (issue 23, item 5): none of
-    the canary target group's targets is healthy or starting at this look, and at each of the
+    the canary target group's targets takes traffic at this look (TargetHealth.serving), and at each of the
     baseline's last TARGETS_DOWN_MIN_GAP reported points the canary reported no judged metric, or
     none of a judged count's denominator the baseline served, after it reported and served at an
     earlier one. Either alone is not enough: silence is as often late or dropped data (the flaky
@@ -149,7 +149,9 @@ def _canary_targets_down(policy: Policy, window: Observations, now: int) -> str 
         baseline_reported |= base.reporting(m.name)
         served |= np.isfinite(_aligned(window.canary, base, m.name))
     for volume in {m.denominator for m in judged if m.denominator}:
-        none = (_aligned(window.canary, base, volume) == 0) & (np.nan_to_num(_aligned(base, base, volume)) > 0)
+        # No datapoint is none served too: CloudWatch publishes no RequestCount for a minute
+        # without requests (a volume that never reported is caught by "served at an earlier one").
+        none = ~(_aligned(window.canary, base, volume) > 0) & (np.nan_to_num(_aligned(base, base, volume)) > 0)
         served &= ~none
     points = np.flatnonzero(baseline_reported)
     last, earlier = points[-TARGETS_DOWN_MIN_GAP:], points[:-TARGETS_DOWN_MIN_GAP]

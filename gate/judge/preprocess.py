@@ -33,7 +33,9 @@ class Paired:
 
 
 def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
-               volume_ref: MetricReference | None = None) -> Paired | None:
+               volume_ref: MetricReference | None = None, screen: bool = True) -> Paired | None:
+    """The moments both groups reported, paired; a count's glitch moments left out (`screen`) and
+    a fleet-wide anomaly's held out."""
     canary, baseline = window.canary, window.baseline
     if m.name not in canary.values or baseline is None or m.name not in baseline.values:
         return None
@@ -47,7 +49,8 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
     keep = np.isfinite(c) & np.isfinite(b)
     if cv is not None:
         keep &= np.isfinite(cv) & np.isfinite(bv) & (bv > 0) & (cv >= 0)
-    glitches, glitched = judge_of(m).window_glitches(m, ref, volume_ref, c, b, cv, bv)
+    glitches, glitched = (judge_of(m).window_glitches(m, ref, volume_ref, c, b, cv, bv) if screen
+                          else (np.zeros_like(keep), ()))
     glitches &= keep
     keep &= ~glitches
     reported = keep.copy()

@@ -31,11 +31,6 @@ class Query:
     baseline_only: bool = False
 
 
-def count_names(metrics: tuple[Metric, ...]) -> set[str]:
-    """The counts (summed when several points share a step, see Frame.on_grid)."""
-    return {m.name for m in metrics if m.summed}
-
-
 def count_denominators(metrics: tuple[Metric, ...]) -> dict[str, str]:
     """count -> its denominator, for the counts judged as ratios (see Frame.fill_zero_counts)."""
     return {m.name: m.denominator for m in metrics if m.summed and m.denominator}

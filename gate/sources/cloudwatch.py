@@ -47,7 +47,7 @@ from gate.aws import NO_REGION, backoff, denied, error_code, error_message, make
 from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
-from gate.sources import CannotSplit, Query, count_denominators, count_names
+from gate.sources import CannotSplit, Query, count_denominators
 
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
 GROUP_DIMENSION, HOST_DIMENSION = "AutoScalingGroupName", "InstanceId"  # a group's hosts: its metrics per instance
@@ -461,7 +461,7 @@ class CloudWatchSource:
                points: dict[str, dict[int, float]], unknown: dict[str, list[int]]) -> Frame:
         if stop <= first:
             return Frame.empty(period, [m.name for m in metrics])
-        frame = Frame.on_grid(period, first, stop - period, points, counts=count_names(metrics)).fill_zero_counts(
+        frame = Frame.on_grid(period, first, stop - period, points).fill_zero_counts(
             count_denominators(metrics), self._reported)
         for name, stamps in unknown.items():  # answered, but not a number: missing, not "no errors"
             index = (np.asarray(stamps, dtype=np.int64) - first) // period

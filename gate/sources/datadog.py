@@ -52,7 +52,7 @@ from gate.http_pools import header_deadline_pools
 from gate.policy import Metric, Policy
 from gate.request_budget import BudgetSpent, Heard, RequestBudget, budget_spent, shared_budget, wait_for_request
 from gate.series import Frame, Observations
-from gate.sources import CannotSplit, Query, count_denominators, count_names
+from gate.sources import CannotSplit, Query, count_denominators
 
 log = logging.getLogger(__name__)
 
@@ -474,8 +474,7 @@ class DatadogSource:
                 for host, points in sorted(per_host.items())}
 
     def _frame(self, metrics, first: int, last: int, points: dict[str, dict[int, float]]) -> Frame:
-        return Frame.on_grid(self.interval, first, max(last, first - self.interval), points,
-                             counts=count_names(metrics)).fill_zero_counts(
+        return Frame.on_grid(self.interval, first, max(last, first - self.interval), points).fill_zero_counts(
             count_denominators(metrics), self._reported)
 
     def _read(self, query: Query, groups: dict[str, str], by: str | None, collect) -> tuple[int, int]:

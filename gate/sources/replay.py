@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from gate.errors import CaseError, PolicyError
-from gate.kinds import summed
 from gate.policy import Policy, parse_policy
 from gate.series import Frame, Observations
 from gate.sources import Query
@@ -83,8 +82,7 @@ def load_case(path: str | Path) -> Case:
         raise CaseError(f"{meta_path}: missing or invalid field {e}") from None
     if step <= 0 or end_at <= deployed_at:
         raise CaseError(f"{meta_path}: step_seconds must be > 0 and end_at after deploy_at")
-    counts = {m["name"] for m in metrics if isinstance(m, dict) and summed(m.get("kind"))}
-    frames = _read_series(series_path, names, step, counts)
+    frames = _read_series(series_path, names, step)
     return Case(
         id=str(meta.get("id", path.name)),
         path=path,
@@ -96,7 +94,7 @@ def load_case(path: str | Path) -> Case:
     )
 
 
-def _read_series(path: Path, names: list[str], step: int, counts: set[str]) -> dict[str, Frame]:
+def _read_series(path: Path, names: list[str], step: int) -> dict[str, Frame]:
     try:
         with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
             reader = csv.reader(io.StringIO(f.read()))
@@ -136,7 +134,7 @@ def _read_series(path: Path, names: list[str], step: int, counts: set[str]) -> d
             frames[scope] = Frame.empty(step, names)
             continue
         first = origin + (min(times) - origin) // step * step  # the bucket holding the first point
-        frames[scope] = Frame.on_grid(step, first, max(times), points, origin=origin, counts=counts)
+        frames[scope] = Frame.on_grid(step, first, max(times), points, origin=origin)
     return frames
 
 

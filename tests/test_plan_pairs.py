@@ -1,0 +1,190 @@
+"""Issue 27, item 1's last sentence: `gate plan`'s expected canary from two groups. Where the
+source reads the baseline group host by host (Datadog `by {host}`, CloudWatch per InstanceId),
+the plan judges one half of the hosts (the canary) against the other (the baseline) as the live
+gate will judge a paired canary, with the real divergence of hosts; where it cannot split, it
+says so and plans from one group's history, labelled. Over the fake Datadog with per-host series
+and CloudWatch on moto with per-instance metrics, as the backtest's tests (test_backtest_pairs)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from gate.backtest import SPLIT
+from gate.plan import ONE_GROUP, Planner, plan
+from gate.policy import parse_policy
+from gate.series import Frame
+from gate.sources import open_source
+from tests.conftest import run_gate
+from tests.moto_server import moto_server  # noqa: F401  (fixture)
+from tests.test_backtest_pairs import INSTANCES, datadog, datadog_policy, hosts_of  # noqa: F401  (fixture)
+
+
+def plan_json(fake, path, tmp_path, *extra):
+    result = run_gate("plan", "rel-1", "--policy", path, "--at", str(fake.deployed_at), "--json", *extra,
+                      env=fake.env, cwd=tmp_path, timeout=600)
+    assert result.returncode in (0, 3), result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+# ------------------------------------------------------------------------------ Datadog
+
+
+def test_over_datadog_the_plan_judges_half_the_hosts_against_the_other_half(datadog, tmp_path):
+    datadog.hosts["baseline"] = hosts_of(datadog.baseline, 4)
+    path, _ = datadog_policy(tmp_path)
+    data = plan_json(datadog, path, tmp_path)
+    assert data["mode"] == SPLIT, data["mode_reason"]
+    assert "4 hosts split in two halves (2 and 2" in data["mode_reason"]
+    grouped = [q for r in datadog.timeseries_requests() for q in r["queries"] if "by {host}" in q]
+    assert grouped and all("autoscaling_group:web-baseline" in q for q in grouped)  # the baseline's hosts only
+    cpu = next(m for m in data["metrics"] if m["name"] == "cpu")
+    assert cpu["seconds_to_pass"] is not None and cpu["seconds_to_fail_2x"] is not None
+
+
+def test_over_datadog_a_host_apart_from_the_others_is_a_divergence_the_plan_shows(datadog, tmp_path):
+    """web-1 (the canary's half, with web-3) runs 30% slower than the others over the whole
+    history: a paired canary of these hosts is not shown within latency's 10% tolerance. One
+    group's history holds no such divergence (the expected canary is its own last day), so before
+    the plan passed latency as if canary and baseline were one series."""
+    datadog.hosts["baseline"] = hosts_of(datadog.baseline, 4, slower={"web-1": 1.3})
+    path, _ = datadog_policy(tmp_path)
+    data = plan_json(datadog, path, tmp_path)
+    assert data["mode"] == SPLIT, data["mode_reason"]
+    latency = next(m for m in data["metrics"] if m["name"] == "latency")
+    assert latency["seconds_to_pass"] is None and latency["answer"] == "too short", latency
+    assert "latency cannot be judged" in data["reason"] and "not passed" in data["reason"]
+    memory = next(m for m in data["metrics"] if m["name"] == "memory")
+    assert memory["seconds_to_pass"] is not None  # the hosts' memory is alike
+
+
+def test_over_datadog_a_group_of_one_host_plans_from_one_groups_history_and_says_so(datadog, tmp_path):
+    path, _ = datadog_policy(tmp_path)  # no per-host series: the fake answers `by {host}` with one host
+    result = run_gate("plan", "rel-1", "--policy", path, "--at", str(datadog.deployed_at),
+                      env=datadog.env, cwd=tmp_path, timeout=600)
+    assert result.returncode in (0, 3), result.stdout + result.stderr
+    text = " ".join(result.stdout.split())
+    assert f"({ONE_GROUP})" in text
+    assert "the baseline cannot be split by host (the baseline group reported 1 host (baseline-host): nothing " \
+           "to split)" in text and "lower bound" in text
+
+
+# ------------------------------------------------------------------------------ the canary share
+
+
+def test_the_split_canary_carries_the_share_of_the_groups_traffic_with_its_poisson_noise():
+    """At a 5% share of the whole group (both halves), the canary half's requests and errors are
+    thinned to 5% of the group's, event by event: their level and a Poisson count's noise, the
+    ratio kept; gauges untouched."""
+    t = 1_700_000_000 + np.arange(3 * 1440) * 60
+    rng = np.random.default_rng(2)
+
+    def half(hosts):
+        requests = rng.poisson(1000 * hosts, len(t)).astype(float)
+        return Frame(60, t, {"cpu": 40 + rng.standard_normal(len(t)), "requests": requests,
+                             "errors": rng.binomial(requests.astype(int), 0.02).astype(float)})
+
+    canary_half, baseline_half = half(2), half(1)  # 3 hosts: 2 and 1
+    policy = parse_policy({"name": "p", "source": {"type": "simulate"}, "canary": {"scope": "c"},
+                           "baseline": {"scope": "b"}, "interval": "1m", "lifetime": "6h", "history": "2d",
+                           "metrics": [{"name": "cpu", "kind": "gauge", "tolerance": 0.1},
+                                       {"name": "errors", "kind": "count", "denominator": "requests",
+                                        "tolerance": 0.5},
+                                       {"name": "requests", "kind": "count", "bad_direction": "none"}]})
+    deployed = int(t[-1]) + 60
+    planner = Planner(policy, baseline_half, deployed, 0.05, canary_half=canary_half)
+    canary = planner.half_canary(policy, policy.lifetime, 0.05, None, 0.0)
+    assert np.mean(canary.values["requests"]) == pytest.approx(0.05 * 3000, rel=0.03)
+    assert np.var(canary.values["requests"]) == pytest.approx(0.05 * 3000, rel=0.25)  # Poisson, not 2000 x 0.075^2
+    assert np.sum(canary.values["errors"]) / np.sum(canary.values["requests"]) == pytest.approx(0.02, rel=0.1)
+    assert np.mean(canary.values["cpu"]) == pytest.approx(40, rel=0.01)
+    whole = planner.half_canary(policy, policy.lifetime, 1.0, None, 0.0)  # more than the half ran: the half
+    assert np.mean(whole.values["requests"]) == pytest.approx(2000, rel=0.01)
+
+
+# ------------------------------------------------------------------------------ CloudWatch on moto
+
+
+@pytest.fixture
+def aws(moto_server):  # noqa: F811
+    moto_server.reset()
+    return moto_server
+
+
+STEP = 300  # 5-minute points: a day and more of history that moto answers in seconds
+
+
+def publish_day(aws, points: int, cpu_factor: dict[str, float]) -> int:
+    """cpu and memory of web-baseline's instances (AutoScalingGroupName x InstanceId) and the
+    group's aggregate, every 5 minutes of the last `points`. Returns now (on the 5-minute grid)."""
+    now = int(time.time()) // STEP * STEP
+    rng = np.random.default_rng(5)
+    cloudwatch = aws.client("cloudwatch")
+    for namespace, metric in (("AWS/EC2", "CPUUtilization"), ("CWAgent", "mem_used_percent")):
+        level = 30.0 if metric == "CPUUtilization" else 50.0
+        factor = np.array([cpu_factor.get(i, 1.0) if metric == "CPUUtilization" else 1.0 for i in INSTANCES])
+        values = factor[:, None] * level * (1 + 0.03 * rng.standard_normal((len(INSTANCES), points)))
+        data = []
+        for n in range(points):
+            at = datetime.fromtimestamp(now - (points - n) * STEP, UTC)
+            for instance, value in zip(INSTANCES, values[:, n]):
+                dims = [{"Name": "AutoScalingGroupName", "Value": "web-baseline"},
+                        {"Name": "InstanceId", "Value": instance}]
+                data.append({"MetricName": metric, "Dimensions": dims, "Value": float(value), "Timestamp": at})
+            data.append({"MetricName": metric, "Value": float(values[:, n].mean()), "Timestamp": at,
+                         "Dimensions": [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]})
+        for i in range(0, len(data), 1000):
+            cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[i:i + 1000])
+    return now
+
+
+def cloudwatch_plan_policy(names=("cpu", "memory")):
+    from tests.test_cloudwatch_moto import policy_data
+
+    data = policy_data(history="26h")
+    data.update(interval="5m", lifetime="1h", metrics=[m for m in data["metrics"] if m["name"] in names])
+    return parse_policy(data)
+
+
+def test_over_cloudwatch_the_plan_judges_instances_against_instances(aws):
+    """i-0a runs at twice the CPU of the others: the halves (i-0a, i-0c) and (i-0b) diverge by
+    half, which a paired canary of these instances will show and a plan from the group's own
+    history hid (it planned cpu ok)."""
+    now = publish_day(aws, 27 * 12, {"i-0a": 2.0})
+    policy = cloudwatch_plan_policy()
+    result = plan(policy, open_source(policy), "rel-1", share=0.5, deployed_at=now)
+    assert result.mode == SPLIT and "3 hosts" in result.mode_reason and "2 and 1" in result.mode_reason, \
+        result.mode_reason
+    cpu, memory = result.metrics
+    assert cpu.seconds_to_pass is None and cpu.answer == "too short"  # the canary's half runs 50% hotter
+    assert memory.seconds_to_fail is not None  # alike on every instance: its 2x regression is caught
+
+
+def test_over_cloudwatch_a_metric_without_per_instance_series_plans_from_one_groups_history(aws):
+    """disk is published only as the group's aggregate: the group cannot be read instance by
+    instance for every judged metric, so the plan falls back to the expected canary from the
+    group's own history, and says why."""
+    points = 27 * 12
+    now = publish_day(aws, points, {})
+    cloudwatch = aws.client("cloudwatch")
+    data = [{"MetricName": "disk_used_percent", "Value": 40.0 + n % 3,
+             "Timestamp": datetime.fromtimestamp(now - (points - n) * STEP, UTC),
+             "Dimensions": [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]} for n in range(points)]
+    for i in range(0, len(data), 1000):
+        cloudwatch.put_metric_data(Namespace="CWAgent", MetricData=data[i:i + 1000])
+    from tests.test_cloudwatch_moto import policy_data
+
+    data = policy_data(history="26h")
+    data.update(interval="5m", lifetime="1h", metrics=[m for m in data["metrics"] if m["name"] == "cpu"] + [
+        {"name": "disk", "kind": "gauge", "tolerance": 0.1,
+         "queries": {"cloudwatch": {"namespace": "CWAgent", "metric": "disk_used_percent", "stat": "Average"}}}])
+    policy = parse_policy(data)
+    result = plan(policy, open_source(policy), "rel-1", share=0.5, deployed_at=now)
+    assert result.mode == ONE_GROUP
+    assert "disk: CloudWatch lists no CWAgent/disk_used_percent per InstanceId of web-baseline" in result.mode_reason
+    assert "expected canary from one group's history" in result.mode_reason
+    assert result.to_dict()["mode_reason"] == result.mode_reason
