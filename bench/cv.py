@@ -156,9 +156,18 @@ def _constant(key: str, where: str) -> tuple:
         found = importlib.import_module(module)
     except ImportError:
         raise BenchError(f"{where}: {key!r}: no module {module}") from None
+    if not hasattr(found, attr) and hasattr(found, "__path__"):
+        # A package (gate.judge): the constant is its stage's (gate.judge.NOISE_HOURS is gauge's).
+        found = next((stage for stage in _stages(found) if hasattr(stage, attr)), found)
     if not hasattr(found, attr):
         raise BenchError(f"{where}: {key!r}: {module} has no {attr}")
     return found, attr
+
+
+def _stages(package) -> list:
+    """Every module of a package, imported."""
+    return [importlib.import_module(f"{package.__name__}.{stage.name}")
+            for stage in pkgutil.iter_modules(package.__path__)]
 
 
 def _readers(attr: str, installed) -> list:
@@ -168,8 +177,7 @@ def _readers(attr: str, installed) -> list:
     first judges, and would otherwise copy the candidate's value and keep it)."""
     import gate.judge
 
-    for stage in pkgutil.iter_modules(gate.judge.__path__):
-        importlib.import_module(f"gate.judge.{stage.name}")
+    _stages(gate.judge)
     return [module for name, module in list(sys.modules.items())
             if any(name == m or name.startswith(m + ".") for m in JUDGE_MODULES)
             and getattr(module, attr, _NOTHING) is installed]

@@ -235,3 +235,13 @@ def test_a_candidate_constant_is_set_in_every_stage_of_the_judge_that_reads_it()
         assert comparison.CLIP_SCALES == gauge.CLIP_SCALES == limits.CLIP_SCALES == 9.0
     assert classify.END_PASS_RULE == history.END_PASS_RULE == "estimate-within"
     assert comparison.CLIP_SCALES == gauge.CLIP_SCALES == limits.CLIP_SCALES == 4.0
+
+
+def test_a_constant_of_a_stage_is_named_as_it_was_before_the_judge_was_a_package():
+    """gate.judge.NOISE_HOURS (gauge's) and gate.judge.GLITCH_WINDOW_OVER_P99 (count's, read by the
+    classifier too) stay valid candidate keys, set where they are read."""
+    from gate.judge import classify, count, gauge
+
+    with cv.judge_constants({"gate.judge.NOISE_HOURS": 5, "gate.judge.GLITCH_WINDOW_OVER_P99": 20.0}):
+        assert gauge.NOISE_HOURS == 5 and count.GLITCH_WINDOW_OVER_P99 == classify.GLITCH_WINDOW_OVER_P99 == 20.0
+    assert gauge.NOISE_HOURS == 3 and count.GLITCH_WINDOW_OVER_P99 == classify.GLITCH_WINDOW_OVER_P99 == 10.0
