@@ -67,6 +67,10 @@ def test_the_window_floor_keeps_a_window_noisier_than_its_prior_at_its_own_varia
     assert blended.beyond and not floored.beyond
     quiet = np.array([3.1, 2.9, 3.0, 3.2, 2.8])  # less scattered than the prior: the prior stays
     assert margin_test(quiet, prior, 0.01, 0.05, 30, window_floor=True) == margin_test(quiet, prior, 0.01, 0.05, 30)
+    # Once the window's points weigh as much as the prior (11 points against a weight of 10), its
+    # own variance leads the blend: the floor is for the first few looks only.
+    longer = np.tile(excess, 3)[:11]
+    assert margin_test(longer, np.ones(11), 0.01, 0.05, 30, window_floor=True) == margin_test(longer, np.ones(11), 0.01, 0.05, 30)
 
 
 def test_checkpoint_pass_needs_the_estimate_clear_of_the_tolerance():

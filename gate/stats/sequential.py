@@ -165,10 +165,11 @@ def margin_test(
     falls below PRIOR_FLOOR times the prior. `drift=False` skips the straight-line fit only a pass
     reads (`within`): half the cost of a test that is only ever asked whether it fails.
 
-    `window_floor=True`: nor below the window's own variance. Where the prior is only the least
-    the points can vary (one host's noise, for the difference of two hosts), blending it in
-    pulls a window that varies more toward a variance it is known to understate; on few points,
-    where the prior weighs most, that made two real hosts drifting apart a shift.
+    `window_floor=True`: nor below the window's own variance while the prior weighs more than
+    the window's points (n - 1 < prior_weight). Where the prior is only the least the points can
+    vary (one host's noise, for the difference of two hosts), blending it in pulls a few points
+    that vary more toward a variance it is known to understate: two real hosts drifting apart
+    for five points read as a shift. Past that the window's own variance leads the blend anyway.
     """
     n = len(excess)
     with np.errstate(all="ignore"):
@@ -176,7 +177,9 @@ def margin_test(
         if n >= 3 and math.isfinite(prior_weight):
             empirical = noise_variance(excess)
             per_point = (prior_weight * prior + (n - 1) * empirical) / (prior_weight + n - 1)
-            per_point = max(per_point, PRIOR_FLOOR * prior, empirical if window_floor else 0.0)
+            # While the prior weighs more than the window's points (the few-point looks).
+            floor = empirical if window_floor and n - 1 < prior_weight else 0.0
+            per_point = max(per_point, PRIOR_FLOOR * prior, floor)
         else:
             per_point = prior
         variance = n * per_point
