@@ -156,6 +156,13 @@ END_TEST = "end-of-lifetime test"
 # Gauges: a paired excess further than this many robust scales from its median is clipped
 # before it is summed (one host's cache spike is not a regression; see stats.winsorize).
 CLIP_SCALES = 4.0
+# Gauges: failing on the mean on its first few points (while the history's prior weighs more than
+# the window's) also needs the excess beyond tolerance under the window's own variance, where that
+# is larger than the blend of it with the history's (stats.margin_test, window_floor). The
+# history's noise is one host's, minute to minute: the least the difference of two hosts varies
+# by, not its size. Real pairs drift apart by +30-67% for minutes (replica pods, the noisy
+# family's sensors); with the prior weighing as 10 points, 5 such points read as a shift.
+FAIL_ON_WINDOW_VARIANCE = True
 # Counts: a canary with requests but so few errors (none, or one) that the baseline's rate makes
 # that less likely than this, has probably lost its error series (broken instrumentation), not
 # its errors.
@@ -1003,8 +1010,11 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
             # No history: the window's own spread is all there is.
             prior = np.full(len(c), np.var(excess, ddof=1) if len(c) > 2 else np.inf)
         test, robust = (margin_test(x, prior, setting.budget.fail, setting.budget.checkpoint,
-                                    setting.lifetime_points // TUNED_AT, remaining_points=setting.remaining_points)
-                        for x in (excess, winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior))))))
+                                    setting.lifetime_points // TUNED_AT, remaining_points=setting.remaining_points,
+                                    window_floor=floor)
+                        for x, floor in ((excess, False),
+                                         (winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior)))),
+                                          FAIL_ON_WINDOW_VARIANCE)))
         at_end = None
         if setting.look.final:
             clipped = winsorize(excess, END_CLIP_SCALES, float(np.sqrt(np.mean(prior))))
