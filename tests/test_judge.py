@@ -389,6 +389,32 @@ def test_a_clean_canary_clearly_within_still_passes_at_the_end(seed):
     assert verdict.verdict == "pass", verdict.reason
 
 
+# Two real hosts drifting apart for six minutes, their difference scattering far more than one
+# host's minute-to-minute noise (3% here): +52% on average, 20-95% point to point; agreeing after.
+DRIFT_APART = np.array([0.95, 0.15, 0.85, 0.05, 0.7, 0.4])
+
+
+def test_two_hosts_drifting_apart_for_a_few_noisy_points_are_not_a_shift():
+    """Issue 23 (noisy pairs): five points +52% apart read as a shift when the history's one-host
+    noise, weighing as 10 points, was blended into their variance; under the window's own variance
+    (paired SD ~37% of the level) five points do not show it. The canary agrees over the window."""
+    canary, baseline = _fleet(70)
+    canary.values["cpu"][: len(DRIFT_APART)] *= 1 + DRIFT_APART
+    verdict, _ = _run(_policy(metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]), canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason
+
+
+@pytest.mark.parametrize("seed", [70, 71, 72])
+def test_a_steady_shift_on_a_quiet_pair_still_fails_on_its_first_five_points(seed):
+    """The window's own variance only widens the early fail where the pair scatters more than
+    the history: a steady +40% at one host's noise is failed as soon as before."""
+    canary, baseline = _fleet(seed)
+    canary.values["cpu"][:] *= 1.4
+    verdict, at = _run(_policy(metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]), canary, baseline)
+    assert verdict.verdict == "fail" and verdict.metrics[0].rule == "mean-beyond-tolerance", verdict.reason
+    assert at <= 5 / 60, at
+
+
 @pytest.mark.parametrize("share", [1.0, 0.05])
 def test_the_interval_beside_a_pass_is_the_pass_tests(share):
     """Issue 24, item 4: "+19.1% [-60%, +98.2%], tolerance 50%: shown within tolerance": the

@@ -54,6 +54,25 @@ def test_prior_variance_guards_the_first_looks():
     assert not margin_test(excess, np.full(3, 4.0), 0.01, 0.05, 30).beyond
 
 
+def test_the_window_floor_keeps_a_window_noisier_than_its_prior_at_its_own_variance():
+    """With window_floor the per-point variance is never below the window's own: five points
+    scattering with variance 9 against a prior of 1 are not pulled toward it (the blend, with the
+    prior weighing as 10 points, takes about 3.2), and the test does not fail on them."""
+    excess = np.array([7.0, 1.5, 6.5, 0.5, 5.0])
+    prior = np.ones(5)
+    blended = margin_test(excess, prior, 0.01, 0.05, 30)
+    floored = margin_test(excess, prior, 0.01, 0.05, 30, window_floor=True)
+    own = float(np.var(excess, ddof=1))
+    assert blended.variance < 5 * own <= floored.variance
+    assert blended.beyond and not floored.beyond
+    quiet = np.array([3.1, 2.9, 3.0, 3.2, 2.8])  # less scattered than the prior: the prior stays
+    assert margin_test(quiet, prior, 0.01, 0.05, 30, window_floor=True) == margin_test(quiet, prior, 0.01, 0.05, 30)
+    # Once the window's points weigh as much as the prior (11 points against a weight of 10), its
+    # own variance leads the blend: the floor is for the first few looks only.
+    longer = np.tile(excess, 3)[:11]
+    assert margin_test(longer, np.ones(11), 0.01, 0.05, 30, window_floor=True) == margin_test(longer, np.ones(11), 0.01, 0.05, 30)
+
+
 def test_checkpoint_pass_needs_the_estimate_clear_of_the_tolerance():
     rng = np.random.default_rng(5)
     within = margin_test(rng.normal(-1.0, 1.0, 30), np.ones(30), 0.01, 0.05, 15)

@@ -25,6 +25,13 @@ from gate.stats.seasonal import DAY, fit_seasonal, robust_sd
 from gate.stats.sequential import margin_test, winsorize
 from gate.verdict import MetricResult
 
+# Gauges: failing on the mean on its first few points (while the history's prior weighs more than
+# the window's) also needs the excess beyond tolerance under the window's own variance, where that
+# is larger than the blend of it with the history's (stats.margin_test, window_floor). The
+# history's noise is one host's, minute to minute: the least the difference of two hosts varies
+# by, not its size. Real pairs drift apart by +30-67% for minutes (replica pods, the noisy
+# family's sensors); with the prior weighing as 10 points, 5 such points read as a shift.
+FAIL_ON_WINDOW_VARIANCE = True
 # Upper quantiles (issue 23, item 4): a gauge judged by its tail also fails when more of its canary
 # points lie above their baseline by the noise's TAIL_QUANTILE (one host's minute-to-minute jumps
 # in the history) plus the tolerance than chance makes plausible over the lifetime. It takes
@@ -110,8 +117,11 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
             # No history: the window's own spread is all there is.
             prior = np.full(len(c), np.var(excess, ddof=1) if len(c) > 2 else np.inf)
         test, robust = (margin_test(x, prior, setting.budget.fail, setting.budget.checkpoint,
-                                    setting.lifetime_points // TUNED_AT, remaining_points=setting.remaining_points)
-                        for x in (excess, winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior))))))
+                                    setting.lifetime_points // TUNED_AT, remaining_points=setting.remaining_points,
+                                    window_floor=floor)
+                        for x, floor in ((excess, False),
+                                         (winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior)))),
+                                          FAIL_ON_WINDOW_VARIANCE)))
         at_end = None
         if setting.look.final:
             clipped = winsorize(excess, END_CLIP_SCALES, float(np.sqrt(np.mean(prior))))

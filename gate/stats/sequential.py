@@ -154,6 +154,7 @@ def margin_test(
     prior_weight: float = 10.0,
     remaining_points: int = 0,
     drift: bool = True,
+    window_floor: bool = False,
 ) -> MarginTest:
     """Sequential test of sum(excess) against 0 with a variance that blends a prior per-point
     variance (from the history, known from the first point) with the empirical one.
@@ -163,6 +164,12 @@ def margin_test(
     history said (two real hosts drift apart more than one host's minutes do). The blend never
     falls below PRIOR_FLOOR times the prior. `drift=False` skips the straight-line fit only a pass
     reads (`within`): half the cost of a test that is only ever asked whether it fails.
+
+    `window_floor=True`: nor below the window's own variance while the prior weighs more than
+    the window's points (n - 1 < prior_weight). Where the prior is only the least the points can
+    vary (one host's noise, for the difference of two hosts), blending it in pulls a few points
+    that vary more toward a variance it is known to understate: two real hosts drifting apart
+    for five points read as a shift. Past that the window's own variance leads the blend anyway.
     """
     n = len(excess)
     with np.errstate(all="ignore"):
@@ -170,7 +177,9 @@ def margin_test(
         if n >= 3 and math.isfinite(prior_weight):
             empirical = noise_variance(excess)
             per_point = (prior_weight * prior + (n - 1) * empirical) / (prior_weight + n - 1)
-            per_point = max(per_point, PRIOR_FLOOR * prior)
+            # While the prior weighs more than the window's points (the few-point looks).
+            floor = empirical if window_floor and n - 1 < prior_weight else 0.0
+            per_point = max(per_point, PRIOR_FLOOR * prior, floor)
         else:
             per_point = prior
         variance = n * per_point
