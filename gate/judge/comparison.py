@@ -82,6 +82,12 @@ def _directions(m: Metric) -> list[str]:
     return ["increase", "decrease"] if m.bad_direction == "either" else [m.bad_direction]
 
 
+def _at_tolerance(m: Metric, tolerance: float) -> list[tuple[str, float, float]]:
+    """Each bad direction with its sign (+1: an increase is bad) and the canary's factor at the
+    tolerance in that direction (1 + sign * tolerance): what each mean/rate test compares against."""
+    return [(d, sign, 1 + sign * tolerance) for d in _directions(m) for sign in (1.0 if d == "increase" else -1.0,)]
+
+
 def _excursions(m: Metric, difference, scale, ref, directions, budget: Budget, lifetime_points: int, centre: bool):
     """(excursions so far, the count that fails) for a canary point far above its baseline, or
     None when the history gives no noise scale. Gauges are centred on their median difference

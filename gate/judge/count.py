@@ -11,7 +11,8 @@ import numpy as np
 
 from gate import guardrails
 from gate.judge.budget import TUNED_AT, Budget, Setting
-from gate.judge.comparison import FAIL_TEST, Comparison, DirectionTest, _directions, _excursions, _pct, _result
+from gate.judge.comparison import (FAIL_TEST, Comparison, DirectionTest, _at_tolerance, _directions, _excursions, _pct,
+                                   _result)
 from gate.judge.kinds import MetricKind
 from gate.judge.preprocess import Paired
 from gate.judge.reference import MetricReference, Reference, _jump_rate, _rate, learned
@@ -190,9 +191,7 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
     numbers = dict(canary=rate_c, baseline=rate_b, expected=expected, effect=effect)
     directions = _directions(m)
     outcomes = []
-    for direction in directions:
-        sign = 1.0 if direction == "increase" else -1.0
-        factor = 1 + sign * tolerance
+    for direction, sign, factor in _at_tolerance(m, tolerance):
         excess = sign * (ec - factor * weight * eb)
         # The variance under "the canary is at the tolerance": counts follow their model well,
         # and the empirical spread of a canary that is worse would only hide that it is.

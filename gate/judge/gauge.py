@@ -12,7 +12,7 @@ import numpy as np
 from gate import guardrails
 from gate.judge.budget import TUNED_AT, Setting
 from gate.judge.comparison import (CLIP_SCALES, END_CLIP_SCALES, FAIL_TEST, MIN_POINTS_FOR_EXCURSIONS, Comparison,
-                                   DirectionTest, _directions, _excursions, _pct, _result)
+                                   DirectionTest, _at_tolerance, _directions, _excursions, _pct, _result)
 from gate.judge.kinds import MetricKind
 from gate.judge.preprocess import Paired
 from gate.judge.reference import MetricReference, Reference, _jump_rate, learned
@@ -107,9 +107,7 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
     numbers = dict(canary=mean_c, baseline=mean_b, expected=expected, effect=effect)
     directions = _directions(m)
     outcomes = []
-    for direction in directions:
-        sign = 1.0 if direction == "increase" else -1.0
-        factor = 1 + sign * tolerance
+    for direction, sign, factor in _at_tolerance(m, tolerance):
         excess = sign * (c - factor * b)
         if noise is not None:
             prior = (noise * b) ** 2 * (1 + factor**2)
