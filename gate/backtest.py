@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from gate.analysis import group_scopes, replay_recorded
-from gate.errors import GateError, InputError, PolicyError
+from gate.errors import GateError, InputError, PolicyError, SourceError
 from gate.lifecycle import FUTURE_SKEW
 from gate.policy import MAX_TOLERANCE, MIN_TOLERANCE, Metric, Policy, _human, parse_policy
 from gate.series import Frame, Observations
@@ -203,6 +203,8 @@ def split_by_host(policy: Policy, source: MetricSource, query: Query, counts: se
         hosts = fetch_hosts(query)
     except CannotSplit as e:
         return str(e)
+    except SourceError as e:  # the group's own read worked: judge it alone, labelled, not "could not judge"
+        return f"the baseline's per-host read failed ({e})"
     hosts = {h: Observations(canary=f).cleaned(counts).canary for h, f in hosts.items()}
     hosts = {h: f for h, f in hosts.items() if covered(f) > 0}
     if len(hosts) < 2:

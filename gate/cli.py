@@ -327,7 +327,7 @@ def plan(
     """Pre-flight: how long this canary needs to pass when as good as the baseline, and to fail
     at 2x tolerance, at today's traffic and noise (the judge's own model). Exit 0 ok, 3 too short or at the end."""
     from gate.console import StageProgress, print_plan
-    from gate.plan import OK, plan as make_plan
+    from gate.plan import OK, Options, plan as make_plan
     from gate.policy import load_policy
     from gate.sources import open_source_from
 
@@ -340,7 +340,7 @@ def plan(
     source = open_source_from(loaded, str(policy))
     with StageProgress(err, "plan") as progress:
         data = make_plan(loaded, source, release, share=canary_share, deployed_at=deployed_at,
-                         progress=progress).to_dict()
+                         progress=progress, options=Options(at="--at" if at is not None else None)).to_dict()
     if as_json:
         print(json.dumps(data), flush=True)
     else:

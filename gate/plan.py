@@ -360,7 +360,7 @@ class Groups:
 def read_groups(policy: Policy, source: MetricSource, release: str, deployed_at: int,
                 asked: str | None = None) -> Groups:
     """The history, and with a baseline group its split by host as `gate backtest` splits it
-    (`backtest.split_by_host`: one more request, host by host): the halves judged against each
+    (`backtest.split_by_host`: the history read again, host by host): the halves judged against each
     other show the divergence a paired canary will have. Where it cannot split, one group's
     history and the reason, for the plan to say so."""
     history = read_recent(policy, source, release, deployed_at, asked)

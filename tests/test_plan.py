@@ -143,3 +143,10 @@ def test_in_a_log_the_plan_prints_progress_lines_on_stderr(tmp_path):
     progress = [line for line in result.stderr.splitlines() if line.startswith("plan: ")]
     assert any("canary as good as the baseline" in line for line in progress)
     assert any("errors" in line and "share" in line for line in progress)
+
+
+def test_a_deploy_moment_in_the_future_is_refused_naming_the_option(tmp_path):
+    """Review: the CLI planned a deploy in 2031 (exit 0) where the Lambda refused the same moment
+    naming its field; both now name theirs."""
+    one_error_line(run_gate("plan", "rel-1", "--policy", policy(tmp_path, CPU), "--at", "2031-01-01T00:00:00Z"),
+                   "--at", "in the future")

@@ -188,3 +188,50 @@ def test_over_cloudwatch_a_metric_without_per_instance_series_plans_from_one_gro
     assert "disk: CloudWatch lists no CWAgent/disk_used_percent per InstanceId of web-baseline" in result.mode_reason
     assert "expected canary from one group's history" in result.mode_reason
     assert result.to_dict()["mode_reason"] == result.mode_reason
+
+
+# ------------------------------------------------------------------------------ review fixes
+
+
+def test_datadog_series_whose_host_tags_cannot_be_told_apart_split_nothing():
+    """Review, reproduced: a second series with the same host tag replaced the first whole, and a
+    series with two host tags (or none) was dropped without a word; the halves were built from
+    what was left. Now the split is refused, saying why (the plan and backtest fall back, labelled)."""
+    from types import SimpleNamespace
+
+    from gate.sources import CannotSplit
+    from gate.sources.datadog import DatadogSource
+
+    def collected(series_tags):
+        stub = SimpleNamespace(options=SimpleNamespace(host_tag="host"), _scrub=lambda s: s)
+        stub._columns = lambda payload, step: DatadogSource._columns(stub, payload, step)
+        payload = {"data": {"attributes": {"times": [0, 60000], "series": [
+            {"query_index": 0, "group_tags": tags} for tags in series_tags],
+            "values": [[10.0, 10.0] for _ in series_tags]}}}
+        per_host: dict = {}
+        DatadogSource._collect_hosts(stub, payload, [("baseline", "cpu")], 60, per_host)
+        return per_host
+
+    assert set(collected([["host:web-1"], ["host:web-2"]])) == {"web-1", "web-2"}
+    for tags, why in ([["host:web-1"], ["host:web-1"]], "two series of cpu carry host:web-1"), \
+                     ([["host:web-1"], ["host:web-2", "host:web-3"]], "carries 2 host: tags"), \
+                     ([["host:web-1"], ["env:prod"]], "carries 0 host: tags"):
+        with pytest.raises(CannotSplit, match=why):
+            collected(tags)
+
+
+def test_a_per_host_read_that_fails_falls_back_labelled_instead_of_failing_the_plan():
+    """Review: only CannotSplit fell back; a SourceError of the per-host read (CloudWatch without
+    ListMetrics, an answer over max_answer_bytes) failed the whole plan after the group's own read
+    had worked."""
+    from gate.backtest import split_by_host
+    from gate.errors import SourceError
+
+    class Refusing:
+        def fetch_hosts(self, query):
+            raise SourceError("CloudWatch refused ListMetrics (AccessDenied)")
+
+    policy = parse_policy({"name": "p", "source": {"type": "simulate"}, "canary": {"scope": "c"},
+                           "baseline": {"scope": "b"}, "metrics": [{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]})
+    why = split_by_host(policy, Refusing(), None, set(), 1.0, lambda frame: 1.0)
+    assert isinstance(why, str) and "per-host read failed" in why and "AccessDenied" in why

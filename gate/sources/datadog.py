@@ -721,10 +721,15 @@ class DatadogSource:
                 if not 0 <= index < len(slots):
                     raise ValueError(f"query_index {index} out of range")
                 tags = [t for t in s.get("group_tags") or [] if isinstance(t, str) and t.startswith(prefix)]
-                if len(tags) != 1:  # points without the tag (or several): no host to give them to
-                    continue
-                found[(tags[0][len(prefix):], slots[index][1])] = {
-                    t: float(v) for t, v in zip(times, column) if v is not None}
+                # Points of no host, of several, or a host twice: halves built from what is left
+                # would drop or overwrite a host's points without a word; say why, and split none.
+                if len(tags) != 1:
+                    raise CannotSplit(f"a series of {slots[index][1]} carries {len(tags)} {prefix} tags "
+                                      f"({', '.join(tags) or 'none'}): its points belong to no one host")
+                key = (tags[0][len(prefix):], slots[index][1])
+                if key in found:
+                    raise CannotSplit(f"two series of {key[1]} carry {tags[0]}: that host's points cannot be told apart")
+                found[key] = {t: float(v) for t, v in zip(times, column) if v is not None}
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             raise _Fault(f"malformed answer ({type(e).__name__}: {self._scrub(str(e))[:120]})") from None
         for (host, name), by_time in found.items():
