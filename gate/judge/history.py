@@ -46,12 +46,31 @@ def _against_history(
     if x is None:
         return _result(m, "inconclusive", Rule.NO_DATA, "no data for this metric (query broken or metric absent)")
     ok = np.isfinite(x)
+    volume = None
+    if m.denominator:
+        volume = canary.values.get(m.denominator)
+        volume_ref = reference.metrics.get(m.denominator)
+        if volume is None or not np.isfinite(volume).any():
+            return _result(m, "inconclusive", Rule.NO_DATA, f"no data for its denominator {m.denominator}: a ratio "
+                           "is not judged on its events alone (fewer requests hide a higher error rate)")
+        if volume_ref is None or volume_ref.seasonal is None:
+            return _result(m, "inconclusive", Rule.NO_HISTORY, f"no usable history of its denominator {m.denominator}")
+        ok &= np.isfinite(volume)
     t, x = canary.timestamps[ok], x[ok]
     expected_values = ref.seasonal.expected(t)
+    scale = ref.seasonal.scale(t)
+    if volume is not None and len(t):
+        # A ratio (review, reproduced: a canary whose requests fell to a third with the same
+        # errors, its error rate tripled, passed at -9%): the events the history expects at the
+        # window's own volume. The noise grows with a higher volume and is never narrowed for a
+        # lower one (fewer false alarms, never more power than the history has).
+        expected_volume = volume_ref.seasonal.expected(t)
+        at_volume = np.where(expected_volume > 0, volume[ok] / np.maximum(expected_volume, 1e-12), 1.0)
+        expected_values = expected_values * at_volume
+        scale = scale * np.sqrt(np.maximum(at_volume, 1.0))
     expected = float(np.mean(expected_values)) if len(t) else None
     if len(t) == 0:
         return _result(m, "inconclusive", Rule.TOO_FEW_POINTS, "no point since the deploy", expected=expected)
-    scale = ref.seasonal.scale(t)
     z = (x - expected_values) / scale - ref.offset
     if m.bad_direction == "increase":
         excursions = int(np.sum(z > EXCURSION_SCALES))
