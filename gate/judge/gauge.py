@@ -31,7 +31,11 @@ from gate.verdict import MetricResult
 # history's noise is one host's, minute to minute: the least the difference of two hosts varies
 # by, not its size. Real pairs drift apart by +30-67% for minutes (replica pods, the noisy
 # family's sensors); with the prior weighing as 10 points, 5 such points read as a shift.
-FAIL_ON_WINDOW_VARIANCE = True
+# A candidate, off: it cut the noisy family's false positives 3/144 -> 1/144, but slowed fails
+# (nab5m median 20.8% -> 33.3%, dev 25.0% -> 25.8%) and a plan of a clean +20% memory shift at a
+# 10% tolerance over 12 points (3% noise, tests/test_plan_pairs.py) was no longer caught within
+# its lifetime: a loss of power not understood yet (bench/candidates.yaml).
+FAIL_ON_WINDOW_VARIANCE = False
 # Upper quantiles (issue 23, item 4): a gauge judged by its tail also fails when more of its canary
 # points lie above their baseline by the noise's TAIL_QUANTILE (one host's minute-to-minute jumps
 # in the history) plus the tolerance than chance makes plausible over the lifetime. It takes
