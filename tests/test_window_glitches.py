@@ -1,8 +1,10 @@
-"""A glitch point in a count's canary window (a counter reset writing 1e5 for one minute) neither
-hides a regression nor fakes one (review, reproduced): the window's counts are screened against the
+"""A glitch point in a count's canary window (a counter reset writing 1e5 for one minute) no longer
+hides a regression (review, reproduced): the window's counts are screened against the
 history's 99th percentile (GLITCH_WINDOW_OVER_P99), as the history's are, and the moments it
 leaves out are judged both ways: the canary gets the worse answer (a screen by size cannot tell a
-glitch from a real moment of one group).
+glitch from a real moment of one group). A glitch that makes the canary look worse still can (a
+baseline errors glitch holds a clean canary undecided as implausibly clean, as before the screen):
+a false rollback, the fail-closed side.
 
 k1m-error-rate-010 (errors x2, a real traffic shape; ~2500 requests and ~36 baseline errors a
 minute, history p99 238 errors and 7511 requests) fails at +51 min on its data. Once, canary

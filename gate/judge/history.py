@@ -71,7 +71,14 @@ def _against_history(
     expected = float(np.mean(expected_values)) if len(t) else None
     if len(t) == 0:
         return _result(m, "inconclusive", Rule.TOO_FEW_POINTS, "no point since the deploy", expected=expected)
-    z = (x - expected_values) / scale - ref.offset
+    if volume is not None and float(np.sum(volume[ok])) < max(1, m.min_events):  # as beside a baseline
+        return _result(m, "inconclusive", Rule.MINIMUM_VOLUME, f"the canary has {np.sum(volume[ok]):.0f} "
+                       f"{m.denominator}, needs {max(1, m.min_events)}", expected=expected)
+    # The offset (how far the hour before the deploy ran off the model) is the raw events'; a
+    # ratio's expectation already follows the volume, and excusing a rise in traffic before the
+    # deploy twice passed a doubled error rate (review, reproduced).
+    offset = 0.0 if volume is not None else ref.offset
+    z = (x - expected_values) / scale - offset
     if m.bad_direction == "increase":
         excursions = int(np.sum(z > EXCURSION_SCALES))
     elif m.bad_direction == "decrease":
