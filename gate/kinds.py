@@ -12,6 +12,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
+from gate.errors import PolicyError
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -50,8 +52,13 @@ def judged_as(name: str) -> Any:
     """The judge's comparison of a kind (its `judged_by`), imported once."""
     judge = _judges.get(name)
     if judge is None:
-        module, _, attribute = kind_named(name).judged_by.partition(":")
-        judge = _judges[name] = getattr(importlib.import_module(module), attribute)
+        judged_by = kind_named(name).judged_by
+        module, _, attribute = judged_by.partition(":")
+        try:
+            judge = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError, ValueError) as e:  # a registration's typo: a message, not a traceback
+            raise PolicyError(f"kind {name!r}: its judge {judged_by!r} cannot be loaded ({e})") from None
+        _judges[name] = judge
     return judge
 
 

@@ -69,3 +69,23 @@ def test_a_registered_kind_is_judged_by_its_own_object_and_nothing_else_asks_the
     # (the policy, the sources, the limits, the history-only path) branched on the name.
     assert as_level.verdict == as_gauge.verdict and as_level.reason == as_gauge.reason
     assert [m.to_dict() for m in as_level.metrics] == [m.to_dict() for m in as_gauge.metrics]
+
+
+def test_a_kind_whose_judge_cannot_be_loaded_is_a_message_naming_it_never_a_pass():
+    """Review: a registration's typo (`judged_by` naming no object) raised a bare AttributeError
+    at the first judgement; the run still ended could not judge, but the message named neither
+    the kind nor what to fix."""
+    saved = dict(kinds.KINDS)
+    kinds.register(kinds.Kind("level", summed=False, judged_by="gate.judge.gauge:GAGUE", description="a typo"))
+    try:
+        with pytest.raises(PolicyError, match=r"kind 'level': its judge 'gate.judge.gauge:GAGUE' cannot be loaded"):
+            kinds.judged_as("level")
+        canary, baseline = _fleet(2)
+        verdict, _ = _run(_with_cpu_as("level"), canary, baseline)
+    except PolicyError:
+        verdict = None
+    finally:
+        kinds.KINDS.clear()
+        kinds.KINDS.update(saved)
+        kinds._judges.pop("level", None)
+    assert verdict is None or verdict.verdict != "pass"
