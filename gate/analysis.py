@@ -19,7 +19,7 @@ from gate.errors import GateError, PolicyError, quoted
 from gate.lifecycle import CLI, Deploy, Names, register
 from gate.policy import Policy, with_overrides
 from gate.request_budget import BudgetSpent
-from gate.series import Frame, Observations, TargetHealth
+from gate.series import Frame, Observations, TargetHealth, TargetHealthUnread
 from gate.settings import current_settings
 from gate.sources import DEMO_SOURCES, MetricSource, Query, fixed_filters, look
 from gate.sources.replay import Case, ReplaySource, load_case
@@ -252,9 +252,20 @@ class Analysis:
             with look(self.source):  # the history and the window: one look, one deadline
                 reference = self.reference()
                 window = self.window(now)
+                unread = None
                 if self.targets is not None and current:  # health read now is not the health at a past end
-                    window = replace(window, canary_targets=self.targets(now))
+                    try:
+                        window = replace(window, canary_targets=self.targets(now))
+                    except TargetHealthUnread as e:
+                        unread = e
             verdict = self.judge.evaluate(self.policy, reference, window, self.deployed_at, now)
+            if unread is not None:
+                # Judged without it, but a person must know the dead-canary-by-health rule was not
+                # applied: a canary its load balancer took out of service fails by its silence, later.
+                verdict = replace(verdict, notes=[*verdict.notes, (
+                    f"the canary target group's health could not be read ({unread}): the rule that fails a canary "
+                    "its load balancer takes out of service was not applied at this look (a silent canary still "
+                    "fails by the canary-down rule, later)")])
             demo = self.policy.source.type if self.policy.source.type in DEMO_SOURCES else None
             verdict = replace(verdict, release=self.release, demo=demo, rollout_step=self.rollout_step,
                               deploy=self.deploy.number if self.deploy is not None else None)

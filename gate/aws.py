@@ -78,24 +78,26 @@ def backoff(attempt: int) -> float:
 
 
 def make_client(service: str, region: str | None = None, *, attempts: int = RETRIES["total_max_attempts"],
-                bounded: bool = True) -> Any:
-    """A boto3 client, the gate's only way to make one: with bounded timeouts and botocore's
-    standard retries (throttling and transient errors), up to `attempts` in all (1: the caller
-    retries); the endpoint follows the boto3 chain (AWS_ENDPOINT_URL for tests), the region `region`,
-    else botocore's chain, else the settings' AWS_REGION.
+                raw_errors: bool = False) -> Any:
+    """A boto3 client, the gate's only way to make one: with bounded timeouts (CONNECT_TIMEOUT,
+    READ_TIMEOUT) and botocore's standard retries (throttling and transient errors), up to
+    `attempts` in all (1: the caller retries); the endpoint follows the boto3 chain
+    (AWS_ENDPOINT_URL for tests), the region `region`, else botocore's chain, else the settings'
+    AWS_REGION.
 
-    `bounded=False`: botocore's own defaults (its retries and timeouts, its region chain) and its
-    errors raised as they are, for the callers that turn them into their own (the store, the
-    reference cache, the request budget, the report upload, the Lambda's S3 policy)."""
+    Every client has those bounds: botocore's defaults (60 s to connect, 60 s per read, up to 5
+    attempts, 10 for DynamoDB) let one hung endpoint hold a look, or the Lambda, for minutes.
+    `raw_errors=True`: botocore's region chain only, and its errors raised as they are, for the
+    callers that turn them into their own (the store, the reference cache, the request budget,
+    the report upload, the Lambda's policy, secret and idempotency clients)."""
     import boto3
-
-    if not bounded:
-        return boto3.client(service, region_name=region)
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, NoRegionError
 
     retries = {**RETRIES, "total_max_attempts": attempts}
     config = Config(retries=retries, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
+    if raw_errors:
+        return boto3.client(service, region_name=region, config=config)
     try:
         try:
             return boto3.client(service, region_name=region, config=config)

@@ -229,7 +229,7 @@ class S3ReferenceCache:
         from gate.aws import make_client
 
         self.bucket = bucket
-        self.client = client or make_client("s3", bounded=False)
+        self.client = client or make_client("s3", raw_errors=True)
         self._damaged: set[str] = set()
 
     def _where(self, key: str) -> str:

@@ -336,7 +336,7 @@ def _n(value: float) -> dict:
 def _dynamodb(endpoint: str | None) -> Any:
     from gate.aws import make_client
 
-    return make_client("dynamodb", bounded=False)  # once per container: a client is slow to build
+    return make_client("dynamodb", raw_errors=True)  # once per container: a client is slow to build
 
 
 def shared_budget(name: str) -> RequestBudget:

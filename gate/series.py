@@ -92,6 +92,12 @@ class Frame:
 OUT_OF_SERVICE_STATES = frozenset({"unused", "draining"})
 
 
+class TargetHealthUnread(Exception):
+    """The load balancer was asked for the canary's targets and did not answer (a role without
+    elasticloadbalancing:DescribeTargetHealth, a failed call): the message says why. Not a reason
+    to stop judging (the health is extra evidence), but the verdict says it was not read."""
+
+
 @dataclass(frozen=True)
 class TargetHealth:
     """The canary target group's targets as its load balancer saw them at one moment (elbv2

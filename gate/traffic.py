@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from gate.actions import ActionError, action_error
 from gate.policy import Rollout
-from gate.series import TargetHealth
+from gate.series import TargetHealth, TargetHealthUnread
 
 Weights = dict[str, int]  # target group ARN -> weight
 
@@ -44,7 +44,8 @@ class Router(Protocol):
         ...
 
     def canary_targets(self, at: int) -> TargetHealth | None:
-        """The canary target group's targets as the load balancer sees them now (None: not known)."""
+        """The canary target group's targets as the load balancer sees them now (None: nothing to
+        read, a simulated load balancer); TargetHealthUnread when they could not be read."""
         ...
 
 
@@ -167,12 +168,13 @@ class Forward:
     def canary_targets(self, at: int) -> TargetHealth | None:
         """The canary target group's targets and their health (describe_target_health): the load
         balancer's own health checks, which tell a dead canary from one whose metrics are late.
-        None when it cannot be read (a role without elasticloadbalancing:DescribeTargetHealth):
-        it is extra evidence, and without it a silent canary still fails by the canary-down rule."""
+        TargetHealthUnread when it cannot be read (a role without
+        elasticloadbalancing:DescribeTargetHealth): it is extra evidence, and without it a silent
+        canary still fails by the canary-down rule, later; the verdict says it was not read."""
         try:
             found = self._call("describe_target_health", TargetGroupArn=self.rollout.canary_target_group)
-        except ActionError:
-            return None
+        except ActionError as e:
+            raise TargetHealthUnread(str(e)) from None
         targets = tuple((t.get("TargetHealth", {}).get("State", ""), t.get("TargetHealth", {}).get("Reason", ""))
                         for t in found.get("TargetHealthDescriptions", []))
         return TargetHealth(_short(self.rollout.canary_target_group), int(at), targets)

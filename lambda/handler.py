@@ -69,6 +69,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
+from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 # The gate's modules load at init; statsmodels, scipy and the Datadog client do not: they load
@@ -263,6 +264,10 @@ def _read_ssm(reference: str, fresh: bool = False) -> str:
     """The text of an `ssm:/name` policy, kept by the container for 5 minutes (`fresh`: read again
     now, and kept from now)."""
     try:
+        # The provider get_parameter uses, with the gate's bounded client (powertools makes one
+        # with botocore's 60 s timeouts); again after parameters.clear_caches() empties them.
+        if "ssm" not in DEFAULT_PROVIDERS:
+            DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider(boto3_client=make_client("ssm", raw_errors=True))
         # Decrypted: a SecureString policy is read as its text, not its ciphertext.
         return parameters.get_parameter(reference.removeprefix("ssm:"), max_age=300, decrypt=True,
                                         force_fetch=fresh)
@@ -279,7 +284,7 @@ def _read_s3(bucket: str, key: str, reference: str) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        body = make_client("s3", bounded=False).get_object(Bucket=bucket, Key=key)["Body"]
+        body = make_client("s3", raw_errors=True).get_object(Bucket=bucket, Key=key)["Body"]
         return body.read(MAX_POLICY_BYTES + 1)  # more is refused as too large
     except (ClientError, BotoCoreError) as e:
         raise _unreadable(reference, e, (error_code(e) or "error") if isinstance(e, ClientError) else str(e)) from None
@@ -299,7 +304,7 @@ def _unreadable(reference: str, cause: BaseException | None, detail: str) -> Gat
 
 @lru_cache(maxsize=1)
 def _secrets_provider() -> parameters.SecretsProvider:
-    return parameters.SecretsProvider()
+    return parameters.SecretsProvider(boto3_client=make_client("secretsmanager", raw_errors=True))
 
 
 def load_secrets() -> list[str]:
@@ -475,7 +480,7 @@ def _idempotent_judge(table: str, endpoint: str | None):
         expires_after_seconds=int(settings.current_settings().idempotency_ttl),
         response_hook=_replayed,
     )
-    layer = DynamoDBPersistenceLayer(table_name=table)
+    layer = DynamoDBPersistenceLayer(table_name=table, boto3_client=make_client("dynamodb", raw_errors=True))
     wrapped = idempotent_function(data_keyword_argument="request", persistence_store=layer, config=config)(
         _judge_once
     )
@@ -562,7 +567,7 @@ def evaluate(request: EvaluateRequest, policy: Policy, context: Any) -> dict:
 def _cause(e: BaseException) -> str:
     """The AWS error behind a Powertools wrapper, on one line: `ResourceNotFoundException: ...`."""
     cause = e.__cause__ or e
-    code = getattr(cause, "response", {}).get("Error", {}).get("Code")
+    code = error_code(cause)  # '' for a fault without an AWS answer (a timeout: its `response` is None)
     text = f"{code}: {cause}" if code else f"{type(cause).__name__}: {cause}"
     return " ".join(text.split())[:300]
 

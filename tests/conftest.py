@@ -48,6 +48,15 @@ def request_budget_in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("GATE_BUDGET_DIR", str(tmp_path / "budget"))
 
 
+@pytest.fixture(autouse=True)
+def reference_cache_in_tmp(tmp_path, monkeypatch):
+    """The references a test's judge learns (gate.cache) go to its tmp_path/cache, never into the
+    working tree's .gate/cache (nor the Lambda's /tmp/gate-cache): a reference another test, or an
+    earlier run, learned is never read instead of a fetch (subprocesses inherit it; a test about
+    the default folder sets GATE_CACHE_DIR="")."""
+    monkeypatch.setenv("GATE_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     """The recorded cases (../shared/corpus/dev, or GATE_CORPUS). Absent, the tests that replay them

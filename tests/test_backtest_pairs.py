@@ -180,6 +180,24 @@ def test_over_datadog_a_group_of_one_host_falls_back_to_history_only_and_says_wh
     assert "1 host (baseline-host): nothing to split" in history.why and "history-only judge" in history.why
 
 
+@pytest.mark.parametrize("no_host", ["N/A", ""], ids=["host:N/A", "host: (empty)"])
+def test_over_datadog_points_of_no_host_are_not_a_host_and_the_split_is_refused_saying_why(datadog, tmp_path, no_host):
+    """Datadog answers `by {host}` with a series tagged `host:N/A` for the points that carry no host
+    tag. Before, it was one more host: the untagged points of many hosts were one "host" of a half
+    (here a 5th host, split 3 and 2). Halves without them would not be the group either: refused,
+    with their share, and the backtest falls back to the group's own history, labelled."""
+    hosts = hosts_of(datadog.baseline, 5)
+    hosts[no_host] = hosts.pop("web-5")  # a fifth of every metric's points without a host
+    datadog.hosts["baseline"] = hosts
+    _, policy = datadog_policy(tmp_path)
+    history = read_history(policy, open_source(policy), 6, datadog.deployed_at - 60)
+    assert history.mode == "history-only" and history.baseline is None, history.why
+    assert "carry no host (Datadog's host:N/A): they belong to no one host" in history.why, history.why
+    assert "cpu (20% of its points)" in history.why and "latency (20% of its points)" in history.why
+    grouped = [q for r in datadog.timeseries_requests() for q in r["queries"] if "by {host}" in q]
+    assert grouped  # the split was tried host by host, and refused on what came back
+
+
 def test_a_bad_host_in_the_baseline_is_a_false_alarm_of_the_split_not_hidden_in_the_group(datadog, tmp_path):
     """The halves are judged against each other as the live gate judges canary and baseline: a
     host twice as slow as the others over the whole history (a divergence one group's own

@@ -188,3 +188,18 @@ def test_the_code_digest_changes_with_any_module_as_installed(tmp_path):
     assert bytecode not in (sources, code_digest(tmp_path / "empty"))
     (package / "judge" / "classify.pyc").write_bytes((package / "judge" / "classify.pyc").read_bytes() + b"\0")
     assert code_digest(package) != bytecode
+
+
+def test_a_test_s_references_are_its_own_never_the_working_tree_s(tmp_path):
+    """tests/conftest.py: before, a test's judge learned into the working tree's .gate/cache, and a
+    later test (or run) of the same key read that reference instead of fetching its history."""
+    assert ReferenceCache().folder == tmp_path / "cache"
+
+
+def test_without_gate_cache_dir_the_cli_s_cache_is_dot_gate_cache_of_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("GATE_CACHE_DIR", "")
+    monkeypatch.chdir(tmp_path)
+    cache = ReferenceCache()
+    assert cache.folder == Path(".gate/cache")
+    cache.save("k" * 64, learned())
+    assert (tmp_path / ".gate" / "cache").is_dir() and cache.load("k" * 64) is not None

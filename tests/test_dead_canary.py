@@ -101,10 +101,61 @@ def test_the_canary_target_group_s_health_is_read_from_the_load_balancer(alb):
     assert not empty.serving and "no registered target" in empty.describe()
 
 
-def test_a_target_group_that_cannot_be_read_is_not_known_never_an_error(alb):
+def test_a_target_group_that_cannot_be_read_is_unread_never_an_action_error(alb):
+    from gate.series import TargetHealthUnread
+
     policy = rollout_policy(alb)
     gone = policy.rollout.model_copy(update={"canary_target_group": alb["groups"]["canary"][:-4] + "0000"})
-    assert Forward(alb["elbv2"], gone).canary_targets(1) is None
+    with pytest.raises(TargetHealthUnread, match="describe_target_health failed"):
+        Forward(alb["elbv2"], gone).canary_targets(1)
+
+
+class Answer:
+    """The raw body of an HTTP answer, as botocore reads it."""
+
+    def __init__(self, body: bytes):
+        self.body = body
+
+    def stream(self, **kwargs):
+        yield self.body
+
+
+def refusing_target_health(elbv2) -> None:
+    """The moto client's DescribeTargetHealth answered as AWS answers a role without
+    elasticloadbalancing:DescribeTargetHealth (403 AccessDenied, parsed by botocore); every other
+    call goes to moto."""
+    from botocore.awsrequest import AWSResponse
+
+    body = (b'<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error>'
+            b"<Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:sts::123456789012:assumed-role/"
+            b"gate/x is not authorized to perform: elasticloadbalancing:DescribeTargetHealth</Message></Error>"
+            b"<RequestId>1</RequestId></ErrorResponse>")
+
+    def refuse(request, **kwargs):
+        return AWSResponse(request.url, 403, {"Content-Type": "text/xml"}, Answer(body))
+
+    elbv2.meta.events.register("before-send.elastic-load-balancing-v2.DescribeTargetHealth", refuse)
+
+
+def test_a_look_whose_target_health_cannot_be_read_says_so_in_its_verdict(alb, tmp_path):
+    """Before, a failed describe_target_health was silent: the verdict read as if the load
+    balancer's health rule had been applied. Through the rollout's looks on moto's elbv2."""
+    refusing_target_health(alb["elbv2"])
+    policy, store = rollout_policy(alb), SqliteStore(tmp_path / "gate.sqlite")
+    source, clock = SimulateSource("healthy", 7), [DEPLOYED_AT]
+    forward = Forward(alb["elbv2"], policy.rollout)
+    judged = []
+    for _ in range(5):
+        release = Analysis(policy, source, "web-2", DEPLOYED_AT, store=store)
+        look = Rollout(release, forward, clock=lambda: clock[0]).tick(clock[0])
+        judged += [look.verdict] if look.verdict is not None else []
+        clock[0] += policy.interval
+    assert judged, "no look judged the step"
+    for verdict in judged:
+        note = next((n for n in verdict.notes if "target group's health could not be read" in n), None)
+        assert note is not None, verdict.notes
+        assert "AWS refused describe_target_health (AccessDenied)" in note and "was not applied" in note
+    assert forward.weights()[alb["groups"]["canary"]] == 5  # the look went on: the health is extra evidence
 
 
 # ------------------------------------------------------- the judge alone, without a load balancer

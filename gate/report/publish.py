@@ -36,7 +36,7 @@ def _upload(document: str, bucket: str, key: str) -> str:
     link_seconds = current_settings().report_link_seconds
     expires = int(link_seconds if link_seconds is not None else 7 * 86400)
     try:
-        s3 = make_client("s3", bounded=False)
+        s3 = make_client("s3", raw_errors=True)
         s3.put_object(Bucket=bucket, Key=key, Body=document.encode("utf-8"),
                       ContentType="text/html; charset=utf-8")
         return s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires)

@@ -65,6 +65,7 @@ MAX_BUDGET_WAIT = 100.0
 # Anything else (braces, commas, spaces, `!`, `*`, quotes, operators) would change the query.
 _TAG = re.compile(r"[^\W\d_][\w\-:./]{0,199}")
 _KEYWORDS = {"by", "and", "or", "not", "in"}
+_NO_HOST = None  # where a per-host read keeps the points Datadog gave no host (`host:N/A`)
 _ROLLUP = re.compile(r"\.rollup\(([^()]*)\)")
 _FORMULA = re.compile(r"[\w\s+\-*/().,]+")
 MIN_FORMULA_SCALE, MAX_FORMULA_SCALE = 1e-9, 1e9  # a unit's change (ns to s, bytes to GB), no more
@@ -466,9 +467,22 @@ class DatadogSource:
             raise CannotSplit("no baseline group to split")
         groups = {"baseline": check_scope(query.baseline, "baseline")}
         names = [m.name for m in query.metrics]
-        per_host: dict[str, dict[str, dict[int, float]]] = {}
+        per_host: dict[str | None, dict[str, dict[int, float]]] = {}
         first, last = self._read(query, groups, self.options.host_tag,
                                  lambda payload, slots: self._collect_hosts(payload, slots, query.step, per_host))
+        untagged = per_host.pop(_NO_HOST, {})
+        # Points Datadog could not give a host (`host:N/A`, or an empty value) are of no one host:
+        # counted as one, the untagged points of many hosts became one "host" in a half. Dropping
+        # them would fail open: the halves would be the part of the group that carries the tag
+        # (perhaps every host of one kind, or a metric's events without its denominator's), judged
+        # as if it were the group, and the backtest's rates and the plan's times would describe
+        # that part without a word. So a split with any of them is refused, saying how much of
+        # each metric they hold; the backtest and plan fall back to one group's history, labelled.
+        held = [f"{n} ({_share(untagged[n], per_host, n):.0%} of its points)" for n in names if untagged.get(n)]
+        if held:
+            raise CannotSplit(f"points of {', '.join(held)} carry no {self.options.host_tag} (Datadog's "
+                              f"{self.options.host_tag}:N/A): they belong to no one host, and halves built "
+                              "without them would not be the group")
         self._reported.update(n for points in per_host.values() for n in names if points.get(n))
         return {host: self._frame(query.metrics, first, last, {n: points.get(n, {}) for n in names})
                 for host, points in sorted(per_host.items())}
@@ -726,7 +740,8 @@ class DatadogSource:
                 if len(tags) != 1:
                     raise CannotSplit(f"a series of {slots[index][1]} carries {len(tags)} {prefix} tags "
                                       f"({', '.join(tags) or 'none'}): its points belong to no one host")
-                key = (tags[0][len(prefix):], slots[index][1])
+                host = tags[0][len(prefix):]
+                key = (_NO_HOST if host.strip().upper() in ("", "N/A") else host, slots[index][1])
                 if key in found:
                     raise CannotSplit(f"two series of {key[1]} carry {tags[0]}: that host's points cannot be told apart")
                 found[key] = {t: float(v) for t, v in zip(times, column) if v is not None}
@@ -763,6 +778,12 @@ def _unknown_host(error: BaseException) -> bool:
     a DNS blip, retried like any connection fault)."""
     cause = error.__cause__ or error.__context__
     return isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_NONAME
+
+
+def _share(untagged: dict[int, float], per_host: dict, name: str) -> float:
+    """The share of a metric's points (host by host, and untagged) that are untagged."""
+    tagged = sum(len(points.get(name, {})) for points in per_host.values())
+    return len(untagged) / (len(untagged) + tagged)
 
 
 def _heard(headers: Any) -> Heard | None:

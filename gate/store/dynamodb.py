@@ -40,7 +40,7 @@ class DynamoStore(Registry):
         days = ttl_days if ttl_days is not None else float(current_settings().store_ttl_days or DEFAULT_TTL_DAYS)
         self.ttl_seconds = int(days * 86400)
         try:
-            self.client = client or make_client("dynamodb", bounded=False)
+            self.client = client or make_client("dynamodb", raw_errors=True)
         except BotoCoreError as e:
             raise StoreError(f"cannot open the DynamoDB store {table}: {e}") from None
 
