@@ -101,6 +101,9 @@ def winsorize(x: np.ndarray, scales: float, floor_scale: float = 0.0) -> np.ndar
 # The variance the window shows may only raise the history's prior, never lower it: a prior
 # learned from one host's minutes is the least two hosts can differ by.
 PRIOR_FLOOR = 1.0
+# margin_test(window_floor=True): the window's own variance floors a few points' blend only where
+# it contradicts the prior at this level (a one-sided chi-square test of the sample variance).
+PRIOR_CONTRADICTED_AT = 0.05
 
 
 @dataclass(frozen=True)
@@ -166,10 +169,13 @@ def margin_test(
     reads (`within`): half the cost of a test that is only ever asked whether it fails.
 
     `window_floor=True`: nor below the window's own variance while the prior weighs more than
-    the window's points (n - 1 < prior_weight). Where the prior is only the least the points can
-    vary (one host's noise, for the difference of two hosts), blending it in pulls a few points
-    that vary more toward a variance it is known to understate: two real hosts drifting apart
-    for five points read as a shift. Past that the window's own variance leads the blend anyway.
+    the window's points (n - 1 < prior_weight), where the window contradicts the prior (its plain
+    variance beyond the prior's PRIOR_CONTRADICTED_AT quantile of a sample variance). Where the
+    prior is only the least the points can vary (one host's noise, for the difference of two
+    hosts), blending it in pulls a few points that vary far more toward a variance the window
+    shows it understates: two real hosts drifting apart for five points read as a shift. A window
+    the prior explains keeps the blend (an unconditional floor, the max of the blend and a 4-df
+    estimate, cost every early fail power). Past that the window's own variance leads anyway.
     """
     n = len(excess)
     with np.errstate(all="ignore"):
@@ -178,7 +184,7 @@ def margin_test(
             empirical = noise_variance(excess)
             per_point = (prior_weight * prior + (n - 1) * empirical) / (prior_weight + n - 1)
             # While the prior weighs more than the window's points (the few-point looks).
-            floor = empirical if window_floor and n - 1 < prior_weight else 0.0
+            floor = empirical if window_floor and n - 1 < prior_weight and _contradicts(excess, prior) else 0.0
             per_point = max(per_point, PRIOR_FLOOR * prior, floor)
         else:
             per_point = prior
@@ -188,6 +194,18 @@ def margin_test(
         checkpoint_b = NormalDist().inv_cdf(1 - alpha_checkpoint) * math.sqrt(variance) if math.isfinite(variance) else math.inf
         now, end, now_error = _drift(excess, remaining_points) if drift else (0.0, 0.0, 0.0)
         return MarginTest(float(np.sum(excess)), variance, fail_b, checkpoint_b, now, end, now_error)
+
+
+def _contradicts(x: np.ndarray, prior: float) -> bool:
+    """The points' plain sample variance lies beyond the PRIOR_CONTRADICTED_AT upper quantile of
+    the sample variance of as many points of the prior's variance (chi-square, n - 1 df)."""
+    from scipy.stats import chi2  # here, not at import: scipy.stats costs a cold start ~0.7 s
+
+    n = len(x)
+    if n < 3 or not prior > 0:
+        return False
+    quantile = chi2.ppf(1 - PRIOR_CONTRADICTED_AT, n - 1) / (n - 1)
+    return float(np.var(x, ddof=1)) > quantile * prior
 
 
 def _drift(x: np.ndarray, remaining: int) -> tuple[float, float, float]:
