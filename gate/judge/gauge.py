@@ -118,12 +118,14 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         else:
             # No history: the window's own spread is all there is.
             prior = np.full(len(c), np.var(excess, ddof=1) if len(c) > 2 else np.inf)
+        # The history's relative noise at each group's own level: what the window's points vary
+        # by if the two groups were as alike as one host's minutes (window_floor's yardstick).
+        at_levels = (noise * c) ** 2 + (factor * noise * b) ** 2 if noise is not None and FAIL_ON_WINDOW_VARIANCE else None
         test, robust = (margin_test(x, prior, setting.budget.fail, setting.budget.checkpoint,
                                     setting.lifetime_points // TUNED_AT, remaining_points=setting.remaining_points,
                                     window_floor=floor)
-                        for x, floor in ((excess, False),
-                                         (winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior)))),
-                                          FAIL_ON_WINDOW_VARIANCE)))
+                        for x, floor in ((excess, None),
+                                         (winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior)))), at_levels)))
         at_end = None
         if setting.look.final:
             clipped = winsorize(excess, END_CLIP_SCALES, float(np.sqrt(np.mean(prior))))
