@@ -208,7 +208,7 @@ def judge_constants(settings: dict):
 
 def pick(training: dict[str, dict], ceiling: float = FP_CEILING) -> str:
     """The candidate to judge a held-out fold with, from its measures on the other folds: the
-    highest detection among those with a false-positive rate <= `ceiling`, ties to the faster
+    highest detection among those with a false-positive rate <= `ceiling` in every family, ties to the faster
     median time to fail, then to the first listed. None that low: the lowest false-positive rate
     first (a gate that cries wolf is switched off), then the same order."""
     order = list(training)
@@ -225,11 +225,15 @@ def pick(training: dict[str, dict], ceiling: float = FP_CEILING) -> str:
 
 
 def rated_measures(rows: list[dict]) -> dict:
-    """What the pick rule compares, on rows whose `ours` is the candidate's decision."""
-    clean = score([r for r in rows if r["expect"] == "pass"], "ours")
+    """What the pick rule compares, on rows whose `ours` is the candidate's decision. `fp` is the
+    worst family's false-positive rate: the target is alpha on each set (issue 23), and pooled, the
+    large dev family hid the noisy pairs' 2.1% under 1% (`fp_pooled` beside it)."""
+    clean = [r for r in rows if r["expect"] == "pass"]
     bad = score([r for r in rows if r["expect"] == "fail"], "ours")
-    return {"fp": clean.get("fail_rate", 0.0), "detection": bad.get("fail_rate", 0.0),
-            "time_to_fail": bad.get("median")}
+    per_family = [score([r for r in clean if r["family"] == f], "ours").get("fail_rate", 0.0)
+                  for f in sorted({r["family"] for r in clean})]
+    return {"fp": max(per_family, default=0.0), "fp_pooled": score(clean, "ours").get("fail_rate", 0.0),
+            "detection": bad.get("fail_rate", 0.0), "time_to_fail": bad.get("median")}
 
 
 def leave_one_family_out(rows: list[dict], outcomes: dict[str, dict[str, dict]]) -> list[dict]:

@@ -99,6 +99,19 @@ def test_with_none_within_the_ceiling_the_lowest_false_positive_rate_is_picked()
     assert cv.pick(training) == "quieter"
 
 
+def test_the_false_positive_rate_the_pick_compares_is_the_worst_familys():
+    """Issue 23's target is alpha on each set: pooled, 3 false alarms of 144 noisy pairs beside 0
+    of 160 dev cases read 1.0% (at the ceiling) and a quieter candidate lost on time."""
+    def row(family, expect, verdict):
+        return {"family": family, "expect": expect, "ours": {"verdict": verdict, "share": 0.5}}
+
+    rows = ([row("canary-vs-baseline", "pass", "pass")] * 160 + [row("noisy", "pass", "fail")] * 3
+            + [row("noisy", "pass", "pass")] * 141 + [row("noisy", "fail", "fail")] * 10)
+    measures = cv.rated_measures(rows)
+    assert measures["fp"] == pytest.approx(3 / 144) and measures["fp_pooled"] == pytest.approx(3 / 304)
+    assert measures["fp"] > cv.FP_CEILING >= measures["fp_pooled"]
+
+
 def test_each_fold_is_judged_by_the_candidate_picked_on_the_other_folds():
     # "sharp" detects everything but raises a false alarm on a clean case of fold 0 only; "steady"
     # detects half. Trained without fold 0, sharp looks clean and is picked for fold 0; every

@@ -55,22 +55,37 @@ def test_prior_variance_guards_the_first_looks():
 
 
 def test_the_window_floor_keeps_a_window_noisier_than_its_prior_at_its_own_variance():
-    """With window_floor the per-point variance is never below the window's own: five points
-    scattering with variance 9 against a prior of 1 are not pulled toward it (the blend, with the
-    prior weighing as 10 points, takes about 3.2), and the test does not fail on them."""
+    """With window_floor the per-point variance is never below the window's own where the window
+    contradicts it: five points scattering with variance 9 against an expected 1 are not pulled
+    toward it (the blend, with the prior weighing as 10 points, takes about 3.2), and the test does
+    not fail on them."""
     excess = np.array([7.0, 1.5, 6.5, 0.5, 5.0])
     prior = np.ones(5)
     blended = margin_test(excess, prior, 0.01, 0.05, 30)
-    floored = margin_test(excess, prior, 0.01, 0.05, 30, window_floor=True)
+    floored = margin_test(excess, prior, 0.01, 0.05, 30, window_floor=prior)
     own = float(np.var(excess, ddof=1))
     assert blended.variance < 5 * own <= floored.variance
     assert blended.beyond and not floored.beyond
     quiet = np.array([3.1, 2.9, 3.0, 3.2, 2.8])  # less scattered than the prior: the prior stays
-    assert margin_test(quiet, prior, 0.01, 0.05, 30, window_floor=True) == margin_test(quiet, prior, 0.01, 0.05, 30)
+    assert margin_test(quiet, prior, 0.01, 0.05, 30, window_floor=prior) == margin_test(quiet, prior, 0.01, 0.05, 30)
     # Once the window's points weigh as much as the prior (11 points against a weight of 10), its
     # own variance leads the blend: the floor is for the first few looks only.
     longer = np.tile(excess, 3)[:11]
-    assert margin_test(longer, np.ones(11), 0.01, 0.05, 30, window_floor=True) == margin_test(longer, np.ones(11), 0.01, 0.05, 30)
+    assert margin_test(longer, np.ones(11), 0.01, 0.05, 30, window_floor=np.ones(11)) == margin_test(longer, np.ones(11), 0.01, 0.05, 30)
+
+
+def test_the_window_floor_holds_only_where_the_window_contradicts_what_the_history_expects():
+    """A window scattering 2x the prior's variance is within what five points of it show by chance
+    (chi-square, 4 df: beyond 2.37x in 5%): the blend stays, and an early fail keeps its power
+    (an unconditional floor slowed every early fail). Against a history that expects that much
+    at the points' own levels (a canary +90% carries its noise +90%), 9x is no contradiction."""
+    excess = np.array([3.0, 1.0, 3.4, 1.2, 2.9])  # variance ~1.2: twice a prior of 0.6
+    prior = np.full(5, 0.6)
+    assert margin_test(excess, prior, 0.01, 0.05, 30, window_floor=prior) == margin_test(excess, prior, 0.01, 0.05, 30)
+    wild = np.array([7.0, 1.5, 6.5, 0.5, 5.0])
+    ones = np.ones(5)
+    assert margin_test(wild, ones, 0.01, 0.05, 30, window_floor=np.full(5, 4.0)) == margin_test(wild, ones, 0.01, 0.05, 30)
+    assert margin_test(wild, ones, 0.01, 0.05, 30, window_floor=ones) != margin_test(wild, ones, 0.01, 0.05, 30)
 
 
 def test_checkpoint_pass_needs_the_estimate_clear_of_the_tolerance():

@@ -26,16 +26,17 @@ from gate.stats.sequential import margin_test, winsorize
 from gate.verdict import MetricResult
 
 # Gauges: failing on the mean on its first few points (while the history's prior weighs more than
-# the window's) also needs the excess beyond tolerance under the window's own variance, where that
-# is larger than the blend of it with the history's (stats.margin_test, window_floor). The
-# history's noise is one host's, minute to minute: the least the difference of two hosts varies
-# by, not its size. Real pairs drift apart by +30-67% for minutes (replica pods, the noisy
-# family's sensors); with the prior weighing as 10 points, 5 such points read as a shift.
-# A candidate, off: it cut the noisy family's false positives 3/144 -> 1/144, but slowed fails
-# (nab5m median 20.8% -> 33.3%, dev 25.0% -> 25.8%) and a plan of a clean +20% memory shift at a
-# 10% tolerance over 12 points (3% noise, tests/test_plan_pairs.py) was no longer caught within
-# its lifetime: a loss of power not understood yet (bench/candidates.yaml).
-FAIL_ON_WINDOW_VARIANCE = False
+# the window's) also needs the excess beyond tolerance under the window's own variance where the
+# window contradicts the history (stats.margin_test, window_floor): its points scatter beyond
+# what the history's relative noise at each group's own level allows (a chi-square test at 5%).
+# The history's noise is one host's, minute to minute: the least the difference of two hosts
+# varies by, not its size. Real pairs drift apart by +30-67% for minutes (replica pods, the noisy
+# family's sensors); with the prior weighing as 10 points, 5 such points read as a shift (issue
+# 23: 2 of the noisy family's 3 false positives). Measured against a floor at every window: that
+# one cost the early fails of shifts (nab5m median time to fail 20.8% -> 33.3%: a latency +90%
+# carries its noise +90%, which the history's noise at the baseline's level does not explain) and
+# a leak's ramp (a plan's +20% memory over 12 points, tests/test_plan_pairs.py); this one neither.
+FAIL_ON_WINDOW_VARIANCE = True
 # Upper quantiles (issue 23, item 4): a gauge judged by its tail also fails when more of its canary
 # points lie above their baseline by the noise's TAIL_QUANTILE (one host's minute-to-minute jumps
 # in the history) plus the tolerance than chance makes plausible over the lifetime. It takes
@@ -118,12 +119,14 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         else:
             # No history: the window's own spread is all there is.
             prior = np.full(len(c), np.var(excess, ddof=1) if len(c) > 2 else np.inf)
+        # The history's relative noise at each group's own level: what the window's points vary
+        # by if the two groups were as alike as one host's minutes (window_floor's yardstick).
+        at_levels = (noise * c) ** 2 + (factor * noise * b) ** 2 if noise is not None and FAIL_ON_WINDOW_VARIANCE else None
         test, robust = (margin_test(x, prior, setting.budget.fail, setting.budget.checkpoint,
                                     setting.lifetime_points // TUNED_AT, remaining_points=setting.remaining_points,
                                     window_floor=floor)
-                        for x, floor in ((excess, False),
-                                         (winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior)))),
-                                          FAIL_ON_WINDOW_VARIANCE)))
+                        for x, floor in ((excess, None),
+                                         (winsorize(excess, CLIP_SCALES, float(np.sqrt(np.mean(prior)))), at_levels)))
         at_end = None
         if setting.look.final:
             clipped = winsorize(excess, END_CLIP_SCALES, float(np.sqrt(np.mean(prior))))

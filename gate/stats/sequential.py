@@ -101,6 +101,9 @@ def winsorize(x: np.ndarray, scales: float, floor_scale: float = 0.0) -> np.ndar
 # The variance the window shows may only raise the history's prior, never lower it: a prior
 # learned from one host's minutes is the least two hosts can differ by.
 PRIOR_FLOOR = 1.0
+# margin_test(window_floor=...): the window's own variance floors a few points' blend only where
+# it contradicts the prior at this level (a one-sided chi-square test of the sample variance).
+PRIOR_CONTRADICTED_AT = 0.05
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ def margin_test(
     prior_weight: float = 10.0,
     remaining_points: int = 0,
     drift: bool = True,
-    window_floor: bool = False,
+    window_floor: np.ndarray | None = None,
 ) -> MarginTest:
     """Sequential test of sum(excess) against 0 with a variance that blends a prior per-point
     variance (from the history, known from the first point) with the empirical one.
@@ -165,11 +168,17 @@ def margin_test(
     falls below PRIOR_FLOOR times the prior. `drift=False` skips the straight-line fit only a pass
     reads (`within`): half the cost of a test that is only ever asked whether it fails.
 
-    `window_floor=True`: nor below the window's own variance while the prior weighs more than
-    the window's points (n - 1 < prior_weight). Where the prior is only the least the points can
-    vary (one host's noise, for the difference of two hosts), blending it in pulls a few points
-    that vary more toward a variance it is known to understate: two real hosts drifting apart
-    for five points read as a shift. Past that the window's own variance leads the blend anyway.
+    `window_floor` (the per-point variance the window's points would have by the history at
+    their own levels): nor below the window's own variance while the prior weighs more than the
+    window's points (n - 1 < prior_weight), where the window contradicts that variance (its
+    plain variance beyond its PRIOR_CONTRADICTED_AT quantile of a sample variance). Where the
+    prior is only the least the points can vary (one host's noise, for the difference of two
+    hosts), blending it in pulls a few points that vary far more toward a variance the window
+    shows it understates: two real hosts drifting apart for five points read as a shift. A window
+    the history explains keeps the blend (an unconditional floor, the max of the blend and a 4-df
+    estimate, cost every early fail power); so does a canary whose noise grew with its level (a
+    latency +90% with its noise +90%: the history's relative noise at the canary's level explains
+    it). Past that the window's own variance leads anyway.
     """
     n = len(excess)
     with np.errstate(all="ignore"):
@@ -178,7 +187,8 @@ def margin_test(
             empirical = noise_variance(excess)
             per_point = (prior_weight * prior + (n - 1) * empirical) / (prior_weight + n - 1)
             # While the prior weighs more than the window's points (the few-point looks).
-            floor = empirical if window_floor and n - 1 < prior_weight else 0.0
+            contradicted = window_floor is not None and n - 1 < prior_weight and _contradicts(excess, window_floor)
+            floor = empirical if contradicted else 0.0
             per_point = max(per_point, PRIOR_FLOOR * prior, floor)
         else:
             per_point = prior
@@ -188,6 +198,19 @@ def margin_test(
         checkpoint_b = NormalDist().inv_cdf(1 - alpha_checkpoint) * math.sqrt(variance) if math.isfinite(variance) else math.inf
         now, end, now_error = _drift(excess, remaining_points) if drift else (0.0, 0.0, 0.0)
         return MarginTest(float(np.sum(excess)), variance, fail_b, checkpoint_b, now, end, now_error)
+
+
+def _contradicts(x: np.ndarray, expected_variance: np.ndarray) -> bool:
+    """The points' plain sample variance lies beyond the PRIOR_CONTRADICTED_AT upper quantile of
+    the sample variance of as many points of the prior's variance (chi-square, n - 1 df)."""
+    from scipy.stats import chi2  # here, not at import: scipy.stats costs a cold start ~0.7 s
+
+    n = len(x)
+    expected = float(np.mean(expected_variance))
+    if n < 3 or not expected > 0:
+        return False
+    quantile = chi2.ppf(1 - PRIOR_CONTRADICTED_AT, n - 1) / (n - 1)
+    return float(np.var(x, ddof=1)) > quantile * expected
 
 
 def _drift(x: np.ndarray, remaining: int) -> tuple[float, float, float]:
