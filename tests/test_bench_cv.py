@@ -112,6 +112,26 @@ def test_the_false_positive_rate_the_pick_compares_is_the_worst_familys():
     assert measures["fp"] > cv.FP_CEILING >= measures["fp_pooled"]
 
 
+def test_a_family_too_small_to_show_the_ceiling_is_held_to_the_pooled_rate():
+    """Review: one false alarm among a family's 16 clean cases (6%) ruled a candidate out and a
+    timid one (detection 40% against 95%) won. Fewer clean cases than a 1% rate needs (100) are
+    held to the pooled rate only; a larger family's rate still counts on its own."""
+    def row(family, expect, verdict):
+        return {"family": family, "expect": expect, "ours": {"verdict": verdict, "share": 0.5}}
+
+    def rows(dev_fails, replica_fails, detected):
+        return ([row("canary-vs-baseline", "pass", "fail")] * dev_fails
+                + [row("canary-vs-baseline", "pass", "pass")] * (250 - dev_fails)
+                + [row("replicas", "pass", "fail")] * replica_fails
+                + [row("replicas", "pass", "pass")] * (16 - replica_fails)
+                + [row("canary-vs-baseline", "fail", "fail")] * detected
+                + [row("canary-vs-baseline", "fail", "pass")] * (100 - detected))
+
+    measures = {"sharp": cv.rated_measures(rows(1, 1, 95)), "timid": cv.rated_measures(rows(0, 0, 40))}
+    assert measures["sharp"]["fp"] == pytest.approx(2 / 266)
+    assert cv.pick(measures) == "sharp"
+
+
 def test_each_fold_is_judged_by_the_candidate_picked_on_the_other_folds():
     # "sharp" detects everything but raises a false alarm on a clean case of fold 0 only; "steady"
     # detects half. Trained without fold 0, sharp looks clean and is picked for fold 0; every
