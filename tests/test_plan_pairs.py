@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
 from gate.backtest import SPLIT
-from gate.plan import ONE_GROUP, Planner, plan
+from gate.plan import ONE_GROUP, Planner, plan, read_groups, recent_query
 from gate.policy import parse_policy
 from gate.series import Frame
 from gate.sources import open_source
@@ -143,10 +144,10 @@ def publish_day(aws, points: int, cpu_factor: dict[str, float]) -> int:
     return now
 
 
-def cloudwatch_plan_policy(names=("cpu", "memory")):
+def cloudwatch_plan_policy(names=("cpu", "memory"), **options):
     from tests.test_cloudwatch_moto import policy_data
 
-    data = policy_data(history="26h")
+    data = policy_data(history="26h", **options)
     data.update(interval="5m", lifetime="1h", metrics=[m for m in data["metrics"] if m["name"] in names])
     return parse_policy(data)
 
@@ -352,3 +353,50 @@ def test_a_group_too_small_for_both_sides_says_so():
     assert "a canary side of 2 hosts at a time and a baseline side of the other 1 (a 100.0% canary of the 3 hosts " \
            "the group runs at a time would run 3, which leaves none for the baseline side: the canary side has 2, " \
            "its gauges noisier than the canary's will be)" in why, why
+
+
+def publish_wandering(aws, points: int, n: int, wander: float = 0.12, seed: int = 11) -> int:
+    """cpu of `n` instances of web-baseline every 5 minutes of the last `points`, each
+    instance wandering slowly from the group's mean (AR(1), a time constant of about 20 points,
+    `wander` of the level; the wanderings summing to nothing), and the group's aggregate (the
+    mean, smooth). Returns now (on the 5-minute grid)."""
+    from scipy.signal import lfilter
+
+    now = int(time.time()) // STEP * STEP
+    rng = np.random.default_rng(seed)
+    instances = [f"i-{k:02d}" for k in range(n)]
+    cloudwatch = aws.client("cloudwatch")
+    for namespace, metric, level in (("AWS/EC2", "CPUUtilization", 30.0),):  # one metric: moto lists slowly
+        rho = 0.95
+        walk = lfilter([math.sqrt(1 - rho ** 2)], [1, -rho], rng.standard_normal((n, points)), axis=1)
+        walk -= walk.mean(axis=0)
+        values = level * (1 + 0.01 * rng.standard_normal(points)) * (1 + wander * walk)
+        data = []
+        for p in range(points):
+            at = datetime.fromtimestamp(now - (points - p) * STEP, UTC)
+            for instance, value in zip(instances, values[:, p]):
+                dims = [{"Name": "AutoScalingGroupName", "Value": "web-baseline"},
+                        {"Name": "InstanceId", "Value": instance}]
+                data.append({"MetricName": metric, "Dimensions": dims, "Value": float(value), "Timestamp": at})
+            data.append({"MetricName": metric, "Value": float(values[:, p].mean()), "Timestamp": at,
+                         "Dimensions": [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]})
+        for i in range(0, len(data), 1000):
+            cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[i:i + 1000])
+    return now
+
+
+def test_over_cloudwatch_a_one_instance_canary_is_one_instance_against_the_rest(aws):
+    """Per InstanceId on moto: a 10% canary of 10 instances is one instance, its cpu that
+    instance's own series (a mean over one host), against the other 9 (before: 5 against 5, a
+    mean over five). (The answers over wandering hosts: the Datadog test above; moto lists every
+    datapoint as a metric, too slow for 20 instances here.)"""
+    now = publish_wandering(aws, 27 * 12, 10)
+    policy = cloudwatch_plan_policy(("cpu",))
+    source = open_source(policy)
+    groups = read_groups(policy, source, "rel-1", now, share=0.1)
+    assert groups.mode == SPLIT and "10 hosts split in a canary side of 1 host at a time and a baseline side of " \
+        "the other 9 (as many as a 10.0% canary of the 10 hosts the group runs at a time)" in groups.why, groups.why
+    hosts = source.fetch_hosts(replace(recent_query(policy, "rel-1", now), baseline_only=True))
+    assert groups.canary_half.values["cpu"] == pytest.approx(hosts["i-00"].values["cpu"], nan_ok=True)
+    rest = np.mean([hosts[f"i-{k:02d}"].values["cpu"] for k in range(1, 10)], axis=0)
+    assert groups.baseline.values["cpu"] == pytest.approx(rest, nan_ok=True)  # the mean of the other nine
