@@ -115,7 +115,7 @@ def noisy_split_answers(args: tuple[str, str]) -> list[dict]:
     try:
         case, hosts = noisy_hosts(path, Path(dev))
         policy = case.policy()
-        groups = read_groups(policy, TwoHostSource(case, hosts), "plan", case.deployed_at)
+        groups = read_groups(policy, TwoHostSource(case, hosts), "plan", case.deployed_at, share=share)
         split = Planner(policy, groups.baseline, case.deployed_at, share, canary_half=groups.canary_half)
         one = Planner(policy, read_recent(policy, ReplaySource(case), "plan", case.deployed_at), case.deployed_at, share)
     except Exception as e:  # noqa: BLE001 - reported, not fatal

@@ -191,11 +191,15 @@ def read_history(policy: Policy, source: MetricSource, days: float, end: int, as
 
 
 def split_by_host(policy: Policy, source: MetricSource, query: Query, counts: set[str], group_coverage: float,
-                  covered: Callable[[Frame], float]) -> tuple[Frame, Frame, str] | str:
-    """The baseline group's hosts in two halves (alternately as they first reported), judged
-    against each other as canary and baseline: two groups of the same code, with the divergence
-    real hosts have. Or why not (a string): the source cannot read hosts apart, the group ran one
-    host, or the halves rarely reported together."""
+                  covered: Callable[[Frame], float], canary_share: float | None = None) -> tuple[Frame, Frame, str] | str:
+    """The baseline group's hosts in two sides judged against each other as canary and baseline:
+    two groups of the same code, with the divergence real hosts have. `canary_share` (`gate
+    plan`'s, the canary's traffic as a share of the group's): the canary side as many hosts as
+    such a canary runs, the baseline side the rest (`sized_sides`), so that a mean over the
+    canary's few hosts is as noisy as the live canary's; None (`gate backtest`, which knows no
+    canary size): two halves, alternately as they first reported. Or why not (a string): the
+    source cannot read hosts apart, the group ran one host (too few for both sides), or the
+    sides rarely reported together."""
     fetch_hosts = getattr(source, "fetch_hosts", None)
     if fetch_hosts is None:
         return f"the {policy.source.type} source cannot read a group host by host"
@@ -214,16 +218,69 @@ def split_by_host(policy: Policy, source: MetricSource, query: Query, counts: se
     # replaces over the history come one after another, so both halves keep hosts all along.
     judged = [m.name for m in policy.metrics if m.judged]
     names = sorted(hosts, key=lambda h: (first_report(hosts[h], judged), h))
-    one, other, thinned = of_one_size([hosts[h] for h in names[0::2]], [hosts[h] for h in names[1::2]], policy)
+    if canary_share is None:
+        mine, theirs, split = names[0::2], names[1::2], "two halves"
+        sides = f"two halves ({len(names[0::2])} and {len(names[1::2])}, alternately as they first reported)"
+    else:
+        sized = sized_sides(hosts, names, judged, canary_share)
+        if isinstance(sized, str):
+            return sized
+        (mine, theirs, sides), split = sized, "a canary side and a baseline side"
+    one, other, thinned = of_one_size([hosts[h] for h in mine], [hosts[h] for h in theirs], policy)
     least = min(covered(one), covered(other))
     if least < PAIRED_COVERAGE * group_coverage:
-        return (f"its {len(names)} hosts split in two halves that reported together at {least:.0%} of the moments "
+        return (f"its {len(names)} hosts split in {split} that reported together at {least:.0%} of the moments "
                 f"(the group at {group_coverage:.0%})")
-    sized = (f"; {', '.join(thinned)} (compared as counted) thinned minute by minute to the events of as many hosts "
-             "as the smaller half ran, as the live gate compares groups of one size") if thinned else ""
-    return one, other, (f"the baseline group's {len(names)} hosts split in two halves ({len(names[0::2])} and "
-                        f"{len(names[1::2])}, alternately as they first reported) judged against each other as "
-                        f"canary and baseline, as the policy judges them{sized}")
+    thin_note = (f"; {', '.join(thinned)} (compared as counted) thinned minute by minute to the events of as many "
+                 "hosts as the smaller side ran, as the live gate compares groups of one size") if thinned else ""
+    return one, other, (f"the baseline group's {len(names)} hosts split in {sides} judged against each other as "
+                        f"canary and baseline, as the policy judges them{thin_note}")
+
+
+def hosts_at_once(running: list[np.ndarray]) -> int:
+    """How many hosts a group runs: over the moments any reported, the median number reporting
+    (an Auto Scaling group replaces hosts: more names over a history than hosts at once)."""
+    count = np.sum(running, axis=0)
+    return int(np.median(count[count > 0])) if (count > 0).any() else 0
+
+
+def sized_sides(hosts: dict[str, Frame], names: list[str], judged: list[str],
+                canary_share: float) -> tuple[list[str], list[str], str] | str:
+    """A canary side of as many hosts as a canary of `canary_share` of the group runs (the share
+    of the hosts it runs at once, to the nearest, ties to fewer: the noisier; at least one) and
+    a baseline side of the rest: the live baseline is the whole group, a mean over all its hosts,
+    which the rest stands for more nearly than a half would. Hosts in the order they first
+    reported (`names`) join the canary side while it runs fewer than its size over most of their
+    moments, so a host replaced over the history is followed by its replacement. Or why not: too
+    few hosts at once for both sides."""
+    running = [reporting(hosts[h], judged) for h in names]
+    size = hosts_at_once(running)
+    if size < 2:
+        return (f"the baseline group ran {size} host{'s' if size != 1 else ''} at a time ({len(names)} over the "
+                "history): too few to form both a canary side and a baseline side")
+    wanted = max(1, math.ceil(canary_share * size - 0.5))
+    canary_size = min(wanted, size - 1)  # one host at least on the baseline side
+    on_canary = np.zeros(len(running[0]), dtype=int)
+    mine = []
+    for name, on in zip(names, running):
+        if on.any() and np.mean(on_canary[on] < canary_size) > 0.5:
+            mine.append(name)
+            on_canary += on
+    theirs = [h for h in names if h not in mine]
+    rest = size - canary_size
+
+    plural = "s" if canary_size != 1 else ""
+    if canary_size < wanted:
+        why = (f"a {canary_share:.1%} canary of the {size} hosts the group runs at a time would run {wanted}, which "
+               f"leaves none for the baseline side: the canary side has {canary_size}, its gauges noisier than the "
+               "canary's will be")
+    else:
+        why = f"as many as a {canary_share:.1%} canary of the {size} hosts the group runs at a time"
+    replaced = (f"; {len(mine)} and {len(theirs)} hosts over the history"
+                if (len(mine), len(theirs)) != (canary_size, rest) else "")
+    sides = (f"a canary side of {canary_size} host{plural} at a time and a baseline side of the other {rest} "
+             f"({why}{replaced})")
+    return mine, theirs, sides
 
 
 def covered_share(frame: Frame, judged: list[str], moments: int) -> float:
@@ -271,8 +328,8 @@ def compared_as_counted(policy: Policy) -> list[str]:
 
 
 def of_one_size(one: list[Frame], other: list[Frame], policy: Policy) -> tuple[Frame, Frame, list[str]]:
-    """Two halves of hosts as two groups (`combine`) of one size, and the counts that had to be
-    made so. The live gate compares a count without a denominator as counted, a canary group
+    """Two sides of hosts (halves, or a canary side and the rest) as two groups (`combine`) of
+    one size, and the counts that had to be made so. The live gate compares a count without a denominator as counted, a canary group
     against a baseline group of the same size: halves of 2 hosts and 1 differ by half the events,
     a difference of the split, not of the service. So at each moment the half running more hosts
     (those that reported a judged metric: a sparse count is missing on a host without events)

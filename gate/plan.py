@@ -17,10 +17,12 @@ real canary that is noisier than the expected one).
 
 Where the source reads the baseline group host by host (Datadog `by {host}`, CloudWatch per
 InstanceId: `gate backtest`'s split, `backtest.split_by_host`, not a second copy), the canary is
-not the baseline's own last day: the group's hosts go into two halves, one the baseline the judge
-learns from and compares with, the other the canary (its counts that follow traffic thinned to
-the canary share), so that the judge sees the real divergence of two groups of hosts running the
-same code, as a paired canary will show it. Where it cannot split (one host, no per-host metric,
+not the baseline's own last day: the group's hosts go into two sides, the canary side as many
+hosts as a canary of `--canary-share` runs (one of 20 at 5%), the baseline side the rest, which
+the judge learns from and compares with; the canary's gauges a mean over its few hosts, as noisy
+as the live canary's, its counts that follow traffic thinned to the canary share, so that the
+judge sees the real divergence of two groups of hosts running the same code, as a paired canary
+will show it. Where it cannot split (one host, no per-host metric,
 the replay and simulate sources), the expected canary from one group's history, labelled so:
 its times are then those of a canary that differs from its baseline by nothing but the effect.
 """
@@ -188,13 +190,13 @@ def share_kept(policy: Policy, canary_half: Frame, baseline_half: Frame, share: 
 
 
 def share_note(policy: Policy, canary_half: Frame, baseline_half: Frame, share: float) -> str:
-    """Split by host: what the canary carries when the share asks for more than its half ran."""
+    """Split by host: what the canary carries when the share asks for more than its side ran."""
     for d in dict.fromkeys(m.denominator for m in policy.metrics if m.denominator):
         mine = float(np.nansum(canary_half.values.get(d, np.array([]))))
         group = mine + float(np.nansum(baseline_half.values.get(d, np.array([]))))
         if group > 0 and share > mine / group:
-            return (f"; a {share:.1%} canary share is more {d} than the canary's half ran ({mine / group:.1%} of the "
-                    "group): its counts are judged at the half's own traffic, which is slower to judge")
+            return (f"; a {share:.1%} canary share is more {d} than the canary's side ran ({mine / group:.1%} of the "
+                    "group): its counts are judged at the side's own traffic, which is slower to judge")
     return ""
 
 
@@ -351,18 +353,19 @@ def read_recent(policy: Policy, source: MetricSource, release: str, deployed_at:
 class Groups:
     """What a plan is made from."""
 
-    baseline: Frame  # the history the judge learns from and compares with: the baseline's (or a half of it)
-    canary_half: Frame | None  # split by host: the canary's own hosts; None: the expected canary
+    baseline: Frame  # the history the judge learns from and compares with: the baseline's (or its side of it)
+    canary_half: Frame | None  # split by host: the canary side's own hosts; None: the expected canary
     mode: str  # "split by host", "one group's history" or "history-only"
     why: str  # why this mode, for the plan
 
 
 def read_groups(policy: Policy, source: MetricSource, release: str, deployed_at: int,
-                asked: str | None = None) -> Groups:
+                asked: str | None = None, share: float | None = None) -> Groups:
     """The history, and with a baseline group its split by host as `gate backtest` splits it
-    (`backtest.split_by_host`: the history read again, host by host): the halves judged against each
-    other show the divergence a paired canary will have. Where it cannot split, one group's
-    history and the reason, for the plan to say so."""
+    (`backtest.split_by_host`: the history read again, host by host): the sides judged against
+    each other show the divergence a paired canary will have, the canary side as many hosts as a
+    canary of `share` of the group's traffic runs (None: halves, as the backtest). Where it cannot
+    split, one group's history and the reason, for the plan to say so."""
     history = read_recent(policy, source, release, deployed_at, asked)
     _check_recent(policy, history, deployed_at, asked)
     if policy.history_only:
@@ -376,14 +379,14 @@ def read_groups(policy: Policy, source: MetricSource, release: str, deployed_at:
         return covered_share(frame, judged, moments)
 
     counts = {m.name for m in policy.metrics if m.summed}
-    split = split_by_host(policy, source, query, counts, covered(history), covered)
+    split = split_by_host(policy, source, query, counts, covered(history), covered, share)
     if not isinstance(split, str):
         one, other, why = split
         try:
-            for name, half in (("the canary's", one), ("the baseline's", other)):
-                _check_recent(policy, half, deployed_at)
+            for name, side in (("the canary's", one), ("the baseline's", other)):
+                _check_recent(policy, side, deployed_at)
         except GateError as e:
-            split = f"{name} half of its hosts: {str(e).removeprefix('no history: ')}"
+            split = f"{name} side of its hosts: {str(e).removeprefix('no history: ')}"
     if isinstance(split, str):
         return Groups(history, None, ONE_GROUP, (
             f"the baseline cannot be split by host ({split}): the canary is the baseline's own last day, the "
@@ -422,7 +425,7 @@ def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0
     if options.at is not None:
         asked_moment(deployed_at, options.at, int(time.time()))
     deployed_at -= deployed_at % policy.interval
-    groups = read_groups(policy, source, release, deployed_at, options.at)
+    groups = read_groups(policy, source, release, deployed_at, options.at, share)
     tell = progress or (lambda stage, done=0, total=None: None)
     planner = Planner(policy, groups.baseline, deployed_at, share, tell, groups.canary_half)
     tell("judging a canary as good as the baseline", 0, None)
