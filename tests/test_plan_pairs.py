@@ -130,18 +130,24 @@ def publish_day(aws, points: int, cpu_factor: dict[str, float]) -> int:
         level = 30.0 if metric == "CPUUtilization" else 50.0
         factor = np.array([cpu_factor.get(i, 1.0) if metric == "CPUUtilization" else 1.0 for i in INSTANCES])
         values = factor[:, None] * level * (1 + 0.03 * rng.standard_normal((len(INSTANCES), points)))
-        data = []
-        for n in range(points):
-            at = datetime.fromtimestamp(now - (points - n) * STEP, UTC)
-            for instance, value in zip(INSTANCES, values[:, n]):
-                dims = [{"Name": "AutoScalingGroupName", "Value": "web-baseline"},
-                        {"Name": "InstanceId", "Value": instance}]
-                data.append({"MetricName": metric, "Dimensions": dims, "Value": float(value), "Timestamp": at})
-            data.append({"MetricName": metric, "Value": float(values[:, n].mean()), "Timestamp": at,
-                         "Dimensions": [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]})
-        for i in range(0, len(data), 1000):
-            cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[i:i + 1000])
+        put_instances(cloudwatch, namespace, metric, INSTANCES, values, now)
     return now
+
+
+def put_instances(cloudwatch, namespace: str, metric: str, instances: list[str], values: np.ndarray, now: int) -> None:
+    """Each instance's series of web-baseline (AutoScalingGroupName x InstanceId) and the group's
+    mean (AutoScalingGroupName alone), one point every STEP up to `now`."""
+    points = values.shape[1]
+    data = []
+    for p in range(points):
+        at = datetime.fromtimestamp(now - (points - p) * STEP, UTC)
+        for instance, value in zip(instances, values[:, p]):
+            dims = [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}, {"Name": "InstanceId", "Value": instance}]
+            data.append({"MetricName": metric, "Dimensions": dims, "Value": float(value), "Timestamp": at})
+        data.append({"MetricName": metric, "Value": float(values[:, p].mean()), "Timestamp": at,
+                     "Dimensions": [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]})
+    for i in range(0, len(data), 1000):
+        cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[i:i + 1000])
 
 
 def cloudwatch_plan_policy(names=("cpu", "memory"), **options):
@@ -371,17 +377,7 @@ def publish_wandering(aws, points: int, n: int, wander: float = 0.12, seed: int 
         walk = lfilter([math.sqrt(1 - rho ** 2)], [1, -rho], rng.standard_normal((n, points)), axis=1)
         walk -= walk.mean(axis=0)
         values = level * (1 + 0.01 * rng.standard_normal(points)) * (1 + wander * walk)
-        data = []
-        for p in range(points):
-            at = datetime.fromtimestamp(now - (points - p) * STEP, UTC)
-            for instance, value in zip(instances, values[:, p]):
-                dims = [{"Name": "AutoScalingGroupName", "Value": "web-baseline"},
-                        {"Name": "InstanceId", "Value": instance}]
-                data.append({"MetricName": metric, "Dimensions": dims, "Value": float(value), "Timestamp": at})
-            data.append({"MetricName": metric, "Value": float(values[:, p].mean()), "Timestamp": at,
-                         "Dimensions": [{"Name": "AutoScalingGroupName", "Value": "web-baseline"}]})
-        for i in range(0, len(data), 1000):
-            cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[i:i + 1000])
+        put_instances(cloudwatch, namespace, metric, instances, values, now)
     return now
 
 
