@@ -396,3 +396,47 @@ def test_over_cloudwatch_a_one_instance_canary_is_one_instance_against_the_rest(
     assert groups.canary_half.values["cpu"] == pytest.approx(hosts["i-00"].values["cpu"], nan_ok=True)
     rest = np.mean([hosts[f"i-{k:02d}"].values["cpu"] for k in range(1, 10)], axis=0)
     assert groups.baseline.values["cpu"] == pytest.approx(rest, nan_ok=True)  # the mean of the other nine
+
+
+# ------------------------------------------------------------------------------ review fixes (sides)
+
+
+def _hosts_reporting(every: int, counts: bool = False) -> tuple[dict[str, Frame], list[str]]:
+    """20 hosts over 3 days at 1-minute steps: each reports its cpu every `every`-th minute at its
+    own phase (an agent's check collected every 5 minutes); or (`counts`) errors drawn at 1 per
+    host-minute, missing where a minute had none (a sparse count)."""
+    n = 3 * 1440
+    t = 1_700_006_400 + np.arange(n, dtype=np.int64) * 60
+    rng = np.random.default_rng(1)
+    hosts = {}
+    for i in range(20):
+        if counts:
+            errors = rng.poisson(1.0, n).astype(float)
+            hosts[f"h-{i:02d}"] = Frame(60, t, {"errors": np.where(errors > 0, errors, np.nan)})
+        else:
+            hosts[f"h-{i:02d}"] = Frame(60, t, {"cpu": np.where(np.arange(n) % every == i % every,
+                                                               50 * (1 + 0.02 * rng.standard_normal(n)), np.nan)})
+    return hosts, sorted(hosts)
+
+
+@pytest.mark.parametrize("every", [4, 5])
+def test_hosts_reporting_at_their_own_phase_are_all_running_and_a_one_host_side_is_one_host(every):
+    """Review: counted moment by moment, 20 hosts each reporting every 4th minute read as 5 running
+    at once, and the "one host" canary side took one host per phase (a mean of 4-5 hosts: the plan
+    said ok where the live one-host canary was too noisy)."""
+    from gate.backtest import sized_sides
+
+    hosts, names = _hosts_reporting(every)
+    mine, theirs, sides = sized_sides(hosts, names, ["cpu"], 0.05)
+    assert len(mine) == 1 and len(theirs) == 19, sides
+    assert "of the 20 hosts the group runs at a time" in sides, sides
+
+
+def test_a_sparse_count_does_not_make_its_hosts_look_absent():
+    """Review: an errors-only policy counted a host without an error that minute as not running
+    (13 of 20 at once at 1 error per host-minute): a 25% canary side was 3 hosts, not 5."""
+    from gate.backtest import sized_sides
+
+    hosts, names = _hosts_reporting(1, counts=True)
+    mine, _, sides = sized_sides(hosts, names, ["errors"], 0.25)
+    assert len(mine) == 5 and "of the 20 hosts the group runs at a time" in sides, sides
