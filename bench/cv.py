@@ -209,11 +209,12 @@ def judge_constants(settings: dict):
 
 def pick(training: dict[str, dict], ceiling: float = FP_CEILING) -> str:
     """The candidate to judge a held-out fold with, from its measures on the other folds: the
-    highest detection among those with a false-positive rate <= `ceiling` in every family, ties to the faster
-    median time to fail, then to the first listed. None that low: the lowest false-positive rate
+    highest detection among those with a pooled false-positive rate <= `ceiling` and no family
+    whose false positives show its rate above `ceiling` (`_shown_above`), ties to the faster
+    median time to fail, then to the first listed. None such: the lowest false-positive rate
     first (a gate that cries wolf is switched off), then the same order."""
     order = list(training)
-    eligible = [c for c in order if training[c]["fp"] <= ceiling]
+    eligible = [c for c in order if training[c]["fp"] <= ceiling and not _shown_above(training[c], ceiling)]
     if not eligible:
         lowest = min(training[c]["fp"] for c in order)
         eligible = [c for c in order if training[c]["fp"] == lowest]
@@ -225,19 +226,32 @@ def pick(training: dict[str, dict], ceiling: float = FP_CEILING) -> str:
     return min(eligible, key=rank)
 
 
+# A family's false positives show its rate above the ceiling when so many among its clean cases
+# would happen by chance at the ceiling with at most this probability (one-sided binomial). The
+# target is alpha on each set (issue 23); pooled, the dev family hid another's rate. Held to the
+# ceiling by its point estimate instead, one false alarm among a small family's 16 clean cases
+# (6%, P = 0.15 at 1%) ruled a candidate out and a timid one won; by n >= 100 alone, 3 of 20
+# (P = 0.001) hid in the pool (review, both).
+SHOWN_ABOVE_AT = 0.05
+
+
+def _shown_above(measures: dict, ceiling: float) -> bool:
+    from scipy.stats import binom
+
+    return any(binom.sf(fails - 1, n, ceiling) < SHOWN_ABOVE_AT
+               for fails, n in measures.get("fp_families", {}).values() if fails)
+
+
 def rated_measures(rows: list[dict]) -> dict:
-    """What the pick rule compares, on rows whose `ours` is the candidate's decision. `fp` is the
-    pooled false-positive rate or, where higher, that of a family large enough to show a rate
-    of FP_CEILING (1 / FP_CEILING clean cases): the target is alpha on each set (issue 23), and
-    pooled, the dev family hid the noisy pairs' 2.1% under 1%; but one false alarm among a small
-    family's 16 clean cases (6%) says nothing about 1%, and held alone it would rule out a candidate
-    for it and let a timid one win (review). `fp_pooled` beside it."""
+    """What the pick rule compares, on rows whose `ours` is the candidate's decision: the pooled
+    false-positive rate, and per family its false positives and clean cases (`fp_families`)."""
     clean = [r for r in rows if r["expect"] == "pass"]
     bad = score([r for r in rows if r["expect"] == "fail"], "ours")
-    pooled = score(clean, "ours").get("fail_rate", 0.0)
-    families = [[r for r in clean if r["family"] == f] for f in sorted({r["family"] for r in clean})]
-    measurable = [score(f, "ours").get("fail_rate", 0.0) for f in families if len(f) >= math.ceil(1 / FP_CEILING)]
-    return {"fp": max([pooled, *measurable]), "fp_pooled": pooled,
+    families = {}
+    for family in sorted({r["family"] for r in clean}):
+        cases = [r for r in clean if r["family"] == family]
+        families[family] = (sum(failed(r["ours"]) for r in cases), len(cases))
+    return {"fp": score(clean, "ours").get("fail_rate", 0.0), "fp_families": families,
             "detection": bad.get("fail_rate", 0.0), "time_to_fail": bad.get("median")}
 
 

@@ -245,9 +245,9 @@ they were built from, so that every fold is judged on series no choice was made 
 candidates file (`--candidates FILE`: named judge configurations, module constants of
 `gate.judge` / `gate.stats.*`), each fold is judged by the candidate that is best on the other
 folds: the highest detection among those with a false-positive rate at or below the policy's
-alpha (1%) on the rated cases (canary-vs-baseline, replicas, noisy) pooled and in each of those
-families with the 100 clean cases a 1% rate needs (the target is alpha on each set; pooled, the
-largest family hid the others'), ties to the faster median time to fail
+alpha (1%) on the rated cases (canary-vs-baseline, replicas, noisy) pooled, and no family whose
+false positives show its own rate above alpha (one-sided binomial at 5%: the target is alpha on
+each set), ties to the faster median time to fail
 (none that low: the lowest false-positive rate). Without one the installed judge is the only
 candidate, and the per-fold table is the generalisation check. Every gate replays each case as
 the live loop would (see docs/benchmarks.md: the same replay, the same peers); a judge change is

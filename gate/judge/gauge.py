@@ -25,18 +25,18 @@ from gate.stats.seasonal import DAY, fit_seasonal, robust_sd
 from gate.stats.sequential import margin_test, winsorize
 from gate.verdict import MetricResult
 
-# Gauges: failing on the mean on its first few points (while the history's prior weighs more than
-# the window's) also needs the excess beyond tolerance under the window's own variance where the
-# window contradicts the history (stats.margin_test, window_floor): its points scatter beyond
-# what the history's relative noise at each group's own level allows (a chi-square test at 5%).
-# The history's noise is one host's, minute to minute: the least the difference of two hosts
-# varies by, not its size. Real pairs drift apart by +30-67% for minutes (replica pods, the noisy
-# family's sensors); with the prior weighing as 10 points, 5 such points read as a shift (issue
-# 23: 2 of the noisy family's 3 false positives). Measured against a floor at every window: that
-# one cost the early fails of shifts (nab5m median time to fail 20.8% -> 33.3%: a latency +90%
-# carries its noise +90%, which the history's noise at the baseline's level does not explain) and
-# a leak's ramp (a plan's +20% memory over 12 points, tests/test_plan_pairs.py); this one neither.
-FAIL_ON_WINDOW_VARIANCE = True
+# Gauges, a candidate (off): failing on the mean on its first few points (while the history's
+# prior weighs more than the window's) also needing the excess beyond tolerance under the window's
+# own variance where the window contradicts the history (stats.margin_test, window_floor): its
+# points scatter beyond what the history's relative noise at each group's own level allows (a
+# chi-square test at 5%). The history's noise is one host's, minute to minute: the least the
+# difference of two hosts varies by. Real pairs drift apart by +30-67% for minutes; with the prior
+# weighing as 10 points, 5 such points read as a shift (2 of the noisy family's 3 false positives,
+# which it passes). Off: the pick rule of bench.cv does not take it (3 of 144 cannot be told from
+# 1%, and it fails 8 noisy shifts later), and its review reproduced fails it turns into passes (a
+# transient scattering over the first 6 minutes; a flapping canary in a 10-point step): see
+# bench/candidates-window-floor.yaml and docs/judge.md.
+FAIL_ON_WINDOW_VARIANCE = False
 # Upper quantiles (issue 23, item 4): a gauge judged by its tail also fails when more of its canary
 # points lie above their baseline by the noise's TAIL_QUANTILE (one host's minute-to-minute jumps
 # in the history) plus the tolerance than chance makes plausible over the lifetime. It takes
