@@ -32,9 +32,15 @@ def handler(monkeypatch, tmp_path):
     monkeypatch.setenv("GATE_STORE", str(tmp_path / "gate.sqlite"))
     for key in ("GATE_STORE_TABLE", "GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID", *SECRETS):
         monkeypatch.delenv(key, raising=False)
+    from aws_lambda_powertools.utilities import parameters
+
+    # A new container starts with none of powertools' providers: one kept by an earlier test holds
+    # that test's endpoint (a server that never answers, test_aws_timeouts) and its cached values.
+    parameters.clear_caches()
     module = import_handler("gate_lambda_handler", replays=True)
     yield module
     sys.modules.pop("gate_lambda_handler", None)
+    parameters.clear_caches()
 
 
 def case_event(corpus: Path, name: str, only: tuple[str, ...] = (), **extra) -> dict:
