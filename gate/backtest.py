@@ -296,23 +296,30 @@ def reporting(frame: Frame, names: list[str]) -> np.ndarray:
     return reported
 
 
-# A host silent for less than this between two of its reports is still running: an agent's check
-# collected every 5 minutes under a 1-minute policy (each host at its own phase), a count without
-# events that minute. Counted moment by moment, 20 such hosts read as 5 running at once and a
-# "one-host" canary side as one host per phase (review: a plan of 4-5 hosts' mean said `ok` where
-# the live one-host canary was too noisy). Longer silences (a host scaled in at night) are not.
+# A host silent between two of its reports for less than an hour, or for less than this many times
+# its own usual gap, is still running: an agent's check collected every 5 minutes (or hourly)
+# under a 1-minute policy, each host at its own phase; a count without events that minute.
+# Counted moment by moment, 20 such hosts read as 5 running at once and a "one-host" canary side
+# as one host per phase (review: a plan of 4-5 hosts' mean said `ok` where the live one-host
+# canary was too noisy; its re-review: hourly reporters, past the hour alone). A host scaled in
+# for the day and back at night is silent far longer than its usual gap: not running then.
 RUNNING_THROUGH_SECONDS = 3600
+RUNNING_THROUGH_GAPS = 4
 
 
 def running_between_reports(frame: Frame, names: list[str]) -> np.ndarray:
     """The moments a host ran: those it reported any of `names` at, and those between two of its
-    reports less than RUNNING_THROUGH_SECONDS apart."""
+    reports less than RUNNING_THROUGH_SECONDS, or RUNNING_THROUGH_GAPS times its median gap, apart."""
     reported = reporting(frame, names)
     at = np.flatnonzero(reported)
     running = reported.copy()
-    for a, b in zip(at[:-1], at[1:]):
-        if 1 < b - a and (b - a) * frame.step < RUNNING_THROUGH_SECONDS:
-            running[a:b] = True
+    if len(at) < 2:
+        return running
+    gaps = np.diff(at)
+    through = max(RUNNING_THROUGH_SECONDS / frame.step, RUNNING_THROUGH_GAPS * float(np.median(gaps)))
+    for a, gap in zip(at[:-1], gaps):
+        if 1 < gap < through:
+            running[a:a + gap] = True
     return running
 
 

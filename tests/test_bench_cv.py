@@ -133,6 +133,25 @@ def test_one_false_alarm_in_a_small_family_does_not_rule_a_candidate_out():
     assert cv.pick(noisy) == "sharp"
 
 
+def test_with_none_eligible_the_fewest_families_shown_above_the_ceiling_come_first():
+    """Re-review: with nothing eligible the lowest pooled rate won, though its false alarms were 3
+    of 16 in one family (P = 5e-4 at 1%) against another's 4 of 300 spread evenly."""
+    def row(family, expect, verdict):
+        return {"family": family, "expect": expect, "ours": {"verdict": verdict, "share": 0.5}}
+
+    def rows(dev_fails, noisy_fails):
+        return ([row("canary-vs-baseline", "pass", "fail")] * dev_fails
+                + [row("canary-vs-baseline", "pass", "pass")] * (300 - dev_fails)
+                + [row("noisy", "pass", "fail")] * noisy_fails + [row("noisy", "pass", "pass")] * (16 - noisy_fails)
+                + [row("noisy", "fail", "fail")] * 10)
+
+    measures = {"concentrated": cv.rated_measures(rows(0, 3)), "spread": cv.rated_measures(rows(4, 0))}
+    assert measures["concentrated"]["fp"] < measures["spread"]["fp"]
+    assert cv.pick(measures) == "spread"
+    with pytest.raises(cv.BenchError, match="without clean cases"):
+        cv.rated_measures([row("noisy", "fail", "fail")])
+
+
 def test_each_fold_is_judged_by_the_candidate_picked_on_the_other_folds():
     # "sharp" detects everything but raises a false alarm on a clean case of fold 0 only; "steady"
     # detects half. Trained without fold 0, sharp looks clean and is picked for fold 0; every
