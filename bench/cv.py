@@ -210,16 +210,16 @@ def judge_constants(settings: dict):
 def pick(training: dict[str, dict], ceiling: float = FP_CEILING) -> str:
     """The candidate to judge a held-out fold with, from its measures on the other folds: the
     highest detection among those with a pooled false-positive rate <= `ceiling` and no family
-    whose false positives show its rate above `ceiling` (`_shown_above`), ties to the faster
+    whose false positives show its rate above `ceiling` (`_families_above`), ties to the faster
     median time to fail, then to the first listed. None such: the lowest false-positive rate
     first (a gate that cries wolf is switched off), then the same order."""
     order = list(training)
-    eligible = [c for c in order if training[c]["fp"] <= ceiling and not _shown_above(training[c], ceiling)]
+    eligible = [c for c in order if training[c]["fp"] <= ceiling and not _families_above(training[c], ceiling)]
     if not eligible:
         # The fewest families shown above the ceiling first (review: 3 of 16 in one family lost
         # to nothing under a 0.95% pooled rate), then the lowest pooled rate.
         def alarms(c: str) -> tuple:
-            return _shown_above(training[c], ceiling, count=True), training[c]["fp"]
+            return _families_above(training[c], ceiling), training[c]["fp"]
 
         lowest = min(alarms(c) for c in order)
         eligible = [c for c in order if alarms(c) == lowest]
@@ -240,13 +240,12 @@ def pick(training: dict[str, dict], ceiling: float = FP_CEILING) -> str:
 SHOWN_ABOVE_AT = 0.05
 
 
-def _shown_above(measures: dict, ceiling: float, count: bool = False) -> bool | int:
-    """Whether any family's false positives show its rate above `ceiling` (`count`: how many)."""
+def _families_above(measures: dict, ceiling: float) -> int:
+    """How many families' false positives show their rate above `ceiling`."""
     from scipy.stats import binom
 
-    shown = sum(binom.sf(fails - 1, n, ceiling) < SHOWN_ABOVE_AT
-                for fails, n in measures.get("fp_families", {}).values() if fails)
-    return shown if count else shown > 0
+    return sum(binom.sf(fails - 1, n, ceiling) < SHOWN_ABOVE_AT
+               for fails, n in measures.get("fp_families", {}).values() if fails)
 
 
 def rated_measures(rows: list[dict]) -> dict:
