@@ -64,7 +64,9 @@ DOWN_AFTER = 0.25  # a canary that stops reporting does so a quarter into its li
 MIN_COVERAGE = 0.5  # of the history's moments with a point: fewer, and the windows judge gaps, not the service
 PAIRED_COVERAGE = 0.9  # the canary group's history must cover this share of the baseline's to be paired
 DEFAULT_WINDOWS = 32
-SPLIT = "split by host"  # the mode of a baseline split in two halves of its hosts
+SPLIT = "split by host"  # the mode of a baseline split by host into a canary side and a baseline side
+# The canary's traffic as a share of the baseline group's, unless asked (`gate plan`'s default too).
+DEFAULT_CANARY_SHARE = 0.05
 BROKEN_FACTOR = max(TOLERANCE_FACTORS)  # an A/A window failed by more than this x the tolerance...
 BROKEN_SHARE = 0.5  # ...in this share of the windows: the history is broken, not the policy too tight
 BACKTEST_RELEASE = "backtest"  # what `{release}` in a scope becomes: no real release has run there
@@ -120,11 +122,12 @@ class CountingSource:
 @dataclass(frozen=True)
 class Options:
     """What a front door calls the backtest's settings, so that a refusal names the one to change:
-    the CLI's options by default, the Lambda's event fields (`days`, `windows`, `until`)."""
+    the CLI's options by default, the Lambda's event fields (`days`, `windows`, `until`, `canary_share`)."""
 
     days: str = "--days"
     windows: str = "--windows"
     until: str = "--until"
+    canary_share: str = "--canary-share"
 
 
 def asked_moment(moment: int, asked: str, now: int) -> None:
@@ -153,8 +156,11 @@ def history_end(source: MetricSource, policy: Policy, until: int | None, now: in
     return end - end % policy.interval
 
 
-def read_history(policy: Policy, source: MetricSource, days: float, end: int, asked: str | None = None) -> History:
-    """The history up to `end` (`asked`: the option or field that gave it, None: now)."""
+def read_history(policy: Policy, source: MetricSource, days: float, end: int, asked: str | None = None,
+                 canary_share: float = DEFAULT_CANARY_SHARE) -> History:
+    """The history up to `end` (`asked`: the option or field that gave it, None: now); split by
+    host, the canary side sized and its traffic thinned to `canary_share` of the group's
+    (`split_by_host`, `canary_side`)."""
     counting = CountingSource(source)
     canary_scope, baseline_scope = group_scopes(policy, BACKTEST_RELEASE)
     start = end - int(days * DAY)
@@ -180,26 +186,38 @@ def read_history(policy: Policy, source: MetricSource, days: float, end: int, as
     if covered(seen.canary) >= PAIRED_COVERAGE * covered(baseline):
         return History(seen.canary, baseline, "paired", "both groups have history: canary vs baseline, as the "
                        "policy judges them", start, end, counting.requests)
-    split = split_by_host(policy, counting, replace(query, baseline_only=True), counts, covered(baseline), covered)
+    split = split_by_host(policy, counting, replace(query, baseline_only=True), counts, covered(baseline), covered,
+                          canary_share)
     if isinstance(split, str):
         why = (f"the baseline cannot be split by host ({split}): each window judges the baseline group against "
                "its own history (history-only judge; the live gate pairs canary and baseline, which usually "
                "raises fewer false alarms)")
         return History(group, None, "history-only", why, start, end, counting.requests)
     one, other, why = split
-    return History(one, other, SPLIT, why, start, end, counting.requests)
+    return History(canary_side(policy, one, other, canary_share, end), other, SPLIT,
+                   why + share_note(policy, one, other, canary_share), start, end, counting.requests)
+
+
+def canary_side(policy: Policy, one: Frame, other: Frame, share: float, seed: int) -> Frame:
+    """The canary side with the counts that follow traffic thinned (binomial, seeded: one
+    backtest answers the same each time) to `share` of the group's traffic, as `gate plan`'s
+    canary is: a canary of 5% on one host of four serves a fifth of that host's requests, and its
+    error ratio is as noisy as that."""
+    kept = share_kept(policy, one, other, share)
+    rng = np.random.default_rng([seed, 27])
+    return Frame(one.step, one.timestamps, {n: thin(v, np.full(len(v), kept[n]), rng) if kept.get(n, 1.0) < 1.0
+                                            else v for n, v in one.values.items()})
 
 
 def split_by_host(policy: Policy, source: MetricSource, query: Query, counts: set[str], group_coverage: float,
-                  covered: Callable[[Frame], float], canary_share: float | None = None) -> tuple[Frame, Frame, str] | str:
+                  covered: Callable[[Frame], float], canary_share: float) -> tuple[Frame, Frame, str] | str:
     """The baseline group's hosts in two sides judged against each other as canary and baseline:
-    two groups of the same code, with the divergence real hosts have. `canary_share` (`gate
-    plan`'s, the canary's traffic as a share of the group's): the canary side as many hosts as
-    such a canary runs, the baseline side the rest (`sized_sides`), so that a mean over the
-    canary's few hosts is as noisy as the live canary's; None (`gate backtest`, which knows no
-    canary size): two halves, alternately as they first reported. Or why not (a string): the
-    source cannot read hosts apart, the group ran one host (too few for both sides), or the
-    sides rarely reported together."""
+    two groups of the same code, with the divergence real hosts have. The canary side is as many
+    hosts as a canary of `canary_share` of the group's traffic runs, the baseline side the rest
+    (`sized_sides`), so that a mean over the canary's few hosts is as noisy as the live canary's
+    (halves of a group of 20 are means of 10 hosts: smooth where one host wanders beyond the
+    tolerance). Or why not (a string): the source cannot read hosts apart, the group ran one host
+    (too few for both sides), or the sides rarely reported together."""
     fetch_hosts = getattr(source, "fetch_hosts", None)
     if fetch_hosts is None:
         return f"the {policy.source.type} source cannot read a group host by host"
@@ -214,18 +232,14 @@ def split_by_host(policy: Policy, source: MetricSource, query: Query, counts: se
     if len(hosts) < 2:
         return (f"the baseline group reported {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
                 f"{' (' + next(iter(hosts)) + ')' if hosts else ''}: nothing to split")
-    # Alternately in the order they first reported (then by name): hosts an Auto Scaling group
-    # replaces over the history come one after another, so both halves keep hosts all along.
+    # In the order they first reported (then by name): hosts an Auto Scaling group replaces over
+    # the history come one after another, and a side follows a host by its replacement.
     judged = [m.name for m in policy.metrics if m.judged]
     names = sorted(hosts, key=lambda h: (first_report(hosts[h], judged), h))
-    if canary_share is None:
-        mine, theirs, split = names[0::2], names[1::2], "two halves"
-        sides = f"two halves ({len(names[0::2])} and {len(names[1::2])}, alternately as they first reported)"
-    else:
-        sized = sized_sides(hosts, names, judged, canary_share)
-        if isinstance(sized, str):
-            return sized
-        (mine, theirs, sides), split = sized, "a canary side and a baseline side"
+    sized = sized_sides(hosts, names, judged, canary_share)
+    if isinstance(sized, str):
+        return sized
+    (mine, theirs, sides), split = sized, "a canary side and a baseline side"
     one, other, thinned = of_one_size([hosts[h] for h in mine], [hosts[h] for h in theirs], policy)
     least = min(covered(one), covered(other))
     if least < PAIRED_COVERAGE * group_coverage:
@@ -389,6 +403,41 @@ def thin(events: np.ndarray, keep: np.ndarray, rng: np.random.Generator) -> np.n
     whole = np.floor(np.where(drawn, events, 0.0))
     thinned = rng.binomial(whole.astype(np.int64), keep) + (events - whole) * keep
     return np.where(known, np.where(drawn, thinned, events * keep), np.nan)
+
+
+def scaled_by_share(policy: Policy) -> set[str]:
+    """The counts that follow the canary's traffic: judged as a ratio, or the ratio's denominator.
+    (A count without a denominator is compared as it is, group against group of the same size.)"""
+    names = {m.name for m in policy.metrics if m.summed and m.denominator}
+    return names | {m.denominator for m in policy.metrics if m.denominator}
+
+
+def share_kept(policy: Policy, canary_half: Frame, baseline_half: Frame, share: float) -> dict[str, float]:
+    """Split by host: the probability with which each count that follows the canary's traffic
+    (`scaled_by_share`) keeps an event of the canary half, so that the canary carries `share` of
+    the whole group's traffic (both halves: the baseline group the live canary is a share of), by
+    its denominator's totals over the history. At most 1: a share beyond what the half ran is
+    judged at the half's own traffic (`share_note` says so)."""
+    kept = {}
+    for m in policy.metrics:
+        if not m.denominator:
+            continue
+        mine = float(np.nansum(canary_half.values.get(m.denominator, np.array([]))))
+        theirs = float(np.nansum(baseline_half.values.get(m.denominator, np.array([]))))
+        keep = min(1.0, share * (mine + theirs) / mine) if mine > 0 else 1.0
+        kept[m.name] = kept[m.denominator] = min(keep, kept.get(m.denominator, 1.0))
+    return kept
+
+
+def share_note(policy: Policy, canary_half: Frame, baseline_half: Frame, share: float) -> str:
+    """Split by host: what the canary carries when the share asks for more than its side ran."""
+    for d in dict.fromkeys(m.denominator for m in policy.metrics if m.denominator):
+        mine = float(np.nansum(canary_half.values.get(d, np.array([]))))
+        group = mine + float(np.nansum(baseline_half.values.get(d, np.array([]))))
+        if group > 0 and share > mine / group:
+            return (f"; a {share:.1%} canary share is more {d} than the canary's side ran ({mine / group:.1%} of the "
+                    "group): its counts are judged at the side's own traffic, which is slower to judge")
+    return ""
 
 
 # ------------------------------------------------------------------------- the pseudo-canaries
@@ -857,6 +906,7 @@ class Backtest:
     lifetimes: list[int]
     seconds: float
     broken: dict[str, Rate] = field(default_factory=dict)  # broken_history: metric -> A/A windows failed far beyond
+    canary_share: float = DEFAULT_CANARY_SHARE  # split by host: the canary side's share of the group's traffic
 
     def to_dict(self) -> dict:
         p = self.policy
@@ -888,6 +938,7 @@ class Backtest:
             "history": {"start": iso(self.history.start), "end": iso(self.history.end),
                         "days": round((self.history.end - self.history.start) / DAY, 2),
                         "source_requests": self.history.requests},
+            "canary_share": self.canary_share if self.history.mode == SPLIT else None,
             "alpha": p.alpha, "on_undecided": p.on_undecided, "lifetime": p.lifetime, "windows": len(self.windows), "runs": len(self.runs),
             "window_starts": [iso(t) for t in self.windows],
             "seconds": round(self.seconds, 1),
@@ -933,7 +984,7 @@ class Backtest:
 def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows: int = DEFAULT_WINDOWS,
              until: int | None = None, jobs: int | None = None, lifetime: int | None = None,
              progress: Callable[[str, int, int], None] | None = None, recommend: bool = True,
-             options: Options = Options()) -> Backtest:
+             canary_share: float = DEFAULT_CANARY_SHARE, options: Options = Options()) -> Backtest:
     """Read the history once, judge every pseudo-canary, recommend (unless not asked: the
     policy's own numbers only, a fifth of the work). `progress(stage, done, total)`; a refusal
     names the setting as `options` calls it."""
@@ -942,6 +993,8 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
         raise InputError(f"{options.days}: must be more than 0 and at most {MAX_DAYS} (got {days:g})")
     if windows < 1:
         raise InputError(f"{options.windows}: must be at least 1 (got {windows})")
+    if not 0 < canary_share <= 1:  # NaN too
+        raise InputError(f"{options.canary_share}: a share of the baseline's traffic in (0, 1], got {canary_share:g}")
     if lifetime is not None:
         changed = with_lifetime(policy, lifetime)
         if changed is None:
@@ -960,7 +1013,7 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
     if end < days * DAY:
         raise InputError(f"{options.until}: {iso(end)} leaves no {days:g} days of history after 1970-01-01: give a "
                          f"moment from {iso(math.ceil(days * DAY))} on, or fewer {options.days}")
-    history = read_history(policy, source, days, end, options.until if until is not None else None)
+    history = read_history(policy, source, days, end, options.until if until is not None else None, canary_share)
     judged_alone = history.mode == "history-only" and policy.baseline is not None
     if history.mode == "history-only":
         policy = policy.model_copy(update={"baseline": None})
@@ -973,10 +1026,10 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
     broken = broken_history(runs, policy)
     if broken:  # no recommendation from a broken history: it would loosen the policy to hide it
         return Backtest(policy, history, starts, runs, Recommendation({}, None, [broken_note(broken, policy)]), {},
-                        [], time.perf_counter() - started, broken)
+                        [], time.perf_counter() - started, broken, canary_share)
     if not recommend:
         return Backtest(policy, history, starts, runs, Recommendation({}, None, ["not asked (--no-recommend)"]), {},
-                        [], time.perf_counter() - started)
+                        [], time.perf_counter() - started, canary_share=canary_share)
     tolerances, checks, notes = recommend_tolerances(policy, runs)
     tuned = with_tolerances(policy, {k: v for k, v in tolerances.items() if v is not None})
     chosen, tried = None, []
@@ -997,7 +1050,7 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
                      f"(that takes {trials_for(policy.alpha)} clean ones): the recommendation rests on the point "
                      "estimate; see each rate's 95% interval")
     return Backtest(policy, history, starts, runs, Recommendation(tolerances, chosen, notes), checks, tried,
-                    time.perf_counter() - started, broken)
+                    time.perf_counter() - started, broken, canary_share)
 
 
 def _stage(name: str, history: History, tasks, jobs: int, progress) -> list[Run]:

@@ -278,6 +278,8 @@ def backtest(
     jobs: Annotated[int, typer.Option(help="Processes judging windows (default: every core).")] = 0,
     recommend: Annotated[bool, typer.Option(help="Search the tolerances and lifetime to recommend "
                                             "(--no-recommend: the policy's own numbers only, a third of the canaries).")] = True,
+    canary_share: Annotated[float, typer.Option(help="The canary's traffic as a share of the baseline group's: split "
+                                                "by host, the canary side runs as many hosts and as much traffic.")] = 0.05,
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write the backtest as an HTML page.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -303,7 +305,7 @@ def backtest(
     source = open_source_from(loaded, str(policy))
     with StageProgress(err, "backtest") as progress:
         result = run_backtest(loaded, source, days=days, windows=windows, until=end, jobs=jobs or None,
-                              lifetime=override, progress=progress, recommend=recommend)
+                              lifetime=override, progress=progress, recommend=recommend, canary_share=canary_share)
     report_data = result.to_dict()
     if html is not None:
         from gate.report.backtest import write

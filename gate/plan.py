@@ -38,8 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from gate.analysis import group_scopes, replay_recorded
-from gate.backtest import (MIN_COVERAGE, SPLIT, Injection, WindowReferences, asked_moment, covered_share, inject,
-                           judged_in_time, no_history, primary_kind, split_by_host, thin)
+from gate.backtest import (DEFAULT_CANARY_SHARE, MIN_COVERAGE, SPLIT, Injection, WindowReferences, asked_moment,
+                           covered_share, inject,
+                           judged_in_time, no_history, primary_kind, scaled_by_share, share_kept, share_note, split_by_host,
+                           thin)
 from gate.errors import GateError, InputError, PolicyError
 from gate.policy import MAX_LIFETIME, Metric, Policy, _human
 from gate.series import Frame
@@ -148,13 +150,6 @@ class Plan:
 # ------------------------------------------------------------------------ the expected canary
 
 
-def scaled_by_share(policy: Policy) -> set[str]:
-    """The counts that follow the canary's traffic: judged as a ratio, or the ratio's denominator.
-    (A count without a denominator is compared as it is, group against group of the same size.)"""
-    names = {m.name for m in policy.metrics if m.summed and m.denominator}
-    return names | {m.denominator for m in policy.metrics if m.denominator}
-
-
 def recent_window(history: Frame, deployed_at: int, lifetime: int) -> Frame:
     """The baseline over the canary's lifetime as the last day(s) at the same hours showed it."""
     back = math.ceil((lifetime + history.step) / DAY) * DAY
@@ -170,34 +165,6 @@ def expected_canary(policy: Policy, window: Frame, share: float, metric: Metric 
         sign = -1.0 if metric.bad_direction == "decrease" else 1.0
         values[metric.name] = values[metric.name] * max(0.0, 1 + sign * effect)
     return Frame(window.step, window.timestamps, values)
-
-
-def share_kept(policy: Policy, canary_half: Frame, baseline_half: Frame, share: float) -> dict[str, float]:
-    """Split by host: the probability with which each count that follows the canary's traffic
-    (`scaled_by_share`) keeps an event of the canary half, so that the canary carries `share` of
-    the whole group's traffic (both halves: the baseline group the live canary is a share of), by
-    its denominator's totals over the history. At most 1: a share beyond what the half ran is
-    judged at the half's own traffic (`share_note` says so)."""
-    kept = {}
-    for m in policy.metrics:
-        if not m.denominator:
-            continue
-        mine = float(np.nansum(canary_half.values.get(m.denominator, np.array([]))))
-        theirs = float(np.nansum(baseline_half.values.get(m.denominator, np.array([]))))
-        keep = min(1.0, share * (mine + theirs) / mine) if mine > 0 else 1.0
-        kept[m.name] = kept[m.denominator] = min(keep, kept.get(m.denominator, 1.0))
-    return kept
-
-
-def share_note(policy: Policy, canary_half: Frame, baseline_half: Frame, share: float) -> str:
-    """Split by host: what the canary carries when the share asks for more than its side ran."""
-    for d in dict.fromkeys(m.denominator for m in policy.metrics if m.denominator):
-        mine = float(np.nansum(canary_half.values.get(d, np.array([]))))
-        group = mine + float(np.nansum(baseline_half.values.get(d, np.array([]))))
-        if group > 0 and share > mine / group:
-            return (f"; a {share:.1%} canary share is more {d} than the canary's side ran ({mine / group:.1%} of the "
-                    "group): its counts are judged at the side's own traffic, which is slower to judge")
-    return ""
 
 
 def _joined(a: Frame, b: Frame) -> Frame:
@@ -360,11 +327,11 @@ class Groups:
 
 
 def read_groups(policy: Policy, source: MetricSource, release: str, deployed_at: int,
-                asked: str | None = None, share: float | None = None) -> Groups:
+                asked: str | None = None, share: float = DEFAULT_CANARY_SHARE) -> Groups:
     """The history, and with a baseline group its split by host as `gate backtest` splits it
     (`backtest.split_by_host`: the history read again, host by host): the sides judged against
     each other show the divergence a paired canary will have, the canary side as many hosts as a
-    canary of `share` of the group's traffic runs (None: halves, as the backtest). Where it cannot
+    canary of `share` of the group's traffic runs, as the backtest's. Where it cannot
     split, one group's history and the reason, for the plan to say so."""
     history = read_recent(policy, source, release, deployed_at, asked)
     _check_recent(policy, history, deployed_at, asked)
@@ -410,7 +377,7 @@ def _check_recent(policy: Policy, history: Frame, deployed_at: int, asked: str |
                              f"which the plan draws the canary window from (it needs {MIN_COVERAGE:.0%})", asked)
 
 
-def plan(policy: Policy, source: MetricSource, release: str, *, share: float = 0.05, deployed_at: int,
+def plan(policy: Policy, source: MetricSource, release: str, *, share: float = DEFAULT_CANARY_SHARE, deployed_at: int,
          progress: Callable[[str, int, int | None], None] | None = None, options: Options = Options()) -> Plan:
     """`progress(stage, done, total)` is told what is being judged (total None: one step); a
     refusal names the setting as `options` calls it."""

@@ -27,7 +27,7 @@ cannot judge (bad event, bad policy, dead source, crash) the answer is an error,
 
 Pre-flight actions (no store, no announcement): `{"action": "plan", "release": ..., "policy": ...,
 "canary_share": 0.05, "at": ...}` answers as `gate plan --json` (exit_code 0 ok, 3 too short);
-`{"action": "backtest", "policy": ..., "days": 7, "windows": 8, "recommend": false}` as
+`{"action": "backtest", "policy": ..., "days": 7, "windows": 8, "recommend": false, "canary_share": 0.05}` as
 `gate backtest --json` (exit_code 0 fit, 3 not: `backtest.exit_reasons`), on one core: a
 backtest of more than MAX_LAMBDA_BACKTEST_RUNS judged canaries is refused (400) with a message
 pointing to the CLI, not split. A request they cannot answer (a history too short for the policy,
@@ -162,6 +162,7 @@ class BacktestRequest(BaseModel):
     windows: int = Field(default=8, ge=1, le=1000, strict=True)
     recommend: bool = Field(default=False, strict=True)
     until: Moment | None = None
+    canary_share: float = Field(default=0.05, gt=0, le=1, allow_inf_nan=False, strict=True)
 
 
 # A backtest judges its canaries one after another in Lambda (no second core, no /dev/shm for a
@@ -207,9 +208,9 @@ def preflight(request: PlanRequest | BacktestRequest) -> dict:
                           "`gate backtest` from the command line (it uses every core)")
     from gate.backtest import Options, backtest, exit_code
 
-    fields = Options(days="days", windows="windows", until="until")  # refusals name the event's fields
+    fields = Options(days="days", windows="windows", until="until", canary_share="canary_share")  # refusals name the event's fields
     result = backtest(policy, source, days=request.days, windows=request.windows, until=request.until, jobs=1,
-                      recommend=request.recommend, options=fields).to_dict()
+                      recommend=request.recommend, canary_share=request.canary_share, options=fields).to_dict()
     return {**result, "exit_code": exit_code(result)}  # 3 when it would roll back clean releases (exit_reasons)
 
 

@@ -1,5 +1,6 @@
 """Issue 27: a backtest for a canary that has a baseline group judges pairs like canary and
-baseline: the baseline group split by host into two halves, judged against each other. Over the
+baseline: the baseline group split by host into a canary side (as many hosts and as much traffic
+as the canary's share) and the rest, judged against each other. Over the
 fake Datadog (`by {host}`) and CloudWatch on moto (AutoScalingGroupName x InstanceId); where the
 source cannot split, the history-only estimate, labelled as such."""
 
@@ -57,10 +58,10 @@ def test_hosts_combine_as_one_group_counts_summed_gauges_averaged():
     assert both.values["errors"] == pytest.approx([4.0, 2.0, np.nan], nan_ok=True)  # never a made-up 0
 
 
-def test_hosts_the_group_replaced_fall_into_both_halves():
+def test_a_host_the_group_replaced_is_followed_by_its_replacement_on_its_side():
     """i-1 ran the first half of the history, i-5 replaced it, i-9 ran throughout: by name the
-    halves would be (i-1, i-9) and (i-5), one of them silent half the time; in the order they
-    first reported, (i-1, i-5) and (i-9) both report all along."""
+    canary side would be (i-1) alone, silent half the time; in the order they first reported,
+    (i-1, i-5) and (i-9) both report all along."""
     t = np.arange(100) * 60
     half = np.where(t < 50 * 60, 1.0, np.nan)
     hosts = {"i-1": Frame(60, t, {"cpu": 10 * half}), "i-5": Frame(60, t, {"cpu": np.where(np.isnan(half), 10.0, np.nan)}),
@@ -77,18 +78,18 @@ def test_hosts_the_group_replaced_fall_into_both_halves():
     def covered(frame):
         return float(np.isfinite(frame.values["cpu"]).mean())
 
-    one, other, why = split_by_host(policy, Source(), None, set(), 1.0, covered)
-    assert covered(one) == covered(other) == 1.0 and "3 hosts" in why and "2 and 1" in why
+    one, other, why = split_by_host(policy, Source(), None, set(), 1.0, covered, 0.05)
+    assert covered(one) == covered(other) == 1.0 and "3 hosts" in why and "2 and 1 hosts over the history" in why
     assert np.all(one.values["cpu"] == 10.0) and np.all(other.values["cpu"] == 11.0)
 
 
-def test_halves_of_unequal_size_compare_counts_without_denominator_as_groups_of_one_size():
+def test_sides_of_unequal_size_compare_counts_without_denominator_as_groups_of_one_size():
     """Issue 27 review: the live gate compares a count without a denominator as counted, groups
-    of one size; halves of 2 hosts and 1 had twice the events in one (a false alarm of the split).
+    of one size; sides of 2 hosts and 1 had twice the events in one (a false alarm of the split).
     Hosts come and go: web-1 and web-3 run all along, web-2 is replaced by web-4 halfway, web-5
-    scales out for the last third: halves (1, 3, 5) and (2, 4) run 2, then 3 hosts against 1.
-    Each half must be the events of one host: its level and its Poisson noise (scaled by 1/2 or
-    1/3 instead, the larger half would be smoother than one host)."""
+    scales out for the last third: a one-host canary side (web-1) against (2, 3), (3, 4), then
+    (3, 4, 5). Each side must be the events of one host: its level and its Poisson noise (scaled
+    by 1/2 or 1/3 instead, the larger side would be smoother than one host)."""
     t = np.arange(3000) * 60
     rng = np.random.default_rng(7)
     running = {"web-1": t >= 0, "web-2": t < 1500 * 60, "web-3": t >= 0, "web-4": t >= 1500 * 60,
@@ -114,9 +115,9 @@ def test_halves_of_unequal_size_compare_counts_without_denominator_as_groups_of_
     def covered(frame):
         return float(np.isfinite(frame.values["cpu"]).mean())
 
-    one, other, why = split_by_host(policy, Source(), None, {"errors", "fails", "requests"}, 1.0, covered)
-    assert "5 hosts" in why and "3 and 2" in why
-    for stretch in (t < 1500 * 60, (t >= 1500 * 60) & (t < 2000 * 60), t >= 2000 * 60):  # 2, 2, 3 hosts against 1
+    one, other, why = split_by_host(policy, Source(), None, {"errors", "fails", "requests"}, 1.0, covered, 0.05)
+    assert "5 hosts" in why and "a canary side of 1 host at a time" in why and "1 and 4 hosts over the history" in why
+    for stretch in (t < 1500 * 60, (t >= 1500 * 60) & (t < 2000 * 60), t >= 2000 * 60):  # 1 host against 2, 2, 3
         for half in (one, other):
             errors = half.values["errors"][stretch]
             assert np.mean(errors) == pytest.approx(20, rel=0.05)  # before: 40, 40, 60 in the larger half
@@ -124,7 +125,7 @@ def test_halves_of_unequal_size_compare_counts_without_denominator_as_groups_of_
             assert np.mean(half.values["cpu"][stretch]) == pytest.approx(40, rel=0.01)  # a mean of hosts
             ratio = np.sum(half.values["fails"][stretch]) / np.sum(half.values["requests"][stretch])
             assert ratio == pytest.approx(0.01, rel=0.05)  # a ratio: on one scale, left as counted
-    assert np.mean(one.values["requests"][t >= 2000 * 60]) == pytest.approx(3000, rel=0.01)  # not thinned
+    assert np.mean(other.values["requests"][t >= 2000 * 60]) == pytest.approx(3000, rel=0.01)  # not thinned
     assert "errors (compared as counted) thinned minute by minute" in why
 
 
@@ -155,20 +156,24 @@ def datadog_policy(tmp_path):
     return path, parse_policy(yaml.safe_load(path.read_text()))
 
 
-def test_over_datadog_the_baseline_is_split_by_host_into_two_halves(datadog, tmp_path):
+def test_over_datadog_the_baseline_is_split_by_host_into_a_canary_side_and_the_rest(datadog, tmp_path):
     datadog.hosts["baseline"] = hosts_of(datadog.baseline, 4)
     _, policy = datadog_policy(tmp_path)
     history = read_history(policy, open_source(policy), 6, datadog.deployed_at - 60)
     assert history.mode == SPLIT, history.why
-    assert "4 hosts" in history.why and "2 and 2" in history.why
+    assert "4 hosts split in a canary side of 1 host at a time and a baseline side of the other 3" in history.why
     assert history.requests == 2  # the group once, then host by host: never per window
     grouped = [q for r in datadog.timeseries_requests() for q in r["queries"] if "by {host}" in q]
     assert grouped and all("autoscaling_group:web-baseline" in q for q in grouped)
-    # web-1 and web-3 are one half: their mean minute by minute (the fake's hosts, as Datadog served them).
+    # web-1 is the canary side, the others the baseline's: their mean minute by minute (the fake's
+    # hosts, as Datadog served them).
     hosts = datadog.hosts["baseline"]
-    served = history.group.values["cpu"]
     at = np.searchsorted(hosts["web-1"].timestamps, history.group.timestamps - datadog.offset)  # recorded time
-    expected = (hosts["web-1"].values["cpu"][at] + hosts["web-3"].values["cpu"][at]) / 2
+    served = history.group.values["cpu"]
+    expected = hosts["web-1"].values["cpu"][at]
+    assert served[np.isfinite(expected)] == pytest.approx(expected[np.isfinite(expected)], rel=1e-6)
+    served = history.baseline.values["cpu"]
+    expected = sum(hosts[h].values["cpu"][at] for h in ("web-2", "web-3", "web-4")) / 3
     assert served[np.isfinite(expected)] == pytest.approx(expected[np.isfinite(expected)], rel=1e-6)
 
 
@@ -184,7 +189,7 @@ def test_over_datadog_a_group_of_one_host_falls_back_to_history_only_and_says_wh
 def test_over_datadog_points_of_no_host_are_not_a_host_and_the_split_is_refused_saying_why(datadog, tmp_path, no_host):
     """Datadog answers `by {host}` with a series tagged `host:N/A` for the points that carry no host
     tag. Before, it was one more host: the untagged points of many hosts were one "host" of a half
-    (here a 5th host, split 3 and 2). Halves without them would not be the group either: refused,
+    (here a 5th host). Sides without them would not be the group either: refused,
     with their share, and the backtest falls back to the group's own history, labelled."""
     hosts = hosts_of(datadog.baseline, 5)
     hosts[no_host] = hosts.pop("web-5")  # a fifth of every metric's points without a host
@@ -199,7 +204,7 @@ def test_over_datadog_points_of_no_host_are_not_a_host_and_the_split_is_refused_
 
 
 def test_a_bad_host_in_the_baseline_is_a_false_alarm_of_the_split_not_hidden_in_the_group(datadog, tmp_path):
-    """The halves are judged against each other as the live gate judges canary and baseline: a
+    """The sides are judged against each other as the live gate judges canary and baseline: a
     host twice as slow as the others over the whole history (a divergence one group's own
     history cannot show: it is in every day of it) fails latency in every A/A window."""
     datadog.hosts["baseline"] = hosts_of(datadog.baseline, 4, slower={"web-1": 2.0})
@@ -214,8 +219,8 @@ def test_a_bad_host_in_the_baseline_is_a_false_alarm_of_the_split_not_hidden_in_
     assert report["history"]["source_requests"] == 2
 
 
-def test_over_datadog_three_hosts_neither_alarm_nor_loosen_a_count_for_their_halves_sizes(datadog, tmp_path):
-    """Issue 27 review: 3 hosts split 2 and 1, `errors` judged as counted (no denominator). Before,
+def test_over_datadog_three_hosts_neither_alarm_nor_loosen_a_count_for_their_sides_sizes(datadog, tmp_path):
+    """Issue 27 review: 3 hosts split 1 and 2, `errors` judged as counted (no denominator). Before,
     the larger half had twice the events: errors failed 2 of 4 A/A windows (4 hosts: 0 of 4), and
     with false alarms at the tighter candidate tolerances the recommendation was 3x the policy's."""
     datadog.hosts["baseline"] = hosts_of(datadog.baseline, 3)
@@ -226,7 +231,7 @@ def test_over_datadog_three_hosts_neither_alarm_nor_loosen_a_count_for_their_hal
             del m["denominator"]
     policy = parse_policy(data)
     result = backtest(policy, open_source(policy), days=6, windows=4, until=datadog.deployed_at - 60, jobs=1)
-    assert result.history.mode == SPLIT and "2 and 1" in result.history.why
+    assert result.history.mode == SPLIT and "1 host at a time and a baseline side of the other 2" in result.history.why
     for label in ["policy"] + [tolerance_label(f) for f in TOLERANCE_FACTORS]:
         assert false_alarms(result.runs, label, "errors").hits == 0, label
     assert "errors (compared as counted) thinned" in result.history.why
@@ -286,16 +291,15 @@ def test_over_cloudwatch_the_baseline_is_read_instance_by_instance(aws):
         assert np.isfinite(hosts[instance].values["cpu"]).sum() >= 29
 
 
-def test_over_cloudwatch_the_backtest_history_is_two_halves_of_the_instances(aws):
+def test_over_cloudwatch_the_backtest_history_is_an_instance_against_the_others(aws):
     now = publish_instances(aws)
     policy = cloudwatch_policy()
     history = read_history(policy, open_source(policy), 30 * 60 / 86400, now)
     assert history.mode == SPLIT, history.why
-    assert "3 hosts" in history.why and "2 and 1" in history.why
-    # i-0a and i-0c (memory 50 and 52) against i-0b (51)
-    assert np.nanmean(history.group.values["memory"]) == pytest.approx(51.0)
-    assert np.nanmean(history.baseline.values["memory"]) == pytest.approx(51.0)
-    assert np.nanmean(history.group.values["cpu"]) == pytest.approx(np.nanmean(history.baseline.values["cpu"]))  # (10 + 30) / 2, 20
+    assert "3 hosts" in history.why and "a canary side of 1 host at a time and a baseline side of the other 2" in history.why
+    # i-0a (memory 50) against i-0b and i-0c (51 and 52)
+    assert np.nanmean(history.group.values["memory"]) == pytest.approx(50.0)
+    assert np.nanmean(history.baseline.values["memory"]) == pytest.approx(51.5)
 
 
 def test_over_cloudwatch_a_metric_read_by_target_group_cannot_split_and_says_so(aws):
@@ -338,7 +342,7 @@ def test_thinning_a_count_beyond_what_an_integer_holds_scales_it_instead_of_cras
 
 def test_over_cloudwatch_a_bad_instance_is_a_false_alarm_of_the_split_in_every_window(aws):
     """End to end over moto: the backtest reads the group, then instance by instance (two
-    requests), judges the halves (i-0a, i-0c) against (i-0b) as canary and baseline, and an
+    requests), judges i-0a against (i-0b, i-0c) as canary and baseline, and an
     instance running at twice the others' CPU over the whole history fails cpu in every A/A
     window, where the group's own history (history-only) would never show it."""
     minutes = 6 * 60
@@ -369,6 +373,69 @@ def test_over_cloudwatch_a_bad_instance_is_a_false_alarm_of_the_split_in_every_w
                       recommend=False)
     assert result.history.mode == SPLIT and "3 hosts" in result.history.why, result.history.why
     assert result.history.requests == 2
-    assert false_alarms(result.runs, "policy", "cpu").hits == 2  # both windows: the bad instance's half
+    assert false_alarms(result.runs, "policy", "cpu").hits == 2  # both windows: the bad instance's side
     assert false_alarms(result.runs, "policy", "memory").hits == 0  # its memory is like the others'
 
+
+
+# ------------------------------------------------------------------------------ the canary's size
+
+
+def test_over_datadog_a_one_host_canary_of_twenty_wandering_hosts_is_backtested_as_one_host(datadog, tmp_path):
+    """Before, the backtest judged halves, a mean of 10 hosts against a mean of 10, whose gauges
+    stay smooth where one host wanders beyond the tolerance for an hour: it promised a service
+    whose canary is one host of twenty no rollback of a clean release and nearly every 2x
+    regression caught. Now a 5% canary (the default, as `gate plan`'s) is one host against the
+    other 19: more clean windows rolled back and fewer regressions caught than for a canary of ten
+    hosts (`--canary-share 0.5`), the difference being the canary's size, not the data."""
+    from tests.test_plan_pairs import wandering_hosts
+
+    datadog.hosts["baseline"] = wandering_hosts(datadog.baseline, 20)
+    path, _ = datadog_policy(tmp_path)
+
+    def overall(*share: str) -> tuple[int, int, dict]:
+        result = run_gate("backtest", "--policy", path, "--days", "6", "--windows", "8", "--until",
+                          str(datadog.deployed_at - 60), "--no-recommend", "--jobs", "1", "--json", *share,
+                          env=datadog.env, cwd=tmp_path)
+        report = json.loads(result.stdout)
+        assert report["mode"] == SPLIT, result.stderr
+        seen = report["overall"]
+        return seen["rolled_back"]["count"], seen["detection"]["2x"]["detected"]["count"], report
+
+    rolled_one, caught_one, report = overall()
+    assert ("20 hosts split in a canary side of 1 host at a time and a baseline side of the other 19 (as many as a "
+            "5.0% canary of the 20 hosts the group runs at a time)") in report["mode_reason"], report["mode_reason"]
+    assert report["canary_share"] == 0.05
+    rolled_ten, caught_ten, report = overall("--canary-share", "0.5")
+    assert "a canary side of 10 hosts at a time and a baseline side of the other 10" in report["mode_reason"]
+    assert rolled_one >= rolled_ten + 2, (rolled_one, rolled_ten)  # of 8 clean windows (measured: 3 and 0)
+    assert caught_one <= caught_ten - 8, (caught_one, caught_ten)  # of 48 regressions (measured: 33 and 46)
+
+
+def test_the_canary_side_carries_the_share_of_the_groups_traffic_with_its_poisson_noise(datadog, tmp_path):
+    """A 5% canary on one host of four serves a fifth of that host's requests: the backtest's
+    canary side is thinned to it (binomial, as `gate plan`'s canary), so that its error ratio is as
+    noisy as the live canary's; before, a host's whole traffic (a 25% canary's). A share beyond
+    what the side ran is judged at the side's own traffic, and the reason says so."""
+    hosts = hosts_of(datadog.baseline, 4)
+    datadog.hosts["baseline"] = hosts
+    _, policy = datadog_policy(tmp_path)
+    history = read_history(policy, open_source(policy), 6, datadog.deployed_at - 60, canary_share=0.05)
+    assert history.mode == SPLIT, history.why
+    at = np.searchsorted(hosts["web-1"].timestamps, history.group.timestamps - datadog.offset)  # recorded time
+    web_1 = {n: hosts["web-1"].values[n][at] for n in ("errors", "requests")}  # the canary side's one host
+    served = np.nansum(web_1["requests"])
+    assert np.nansum(history.group.values["requests"]) == pytest.approx(0.2 * served, rel=0.02)
+    kept = np.nansum(history.group.values["errors"]) / np.nansum(web_1["errors"])
+    assert kept == pytest.approx(0.2, rel=0.1)  # the errors of the traffic it kept
+    assert np.nansum(history.baseline.values["requests"]) > 2.9 * served  # the baseline side untouched
+    history = read_history(policy, open_source(policy), 6, datadog.deployed_at - 60, canary_share=0.3)
+    assert "a 30.0% canary share is more requests than the canary's side ran" in history.why, history.why
+
+
+@pytest.mark.parametrize("share", ["0", "1.5", "nan"])
+def test_a_canary_share_out_of_range_is_refused_naming_it(tmp_path, share):
+    from tests.test_backtest import UNTIL, noisy_policy, one_error_line, write
+
+    one_error_line(run_gate("backtest", "--policy", write(tmp_path, noisy_policy()), "--days", "3", "--until", UNTIL,
+                            "--canary-share", share), "--canary-share")

@@ -137,6 +137,8 @@ def test_no_history_up_to_now_stays_could_not_judge(handler, corpus):
     ("backtest", {"days": "7"}, "days: Input should be a valid number"),
     ("backtest", {"days": True}, "days: Input should be a valid number"),
     ("plan", {"release": "web-2", "canary_share": True}, "canary_share: Input should be a valid number"),
+    ("backtest", {"canary_share": True}, "canary_share: Input should be a valid number"),
+    ("backtest", {"canary_share": 0}, "canary_share: Input should be greater than 0"),
 ])
 def test_a_bool_or_a_string_for_a_number_is_a_400_naming_the_field(handler, corpus, action, fields, field):
     """Review: pydantic's lax mode read `"windows": true` as one window and `"days": "7"` as 7: a
