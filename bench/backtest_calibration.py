@@ -225,7 +225,7 @@ def main_pairs(corpora: list[Path], jobs: int, out: Path) -> int:
 class TwoHostSource(ReplaySource):
     """A noisy case's baseline group as two hosts, read apart as Datadog `by {host}` reads them:
     the baseline's series and the canary's series over the whole history (bench.noisy_pairs
-    keeps only the canary's window in the case). So `gate backtest` splits it by host, halves of
+    keeps only the canary's window in the case). So `gate backtest` splits it by host, sides of
     one host each, judged against each other as the live gate judges canary and baseline."""
 
     def __init__(self, case: Case, hosts: dict[str, Frame]):

@@ -123,7 +123,7 @@ def test_backtest_calibration_pairs_scores_the_noisy_family_apart_with_wilson_in
 def test_a_noisy_case_is_backtested_split_by_host_over_its_two_series_whole_history(family, corpus):
     # `--noisy-split`: the two series rebuilt over the history before the deploy are the case's
     # own (its canary window reproduced to the written precision), and the backtest judges them
-    # as two hosts split in halves, never against the baseline's own history.
+    # as two hosts, one against the other, never against the baseline's own history.
     from bench import backtest_calibration
 
     out, metas = family
