@@ -543,8 +543,10 @@ class Policy(Strict):
         le=0.5,
         allow_inf_nan=False,
         description="Chance of passing a canary with a metric sitting exactly at its tolerance "
-        "(shared by the two pass checkpoints). A real regression, well beyond the tolerance, is "
-        "passed far less often; a smaller value makes passing slower.",
+        "at the two pass checkpoints (shared by them). A real regression, well beyond the tolerance, is "
+        "passed far less often; a smaller value makes passing slower. At the end of the lifetime a metric "
+        "not shown worse passes only with its estimate within the tolerance: there a canary exactly at "
+        "its tolerance passes about half the time, whatever this value.",
     )
     metrics: list[Metric] = Field(min_length=1)
     rollout: Rollout | None = Field(

@@ -33,11 +33,14 @@ from gate.verdict import MetricResult
 # would fail it; `gate plan` at a 1% share caught a 2x error rate that way, on luck).
 LATEST_AT_END = True
 # At the end of the lifetime a pass means the evidence favours "within tolerance" (issue 23): a
-# metric not shown worse passes only where the judge can tell an acceptable canary from one
-# regressed by END_REGRESSION_MULTIPLE times its tolerance; otherwise it could not tell
-# (inconclusive, and `on_undecided` decides). How it tells, one of:
+# metric not shown worse passes only where the estimate is likelier under an acceptable canary
+# than under one regressed by END_REGRESSION_MULTIPLE times its tolerance; otherwise it could not
+# tell (inconclusive, and `on_undecided` decides). How strongly it must favour it, one of:
 # * "not-shown-worse": always (the rule before issue 23: passes any estimate it cannot condemn);
-# * "estimate-within": the effect's estimate is within the tolerance;
+# * "estimate-within": the effect's estimate is within the tolerance (the cross-validated pick,
+#   docs/cross-validation.md): a likelihood ratio above 1 only, so a wide interval still reaching
+#   the regression passes, and a canary exactly at its tolerance passes about half the time at
+#   the end, whatever `pass_risk` (which bounds the checkpoints' passes);
 # * "upper-bound": the effect's upper bound (END_BOUND_Z standard errors) is below the regression;
 # * "likelihood-ratio": the effect at the tolerance is END_LIKELIHOOD_RATIO times likelier than at
 #   the regression (normal approximation of the estimate).
