@@ -194,19 +194,18 @@ def read_history(policy: Policy, source: MetricSource, days: float, end: int, as
                "raises fewer false alarms)")
         return History(group, None, "history-only", why, start, end, counting.requests)
     one, other, why = split
-    return History(canary_side(policy, one, other, canary_share, end), other, SPLIT,
-                   why + share_note(policy, one, other, canary_share), start, end, counting.requests)
+    note = share_note(policy, traffic(policy, one), traffic(policy, baseline), canary_share)
+    return History(canary_side(policy, one, baseline, canary_share, end), other, SPLIT, why + note, start, end,
+                   counting.requests)
 
 
-def canary_side(policy: Policy, one: Frame, other: Frame, share: float, seed: int) -> Frame:
-    """The canary side with the counts that follow traffic thinned (binomial, seeded: one
+def canary_side(policy: Policy, one: Frame, group: Frame, share: float, seed: int) -> Frame:
+    """The canary side with the counts that follow traffic thinned (`thin_to_share`, seeded: one
     backtest answers the same each time) to `share` of the group's traffic, as `gate plan`'s
     canary is: a canary of 5% on one host of four serves a fifth of that host's requests, and its
     error ratio is as noisy as that."""
-    kept = share_kept(policy, one, other, share)
-    rng = np.random.default_rng([seed, 27])
-    return Frame(one.step, one.timestamps, {n: thin(v, np.full(len(v), kept[n]), rng) if kept.get(n, 1.0) < 1.0
-                                            else v for n, v in one.values.items()})
+    keep = share_kept(policy, traffic(policy, one), traffic(policy, group), share)
+    return thin_to_share(policy, one, keep, np.random.default_rng([seed, 27]))
 
 
 def split_by_host(policy: Policy, source: MetricSource, query: Query, counts: set[str], group_coverage: float,
@@ -412,32 +411,83 @@ def scaled_by_share(policy: Policy) -> set[str]:
     return names | {m.denominator for m in policy.metrics if m.denominator}
 
 
-def share_kept(policy: Policy, canary_half: Frame, baseline_half: Frame, share: float) -> dict[str, float]:
-    """Split by host: the probability with which each count that follows the canary's traffic
-    (`scaled_by_share`) keeps an event of the canary half, so that the canary carries `share` of
-    the whole group's traffic (both halves: the baseline group the live canary is a share of), by
-    its denominator's totals over the history. At most 1: a share beyond what the half ran is
-    judged at the half's own traffic (`share_note` says so)."""
-    kept = {}
-    for m in policy.metrics:
-        if not m.denominator:
-            continue
-        mine = float(np.nansum(canary_half.values.get(m.denominator, np.array([]))))
-        theirs = float(np.nansum(baseline_half.values.get(m.denominator, np.array([]))))
-        keep = min(1.0, share * (mine + theirs) / mine) if mine > 0 else 1.0
-        kept[m.name] = kept[m.denominator] = min(keep, kept.get(m.denominator, 1.0))
-    return kept
+def traffic(policy: Policy, frame: Frame) -> dict[str, float]:
+    """Each denominator's events over a frame (the totals a canary's share is measured by)."""
+    return {d: float(np.nansum(frame.values.get(d, np.array([])))) for d in denominators(policy)}
 
 
-def share_note(policy: Policy, canary_half: Frame, baseline_half: Frame, share: float) -> str:
+def denominators(policy: Policy) -> list[str]:
+    return list(dict.fromkeys(m.denominator for m in policy.metrics if m.denominator))
+
+
+def share_kept(policy: Policy, side: dict[str, float], group: dict[str, float], share: float) -> float:
+    """Split by host: the one probability with which every count that follows the canary's
+    traffic (`scaled_by_share`) keeps an event of the canary side, so that the side carries
+    `share` of the group's traffic (`traffic` totals over the history: the group as read, before
+    a side was thinned to the other's size, or a judged denominator would be thinned twice). One
+    for every count, the smallest any denominator asks: ratios among them (errors per request,
+    requests per session) keep their level (one per denominator halved errors per request where
+    requests and sessions asked different shares, found by review). At most 1: a share beyond what
+    the side ran is judged at the side's own traffic (`share_note` says so)."""
+    keeps = [share * group[d] / side[d] for d in denominators(policy) if side.get(d, 0) > 0 and group.get(d, 0) > 0]
+    return min([1.0, *keeps])
+
+
+# A share beyond what the side ran by less than this (its traffic's noise) is not worth a note.
+SHARE_NOTE_MARGIN = 1.05
+
+
+def share_note(policy: Policy, side: dict[str, float], group: dict[str, float], share: float) -> str:
     """Split by host: what the canary carries when the share asks for more than its side ran."""
-    for d in dict.fromkeys(m.denominator for m in policy.metrics if m.denominator):
-        mine = float(np.nansum(canary_half.values.get(d, np.array([]))))
-        group = mine + float(np.nansum(baseline_half.values.get(d, np.array([]))))
-        if group > 0 and share > mine / group:
-            return (f"; a {share:.1%} canary share is more {d} than the canary's side ran ({mine / group:.1%} of the "
-                    "group): its counts are judged at the side's own traffic, which is slower to judge")
+    for d in denominators(policy):
+        if group.get(d, 0) > 0 and share > SHARE_NOTE_MARGIN * side.get(d, 0) / group[d]:
+            return (f"; a {share:.1%} canary share is more {d} than the canary's side ran ({side.get(d, 0) / group[d]:.1%} "
+                    "of the group): its counts are judged at the side's own traffic, which is slower to judge")
     return ""
+
+
+def thin_to_share(policy: Policy, frame: Frame, keep: float, rng: np.random.Generator) -> Frame:
+    """The counts that follow traffic kept at `keep`: a denominator's events each kept with that
+    probability (binomial), then a numerator's drawn out of its denominator's kept events
+    (hypergeometric: the errors of the requests kept), where it is a part of them (at most as
+    many, whole events); otherwise kept on their own at `keep` (binomial). Drawn apart, errors
+    and requests made a ratio near 1 (responses ok per request) about 13x noisier than a canary
+    of that share is (review: ok above requests in 2 of 5 minutes). Gauges are left as the
+    side's hosts ran them (a latency averaged over fewer requests is noisier: not modelled)."""
+    if keep >= 1.0:
+        return frame
+    follow = scaled_by_share(policy)
+    over = {m.name: m.denominator for m in policy.metrics if m.denominator and m.name in follow}
+    values = dict(frame.values)
+    done: dict[str, np.ndarray] = {}
+
+    def draw(name: str, depth: int = 0) -> np.ndarray:
+        if name in done:
+            return done[name]
+        x = frame.values.get(name)
+        if x is None:
+            return None
+        d = over.get(name)
+        of = frame.values.get(d) if d is not None and depth < len(over) else None
+        kept_of = draw(d, depth + 1) if of is not None else None
+        out = thin(x, np.full(len(x), keep), rng)
+        if kept_of is not None:
+            part = (np.isfinite(x) & np.isfinite(of) & np.isfinite(kept_of) & (x >= 0) & (x <= of)
+                    & (x == np.floor(x)) & (of == np.floor(of)) & (of < HYPERGEOMETRIC_LIMIT))
+            if part.any():
+                good, total = x[part].astype(np.int64), of[part].astype(np.int64)
+                sample = np.clip(kept_of[part], 0, total).astype(np.int64)
+                out = out.copy()
+                out[part] = rng.hypergeometric(good, total - good, sample)
+        done[name] = out
+        return out
+
+    for name in sorted(n for n in follow if n in frame.values):
+        values[name] = draw(name)
+    return Frame(frame.step, frame.timestamps, values)
+
+
+HYPERGEOMETRIC_LIMIT = 10**9  # numpy's bound on a hypergeometric draw's population
 
 
 # ------------------------------------------------------------------------- the pseudo-canaries

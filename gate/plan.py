@@ -41,7 +41,7 @@ from gate.analysis import group_scopes, replay_recorded
 from gate.backtest import (DEFAULT_CANARY_SHARE, MIN_COVERAGE, SPLIT, Injection, WindowReferences, asked_moment,
                            covered_share, inject,
                            judged_in_time, no_history, primary_kind, scaled_by_share, share_kept, share_note, split_by_host,
-                           thin)
+                           thin_to_share, traffic)
 from gate.errors import GateError, InputError, PolicyError
 from gate.policy import MAX_LIFETIME, Metric, Policy, _human
 from gate.series import Frame
@@ -178,12 +178,18 @@ def _joined(a: Frame, b: Frame) -> Frame:
 
 class Planner:
     def __init__(self, policy: Policy, history: Frame, deployed_at: int, share: float,
-                 progress: Callable[[str, int, int | None], None] | None = None, canary_half: Frame | None = None):
+                 progress: Callable[[str, int, int | None], None] | None = None, canary_half: Frame | None = None,
+                 group: Frame | None = None):
         """`history`: what the judge learns from and compares with (the baseline group, or its
         half when split by host); `canary_half`: split by host, the other half, the canary's own
         hosts (None: the expected canary, the baseline's own last day)."""
         self.policy, self.history, self.deployed_at, self.share = policy, history, deployed_at, share
         self.canary_half = canary_half
+        # The traffic the share is of: the group as read (default: both sides, as they stand).
+        self.group_traffic = (traffic(policy, group) if group is not None else
+                              {d: a + b for (d, a), b in zip(traffic(policy, history).items(),
+                                                            traffic(policy, canary_half).values())}
+                              if canary_half is not None else {})
         self.references = WindowReferences()  # learned once: every run shares the deploy's history
         self.clean: dict = {}  # (lifetime, share) -> the clean canary's first pass per metric
         self.progress = progress or (lambda stage, done=0, total=None: None)
@@ -220,15 +226,13 @@ class Planner:
 
     def half_canary(self, policy: Policy, lifetime: int, share: float, metric: Metric | None, effect: float) -> Frame:
         """Split by host: the canary half over the same hours of the last day(s), its counts that
-        follow traffic thinned to `share` (binomial: the events of that much traffic, with their
-        Poisson noise), and the regression injected as the backtest injects it (a shift for
+        follow traffic thinned to `share` (`backtest.thin_to_share`: the events of that much traffic,
+        with their Poisson noise, the errors drawn out of the requests kept), and the regression injected as the backtest injects it (a shift for
         gauges, extra events drawn for counts: `backtest.inject`)."""
         window = recent_window(self.canary_half, self.deployed_at, lifetime)
-        kept = share_kept(policy, self.canary_half, self.history, share)
+        keep = share_kept(policy, traffic(policy, self.canary_half), self.group_traffic, share)
         rng = np.random.default_rng([self.deployed_at, lifetime])  # seeded: one plan answers the same each time
-        values = {n: thin(v, np.full(len(v), kept[n]), rng) if kept.get(n, 1.0) < 1.0 else v.copy()
-                  for n, v in window.values.items()}
-        canary = Frame(window.step, window.timestamps, values)
+        canary = thin_to_share(policy, window, keep, rng)
         if metric is None or not effect:
             return canary
         injection = Injection(primary_kind(metric), metric.name, effect / float(metric.tolerance))
@@ -324,6 +328,7 @@ class Groups:
     canary_half: Frame | None  # split by host: the canary side's own hosts; None: the expected canary
     mode: str  # "split by host", "one group's history" or "history-only"
     why: str  # why this mode, for the plan
+    group: Frame | None = None  # split by host: the whole group as read (its traffic: what the share is of)
 
 
 def read_groups(policy: Policy, source: MetricSource, release: str, deployed_at: int,
@@ -360,7 +365,7 @@ def read_groups(policy: Policy, source: MetricSource, release: str, deployed_at:
             "expected canary from one group's history, different from its baseline by nothing but the effect "
             "(real groups of hosts drift apart more: its times are a lower bound)"))
     one, other, why = split
-    return Groups(other, one, SPLIT, why)
+    return Groups(other, one, SPLIT, why, history)
 
 
 def _check_recent(policy: Policy, history: Frame, deployed_at: int, asked: str | None = None) -> None:
@@ -394,7 +399,7 @@ def plan(policy: Policy, source: MetricSource, release: str, *, share: float = D
     deployed_at -= deployed_at % policy.interval
     groups = read_groups(policy, source, release, deployed_at, options.at, share)
     tell = progress or (lambda stage, done=0, total=None: None)
-    planner = Planner(policy, groups.baseline, deployed_at, share, tell, groups.canary_half)
+    planner = Planner(policy, groups.baseline, deployed_at, share, tell, groups.canary_half, groups.group)
     tell("judging a canary as good as the baseline", 0, None)
     passed, _, whole = planner.judge(policy.lifetime, None, 0.0)
     planner.clean[policy.lifetime, share] = passed
@@ -416,5 +421,5 @@ def plan(policy: Policy, source: MetricSource, release: str, *, share: float = D
         plans.append(p)
     why = groups.why
     if groups.canary_half is not None:
-        why += share_note(policy, groups.canary_half, groups.baseline, share)
+        why += share_note(policy, traffic(policy, groups.canary_half), planner.group_traffic, share)
     return Plan(policy, release, deployed_at, share, groups.mode, whole, plans, why)

@@ -439,3 +439,76 @@ def test_a_canary_share_out_of_range_is_refused_naming_it(tmp_path, share):
 
     one_error_line(run_gate("backtest", "--policy", write(tmp_path, noisy_policy()), "--days", "3", "--until", UNTIL,
                             "--canary-share", share), "--canary-share")
+
+
+def _ratio_policy(*metrics):
+    return parse_policy({"name": "p", "source": {"type": "simulate"}, "canary": {"scope": "c"},
+                         "baseline": {"scope": "b"}, "interval": "1m", "lifetime": "10m", "metrics": list(metrics)})
+
+
+def test_a_ratio_near_one_is_thinned_as_a_part_of_the_requests_kept():
+    """Review: errors and requests were thinned apart (two binomial draws), so a ratio near 1
+    (responses ok per request, bad when it drops) came out about 13x noisier than a canary of that
+    share serves, ok above requests in 2 minutes of 5, and the backtest recommended twice the
+    policy's tolerance. Now the ok responses are drawn out of the requests kept (hypergeometric):
+    never more than them, and as noisy as a binomial share of the kept requests."""
+    from gate.backtest import thin_to_share
+
+    policy = _ratio_policy({"name": "ok", "kind": "count", "denominator": "requests", "bad_direction": "decrease",
+                            "tolerance": 0.02},
+                           {"name": "requests", "kind": "count", "bad_direction": "none"})
+    t = np.arange(5000) * 60
+    rng = np.random.default_rng(5)
+    requests = rng.poisson(1000, len(t)).astype(float)
+    ok = rng.binomial(requests.astype(np.int64), 0.99).astype(float)
+    side = thin_to_share(policy, Frame(60, t, {"ok": ok, "requests": requests}), 0.2, np.random.default_rng(1))
+    kept_ok, kept = side.values["ok"], side.values["requests"]
+    assert np.all(kept_ok <= kept)  # before: above in 2176 of 5000 minutes
+    ratio = kept_ok / kept
+    assert np.mean(kept) == pytest.approx(200, rel=0.02)
+    assert np.std(ratio) < 2 * np.sqrt(0.99 * 0.01 / 200)  # a share of ~200 requests; before: 0.0875
+
+
+def test_chained_denominators_are_thinned_at_one_share_so_each_ratio_keeps_its_level():
+    """Review: errors/requests and requests/sessions, the canary side running 25% of the requests
+    and 12.5% of the sessions: one keep per denominator (0.2 for requests, 0.4 for sessions) was
+    overwritten so that errors per request read at half their level, a 2x regression as none.
+    Now one probability for every count that follows traffic (the smallest any asks)."""
+    from gate.backtest import share_kept, thin_to_share, traffic
+
+    policy = _ratio_policy({"name": "errors", "kind": "count", "denominator": "requests", "tolerance": 0.5},
+                           {"name": "requests", "kind": "count", "denominator": "sessions", "bad_direction": "none"},
+                           {"name": "sessions", "kind": "count", "bad_direction": "none"})
+    t = np.arange(2000) * 60
+    rng = np.random.default_rng(3)
+    sessions = rng.poisson(400, len(t)).astype(float)
+    requests = rng.poisson(1000, len(t)).astype(float)
+    errors = rng.binomial(requests.astype(np.int64), 0.02).astype(float)
+    side = Frame(60, t, {"errors": errors, "requests": requests, "sessions": sessions})
+    group = Frame(60, t, {"errors": 4 * errors, "requests": 4 * requests, "sessions": 8 * sessions})
+    keep = share_kept(policy, traffic(policy, side), traffic(policy, group), 0.05)
+    assert keep == pytest.approx(0.2)  # the smallest: requests 0.05 x 4; sessions would ask 0.4
+    thinned = thin_to_share(policy, side, keep, np.random.default_rng(2))
+    for numerator, denominator, level in (("errors", "requests", 0.02), ("requests", "sessions", 2.5)):
+        seen = np.nansum(thinned.values[numerator]) / np.nansum(thinned.values[denominator])
+        assert seen == pytest.approx(level, rel=0.05), numerator  # before: errors per request at half
+
+
+def test_a_judged_denominator_is_thinned_to_the_share_of_the_group_not_of_the_thinned_rest(datadog, tmp_path):
+    """Review: `requests` judged itself (bad when it drops, no denominator of its own) is compared
+    as counted, so the baseline side is first thinned to the canary side's size; the share was
+    then taken of that thinned rest, and a 5% canary carried 2.5% of a 4-host group's requests
+    (0.5% of 20 hosts'). Now the share is of the group as read."""
+    hosts = hosts_of(datadog.baseline, 4)
+    datadog.hosts["baseline"] = hosts
+    path, _ = datadog_policy(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    for m in data["metrics"]:
+        if m["name"] == "requests":
+            m.update(bad_direction="decrease", tolerance=0.5)
+    policy = parse_policy(data)
+    history = read_history(policy, open_source(policy), 6, datadog.deployed_at - 60, canary_share=0.05)
+    assert history.mode == SPLIT, history.why
+    at = np.searchsorted(hosts["web-1"].timestamps, history.group.timestamps - datadog.offset)  # recorded time
+    group = sum(np.nansum(h.values["requests"][at]) for h in hosts.values())
+    assert np.nansum(history.group.values["requests"]) == pytest.approx(0.05 * group, rel=0.03)
