@@ -104,9 +104,9 @@ def _counts(metrics: list[dict]) -> set[str]:
 def _read_series(path: Path, names: list[str], step: int, summed: set[str]) -> dict[str, Frame]:
     """The recorded frames by scope. A row repeating a timestamp and scope with other values is
     refused: which of the two is the recording is not the gate's to choose (the last one silently
-    won); the same row written twice is read once. Rows at
-    different moments of one step (a recording finer than its step) share the step's bucket:
-    a count's points add up there, a level's are averaged (`Frame.on_grid`)."""
+    won); the same row written twice is read once. Rows at different moments of one step (a
+    recording finer than its step) share the step's bucket: a count's points add up there, a
+    level's are averaged (`Frame.on_grid`)."""
     try:
         with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
             reader = csv.reader(io.StringIO(f.read()))
@@ -135,7 +135,7 @@ def _read_series(path: Path, names: list[str], step: int, summed: set[str]) -> d
             if earlier != line:
                 if cells == before:  # the same row written twice: nothing to choose between
                     continue
-                differ = ", ".join(f"{n} {a or 'empty'} there, {b or 'empty'} here"
+                differ = ", ".join(f"{n} {a[:40] or 'empty'} there, {b[:40] or 'empty'} here"
                                    for n, a, b in zip(names, before, cells) if a != b)
                 raise CaseError(
                     f"{path}: line {line}: timestamp {t} of scope {scope!r} is already recorded on line "
