@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,18 +39,23 @@ class Frame:
 
     @staticmethod
     def on_grid(
-        step: int, start: int, end: int, points: dict[str, dict[int, float]], origin: int = 0
+        step: int, start: int, end: int, points: dict[str, dict[int, float]], *,
+        summed: Collection[str], origin: int = 0,
     ) -> Frame:
         """Lay scattered points (metric -> {timestamp: value}) on the grid start..end inclusive.
 
         The grid is the timestamps `origin + k * step`: epoch multiples of the step by default
-        (what Datadog and CloudWatch return), or anchored on a recorded series' first point."""
+        (what Datadog and CloudWatch return), or anchored on a recorded series' first point.
+        `summed` names the metrics whose points are events (counts, `Metric.summed`): the caller
+        knows the policy, the grid does not, so it is asked every time."""
         first = start + (origin - start) % step
         timestamps = np.arange(first, end + 1, step, dtype=np.int64)
         values = {}
         for name, by_time in points.items():
             # A point off the grid (a host clock a few seconds off) belongs to the bucket it falls
-            # in; several points in one bucket are averaged. NaN points are missing points.
+            # in. Several points in one bucket: a count's add up (two half-minute counts are the
+            # minute's events; their mean would halve them), a level's are averaged. NaN points
+            # are missing points.
             total, count = np.zeros(len(timestamps)), np.zeros(len(timestamps))
             for t, v in by_time.items():
                 i = (int(t) - first) // step
@@ -57,7 +63,8 @@ class Frame:
                     total[i] += v
                     count[i] += 1
             with np.errstate(invalid="ignore"):
-                values[name] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+                level = total if name in summed else total / np.maximum(count, 1)
+                values[name] = np.where(count > 0, level, np.nan)
         return Frame(step, timestamps, values)
 
     def __len__(self) -> int:

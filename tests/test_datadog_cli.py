@@ -245,3 +245,58 @@ def test_a_boolean_filter_around_the_scope_is_refused_before_any_fetch(corpus, t
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert fake.requests == []  # refused before any request
     assert evaluations(tmp_path) == []  # nothing recorded as a verdict
+
+
+def _errors_query(query):
+    def edit(policy):
+        (errors,) = [m for m in policy["metrics"] if m["name"] == "errors"]
+        errors["queries"]["datadog"] = query
+    return edit
+
+
+def _cpu_formula(formula):
+    def edit(policy):
+        (cpu,) = [m for m in policy["metrics"] if m["name"] == "cpu"]
+        cpu["queries"]["datadog"] = {"query": "avg:system.cpu.user{$scope}", "formula": formula}
+    return edit
+
+
+@pytest.mark.parametrize("edit, options, message", [
+    (_errors_query("min:trace.http.request.errors{service:web,$scope}"), {},
+     "metrics.errors.queries.datadog: 'min:trace.http.request.errors{service:web,$scope}': a count is the group's "
+     "events summed over its hosts, but space aggregation 'min' reads the host with the fewest"),
+    (_errors_query("avg:trace.http.request.errors{service:web,$scope}"), {},
+     "write 'sum:trace.http.request.errors{service:web,$scope}'"),
+    (_errors_query({"query": "sum:trace.http.request.errors{service:web,$scope}", "rollup": "count"}), {},
+     "metrics.errors.queries.datadog.rollup: 'count' on a count does not add up the events of an interval"),
+    (None, {"timeout": float("inf")}, "source.options.timeout: Input should be a finite number (got inf)"),
+    (None, {"retry_budget": float("inf")}, "source.options.retry_budget: Input should be a finite number (got inf)"),
+    (None, {"retry_budget": 10 ** 9}, "source.options.retry_budget: Input should be less than or equal to 600"),
+    (_cpu_formula("q * 1" + "0" * 400), {}, "metrics.cpu.queries.datadog.formula: 'q * 1000"),
+], ids=["min count", "avg count", "rollup count", "timeout inf", "retry budget inf", "retry budget huge",
+        "formula past a float"])
+def test_a_policy_the_datadog_source_cannot_read_right_is_refused_before_any_request(corpus, tmp_path, edit,
+                                                                                      options, message):
+    """Review (sources): a count read by `min:` / `avg:` / `.rollup(count)` was judged on numbers that
+    are not its events (a bad canary host hidden); `retry_budget: .inf` retried a 5xx for ever (the
+    fake answers 500 here); `timeout: .inf` failed every look with an OverflowError naming no field,
+    and a formula constant past a float's range was `source.options: OverflowError`. Each is
+    refused when the source opens, one line naming the field, before any request."""
+    path = write_policy(tmp_path, **options)
+    if edit is not None:
+        policy = yaml.safe_load(path.read_text())
+        edit(policy)
+        path.write_text(yaml.safe_dump(policy))
+    with live(corpus, "k1m-error-rate-010") as fake:
+        fake.fault = "500"
+        result = run_gate(
+            "check", RELEASE, "--policy", path, "--deployed-at", str(fake.deployed_at),
+            "--store", tmp_path / "gate.sqlite", "--json",
+            env={"GATE_DATADOG_URL": fake.url, "DD_API_KEY": API_KEY, "DD_APP_KEY": APP_KEY,
+                 "SLACK_WEBHOOK_URL": ""}, cwd=tmp_path, timeout=120)
+    assert result.returncode == 4, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line, line
+    assert "OverflowError" not in line and "Traceback" not in result.stderr and result.stdout == ""
+    assert fake.requests == []  # refused before any request
+    assert [e["verdict"] for e in evaluations(tmp_path)] in ([], ["error"])  # could not judge, never a verdict

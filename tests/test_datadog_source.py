@@ -213,12 +213,67 @@ def test_queries_are_pinned_to_the_interval_and_counts_counted():
         ({"query": "avg:x{$scope}", "formula": "q * 1e18"}, "scales q by 1e+18"),
         ({"query": "avg:x{$scope}", "formula": "1e12 - q"}, "adds a constant to q"),
         ({"query": "avg:x{$scope}", "formula": "q * 1e200 * 1e200"}, "overflows"),
+        # Review (sources): a constant past a float's range was an OverflowError out of the check.
+        ({"query": "avg:x{$scope}", "formula": "q * 1" + "0" * 400}, "overflows"),
+        ({"query": "avg:x{$scope}", "formula": "1" + "0" * 400 + " - q"}, "overflows"),
     ],
 )
 def test_bad_queries_are_refused_naming_the_metric(spec, message):
     with pytest.raises(PolicyError) as e:
         compile_query(metric(**spec), 60)
     assert "metrics.m.queries.datadog" in str(e.value) and message in str(e.value)
+
+
+@pytest.mark.parametrize("spec, field, message", [
+    ({"q": "min:errors{$scope}"}, "", "space aggregation 'min' reads the host with the fewest"),
+    ({"q": "max:errors{$scope}"}, "", "space aggregation 'max' reads the host with the most"),
+    ({"q": "avg:errors{$scope}"}, "", "space aggregation 'avg' divides them by the hosts that reported"),
+    ({"q": "p50:errors{$scope}"}, "", "space aggregation 'p50' reads one host's value"),
+    ({"query": "errors{$scope}", "aggregation": "avg"}, ".aggregation", "write aggregation: sum"),
+    ({"query": "sum:errors{$scope}", "rollup": "count"}, ".rollup", "'count' on a count does not add up the events"),
+    ({"query": "sum:errors{$scope}", "rollup": "avg"}, ".rollup", "'avg' on a count does not add up the events"),
+    ({"q": "sum:errors{$scope}.rollup(min)"}, "", ".rollup(min) on a count does not add up the events"),
+    ({"q": "sum:errors{$scope}.rollup(count, 60)"}, "", ".rollup(count) on a count does not add up"),
+])
+def test_a_count_query_that_does_not_sum_events_is_refused_naming_the_field_and_what_to_write(spec, field, message):
+    """Review (sources): a count is events per interval summed over the group's hosts. `min:` read
+    the least erroring host (a bad canary host hidden), `avg:` on a sparse counter divided by the
+    few hosts that reported, `.rollup(count)` counted stored points: all were accepted."""
+    with pytest.raises(PolicyError) as e:
+        compile_query(metric("count", **spec), 60)
+    assert str(e.value).startswith(f"metrics.m.queries.datadog{field}: "), str(e.value)
+    assert message in str(e.value)
+    assert "write 'sum:errors{$scope}" in str(e.value) or "write aggregation: sum" in str(e.value) \
+        or "leave the rollup out (the gate writes .rollup(sum, 60) for a count) or write sum" in str(e.value)
+
+
+def test_a_count_summed_in_space_and_time_is_accepted():
+    for spec in ({"q": "sum:errors{$scope}"}, {"q": "sum:errors{$scope}.rollup(sum)"},
+                 {"query": "errors{$scope}", "aggregation": "sum", "rollup": "sum"}):
+        assert compile_query(metric("count", **spec), 60).template == "sum:errors{$scope}.as_count().rollup(sum, 60)"
+    for aggregation in ("min", "avg", "p50"):  # a gauge's aggregation is the policy's choice
+        assert compile_query(metric(q=f"{aggregation}:x{{$scope}}.rollup(count)"), 60).template == (
+            f"{aggregation}:x{{$scope}}.rollup(count, 60)")
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("timeout", float("inf"), "source.options.timeout: Input should be a finite number"),
+    ("timeout", 301, "source.options.timeout: Input should be less than or equal to 300"),
+    ("retry_budget", float("inf"), "source.options.retry_budget: Input should be a finite number"),
+    ("retry_budget", 1e9, "source.options.retry_budget: Input should be less than or equal to 600"),
+    ("timeout", float("nan"), "source.options.timeout: Input should be a finite number"),
+])
+def test_unbounded_times_are_refused_naming_the_option(env, option, value, message):
+    """Review (sources): `retry_budget: .inf` retried a 5xx for ever; `timeout: .inf` failed every
+    look with an OverflowError naming no field."""
+    with pytest.raises(PolicyError) as e:
+        open_source(datadog_policy(**{option: value}))
+    assert str(e.value).startswith(message), str(e.value)
+
+
+def test_the_longest_times_allowed_are_accepted(env):
+    source = open_source(datadog_policy(timeout=300, retry_budget=600))
+    assert (source.options.timeout, source.options.retry_budget) == (300, 600)
 
 
 def test_a_metric_without_a_datadog_query_is_a_policy_error(env):

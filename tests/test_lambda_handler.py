@@ -163,6 +163,37 @@ def test_a_bad_event_is_a_400_naming_the_field(handler, corpus, change, field):
     assert "\n" not in result["error"] and "Traceback" not in result["error"]
 
 
+@pytest.mark.parametrize("change, field", [
+    (lambda cpu, options: cpu["queries"].update(datadog={"query": "avg:system.cpu.user{$scope}",
+                                                        "formula": "q * 1" + "0" * 400}),
+     "metrics.cpu.queries.datadog.formula: "),
+    (lambda cpu, options: options.update(timeout=1e308 * 10), "source.options.timeout: "),
+], ids=["formula past a float", "timeout inf"])
+def test_a_datadog_policy_the_source_cannot_read_is_a_400_naming_the_field(handler, corpus, monkeypatch,
+                                                                           change, field):
+    """Review (sources): a formula constant past a float's range was a 500 `internal error:
+    OverflowError`; `timeout: .inf` failed every look naming no field. Both are the policy's fault:
+    a 400 naming the field, before any request (the fake Datadog counts none)."""
+    import yaml
+
+    from tests.fake_datadog import API_KEY, APP_KEY, FakeDatadog
+
+    policy = yaml.safe_load((ROOT / "examples" / "datadog.yaml").read_text())
+    (cpu,) = [m for m in policy["metrics"] if m["name"] == "cpu"]
+    change(cpu, policy["source"]["options"])
+    case = load_case(corpus / "k1m-aa-039")
+    with FakeDatadog(case) as fake:
+        monkeypatch.setenv("GATE_DATADOG_URL", fake.url)
+        monkeypatch.setenv("DD_API_KEY", API_KEY)
+        monkeypatch.setenv("DD_APP_KEY", APP_KEY)
+        event = {"release": "web-1", "policy": policy, "deployed_at": iso(case.deployed_at),
+                 "now": iso(case.deployed_at + 600), "examine_past": True}
+        result = handler.lambda_handler(event, FakeContext())
+    assert (result["statusCode"], result["verdict"], result["exit_code"]) == (400, "error", 4), result
+    assert field in result["error"] and "OverflowError" not in result["error"], result["error"]
+    assert fake.requests == []
+
+
 def test_now_ahead_of_the_clock_is_refused_and_registers_nothing(handler, corpus, tmp_path):
     """Issue 17.7: `now` at the end of the lifetime while the clock was short gave a final pass
     early; a first call with a future `now` registered a deploy in the future."""

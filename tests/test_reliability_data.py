@@ -141,11 +141,14 @@ def test_history_only_without_any_history_is_never_a_pass(corpus):
 # -- the grid and the cleaning, directly ------------------------------------------------------
 
 
-def test_points_off_the_grid_land_in_their_bucket_and_duplicates_average():
-    frame = Frame.on_grid(60, 0, 180, {"cpu": {30: 1.0, 90: 2.0, 100: 4.0, 150: float("nan"), 999: 7.0}})
+def test_points_off_the_grid_land_in_their_bucket_and_a_level_s_average_a_count_s_add_up():
+    points = {30: 1.0, 90: 2.0, 100: 4.0, 150: float("nan"), 999: 7.0}
+    frame = Frame.on_grid(60, 0, 180, {"cpu": points, "errors": points}, summed={"errors"})
     assert list(frame.timestamps) == [0, 60, 120, 180]
     assert frame.values["cpu"][:2].tolist() == [1.0, 3.0]
-    assert all(math.isnan(v) for v in frame.values["cpu"][2:])
+    assert frame.values["errors"][:2].tolist() == [1.0, 6.0]  # events of one bucket: their sum, never their mean
+    for name in ("cpu", "errors"):
+        assert all(math.isnan(v) for v in frame.values[name][2:])
 
 
 def test_cleaning_drops_negative_counts_and_infinities_only():

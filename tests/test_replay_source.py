@@ -154,6 +154,56 @@ def test_a_metric_without_a_column_is_named(tmp_path):
         load_case(folder)
 
 
+@pytest.mark.parametrize("rows, line, scope", [
+    (["6000,canary,20,50,1000", "6000,canary,20,0,1000"], 3, "canary"),  # the same minute twice
+    (["6000,baseline,10,5,1000", "6060,baseline,10,5,1000", "6000,canary,20,5,900", "6000,baseline,11,0,1000"],
+     5, "baseline"),  # apart in the file
+    (["6000,canary,20,,", "6000,canary,,3,900"], 3, "canary"),  # even cells that would not collide
+    (["6000,canary,20,5,900", "6000,canary,20,5,900", "6000,canary,20,0,900"], 4, "canary"),
+])
+def test_a_row_repeating_a_timestamp_and_scope_is_refused_naming_the_file_the_lines_and_the_scope(
+        tmp_path, rows, line, scope):
+    """Review (sources): a repeated row silently kept the last one (a canary minute of 50 errors
+    read as 0). Which is the recording is not the gate's to choose."""
+    folder = write_case(tmp_path / "c", rows)
+    with pytest.raises(CaseError) as e:
+        load_case(folder)
+    message = str(e.value)
+    assert message.startswith(f"{folder / 'series.csv.gz'}: line {line}: timestamp 6000 of scope {scope!r}"), message
+    assert "already recorded on line" in message and "with other values" in message
+    assert "one row per timestamp and scope" in message
+
+
+def test_a_row_written_twice_is_read_once(tmp_path):
+    """The same row twice leaves nothing to choose (test_reliability_data: duplicated and
+    shuffled rows keep their verdicts)."""
+    case = load_case(write_case(tmp_path / "c", ["6000,canary,20,5,900", "6060,canary,21,1,800",
+                                                 "6000,canary,20,5,900"]))
+    assert case.frames["canary"].values["errors"].tolist() == [5.0, 1.0]
+    assert case.frames["canary"].values["requests"].tolist() == [900.0, 800.0]
+
+
+def test_the_same_moment_in_both_scopes_is_not_a_repeat(tmp_path):
+    case = load_case(write_case(tmp_path / "c", ["6000,baseline,10,1,100", "6000,canary,20,2,50"]))
+    assert case.frames["canary"].values["errors"].tolist() == [2.0]
+    assert case.frames["baseline"].values["errors"].tolist() == [1.0]
+
+
+def test_points_of_one_step_add_up_for_a_count_and_average_for_a_level(tmp_path):
+    """Review (sources): two half-minute points of a count in one minute were averaged (30 + 30
+    errors read as 30, the canary's rate halved); they are the minute's events."""
+    rows = ["6000,canary,20,50,1000", "6060,canary,20,30,500", "6090,canary,40,30,500",
+            "6000,baseline,10,5,1000", "6060,baseline,10,5,1000"]
+    case = load_case(write_case(tmp_path / "c", rows))
+    canary = case.frames["canary"]
+    assert canary.timestamps.tolist() == [6000, 6060]
+    assert canary.values["errors"].tolist() == [50.0, 60.0]
+    assert canary.values["requests"].tolist() == [1000.0, 1000.0]
+    assert canary.values["cpu"].tolist() == [20.0, 30.0]  # a level: the mean of the minute's points
+    seen = ReplaySource(case).fetch(Query(METRICS, "canary", "baseline", 6000, 6060, 60))
+    assert seen.canary.values["errors"].tolist() == [50.0, 60.0]
+
+
 # -- the stepping ---------------------------------------------------------------------------------
 
 class Spy:

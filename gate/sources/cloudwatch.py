@@ -461,7 +461,8 @@ class CloudWatchSource:
                points: dict[str, dict[int, float]], unknown: dict[str, list[int]]) -> Frame:
         if stop <= first:
             return Frame.empty(period, [m.name for m in metrics])
-        frame = Frame.on_grid(period, first, stop - period, points).fill_zero_counts(
+        frame = Frame.on_grid(period, first, stop - period, points,
+                              summed={m.name for m in metrics if m.summed}).fill_zero_counts(
             count_denominators(metrics), self._reported)
         for name, stamps in unknown.items():  # answered, but not a number: missing, not "no errors"
             index = (np.asarray(stamps, dtype=np.int64) - first) // period

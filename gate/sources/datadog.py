@@ -47,7 +47,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gate.datadog_client import API_KEY_ENV, APP_KEY_ENV, SITE_ENV, URL_ENV, configuration, key_forms
-from gate.errors import PolicyError, SourceError, validation_problems
+from gate.errors import PolicyError, SourceError, quoted, validation_problems
 from gate.http_pools import header_deadline_pools
 from gate.policy import Metric, Policy
 from gate.request_budget import BudgetSpent, Heard, RequestBudget, budget_spent, shared_budget, wait_for_request
@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 # within the Lambda's Timeout (300 s, infra/template.yaml) with room for its requests; past it the
 # look answers could not judge, naming the budget, rather than being killed mid-sleep.
 MAX_BUDGET_WAIT = 100.0
+# The most `source.options.timeout` (one request) and `retry_budget` (one fetch's faults) may be:
+# no request may outlast the Lambda's whole Timeout (300 s), and the retry budget is CloudWatch's
+# (`retry_seconds`, at most 600 s: the CLI may wait longer than the Lambda can).
+MAX_TIMEOUT, MAX_RETRY_BUDGET = 300.0, 600.0
 
 # Datadog tags: start with a letter; letters, digits, `_ - : . /`; at most 200 characters.
 # Anything else (braces, commas, spaces, `!`, `*`, quotes, operators) would change the query.
@@ -74,21 +78,33 @@ _PLAIN_QUERY = re.compile(r"[a-z][a-z0-9.]*:[A-Za-z][\w.]*\{[^{}]*\}"
                           r"(?:\.as_count\(\)|\.as_rate\(\)|\.rollup\([^()]*\))*")
 _AGGREGATIONS = ("avg", "sum", "min", "max", "p50", "p75", "p90", "p95", "p99")
 _ROLLUPS = ("avg", "sum", "min", "max", "count")
+# Why an aggregation other than a sum misreads a count (events per interval, `kind: count`).
+_NOT_A_SUM = {"min": "reads the host with the fewest (a bad canary host hidden behind the others)",
+              "max": "reads the host with the most (the group's other hosts left out)",
+              "avg": "divides them by the hosts that reported in each bucket (a sparse counter's few "
+                     "reporting hosts inflate it, and groups of different sizes are not comparable)"}
+_NOT_A_SUM.update({p: "reads one host's value at that percentile" for p in ("p50", "p75", "p90", "p95", "p99")})
+_NOT_A_SUM_IN_TIME = {"count": "count counts the points Datadog stored, not the events they carry",
+                      "min": "min reads the smallest point of the interval",
+                      "max": "max reads the largest point of the interval",
+                      "avg": "avg reads the mean point of the interval"}
 
 
 class Options(BaseModel):
-    """`source.options` of a Datadog policy."""
+    """`source.options` of a Datadog policy. The times are bounded (and never infinite): an
+    unbounded `retry_budget` retried a 5xx for ever, an infinite `timeout` failed every look."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     timeout: float = Field(
-        default=10.0, gt=0, description="Seconds one request may take, its answer read whole."
+        default=10.0, gt=0, le=MAX_TIMEOUT, description="Seconds one request may take, its answer read whole."
     )
     max_answer_bytes: int = Field(
         default=50_000_000, ge=1000, description="Bytes one answer may hold; more is a fault (retried)."
     )
     retry_budget: float = Field(
-        default=60.0, ge=0, description="Seconds one fetch may spend waiting and retrying in all."
+        default=60.0, ge=0, le=MAX_RETRY_BUDGET,
+        description="Seconds one fetch may spend waiting and retrying in all."
     )
     max_points: int = Field(
         default=1440, ge=1, le=1500, description="Buckets per series in one request (Datadog: 1500)."
@@ -179,8 +195,21 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
             ".as_count(), .as_rate() or .rollup(): put a scale or complement in `formula` (over `q`); functions and "
             ".fill() are refused (a missing point must stay missing)"
         )
+    if metric.summed and aggregation != "sum":
+        # Only a sum adds up the events of the group's hosts: `min:` reads the least erroring host
+        # (a bad canary host hidden), `avg:` divides by the hosts that reported in the bucket (a
+        # sparse counter's few reporting hosts inflate it), a percentile picks one host's value.
+        field, instead = ((f"{where}.aggregation", "aggregation: sum") if spec.aggregation
+                          else (where, repr(f"sum:{rest.lstrip()}")))
+        raise PolicyError(
+            f"{field}: {text!r}: a count is the group's events summed over its hosts, but space "
+            f"aggregation {aggregation!r} {_NOT_A_SUM.get(aggregation, 'does not add them up')}: "
+            f"write {instead}"
+        )
 
     method = spec.rollup
+    written_query = text
+    named_in_query = False  # the method is written in the query's .rollup(), not in `rollup:`
     rollups = _ROLLUP.findall(text)
     if len(rollups) > 1:
         raise PolicyError(f"{where}: {text!r} has several .rollup()")
@@ -198,7 +227,17 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
         if named and method and named[0] != method:
             raise PolicyError(f"{where}: .rollup({named[0]}) and `rollup: {method}` disagree")
         method = named[0] if named else method
+        named_in_query = bool(named)
         text = _ROLLUP.sub("", text)
+    if metric.summed and method not in (None, "sum"):
+        # `.rollup(count)` counts the points Datadog stored in the bucket, not the events they
+        # carry; min, max and avg take one point or their mean: none is the interval's events.
+        written = f"{where}: {written_query!r}: .rollup({method})" if named_in_query else f"{where}.rollup: {method!r}"
+        raise PolicyError(
+            f"{written} on a count does not add up the events of an interval "
+            f"({_NOT_A_SUM_IN_TIME[method]}): leave the rollup out (the gate writes "
+            f".rollup(sum, {interval}) for a count) or write sum"
+        )
     method = method or ("sum" if metric.summed else "avg")
     if metric.summed and ".as_count()" not in text:
         # A count is judged as events per bucket: no interpolation, gaps stay gaps.
@@ -208,10 +247,10 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
     formula = spec.formula
     if formula is not None:
         if not _FORMULA.fullmatch(formula) or not re.search(r"\bq\b", formula):
-            raise PolicyError(f"{where}.formula: {formula!r} must be arithmetic over the query `q`")
+            raise PolicyError(f"{where}.formula: {quoted(formula)} must be arithmetic over the query `q`")
         wrong = _not_a_scale_or_complement(formula)
         if wrong:
-            raise PolicyError(f"{where}.formula: {formula!r} {wrong}: a formula may only scale `q` (q * 1000, "
+            raise PolicyError(f"{where}.formula: {quoted(formula)} {wrong}: a formula may only scale `q` (q * 1000, "
                               "q / 1024) or take the complement of a fraction or a percentage (1 - q, 100 - q, "
                               "100 * (1 - q))")
     return MetricQuery(text, formula)
@@ -256,6 +295,8 @@ def _not_a_scale_or_complement(formula: str) -> str | None:
 
     try:
         slope, offset = affine(ast.parse(formula.strip(), mode="eval"))
+    except OverflowError:  # a constant past a float's range (1 followed by 400 zeros)
+        return "overflows (a constant too large for a number)"
     except (SyntaxError, ValueError, RecursionError) as e:
         return str(e) if isinstance(e, ValueError) else "is not arithmetic over q"
     if not (math.isfinite(slope) and math.isfinite(offset)):
@@ -488,7 +529,8 @@ class DatadogSource:
                 for host, points in sorted(per_host.items())}
 
     def _frame(self, metrics, first: int, last: int, points: dict[str, dict[int, float]]) -> Frame:
-        return Frame.on_grid(self.interval, first, max(last, first - self.interval), points).fill_zero_counts(
+        return Frame.on_grid(self.interval, first, max(last, first - self.interval), points,
+                             summed={m.name for m in metrics if m.summed}).fill_zero_counts(
             count_denominators(metrics), self._reported)
 
     def _read(self, query: Query, groups: dict[str, str], by: str | None, collect) -> tuple[int, int]:

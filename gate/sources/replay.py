@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gate.errors import CaseError, PolicyError
+from gate.kinds import KINDS
 from gate.policy import Policy, parse_policy
 from gate.series import Frame, Observations
 from gate.sources import Query
@@ -82,7 +83,7 @@ def load_case(path: str | Path) -> Case:
         raise CaseError(f"{meta_path}: missing or invalid field {e}") from None
     if step <= 0 or end_at <= deployed_at:
         raise CaseError(f"{meta_path}: step_seconds must be > 0 and end_at after deploy_at")
-    frames = _read_series(series_path, names, step)
+    frames = _read_series(series_path, names, step, summed=_counts(metrics))
     return Case(
         id=str(meta.get("id", path.name)),
         path=path,
@@ -94,7 +95,18 @@ def load_case(path: str | Path) -> Case:
     )
 
 
-def _read_series(path: Path, names: list[str], step: int) -> dict[str, Frame]:
+def _counts(metrics: list[dict]) -> set[str]:
+    """The case's metrics whose points are events (`kind: count`, or any kind registered summed)."""
+    return {m["name"] for m in metrics if isinstance(m.get("kind"), str) and m["kind"] in KINDS
+            and KINDS[m["kind"]].summed}
+
+
+def _read_series(path: Path, names: list[str], step: int, summed: set[str]) -> dict[str, Frame]:
+    """The recorded frames by scope. A row repeating a timestamp and scope with other values is
+    refused: which of the two is the recording is not the gate's to choose (the last one silently
+    won); the same row written twice is read once. Rows at different moments of one step (a
+    recording finer than its step) share the step's bucket: a count's points add up there, a
+    level's are averaged (`Frame.on_grid`)."""
     try:
         with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
             reader = csv.reader(io.StringIO(f.read()))
@@ -111,15 +123,26 @@ def _read_series(path: Path, names: list[str], step: int) -> dict[str, Frame]:
         raise CaseError(f"{path}: no column for metric(s) {', '.join(missing)}")
     columns = [header.index(n) for n in names]
     by_scope: dict[str, dict[str, dict[int, float]]] = {}
+    recorded: dict[tuple[str, int], tuple[int, list[str]]] = {}  # (scope, timestamp) -> (line, cells)
     try:
         for line, row in enumerate(rows, start=2):
             scope = row[1]
             if scope not in SCOPES:
                 raise CaseError(f"{path}: line {line}: unknown scope {scope!r}")
             t = int(row[0])
+            cells = [row[c] if c < len(row) else "" for c in columns]
+            earlier, before = recorded.setdefault((scope, t), (line, cells))
+            if earlier != line:
+                if cells == before:  # the same row written twice: nothing to choose between
+                    continue
+                differ = ", ".join(f"{n} {a[:40] or 'empty'} there, {b[:40] or 'empty'} here"
+                                   for n, a, b in zip(names, before, cells) if a != b)
+                raise CaseError(
+                    f"{path}: line {line}: timestamp {t} of scope {scope!r} is already recorded on line "
+                    f"{earlier} with other values ({differ}): one row per timestamp and scope (which "
+                    "one is the recording is not for the gate to choose)")
             points = by_scope.setdefault(scope, {n: {} for n in names})
-            for n, c in zip(names, columns):
-                cell = row[c] if c < len(row) else ""
+            for n, cell in zip(names, cells):
                 if cell != "":
                     points[n][t] = float(cell)
     except (ValueError, IndexError) as e:
@@ -134,7 +157,7 @@ def _read_series(path: Path, names: list[str], step: int) -> dict[str, Frame]:
             frames[scope] = Frame.empty(step, names)
             continue
         first = origin + (min(times) - origin) // step * step  # the bucket holding the first point
-        frames[scope] = Frame.on_grid(step, first, max(times), points, origin=origin)
+        frames[scope] = Frame.on_grid(step, first, max(times), points, summed=summed, origin=origin)
     return frames
 
 
