@@ -325,7 +325,9 @@ def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: 
     broken-instrumentation release. Not a pass. The lower tail of the count's model, over the
     whole window and over every stretch a stopped series leaves quiet (see
     _implausibly_clean_stretch): P(X <= observed) below IMPLAUSIBLY_CLEAN, and at most
-    IMPLAUSIBLY_FEW of the events expected."""
+    IMPLAUSIBLY_FEW of the events expected. A count without a denominator is held to it per point
+    (`volume` all ones: the groups taken as one size), or a canary whose errors read 0 where the
+    baseline has 20 a minute passed (review)."""
     if m.bad_direction not in ("increase", "either"):
         return None
     expected = rate * volume  # per point
