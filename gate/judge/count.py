@@ -368,8 +368,8 @@ def _implausibly_clean_stretch(m: Metric, events: np.ndarray, volume: np.ndarray
     where = f"its last {b - a} of {n} points" if b == n else f"{b - a} of its {n} points (from point {a + 1})"
     counted = "not one" if seen[worst] == 0 else f"only {seen[worst]:.0f}"
     served = f"served {np.sum(volume[a:b]):.0f} {m.denominator} with" if m.denominator else "reported"
-    return (f"over {where} the canary {served} {counted} {m.name}, where the rate it should have predicts {mean[worst]:.0f} (chance of so few "
-            f"{chance[worst]:.1e} over {len(stretches)} stretches tried): did its {m.name} series stop?")
+    return (f"over {where} the canary {served} {counted} {m.name}, where the rate it should have predicts "
+            f"{mean[worst]:.0f} (chance of so few {chance[worst]:.1e} over {len(stretches)} stretches tried): did its {m.name} series stop?")
 
 
 def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> str | None:
