@@ -6,6 +6,7 @@ limit."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -182,31 +183,32 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
     tolerance = m.tolerance if m.tolerance is not None else 0.0
     nc = p.canary_volume if p.canary_volume is not None else np.ones(len(ec))
     nb = p.baseline_volume if p.baseline_volume is not None else np.ones(len(eb))
-    weight = nc / nb  # the canary's share of traffic relative to the baseline, minute by minute
     rate_c, rate_b = float(ec.sum() / max(nc.sum(), 1e-12)), float(eb.sum() / max(nb.sum(), 1e-12))
     effect = rate_c / rate_b - 1 if rate_b > 0 else (0.0 if rate_c == 0 else float("inf"))
     # Without history, assume counts twice as variable as Poisson at the window's volume.
     inverse_k = ref.noise if ref is not None and ref.noise is not None else 1.0 / max(1.0, float(np.mean(eb)))
     rate = _rate_alike(eb, nb, ref)
+    alike = _expected_alike(eb, nb, nc, ref, rate, inverse_k)
     numbers = dict(canary=rate_c, baseline=rate_b, expected=expected, effect=effect)
     directions = _directions(m)
     outcomes = []
     for direction, sign, factor in _at_tolerance(m, tolerance):
-        excess = sign * (ec - factor * weight * eb)
+        excess = sign * (ec - factor * alike.events)
         # The variance under "the canary is at the tolerance": counts follow their model well,
         # and the empirical spread of a canary that is worse would only hide that it is.
-        prior = count_variance(factor * rate * nc, inverse_k) + factor**2 * weight**2 * count_variance(rate * nb, inverse_k)
+        prior = (count_variance(factor * rate * nc, inverse_k)
+                 + factor**2 * alike.influence**2 * count_variance(rate * nb, inverse_k))
         test = margin_test(excess, prior, setting.budget.fail, setting.budget.checkpoint,
                            setting.lifetime_points // TUNED_AT, prior_weight=math.inf,
                            remaining_points=setting.remaining_points)
-        denominator = max(float((weight * eb).sum()), rate * float(nc.sum()), 1e-12)
-        outcomes.append(DirectionTest(direction, test, float(np.sum(sign * (ec - weight * eb))), test.variance,
+        denominator = max(float(alike.events.sum()), rate * float(nc.sum()), 1e-12)
+        outcomes.append(DirectionTest(direction, test, float(np.sum(sign * (ec - alike.events))), test.variance,
                                 per_effect=denominator))
         half = test.fail_boundary / denominator
         numbers["interval"] = (max(effect - half, -1.0), effect + half)  # a rate is never below zero
         numbers["interval_test"] = FAIL_TEST
-    scale = np.sqrt(count_variance(rate * nc, inverse_k) + weight**2 * count_variance(rate * nb, inverse_k))
-    excursions = _excursions(m, ec - weight * eb, scale, ref, directions, setting.budget,
+    scale = np.sqrt(count_variance(rate * nc, inverse_k) + alike.weight**2 * count_variance(rate * nb, inverse_k))
+    excursions = _excursions(m, ec - alike.events, scale, ref, directions, setting.budget,
                              setting.lifetime_points, centre=False)
     what = f"{m.name}/{m.denominator}" if m.denominator else m.name
     if rate_b == 0:
@@ -219,16 +221,53 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
                                                burstiness=window_inverse_k(eb, rate * nb)))
 
 
-def _rate_alike(eb: np.ndarray, nb: np.ndarray, ref: MetricReference | None) -> float:
-    """Under "same rate", the events per unit of volume: the baseline's rate in the window,
-    shrunk toward the history's rate by a prior worth PRIOR_MINUTES of the baseline's traffic: a
-    quiet first minutes of the baseline must not make any canary error a surprise."""
+def _pooled_rate(eb: np.ndarray, nb: np.ndarray, ref: MetricReference | None) -> tuple[float, float]:
+    """The baseline's rate in the window, shrunk toward the history's rate by a prior worth
+    PRIOR_MINUTES of the baseline's traffic, and that prior's volume (0 without a history rate)."""
     if ref is not None and ref.rate is not None:
         prior_volume = PRIOR_MINUTES * float(np.mean(nb))
-        rate = (float(eb.sum()) + ref.rate * prior_volume) / (float(nb.sum()) + prior_volume)
-    else:
-        rate = float(eb.sum() / max(nb.sum(), 1e-12))
-    return max(rate, 1.0 / max(nb.sum(), 1.0))
+        return (float(eb.sum()) + ref.rate * prior_volume) / (float(nb.sum()) + prior_volume), prior_volume
+    return float(eb.sum() / max(nb.sum(), 1e-12)), 0.0
+
+
+def _rate_alike(eb: np.ndarray, nb: np.ndarray, ref: MetricReference | None) -> float:
+    """Under "same rate", the events per unit of volume: the pooled rate (_pooled_rate): a quiet
+    first minutes of the baseline must not make any canary error a surprise; at least one event
+    over the baseline's volume."""
+    return max(_pooled_rate(eb, nb, ref)[0], 1.0 / max(nb.sum(), 1.0))
+
+
+@dataclass(frozen=True)
+class Alike:
+    """The canary's events per point under "same rate as the baseline" (`events`), the weight of
+    each point's own baseline events in it (`weight`), and the whole sum's dependence on each
+    baseline point (`influence`: its own weight plus its share through the pooled rate)."""
+
+    events: np.ndarray
+    weight: np.ndarray
+    influence: np.ndarray
+
+
+def _expected_alike(eb: np.ndarray, nb: np.ndarray, nc: np.ndarray, ref: MetricReference | None, rate: float,
+                    inverse_k: float) -> Alike:
+    """The canary's events per point at its baseline's rate, a minute's baseline rate weighed by
+    what it knows. Scaled by canary / baseline volume minute by minute, one baseline minute that
+    served 1 request with 1 error (a 2x error rate passed, k1m-error-rate-010: x1000 made it
+    ~1500 expected canary errors, swamping the window's sum and its end estimate) decided the
+    window. Each minute's rate is the count model's posterior mean instead (a negative binomial
+    is a Poisson whose rate is gamma distributed): its own events over its own volume, shrunk
+    toward the pooled rate by a prior worth at most one event (1 / max(1/k, 1)): a minute with a
+    few expected events keeps its own rate (a fleet-wide burst still cancels), a minute that
+    served almost nothing carries almost nothing. `rate` (the floored rate alike) sets the prior's
+    size; the pooled rate (unfloored: a baseline without events expects none) is its centre."""
+    pooled, prior_volume = _pooled_rate(eb, nb, ref)
+    shrink = 1.0 / (rate * max(inverse_k, 1.0))  # the prior's volume, worth at most one event
+    weight = nc / (nb + shrink)
+    from_pool = nc * shrink / (nb + shrink)
+    events = weight * eb + from_pool * pooled
+    # The pooled rate's own dependence on every baseline point: d(pooled)/d(eb_j) = 1 / its volume.
+    influence = weight + float(np.sum(from_pool)) / max(float(nb.sum()) + prior_volume, 1e-12)
+    return Alike(events, weight, influence)
 
 
 def _grossly_worse(m: Metric, p: Paired, ref: MetricReference | None, setting: Setting,
@@ -286,17 +325,20 @@ def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: 
     broken-instrumentation release. Not a pass. The lower tail of the count's model, over the
     whole window and over every stretch a stopped series leaves quiet (see
     _implausibly_clean_stretch): P(X <= observed) below IMPLAUSIBLY_CLEAN, and at most
-    IMPLAUSIBLY_FEW of the events expected."""
-    if m.bad_direction not in ("increase", "either") or not m.denominator:
+    IMPLAUSIBLY_FEW of the events expected. A count without a denominator is held to it per point
+    (`volume` all ones: the groups taken as one size), or a canary whose errors read 0 where the
+    baseline has 20 a minute passed (review)."""
+    if m.bad_direction not in ("increase", "either"):
         return None
     expected = rate * volume  # per point
     seen, mean = float(np.sum(events)), float(np.sum(expected))
     chance = float(lower_tail(seen, mean, sum_inverse_k(expected, inverse_k)))
     if chance < IMPLAUSIBLY_CLEAN and seen <= IMPLAUSIBLY_FEW * mean:
         counted = "not one" if seen == 0 else f"only {seen:.0f}"
-        return (f"the canary reported {np.sum(volume):.0f} {m.denominator} and {counted} {m.name}, where the "
-                f"rate it should have (the baseline's, or its own history's) predicts {mean:.0f} "
-                f"(chance of so few {chance:.1e}): is its {m.name} series missing?")
+        served = (f"reported {np.sum(volume):.0f} {m.denominator} and {counted} {m.name}" if m.denominator
+                  else f"reported {counted} {m.name} over {len(events)} points")
+        return (f"the canary {served}, where the rate it should have (the baseline's, or its own "
+                f"history's) predicts {mean:.0f} (chance of so few {chance:.1e}): is its {m.name} series missing?")
     return _implausibly_clean_stretch(m, events, volume, expected, max(inverse_k, burstiness))
 
 
@@ -325,17 +367,18 @@ def _implausibly_clean_stretch(m: Metric, events: np.ndarray, volume: np.ndarray
     (a, b), n = stretches[worst], len(events)
     where = f"its last {b - a} of {n} points" if b == n else f"{b - a} of its {n} points (from point {a + 1})"
     counted = "not one" if seen[worst] == 0 else f"only {seen[worst]:.0f}"
-    return (f"over {where} the canary served {np.sum(volume[a:b]):.0f} {m.denominator} with {counted} "
-            f"{m.name}, where the rate it should have predicts {mean[worst]:.0f} (chance of so few "
-            f"{chance[worst]:.1e} over {len(stretches)} stretches tried): did its {m.name} series stop?")
+    served = f"served {np.sum(volume[a:b]):.0f} {m.denominator} with" if m.denominator else "reported"
+    return (f"over {where} the canary {served} {counted} {m.name}, where the rate it should have predicts "
+            f"{mean[worst]:.0f} (chance of so few {chance[worst]:.1e} over {len(stretches)} stretches tried): did its {m.name} series stop?")
 
 
 def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> str | None:
     """History-only: the canary's own history rate, not a baseline's, says how many events its
-    requests should have had (see _implausibly_clean)."""
-    if not m.denominator or ref.rate is None or m.denominator not in canary.values:
+    requests (without a denominator: its points) should have had (see _implausibly_clean)."""
+    if ref.rate is None or m.name not in canary.values or (m.denominator and m.denominator not in canary.values):
         return None
-    events, volume = canary.values[m.name], canary.values[m.denominator]
+    events = canary.values[m.name]
+    volume = canary.values[m.denominator] if m.denominator else np.ones(len(events))
     ok = np.isfinite(events) & np.isfinite(volume)
     events, volume = events[ok], volume[ok]
     return _implausibly_clean(m, events, volume, ref.rate, ref.noise or 0.0,
