@@ -30,7 +30,8 @@
 //                       a function is invoked once more with "rollout_step" to move to a step).
 //                       'pass' once the last step passed; a failed step has sent the traffic back.
 //   gate, store         cli mode: the gate command (default 'gate'), its --store file.
-//   function            lambda mode: the analyzer function, invoked once per `pollSeconds`.
+//   function            lambda mode: the analyzer function, invoked once per `pollSeconds`, about
+//                       the deploy its first answer judged (a redeploy meanwhile: 'error').
 //   stateMachine        lambda mode: the state machine ARN running the whole canary instead
 //                       (its execution is stopped if the build is aborted while it runs).
 //   region, pollSeconds lambda mode: the AWS region; seconds between invocations / polls (60).
@@ -224,22 +225,22 @@ private int runFunction(Map opts, String base, String jsonFile) {
 }
 
 // The deploy an answer judged: the fields that ask about it again (`same_deploy`), else (an answer
-// recorded before the analyzer said so) its deployed_at; null when it names none.
+// recorded before the analyzer said so) its deployed_at; empty when it names none.
 private Map deployOf(Map answer) {
     if (answer.same_deploy instanceof Map && answer.same_deploy) {
         return answer.same_deploy as Map
     }
-    return answer.deployed_at ? [deployed_at: answer.deployed_at] : null
+    return answer.deployed_at ? [deployed_at: answer.deployed_at] : [:]
 }
 
 // Whether a verdict is about the pinned deploy (any deploy before the first answer, but one it
 // names). If not, the answer in jsonFile is replaced by an error: its verdict is another deploy's.
 private boolean sameDeploy(Map pinned, Map answer, String jsonFile) {
     Map judged = deployOf(answer)
-    if (judged != null && (pinned == null || judged == pinned)) {
+    if (judged && (pinned == null || judged == pinned)) {
         return true
     }
-    String problem = judged == null ? 'the answer names no deploy (no same_deploy, no deployed_at): ' +
+    String problem = judged.isEmpty() ? 'the answer names no deploy (no same_deploy, no deployed_at): ' +
                                       'it cannot be told to be this build\'s' :
         "the answer is about another deploy (${JsonOutput.toJson(judged)}) than this build's " +
         "(${JsonOutput.toJson(pinned)}): the release was redeployed meanwhile"
