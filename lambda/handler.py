@@ -39,7 +39,8 @@ the Lambda gates real releases.
 
 Settings (environment): GATE_STORE_TABLE (DynamoDB evaluation store), GATE_IDEMPOTENCY_TABLE
 (a retried invocation for the same deploy of the release and moment returns the first answer instead
-of judging and notifying again; a different request for them is refused), GATE_SECRET_ID (a Secrets Manager
+of judging and notifying again; a different request for them is refused; kept GATE_IDEMPOTENCY_TTL
+seconds, 21600), GATE_SECRET_ID (a Secrets Manager
 JSON secret holding DD_API_KEY, DD_APP_KEY, SLACK_WEBHOOK_URL, GATE_WEBHOOK_URL, GATE_WEBHOOK_SECRET;
 with it, these are read from it alone), POWERTOOLS_* (logging, metrics
 namespace, tracing).
