@@ -39,7 +39,8 @@ the Lambda gates real releases.
 
 Settings (environment): GATE_STORE_TABLE (DynamoDB evaluation store), GATE_IDEMPOTENCY_TABLE
 (a retried invocation for the same deploy of the release and moment returns the first answer instead
-of judging and notifying again; a different request for them is refused), GATE_SECRET_ID (a Secrets Manager
+of judging and notifying again; a different request for them is refused; kept GATE_IDEMPOTENCY_TTL
+seconds, 21600), GATE_SECRET_ID (a Secrets Manager
 JSON secret holding DD_API_KEY, DD_APP_KEY, SLACK_WEBHOOK_URL, GATE_WEBHOOK_URL, GATE_WEBHOOK_SECRET;
 with it, these are read from it alone), POWERTOOLS_* (logging, metrics
 namespace, tracing).
@@ -178,7 +179,9 @@ def parse_request(event: Any) -> EvaluateRequest | PlanRequest | BacktestRequest
     if not isinstance(event, dict):
         raise BadRequest(f"event: expected a JSON object, got {type(event).__name__}")
     action = event.get("action", "evaluate")
-    model = {"evaluate": EvaluateRequest, "plan": PlanRequest, "backtest": BacktestRequest}.get(action)
+    # Only a name picks a model: a list or an object is no action (and no key of the mapping).
+    models = {"evaluate": EvaluateRequest, "plan": PlanRequest, "backtest": BacktestRequest}
+    model = models.get(action) if isinstance(action, str) else None
     if model is None:
         raise BadRequest(f"action: {str(action)[:60]!r} is not evaluate, plan or backtest")
     try:
@@ -255,6 +258,8 @@ def load_policy(reference: dict | str, fresh: bool = False) -> Policy:
             raise PolicyError(f"policy: {reference!r} is not s3://bucket/key")
         text = _read_s3(bucket, key, reference)
     elif reference.startswith("ssm:"):
+        if not reference.removeprefix("ssm:").strip():
+            raise PolicyError(f"policy: {reference!r} names no parameter (ssm:/name)")
         text = _read_ssm(reference, fresh)
     else:
         raise PolicyError(f"policy: expected a mapping, s3://bucket/key or ssm:/name, got {reference[:100]!r}")
@@ -264,6 +269,8 @@ def load_policy(reference: dict | str, fresh: bool = False) -> Policy:
 def _read_ssm(reference: str, fresh: bool = False) -> str:
     """The text of an `ssm:/name` policy, kept by the container for 5 minutes (`fresh`: read again
     now, and kept from now)."""
+    from botocore.exceptions import BotoCoreError
+
     try:
         # The provider get_parameter uses, with the gate's bounded client (powertools makes one
         # with botocore's 60 s timeouts); again after parameters.clear_caches() empties them.
@@ -275,6 +282,8 @@ def _read_ssm(reference: str, fresh: bool = False) -> str:
     except parameters.exceptions.GetParameterError as e:
         # Powertools wraps the SDK's error: the original is the context.
         raise _unreadable(reference, e.__cause__ or e.__context__, str(e)) from None
+    except BotoCoreError as e:  # the client could not be made (no region): before powertools wraps anything
+        raise _unreadable(reference, e, str(e)) from None
 
 
 def is_ssm(reference: dict | str) -> bool:
@@ -297,6 +306,10 @@ class PolicyUnavailable(GateError):
 
 
 def _unreadable(reference: str, cause: BaseException | None, detail: str) -> GateError:
+    from botocore.exceptions import NoRegionError
+
+    if isinstance(cause, NoRegionError):  # no client can be made: asking again changes nothing
+        return PolicyError(f"policy: cannot read {reference}: no AWS region (set AWS_DEFAULT_REGION)")
     # A connection fault, a timeout, throttling or a 5xx is not the policy's fault: asked again.
     if cause is not None and transient(cause):
         return PolicyUnavailable(f"policy: cannot read {reference} for now: {detail}")
@@ -463,13 +476,34 @@ def rollout(analysis: Analysis, request: Judgement) -> dict:
     return answer
 
 
+# A retry comes within minutes of its call; a year is far past any use, and far below what would
+# overflow Powertools' expiry (the clock plus the TTL past the year 9999: a crash, not a TTL).
+MAX_IDEMPOTENCY_TTL = 366 * 86400
+
+
+def idempotency_ttl() -> int:
+    """GATE_IDEMPOTENCY_TTL: how long a retry is answered with the first answer, in whole seconds
+    (as GATE_SECRET_MAX_AGE), 1 s to 366 days. A bad value is could-not-judge naming the variable,
+    checked before the deploy is registered."""
+    text = settings.current_settings().idempotency_ttl
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = None
+    if seconds is None or not 1 <= seconds <= MAX_IDEMPOTENCY_TTL:
+        raise GateError(f"GATE_IDEMPOTENCY_TTL: {text[:40]!r} is not a whole number of seconds from 1 to "
+                        f"{MAX_IDEMPOTENCY_TTL} (e.g. 21600 for 6 hours)")
+    return seconds
+
+
 @lru_cache(maxsize=4)
-def _idempotent_judge(table: str, endpoint: str | None):
+def _idempotent_judge(table: str, endpoint: str | None, ttl: int):
     config = IdempotencyConfig(
         # The key is the release and the moment judged. A retry must also ask the same question:
         # everything else that changes the answer (the policy as parsed, hashed as its JSON
-        # fields, the scopes, the deploy time) is validated, and a request that differs is
-        # refused (IdempotencyValidationError), never answered with the verdict of another one.
+        # fields, the scopes, the registered deploy's time: see `evaluate`) is validated, and a
+        # request that differs is refused (IdempotencyValidationError), never answered with the
+        # verdict of another one.
         # build_url only changes a link.
         # `rollout` too: a rollout look and a plain check of the same moment are two questions (a
         # check's cached pass once answered a look whose rollout had not started: exit 0).
@@ -478,7 +512,7 @@ def _idempotent_judge(table: str, endpoint: str | None):
         event_key_jmespath="[release, deploy, now, rollout]",
         payload_validation_jmespath="[policy, canary, baseline, deployed_at]",
         raise_on_no_idempotency_key=True,
-        expires_after_seconds=int(settings.current_settings().idempotency_ttl),
+        expires_after_seconds=ttl,
         response_hook=_replayed,
     )
     layer = DynamoDBPersistenceLayer(table_name=table, boto3_client=make_client("dynamodb", raw_errors=True))
@@ -547,13 +581,17 @@ def evaluate(request: EvaluateRequest, policy: Policy, context: Any) -> dict:
     # under the key [release, deploy, now] it would be answered with the look of the same moment.
     if not table or request.rollout_step is not None:
         return judge(question)
+    ttl = idempotency_ttl()
     deploy = register_release(policy, request.release, now, store=store(), requested=request.deployed_at,
                               canary=request.canary, baseline=request.baseline, examine_past=request.examine_past,
                               names=LAMBDA, clock=time.time)
-    wrapped, config = _idempotent_judge(table, configured.aws_endpoint_url)
+    wrapped, config = _idempotent_judge(table, configured.aws_endpoint_url, ttl)
     config.register_lambda_context(context)
     try:
-        return wrapped(request={**question, "deploy": deploy.id})
+        # The deploy asked about is the registered one, however the request named it: a look
+        # without deployed_at and one that pins it (its `same_deploy`, as a loop adds it after
+        # its first answer) at the same moment are one question, answered once.
+        return wrapped(request={**question, "deploy": deploy.id, "deployed_at": deploy.deployed_at})
     except GateError as e:
         # Registered above: whatever failed after (the source opened, the history read) names the
         # deploy, for a loop that pins it (see `judge`).

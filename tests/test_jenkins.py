@@ -156,6 +156,46 @@ def test_the_harness_catches_a_broken_step_and_a_broken_jenkinsfile(tmp_path):
     assert re.search(r"^\d+ passed, [1-9]\d* failed$", result.stdout, re.M)
 
 
+def test_the_lambda_step_never_judges_a_redeploy_made_between_its_polls(tmp_path):
+    """Review (issue 22 for Jenkins): the step in function mode sent the same event at every poll,
+    so another build's redeploy registered between two polls was judged by this build: deploy 1
+    (12:00) undecided at 12:58, deploy 2 registered at 13:00, and this build then read deploy 2's
+    looks, up to its pass at 13:30, instead of deploy 1's end. The real step (Groovy) and the real
+    analyzer (a process per invocation on one store, its clock moved): pinned after its first
+    answer, the step is refused once the release is redeployed, and never reads deploy 2."""
+    import yaml
+
+    from gate.release import parse_time
+
+    policy = yaml.safe_load((ROOT / "examples" / "simulate.yaml").read_text())
+    policy["source"]["options"] = {"scenario": "healthy", "seed": 7}  # deploy 2 passes by 13:30
+    start = parse_time("2024-05-06T12:00:00Z")
+    redeploy = {"deployed_at": "2024-05-06T13:00:00Z"}  # another build of the pipeline, same event
+    plan = [{"at": start + 5}, {"at": start + 58 * 60 + 5}, {"at": start + 61 * 60 + 5, "others": [redeploy]},
+            {"at": start + 90 * 60 + 5}]
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    log = tmp_path / "invocations.jsonl"
+    result = run_harness(JENKINS, {
+        "GATE_TESTS": "with the real analyzer", "GATE_FAKE_POLICY": json.dumps(policy),
+        "GATE_FAKE_AWS": f"'{sys.executable}' '{ROOT / 'tests' / 'fake_aws_lambda.py'}'",
+        "FAKE_LAMBDA_PLAN": str(tmp_path / "plan.json"), "FAKE_LAMBDA_LOG": str(log),
+        "GATE_STORE": str(tmp_path / "gate.sqlite"), "TMPDIR": str(tmp_path), "POWERTOOLS_LOG_LEVEL": "ERROR",
+        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "CanaryGateTest",
+        **{key: "" for key in ("GATE_STORE_TABLE", "GATE_IDEMPOTENCY_TABLE", "GATE_SECRET_ID")},
+    })
+    invocations = [json.loads(line) for line in log.read_text().splitlines()]
+    step = [i for i in invocations if i["by"] == "step"]
+    seen = [(i["answer"].get("deploy"), i["answer"]["verdict"]) for i in step]
+    assert outcomes(result.stdout) == {
+        "step lambda function with the real analyzer: a redeploy between two polls is never judged by this "
+        "build": "PASS"}, f"{seen}\n{result.stdout}{result.stderr[-2000:]}"
+    other = [i for i in invocations if i["by"] == "other"]
+    assert [i["answer"]["deploy"] for i in other] == [2]  # the redeploy was registered
+    assert seen == [(1, "inconclusive"), (1, "inconclusive"), (None, "error")]
+    assert [i["event"].get("deployed_at") for i in step] == [None, "2024-05-06T12:00:00Z", "2024-05-06T12:00:00Z"]
+    assert step[-1]["answer"]["statusCode"] == 400  # final: asking again cannot make it this build's deploy
+
+
 def test_the_readme_examples_name_what_the_stack_lets_the_analyzer_read():
     """The lambda-mode examples use a policy the analyzer's role may read (the stack's bucket,
     under policies/, or SSM under /canary-gate/) and the state machine the stack names."""

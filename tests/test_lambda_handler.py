@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -145,6 +146,11 @@ def nested(depth: int) -> list:
         (lambda e: e["policy"].pop("metrics"), "metrics: Field required"),
         (lambda e: e["policy"].update(interval="soon"), "interval: 'soon' is not a duration"),
         (lambda e: e.update(policy="ftp://x/y"), "policy: expected a mapping, s3://bucket/key or ssm:/name"),
+        # review (fail-open sweep): an action that is no name was a 500 (TypeError: unhashable
+        # type: 'list'); an SSM reference without a name went to AWS
+        (lambda e: e.update(action=[1]), "action: '[1]' is not evaluate, plan or backtest"),
+        (lambda e: e.update(action={"plan": 1}), "action: "),
+        (lambda e: e.update(policy="ssm:"), "policy: 'ssm:' names no parameter (ssm:/name)"),
         # issue 15: a release the Jenkins step would have passed as an option; a canary judged
         # against itself; a policy nested deeper than a policy can be
         (lambda e: e.update(release="--help"), "release: must not start with '-'"),
@@ -517,6 +523,40 @@ def test_a_bad_secret_max_age_is_named_not_a_traceback(handler, corpus, monkeypa
     assert "ValueError" not in result["error"]
 
 
+def test_an_ssm_policy_without_a_region_is_a_400_naming_the_policy(handler, corpus, monkeypatch, tmp_path):
+    """Review: `ssm:/...` with no AWS region answered 500 `internal error: NoRegionError`: asking
+    again changes nothing, the answer names `policy` and the missing region."""
+    reference = "ssm:/canary-gate/web"
+    for key in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))  # no profile's region either
+    result = handler.lambda_handler({**case_event(corpus, "k1m-aa-000"), "policy": reference}, FakeContext())
+    assert result["statusCode"] == 400 and result["exit_code"] == 4
+    assert result["error"] == f"policy: cannot read {reference}: no AWS region (set AWS_DEFAULT_REGION)"
+
+
+@pytest.mark.parametrize("ttl", ["6h", "0", "-60", "1e4", str(10**12)])
+def test_a_bad_idempotency_ttl_is_named_not_a_traceback(handler, corpus, aws_tables, monkeypatch, ttl):
+    """Review: GATE_IDEMPOTENCY_TTL=6h answered 500 `internal error: ValueError: invalid literal`
+    (a huge one overflows Powertools' expiry, 0 or less keeps nothing). Refused before anything
+    is registered."""
+    monkeypatch.setenv("GATE_IDEMPOTENCY_TTL", ttl)
+    event = case_event(corpus, "k1m-aa-000", only=("cpu",))
+    result = handler.lambda_handler(event, FakeContext())
+    assert result["statusCode"] == 503 and result["exit_code"] == 4
+    assert result["error"] == (f"could not judge: GATE_IDEMPOTENCY_TTL: {ttl!r} is not a whole number of seconds "
+                               "from 1 to 31622400 (e.g. 21600 for 6 hours)")
+    assert aws_tables.release(event["release"]) is None
+
+
+def test_the_idempotency_ttl_is_whole_seconds(handler, corpus, aws_tables, monkeypatch):
+    monkeypatch.setenv("GATE_IDEMPOTENCY_TTL", "120")
+    before = time.time()
+    assert handler.lambda_handler(case_event(corpus, "k1m-aa-000", only=("cpu",)), FakeContext())["verdict"] == "pass"
+    [record] = boto3.client("dynamodb").scan(TableName="gate-idempotency")["Items"]
+    assert before + 120 <= int(record["expiration"]["N"]) <= time.time() + 121
+
+
 def test_metrics_are_emitted_as_emf(capfd, handler, corpus):
     handler.lambda_handler(case_event(corpus, "k1m-canary-down-012"), FakeContext())
     handler.lambda_handler({"release": "r"}, FakeContext())
@@ -758,3 +798,17 @@ def ssm_policy_updated_under_a_warm_container(handler, event: dict, name: str) -
     updated = {**event["policy"], "alpha": 0.02}
     ssm.put_parameter(Name=name, Value=json.dumps(updated), Type="String", Overwrite=True)
     return updated
+
+
+def test_a_look_that_pins_its_deploy_at_the_same_moment_is_answered_not_refused(handler, corpus, aws_tables):
+    """Review (issue 22 for Jenkins): the Jenkins step polls every pollSeconds, faster than the
+    policy's interval, and pins its deploy after the first answer (its `same_deploy` added to
+    the event). The second poll asks about the same deploy at the same moment: the question is
+    the same, so it gets the first answer back, not a 400 for a \"different request\"."""
+    event = case_event(corpus, "k1m-canary-down-012")
+    event.pop("deployed_at")
+    event["now"] = iso(load_case(corpus / event["release"]).deployed_at + 600)
+    first = handler.lambda_handler(event, FakeContext())
+    assert first["verdict"] in ("inconclusive", "fail"), first
+    pinned = handler.lambda_handler({**event, **first["same_deploy"]}, FakeContext())
+    assert pinned == first

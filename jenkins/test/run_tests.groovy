@@ -206,8 +206,10 @@ test('step lambda function: invoked every pollSeconds until decisive, the JSON a
     assert invokes.size() == 3
     assert invokes[0] == "aws --region 'eu-west-1' lambda invoke --output json --cli-read-timeout 900 --function-name 'canary-gate-analyzer' " +
         "--payload fileb://'canary-gate/web-1.2.3-event.json' 'canary-gate/web-1.2.3.json' > 'canary-gate/web-1.2.3-invoke.json'"
+    // After the first answer, the event pins the deploy it judged (its deployed_at).
     assert new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3-event.json').text) ==
-        [release: 'web-1.2.3', policy: 's3://bucket/web.yaml', canary: 'version:1.2.3']
+        [release: 'web-1.2.3', policy: 's3://bucket/web.yaml', canary: 'version:1.2.3',
+         deployed_at: '2024-05-01T10:00:00Z']
     assert h.calls.findAll { it.step == 'sleep' }*.args == [[[time: 30, unit: 'SECONDS']], [[time: 30, unit: 'SECONDS']]]
     assert h.ran("-m gate.junit --output 'canary-gate/web-1.2.3.xml' --release='web-1.2.3' -- 'canary-gate/web-1.2.3.json'")
     if (python) {  // the conversion ran for real: one test case per metric, cpu failed
@@ -235,6 +237,77 @@ test('step lambda function: an error answer, a crashed function or a failed CLI 
             assert h.junitReports[0].failCount == 1 && h.junitReports[0].cases == ['canary gate']
         }
     }
+}
+
+// Records the event of every invocation, then answers as lambdaAnswers does.
+def recordingAnswers = { Harness h, List answers, List events ->
+    def answering = lambdaAnswers(h, answers)
+    return { String script, Map a ->
+        if (script.contains(' lambda invoke ')) {
+            String file = (script =~ /fileb:\/\/'([^']+)'/)[0][1]
+            events << new JsonSlurperClassic().parseText(h.file(file).text)
+        }
+        return answering(script, a)
+    }
+}
+
+// An answer of the analyzer about the deploy that started at `deployedAt` (lambda/handler.py's
+// `same_deploy`: the fields that ask about that deploy again).
+def ofDeploy = { String deployedAt, Map answer ->
+    answer + [deployed_at: deployedAt, same_deploy: [deployed_at: deployedAt]]
+}
+
+test('step lambda function: the first answer pins its deploy, every later invocation asks about it') {
+    Harness h = harness()
+    List events = []
+    Map waiting = VERDICT + [verdict: 'inconclusive', final: false, exit_code: 3]
+    h.onSh = recordingAnswers(h, [ofDeploy('2024-05-01T10:00:07Z', waiting), ofDeploy('2024-05-01T10:00:07Z', waiting),
+                                  ofDeploy('2024-05-01T10:00:07Z', VERDICT)], events)
+    assert h.runStep(LAMBDA) == 'fail'
+    Map bare = [release: 'web-1.2.3', policy: 's3://bucket/web.yaml', canary: 'version:1.2.3']
+    assert events == [bare, bare + [deployed_at: '2024-05-01T10:00:07Z'], bare + [deployed_at: '2024-05-01T10:00:07Z']]
+}
+
+test('step lambda function: an answer about another deploy (a redeploy meanwhile) is could-not-judge, never its pass') {
+    Map waiting = VERDICT + [verdict: 'inconclusive', final: false, exit_code: 3]
+    Map passing = VERDICT + [verdict: 'pass', exit_code: 0]
+    [[waiting, passing], [waiting, waiting], [waiting, VERDICT]].each { List later ->
+        Harness h = harness()
+        h.onSh = lambdaAnswers(h, [ofDeploy('2024-05-01T10:00:00Z', later[0]), ofDeploy('2024-05-01T11:00:00Z', later[1])])
+        assert h.runStep(LAMBDA) == 'error'
+        assert h.logText().contains('canaryGate: the answer is about another deploy ({"deployed_at":"2024-05-01T11:00:00Z"}) ' +
+                                    'than this build\'s ({"deployed_at":"2024-05-01T10:00:00Z"}): the release was redeployed')
+        Map written = new JsonSlurperClassic().parseText(h.file('canary-gate/web-1.2.3.json').text) as Map
+        assert written.verdict == 'error' && written.judged.deployed_at == '2024-05-01T11:00:00Z'
+        assert h.calls.count { it.step == 'sleep' } == 1  // nothing asked after it
+    }
+}
+
+test('step lambda function: a verdict that names no deploy is could-not-judge') {
+    Harness h = harness()
+    h.onSh = lambdaAnswers(h, [VERDICT.findAll { it.key != 'deployed_at' } + [verdict: 'pass', exit_code: 0]])
+    assert h.runStep(LAMBDA) == 'error'
+    assert h.logText().contains('canaryGate: the answer names no deploy')
+}
+
+test('step lambda function: the analyzer refusing the pinned deploy (redeployed) is could-not-judge, said in the log') {
+    Harness h = harness()
+    String refusal = 'deployed_at 2024-05-01T10:00:00Z contradicts release \'web-1.2.3\', registered as deployed at ' +
+                     '2024-05-01T11:00:00Z with a canary window until 2024-05-01T12:00:00Z'
+    h.onSh = lambdaAnswers(h, [ofDeploy('2024-05-01T10:00:00Z', VERDICT + [verdict: 'inconclusive', final: false]),
+                               [statusCode: 400, release: 'web-1.2.3', verdict: 'error', exit_code: 4, error: refusal]])
+    assert h.runStep(LAMBDA) == 'error'
+    assert h.logText().contains("canaryGate: could not judge: ${refusal}")
+}
+
+test('step lambda function: a given deployedAt is sent as given, and answers of another deploy are refused too') {
+    Harness h = harness()
+    List events = []
+    Map waiting = VERDICT + [verdict: 'inconclusive', final: false, exit_code: 3]
+    h.onSh = recordingAnswers(h, [ofDeploy('2024-05-01T10:00:00Z', waiting),
+                                  ofDeploy('2024-05-01T11:00:00Z', VERDICT + [verdict: 'pass'])], events)
+    assert h.runStep(LAMBDA + [deployedAt: '1714557600']) == 'error'
+    assert events*.deployed_at == ['1714557600', '1714557600']
 }
 
 // A describe-execution stub: RUNNING twice, then `status` with `output` (the state machine's
@@ -622,9 +695,18 @@ test('step lambda function rollout: a passed step is followed by one invocation 
     }
     assert h.runStep(LAMBDA + [rollout: true]) == 'fail'
     Map bare = [release: 'web-1.2.3', policy: 's3://bucket/web.yaml', canary: 'version:1.2.3', rollout: true]
-    assert events == [bare, bare + [rollout_step: 1], bare, bare + [rollout_step: 2], bare]
+    Map pinned = bare + [deployed_at: '2024-05-01T10:00:00Z']  // the deploy of the first answer, from then on
+    assert events == [bare, pinned + [rollout_step: 1], pinned, pinned + [rollout_step: 2], pinned]
     assert h.calls.count { it.step == 'sleep' } == 2  // after each step taken
     assert h.logText().contains('canaryGate: traffic step 2 taken')
+}
+
+test('step lambda function rollout: a step change answered for another deploy is could-not-judge') {
+    Harness h = harness()
+    h.onSh = lambdaAnswers(h, [ofDeploy('2024-05-01T10:00:00Z', look('passed', 1, 2)),
+                               ofDeploy('2024-05-01T11:00:00Z', look('advanced', 2, null))])
+    assert h.runStep(LAMBDA + [rollout: true]) == 'error'
+    assert !h.calls.any { it.step == 'sleep' }
 }
 
 test('step lambda function rollout: a refused step change is could-not-judge') {
@@ -677,6 +759,23 @@ if (System.getenv('GATE_BIN')) {
         // The JUnit report says the gate could not judge, and why.
         assert h.junitReports[0].failures == ['canary gate']
         assert h.file('canary-gate/--help.xml').text.contains("must not start with '-'")
+    }
+}
+
+// GATE_FAKE_AWS: a command standing for `aws` whose `lambda invoke` runs the real analyzer
+// (tests/fake_aws_lambda.py), GATE_FAKE_POLICY its policy (JSON): tests/test_jenkins.py sets them.
+if (System.getenv('GATE_FAKE_AWS')) {
+    test('step lambda function with the real analyzer: a redeploy between two polls is never judged by this build') {
+        Harness h = harness()
+        String fakeAws = System.getenv('GATE_FAKE_AWS')
+        h.onSh = { String script, Map a -> h.realSh(script.startsWith('aws ') ? fakeAws + script.substring(3) : script) }
+        Map policy = new JsonSlurperClassic().parseText(System.getenv('GATE_FAKE_POLICY')) as Map
+        // allowDemo: the simulated source stands for a live one here (a pass must be the step's to judge).
+        String verdict = h.runStep(release: 'web-7', mode: 'lambda', function: 'canary-gate-analyzer', policy: policy,
+                                   pollSeconds: 60, python: python ?: 'python3', allowDemo: true)
+        println "    real analyzer: ${verdict}: ${h.logText().readLines().findAll { it.startsWith('canaryGate:') }.join(' | ')}"
+        assert verdict == 'error'
+        assert h.logText().contains("canaryGate: could not judge: deployed_at 2024-05-06T12:00:00Z contradicts release 'web-7'")
     }
 }
 

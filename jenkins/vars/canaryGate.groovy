@@ -30,7 +30,8 @@
 //                       a function is invoked once more with "rollout_step" to move to a step).
 //                       'pass' once the last step passed; a failed step has sent the traffic back.
 //   gate, store         cli mode: the gate command (default 'gate'), its --store file.
-//   function            lambda mode: the analyzer function, invoked once per `pollSeconds`.
+//   function            lambda mode: the analyzer function, invoked once per `pollSeconds`, about
+//                       the deploy its first answer judged (a redeploy meanwhile: 'error').
 //   stateMachine        lambda mode: the state machine ARN running the whole canary instead
 //                       (its execution is stopped if the build is aborted while it runs).
 //   region, pollSeconds lambda mode: the AWS region; seconds between invocations / polls (60).
@@ -154,7 +155,7 @@ private String cliCommand(Map opts, String jsonFile, String junitFile) {
 }
 
 // The Lambda's event; its answer is `gate check --json`'s verdict plus exit_code, or an error.
-private String event(Map opts) {
+private Map event(Map opts) {
     Map event = [release: opts.release as String, policy: opts.policy]
     for (String name : ['canary', 'baseline']) {
         if (opts[name]) {
@@ -170,7 +171,7 @@ private String event(Map opts) {
     if (opts.rollout) {
         event.rollout = true
     }
-    return JsonOutput.toJson(event)
+    return event
 }
 
 private String aws(Map opts) {
@@ -179,21 +180,40 @@ private String aws(Map opts) {
 
 // One evaluation per invocation, every pollSeconds, until the answer is decisive or final. In a
 // rollout, an answer naming the next step is followed by one invocation that moves to it.
+// The first answer pins the deploy (issue 22, as the state machine's PinDeploy): every later
+// invocation asks about that deploy (its `same_deploy`: its deployed_at), so a redeploy of the
+// release meanwhile (another build) is never judged by this build; the analyzer refuses a pinned
+// deploy that is no longer the release's, and an answer about another deploy is could-not-judge.
 private int runFunction(Map opts, String base, String jsonFile) {
     String eventFile = "${base}-event.json"
-    writeFile(file: eventFile, text: event(opts))
+    Map request = event(opts)
+    writeFile(file: eventFile, text: JsonOutput.toJson(request))
+    Map pinned = null
     while (true) {
         Map answer = invoke(opts, base, eventFile, jsonFile)
         int code = exitCode(answer)
+        if (code != 4 && !sameDeploy(pinned, answer, jsonFile)) {
+            return 4
+        }
+        if (pinned == null && code != 4) {
+            pinned = deployOf(answer)
+            if (!opts.deployedAt) {  // a given deployedAt pins it already
+                request += pinned
+                writeFile(file: eventFile, text: JsonOutput.toJson(request))
+            }
+        }
+        if (code == 4 && answer.error) {
+            echo "canaryGate: could not judge: ${answer.error}"
+        }
         if (code != 3 || answer.final == true) {
             return code
         }
         Object next = answer.rollout instanceof Map ? answer.rollout.next_step : null
         if (opts.rollout && next instanceof Number) {
             String stepFile = "${base}-step.json"
-            writeFile(file: stepFile, text: JsonOutput.toJson(parseJson(event(opts)) + [rollout_step: next]))
+            writeFile(file: stepFile, text: JsonOutput.toJson(request + [rollout_step: next]))
             Map stepped = invoke(opts, base, stepFile, jsonFile)
-            if (exitCode(stepped) == 4) {
+            if (exitCode(stepped) == 4 || !sameDeploy(pinned, stepped, jsonFile)) {
                 return 4
             }
             echo "canaryGate: traffic step ${next} taken: ${stepped.reason}"
@@ -202,6 +222,32 @@ private int runFunction(Map opts, String base, String jsonFile) {
         }
         sleep(time: opts.pollSeconds as int, unit: 'SECONDS')
     }
+}
+
+// The deploy an answer judged: the fields that ask about it again (`same_deploy`), else (an answer
+// recorded before the analyzer said so) its deployed_at; empty when it names none.
+private Map deployOf(Map answer) {
+    if (answer.same_deploy instanceof Map && answer.same_deploy) {
+        return answer.same_deploy as Map
+    }
+    return answer.deployed_at ? [deployed_at: answer.deployed_at] : [:]
+}
+
+// Whether a verdict is about the pinned deploy (any deploy before the first answer, but one it
+// names). If not, the answer in jsonFile is replaced by an error: its verdict is another deploy's.
+private boolean sameDeploy(Map pinned, Map answer, String jsonFile) {
+    Map judged = deployOf(answer)
+    if (judged && (pinned == null || judged == pinned)) {
+        return true
+    }
+    String problem = judged.isEmpty() ? 'the answer names no deploy (no same_deploy, no deployed_at): ' +
+                                      'it cannot be told to be this build\'s' :
+        "the answer is about another deploy (${JsonOutput.toJson(judged)}) than this build's " +
+        "(${JsonOutput.toJson(pinned)}): the release was redeployed meanwhile"
+    echo "canaryGate: ${problem}"
+    writeFile(file: jsonFile, text: JsonOutput.toJson([release: answer.release, verdict: 'error', error: problem,
+                                                       judged: answer]))
+    return false
 }
 
 // One invocation with the event in `eventFile`; its answer (in jsonFile), or an empty Map (could
@@ -231,7 +277,7 @@ private Map invoke(Map opts, String base, String eventFile, String jsonFile) {
 private int runStateMachine(Map opts, String base, String jsonFile) {
     String eventFile = "${base}-event.json"
     String startFile = "${base}-start.txt"
-    writeFile(file: eventFile, text: event(opts))
+    writeFile(file: eventFile, text: JsonOutput.toJson(event(opts)))
     // returnStatus, not returnStdout (which throws): a refused start is could-not-judge, 'error'.
     int started = sh(returnStatus: true, script: "${aws(opts)} stepfunctions start-execution " +
                      "--state-machine-arn ${q(opts.stateMachine)} --input file://${q(eventFile)} " +
