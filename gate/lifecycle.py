@@ -72,6 +72,19 @@ def belongs(record: dict, deploy: Deploy) -> bool:
     return named_deploy(record) == deploy.number
 
 
+def highest_deploy(store: Any, release: str) -> int:
+    """The highest deploy number any record of the release names (its evaluations, traffic
+    changes and events, a redeploy's previous deploy included); 0 when none does. A new deploy is
+    numbered after it, so that no record left by an earlier deploy ever names the new one."""
+    named = [e["payload"] for e in store.evaluations(release)]
+    named += store.traffic(release)
+    for event in store.events(release):
+        detail = event["detail"]
+        named += [detail, detail.get("previous_info")] if isinstance(detail, dict) else []
+    numbers = [named_deploy(r) for r in named if isinstance(r, dict)]
+    return max((n for n in numbers if n is not None), default=LEGACY_DEPLOY)
+
+
 def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -154,11 +167,14 @@ def register(
             asked = requested if requested is not None else now
             said = names.deployed_at if requested is not None else names.now
             _new_deploy(asked, said, policy, moment, None if examine_past else names.examine_past)
-            store.start_release(release, asked, {**info, DEPLOY: 1})
+            # Numbered after every deploy the release's records name: a release record removed (as
+            # a damaged one's error advises) or expired leaves its deploys' records behind, and a
+            # new deploy numbered as one of them would adopt its finished rollout and verdicts.
+            store.start_release(release, asked, {**info, DEPLOY: highest_deploy(store, release) + 1})
         elif start is None:  # a new deploy: only a requested deploy time after the registered window
             _new_deploy(requested, names.deployed_at, policy, moment, None if examine_past else names.examine_past)
-            store.restart_release(release, requested, {**info, DEPLOY: deploy.number + 1},
-                                  previous=registered["deployed_at"])
+            number = max(deploy.number, highest_deploy(store, release)) + 1
+            store.restart_release(release, requested, {**info, DEPLOY: number}, previous=registered["deployed_at"])
         else:  # the same deploy, its policy corrected before anything was judged by the old one
             store.restart_release(release, start, {**info, DEPLOY: deploy.number}, previous=start)
 

@@ -8,7 +8,10 @@ One table (its name from `GATE_STORE_TABLE`), partition key `release`, sort key 
 * `traffic#<nanos>`               a traffic weight change of `gate rollout`, in the order made
 
 Every item carries `expires_at` (epoch seconds), the table's TTL attribute, so the history of old
-releases goes away by itself (`GATE_STORE_TTL_DAYS`, 90 by default). Payloads are JSON strings:
+releases goes away by itself (`GATE_STORE_TTL_DAYS`, 90 by default). The release item's is moved
+to each record's as it is written, so that it never expires before the records of its deploys
+(a release whose item went away is registered anew, numbered after the deploys its records name:
+gate.lifecycle.highest_deploy). Payloads are JSON strings:
 DynamoDB has no float type and the payload is only ever read back whole.
 """
 
@@ -130,10 +133,24 @@ class DynamoStore(Registry):
                               deployed_at.get("N", deployed_at) if isinstance(deployed_at, dict) else None,
                               item.get("info", {}).get("S"))
 
+    def _put_record(self, release: str, item: dict) -> None:
+        """A record of the release, then the release item's expiry moved to the record's (only
+        later, never earlier: a process with a longer TTL keeps its own; a release not registered,
+        e.g. an error recorded before its registration, has no item to keep)."""
+        self._call("put_item", Item=item)
+        try:
+            self._call("update_item", Key={"release": {"S": release}, "sk": {"S": RELEASE_SK}},
+                       UpdateExpression="SET expires_at = :e",
+                       ConditionExpression="attribute_exists(sk) AND (attribute_not_exists(expires_at) "
+                                           "OR expires_at < :e)",
+                       ExpressionAttributeValues={":e": item["expires_at"]})
+        except ClientError:
+            pass  # not registered, or it already expires as late: nothing to move
+
     def _put_evaluation(self, release: str, at: int, verdict: str, final: bool, reason: str, payload: dict) -> None:
-        self._call(
-            "put_item",
-            Item={
+        self._put_record(
+            release,
+            {
                 "release": {"S": release},
                 "sk": {"S": f"{EVALUATION_PREFIX}{int(at):012d}#{time.time_ns():020d}"},
                 "evaluated_at": {"N": str(int(at))},
@@ -154,7 +171,7 @@ class DynamoStore(Registry):
         self._put_evaluation(release, at, "error", False, message, {})
 
     def record_event(self, release: str, kind: str, detail: dict) -> None:
-        self._call("put_item", Item=self._event_item(release, kind, detail))
+        self._put_record(release, self._event_item(release, kind, detail))
 
     def _event_item(self, release: str, kind: str, detail: dict) -> dict:
         return {
@@ -184,7 +201,7 @@ class DynamoStore(Registry):
 
     # -- traffic steps (gate rollout): one item per weight change, in the order they were made
     def record_traffic(self, release: str, change: dict) -> None:
-        self._call("put_item", Item={
+        self._put_record(release, {
             "release": {"S": release},
             "sk": {"S": f"{TRAFFIC_PREFIX}{time.time_ns():020d}"},
             "step": {"N": str(int(change["step"]))},
