@@ -506,8 +506,16 @@ def recording_client(service: str, calls: list):
     def record(model, params, **kwargs):
         if service == "s3":
             calls.append((f"s3:{model.name}", f"arn:aws:s3:::{params['Bucket']}/{params['Key']}", {}))
+        elif model.name == "TransactWriteItems":  # IAM asks for each item's own action
+            for item in params["TransactItems"]:
+                (kind, write), = item.items()
+                key = write.get("Key") or write.get("Item")
+                action = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                          "ConditionCheck": "ConditionCheckItem"}[kind]
+                calls.append((f"dynamodb:{action}", f"arn:aws:dynamodb:us-east-1:123456789012:table/{write['TableName']}",
+                              {"dynamodb:LeadingKeys": [key["release"]["S"]]}))
         else:
-            key = params.get("Key") or params.get("Item")
+            key = params.get("Key") or params.get("Item") or {"release": params["ExpressionAttributeValues"][":r"]}
             calls.append((f"dynamodb:{model.name}", f"arn:aws:dynamodb:us-east-1:123456789012:table/{params['TableName']}",
                           {"dynamodb:LeadingKeys": [key["release"]["S"]]}))
 
@@ -589,8 +597,36 @@ def test_the_analyzer_role_allows_what_the_cache_and_the_budget_call(moto_endpoi
     assert [c for c in calls if not role_allows(statements, *c)] == []
     assert {a for a, _, _ in calls} == {"s3:GetObject", "s3:PutObject", "dynamodb:GetItem", "dynamodb:PutItem",
                                         "dynamodb:UpdateItem"}
+
+    # The budget's own statement updates its item only (the store's statement updates release
+    # items too: a restart, and each record moving its release item's expiry).
+    budget_only = [s for s in statements if s.get("Sid") != "EvaluationStore"]
     table = f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}"
-    assert not role_allows(statements, "dynamodb:UpdateItem", table, {"dynamodb:LeadingKeys": ["web-1.0"]})
+    assert not role_allows(budget_only, "dynamodb:UpdateItem", table, {"dynamodb:LeadingKeys": ["web-1.0"]})
+
+
+def test_the_analyzer_role_allows_what_the_store_calls(moto_endpoint, monkeypatch):  # noqa: F811
+    """Every write and read of the DynamoDB store (a registration, records of each kind, a
+    restart with its redeploy event in one transaction), each call checked against the analyzer's
+    role: a restart's UpdateItem was not allowed (every redeploy in the Lambda: AccessDenied)."""
+    from gate.store.dynamodb import DynamoStore
+    from tests.test_store_dynamodb import verdict
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    create_store_table(TABLE)
+    calls: list = []
+    store = DynamoStore(TABLE, client=recording_client("dynamodb", calls))
+    store.start_release("web-1.0", 1_000, {"deploy": 1})
+    store.record(verdict("web-1.0", 1_060))
+    store.record_error("web-1.0", 1_120, "no data")
+    store.record_event("web-1.0", "notification", {"deploy": 1})
+    store.record_traffic("web-1.0", {"step": 1, "set_at": 1_000, "weights": {}, "deploy": 1})
+    assert store.restart_release("web-1.0", 9_000, {"deploy": 2}, previous=1_000) == 9_000
+    assert store.evaluations("web-1.0") and store.events("web-1.0") and store.traffic("web-1.0")
+
+    assert [c for c in calls if not role_allows(analyzer_statements(), *c)] == []
+    assert {a for a, _, _ in calls} >= {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                                        "dynamodb:Query"}
 
 
 @contextmanager
