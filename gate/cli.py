@@ -490,19 +490,26 @@ def rollback(
     as_json: JsonOption = False,
     store: StoreOption = None,
 ) -> None:
-    """Scale the canary (and baseline) groups to zero; production is left untouched. Safe to run again."""
+    """Scale the canary (and baseline) groups to zero; production is left untouched. Safe to run
+    again. A store that cannot be opened, read or written to does not stop it: what it could not
+    record is said (a note, and a warning on stderr)."""
     from gate import actions
     from gate.policy import load_policy
     from gate.rollout import rollback_traffic_planner
-    from gate.store import open_store
+    from gate.store import BestEffort, open_store
 
     check_release(release)
     loaded = load_policy(policy) if policy else None
     groups, aws = _groups_and_aws(release, loaded, canary=canary_asg, baseline=baseline_asg)
-    history = None if dry_run else open_store(store)
+    # The safety action never waits on a record: the store's faults are kept and told after it.
+    history = None if dry_run else BestEffort(lambda: open_store(store))
     traffic = rollback_traffic_planner(loaded, release, history, by="rollback")
     outcome = actions.ACTIONS["rollback"](release, groups, aws, dry_run=dry_run, store=history,
                                           traffic=traffic() if traffic else [])
+    for fault in history.faults if history is not None else []:
+        outcome.notes.append(f"not recorded: {fault}")
+        err.print(f"[bold yellow]warning:[/] the rollback went on, not recorded: {escape(fault)}", highlight=False,
+                  soft_wrap=True)
     _print_action(outcome, as_json)
 
 

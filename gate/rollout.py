@@ -15,7 +15,9 @@ anywhere and the next one resumes at the recorded step. A crash between "weights
 "recorded" leaves the listener one change ahead of the store, which the next look recognises (the
 weights of the next step after a recorded pass of this one, or the canary at 0 after a recorded
 fail) and records as observed: a step's window starts when its weights were seen set, never
-earlier (they may have been set by hand long after the pass). Any other difference is someone
+earlier (they may have been set by hand long after the pass). The canary found at 0 is a rollback
+whatever the store says (a failed step whose verdict or change the store refused, or a rollback
+by hand): recorded as observed, the rollout is over (fail). Any other difference is someone
 else's change: the rollout stops (RolloutError, exit 4), never passes; so does a rollout that has
 not started while the canary already takes traffic, or whose canary target group is forwarded to
 by another rule or listener (its share there would not follow the steps).
@@ -33,7 +35,7 @@ from typing import Any, Literal
 
 from gate.analysis import Analysis, Evaluation
 from gate.actions import ActionError
-from gate.errors import GateError
+from gate.errors import GateError, StoreError
 from gate.lifecycle import DEPLOY, FUTURE_SKEW, Deploy, belongs, deploy_of, register
 from gate.traffic import Router, Weights, canary_share, describe_split, same_split, step_weights
 from gate.release import iso
@@ -47,6 +49,25 @@ OUT = 0  # the step number of "the canary gets no traffic" (before a rollout, af
 class RolloutError(GateError):
     """The rollout cannot go on as recorded: the load balancer's weights were changed by someone
     else, or a step was asked for that the store does not allow. Could not judge (exit 4)."""
+
+
+class StepRecords:
+    """A step's store, as its Analysis writes to it: a verdict the store refuses is kept here
+    (`refused`) instead of raised, so that a failed step's rollback never waits on a record; the
+    look raises the store's error once it has acted on the verdict. Everything else is the store's."""
+
+    def __init__(self, store: Any):
+        self.store = store
+        self.refused: StoreError | None = None
+
+    def record(self, verdict: Verdict) -> None:
+        try:
+            self.store.record(verdict)
+        except StoreError as e:
+            self.refused = e
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
 
 
 class KnownReference:
@@ -253,6 +274,12 @@ class Rollout:
         for step in self._next_steps(change, outcome):
             if same_split(self.weights(step), found):
                 return self._observed(step, change, outcome)
+        if same_split(self.weights(OUT), found):
+            # The safe state, whoever set it: a failed step whose verdict (or change to 0) the
+            # store refused after the traffic went back, or a rollback by hand. Never judged on.
+            return self._observed(OUT, change, {"verdict": "fail", "reason": (
+                f"the canary was found at 0 with no recorded rollback of step {change['step']} (a failed step whose "
+                "records the store refused, or a rollback by hand): the rollout is over")})
         raise RolloutError(
             f"rollout of {self.name!r}: the weights of {self.spec.forward_arn} were changed by someone else: "
             f"{describe_split(self.spec, found)}, where this rollout set {describe_split(self.spec, change['weights'])} "
@@ -389,7 +416,7 @@ class Rollout:
         group's health read now is its health at the look (a look at a past moment has none)."""
         r = self.release
         return Analysis(self.step_policy, r.source, r.release, change["set_at"], canary=r.canary,
-                        baseline=r.baseline, store=None if self.dry_run else r.store, judge=r.judge,
+                        baseline=r.baseline, store=None if self.dry_run else StepRecords(r.store), judge=r.judge,
                         cache=KnownReference(r), rollout_step=change["step"], deploy=self.deploy,
                         targets=self.forward.canary_targets if live else None)
 
@@ -418,6 +445,9 @@ class Rollout:
             if verdict.decisive or verdict.final:
                 outcome = {"verdict": verdict.verdict, "evaluated_at": verdict.evaluated_at,
                            "reason": verdict.reason, "final": verdict.final}
+            refused = getattr(self.judged.store, "refused", None)
+            if refused is not None:
+                self._unrecorded(at.step, outcome, refused)
         seen = self._after(at, outcome, verdict)
         seen.notes[:0] = at.notes
         return seen
@@ -436,6 +466,25 @@ class Rollout:
         if outcome is not None:  # a final inconclusive (on_undecided: inconclusive): hold, a person decides
             return self._look("undecided", step, verdict=verdict, recorded=outcome)
         return self._look("judging", step, verdict=verdict)
+
+    def _unrecorded(self, step: int, outcome: dict | None, refused: StoreError) -> None:
+        """The store refused the step's verdict: a fail still sends the traffic back first (the
+        safety action never waits on a record), then the store's error is raised (could not
+        judge, exit 4). The next look finds the canary at 0 and records the rollback as observed
+        (`position`) if the change to 0 could not be recorded either."""
+        if (outcome or {}).get("verdict") != "fail":
+            raise refused
+        unrecorded = ""
+        try:
+            self._send_back(step, outcome)
+        except RolloutError as e:  # the load balancer refused too: the canary keeps its share
+            raise RolloutError(f"{e} (the store could not record the step's verdict either: {refused})") from None
+        except StoreError as e:
+            unrecorded = f", nor the change to 0 ({e})"
+        raise StoreError(
+            f"rollout of {self.name!r}: step {step} FAILED ({outcome.get('reason', '')[:200]}) and the canary's "
+            f"traffic was sent back to 0, but the store could not record the verdict ({refused}){unrecorded}. "
+            "The next look finds the canary at 0 and records the rollback") from None
 
     def _send_back(self, step: int, outcome: dict) -> None:
         """A failed step's rollback; one the load balancer refuses says what happened and what is

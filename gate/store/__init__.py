@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from gate.settings import current_settings
-from gate.store.base import Store
+from gate.store.base import BestEffort, Store
 from gate.store.sqlite import DEFAULT_PATH, SqliteStore
 
-__all__ = ["DEFAULT_PATH", "SqliteStore", "Store", "open_store"]
+__all__ = ["DEFAULT_PATH", "BestEffort", "SqliteStore", "Store", "open_store"]
 
 
 def open_store(path: str | Path | None = None) -> Store:

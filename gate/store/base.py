@@ -3,7 +3,8 @@ restarting a release, written once for every store (SQLite, DynamoDB)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from gate.errors import StoreError
 from gate.lifecycle import Deploy, belongs, redeploy_detail
@@ -90,3 +91,41 @@ class Registry:
         if current is None:
             raise StoreError(f"{self.label}: release {release!r} vanished {when}")
         return current["deployed_at"]
+
+
+class BestEffort:
+    """The store of a safety action (`gate rollback`): the action never waits on it. A store that
+    cannot be opened, read or written to (a damaged file, DynamoDB throttled or away) keeps its
+    fault in `faults` instead of raising it; a read answers what an empty store would (no release
+    registered, no traffic change: the change to 0 then names no deploy, and a rollout's next look
+    finds the canary at 0 and records the rollback itself), a write is skipped. The caller says
+    what was not recorded."""
+
+    def __init__(self, opener: Callable[[], Store]):
+        self.faults: list[str] = []
+        self.store: Store | None = None
+        try:
+            self.store = opener()
+        except StoreError as e:
+            self.faults.append(f"the store could not be opened: {e}")
+
+    def _try(self, what: str, call: Callable[[], Any], instead: Any = None) -> Any:
+        if self.store is None:
+            return instead
+        try:
+            return call()
+        except StoreError as e:
+            self.faults.append(f"{what}: {e}")
+            return instead
+
+    def release(self, release: str) -> dict | None:
+        return self._try("the release could not be read", lambda: self.store.release(release))
+
+    def deploy_traffic(self, deploy: Deploy) -> list[dict]:
+        return self._try("the traffic changes could not be read", lambda: self.store.deploy_traffic(deploy), [])
+
+    def record_traffic(self, release: str, change: dict) -> None:
+        self._try("the traffic change could not be recorded", lambda: self.store.record_traffic(release, change))
+
+    def record_event(self, release: str, kind: str, detail: dict) -> None:
+        self._try(f"the {kind} could not be recorded", lambda: self.store.record_event(release, kind, detail))
