@@ -153,6 +153,32 @@ def test_ttl_days_from_the_environment(store, monkeypatch):
     assert int(item["expires_at"]["N"]) - time.time() <= 86400 + 5
 
 
+@pytest.mark.parametrize("days", ["abc", "nan", "inf", "-1", "0", "1e-9", "1e400"])
+def test_a_ttl_that_is_not_a_positive_number_of_days_is_refused_naming_it(days):
+    """`abc` was an internal error naming nothing, `nan` a crash, and 0 or less was accepted: every
+    item written already expired, DynamoDB deleting the release being judged."""
+    with pytest.raises(StoreError, match=r"^GATE_STORE_TTL_DAYS: .* is not a number of days between 0 \(excluded\)"):
+        DynamoStore("gate-evaluations", ttl_days=days, client=object())
+
+
+@pytest.mark.parametrize("days", ["abc", "-1"])
+def test_a_bad_ttl_through_the_cli_is_one_line_naming_it(days, tmp_path):
+    from tests.conftest import run_gate
+
+    done = run_gate("history", "web", env={"GATE_STORE_TABLE": "gate-evaluations", "GATE_STORE_TTL_DAYS": days,
+                                           **AWS_TEST_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"},
+                    cwd=tmp_path, timeout=60)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert done.stderr.strip().startswith(f"error: GATE_STORE_TTL_DAYS: '{days}' is not a number of days"), done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
+def test_a_fraction_of_a_day_is_a_ttl(monkeypatch):
+    monkeypatch.delenv("GATE_STORE_TTL_DAYS", raising=False)
+    assert DynamoStore("gate-evaluations", ttl_days=" 0.5 ", client=object()).ttl_seconds == 43_200
+    assert DynamoStore("gate-evaluations", client=object()).ttl_seconds == 90 * 86_400
+
+
 def test_the_release_lifecycle_on_dynamodb(store):
     from tests.test_store import lifecycle
 

@@ -18,6 +18,7 @@ DynamoDB has no float type and the payload is only ever read back whole.
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -35,13 +36,30 @@ EVALUATION_PREFIX = "eval#"
 EVENT_PREFIX = "event#"
 TRAFFIC_PREFIX = "traffic#"
 DEFAULT_TTL_DAYS = 90
+MAX_TTL_DAYS = 36_500  # a century: past that, an expiry is a number DynamoDB refuses, not a policy
+
+
+def ttl_seconds(days: str | float | None) -> int:
+    """How long an item is kept, from GATE_STORE_TTL_DAYS (None: the default): a positive, finite
+    number of days. Zero or less would write every item already expired (DynamoDB deletes the
+    release being judged), so it is refused like a value that is not a number, naming the setting."""
+    if days is None or days == "":
+        days = DEFAULT_TTL_DAYS
+    try:
+        value = float(days)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_TTL_DAYS) or int(value * 86400) < 1:
+        raise StoreError(f"GATE_STORE_TTL_DAYS: {str(days)[:40]!r} is not a number of days between 0 (excluded) "
+                         f"and {MAX_TTL_DAYS}: how long the store keeps a release's records (default "
+                         f"{DEFAULT_TTL_DAYS})")
+    return int(value * 86400)
 
 
 class DynamoStore(Registry):
     def __init__(self, table: str, *, ttl_days: float | None = None, client: Any = None):
         self.table = table
-        days = ttl_days if ttl_days is not None else float(current_settings().store_ttl_days or DEFAULT_TTL_DAYS)
-        self.ttl_seconds = int(days * 86400)
+        self.ttl_seconds = ttl_seconds(ttl_days if ttl_days is not None else current_settings().store_ttl_days)
         try:
             self.client = client or make_client("dynamodb", raw_errors=True)
         except BotoCoreError as e:
