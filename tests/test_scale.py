@@ -512,8 +512,8 @@ def recording_client(service: str, calls: list):
                 key = write.get("Key") or write.get("Item")
                 action = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                           "ConditionCheck": "ConditionCheckItem"}[kind]
-                calls.append((f"dynamodb:{action}", f"arn:aws:dynamodb:us-east-1:123456789012:table/{write['TableName']}",
-                              {"dynamodb:LeadingKeys": [key["release"]["S"]]}))
+                table = f"arn:aws:dynamodb:us-east-1:123456789012:table/{write['TableName']}"
+                calls.append((f"dynamodb:{action}", table, {"dynamodb:LeadingKeys": [key["release"]["S"]]}))
         else:
             key = params.get("Key") or params.get("Item") or {"release": params["ExpressionAttributeValues"][":r"]}
             calls.append((f"dynamodb:{model.name}", f"arn:aws:dynamodb:us-east-1:123456789012:table/{params['TableName']}",
