@@ -5,8 +5,13 @@
    with 1 error at one minute (x1000) became ~1500 expected canary errors and a doubled error
    rate passed. Each minute's baseline rate is now weighed by what it knows (count._expected_alike).
 2. A count without a denominator whose canary reads all zeros (its series missing) passed: the
-   implausibly-clean check asked for a denominator. It now compares per point, with a baseline
-   and in history-only mode."""
+   implausibly-clean check asked for a denominator. It now compares the canary with its
+   baseline's own events point by point (history-only, a count without a denominator has no
+   expectation that follows the day: left open, docs/judge.md).
+
+Their review's two findings: a history at 10x today's error rate, pulled into the quiet
+minutes' expectation, passed a 2x error rate; and errors dropping in both groups together
+(a batch job ending) failed a clean canary held to the window's pooled rate."""
 
 from __future__ import annotations
 
@@ -99,17 +104,6 @@ def test_a_count_without_a_denominator_whose_canary_reads_zero_is_not_passed():
     assert errors.rule == "implausibly-clean" and "series missing" in errors.reason, errors.reason
 
 
-def test_history_only_a_count_without_a_denominator_whose_canary_reads_zero_is_not_passed():
-    t, live, canary, baseline = _errors_without_requests(1, baseline_rate=20.0)
-    own = Frame(STEP, t, {name: np.concatenate([baseline.values[name][~live], canary.values[name]])
-                          for name in ("cpu", "errors")})
-    verdict, _ = Analysis(_policy(baseline=False, metrics=NO_DENOMINATOR), MemorySource(own, None), "r1",
-                          DEPLOY).run()
-    errors = next(m for m in verdict.metrics if m.name == "errors")
-    assert verdict.verdict != "pass", verdict.reason
-    assert errors.rule == "implausibly-clean" and "series missing" in errors.reason, errors.reason
-
-
 def test_a_count_without_a_denominator_that_stops_partway_is_not_passed():
     _, _, canary, baseline = _errors_without_requests(2, baseline_rate=10.0, canary_errors=None)
     canary.values["errors"][20:] = 0.0
@@ -125,3 +119,40 @@ def test_a_truly_quiet_canary_beside_a_quiet_baseline_still_passes(seed):
     _, _, canary, baseline = _errors_without_requests(seed, baseline_rate=0.03)
     verdict, _ = _run(_policy(metrics=NO_DENOMINATOR), canary, baseline)
     assert verdict.verdict == "pass", verdict.reason
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_a_history_above_todays_rate_does_not_pull_a_doubled_error_rate_within_tolerance(seed):
+    """Review: the baseline at 0.1% of ~1000 requests a minute (about one error a minute), the
+    canary at 0.2%, the history at 1%: the quiet minutes' expectation was pulled toward the
+    history (83.5 expected errors where 60), a 2x error rate read as +44% and passed 3 of 6."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(DEPLOY - HISTORY_DAYS * DAY, DEPLOY + 3600 + STEP, STEP, dtype=np.int64)
+    live = t >= DEPLOY
+    load = 1 + 0.3 * np.sin(2 * np.pi * (t % DAY) / DAY)
+
+    def group(n: int, rate) -> dict:
+        requests = rng.poisson(1000 * load[-n:]).astype(float)
+        return {"errors": rng.poisson(rate * requests).astype(float), "requests": requests}
+
+    baseline = group(len(t), np.where(live, 0.001, 0.01))
+    canary = group(int(live.sum()), 0.002)
+    verdict, _ = _run(_policy(metrics=RATIO), Frame(STEP, t[live], canary), Frame(STEP, t, baseline))
+    assert verdict.verdict != "pass", verdict.reason
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_errors_dropping_in_both_groups_together_do_not_fail_a_clean_canary(seed):
+    """Review: a count without a denominator at 30 a minute in both groups, then 0.5 a minute
+    from minute 12 on (a batch job ended): held to the window's pooled rate, the clean canary's
+    last 49 points "should" have had 458 errors and it failed implausibly-clean (3 of 3)."""
+    metrics = [{"name": "cpu", "kind": "gauge", "tolerance": 0.1}, {"name": "errors", "kind": "count", "tolerance": 0.5}]
+    rng = np.random.default_rng(seed)
+    t = np.arange(DEPLOY - HISTORY_DAYS * DAY, DEPLOY + 3600 + STEP, STEP, dtype=np.int64)
+    live = t >= DEPLOY
+    rate = np.where(t >= DEPLOY + 12 * 60, 0.5, 30.0)
+    baseline = {"cpu": 40 * (1 + rng.normal(0, 0.03, len(t))), "errors": rng.poisson(rate).astype(float)}
+    canary = {"cpu": 40 * (1 + rng.normal(0, 0.03, live.sum())), "errors": rng.poisson(rate[live]).astype(float)}
+    verdict, _ = _run(_policy(metrics=metrics), Frame(STEP, t[live], canary), Frame(STEP, t, baseline))
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert errors.rule != "implausibly-clean", errors.reason

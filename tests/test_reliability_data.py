@@ -195,3 +195,14 @@ def test_replayed_cases_with_skewed_or_shuffled_rows_keep_their_verdicts(corpus,
         mangled = replay_case(rewrite_case(corpus / name, tmp_path / name, change)).verdict
         assert clean.verdict == expected
         assert mangled.verdict == expected, mangled.reason
+
+
+def test_a_count_with_points_at_fewer_of_a_buckets_moments_than_the_others_is_missing_there():
+    """Review: a case recorded at 30 s with a step of 60, the canary's second half-minute errors
+    cell empty: the minute's errors were the first half's alone beside the whole minute's
+    requests (half the rate), and a doubled error rate passed. A partial sum is missing."""
+    errors = {0: 10.0, 30: float("nan"), 60: 4.0, 90: 6.0}
+    requests = {0: 500.0, 30: 500.0, 60: 500.0, 90: 500.0}
+    frame = Frame.on_grid(60, 0, 60, {"errors": errors, "requests": requests}, summed={"errors", "requests"})
+    assert math.isnan(frame.values["errors"][0])  # before: 10 of the minute's 1000 requests
+    assert frame.values["errors"][1] == 10.0 and frame.values["requests"].tolist() == [1000.0, 1000.0]

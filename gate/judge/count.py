@@ -218,23 +218,21 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         shown = f"canary rate {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(ec)} points"
     return Comparison(outcomes, excursions, numbers, len(ec), tolerance, shown,
                       doubt=_implausibly_clean(m, ec, nc, rate, inverse_k,
-                                               burstiness=window_inverse_k(eb, rate * nb)))
-
-
-def _pooled_rate(eb: np.ndarray, nb: np.ndarray, ref: MetricReference | None) -> tuple[float, float]:
-    """The baseline's rate in the window, shrunk toward the history's rate by a prior worth
-    PRIOR_MINUTES of the baseline's traffic, and that prior's volume (0 without a history rate)."""
-    if ref is not None and ref.rate is not None:
-        prior_volume = PRIOR_MINUTES * float(np.mean(nb))
-        return (float(eb.sum()) + ref.rate * prior_volume) / (float(nb.sum()) + prior_volume), prior_volume
-    return float(eb.sum() / max(nb.sum(), 1e-12)), 0.0
+                                               burstiness=window_inverse_k(eb, rate * nb),
+                                               expected=None if m.denominator else eb))
 
 
 def _rate_alike(eb: np.ndarray, nb: np.ndarray, ref: MetricReference | None) -> float:
-    """Under "same rate", the events per unit of volume: the pooled rate (_pooled_rate): a quiet
-    first minutes of the baseline must not make any canary error a surprise; at least one event
-    over the baseline's volume."""
-    return max(_pooled_rate(eb, nb, ref)[0], 1.0 / max(nb.sum(), 1.0))
+    """Under "same rate", the events per unit of volume: the baseline's rate in the window,
+    shrunk toward the history's rate by a prior worth PRIOR_MINUTES of the baseline's traffic (a
+    quiet first minutes of the baseline must not make any canary error a surprise); at least one
+    event over the baseline's volume."""
+    if ref is not None and ref.rate is not None:
+        prior_volume = PRIOR_MINUTES * float(np.mean(nb))
+        rate = (float(eb.sum()) + ref.rate * prior_volume) / (float(nb.sum()) + prior_volume)
+    else:
+        rate = float(eb.sum() / max(nb.sum(), 1e-12))
+    return max(rate, 1.0 / max(nb.sum(), 1.0))
 
 
 @dataclass(frozen=True)
@@ -259,14 +257,16 @@ def _expected_alike(eb: np.ndarray, nb: np.ndarray, nc: np.ndarray, ref: MetricR
     toward the pooled rate by a prior worth at most one event (1 / max(1/k, 1)): a minute with a
     few expected events keeps its own rate (a fleet-wide burst still cancels), a minute that
     served almost nothing carries almost nothing. `rate` (the floored rate alike) sets the prior's
-    size; the pooled rate (unfloored: a baseline without events expects none) is its centre."""
-    pooled, prior_volume = _pooled_rate(eb, nb, ref)
+    size; the baseline's own rate over the window (unfloored: a baseline without events expects
+    none) is its centre, not the history's: a history at 10x today's rate pulled the quiet minutes'
+    expectation up, and a 2x error rate read as +44% passed (review)."""
+    pooled = float(eb.sum()) / max(float(nb.sum()), 1e-12)
     shrink = 1.0 / (rate * max(inverse_k, 1.0))  # the prior's volume, worth at most one event
     weight = nc / (nb + shrink)
     from_pool = nc * shrink / (nb + shrink)
     events = weight * eb + from_pool * pooled
     # The pooled rate's own dependence on every baseline point: d(pooled)/d(eb_j) = 1 / its volume.
-    influence = weight + float(np.sum(from_pool)) / max(float(nb.sum()) + prior_volume, 1e-12)
+    influence = weight + float(np.sum(from_pool)) / max(float(nb.sum()), 1e-12)
     return Alike(events, weight, influence)
 
 
@@ -318,19 +318,21 @@ def _every_point_gross(m: Metric, p: Paired, ref: MetricReference, direction: st
 
 
 def _implausibly_clean(m: Metric, events: np.ndarray, volume: np.ndarray, rate: float, inverse_k: float,
-                       burstiness: float) -> str | None:
+                       burstiness: float, expected: np.ndarray | None = None) -> str | None:
     """A canary that served requests with far fewer errors than the baseline's rate makes
     plausible: its error series is probably missing or partial (a sparse counter with no point
     at all reads as zero; one event that got through must not hide the rest), the classic
     broken-instrumentation release. Not a pass. The lower tail of the count's model, over the
     whole window and over every stretch a stopped series leaves quiet (see
     _implausibly_clean_stretch): P(X <= observed) below IMPLAUSIBLY_CLEAN, and at most
-    IMPLAUSIBLY_FEW of the events expected. A count without a denominator is held to it per point
-    (`volume` all ones: the groups taken as one size), or a canary whose errors read 0 where the
-    baseline has 20 a minute passed (review)."""
+    IMPLAUSIBLY_FEW of the events expected. A count without a denominator is held to its
+    baseline's own events point by point (`expected`: the groups taken as one size), or a canary
+    whose errors read 0 where the baseline has 20 a minute passed (review); not to the window's
+    pooled rate, which failed clean canaries whose errors dropped with their baseline's (a batch
+    job ending: 30 a minute, then 0.5)."""
     if m.bad_direction not in ("increase", "either"):
         return None
-    expected = rate * volume  # per point
+    expected = rate * volume if expected is None else expected  # per point
     seen, mean = float(np.sum(events)), float(np.sum(expected))
     chance = float(lower_tail(seen, mean, sum_inverse_k(expected, inverse_k)))
     if chance < IMPLAUSIBLY_CLEAN and seen <= IMPLAUSIBLY_FEW * mean:
@@ -374,11 +376,14 @@ def _implausibly_clean_stretch(m: Metric, events: np.ndarray, volume: np.ndarray
 
 def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> str | None:
     """History-only: the canary's own history rate, not a baseline's, says how many events its
-    requests (without a denominator: its points) should have had (see _implausibly_clean)."""
-    if ref.rate is None or m.name not in canary.values or (m.denominator and m.denominator not in canary.values):
+    requests should have had (see _implausibly_clean). Not for a count without a denominator: its
+    history's mean per point is no expectation for a window (errors follow the day, 8% of their
+    mean at night; one outage in the week raised it for every window), and held to it, clean
+    night deploys failed (review); a time-of-day expectation robust to the history's incidents is
+    what it would need (left open)."""
+    if not m.denominator or ref.rate is None or m.denominator not in canary.values:
         return None
-    events = canary.values[m.name]
-    volume = canary.values[m.denominator] if m.denominator else np.ones(len(events))
+    events, volume = canary.values[m.name], canary.values[m.denominator]
     ok = np.isfinite(events) & np.isfinite(volume)
     events, volume = events[ok], volume[ok]
     return _implausibly_clean(m, events, volume, ref.rate, ref.noise or 0.0,
