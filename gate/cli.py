@@ -504,12 +504,16 @@ def rollback(
     # The safety action never waits on a record: the store's faults are kept and told after it.
     history = None if dry_run else BestEffort(lambda: open_store(store))
     traffic = rollback_traffic_planner(loaded, release, history, by="rollback")
-    outcome = actions.ACTIONS["rollback"](release, groups, aws, dry_run=dry_run, store=history,
-                                          traffic=traffic() if traffic else [])
-    for fault in history.faults if history is not None else []:
-        outcome.notes.append(f"not recorded: {fault}")
-        err.print(f"[bold yellow]warning:[/] the rollback went on, not recorded: {escape(fault)}", highlight=False,
-                  soft_wrap=True)
+    outcome = None
+    try:
+        outcome = actions.ACTIONS["rollback"](release, groups, aws, dry_run=dry_run, store=history,
+                                              traffic=traffic() if traffic else [])
+    finally:  # a failed AWS step's record lost too is said, not swallowed (review)
+        for fault in history.faults if history is not None else []:
+            if outcome is not None:
+                outcome.notes.append(f"not recorded: {fault}")
+            err.print(f"[bold yellow]warning:[/] {'the rollback went on, ' if outcome is not None else ''}not recorded: "
+                      f"{escape(fault)}", highlight=False, soft_wrap=True)
     _print_action(outcome, as_json)
 
 

@@ -18,6 +18,7 @@ DynamoDB has no float type and the payload is only ever read back whole.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from typing import Any
@@ -30,6 +31,8 @@ from gate.lifecycle import REDEPLOY_EVENT, release_record, stored_json, traffic_
 from gate.settings import current_settings
 from gate.store.base import Registry
 from gate.verdict import Verdict
+
+log = logging.getLogger(__name__)
 
 RELEASE_SK = "release"
 EVALUATION_PREFIX = "eval#"
@@ -164,6 +167,11 @@ class DynamoStore(Registry):
                        ExpressionAttributeValues={":e": item["expires_at"]})
         except ClientError:
             pass  # not registered, or it already expires as late: nothing to move
+        except StoreError as e:
+            # The record is written: told it was not, a caller would judge and announce the moment
+            # again (review). The expiry is best effort: a new deploy is numbered from the records
+            # themselves (lifecycle.highest_deploy), never from the release item.
+            log.warning("the release item's expiry was not moved to its record's: %s", e)
 
     def _put_evaluation(self, release: str, at: int, verdict: str, final: bool, reason: str, payload: dict) -> None:
         self._put_record(
