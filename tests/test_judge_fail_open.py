@@ -4,8 +4,9 @@ must not pass (and the clean twin it must still pass)."""
 import numpy as np
 import pytest
 
+from gate.analysis import Analysis
 from gate.series import Frame
-from tests.test_judge import DAY, DEPLOY, HISTORY_DAYS, STEP, _host, _policy, _run
+from tests.test_judge import DAY, DEPLOY, HISTORY_DAYS, STEP, MemorySource, _host, _policy, _run
 
 
 def _surge_fleet(seed, baseline_surge, canary_surge, metric):
@@ -53,3 +54,34 @@ def test_a_fleet_surge_both_groups_share_is_still_held_out(seed):
     verdict, _ = _run(_policy(metrics=CPU_ONLY), canary, baseline)
     assert verdict.verdict == "pass", verdict.reason
     assert any("held out" in note for note in verdict.notes), verdict.notes
+
+
+def test_a_metric_silent_for_its_last_140_minutes_of_a_day_is_not_passed():
+    """MAX_BEHIND_SHARE of a 24 h lifetime allowed 144 steps behind: the canary's latency stopped
+    at 21:40 of 24 h while its CPU went on, and passed "not shown worse" on what it sent."""
+    lifetime = DAY
+    rng = np.random.default_rng(1)
+    t = np.arange(DEPLOY - HISTORY_DAYS * DAY, DEPLOY + lifetime + STEP, STEP, dtype=np.int64)
+    load = 1 + 0.3 * np.sin(2 * np.pi * (t % DAY) / DAY)
+    live = t >= DEPLOY
+    baseline, canary = _host(rng, t, load), _host(rng, t[live], load[live])
+    canary["latency"][t[live] > DEPLOY + lifetime - 140 * 60] = np.nan
+    policy = _policy(lifetime=lifetime, metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.1},
+                                                  {"name": "latency", "kind": "gauge", "unit": "ms", "tolerance": 0.1}])
+    analysis = Analysis(policy, MemorySource(Frame(STEP, t[live], canary), Frame(STEP, t, baseline)), "r1", DEPLOY)
+    verdict = analysis.evaluate(DEPLOY + lifetime)  # an undecided canary's last look
+    assert verdict.verdict != "pass", verdict.reason
+    latency = next(m for m in verdict.metrics if m.name == "latency")
+    assert latency.verdict == "inconclusive" and latency.rule == "too-little-data", latency.reason
+    assert "latency series stopped" in latency.reason and "nothing since" in latency.reason
+
+
+def test_a_flaky_series_missing_one_point_in_eight_is_not_taken_for_a_stopped_one():
+    from gate.judge.coverage import _own_gaps_allow
+
+    rng = np.random.default_rng(2)
+    grid = np.arange(0, 1440 * STEP, STEP)
+    reported = grid[rng.random(len(grid)) >= 1 / 8]
+    assert 4 <= _own_gaps_allow(reported, STEP) <= 8  # a trailing run of 5: chance 3e-5
+    every_fifth = grid[::5]
+    assert _own_gaps_allow(every_fifth, STEP) == 8  # its cadence: 4 silent steps in a row, twice that
