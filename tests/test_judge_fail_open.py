@@ -85,3 +85,23 @@ def test_a_flaky_series_missing_one_point_in_eight_is_not_taken_for_a_stopped_on
     assert 4 <= _own_gaps_allow(reported, STEP) <= 8  # a trailing run of 5: chance 3e-5
     every_fifth = grid[::5]
     assert _own_gaps_allow(every_fifth, STEP) == 8  # its cadence: 4 silent steps in a row, twice that
+
+
+@pytest.mark.parametrize("seed,zeros", [(1, 25), (2, 29)])
+def test_a_gauge_zero_filled_at_its_start_does_not_hide_a_later_regression(seed, zeros):
+    """Only stretches ending at the latest point were screened: CPU 0 for its first 25-29 of 60
+    minutes, then 1.3x its baseline (tolerance 10%), passed at -21%, "not shown worse"."""
+    canary, baseline = _surge_fleet(seed, 1.0, 1.0, "cpu")
+    canary.values["cpu"][:] *= 1.3
+    canary.values["cpu"][:zeros] = 0.0
+    verdict, _ = _run(_policy(metrics=CPU_ONLY), canary, baseline)
+    assert verdict.verdict != "pass", verdict.reason
+    cpu = verdict.metrics[0]
+    assert cpu.rule == "reads-zero" and "points 1 to" in cpu.reason, cpu.reason
+
+
+def test_a_gauge_with_one_zero_point_mid_window_still_passes():
+    canary, baseline = _surge_fleet(4, 1.0, 1.0, "cpu")
+    canary.values["cpu"][[10, 30]] = 0.0  # a dropped sample read as 0, twice, far apart
+    verdict, _ = _run(_policy(metrics=CPU_ONLY), canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason
