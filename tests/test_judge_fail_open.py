@@ -105,3 +105,45 @@ def test_a_gauge_with_one_zero_point_mid_window_still_passes():
     canary.values["cpu"][[10, 30]] = 0.0  # a dropped sample read as 0, twice, far apart
     verdict, _ = _run(_policy(metrics=CPU_ONLY), canary, baseline)
     assert verdict.verdict == "pass", verdict.reason
+
+
+def test_history_values_near_the_largest_float_are_judged_not_crashed():
+    """Every bucket's mean overflowed to inf and np.interp had nothing to interpolate from: a
+    ValueError out of seasonal.fit_seasonal, nothing recorded."""
+    t = np.arange(DEPLOY - 2 * DAY, DEPLOY + 3600 + STEP, STEP, dtype=np.int64)
+    live = t >= DEPLOY
+    x = 1e308 * (1 + np.random.default_rng(0).normal(0, 0.01, len(t))).clip(0, 1.7)
+    policy = _policy(metrics=[{"name": "x", "kind": "gauge", "tolerance": 0.1}])
+    source = MemorySource(Frame(STEP, t[live], {"x": x[live]}), Frame(STEP, t, {"x": x}))
+    verdict = Analysis(policy, source, "r1", DEPLOY).evaluate(DEPLOY + 600)
+    assert verdict.verdict != "pass", verdict.reason
+
+
+class _CrashingJudge:
+    """The real judge, whose evaluation raises what a bug would (a fault injected, not a stub)."""
+
+    def __init__(self):
+        from gate import judge
+
+        self.judge = judge
+
+    def __getattr__(self, name):
+        return getattr(self.judge, name)
+
+    def evaluate(self, *args, **kwargs):
+        raise ValueError("array of sample points is empty")
+
+
+def test_a_crash_in_the_judge_is_a_recorded_could_not_judge(tmp_path):
+    from gate.errors import GateError
+    from gate.store.sqlite import SqliteStore
+
+    canary, baseline = _surge_fleet(5, 1.0, 1.0, "cpu")
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    analysis = Analysis(_policy(metrics=CPU_ONLY), MemorySource(canary, baseline), "r1", DEPLOY, store=store,
+                        judge=_CrashingJudge())
+    with pytest.raises(GateError, match=r"could not judge: .*ValueError: array of sample points is empty"):
+        analysis.evaluate(DEPLOY + 600)
+    records = store.evaluations("r1")
+    assert [r["verdict"] for r in records] == ["error"], records
+    assert "ValueError" in records[0]["reason"]
