@@ -59,7 +59,8 @@ def _reads_zero_earlier(name: str, zero: np.ndarray, reference: np.ndarray, whos
     dense = np.flatnonzero((counts >= ZERO_RUN_MIN) & (counts >= ZERO_RUN_DENSITY * width))
     if len(dense) == 0:
         return None
-    first, last = int(np.flatnonzero(zero)[np.flatnonzero(zero) >= dense[0]][0]), int(dense[-1]) + width - 1
+    at = np.flatnonzero(zero)
+    first, last = int(at[at >= dense[0]][0]), int(at[at <= dense[-1] + width - 1][-1])  # the stretch's own zeros
     zeros, seen = int(zero[first:last + 1].sum()), reference[first:last + 1][zero[first:last + 1]]
     return (f"the canary's {name} reads 0 or next to it at {zeros} of its points {first + 1} to {last + 1} (of "
             f"{len(zero)}) while {whose} is {np.min(seen):.4g} to {np.max(seen):.4g} there: is its {name} series "
