@@ -107,6 +107,7 @@ def test_a_gauge_with_one_zero_point_mid_window_still_passes():
     assert verdict.verdict == "pass", verdict.reason
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warnings: what is tested is the outcome
 def test_history_values_near_the_largest_float_are_judged_not_crashed():
     """Every bucket's mean overflowed to inf and np.interp had nothing to interpolate from: a
     ValueError out of seasonal.fit_seasonal, nothing recorded."""
