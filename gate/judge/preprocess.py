@@ -65,12 +65,17 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
         with np.errstate(all="ignore"):
             off_b = (b - expected) / scale - ref.offset
             off_c = (c - expected) / scale - ref.offset
-        anomalous = (keep & (np.abs(off_b) > FLEET_ANOMALY_SCALES) & (np.abs(off_c) > FLEET_ANOMALY_SCALES)
-                     & (np.sign(off_b) == np.sign(off_c)) & ~_canary_departs(m, c, b, cv, bv, scale))
+        both_off = (keep & (np.abs(off_b) > FLEET_ANOMALY_SCALES) & (np.abs(off_c) > FLEET_ANOMALY_SCALES)
+                    & (np.sign(off_b) == np.sign(off_c)))
+        # ... and only where the canary moved with the fleet: its minutes worse than its own
+        # baseline beyond tolerance and noise are its own (_canary_departs), and stay in.
+        anomalous = both_off & ~_canary_departs(m, c, b, cv, bv, scale)
         # Hold out a minority of the minutes only: a baseline off its expectation most of the
         # time is a level the model misses (or an incident that ran before the deploy), not a
-        # passing anomaly, and the pairing already cancels what both groups share.
-        if anomalous.any() and 2 * anomalous.sum() < keep.sum():
+        # passing anomaly, and the pairing already cancels what both groups share. Counted on
+        # every minute both groups were off (the canary's departures too): whether the model
+        # misses the level is not a question of how the canary did.
+        if anomalous.any() and 2 * both_off.sum() < keep.sum():
             held = int(anomalous.sum())
             keep &= ~anomalous
     return Paired(
