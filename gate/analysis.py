@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gate import judge as default_judge
-from gate.errors import GateError, PolicyError, quoted
+from gate.errors import CrashError, GateError, PolicyError, quoted
 from gate.lifecycle import CLI, Deploy, Names, register
 from gate.policy import Policy, with_overrides
 from gate.request_budget import BudgetSpent
@@ -278,6 +278,11 @@ class Analysis:
             if self.store is not None:
                 self.store.record_error(self.release, now, str(e))
             raise
+        except Exception as e:  # noqa: BLE001 - a crash is a could-not-judge, recorded like one
+            crash = CrashError(f"could not judge: the gate failed at this look ({type(e).__name__}: {e})")
+            if self.store is not None:
+                self.store.record_error(self.release, now, str(crash))
+            raise crash from e
         if self.store is not None:
             self.store.record(verdict)
         return Evaluation(verdict, window, reference)

@@ -77,3 +77,8 @@ class ReleaseError(GateError):
 
 class ReportError(GateError):
     """The report could not be built or published."""
+
+
+class CrashError(GateError):
+    """The gate itself failed while judging (a bug, or data it could not handle): could not judge,
+    recorded as an error like any other, never a traceback with nothing recorded (and never a pass)."""

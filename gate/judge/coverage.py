@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from gate.release import iso
 from gate.rules import Rule
 from gate.verdict import MetricResult
 
@@ -20,6 +21,14 @@ MIN_COVERAGE_TO_PASS = 0.5
 MAX_BEHIND = 3
 MAX_BEHIND_SHARE = 0.1
 RECENT_SPAN = 3  # ... and half of the last 3x that many steps reported
+# ... and, whatever the lifetime (MAX_BEHIND_SHARE of a 24 h one is 144 steps, of 7 days 16.8 h),
+# no further behind than its own gaps make plausible: a trailing silence as long as its missing
+# rate (with the canary-down rule's prior: 1 in 8, worth 8 points) gives a chance below
+# STOPPED_CHANCE, or than STOPPED_GAP_MULTIPLE times its longest earlier silence (a series
+# reporting every 5th step runs 4 silent by its cadence). A flaky canary missing one point in
+# eight is 5 behind with a chance of 3e-5.
+STOPPED_CHANCE = 1e-4
+STOPPED_GAP_MULTIPLE = 2
 
 
 def _covered_enough(result: MetricResult, reported: np.ndarray, lifetime_points: int, elapsed_points: int,
@@ -51,9 +60,27 @@ def _covered_enough(result: MetricResult, reported: np.ndarray, lifetime_points:
         return replace(result, verdict="inconclusive", rule=Rule.TOO_LITTLE_DATA,
                        reason=f"only {points} of {of} reported; {unshown}a pass needs {needed} "
                               f"({MIN_COVERAGE_TO_PASS:.0%}): {result.reason}")
+    if points and behind > MAX_BEHIND and behind > _own_gaps_allow(reported, step):
+        return replace(result, verdict="inconclusive", rule=Rule.TOO_LITTLE_DATA,
+                       reason=f"the canary's {result.name} series stopped: nothing since {iso(int(reported[-1]))}, "
+                              f"{behind} steps behind the deploy's latest data, longer than its own earlier gaps "
+                              f"make plausible ({_own_gaps_allow(reported, step)} steps): {result.reason}")
     if behind > allowed or recent < math.ceil(MIN_COVERAGE_TO_PASS * span):
         return replace(result, verdict="inconclusive", rule=Rule.TOO_LITTLE_DATA,
                        reason=f"its latest point is {behind} steps behind the deploy's latest data and it "
                               f"reported {recent} of the last {span} steps (a pass allows {allowed} behind and "
                               f"needs half): did its series stop? {result.reason}")
     return result
+
+
+def _own_gaps_allow(reported: np.ndarray, step: int) -> int:
+    """How many steps a series reporting at the moments `reported` may plausibly be silent at its
+    end: the trailing run its missing rate (the canary-down rule's prior: 1 in 8, worth 8 points)
+    makes less likely than STOPPED_CHANCE, but no more than STOPPED_GAP_MULTIPLE times its longest
+    earlier silence (a series on its own cadence, every 5th step, has a high missing rate and
+    runs of 4), and at least MAX_BEHIND."""
+    spanned = int((reported[-1] - reported[0]) // step) + 1
+    rate = (spanned - len(reported) + 1) / (spanned + 8)
+    by_rate = math.ceil(math.log(STOPPED_CHANCE) / math.log(rate))
+    longest = int(np.max(np.diff(reported)) // step) - 1 if len(reported) > 1 else 0
+    return max(MAX_BEHIND, min(by_rate, STOPPED_GAP_MULTIPLE * longest))

@@ -146,7 +146,7 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
     else:
         shown = f"canary mean {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(c)} points"
     return Comparison(outcomes, excursions, numbers, len(c), tolerance, shown,
-                      doubt=_reads_zero(m.name, c, b, "the baseline's"), doubt_rule=Rule.READS_ZERO)
+                      doubt=_reads_zero(m.name, c, b, "the baseline's", anywhere=True), doubt_rule=Rule.READS_ZERO)
 
 
 def _upper_quantile_beyond(m: Metric, p: Paired, ref: MetricReference | None, setting: Setting,
@@ -185,7 +185,8 @@ def _zero_filled_against_history(m: Metric, reference: Reference, canary: Frame,
     """History-only: a gauge that reads 0 where its seasonal expectation puts 0 far out (see
     _reads_zero, _far_above_zero): a zero-filled CPU was "consistent with history" (only rises
     were excursions)."""
-    return _reads_zero(m.name, x, _far_above_zero(reference.metrics[m.name].seasonal, t), "its seasonal expectation")
+    return _reads_zero(m.name, x, _far_above_zero(reference.metrics[m.name].seasonal, t), "its seasonal expectation",
+                       anywhere=True)
 
 
 def _mean(x: np.ndarray, volume: np.ndarray | None) -> float | None:

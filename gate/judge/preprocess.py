@@ -65,12 +65,17 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
         with np.errstate(all="ignore"):
             off_b = (b - expected) / scale - ref.offset
             off_c = (c - expected) / scale - ref.offset
-        anomalous = (keep & (np.abs(off_b) > FLEET_ANOMALY_SCALES) & (np.abs(off_c) > FLEET_ANOMALY_SCALES)
-                     & (np.sign(off_b) == np.sign(off_c)))
+        both_off = (keep & (np.abs(off_b) > FLEET_ANOMALY_SCALES) & (np.abs(off_c) > FLEET_ANOMALY_SCALES)
+                    & (np.sign(off_b) == np.sign(off_c)))
+        # ... and only where the canary moved with the fleet: its minutes worse than its own
+        # baseline beyond tolerance and noise are its own (_canary_departs), and stay in.
+        anomalous = both_off & ~_canary_departs(m, c, b, cv, bv, scale)
         # Hold out a minority of the minutes only: a baseline off its expectation most of the
         # time is a level the model misses (or an incident that ran before the deploy), not a
-        # passing anomaly, and the pairing already cancels what both groups share.
-        if anomalous.any() and 2 * anomalous.sum() < keep.sum():
+        # passing anomaly, and the pairing already cancels what both groups share. Counted on
+        # every minute both groups were off (the canary's departures too): whether the model
+        # misses the level is not a question of how the canary did.
+        if anomalous.any() and 2 * both_off.sum() < keep.sum():
             held = int(anomalous.sum())
             keep &= ~anomalous
     return Paired(
@@ -78,6 +83,23 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
         None if cv is None else cv[keep], None if bv is None else bv[keep], held,
         common[reported], int(glitches.sum()), glitched,
     )
+
+
+def _canary_departs(m: Metric, c: np.ndarray, b: np.ndarray, cv: np.ndarray | None, bv: np.ndarray | None,
+                    scale: np.ndarray) -> np.ndarray:
+    """The moments the canary is worse than its own baseline by more than the metric's tolerance
+    and by more than FLEET_ANOMALY_SCALES noise scales: both groups may be off their expectation
+    the same way (a fleet-wide surge), but a canary 3x its baseline during it has not moved with
+    the fleet; its minutes are its own and stay in the comparison (held out, they would let a
+    regression shown only then pass). A count is set against the baseline's rate at the canary's
+    volume. A canary better than its baseline there is still held out: it is no evidence against it."""
+    tolerance = m.tolerance or 0.0
+    with np.errstate(all="ignore"):
+        like = b if cv is None else b * cv / bv  # the baseline, at the canary's volume
+        gap = c - like
+        beyond = np.abs(gap) > np.maximum(tolerance * np.abs(like), FLEET_ANOMALY_SCALES * scale)
+    worse = {"increase": gap > 0, "decrease": gap < 0}.get(m.bad_direction, np.ones_like(beyond))
+    return np.asarray(beyond & worse, dtype=bool)
 
 
 def _latest_moment(window: Observations) -> int:

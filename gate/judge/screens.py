@@ -15,7 +15,7 @@ ZERO_RUN_DENSITY = 0.5
 COLLAPSED_SHARE = 0.01  # "0" is at most 1% of the reference (0.001, a sentinel -1; real canaries: at most 2 such points)
 
 
-def _reads_zero(name: str, canary: np.ndarray, reference: np.ndarray, whose: str) -> str | None:
+def _reads_zero(name: str, canary: np.ndarray, reference: np.ndarray, whose: str, anywhere: bool = False) -> str | None:
     """A canary series that reads 0, or next to it (at most COLLAPSED_SHARE of its reference: 0.001,
     a sentinel -1), on its latest points (ZERO_RUN_MIN of them or more, and at least
     ZERO_RUN_DENSITY of a stretch up to the latest point: real values that got through must not
@@ -30,7 +30,7 @@ def _reads_zero(name: str, canary: np.ndarray, reference: np.ndarray, whose: str
     lengths = np.arange(1, len(canary) + 1)
     stretch = np.flatnonzero((counts >= ZERO_RUN_MIN) & (counts >= ZERO_RUN_DENSITY * lengths))
     if len(stretch) == 0:
-        return None
+        return _reads_zero_earlier(name, zero, reference, whose) if anywhere else None
     last = int(lengths[stretch[-1]])
     zeros, seen = int(counts[stretch[-1]]), reference[-last:][zero[-last:]]
     return (f"the canary's {name} reads 0 or next to it at {zeros} of its last {last} points (of {len(canary)}) while "
@@ -44,3 +44,25 @@ def _far_above_zero(seasonal: SeasonalModel, t: np.ndarray) -> np.ndarray:
     reads 0 for a whole window by its nature."""
     expected = seasonal.expected(t)
     return np.where(expected > ZERO_FAR_SCALES * seasonal.scale(t), expected, 0.0)
+
+
+def _reads_zero_earlier(name: str, zero: np.ndarray, reference: np.ndarray, whose: str) -> str | None:
+    """A zero-filled stretch before the latest points (`anywhere`: a gauge's window): ZERO_RUN_MIN
+    or more zeros within 2x that many points, anywhere (the same density as at the end). A canary
+    whose agent filled its first 29 of 60 minutes with zeros averaged them with a CPU 1.3x its
+    baseline into "-21%, not shown worse" (a pass): its zeros are no reading of the canary, and
+    what they hide cannot be told."""
+    width = min(len(zero), round(ZERO_RUN_MIN / ZERO_RUN_DENSITY))
+    if width == 0:
+        return None
+    counts = np.convolve(zero.astype(int), np.ones(width, dtype=int), mode="valid")  # zeros per stretch
+    dense = np.flatnonzero((counts >= ZERO_RUN_MIN) & (counts >= ZERO_RUN_DENSITY * width))
+    if len(dense) == 0:
+        return None
+    at = np.flatnonzero(zero)
+    first, last = int(at[at >= dense[0]][0]), int(at[at <= dense[-1] + width - 1][-1])  # the stretch's own zeros
+    zeros, seen = int(zero[first:last + 1].sum()), reference[first:last + 1][zero[first:last + 1]]
+    return (f"the canary's {name} reads 0 or next to it at {zeros} of its points {first + 1} to {last + 1} (of "
+            f"{len(zero)}) while {whose} is {np.min(seen):.4g} to {np.max(seen):.4g} there: is its {name} series "
+            f"filled with zeros over a stretch (a dead agent, an agent started late)? A mean over them is no "
+            f"reading of the canary")

@@ -116,6 +116,8 @@ def fit_seasonal(
     counts = np.bincount(index, minlength=n_buckets)
     bucketed = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     gaps = ~np.isfinite(bucketed)
+    if gaps.all():  # every bucket's sum overflowed (values near 1e308): nothing to model
+        return None
     if gaps.any():
         known = np.flatnonzero(~gaps)
         bucketed[gaps] = np.interp(np.flatnonzero(gaps), known, bucketed[known])

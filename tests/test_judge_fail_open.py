@@ -1,0 +1,150 @@
+"""Ways a regressed canary passed, found by a fail-open review: each is a regression the judge
+must not pass (and the clean twin it must still pass)."""
+
+import numpy as np
+import pytest
+
+from gate.analysis import Analysis
+from gate.series import Frame
+from tests.test_judge import DAY, DEPLOY, HISTORY_DAYS, STEP, MemorySource, _host, _policy, _run
+
+
+def _surge_fleet(seed, baseline_surge, canary_surge, metric):
+    """Both groups off their expectation at minutes 17-29 (a fleet-wide surge of `metric`), the
+    canary by `canary_surge`, the baseline by `baseline_surge` (multiples of the usual level; for
+    errors, of the usual error rate)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(DEPLOY - HISTORY_DAYS * DAY, DEPLOY + 3600 + STEP, STEP, dtype=np.int64)
+    load = 1 + 0.3 * np.sin(2 * np.pi * (t % DAY) / DAY)
+    during = (t >= DEPLOY + 17 * 60) & (t <= DEPLOY + 29 * 60)
+    live = t >= DEPLOY
+    baseline, canary = _host(rng, t, load), _host(rng, t[live], load[live])
+    if metric == "cpu":
+        baseline["cpu"] *= np.where(during, baseline_surge, 1.0)
+        canary["cpu"] *= np.where(during[live], canary_surge, 1.0)
+    else:
+        baseline["errors"] = rng.poisson(np.where(during, 0.01 * baseline_surge, 0.01) * baseline["requests"]) * 1.0
+        canary["errors"] = rng.poisson(np.where(during[live], 0.01 * canary_surge, 0.01) * canary["requests"]) * 1.0
+    return Frame(STEP, t[live], canary), Frame(STEP, t, baseline)
+
+
+CPU_ONLY = [{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]
+ERRORS_ONLY = [{"name": "errors", "kind": "count", "denominator": "requests", "tolerance": 0.5},
+               {"name": "requests", "kind": "count", "bad_direction": "none", "tolerance": None}]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_canary_3x_its_baseline_during_a_fleet_surge_is_not_held_out(seed):
+    canary, baseline = _surge_fleet(seed, 1.5, 4.5, "cpu")  # the fleet +50%, the canary 3x the baseline
+    verdict, _ = _run(_policy(metrics=CPU_ONLY), canary, baseline)
+    assert verdict.verdict == "fail", verdict.reason
+    assert not any("held out" in note for note in verdict.notes), verdict.notes
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_canary_3x_the_fleets_error_surge_is_not_held_out(seed):
+    canary, baseline = _surge_fleet(seed, 6.0, 18.0, "errors")  # the fleet 6% errors, the canary 18%
+    verdict, _ = _run(_policy(metrics=ERRORS_ONLY), canary, baseline)
+    assert verdict.verdict == "fail", verdict.reason
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_fleet_surge_both_groups_share_is_still_held_out(seed):
+    canary, baseline = _surge_fleet(seed, 1.5, 1.5, "cpu")
+    verdict, _ = _run(_policy(metrics=CPU_ONLY), canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason
+    assert any("held out" in note for note in verdict.notes), verdict.notes
+
+
+def test_a_metric_silent_for_its_last_140_minutes_of_a_day_is_not_passed():
+    """MAX_BEHIND_SHARE of a 24 h lifetime allowed 144 steps behind: the canary's latency stopped
+    at 21:40 of 24 h while its CPU went on, and passed "not shown worse" on what it sent."""
+    lifetime = DAY
+    rng = np.random.default_rng(1)
+    t = np.arange(DEPLOY - HISTORY_DAYS * DAY, DEPLOY + lifetime + STEP, STEP, dtype=np.int64)
+    load = 1 + 0.3 * np.sin(2 * np.pi * (t % DAY) / DAY)
+    live = t >= DEPLOY
+    baseline, canary = _host(rng, t, load), _host(rng, t[live], load[live])
+    canary["latency"][t[live] > DEPLOY + lifetime - 140 * 60] = np.nan
+    policy = _policy(lifetime=lifetime, metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.1},
+                                                  {"name": "latency", "kind": "gauge", "unit": "ms", "tolerance": 0.1}])
+    analysis = Analysis(policy, MemorySource(Frame(STEP, t[live], canary), Frame(STEP, t, baseline)), "r1", DEPLOY)
+    verdict = analysis.evaluate(DEPLOY + lifetime)  # an undecided canary's last look
+    assert verdict.verdict != "pass", verdict.reason
+    latency = next(m for m in verdict.metrics if m.name == "latency")
+    assert latency.verdict == "inconclusive" and latency.rule == "too-little-data", latency.reason
+    assert "latency series stopped" in latency.reason and "nothing since" in latency.reason
+
+
+def test_a_flaky_series_missing_one_point_in_eight_is_not_taken_for_a_stopped_one():
+    from gate.judge.coverage import _own_gaps_allow
+
+    rng = np.random.default_rng(2)
+    grid = np.arange(0, 1440 * STEP, STEP)
+    reported = grid[rng.random(len(grid)) >= 1 / 8]
+    assert 4 <= _own_gaps_allow(reported, STEP) <= 8  # a trailing run of 5: chance 3e-5
+    every_fifth = grid[::5]
+    assert _own_gaps_allow(every_fifth, STEP) == 8  # its cadence: 4 silent steps in a row, twice that
+
+
+@pytest.mark.parametrize("seed,zeros", [(1, 25), (2, 29)])
+def test_a_gauge_zero_filled_at_its_start_does_not_hide_a_later_regression(seed, zeros):
+    """Only stretches ending at the latest point were screened: CPU 0 for its first 25-29 of 60
+    minutes, then 1.3x its baseline (tolerance 10%), passed at -21%, "not shown worse"."""
+    canary, baseline = _surge_fleet(seed, 1.0, 1.0, "cpu")
+    canary.values["cpu"][:] *= 1.3
+    canary.values["cpu"][:zeros] = 0.0
+    verdict, _ = _run(_policy(metrics=CPU_ONLY), canary, baseline)
+    assert verdict.verdict != "pass", verdict.reason
+    cpu = verdict.metrics[0]
+    assert cpu.rule == "reads-zero" and "points 1 to" in cpu.reason, cpu.reason
+
+
+def test_a_gauge_with_one_zero_point_mid_window_still_passes():
+    canary, baseline = _surge_fleet(4, 1.0, 1.0, "cpu")
+    canary.values["cpu"][[10, 30]] = 0.0  # a dropped sample read as 0, twice, far apart
+    verdict, _ = _run(_policy(metrics=CPU_ONLY), canary, baseline)
+    assert verdict.verdict == "pass", verdict.reason
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warnings: what is tested is the outcome
+def test_history_values_near_the_largest_float_are_judged_not_crashed():
+    """Every bucket's mean overflowed to inf and np.interp had nothing to interpolate from: a
+    ValueError out of seasonal.fit_seasonal, nothing recorded."""
+    t = np.arange(DEPLOY - 2 * DAY, DEPLOY + 3600 + STEP, STEP, dtype=np.int64)
+    live = t >= DEPLOY
+    x = 1e308 * (1 + np.random.default_rng(0).normal(0, 0.01, len(t))).clip(0, 1.7)
+    policy = _policy(metrics=[{"name": "x", "kind": "gauge", "tolerance": 0.1}])
+    source = MemorySource(Frame(STEP, t[live], {"x": x[live]}), Frame(STEP, t, {"x": x}))
+    verdict = Analysis(policy, source, "r1", DEPLOY).evaluate(DEPLOY + 600)
+    assert verdict.verdict != "pass", verdict.reason
+
+
+class _CrashingJudge:
+    """The real judge, whose evaluation raises what a bug would (a fault injected, not a stub)."""
+
+    def __init__(self):
+        from gate import judge
+
+        self.judge = judge
+
+    def __getattr__(self, name):
+        return getattr(self.judge, name)
+
+    def evaluate(self, *args, **kwargs):
+        raise ValueError("array of sample points is empty")
+
+
+def test_a_crash_in_the_judge_is_a_recorded_could_not_judge(tmp_path):
+    from gate.errors import GateError
+    from gate.store.sqlite import SqliteStore
+
+    canary, baseline = _surge_fleet(5, 1.0, 1.0, "cpu")
+    store = SqliteStore(tmp_path / "gate.sqlite")
+    analysis = Analysis(_policy(metrics=CPU_ONLY), MemorySource(canary, baseline), "r1", DEPLOY, store=store,
+                        judge=_CrashingJudge())
+    with pytest.raises(GateError, match=r"could not judge: .*ValueError: array of sample points is empty"):
+        analysis.evaluate(DEPLOY + 600)
+    records = store.evaluations("r1")
+    assert [r["verdict"] for r in records] == ["error"], records
+    assert "ValueError" in records[0]["reason"]
