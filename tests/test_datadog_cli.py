@@ -39,9 +39,10 @@ def write_policy(tmp_path: Path, **options) -> Path:
     return path
 
 
-def gate_check(fake, tmp_path, *extra, env=None, **options):
+def gate_check(fake, tmp_path, *extra, env=None, policy: Path | None = None, **options):
+    """`gate check` over the fake Datadog, with the example policy (`options`: its source's) or `policy`."""
     return run_gate(
-        "check", RELEASE, "--policy", write_policy(tmp_path, **options),
+        "check", RELEASE, "--policy", policy or write_policy(tmp_path, **options),
         "--deployed-at", str(fake.deployed_at), "--store", tmp_path / "gate.sqlite", "--json", *extra,
         env={"GATE_DATADOG_URL": fake.url, "DD_API_KEY": API_KEY, "DD_APP_KEY": APP_KEY,
              "SLACK_WEBHOOK_URL": "", **(env or {})},
@@ -233,11 +234,7 @@ def test_a_boolean_filter_around_the_scope_is_refused_before_any_fetch(corpus, t
     cpu["queries"]["datadog"] = query
     path.write_text(yaml.safe_dump(policy))
     with live(corpus, "k1m-latency-shift-006") as fake:
-        result = run_gate(
-            "check", RELEASE, "--policy", path, "--deployed-at", str(fake.deployed_at),
-            "--store", tmp_path / "gate.sqlite", "--json",
-            env={"GATE_DATADOG_URL": fake.url, "DD_API_KEY": API_KEY, "DD_APP_KEY": APP_KEY,
-                 "SLACK_WEBHOOK_URL": ""}, cwd=tmp_path, timeout=120)
+        result = gate_check(fake, tmp_path, policy=path)
     assert result.returncode == 4, result.stdout + result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and f"metrics.cpu.queries.datadog: {query!r}" in line, line
@@ -289,11 +286,7 @@ def test_a_policy_the_datadog_source_cannot_read_right_is_refused_before_any_req
         path.write_text(yaml.safe_dump(policy))
     with live(corpus, "k1m-error-rate-010") as fake:
         fake.fault = "500"
-        result = run_gate(
-            "check", RELEASE, "--policy", path, "--deployed-at", str(fake.deployed_at),
-            "--store", tmp_path / "gate.sqlite", "--json",
-            env={"GATE_DATADOG_URL": fake.url, "DD_API_KEY": API_KEY, "DD_APP_KEY": APP_KEY,
-                 "SLACK_WEBHOOK_URL": ""}, cwd=tmp_path, timeout=120)
+        result = gate_check(fake, tmp_path, policy=path)
     assert result.returncode == 4, result.stdout + result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and message in line, line

@@ -275,7 +275,8 @@ def test_the_command_starts_resumes_and_stops_on_a_foreign_change(alb, tmp_path)
     assert "Traceback" not in stopped.stderr
 
 
-def test_gate_rollback_sends_the_rollout_s_traffic_back_to_production(alb, tmp_path):
+def canary_group(alb):
+    """The canary's Auto Scaling group (web-canary, one instance) on the moto server; its client."""
     autoscaling = alb["server"].client("autoscaling")
     template = alb["server"].client("ec2").create_launch_template(
         LaunchTemplateName="web", LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
@@ -283,6 +284,11 @@ def test_gate_rollback_sends_the_rollout_s_traffic_back_to_production(alb, tmp_p
     autoscaling.create_auto_scaling_group(AutoScalingGroupName="web-canary", MinSize=1, MaxSize=2, DesiredCapacity=1,
                                           LaunchTemplate={"LaunchTemplateId": template, "Version": "1"},
                                           AvailabilityZones=["us-east-1a"])
+    return autoscaling
+
+
+def test_gate_rollback_sends_the_rollout_s_traffic_back_to_production(alb, tmp_path):
+    canary_group(alb)
     policy = write_policy(alb, tmp_path)
     assert gate(alb, tmp_path, "rollout", "web-4", "--policy", policy).returncode == 3
     assert split(alb)["canary"] == 5

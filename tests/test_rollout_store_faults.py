@@ -23,7 +23,7 @@ from tests.conftest import run_gate
 from tests.moto_server import moto_server  # noqa: F401 (fixture)
 from tests.test_actions_moto import fleet, state  # noqa: F401 (fixture)
 from tests.test_reliability_faults import THROTTLED
-from tests.test_rollout_moto import alb, split, write_policy  # noqa: F401 (alb: fixture)
+from tests.test_rollout_moto import alb, canary_group, split, write_policy  # noqa: F401 (alb: fixture)
 from tests.test_rollout_moto import gate as rollout_gate
 from tests.test_store_dynamodb import create_store_table, moto_endpoint  # noqa: F401 (fixture)
 
@@ -143,13 +143,7 @@ def test_rollback_sends_a_rollout_s_traffic_back_when_the_store_cannot_be_read(a
     """A rollout at step 1 (5%), its store damaged: `gate rollback` stopped at the store (exit 4,
     the canary still at 5%, its group up). Now the traffic goes back and the group scales down;
     once the store is back, the rollout finds the canary at 0 and records its rollback (exit 1)."""
-    autoscaling = alb["server"].client("autoscaling")
-    template = alb["server"].client("ec2").create_launch_template(
-        LaunchTemplateName="web", LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
-    )["LaunchTemplate"]["LaunchTemplateId"]
-    autoscaling.create_auto_scaling_group(AutoScalingGroupName="web-canary", MinSize=1, MaxSize=2, DesiredCapacity=1,
-                                          LaunchTemplate={"LaunchTemplateId": template, "Version": "1"},
-                                          AvailabilityZones=["us-east-1a"])
+    autoscaling = canary_group(alb)
     policy = write_policy(alb, tmp_path)
     assert rollout_gate(alb, tmp_path, "rollout", "web-4", "--policy", policy).returncode == 3
     assert split(alb)["canary"] == 5
