@@ -148,3 +148,37 @@ def test_a_crash_in_the_judge_is_a_recorded_could_not_judge(tmp_path):
     records = store.evaluations("r1")
     assert [r["verdict"] for r in records] == ["error"], records
     assert "ValueError" in records[0]["reason"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_a_gauge_reading_zero_one_minute_in_three_does_not_average_a_regression_into_a_pass(seed):
+    """The fix's review: a scrape failing one minute in three, filled with 0, never puts 5 zeros in
+    10 points, so no stretch was dense enough; the zeros pulled a CPU 1.3x its baseline to -17%,
+    "within tolerance" (4 of 8 seeds passed). Scattered zeros over a tenth of the window are a
+    doubt too."""
+    canary, baseline = _surge_fleet(seed, 1.0, 1.0, "cpu")
+    canary.values["cpu"][:] *= 1.3
+    canary.values["cpu"][::3] = 0.0
+    verdict, _ = _run(_policy(metrics=CPU_ONLY), canary, baseline)
+    assert verdict.verdict != "pass", verdict.reason
+
+
+@pytest.mark.parametrize("seed", range(1, 11))
+def test_the_hold_out_keeps_or_drops_a_surges_minutes_together_so_a_clean_canary_is_not_biased(seed):
+    """The fix's review: decided minute by minute on the canary's own noise, the hold-out kept a
+    clean canary's unluckiest minutes of a fleet error surge (2% for 4 minutes in 10, 0.2% else)
+    and dropped its luckiest: 4 of 10 clean canaries failed at +35-46%. Decided over the surge's
+    minutes together, a clean canary is held out with its fleet."""
+    errors = [{"name": "errors", "kind": "count", "denominator": "requests", "tolerance": 0.2},
+              {"name": "requests", "kind": "count", "bad_direction": "none", "tolerance": None}]
+    rng = np.random.default_rng(seed)
+    t = np.arange(DEPLOY - HISTORY_DAYS * DAY, DEPLOY + 3600 + STEP, STEP, dtype=np.int64)
+    load = 1 + 0.3 * np.sin(2 * np.pi * (t % DAY) / DAY)
+    minute = (t - DEPLOY) // 60
+    during = (minute >= 0) & ((minute % 10) >= 6)
+    live = t >= DEPLOY
+    baseline, canary = _host(rng, t, load), _host(rng, t[live], load[live])
+    baseline["errors"] = rng.poisson(np.where(during, 0.02, 0.002) * baseline["requests"]).astype(float)
+    canary["errors"] = rng.poisson(np.where(during[live], 0.02, 0.002) * canary["requests"]).astype(float)
+    verdict, _ = _run(_policy(metrics=errors), Frame(STEP, t[live], canary), Frame(STEP, t, baseline))
+    assert verdict.metrics[0].effect < 0.2, verdict.reason  # before: +35% to +46% in 4 of 10

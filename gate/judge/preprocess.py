@@ -4,6 +4,7 @@ seasonal expectation held out (a fleet-wide anomaly is not the canary's fault)."
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,9 +68,10 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
             off_c = (c - expected) / scale - ref.offset
         both_off = (keep & (np.abs(off_b) > FLEET_ANOMALY_SCALES) & (np.abs(off_c) > FLEET_ANOMALY_SCALES)
                     & (np.sign(off_b) == np.sign(off_c)))
-        # ... and only where the canary moved with the fleet: its minutes worse than its own
-        # baseline beyond tolerance and noise are its own (_canary_departs), and stay in.
-        anomalous = both_off & ~_canary_departs(m, c, b, cv, bv, scale)
+        # ... and only where the canary moved with the fleet: worse than its own baseline over
+        # those minutes together, beyond tolerance and noise, they are its own (_canary_departs)
+        # and all stay in.
+        anomalous = both_off if not _canary_departs(m, c, b, cv, bv, scale, both_off) else np.zeros_like(both_off)
         # Hold out a minority of the minutes only: a baseline off its expectation most of the
         # time is a level the model misses (or an incident that ran before the deploy), not a
         # passing anomaly, and the pairing already cancels what both groups share. Counted on
@@ -86,20 +88,25 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
 
 
 def _canary_departs(m: Metric, c: np.ndarray, b: np.ndarray, cv: np.ndarray | None, bv: np.ndarray | None,
-                    scale: np.ndarray) -> np.ndarray:
-    """The moments the canary is worse than its own baseline by more than the metric's tolerance
-    and by more than FLEET_ANOMALY_SCALES noise scales: both groups may be off their expectation
-    the same way (a fleet-wide surge), but a canary 3x its baseline during it has not moved with
-    the fleet; its minutes are its own and stay in the comparison (held out, they would let a
-    regression shown only then pass). A count is set against the baseline's rate at the canary's
-    volume. A canary better than its baseline there is still held out: it is no evidence against it."""
+                    scale: np.ndarray, among: np.ndarray) -> bool:
+    """Whether over the moments `among` (both groups off their expectation the same way: a
+    fleet-wide surge) the canary is worse than its own baseline by more than the metric's
+    tolerance and by more than FLEET_ANOMALY_SCALES noise scales of their sum: a canary 3x its
+    baseline during a surge has not moved with the fleet, and its minutes, held out, would let a
+    regression shown only then pass (review). Decided over those minutes together, not one by one:
+    kept one by one, a clean canary's unluckiest draws stayed in and its luckiest went out, and 4
+    of 10 clean canaries failed (the fix's review). A count is set against the baseline's rate at
+    the canary's volume. A canary better than its baseline there is held out: no evidence against it."""
+    if not among.any():
+        return False
     tolerance = m.tolerance or 0.0
     with np.errstate(all="ignore"):
-        like = b if cv is None else b * cv / bv  # the baseline, at the canary's volume
-        gap = c - like
-        beyond = np.abs(gap) > np.maximum(tolerance * np.abs(like), FLEET_ANOMALY_SCALES * scale)
-    worse = {"increase": gap > 0, "decrease": gap < 0}.get(m.bad_direction, np.ones_like(beyond))
-    return np.asarray(beyond & worse, dtype=bool)
+        like = (b if cv is None else b * cv / bv)[among]  # the baseline, at the canary's volume
+        gap = float(np.sum(c[among] - like))
+        beyond = abs(gap) > max(tolerance * float(np.sum(np.abs(like))),
+                                FLEET_ANOMALY_SCALES * math.sqrt(float(np.sum(scale[among] ** 2))))
+    worse = {"increase": gap > 0, "decrease": gap < 0}.get(m.bad_direction, True)
+    return bool(beyond and worse)
 
 
 def _latest_moment(window: Observations) -> int:
