@@ -68,10 +68,13 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
             off_c = (c - expected) / scale - ref.offset
         both_off = (keep & (np.abs(off_b) > FLEET_ANOMALY_SCALES) & (np.abs(off_c) > FLEET_ANOMALY_SCALES)
                     & (np.sign(off_b) == np.sign(off_c)))
-        # ... and only where the canary moved with the fleet: worse than its own baseline over
-        # those minutes together, beyond tolerance and noise, they are its own (_canary_departs)
-        # and all stay in.
-        anomalous = both_off if not _canary_departs(m, c, b, cv, bv, scale, both_off) else np.zeros_like(both_off)
+        # ... and only where the canary moved with the fleet: a surge (a run of such moments)
+        # over which it is worse than its own baseline beyond tolerance and noise is its own
+        # (_canary_departs), and all of it stays in.
+        anomalous = both_off.copy()
+        for run in _runs(both_off):
+            if _canary_departs(m, c, b, cv, bv, scale, run):
+                anomalous[run] = False
         # Hold out a minority of the minutes only: a baseline off its expectation most of the
         # time is a level the model misses (or an incident that ran before the deploy), not a
         # passing anomaly, and the pairing already cancels what both groups share. Counted on
@@ -89,15 +92,17 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
 
 def _canary_departs(m: Metric, c: np.ndarray, b: np.ndarray, cv: np.ndarray | None, bv: np.ndarray | None,
                     scale: np.ndarray, among: np.ndarray) -> bool:
-    """Whether over the moments `among` (both groups off their expectation the same way: a
-    fleet-wide surge) the canary is worse than its own baseline by more than the metric's
-    tolerance and by more than FLEET_ANOMALY_SCALES noise scales of their sum: a canary 3x its
-    baseline during a surge has not moved with the fleet, and its minutes, held out, would let a
-    regression shown only then pass (review). Decided over those minutes together, not one by one:
-    kept one by one, a clean canary's unluckiest draws stayed in and its luckiest went out, and 4
-    of 10 clean canaries failed (the fix's review). A count is set against the baseline's rate at
-    the canary's volume. A canary better than its baseline there is held out: no evidence against it."""
-    if not among.any():
+    """Whether over the moments `among` (one surge: a run of moments both groups are off their
+    expectation the same way) the canary is worse than its own baseline by more than the
+    metric's tolerance and by more than FLEET_ANOMALY_SCALES noise scales of their sum: a canary
+    3x its baseline during a surge has not moved with the fleet, and its minutes, held out, would
+    let a regression shown only then pass (review). Decided over a surge's minutes together, not
+    one by one: kept one by one, a clean canary's unluckiest draws stayed in and its luckiest went
+    out, and 4 of 10 clean canaries failed (the fix's review); nor over every surge of the window
+    at once, where one surge 2x worse was diluted by five clean ones and passed (its review). A
+    count is set against the baseline's rate at the canary's volume. A canary better than its
+    baseline there is held out: no evidence against it."""
+    if not np.any(among):
         return False
     tolerance = m.tolerance or 0.0
     with np.errstate(all="ignore"):
@@ -107,6 +112,12 @@ def _canary_departs(m: Metric, c: np.ndarray, b: np.ndarray, cv: np.ndarray | No
                                 FLEET_ANOMALY_SCALES * math.sqrt(float(np.sum(scale[among] ** 2))))
     worse = {"increase": gap > 0, "decrease": gap < 0}.get(m.bad_direction, True)
     return bool(beyond and worse)
+
+
+def _runs(mask: np.ndarray) -> list[slice]:
+    """The runs of adjacent True points of `mask`, as slices."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return [slice(int(a), int(z)) for a, z in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))]
 
 
 def _latest_moment(window: Observations) -> int:
