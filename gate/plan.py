@@ -186,10 +186,10 @@ class Planner:
         self.policy, self.history, self.deployed_at, self.share = policy, history, deployed_at, share
         self.canary_half = canary_half
         # The traffic the share is of: the group as read (default: both sides, as they stand).
-        self.group_traffic = (traffic(policy, group) if group is not None else
-                              {d: a + b for (d, a), b in zip(traffic(policy, history).items(),
-                                                            traffic(policy, canary_half).values())}
-                              if canary_half is not None else {})
+        self.group_traffic = traffic(policy, group if group is not None else history)
+        if group is None and canary_half is not None:
+            for d, events in traffic(policy, canary_half).items():
+                self.group_traffic[d] += events
         self.references = WindowReferences()  # learned once: every run shares the deploy's history
         self.clean: dict = {}  # (lifetime, share) -> the clean canary's first pass per metric
         self.progress = progress or (lambda stage, done=0, total=None: None)
