@@ -237,18 +237,36 @@ def test_the_lambda_follows_the_same_release_lifecycle(store, corpus, monkeypatc
         sys.modules.pop("gate_lambda_handler_lifecycle", None)
 
 
-def test_two_first_registrations_at_once_with_different_deploy_times_one_is_refused(store):
+def one_request_at_a_time(store, monkeypatch) -> None:
+    """moto checks a condition and writes without a lock, so two concurrent conditional writes can
+    both pass there (DynamoDB serialises them: CI once saw both restarts recorded). The race under
+    test is on what each registration read before writing, which the barrier makes certain; the
+    requests themselves go to moto one at a time."""
+    import threading
+
+    lock, call = threading.Lock(), store._call
+
+    def serialised(operation, **kwargs):
+        with lock:
+            return call(operation, **kwargs)
+
+    monkeypatch.setattr(store, "_call", serialised)
+
+
+def test_two_first_registrations_at_once_with_different_deploy_times_one_is_refused(store, monkeypatch):
     """Issue 17.8: the loser of the conditional put used to take the winner's deploy time silently."""
     from tests.test_store import DEPLOYED, one_wins_the_other_is_refused, register_at_once
 
+    one_request_at_a_time(store, monkeypatch)
     times = (DEPLOYED, DEPLOYED + 600)
     outcomes = register_at_once(store, [{"release": "r1", "requested": t, "now": DEPLOYED + 900} for t in times])
     assert store.release("r1")["deployed_at"] == one_wins_the_other_is_refused(outcomes, times)
 
 
-def test_two_restarts_at_once_with_different_deploy_times_one_is_refused(store):
+def test_two_restarts_at_once_with_different_deploy_times_one_is_refused(store, monkeypatch):
     from tests.test_store import DEPLOYED, one_wins_the_other_is_refused, register_at_once
 
+    one_request_at_a_time(store, monkeypatch)
     store.start_release("r1", DEPLOYED - 86400, {"policy": "web"})
     times = (DEPLOYED, DEPLOYED + 600)
     outcomes = register_at_once(store, [{"release": "r1", "requested": t, "now": DEPLOYED + 900} for t in times])
