@@ -64,6 +64,9 @@ DOWN_AFTER = 0.25  # a canary that stops reporting does so a quarter into its li
 MIN_COVERAGE = 0.5  # of the history's moments with a point: fewer, and the windows judge gaps, not the service
 PAIRED_COVERAGE = 0.9  # the canary group's history must cover this share of the baseline's to be paired
 DEFAULT_WINDOWS = 32
+# Split by host: at most this many splits, each with another host on the canary side, dealt over
+# the windows (`host_sides`).
+MAX_TURNS = 8
 SPLIT = "split by host"  # the mode of a baseline split by host into a canary side and a baseline side
 # The canary's traffic as a share of the baseline group's, unless asked (`gate plan`'s default too).
 DEFAULT_CANARY_SHARE = 0.05
@@ -87,11 +90,26 @@ class History:
     start: int
     end: int
     requests: int  # source requests made to read it (one: never per window)
+    # Split by host: the other turns of the sides, each another host on the canary side
+    # (`host_sides`); the windows take them in turn (`over`), the first window the first turn.
+    turns: tuple[tuple[Frame, Frame], ...] = ()
+    windows: tuple[int, ...] = ()  # the window starts the turns are dealt over
 
-    def frames(self, start: int, end: int) -> dict[str, Frame]:
-        frames = {"canary": self.group.between(start, end)}
-        if self.baseline is not None:
-            frames["baseline"] = self.baseline.between(start, end)
+    def over(self, windows: list[int]) -> History:
+        """The history with its turns dealt over these window starts, one after another."""
+        return replace(self, windows=tuple(windows))
+
+    def sides(self, deployed_at: int) -> tuple[Frame, Frame | None]:
+        """The group (the canary side) and the baseline a window deployed at `deployed_at` judges."""
+        every = ((self.group, self.baseline),) + self.turns
+        at = self.windows.index(deployed_at) if deployed_at in self.windows else 0
+        return every[at % len(every)]
+
+    def frames(self, start: int, end: int, deployed_at: int | None = None) -> dict[str, Frame]:
+        group, baseline = self.sides(end if deployed_at is None else deployed_at)
+        frames = {"canary": group.between(start, end)}
+        if baseline is not None:
+            frames["baseline"] = baseline.between(start, end)
         return frames
 
 
@@ -186,17 +204,18 @@ def read_history(policy: Policy, source: MetricSource, days: float, end: int, as
     if covered(seen.canary) >= PAIRED_COVERAGE * covered(baseline):
         return History(seen.canary, baseline, "paired", "both groups have history: canary vs baseline, as the "
                        "policy judges them", start, end, counting.requests)
-    split = split_by_host(policy, counting, replace(query, baseline_only=True), counts, covered(baseline), covered,
-                          canary_share)
+    split = host_sides(policy, counting, replace(query, baseline_only=True), counts, covered(baseline), covered,
+                       canary_share, MAX_TURNS)
     if isinstance(split, str):
         why = (f"the baseline cannot be split by host ({split}): each window judges the baseline group against "
                "its own history (history-only judge; the live gate pairs canary and baseline, which usually "
                "raises fewer false alarms)")
         return History(group, None, "history-only", why, start, end, counting.requests)
-    one, other, why = split
+    sides, why = split
+    (one, _), turned = sides[0], [(canary_side(policy, one, baseline, canary_share, end + turn), other)
+                                  for turn, (one, other) in enumerate(sides)]
     note = share_note(policy, traffic(policy, one), traffic(policy, baseline), canary_share)
-    return History(canary_side(policy, one, baseline, canary_share, end), other, SPLIT, why + note, start, end,
-                   counting.requests)
+    return History(*turned[0], SPLIT, why + note, start, end, counting.requests, tuple(turned[1:]))
 
 
 def canary_side(policy: Policy, one: Frame, group: Frame, share: float, seed: int) -> Frame:
@@ -210,13 +229,29 @@ def canary_side(policy: Policy, one: Frame, group: Frame, share: float, seed: in
 
 def split_by_host(policy: Policy, source: MetricSource, query: Query, counts: set[str], group_coverage: float,
                   covered: Callable[[Frame], float], canary_share: float) -> tuple[Frame, Frame, str] | str:
+    """The first turn of `host_sides`: one canary side and one baseline side (`gate plan`'s one
+    expected canary), or why not."""
+    found = host_sides(policy, source, query, counts, group_coverage, covered, canary_share, turns=1)
+    if isinstance(found, str):
+        return found
+    (one, other), why = found[0][0], found[1]
+    return one, other, why
+
+
+def host_sides(policy: Policy, source: MetricSource, query: Query, counts: set[str], group_coverage: float,
+               covered: Callable[[Frame], float], canary_share: float,
+               turns: int) -> tuple[list[tuple[Frame, Frame]], str] | str:
     """The baseline group's hosts in two sides judged against each other as canary and baseline:
     two groups of the same code, with the divergence real hosts have. The canary side is as many
     hosts as a canary of `canary_share` of the group's traffic runs, the baseline side the rest
     (`sized_sides`), so that a mean over the canary's few hosts is as noisy as the live canary's
     (halves of a group of 20 are means of 10 hosts: smooth where one host wanders beyond the
-    tolerance). Or why not (a string): the source cannot read hosts apart, the group ran one host
-    (too few for both sides), or the sides rarely reported together."""
+    tolerance). Up to `turns` such splits, each with the canary side started one host further
+    along the hosts (distinct ones only, and only those whose sides reported together): a live
+    canary lands on a host no one chose, so the host the first split puts on the canary side (the
+    first to report, perhaps the one that runs hottest) must not stand for every window. Or why
+    not (a string): the source cannot read hosts apart, the group ran one host (too few for both
+    sides), or the sides rarely reported together."""
     fetch_hosts = getattr(source, "fetch_hosts", None)
     if fetch_hosts is None:
         return f"the {policy.source.type} source cannot read a group host by host"
@@ -235,19 +270,33 @@ def split_by_host(policy: Policy, source: MetricSource, query: Query, counts: se
     # the history come one after another, and a side follows a host by its replacement.
     judged = [m.name for m in policy.metrics if m.judged]
     names = sorted(hosts, key=lambda h: (first_report(hosts[h], judged), h))
-    sized = sized_sides(hosts, names, judged, canary_share)
-    if isinstance(sized, str):
-        return sized
-    (mine, theirs, sides), split = sized, "a canary side and a baseline side"
-    one, other, thinned = of_one_size([hosts[h] for h in mine], [hosts[h] for h in theirs], policy)
-    least = min(covered(one), covered(other))
-    if least < PAIRED_COVERAGE * group_coverage:
-        return (f"its {len(names)} hosts split in {split} that reported together at {least:.0%} of the moments "
-                f"(the group at {group_coverage:.0%})")
+    found, seen, why, thinned = [], set(), "", []
+    for turn in range(min(turns, len(names))):
+        # The names turned by one host a turn, in the order they first reported after that: a
+        # replaced host is still followed by its replacement.
+        sized = sized_sides(hosts, names[turn:] + names[:turn], judged, canary_share)
+        if isinstance(sized, str):
+            return sized  # the same for every turn: the group's size decides it
+        mine, theirs, sides = sized
+        if frozenset(mine) in seen:
+            continue
+        seen.add(frozenset(mine))
+        one, other, made = of_one_size([hosts[h] for h in mine], [hosts[h] for h in theirs], policy)
+        least = min(covered(one), covered(other))
+        if least < PAIRED_COVERAGE * group_coverage:
+            if not found and turn == 0:  # the first split's sides did not report together: say so
+                return (f"its {len(names)} hosts split in a canary side and a baseline side that reported together "
+                        f"at {least:.0%} of the moments (the group at {group_coverage:.0%})")
+            continue
+        found.append((one, other))
+        why = why or sides
+        thinned += [name for name in made if name not in thinned]
     thin_note = (f"; {', '.join(thinned)} (compared as counted) thinned minute by minute to the events of as many "
                  "hosts as the smaller side ran, as the live gate compares groups of one size") if thinned else ""
-    return one, other, (f"the baseline group's {len(names)} hosts split in {sides} judged against each other as "
-                        f"canary and baseline, as the policy judges them{thin_note}")
+    turn_note = (f"; the canary side turns over the hosts window by window ({len(found)} turns, each starting from "
+                 "another host), as a live canary lands on a host no one chose") if len(found) > 1 else ""
+    return found, (f"the baseline group's {len(names)} hosts split in {why} judged against each other as "
+                   f"canary and baseline, as the policy judges them{turn_note}{thin_note}")
 
 
 def hosts_at_once(running: list[np.ndarray]) -> int:
@@ -651,7 +700,7 @@ def judge_window(task: tuple[int, list[Spec]]) -> list[Run]:
     for spec in specs:
         policy = spec.policy
         end = deployed_at + policy.lifetime
-        frames = _HISTORY.frames(deployed_at - policy.history, end)
+        frames = _HISTORY.frames(deployed_at - policy.history, end, deployed_at)
         frames["canary"] = inject(frames["canary"], policy, spec.injection, deployed_at, policy.lifetime)
         case = Case(f"{BACKTEST_RELEASE}-{deployed_at}", Path("."), policy.interval, deployed_at, end, [], frames)
         try:
@@ -1070,6 +1119,7 @@ def backtest(policy: Policy, source: MetricSource, *, days: float = 14, windows:
     lifetimes = candidate_lifetimes(policy)
     longest = max(lifetimes + [policy.lifetime]) if recommend else policy.lifetime  # the longest judged
     starts = window_starts(history, policy, windows, longest, options.days)
+    history = history.over(starts)
 
     first = main_specs(policy) + (tolerance_specs(policy) if recommend else [])
     runs = _stage("judging the windows", history, [(t, first) for t in starts], jobs, progress)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from gate.backtest import (SPLIT, TOLERANCE_FACTORS, backtest, combine, false_alarms, read_history, split_by_host,
+from gate.backtest import (AA, SPLIT, TOLERANCE_FACTORS, backtest, combine, false_alarms, read_history, split_by_host,
                            tolerance_label)
 from gate.policy import parse_policy
 from gate.series import Frame
@@ -206,16 +206,20 @@ def test_over_datadog_points_of_no_host_are_not_a_host_and_the_split_is_refused_
 def test_a_bad_host_in_the_baseline_is_a_false_alarm_of_the_split_not_hidden_in_the_group(datadog, tmp_path):
     """The sides are judged against each other as the live gate judges canary and baseline: a
     host twice as slow as the others over the whole history (a divergence one group's own
-    history cannot show: it is in every day of it) fails latency in every A/A window."""
+    history cannot show: it is in every day of it) fails latency in every A/A window that has it on
+    the canary side. The canary side turns over the hosts window by window (a live canary lands on
+    a host no one chose): before, the first host to report (web-1) was the canary side of every
+    window, 4 of 4 false alarms where a canary lands on the slow host one time in four."""
     datadog.hosts["baseline"] = hosts_of(datadog.baseline, 4, slower={"web-1": 2.0})
     path, _ = datadog_policy(tmp_path)
-    result = run_gate("backtest", "--policy", path, "--days", "6", "--windows", "2", "--until",
+    result = run_gate("backtest", "--policy", path, "--days", "6", "--windows", "4", "--until",
                       str(datadog.deployed_at - 60), "--no-recommend", "--jobs", "1", "--json",
                       env=datadog.env, cwd=tmp_path)
     report = json.loads(result.stdout)
     assert report["mode"] == SPLIT, result.stderr
+    assert "4 turns" in report["mode_reason"], report["mode_reason"]
     latency = next(m for m in report["metrics"] if m["name"] == "latency")
-    assert latency["false_alarms"]["count"] == latency["false_alarms"]["of"] == 2
+    assert (latency["false_alarms"]["count"], latency["false_alarms"]["of"]) == (1, 4), latency
     assert report["history"]["source_requests"] == 2
 
 
@@ -340,11 +344,12 @@ def test_thinning_a_count_beyond_what_an_integer_holds_scales_it_instead_of_cras
     assert thinned[0] == 5e18 and 0 <= thinned[1] <= 4 and np.isnan(thinned[2])
 
 
-def test_over_cloudwatch_a_bad_instance_is_a_false_alarm_of_the_split_in_every_window(aws):
+def test_over_cloudwatch_a_bad_instance_is_a_false_alarm_of_the_split_where_it_is_the_canary(aws):
     """End to end over moto: the backtest reads the group, then instance by instance (two
-    requests), judges i-0a against (i-0b, i-0c) as canary and baseline, and an
-    instance running at twice the others' CPU over the whole history fails cpu in every A/A
-    window, where the group's own history (history-only) would never show it."""
+    requests), judges one instance against the other two as canary and baseline, each window
+    another (three turns), and an instance running at twice the others' CPU over the whole history
+    fails cpu in the window it is the canary side of, where the group's own history (history-only)
+    would never show it; the others' windows are clean (its CPU lifts their baseline side)."""
     minutes = 6 * 60
     now = int(time.time()) // 60 * 60
     rng = np.random.default_rng(4)
@@ -369,11 +374,14 @@ def test_over_cloudwatch_a_bad_instance_is_a_false_alarm_of_the_split_in_every_w
     data = policy_data()
     data.update(lifetime="20m", metrics=[m for m in data["metrics"] if m["name"] in ("cpu", "memory")])
     policy = parse_policy(data)
-    result = backtest(policy, open_source(policy), days=minutes * 60 / 86400, windows=2, until=now, jobs=1,
+    result = backtest(policy, open_source(policy), days=minutes * 60 / 86400, windows=3, until=now, jobs=1,
                       recommend=False)
     assert result.history.mode == SPLIT and "3 hosts" in result.history.why, result.history.why
+    assert "3 turns" in result.history.why, result.history.why
     assert result.history.requests == 2
-    assert false_alarms(result.runs, "policy", "cpu").hits == 2  # both windows: the bad instance's side
+    failed = [r.deployed_at for r in result.runs if r.label == "policy" and r.injection == AA
+              and any(f[0] == "cpu" for f in r.failed)]
+    assert failed == [result.windows[0]]  # the first turn's canary side: i-0a, first by name
     assert false_alarms(result.runs, "policy", "memory").hits == 0  # its memory is like the others'
 
 
