@@ -369,6 +369,7 @@ def one_noisy_holdout(args: tuple[str, int, str]) -> dict:
     try:
         history = read_history(policy, TwoHostSource(case, hosts), days, case.deployed_at - case.step)
         starts = window_starts(history, policy, 2 * windows, policy.lifetime)
+        history = history.over(starts)  # the split's turns dealt over the windows, as `gate backtest` deals them
         runs = sorted(run_all(history, [(t, [Spec("policy", policy, AA)]) for t in starts], 1),
                       key=lambda r: r.deployed_at)
     except Exception as e:  # noqa: BLE001 - reported, not fatal

@@ -101,12 +101,15 @@ class History:
 
     def sides(self, deployed_at: int) -> tuple[Frame, Frame | None]:
         """The group (the canary side) and the baseline a window deployed at `deployed_at` judges."""
+        if not self.turns:
+            return self.group, self.baseline
+        if deployed_at not in self.windows:  # a caller that judged windows not dealt (`over`) the turns
+            raise ValueError(f"a window at {iso(deployed_at)} was not dealt a turn of the split: History.over(starts) first")
         every = ((self.group, self.baseline),) + self.turns
-        at = self.windows.index(deployed_at) if deployed_at in self.windows else 0
-        return every[at % len(every)]
+        return every[self.windows.index(deployed_at) % len(every)]
 
-    def frames(self, start: int, end: int, deployed_at: int | None = None) -> dict[str, Frame]:
-        group, baseline = self.sides(end if deployed_at is None else deployed_at)
+    def frames(self, start: int, end: int, deployed_at: int) -> dict[str, Frame]:
+        group, baseline = self.sides(deployed_at)
         frames = {"canary": group.between(start, end)}
         if baseline is not None:
             frames["baseline"] = baseline.between(start, end)
@@ -270,17 +273,30 @@ def host_sides(policy: Policy, source: MetricSource, query: Query, counts: set[s
     # the history come one after another, and a side follows a host by its replacement.
     judged = [m.name for m in policy.metrics if m.judged]
     names = sorted(hosts, key=lambda h: (first_report(hosts[h], judged), h))
-    found, seen, why, thinned = [], set(), "", []
-    for turn in range(min(turns, len(names))):
-        # The names turned by one host a turn, in the order they first reported after that: a
+    running = {h: running_between_reports(hosts[h], judged) for h in names}
+    group_ran = np.sum([running[h] for h in names], axis=0) > 0
+    found, seen, why, thinned, first_size = [], set(), "", [], None
+    count = min(turns, len(names))
+    # Each turn starts from another host, spread evenly over all of them (not the first few: the
+    # hosts that replaced others over the history sort last, and a fresh host is what a canary is).
+    for turn, at in enumerate(sorted({round(i * len(names) / count) for i in range(count)})):
+        # The names turned to start there, in the order they first reported after that: a
         # replaced host is still followed by its replacement.
-        sized = sized_sides(hosts, names[turn:] + names[:turn], judged, canary_share)
+        sized = sized_sides(hosts, names[at:] + names[:at], judged, canary_share)
         if isinstance(sized, str):
             return sized  # the same for every turn: the group's size decides it
         mine, theirs, sides = sized
         if frozenset(mine) in seen:
             continue
         seen.add(frozenset(mine))
+        # A later turn keeps the first turn's canary size: started from a host the group scaled
+        # out to, a host that ran all along joins it too, and from then on the canary side is a
+        # mean of two hosts (smoother, fewer false alarms than the one-host canary: review), or,
+        # started from a host scaled in, none at the end (a window judging the split's gap).
+        at_size = _share_at_size(sum(running[h].astype(int) for h in mine), group_ran)
+        first_size = at_size if first_size is None else first_size
+        if turn > 0 and (at_size[0] != first_size[0] or at_size[1] < PAIRED_COVERAGE * first_size[1]):
+            continue
         one, other, made = of_one_size([hosts[h] for h in mine], [hosts[h] for h in theirs], policy)
         least = min(covered(one), covered(other))
         if least < PAIRED_COVERAGE * group_coverage:
@@ -293,10 +309,21 @@ def host_sides(policy: Policy, source: MetricSource, query: Query, counts: set[s
         thinned += [name for name in made if name not in thinned]
     thin_note = (f"; {', '.join(thinned)} (compared as counted) thinned minute by minute to the events of as many "
                  "hosts as the smaller side ran, as the live gate compares groups of one size") if thinned else ""
-    turn_note = (f"; the canary side turns over the hosts window by window ({len(found)} turns, each starting from "
-                 "another host), as a live canary lands on a host no one chose") if len(found) > 1 else ""
+    turn_note = (f"; the canary side turns over the hosts window by window (up to {len(found)} turns, each "
+                 "starting from another host, spread over them), as a live canary lands on a host no one chose"
+                 ) if len(found) > 1 else ""
     return found, (f"the baseline group's {len(names)} hosts split in {why} judged against each other as "
                    f"canary and baseline, as the policy judges them{turn_note}{thin_note}")
+
+
+def _share_at_size(on: np.ndarray, group_ran: np.ndarray) -> tuple[int, float]:
+    """The number of hosts a side ran most often while the group ran any, and the share of those
+    moments it ran exactly that many."""
+    counts = on[group_ran]
+    if not len(counts):
+        return 0, 0.0
+    values, times = np.unique(counts, return_counts=True)
+    return int(values[np.argmax(times)]), float(times.max() / len(counts))
 
 
 def hosts_at_once(running: list[np.ndarray]) -> int:

@@ -83,6 +83,58 @@ def test_a_host_the_group_replaced_is_followed_by_its_replacement_on_its_side():
     assert np.all(one.values["cpu"] == 10.0) and np.all(other.values["cpu"] == 11.0)
 
 
+def _cpu_policy():
+    return parse_policy({"name": "p", "source": {"type": "simulate"}, "canary": {"scope": "c"},
+                         "baseline": {"scope": "b"}, "interval": "1m", "lifetime": "10m",
+                         "metrics": [{"name": "cpu", "kind": "gauge", "tolerance": 0.1}]})
+
+
+def _turns(hosts: dict[str, Frame]) -> list[tuple[Frame, Frame]]:
+    from gate.backtest import MAX_TURNS, host_sides
+
+    class Source:
+        def fetch_hosts(self, query):
+            return hosts
+
+    def covered(frame):
+        return float(np.isfinite(frame.values["cpu"]).mean())
+
+    found = host_sides(_cpu_policy(), Source(), None, set(), 1.0, covered, 0.05, MAX_TURNS)
+    assert not isinstance(found, str), found
+    return found[0]
+
+
+def test_each_turn_of_the_split_puts_another_host_on_a_one_host_canary_side_spread_over_all_of_them():
+    """20 hosts, each at its own CPU level (web-N at N): up to 8 turns, each canary side one host,
+    spread over the hosts (before the spread: the first 8 by name, web-1, web-10 .. web-16; a hot
+    web-3 or a late replacement was never a canary side)."""
+    t = np.arange(200) * 60
+    hosts = {f"web-{n}": Frame(60, t, {"cpu": np.full(len(t), float(n))}) for n in range(1, 21)}
+    turns = _turns(hosts)
+    levels = [set(np.unique(one.values["cpu"])) for one, _ in turns]
+    assert len(turns) == 8 and all(len(level) == 1 for level in levels)  # one host at a time
+    on_canary = sorted(int(level.pop()) for level in levels)
+    assert len(set(on_canary)) == 8 and not set(on_canary) <= {1, 10, 11, 12, 13, 14, 15, 16}, on_canary
+    for one, other in turns:  # the canary side's host is never on the baseline side too
+        assert np.mean(other.values["cpu"]) == pytest.approx((210 - one.values["cpu"][0]) / 19)
+
+
+def test_a_turn_started_from_a_host_the_group_scaled_out_to_is_not_a_two_host_canary_side():
+    """Review: web-4 joins for the last 30% and runs 25% hotter. A turn started from it also took
+    web-1 (it ran fewer than one canary host over most of its moments): from the scale-out on, the
+    canary side was the mean of two hosts (+12.5% where a canary on web-4 reads +25%), and the
+    backtest promised fewer false alarms than a canary on that host meets. Every turn's canary
+    side runs one host wherever the group runs."""
+    t = np.arange(1000) * 60
+    rng = np.random.default_rng(3)
+    hosts = {f"web-{n}": Frame(60, t, {"cpu": 40 + rng.standard_normal(len(t))}) for n in (1, 2, 3)}
+    hosts["web-4"] = Frame(60, t, {"cpu": np.where(t >= 700 * 60, 50 + rng.standard_normal(len(t)), np.nan)})
+    for one, _ in _turns(hosts):
+        late = one.values["cpu"][700:]
+        # One host's spread (about 1): a mean of two hosts at 40 and 50 would sit near 45, spread 0.7.
+        assert abs(np.mean(late) - 45) > 3, np.mean(late)
+
+
 def test_sides_of_unequal_size_compare_counts_without_denominator_as_groups_of_one_size():
     """Issue 27 review: the live gate compares a count without a denominator as counted, groups
     of one size; sides of 2 hosts and 1 had twice the events in one (a false alarm of the split).
