@@ -266,11 +266,18 @@ def _cpu_formula(formula):
      "write 'sum:trace.http.request.errors{service:web,$scope}'"),
     (_errors_query({"query": "sum:trace.http.request.errors{service:web,$scope}", "rollup": "count"}), {},
      "metrics.errors.queries.datadog.rollup: 'count' on a count does not add up the events of an interval"),
+    (_errors_query("sum:trace.http.request.errors{service:web,$scope}.as_rate()"), {},
+     "metrics.errors.queries.datadog: 'sum:trace.http.request.errors{service:web,$scope}.as_rate()': .as_rate() on "
+     "a count reads events per second"),
+    (_errors_query({"query": "sum:trace.http.request.errors{service:web,$scope}", "formula": "q * 0.5"}), {},
+     "metrics.errors.queries.datadog.formula: 'q * 0.5' on a count changes its events"),
+    (_errors_query({"query": "sum:trace.http.request.errors{service:web,$scope}", "formula": "q / 60"}), {},
+     "metrics.errors.queries.datadog.formula: 'q / 60' on a count changes its events"),
     (None, {"timeout": float("inf")}, "source.options.timeout: Input should be a finite number (got inf)"),
     (None, {"retry_budget": float("inf")}, "source.options.retry_budget: Input should be a finite number (got inf)"),
     (None, {"retry_budget": 10 ** 9}, "source.options.retry_budget: Input should be less than or equal to 600"),
     (_cpu_formula("q * 1" + "0" * 400), {}, "metrics.cpu.queries.datadog.formula: 'q * 1000"),
-], ids=["min count", "avg count", "rollup count", "timeout inf", "retry budget inf", "retry budget huge",
+], ids=["min count", "avg count", "rollup count", "as_rate count", "count scaled", "count per second", "timeout inf", "retry budget inf", "retry budget huge",
         "formula past a float"])
 def test_a_policy_the_datadog_source_cannot_read_right_is_refused_before_any_request(corpus, tmp_path, edit,
                                                                                       options, message):
