@@ -201,6 +201,25 @@ def test_bad_query_is_a_one_line_error(aws, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("stat", ["SampleCount", "Average"])
+def test_a_count_not_read_as_a_sum_is_refused_before_judging(aws, tmp_path, corpus, stat):
+    """Review (sources): a canary at 2x the error rate (k1m-error-rate-010), its 5xx counts read
+    with `SampleCount`: CloudWatch counts the datapoints published each minute (one per group
+    here, as an ALB node's), not the 5xx they carry, so both groups read one "error" a minute and
+    the regression was judged on nothing. Refused, naming the field, before any verdict."""
+    deployed_at, _ = publish_case(aws, corpus / "k1m-error-rate-010")
+    data = policy_data()
+    data["metrics"][3]["queries"]["cloudwatch"]["stat"] = stat
+    path = tmp_path / "samplecount.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = check(aws, tmp_path, path, deployed_at)
+    assert result.returncode == 4, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert f"metrics.errors.queries.cloudwatch.stat: a count is read as a Sum per period (got {stat!r})" in line
+    assert "write stat: Sum" in line and "Traceback" not in result.stderr
+    assert ("SampleCount counts the datapoints" in line) == (stat == "SampleCount")
+
+
 class _Throttling(BaseHTTPRequestHandler):
     """Answers every CloudWatch call with a Throttling error (AWS JSON 1.0, the protocol boto3
     speaks to CloudWatch, with the query-compatible error code header CloudWatch sends)."""

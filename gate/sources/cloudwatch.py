@@ -134,8 +134,14 @@ def metric_query(metric: Metric) -> MetricQuery:
         query = MetricQuery.model_validate(raw)
     except ValidationError as e:
         raise PolicyError(validation_problems(e, where)) from None
-    if metric.summed and query.stat not in ("Sum", "SampleCount"):
-        raise PolicyError(f"{where}.stat: a count is read as a Sum per period (got {query.stat!r})")
+    if metric.summed and query.stat != "Sum":
+        # Only a Sum adds up the events of a period. SampleCount counts the datapoints published
+        # in it (one per ALB node, per agent flush, per statistic set), whatever events each
+        # carries; Average, Minimum, Maximum and percentiles read one datapoint's value or their mean.
+        why = (" (SampleCount counts the datapoints published in a period, not the events they carry)"
+               if query.stat == "SampleCount" else "")
+        raise PolicyError(f"{where}.stat: a count is read as a Sum per period (got {query.stat!r}){why}: "
+                          "write stat: Sum")
     return query
 
 
