@@ -24,6 +24,7 @@ import gate.cache
 from gate.cache import MAGIC, MAX_ENTRY_BYTES, ReferenceCache, code_digest, pack, reference_key
 from gate.judge import MetricReference, Reference
 from gate.stats.seasonal import DAY, fit_seasonal
+from tests.moto_server import moto_server  # noqa: F401  (fixture)
 
 MONDAY = 1_700_438_400  # 2023-11-20 00:00 UTC
 
@@ -203,3 +204,118 @@ def test_without_gate_cache_dir_the_cli_s_cache_is_dot_gate_cache_of_the_working
     assert cache.folder == Path(".gate/cache")
     cache.save("k" * 64, learned())
     assert (tmp_path / ".gate" / "cache").is_dir() and cache.load("k" * 64) is not None
+
+
+# -- the key names where the data comes from (review, sources) ---------------------------------
+
+DATADOG_POLICY = json.dumps({"name": "web", "source": {"type": "datadog", "options": {}}})
+CLOUDWATCH_POLICY = json.dumps({"name": "web", "source": {"type": "cloudwatch", "options": {}}})
+
+
+def key_of(policy_json: str) -> str | None:
+    return reference_key("web-1.0", MONDAY, policy_json, ("c", "b"))
+
+
+def test_the_key_names_the_datadog_site_or_url_and_never_its_keys(monkeypatch):
+    """A reference learned from one Datadog site (or base URL) was read for a deploy whose data
+    comes from another: the key held the release, the deploy, the policy and the scopes only."""
+    for name in ("DD_SITE", "GATE_DATADOG_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DD_API_KEY", "a" * 32)
+    monkeypatch.setenv("DD_APP_KEY", "b" * 40)
+    unset = key_of(DATADOG_POLICY)
+    by_site = {}
+    for site in ("datadoghq.com", "datadoghq.eu", "us5.datadoghq.com"):
+        monkeypatch.setenv("DD_SITE", site)
+        by_site[site] = key_of(DATADOG_POLICY)
+    assert by_site["datadoghq.com"] == unset  # Datadog's default site, named or not
+    assert len(set(by_site.values())) == 3
+    by_url = []
+    for url in ("http://127.0.0.1:8126", "http://127.0.0.1:8127/"):
+        monkeypatch.setenv("GATE_DATADOG_URL", url)  # the URL wins over the site, as in the client
+        by_url.append(key_of(DATADOG_POLICY))
+    assert len({*by_url, *by_site.values()}) == 5
+    # The keys are no part of it: the same origin read with other keys reads the same entry.
+    monkeypatch.setenv("DD_API_KEY", "c" * 32)
+    monkeypatch.setenv("DD_APP_KEY", "d" * 40)
+    assert key_of(DATADOG_POLICY) == by_url[-1]
+    # A demo source's data is named by its policy (the case, the scenario): nothing more.
+    assert key_of("{}") == key_of("{}") and key_of('{"source": {"type": "replay"}}') is not None
+
+
+def test_an_entry_keyed_before_the_origin_was_in_the_key_simply_misses(tmp_path, monkeypatch):
+    monkeypatch.setenv("DD_SITE", "datadoghq.eu")
+    monkeypatch.delenv("GATE_DATADOG_URL", raising=False)
+    cache = ReferenceCache(tmp_path)
+    text = "\n".join([gate.cache.learned_by(), "web-1.0", str(MONDAY), DATADOG_POLICY, repr(("c", "b"))])
+    old = hashlib.sha256(text.encode()).hexdigest()[:32]  # the key as it was made before
+    (tmp_path / f"{old}.reference").write_bytes(pack(old, learned()))
+    new = cache.key("web-1.0", MONDAY, DATADOG_POLICY, ("c", "b"))
+    assert new != old and cache.load(new) is None
+    (tmp_path / f"{new}.reference").write_bytes(pack(old, learned()))  # an old entry under the new name
+    assert cache.load(new) is None
+    cache.save(new, learned())
+    assert same(learned(), cache.load(new)) is None
+
+
+@pytest.fixture
+def aws_env(moto_server, monkeypatch):  # noqa: F811
+    """The moto server's environment, boto3's default session made anew before and after (it
+    keeps the credentials it first found)."""
+    import boto3
+
+    boto3.setup_default_session()
+    yield moto_server
+    monkeypatch.undo()
+    boto3.setup_default_session()
+
+
+def test_the_key_names_the_cloudwatch_account_region_and_endpoint(aws_env, monkeypatch):
+    """The same policy read in another region (the environment's, the policy naming none), through
+    another endpoint, or with another account's credentials is other data: another key."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    here = key_of(CLOUDWATCH_POLICY)
+    assert here is not None and key_of(CLOUDWATCH_POLICY) == here  # the same origin reads its entry
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    other_region = key_of(CLOUDWATCH_POLICY)
+    named_region = key_of(json.dumps({"name": "web", "source": {"type": "cloudwatch",
+                                                                 "options": {"region": "us-east-1"}}}))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    assert key_of(CLOUDWATCH_POLICY) == here
+    other = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    other.start()
+    try:
+        host, port = other.get_host_and_port()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        other_endpoint = key_of(CLOUDWATCH_POLICY)
+    finally:
+        other.stop()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_env.url)
+    role = aws_env.client("sts").assume_role(RoleArn="arn:aws:iam::111111111111:role/gate",
+                                             RoleSessionName="gate-test")["Credentials"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", role["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", role["SecretAccessKey"])
+    monkeypatch.setenv("AWS_SESSION_TOKEN", role["SessionToken"])
+    boto3.setup_default_session()
+    other_account = key_of(CLOUDWATCH_POLICY)
+    keys = [here, other_region, named_region, other_endpoint, other_account]
+    assert None not in keys and len(set(keys)) == 5, keys
+
+
+def test_a_cloudwatch_account_that_cannot_be_told_caches_nothing(aws_env, monkeypatch, tmp_path):
+    """STS unreachable: no key; the reference is relearned (only slower), never another's read."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed}")
+    cache = ReferenceCache(tmp_path)
+    key = cache.key("web-1.0", MONDAY, CLOUDWATCH_POLICY, ("c", "b"))
+    assert key is None and cache.load(key) is None
+    cache.save(key, learned())
+    assert list(tmp_path.iterdir()) == []

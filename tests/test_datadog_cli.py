@@ -300,3 +300,24 @@ def test_a_policy_the_datadog_source_cannot_read_right_is_refused_before_any_req
     assert "OverflowError" not in line and "Traceback" not in result.stderr and result.stdout == ""
     assert fake.requests == []  # refused before any request
     assert [e["verdict"] for e in evaluations(tmp_path)] in ([], ["error"])  # could not judge, never a verdict
+
+
+def test_a_reference_learned_from_one_datadog_origin_is_not_read_for_another(corpus, tmp_path):
+    """Review (sources): two Datadog origins (GATE_DATADOG_URL; DD_SITE likewise) serving the same
+    release, deploy, policy and scopes, one cache folder. Before: the second check read the
+    reference learned from the first origin's history and asked its own for none."""
+    case = load_case(corpus / "k1m-aa-039")
+    offset = int(time.time()) // 60 * 60 - case.end_at
+    env = {"GATE_CACHE_DIR": str(tmp_path / "cache")}
+    with FakeDatadog(case, offset=offset) as first, FakeDatadog(case, offset=offset) as second:
+        for fake, folder in ((first, "a"), (second, "b"), (first, "c")):
+            fake.deployed_at = case.deployed_at + offset
+            (tmp_path / folder).mkdir()
+            result = gate_check(fake, tmp_path / folder, env=env)
+            assert result.returncode == 0, result.stdout + result.stderr
+
+    def history(fake):
+        return [r for r in fake.timeseries_requests() if r["to"] <= fake.deployed_at * 1000]
+    assert len(history(second)) == HISTORY_CHUNKS  # its own history, learned anew
+    assert len(history(first)) == HISTORY_CHUNKS  # the same origin again: read from the cache
+    assert len(list((tmp_path / "cache").glob("*.reference"))) == 2

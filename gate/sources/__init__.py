@@ -68,6 +68,25 @@ PROVIDERS = {
 }
 
 
+# type -> "module:function(options) -> str | None": where a source's data comes from beyond its
+# policy (the site, the account, the region from the environment), for the reference cache's key.
+# The demo sources read only what their policy names.
+ORIGINS = {
+    "datadog": "gate.datadog_client:origin",
+    "cloudwatch": "gate.sources.cloudwatch:origin",
+}
+
+
+def data_origin(source_type: object, options: object) -> str | None:
+    """Where the data of a policy's source comes from: "" when its policy says it all, None when it
+    cannot be told (nothing is then cached)."""
+    target = ORIGINS.get(source_type) if isinstance(source_type, str) else None
+    if target is None:
+        return ""
+    module_name, function = target.split(":")
+    return getattr(importlib.import_module(module_name), function)(options if isinstance(options, dict) else {})
+
+
 def look(source: MetricSource) -> AbstractContextManager:
     """One look's fetches, sharing what the source gives a look (Datadog: one deadline for the
     organisation's request budget); nothing for a source without `look`."""

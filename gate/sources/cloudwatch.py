@@ -32,6 +32,7 @@ metric's dimensions do not use (they would still read the policy's group).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -48,6 +49,8 @@ from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.sources import CannotSplit, Query, count_denominators
+
+log = logging.getLogger(__name__)
 
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
 GROUP_DIMENSION, HOST_DIMENSION = "AutoScalingGroupName", "InstanceId"  # a group's hosts: its metrics per instance
@@ -489,6 +492,22 @@ def _check_groups_apart(metric: str, canary: list[dict], baseline: list[dict]) -
             f"metrics.{metric}.queries.cloudwatch.dimensions: the canary and the baseline resolve to the same "
             f"dimensions ({shown}): the gate would compare a group with itself. Give each group its own "
             "(e.g. a target group each, source.options.groups.<canary|baseline>.target_group)")
+
+
+def origin(options: dict) -> str | None:
+    """Where a CloudWatch policy's data comes from, as the reference cache keys it: the account
+    (STS GetCallerIdentity, which needs no permission), the region and the endpoint the source's
+    client calls (its region: `options.region`, else the boto3 chain). None when they cannot be
+    told: the reference is then not cached (only slower), never read as another origin's."""
+    region = options.get("region") if isinstance(options, dict) else None
+    try:
+        client = make_client("cloudwatch", region if isinstance(region, str) else None, attempts=1)
+        region, endpoint = client.meta.region_name, client.meta.endpoint_url
+        account = make_client("sts", region, attempts=1).get_caller_identity()["Account"]
+    except Exception as e:  # noqa: BLE001 - no origin, no cache: a look only relearns its reference
+        log.warning("the reference is not cached: CloudWatch's account cannot be told (%s)", type(e).__name__)
+        return None
+    return f"cloudwatch account {account} region {region} endpoint {endpoint}"
 
 
 def parse_options(policy: Policy) -> Options:
