@@ -250,7 +250,9 @@ def test_a_count_query_that_does_not_sum_events_is_refused_naming_the_field_and_
     ({"q": "sum:errors{$scope}.as_rate()"}, "", ".as_rate() on a count reads events per second"),
     ({"q": "sum:errors{$scope}.as_count().as_rate()"}, "", ".as_rate() on a count reads events per second"),
     ({"q": "sum:errors{$scope}.as_rate().rollup(sum)"}, "", ".as_rate() on a count reads events per second"),
-    ({"query": "errors{$scope}.as_rate()", "aggregation": "sum"}, "", ".as_rate() on a count"),
+    # The mapping form names its `query` field (review: it named `...datadog`).
+    ({"query": "errors{$scope}.as_rate()", "aggregation": "sum"}, ".query", ".as_rate() on a count"),
+    ({"query": "sum:errors{$scope}.as_rate()"}, ".query", ".as_rate() on a count reads events per second"),
     ({"query": "sum:errors{$scope}", "formula": "q * 0.5"}, ".formula", "'q * 0.5' on a count changes its events"),
     ({"query": "sum:errors{$scope}.as_count()", "formula": "q / 60"}, ".formula", "'q / 60' on a count changes"),
     ({"query": "sum:errors{$scope}", "formula": "q * 1000"}, ".formula", "on a count changes its events"),

@@ -210,8 +210,9 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
     if metric.summed and ".as_rate()" in text:
         # `.as_rate()` divides each bucket's events by its seconds: a rate is no number of events,
         # and the judge's Poisson model of a count reads its values as events.
+        written_in = f"{where}.query" if isinstance(raw, dict) else where  # the mapping form's field
         raise PolicyError(
-            f"{where}: {text!r}: .as_rate() on a count reads events per second, not the events of an "
+            f"{written_in}: {text!r}: .as_rate() on a count reads events per second, not the events of an "
             "interval (the judge models a count as a number of events): leave it out (the gate writes "
             ".as_count() for a count)"
         )
