@@ -27,6 +27,8 @@ from gate.stats.seasonal import DAY, fit_seasonal
 from tests.moto_server import moto_server  # noqa: F401  (fixture)
 
 MONDAY = 1_700_438_400  # 2023-11-20 00:00 UTC
+# A policy whose data its policy names (a demo source): the key needs nothing from the environment.
+REPLAY_POLICY = '{"source": {"type": "replay"}}'
 
 
 @lru_cache(maxsize=1)
@@ -86,7 +88,7 @@ def stored_entry(cache: ReferenceCache, key: str) -> Path:
 
 def test_a_reference_comes_back_from_its_entry_bit_for_bit():
     reference = learned()
-    key = reference_key("web-1.0", MONDAY, "{}", ("c", "b"))
+    key = reference_key("web-1.0", MONDAY, REPLAY_POLICY, ("c", "b"))
     back = gate.cache.unpack(key, pack(key, reference), "here")
     assert back is not None and same(reference, back) is None
 
@@ -151,7 +153,7 @@ def test_whatever_an_entry_holds_it_gives_a_reference_or_nothing_and_runs_no_cod
     on) is missing, relearned, and rewritten whole."""
     marker = tmp_path / "code-ran"
     cache = ReferenceCache(tmp_path / "cache")
-    key = cache.key("web-1.0", MONDAY, "{}", ("c", "b"))
+    key = cache.key("web-1.0", MONDAY, REPLAY_POLICY, ("c", "b"))
     stored_entry(cache, key).write_bytes(HOSTILE[kind](key, marker))
     assert cache.load(key) is None
     assert not marker.exists()
@@ -163,10 +165,10 @@ def test_the_key_holds_the_code_that_learned_the_reference(monkeypatch):
     """A reference learned by an older gate was read by every newer one (the key was the release,
     the deploy, the policy and the scopes): an upgrade that learns otherwise judged against the
     old learning until the entry expired (30 days)."""
-    before = reference_key("web-1.0", MONDAY, "{}", ("c", "b"))
+    before = reference_key("web-1.0", MONDAY, REPLAY_POLICY, ("c", "b"))
     assert gate.cache.learned_by() == code_digest(Path(gate.__file__).parent)
     monkeypatch.setattr(gate.cache, "learned_by", lambda: "an upgraded gate")
-    assert reference_key("web-1.0", MONDAY, "{}", ("c", "b")) != before
+    assert reference_key("web-1.0", MONDAY, REPLAY_POLICY, ("c", "b")) != before
 
 
 def test_the_code_digest_changes_with_any_module_as_installed(tmp_path):
@@ -239,8 +241,25 @@ def test_the_key_names_the_datadog_site_or_url_and_never_its_keys(monkeypatch):
     monkeypatch.setenv("DD_API_KEY", "c" * 32)
     monkeypatch.setenv("DD_APP_KEY", "d" * 40)
     assert key_of(DATADOG_POLICY) == by_url[-1]
-    # A demo source's data is named by its policy (the case, the scenario): nothing more.
-    assert key_of("{}") == key_of("{}") and key_of('{"source": {"type": "replay"}}') is not None
+
+def test_only_the_demo_sources_are_keyed_without_an_origin(tmp_path):
+    """Review (sources): a source type missing from ORIGINS was keyed with an empty origin, as if
+    its policy named all its data: a source added later (or a policy with no source) cached a
+    reference that another account, site or endpoint would read. Only the demo sources (replay,
+    simulate), whose policy names the case or scenario, are; any other type caches nothing."""
+    from gate.sources import data_origin
+
+    for demo in ("replay", "simulate"):
+        assert data_origin(demo, {}) == ""
+        assert key_of(json.dumps({"source": {"type": demo}})) is not None
+    cache = ReferenceCache(tmp_path)
+    for policy_json in ('{"source": {"type": "prometheus", "options": {"url": "http://127.0.0.1:9090"}}}',
+                        '{"source": {"type": 7}}', '{"source": {}}', "{}", "[]", "not json"):
+        assert key_of(policy_json) is None, policy_json
+        key = cache.key("web-1.0", MONDAY, policy_json, ("c", "b"))
+        cache.save(key, learned())
+        assert cache.load(key) is None
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_entry_keyed_before_the_origin_was_in_the_key_simply_misses(tmp_path, monkeypatch):
