@@ -13,7 +13,10 @@ import json
 import pickle
 import shutil
 import struct
+import threading
+import time
 from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -283,7 +286,10 @@ def aws_env(moto_server, monkeypatch):  # noqa: F811
     keeps the credentials it first found)."""
     import boto3
 
+    import gate.sources.cloudwatch
+
     boto3.setup_default_session()
+    monkeypatch.setattr(gate.sources.cloudwatch, "_ACCOUNTS", {}, raising=False)  # the accounts this process remembers
     yield moto_server
     monkeypatch.undo()
     boto3.setup_default_session()
@@ -338,3 +344,93 @@ def test_a_cloudwatch_account_that_cannot_be_told_caches_nothing(aws_env, monkey
     assert key is None and cache.load(key) is None
     cache.save(key, learned())
     assert list(tmp_path.iterdir()) == []
+
+
+def sts_calls(counted: list) -> None:
+    """Count the GetCallerIdentity calls of the clients boto3's default session makes from now on."""
+    import boto3
+
+    boto3.DEFAULT_SESSION.events.register("before-call.sts.GetCallerIdentity",
+                                          lambda **_: counted.append(1))
+
+
+def test_the_cloudwatch_account_is_asked_once_per_region_endpoint_and_access_key(aws_env, monkeypatch):
+    """Review (sources): STS GetCallerIdentity was called on every look and never remembered (a
+    slow STS cost each look its time). Now once per process for each region, endpoint and access
+    key id (never the secret); rotated credentials (a new key id) cost one more call."""
+    import boto3
+
+    import gate.sources.cloudwatch as cloudwatch
+
+    counted: list = []
+    sts_calls(counted)
+    here = key_of(CLOUDWATCH_POLICY)
+    assert here is not None and [key_of(CLOUDWATCH_POLICY) for _ in range(3)] == [here] * 3
+    assert len(counted) == 1
+    elsewhere = key_of(json.dumps({"name": "web", "source": {"type": "cloudwatch",
+                                                              "options": {"region": "eu-west-1"}}}))
+    assert elsewhere not in (None, here) and len(counted) == 2
+    role = aws_env.client("sts").assume_role(RoleArn="arn:aws:iam::111111111111:role/gate",
+                                             RoleSessionName="gate-test")["Credentials"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", role["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", role["SecretAccessKey"])
+    monkeypatch.setenv("AWS_SESSION_TOKEN", role["SessionToken"])
+    boto3.setup_default_session()  # new credentials, as a new process finds them
+    sts_calls(counted)
+    assumed = key_of(CLOUDWATCH_POLICY)
+    assert assumed not in (None, here) and key_of(CLOUDWATCH_POLICY) == assumed and len(counted) == 3
+    remembered = repr(cloudwatch._ACCOUNTS)
+    assert role["AccessKeyId"] in remembered and role["SecretAccessKey"] not in remembered
+    assert role["SessionToken"] not in remembered
+
+
+class _SlowSts(BaseHTTPRequestHandler):
+    """STS that answers GetCallerIdentity (account 210987654321) after `delay` seconds."""
+
+    delay = 0.0
+    calls: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.calls.append(1)
+        time.sleep(self.delay)
+        body = (b'<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+                b"<GetCallerIdentityResult><Arn>arn:aws:iam::210987654321:user/gate</Arn>"
+                b"<UserId>AIDAGATE</UserId><Account>210987654321</Account></GetCallerIdentityResult>"
+                b"<ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>")
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the caller gave up waiting
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("delay", [0.0, 6.0])
+def test_a_slow_sts_costs_a_look_a_short_budget_and_caches_nothing(aws_env, monkeypatch, delay):
+    """Review (sources): the account's STS call had the gate's 5 s connect / 20 s read timeouts
+    (a silent STS held each look ~25 s, and caching nothing). STS names the cache's entries only:
+    it gets 1 s to connect and 2 s to answer, once (no retry); an answer later than that is an
+    account that cannot be told: no key, nothing cached. Answered at once, the account is kept."""
+    _SlowSts.delay, _SlowSts.calls = delay, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowSts)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_port}")
+        key = key_of(CLOUDWATCH_POLICY)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(_SlowSts.calls) == 1  # asked once: no retry
+    if delay:
+        assert key is None
+    else:
+        import gate.sources.cloudwatch as cloudwatch
+
+        assert key is not None and "210987654321" in repr(cloudwatch._ACCOUNTS)

@@ -494,6 +494,15 @@ def _check_groups_apart(metric: str, canary: list[dict], baseline: list[dict]) -
             "(e.g. a target group each, source.options.groups.<canary|baseline>.target_group)")
 
 
+# The account behind each origin of credentials, for this process: STS is asked once per
+# (region, endpoint, access key id), not on every look. Never the secret: the key id names the
+# credentials without being one (temporary credentials rotate: a new key id costs one more call).
+_ACCOUNTS: dict[tuple[str, str, str], str] = {}
+# STS is asked only to name the cache's entries: a look can do without it (it relearns its
+# reference), so a silent STS costs a look a few seconds, not botocore's 5 s + 20 s, and no retry.
+STS_TIMEOUTS = (1.0, 2.0)  # connect, read (seconds)
+
+
 def origin(options: dict) -> str | None:
     """Where a CloudWatch policy's data comes from, as the reference cache keys it: the account
     (STS GetCallerIdentity, which needs no permission), the region and the endpoint the source's
@@ -503,7 +512,19 @@ def origin(options: dict) -> str | None:
     try:
         client = make_client("cloudwatch", region if isinstance(region, str) else None, attempts=1)
         region, endpoint = client.meta.region_name, client.meta.endpoint_url
-        account = make_client("sts", region, attempts=1).get_caller_identity()["Account"]
+        import boto3
+
+        # The credentials the client signs with: boto3's default session (make_client's) keeps
+        # those it first found.
+        credentials = boto3.DEFAULT_SESSION.get_credentials() if boto3.DEFAULT_SESSION else None
+        access_key = credentials.get_frozen_credentials().access_key if credentials is not None else None
+        if not access_key:
+            raise LookupError("no credentials")
+        known = (region, endpoint, access_key)
+        account = _ACCOUNTS.get(known)
+        if account is None:
+            sts = make_client("sts", region, attempts=1, timeouts=STS_TIMEOUTS)
+            account = _ACCOUNTS[known] = sts.get_caller_identity()["Account"]
     except Exception as e:  # noqa: BLE001 - no origin, no cache: a look only relearns its reference
         log.warning("the reference is not cached: CloudWatch's account cannot be told (%s)", type(e).__name__)
         return None
