@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gate.errors import SourceError
+from gate.errors import PolicyError, SourceError
 from gate.policy import parse_policy
 from gate.sources import Query, open_source
 from gate.sources.replay import load_case
@@ -216,8 +216,97 @@ def test_a_count_not_read_as_a_sum_is_refused_before_judging(aws, tmp_path, corp
     assert result.returncode == 4, result.stdout + result.stderr
     [line] = result.stderr.strip().splitlines()
     assert f"metrics.errors.queries.cloudwatch.stat: a count is read as a Sum per period (got {stat!r})" in line
-    assert "write stat: Sum" in line and "Traceback" not in result.stderr
+    # Review (sources): it said "write stat: Sum", which on a latency metric sums seconds.
+    assert "read the service's own count metric with stat: Sum" in line and "RequestCount" in line
+    assert "write stat: Sum" not in line and "Traceback" not in result.stderr
     assert ("SampleCount counts the datapoints" in line) == (stat == "SampleCount")
+
+
+TARGETS = {"canary": 1, "baseline": 9}  # healthy targets of each group's target group
+
+
+def publish_per_target(server, case_dir: Path, shift: int, history: int = 3600) -> None:
+    """RequestCountPerTarget as the ALB publishes it: each target group's requests over its
+    healthy targets (TARGETS)."""
+    case = load_case(case_dir)
+    _, _, _, dims = READ["requests"]
+    data = []
+    for group, frame in case.frames.items():
+        part = frame.between(case.deployed_at - history, case.end_at)
+        dimensions = [{"Name": k, "Value": v.format(target_group=TARGET_GROUPS[group])}
+                      for k, v in sorted(dims.items())]
+        data += [{"MetricName": "RequestCountPerTarget", "Dimensions": dimensions,
+                  "Value": float(value) / TARGETS[group], "Timestamp": datetime.fromtimestamp(int(t) + shift, UTC)}
+                 for t, value in zip(part.timestamps, part.values["requests"]) if not math.isnan(value)]
+    cloudwatch = server.client("cloudwatch")
+    for i in range(0, len(data), 1000):
+        cloudwatch.put_metric_data(Namespace="AWS/ApplicationELB", MetricData=data[i:i + 1000])
+
+
+def test_a_per_target_request_count_as_the_denominator_is_refused(aws, tmp_path, corpus):
+    """Review (sources): a canary at 2x the error rate (k1m-error-rate-010) with its 5xx over
+    `RequestCountPerTarget` (requests over the group's healthy targets: 1 canary target, 9
+    baseline ones) read the baseline's error ratio 9x too high, and the regression passed. Not
+    events: refused, naming the field and the metric to read instead, before any verdict."""
+    deployed_at, shift = publish_case(aws, corpus / "k1m-error-rate-010")
+    publish_per_target(aws, corpus / "k1m-error-rate-010", shift)
+    data = policy_data()
+    data["metrics"][4]["queries"]["cloudwatch"]["metric"] = "RequestCountPerTarget"
+    path = tmp_path / "per-target.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = check(aws, tmp_path, path, deployed_at)
+    assert result.returncode == 4, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "metrics.requests.queries.cloudwatch.metric: 'RequestCountPerTarget' is requests divided by" in line
+    assert "read RequestCount with stat: Sum" in line and "Traceback" not in result.stderr
+
+
+def _count_reading(metric: str = "HTTPCode_Target_5XX_Count", unit: str | None = None, kind: str = "count") -> dict:
+    data = policy_data()
+    query = data["metrics"][3]["queries"]["cloudwatch"]
+    query["metric"] = metric
+    if unit is not None:
+        query["unit"] = unit
+    data["metrics"][3]["kind"] = kind
+    if kind != "count":
+        del data["metrics"][3]["denominator"]
+    return data
+
+
+@pytest.mark.parametrize("metric, instead", [
+    ("RequestCountPerTarget", "RequestCount"), ("HealthyHostCount", "kind: gauge"),
+    ("UnHealthyHostCount", "kind: gauge"), ("ActiveConnectionCount", "RequestCount"),
+    ("ConsumedLCUs", "RequestCount"), ("ProcessedBytes", "RequestCount"), ("SurgeQueueLength", "kind: gauge"),
+    ("TargetResponseTime", "RequestCount"), ("Latency", "RequestCount"), ("Duration", "Invocations"),
+    ("ConcurrentExecutions", "Invocations"),
+])
+def test_a_count_of_what_is_not_events_is_refused_naming_the_metric(metric, instead):
+    """Review (sources): a Sum of hosts, connections, bytes, capacity units or seconds was read as
+    a count of events (the judge's Poisson model of errors or requests)."""
+    with pytest.raises(PolicyError) as e:
+        open_source(parse_policy(_count_reading(metric)))
+    message = str(e.value)
+    assert message.startswith(f"metrics.errors.queries.cloudwatch.metric: {metric!r} is "), message
+    assert instead in message and "Traceback" not in message
+
+
+@pytest.mark.parametrize("unit", ["Count/Second", "Bytes/Second", "Seconds", "Milliseconds", "Bytes", "Percent"])
+def test_a_count_published_in_a_unit_other_than_count_is_refused_naming_the_unit(unit):
+    """Review (sources): `unit: Count/Second` read a Sum of per-second rates as events."""
+    with pytest.raises(PolicyError) as e:
+        open_source(parse_policy(_count_reading(unit=unit)))
+    message = str(e.value)
+    assert message.startswith(f"metrics.errors.queries.cloudwatch.unit: {unit!r} is not a number of events"), message
+    assert ("a Sum of rates" in message) == unit.endswith("/Second")
+
+
+@pytest.mark.parametrize("metric, unit, kind", [
+    ("HTTPCode_Target_5XX_Count", "Count", "count"), ("HTTPCode_Target_5XX_Count", "None", "count"),
+    ("HealthyHostCount", None, "gauge"), ("TargetResponseTime", "Seconds", "gauge"),
+    ("RequestCountPerTarget", "Count/Second", "gauge"), ("Duration", "Milliseconds", "gauge"),
+])
+def test_counts_of_events_and_every_gauge_are_still_read(metric, unit, kind):
+    open_source(parse_policy(_count_reading(metric, unit, kind)))
 
 
 class _Throttling(BaseHTTPRequestHandler):

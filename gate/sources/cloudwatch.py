@@ -144,8 +144,51 @@ def metric_query(metric: Metric) -> MetricQuery:
         why = (" (SampleCount counts the datapoints published in a period, not the events they carry)"
                if query.stat == "SampleCount" else "")
         raise PolicyError(f"{where}.stat: a count is read as a Sum per period (got {query.stat!r}){why}: "
-                          "write stat: Sum")
+                          f"read the service's own count metric with stat: Sum ({COUNT_METRICS})")
+    if metric.summed:
+        _check_counts_events(query, where)
     return query
+
+
+# The judge models a count as the events of an interval, and a Sum adds up whatever a metric's
+# datapoints carry: these are no events, and their Sum passes a regression (RequestCountPerTarget,
+# requests over healthy targets, as the denominator of the 5xx inflated the baseline's error ratio
+# by its target count: a canary at 2x the error rate passed). By name in any namespace (ALB, ELB,
+# API Gateway, Lambda use them): a custom metric so named is no more a number of events.
+COUNT_METRICS = "e.g. ALB RequestCount, HTTPCode_Target_5XX_Count; Lambda Invocations, Errors"
+NOT_EVENTS = {
+    "RequestCountPerTarget": ("requests divided by the target group's healthy targets (a group with more "
+                              "targets reads fewer)", "RequestCount"),
+    "HealthyHostCount": ("hosts counted at each moment", None),
+    "UnHealthyHostCount": ("hosts counted at each moment", None),
+    "ActiveConnectionCount": ("connections open at each moment", "RequestCount"),
+    "ConsumedLCUs": ("load balancer capacity units", "RequestCount"),
+    "ProcessedBytes": ("bytes", "RequestCount"),
+    "SurgeQueueLength": ("a queue's length at each moment", None),
+    "TargetResponseTime": ("seconds of response time", "RequestCount"),
+    "Latency": ("seconds of latency", "RequestCount"),
+    "Duration": ("milliseconds of run time", "Invocations"),
+    "ConcurrentExecutions": ("executions running at each moment", "Invocations"),
+}
+# The CloudWatch units a count of events may carry; any other is time, size, a share or a rate
+# (`Count/Second`: a Sum of rates is no number of events).
+EVENT_UNITS = frozenset({"Count", "None"})
+
+
+def _check_counts_events(query: MetricQuery, where: str) -> None:
+    """Refuse a count whose CloudWatch metric or unit is not events (a gauge keeps every metric)."""
+    found = NOT_EVENTS.get(query.metric)
+    if found is not None:
+        why, instead = found
+        use = f"read {instead} with stat: Sum" if instead else "judge it as a gauge (kind: gauge)"
+        raise PolicyError(f"{where}.metric: {query.metric!r} is {why}, not events, and a count is the events "
+                          f"of an interval (the judge models it so): {use}; a count reads the service's own "
+                          f"count metric ({COUNT_METRICS})")
+    if query.unit is not None and query.unit not in EVENT_UNITS:
+        rate = " (a Sum of rates)" if query.unit.endswith("/Second") else ""
+        raise PolicyError(f"{where}.unit: {query.unit!r} is not a number of events{rate}: a count reads the "
+                          f"service's own count metric (unit Count) with stat: Sum ({COUNT_METRICS}); a "
+                          f"{query.unit} metric is judged as a gauge (kind: gauge)")
 
 
 def choose_period(step: int, start: int, now: int) -> int:
