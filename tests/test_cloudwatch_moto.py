@@ -261,10 +261,12 @@ def test_a_per_target_request_count_as_the_denominator_is_refused(aws, tmp_path,
     assert "read RequestCount with stat: Sum" in line and "Traceback" not in result.stderr
 
 
-def _count_reading(metric: str = "HTTPCode_Target_5XX_Count", unit: str | None = None, kind: str = "count") -> dict:
+def _count_reading(metric: str = "HTTPCode_Target_5XX_Count", unit: str | None = None, kind: str = "count",
+                   namespace: str = "AWS/ApplicationELB") -> dict:
     data = policy_data()
     query = data["metrics"][3]["queries"]["cloudwatch"]
     query["metric"] = metric
+    query["namespace"] = namespace
     if unit is not None:
         query["unit"] = unit
     data["metrics"][3]["kind"] = kind
@@ -307,6 +309,76 @@ def test_a_count_published_in_a_unit_other_than_count_is_refused_naming_the_unit
 ])
 def test_counts_of_events_and_every_gauge_are_still_read(metric, unit, kind):
     open_source(parse_policy(_count_reading(metric, unit, kind)))
+
+
+@pytest.mark.parametrize("namespace, metric", [
+    ("AWS/ApplicationELB", "AnomalousHostCount"), ("AWS/ApplicationELB", "MitigatedHostCount"),
+    ("AWS/ApplicationELB", "PeakLCUs"), ("AWS/NetworkELB", "ActiveFlowCount"), ("AWS/NetworkELB", "PeakLCUs"),
+    ("AWS/ELB", "EstimatedALBActiveConnectionCount"), ("AWS/Lambda", "ProvisionedConcurrentExecutions"),
+    ("AWS/Lambda", "UnreservedConcurrentExecutions"), ("AWS/Lambda", "IteratorAge"),
+    ("AWS/ApiGateway", "IntegrationLatency"), ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ("AWS/EC2", "CPUUtilization"), ("AWS/Amplify", "5xxErrorRate"),
+])
+def test_a_count_of_an_aws_metric_that_is_no_known_event_count_is_refused(namespace, metric):
+    """Review (sources, second): the refusal listed 11 gauges by name, so every other AWS gauge
+    (hosts, open flows, peak capacity units, concurrency, an iterator's age, a latency, a CPU share,
+    an error rate) still read as a count of events. In an AWS namespace a count is now one of the
+    service's documented event counts; any other is refused naming .metric, with what to do."""
+    with pytest.raises(PolicyError) as e:
+        open_source(parse_policy(_count_reading(metric, namespace=namespace)))
+    message = str(e.value)
+    assert message.startswith(f"metrics.errors.queries.cloudwatch.metric: {metric!r} "), message
+    assert "judge it as a gauge (kind: gauge)" in message
+    if namespace != "AWS/EC2" and namespace != "AWS/Amplify":
+        assert f"count one of {namespace}'s events with stat: Sum" in message
+    else:
+        assert f"the gate knows none in {namespace}" in message
+
+
+@pytest.mark.parametrize("namespace, metric", [
+    ("AWS/ApplicationELB", "RequestCount"), ("AWS/ApplicationELB", "HTTPCode_ELB_502_Count"),
+    ("AWS/ApplicationELB", "TargetConnectionErrorCount"), ("AWS/ApplicationELB", "HTTP_Redirect_Count"),
+    ("AWS/ELB", "HTTPCode_Backend_5XX"), ("AWS/ELB", "BackendConnectionErrors"), ("AWS/NetworkELB", "NewFlowCount"),
+    ("AWS/NetworkELB", "TCP_Target_Reset_Count"), ("AWS/Lambda", "Invocations"), ("AWS/Lambda", "Errors"),
+    ("AWS/Lambda", "Throttles"), ("AWS/ApiGateway", "Count"), ("AWS/ApiGateway", "5XXError"),
+    ("AWS/SQS", "NumberOfMessagesReceived"),
+])
+def test_the_aws_event_counts_are_read_as_counts(namespace, metric):
+    open_source(parse_policy(_count_reading(metric, namespace=namespace)))
+
+
+@pytest.mark.parametrize("metric, unit", [("Errors", None), ("Errors", "Count"), ("Errors", "None"),
+                                          ("CPUUtilization", None), ("ActiveFlowCount", "Count")])
+def test_a_custom_namespace_s_count_is_told_by_its_unit(metric, unit):
+    """Custom namespaces (the application's, EMF) name their metrics as they like: a count there
+    is any metric published in Count or no unit; another unit is refused naming .unit."""
+    open_source(parse_policy(_count_reading(metric, unit, namespace="MyApp")))
+    with pytest.raises(PolicyError) as e:
+        open_source(parse_policy(_count_reading(metric, "Milliseconds", namespace="MyApp")))
+    assert str(e.value).startswith("metrics.errors.queries.cloudwatch.unit: 'Milliseconds' is not a number of events")
+
+
+@pytest.mark.parametrize("kind", ["count", "gauge"])
+@pytest.mark.parametrize("unit", ["count", "", "seconds", "Count/Minute"])
+def test_a_unit_that_is_not_a_cloudwatch_unit_is_refused_as_such(unit, kind):
+    """Review (sources, second): `unit: count` was refused as "not a number of events" (it is a
+    typo of Count: CloudWatch matches units exactly, and would return no datapoint), and an empty
+    unit was taken for none. Any reading: refused naming .unit as no CloudWatch unit."""
+    metric = "HTTPCode_Target_5XX_Count" if kind == "count" else "TargetResponseTime"
+    with pytest.raises(PolicyError) as e:
+        open_source(parse_policy(_count_reading(metric, unit, kind)))
+    message = str(e.value)
+    assert message.startswith(f"metrics.errors.queries.cloudwatch.unit: {unit!r} is not a CloudWatch unit"), message
+    assert "not a number of events" not in message
+
+
+def test_the_cloudwatch_units_are_botocore_s():
+    import botocore.session
+
+    from gate.sources.cloudwatch import CLOUDWATCH_UNITS
+
+    model = botocore.session.get_session().get_service_model("cloudwatch")
+    assert CLOUDWATCH_UNITS == set(model.shape_for("StandardUnit").enum)
 
 
 class _Throttling(BaseHTTPRequestHandler):

@@ -87,6 +87,16 @@ class MetricQuery(_Strict):
     )
     unit: str | None = Field(default=None, description="Only datapoints published with this unit.")
 
+    @field_validator("unit")
+    @classmethod
+    def _known_unit(cls, v: str | None) -> str | None:
+        if v is not None and v not in CLOUDWATCH_UNITS:
+            # CloudWatch compares units exactly: `count` matches no datapoint, and an empty one was
+            # taken for none.
+            raise ValueError(f"{v!r} is not a CloudWatch unit (Count, None, Seconds, Bytes, Percent, "
+                             "Count/Second...; the case counts)")
+        return v
+
     @field_validator("stat")
     @classmethod
     def _known_stat(cls, v: str) -> str:
@@ -151,11 +161,37 @@ def metric_query(metric: Metric) -> MetricQuery:
 
 
 # The judge models a count as the events of an interval, and a Sum adds up whatever a metric's
-# datapoints carry: these are no events, and their Sum passes a regression (RequestCountPerTarget,
-# requests over healthy targets, as the denominator of the 5xx inflated the baseline's error ratio
-# by its target count: a canary at 2x the error rate passed). By name in any namespace (ALB, ELB,
-# API Gateway, Lambda use them): a custom metric so named is no more a number of events.
+# datapoints carry: hosts, open connections, capacity units, seconds or a share are no events, and
+# their Sum passes a regression (RequestCountPerTarget, requests over healthy targets, as the
+# denominator of the 5xx inflated the baseline's error ratio by its target count: a canary at 2x
+# the error rate passed). A refusal by name could only list the gauges known so far (the review
+# found AnomalousHostCount, ActiveFlowCount, PeakLCUs, IteratorAge, CPUUtilization... still read
+# as counts): in an AWS namespace a count must be one of the service's documented event counts
+# (each documented as a number of requests, errors, flows, messages or resets in the period, its
+# Sum the events). Custom namespaces (the application's own, EMF) are told by their unit.
 COUNT_METRICS = "e.g. ALB RequestCount, HTTPCode_Target_5XX_Count; Lambda Invocations, Errors"
+EVENT_COUNTS: dict[str, frozenset[str]] = {
+    "AWS/ApplicationELB": frozenset({
+        "RequestCount", "GrpcRequestCount",
+        "HTTPCode_Target_2XX_Count", "HTTPCode_Target_3XX_Count", "HTTPCode_Target_4XX_Count",
+        "HTTPCode_Target_5XX_Count", "HTTPCode_ELB_3XX_Count", "HTTPCode_ELB_4XX_Count",
+        "HTTPCode_ELB_5XX_Count", "HTTPCode_ELB_500_Count", "HTTPCode_ELB_502_Count", "HTTPCode_ELB_503_Count",
+        "HTTPCode_ELB_504_Count", "TargetConnectionErrorCount", "RejectedConnectionCount", "NewConnectionCount",
+        "ClientTLSNegotiationErrorCount", "TargetTLSNegotiationErrorCount", "HTTP_Redirect_Count",
+        "HTTP_Fixed_Response_Count", "LambdaInternalError", "LambdaUserError"}),
+    "AWS/ELB": frozenset({
+        "RequestCount", "HTTPCode_Backend_2XX", "HTTPCode_Backend_3XX", "HTTPCode_Backend_4XX",
+        "HTTPCode_Backend_5XX", "HTTPCode_ELB_4XX", "HTTPCode_ELB_5XX", "BackendConnectionErrors",
+        "SpilloverCount"}),
+    "AWS/NetworkELB": frozenset({
+        "NewFlowCount", "NewFlowCount_TCP", "NewFlowCount_TLS", "NewFlowCount_UDP", "TCP_Client_Reset_Count",
+        "TCP_Target_Reset_Count", "TCP_ELB_Reset_Count"}),
+    "AWS/Lambda": frozenset({"Invocations", "Errors", "Throttles", "DeadLetterErrors",
+                             "DestinationDeliveryFailures"}),
+    "AWS/ApiGateway": frozenset({"Count", "4XXError", "5XXError", "4xx", "5xx"}),  # REST; HTTP APIs
+    "AWS/SQS": frozenset({"NumberOfMessagesSent", "NumberOfMessagesReceived", "NumberOfMessagesDeleted"}),
+}
+# What some AWS gauges are, for the refusal to say (any AWS metric outside EVENT_COUNTS is refused).
 NOT_EVENTS = {
     "RequestCountPerTarget": ("requests divided by the target group's healthy targets (a group with more "
                               "targets reads fewer)", "RequestCount"),
@@ -170,6 +206,12 @@ NOT_EVENTS = {
     "Duration": ("milliseconds of run time", "Invocations"),
     "ConcurrentExecutions": ("executions running at each moment", "Invocations"),
 }
+# CloudWatch's units (botocore's StandardUnit): a unit outside them filters out every datapoint.
+CLOUDWATCH_UNITS = frozenset({
+    "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
+    "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count", "Bytes/Second",
+    "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second", "Bits/Second",
+    "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second", "Count/Second", "None"})
 # The CloudWatch units a count of events may carry; any other is time, size, a share or a rate
 # (`Count/Second`: a Sum of rates is no number of events).
 EVENT_UNITS = frozenset({"Count", "None"})
@@ -177,13 +219,20 @@ EVENT_UNITS = frozenset({"Count", "None"})
 
 def _check_counts_events(query: MetricQuery, where: str) -> None:
     """Refuse a count whose CloudWatch metric or unit is not events (a gauge keeps every metric)."""
-    found = NOT_EVENTS.get(query.metric)
-    if found is not None:
-        why, instead = found
-        use = f"read {instead} with stat: Sum" if instead else "judge it as a gauge (kind: gauge)"
-        raise PolicyError(f"{where}.metric: {query.metric!r} is {why}, not events, and a count is the events "
-                          f"of an interval (the judge models it so): {use}; a count reads the service's own "
-                          f"count metric ({COUNT_METRICS})")
+    if query.namespace.startswith("AWS/") and query.metric not in EVENT_COUNTS.get(query.namespace, ()):
+        known = EVENT_COUNTS.get(query.namespace)
+        found = NOT_EVENTS.get(query.metric)
+        what = (f"is {found[0]}, not events" if found is not None
+                else f"is not one of {query.namespace}'s counts of events" if known
+                else f"is not a count of events: the gate knows none in {query.namespace}")
+        if found is not None and found[1] is not None:
+            instead = f"read {found[1]} with stat: Sum"
+        elif known:
+            instead = f"count one of {query.namespace}'s events with stat: Sum ({', '.join(sorted(known))})"
+        else:
+            instead = f"count events another namespace publishes ({COUNT_METRICS})"
+        raise PolicyError(f"{where}.metric: {query.metric!r} {what}, and a count is the events of an interval "
+                          f"(the judge models it so): judge it as a gauge (kind: gauge), or {instead}")
     if query.unit is not None and query.unit not in EVENT_UNITS:
         rate = " (a Sum of rates)" if query.unit.endswith("/Second") else ""
         raise PolicyError(f"{where}.unit: {query.unit!r} is not a number of events{rate}: a count reads the "
