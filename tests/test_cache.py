@@ -434,3 +434,50 @@ def test_a_slow_sts_costs_a_look_a_short_budget_and_caches_nothing(aws_env, monk
         import gate.sources.cloudwatch as cloudwatch
 
         assert key is not None and "210987654321" in repr(cloudwatch._ACCOUNTS)
+
+
+class _TricklingSts(_SlowSts):
+    """STS that answers GetCallerIdentity in full, a few bytes at a time, each well within the
+    read timeout: the whole answer takes far longer than the STS budget."""
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.calls.append(1)
+        body = (b'<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+                b"<GetCallerIdentityResult><Arn>arn:aws:iam::210987654321:user/gate</Arn>"
+                b"<UserId>AIDAGATE</UserId><Account>210987654321</Account></GetCallerIdentityResult>"
+                b"<ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>")
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.flush()
+            for i in range(0, len(body), 16):
+                time.sleep(0.3)
+                self.wfile.write(body[i:i + 16])
+                self.wfile.flush()
+        except OSError:  # the caller gave up waiting
+            pass
+
+
+def test_an_sts_answer_trickled_past_the_budget_tells_no_account(aws_env, monkeypatch, caplog):
+    """Review (sources, second): the 1 s connect / 2 s read timeouts bound each socket read, not
+    the call: a valid answer trickled a few bytes under each read timeout held a look 23 s. The
+    call now has one deadline in all: past it, no account (no key, nothing cached), a warning."""
+    import gate.sources.cloudwatch as cloudwatch
+
+    _TricklingSts.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TricklingSts)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_port}")
+        with caplog.at_level("WARNING", logger="gate.sources.cloudwatch"):
+            key = key_of(CLOUDWATCH_POLICY)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _TricklingSts.calls == [1]
+    assert key is None and cloudwatch._ACCOUNTS == {}
+    assert "the reference is not cached: CloudWatch's account cannot be told" in caplog.text

@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -592,7 +593,30 @@ def _check_groups_apart(metric: str, canary: list[dict], baseline: list[dict]) -
 _ACCOUNTS: dict[tuple[str, str, str], str] = {}
 # STS is asked only to name the cache's entries: a look can do without it (it relearns its
 # reference), so a silent STS costs a look a few seconds, not botocore's 5 s + 20 s, and no retry.
-STS_TIMEOUTS = (1.0, 2.0)  # connect, read (seconds)
+STS_TIMEOUTS = (1.0, 2.0)  # connect, read (seconds): each socket read, not the call
+# The call's whole budget: an answer trickled a few bytes under each read timeout held a look 23 s.
+STS_DEADLINE = 3.0  # seconds
+
+
+def _account_within(sts: Any, seconds: float) -> str:
+    """GetCallerIdentity's account, or TimeoutError past `seconds` (the call is left to finish in
+    a daemon thread; what it learns then is dropped, not remembered)."""
+    answer: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            answer["account"] = sts.get_caller_identity()["Account"]
+        except Exception as e:  # noqa: BLE001 - handed to the caller
+            answer["error"] = e
+
+    asking = threading.Thread(target=ask, name="gate-sts-account", daemon=True)
+    asking.start()
+    asking.join(seconds)
+    if asking.is_alive():
+        raise TimeoutError(f"STS did not answer within {seconds:g}s")
+    if "error" in answer:
+        raise answer["error"]
+    return answer["account"]
 
 
 def origin(options: dict) -> str | None:
@@ -616,7 +640,7 @@ def origin(options: dict) -> str | None:
         account = _ACCOUNTS.get(known)
         if account is None:
             sts = make_client("sts", region, attempts=1, timeouts=STS_TIMEOUTS)
-            account = _ACCOUNTS[known] = sts.get_caller_identity()["Account"]
+            account = _ACCOUNTS[known] = _account_within(sts, STS_DEADLINE)
     except Exception as e:  # noqa: BLE001 - no origin, no cache: a look only relearns its reference
         log.warning("the reference is not cached: CloudWatch's account cannot be told (%s)", type(e).__name__)
         return None
