@@ -30,8 +30,8 @@ from gate.stats.seasonal import DAY, fit_seasonal
 from tests.moto_server import moto_server  # noqa: F401  (fixture)
 
 MONDAY = 1_700_438_400  # 2023-11-20 00:00 UTC
-# A policy whose data its policy names (a demo source): the key needs nothing from the environment.
-REPLAY_POLICY = '{"source": {"type": "replay"}}'
+# A policy whose data its policy names (the simulated demo): the key needs nothing from the environment.
+DEMO_POLICY = '{"source": {"type": "simulate"}}'
 
 
 @lru_cache(maxsize=1)
@@ -91,7 +91,7 @@ def stored_entry(cache: ReferenceCache, key: str) -> Path:
 
 def test_a_reference_comes_back_from_its_entry_bit_for_bit():
     reference = learned()
-    key = reference_key("web-1.0", MONDAY, REPLAY_POLICY, ("c", "b"))
+    key = reference_key("web-1.0", MONDAY, DEMO_POLICY, ("c", "b"))
     back = gate.cache.unpack(key, pack(key, reference), "here")
     assert back is not None and same(reference, back) is None
 
@@ -156,7 +156,7 @@ def test_whatever_an_entry_holds_it_gives_a_reference_or_nothing_and_runs_no_cod
     on) is missing, relearned, and rewritten whole."""
     marker = tmp_path / "code-ran"
     cache = ReferenceCache(tmp_path / "cache")
-    key = cache.key("web-1.0", MONDAY, REPLAY_POLICY, ("c", "b"))
+    key = cache.key("web-1.0", MONDAY, DEMO_POLICY, ("c", "b"))
     stored_entry(cache, key).write_bytes(HOSTILE[kind](key, marker))
     assert cache.load(key) is None
     assert not marker.exists()
@@ -168,10 +168,10 @@ def test_the_key_holds_the_code_that_learned_the_reference(monkeypatch):
     """A reference learned by an older gate was read by every newer one (the key was the release,
     the deploy, the policy and the scopes): an upgrade that learns otherwise judged against the
     old learning until the entry expired (30 days)."""
-    before = reference_key("web-1.0", MONDAY, REPLAY_POLICY, ("c", "b"))
+    before = reference_key("web-1.0", MONDAY, DEMO_POLICY, ("c", "b"))
     assert gate.cache.learned_by() == code_digest(Path(gate.__file__).parent)
     monkeypatch.setattr(gate.cache, "learned_by", lambda: "an upgraded gate")
-    assert reference_key("web-1.0", MONDAY, REPLAY_POLICY, ("c", "b")) != before
+    assert reference_key("web-1.0", MONDAY, DEMO_POLICY, ("c", "b")) != before
 
 
 def test_the_code_digest_changes_with_any_module_as_installed(tmp_path):
@@ -245,16 +245,17 @@ def test_the_key_names_the_datadog_site_or_url_and_never_its_keys(monkeypatch):
     monkeypatch.setenv("DD_APP_KEY", "d" * 40)
     assert key_of(DATADOG_POLICY) == by_url[-1]
 
-def test_only_the_demo_sources_are_keyed_without_an_origin(tmp_path):
+def test_only_the_simulated_demo_is_keyed_without_an_origin(tmp_path):
     """Review (sources): a source type missing from ORIGINS was keyed with an empty origin, as if
     its policy named all its data: a source added later (or a policy with no source) cached a
-    reference that another account, site or endpoint would read. Only the demo sources (replay,
-    simulate), whose policy names the case or scenario, are; any other type caches nothing."""
+    reference that another account, site or endpoint would read. Only `simulate`, whose policy
+    names its scenario, is (a replay is keyed by what its case folder holds); any other type caches
+    nothing."""
     from gate.sources import data_origin
 
-    for demo in ("replay", "simulate"):
-        assert data_origin(demo, {}) == ""
-        assert key_of(json.dumps({"source": {"type": demo}})) is not None
+    assert data_origin("simulate", {}) == ""
+    assert key_of(json.dumps({"source": {"type": "simulate"}})) is not None
+    assert data_origin("replay", {}) is None and data_origin("replay", {"case": str(tmp_path / "none")}) is None
     cache = ReferenceCache(tmp_path)
     for policy_json in ('{"source": {"type": "prometheus", "options": {"url": "http://127.0.0.1:9090"}}}',
                         '{"source": {"type": 7}}', '{"source": {}}', "{}", "[]", "not json"):
@@ -481,3 +482,27 @@ def test_an_sts_answer_trickled_past_the_budget_tells_no_account(aws_env, monkey
     assert _TricklingSts.calls == [1]
     assert key is None and cloudwatch._ACCOUNTS == {}
     assert "the reference is not cached: CloudWatch's account cannot be told" in caplog.text
+
+
+def test_a_case_re_recorded_in_place_is_another_origin(tmp_path, corpus):
+    """Review (sources, second): a replay was keyed by its `case` path alone, so a case recorded
+    again in the same folder read the reference learned from its old recording. The key holds what
+    the folder's files are (size and modification time of case.json and series.csv.gz)."""
+    import shutil
+
+    case = tmp_path / "case"
+    shutil.copytree(corpus / "k1m-error-rate-010", case)
+    policy_json = json.dumps({"name": "web", "source": {"type": "replay", "options": {"case": str(case)}}})
+    cache = ReferenceCache(tmp_path / "cache")
+    before = cache.key("web-1.0", MONDAY, policy_json, ("c", "b"))
+    assert before is not None and cache.key("web-1.0", MONDAY, policy_json, ("c", "b")) == before
+    cache.save(before, learned())
+    for name, other in (("series.csv.gz", "k1m-latency-shift-006"), ("case.json", "k1m-latency-shift-006")):
+        recorded = (corpus / other / name).read_bytes()
+        assert recorded != (case / name).read_bytes()
+        (case / name).write_bytes(recorded)  # recorded again, in place
+        after = cache.key("web-1.0", MONDAY, policy_json, ("c", "b"))
+        assert after not in (None, before) and cache.load(after) is None
+        before = after
+    (case / "series.csv.gz").unlink()
+    assert cache.key("web-1.0", MONDAY, policy_json, ("c", "b")) is None

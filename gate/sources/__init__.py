@@ -73,14 +73,15 @@ PROVIDERS = {
 ORIGINS = {
     "datadog": "gate.datadog_client:origin",
     "cloudwatch": "gate.sources.cloudwatch:origin",
+    "replay": "gate.sources.replay:origin",  # what the case folder holds now, not only its path
 }
 
 
 def data_origin(source_type: object, options: object) -> str | None:
-    """Where the data of a policy's source comes from: "" for the demo sources, whose policy names
-    all they read (the case, the scenario); None when it cannot be told, or for a source type not in
+    """Where the data of a policy's source comes from: "" for `simulate`, whose policy names all it
+    reads (the scenario, the seed); None when it cannot be told, or for a source type not in
     ORIGINS (one added later reads something its policy may not name): nothing is then cached."""
-    if source_type in DEMO_SOURCES:
+    if source_type == "simulate":
         return ""
     target = ORIGINS.get(source_type) if isinstance(source_type, str) else None
     if target is None:
