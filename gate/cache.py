@@ -2,10 +2,12 @@
 
 The seasonal model is learned once per deploy; `gate check` runs once per interval in a new
 process (Jenkins, cron) and the Lambda in whichever container is free, so the reference is kept
-under a key made of what determines it: the release, its deploy time, the policy, the scopes, and
-the code that learned it (`learned_by`: a digest of the gate's own modules and the versions of the
-numeric libraries it fits with). A changed policy learns again, and so does an upgraded gate: a
-reference learned by older code is never read by newer code. On the CLI the cache is a folder
+under a key made of what determines it: the release, its deploy time, the policy, the scopes, the
+origin of the data (Datadog's site or URL; CloudWatch's account, region and endpoint: never a
+credential), and the code that learned it (`learned_by`: a digest of the gate's own modules and
+the versions of the numeric libraries it fits with). A changed policy learns again, and so does an
+upgraded gate: a reference learned by older code is never read by newer code, nor one learned from
+another site or account. An origin that cannot be told (CloudWatch's account unknown) caches nothing. On the CLI the cache is a folder
 (`GATE_CACHE_DIR`, default `.gate/cache`); in the Lambda it is the stack's bucket
 (`GATE_REFERENCE_BUCKET`, under `references/`) behind the container's `/tmp`, so every container
 of the stack reads what the first one learned (`LayeredCache`).
@@ -53,19 +55,38 @@ FITTED_WITH = ("numpy", "scipy", "statsmodels", "pandas")
 class Cache(Protocol):
     """Where an evaluation keeps what the judge learned; a miss is None."""
 
-    def key(self, release: str, deployed_at: int, policy_json: str, scopes: tuple) -> str: ...
+    def key(self, release: str, deployed_at: int, policy_json: str, scopes: tuple) -> str | None: ...
 
-    def load(self, key: str) -> Any | None: ...
+    def load(self, key: str | None) -> Any | None: ...
 
-    def save(self, key: str, reference: Any) -> None: ...
+    def save(self, key: str | None, reference: Any) -> None: ...
 
 
 # -- the key: what determines a reference ------------------------------------------------------
 
 
-def reference_key(release: str, deployed_at: int, policy_json: str, scopes: tuple) -> str:
-    text = "\n".join([learned_by(), release, str(deployed_at), policy_json, repr(scopes)])
+def reference_key(release: str, deployed_at: int, policy_json: str, scopes: tuple) -> str | None:
+    """The key of a reference, or None (nothing cached) when its data's origin cannot be told.
+    The origin (`gate.sources.data_origin`: Datadog's site or URL, CloudWatch's account, region
+    and endpoint) is part of it: the same policy read from another site or account is other data,
+    and a reference learned there must not be read here. (Entries keyed before it simply miss.)"""
+    origin = _origin(policy_json)
+    if origin is None:
+        return None
+    text = "\n".join([learned_by(), release, str(deployed_at), policy_json, repr(scopes), origin])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _origin(policy_json: str) -> str | None:
+    from gate.sources import data_origin
+
+    try:
+        source = json.loads(policy_json).get("source") or {}
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(source, dict):
+        return None
+    return data_origin(source.get("type"), source.get("options"))
 
 
 @lru_cache(maxsize=1)
@@ -195,7 +216,9 @@ class ReferenceCache:
     def __init__(self, folder: str | Path | None = None):
         self.folder = Path(folder or current_settings().cache_dir or ".gate/cache")
 
-    def load(self, key: str) -> Any | None:
+    def load(self, key: str | None) -> Any | None:
+        if key is None:  # no key (the data's origin unknown): nothing cached
+            return None
         path = self.folder / f"{key}{SUFFIX}"
         try:
             with open(path, "rb") as f:
@@ -207,7 +230,9 @@ class ReferenceCache:
             return None
         return unpack_at_most(key, entry, str(path))
 
-    def save(self, key: str, reference: Any) -> None:
+    def save(self, key: str | None, reference: Any) -> None:
+        if key is None:  # no key: nothing cached
+            return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             # Write then rename: a process killed mid-write never leaves half an entry behind.
@@ -235,9 +260,11 @@ class S3ReferenceCache:
     def _where(self, key: str) -> str:
         return f"{PREFIX}{key}"
 
-    def load(self, key: str) -> Any | None:
+    def load(self, key: str | None) -> Any | None:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        if key is None:
+            return None
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._where(key))["Body"]
             with body:  # a larger object is not read to its end
@@ -254,7 +281,9 @@ class S3ReferenceCache:
             self._damaged.add(key)
         return reference
 
-    def save(self, key: str, reference: Any) -> None:
+    def save(self, key: str | None, reference: Any) -> None:
+        if key is None:  # no key: nothing cached
+            return
         from botocore.exceptions import BotoCoreError, ClientError
 
         # Written once: only a damaged entry is replaced.
@@ -278,7 +307,9 @@ class LayeredCache:
     def __init__(self, near: Cache, far: Cache):
         self.near, self.far = near, far
 
-    def load(self, key: str) -> Any | None:
+    def load(self, key: str | None) -> Any | None:
+        if key is None:
+            return None
         reference = self.near.load(key)
         if reference is None:
             reference = self.far.load(key)
@@ -286,7 +317,9 @@ class LayeredCache:
                 self.near.save(key, reference)
         return reference
 
-    def save(self, key: str, reference: Any) -> None:
+    def save(self, key: str | None, reference: Any) -> None:
+        if key is None:  # no key: nothing cached
+            return
         self.near.save(key, reference)
         self.far.save(key, reference)
 

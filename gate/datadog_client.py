@@ -12,6 +12,7 @@ from gate.settings import DATADOG_API_KEY, DATADOG_APP_KEY, DATADOG_SITE, DATADO
 # The variables' names, as messages quote them.
 URL_ENV, SITE_ENV, API_KEY_ENV, APP_KEY_ENV = DATADOG_URL, DATADOG_SITE, DATADOG_API_KEY, DATADOG_APP_KEY
 
+DEFAULT_SITE = "datadoghq.com"  # the official client's, when DD_SITE is not set
 _KEY = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: what a header value can carry
 
 
@@ -24,6 +25,17 @@ def key_forms() -> list[str]:
         if value:
             forms.update({value, value.strip(), repr(value)[1:-1]})
     return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+
+
+def origin(options: object = None) -> str:
+    """Where a Datadog policy's data comes from, as the reference cache keys it: the base URL
+    (GATE_DATADOG_URL), else the site (DD_SITE, Datadog's default when unset), as `configuration`
+    chooses. Never an API key: it would tell organisations apart, but it is a secret, and a cache
+    entry's name must not become a way to test a guessed one."""
+    settings = current_settings()
+    if settings.datadog_url:
+        return f"datadog url {settings.datadog_url.strip().rstrip('/')}"
+    return f"datadog site {(settings.datadog_site or DEFAULT_SITE).strip().lower()}"
 
 
 def configuration(timeout: float):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gate.errors import SourceError
+from gate.errors import PolicyError, SourceError
 from gate.policy import parse_policy
 from gate.sources import Query, open_source
 from gate.sources.replay import load_case
@@ -199,6 +199,186 @@ def test_bad_query_is_a_one_line_error(aws, tmp_path):
     assert result.returncode == 4
     assert "metrics.cpu.queries.cloudwatch.stat" in result.stderr and "Median" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("stat", ["SampleCount", "Average"])
+def test_a_count_not_read_as_a_sum_is_refused_before_judging(aws, tmp_path, corpus, stat):
+    """Review (sources): a canary at 2x the error rate (k1m-error-rate-010), its 5xx counts read
+    with `SampleCount`: CloudWatch counts the datapoints published each minute (one per group
+    here, as an ALB node's), not the 5xx they carry, so both groups read one "error" a minute and
+    the regression was judged on nothing. Refused, naming the field, before any verdict."""
+    deployed_at, _ = publish_case(aws, corpus / "k1m-error-rate-010")
+    data = policy_data()
+    data["metrics"][3]["queries"]["cloudwatch"]["stat"] = stat
+    path = tmp_path / "samplecount.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = check(aws, tmp_path, path, deployed_at)
+    assert result.returncode == 4, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert f"metrics.errors.queries.cloudwatch.stat: a count is read as a Sum per period (got {stat!r})" in line
+    # Review (sources): it said "write stat: Sum", which on a latency metric sums seconds.
+    assert "read the service's own count metric with stat: Sum" in line and "RequestCount" in line
+    assert "write stat: Sum" not in line and "Traceback" not in result.stderr
+    assert ("SampleCount counts the datapoints" in line) == (stat == "SampleCount")
+
+
+TARGETS = {"canary": 1, "baseline": 9}  # healthy targets of each group's target group
+
+
+def publish_per_target(server, case_dir: Path, shift: int, history: int = 3600) -> None:
+    """RequestCountPerTarget as the ALB publishes it: each target group's requests over its
+    healthy targets (TARGETS)."""
+    case = load_case(case_dir)
+    _, _, _, dims = READ["requests"]
+    data = []
+    for group, frame in case.frames.items():
+        part = frame.between(case.deployed_at - history, case.end_at)
+        dimensions = [{"Name": k, "Value": v.format(target_group=TARGET_GROUPS[group])}
+                      for k, v in sorted(dims.items())]
+        data += [{"MetricName": "RequestCountPerTarget", "Dimensions": dimensions,
+                  "Value": float(value) / TARGETS[group], "Timestamp": datetime.fromtimestamp(int(t) + shift, UTC)}
+                 for t, value in zip(part.timestamps, part.values["requests"]) if not math.isnan(value)]
+    cloudwatch = server.client("cloudwatch")
+    for i in range(0, len(data), 1000):
+        cloudwatch.put_metric_data(Namespace="AWS/ApplicationELB", MetricData=data[i:i + 1000])
+
+
+def test_a_per_target_request_count_as_the_denominator_is_refused(aws, tmp_path, corpus):
+    """Review (sources): a canary at 2x the error rate (k1m-error-rate-010) with its 5xx over
+    `RequestCountPerTarget` (requests over the group's healthy targets: 1 canary target, 9
+    baseline ones) read the baseline's error ratio 9x too high, and the regression passed. Not
+    events: refused, naming the field and the metric to read instead, before any verdict."""
+    deployed_at, shift = publish_case(aws, corpus / "k1m-error-rate-010")
+    publish_per_target(aws, corpus / "k1m-error-rate-010", shift)
+    data = policy_data()
+    data["metrics"][4]["queries"]["cloudwatch"]["metric"] = "RequestCountPerTarget"
+    path = tmp_path / "per-target.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = check(aws, tmp_path, path, deployed_at)
+    assert result.returncode == 4, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "metrics.requests.queries.cloudwatch.metric: 'RequestCountPerTarget' is requests divided by" in line
+    assert "read RequestCount with stat: Sum" in line and "Traceback" not in result.stderr
+
+
+def _count_reading(metric: str = "HTTPCode_Target_5XX_Count", unit: str | None = None, kind: str = "count",
+                   namespace: str = "AWS/ApplicationELB") -> dict:
+    data = policy_data()
+    query = data["metrics"][3]["queries"]["cloudwatch"]
+    query["metric"] = metric
+    query["namespace"] = namespace
+    if unit is not None:
+        query["unit"] = unit
+    data["metrics"][3]["kind"] = kind
+    if kind != "count":
+        del data["metrics"][3]["denominator"]
+    return data
+
+
+@pytest.mark.parametrize("metric, instead", [
+    ("RequestCountPerTarget", "RequestCount"), ("HealthyHostCount", "kind: gauge"),
+    ("UnHealthyHostCount", "kind: gauge"), ("ActiveConnectionCount", "RequestCount"),
+    ("ConsumedLCUs", "RequestCount"), ("ProcessedBytes", "RequestCount"), ("SurgeQueueLength", "kind: gauge"),
+    ("TargetResponseTime", "RequestCount"), ("Latency", "RequestCount"), ("Duration", "Invocations"),
+    ("ConcurrentExecutions", "Invocations"),
+])
+def test_a_count_of_what_is_not_events_is_refused_naming_the_metric(metric, instead):
+    """Review (sources): a Sum of hosts, connections, bytes, capacity units or seconds was read as
+    a count of events (the judge's Poisson model of errors or requests)."""
+    with pytest.raises(PolicyError) as e:
+        open_source(parse_policy(_count_reading(metric)))
+    message = str(e.value)
+    assert message.startswith(f"metrics.errors.queries.cloudwatch.metric: {metric!r} is "), message
+    assert instead in message and "Traceback" not in message
+
+
+@pytest.mark.parametrize("unit", ["Count/Second", "Bytes/Second", "Seconds", "Milliseconds", "Bytes", "Percent"])
+def test_a_count_published_in_a_unit_other_than_count_is_refused_naming_the_unit(unit):
+    """Review (sources): `unit: Count/Second` read a Sum of per-second rates as events."""
+    with pytest.raises(PolicyError) as e:
+        open_source(parse_policy(_count_reading(unit=unit)))
+    message = str(e.value)
+    assert message.startswith(f"metrics.errors.queries.cloudwatch.unit: {unit!r} is not a number of events"), message
+    assert ("a Sum of rates" in message) == unit.endswith("/Second")
+
+
+@pytest.mark.parametrize("metric, unit, kind", [
+    ("HTTPCode_Target_5XX_Count", "Count", "count"), ("HTTPCode_Target_5XX_Count", "None", "count"),
+    ("HealthyHostCount", None, "gauge"), ("TargetResponseTime", "Seconds", "gauge"),
+    ("RequestCountPerTarget", "Count/Second", "gauge"), ("Duration", "Milliseconds", "gauge"),
+])
+def test_counts_of_events_and_every_gauge_are_still_read(metric, unit, kind):
+    open_source(parse_policy(_count_reading(metric, unit, kind)))
+
+
+@pytest.mark.parametrize("namespace, metric", [
+    ("AWS/ApplicationELB", "AnomalousHostCount"), ("AWS/ApplicationELB", "MitigatedHostCount"),
+    ("AWS/ApplicationELB", "PeakLCUs"), ("AWS/NetworkELB", "ActiveFlowCount"), ("AWS/NetworkELB", "PeakLCUs"),
+    ("AWS/ELB", "EstimatedALBActiveConnectionCount"), ("AWS/Lambda", "ProvisionedConcurrentExecutions"),
+    ("AWS/Lambda", "UnreservedConcurrentExecutions"), ("AWS/Lambda", "IteratorAge"),
+    ("AWS/ApiGateway", "IntegrationLatency"), ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ("AWS/EC2", "CPUUtilization"), ("AWS/Amplify", "5xxErrorRate"),
+])
+def test_a_count_of_an_aws_metric_that_is_no_known_event_count_is_refused(namespace, metric):
+    """Review (sources, second): the refusal listed 11 gauges by name, so every other AWS gauge
+    (hosts, open flows, peak capacity units, concurrency, an iterator's age, a latency, a CPU share,
+    an error rate) still read as a count of events. In an AWS namespace a count is now one of the
+    service's documented event counts; any other is refused naming .metric, with what to do."""
+    with pytest.raises(PolicyError) as e:
+        open_source(parse_policy(_count_reading(metric, namespace=namespace)))
+    message = str(e.value)
+    assert message.startswith(f"metrics.errors.queries.cloudwatch.metric: {metric!r} "), message
+    assert "judge it as a gauge (kind: gauge)" in message
+    if namespace != "AWS/EC2" and namespace != "AWS/Amplify":
+        assert f"count one of {namespace}'s events with stat: Sum" in message
+    else:
+        assert f"the gate knows none in {namespace}" in message
+
+
+@pytest.mark.parametrize("namespace, metric", [
+    ("AWS/ApplicationELB", "RequestCount"), ("AWS/ApplicationELB", "HTTPCode_ELB_502_Count"),
+    ("AWS/ApplicationELB", "TargetConnectionErrorCount"), ("AWS/ApplicationELB", "HTTP_Redirect_Count"),
+    ("AWS/ELB", "HTTPCode_Backend_5XX"), ("AWS/ELB", "BackendConnectionErrors"), ("AWS/NetworkELB", "NewFlowCount"),
+    ("AWS/NetworkELB", "TCP_Target_Reset_Count"), ("AWS/Lambda", "Invocations"), ("AWS/Lambda", "Errors"),
+    ("AWS/Lambda", "Throttles"), ("AWS/ApiGateway", "Count"), ("AWS/ApiGateway", "5XXError"),
+    ("AWS/SQS", "NumberOfMessagesReceived"),
+])
+def test_the_aws_event_counts_are_read_as_counts(namespace, metric):
+    open_source(parse_policy(_count_reading(metric, namespace=namespace)))
+
+
+@pytest.mark.parametrize("metric, unit", [("Errors", None), ("Errors", "Count"), ("Errors", "None"),
+                                          ("CPUUtilization", None), ("ActiveFlowCount", "Count")])
+def test_a_custom_namespace_s_count_is_told_by_its_unit(metric, unit):
+    """Custom namespaces (the application's, EMF) name their metrics as they like: a count there
+    is any metric published in Count or no unit; another unit is refused naming .unit."""
+    open_source(parse_policy(_count_reading(metric, unit, namespace="MyApp")))
+    with pytest.raises(PolicyError) as e:
+        open_source(parse_policy(_count_reading(metric, "Milliseconds", namespace="MyApp")))
+    assert str(e.value).startswith("metrics.errors.queries.cloudwatch.unit: 'Milliseconds' is not a number of events")
+
+
+@pytest.mark.parametrize("kind", ["count", "gauge"])
+@pytest.mark.parametrize("unit", ["count", "", "seconds", "Count/Minute"])
+def test_a_unit_that_is_not_a_cloudwatch_unit_is_refused_as_such(unit, kind):
+    """Review (sources, second): `unit: count` was refused as "not a number of events" (it is a
+    typo of Count: CloudWatch matches units exactly, and would return no datapoint), and an empty
+    unit was taken for none. Any reading: refused naming .unit as no CloudWatch unit."""
+    metric = "HTTPCode_Target_5XX_Count" if kind == "count" else "TargetResponseTime"
+    with pytest.raises(PolicyError) as e:
+        open_source(parse_policy(_count_reading(metric, unit, kind)))
+    message = str(e.value)
+    assert message.startswith(f"metrics.errors.queries.cloudwatch.unit: {unit!r} is not a CloudWatch unit"), message
+    assert "not a number of events" not in message
+
+
+def test_the_cloudwatch_units_are_botocore_s():
+    import botocore.session
+
+    from gate.sources.cloudwatch import CLOUDWATCH_UNITS
+
+    model = botocore.session.get_session().get_service_model("cloudwatch")
+    assert CLOUDWATCH_UNITS == set(model.shape_for("StandardUnit").enum)
 
 
 class _Throttling(BaseHTTPRequestHandler):

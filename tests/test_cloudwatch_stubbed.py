@@ -259,6 +259,24 @@ def test_a_count_is_a_sum():
             "namespace": "AWS/ApplicationELB", "metric": "HTTPCode_Target_5XX_Count", "stat": "Average"}}}]))
 
 
+@pytest.mark.parametrize("stat", ["SampleCount", "Average", "Maximum", "p99", "tm90", "IQM"])
+def test_a_count_is_read_as_a_sum_only(stat):
+    """Review (sources): `SampleCount` was accepted for a count; it counts datapoints, not events."""
+    with pytest.raises(PolicyError) as e:
+        from_policy(policy([{"name": "errors", "kind": "count", "queries": {"cloudwatch": {
+            "namespace": "AWS/ApplicationELB", "metric": "HTTPCode_Target_5XX_Count", "stat": stat}}}]))
+    assert str(e.value).startswith(
+        f"metrics.errors.queries.cloudwatch.stat: a count is read as a Sum per period (got {stat!r})"), str(e.value)
+
+
+@pytest.mark.parametrize("stat", ["Average", "Sum", "Minimum", "Maximum", "SampleCount", "IQM", "p99", "p99.9",
+                                  "tm90", "TM(10%:90%)", "wm95", "tc90", "ts99", "pr99"])
+def test_a_gauge_may_read_any_statistic(stat):
+    source = from_policy(policy([{"name": "latency", "kind": "gauge", "queries": {"cloudwatch": {
+        "namespace": "AWS/ApplicationELB", "metric": "TargetResponseTime", "stat": stat}}}]))
+    assert source.queries["latency"].stat == stat
+
+
 def test_unknown_options_and_unset_template_keys_are_refused(cloudwatch):
     with pytest.raises(PolicyError, match="source.options.retries: Extra inputs"):
         from_policy(policy(retries=3))

@@ -266,11 +266,18 @@ def _cpu_formula(formula):
      "write 'sum:trace.http.request.errors{service:web,$scope}'"),
     (_errors_query({"query": "sum:trace.http.request.errors{service:web,$scope}", "rollup": "count"}), {},
      "metrics.errors.queries.datadog.rollup: 'count' on a count does not add up the events of an interval"),
+    (_errors_query("sum:trace.http.request.errors{service:web,$scope}.as_rate()"), {},
+     "metrics.errors.queries.datadog: 'sum:trace.http.request.errors{service:web,$scope}.as_rate()': .as_rate() on "
+     "a count reads events per second"),
+    (_errors_query({"query": "sum:trace.http.request.errors{service:web,$scope}", "formula": "q * 0.5"}), {},
+     "metrics.errors.queries.datadog.formula: 'q * 0.5' on a count changes its events"),
+    (_errors_query({"query": "sum:trace.http.request.errors{service:web,$scope}", "formula": "q / 60"}), {},
+     "metrics.errors.queries.datadog.formula: 'q / 60' on a count changes its events"),
     (None, {"timeout": float("inf")}, "source.options.timeout: Input should be a finite number (got inf)"),
     (None, {"retry_budget": float("inf")}, "source.options.retry_budget: Input should be a finite number (got inf)"),
     (None, {"retry_budget": 10 ** 9}, "source.options.retry_budget: Input should be less than or equal to 600"),
     (_cpu_formula("q * 1" + "0" * 400), {}, "metrics.cpu.queries.datadog.formula: 'q * 1000"),
-], ids=["min count", "avg count", "rollup count", "timeout inf", "retry budget inf", "retry budget huge",
+], ids=["min count", "avg count", "rollup count", "as_rate count", "count scaled", "count per second", "timeout inf", "retry budget inf", "retry budget huge",
         "formula past a float"])
 def test_a_policy_the_datadog_source_cannot_read_right_is_refused_before_any_request(corpus, tmp_path, edit,
                                                                                       options, message):
@@ -293,3 +300,24 @@ def test_a_policy_the_datadog_source_cannot_read_right_is_refused_before_any_req
     assert "OverflowError" not in line and "Traceback" not in result.stderr and result.stdout == ""
     assert fake.requests == []  # refused before any request
     assert [e["verdict"] for e in evaluations(tmp_path)] in ([], ["error"])  # could not judge, never a verdict
+
+
+def test_a_reference_learned_from_one_datadog_origin_is_not_read_for_another(corpus, tmp_path):
+    """Review (sources): two Datadog origins (GATE_DATADOG_URL; DD_SITE likewise) serving the same
+    release, deploy, policy and scopes, one cache folder. Before: the second check read the
+    reference learned from the first origin's history and asked its own for none."""
+    case = load_case(corpus / "k1m-aa-039")
+    offset = int(time.time()) // 60 * 60 - case.end_at
+    env = {"GATE_CACHE_DIR": str(tmp_path / "cache")}
+    with FakeDatadog(case, offset=offset) as first, FakeDatadog(case, offset=offset) as second:
+        for fake, folder in ((first, "a"), (second, "b"), (first, "c")):
+            fake.deployed_at = case.deployed_at + offset
+            (tmp_path / folder).mkdir()
+            result = gate_check(fake, tmp_path / folder, env=env)
+            assert result.returncode == 0, result.stdout + result.stderr
+
+    def history(fake):
+        return [r for r in fake.timeseries_requests() if r["to"] <= fake.deployed_at * 1000]
+    assert len(history(second)) == HISTORY_CHUNKS  # its own history, learned anew
+    assert len(history(first)) == HISTORY_CHUNKS  # the same origin again: read from the cache
+    assert len(list((tmp_path / "cache").glob("*.reference"))) == 2

@@ -161,8 +161,7 @@ def test_queries_are_pinned_to_the_interval_and_counts_counted():
     )
     assert compile_query(metric(q="max:x{$scope}.rollup(max, 60)"), 60).template == "max:x{$scope}.rollup(max, 60)"
     assert compile_query(metric(q="avg:x{$scope}.rollup(max)"), 60).template == "avg:x{$scope}.rollup(max, 60)"
-    assert compile_query(metric("count", q="sum:x.y{$scope}.as_rate()"), 60).template == (
-        "sum:x.y{$scope}.as_rate().as_count().rollup(sum, 60)")
+    # A count's `.as_rate()` is refused (test_a_count_read_as_a_rate_or_scaled_is_refused_naming_the_field).
     spec = compile_query(metric(query="x{$scope}", aggregation="p99", rollup="max", formula="q * 1000"), 60)
     assert spec.template == "p99:x{$scope}.rollup(max, 60)"
     assert spec.formula_for("c3") == "c3 * 1000"
@@ -245,6 +244,50 @@ def test_a_count_query_that_does_not_sum_events_is_refused_naming_the_field_and_
     assert message in str(e.value)
     assert "write 'sum:errors{$scope}" in str(e.value) or "write aggregation: sum" in str(e.value) \
         or "leave the rollup out (the gate writes .rollup(sum, 60) for a count) or write sum" in str(e.value)
+
+
+@pytest.mark.parametrize("spec, field, message", [
+    ({"q": "sum:errors{$scope}.as_rate()"}, "", ".as_rate() on a count reads events per second"),
+    ({"q": "sum:errors{$scope}.as_count().as_rate()"}, "", ".as_rate() on a count reads events per second"),
+    ({"q": "sum:errors{$scope}.as_rate().rollup(sum)"}, "", ".as_rate() on a count reads events per second"),
+    # The mapping form names its `query` field (review: it named `...datadog`).
+    ({"query": "errors{$scope}.as_rate()", "aggregation": "sum"}, ".query", ".as_rate() on a count"),
+    ({"query": "sum:errors{$scope}.as_rate()"}, ".query", ".as_rate() on a count reads events per second"),
+    ({"query": "sum:errors{$scope}", "formula": "q * 0.5"}, ".formula", "'q * 0.5' on a count changes its events"),
+    ({"query": "sum:errors{$scope}.as_count()", "formula": "q / 60"}, ".formula", "'q / 60' on a count changes"),
+    ({"query": "sum:errors{$scope}", "formula": "q * 1000"}, ".formula", "on a count changes its events"),
+    ({"query": "sum:errors{$scope}", "formula": "1 - q"}, ".formula", "on a count changes its events"),
+    ({"query": "sum:errors{$scope}", "formula": "100 * (1 - q)"}, ".formula", "on a count changes its events"),
+])
+def test_a_count_read_as_a_rate_or_scaled_is_refused_naming_the_field(spec, field, message):
+    """Review (sources): a count is the number of events of an interval, as the judge's Poisson
+    model reads it. `.as_rate()` (events per second) and a formula scaling the count (`q * 0.5`
+    halves a regression's evidence, `q / 60` is per second) were accepted."""
+    with pytest.raises(PolicyError) as e:
+        compile_query(metric("count", **spec), 60)
+    assert str(e.value).startswith(f"metrics.m.queries.datadog{field}: "), str(e.value)
+    assert message in str(e.value)
+    assert "leave it out" in str(e.value)
+
+
+@pytest.mark.parametrize("spec", [
+    {"q": "sum:errors{$scope}.as_count() * 0.5"}, {"q": "sum:errors{$scope}.as_count() / 60"},
+    {"q": "sum:errors{$scope}.as_count() + sum:hits{$scope}.as_count()"},
+])
+def test_arithmetic_around_a_count_query_stays_refused(spec):
+    """(Refused before this review too: the query is one metric; a sum of two counts has two filters.)"""
+    with pytest.raises(PolicyError, match="must be one metric|must have one tag filter holding"):
+        compile_query(metric("count", **spec), 60)
+
+
+def test_a_count_as_counted_is_accepted_with_or_without_an_identity_formula():
+    for spec in ({"q": "sum:errors{$scope}.as_count()"}, {"q": "sum:errors{$scope}.as_count().rollup(sum)"},
+                 {"query": "sum:errors{$scope}", "formula": "q"}, {"query": "sum:errors{$scope}", "formula": "(q)"},
+                 {"query": "errors{$scope}.as_count()", "aggregation": "sum", "formula": "q * 1"}):
+        assert compile_query(metric("count", **spec), 60).template == "sum:errors{$scope}.as_count().rollup(sum, 60)"
+    # A gauge keeps its rate and its scale (the policy's choice: requests per second, milliseconds).
+    assert compile_query(metric(q="avg:x{$scope}.as_rate()"), 60).template == "avg:x{$scope}.as_rate().rollup(avg, 60)"
+    assert compile_query(metric(query="avg:x{$scope}", formula="q / 60"), 60).formula == "q / 60"
 
 
 def test_a_count_summed_in_space_and_time_is_accepted():

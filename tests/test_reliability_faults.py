@@ -376,7 +376,9 @@ def test_dynamodb_throttled_writes_through_the_cli_are_could_not_judge(corpus, t
 
 
 class FakeCloudWatch:
-    """A CloudWatch endpoint that only refuses, with the JSON error botocore parses."""
+    """A CloudWatch endpoint that only refuses, with the JSON error botocore parses. `requests`
+    counts the GetMetricData calls (the reference cache's STS GetCallerIdentity, sent to the same
+    AWS_ENDPOINT_URL, is refused too, and not counted)."""
 
     def __init__(self, code: str, status: int):
         body = json.dumps({"__type": code, "message": "refused by the fake"}).encode()
@@ -386,7 +388,7 @@ class FakeCloudWatch:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                fake.requests += 1
+                fake.requests += self.headers.get("X-Amz-Target", "").endswith(".GetMetricData")
                 self.send_response(status)
                 self.send_header("Content-Type", "application/x-amz-json-1.0")
                 self.send_header("Content-Length", str(len(body)))

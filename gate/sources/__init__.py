@@ -68,6 +68,28 @@ PROVIDERS = {
 }
 
 
+# type -> "module:function(options) -> str | None": where a source's data comes from beyond its
+# policy (the site, the account, the region from the environment), for the reference cache's key.
+ORIGINS = {
+    "datadog": "gate.datadog_client:origin",
+    "cloudwatch": "gate.sources.cloudwatch:origin",
+    "replay": "gate.sources.replay:origin",  # what the case folder holds now, not only its path
+}
+
+
+def data_origin(source_type: object, options: object) -> str | None:
+    """Where the data of a policy's source comes from: "" for `simulate`, whose policy names all it
+    reads (the scenario, the seed); None when it cannot be told, or for a source type not in
+    ORIGINS (one added later reads something its policy may not name): nothing is then cached."""
+    if source_type == "simulate":
+        return ""
+    target = ORIGINS.get(source_type) if isinstance(source_type, str) else None
+    if target is None:
+        return None
+    module_name, function = target.split(":")
+    return getattr(importlib.import_module(module_name), function)(options if isinstance(options, dict) else {})
+
+
 def look(source: MetricSource) -> AbstractContextManager:
     """One look's fetches, sharing what the source gives a look (Datadog: one deadline for the
     organisation's request budget); nothing for a source without `look`."""

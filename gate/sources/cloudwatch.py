@@ -32,8 +32,10 @@ metric's dimensions do not use (they would still read the policy's group).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +50,8 @@ from gate.errors import PolicyError, SourceError, validation_problems
 from gate.policy import Metric, Policy
 from gate.series import Frame, Observations
 from gate.sources import CannotSplit, Query, count_denominators
+
+log = logging.getLogger(__name__)
 
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
 GROUP_DIMENSION, HOST_DIMENSION = "AutoScalingGroupName", "InstanceId"  # a group's hosts: its metrics per instance
@@ -83,6 +87,16 @@ class MetricQuery(_Strict):
         "are filled per group.",
     )
     unit: str | None = Field(default=None, description="Only datapoints published with this unit.")
+
+    @field_validator("unit")
+    @classmethod
+    def _known_unit(cls, v: str | None) -> str | None:
+        if v is not None and v not in CLOUDWATCH_UNITS:
+            # CloudWatch compares units exactly: `count` matches no datapoint, and an empty one was
+            # taken for none.
+            raise ValueError(f"{v!r} is not a CloudWatch unit (Count, None, Seconds, Bytes, Percent, "
+                             "Count/Second...; the case counts)")
+        return v
 
     @field_validator("stat")
     @classmethod
@@ -134,9 +148,97 @@ def metric_query(metric: Metric) -> MetricQuery:
         query = MetricQuery.model_validate(raw)
     except ValidationError as e:
         raise PolicyError(validation_problems(e, where)) from None
-    if metric.summed and query.stat not in ("Sum", "SampleCount"):
-        raise PolicyError(f"{where}.stat: a count is read as a Sum per period (got {query.stat!r})")
+    if metric.summed and query.stat != "Sum":
+        # Only a Sum adds up the events of a period. SampleCount counts the datapoints published
+        # in it (one per ALB node, per agent flush, per statistic set), whatever events each
+        # carries; Average, Minimum, Maximum and percentiles read one datapoint's value or their mean.
+        why = (" (SampleCount counts the datapoints published in a period, not the events they carry)"
+               if query.stat == "SampleCount" else "")
+        raise PolicyError(f"{where}.stat: a count is read as a Sum per period (got {query.stat!r}){why}: "
+                          f"read the service's own count metric with stat: Sum ({COUNT_METRICS})")
+    if metric.summed:
+        _check_counts_events(query, where)
     return query
+
+
+# The judge models a count as the events of an interval, and a Sum adds up whatever a metric's
+# datapoints carry: hosts, open connections, capacity units, seconds or a share are no events, and
+# their Sum passes a regression (RequestCountPerTarget, requests over healthy targets, as the
+# denominator of the 5xx inflated the baseline's error ratio by its target count: a canary at 2x
+# the error rate passed). A refusal by name could only list the gauges known so far (the review
+# found AnomalousHostCount, ActiveFlowCount, PeakLCUs, IteratorAge, CPUUtilization... still read
+# as counts): in an AWS namespace a count must be one of the service's documented event counts
+# (each documented as a number of requests, errors, flows, messages or resets in the period, its
+# Sum the events). Custom namespaces (the application's own, EMF) are told by their unit.
+COUNT_METRICS = "e.g. ALB RequestCount, HTTPCode_Target_5XX_Count; Lambda Invocations, Errors"
+EVENT_COUNTS: dict[str, frozenset[str]] = {
+    "AWS/ApplicationELB": frozenset({
+        "RequestCount", "GrpcRequestCount",
+        "HTTPCode_Target_2XX_Count", "HTTPCode_Target_3XX_Count", "HTTPCode_Target_4XX_Count",
+        "HTTPCode_Target_5XX_Count", "HTTPCode_ELB_3XX_Count", "HTTPCode_ELB_4XX_Count",
+        "HTTPCode_ELB_5XX_Count", "HTTPCode_ELB_500_Count", "HTTPCode_ELB_502_Count", "HTTPCode_ELB_503_Count",
+        "HTTPCode_ELB_504_Count", "TargetConnectionErrorCount", "RejectedConnectionCount", "NewConnectionCount",
+        "ClientTLSNegotiationErrorCount", "TargetTLSNegotiationErrorCount", "HTTP_Redirect_Count",
+        "HTTP_Fixed_Response_Count", "LambdaInternalError", "LambdaUserError"}),
+    "AWS/ELB": frozenset({
+        "RequestCount", "HTTPCode_Backend_2XX", "HTTPCode_Backend_3XX", "HTTPCode_Backend_4XX",
+        "HTTPCode_Backend_5XX", "HTTPCode_ELB_4XX", "HTTPCode_ELB_5XX", "BackendConnectionErrors",
+        "SpilloverCount"}),
+    "AWS/NetworkELB": frozenset({
+        "NewFlowCount", "NewFlowCount_TCP", "NewFlowCount_TLS", "NewFlowCount_UDP", "TCP_Client_Reset_Count",
+        "TCP_Target_Reset_Count", "TCP_ELB_Reset_Count"}),
+    "AWS/Lambda": frozenset({"Invocations", "Errors", "Throttles", "DeadLetterErrors",
+                             "DestinationDeliveryFailures"}),
+    "AWS/ApiGateway": frozenset({"Count", "4XXError", "5XXError", "4xx", "5xx"}),  # REST; HTTP APIs
+    "AWS/SQS": frozenset({"NumberOfMessagesSent", "NumberOfMessagesReceived", "NumberOfMessagesDeleted"}),
+}
+# What some AWS gauges are, for the refusal to say (any AWS metric outside EVENT_COUNTS is refused).
+NOT_EVENTS = {
+    "RequestCountPerTarget": ("requests divided by the target group's healthy targets (a group with more "
+                              "targets reads fewer)", "RequestCount"),
+    "HealthyHostCount": ("hosts counted at each moment", None),
+    "UnHealthyHostCount": ("hosts counted at each moment", None),
+    "ActiveConnectionCount": ("connections open at each moment", "RequestCount"),
+    "ConsumedLCUs": ("load balancer capacity units", "RequestCount"),
+    "ProcessedBytes": ("bytes", "RequestCount"),
+    "SurgeQueueLength": ("a queue's length at each moment", None),
+    "TargetResponseTime": ("seconds of response time", "RequestCount"),
+    "Latency": ("seconds of latency", "RequestCount"),
+    "Duration": ("milliseconds of run time", "Invocations"),
+    "ConcurrentExecutions": ("executions running at each moment", "Invocations"),
+}
+# CloudWatch's units (botocore's StandardUnit): a unit outside them filters out every datapoint.
+CLOUDWATCH_UNITS = frozenset({
+    "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
+    "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count", "Bytes/Second",
+    "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second", "Bits/Second",
+    "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second", "Count/Second", "None"})
+# The CloudWatch units a count of events may carry; any other is time, size, a share or a rate
+# (`Count/Second`: a Sum of rates is no number of events).
+EVENT_UNITS = frozenset({"Count", "None"})
+
+
+def _check_counts_events(query: MetricQuery, where: str) -> None:
+    """Refuse a count whose CloudWatch metric or unit is not events (a gauge keeps every metric)."""
+    if query.namespace.startswith("AWS/") and query.metric not in EVENT_COUNTS.get(query.namespace, ()):
+        known = EVENT_COUNTS.get(query.namespace)
+        found = NOT_EVENTS.get(query.metric)
+        what = (f"is {found[0]}, not events" if found is not None
+                else f"is not one of {query.namespace}'s counts of events" if known
+                else f"is not a count of events: the gate knows none in {query.namespace}")
+        if found is not None and found[1] is not None:
+            instead = f"read {found[1]} with stat: Sum"
+        elif known:
+            instead = f"count one of {query.namespace}'s events with stat: Sum ({', '.join(sorted(known))})"
+        else:
+            instead = f"count events another namespace publishes ({COUNT_METRICS})"
+        raise PolicyError(f"{where}.metric: {query.metric!r} {what}, and a count is the events of an interval "
+                          f"(the judge models it so): judge it as a gauge (kind: gauge), or {instead}")
+    if query.unit is not None and query.unit not in EVENT_UNITS:
+        rate = " (a Sum of rates)" if query.unit.endswith("/Second") else ""
+        raise PolicyError(f"{where}.unit: {query.unit!r} is not a number of events{rate}: a count reads the "
+                          f"service's own count metric (unit Count) with stat: Sum ({COUNT_METRICS}); a "
+                          f"{query.unit} metric is judged as a gauge (kind: gauge)")
 
 
 def choose_period(step: int, start: int, now: int) -> int:
@@ -483,6 +585,66 @@ def _check_groups_apart(metric: str, canary: list[dict], baseline: list[dict]) -
             f"metrics.{metric}.queries.cloudwatch.dimensions: the canary and the baseline resolve to the same "
             f"dimensions ({shown}): the gate would compare a group with itself. Give each group its own "
             "(e.g. a target group each, source.options.groups.<canary|baseline>.target_group)")
+
+
+# The account behind each origin of credentials, for this process: STS is asked once per
+# (region, endpoint, access key id), not on every look. Never the secret: the key id names the
+# credentials without being one (temporary credentials rotate: a new key id costs one more call).
+_ACCOUNTS: dict[tuple[str, str, str], str] = {}
+# STS is asked only to name the cache's entries: a look can do without it (it relearns its
+# reference), so a silent STS costs a look a few seconds, not botocore's 5 s + 20 s, and no retry.
+STS_TIMEOUTS = (1.0, 2.0)  # connect, read (seconds): each socket read, not the call
+# The call's whole budget: an answer trickled a few bytes under each read timeout held a look 23 s.
+STS_DEADLINE = 3.0  # seconds
+
+
+def _account_within(sts: Any, seconds: float) -> str:
+    """GetCallerIdentity's account, or TimeoutError past `seconds` (the call is left to finish in
+    a daemon thread; what it learns then is dropped, not remembered)."""
+    answer: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            answer["account"] = sts.get_caller_identity()["Account"]
+        except Exception as e:  # noqa: BLE001 - handed to the caller
+            answer["error"] = e
+
+    asking = threading.Thread(target=ask, name="gate-sts-account", daemon=True)
+    asking.start()
+    asking.join(seconds)
+    if asking.is_alive():
+        raise TimeoutError(f"STS did not answer within {seconds:g}s")
+    if "error" in answer:
+        raise answer["error"]
+    return answer["account"]
+
+
+def origin(options: dict) -> str | None:
+    """Where a CloudWatch policy's data comes from, as the reference cache keys it: the account
+    (STS GetCallerIdentity, which needs no permission), the region and the endpoint the source's
+    client calls (its region: `options.region`, else the boto3 chain). None when they cannot be
+    told: the reference is then not cached (only slower), never read as another origin's."""
+    region = options.get("region") if isinstance(options, dict) else None
+    try:
+        client = make_client("cloudwatch", region if isinstance(region, str) else None, attempts=1)
+        region, endpoint = client.meta.region_name, client.meta.endpoint_url
+        import boto3
+
+        # The credentials the client signs with: boto3's default session (make_client's) keeps
+        # those it first found.
+        credentials = boto3.DEFAULT_SESSION.get_credentials() if boto3.DEFAULT_SESSION else None
+        access_key = credentials.get_frozen_credentials().access_key if credentials is not None else None
+        if not access_key:
+            raise LookupError("no credentials")
+        known = (region, endpoint, access_key)
+        account = _ACCOUNTS.get(known)
+        if account is None:
+            sts = make_client("sts", region, attempts=1, timeouts=STS_TIMEOUTS)
+            account = _ACCOUNTS[known] = _account_within(sts, STS_DEADLINE)
+    except Exception as e:  # noqa: BLE001 - no origin, no cache: a look only relearns its reference
+        log.warning("the reference is not cached: CloudWatch's account cannot be told (%s)", type(e).__name__)
+        return None
+    return f"cloudwatch account {account} region {region} endpoint {endpoint}"
 
 
 def parse_options(policy: Policy) -> Options:

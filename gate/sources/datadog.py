@@ -207,6 +207,16 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
             f"write {instead}"
         )
 
+    if metric.summed and ".as_rate()" in text:
+        # `.as_rate()` divides each bucket's events by its seconds: a rate is no number of events,
+        # and the judge's Poisson model of a count reads its values as events.
+        written_in = f"{where}.query" if isinstance(raw, dict) else where  # the mapping form's field
+        raise PolicyError(
+            f"{written_in}: {text!r}: .as_rate() on a count reads events per second, not the events of an "
+            "interval (the judge models a count as a number of events): leave it out (the gate writes "
+            ".as_count() for a count)"
+        )
+
     method = spec.rollup
     written_query = text
     named_in_query = False  # the method is written in the query's .rollup(), not in `rollup:`
@@ -249,6 +259,12 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
         if not _FORMULA.fullmatch(formula) or not re.search(r"\bq\b", formula):
             raise PolicyError(f"{where}.formula: {quoted(formula)} must be arithmetic over the query `q`")
         wrong = _not_a_scale_or_complement(formula)
+        if not wrong and metric.summed and _affine_form(formula) != (1.0, 0.0):
+            # A scaled count is no number of events: `q * 0.5` halves a regression's evidence (the
+            # Poisson noise of half the events), `q / 60` reads events per second, `1 - q` is none.
+            raise PolicyError(f"{where}.formula: {quoted(formula)} on a count changes its events: the judge "
+                              "models a count as the number of events of an interval, so a count takes no "
+                              "formula (leave it out; a ratio is the count's `denominator`)")
         if wrong:
             raise PolicyError(f"{where}.formula: {quoted(formula)} {wrong}: a formula may only scale `q` (q * 1000, "
                               "q / 1024) or take the complement of a fraction or a percentage (1 - q, 100 - q, "
@@ -256,11 +272,9 @@ def compile_query(metric: Metric, interval: int) -> MetricQuery:
     return MetricQuery(text, formula)
 
 
-def _not_a_scale_or_complement(formula: str) -> str | None:
-    """Why a formula is neither a scale `a * q` nor a complement `b - a * q` (b > 0), else None.
-    Anything else changes what the judge compares: `q + 1000` shrinks every relative change,
-    `q - q` or `0 * q` is a constant that always passes, a function (`default_zero(q)`,
-    `timeshift(q, -3600)`) fills gaps with zeros or compares another moment."""
+def _affine_form(formula: str) -> tuple[float, float]:
+    """A formula as (slope, offset) of q; ValueError (saying why), SyntaxError, OverflowError or
+    RecursionError when it is not arithmetic linear in q."""
     import ast
 
     def affine(node: ast.AST) -> tuple[float, float]:
@@ -293,8 +307,16 @@ def _not_a_scale_or_complement(formula: str) -> str | None:
             return a1 / b2, b1 / b2
         raise ValueError("calls a function or names something other than q")
 
+    return affine(ast.parse(formula.strip(), mode="eval"))
+
+
+def _not_a_scale_or_complement(formula: str) -> str | None:
+    """Why a formula is neither a scale `a * q` nor a complement `b - a * q` (b > 0), else None.
+    Anything else changes what the judge compares: `q + 1000` shrinks every relative change,
+    `q - q` or `0 * q` is a constant that always passes, a function (`default_zero(q)`,
+    `timeshift(q, -3600)`) fills gaps with zeros or compares another moment."""
     try:
-        slope, offset = affine(ast.parse(formula.strip(), mode="eval"))
+        slope, offset = _affine_form(formula)
     except OverflowError:  # a constant past a float's range (1 followed by 400 zeros)
         return "overflows (a constant too large for a number)"
     except (SyntaxError, ValueError, RecursionError) as e:

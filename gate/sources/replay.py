@@ -206,6 +206,27 @@ class ReplaySource:
         return Observations(canary=frame(query.canary), baseline=baseline)
 
 
+# The files a case is read from: the reference cache's key holds what they are now.
+CASE_FILES = ("case.json", "series.csv.gz")
+
+
+def origin(options: dict) -> str | None:
+    """What a replay policy's case folder holds, for the reference cache's key: each file's size and
+    modification time (ns), so a case re-recorded in place (same path) is another origin and never
+    reads the reference learned from its old recording. None (nothing cached) when a file is missing."""
+    case = options.get("case")
+    if not isinstance(case, str) or not case:
+        return None
+    held = []
+    for name in CASE_FILES:
+        try:
+            stat = (Path(case) / name).stat()
+        except OSError:
+            return None
+        held.append(f"{name} {stat.st_size} bytes mtime {stat.st_mtime_ns}")
+    return "replay " + ", ".join(held)
+
+
 def from_policy(policy: Policy) -> ReplaySource:
     case = policy.source.options.get("case")
     if not case:
