@@ -31,7 +31,7 @@ from tests.moto_server import moto_server  # noqa: F401  (fixture)
 
 MONDAY = 1_700_438_400  # 2023-11-20 00:00 UTC
 # A policy whose data its policy names (the simulated demo): the key needs nothing from the environment.
-DEMO_POLICY = '{"source": {"type": "simulate"}}'
+SIMULATED_POLICY_JSON = '{"source": {"type": "simulate"}}'
 
 
 @lru_cache(maxsize=1)
@@ -91,7 +91,7 @@ def stored_entry(cache: ReferenceCache, key: str) -> Path:
 
 def test_a_reference_comes_back_from_its_entry_bit_for_bit():
     reference = learned()
-    key = reference_key("web-1.0", MONDAY, DEMO_POLICY, ("c", "b"))
+    key = reference_key("web-1.0", MONDAY, SIMULATED_POLICY_JSON, ("c", "b"))
     back = gate.cache.unpack(key, pack(key, reference), "here")
     assert back is not None and same(reference, back) is None
 
@@ -156,7 +156,7 @@ def test_whatever_an_entry_holds_it_gives_a_reference_or_nothing_and_runs_no_cod
     on) is missing, relearned, and rewritten whole."""
     marker = tmp_path / "code-ran"
     cache = ReferenceCache(tmp_path / "cache")
-    key = cache.key("web-1.0", MONDAY, DEMO_POLICY, ("c", "b"))
+    key = cache.key("web-1.0", MONDAY, SIMULATED_POLICY_JSON, ("c", "b"))
     stored_entry(cache, key).write_bytes(HOSTILE[kind](key, marker))
     assert cache.load(key) is None
     assert not marker.exists()
@@ -168,10 +168,10 @@ def test_the_key_holds_the_code_that_learned_the_reference(monkeypatch):
     """A reference learned by an older gate was read by every newer one (the key was the release,
     the deploy, the policy and the scopes): an upgrade that learns otherwise judged against the
     old learning until the entry expired (30 days)."""
-    before = reference_key("web-1.0", MONDAY, DEMO_POLICY, ("c", "b"))
+    before = reference_key("web-1.0", MONDAY, SIMULATED_POLICY_JSON, ("c", "b"))
     assert gate.cache.learned_by() == code_digest(Path(gate.__file__).parent)
     monkeypatch.setattr(gate.cache, "learned_by", lambda: "an upgraded gate")
-    assert reference_key("web-1.0", MONDAY, DEMO_POLICY, ("c", "b")) != before
+    assert reference_key("web-1.0", MONDAY, SIMULATED_POLICY_JSON, ("c", "b")) != before
 
 
 def test_the_code_digest_changes_with_any_module_as_installed(tmp_path):

@@ -252,11 +252,11 @@ def test_an_upgraded_gate_learns_the_history_again(stack, corpus, monkeypatch):
 
 
 def test_a_folder_entry_of_another_deploy_is_relearned_not_used(tmp_path):
-    from tests.test_cache import REPLAY_POLICY, learned, same, stored_entry
+    from tests.test_cache import SIMULATED_POLICY_JSON, learned, same, stored_entry
 
     cache = ReferenceCache(tmp_path)
-    mine = cache.key("web-1.0", 1000, REPLAY_POLICY, ("c", "b"))
-    other = cache.key("web-1.0", 2000, REPLAY_POLICY, ("c", "b"))
+    mine = cache.key("web-1.0", 1000, SIMULATED_POLICY_JSON, ("c", "b"))
+    other = cache.key("web-1.0", 2000, SIMULATED_POLICY_JSON, ("c", "b"))
     stored_entry(cache, mine).write_bytes(pack(other, learned()))
     assert cache.load(mine) is None
     cache.save(mine, learned())
@@ -572,14 +572,14 @@ def test_the_analyzer_role_allows_what_the_cache_and_the_budget_call(moto_endpoi
     in-place update allowed on its own item only."""
     from gate.cache import S3ReferenceCache
     from gate.request_budget import DynamoBudget, Heard
-    from tests.test_cache import REPLAY_POLICY, learned
+    from tests.test_cache import SIMULATED_POLICY_JSON, learned
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     create_store_table(TABLE)
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     calls: list = []
     cache = S3ReferenceCache(BUCKET, client=recording_client("s3", calls))
-    key = cache.key("web-1.0", 1000, REPLAY_POLICY, ("c", "b"))
+    key = cache.key("web-1.0", 1000, SIMULATED_POLICY_JSON, ("c", "b"))
     assert cache.load(key) is None
     cache.save(key, learned())
     boto3.client("s3").put_object(Bucket=BUCKET, Key=f"references/{key}", Body=b"damaged")
