@@ -80,7 +80,7 @@ from gate.analysis import Analysis, announce, current_moment, open_release, regi
 from gate.aws import error_code, make_client, transient
 from gate.cache import lambda_cache
 from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
-from gate.lifecycle import LAMBDA, POLICY_DIGEST, policy_digest
+from gate.lifecycle import LAMBDA, is_registered_policy
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
 from gate.release import iso, parse_time, release_name
 from gate.rollout import RolloutError
@@ -568,7 +568,7 @@ def current_policy(request: EvaluateRequest) -> Policy:
 def registered_with(policy: Policy, request: EvaluateRequest) -> bool:
     """Whether `request` asks about the release's registered deploy, registered with `policy`."""
     registered = store().release(request.release)
-    return (registered is not None and registered["info"].get(POLICY_DIGEST) == policy_digest(policy)
+    return (registered is not None and is_registered_policy(registered["info"], policy) is True
             and request.deployed_at in (None, registered["deployed_at"]))
 
 
