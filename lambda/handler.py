@@ -333,11 +333,8 @@ def load_secrets() -> list[str]:
     secret_id = configured.secret_id
     if not secret_id:
         return configured.secrets
-    text = configured.secret_max_age
-    try:
-        max_age = int(text)
-    except ValueError:
-        raise GateError(f"GATE_SECRET_MAX_AGE: {text[:40]!r} is not a whole number of seconds") from None
+    max_age = settings.whole_seconds("GATE_SECRET_MAX_AGE", configured.secret_max_age,
+                                     settings.SECRET_MAX_AGE_RANGE, "e.g. 900 for 15 minutes, 0 to fetch it every time")
     try:
         values = _secrets_provider().get(secret_id, transform="json", max_age=max_age)
     except (parameters.exceptions.GetParameterError, parameters.exceptions.TransformParameterError) as e:
@@ -485,15 +482,8 @@ def idempotency_ttl() -> int:
     """GATE_IDEMPOTENCY_TTL: how long a retry is answered with the first answer, in whole seconds
     (as GATE_SECRET_MAX_AGE), 1 s to 366 days. A bad value is could-not-judge naming the variable,
     checked before the deploy is registered."""
-    text = settings.current_settings().idempotency_ttl
-    try:
-        seconds = int(text)
-    except ValueError:
-        seconds = None
-    if seconds is None or not 1 <= seconds <= MAX_IDEMPOTENCY_TTL:
-        raise GateError(f"GATE_IDEMPOTENCY_TTL: {text[:40]!r} is not a whole number of seconds from 1 to "
-                        f"{MAX_IDEMPOTENCY_TTL} (e.g. 21600 for 6 hours)")
-    return seconds
+    return settings.whole_seconds("GATE_IDEMPOTENCY_TTL", settings.current_settings().idempotency_ttl,
+                                  (1, MAX_IDEMPOTENCY_TTL), "e.g. 21600 for 6 hours")
 
 
 @lru_cache(maxsize=4)

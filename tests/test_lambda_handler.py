@@ -523,6 +523,18 @@ def test_a_bad_secret_max_age_is_named_not_a_traceback(handler, corpus, monkeypa
     assert "ValueError" not in result["error"]
 
 
+@pytest.mark.parametrize("max_age", ["-60", "86401", str(10**12)])
+def test_a_secret_max_age_out_of_range_is_named(handler, corpus, monkeypatch, max_age):
+    """Review: a negative GATE_SECRET_MAX_AGE was taken (Powertools then caches nothing, silently),
+    and a huge one overflows Powertools' expiry once the secret is read (a crash at every call)."""
+    monkeypatch.setenv("GATE_SECRET_ID", "gate")
+    monkeypatch.setenv("GATE_SECRET_MAX_AGE", max_age)
+    result = handler.lambda_handler(case_event(corpus, "k1m-aa-000", only=("cpu",)), FakeContext())
+    assert result["statusCode"] == 503 and result["exit_code"] == 4
+    assert result["error"] == (f"could not judge: GATE_SECRET_MAX_AGE: {max_age!r} is not a whole number of "
+                               "seconds from 0 to 86400 (e.g. 900 for 15 minutes, 0 to fetch it every time)")
+
+
 def test_an_ssm_policy_without_a_region_is_a_400_naming_the_policy(handler, corpus, monkeypatch, tmp_path):
     """Review: `ssm:/...` with no AWS region answered 500 `internal error: NoRegionError`: asking
     again changes nothing, the answer names `policy` and the missing region."""
