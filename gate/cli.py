@@ -450,7 +450,8 @@ def promote(
 ) -> None:
     """Roll the canary's launch template version out to production, then scale the canary and
     baseline groups to zero (after an instance refresh, once it has succeeded: run promote again,
-    or use --wait). Safe to run again."""
+    or use --wait). Safe to run again. Unlike rollback, a store that cannot be opened stops it
+    before any change (exit 4): a promotion can wait, and must not change production unrecorded."""
     from gate import actions
     from gate.console import print_refresh
     from gate.policy import load_policy, parse_duration
@@ -470,6 +471,10 @@ def promote(
     def progress(refresh: dict) -> None:
         print_refresh(groups.production, refresh, err)
 
+    # Opened before anything is changed, on purpose (rollback does the opposite): waiting costs a
+    # promotion nothing (the canary keeps its share, a rerun finishes it), and production changed
+    # with no record of the promotion would leave no trace of who promoted what, nor the traffic
+    # step the deploy it belongs to.
     history = None if dry_run else open_store(store)
     promote_groups = actions.ACTIONS["promote"]
     outcome = promote_groups(release, groups, aws, strategy=settings.strategy,
@@ -492,7 +497,8 @@ def rollback(
 ) -> None:
     """Scale the canary (and baseline) groups to zero; production is left untouched. Safe to run
     again. A store that cannot be opened, read or written to does not stop it: what it could not
-    record is said (a note, and a warning on stderr)."""
+    record is said (a note, and a warning on stderr). Nor does a rollout's listener that cannot be
+    read or written: the groups scale down all the same, and the error is said (exit 4)."""
     from gate import actions
     from gate.policy import load_policy
     from gate.rollout import rollback_traffic_planner

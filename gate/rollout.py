@@ -521,14 +521,24 @@ def rollback_traffic(policy: Any, release: str, store: Any, *, by: str = "rollba
 
     spec = policy.rollout
     forward = forward_of(policy)
-    found = forward.weights()
     target = step_weights(spec, 0)
+    try:
+        found: Weights | None = forward.weights()
+        unread = ""
+    except ActionError as e:
+        if by != "rollback":  # a promotion waits for a listener it can read
+            raise
+        # The safety action never stops at a listener it cannot read (throttled, denied, gone for
+        # a moment): it sends the traffic back all the same (the write reads the listener again)
+        # and scales the canary down whatever that gives (gate.actions.rollback).
+        found, unread = None, str(e)
     registered = store.release(release) if store is not None else None
     deploy = deploy_of(registered) if registered is not None else None  # None: the change is no deploy's
-    moved = not same_split(target, found)
+    moved = found is None or not same_split(target, found)
     if not moved and (deploy is None or _over(store.deploy_traffic(deploy))):
         return []
-    detail = {"before": describe_split(spec, found), "after": describe_split(spec, target)}
+    before = describe_split(spec, found) if found is not None else f"unknown: the listener could not be read ({unread})"
+    detail = {"before": before, "after": describe_split(spec, target)}
 
     def apply() -> None:
         if moved:

@@ -315,6 +315,87 @@ def test_gate_rollback_sends_the_rollout_s_traffic_back_to_production(alb, tmp_p
     assert [(c["step"], c["by"]) for c in store.traffic("web-4")] == [(1, "rollout"), (0, "rollback")]
 
 
+def deny_listener_reads(monkeypatch, reads_denied: int | None) -> list[str]:
+    """The gate's elbv2 clients get AccessDenied for DescribeListeners (the first `reads_denied`
+    calls; None: every call), short-circuited on a before-call hook as botocore's Stubber does;
+    every other call reaches the moto server."""
+    from botocore.awsrequest import AWSResponse
+
+    import gate.aws
+
+    denied: list[str] = []
+    make_client = gate.aws.make_client
+
+    def hook(**_):
+        if reads_denied is not None and len(denied) >= reads_denied:
+            return None
+        denied.append("DescribeListeners")
+        return AWSResponse(None, 403, {}, None), {
+            "Error": {"Code": "AccessDenied", "Message": "not authorized to perform: DescribeListeners"},
+            "ResponseMetadata": {"HTTPStatusCode": 403}}
+
+    def client(service, *args, **kwargs):
+        made = make_client(service, *args, **kwargs)
+        if service == "elbv2":
+            made.meta.events.register("before-call.elastic-load-balancing-v2.DescribeListeners", hook)
+        return made
+
+    monkeypatch.setattr(gate.aws, "make_client", client)
+    return denied
+
+
+def rollback_in_process(monkeypatch, capsys, tmp_path, *args):
+    from gate import cli
+
+    monkeypatch.setattr("sys.argv", ["gate", "rollback", *args, "--store", str(tmp_path / "gate.sqlite"), "--json"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
+def test_a_listener_that_cannot_be_read_does_not_stop_the_canary_s_rollback(alb, tmp_path, monkeypatch, capsys):
+    """Review: `gate rollback` read the listener before anything else; DescribeListeners refused
+    (AccessDenied, throttled) meant exit 4 with the canary group still up. Now the canary scales
+    down all the same, and the answer says the traffic could not be sent back (exit 4)."""
+    autoscaling = canary_group(alb)
+    policy = write_policy(alb, tmp_path)
+    assert gate(alb, tmp_path, "rollout", "web-4", "--policy", policy).returncode == 3
+    assert split(alb)["canary"] == 5
+    denied = deny_listener_reads(monkeypatch, None)
+    code, out, err = rollback_in_process(monkeypatch, capsys, tmp_path, "web-4", "--policy", str(policy),
+                                         "--canary-asg", "web-canary")
+    assert code == 4 and out == "" and len(denied) >= 2  # read at the plan, read again to write
+    assert autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["web-canary"])[
+        "AutoScalingGroups"][0]["DesiredCapacity"] == 0
+    assert split(alb)["canary"] == 5  # nothing could move it: said
+    assert "could not send the canary's traffic back to production" in err and "AccessDenied" in err
+    assert "Applied all the same: scale web-canary to zero" in err and "send it back to production by hand" in err
+    assert "Traceback" not in err
+    (event,) = [e for e in SqliteStore(tmp_path / "gate.sqlite").events("web-4") if e["kind"] == "rollback"]
+    assert "AccessDenied" in event["detail"]["error"]
+    assert [s["change"].split()[0] for s in event["detail"]["applied"]] == ["scale"]
+
+
+def test_a_listener_read_refused_once_is_read_again_when_the_rollback_applies(alb, tmp_path, monkeypatch, capsys):
+    autoscaling = canary_group(alb)
+    policy = write_policy(alb, tmp_path)
+    assert gate(alb, tmp_path, "rollout", "web-4", "--policy", policy).returncode == 3
+    denied = deny_listener_reads(monkeypatch, 1)
+    code, out, err = rollback_in_process(monkeypatch, capsys, tmp_path, "web-4", "--policy", str(policy),
+                                         "--canary-asg", "web-canary")
+    assert code == 0, err
+    assert denied == ["DescribeListeners"]
+    assert split(alb) == {"production": 100, "canary": 0, "baseline": 0}
+    assert autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["web-canary"])[
+        "AutoScalingGroups"][0]["DesiredCapacity"] == 0
+    changes = [c["change"] for c in json.loads(out)["changes"]]
+    assert changes[0].startswith("send the canary's traffic back to production (unknown: the listener could not "
+                                 "be read (") and "AccessDenied" in changes[0]
+    assert [(c["step"], c["by"]) for c in SqliteStore(tmp_path / "gate.sqlite").traffic("web-4")] == [
+        (1, "rollout"), (0, "rollback")]
+
+
 def test_a_policy_without_a_rollout_section_is_refused(alb, tmp_path):
     path = tmp_path / "plain.yaml"
     path.write_text(yaml.safe_dump(DEMO_POLICY))
