@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from gate.errors import GateError, PolicyError, ReleaseError, SourceError
+from gate.errors import CrashError, GateError, PolicyError, ReleaseError, SourceError
 from gate.release import check_release, parse_time
 from gate.verdict import EXIT_CODES, EXIT_ERROR, Verdict
 
@@ -576,13 +576,21 @@ def main() -> None:
     try:
         app()
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - a crash must never read as a pass
-        if settings.debug and not isinstance(e, (GateError, KeyboardInterrupt)):
-            traceback.print_exc()
+        if settings.debug and is_crash(e):
+            traceback.print_exc()  # a crash while judging: the CrashError and, above it, the bug's own
         sys.exit(print_error(error_line(e)))
+
+
+def is_crash(e: BaseException) -> bool:
+    """A bug of the gate's rather than a fault it names: anything that is no GateError, and a
+    crash while judging (CrashError: recorded as could-not-judge, its cause the bug)."""
+    return isinstance(e, CrashError) or not isinstance(e, (GateError, KeyboardInterrupt))
 
 
 def error_line(e: BaseException) -> str:
     """What stopped the gate, as the one error line (stderr, the JUnit report)."""
+    if isinstance(e, CrashError):
+        return f"{e} (set GATE_DEBUG=1 for the traceback)"
     if isinstance(e, GateError):
         return str(e)
     if isinstance(e, KeyboardInterrupt):

@@ -79,7 +79,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from gate.analysis import Analysis, announce, current_moment, open_release, register_release
 from gate.aws import error_code, make_client, transient
 from gate.cache import lambda_cache
-from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
+from gate.errors import CrashError, GateError, PolicyError, ReleaseError, SourceError, validation_problems
 from gate.lifecycle import LAMBDA, is_registered_policy
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
 from gate.release import iso, parse_time, release_name
@@ -636,7 +636,10 @@ def answer(event: Any, context: Any) -> dict:
     except GateError as e:
         if isinstance(e, SourceError):
             metrics.add_metric(name="SourceErrors", unit=MetricUnit.Count, value=1)
-        result = error(503, f"could not judge: {redact(str(e), secrets)}", release)
+        if isinstance(e, CrashError):  # a bug, answered as could-not-judge: its traceback, as a 500's
+            logger.error("crash while judging", extra={"traceback": redact(traceback.format_exc(), secrets)})
+        said = redact(str(e), secrets)  # a CrashError's already starts with "could not judge"
+        result = error(503, said if said.startswith("could not judge") else f"could not judge: {said}", release)
         if getattr(e, "same_deploy", None):
             result["same_deploy"] = e.same_deploy
     except Exception as e:  # noqa: BLE001 - a crash must never read as a pass
