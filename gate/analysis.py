@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gate import judge as default_judge
 from gate.errors import CrashError, GateError, PolicyError, quoted
-from gate.lifecycle import CLI, Deploy, Names, register
+from gate.lifecycle import CLI, Deploy, Names, belongs, register
 from gate.policy import Policy, with_overrides
 from gate.request_budget import BudgetSpent
 from gate.series import Frame, Observations, TargetHealth, TargetHealthUnread
@@ -106,8 +106,11 @@ class Evaluation:
     `window` and `reference`, so it shows the data the verdict judged, not a later read of it."""
 
     verdict: Verdict
-    window: Observations  # the data judged: from the deploy to the moment of the verdict
+    window: Observations | None  # the data judged: from the deploy to the moment of the verdict
     reference: Any  # the judge's model of the history the window was judged against
+    # A final verdict reached at an earlier look, answered again (`Analysis.recorded_final`): not
+    # judged, recorded nor told again (no window: its report was drawn when it was reached).
+    recorded: bool = False
 
 
 class Analysis:
@@ -245,6 +248,9 @@ class Analysis:
     def evaluation(self, now: int) -> Evaluation:
         """The verdict at `now`, recorded in the store (a failure to judge as an error), with the
         window and reference it was reached on."""
+        final = self.recorded_final(int(now))
+        if final is not None:
+            return Evaluation(final, None, None, recorded=True)
         # After the lifetime there is nothing more to learn: the verdict is the one at its end.
         current = int(now) <= self.end_at
         now = min(int(now), self.end_at)
@@ -286,6 +292,28 @@ class Analysis:
         if self.store is not None:
             self.store.record(verdict)
         return Evaluation(verdict, window, reference)
+
+    def recorded_final(self, now: int) -> Verdict | None:
+        """The deploy's final verdict recorded at or before `now`, if one was: a look after it
+        answers it again and never judges anew. Judged again, a window one minute longer is a
+        new question to a sequential test: a canary passed at minute 30 was inconclusive at 31
+        and passed again at 45, and a failed one could pass a later look (another build, a retry,
+        a manual check) after the pipeline had rolled it back. A rollout's step verdicts are the
+        rollout's to read (`Rollout.step_outcome`); a verdict that names another deploy, or none,
+        is not this deploy's."""
+        if self.store is None or self.rollout_step is not None:
+            return None
+        for e in self.store.evaluations(self.release):
+            payload = e["payload"] if isinstance(e["payload"], dict) else {}
+            if not (e["final"] and e["verdict"] != "error" and e["evaluated_at"] <= now):
+                continue
+            ours = payload.get("rollout_step") is None and payload.get("deployed_at") == iso(self.deployed_at)
+            if ours and (self.deploy is None or belongs(payload, self.deploy)):
+                verdict = Verdict.from_dict(payload)
+                note = (f"the deploy's final verdict, reached at {iso(verdict.evaluated_at)}, answered again: "
+                        "a final verdict is never judged anew")
+                return replace(verdict, notes=[*verdict.notes, note])
+        return None
 
     def _with_links(self, verdict: Verdict) -> Verdict:
         """Each failing metric's links to the canary's traces, logs and the metric (gate.links)."""
@@ -433,7 +461,7 @@ def announce(analysis: Analysis, evaluation: Evaluation, *, report: bool = True,
     every notifier of gate.notify.NOTIFIERS (Slack, the Datadog event, the webhook). None of them
     can change the verdict: each logs and records its own failure (in the analysis' store).
     Returns where the report is, or None."""
-    if not evaluation.verdict.decisive:  # a verdict that waits tells nobody
+    if not evaluation.verdict.decisive or evaluation.recorded:  # a verdict that waits, or told already
         return None
     from gate.notify import News, tell
     from gate.report import report_for
