@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gate import judge as default_judge
-from gate.errors import CrashError, GateError, PolicyError, quoted
+from gate.errors import CrashError, GateError, PolicyError, StoreError, quoted
 from gate.lifecycle import CLI, Deploy, Names, belongs, register
 from gate.policy import Policy, with_overrides
 from gate.request_budget import BudgetSpent
@@ -309,7 +309,12 @@ class Analysis:
                 continue
             ours = payload.get("rollout_step") is None and payload.get("deployed_at") == iso(self.deployed_at)
             if ours and (self.deploy is None or belongs(payload, self.deploy)):
-                verdict = Verdict.from_dict(payload)
+                try:
+                    verdict = Verdict.from_dict(payload)
+                except (KeyError, TypeError, ValueError) as damage:
+                    raise StoreError(f"the final verdict of {self.release!r} recorded at {iso(e['evaluated_at'])} is "
+                                     f"damaged ({type(damage).__name__}: {str(damage)[:100]}); repair or remove that "
+                                     "record") from None
                 note = (f"the deploy's final verdict, reached at {iso(verdict.evaluated_at)}, answered again: "
                         "a final verdict is never judged anew")
                 return replace(verdict, notes=[*verdict.notes, note])
