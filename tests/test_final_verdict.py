@@ -56,3 +56,29 @@ def test_the_lambda_answers_a_later_look_with_the_recorded_final_verdict(handler
     assert (later["verdict"], later["final"], later["exit_code"]) == ("pass", True, 0), later
     assert later["evaluated_at"] == first["evaluated_at"] and later["deploy"] == first["deploy"] == 1
     assert later["same_deploy"] == first["same_deploy"]
+
+
+def test_a_damaged_final_verdict_is_a_store_error_naming_it(corpus, tmp_path):
+    import json
+    import sqlite3
+
+    import pytest
+
+    from gate.errors import StoreError
+
+    case = load_case(corpus / CASE)
+    path = tmp_path / "gate.sqlite"
+    store = SqliteStore(path)
+
+    def look(minute: int):
+        now = case.deployed_at + 60 * minute
+        return open_release(case.policy(), CASE, now, open_source=open_source, store=store,
+                            requested=case.deployed_at, canary="canary", baseline="baseline",
+                            examine_past=True, clock=lambda: now).evaluation(now).verdict
+
+    assert look(30).final
+    with sqlite3.connect(path) as db:
+        (payload,) = db.execute("SELECT payload FROM evaluations").fetchone()
+        db.execute("UPDATE evaluations SET payload = ?", (json.dumps({**json.loads(payload), "metrics": [{"x": 1}]}),))
+    with pytest.raises(StoreError, match=rf"the final verdict of '{CASE}' recorded at .* is damaged \(TypeError: "):
+        look(31)
