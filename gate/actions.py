@@ -418,34 +418,21 @@ def plan_rollback(aws: AutoScaling, groups: Groups, traffic: list[Step] = ()) ->
 
 def run(release: str, action: str, groups: Groups, steps: list[Step], *, dry_run: bool,
         store: Any = None, notes: list[str] | None = None, strategy: str | None = None,
-        refresh: dict | None = None, go_on_after: list[Step] = ()) -> ActionResult:
-    """Apply the planned steps in order (unless dry_run) and record what was done. A step of
-    `go_on_after` that fails does not stop the others: its error is raised once they are applied."""
+        refresh: dict | None = None) -> ActionResult:
+    """Apply the planned steps in order (unless dry_run) and record what was done."""
     outcome = ActionResult(release, action, dry_run, groups, steps, list(notes or []), refresh)
     if dry_run:
         return outcome
     applied: list[Step] = []
     with _recorded(outcome, store, strategy, applied):
-        _apply(steps, applied, go_on_after)
+        _apply(steps, applied)
     return outcome
 
 
-def _apply(steps: list[Step], applied: list[Step], go_on_after: list[Step] = ()) -> None:
-    failed: list[str] = []
+def _apply(steps: list[Step], applied: list[Step]) -> None:
     for step in steps:
-        try:
-            step.apply()
-        except ActionError as e:
-            if not any(step is s for s in go_on_after):
-                raise
-            failed.append(f"{step.group}: could not {step.change}: {e}")
-            continue
+        step.apply()
         applied.append(step)
-    if failed:
-        done = "; ".join(s.change for s in applied) or "nothing"
-        raise ActionError(f"{'; '.join(failed)}. Applied all the same: {done}. The load balancer may still send "
-                          "traffic to the canary's target group: send it back to production by hand, or run "
-                          "rollback again")
 
 
 class _recorded:
@@ -591,11 +578,11 @@ def wait_for_refresh(aws: AutoScaling, name: str, refresh_id: str, timeout: floa
 def rollback(release: str, groups: Groups, aws: AutoScaling, *, dry_run: bool = False,
              store: Any = None, traffic: list[Step] = ()) -> ActionResult:
     """Send a rollout's traffic back to production, then scale the canary and baseline to zero.
-    The traffic step failing (the listener cannot be read or written) does not stop the scaling:
-    a canary that must go is scaled down all the same, and the rollback then fails (ActionError,
-    recorded) saying the listener may still send it traffic, for a person to fix."""
+    The traffic step failing (the listener cannot be read or written, or is not seen at 0 after
+    the write: gate.rollout.rollback_traffic) stops it before any scaling: a group scaled down
+    while its target group still has weight would answer the load balancer's share with 503s."""
     steps = plan_rollback(aws, groups, traffic)
-    return run(release, "rollback", groups, steps, dry_run=dry_run, store=store, go_on_after=list(traffic))
+    return run(release, "rollback", groups, steps, dry_run=dry_run, store=store)
 
 
 class Action(Protocol):

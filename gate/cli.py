@@ -497,8 +497,10 @@ def rollback(
 ) -> None:
     """Scale the canary (and baseline) groups to zero; production is left untouched. Safe to run
     again. A store that cannot be opened, read or written to does not stop it: what it could not
-    record is said (a note, and a warning on stderr). Nor does a rollout's listener that cannot be
-    read or written: the groups scale down all the same, and the error is said (exit 4)."""
+    record is said (a note, and a warning on stderr). A rollout's traffic goes back to production
+    first: a listener AWS could not read at first (denied, throttled, unreachable) is read again
+    then; one that does not hold the policy's target groups, cannot be written, or is not seen at 0
+    after the write stops the rollback before any group scales down (exit 4, the shares said)."""
     from gate import actions
     from gate.policy import load_policy
     from gate.rollout import rollback_traffic_planner
