@@ -248,7 +248,7 @@ class Analysis:
     def evaluation(self, now: int) -> Evaluation:
         """The verdict at `now`, recorded in the store (a failure to judge as an error), with the
         window and reference it was reached on."""
-        final = self.recorded_final(int(now))
+        final = self.recorded_final()
         if final is not None:
             return Evaluation(final, None, None, recorded=True)
         # After the lifetime there is nothing more to learn: the verdict is the one at its end.
@@ -293,32 +293,47 @@ class Analysis:
             self.store.record(verdict)
         return Evaluation(verdict, window, reference)
 
-    def recorded_final(self, now: int) -> Verdict | None:
-        """The deploy's final verdict recorded at or before `now`, if one was: a look after it
-        answers it again and never judges anew. Judged again, a window one minute longer is a
-        new question to a sequential test: a canary passed at minute 30 was inconclusive at 31
-        and passed again at 45, and a failed one could pass a later look (another build, a retry,
-        a manual check) after the pipeline had rolled it back. A rollout's step verdicts are the
-        rollout's to read (`Rollout.step_outcome`); a verdict that names another deploy, or none,
-        is not this deploy's."""
+    def recorded_final(self) -> Verdict | None:
+        """The deploy's first final verdict in the order recorded, if it has one: every look of the
+        deploy (at any moment, before it too) answers it again and never judges anew. Judged
+        again, a window one minute longer is a new question to a sequential test: a canary passed
+        at minute 30 was inconclusive at 31 and passed again at 45; and a look at an earlier
+        moment than a final fail (a Lambda `now`, a retry) could pass and, recorded, answer every
+        later look (review). A rollout's step verdicts are the rollout's to read
+        (`Rollout.step_outcome`); a verdict that names another deploy is not this deploy's. A
+        record whose row and payload disagree is a StoreError naming it, never answered."""
         if self.store is None or self.rollout_step is not None:
             return None
-        for e in self.store.evaluations(self.release):
+        finals = [e for e in self.store.evaluations(self.release) if e["final"] and e["verdict"] != "error"]
+        for e in sorted(finals, key=lambda e: e.get("recorded_at") or 0.0):  # stable: ties keep their order
             payload = e["payload"] if isinstance(e["payload"], dict) else {}
-            if not (e["final"] and e["verdict"] != "error" and e["evaluated_at"] <= now):
+            if payload.get("rollout_step") is not None:
                 continue
-            ours = payload.get("rollout_step") is None and payload.get("deployed_at") == iso(self.deployed_at)
-            if ours and (self.deploy is None or belongs(payload, self.deploy)):
-                try:
-                    verdict = Verdict.from_dict(payload)
-                except (KeyError, TypeError, ValueError) as damage:
-                    raise StoreError(f"the final verdict of {self.release!r} recorded at {iso(e['evaluated_at'])} is "
-                                     f"damaged ({type(damage).__name__}: {str(damage)[:100]}); repair or remove that "
-                                     "record") from None
-                note = (f"the deploy's final verdict, reached at {iso(verdict.evaluated_at)}, answered again: "
-                        "a final verdict is never judged anew")
-                return replace(verdict, notes=[*verdict.notes, note])
+            if payload.get("deployed_at") != iso(self.deployed_at):
+                if not isinstance(payload.get("deployed_at"), str):
+                    raise self._damaged(e, "its payload names no deploy time")
+                continue  # an earlier deploy's
+            if self.deploy is not None and not belongs(payload, self.deploy):
+                continue
+            try:
+                verdict = Verdict.from_dict(payload)
+            except (KeyError, TypeError, ValueError) as damage:
+                raise self._damaged(e, f"{type(damage).__name__}: {str(damage)[:100]}") from None
+            row = (e["verdict"], bool(e["final"]), self.release, int(e["evaluated_at"]), self.deployed_at)
+            recorded = (verdict.verdict, verdict.final, verdict.release, verdict.evaluated_at, verdict.deployed_at)
+            if row != recorded or (self.deploy is not None and verdict.deploy != self.deploy.number):
+                raise self._damaged(e, f"the record says {e['verdict']}{' final' if e['final'] else ''} of "
+                                       f"{self.release!r} at {iso(e['evaluated_at'])}, its payload "
+                                       f"{verdict.verdict}{' final' if verdict.final else ''} of {verdict.release!r} "
+                                       f"at {iso(verdict.evaluated_at)} (deploy {verdict.deploy})")
+            note = (f"the deploy's final verdict, reached at {iso(verdict.evaluated_at)}, answered again: "
+                    "a final verdict is never judged anew")
+            return replace(verdict, notes=[*verdict.notes, note])
         return None
+
+    def _damaged(self, record: dict, why: str) -> StoreError:
+        return StoreError(f"the final verdict of {self.release!r} recorded at {iso(record['evaluated_at'])} is "
+                          f"damaged ({why}); repair or remove that record")
 
     def _with_links(self, verdict: Verdict) -> Verdict:
         """Each failing metric's links to the canary's traces, logs and the metric (gate.links)."""
