@@ -304,7 +304,7 @@ class Analysis:
         record whose row and payload disagree is a StoreError naming it, never answered."""
         if self.store is None or self.rollout_step is not None:
             return None
-        finals = [e for e in self.store.evaluations(self.release) if e["final"] and e["verdict"] != "error"]
+        finals = [e for e in self.store.evaluations(self.release) if _says_final(e)]
         for e in sorted(finals, key=lambda e: e.get("recorded_at") or 0.0):  # stable: ties keep their order
             payload = e["payload"] if isinstance(e["payload"], dict) else {}
             if payload.get("rollout_step") is not None:
@@ -562,3 +562,11 @@ def replay_recorded(case: Case, policy: Policy, judge: Any = default_judge, cach
 
     evaluation, evaluations = analysis.watch(wait=advance_clock, on_verdict=on_verdict)
     return analysis, evaluation, evaluations
+
+
+def _says_final(record: dict) -> bool:
+    """A record whose row or payload says it is a final verdict: both are compared (`recorded_final`),
+    so a row damaged to say not final (or error) cannot hide its payload's final fail (review)."""
+    payload = record["payload"] if isinstance(record["payload"], dict) else {}
+    return bool(record["final"] and record["verdict"] != "error"
+                or payload.get("final") is True and payload.get("verdict") not in (None, "error"))

@@ -172,7 +172,10 @@ def damage(path, statement: str, change=None) -> None:
     ("", lambda p: {**p, "release": "another-release"}, "its payload pass final of 'another-release'"),
     ("UPDATE evaluations SET evaluated_at = evaluated_at + 60 WHERE final = 1", None, "its payload pass final of"),
     ("", lambda p: {k: v for k, v in p.items() if k != "deployed_at"}, "its payload names no deploy time"),
-], ids=["row verdict", "payload verdict", "payload final", "payload release", "row moment", "no deploy time"])
+    ("UPDATE evaluations SET final = 0 WHERE final = 1", None, "the record says pass of"),
+    ("UPDATE evaluations SET verdict = 'error' WHERE final = 1", None, "the record says error final of"),
+], ids=["row verdict", "payload verdict", "payload final", "payload release", "row moment", "no deploy time",
+        "row not final", "row error"])
 def test_a_final_verdict_whose_row_and_payload_disagree_is_a_store_error(corpus, tmp_path, statement, change, said):
     """Review (doors): the short-cut chose by the row's verdict and final columns but answered the
     payload's verdict, never checking its release: a row saying fail with a payload saying pass
