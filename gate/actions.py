@@ -577,6 +577,10 @@ def wait_for_refresh(aws: AutoScaling, name: str, refresh_id: str, timeout: floa
 
 def rollback(release: str, groups: Groups, aws: AutoScaling, *, dry_run: bool = False,
              store: Any = None, traffic: list[Step] = ()) -> ActionResult:
+    """Send a rollout's traffic back to production, then scale the canary and baseline to zero.
+    The traffic step failing (the listener cannot be read or written, or is not seen at 0 after
+    the write: gate.rollout.rollback_traffic) stops it before any scaling: a group scaled down
+    while its target group still has weight would answer the load balancer's share with 503s."""
     steps = plan_rollback(aws, groups, traffic)
     return run(release, "rollback", groups, steps, dry_run=dry_run, store=store)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gate import judge as default_judge
-from gate.errors import CrashError, GateError, PolicyError, quoted
-from gate.lifecycle import CLI, Deploy, Names, register
+from gate.errors import CrashError, GateError, PolicyError, StoreError, quoted
+from gate.lifecycle import CLI, Deploy, Names, belongs, register
 from gate.policy import Policy, with_overrides
 from gate.request_budget import BudgetSpent
 from gate.series import Frame, Observations, TargetHealth, TargetHealthUnread
@@ -106,8 +106,11 @@ class Evaluation:
     `window` and `reference`, so it shows the data the verdict judged, not a later read of it."""
 
     verdict: Verdict
-    window: Observations  # the data judged: from the deploy to the moment of the verdict
+    window: Observations | None  # the data judged: from the deploy to the moment of the verdict
     reference: Any  # the judge's model of the history the window was judged against
+    # A final verdict reached at an earlier look, answered again (`Analysis.recorded_final`): not
+    # judged, recorded nor told again (no window: its report was drawn when it was reached).
+    recorded: bool = False
 
 
 class Analysis:
@@ -245,6 +248,9 @@ class Analysis:
     def evaluation(self, now: int) -> Evaluation:
         """The verdict at `now`, recorded in the store (a failure to judge as an error), with the
         window and reference it was reached on."""
+        final = self.recorded_final()
+        if final is not None:
+            return Evaluation(final, None, None, recorded=True)
         # After the lifetime there is nothing more to learn: the verdict is the one at its end.
         current = int(now) <= self.end_at
         now = min(int(now), self.end_at)
@@ -286,6 +292,48 @@ class Analysis:
         if self.store is not None:
             self.store.record(verdict)
         return Evaluation(verdict, window, reference)
+
+    def recorded_final(self) -> Verdict | None:
+        """The deploy's first final verdict in the order recorded, if it has one: every look of the
+        deploy (at any moment, before it too) answers it again and never judges anew. Judged
+        again, a window one minute longer is a new question to a sequential test: a canary passed
+        at minute 30 was inconclusive at 31 and passed again at 45; and a look at an earlier
+        moment than a final fail (a Lambda `now`, a retry) could pass and, recorded, answer every
+        later look (review). A rollout's step verdicts are the rollout's to read
+        (`Rollout.step_outcome`); a verdict that names another deploy is not this deploy's. A
+        record whose row and payload disagree is a StoreError naming it, never answered."""
+        if self.store is None or self.rollout_step is not None:
+            return None
+        finals = [e for e in self.store.evaluations(self.release) if _says_final(e)]
+        for e in sorted(finals, key=lambda e: e.get("recorded_at") or 0.0):  # stable: ties keep their order
+            payload = e["payload"] if isinstance(e["payload"], dict) else {}
+            if payload.get("rollout_step") is not None:
+                continue
+            if payload.get("deployed_at") != iso(self.deployed_at):
+                if not isinstance(payload.get("deployed_at"), str):
+                    raise self._damaged(e, "its payload names no deploy time")
+                continue  # an earlier deploy's
+            if self.deploy is not None and not belongs(payload, self.deploy):
+                continue
+            try:
+                verdict = Verdict.from_dict(payload)
+            except (KeyError, TypeError, ValueError) as damage:
+                raise self._damaged(e, f"{type(damage).__name__}: {str(damage)[:100]}") from None
+            row = (e["verdict"], bool(e["final"]), self.release, int(e["evaluated_at"]), self.deployed_at)
+            recorded = (verdict.verdict, verdict.final, verdict.release, verdict.evaluated_at, verdict.deployed_at)
+            if row != recorded or (self.deploy is not None and verdict.deploy != self.deploy.number):
+                raise self._damaged(e, f"the record says {e['verdict']}{' final' if e['final'] else ''} of "
+                                       f"{self.release!r} at {iso(e['evaluated_at'])}, its payload "
+                                       f"{verdict.verdict}{' final' if verdict.final else ''} of {verdict.release!r} "
+                                       f"at {iso(verdict.evaluated_at)} (deploy {verdict.deploy})")
+            note = (f"the deploy's final verdict, reached at {iso(verdict.evaluated_at)}, answered again: "
+                    "a final verdict is never judged anew")
+            return replace(verdict, notes=[*verdict.notes, note])
+        return None
+
+    def _damaged(self, record: dict, why: str) -> StoreError:
+        return StoreError(f"the final verdict of {self.release!r} recorded at {iso(record['evaluated_at'])} is "
+                          f"damaged ({why}); repair or remove that record")
 
     def _with_links(self, verdict: Verdict) -> Verdict:
         """Each failing metric's links to the canary's traces, logs and the metric (gate.links)."""
@@ -433,7 +481,7 @@ def announce(analysis: Analysis, evaluation: Evaluation, *, report: bool = True,
     every notifier of gate.notify.NOTIFIERS (Slack, the Datadog event, the webhook). None of them
     can change the verdict: each logs and records its own failure (in the analysis' store).
     Returns where the report is, or None."""
-    if not evaluation.verdict.decisive:  # a verdict that waits tells nobody
+    if not evaluation.verdict.decisive or evaluation.recorded:  # a verdict that waits, or told already
         return None
     from gate.notify import News, tell
     from gate.report import report_for
@@ -514,3 +562,11 @@ def replay_recorded(case: Case, policy: Policy, judge: Any = default_judge, cach
 
     evaluation, evaluations = analysis.watch(wait=advance_clock, on_verdict=on_verdict)
     return analysis, evaluation, evaluations
+
+
+def _says_final(record: dict) -> bool:
+    """A record whose row or payload says it is a final verdict: both are compared (`recorded_final`),
+    so a row damaged to say not final (or error) cannot hide its payload's final fail (review)."""
+    payload = record["payload"] if isinstance(record["payload"], dict) else {}
+    return bool(record["final"] and record["verdict"] != "error"
+                or payload.get("final") is True and payload.get("verdict") not in (None, "error"))

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from gate.errors import GateError, PolicyError, ReleaseError, SourceError
+from gate.errors import CrashError, GateError, PolicyError, ReleaseError, SourceError
 from gate.release import check_release, parse_time
 from gate.verdict import EXIT_CODES, EXIT_ERROR, Verdict
 
@@ -450,7 +450,8 @@ def promote(
 ) -> None:
     """Roll the canary's launch template version out to production, then scale the canary and
     baseline groups to zero (after an instance refresh, once it has succeeded: run promote again,
-    or use --wait). Safe to run again."""
+    or use --wait). Safe to run again. Unlike rollback, a store that cannot be opened stops it
+    before any change (exit 4): a promotion can wait, and must not change production unrecorded."""
     from gate import actions
     from gate.console import print_refresh
     from gate.policy import load_policy, parse_duration
@@ -470,6 +471,10 @@ def promote(
     def progress(refresh: dict) -> None:
         print_refresh(groups.production, refresh, err)
 
+    # Opened before anything is changed, on purpose (rollback does the opposite): waiting costs a
+    # promotion nothing (the canary keeps its share, a rerun finishes it), and production changed
+    # with no record of the promotion would leave no trace of who promoted what, nor the traffic
+    # step the deploy it belongs to.
     history = None if dry_run else open_store(store)
     promote_groups = actions.ACTIONS["promote"]
     outcome = promote_groups(release, groups, aws, strategy=settings.strategy,
@@ -492,7 +497,10 @@ def rollback(
 ) -> None:
     """Scale the canary (and baseline) groups to zero; production is left untouched. Safe to run
     again. A store that cannot be opened, read or written to does not stop it: what it could not
-    record is said (a note, and a warning on stderr)."""
+    record is said (a note, and a warning on stderr). A rollout's traffic goes back to production
+    first: a listener AWS could not read at first (denied, throttled, unreachable) is read again
+    then; one that does not hold the policy's target groups, cannot be written, or is not seen at 0
+    after the write stops the rollback before any group scales down (exit 4, the shares said)."""
     from gate import actions
     from gate.policy import load_policy
     from gate.rollout import rollback_traffic_planner
@@ -570,13 +578,21 @@ def main() -> None:
     try:
         app()
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - a crash must never read as a pass
-        if settings.debug and not isinstance(e, (GateError, KeyboardInterrupt)):
-            traceback.print_exc()
+        if settings.debug and is_crash(e):
+            traceback.print_exc()  # a crash while judging: the CrashError and, above it, the bug's own
         sys.exit(print_error(error_line(e)))
+
+
+def is_crash(e: BaseException) -> bool:
+    """A bug of the gate's rather than a fault it names: anything that is no GateError, and a
+    crash while judging (CrashError: recorded as could-not-judge, its cause the bug)."""
+    return isinstance(e, CrashError) or not isinstance(e, (GateError, KeyboardInterrupt))
 
 
 def error_line(e: BaseException) -> str:
     """What stopped the gate, as the one error line (stderr, the JUnit report)."""
+    if isinstance(e, CrashError):
+        return f"{e} (set GATE_DEBUG=1 for the traceback)"
     if isinstance(e, GateError):
         return str(e)
     if isinstance(e, KeyboardInterrupt):

@@ -30,7 +30,8 @@ from gate.policy import Policy
 from gate.release import LAST_MOMENT, iso
 
 FUTURE_SKEW = 60  # seconds a moment may be ahead of this clock (clocks differ a little)
-POLICY_DIGEST = "policy_sha256"  # the key of the policy's digest in a registration's info
+POLICY_DIGEST = "policy_sha256"  # the policy's digest as first kept: its JSON in the order it was written
+CANONICAL_DIGEST = "policy_canonical_sha256"  # the policy's digest with its keys sorted: what identifies it
 ATTEMPTS = 4  # registrations raced by other processes before giving up (each race is a write)
 REDEPLOY_EVENT = "redeploy"  # the event that keeps a restarted release's previous deploy
 DEPLOY = "deploy"  # the deploy number, in a registration's info and in every record of the deploy
@@ -103,9 +104,37 @@ LAMBDA = Names("deployed_at", "now", "examine_past")
 
 
 def policy_digest(policy: Policy) -> str:
-    """What identifies a policy's content: defaults left out, so that a new optional field in a
-    later version of the gate does not make every running canary's policy look different."""
+    """What identifies a policy's content: its validated fields with every key sorted (the same
+    policy written with its keys in another order, e.g. re-serialised by a pipeline, is the same
+    policy), defaults left out, so that a new optional field in a later version of the gate does
+    not make every running canary's policy look different."""
+    fields = policy.model_dump(mode="json", exclude_defaults=True)
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def written_policy_digest(policy: Policy) -> str:
+    """The digest registrations kept before `policy_digest` (POLICY_DIGEST): the keys of its
+    mappings (a metric's queries, the source's options, the links) in the order they were written.
+    Still written beside the canonical one, so that a gate of an earlier version sharing the store
+    (a Lambda not yet updated) still recognises the policy of a deploy this one registered."""
     return hashlib.sha256(policy.model_dump_json(exclude_defaults=True).encode()).hexdigest()
+
+
+def policy_digests(policy: Policy) -> dict[str, str]:
+    """The digests a registration keeps of its policy (see `is_registered_policy`)."""
+    return {POLICY_DIGEST: written_policy_digest(policy), CANONICAL_DIGEST: policy_digest(policy)}
+
+
+def is_registered_policy(info: dict, policy: Policy) -> bool | None:
+    """Whether a registration's info names `policy`: by the canonical digest if it keeps one, else
+    (a record registered before it was kept) by the written-order digest, which recognises the
+    policy as it was written then; None if it keeps no digest at all (older still)."""
+    if CANONICAL_DIGEST in info:
+        return info[CANONICAL_DIGEST] == policy_digest(policy)
+    if POLICY_DIGEST in info:
+        return info[POLICY_DIGEST] == written_policy_digest(policy)
+    return None
 
 
 def register_deploy(store: Any, release: str, requested: int | None, now: int, policy: Policy, info: dict,
@@ -147,7 +176,7 @@ def register(
     for value, name in ((requested, names.deployed_at), (now, names.now)):
         if value is not None and value > moment + FUTURE_SKEW:
             raise ReleaseError(f"{name}: {_when(value)} is in the future (now {iso(moment)})")
-    info = {**info, POLICY_DIGEST: policy_digest(policy), LIFETIME: policy.lifetime}
+    info = {**info, **policy_digests(policy), LIFETIME: policy.lifetime}
     writes = 0
     while True:
         # Judge what is asked against what the store holds, write only what the rules allow, and
@@ -186,8 +215,8 @@ def registered_end(deploy: Deploy, registered: dict, policy: Policy) -> int | No
     older than digests is judged as `_judged_by` judges it: by the asking policy."""
     if deploy.lifetime is not None:
         return deploy.deployed_at + deploy.lifetime
-    recorded = registered["info"].get(POLICY_DIGEST)
-    return deploy.deployed_at + policy.lifetime if recorded in (None, policy_digest(policy)) else None
+    same_policy = is_registered_policy(registered["info"], policy) is not False
+    return deploy.deployed_at + policy.lifetime if same_policy else None
 
 
 def _registered(deploy: Deploy, registered: dict, requested: int | None, now: int, policy: Policy,
@@ -228,8 +257,7 @@ def _judged_by(policy: Policy, info: dict, store: Any, deploy: Deploy, registere
     else ReleaseError. Acted (`_acted`): a verdict or a traffic change of this deploy."""
     release, start = deploy.release, deploy.deployed_at
     kept = registered["info"]
-    recorded = kept.get(POLICY_DIGEST)
-    same_policy = recorded is None or recorded == policy_digest(policy)
+    same_policy = is_registered_policy(kept, policy) is not False
     # Older records name no groups: nothing to compare.
     moved = [g for g in ("canary", "baseline") if g in kept and kept[g] != info.get(g)]
     if same_policy and not moved:
@@ -244,13 +272,23 @@ def _judged_by(policy: Policy, info: dict, store: Any, deploy: Deploy, registere
         raise ReleaseError(
             f"policy {policy.name!r} differs from the policy release {release!r} was registered with at "
             f"{iso(start)} ({kept.get('policy')!r}), which has judged it or set its traffic: judge that deploy "
-            f"with its own policy, or the new policy {elsewhere}")
+            f"with its own policy, or the new policy {elsewhere}{_written_order_hint(kept)}")
     # Another group under the same release would mix two canaries' verdicts in one history.
     group = moved[0]
     raise ReleaseError(
         f"{group} scope {info.get(group)!r} differs from the one release {release!r} was registered with at "
         f"{iso(start)} ({kept[group]!r}), which has judged it or set its traffic: judge that deploy on its own "
         f"groups, or these groups {elsewhere}")
+
+
+def _written_order_hint(kept: dict) -> str:
+    """For a deploy registered before digests sorted keys: the same content written in another key
+    order reads as another policy there, which the operator can repair by writing it as before."""
+    if CANONICAL_DIGEST in kept or POLICY_DIGEST not in kept:
+        return ""
+    return (". That deploy was registered by an earlier gate, whose policy digest depends on the order of "
+            "the policy's keys (a metric's queries, the source's options, the links): if only that order "
+            "changed, give the policy as it was written then")
 
 
 def _acted(store: Any, deploy: Deploy) -> bool:

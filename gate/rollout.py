@@ -515,24 +515,66 @@ def rollback_traffic(policy: Any, release: str, store: Any, *, by: str = "rollba
     that sends the canary's (and the baseline's) traffic back to production, recorded in the store
     as the current deploy's change to 0. When the listener already sends them nothing, the step
     only records that change (unless the deploy's last one is already at 0): the deploy's rollout
-    is over, so a loop still running (a Step Functions SetStep) can never start it again."""
+    is over, so a loop still running (a Step Functions SetStep) can never start it again.
+
+    The step reads the listener back after writing it: it succeeds only when the canary's and
+    baseline's target groups are seen at weight 0, so the groups behind them (scaled down after
+    it, gate.actions) never leave the load balancer forwarding to an empty group (503s). A write
+    that fails or cannot be confirmed stops the action there, nothing scaled, saying the shares."""
     from gate.actions import Step
-    from gate.traffic import forward_of
+    from gate.traffic import ForwardFault, forward_of
 
     spec = policy.rollout
     forward = forward_of(policy)
-    found = forward.weights()
     target = step_weights(spec, 0)
+    try:
+        found: Weights | None = forward.weights()
+        unread = ""
+    except ForwardFault as e:
+        if by != "rollback":  # a promotion waits for a listener it can read
+            raise
+        # The safety action does not stop at an AWS fault on this first read (denied, throttled, a
+        # 5xx, unreachable): the step reads the listener again when it applies. A listener read
+        # fine that does not hold the policy's target groups is refused here (ActionError), as is
+        # any fault that has not cleared by then.
+        found, unread = None, str(e)
     registered = store.release(release) if store is not None else None
     deploy = deploy_of(registered) if registered is not None else None  # None: the change is no deploy's
-    moved = not same_split(target, found)
+    moved = found is None or not same_split(target, found)
     if not moved and (deploy is None or _over(store.deploy_traffic(deploy))):
         return []
-    detail = {"before": describe_split(spec, found), "after": describe_split(spec, target)}
+    before = describe_split(spec, found) if found is not None else f"unknown: the listener could not be read ({unread})"
+    detail = {"before": before, "after": describe_split(spec, target)}
+
+    def stopped(what: str, weights: Weights | None) -> ActionError:
+        if weights is None:
+            shares = "the canary's and baseline's shares of the traffic are unknown"
+        else:
+            shares = f"the canary takes {canary_share(spec, weights):g}% of the traffic"
+            if spec.baseline_target_group:
+                baseline = weights.get(spec.baseline_target_group, 0)
+                total = sum(weights.values())
+                shares += f" and the baseline {100.0 * baseline / total if total else 0.0:g}%"
+        return ActionError(f"{what}: {shares}; nothing was scaled down (their target groups would answer 503s): run "
+                           f"`gate {by}` again or set {spec.forward_arn}'s weights by hand")
 
     def apply() -> None:
         if moved:
-            forward.set(target)
+            try:
+                current = forward.weights() if found is None else found
+            except ForwardFault as e:
+                raise stopped(f"the listener still could not be read ({e})", None) from None
+            try:
+                forward.set(target)
+            except ForwardFault as e:
+                raise stopped(f"could not send the canary's traffic back to production ({e})", current) from None
+            try:
+                now = forward.weights()
+            except ForwardFault as e:
+                raise stopped(f"the canary's traffic was sent back to production but could not be confirmed ({e})",
+                              None) from None
+            if not same_split(target, now):
+                raise stopped(f"the listener was written but reads {describe_split(spec, now)}", now)
         if store is not None:
             owner = {DEPLOY: deploy.number} if deploy is not None else {}
             store.record_traffic(release, {"step": OUT, "percent": 0, "steps": list(spec.steps), "weights": target,

@@ -16,11 +16,21 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gate.errors import GateError
+
 # Names the user sets (and messages quote).
 DATADOG_URL, DATADOG_SITE, DATADOG_API_KEY, DATADOG_APP_KEY = "GATE_DATADOG_URL", "DD_SITE", "DD_API_KEY", "DD_APP_KEY"
 SLACK_WEBHOOK_URL = "SLACK_WEBHOOK_URL"
 WEBHOOK_URL, WEBHOOK_SECRET = "GATE_WEBHOOK_URL", "GATE_WEBHOOK_SECRET"
 REFERENCE_BUCKET = "GATE_REFERENCE_BUCKET"
+# Ranges of the settings counted in seconds (whole seconds, as `whole_seconds` reads them).
+# The secret's cache: 0 fetches it at every invocation; longer than a day keeps a rotated-away
+# key in use for longer than any rotation schedule would expect (and a huge one overflows
+# Powertools' expiry: a crash at every invocation).
+SECRET_MAX_AGE_RANGE = (0, 86400)
+# A presigned S3 link: S3 refuses a SigV4 link valid longer than 7 days (it would be handed out and
+# never open), and 0 or less is expired when it is handed out.
+REPORT_LINK_RANGE = (1, 7 * 86400)
 # The keys the Lambda's secret (GATE_SECRET_ID) holds, put into the environment by `put_secrets`.
 SECRET_KEYS = (DATADOG_API_KEY, DATADOG_APP_KEY, SLACK_WEBHOOK_URL, WEBHOOK_URL, WEBHOOK_SECRET)
 
@@ -100,6 +110,21 @@ class Settings:
         values = (self.datadog_api_key, self.datadog_app_key, self.slack_webhook_url, self.webhook_url,
                   self.webhook_secret)
         return [v for v in values if v]
+
+
+def whole_seconds(name: str, text: str, bounds: tuple[int, int], example: str,
+                  error: type[GateError] = GateError) -> int:
+    """A setting counted in whole seconds, from `text` as the environment gave it: anything else
+    (a unit, a fraction, a value outside `bounds`) is `error` naming the variable, never a
+    ValueError's traceback. `example` shows a good value ("e.g. 900 for 15 minutes")."""
+    low, high = bounds
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = None
+    if seconds is None or not low <= seconds <= high:
+        raise error(f"{name}: {text[:40]!r} is not a whole number of seconds from {low} to {high} ({example})")
+    return seconds
 
 
 def current_settings() -> Settings:

@@ -24,6 +24,12 @@ from gate.series import TargetHealth, TargetHealthUnread
 Weights = dict[str, int]  # target group ARN -> weight
 
 
+class ForwardFault(ActionError):
+    """AWS could not answer a call on the forward action for now or for these credentials
+    (refused, throttled, a 5xx, unreachable): not an answer about the listener itself. A listener
+    that is gone, or does not forward to the policy's target groups, is a plain ActionError."""
+
+
 @runtime_checkable
 class Router(Protocol):
     """What a rollout steers (gate.rollout.Rollout): one weighted forward action. `Forward` (an
@@ -97,10 +103,15 @@ class Forward:
     def _call(self, operation: str, **kwargs) -> dict:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        from gate.aws import denied, transient
+
         try:
             return getattr(self.elbv2, operation)(**kwargs)
         except (ClientError, BotoCoreError) as e:
-            raise action_error(operation, e) from None
+            error = action_error(operation, e)
+            if denied(e) or transient(e):
+                raise ForwardFault(str(error)) from None
+            raise error from None
 
     def _actions(self) -> list[dict]:
         arn = self.rollout.forward_arn
@@ -130,6 +141,13 @@ class Forward:
         """The weights the action gives its target groups now; an ActionError if the action does
         not hold the canary and production target groups."""
         found = self._groups(self._forward(self._actions()))
+        self._check_holds(found)
+        return found
+
+    def _check_holds(self, found: Weights) -> None:
+        """An ActionError unless the action forwards to every target group the policy names: one
+        that does not is not the policy's (production moved to another group, say), and weights
+        written to it would send the traffic to the wrong groups."""
         named = {"canary_target_group": self.rollout.canary_target_group,
                  "production_target_group": self.rollout.production_target_group,
                  "baseline_target_group": self.rollout.baseline_target_group}
@@ -139,7 +157,6 @@ class Forward:
                               f"{', '.join('rollout.' + m for m in missing)} (it forwards to "
                               f"{', '.join(map(_short, found)) or 'nothing'}): put the target groups in one weighted "
                               "forward action (docs/cloudwatch.md)")
-        return found
 
     def other_routes(self) -> list[str]:
         """Where else the canary's (or the baseline's) target group is forwarded to: by another
@@ -189,10 +206,12 @@ class Forward:
                 return items
 
     def set(self, weights: Weights) -> None:
-        """Give the named target groups these weights (any other group of the action: 0)."""
+        """Give the named target groups these weights (any other group of the action: 0); an
+        ActionError, nothing written, when the action does not hold the policy's target groups."""
         actions = copy.deepcopy(self._actions())
         forward = self._forward(actions)
         current = self._groups(forward)
+        self._check_holds(current)  # never write the policy's weights over another set-up (review)
         config = forward.setdefault("ForwardConfig", {})
         config["TargetGroups"] = [{"TargetGroupArn": arn, "Weight": weights.get(arn, 0)}
                                   for arn in dict.fromkeys([*current, *weights])]

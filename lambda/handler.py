@@ -79,8 +79,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from gate.analysis import Analysis, announce, current_moment, open_release, register_release
 from gate.aws import error_code, make_client, transient
 from gate.cache import lambda_cache
-from gate.errors import GateError, PolicyError, ReleaseError, SourceError, validation_problems
-from gate.lifecycle import LAMBDA, POLICY_DIGEST, policy_digest
+from gate.errors import CrashError, GateError, PolicyError, ReleaseError, SourceError, validation_problems
+from gate.lifecycle import LAMBDA, is_registered_policy
 from gate.policy import MAX_POLICY_BYTES, Policy, parse_policy, policy_from_text
 from gate.release import iso, parse_time, release_name
 from gate.rollout import RolloutError
@@ -333,11 +333,8 @@ def load_secrets() -> list[str]:
     secret_id = configured.secret_id
     if not secret_id:
         return configured.secrets
-    text = configured.secret_max_age
-    try:
-        max_age = int(text)
-    except ValueError:
-        raise GateError(f"GATE_SECRET_MAX_AGE: {text[:40]!r} is not a whole number of seconds") from None
+    max_age = settings.whole_seconds("GATE_SECRET_MAX_AGE", configured.secret_max_age,
+                                     settings.SECRET_MAX_AGE_RANGE, "e.g. 900 for 15 minutes, 0 to fetch it every time")
     try:
         values = _secrets_provider().get(secret_id, transform="json", max_age=max_age)
     except (parameters.exceptions.GetParameterError, parameters.exceptions.TransformParameterError) as e:
@@ -485,15 +482,8 @@ def idempotency_ttl() -> int:
     """GATE_IDEMPOTENCY_TTL: how long a retry is answered with the first answer, in whole seconds
     (as GATE_SECRET_MAX_AGE), 1 s to 366 days. A bad value is could-not-judge naming the variable,
     checked before the deploy is registered."""
-    text = settings.current_settings().idempotency_ttl
-    try:
-        seconds = int(text)
-    except ValueError:
-        seconds = None
-    if seconds is None or not 1 <= seconds <= MAX_IDEMPOTENCY_TTL:
-        raise GateError(f"GATE_IDEMPOTENCY_TTL: {text[:40]!r} is not a whole number of seconds from 1 to "
-                        f"{MAX_IDEMPOTENCY_TTL} (e.g. 21600 for 6 hours)")
-    return seconds
+    return settings.whole_seconds("GATE_IDEMPOTENCY_TTL", settings.current_settings().idempotency_ttl,
+                                  (1, MAX_IDEMPOTENCY_TTL), "e.g. 21600 for 6 hours")
 
 
 @lru_cache(maxsize=4)
@@ -568,7 +558,7 @@ def current_policy(request: EvaluateRequest) -> Policy:
 def registered_with(policy: Policy, request: EvaluateRequest) -> bool:
     """Whether `request` asks about the release's registered deploy, registered with `policy`."""
     registered = store().release(request.release)
-    return (registered is not None and registered["info"].get(POLICY_DIGEST) == policy_digest(policy)
+    return (registered is not None and is_registered_policy(registered["info"], policy) is True
             and request.deployed_at in (None, registered["deployed_at"]))
 
 
@@ -646,7 +636,10 @@ def answer(event: Any, context: Any) -> dict:
     except GateError as e:
         if isinstance(e, SourceError):
             metrics.add_metric(name="SourceErrors", unit=MetricUnit.Count, value=1)
-        result = error(503, f"could not judge: {redact(str(e), secrets)}", release)
+        if isinstance(e, CrashError):  # a bug, answered as could-not-judge: its traceback, as a 500's
+            logger.error("crash while judging", extra={"traceback": redact(traceback.format_exc(), secrets)})
+        said = redact(str(e), secrets)  # a CrashError's already starts with "could not judge"
+        result = error(503, said if said.startswith("could not judge") else f"could not judge: {said}", release)
         if getattr(e, "same_deploy", None):
             result["same_deploy"] = e.same_deploy
     except Exception as e:  # noqa: BLE001 - a crash must never read as a pass

@@ -385,3 +385,47 @@ def test_help_asked_alone_is_help_and_exit_0(args):
     result = run_gate(*args)
     assert result.returncode == 0, result.stderr
     assert "Usage: gate" in result.stdout
+
+
+def check_that_crashes(monkeypatch, capsys, tmp_path, debug: str | None):
+    """`gate check` in this process, with a bug in a step of the look (the failing metrics' links):
+    what the operator sees, and what the store kept."""
+    import gate.evidence
+    from gate import cli
+    from gate.store import SqliteStore
+
+    def bug(*args, **kwargs):
+        return {}["links"]
+
+    monkeypatch.setattr(gate.evidence, "with_links", bug)
+    if debug is None:
+        monkeypatch.delenv("GATE_DEBUG", raising=False)
+    else:
+        monkeypatch.setenv("GATE_DEBUG", debug)
+    deployed = (int(time.time()) // 60 - 90) * 60
+    policy = simulate_policy(tmp_path, "healthy", deployed)
+    store = tmp_path / "gate.sqlite"
+    monkeypatch.setattr("sys.argv", ["gate", "check", "rel", "--policy", str(policy), "--deployed-at", iso(deployed),
+                                     "--store", str(store), "--examine-past"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    (recorded,) = SqliteStore(store).evaluations("rel")
+    return exit_.value.code, capsys.readouterr(), recorded
+
+
+def test_a_crash_while_judging_shows_its_traceback_with_gate_debug(monkeypatch, capsys, tmp_path):
+    """Review: a crash while judging is a CrashError (could not judge, exit 4, recorded), which the
+    entry point took for a named fault: GATE_DEBUG showed no traceback, nothing said where the bug was."""
+    code, shown, recorded = check_that_crashes(monkeypatch, capsys, tmp_path, "1")
+    assert code == 4 and shown.out == "" and recorded["verdict"] == "error"
+    assert "Traceback (most recent call last)" in shown.err and "KeyError: 'links'" in shown.err
+    assert "in bug" in shown.err  # the bug's own frame, not only the CrashError's
+    assert shown.err.strip().splitlines()[-1] == ("error: could not judge: the gate failed at this look (KeyError: "
+                                                  "'links') (set GATE_DEBUG=1 for the traceback)")
+
+
+def test_a_crash_while_judging_is_one_line_without_gate_debug(monkeypatch, capsys, tmp_path):
+    code, shown, recorded = check_that_crashes(monkeypatch, capsys, tmp_path, None)
+    assert code == 4 and recorded["verdict"] == "error" and "Traceback" not in shown.err
+    assert shown.err.strip().splitlines() == ["error: could not judge: the gate failed at this look (KeyError: "
+                                              "'links') (set GATE_DEBUG=1 for the traceback)"]

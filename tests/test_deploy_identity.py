@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from gate.analysis import open_release
 from gate.demo import DEMO_POLICY
 from gate.errors import PolicyError, ReleaseError, StoreError
-from gate.lifecycle import POLICY_DIGEST, policy_digest, register_deploy
+from gate.lifecycle import POLICY_DIGEST, register_deploy, written_policy_digest
 from gate.policy import parse_policy, with_overrides
 from gate.rollout import Rollout, RolloutError, rollback_traffic
 from gate.sources.simulate import ONSET, SimulateSource
@@ -118,7 +118,7 @@ def test_a_failed_deploy_is_not_restarted_inside_its_registered_window_by_a_shor
 def test_a_deploy_registered_before_lifetimes_were_kept_is_restarted_only_by_its_own_policy(tmp_path):
     store = SqliteStore(tmp_path / "gate.sqlite")
     # An older record: the digest of the policy it was registered with, no lifetime.
-    digest = policy_digest(parse_policy(DEMO_POLICY))
+    digest = written_policy_digest(parse_policy(DEMO_POLICY))
     store.start_release("web-2", DEPLOYED_AT, {"policy": "demo", POLICY_DIGEST: digest})
     short = with_overrides(parse_policy(DEMO_POLICY), "p.yaml with --lifetime", lifetime="10m")
     with pytest.raises(ReleaseError, match="before its lifetime was kept"):

@@ -477,6 +477,23 @@ def test_a_secret_in_an_error_message_is_redacted(capfd, handler, corpus, secret
     assert "key=***" in logged and SECRETS["DD_API_KEY"] not in logged + json.dumps(result)
 
 
+def test_a_crash_while_judging_logs_its_traceback(capfd, handler, corpus, monkeypatch):
+    """Review: a crash while judging (CrashError: 503 could-not-judge, recorded) logged only its one
+    line, where an internal error (500) logs its traceback: the bug could not be found from the logs."""
+    import gate.evidence
+
+    def bug(*args, **kwargs):
+        return {}["links"]
+
+    monkeypatch.setattr(gate.evidence, "with_links", bug)
+    result = handler.lambda_handler(case_event(corpus, "k1m-aa-000", only=("cpu",)), FakeContext())
+    assert (result["statusCode"], result["exit_code"]) == (503, 4)
+    assert result["error"] == "could not judge: the gate failed at this look (KeyError: 'links')"
+    logged = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    (crash,) = [entry for entry in logged if entry.get("message") == "crash while judging"]
+    assert "Traceback (most recent call last)" in crash["traceback"] and "in bug" in crash["traceback"]
+
+
 def test_an_unreadable_secret_is_could_not_judge(handler, corpus, moto_endpoint, monkeypatch):  # noqa: F811
     monkeypatch.setenv("GATE_SECRET_ID", "no-such-secret")
     result = handler.lambda_handler(case_event(corpus, "k1m-aa-000", only=("cpu",)), FakeContext())
@@ -521,6 +538,18 @@ def test_a_bad_secret_max_age_is_named_not_a_traceback(handler, corpus, monkeypa
     result = handler.lambda_handler(case_event(corpus, "k1m-aa-000", only=("cpu",)), FakeContext())
     assert result["exit_code"] == 4 and "GATE_SECRET_MAX_AGE: '15m' is not a whole number" in result["error"]
     assert "ValueError" not in result["error"]
+
+
+@pytest.mark.parametrize("max_age", ["-60", "86401", str(10**12)])
+def test_a_secret_max_age_out_of_range_is_named(handler, corpus, monkeypatch, max_age):
+    """Review: a negative GATE_SECRET_MAX_AGE was taken (Powertools then caches nothing, silently),
+    and a huge one overflows Powertools' expiry once the secret is read (a crash at every call)."""
+    monkeypatch.setenv("GATE_SECRET_ID", "gate")
+    monkeypatch.setenv("GATE_SECRET_MAX_AGE", max_age)
+    result = handler.lambda_handler(case_event(corpus, "k1m-aa-000", only=("cpu",)), FakeContext())
+    assert result["statusCode"] == 503 and result["exit_code"] == 4
+    assert result["error"] == (f"could not judge: GATE_SECRET_MAX_AGE: {max_age!r} is not a whole number of "
+                               "seconds from 0 to 86400 (e.g. 900 for 15 minutes, 0 to fetch it every time)")
 
 
 def test_an_ssm_policy_without_a_region_is_a_400_naming_the_policy(handler, corpus, monkeypatch, tmp_path):

@@ -449,6 +449,20 @@ def test_publish_to_s3_gives_a_presigned_link(tmp_path, monkeypatch):
         server.stop()
 
 
+@pytest.mark.parametrize("seconds", ["abc", "1h", "0", "-60", "604801"])
+def test_a_bad_report_link_lifetime_is_named_before_anything_is_uploaded(monkeypatch, seconds):
+    """Review: GATE_REPORT_LINK_SECONDS=abc was a bare int(): a ValueError (`gate report`: internal
+    error), and a negative or an 8-day value handed out a link that never opens (S3 refuses SigV4
+    links valid longer than 7 days). The endpoint is a closed port: nothing was sent."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("GATE_REPORT_BUCKET", "gate-reports")
+    monkeypatch.setenv("GATE_REPORT_LINK_SECONDS", seconds)
+    with pytest.raises(ReportError) as refused:
+        publish("x", "web")
+    assert str(refused.value) == (f"GATE_REPORT_LINK_SECONDS: {seconds!r} is not a whole number of seconds from 1 "
+                                  "to 604800 (e.g. 86400 for a day)")
+
+
 def test_the_chart_of_an_early_fail_gives_its_data_most_of_the_width(tmp_path, capsys):
     """A fail at minute 4 of a 60-minute lifetime drew its data on the first 7% of the axis."""
     import json as json_module

@@ -12,6 +12,7 @@ import yaml
 
 from gate.analysis import Analysis
 from gate.demo import DEMO_POLICY, SIMULATED_WEEK
+from gate.actions import ActionError
 from gate.errors import PolicyError
 from gate.policy import json_schema, parse_policy
 from gate.rollout import Rollout, RolloutError
@@ -313,6 +314,176 @@ def test_gate_rollback_sends_the_rollout_s_traffic_back_to_production(alb, tmp_p
     assert split(alb)["canary"] == 0
     store = SqliteStore(tmp_path / "gate.sqlite")
     assert [(c["step"], c["by"]) for c in store.traffic("web-4")] == [(1, "rollout"), (0, "rollback")]
+
+
+def refuse_elbv2(monkeypatch, operation: str, times: int | None, code: str = "AccessDenied",
+                 status: int = 403, answer: dict | None = None) -> list[str]:
+    """The gate's elbv2 clients get `code` (HTTP `status`) for `operation` (the first `times`
+    calls; None: every call), short-circuited on a before-call hook as botocore's Stubber does;
+    with `answer`, that answer instead (a call AWS says it did, without doing it). Every other call
+    reaches the moto server. The calls refused, in order."""
+    from botocore.awsrequest import AWSResponse
+
+    import gate.aws
+
+    refused: list[str] = []
+    make_client = gate.aws.make_client
+
+    def hook(**_):
+        if times is not None and len(refused) >= times:
+            return None
+        refused.append(operation)
+        if answer is not None:
+            return AWSResponse(None, 200, {}, None), answer
+        return AWSResponse(None, status, {}, None), {
+            "Error": {"Code": code, "Message": f"{code}: not allowed to perform {operation} now"},
+            "ResponseMetadata": {"HTTPStatusCode": status}}
+
+    def client(service, *args, **kwargs):
+        made = make_client(service, *args, **kwargs)
+        if service == "elbv2":
+            made.meta.events.register(f"before-call.elastic-load-balancing-v2.{operation}", hook)
+        return made
+
+    monkeypatch.setattr(gate.aws, "make_client", client)
+    return refused
+
+
+def rollback_in_process(monkeypatch, capsys, tmp_path, *args):
+    from gate import cli
+
+    monkeypatch.setattr("sys.argv", ["gate", "rollback", *args, "--store", str(tmp_path / "gate.sqlite"), "--json"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
+def baseline_group(autoscaling) -> None:
+    """The baseline's Auto Scaling group (web-baseline, one instance), from web-canary's template."""
+    template = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["web-canary"])[
+        "AutoScalingGroups"][0]["LaunchTemplate"]["LaunchTemplateId"]
+    autoscaling.create_auto_scaling_group(AutoScalingGroupName="web-baseline", MinSize=1, MaxSize=2,
+                                          DesiredCapacity=1, AvailabilityZones=["us-east-1a"],
+                                          LaunchTemplate={"LaunchTemplateId": template, "Version": "1"})
+
+
+def desired(autoscaling) -> dict[str, int]:
+    return {g["AutoScalingGroupName"]: g["DesiredCapacity"]
+            for g in autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]}
+
+
+def rolled_out_with_both_groups(alb, tmp_path):
+    """A rollout at its first step (canary 5, baseline 5, production 90), the canary and baseline
+    groups up; their client and the policy's path."""
+    autoscaling = canary_group(alb)
+    baseline_group(autoscaling)
+    policy = write_policy(alb, tmp_path)
+    assert gate(alb, tmp_path, "rollout", "web-4", "--policy", policy).returncode == 3
+    assert split(alb) == {"production": 90, "canary": 5, "baseline": 5}
+    return autoscaling, policy
+
+
+def rollback_both(monkeypatch, capsys, tmp_path, policy):
+    return rollback_in_process(monkeypatch, capsys, tmp_path, "web-4", "--policy", str(policy),
+                               "--canary-asg", "web-canary", "--baseline-asg", "web-baseline")
+
+
+def rollback_event(tmp_path) -> dict:
+    (event,) = [e for e in SqliteStore(tmp_path / "gate.sqlite").events("web-4") if e["kind"] == "rollback"]
+    return event["detail"]
+
+
+def test_a_listener_that_cannot_be_read_stops_the_rollback_before_any_scaling(alb, tmp_path, monkeypatch, capsys):
+    """Review (doors): with the listener unreadable, the groups were scaled down all the same
+    while their target groups kept their weights: the load balancer's share sent to empty groups
+    (503s). Now nothing scales: exit 4, saying the shares are unknown and what to do."""
+    autoscaling, policy = rolled_out_with_both_groups(alb, tmp_path)
+    refused = refuse_elbv2(monkeypatch, "DescribeListeners", None)
+    code, out, err = rollback_both(monkeypatch, capsys, tmp_path, policy)
+    assert code == 4 and out == "" and len(refused) == 2, err  # read at the plan, read again to apply
+    assert desired(autoscaling) == {"web-canary": 1, "web-baseline": 1}
+    assert split(alb) == {"production": 90, "canary": 5, "baseline": 5}
+    assert "the listener still could not be read" in err and "AccessDenied" in err
+    assert "the canary's and baseline's shares of the traffic are unknown; nothing was scaled down" in err
+    assert "run `gate rollback` again or set" in err and "weights by hand" in err and "Traceback" not in err
+    detail = rollback_event(tmp_path)
+    assert "AccessDenied" in detail["error"] and detail["applied"] == []
+
+
+@pytest.mark.parametrize("code, status", [("AccessDenied", 403), ("Throttling", 400), ("ServiceUnavailable", 503)])
+def test_a_listener_read_fault_that_clears_is_read_again_when_the_rollback_applies(alb, tmp_path, monkeypatch,
+                                                                                  capsys, code, status):
+    autoscaling, policy = rolled_out_with_both_groups(alb, tmp_path)
+    refused = refuse_elbv2(monkeypatch, "DescribeListeners", 1, code, status)
+    code_, out, err = rollback_both(monkeypatch, capsys, tmp_path, policy)
+    assert code_ == 0, err
+    assert refused == ["DescribeListeners"]
+    assert split(alb) == {"production": 100, "canary": 0, "baseline": 0}
+    assert desired(autoscaling) == {"web-canary": 0, "web-baseline": 0}
+    changes = [c["change"] for c in json.loads(out)["changes"]]
+    assert changes[0].startswith("send the canary's traffic back to production (unknown: the listener could not "
+                                 "be read (") and code in changes[0]
+    assert [(c["step"], c["by"]) for c in SqliteStore(tmp_path / "gate.sqlite").traffic("web-4")] == [
+        (1, "rollout"), (0, "rollback")]
+
+
+def test_a_listener_that_lost_the_policy_s_production_group_is_refused_untouched(alb, tmp_path, monkeypatch, capsys):
+    """Review (doors): production moved to another target group (blue/green) with the canary at
+    5%; the rollback took the refusal for an unreadable listener and wrote the policy's weights:
+    the live production group 0, the stale one (no targets) 100, exit 0. Refused, as on main."""
+    autoscaling, policy = rolled_out_with_both_groups(alb, tmp_path)
+    elbv2 = alb["elbv2"]
+    vpc = elbv2.describe_target_groups(TargetGroupArns=[alb["groups"]["production"]])["TargetGroups"][0]["VpcId"]
+    blue = elbv2.create_target_group(Name="web-blue", Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0][
+        "TargetGroupArn"]
+    alb["groups"] = {**alb["groups"], "blue": blue}
+    elbv2.modify_listener(ListenerArn=alb["listener"], DefaultActions=[forward(alb["groups"], blue=90, canary=5,
+                                                                               baseline=5)])
+    code, out, err = rollback_both(monkeypatch, capsys, tmp_path, policy)
+    assert code == 4 and out == ""
+    assert "does not hold rollout.production_target_group" in err and "Traceback" not in err
+    assert split(alb) == {"blue": 90, "canary": 5, "baseline": 5}
+    assert desired(autoscaling) == {"web-canary": 1, "web-baseline": 1}
+
+
+def test_weights_are_never_written_over_a_forward_without_the_policy_s_groups(alb):
+    from gate.traffic import step_weights
+
+    policy = policy_for(alb)
+    elbv2 = alb["elbv2"]
+    elbv2.modify_listener(ListenerArn=alb["listener"], DefaultActions=[forward(alb["groups"], canary=5, baseline=5)])
+    with pytest.raises(ActionError, match="does not hold rollout.production_target_group"):
+        Forward(elbv2, policy.rollout).set(step_weights(policy.rollout, 0))
+    assert split(alb) == {"canary": 5, "baseline": 5}
+
+
+def test_a_listener_write_refused_scales_nothing_and_says_the_shares(alb, tmp_path, monkeypatch, capsys):
+    """Review (doors): ModifyListener refused, the canary and baseline groups were scaled to zero
+    all the same while their target groups kept 5% each (at step 3, 45% each: 90% of requests
+    answered 503). Now: exit 4, nothing scaled, the shares said."""
+    autoscaling, policy = rolled_out_with_both_groups(alb, tmp_path)
+    refused = refuse_elbv2(monkeypatch, "ModifyListener", None)
+    code, out, err = rollback_both(monkeypatch, capsys, tmp_path, policy)
+    assert code == 4 and out == "" and refused == ["ModifyListener"], err
+    assert desired(autoscaling) == {"web-canary": 1, "web-baseline": 1}
+    assert split(alb) == {"production": 90, "canary": 5, "baseline": 5}
+    assert "could not send the canary's traffic back to production" in err and "AccessDenied" in err
+    assert "the canary takes 5% of the traffic and the baseline 5%; nothing was scaled down" in err
+    assert "run `gate rollback` again or set" in err
+    assert rollback_event(tmp_path)["applied"] == []
+
+
+def test_a_listener_write_not_seen_afterwards_scales_nothing(alb, tmp_path, monkeypatch, capsys):
+    """A write AWS answers as done but the listener read back still weights the canary (another
+    writer, a lost update): the groups behind weighted target groups are not scaled."""
+    autoscaling, policy = rolled_out_with_both_groups(alb, tmp_path)
+    refuse_elbv2(monkeypatch, "ModifyListener", None, answer={"Listeners": []})
+    code, out, err = rollback_both(monkeypatch, capsys, tmp_path, policy)
+    assert code == 4 and out == "", err
+    assert desired(autoscaling) == {"web-canary": 1, "web-baseline": 1}
+    assert "the listener was written but reads canary 5, baseline 5, production 90" in err
+    assert "the canary takes 5% of the traffic and the baseline 5%" in err
 
 
 def test_a_policy_without_a_rollout_section_is_refused(alb, tmp_path):

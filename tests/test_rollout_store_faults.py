@@ -139,6 +139,22 @@ def test_rollback_scales_the_canary_down_when_the_store_cannot_be_opened(fleet, 
     assert "not recorded" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_promote_waits_for_a_store_it_can_record_in(fleet, tmp_path):  # noqa: F811
+    """The other way from rollback, on purpose: a promotion is the action that moves forward,
+    and nothing is lost by waiting for it (the canary keeps its share, promote is safe to run
+    again), while a promotion the store cannot record leaves production changed with no record
+    of who promoted what. A store that cannot be opened stops it before any AWS change (exit 4)."""
+    server, autoscaling, _ = fleet
+    before = state(autoscaling)
+    damaged = tmp_path / "gate.sqlite"
+    damaged.write_bytes(b"this is not a database" * 100)
+    done = run_gate("promote", "web-3", "--production-asg", "web-prod", "--canary-asg", "web-canary",
+                    "--baseline-asg", "web-baseline", "--strategy", "swap", "--store", damaged,
+                    env=server.env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 4 and "file is not a database" in done.stderr and "Traceback" not in done.stderr
+    assert state(autoscaling) == before
+
+
 def test_rollback_sends_a_rollout_s_traffic_back_when_the_store_cannot_be_read(alb, tmp_path):  # noqa: F811
     """A rollout at step 1 (5%), its store damaged: `gate rollback` stopped at the store (exit 4,
     the canary still at 5%, its group up). Now the traffic goes back and the group scales down;

@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 
 from gate.errors import StoreError
-from gate.lifecycle import POLICY_DIGEST, policy_digest
+from gate.lifecycle import CANONICAL_DIGEST, POLICY_DIGEST, policy_digest, policy_digests
 from gate.store import SqliteStore, open_store
 from gate.verdict import MetricResult, Verdict
 
@@ -174,11 +174,11 @@ def lifecycle(store) -> None:
     assert register("a", redeploy, redeploy + 60, {"policy": "web", "build": 2}) == redeploy
     assert store.release("a")["deployed_at"] == redeploy
     # Registered with its policy's lifetime and the next deploy number (gate.lifecycle.Deploy).
-    assert {k: v for k, v in store.release("a")["info"].items() if k != POLICY_DIGEST} == \
+    assert {k: v for k, v in store.release("a")["info"].items() if k not in (POLICY_DIGEST, CANONICAL_DIGEST)} == \
         {"policy": "web", "build": 2, "lifetime": 3600, "deploy": 2}
     (event,) = [e for e in store.events("a") if e["kind"] == "redeploy"]
     assert event["detail"]["previous_deployed_at"] == DEPLOYED and event["detail"]["deployed_at"] == redeploy
-    assert event["detail"]["previous_info"] == {"policy": "web", POLICY_DIGEST: policy_digest(policy),
+    assert event["detail"]["previous_info"] == {"policy": "web", **policy_digests(policy),
                                                 "lifetime": 3600, "deploy": 1}
     assert register("a", None, redeploy + 120) == redeploy
     # A restart racing another one: only the first applies, the other reads what is registered.
@@ -331,7 +331,7 @@ def moments_and_policies(store) -> None:
     assert register("q", DEPLOYED, clock) == DEPLOYED
     store.record_error("q", DEPLOYED + 60, "case folder not found")
     assert register("q", DEPLOYED, clock, shorter) == DEPLOYED
-    assert store.release("q")["info"][POLICY_DIGEST] == policy_digest(shorter)
+    assert store.release("q")["info"][CANONICAL_DIGEST] == policy_digest(shorter)
     store.record(verdict("q", 5))
     with pytest.raises(ReleaseError, match="differs"):
         register("q", DEPLOYED, clock)

@@ -8,7 +8,7 @@ from pathlib import Path
 from gate.aws import make_client
 from gate.errors import ReportError
 from gate.release import file_name
-from gate.settings import current_settings
+from gate.settings import REPORT_LINK_RANGE, current_settings, whole_seconds
 
 DEFAULT_DIR = "reports"  # or GATE_REPORT_DIR
 
@@ -34,7 +34,8 @@ def _upload(document: str, bucket: str, key: str) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
     link_seconds = current_settings().report_link_seconds
-    expires = int(link_seconds if link_seconds is not None else 7 * 86400)
+    expires = REPORT_LINK_RANGE[1] if link_seconds is None else whole_seconds(
+        "GATE_REPORT_LINK_SECONDS", link_seconds, REPORT_LINK_RANGE, "e.g. 86400 for a day", ReportError)
     try:
         s3 = make_client("s3", raw_errors=True)
         s3.put_object(Bucket=bucket, Key=key, Body=document.encode("utf-8"),

@@ -213,7 +213,8 @@ class DynamoStore(Registry):
         what = f"DynamoDB store {self.table}: an evaluation of {release!r}"
         return [
             {"evaluated_at": int(i["evaluated_at"]["N"]), "verdict": i["verdict"]["S"], "final": i["final"]["BOOL"],
-             "reason": i["reason"]["S"], "payload": stored_json(i["payload"]["S"], what)}
+             "reason": i["reason"]["S"], "payload": stored_json(i["payload"]["S"], what),
+             "recorded_at": float(i.get("recorded_at", {}).get("N", 0))}
             for i in self._query(release, EVALUATION_PREFIX)  # sorted by sk: time, then insertion
         ]
 

@@ -155,14 +155,14 @@ class SqliteStore(Registry):
 
     def evaluations(self, release: str) -> list[dict]:
         rows = self._read(
-            "SELECT evaluated_at, verdict, final, reason, payload FROM evaluations"
+            "SELECT evaluated_at, verdict, final, reason, payload, recorded_at FROM evaluations"
             " WHERE release = ? ORDER BY evaluated_at, id",
             (release,),
         )
         what = f"store {self.path}: an evaluation of {release!r}"
         return [
             {"evaluated_at": r["evaluated_at"], "verdict": r["verdict"], "final": bool(r["final"]),
-             "reason": r["reason"], "payload": stored_json(r["payload"], what)}
+             "reason": r["reason"], "payload": stored_json(r["payload"], what), "recorded_at": r["recorded_at"]}
             for r in rows
         ]
 
