@@ -1,6 +1,7 @@
 """Preprocessing of each look: canary and baseline points paired by timestamp (load, time of day
 and fleet-wide swings cancel), missing points dropped, moments when both groups are off their
-seasonal expectation held out (a fleet-wide anomaly is not the canary's fault)."""
+seasonal expectation held out (a fleet-wide anomaly is not the canary's fault), a gauge's points
+that read 0 where its baseline is far above it taken out as missing (no reading)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gate.judge.reference import FLEET_ANOMALY_RARE, FLEET_ANOMALY_SCALES, MetricReference
+from gate.judge.screens import _paired_scale, _unread_points
 from gate.kinds import judge_of
 from gate.policy import Metric
 from gate.series import Observations
@@ -31,6 +33,10 @@ class Paired:
     reported: np.ndarray | None = None  # the moments both groups reported it (held-out ones too, glitches not)
     glitches: int = 0  # moments left out for a glitch point (its kind's window_glitches)
     glitched: tuple[str, ...] = ()  # ... in which series ("canary requests")
+    unread: int = 0  # a gauge's moments left out as missing: its canary read 0 or next to it (_unread_points)
+    # (canary, baseline, unread) at the moments both groups reported, unread ones included: what
+    # the zero screens (screens._reads_zero) read; None for a count.
+    zero_screen: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
@@ -54,6 +60,17 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
                           else (np.zeros_like(keep), ()))
     glitches &= keep
     keep &= ~glitches
+    zero_screen = None
+    unread = np.zeros_like(keep)
+    if not m.summed:
+        # A level (CPU, memory, latency) reading 0 where its baseline is far above it is a failed
+        # scrape filled with 0, not the canary's level: left out as a missing point (neither in
+        # the mean nor in the coverage, which then decides as for any gap). Scattered zeros
+        # averaged in pulled a 1.15x CPU within its 10% tolerance (a pass). The screens still
+        # see them: 5+ zeros or a stretch block a pass (_reads_zero).
+        unread = keep & _unread_points(c, b, _paired_scale(c, b, ref.noise if ref is not None else None))
+        zero_screen = (c[keep], b[keep], unread[keep])
+        keep &= ~unread
     reported = keep.copy()
     held = 0
     if (ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative
@@ -86,7 +103,7 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
     return Paired(
         common[keep], c[keep], b[keep],
         None if cv is None else cv[keep], None if bv is None else bv[keep], held,
-        common[reported], int(glitches.sum()), glitched,
+        common[reported], int(glitches.sum()), glitched, int(unread.sum()), zero_screen,
     )
 
 
