@@ -285,3 +285,12 @@ def test_a_gauge_near_0_in_both_groups_keeps_its_zeros(seed):
     assert "reading 0 or next to it" not in verdict.metrics[0].reason, verdict.reason
     c, b = canary.values["cpu"], baseline.values["cpu"][live]
     assert not _unread_points(c, b, _paired_scale(c, b, None)).any()  # no history: the window's own noise
+
+
+def test_a_gauge_judged_on_a_fall_keeps_its_zeros_as_evidence():
+    """bad_direction decrease (a hit ratio): a canary reading 0 is what is judged, not excused as
+    a failed scrape; its zeros stay in the comparison."""
+    canary, baseline = _cpu_read_at(3, 1.0, 0.0, np.array([12, 31, 50]))
+    policy = _policy(metrics=[{"name": "cpu", "kind": "gauge", "bad_direction": "decrease", "tolerance": 0.1}])
+    verdict, _ = _run(policy, canary, baseline)
+    assert "reading 0 or next to it" not in verdict.metrics[0].reason, verdict.reason

@@ -67,8 +67,11 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
         # scrape filled with 0, not the canary's level: left out as a missing point (neither in
         # the mean nor in the coverage, which then decides as for any gap). Scattered zeros
         # averaged in pulled a 1.15x CPU within its 10% tolerance (a pass). The screens still
-        # see them: 5+ zeros or a stretch block a pass (_reads_zero).
-        unread = keep & _unread_points(c, b, _paired_scale(c, b, ref.noise if ref is not None else None))
+        # see them: 5+ zeros or a stretch block a pass (_reads_zero). Not where a fall is what is
+        # judged (bad_direction decrease): there a zero counts against the canary, and a real
+        # collapse (a hit ratio at 0) must not be excused as a failed scrape.
+        if m.bad_direction in ("increase", "either"):
+            unread = keep & _unread_points(c, b, _paired_scale(c, b, ref.noise if ref is not None else None))
         zero_screen = (c[keep], b[keep], unread[keep])
         keep &= ~unread
     reported = keep.copy()
