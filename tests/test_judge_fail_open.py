@@ -294,3 +294,35 @@ def test_a_gauge_judged_on_a_fall_keeps_its_zeros_as_evidence():
     policy = _policy(metrics=[{"name": "cpu", "kind": "gauge", "bad_direction": "decrease", "tolerance": 0.1}])
     verdict, _ = _run(policy, canary, baseline)
     assert "reading 0 or next to it" not in verdict.metrics[0].reason, verdict.reason
+
+
+def _canary_cpu_edit(factor, zero_minutes):
+    """An edit for edited_case: the canary's CPU from the deploy times `factor`, 0 at `zero_minutes`."""
+    def edit(row, deploy):
+        if row["scope"] == "canary" and row.get("cpu") and int(row["timestamp"]) >= deploy:
+            minute = (int(row["timestamp"]) - deploy) // 60
+            row["cpu"] = repr(0.0 if minute in zero_minutes else float(row["cpu"]) * factor)
+    return edit
+
+
+@pytest.mark.parametrize("case", ["k1m-aa-131", "nab5m-aa-266"])
+def test_a_real_canary_at_115x_with_a_zero_every_11_minutes_is_not_passed(corpus, tmp_path, case):
+    """Real A/A pairs (replayed as recorded), the canary's CPU made 1.15x (tolerance 10%) and 0
+    every 11 minutes: passed at a checkpoint ("+1.9% ... shown within tolerance") or at the end."""
+    from gate.analysis import replay_case
+    from tests.test_cli_replay import edited_case
+
+    folder = edited_case(corpus / case, tmp_path / "zeros", _canary_cpu_edit(1.15, set(range(0, 61, 11))))
+    verdict = replay_case(folder).verdict
+    cpu = next(m for m in verdict.metrics if m.name == "cpu")
+    assert verdict.verdict != "pass" and cpu.verdict != "pass", cpu.reason
+
+
+@pytest.mark.parametrize("case", ["k1m-aa-000", "k1m-aa-014", "nab5m-aa-266"])
+def test_a_real_clean_canary_with_3_zeros_is_judged_on_its_readings(corpus, tmp_path, case):
+    from gate.analysis import replay_case
+    from tests.test_cli_replay import edited_case
+
+    folder = edited_case(corpus / case, tmp_path / "zeros", _canary_cpu_edit(1.0, {12, 31, 50}))
+    cpu = next(m for m in replay_case(folder).verdict.metrics if m.name == "cpu")
+    assert cpu.verdict == "pass" and "reading 0 or next to it" in cpu.reason, cpu.reason
