@@ -58,7 +58,7 @@ def _against_history(
             return _result(m, "inconclusive", Rule.NO_HISTORY, f"no usable history of its denominator {m.denominator}")
         ok &= np.isfinite(volume)
     screened = ok.copy()  # what the zero screens read (reads_zero_against_history)
-    if not m.summed and m.bad_direction in ("increase", "either"):
+    if not m.summed and m.bad_direction == "increase":
         # A level reading 0 (or next to it) where its seasonal expectation is far above it is no
         # reading (a failed scrape filled with 0): a missing point, out of the mean and the coverage
         # (as beside a baseline, preprocess: not where a fall is what is judged).

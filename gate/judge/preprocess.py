@@ -67,10 +67,11 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
         # scrape filled with 0, not the canary's level: left out as a missing point (neither in
         # the mean nor in the coverage, which then decides as for any gap). Scattered zeros
         # averaged in pulled a 1.15x CPU within its 10% tolerance (a pass). The screens still
-        # see them: 5+ zeros or a stretch block a pass (_reads_zero). Not where a fall is what is
-        # judged (bad_direction decrease): there a zero counts against the canary, and a real
-        # collapse (a hit ratio at 0) must not be excused as a failed scrape.
-        if m.bad_direction in ("increase", "either"):
+        # see them: 5+ zeros or a stretch block a pass (_reads_zero). Only where a rise is what is
+        # judged: where a fall is (decrease, either) a zero counts against the canary, and a real
+        # collapse (a hit ratio at 0, a KPI's drop) must not be excused as a failed scrape
+        # (history-only, Kontrast KPIs judged either way failed later or not at all).
+        if m.bad_direction == "increase":
             unread = keep & _unread_points(c, b, _paired_scale(c, b, ref.noise if ref is not None else None))
         zero_screen = (c[keep], b[keep], unread[keep])
         keep &= ~unread

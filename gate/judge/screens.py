@@ -30,9 +30,10 @@ COLLAPSED_SHARE = 0.01  # "0" is at most 1% of the reference (0.001, a sentinel 
 # real canary's low minute is never taken out (taken out, a low point's absence would bias an
 # "increase" gauge towards failing); NEAR_ZERO_SHARE is an order of magnitude below the level, which
 # no tolerance comes near: a point there reads as a fill (0.02x its baseline), not a regression's
-# opposite. Beside a baseline, with a relative noise above (1 - NEAR_ZERO_SHARE) / (UNREAD_SCALES *
-# sqrt 2) = 0.13 a point is never taken out: such a gauge's zeros are only the screens' business
-# (_reads_zero). History-only, the scale is the seasonal model's at that moment.
+# opposite. Beside a baseline, with a paired relative spread above (1 - NEAR_ZERO_SHARE) /
+# UNREAD_SCALES = 0.18 (_paired_scale: the history's or the window's own, the larger) a point is
+# never taken out: such a gauge's zeros are only the screens' business (_reads_zero).
+# History-only, the scale is the seasonal model's at that moment.
 NEAR_ZERO_SHARE = 0.1
 UNREAD_SCALES = 5.0
 
@@ -51,15 +52,21 @@ def _unread_points(canary: np.ndarray, reference: np.ndarray, scale: np.ndarray)
 
 
 def _paired_scale(canary: np.ndarray, baseline: np.ndarray, relative_noise: float | None) -> np.ndarray:
-    """One paired point's noise scale (the difference of two hosts at the baseline's level): the
-    history's relative noise (one host's, minute to minute) times the baseline times sqrt 2;
-    without a history, the window's own (the spread of the canary's relative differences from the
-    baseline, by MAD: robust to the very points asked about). NaN where nothing tells."""
-    if relative_noise is None or not np.isfinite(relative_noise) or relative_noise <= 0:
-        both = np.isfinite(canary) & np.isfinite(baseline)
-        relative_noise = (robust_sd(relative_difference(canary[both], baseline[both])) / math.sqrt(2)
-                          if both.sum() >= 3 else float("nan"))
-    return relative_noise * np.abs(np.asarray(baseline, dtype=float)) * math.sqrt(2)
+    """One paired point's noise scale (the difference of two hosts at the baseline's level), the
+    larger of two relative spreads times the baseline: the history's relative noise (one host's,
+    minute to minute) times sqrt 2, and the window's own (the spread of the canary's relative
+    differences from its baseline, by MAD: robust to the few points asked about). The window's
+    is the pair's real heterogeneity, which one host's history does not show: two different real
+    series side by side (the noisy family: a paired SD of 40-70% of the level) dip to 0 as
+    readings, and taken out those dips pushed 20 clean canaries past their tolerance. NaN where
+    nothing tells."""
+    canary, baseline = np.asarray(canary, dtype=float), np.asarray(baseline, dtype=float)
+    both = np.isfinite(canary) & np.isfinite(baseline)
+    spreads = [robust_sd(relative_difference(canary[both], baseline[both])) if both.sum() >= 3 else float("nan")]
+    if relative_noise is not None and np.isfinite(relative_noise) and relative_noise > 0:
+        spreads.append(relative_noise * math.sqrt(2))
+    spreads = [x for x in spreads if np.isfinite(x)]
+    return (max(spreads) if spreads else float("nan")) * np.abs(baseline)
 
 
 def _reads_zero(name: str, canary: np.ndarray, reference: np.ndarray, whose: str, anywhere: bool = False,
