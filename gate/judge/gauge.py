@@ -16,7 +16,7 @@ from gate.judge.comparison import (CLIP_SCALES, END_CLIP_SCALES, FAIL_TEST, MIN_
 from gate.judge.kinds import MetricKind
 from gate.judge.preprocess import Paired
 from gate.judge.reference import MetricReference, Reference, _jump_rate, learned
-from gate.judge.screens import _far_above_zero, _reads_zero, _unread_points
+from gate.judge.screens import _dip_share, _far_above_zero, _rarely_dips, _reads_zero, _unread_points
 from gate.policy import Metric
 from gate.rules import MEAN_RULES, Rule
 from gate.series import Frame
@@ -183,7 +183,7 @@ def _learn(m: Metric, frame: Frame, x: np.ndarray, deployed_at: int, seasonal: b
     model = fit_seasonal(t, x, frame.step, clip_glitches=True) if seasonal else None
     noise, excursion_rate = _relative_noise(t, x, deployed_at, frame.step)
     return learned(model, t, x, deployed_at, noise=noise, excursion_rate=excursion_rate,
-                   jump_quantile=_jump_quantile(t, x, deployed_at, frame.step))
+                   jump_quantile=_jump_quantile(t, x, deployed_at, frame.step), dip_share=_dip_share(x[t < deployed_at]))
 
 
 def _zero_filled_against_history(m: Metric, reference: Reference, canary: Frame, t: np.ndarray,
@@ -191,9 +191,10 @@ def _zero_filled_against_history(m: Metric, reference: Reference, canary: Frame,
     """History-only: a gauge that reads 0 where its seasonal expectation puts 0 far out (see
     _reads_zero, _far_above_zero), or below it beyond its noise (_unread_points: a fill of 0.02x):
     a zero-filled CPU was "consistent with history" (only rises were excursions)."""
-    seasonal = reference.metrics[m.name].seasonal
+    ref = reference.metrics[m.name]
+    seasonal = ref.seasonal
     return _reads_zero(m.name, x, _far_above_zero(seasonal, t), "its seasonal expectation", anywhere=True,
-                       unread=_unread_points(x, seasonal.expected(t), seasonal.scale(t)))
+                       unread=_unread_points(x, seasonal.expected(t), seasonal.scale(t), _rarely_dips(ref.dip_share)))
 
 
 def _mean(x: np.ndarray, volume: np.ndarray | None) -> float | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gate.judge.reference import FLEET_ANOMALY_RARE, FLEET_ANOMALY_SCALES, MetricReference
-from gate.judge.screens import _paired_scale, _unread_points
+from gate.judge.screens import _dip_share, _paired_scale, _rarely_dips, _unread_points
 from gate.kinds import judge_of
 from gate.policy import Metric
 from gate.series import Observations
@@ -37,6 +37,7 @@ class Paired:
     # (canary, baseline, unread) at the moments both groups reported, unread ones included: what
     # the zero screens (screens._reads_zero) read; None for a count.
     zero_screen: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    sent: np.ndarray | None = None  # the moments in `reported` and those left out as no reading (`unread`)
 
 
 def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
@@ -71,10 +72,19 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
         # judged: where a fall is (decrease, either) a zero counts against the canary, and a real
         # collapse (a hit ratio at 0, a KPI's drop) must not be excused as a failed scrape
         # (history-only, Kontrast KPIs judged either way failed later or not at all).
+        # Whatever the noise, a point below a tenth of its baseline is no reading where the
+        # baseline's own series (its history, its window) almost never falls there (_rarely_dips):
+        # a noisy latency's 0.02x fills otherwise passed a +44% shift; a gauge whose baseline
+        # dips too keeps its canary's dips as readings.
         if m.bad_direction == "increase":
-            unread = keep & _unread_points(c, b, _paired_scale(c, b, ref.noise if ref is not None else None))
+            rarely_dips = _rarely_dips(ref.dip_share if ref is not None else None, _dip_share(b[keep]))
+            unread = keep & _unread_points(c, b, _paired_scale(np.where(keep, c, np.nan), b, ref.noise if ref is not None else None),
+                                           rarely_dips)
         zero_screen = (c[keep], b[keep], unread[keep])
         keep &= ~unread
+    # The moments the canary sent something, its no-readings too: a stopped series' allowance
+    # (coverage._own_gaps_allow) must not grow by the points taken out here.
+    sent = common[keep | unread]
     reported = keep.copy()
     held = 0
     if (ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative
@@ -107,7 +117,7 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
     return Paired(
         common[keep], c[keep], b[keep],
         None if cv is None else cv[keep], None if bv is None else bv[keep], held,
-        common[reported], int(glitches.sum()), glitched, int(unread.sum()), zero_screen,
+        common[reported], int(glitches.sum()), glitched, int(unread.sum()), zero_screen, sent,
     )
 
 

@@ -36,19 +36,54 @@ COLLAPSED_SHARE = 0.01  # "0" is at most 1% of the reference (0.001, a sentinel 
 # History-only, the scale is the seasonal model's at that moment.
 NEAR_ZERO_SHARE = 0.1
 UNREAD_SCALES = 5.0
+# ... or, whatever the noise, where the reference's own series rarely falls there: at most this
+# share of its points (history, and the window's baseline, each where known) lie below
+# NEAR_ZERO_SHARE of their local level (the median of DIP_NEIGHBOURS points around them). A noisy
+# latency (a paired spread of 0.2-0.5) is never 5 scales above 0.02x of itself, so its fills
+# (0.02x every 3rd step) counted in the mean and passed a +44% shift; a gauge whose baseline
+# itself dips there (both groups dip) keeps its dips as readings.
+DIP_RARE = 0.005
+DIP_NEIGHBOURS = 11
 
 
-def _unread_points(canary: np.ndarray, reference: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def _dip_share(x: np.ndarray) -> float | None:
+    """The share of a series' known points below NEAR_ZERO_SHARE of their local level (the median
+    of the DIP_NEIGHBOURS known points centred on them), among those whose level is above 0; None
+    with fewer than DIP_NEIGHBOURS known points."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < DIP_NEIGHBOURS:
+        return None
+    half = DIP_NEIGHBOURS // 2
+    padded = np.pad(x, half, mode="edge")
+    level = np.median(np.lib.stride_tricks.sliding_window_view(padded, DIP_NEIGHBOURS), axis=1)
+    above = level > 0
+    if not above.any():
+        return None
+    return float(np.mean(x[above] < NEAR_ZERO_SHARE * level[above]))
+
+
+def _rarely_dips(*shares: float | None) -> bool:
+    """Whether a reference series rarely falls below NEAR_ZERO_SHARE of its level: every known
+    `shares` (_dip_share: of its history, of its window) at most DIP_RARE, and at least one known."""
+    known = [s for s in shares if s is not None]
+    return bool(known) and all(s <= DIP_RARE for s in known)
+
+
+def _unread_points(canary: np.ndarray, reference: np.ndarray, scale: np.ndarray,
+                   rarely_dips: bool = False) -> np.ndarray:
     """The points of a gauge's canary that are no reading (a scrape failing, filled with 0 or next
     to it): 0, or below NEAR_ZERO_SHARE of their reference (the paired baseline point, or the
     seasonal expectation), where the reference is more than UNREAD_SCALES noise scales (`scale`,
     per point) above them. A mean over such points is no reading of the canary: 4 zeros in 60
     minutes pulled a 1.15x CPU to +3% (a pass). A reference near 0 (an idle service's CPU 0.5%, a
-    latency of no requests) is never far above its own noise: nothing is taken out there."""
+    latency of no requests) is never far above its own noise: nothing is taken out there.
+    `rarely_dips` (_rarely_dips: the reference's own series almost never falls below
+    NEAR_ZERO_SHARE of its level): every point below that share is no reading, whatever the noise."""
     canary, reference = np.asarray(canary, dtype=float), np.asarray(reference, dtype=float)
     with np.errstate(invalid="ignore"):
-        return ((reference > 0) & (canary <= NEAR_ZERO_SHARE * reference)
-                & (reference - canary > UNREAD_SCALES * np.asarray(scale, dtype=float)))
+        far = reference - canary > UNREAD_SCALES * np.asarray(scale, dtype=float)
+        return (reference > 0) & (canary <= NEAR_ZERO_SHARE * reference) & (far | rarely_dips)
 
 
 def _paired_scale(canary: np.ndarray, baseline: np.ndarray, relative_noise: float | None) -> np.ndarray:
@@ -58,10 +93,14 @@ def _paired_scale(canary: np.ndarray, baseline: np.ndarray, relative_noise: floa
     differences from its baseline, by MAD: robust to the few points asked about). The window's
     is the pair's real heterogeneity, which one host's history does not show: two different real
     series side by side (the noisy family: a paired SD of 40-70% of the level) dip to 0 as
-    readings, and taken out those dips pushed 20 clean canaries past their tolerance. NaN where
-    nothing tells."""
+    readings, and taken out those dips pushed 20 clean canaries past their tolerance. The window's
+    spread leaves out the points asked about (below NEAR_ZERO_SHARE of their baseline): at a
+    relative difference of -2 each, 20 fills in 60 points pushed it past the cut-off, and a
+    1.2x CPU filled 0.02x every 3rd minute passed at -21%. NaN where nothing tells."""
     canary, baseline = np.asarray(canary, dtype=float), np.asarray(baseline, dtype=float)
     both = np.isfinite(canary) & np.isfinite(baseline)
+    with np.errstate(invalid="ignore"):
+        both &= ~((baseline > 0) & (canary <= NEAR_ZERO_SHARE * baseline))
     spreads = [robust_sd(relative_difference(canary[both], baseline[both])) if both.sum() >= 3 else float("nan")]
     if relative_noise is not None and np.isfinite(relative_noise) and relative_noise > 0:
         spreads.append(relative_noise * math.sqrt(2))
