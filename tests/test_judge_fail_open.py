@@ -326,3 +326,95 @@ def test_a_real_clean_canary_with_3_zeros_is_judged_on_its_readings(corpus, tmp_
     folder = edited_case(corpus / case, tmp_path / "zeros", _canary_cpu_edit(1.0, {12, 31, 50}))
     cpu = next(m for m in replay_case(folder).verdict.metrics if m.name == "cpu")
     assert cpu.verdict == "pass" and "reading 0 or next to it" in cpu.reason, cpu.reason
+
+
+def _jittered_cpu(seed, factor, jitter, fill, points):
+    """CPU `factor` times its baseline with a further `jitter` (relative SD) of its own, reading
+    `fill` times the baseline at `points` (0: a scrape failing, filled with 0)."""
+    canary, baseline = _surge_fleet(seed, 1.0, 1.0, "cpu")
+    paired = baseline.values["cpu"][np.isin(baseline.timestamps, canary.timestamps)]
+    x = canary.values["cpu"]
+    x[:] *= factor * (1 + np.random.default_rng(seed + 50).normal(0, jitter, len(x)))
+    x[points] = fill * paired[points]
+    return canary, baseline
+
+
+def test_fills_at_002x_every_3rd_minute_do_not_widen_the_noise_that_excuses_them():
+    """A 1.2x CPU (10% jitter) filled 0.02x every 3rd minute: the window's spread, measured over
+    the fills too (each a relative difference of -2), passed the cut-off, nothing was left out,
+    and the mean (-20.7%) passed. The spread leaves out the points it is asked about."""
+    canary, baseline = _jittered_cpu(1, 1.2, 0.10, 0.02, np.arange(1, 61, 3))
+    verdict, _ = _run(_policy(metrics=CPU_ONLY), canary, baseline)
+    assert verdict.verdict != "pass", verdict.reason
+    assert "reading 0 or next to it" in verdict.metrics[0].reason, verdict.reason
+
+
+@pytest.mark.parametrize("seed", [3, 5])
+def test_a_jittery_regressed_gauge_with_4_zeros_is_not_passed_at_the_end(seed):
+    """A 1.15x CPU with 15% jitter and 4 zeros: the zeros widened the window's spread past the
+    cut-off, were averaged in, and it passed at the end."""
+    canary, baseline = _jittered_cpu(seed, 1.15, 0.15, 0.0, np.array([5, 16, 27, 38]))
+    verdict, _ = _run(_policy(metrics=CPU_ONLY), canary, baseline)
+    assert verdict.verdict != "pass", verdict.reason
+
+
+def test_a_noisy_latency_filled_002x_every_3rd_step_is_not_passed(corpus, tmp_path):
+    """nab5m-latency-shift-287 (a +44% latency shift, a paired spread above 0.2: no point is 5
+    scales below its baseline) with the canary's latency 0.02x every 3rd step: the fills were
+    averaged in, counted by no screen (above 1%), and it passed. Its baseline never falls below a
+    tenth of its level: they are no reading."""
+    from gate.analysis import replay_case
+    from tests.test_cli_replay import edited_case
+
+    def edit(row, deploy):
+        at = int(float(row["timestamp"]))
+        if row["scope"] == "canary" and row.get("latency") and at >= deploy and (at - deploy) // 300 % 3 == 1:
+            row["latency"] = repr(0.02 * float(row["latency"]))
+
+    folder = edited_case(corpus / "nab5m-latency-shift-287", tmp_path / "fills", edit)
+    verdict = replay_case(folder).verdict
+    latency = next(m for m in verdict.metrics if m.name == "latency")
+    assert verdict.verdict != "pass" and latency.verdict != "pass", latency.reason
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_gauge_whose_groups_both_dip_below_a_tenth_keeps_its_dips(seed):
+    """A noisy gauge whose hosts both truly dip below a tenth of their level (3% of minutes, in
+    history and window alike): the canary's dips are readings, none left out, a clean canary not
+    failed."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(DEPLOY - HISTORY_DAYS * DAY, DEPLOY + 3600 + STEP, STEP, dtype=np.int64)
+    live = t >= DEPLOY
+
+    def dipping(n):
+        x = 100 * (1 + rng.normal(0, 0.3, n)).clip(0.2)
+        return np.where(rng.random(n) < 0.03, 0.02 * x, x)
+
+    canary, baseline = dipping(live.sum()), dipping(len(t))
+    canary[[10, 40]] = 0.02 * baseline[live][[10, 40]]  # at least two dips in the window
+    verdict, _ = _run(_policy(metrics=CPU_ONLY), Frame(STEP, t[live], {"cpu": canary}), Frame(STEP, t, {"cpu": baseline}))
+    cpu = verdict.metrics[0]
+    assert "reading 0 or next to it" not in cpu.reason and cpu.verdict != "fail", cpu.reason
+
+
+def test_dip_share_reads_a_series_falling_below_a_tenth_of_its_level():
+    from gate.judge.screens import _dip_share, _rarely_dips
+
+    x = np.full(200, 50.0)
+    assert _dip_share(x) == 0.0 and _rarely_dips(_dip_share(x))
+    x[::20] = 1.0  # 5% of the points at 0.02x
+    assert _dip_share(x) == pytest.approx(0.05) and not _rarely_dips(_dip_share(x))
+    assert not _rarely_dips(0.0, 0.05)  # history quiet, window dipping: both must be rare
+    assert not _rarely_dips(None, None) and _dip_share(np.full(5, 1.0)) is None
+
+
+def test_points_left_out_as_no_reading_are_no_gaps_that_excuse_a_stopped_series():
+    """A clean CPU with 4 zeros (two pairs, left out as no reading) whose series stops 4 minutes
+    before the end: the zeros, counted as gaps, made its own gaps allow 4 behind (it passed);
+    sent, they allow 3: the series stopped."""
+    canary, baseline = _cpu_read_at(2, 1.0, 0.0, np.array([20, 21, 40, 41]))
+    canary.values["cpu"][-4:] = np.nan  # its latency goes on
+    policy = _policy(metrics=CPU_ONLY + [{"name": "latency", "kind": "gauge", "tolerance": 0.1}])
+    verdict = Analysis(policy, MemorySource(canary, baseline), "r1", DEPLOY).evaluate(DEPLOY + policy.lifetime)
+    assert verdict.verdict != "pass", verdict.reason
+    assert "series stopped" in verdict.metrics[0].reason, verdict.metrics[0].reason

@@ -55,7 +55,7 @@ def _dip_share(x: np.ndarray) -> float | None:
     if len(x) < DIP_NEIGHBOURS:
         return None
     half = DIP_NEIGHBOURS // 2
-    padded = np.pad(x, half, mode="edge")
+    padded = np.pad(x, half, mode="reflect")  # an end point is not its own neighbours
     level = np.median(np.lib.stride_tricks.sliding_window_view(padded, DIP_NEIGHBOURS), axis=1)
     above = level > 0
     if not above.any():
