@@ -16,7 +16,7 @@ from gate.judge.comparison import (CLIP_SCALES, END_CLIP_SCALES, FAIL_TEST, MIN_
 from gate.judge.kinds import MetricKind
 from gate.judge.preprocess import Paired
 from gate.judge.reference import MetricReference, Reference, _jump_rate, learned
-from gate.judge.screens import _dip_share, _far_above_zero, _rarely_dips, _reads_zero, _unread_points
+from gate.judge.screens import _dip_share, _far_above_zero, _reads_zero, _unread_points
 from gate.policy import Metric
 from gate.rules import MEAN_RULES, Rule
 from gate.series import Frame
@@ -194,7 +194,7 @@ def _zero_filled_against_history(m: Metric, reference: Reference, canary: Frame,
     ref = reference.metrics[m.name]
     seasonal = ref.seasonal
     return _reads_zero(m.name, x, _far_above_zero(seasonal, t), "its seasonal expectation", anywhere=True,
-                       unread=_unread_points(x, seasonal.expected(t), seasonal.scale(t), _rarely_dips(ref.dip_share)))
+                       unread=_unread_points(x, seasonal.expected(t), seasonal.scale(t)))
 
 
 def _mean(x: np.ndarray, volume: np.ndarray | None) -> float | None:

@@ -13,7 +13,7 @@ from gate.judge.comparison import _pct, _result
 from gate.judge.coverage import _covered_enough
 from gate.judge.preprocess import _latest_moment
 from gate.judge.reference import Reference
-from gate.judge.screens import _rarely_dips, _unread_points
+from gate.judge.screens import _unread_points
 from gate.kinds import judge_of
 from gate.policy import Metric, Policy
 from gate.rules import Rule
@@ -62,8 +62,7 @@ def _against_history(
         # A level reading 0 (or next to it) where its seasonal expectation is far above it is no
         # reading (a failed scrape filled with 0): a missing point, out of the mean and the coverage
         # (as beside a baseline, preprocess: not where a fall is what is judged).
-        ok &= ~_unread_points(x, ref.seasonal.expected(canary.timestamps), ref.seasonal.scale(canary.timestamps),
-                              _rarely_dips(ref.dip_share))
+        ok &= ~_unread_points(x, ref.seasonal.expected(canary.timestamps), ref.seasonal.scale(canary.timestamps))
     t, x = canary.timestamps[ok], x[ok]
     expected_values = ref.seasonal.expected(t)
     scale = ref.seasonal.scale(t)

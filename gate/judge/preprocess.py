@@ -72,15 +72,19 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
         # judged: where a fall is (decrease, either) a zero counts against the canary, and a real
         # collapse (a hit ratio at 0, a KPI's drop) must not be excused as a failed scrape
         # (history-only, Kontrast KPIs judged either way failed later or not at all).
-        # Whatever the noise, a point below a tenth of its baseline is no reading where the
-        # baseline's own series (its history, its window) almost never falls there (_rarely_dips):
-        # a noisy latency's 0.02x fills otherwise passed a +44% shift; a gauge whose baseline
-        # dips too keeps its canary's dips as readings.
+        # Whatever the noise, a point below a tenth of its baseline where the baseline's own
+        # series (its history, its window) almost never falls there (_rarely_dips) is counted by
+        # the screens as a zero (5+ or a stretch block a pass): a noisy latency's 0.02x fills every
+        # 3rd step passed a +44% shift. It stays in the mean: the noisy family's real canaries
+        # read 0 at 1-2 of 16-24 points beside a baseline that never dips, and taken out those
+        # dips failed 25 clean pairs (bench.cv). A gauge whose baseline dips too is unaffected.
+        dips = np.zeros_like(keep)
         if m.bad_direction == "increase":
+            scale = _paired_scale(np.where(keep, c, np.nan), b, ref.noise if ref is not None else None)
+            unread = keep & _unread_points(c, b, scale)
             rarely_dips = _rarely_dips(ref.dip_share if ref is not None else None, _dip_share(b[keep]))
-            unread = keep & _unread_points(c, b, _paired_scale(np.where(keep, c, np.nan), b, ref.noise if ref is not None else None),
-                                           rarely_dips)
-        zero_screen = (c[keep], b[keep], unread[keep])
+            dips = keep & _unread_points(c, b, scale, rarely_dips)
+        zero_screen = (c[keep], b[keep], (unread | dips)[keep])
         keep &= ~unread
     # The moments the canary sent something, its no-readings too: a stopped series' allowance
     # (coverage._own_gaps_allow) must not grow by the points taken out here.
