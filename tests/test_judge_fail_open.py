@@ -362,7 +362,7 @@ def test_a_noisy_latency_filled_002x_every_3rd_step_is_not_passed(corpus, tmp_pa
     """nab5m-latency-shift-287 (a +44% latency shift, a paired spread above 0.2: no point is 5
     scales below its baseline) with the canary's latency 0.02x every 3rd step: the fills were
     averaged in, counted by no screen (above 1%), and it passed. Its baseline never falls below a
-    tenth of its level: they are no reading."""
+    tenth of its level: the screens count them as zeros (8 of 25)."""
     from gate.analysis import replay_case
     from tests.test_cli_replay import edited_case
 
@@ -418,3 +418,17 @@ def test_points_left_out_as_no_reading_are_no_gaps_that_excuse_a_stopped_series(
     verdict = Analysis(policy, MemorySource(canary, baseline), "r1", DEPLOY).evaluate(DEPLOY + policy.lifetime)
     assert verdict.verdict != "pass", verdict.reason
     assert "series stopped" in verdict.metrics[0].reason, verdict.metrics[0].reason
+
+
+def test_a_real_noisy_pair_whose_canary_reads_0_twice_is_still_passed():
+    """noisy-aa-000 (two real host groups side by side, a paired spread of 0.6): the canary's CPU
+    reads 0 at 2 of 16 points beside a baseline that never dips. Readings: not left out of the mean
+    (taken out, +16.5% could not be told within tolerance and it failed)."""
+    from pathlib import Path
+
+    from gate.analysis import replay_case
+
+    case = Path(__file__).resolve().parent.parent / "bench" / "corpus-noisy" / "noisy-aa-000"
+    if not case.is_dir():
+        pytest.skip("bench/corpus-noisy not present")
+    assert replay_case(case).verdict.verdict == "pass"
