@@ -76,7 +76,7 @@ def _relative_to_baseline(
         result = kind.fails_besides(m, paired, ref, setting, comparison) or result
     # Minutes held out for a fleet-wide anomaly (a minority) were reported by the canary: covered.
     elapsed = max(0, setting.lifetime_points - setting.remaining_points)
-    return _covered_enough(result, paired.reported, setting.lifetime_points, elapsed, latest, step)
+    return _covered_enough(result, paired.reported, setting.lifetime_points, elapsed, latest, step, sent=paired.sent)
 
 
 def _against_baseline(

@@ -32,7 +32,7 @@ STOPPED_GAP_MULTIPLE = 2
 
 
 def _covered_enough(result: MetricResult, reported: np.ndarray, lifetime_points: int, elapsed_points: int,
-                    latest: int, step: int) -> MetricResult:
+                    latest: int, step: int, sent: np.ndarray | None = None) -> MetricResult:
     """A pass needs the canary to have reported (`reported`: the metric's moments) for
     MIN_COVERAGE_TO_PASS of the points it could have: at the end of the lifetime, of the
     lifetime's (a pass that rests on "not shown worse"); at a checkpoint, of the points so far (a
@@ -43,7 +43,9 @@ def _covered_enough(result: MetricResult, reported: np.ndarray, lifetime_points:
     deploy's `latest` data, and half of the last RECENT_SPAN times that many steps reported (one
     point sent after a long silence must not reset it). A series that stopped while the others go
     on is not scattered gaps, and a pass on its first half would ignore the half it stopped
-    sending (or a doubled canary whose baseline stopped)."""
+    sending (or a doubled canary whose baseline stopped). `sent`: the moments it reported
+    something, its points left out as no reading too (preprocess: a gauge's zeros); what its own
+    gaps allow is read from them: left out, they were gaps that excused a stopped series."""
     if result.verdict != "pass" and not Rule(result.rule).could_not_tell:
         return result
     at_checkpoint = Rule(result.rule).shown_within
@@ -60,11 +62,12 @@ def _covered_enough(result: MetricResult, reported: np.ndarray, lifetime_points:
         return replace(result, verdict="inconclusive", rule=Rule.TOO_LITTLE_DATA,
                        reason=f"only {points} of {of} reported; {unshown}a pass needs {needed} "
                               f"({MIN_COVERAGE_TO_PASS:.0%}): {result.reason}")
-    if points and behind > MAX_BEHIND and behind > _own_gaps_allow(reported, step):
+    gaps_from = reported if sent is None or len(sent) == 0 else sent
+    if points and behind > MAX_BEHIND and behind > _own_gaps_allow(gaps_from, step):
         return replace(result, verdict="inconclusive", rule=Rule.TOO_LITTLE_DATA,
                        reason=f"the canary's {result.name} series stopped: nothing since {iso(int(reported[-1]))}, "
                               f"{behind} steps behind the deploy's latest data, longer than its own earlier gaps "
-                              f"make plausible ({_own_gaps_allow(reported, step)} steps): {result.reason}")
+                              f"make plausible ({_own_gaps_allow(gaps_from, step)} steps): {result.reason}")
     if behind > allowed or recent < math.ceil(MIN_COVERAGE_TO_PASS * span):
         return replace(result, verdict="inconclusive", rule=Rule.TOO_LITTLE_DATA,
                        reason=f"its latest point is {behind} steps behind the deploy's latest data and it "

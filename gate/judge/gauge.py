@@ -16,7 +16,7 @@ from gate.judge.comparison import (CLIP_SCALES, END_CLIP_SCALES, FAIL_TEST, MIN_
 from gate.judge.kinds import MetricKind
 from gate.judge.preprocess import Paired
 from gate.judge.reference import MetricReference, Reference, _jump_rate, learned
-from gate.judge.screens import _far_above_zero, _reads_zero
+from gate.judge.screens import _dip_share, _far_above_zero, _reads_zero, _unread_points
 from gate.policy import Metric
 from gate.rules import MEAN_RULES, Rule
 from gate.series import Frame
@@ -145,8 +145,14 @@ def _compare_gauge(m: Metric, p: Paired, ref: MetricReference | None, setting: S
         shown = f"canary mean {mean_c:.4g} vs baseline 0 (compared as a difference, tolerance {tolerance:.0%}) over {len(c)} points"
     else:
         shown = f"canary mean {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(c)} points"
+    if p.unread:
+        shown += (f" ({p.unread} point(s) reading 0 or next to it, far below the baseline, left out as missing: "
+                  f"no reading)")
+    # The zero screens read every reported moment, the points left out as no reading too.
+    screened_c, screened_b, unread = p.zero_screen if p.zero_screen is not None else (c, b, None)
     return Comparison(outcomes, excursions, numbers, len(c), tolerance, shown,
-                      doubt=_reads_zero(m.name, c, b, "the baseline's", anywhere=True), doubt_rule=Rule.READS_ZERO)
+                      doubt=_reads_zero(m.name, screened_c, screened_b, "the baseline's", anywhere=True, unread=unread),
+                      doubt_rule=Rule.READS_ZERO)
 
 
 def _upper_quantile_beyond(m: Metric, p: Paired, ref: MetricReference | None, setting: Setting,
@@ -177,16 +183,18 @@ def _learn(m: Metric, frame: Frame, x: np.ndarray, deployed_at: int, seasonal: b
     model = fit_seasonal(t, x, frame.step, clip_glitches=True) if seasonal else None
     noise, excursion_rate = _relative_noise(t, x, deployed_at, frame.step)
     return learned(model, t, x, deployed_at, noise=noise, excursion_rate=excursion_rate,
-                   jump_quantile=_jump_quantile(t, x, deployed_at, frame.step))
+                   jump_quantile=_jump_quantile(t, x, deployed_at, frame.step), dip_share=_dip_share(x[t < deployed_at]))
 
 
 def _zero_filled_against_history(m: Metric, reference: Reference, canary: Frame, t: np.ndarray,
                                  x: np.ndarray) -> str | None:
     """History-only: a gauge that reads 0 where its seasonal expectation puts 0 far out (see
-    _reads_zero, _far_above_zero): a zero-filled CPU was "consistent with history" (only rises
-    were excursions)."""
-    return _reads_zero(m.name, x, _far_above_zero(reference.metrics[m.name].seasonal, t), "its seasonal expectation",
-                       anywhere=True)
+    _reads_zero, _far_above_zero), or below it beyond its noise (_unread_points: a fill of 0.02x):
+    a zero-filled CPU was "consistent with history" (only rises were excursions)."""
+    ref = reference.metrics[m.name]
+    seasonal = ref.seasonal
+    return _reads_zero(m.name, x, _far_above_zero(seasonal, t), "its seasonal expectation", anywhere=True,
+                       unread=_unread_points(x, seasonal.expected(t), seasonal.scale(t)))
 
 
 def _mean(x: np.ndarray, volume: np.ndarray | None) -> float | None:

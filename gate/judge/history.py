@@ -13,6 +13,7 @@ from gate.judge.comparison import _pct, _result
 from gate.judge.coverage import _covered_enough
 from gate.judge.preprocess import _latest_moment
 from gate.judge.reference import Reference
+from gate.judge.screens import _unread_points
 from gate.kinds import judge_of
 from gate.policy import Metric, Policy
 from gate.rules import Rule
@@ -56,6 +57,12 @@ def _against_history(
         if volume_ref is None or volume_ref.seasonal is None:
             return _result(m, "inconclusive", Rule.NO_HISTORY, f"no usable history of its denominator {m.denominator}")
         ok &= np.isfinite(volume)
+    screened = ok.copy()  # what the zero screens read (reads_zero_against_history)
+    if not m.summed and m.bad_direction == "increase":
+        # A level reading 0 (or next to it) where its seasonal expectation is far above it is no
+        # reading (a failed scrape filled with 0): a missing point, out of the mean and the coverage
+        # (as beside a baseline, preprocess: not where a fall is what is judged).
+        ok &= ~_unread_points(x, ref.seasonal.expected(canary.timestamps), ref.seasonal.scale(canary.timestamps))
     t, x = canary.timestamps[ok], x[ok]
     expected_values = ref.seasonal.expected(t)
     scale = ref.seasonal.scale(t)
@@ -112,7 +119,8 @@ def _against_history(
     doubt = kind.clean_against_history(m, ref, canary)
     if doubt is not None:
         return _result(m, "inconclusive", Rule.IMPLAUSIBLY_CLEAN, doubt, **numbers)
-    zeros = kind.reads_zero_against_history(m, reference, canary, t, x)
+    zeros = kind.reads_zero_against_history(m, reference, canary, canary.timestamps[screened],
+                                            canary.values[m.name][screened])
     if zeros is not None:
         return _result(m, "inconclusive", Rule.READS_ZERO, zeros, **numbers)
     if look.final:
@@ -122,7 +130,8 @@ def _against_history(
                            f"seasonal expectation, beyond the tolerance {m.tolerance:.0%}, though not shown "
                            f"so: could not tell it within tolerance", **numbers)
         return _covered_enough(_result(m, "pass", Rule.CONSISTENT_WITH_HISTORY, shown, **numbers), t, lifetime_points,
-                               lifetime_points, _latest_moment(Observations(canary)), canary.step)
+                               lifetime_points, _latest_moment(Observations(canary)), canary.step,
+                               sent=canary.timestamps[screened])
     return _result(m, "inconclusive", Rule.WATCHING_HISTORY, shown, **numbers)
 
 

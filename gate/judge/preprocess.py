@@ -1,6 +1,7 @@
 """Preprocessing of each look: canary and baseline points paired by timestamp (load, time of day
 and fleet-wide swings cancel), missing points dropped, moments when both groups are off their
-seasonal expectation held out (a fleet-wide anomaly is not the canary's fault)."""
+seasonal expectation held out (a fleet-wide anomaly is not the canary's fault), a gauge's points
+that read 0 where its baseline is far above it taken out as missing (no reading)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gate.judge.reference import FLEET_ANOMALY_RARE, FLEET_ANOMALY_SCALES, MetricReference
+from gate.judge.screens import _dip_share, _paired_scale, _rarely_dips, _unread_points
 from gate.kinds import judge_of
 from gate.policy import Metric
 from gate.series import Observations
@@ -31,6 +33,11 @@ class Paired:
     reported: np.ndarray | None = None  # the moments both groups reported it (held-out ones too, glitches not)
     glitches: int = 0  # moments left out for a glitch point (its kind's window_glitches)
     glitched: tuple[str, ...] = ()  # ... in which series ("canary requests")
+    unread: int = 0  # a gauge's moments left out as missing: its canary read 0 or next to it (_unread_points)
+    # (canary, baseline, unread) at the moments both groups reported, unread ones included: what
+    # the zero screens (screens._reads_zero) read; None for a count.
+    zero_screen: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    sent: np.ndarray | None = None  # the moments in `reported` and those left out as no reading (`unread`)
 
 
 def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
@@ -54,6 +61,34 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
                           else (np.zeros_like(keep), ()))
     glitches &= keep
     keep &= ~glitches
+    zero_screen = None
+    unread = np.zeros_like(keep)
+    if not m.summed:
+        # A level (CPU, memory, latency) reading 0 where its baseline is far above it is a failed
+        # scrape filled with 0, not the canary's level: left out as a missing point (neither in
+        # the mean nor in the coverage, which then decides as for any gap). Scattered zeros
+        # averaged in pulled a 1.15x CPU within its 10% tolerance (a pass). The screens still
+        # see them: 5+ zeros or a stretch block a pass (_reads_zero). Only where a rise is what is
+        # judged: where a fall is (decrease, either) a zero counts against the canary, and a real
+        # collapse (a hit ratio at 0, a KPI's drop) must not be excused as a failed scrape
+        # (history-only, Kontrast KPIs judged either way failed later or not at all).
+        # Whatever the noise, a point below a tenth of its baseline where the baseline's own
+        # series (its history, its window) almost never falls there (_rarely_dips) is counted by
+        # the screens as a zero (5+ or a stretch block a pass): a noisy latency's 0.02x fills every
+        # 3rd step passed a +44% shift. It stays in the mean: the noisy family's real canaries
+        # read 0 at 1-2 of 16-24 points beside a baseline that never dips, and taken out those
+        # dips failed 25 clean pairs (bench.cv). A gauge whose baseline dips too is unaffected.
+        dips = np.zeros_like(keep)
+        if m.bad_direction == "increase":
+            scale = _paired_scale(np.where(keep, c, np.nan), b, ref.noise if ref is not None else None)
+            unread = keep & _unread_points(c, b, scale)
+            rarely_dips = _rarely_dips(ref.dip_share if ref is not None else None, _dip_share(b[keep]))
+            dips = keep & _unread_points(c, b, scale, rarely_dips)
+        zero_screen = (c[keep], b[keep], (unread | dips)[keep])
+        keep &= ~unread
+    # The moments the canary sent something, its no-readings too: a stopped series' allowance
+    # (coverage._own_gaps_allow) must not grow by the points taken out here.
+    sent = common[keep | unread]
     reported = keep.copy()
     held = 0
     if (ref is not None and ref.seasonal is not None and keep.any() and ref.seasonal.informative
@@ -86,7 +121,7 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
     return Paired(
         common[keep], c[keep], b[keep],
         None if cv is None else cv[keep], None if bv is None else bv[keep], held,
-        common[reported], int(glitches.sum()), glitched,
+        common[reported], int(glitches.sum()), glitched, int(unread.sum()), zero_screen, sent,
     )
 
 

@@ -37,6 +37,7 @@ class MetricReference:
     unusable: str | None = None  # why the history's seasonal model was dropped (seasonal is None)
     jump_quantile: float | None = None  # gauges: TAIL_QUANTILE of one host's relative jumps (centred)
     glitch_ceiling: float | None = None  # counts: a window point above it (in one group alone) is a glitch
+    dip_share: float | None = None  # gauges: share of history points below a tenth of their level (screens._dip_share)
 
 
 @dataclass(frozen=True)

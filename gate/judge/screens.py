@@ -3,9 +3,12 @@ stopped series), against its baseline or its seasonal expectation."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from gate.stats.seasonal import SeasonalModel
+from gate.stats.quantiles import relative_difference
+from gate.stats.seasonal import SeasonalModel, robust_sd
 
 ZERO_FAR_SCALES = 2.0  # history-only: 0 is "far" from an expectation this many noise scales above it
 # A gauge's canary reading 0 on at least this many latest points (this share of a stretch) while
@@ -18,9 +21,95 @@ ZERO_RUN_DENSITY = 0.5
 # window makes 5 zeros a reading).
 ZERO_SCATTER_SHARE = 0.1
 COLLAPSED_SHARE = 0.01  # "0" is at most 1% of the reference (0.001, a sentinel -1; real canaries: at most 2 such points)
+# A gauge point is no reading (_unread_points) where it lies below NEAR_ZERO_SHARE of its
+# reference AND more than UNREAD_SCALES noise scales below it. Both, because each alone is wrong:
+# a share alone ignores the noise (a gauge whose points scatter by half its level reaches a tenth
+# of it as a reading now and then; CPU 0.5% reads 0 and 1 by its quantum), and scales alone
+# ignore the level (a gauge quiet to 1% would read a real 0.9x as "far below"). UNREAD_SCALES is
+# the fleet-anomaly screen's "off", a drop a normal noise makes once in 3.5 million points, so a
+# real canary's low minute is never taken out (taken out, a low point's absence would bias an
+# "increase" gauge towards failing); NEAR_ZERO_SHARE is an order of magnitude below the level, which
+# no tolerance comes near: a point there reads as a fill (0.02x its baseline), not a regression's
+# opposite. Beside a baseline, with a paired relative spread above (1 - NEAR_ZERO_SHARE) /
+# UNREAD_SCALES = 0.18 (_paired_scale: the history's or the window's own, the larger) a point is
+# never taken out: such a gauge's zeros are only the screens' business (_reads_zero).
+# History-only, the scale is the seasonal model's at that moment.
+NEAR_ZERO_SHARE = 0.1
+UNREAD_SCALES = 5.0
+# ... or, whatever the noise, where the reference's own series rarely falls there: at most this
+# share of its points (history, and the window's baseline, each where known) lie below
+# NEAR_ZERO_SHARE of their local level (the median of DIP_NEIGHBOURS points around them). A noisy
+# latency (a paired spread of 0.2-0.5) is never 5 scales above 0.02x of itself, so its fills
+# (0.02x every 3rd step) counted in the mean and passed a +44% shift; a gauge whose baseline
+# itself dips there (both groups dip) keeps its dips as readings.
+DIP_RARE = 0.005
+DIP_NEIGHBOURS = 11
 
 
-def _reads_zero(name: str, canary: np.ndarray, reference: np.ndarray, whose: str, anywhere: bool = False) -> str | None:
+def _dip_share(x: np.ndarray) -> float | None:
+    """The share of a series' known points below NEAR_ZERO_SHARE of their local level (the median
+    of the DIP_NEIGHBOURS known points centred on them), among those whose level is above 0; None
+    with fewer than DIP_NEIGHBOURS known points."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < DIP_NEIGHBOURS:
+        return None
+    half = DIP_NEIGHBOURS // 2
+    padded = np.pad(x, half, mode="reflect")  # an end point is not its own neighbours
+    level = np.median(np.lib.stride_tricks.sliding_window_view(padded, DIP_NEIGHBOURS), axis=1)
+    above = level > 0
+    if not above.any():
+        return None
+    return float(np.mean(x[above] < NEAR_ZERO_SHARE * level[above]))
+
+
+def _rarely_dips(*shares: float | None) -> bool:
+    """Whether a reference series rarely falls below NEAR_ZERO_SHARE of its level: every known
+    `shares` (_dip_share: of its history, of its window) at most DIP_RARE, and at least one known."""
+    known = [s for s in shares if s is not None]
+    return bool(known) and all(s <= DIP_RARE for s in known)
+
+
+def _unread_points(canary: np.ndarray, reference: np.ndarray, scale: np.ndarray,
+                   rarely_dips: bool = False) -> np.ndarray:
+    """The points of a gauge's canary that are no reading (a scrape failing, filled with 0 or next
+    to it): 0, or below NEAR_ZERO_SHARE of their reference (the paired baseline point, or the
+    seasonal expectation), where the reference is more than UNREAD_SCALES noise scales (`scale`,
+    per point) above them. A mean over such points is no reading of the canary: 4 zeros in 60
+    minutes pulled a 1.15x CPU to +3% (a pass). A reference near 0 (an idle service's CPU 0.5%, a
+    latency of no requests) is never far above its own noise: nothing is taken out there.
+    `rarely_dips` (_rarely_dips: the reference's own series almost never falls below
+    NEAR_ZERO_SHARE of its level): every point below that share is no reading, whatever the noise."""
+    canary, reference = np.asarray(canary, dtype=float), np.asarray(reference, dtype=float)
+    with np.errstate(invalid="ignore"):
+        far = reference - canary > UNREAD_SCALES * np.asarray(scale, dtype=float)
+        return (reference > 0) & (canary <= NEAR_ZERO_SHARE * reference) & (far | rarely_dips)
+
+
+def _paired_scale(canary: np.ndarray, baseline: np.ndarray, relative_noise: float | None) -> np.ndarray:
+    """One paired point's noise scale (the difference of two hosts at the baseline's level), the
+    larger of two relative spreads times the baseline: the history's relative noise (one host's,
+    minute to minute) times sqrt 2, and the window's own (the spread of the canary's relative
+    differences from its baseline, by MAD: robust to the few points asked about). The window's
+    is the pair's real heterogeneity, which one host's history does not show: two different real
+    series side by side (the noisy family: a paired SD of 40-70% of the level) dip to 0 as
+    readings, and taken out those dips pushed 20 clean canaries past their tolerance. The window's
+    spread leaves out the points asked about (below NEAR_ZERO_SHARE of their baseline): at a
+    relative difference of -2 each, 20 fills in 60 points pushed it past the cut-off, and a
+    1.2x CPU filled 0.02x every 3rd minute passed at -21%. NaN where nothing tells."""
+    canary, baseline = np.asarray(canary, dtype=float), np.asarray(baseline, dtype=float)
+    both = np.isfinite(canary) & np.isfinite(baseline)
+    with np.errstate(invalid="ignore"):
+        both &= ~((baseline > 0) & (canary <= NEAR_ZERO_SHARE * baseline))
+    spreads = [robust_sd(relative_difference(canary[both], baseline[both])) if both.sum() >= 3 else float("nan")]
+    if relative_noise is not None and np.isfinite(relative_noise) and relative_noise > 0:
+        spreads.append(relative_noise * math.sqrt(2))
+    spreads = [x for x in spreads if np.isfinite(x)]
+    return (max(spreads) if spreads else float("nan")) * np.abs(baseline)
+
+
+def _reads_zero(name: str, canary: np.ndarray, reference: np.ndarray, whose: str, anywhere: bool = False,
+                unread: np.ndarray | None = None) -> str | None:
     """A canary series that reads 0, or next to it (at most COLLAPSED_SHARE of its reference: 0.001,
     a sentinel -1), on its latest points (ZERO_RUN_MIN of them or more, and at least
     ZERO_RUN_DENSITY of a stretch up to the latest point: real values that got through must not
@@ -29,8 +118,11 @@ def _reads_zero(name: str, canary: np.ndarray, reference: np.ndarray, whose: str
     stopped series' minutes with zeros (CPU, memory or latency 0 is no serving host's; requests
     0 is no serving canary). "Far below" would pass it within any tolerance. Real canary windows of
     dev, replicas and the noisy family never read 0 twice in a row; a real baseline's CPU history
-    reads 0 for up to 5 minutes, hence the length."""
+    reads 0 for up to 5 minutes, hence the length. `unread`: points also read as zeros (a gauge's
+    implausible near-zero fills, _unread_points)."""
     zero = (canary <= COLLAPSED_SHARE * reference) & (reference > 0)
+    if unread is not None:
+        zero |= unread
     counts = np.cumsum(zero[::-1])  # zeros among the last 1, 2, ... points
     lengths = np.arange(1, len(canary) + 1)
     stretch = np.flatnonzero((counts >= ZERO_RUN_MIN) & (counts >= ZERO_RUN_DENSITY * lengths))
