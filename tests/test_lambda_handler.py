@@ -417,10 +417,11 @@ def test_a_retried_invocation_is_judged_once(handler, corpus, aws_tables, monkey
     assert first == retry and first["verdict"] == "fail"
     assert len(judged) == 1
     assert len(aws_tables.evaluations("k1m-canary-down-012")) == 1  # recorded once
-    # Another moment of the same release is a new evaluation.
+    # Another moment of the same deploy is another request (the idempotency key holds the moment),
+    # answered with the deploy's final verdict: never judged anew, nor recorded again.
     earlier = handler.lambda_handler({**event, "now": event["deployed_at"]}, FakeContext())
-    assert earlier["evaluated_at"] == event["deployed_at"]
-    assert len(judged) == 2 and len(aws_tables.evaluations("k1m-canary-down-012")) == 2
+    assert (earlier["verdict"], earlier["evaluated_at"]) == ("fail", first["evaluated_at"])
+    assert len(judged) == 2 and len(aws_tables.evaluations("k1m-canary-down-012")) == 1
     assert aws_tables.release("k1m-canary-down-012")["info"]["policy"] == event["policy"]["name"]
 
 
