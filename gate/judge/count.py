@@ -21,7 +21,8 @@ from gate.judge.screens import _far_above_zero, _reads_zero
 from gate.policy import Metric
 from gate.rules import RATE_RULES, Rule
 from gate.series import Frame
-from gate.stats.counts import lower_tail, quiet_stretches, sum_inverse_k, window_inverse_k
+from gate.stats.counts import (lower_tail, profile_at, quiet_stretches, sum_inverse_k, time_of_day_inverse_k,
+                               time_of_day_profile, window_inverse_k, zero_runs)
 from gate.stats.seasonal import SeasonalModel, fit_seasonal, robust_sd
 from gate.stats.sequential import margin_test
 from gate.verdict import MetricResult
@@ -79,6 +80,16 @@ IMPLAUSIBLY_FEW = 0.1
 # minutes at ~10 errors a minute reads below 1e-20).
 QUIET_STRETCH_MIN = 3
 QUIET_STRETCH_CLEAN = 1e-5
+# History-only, a count without a denominator: what its window should have is, at each time of
+# day, the lower quartile across the history's days of that 15-minute slot's mean (at least
+# DAYS_MIN days), and never above its seasonal model's expectation. The seasonal model alone is
+# not robust to an incident at the same hour the day before (robust STL smooths a slot across
+# days: 8x for two hours one day made 118 of 1412 clean synthetic windows implausibly clean);
+# the days' median would hold a weekday's errors against a quiet weekend's (2 of 7 days); the
+# lower quartile of 7 days is the second-lowest day, untouched by incidents (days with more), by
+# a weekend, or by one day the source was dead.
+DAYS_QUANTILE = 0.25
+DAYS_MIN = 3
 
 
 def _glitched(seasonal: SeasonalModel | None, x: np.ndarray) -> str | None:
@@ -216,10 +227,52 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
                  f"tolerance {tolerance:.0%}) over {len(ec)} points")
     else:
         shown = f"canary rate {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(ec)} points"
+    no_volume = _volume_reads_zero(m, p) if m.denominator else None
+    if no_volume is not None:
+        return Comparison(outcomes, excursions, numbers, len(ec), tolerance, shown, doubt=no_volume,
+                          doubt_rule=Rule.READS_ZERO)
     return Comparison(outcomes, excursions, numbers, len(ec), tolerance, shown,
                       doubt=_implausibly_clean(m, ec, nc, rate, inverse_k,
                                                burstiness=window_inverse_k(eb, rate * nb),
                                                expected=None if m.denominator else eb))
+
+
+def _volume_reads_zero(m: Metric, p: Paired) -> str | None:
+    """A count's denominator that reads 0 in the canary over QUIET_STRETCH_MIN points in a row or
+    more, anywhere in the window, while the baseline served, where the canary's share of the
+    baseline's volume over the rest of the window makes none at all implausible (the lower tail
+    as _implausibly_clean_stretch's: at the dispersion the canary's volume shows around that
+    share, Bonferroni over the runs, below QUIET_STRETCH_CLEAN). Its events read 0 there too (or
+    the rate test fails it): what the canary did over those points cannot be told, and they are
+    no evidence of its rate. The out-of-service rule (down._canary_not_serving) sees such a run
+    only while it is the window's latest points and after a served one: a canary whose requests
+    and errors read 0 over its first 12 or 20 minutes, or over minutes 5-25 when the gate looked
+    at its checkpoints only, passed at minute 30, its coverage counted whole (review). Real
+    canaries read 0 requests where their baseline serves a handful (k1m-fleet-anomaly-264: 0, 0,
+    0 beside 1, 2, 1; a low-traffic canary at 5% for 19 minutes): plausible, and not held."""
+    volume, baseline = p.canary_volume, p.baseline_volume
+    runs = zero_runs(volume, QUIET_STRETCH_MIN)
+    if not runs:
+        return None
+    served = np.ones(len(volume), dtype=bool)
+    for a, b in runs:
+        served[a:b] = False
+    share = float(np.sum(volume[served])) / max(float(np.sum(baseline[served])), 1e-12)
+    if not share > 0:
+        return None  # never served in the window: its minimum volume's business
+    inverse_k = window_inverse_k(volume[served], share * baseline[served])
+    mean = np.array([share * float(np.sum(baseline[a:b])) for a, b in runs])
+    inverse_k_sums = np.array([sum_inverse_k(share * baseline[a:b], inverse_k) for a, b in runs])
+    chance = lower_tail(np.zeros(len(runs)), mean, inverse_k_sums) * len(runs)
+    worst = int(np.argmin(chance))
+    if chance[worst] >= QUIET_STRETCH_CLEAN:
+        return None
+    (a, b), n = runs[worst], len(volume)
+    return (f"the canary's {m.denominator} read 0 at {b - a} points in a row (points {a + 1} to {b} of {n}) while "
+            f"the baseline served {np.sum(baseline[a:b]):.0f}; at its share of the baseline's over the rest of "
+            f"the window ({share:.1%}) it would have served about {mean[worst]:.0f} (chance of none "
+            f"{chance[worst]:.1e} over {len(runs)} runs tried): is its {m.denominator} series filled with zeros, or "
+            f"was it out of service? What its {m.name} did there cannot be told")
 
 
 def _rate_alike(eb: np.ndarray, nb: np.ndarray, ref: MetricReference | None) -> float:
@@ -376,18 +429,43 @@ def _implausibly_clean_stretch(m: Metric, events: np.ndarray, volume: np.ndarray
 
 def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> str | None:
     """History-only: the canary's own history rate, not a baseline's, says how many events its
-    requests should have had (see _implausibly_clean). Not for a count without a denominator: its
-    history's mean per point is no expectation for a window (errors follow the day, 8% of their
-    mean at night; one outage in the week raised it for every window), and held to it, clean
-    night deploys failed (review); a time-of-day expectation robust to the history's incidents is
-    what it would need (left open)."""
-    if not m.denominator or ref.rate is None or m.denominator not in canary.values:
+    requests should have had (see _implausibly_clean); a count without a denominator is held to
+    its history at the window's times of day (_clean_against_time_of_day)."""
+    if not m.denominator:
+        return _clean_against_time_of_day(m, ref, canary)
+    if ref.rate is None or m.denominator not in canary.values:
         return None
     events, volume = canary.values[m.name], canary.values[m.denominator]
     ok = np.isfinite(events) & np.isfinite(volume)
     events, volume = events[ok], volume[ok]
     return _implausibly_clean(m, events, volume, ref.rate, ref.noise or 0.0,
                               burstiness=window_inverse_k(events, ref.rate * volume))
+
+
+def _clean_against_time_of_day(m: Metric, ref: MetricReference, canary: Frame) -> str | None:
+    """History-only, a count without a denominator (errors per point): a canary window with far
+    fewer events than its own history has at these times of day (a dead source filled with
+    zeros, a counter the release renamed) is held as _implausibly_clean holds one beside a
+    baseline. The expectation is the count's seasonal model, not its history's mean per point:
+    errors follow the day (8% of their mean at night) and one outage in the week raised that mean
+    for every window, and clean night deploys failed under it (review). The model is robust STL's
+    (an incident is down-weighted, its daily shape the median of the last days by slot), never
+    below 0; each point's dispersion at least the one the history's own noise at that hour shows
+    (time_of_day_inverse_k), so a night whose errors come in rare bursts reads its zeros as
+    plausible. A quiet night, whose expectation makes a window of zeros likely enough, passes."""
+    events = canary.values.get(m.name)
+    if events is None or ref.seasonal is None:
+        return None
+    ok = np.isfinite(events)
+    t, events = canary.timestamps[ok], events[ok]
+    if len(t) == 0:
+        return None
+    if ref.by_time_of_day is None:
+        return None
+    expected = np.minimum(np.maximum(ref.seasonal.expected(t), 0.0), profile_at(ref.by_time_of_day, t))
+    inverse_k = max(ref.noise or 0.0, time_of_day_inverse_k(expected, ref.seasonal.scale(t)))
+    return _implausibly_clean(m, events, np.ones(len(events)), 0.0, inverse_k,
+                              burstiness=window_inverse_k(events, expected), expected=expected)
 
 
 def _learn(m: Metric, frame: Frame, x: np.ndarray, deployed_at: int, seasonal: bool) -> MetricReference:
@@ -401,9 +479,11 @@ def _learn(m: Metric, frame: Frame, x: np.ndarray, deployed_at: int, seasonal: b
     volume = frame.values.get(m.denominator) if m.denominator else None
     x = _without_glitch_points(x, _glitch_ceiling(x, GLITCH_OVER_P99))
     noise, excursion_rate = _dispersion(t, x, frame.step, volume)
+    by_time_of_day = (time_of_day_profile(t[t < deployed_at], x[t < deployed_at], frame.step, DAYS_QUANTILE,
+                                          DAYS_MIN) if seasonal and not m.denominator else None)
     return learned(model, t, x, deployed_at, noise=noise, excursion_rate=excursion_rate,
                    rate=_rate(x, volume if m.denominator else np.ones(len(x))), unusable=unusable,
-                   glitch_ceiling=_glitch_ceiling(x, GLITCH_WINDOW_OVER_P99))
+                   glitch_ceiling=_glitch_ceiling(x, GLITCH_WINDOW_OVER_P99), by_time_of_day=by_time_of_day)
 
 
 def _no_volume_against_history(m: Metric, reference: Reference, canary: Frame, t: np.ndarray,

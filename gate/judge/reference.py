@@ -37,6 +37,9 @@ class MetricReference:
     unusable: str | None = None  # why the history's seasonal model was dropped (seasonal is None)
     jump_quantile: float | None = None  # gauges: TAIL_QUANTILE of one host's relative jumps (centred)
     glitch_ceiling: float | None = None  # counts: a window point above it (in one group alone) is a glitch
+    # counts without a denominator: events per point by 15-minute slot of the day, a low quantile
+    # across the history's days (count.DAYS_QUANTILE), for a window's expectation robust to incidents
+    by_time_of_day: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
