@@ -23,7 +23,7 @@ import gate
 import gate.cache
 from gate.cache import MAGIC, MAX_ENTRY_BYTES, ReferenceCache, code_digest, pack, reference_key
 from gate.judge import MetricReference, Reference
-from gate.stats.seasonal import DAY, fit_seasonal
+from gate.stats.seasonal import BUCKETS_PER_DAY, DAY, fit_seasonal
 
 MONDAY = 1_700_438_400  # 2023-11-20 00:00 UTC
 
@@ -39,7 +39,8 @@ def learned() -> Reference:
     assert seasonal is not None and seasonal.daily is not None and seasonal.weekly is not None
     return Reference({
         "latency": MetricReference(seasonal, 0.031, 0.004, None, 0.25, 0.01, None),
-        "errors": MetricReference(None, float("nan"), None, 0.0021, 0.0, 0.0, "glitched history"),
+        "errors": MetricReference(None, float("nan"), None, 0.0021, 0.0, 0.0, "glitched history",
+                                  by_time_of_day=np.linspace(0.0, 3.5, BUCKETS_PER_DAY)),
     }, len(t))
 
 

@@ -286,7 +286,8 @@ def test_a_run_of_zero_requests_before_a_checkpoint_look_does_not_pass_it(start,
     between lost) passed a canary whose requests and errors read 0 over minutes 5-25, 10-14 or
     16-28, its coverage counted whole."""
     canary, baseline = _requests_read_zero(3, start, end)
-    verdict = Analysis(_policy(metrics=RATIO), MemorySource(canary, baseline), "r1", DEPLOY).evaluate(DEPLOY + minute * STEP)
+    analysis = Analysis(_policy(metrics=RATIO), MemorySource(canary, baseline), "r1", DEPLOY)
+    verdict = analysis.evaluate(DEPLOY + minute * STEP)
     errors = next(m for m in verdict.metrics if m.name == "errors")
     assert verdict.verdict != "pass", verdict.reason
     assert errors.rule == "reads-zero", errors.reason

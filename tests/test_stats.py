@@ -190,3 +190,22 @@ def test_the_latest_point_of_a_trend_is_beyond_only_when_the_line_ends_beyond():
     flat = test(-1 + rng.normal(0, 1, 60))
     assert not flat.latest_beyond(3.0)
     assert not test(np.linspace(-3, 3, 7)).latest_beyond(3.0)  # too few points for a line
+
+
+def test_the_time_of_day_profile_is_untouched_by_an_incident_day_a_dead_day_or_a_weekend():
+    """A count's profile by time of day (gate.stats.counts.time_of_day_profile): at each 15-minute
+    slot, the lower quartile across the history's days, an order statistic of days. One day at
+    50x (an incident), one day at 0 (a dead source) and two quiet days (a weekend) of seven leave
+    it at an ordinary quiet day's level; a slot fewer than `min_days` days reported makes no claim."""
+    from gate.stats.counts import profile_at, time_of_day_profile
+
+    step = 60
+    t = np.arange(0, 7 * DAY, step, dtype=np.int64)
+    day = t // DAY
+    level = np.select([day == 2, day == 4, np.isin(day, (5, 6))], [50.0, 0.0, 0.5], 10.0)
+    profile = time_of_day_profile(t, level, step, quantile=0.25, min_days=3)
+    assert np.all(profile == 0.5)  # the second-lowest of 7 days: the dead one is the lowest
+    assert np.all(time_of_day_profile(t, level, step, quantile=0.5, min_days=3) == 10.0)
+    late = t >= 5 * DAY
+    assert np.all(time_of_day_profile(t[late], level[late], step, quantile=0.25, min_days=3) == 0.0)
+    assert profile_at(profile, np.array([7 * DAY + 3600])) == pytest.approx([0.5])
