@@ -324,3 +324,19 @@ def test_real_canaries_reading_zero_requests_where_their_baseline_serves_a_handf
 
     verdict = replay_case(corpus / case).verdict
     assert verdict.verdict == "pass", verdict.reason
+
+
+@pytest.mark.parametrize(("start", "end"), [(10, 30), (0, 15), (20, 26)])
+def test_history_only_a_denominator_reading_zero_before_the_window_s_end_is_not_passed(start, end):
+    """Fail-open review, history-only: the requests' zeros were read on the window's latest points
+    only, and a canary whose requests and errors read 0 over minutes 10-30, 0-15 or 20-26 (about
+    860 a minute expected) passed at the end, "consistent with history"."""
+    from tests.test_judge import _history_only_fleet
+
+    canary = _history_only_fleet(3)
+    zero = (canary.timestamps >= DEPLOY + start * STEP) & (canary.timestamps < DEPLOY + end * STEP)
+    canary.values["requests"][zero], canary.values["errors"][zero] = 0.0, 0.0
+    verdict, _ = _run(_policy(baseline=False), canary, None)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert verdict.verdict != "pass", verdict.reason
+    assert errors.rule == "reads-zero" and "requests reads 0" in errors.reason, errors.reason

@@ -489,14 +489,16 @@ def _learn(m: Metric, frame: Frame, x: np.ndarray, deployed_at: int, seasonal: b
 def _no_volume_against_history(m: Metric, reference: Reference, canary: Frame, t: np.ndarray,
                                x: np.ndarray) -> str | None:
     """History-only: a count's denominator that reads 0 where its seasonal expectation puts 0 far
-    out (see _reads_zero, _far_above_zero): a canary serving no requests passed on its errors."""
+    out (see _reads_zero, _far_above_zero): a canary serving no requests passed on its errors.
+    Anywhere in the window, as a gauge's (`anywhere`): read on its latest points only, requests
+    and errors 0 over minutes 10-30, 0-15 or 20-26 passed at the end (fail-open review)."""
     volume_ref = reference.metrics.get(m.denominator) if m.denominator else None
     volume = canary.values.get(m.denominator) if m.denominator else None
     if volume_ref is None or volume_ref.seasonal is None or volume is None:
         return None
     known = np.isfinite(volume)
     return _reads_zero(m.denominator, volume[known], _far_above_zero(volume_ref.seasonal, canary.timestamps[known]),
-                       "its seasonal expectation")
+                       "its seasonal expectation", anywhere=True)
 
 
 def _ratio(x: np.ndarray, volume: np.ndarray | None) -> float | None:
