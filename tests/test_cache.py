@@ -23,7 +23,7 @@ import gate
 import gate.cache
 from gate.cache import MAGIC, MAX_ENTRY_BYTES, ReferenceCache, code_digest, pack, reference_key
 from gate.judge import MetricReference, Reference
-from gate.stats.seasonal import BUCKETS_PER_DAY, DAY, fit_seasonal
+from gate.stats.seasonal import DAY, fit_seasonal
 
 MONDAY = 1_700_438_400  # 2023-11-20 00:00 UTC
 
@@ -32,6 +32,8 @@ MONDAY = 1_700_438_400  # 2023-11-20 00:00 UTC
 def learned() -> Reference:
     """A reference with every kind of field: a seasonal model with daily and weekly profiles (15
     days of history), one without (a glitched count), None and NaN values."""
+    from gate.stats.seasonal import BUCKETS_PER_DAY
+
     t = np.arange(MONDAY, MONDAY + 15 * DAY, 300)
     rng = np.random.default_rng(7)
     x = 100 + 20 * np.sin(2 * np.pi * t / DAY) + 5 * (t // DAY % 7 == 5) + rng.normal(0, 3, len(t))
