@@ -170,14 +170,16 @@ COUNT_ALONE = [{"name": "cpu", "kind": "gauge", "tolerance": 0.1},
 
 
 def _history_only_errors(seed: int, peak: float, at_hour: float, night_share: float = 0.08,
-                         incident: tuple[int, int, float] | None = None, weekend_share: float | None = None) -> Frame:
+                         incident: tuple[int, int, float] | None = None, weekend_share: float | None = None,
+                         clock_shift_before: float = 0.0) -> Frame:
     """One group without a baseline: errors per minute (negative binomial, k = 5) at `peak` at
     midday and `night_share` of it from 18h to 6h, the deploy at hour `at_hour` of that day;
     `incident`: (start, end, factor) around the deploy, in seconds; `weekend_share`: the deploy's
-    day and the day before (and a week before) at that share of the others."""
+    day and the day before (and a week before) at that share of the others; `clock_shift_before`:
+    hours the local clock ran ahead before a DST change 18 hours before the deploy."""
     rng = np.random.default_rng(seed)
     t = np.arange(DEPLOY - HISTORY_DAYS * DAY, DEPLOY + 3600 + STEP, STEP, dtype=np.int64)
-    hours = (t - DEPLOY) / 3600 + at_hour
+    hours = (t - DEPLOY) / 3600 + at_hour + np.where(t < DEPLOY - 18 * 3600, clock_shift_before, 0.0)
     daylight = np.clip(np.sin(np.pi * (hours % 24 - 6) / 12), 0, None)
     rate = peak * (night_share + (1 - night_share) * daylight)
     if incident is not None:
@@ -215,6 +217,31 @@ def test_history_only_a_count_without_a_denominator_that_stops_partway_is_not_pa
     verdict, errors = _history_only_errors_verdict(canary)
     assert verdict.verdict != "pass", verdict.reason
     assert errors.rule == "implausibly-clean" and "series stop" in errors.reason, errors.reason
+
+
+@pytest.mark.parametrize("at_hour", [5.0, 5.5])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_history_only_clean_deploys_the_day_after_a_dst_change_pass(seed, at_hour):
+    """Review: errors follow the local day, whose clock moved an hour 18 hours before the deploy;
+    the time-of-day profile's slots are UTC's and still held the days before the change. Clean
+    deploys at local 05:00 and 05:30 failed implausibly-clean ("only 9 errors where ... predicts
+    119"): only a window, or a stretch to its end, at exactly 0 is held to the time of day, and
+    then to the profile's lowest within an hour."""
+    canary = _history_only_errors(seed, peak=20.0, at_hour=at_hour, night_share=0.01, clock_shift_before=1.0)
+    verdict, errors = _history_only_errors_verdict(canary)
+    assert errors.rule != "implausibly-clean", errors.reason
+
+
+def test_history_only_a_dead_source_on_a_short_history_is_not_passed():
+    """Fail-open review: with 2 days of history the time-of-day profile makes no claim (under
+    DAYS_MIN days), and its "no claim" read as an expectation of 0: errors 0 over the whole window
+    at noon, where its days have ~20 a minute, passed. The seasonal model's expectation alone."""
+    canary = _history_only_errors(1, peak=20.0, at_hour=12)
+    canary.values["errors"][canary.timestamps >= DEPLOY] = 0.0
+    verdict, _ = _run(_policy(baseline=False, metrics=COUNT_ALONE, history=2 * DAY), canary, None)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert verdict.verdict != "pass", verdict.reason
+    assert errors.rule == "implausibly-clean", errors.reason
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -288,6 +315,45 @@ def test_a_run_of_zero_requests_before_a_checkpoint_look_does_not_pass_it(start,
     canary, baseline = _requests_read_zero(3, start, end)
     analysis = Analysis(_policy(metrics=RATIO), MemorySource(canary, baseline), "r1", DEPLOY)
     verdict = analysis.evaluate(DEPLOY + minute * STEP)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert verdict.verdict != "pass", verdict.reason
+    assert errors.rule == "reads-zero", errors.reason
+
+
+@pytest.mark.parametrize(("share", "minutes"), [(1.0, 3), (1.0, 5), (0.05, 4)])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_clean_canary_whose_requests_read_zero_while_its_target_registers_passes(seed, share, minutes):
+    """Review: a clean canary whose first 3-5 minutes read 0 requests (its target still
+    registering with the load balancer) failed at the end, where main passed it at minute 30: a
+    run from the deploy of at most the start-up allowance (budget.STARTUP_MAX, at most
+    STARTUP_SHARE of the lifetime) is allowed, as the out-of-service rule allows one before the
+    first served point. The runs of 12 and 20 minutes above are still held."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(DEPLOY - HISTORY_DAYS * DAY, DEPLOY + 3600 + STEP, STEP, dtype=np.int64)
+    load = 1 + 0.3 * np.sin(2 * np.pi * (t % DAY) / DAY)
+    live = t >= DEPLOY
+    baseline, canary = _host(rng, t, load), _host(rng, t[live], load[live], traffic_share=share)
+    canary["requests"][:minutes], canary["errors"][:minutes] = 0.0, 0.0
+    verdict, _ = _run(_policy(metrics=RATIO), Frame(STEP, t[live], canary), Frame(STEP, t, baseline))
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert errors.rule != "reads-zero", errors.reason
+    assert verdict.verdict == "pass", verdict.reason
+
+
+@pytest.mark.parametrize(("start", "end", "minute"), [(0, 20, None), (5, 25, 30), (10, 30, 45)])
+def test_a_canary_whose_requests_are_missing_while_it_reports_is_not_passed(start, end, minute):
+    """Fail-open review: CloudWatch publishes no RequestCount (nor 5XX count) for a minute without
+    requests; the canary's requests and errors missing over minutes 0-20, 5-25 or 10-30 while it
+    reported its CPU were dropped from the paired moments and the run went unseen (passed). Read
+    as 0, as the out-of-service rule reads them."""
+    canary, baseline = _requests_read_zero(3, start, end)
+    gone = (canary.timestamps >= DEPLOY + start * STEP) & (canary.timestamps < DEPLOY + end * STEP)
+    canary.values["requests"][gone], canary.values["errors"][gone] = np.nan, np.nan
+    policy = _policy(metrics=[{"name": "cpu", "kind": "gauge", "tolerance": 0.1}] + RATIO)
+    if minute is None:
+        verdict, _ = _run(policy, canary, baseline)
+    else:
+        verdict = Analysis(policy, MemorySource(canary, baseline), "r1", DEPLOY).evaluate(DEPLOY + minute * STEP)
     errors = next(m for m in verdict.metrics if m.name == "errors")
     assert verdict.verdict != "pass", verdict.reason
     assert errors.rule == "reads-zero", errors.reason

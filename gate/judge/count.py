@@ -90,6 +90,10 @@ QUIET_STRETCH_CLEAN = 1e-5
 # a weekend, or by one day the source was dead.
 DAYS_QUANTILE = 0.25
 DAYS_MIN = 3
+# ... its lowest within an hour either side: the profile's slots are UTC's, and the day after a
+# DST change a service's local day runs an hour off its history's (a clean deploy at local
+# 05:00 held to the history's 06:00 failed, review).
+DST_SPREAD = 3600
 
 
 def _glitched(seasonal: SeasonalModel | None, x: np.ndarray) -> str | None:
@@ -227,7 +231,7 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
                  f"tolerance {tolerance:.0%}) over {len(ec)} points")
     else:
         shown = f"canary rate {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(ec)} points"
-    no_volume = _volume_reads_zero(m, p) if m.denominator else None
+    no_volume = _volume_reads_zero(m, p, setting.startup_points) if m.denominator else None
     if no_volume is not None:
         return Comparison(outcomes, excursions, numbers, len(ec), tolerance, shown, doubt=no_volume,
                           doubt_rule=Rule.READS_ZERO)
@@ -237,7 +241,7 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
                                                expected=None if m.denominator else eb))
 
 
-def _volume_reads_zero(m: Metric, p: Paired) -> str | None:
+def _volume_reads_zero(m: Metric, p: Paired, startup_points: int = 0) -> str | None:
     """A count's denominator that reads 0 in the canary over QUIET_STRETCH_MIN points in a row or
     more, anywhere in the window, while the baseline served, where the canary's share of the
     baseline's volume over the rest of the window makes none at all implausible (the lower tail
@@ -249,14 +253,23 @@ def _volume_reads_zero(m: Metric, p: Paired) -> str | None:
     and errors read 0 over its first 12 or 20 minutes, or over minutes 5-25 when the gate looked
     at its checkpoints only, passed at minute 30, its coverage counted whole (review). Real
     canaries read 0 requests where their baseline serves a handful (k1m-fleet-anomaly-264: 0, 0,
-    0 beside 1, 2, 1; a low-traffic canary at 5% for 19 minutes): plausible, and not held."""
-    volume, baseline = p.canary_volume, p.baseline_volume
-    runs = zero_runs(volume, QUIET_STRETCH_MIN)
+    0 beside 1, 2, 1; a low-traffic canary at 5% for 19 minutes): plausible, and not held.
+    A missing denominator point while the canary reports is read as 0 (Paired.served_*_volume:
+    CloudWatch publishes no RequestCount for a minute without requests; the paired moments drop
+    it, and such a run went unseen, review). A run from the window's first point of at most
+    `startup_points` (Setting.startup_points: a target still registering, budget.STARTUP_MAX) is
+    allowed, as _canary_not_serving allows one before the first served point: held, a clean
+    canary whose first 3-5 minutes read 0 failed at the end (review); a longer one is held."""
+    volume, baseline = p.served_canary_volume, p.served_baseline_volume
+    if volume is None or baseline is None:
+        volume, baseline = p.canary_volume, p.baseline_volume
+    all_runs = zero_runs(volume, QUIET_STRETCH_MIN)
+    served = np.ones(len(volume), dtype=bool)
+    for a, b in all_runs:
+        served[a:b] = False
+    runs = [(a, b) for a, b in all_runs if not (a == 0 and b <= startup_points)]
     if not runs:
         return None
-    served = np.ones(len(volume), dtype=bool)
-    for a, b in runs:
-        served[a:b] = False
     share = float(np.sum(volume[served])) / max(float(np.sum(baseline[served])), 1e-12)
     if not share > 0:
         return None  # never served in the window: its minimum volume's business
@@ -443,29 +456,40 @@ def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> st
 
 
 def _clean_against_time_of_day(m: Metric, ref: MetricReference, canary: Frame) -> str | None:
-    """History-only, a count without a denominator (errors per point): a canary window with far
-    fewer events than its own history has at these times of day (a dead source filled with
-    zeros, a counter the release renamed) is held as _implausibly_clean holds one beside a
-    baseline. The expectation is the count's seasonal model, not its history's mean per point:
-    errors follow the day (8% of their mean at night) and one outage in the week raised that mean
-    for every window, and clean night deploys failed under it (review). The model is robust STL's
-    (an incident is down-weighted, its daily shape the median of the last days by slot), never
-    below 0; each point's dispersion at least the one the history's own noise at that hour shows
-    (time_of_day_inverse_k), so a night whose errors come in rare bursts reads its zeros as
-    plausible. A quiet night, whose expectation makes a window of zeros likely enough, passes."""
+    """History-only, a count without a denominator (errors per point): a canary whose errors read
+    exactly 0 over the whole window, or over a run of QUIET_STRETCH_MIN+ points up to its latest
+    one (a dead source filled with zeros, a counter the release renamed), where its own history
+    at these times of day has far more, is held as _implausibly_clean holds one beside a
+    baseline. Only a window (or a stretch reaching its latest point) at exactly 0: a low count
+    is left as the history's mean per point left it (not held). Held to low counts, a clean
+    deploy at local 05:00 the day after a DST change failed ("only 9 where 119"): the UTC slots
+    of the time of day took the days before the change, an hour off (review). The expectation
+    is the count's seasonal model, not its history's mean per point: errors follow the day (8%
+    of their mean at night) and one outage in the week raised that mean for every window, and
+    clean night deploys failed under it (review). The model is robust STL's, never below 0, and
+    never above the days' lower quartile of the slot (time_of_day_profile) where that makes a
+    claim: where it makes none (under DAYS_MIN days of history) the model's alone, not 0 (0 let
+    a dead source pass on a short history, review). Each point's dispersion at least the one the
+    history's own noise at that hour shows (time_of_day_inverse_k), so a night whose errors
+    come in rare bursts reads its zeros as plausible."""
     events = canary.values.get(m.name)
-    if events is None or ref.seasonal is None:
+    if events is None or ref.seasonal is None or ref.by_time_of_day is None:
         return None
     ok = np.isfinite(events)
     t, events = canary.timestamps[ok], events[ok]
-    if len(t) == 0:
+    nonzero = np.flatnonzero(events != 0)
+    start = int(nonzero[-1]) + 1 if len(nonzero) else 0
+    if len(events) - start < (1 if start == 0 else QUIET_STRETCH_MIN):
         return None
-    if ref.by_time_of_day is None:
-        return None
-    expected = np.minimum(np.maximum(ref.seasonal.expected(t), 0.0), profile_at(ref.by_time_of_day, t))
+    total = len(events)
+    t, events = t[start:], events[start:]
+    expected = np.fmin(np.maximum(ref.seasonal.expected(t), 0.0), profile_at(ref.by_time_of_day, t, DST_SPREAD))
     inverse_k = max(ref.noise or 0.0, time_of_day_inverse_k(expected, ref.seasonal.scale(t)))
-    return _implausibly_clean(m, events, np.ones(len(events)), 0.0, inverse_k,
-                              burstiness=window_inverse_k(events, expected), expected=expected)
+    doubt = _implausibly_clean(m, events, np.ones(len(events)), 0.0, inverse_k,
+                               burstiness=window_inverse_k(events, expected), expected=expected)
+    if doubt is not None and start > 0:
+        return f"its {m.name} read 0 from point {start + 1} of {total} on (has the series stopped?): {doubt}"
+    return doubt
 
 
 def _learn(m: Metric, frame: Frame, x: np.ndarray, deployed_at: int, seasonal: bool) -> MetricReference:

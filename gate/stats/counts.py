@@ -99,12 +99,13 @@ def time_of_day_profile(timestamps: np.ndarray, events: np.ndarray, step: int, q
     of the history that reported at least half of it, and across those days their `quantile`
     (the lower one of two: an order statistic, never an average of days). A low quantile is
     untouched by incidents (days that had more) and by as many quiet days as it leaves below
-    it. 0 (no claim) for a slot fewer than `min_days` days reported."""
+    it. NaN (no claim) for a slot fewer than `min_days` days reported: not 0, which would read
+    as a claim that none are expected and hide a dead source behind a short history."""
     t = np.asarray(timestamps, dtype=np.int64)
     x = np.asarray(events, dtype=float)
     known = np.isfinite(x)
     t, x = t[known], x[known]
-    profile = np.zeros(BUCKETS_PER_DAY)
+    profile = np.full(BUCKETS_PER_DAY, np.nan)
     if len(t) == 0:
         return profile
     slot_seconds = DAY // BUCKETS_PER_DAY
@@ -119,10 +120,19 @@ def time_of_day_profile(timestamps: np.ndarray, events: np.ndarray, step: int, q
     enough = reported.sum(axis=0) >= min_days
     if enough.any():
         profile[enough] = np.nanquantile(means[:, enough], quantile, axis=0, method="lower")
-    return np.where(np.isfinite(profile), profile, 0.0)
+    return profile
 
 
-def profile_at(profile: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-    """A time_of_day_profile's value at each moment."""
-    slot = (np.asarray(timestamps, dtype=np.int64) % DAY) * BUCKETS_PER_DAY // DAY
-    return np.asarray(profile, dtype=float)[slot]
+def profile_at(profile: np.ndarray, timestamps: np.ndarray, spread: int = 0) -> np.ndarray:
+    """A time_of_day_profile's value at each moment (NaN where it makes no claim): its lowest
+    over the slots within `spread` seconds either side (the day wraps), where any claims. Slots
+    are of UTC time; a day that lives by a local clock shifts them an hour at a DST change."""
+    values = np.asarray(profile, dtype=float)
+    reach = int(spread) * len(values) // DAY
+    if reach > 0:
+        shifted = np.stack([np.roll(values, k) for k in range(-reach, reach + 1)])
+        with np.errstate(all="ignore"):
+            claims = np.isfinite(shifted).any(axis=0)
+            values = np.where(claims, np.nanmin(np.where(np.isfinite(shifted), shifted, np.inf), axis=0), np.nan)
+    slot = (np.asarray(timestamps, dtype=np.int64) % DAY) * len(values) // DAY
+    return values[slot]
