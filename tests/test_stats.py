@@ -209,3 +209,18 @@ def test_the_time_of_day_profile_is_untouched_by_an_incident_day_a_dead_day_or_a
     late = t >= 5 * DAY
     assert np.all(np.isnan(time_of_day_profile(t[late], level[late], step, quantile=0.25, min_days=3)))
     assert profile_at(profile, np.array([7 * DAY + 3600])) == pytest.approx([0.5])
+
+
+def test_the_time_of_day_profile_is_read_at_its_lowest_within_an_hour_across_midnight():
+    """The profile's slots are UTC's; a local day shifts an hour at a DST change (review: clean
+    deploys the day after failed). Read with a spread, a slot takes the lowest claim within it,
+    the day wrapping at midnight; slots without a claim (NaN) are skipped, none at all stays NaN."""
+    from gate.stats.counts import profile_at
+
+    profile = np.full(96, 10.0)
+    profile[94] = 1.0  # 23:30 UTC
+    profile[50] = np.nan
+    at = np.array([0, 12 * 3600, 12 * 3600 + 1800])
+    assert profile_at(profile, at, 3600) == pytest.approx([1.0, 10.0, 10.0], nan_ok=True)
+    assert profile_at(profile, at)[0] == 10.0
+    assert np.isnan(profile_at(np.full(96, np.nan), at, 3600)).all()
