@@ -325,9 +325,9 @@ def test_a_run_of_zero_requests_before_a_checkpoint_look_does_not_pass_it(start,
 def test_a_clean_canary_whose_requests_read_zero_while_its_target_registers_passes(seed, share, minutes):
     """Review: a clean canary whose first 3-5 minutes read 0 requests (its target still
     registering with the load balancer) failed at the end, where main passed it at minute 30: a
-    run from the deploy of at most the start-up allowance (budget.STARTUP_MAX, at most
-    STARTUP_SHARE of the lifetime) is allowed, as the out-of-service rule allows one before the
-    first served point. The runs of 12 and 20 minutes above are still held."""
+    run from the deploy of at most the start-up allowance (budget.STARTUP_MAX, less the warm-up)
+    is allowed, as the out-of-service rule allows one before the first served point. The runs of
+    12 and 20 minutes above are still held."""
     rng = np.random.default_rng(seed)
     t = np.arange(DEPLOY - HISTORY_DAYS * DAY, DEPLOY + 3600 + STEP, STEP, dtype=np.int64)
     load = 1 + 0.3 * np.sin(2 * np.pi * (t % DAY) / DAY)
@@ -406,3 +406,40 @@ def test_history_only_a_denominator_reading_zero_before_the_window_s_end_is_not_
     errors = next(m for m in verdict.metrics if m.name == "errors")
     assert verdict.verdict != "pass", verdict.reason
     assert errors.rule == "reads-zero" and "requests reads 0" in errors.reason, errors.reason
+
+
+@pytest.mark.parametrize(("warmup", "lifetime", "minutes"), [(60, 3600, 5), (120, 3600, 5), (0, 1800, 4), (0, 1200, 3)])
+def test_the_start_up_allowance_is_not_taken_away_by_a_short_warm_up_or_a_short_lifetime(warmup, lifetime, minutes):
+    """Second review: with a 1-2 minute warm-up the allowance was 0 (the registering minutes after
+    the warm-up were held: fail at the end); at 10% of a 20- or 30-minute lifetime, 3-4 minutes of
+    registering were held. Registering takes as long whatever the warm-up or lifetime."""
+    from tests.test_judge import _fleet
+    from tests.test_judge import _policy as judge_policy
+    from tests.test_judge import _run as judge_run
+
+    canary, baseline = _fleet(1)
+    first = np.arange(len(canary)) < minutes
+    canary.values["requests"][first], canary.values["errors"][first] = 0.0, 0.0
+    verdict, _ = judge_run(judge_policy(warmup=warmup, lifetime=lifetime), canary, baseline)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert errors.rule != "reads-zero", errors.reason
+    assert verdict.verdict == "pass", verdict.reason
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_history_only_a_target_registering_for_five_minutes_passes(seed):
+    """Second review: history-only, requests and errors 0 over the first 5 minutes, then clean,
+    failed (reads-zero from the deploy), where with a baseline group the same canary passes."""
+    from tests.test_judge import DEPLOY as JUDGE_DEPLOY
+    from tests.test_judge import STEP as JUDGE_STEP
+    from tests.test_judge import _history_only_fleet
+    from tests.test_judge import _policy as judge_policy
+    from tests.test_judge import _run as judge_run
+
+    canary = _history_only_fleet(seed)
+    first = (canary.timestamps >= JUDGE_DEPLOY) & (canary.timestamps < JUDGE_DEPLOY + 5 * JUDGE_STEP)
+    canary.values["requests"][first], canary.values["errors"][first] = 0.0, 0.0
+    verdict, _ = judge_run(judge_policy(baseline=False), canary, None)
+    errors = next(m for m in verdict.metrics if m.name == "errors")
+    assert errors.rule != "reads-zero", errors.reason
+    assert verdict.verdict == "pass", verdict.reason

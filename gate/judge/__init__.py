@@ -28,7 +28,7 @@ it are the ones the bench and tests read (its constants: `bench.cv` sets them wh
 from __future__ import annotations
 
 from gate import guardrails
-from gate.judge.budget import (PASS_CHECKPOINTS, STARTUP_MAX, STARTUP_SHARE, TUNED_AT, Budget, Look, Setting, look_at,
+from gate.judge.budget import (PASS_CHECKPOINTS, STARTUP_MAX, TUNED_AT, Budget, Look, Setting, look_at,
                                minimum_duration)
 from gate.judge.classify import (END_BOUND_Z, END_LIKELIHOOD_RATIO, END_PASS_RULE, END_REGRESSION_MULTIPLE,
                                  LATEST_AT_END, _against_baseline)
@@ -77,10 +77,9 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
         compared = _after(window, deployed_at + policy.warmup, now)
         lifetime_points = max(1, (policy.lifetime - policy.warmup) // policy.interval)
         notes.append(f"the first {policy.warmup // 60} min ({policy.warmup} s) are a warm-up: shown, not compared")
-    # Without a warm-up, a start-up allowance for a denominator that reads 0 from the deploy (a
-    # target still registering with its load balancer): the first STARTUP_MAX, at most
-    # STARTUP_SHARE of the lifetime. With one, those points are not compared at all.
-    startup = 0 if policy.warmup else min(STARTUP_MAX, int(STARTUP_SHARE * policy.lifetime)) // policy.interval
+    # A start-up allowance for a denominator that reads 0 from the deploy (a target still
+    # registering with its load balancer): STARTUP_MAX from the deploy, less the warm-up.
+    startup = max(0, STARTUP_MAX - policy.warmup) // policy.interval
     setting = Setting(budget, look, lifetime_points, remaining, startup)
     results = []
     for m in judged:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gate import guardrails
-from gate.judge.budget import TUNED_AT, Budget, Setting
+from gate.judge.budget import STARTUP_MAX, TUNED_AT, Budget, Setting
 from gate.judge.comparison import (FAIL_TEST, Comparison, DirectionTest, _at_tolerance, _directions, _excursions, _pct,
                                    _result)
 from gate.judge.kinds import MetricKind
@@ -521,7 +521,12 @@ def _no_volume_against_history(m: Metric, reference: Reference, canary: Frame, t
     if volume_ref is None or volume_ref.seasonal is None or volume is None:
         return None
     known = np.isfinite(volume)
-    return _reads_zero(m.denominator, volume[known], _far_above_zero(volume_ref.seasonal, canary.timestamps[known]),
+    t, volume = canary.timestamps[known], volume[known]
+    # The start-up allowance the paired check gives (budget.STARTUP_MAX): a leading run of zeros
+    # within it is a target still registering, not a canary serving nothing (second review).
+    registering = (np.cumprod(volume <= 0) > 0) & (t < t[0] + STARTUP_MAX) if len(t) else np.zeros(0, dtype=bool)
+    t, volume = t[~registering], volume[~registering]
+    return _reads_zero(m.denominator, volume, _far_above_zero(volume_ref.seasonal, t),
                        "its seasonal expectation", anywhere=True)
 
 
