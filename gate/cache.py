@@ -168,10 +168,11 @@ def _data(value: Any) -> Any:
 
 def _array_shapes() -> dict[tuple[type, str], tuple[int, ...]]:
     """The shape of every array a reference holds: one of another shape would fail the judge."""
+    from gate.judge.reference import MetricReference
     from gate.stats.seasonal import BUCKETS_PER_DAY, SeasonalModel
 
     return {(SeasonalModel, "daily"): (BUCKETS_PER_DAY,), (SeasonalModel, "weekly"): (7, BUCKETS_PER_DAY),
-            (SeasonalModel, "hourly_scale"): (24,)}
+            (SeasonalModel, "hourly_scale"): (24,), (MetricReference, "by_time_of_day"): (BUCKETS_PER_DAY,)}
 
 
 def _typed(value: Any, kind: Any, where: str, shape: tuple[int, ...] | None = None) -> Any:

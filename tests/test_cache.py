@@ -38,6 +38,8 @@ SIMULATED_POLICY_JSON = '{"source": {"type": "simulate"}}'
 def learned() -> Reference:
     """A reference with every kind of field: a seasonal model with daily and weekly profiles (15
     days of history), one without (a glitched count), None and NaN values."""
+    from gate.stats.seasonal import BUCKETS_PER_DAY
+
     t = np.arange(MONDAY, MONDAY + 15 * DAY, 300)
     rng = np.random.default_rng(7)
     x = 100 + 20 * np.sin(2 * np.pi * t / DAY) + 5 * (t // DAY % 7 == 5) + rng.normal(0, 3, len(t))
@@ -45,7 +47,8 @@ def learned() -> Reference:
     assert seasonal is not None and seasonal.daily is not None and seasonal.weekly is not None
     return Reference({
         "latency": MetricReference(seasonal, 0.031, 0.004, None, 0.25, 0.01, None),
-        "errors": MetricReference(None, float("nan"), None, 0.0021, 0.0, 0.0, "glitched history"),
+        "errors": MetricReference(None, float("nan"), None, 0.0021, 0.0, 0.0, "glitched history",
+                                  by_time_of_day=np.linspace(0.0, 3.5, BUCKETS_PER_DAY)),
     }, len(t))
 
 

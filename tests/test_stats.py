@@ -190,3 +190,37 @@ def test_the_latest_point_of_a_trend_is_beyond_only_when_the_line_ends_beyond():
     flat = test(-1 + rng.normal(0, 1, 60))
     assert not flat.latest_beyond(3.0)
     assert not test(np.linspace(-3, 3, 7)).latest_beyond(3.0)  # too few points for a line
+
+
+def test_the_time_of_day_profile_is_untouched_by_an_incident_day_a_dead_day_or_a_weekend():
+    """A count's profile by time of day (gate.stats.counts.time_of_day_profile): at each 15-minute
+    slot, the lower quartile across the history's days, an order statistic of days. One day at
+    50x (an incident), one day at 0 (a dead source) and two quiet days (a weekend) of seven leave
+    it at an ordinary quiet day's level; a slot fewer than `min_days` days reported makes no claim."""
+    from gate.stats.counts import profile_at, time_of_day_profile
+
+    step = 60
+    t = np.arange(0, 7 * DAY, step, dtype=np.int64)
+    day = t // DAY
+    level = np.select([day == 2, day == 4, np.isin(day, (5, 6))], [50.0, 0.0, 0.5], 10.0)
+    profile = time_of_day_profile(t, level, step, quantile=0.25, min_days=3)
+    assert np.all(profile == 0.5)  # the second-lowest of 7 days: the dead one is the lowest
+    assert np.all(time_of_day_profile(t, level, step, quantile=0.5, min_days=3) == 10.0)
+    late = t >= 5 * DAY
+    assert np.all(np.isnan(time_of_day_profile(t[late], level[late], step, quantile=0.25, min_days=3)))
+    assert profile_at(profile, np.array([7 * DAY + 3600])) == pytest.approx([0.5])
+
+
+def test_the_time_of_day_profile_is_read_at_its_lowest_within_an_hour_across_midnight():
+    """The profile's slots are UTC's; a local day shifts an hour at a DST change (review: clean
+    deploys the day after failed). Read with a spread, a slot takes the lowest claim within it,
+    the day wrapping at midnight; slots without a claim (NaN) are skipped, none at all stays NaN."""
+    from gate.stats.counts import profile_at
+
+    profile = np.full(96, 10.0)
+    profile[94] = 1.0  # 23:30 UTC
+    profile[50] = np.nan
+    at = np.array([0, 12 * 3600, 12 * 3600 + 1800])
+    assert profile_at(profile, at, 3600) == pytest.approx([1.0, 10.0, 10.0], nan_ok=True)
+    assert profile_at(profile, at)[0] == 10.0
+    assert np.isnan(profile_at(np.full(96, np.nan), at, 3600)).all()

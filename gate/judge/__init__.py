@@ -28,7 +28,8 @@ it are the ones the bench and tests read (its constants: `bench.cv` sets them wh
 from __future__ import annotations
 
 from gate import guardrails
-from gate.judge.budget import PASS_CHECKPOINTS, TUNED_AT, Budget, Look, Setting, look_at, minimum_duration
+from gate.judge.budget import (PASS_CHECKPOINTS, STARTUP_MAX, TUNED_AT, Budget, Look, Setting, look_at,
+                               minimum_duration)
 from gate.judge.classify import (END_BOUND_Z, END_LIKELIHOOD_RATIO, END_PASS_RULE, END_REGRESSION_MULTIPLE,
                                  LATEST_AT_END, _against_baseline)
 from gate.judge.comparison import CLIP_SCALES, MIN_POINTS_TO_FAIL, _result
@@ -76,7 +77,10 @@ def evaluate(policy: Policy, reference: Reference, window: Observations, deploye
         compared = _after(window, deployed_at + policy.warmup, now)
         lifetime_points = max(1, (policy.lifetime - policy.warmup) // policy.interval)
         notes.append(f"the first {policy.warmup // 60} min ({policy.warmup} s) are a warm-up: shown, not compared")
-    setting = Setting(budget, look, lifetime_points, remaining)
+    # A start-up allowance for a denominator that reads 0 from the deploy (a target still
+    # registering with its load balancer): STARTUP_MAX from the deploy, less the warm-up.
+    startup = max(0, STARTUP_MAX - policy.warmup) // policy.interval
+    setting = Setting(budget, look, lifetime_points, remaining, startup)
     results = []
     for m in judged:
         if down is not None:

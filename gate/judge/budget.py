@@ -50,6 +50,16 @@ def look_at(policy: Policy, deployed_at: int, now: int) -> Look:
     return Look(checkpoint=checkpoint, final=now >= deployed_at + policy.lifetime)
 
 
+# A target still registering with its load balancer serves nothing for its first minutes (the
+# health checks' HealthyThresholdCount x interval: 5 x 30 s by default on an ALB, 2.5 min), and
+# a clean canary's requests read 0 over its first 3-5 minutes (review). Allowed from the deploy:
+# STARTUP_MAX seconds, whatever the lifetime (registering takes as long in a 20-minute lifetime as
+# in a day's), less the warm-up, whose points are not compared anyway (second review: a 1-minute
+# warm-up took the whole allowance away, and 10% of a 30-minute lifetime failed a 4-minute
+# registration); a longer run from the deploy is held (count._volume_reads_zero).
+STARTUP_MAX = 300
+
+
 @dataclass(frozen=True)
 class Setting:
     """What every metric of one evaluation is judged with."""
@@ -58,3 +68,6 @@ class Setting:
     look: Look
     lifetime_points: int
     remaining_points: int  # steps left until the end of the lifetime
+    # A count's denominator may read 0 from the deploy over this many points (a target still
+    # registering) without count._volume_reads_zero holding it; 0 with a warm-up (not compared).
+    startup_points: int = 0

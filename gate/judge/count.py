@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gate import guardrails
-from gate.judge.budget import TUNED_AT, Budget, Setting
+from gate.judge.budget import STARTUP_MAX, TUNED_AT, Budget, Setting
 from gate.judge.comparison import (FAIL_TEST, Comparison, DirectionTest, _at_tolerance, _directions, _excursions, _pct,
                                    _result)
 from gate.judge.kinds import MetricKind
@@ -21,7 +21,8 @@ from gate.judge.screens import _far_above_zero, _reads_zero
 from gate.policy import Metric
 from gate.rules import RATE_RULES, Rule
 from gate.series import Frame
-from gate.stats.counts import lower_tail, quiet_stretches, sum_inverse_k, window_inverse_k
+from gate.stats.counts import (lower_tail, profile_at, quiet_stretches, sum_inverse_k, time_of_day_inverse_k,
+                               time_of_day_profile, window_inverse_k, zero_runs)
 from gate.stats.seasonal import SeasonalModel, fit_seasonal, robust_sd
 from gate.stats.sequential import margin_test
 from gate.verdict import MetricResult
@@ -79,6 +80,20 @@ IMPLAUSIBLY_FEW = 0.1
 # minutes at ~10 errors a minute reads below 1e-20).
 QUIET_STRETCH_MIN = 3
 QUIET_STRETCH_CLEAN = 1e-5
+# History-only, a count without a denominator: what its window should have is, at each time of
+# day, the lower quartile across the history's days of that 15-minute slot's mean (at least
+# DAYS_MIN days), and never above its seasonal model's expectation. The seasonal model alone is
+# not robust to an incident at the same hour the day before (robust STL smooths a slot across
+# days: 8x for two hours one day made 118 of 1412 clean synthetic windows implausibly clean);
+# the days' median would hold a weekday's errors against a quiet weekend's (2 of 7 days); the
+# lower quartile of 7 days is the second-lowest day, untouched by incidents (days with more), by
+# a weekend, or by one day the source was dead.
+DAYS_QUANTILE = 0.25
+DAYS_MIN = 3
+# ... its lowest within an hour either side: the profile's slots are UTC's, and the day after a
+# DST change a service's local day runs an hour off its history's (a clean deploy at local
+# 05:00 held to the history's 06:00 failed, review).
+DST_SPREAD = 3600
 
 
 def _glitched(seasonal: SeasonalModel | None, x: np.ndarray) -> str | None:
@@ -216,10 +231,61 @@ def _compare_count(m: Metric, p: Paired, ref: MetricReference | None, setting: S
                  f"tolerance {tolerance:.0%}) over {len(ec)} points")
     else:
         shown = f"canary rate {_pct(effect)} vs baseline (tolerance {tolerance:.0%}) over {len(ec)} points"
+    no_volume = _volume_reads_zero(m, p, setting.startup_points) if m.denominator else None
+    if no_volume is not None:
+        return Comparison(outcomes, excursions, numbers, len(ec), tolerance, shown, doubt=no_volume,
+                          doubt_rule=Rule.READS_ZERO)
     return Comparison(outcomes, excursions, numbers, len(ec), tolerance, shown,
                       doubt=_implausibly_clean(m, ec, nc, rate, inverse_k,
                                                burstiness=window_inverse_k(eb, rate * nb),
                                                expected=None if m.denominator else eb))
+
+
+def _volume_reads_zero(m: Metric, p: Paired, startup_points: int = 0) -> str | None:
+    """A count's denominator that reads 0 in the canary over QUIET_STRETCH_MIN points in a row or
+    more, anywhere in the window, while the baseline served, where the canary's share of the
+    baseline's volume over the rest of the window makes none at all implausible (the lower tail
+    as _implausibly_clean_stretch's: at the dispersion the canary's volume shows around that
+    share, Bonferroni over the runs, below QUIET_STRETCH_CLEAN). Its events read 0 there too (or
+    the rate test fails it): what the canary did over those points cannot be told, and they are
+    no evidence of its rate. The out-of-service rule (down._canary_not_serving) sees such a run
+    only while it is the window's latest points and after a served one: a canary whose requests
+    and errors read 0 over its first 12 or 20 minutes, or over minutes 5-25 when the gate looked
+    at its checkpoints only, passed at minute 30, its coverage counted whole (review). Real
+    canaries read 0 requests where their baseline serves a handful (k1m-fleet-anomaly-264: 0, 0,
+    0 beside 1, 2, 1; a low-traffic canary at 5% for 19 minutes): plausible, and not held.
+    A missing denominator point while the canary reports is read as 0 (Paired.served_*_volume:
+    CloudWatch publishes no RequestCount for a minute without requests; the paired moments drop
+    it, and such a run went unseen, review). A run from the window's first point of at most
+    `startup_points` (Setting.startup_points: a target still registering, budget.STARTUP_MAX) is
+    allowed, as _canary_not_serving allows one before the first served point: held, a clean
+    canary whose first 3-5 minutes read 0 failed at the end (review); a longer one is held."""
+    volume, baseline = p.served_canary_volume, p.served_baseline_volume
+    if volume is None or baseline is None:
+        volume, baseline = p.canary_volume, p.baseline_volume
+    all_runs = zero_runs(volume, QUIET_STRETCH_MIN)
+    served = np.ones(len(volume), dtype=bool)
+    for a, b in all_runs:
+        served[a:b] = False
+    runs = [(a, b) for a, b in all_runs if not (a == 0 and b <= startup_points)]
+    if not runs:
+        return None
+    share = float(np.sum(volume[served])) / max(float(np.sum(baseline[served])), 1e-12)
+    if not share > 0:
+        return None  # never served in the window: its minimum volume's business
+    inverse_k = window_inverse_k(volume[served], share * baseline[served])
+    mean = np.array([share * float(np.sum(baseline[a:b])) for a, b in runs])
+    inverse_k_sums = np.array([sum_inverse_k(share * baseline[a:b], inverse_k) for a, b in runs])
+    chance = lower_tail(np.zeros(len(runs)), mean, inverse_k_sums) * len(runs)
+    worst = int(np.argmin(chance))
+    if chance[worst] >= QUIET_STRETCH_CLEAN:
+        return None
+    (a, b), n = runs[worst], len(volume)
+    return (f"the canary's {m.denominator} read 0 at {b - a} points in a row (points {a + 1} to {b} of {n}) while "
+            f"the baseline served {np.sum(baseline[a:b]):.0f}; at its share of the baseline's over the rest of "
+            f"the window ({share:.1%}) it would have served about {mean[worst]:.0f} (chance of none "
+            f"{chance[worst]:.1e} over {len(runs)} runs tried): is its {m.denominator} series filled with zeros, or "
+            f"was it out of service? What its {m.name} did there cannot be told")
 
 
 def _rate_alike(eb: np.ndarray, nb: np.ndarray, ref: MetricReference | None) -> float:
@@ -376,18 +442,54 @@ def _implausibly_clean_stretch(m: Metric, events: np.ndarray, volume: np.ndarray
 
 def _clean_against_history(m: Metric, ref: MetricReference, canary: Frame) -> str | None:
     """History-only: the canary's own history rate, not a baseline's, says how many events its
-    requests should have had (see _implausibly_clean). Not for a count without a denominator: its
-    history's mean per point is no expectation for a window (errors follow the day, 8% of their
-    mean at night; one outage in the week raised it for every window), and held to it, clean
-    night deploys failed (review); a time-of-day expectation robust to the history's incidents is
-    what it would need (left open)."""
-    if not m.denominator or ref.rate is None or m.denominator not in canary.values:
+    requests should have had (see _implausibly_clean); a count without a denominator is held to
+    its history at the window's times of day (_clean_against_time_of_day)."""
+    if not m.denominator:
+        return _clean_against_time_of_day(m, ref, canary)
+    if ref.rate is None or m.denominator not in canary.values:
         return None
     events, volume = canary.values[m.name], canary.values[m.denominator]
     ok = np.isfinite(events) & np.isfinite(volume)
     events, volume = events[ok], volume[ok]
     return _implausibly_clean(m, events, volume, ref.rate, ref.noise or 0.0,
                               burstiness=window_inverse_k(events, ref.rate * volume))
+
+
+def _clean_against_time_of_day(m: Metric, ref: MetricReference, canary: Frame) -> str | None:
+    """History-only, a count without a denominator (errors per point): a canary whose errors read
+    exactly 0 over the whole window, or over a run of QUIET_STRETCH_MIN+ points up to its latest
+    one (a dead source filled with zeros, a counter the release renamed), where its own history
+    at these times of day has far more, is held as _implausibly_clean holds one beside a
+    baseline. Only a window (or a stretch reaching its latest point) at exactly 0: a low count
+    is left as the history's mean per point left it (not held). Held to low counts, a clean
+    deploy at local 05:00 the day after a DST change failed ("only 9 where 119"): the UTC slots
+    of the time of day took the days before the change, an hour off (review). The expectation
+    is the count's seasonal model, not its history's mean per point: errors follow the day (8%
+    of their mean at night) and one outage in the week raised that mean for every window, and
+    clean night deploys failed under it (review). The model is robust STL's, never below 0, and
+    never above the days' lower quartile of the slot (time_of_day_profile) where that makes a
+    claim: where it makes none (under DAYS_MIN days of history) the model's alone, not 0 (0 let
+    a dead source pass on a short history, review). Each point's dispersion at least the one the
+    history's own noise at that hour shows (time_of_day_inverse_k), so a night whose errors
+    come in rare bursts reads its zeros as plausible."""
+    events = canary.values.get(m.name)
+    if events is None or ref.seasonal is None or ref.by_time_of_day is None:
+        return None
+    ok = np.isfinite(events)
+    t, events = canary.timestamps[ok], events[ok]
+    nonzero = np.flatnonzero(events != 0)
+    start = int(nonzero[-1]) + 1 if len(nonzero) else 0
+    if len(events) - start < (1 if start == 0 else QUIET_STRETCH_MIN):
+        return None
+    total = len(events)
+    t, events = t[start:], events[start:]
+    expected = np.fmin(np.maximum(ref.seasonal.expected(t), 0.0), profile_at(ref.by_time_of_day, t, DST_SPREAD))
+    inverse_k = max(ref.noise or 0.0, time_of_day_inverse_k(expected, ref.seasonal.scale(t)))
+    doubt = _implausibly_clean(m, events, np.ones(len(events)), 0.0, inverse_k,
+                               burstiness=window_inverse_k(events, expected), expected=expected)
+    if doubt is not None and start > 0:
+        return f"its {m.name} read 0 from point {start + 1} of {total} on (has the series stopped?): {doubt}"
+    return doubt
 
 
 def _learn(m: Metric, frame: Frame, x: np.ndarray, deployed_at: int, seasonal: bool) -> MetricReference:
@@ -401,22 +503,31 @@ def _learn(m: Metric, frame: Frame, x: np.ndarray, deployed_at: int, seasonal: b
     volume = frame.values.get(m.denominator) if m.denominator else None
     x = _without_glitch_points(x, _glitch_ceiling(x, GLITCH_OVER_P99))
     noise, excursion_rate = _dispersion(t, x, frame.step, volume)
+    by_time_of_day = (time_of_day_profile(t[t < deployed_at], x[t < deployed_at], frame.step, DAYS_QUANTILE,
+                                          DAYS_MIN) if seasonal and not m.denominator else None)
     return learned(model, t, x, deployed_at, noise=noise, excursion_rate=excursion_rate,
                    rate=_rate(x, volume if m.denominator else np.ones(len(x))), unusable=unusable,
-                   glitch_ceiling=_glitch_ceiling(x, GLITCH_WINDOW_OVER_P99))
+                   glitch_ceiling=_glitch_ceiling(x, GLITCH_WINDOW_OVER_P99), by_time_of_day=by_time_of_day)
 
 
 def _no_volume_against_history(m: Metric, reference: Reference, canary: Frame, t: np.ndarray,
                                x: np.ndarray) -> str | None:
     """History-only: a count's denominator that reads 0 where its seasonal expectation puts 0 far
-    out (see _reads_zero, _far_above_zero): a canary serving no requests passed on its errors."""
+    out (see _reads_zero, _far_above_zero): a canary serving no requests passed on its errors.
+    Anywhere in the window, as a gauge's (`anywhere`): read on its latest points only, requests
+    and errors 0 over minutes 10-30, 0-15 or 20-26 passed at the end (fail-open review)."""
     volume_ref = reference.metrics.get(m.denominator) if m.denominator else None
     volume = canary.values.get(m.denominator) if m.denominator else None
     if volume_ref is None or volume_ref.seasonal is None or volume is None:
         return None
     known = np.isfinite(volume)
-    return _reads_zero(m.denominator, volume[known], _far_above_zero(volume_ref.seasonal, canary.timestamps[known]),
-                       "its seasonal expectation")
+    t, volume = canary.timestamps[known], volume[known]
+    # The start-up allowance the paired check gives (budget.STARTUP_MAX): a leading run of zeros
+    # within it is a target still registering, not a canary serving nothing (second review).
+    registering = (np.cumprod(volume <= 0) > 0) & (t < t[0] + STARTUP_MAX) if len(t) else np.zeros(0, dtype=bool)
+    t, volume = t[~registering], volume[~registering]
+    return _reads_zero(m.denominator, volume, _far_above_zero(volume_ref.seasonal, t),
+                       "its seasonal expectation", anywhere=True)
 
 
 def _ratio(x: np.ndarray, volume: np.ndarray | None) -> float | None:

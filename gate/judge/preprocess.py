@@ -38,6 +38,12 @@ class Paired:
     # the zero screens (screens._reads_zero) read; None for a count.
     zero_screen: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     sent: np.ndarray | None = None  # the moments in `reported` and those left out as no reading (`unread`)
+    # The denominators at every moment the baseline served and the canary reported any metric,
+    # the canary's missing there read as 0 (CloudWatch publishes no RequestCount for a minute
+    # without one, as down._canary_not_serving reads it): for count._volume_reads_zero, which
+    # the moments above (both groups' every series known) would not show such a run.
+    served_canary_volume: np.ndarray | None = None
+    served_baseline_volume: np.ndarray | None = None
 
 
 def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
@@ -49,11 +55,17 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
         return None
     common, ci, bi = np.intersect1d(canary.timestamps, baseline.timestamps, return_indices=True)
     c, b = canary.values[m.name][ci], baseline.values[m.name][bi]
-    cv = bv = None
+    cv = bv = served_cv = served_bv = None
     if m.denominator:
         if m.denominator not in canary.values or m.denominator not in baseline.values:
             return None
         cv, bv = canary.values[m.denominator][ci], baseline.values[m.denominator][bi]
+        canary_reported = np.zeros(len(ci), dtype=bool)
+        for values in canary.values.values():
+            canary_reported |= np.isfinite(values[ci])
+        served_cv = np.where(np.isnan(cv) & canary_reported, 0.0, cv)
+        counted = np.isfinite(served_cv) & (np.nan_to_num(bv) > 0)
+        served_cv, served_bv = served_cv[counted], bv[counted]
     keep = np.isfinite(c) & np.isfinite(b)
     if cv is not None:
         keep &= np.isfinite(cv) & np.isfinite(bv) & (bv > 0) & (cv >= 0)
@@ -121,7 +133,7 @@ def preprocess(m: Metric, window: Observations, ref: MetricReference | None,
     return Paired(
         common[keep], c[keep], b[keep],
         None if cv is None else cv[keep], None if bv is None else bv[keep], held,
-        common[reported], int(glitches.sum()), glitched, int(unread.sum()), zero_screen, sent,
+        common[reported], int(glitches.sum()), glitched, int(unread.sum()), zero_screen, sent, served_cv, served_bv,
     )
 
 

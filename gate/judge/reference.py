@@ -38,6 +38,9 @@ class MetricReference:
     jump_quantile: float | None = None  # gauges: TAIL_QUANTILE of one host's relative jumps (centred)
     glitch_ceiling: float | None = None  # counts: a window point above it (in one group alone) is a glitch
     dip_share: float | None = None  # gauges: share of history points below a tenth of their level (screens._dip_share)
+    # counts without a denominator: events per point by 15-minute slot of the day, a low quantile
+    # across the history's days (count.DAYS_QUANTILE), for a window's expectation robust to incidents
+    by_time_of_day: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
