@@ -78,7 +78,7 @@ def backoff(attempt: int) -> float:
 
 
 def make_client(service: str, region: str | None = None, *, attempts: int = RETRIES["total_max_attempts"],
-                raw_errors: bool = False, timeouts: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT)) -> Any:
+                raw_errors: bool = False, timeouts: tuple[float, float] | None = None) -> Any:
     """A boto3 client, the gate's only way to make one: with bounded timeouts (CONNECT_TIMEOUT,
     READ_TIMEOUT) and botocore's standard retries (throttling and transient errors), up to
     `attempts` in all (1: the caller retries); the endpoint follows the boto3 chain
@@ -90,13 +90,14 @@ def make_client(service: str, region: str | None = None, *, attempts: int = RETR
     `raw_errors=True`: botocore's region chain only, and its errors raised as they are, for the
     callers that turn them into their own (the store, the reference cache, the request budget,
     the report upload, the Lambda's policy, secret and idempotency clients). `timeouts`: (connect,
-    read) seconds, shorter for a call the gate can do without (the reference cache's STS call)."""
+    read) seconds, shorter for a call the gate can do without (the reference cache's STS call);
+    by default the module's bounds as they are at the call (read then, not at import)."""
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, NoRegionError
 
     retries = {**RETRIES, "total_max_attempts": attempts}
-    connect_timeout, read_timeout = timeouts
+    connect_timeout, read_timeout = timeouts or (CONNECT_TIMEOUT, READ_TIMEOUT)
     config = Config(retries=retries, connect_timeout=connect_timeout, read_timeout=read_timeout)
     if raw_errors:
         return boto3.client(service, region_name=region, config=config)
