@@ -388,6 +388,13 @@ def test_the_cloudwatch_account_is_asked_once_per_region_endpoint_and_access_key
     assert role["SessionToken"] not in remembered
 
 
+# STS's answer to GetCallerIdentity for account 210987654321.
+STS_ANSWER = (b'<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+              b"<GetCallerIdentityResult><Arn>arn:aws:iam::210987654321:user/gate</Arn>"
+              b"<UserId>AIDAGATE</UserId><Account>210987654321</Account></GetCallerIdentityResult>"
+              b"<ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>")
+
+
 class _SlowSts(BaseHTTPRequestHandler):
     """STS that answers GetCallerIdentity (account 210987654321) after `delay` seconds."""
 
@@ -398,18 +405,17 @@ class _SlowSts(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.calls.append(1)
         time.sleep(self.delay)
-        body = (b'<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
-                b"<GetCallerIdentityResult><Arn>arn:aws:iam::210987654321:user/gate</Arn>"
-                b"<UserId>AIDAGATE</UserId><Account>210987654321</Account></GetCallerIdentityResult>"
-                b"<ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>")
         try:
             self.send_response(200)
             self.send_header("Content-Type", "text/xml")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(STS_ANSWER)))
             self.end_headers()
-            self.wfile.write(body)
+            self.send_body(STS_ANSWER)
         except OSError:  # the caller gave up waiting
             pass
+
+    def send_body(self, body: bytes) -> None:
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass
@@ -444,25 +450,14 @@ class _TricklingSts(_SlowSts):
     """STS that answers GetCallerIdentity in full, a few bytes at a time, each well within the
     read timeout: the whole answer takes far longer than the STS budget."""
 
-    def do_POST(self):  # noqa: N802 - http.server's name
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.calls.append(1)
-        body = (b'<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
-                b"<GetCallerIdentityResult><Arn>arn:aws:iam::210987654321:user/gate</Arn>"
-                b"<UserId>AIDAGATE</UserId><Account>210987654321</Account></GetCallerIdentityResult>"
-                b"<ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>")
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/xml")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
+    delay = 0.0  # its own: never a slow answer left by _SlowSts's parameters
+
+    def send_body(self, body: bytes) -> None:
+        self.wfile.flush()
+        for i in range(0, len(body), 16):
+            time.sleep(0.3)
+            self.wfile.write(body[i:i + 16])
             self.wfile.flush()
-            for i in range(0, len(body), 16):
-                time.sleep(0.3)
-                self.wfile.write(body[i:i + 16])
-                self.wfile.flush()
-        except OSError:  # the caller gave up waiting
-            pass
 
 
 def test_an_sts_answer_trickled_past_the_budget_tells_no_account(aws_env, monkeypatch, caplog):
