@@ -289,6 +289,8 @@ def test_a_dynamodb_write_refused_when_the_verdict_is_recorded_is_never_a_pass(c
 
     client = stubbed_dynamodb()
     with Stubber(client) as stubber:
+        # The deploy's recorded verdicts are read first (none final: a final verdict is final).
+        stubber.add_response("query", {"Items": [], "Count": 0, "ScannedCount": 0}, None)
         stubber.add_client_error("put_item", service_error_code=error[0], service_message=error[1],
                                  http_status_code=400, expected_params={"TableName": "gate-evaluations", "Item": ANY})
         with pytest.raises(StoreError) as caught:
