@@ -282,7 +282,7 @@ def host_sides(policy: Policy, source: MetricSource, query: Query, counts: set[s
     for turn, at in enumerate(sorted({round(i * len(names) / count) for i in range(count)})):
         # The names turned to start there, in the order they first reported after that: a
         # replaced host is still followed by its replacement.
-        sized = sized_sides(hosts, names[at:] + names[:at], judged, canary_share)
+        sized = sized_sides(hosts, names[at:] + names[:at], judged, canary_share, running)
         if isinstance(sized, str):
             return sized  # the same for every turn: the group's size decides it
         mine, theirs, sides = sized
@@ -333,16 +333,18 @@ def hosts_at_once(running: list[np.ndarray]) -> int:
     return int(np.median(count[count > 0])) if (count > 0).any() else 0
 
 
-def sized_sides(hosts: dict[str, Frame], names: list[str], judged: list[str],
-                canary_share: float) -> tuple[list[str], list[str], str] | str:
+def sized_sides(hosts: dict[str, Frame], names: list[str], judged: list[str], canary_share: float,
+                running_by_host: dict[str, np.ndarray] | None = None) -> tuple[list[str], list[str], str] | str:
     """A canary side of as many hosts as a canary of `canary_share` of the group runs (the share
     of the hosts it runs at once, to the nearest, ties to fewer: the noisier; at least one) and
     a baseline side of the rest: the live baseline is the whole group, a mean over all its hosts,
     which the rest stands for more nearly than a half would. Hosts in the order they first
     reported (`names`) join the canary side while it runs fewer than its size over most of their
     moments, so a host replaced over the history is followed by its replacement. Or why not: too
-    few hosts at once for both sides."""
-    running = [running_between_reports(hosts[h], judged) for h in names]
+    few hosts at once for both sides. `running_by_host`: each host's running moments, when the
+    caller has them already (`host_sides` asks once per turn)."""
+    running_by_host = running_by_host or {h: running_between_reports(hosts[h], judged) for h in names}
+    running = [running_by_host[h] for h in names]
     size = hosts_at_once(running)
     if size < 2:
         return (f"the baseline group ran {size} host{'s' if size != 1 else ''} at a time ({len(names)} over the "
